@@ -1,0 +1,3 @@
+from geo_lead.cli import main
+
+raise SystemExit(main())

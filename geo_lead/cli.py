@@ -1,0 +1,89 @@
+"""The ``geo-lead`` command: argument parsing, logging, progress and error reporting.
+
+Each group of subcommands lives in ``geo_lead/commands/<name>.py`` with a
+``register(subparsers)`` function. Those modules import only the standard library at top
+level (heavy imports go inside the handlers) so that ``geo-lead zone check`` starts fast.
+This is the only module that configures logging; handlers print, library code logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from geo_lead import __version__
+from geo_lead.errors import GeoLeadError
+
+#: Subcommand modules under geo_lead/commands, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "pipeline",
+    "ingest",
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+geo_lead: choose and check the area of Louisville Metro's LEAD pilot (Law Enforcement
+Assisted Diversion) from LMPD crime, citation and arrest records.
+
+Planners:  geo-lead run            ingest, geocode, score, site, map and report in one go
+Analysts:  geo-lead ingest NEW.csv add a new LMPD extract (only new rows are added)
+           geo-lead score          rank First Division neighborhoods
+Officers:  geo-lead zone check --address "2700 BLOCK W MADISON ST"
+
+Every command that touches the embedded store takes --store PATH (default data/lead.gpkg).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geo-lead", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"geo_lead {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (-v info, -vv debug) to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"geo_lead.commands.{name}").register(sub)
+    return parser
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON document on stdout (NaN becomes null)."""
+    print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if obj != obj or obj in (float("inf"), float("-inf")) else obj
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except GeoLeadError as exc:
+        print(f"geo-lead: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("geo-lead: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Subcommands of ``geo-lead``; each module has ``register(subparsers)``."""

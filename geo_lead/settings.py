@@ -1,0 +1,69 @@
+"""Typed, documented defaults for geo_lead: CRS, paths and thresholds.
+
+Every number a user might question lives here, with its unit in the name.
+Nothing else in the package hard-codes a path, a CRS or a threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+#: The project checkout (``geo_lead/..``): home of ``data/``, ``boundaries/`` and ``maps/``.
+PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parent.parent
+PACKAGE_DIR: Final[Path] = Path(__file__).resolve().parent
+
+# --- coordinate reference systems -------------------------------------------------------
+#: Storage and exchange: lon/lat on WGS 84.
+CRS_STORE: Final[str] = "EPSG:4326"
+#: Distances, areas, KDE and buffers: NAD83 / Kentucky North, US survey feet (LOJIC's CRS).
+CRS_PROJECTED: Final[str] = "EPSG:2246"
+SQFT_PER_SQMI: Final[float] = 5280.0**2
+M_PER_FT: Final[float] = 1200.0 / 3937.0  # US survey foot
+
+#: Jefferson County, KY bounding box (lon/lat) with a small margin; geocodes outside are rejected.
+JEFFERSON_BBOX: Final[tuple[float, float, float, float]] = (-86.0, 37.99, -85.40, 38.39)
+
+# --- paths ------------------------------------------------------------------------------
+#: The embedded store, relative to the current directory (every command takes --store).
+DEFAULT_STORE: Final[Path] = Path("data/lead.gpkg")
+SHIPPED_DATA_DIR: Final[Path] = PROJECT_ROOT / "data"
+SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2016_drug_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv",
+)
+REFERENCE_DIR: Final[Path] = SHIPPED_DATA_DIR / "reference"
+POPULATION_TRACTS: Final[Path] = SHIPPED_DATA_DIR / "population" / "tracts_2020_population.geojson"
+BOUNDARIES_DIR: Final[Path] = PROJECT_ROOT / "boundaries"
+NEIGHBORHOODS_FILE: Final[Path] = BOUNDARIES_DIR / "neighborhoods.geojson"
+PILOT_ZONE_FILE: Final[Path] = BOUNDARIES_DIR / "pilot_zone.geojson"
+FIRST_DIVISION_FILE: Final[Path] = BOUNDARIES_DIR / "first_division.geojson"
+MAPS_DIR: Final[Path] = Path("maps")
+RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
+
+# --- the pilot ----------------------------------------------------------------------------
+PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
+PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
+PILOT_MONTHS: Final[int] = 18
+FIRST_DIVISION: Final[str] = "1ST DIVISION"
+
+#: Sampling fraction of each shipped sample file (../shared/data/README.md): yearly figures
+#: divide counts by it. Keyed by the file name, so a user's full-year file scales by 1.
+SAMPLE_FRACTION_BY_FILE: Final[dict[str, float]] = {
+    "crime_data_2016_drug_sample.csv": 0.15,
+    "crime_data_2017_drug_sample.csv": 0.14,
+}
+
+# --- reading ------------------------------------------------------------------------------
+#: Strings that mean "no value" in LMPD exports.
+NULL_STRINGS: Final[frozenset[str]] = frozenset({"", "NULL", "null", "NaN", "N/A", "NONE"})
+READ_CHUNK_ROWS: Final[int] = 50_000
+
+# --- zone check ---------------------------------------------------------------------------
+NEAR_BOUNDARY_FT: Final[float] = 300.0
+
+# --- statistics ---------------------------------------------------------------------------
+RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
+PERMUTATIONS: Final[int] = 999
+BOOTSTRAP_REPLICATES: Final[int] = 500

@@ -1,0 +1,549 @@
+"""LMPD formats -> one canonical record table, plus a rejects table with reasons.
+
+Three Louisville Open Data formats are recognised from their header:
+
+* ``crime-pre2023`` -- Crime Data up to 2022 (INCIDENT_NUMBER, DATE_OCCURED, UOR_DESC, ...);
+* ``crime-2023``    -- Crime Data 2023+ ("Incident Number", "Offense Code Name", ...);
+* ``citations``     -- Uniform Citation Data (CITATION_CONTROL_NUMBER, CHARGE_DESC, ...).
+
+Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice.
+Every physical row ends up either in a chunk's ``records`` or in its ``rejects``, with the
+file, the line number and a reason: rows read = rows accepted + rows rejected.
+
+Canonical record columns
+------------------------
+record_id        stable key: ``source:incident_number:offense-hash:n`` (n counts repeats of
+                 the same offence within one incident), unchanged across re-downloads
+source           one of SOURCES
+incident_number  incident or citation control number
+occurred_at      ISO 8601 local time (``reported_at`` when the occurrence date is empty)
+reported_at      ISO 8601 local time or empty
+offense_text     offence / charge description, as published
+statute          KRS statute where the format has one (citations), else empty
+nibrs_code       NIBRS / UCR code
+crime_type       CRIME_TYPE / Offense Classification / citation type
+division         normalised: ``1ST DIVISION`` .. ``8TH DIVISION``, or the text as published
+beat             LMPD beat code
+premise          premise type / location category
+address_raw      block address or citation location, as published (whitespace collapsed)
+city, zip        as published (ZIP cut to 5 digits)
+source_file      file name the row came from
+source_line      physical line number in that file (1 = header)
+content_hash     hash of the published content, to detect changed re-downloads
+
+Person fields (sex, race, age of citations) are returned separately in ``persons`` and
+never join the record table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import re
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.errors import InputFileError, MissingColumnError
+
+log = logging.getLogger(__name__)
+
+SOURCES: tuple[str, ...] = ("crime-pre2023", "crime-2023", "citations")
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "record_id", "source", "incident_number", "occurred_at", "reported_at", "offense_text",
+    "statute", "nibrs_code", "crime_type", "division", "beat", "premise", "address_raw",
+    "city", "zip", "source_file", "source_line", "content_hash",
+)
+REJECT_COLUMNS: tuple[str, ...] = ("source_file", "source_line", "reason", "column", "value", "raw")
+PERSON_FIELDS: tuple[str, ...] = ("sex", "race", "ethnicity", "age")
+
+#: Canonical field -> header names (normalised: upper case, runs of non-alphanumerics -> "_"),
+#: first match wins. Fields marked required stop the read when absent.
+COLUMN_CANDIDATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "crime-pre2023": {
+        "incident_number": ("INCIDENT_NUMBER",),
+        "occurred_at": ("DATE_OCCURED", "DATE_OCCURRED"),
+        "reported_at": ("DATE_REPORTED",),
+        "offense_text": ("UOR_DESC",),
+        "nibrs_code": ("NIBRS_CODE",),
+        "crime_type": ("CRIME_TYPE",),
+        "division": ("LMPD_DIVISION",),
+        "beat": ("LMPD_BEAT",),
+        "premise": ("PREMISE_TYPE",),
+        "address_raw": ("BLOCK_ADDRESS",),
+        "city": ("CITY",),
+        "zip": ("ZIP_CODE",),
+    },
+    "crime-2023": {
+        "incident_number": ("INCIDENT_NUMBER",),
+        "occurred_at": ("DATE_OCCURRED", "DATE_OCCURED"),
+        "reported_at": ("DATE_REPORTED",),
+        "offense_text": ("OFFENSE_CODE_NAME",),
+        "nibrs_code": ("NIBRS_CODE",),
+        "crime_type": ("OFFENSE_CLASSIFICATION",),
+        "division": ("LMPD_DIVISION",),
+        "beat": ("LMPD_BEAT",),
+        "premise": ("LOCATION_CATEGORY",),
+        "address_raw": ("BLOCK_ADDRESS",),
+        "city": ("CITY",),
+        "zip": ("ZIP_CODE",),
+    },
+    "citations": {
+        "incident_number": ("CITATION_CONTROL_NUMBER", "CONTROL_NUMBER", "CITATION_NUMBER"),
+        "occurred_at": ("CITATION_DATE", "DATE_ISSUED", "CITATION_DATE_TIME"),
+        "reported_at": ("DATE_REPORTED",),
+        "offense_text": ("CHARGE_DESC", "CHARGE_DESCRIPTION", "VIOLATION_DESC", "UCR_DESC"),
+        "statute": ("STATUTE", "VIOLATION_CODE"),
+        "nibrs_code": ("UCR_CODE", "NIBRS_CODE"),
+        "crime_type": ("CITATION_TYPE_DESC", "CITATION_TYPE"),
+        "division": ("DIVISION", "LMPD_DIVISION"),
+        "beat": ("BEAT", "LMPD_BEAT"),
+        "premise": ("PREMISE_TYPE",),
+        "address_raw": ("CITATION_LOCATION", "LOCATION", "BLOCK_ADDRESS"),
+        "city": ("CITY",),
+        "zip": ("ZIP_CODE", "ZIP"),
+        "sex": ("PERSONS_SEX", "PERSON_SEX", "SEX"),
+        "race": ("PERSONS_RACE", "PERSON_RACE", "RACE"),
+        "ethnicity": ("PERSONS_ETHNICITY", "PERSON_ETHNICITY", "ETHNICITY"),
+        "age": ("PERSONS_AGE", "PERSON_AGE", "AGE"),
+    },
+}
+REQUIRED_FIELDS: tuple[str, ...] = ("incident_number", "occurred_at", "offense_text", "address_raw")
+
+#: Header columns whose presence identifies each format.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "crime-pre2023": ("INCIDENT_NUMBER", "UOR_DESC"),
+    "crime-2023": ("INCIDENT_NUMBER", "OFFENSE_CODE_NAME"),
+    "citations": ("CITATION_CONTROL_NUMBER",),
+}
+
+#: Tried in order on what is still unparsed; LMPD publishes US month-first dates.
+DATE_FORMATS: tuple[str, ...] = (
+    "%m/%d/%y %I:%M %p", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%y %H:%M",
+    "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%m/%d/%y", "ISO8601",
+)
+
+_ORDINAL_DIVISION = re.compile(r"^\s*(\d)(?:ST|ND|RD|TH)?\s*(?:DIV(?:ISION)?)?\.?\s*$")
+_WORD_ORDINALS = {
+    "FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4, "FIFTH": 5, "SIXTH": 6, "SEVENTH": 7,
+    "EIGHTH": 8, "NINTH": 9,
+}
+_SUFFIX = {1: "ST", 2: "ND", 3: "RD"}
+
+
+@dataclass
+class Chunk:
+    """One streamed piece of a file: accepted records, rejects and person fields."""
+
+    records: pd.DataFrame
+    rejects: pd.DataFrame
+    persons: pd.DataFrame
+    rows_read: int
+
+
+@dataclass
+class ReadResult:
+    """A whole file read: the concatenation of its chunks."""
+
+    path: Path
+    source: str
+    records: pd.DataFrame
+    rejects: pd.DataFrame
+    persons: pd.DataFrame
+    rows_read: int
+    columns_found: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.records)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejects)
+
+
+def normalize_header(name: str) -> str:
+    """``"Offense Code Name"`` -> ``"OFFENSE_CODE_NAME"``; strips BOMs and quotes."""
+    name = name.replace("\ufeff", "").strip().strip('"').upper()
+    return re.sub(r"[^0-9A-Z]+", "_", name).strip("_")
+
+
+def normalize_division(value: str) -> str:
+    """``1st Division``, ``1ST DIVISION``, ``1``, ``First`` -> ``1ST DIVISION``; others upper-cased."""
+    text = " ".join(value.upper().split())
+    if not text:
+        return ""
+    m = _ORDINAL_DIVISION.match(text)
+    number = int(m.group(1)) if m else None
+    if number is None:
+        first = text.split()[0]
+        number = _WORD_ORDINALS.get(first) if (len(text.split()) == 1 or "DIV" in text) else None
+    if number is None:
+        return text
+    return f"{number}{_SUFFIX.get(number, 'TH')} DIVISION"
+
+
+def load_mapping(path: Path | str) -> dict[str, object]:
+    """Read a column mapping (TOML or JSON).
+
+    The file maps canonical fields to the header names of the user's file, and may name the
+    source format::
+
+        source = "citations"
+        [columns]
+        incident_number = "CITATION_CONTROL_NUMBER"
+        address_raw = "CITATION_LOCATION"
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read mapping file ({exc.strerror}).") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputFileError(f"{path}: not a valid mapping file: {exc}") from None
+    columns = data.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise InputFileError(f"{path}: [columns] must map canonical field names to header names.")
+    known = set(RECORD_COLUMNS) | set(PERSON_FIELDS)
+    unknown = sorted(set(columns) - known)
+    if unknown:
+        raise InputFileError(
+            f"{path}: unknown canonical field(s) {unknown}; known fields: {sorted(known)}."
+        )
+    source = data.get("source")
+    if source is not None and source not in SOURCES:
+        raise InputFileError(f"{path}: source {source!r} is not one of {list(SOURCES)}.")
+    return {"source": source, "columns": columns}
+
+
+def detect_source(header: list[str], path: Path | str = "<file>") -> str:
+    """Name the LMPD format whose signature columns the header contains."""
+    found = {normalize_header(h) for h in header}
+    for source, signature in SIGNATURES.items():
+        if all(col in found for col in signature):
+            return source
+    raise InputFileError(
+        f"{path}: cannot tell the format from the header. Columns found: "
+        f"{', '.join(repr(h) for h in header)}. Expected one of: "
+        + "; ".join(f"{s} ({', '.join(sig)})" for s, sig in SIGNATURES.items())
+        + ". Pass --source crime-pre2023|crime-2023|citations, or --mapping PATH for renamed columns."
+    )
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _column_index(
+    header: list[str], source: str, mapping: dict[str, object] | None, path: Path
+) -> dict[str, int]:
+    """Canonical field -> column position, checking required fields are present."""
+    norm = [normalize_header(h) for h in header]
+    user_cols = dict(mapping["columns"]) if mapping else {}  # type: ignore[call-overload]
+    index: dict[str, int] = {}
+    for fld, candidates in COLUMN_CANDIDATES[source].items():
+        names = (normalize_header(user_cols.pop(fld)),) if fld in user_cols else candidates
+        for name in names:
+            if name in norm:
+                index[fld] = norm.index(name)
+                break
+    for fld, name in user_cols.items():  # fields this source does not list by default
+        if normalize_header(name) in norm:
+            index[fld] = norm.index(normalize_header(name))
+    for fld in REQUIRED_FIELDS:
+        if fld not in index:
+            wanted = (user_cols.get(fld),) if mapping and fld in mapping["columns"] else (  # type: ignore[operator]
+                COLUMN_CANDIDATES[source][fld]
+            )
+            raise MissingColumnError(
+                str(path), " or ".join(str(w) for w in wanted), header,
+                hint=f"(needed for {fld} in {source} files; map it with --mapping PATH).",
+            )
+    return index
+
+
+def _decoded_lines(raw: Iterator[bytes], encoding: str, bad_lines: set[int]) -> Iterator[str]:
+    """Decode line by line; lines that are not valid `encoding` are noted, not fatal."""
+    for lineno, line in enumerate(raw, start=1):
+        try:
+            yield line.decode(encoding)
+        except UnicodeDecodeError:
+            bad_lines.add(lineno)
+            yield line.decode(encoding, errors="replace")
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Parse LMPD date strings (``7/11/17 8:49 PM``, ``1/16/2024``, ISO 8601) to datetimes.
+
+    Unparseable values become NaT; the caller decides what that means.
+    """
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    todo = values.notna() & (values != "")
+    for fmt in DATE_FORMATS:
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(values[todo], format=fmt, errors="coerce")
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(None)
+        ok = parsed.notna()
+        out.loc[ok[ok].index] = parsed[ok].astype("datetime64[ns]")
+        todo.loc[ok[ok].index] = False
+    return out
+
+
+def _hash_strings(parts: pd.DataFrame) -> pd.Series:
+    joined = parts.astype(str).agg("\x1f".join, axis=1)
+    return joined.map(lambda s: hashlib.blake2b(s.encode("utf-8"), digest_size=8).hexdigest())
+
+
+def _offense_key(text: pd.Series) -> pd.Series:
+    canon = text.str.upper().str.replace(r"\s+", " ", regex=True).str.strip()
+    return canon.map(lambda s: hashlib.blake2b(s.encode("utf-8"), digest_size=4).hexdigest())
+
+
+class _RecordBuilder:
+    """Turns raw rows of one file into canonical chunks; keeps per-file state (repeat counters)."""
+
+    def __init__(self, path: Path, source: str, index: dict[str, int]) -> None:
+        self.path, self.source, self.index = path, source, index
+        self.name = path.name
+        self.repeat_counter: dict[tuple[str, str], int] = {}
+
+    def build(self, rows: list[list[str]], lines: list[int]) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
+        if not rows:
+            empty = pd.DataFrame(columns=list(RECORD_COLUMNS))
+            return empty, [], pd.DataFrame(columns=["record_id", *PERSON_FIELDS])
+        data = {fld: [r[i] for r in rows] for fld, i in self.index.items()}
+        df = pd.DataFrame(data, dtype=object)
+        df = df.apply(lambda s: s.str.strip())
+        df = df.mask(df.isin(settings.NULL_STRINGS), "")
+        for fld in COLUMN_CANDIDATES[self.source]:
+            if fld not in df:
+                df[fld] = ""
+        for fld in ("statute",):
+            if fld not in df:
+                df[fld] = ""
+        df["source_line"] = lines
+        df["address_raw"] = df["address_raw"].str.replace(r"\s+", " ", regex=True)
+        df["offense_text"] = df["offense_text"].str.replace(r"\s+", " ", regex=True)
+
+        rejects: list[dict[str, object]] = []
+        bad = pd.Series(False, index=df.index)
+
+        def reject(mask: pd.Series, reason: str, column: str) -> None:
+            nonlocal bad
+            mask = mask & ~bad
+            for i in mask[mask].index:
+                rejects.append({
+                    "source_file": self.name, "source_line": int(df.at[i, "source_line"]),
+                    "reason": reason, "column": column, "value": str(df.at[i, column])[:200],
+                })
+            bad = bad | mask
+
+        reject(df["incident_number"] == "", "empty incident number", "incident_number")
+        reject(df["address_raw"] == "", "empty address", "address_raw")
+        reject(df["offense_text"] == "", "empty offence text", "offense_text")
+        occurred = parse_dates(df["occurred_at"])
+        reported = parse_dates(df["reported_at"])
+        reject((df["occurred_at"] != "") & occurred.isna(), "unparseable date", "occurred_at")
+        reject((df["reported_at"] != "") & reported.isna(), "unparseable date", "reported_at")
+        occurred = occurred.fillna(reported)
+        reject(occurred.isna(), "no occurrence or report date", "occurred_at")
+
+        df = df[~bad].copy()
+        occurred, reported = occurred[~bad], reported[~bad]
+        df["occurred_at"] = occurred.dt.strftime("%Y-%m-%dT%H:%M:%S")
+        df["reported_at"] = reported.dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+        df["division"] = df["division"].map(normalize_division)
+        df["zip"] = df["zip"].str.extract(r"^(\d{5})", expand=False).fillna("")
+        df["source"] = self.source
+        df["source_file"] = self.name
+        published = [c for c in RECORD_COLUMNS if c in df and c not in (
+            "record_id", "source_file", "source_line", "content_hash")]
+        df["content_hash"] = _hash_strings(df[published]) if len(df) else []
+        df["record_id"] = self._record_ids(df) if len(df) else []
+        persons = df[["record_id", *[p for p in PERSON_FIELDS if p in df]]].copy()
+        records = df.reindex(columns=list(RECORD_COLUMNS)).fillna("")
+        records["source_line"] = records["source_line"].astype("int64")
+        return records.reset_index(drop=True), rejects, persons.reset_index(drop=True)
+
+    def _record_ids(self, df: pd.DataFrame) -> list[str]:
+        keys = _offense_key(df["offense_text"])
+        ids = []
+        for incident, key in zip(df["incident_number"], keys, strict=True):
+            n = self.repeat_counter.get((incident, key), 0)
+            self.repeat_counter[(incident, key)] = n + 1
+            ids.append(f"{self.source}:{incident}:{key}:{n}")
+        return ids
+
+
+def iter_chunks(
+    path: Path | str,
+    source: str | None = None,
+    mapping: dict[str, object] | Path | str | None = None,
+    encoding: str = "utf-8",
+    chunk_rows: int = settings.READ_CHUNK_ROWS,
+) -> Iterator[Chunk]:
+    """Stream a file as canonical chunks.
+
+    Parameters
+    ----------
+    path
+        An LMPD CSV export (comma, semicolon, tab or pipe delimited; UTF-8 with or without BOM).
+    source
+        Force a format (one of `SOURCES`); by default it is detected from the header.
+    mapping
+        A column mapping (see `load_mapping`) or its path, for renamed columns.
+    encoding
+        Text encoding of the file; rows that are not valid in it are rejected, not guessed.
+    chunk_rows
+        Rows per chunk.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing, empty, or of no recognisable format.
+    MissingColumnError
+        A required column is absent (the message lists the columns found).
+    """
+    path = Path(path)
+    if source is not None and source not in SOURCES:
+        raise InputFileError(f"unknown source {source!r}; choose one of {list(SOURCES)}.")
+    if isinstance(mapping, (str, Path)):
+        mapping = load_mapping(mapping)
+    if mapping and mapping.get("source") and source is None:
+        source = str(mapping["source"])
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot open ({exc.strerror}).") from None
+    with fh:
+        bad_lines: set[int] = set()
+        lines = _decoded_lines(iter(fh), encoding, bad_lines)
+        first = next(lines, None)
+        while first is not None and not first.strip():
+            first = next(lines, None)
+        if first is None:
+            raise InputFileError(f"{path}: the file is empty (no header row).")
+        if 1 in bad_lines:
+            raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
+        first = first.lstrip("\ufeff")
+        delimiter = _sniff_delimiter(first)
+        header = next(csv.reader([first], delimiter=delimiter))
+        source = source or detect_source(header, path)
+        index = _column_index(header, source, mapping, path)
+        header_norm = [normalize_header(h) for h in header]
+        builder = _RecordBuilder(path, source, index)
+
+        # csv.reader counts lines itself; it starts after the header we consumed.
+        reader = csv.reader(lines, delimiter=delimiter)
+        rows: list[list[str]] = []
+        row_lines: list[int] = []
+        pre_rejects: list[dict[str, object]] = []
+        rows_read = 0
+        last_line = 1
+        n_fields = len(header)
+        max_field = 1 << 20
+        csv.field_size_limit(max(max_field, sys.maxsize if sys.maxsize < 2**31 else 2**31 - 1))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                line = reader.line_num + 1
+                pre_rejects.append({"source_file": path.name, "source_line": line,
+                                    "reason": f"malformed CSV: {exc}", "column": "", "value": ""})
+                rows_read += 1
+                last_line = line
+                continue
+            start_line = last_line + 1
+            last_line = reader.line_num + 1  # +1: the header line was read outside the reader
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line: not a row
+            rows_read += 1
+            raw = delimiter.join(row)[:500]
+            span = range(start_line, last_line + 1)
+            if any(ln in bad_lines for ln in span):
+                pre_rejects.append({"source_file": path.name, "source_line": start_line,
+                                    "reason": f"undecodable bytes (not valid {encoding})",
+                                    "column": "", "value": "", "raw": raw})
+            elif [normalize_header(c) for c in row] == header_norm:
+                pre_rejects.append({"source_file": path.name, "source_line": start_line,
+                                    "reason": "repeated header line", "column": "",
+                                    "value": "", "raw": raw})
+            elif len(row) != n_fields:
+                pre_rejects.append({"source_file": path.name, "source_line": start_line,
+                                    "reason": f"wrong field count: expected {n_fields}, found {len(row)}",
+                                    "column": "", "value": "", "raw": raw})
+            else:
+                rows.append(row)
+                row_lines.append(start_line)
+            if len(rows) + len(pre_rejects) >= chunk_rows:
+                yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read, delimiter)
+                rows, row_lines, pre_rejects, rows_read = [], [], [], 0
+        if rows or pre_rejects or rows_read:
+            yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read, delimiter)
+
+
+def _make_chunk(builder: _RecordBuilder, rows: list[list[str]], lines: list[int],
+                pre_rejects: list[dict[str, object]], rows_read: int, delimiter: str) -> Chunk:
+    records, rejects, persons = builder.build(rows, lines)
+    raw_by_line = {ln: delimiter.join(r)[:500] for r, ln in zip(rows, lines, strict=True)} if rejects else {}
+    for rej in rejects:
+        rej["raw"] = raw_by_line.get(int(rej["source_line"]), "")  # type: ignore[call-overload]
+    all_rejects = pd.DataFrame(pre_rejects + rejects, columns=list(REJECT_COLUMNS))
+    all_rejects = all_rejects.fillna("").sort_values("source_line", kind="stable").reset_index(drop=True)
+    chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=rows_read)
+    assert chunk.rows_read == len(chunk.records) + len(chunk.rejects), "row accounting broke"
+    return chunk
+
+
+def read_records(
+    path: Path | str,
+    source: str | None = None,
+    mapping: dict[str, object] | Path | str | None = None,
+    encoding: str = "utf-8",
+) -> ReadResult:
+    """Read a whole file into one canonical table (see `iter_chunks` for the parameters)."""
+    path = Path(path)
+    chunks = list(iter_chunks(path, source=source, mapping=mapping, encoding=encoding))
+    detected = chunks[0].records["source"].iloc[0] if chunks and len(chunks[0].records) else (
+        source or _detect_from_file(path, encoding)
+    )
+    def cat(frames: list[pd.DataFrame], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+    return ReadResult(
+        path=path,
+        source=str(detected),
+        records=cat([c.records for c in chunks], RECORD_COLUMNS),
+        rejects=cat([c.rejects for c in chunks], REJECT_COLUMNS),
+        persons=cat([c.persons for c in chunks], ["record_id", *PERSON_FIELDS]),
+        rows_read=sum(c.rows_read for c in chunks),
+    )
+
+
+def _detect_from_file(path: Path, encoding: str) -> str:
+    with path.open("rb") as fh:
+        first = fh.readline().decode(encoding, errors="replace").lstrip("\ufeff")
+    header = next(csv.reader([first], delimiter=_sniff_delimiter(first)))
+    return detect_source(header, path)
+
+
+def is_null(value: object) -> bool:
+    """True for the strings LMPD uses for a missing value."""
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in settings.NULL_STRINGS

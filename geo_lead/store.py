@@ -1,0 +1,411 @@
+"""The embedded store: one GeoPackage file (SQLite) that QGIS and ArcGIS open.
+
+Tables
+------
+records          feature table (POINT, EPSG:4326, empty until geocoded): one row per canonical
+                 record (see `geo_lead.sources`), its indicator flags and geocode result
+rejects          rows that could not be accepted, with file, line and reason
+persons          person fields of citation rows (sex, race, age); never exported or mapped
+record_history   earlier versions of records whose published content changed
+ingests          one row per file ingested: sha256, counts
+runs             run manifest (see `geo_lead.manifest`)
+meta             key/value (schema version)
+
+Writes happen in one ``BEGIN IMMEDIATE`` transaction per command, so a process killed at
+any point leaves the store as it was before or after the command, and two writers
+serialise (the second waits up to ``busy_timeout_s``, then fails with `StoreBusyError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import struct
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_lead.errors import StoreBusyError, StoreError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
+GPKG_USER_VERSION = 10300  # GeoPackage 1.3
+WGS84_SRS_ID = 4326
+
+#: Columns of the records table after the canonical ones (see geo_lead.sources.RECORD_COLUMNS).
+FLAG_COLUMNS: tuple[str, ...] = (
+    "opiate", "possession", "trafficking", "paraphernalia", "overdose", "other_drug", "lead_eligible",
+)
+RULE_COLUMNS: tuple[str, ...] = tuple(f"{f}_rule" for f in FLAG_COLUMNS)
+GEOCODE_COLUMNS: tuple[str, ...] = (
+    "lon", "lat", "match_type", "score", "matched_address", "geocode_reason",
+)
+INTEGER_COLUMNS = frozenset({"source_line", *FLAG_COLUMNS})
+REAL_COLUMNS = frozenset({"lon", "lat", "score"})
+
+_SRS_WGS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+    'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]'
+)
+
+
+def _utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def gpkg_blob(wkb: bytes | None, srs_id: int = WGS84_SRS_ID) -> bytes | None:
+    """Wrap ISO WKB in the GeoPackage binary header (no envelope, little endian)."""
+    if wkb is None:
+        return None
+    return b"GP\x00\x01" + struct.pack("<i", srs_id) + wkb
+
+
+def wkb_from_gpkg(blob: bytes | None) -> bytes | None:
+    """Strip the GeoPackage header (any envelope size) and return the WKB."""
+    if blob is None:
+        return None
+    flags = blob[3]
+    envelope_len = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}[(flags >> 1) & 0b111]
+    return bytes(blob[8 + envelope_len:])
+
+
+def _sql_type(column: str, dtype: Any) -> str:
+    if column in INTEGER_COLUMNS or pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return "INTEGER"
+    if column in REAL_COLUMNS or pd.api.types.is_float_dtype(dtype):
+        return "REAL"
+    return "TEXT"
+
+
+def _py(value: Any) -> Any:
+    """numpy / pandas scalars -> sqlite-friendly Python values (NaN -> NULL)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (np.integer, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
+class Store:
+    """An open GeoPackage store. Use `open_store`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path, self.conn = path, conn
+
+    # --- transactions -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write transaction; waits for other writers, then fails clearly."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(
+                    f"{self.path}: another geo-lead process is writing to this store; "
+                    "wait for it to finish and run the command again."
+                ) from None
+            raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- schema helpers -----------------------------------------------------------------
+    def tables(self) -> set[str]:
+        rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> list[str]:
+        return [r[1] for r in self.conn.execute(f'PRAGMA table_info("{table}")')]
+
+    def ensure_columns(self, table: str, frame: pd.DataFrame) -> None:
+        """Add to `table` any column of `frame` it lacks (inside the caller's transaction)."""
+        have = set(self.columns(table))
+        for col in frame.columns:
+            if col not in have and col != "geom":
+                self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{col}" {_sql_type(col, frame[col].dtype)}')
+
+    def register_attributes(self, table: str, description: str = "") -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+            " VALUES (?, 'attributes', ?, ?, ?)", (table, table, description, _utcnow()))
+
+    def register_features(self, table: str, geometry_type: str, srs_id: int = WGS84_SRS_ID,
+                          description: str = "") -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description,"
+            " last_change, srs_id) VALUES (?, 'features', ?, ?, ?, ?)",
+            (table, table, description, _utcnow(), srs_id))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO gpkg_geometry_columns VALUES (?, 'geom', ?, ?, 0, 0)",
+            (table, geometry_type, srs_id))
+
+    def touch(self, table: str) -> None:
+        self.conn.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = ?",
+                          (_utcnow(), table))
+
+    # --- generic reads / writes ---------------------------------------------------------
+    def read_table(self, table: str, columns: Sequence[str] | None = None,
+                   where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Read a table (without its geometry blob unless asked for ``geom``)."""
+        if table not in self.tables():
+            return pd.DataFrame(columns=list(columns or []))
+        cols = columns or [c for c in self.columns(table) if c != "geom"]
+        sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}"'
+        if where:
+            sql += f" WHERE {where}"
+        cur = self.conn.execute(sql, tuple(params))
+        return pd.DataFrame(cur.fetchall(), columns=list(cols))
+
+    def insert_rows(self, table: str, frame: pd.DataFrame, or_ignore: bool = False) -> int:
+        """Insert a frame's rows (inside the caller's transaction); returns rows inserted."""
+        if frame.empty:
+            return 0
+        cols = list(frame.columns)
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
+               f'VALUES ({", ".join("?" for _ in cols)})')
+        before = self.conn.total_changes
+        self.conn.executemany(sql, (tuple(_py(v) for v in row) for row in frame.itertuples(index=False)))
+        return self.conn.total_changes - before
+
+    def replace_features(self, table: str, gdf: Any, geometry_type: str = "GEOMETRY",
+                         description: str = "") -> None:
+        """Replace a feature layer with a GeoDataFrame (reprojected to EPSG:4326), atomically."""
+        import shapely
+
+        gdf = gdf.to_crs(WGS84_SRS_ID) if gdf.crs is not None and gdf.crs.to_epsg() != WGS84_SRS_ID else gdf
+        attrs = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+        with self.write():
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            self.conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (table,))
+            self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (table,))
+            defs = ", ".join(f'"{c}" {_sql_type(c, attrs[c].dtype)}' for c in attrs.columns)
+            self.conn.execute(f'CREATE TABLE "{table}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, '
+                              f'geom {geometry_type}{", " + defs if defs else ""})')
+            self.register_features(table, geometry_type, description=description)
+            wkb = shapely.to_wkb(np.asarray(gdf.geometry.values), flavor="iso")
+            frame = attrs.copy()
+            frame.insert(0, "geom", [gpkg_blob(b) for b in wkb])
+            self.insert_rows(table, frame)
+
+    def replace_attributes(self, table: str, frame: pd.DataFrame, description: str = "") -> None:
+        """Replace an attributes table with a DataFrame, atomically."""
+        with self.write():
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (table,))
+            defs = ", ".join(f'"{c}" {_sql_type(c, frame[c].dtype)}' for c in frame.columns)
+            self.conn.execute(f'CREATE TABLE "{table}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, {defs})')
+            self.register_attributes(table, description)
+            self.insert_rows(table, frame)
+
+    # --- records ------------------------------------------------------------------------
+    def upsert_records(self, records: pd.DataFrame, ingested_at: str) -> dict[str, int]:
+        """Add new records; update changed ones (keeping the old version in record_history).
+
+        Must be called inside `write`. The key is ``record_id``; "changed" means a different
+        ``content_hash`` (the published fields differ). Returns counts added/unchanged/updated.
+        """
+        if records.empty:
+            return {"added": 0, "unchanged": 0, "updated": 0}
+        self.ensure_columns("records", records)
+        existing = self._existing_hashes(records["record_id"].tolist())
+        old_hash = records["record_id"].map(existing)
+        new = old_hash.isna()
+        changed = ~new & (old_hash != records["content_hash"])
+        to_add = records[new].copy()
+        to_add["ingested_at"] = ingested_at
+        added = self.insert_rows("records", to_add)
+        updated = 0
+        if changed.any():
+            upd = records[changed]
+            ids = upd["record_id"].tolist()
+            old = self.read_table("records", where=f"record_id IN ({','.join('?' * len(ids))})", params=ids)
+            hist = pd.DataFrame({
+                "record_id": old["record_id"], "content_hash": old["content_hash"],
+                "replaced_at": ingested_at,
+                "old_json": [json.dumps({k: _py(v) for k, v in row.items()}) for row in old.to_dict("records")],
+            })
+            self.insert_rows("record_history", hist)
+            cols = [c for c in upd.columns if c != "record_id"]
+            sql = (f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=?" for c in cols)}, '
+                   f'updated_at=? WHERE record_id=?')
+            self.conn.executemany(sql, (
+                (*[_py(v) for v in row[1:]], ingested_at, row[0])
+                for row in upd[["record_id", *cols]].itertuples(index=False)))
+            updated = len(upd)
+        return {"added": added, "unchanged": int((~new & ~changed).sum()), "updated": updated}
+
+    def _existing_hashes(self, record_ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(record_ids), 900):  # SQLite's bound-parameter limit
+            batch = record_ids[i:i + 900]
+            rows = self.conn.execute(
+                f"SELECT record_id, content_hash FROM records WHERE record_id IN ({','.join('?' * len(batch))})",
+                batch)
+            out.update(dict(rows.fetchall()))
+        return out
+
+    def read_records(self, columns: Sequence[str] | None = None, where: str = "",
+                     params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The records table as a DataFrame (never the person fields: they live elsewhere)."""
+        frame = self.read_table("records", columns, where, params)
+        for col in FLAG_COLUMNS:
+            if col in frame:
+                frame[col] = frame[col].fillna(0).astype(bool)
+        return frame
+
+    def update_records(self, updates: pd.DataFrame, key: str = "record_id") -> int:
+        """Set columns of existing records from a frame keyed by `key` (inside `write`).
+
+        A ``lon``/``lat`` pair also sets the point geometry.
+        """
+        if updates.empty:
+            return 0
+        self.ensure_columns("records", updates)
+        cols = [c for c in updates.columns if c != key]
+        sets = [f'"{c}"=?' for c in cols]
+        rows = updates[[*cols, key]].itertuples(index=False)
+        if {"lon", "lat"} <= set(cols):
+            ilon, ilat = cols.index("lon"), cols.index("lat")
+            sets.append("geom=?")
+            rows = ((*r[:-1], _point_blob(r[ilon], r[ilat]), r[-1]) for r in rows)  # type: ignore[assignment]
+        before = self.conn.total_changes
+        self.conn.executemany(f'UPDATE records SET {", ".join(sets)} WHERE "{key}"=?',
+                              (tuple(_py(v) for v in r) for r in rows))
+        self.touch("records")
+        return self.conn.total_changes - before
+
+    def count(self, table: str) -> int:
+        if table not in self.tables():
+            return 0
+        return int(self.conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+
+
+def _point_blob(lon: Any, lat: Any) -> bytes | None:
+    lon, lat = _py(lon), _py(lat)
+    if lon is None or lat is None:
+        return None
+    return gpkg_blob(struct.pack("<BIdd", 1, 1, float(lon), float(lat)))
+
+
+_CORE_DDL = (
+    """CREATE TABLE IF NOT EXISTS gpkg_spatial_ref_sys (
+        srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, organization TEXT NOT NULL,
+        organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, description TEXT)""",
+    """CREATE TABLE IF NOT EXISTS gpkg_contents (
+        table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, identifier TEXT UNIQUE,
+        description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT
+        (strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, min_y DOUBLE, max_x DOUBLE,
+        max_y DOUBLE, srs_id INTEGER, CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id)
+        REFERENCES gpkg_spatial_ref_sys(srs_id))""",
+    """CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
+        table_name TEXT NOT NULL, column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL,
+        srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
+        CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name))""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE IF NOT EXISTS records (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom POINT,
+        record_id TEXT NOT NULL UNIQUE, source TEXT, incident_number TEXT, occurred_at TEXT,
+        reported_at TEXT, offense_text TEXT, statute TEXT, nibrs_code TEXT, crime_type TEXT,
+        division TEXT, beat TEXT, premise TEXT, address_raw TEXT, city TEXT, zip TEXT,
+        source_file TEXT, source_line INTEGER, content_hash TEXT, ingested_at TEXT,
+        updated_at TEXT)""",
+    "CREATE INDEX IF NOT EXISTS records_occurred ON records(occurred_at)",
+    """CREATE TABLE IF NOT EXISTS rejects (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_file TEXT, file_sha256 TEXT, source_line INTEGER, reason TEXT, "column" TEXT,
+        value TEXT, raw TEXT, ingested_at TEXT, UNIQUE (file_sha256, source_line, reason))""",
+    """CREATE TABLE IF NOT EXISTS persons (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT UNIQUE, sex TEXT, race TEXT, ethnicity TEXT, age TEXT)""",
+    """CREATE TABLE IF NOT EXISTS record_history (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT, content_hash TEXT, replaced_at TEXT, old_json TEXT)""",
+    """CREATE TABLE IF NOT EXISTS ingests (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_file TEXT, path TEXT, file_sha256 TEXT, source TEXT, rows_read INTEGER,
+        accepted INTEGER, rejected INTEGER, added INTEGER, unchanged INTEGER, updated INTEGER,
+        ingested_at TEXT)""",
+)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"PRAGMA application_id = {GPKG_APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {GPKG_USER_VERSION}")
+        for ddl in _CORE_DDL:
+            conn.execute(ddl)
+        conn.executemany(
+            "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", [
+                ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian"),
+                ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic"),
+                ("WGS 84 geodetic", 4326, "EPSG", 4326, _SRS_WGS84_WKT, "longitude/latitude"),
+            ])
+        store = Store(Path(":memory:"), conn)
+        store.register_features("records", "POINT", description="LMPD records, geocoded block points")
+        for table, desc in (("rejects", "rows not accepted, with reasons"),
+                            ("ingests", "files ingested"),
+                            ("record_history", "earlier versions of changed records")):
+            store.register_attributes(table, desc)
+        # persons is deliberately not registered in gpkg_contents: GIS clients do not list it.
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def open_store(path: Path | str, create: bool = True, busy_timeout_s: float = 30.0) -> Store:
+    """Open (and create on first use) the GeoPackage store at `path`.
+
+    Raises
+    ------
+    StoreError
+        The file is missing (with ``create=False``), not a SQLite/GeoPackage file, or locked.
+    """
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise StoreError(f"{path}: no store here yet; run `geo-lead ingest FILE --store {path}` first.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=DELETE")  # portable: QGIS/ArcGIS read it as is
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a GeoPackage/SQLite file ({exc}).") from None
+    if has_tables and app_id != GPKG_APPLICATION_ID:
+        conn.close()
+        raise StoreError(f"{path}: is a SQLite file but not a geo_lead GeoPackage; choose another --store.")
+    try:
+        _create_schema(conn)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "locked" in str(exc):
+            raise StoreBusyError(f"{path}: another geo-lead process is writing; try again.") from None
+        raise StoreError(f"{path}: cannot prepare the store: {exc}") from None
+    return Store(path, conn)
+
+
+@contextlib.contextmanager
+def opened(path: Path | str, create: bool = True) -> Iterator[Store]:
+    """``with opened(path) as store:`` -- open, yield, close."""
+    store = open_store(path, create=create)
+    try:
+        yield store
+    finally:
+        store.close()
