@@ -292,6 +292,15 @@ class Store:
         self.touch("records")
         return self.conn.total_changes - before
 
+    def put_json(self, key: str, value: Any) -> None:
+        """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
+        with self.write():
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_json(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
     def count(self, table: str) -> int:
         if table not in self.tables():
             return 0
