@@ -1,0 +1,162 @@
+"""Scale benchmark: a 1,000,000-record store, full run and an incremental 10,000-row run.
+
+SYNTHETIC DATA, FOR TIMING ONLY. The records are made by replicating the real shipped LMPD
+rows (data/lmpd/crime_data_2016/2017_drug_sample.csv, 2023 sample) with new incident numbers
+(prefixed ``SYN``) and their hundred-block numbers jittered along the same street
+(``2700 BLOCK W MADISON ST`` -> ``2900 BLOCK W MADISON ST``); intersections and place names
+are kept as published. Nothing here is a real incident; never analyse these files.
+
+Every measured step runs in a fresh ``python -m geo_lead`` subprocess, and its peak RSS is
+that process's own ``ru_maxrss`` (``os.wait4``), so the figures are what a user would see.
+
+usage::
+
+    python benchmarks/bench_scale.py                 # 1,000,000 + 10,000 rows
+    python benchmarks/bench_scale.py --rows 100000   # a quicker look
+    python benchmarks/bench_scale.py --engine dask   # join/score on dask-geopandas too
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from geo_lead import settings  # noqa: E402
+
+_BLOCK = re.compile(r"^(\d+)\s+BLOCK\s+(.*)$", re.IGNORECASE)
+#: Hundred-blocks moved by up to this many blocks either way along the same street.
+JITTER_BLOCKS = 5
+
+
+def _real_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        return header, [r for r in reader if r]
+
+
+def jitter_block(address: str, rng: random.Random) -> str:
+    """``2700 BLOCK W MADISON ST`` -> another hundred-block of the same street (>= 0)."""
+    m = _BLOCK.match(address)
+    if not m:
+        return address
+    number = max(0, int(m.group(1)) + 100 * rng.randint(-JITTER_BLOCKS, JITTER_BLOCKS))
+    return f"{number} BLOCK {m.group(2)}"
+
+
+def make_synthetic(out_dir: Path, n_rows: int, seed: int, tag: str) -> list[Path]:
+    """Write `n_rows` synthetic rows split over the three shipped files' formats.
+
+    Incident numbers are ``SYN<tag>-<n>``, unique per (tag, n), so two calls with different
+    tags give disjoint records (the incremental batch).
+    """
+    rng = random.Random(seed)
+    sources = [p for p in settings.SHIPPED_LMPD_FILES if p.exists()]
+    tables = [_real_rows(p) for p in sources]
+    total_real = sum(len(rows) for _, rows in tables)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    serial = 0
+    for (header, rows), src in zip(tables, sources, strict=True):
+        share = round(n_rows * len(rows) / total_real) if src != sources[-1] else n_rows - serial
+        norm = [h.strip().upper().replace(" ", "_") for h in header]
+        i_inc = norm.index("INCIDENT_NUMBER")
+        i_addr = norm.index("BLOCK_ADDRESS")
+        out = out_dir / f"synthetic_{tag}_{src.name}"
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for k in range(share):
+                row = list(rows[k % len(rows)])
+                row[i_inc] = f"SYN{tag}-{serial:09d}"
+                row[i_addr] = jitter_block(row[i_addr], rng)
+                w.writerow(row)
+                serial += 1
+        written.append(out)
+    return written
+
+
+def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, dict]:
+    """Run one geo-lead command in a child; return (wall seconds, its peak RSS in MB, JSON)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "geo_lead", *argv, "--json"], cwd=cwd,
+                                stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"geo-lead {' '.join(argv)} failed ({proc.returncode}):\n"
+                             f"{err.read().decode()[-3000:]}")
+        text = out.read()
+    return seconds, usage.ru_maxrss / 1024.0, json.loads(text or b"{}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows in the full store")
+    ap.add_argument("--incremental-rows", type=int, default=10_000, help="new rows for the rerun")
+    ap.add_argument("--workdir", type=Path, help="keep files here (default: a temporary directory)")
+    ap.add_argument("--seed", type=int, default=settings.RANDOM_SEED)
+    ap.add_argument("--command", default="run", choices=("run", "ingest"),
+                    help="what to time: the whole pipeline (run) or the ingest alone")
+    ap.add_argument("--engine", choices=("pandas", "dask"), default=None,
+                    help="also time `geo-lead join-score --engine ENGINE` on the full store")
+    args = ap.parse_args(argv)
+
+    tmp = tempfile.TemporaryDirectory(prefix="geo_lead_bench_") if args.workdir is None else None
+    work = Path(tmp.name) if tmp else args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "bench.gpkg"
+    if store.exists():
+        store.unlink()
+
+    print("SYNTHETIC DATA (real shipped rows replicated, new ids, blocks jittered) - timing only")
+    t0 = time.perf_counter()
+    full = make_synthetic(work / "full", args.rows, args.seed, tag="F")
+    inc = make_synthetic(work / "inc", args.incremental_rows, args.seed + 1, tag="I")
+    print(f"generated {args.rows:,} + {args.incremental_rows:,} rows in {time.perf_counter() - t0:.1f} s")
+
+    extra = ["--store", str(store)]
+    sec_full, rss_full, js_full = run_measured([args.command, *map(str, full), *extra], work)
+    added_full = js_full.get("added", sum(f.get("added", 0) for f in js_full.get("ingest", [])))
+    print(f"full {args.command}: {args.rows:,} rows -> {added_full:,} added in {sec_full:.1f} s, "
+          f"peak RSS {rss_full:,.0f} MB")
+    sec_inc, rss_inc, js_inc = run_measured([args.command, *map(str, inc), *extra], work)
+    added_inc = js_inc.get("added", sum(f.get("added", 0) for f in js_inc.get("ingest", [])))
+    print(f"incremental {args.command}: {args.incremental_rows:,} new rows -> {added_inc:,} added in "
+          f"{sec_inc:.1f} s ({100 * sec_inc / sec_full:.1f}% of full), peak RSS {rss_inc:,.0f} MB")
+    sec_re, rss_re, js_re = run_measured([args.command, *map(str, inc), *extra], work)
+    added_re = js_re.get("added", sum(f.get("added", 0) for f in js_re.get("ingest", [])))
+    print(f"repeat {args.command} of the same {args.incremental_rows:,} rows -> {added_re:,} added in "
+          f"{sec_re:.1f} s, peak RSS {rss_re:,.0f} MB")
+    print(f"store size: {store.stat().st_size / 1e6:,.0f} MB")
+    if args.engine:
+        for engine in ("pandas", args.engine) if args.engine != "pandas" else ("pandas",):
+            sec, rss, js = run_measured(["join-score", "--engine", engine, *extra], work)
+            print(f"join-score --engine {engine}: {js.get('records', 0):,} records, "
+                  f"{js.get('joined', 0):,} joined in {sec:.1f} s, peak RSS {rss:,.0f} MB")
+    print(f"targets: full <= 120 s and <= 4,096 MB; incremental <= 10% of full "
+          f"({'met' if sec_full <= 120 and rss_full <= 4096 and sec_inc <= 0.1 * sec_full else 'NOT met'})")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
