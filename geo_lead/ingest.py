@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -16,12 +18,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from geo_lead import indicators
+from geo_lead import indicators, settings
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import iter_chunks, load_mapping
 from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
+
+#: Named points of `ingest_files` where the crash-test hook can pause (see `_crash_point`).
+CRASH_POINTS: tuple[str, ...] = ("before-write", "after-begin", "after-first-chunk",
+                                 "before-commit", "after-commit")
+
+
+def _crash_point(name: str) -> None:
+    """Test hook: pause at a named point so a crash test can SIGKILL the process there.
+
+    Active only when the environment variable ``GEO_LEAD_PAUSE_AT`` equals `name`; it then
+    writes the pid to ``GEO_LEAD_PAUSE_FLAG`` (the test waits for that file) and sleeps
+    ``GEO_LEAD_PAUSE_S`` seconds (default 60). Costs one dict lookup otherwise.
+    """
+    if os.environ.get(settings.PAUSE_AT_ENV) != name:
+        return
+    flag = os.environ.get("GEO_LEAD_PAUSE_FLAG")
+    if flag:
+        Path(flag).write_text(str(os.getpid()), encoding="utf-8")
+    log.warning("crash-test hook: pausing at %s", name)
+    time.sleep(float(os.environ.get("GEO_LEAD_PAUSE_S", "60")))
 
 
 @dataclass
@@ -70,7 +92,9 @@ def ingest_files(
     progress = progress or null_progress()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     reports: list[FileReport] = []
+    _crash_point("before-write")
     with store.write():
+        _crash_point("after-begin")
         for path in map(Path, paths):
             sha = sha256_file(path) if path.exists() else ""
             report = FileReport(file=path.name, source=source or "", sha256=sha)
@@ -85,6 +109,7 @@ def ingest_files(
                     report.added += counts["added"]
                     report.unchanged += counts["unchanged"]
                     report.updated += counts["updated"]
+                    _crash_point("after-first-chunk")
                 if len(chunk.rejects):
                     rejects = chunk.rejects.assign(file_sha256=sha, ingested_at=now)
                     store.insert_rows("rejects", rejects, or_ignore=True)
@@ -101,6 +126,8 @@ def ingest_files(
                      report.rows_read, report.accepted, report.rejected, report.added)
             reports.append(report)
         store.touch("records")
+        _crash_point("before-commit")
+    _crash_point("after-commit")
     return reports
 
 

@@ -6,6 +6,7 @@ Nothing else in the package hard-codes a path, a CRS or a threshold.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Final
 
@@ -67,3 +68,12 @@ NEAR_BOUNDARY_FT: Final[float] = 300.0
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
+
+# --- reruns: store concurrency, crash-test hook (issue #7) --------------------------------
+#: How long a command waits for another geo-lead process to finish writing the store before
+#: failing with StoreBusyError. Override with the environment variable GEO_LEAD_BUSY_TIMEOUT_S.
+STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT_S", "30"))
+#: Crash-test hook (tests/test_crash_safety.py): when GEO_LEAD_PAUSE_AT names a point of
+#: `geo_lead.ingest` (see ingest.CRASH_POINTS), the process writes its pid to the file
+#: GEO_LEAD_PAUSE_FLAG and sleeps GEO_LEAD_PAUSE_S seconds there, so a test can SIGKILL it.
+PAUSE_AT_ENV: Final[str] = "GEO_LEAD_PAUSE_AT"

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_lead import settings
 from geo_lead.errors import StoreBusyError, StoreError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ SCHEMA_VERSION = 1
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 GPKG_USER_VERSION = 10300  # GeoPackage 1.3
 WGS84_SRS_ID = 4326
+#: SQLite page cache per connection, KiB (256 MiB: the 1M-record index fits).
+CACHE_KIB = 256 * 1024
 
 #: Columns of the records table after the canonical ones (see geo_lead.sources.RECORD_COLUMNS).
 FLAG_COLUMNS: tuple[str, ...] = (
@@ -101,18 +104,40 @@ class Store:
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path, self.conn = path, conn
+        self._depth = 0  # nesting level of `write` savepoints
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write transaction; waits for other writers, then fails clearly."""
+        """One atomic write transaction; waits for other writers, then fails clearly.
+
+        Re-entrant: inside an open transaction it becomes a SAVEPOINT, so a caller (e.g. a
+        whole pipeline run) can wrap several stages in one outer transaction and commit them
+        all at once; an error in the inner block rolls back the inner block and re-raises.
+        """
+        if self.conn.in_transaction:
+            name = f"sp{id(self)}_{self._depth}"
+            self._depth += 1
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusyError(
-                    f"{self.path}: another geo-lead process is writing to this store; "
-                    "wait for it to finish and run the command again."
+                    f"{self.path}: another geo-lead process is writing to this store (waited "
+                    f"{settings.STORE_BUSY_TIMEOUT_S:g} s); wait for it to finish and run the "
+                    "command again."
                 ) from None
             raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
         try:
@@ -182,7 +207,7 @@ class Store:
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
         before = self.conn.total_changes
-        self.conn.executemany(sql, (tuple(_py(v) for v in row) for row in frame.itertuples(index=False)))
+        self.conn.executemany(sql, _row_tuples(frame))
         return self.conn.total_changes - before
 
     def replace_features(self, table: str, gdf: Any, geometry_type: str = "GEOMETRY",
@@ -307,6 +332,25 @@ class Store:
         return int(self.conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
 
 
+_PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})
+
+
+def _column_values(series: pd.Series) -> list[Any]:
+    """One column as sqlite-ready Python values (NaN/NA/None -> NULL), without per-cell dispatch."""
+    values = series.tolist()  # numpy scalars -> Python int/float/bool/str
+    missing = series.isna()
+    if missing.any():
+        values = [None if m else v for v, m in zip(values, missing.tolist(), strict=True)]
+    if series.dtype == object:  # mixed columns may still hold numpy scalars
+        values = [v if type(v) in _PLAIN_TYPES else _py(v) for v in values]
+    return values
+
+
+def _row_tuples(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
+    """A frame's rows as tuples of sqlite-ready values, converted column by column (fast)."""
+    return zip(*(_column_values(frame.iloc[:, i]) for i in range(frame.shape[1])), strict=True)
+
+
 def _point_blob(lon: Any, lat: Any) -> bytes | None:
     lon, lat = _py(lon), _py(lat)
     if lon is None or lat is None:
@@ -377,7 +421,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
-def open_store(path: Path | str, create: bool = True, busy_timeout_s: float = 30.0) -> Store:
+def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | None = None) -> Store:
     """Open (and create on first use) the GeoPackage store at `path`.
 
     Raises
@@ -386,6 +430,8 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float = 30
         The file is missing (with ``create=False``), not a SQLite/GeoPackage file, or locked.
     """
     path = Path(path)
+    if busy_timeout_s is None:
+        busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S
     if not path.exists():
         if not create:
             raise StoreError(f"{path}: no store here yet; run `geo-lead ingest FILE --store {path}` first.")
@@ -393,6 +439,10 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float = 30
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         conn.execute("PRAGMA journal_mode=DELETE")  # portable: QGIS/ArcGIS read it as is
+        # A bigger page cache keeps the record_id index in memory during large ingests
+        # (negative = KiB); it costs nothing when the store is small.
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        conn.execute("PRAGMA temp_store = MEMORY")
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
@@ -404,8 +454,11 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float = 30
         _create_schema(conn)
     except sqlite3.OperationalError as exc:
         conn.close()
-        if "locked" in str(exc):
-            raise StoreBusyError(f"{path}: another geo-lead process is writing; try again.") from None
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreBusyError(
+                f"{path}: another geo-lead process is writing to this store (waited "
+                f"{busy_timeout_s:g} s); wait for it to finish and run the command again."
+            ) from None
         raise StoreError(f"{path}: cannot prepare the store: {exc}") from None
     return Store(path, conn)
 

@@ -1,0 +1,206 @@
+"""Crash safety and concurrency of `geo-lead ingest`, with real subprocesses and SIGKILL.
+
+The store starts with the 2016 sample ingested ("before"). The ingest under test adds the
+2017 and 2023 samples and a re-download of 2016 in which the premise of 100 rows was
+corrected (so it also updates records and writes history): "after". A process killed at any
+point must leave the store exactly "before" or exactly "after" (timestamps aside), pass
+``PRAGMA integrity_check``, and accept the same ingest again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geo_lead import settings
+from geo_lead.ingest import CRASH_POINTS, ingest_files
+from geo_lead.store import opened
+
+ROOT = Path(__file__).resolve().parent.parent
+LMPD = settings.SHIPPED_DATA_DIR / "lmpd"
+BASE = LMPD / "crime_data_2016_drug_sample.csv"
+#: Columns whose values are wall-clock times of the write, not content.
+VOLATILE = frozenset({"ingested_at", "updated_at", "replaced_at", "last_change", "fid"})
+CORRECTED_ROWS = 100
+
+
+def state(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (sorted, time-of-write columns left out), after integrity_check.
+
+    Opening the file read-write makes SQLite roll back a hot journal left by a killed writer,
+    exactly as the next geo-lead command would.
+    """
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in sorted(tables):
+            cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")') if r[1] not in VOLATILE]
+            rows = conn.execute(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}"')
+            out[table] = sorted(rows.fetchall(), key=repr)
+        return out
+    finally:
+        conn.close()
+
+
+def _corrected_copy(dst: Path) -> Path:
+    """The 2016 sample as a later re-download: PREMISE_TYPE corrected on the first rows."""
+    with BASE.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    premise = rows[0].index("PREMISE_TYPE")
+    for row in rows[1:CORRECTED_ROWS + 1]:
+        row[premise] = row[premise] + " (CORRECTED)"
+    with dst.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("crash")
+    new_files = [LMPD / "crime_data_2017_drug_sample.csv", LMPD / "crime_data_2023_sample.csv",
+                 _corrected_copy(tmp / "crime_data_2016_redownload.csv")]
+    before = tmp / "before.gpkg"
+    with opened(before) as store:
+        ingest_files(store, [BASE])
+    after = tmp / "after.gpkg"
+    shutil.copyfile(before, after)
+    started = time.monotonic()
+    done = _ingest(after, new_files)
+    assert done.returncode == 0, done.stderr
+    duration_s = time.monotonic() - started
+    s_before, s_after = state(before), state(after)
+    assert s_before != s_after
+    assert len(s_after["record_history"]) == CORRECTED_ROWS  # the update path is exercised
+    return {"tmp": tmp, "before": before, "files": new_files, "state_before": s_before,
+            "state_after": s_after, "duration_s": duration_s}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_LEAD_")}
+    env.update(PYTHONPATH=str(ROOT), **extra)
+    return env
+
+
+def _cmd(store: Path, files: list[Path]) -> list[str]:
+    return [sys.executable, "-m", "geo_lead", "ingest", *map(str, files), "--store", str(store), "--json"]
+
+
+def _ingest(store: Path, files: list[Path], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cmd(store, files), capture_output=True, text=True, env=_env(**env), timeout=300)
+
+
+def _start_paused(store: Path, files: list[Path], point: str, flag: Path,
+                  pause_s: float = 120) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(_cmd(store, files), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(GEO_LEAD_PAUSE_AT=point, GEO_LEAD_PAUSE_FLAG=str(flag),
+                                     GEO_LEAD_PAUSE_S=str(pause_s)))
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"ingest ended before reaching {point}: {proc.stderr.read()}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"ingest never reached {point}")
+        time.sleep(0.02)
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _fresh(stores: dict[str, Any], name: str) -> Path:
+    path = stores["tmp"] / f"{name}.gpkg"
+    shutil.copyfile(stores["before"], path)
+    return path
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_sigkill_at_named_point(stores: dict[str, Any], point: str) -> None:
+    store = _fresh(stores, f"kill_{point}")
+    _kill(_start_paused(store, stores["files"], point, stores["tmp"] / f"flag_{point}"))
+    expected = stores["state_after"] if point == "after-commit" else stores["state_before"]
+    assert state(store) == expected
+    if point == "before-commit":  # the interrupted ingest simply runs again
+        again = _ingest(store, stores["files"])
+        assert again.returncode == 0, again.stderr
+        assert state(store) == stores["state_after"]
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.6, 0.9])
+def test_sigkill_after_delay(stores: dict[str, Any], fraction: float) -> None:
+    """Kill at a fraction of a normal run's duration: the store is before or after, never between."""
+    store = _fresh(stores, f"delay_{fraction}")
+    proc = subprocess.Popen(_cmd(store, stores["files"]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    time.sleep(fraction * stores["duration_s"])
+    if proc.poll() is None:
+        _kill(proc)
+    else:
+        proc.communicate()
+    assert state(store) in (stores["state_before"], stores["state_after"])
+
+
+def test_two_ingests_at_once_serialise(stores: dict[str, Any]) -> None:
+    store = _fresh(stores, "concurrent")
+    first = _start_paused(store, stores["files"], "after-begin", stores["tmp"] / "flag_conc", pause_s=3)
+    second = _ingest(store, stores["files"])  # waits for the first's write lock
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 0, second.stderr
+    added = sorted(json.loads(x)["added"] for x in (out, second.stdout))
+    assert added[0] == 0 and added[1] > 0  # the second saw the first's rows and added nothing
+    # Serialised means: exactly the store two ingests one after the other would leave.
+    sequential = _fresh(stores, "sequential")
+    for _ in range(2):
+        with opened(sequential) as handle:
+            ingest_files(handle, stores["files"])
+    assert state(store) == state(sequential)
+    records = {t: v for t, v in state(store).items() if t not in ("ingests", "sqlite_sequence")}
+    assert records == {t: v for t, v in stores["state_after"].items() if t not in ("ingests", "sqlite_sequence")}
+
+
+def test_busy_store_fails_clearly(stores: dict[str, Any]) -> None:
+    store = _fresh(stores, "busy")
+    holder = _start_paused(store, stores["files"], "after-begin", stores["tmp"] / "flag_busy")
+    try:
+        blocked = _ingest(store, stores["files"], GEO_LEAD_BUSY_TIMEOUT_S="0.5")
+        assert blocked.returncode == 2
+        assert "another geo-lead process is writing to this store" in blocked.stderr
+        assert "Traceback" not in blocked.stderr
+    finally:
+        _kill(holder)
+    assert state(store) == stores["state_before"]
+
+
+def test_nested_writes_commit_or_roll_back_together(store_path: Path) -> None:
+    """`Store.write` nests as savepoints: a whole run can be one transaction."""
+    with opened(store_path) as store:
+        with pytest.raises(RuntimeError), store.write():
+            store.conn.execute("INSERT INTO meta VALUES ('outer', '1')")
+            with store.write():
+                store.conn.execute("INSERT INTO meta VALUES ('inner', '1')")
+            raise RuntimeError("stage failed")
+        assert store.get_json("outer") is None and store.get_json("inner") is None
+        with store.write():
+            with pytest.raises(ValueError), store.write():
+                store.conn.execute("INSERT INTO meta VALUES ('inner', '2')")
+                raise ValueError("inner only")
+            store.conn.execute("INSERT INTO meta VALUES ('outer', '2')")
+        assert store.get_json("outer") == 2 and store.get_json("inner") is None
+        assert not store.conn.in_transaction
