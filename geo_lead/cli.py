@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ingest",
     "runs",
     "export",
+    "join_count",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
