@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,26 +52,137 @@ class ExportError(GeoLeadError):
     """The export cannot be written (unknown choice, nothing to export, target exists)."""
 
 
-def records_frame(store: Store) -> Any:
-    """The records table as a GeoDataFrame (EPSG:4326) with the export columns first."""
+#: Rows per piece when streaming records out of the store (bounded memory at any size).
+EXPORT_CHUNK_ROWS = 100_000
+_REAL = frozenset({"lon", "lat", "score"})
+_INTEGER = frozenset({*FLAG_COLUMNS, "source_line"})
+#: ISO dates start with YYYY-MM; anything else is month "unknown".
+_ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
+
+
+def _record_columns(store: Store) -> list[str]:
+    have = [c for c in store.columns("records") if c not in EXCLUDED_COLUMNS]
+    return [*[c for c in RECORD_EXPORT_COLUMNS if c in have],
+            *[c for c in have if c not in RECORD_EXPORT_COLUMNS]]
+
+
+def typed_records(frame: pd.DataFrame) -> Any:
+    """Raw record rows -> GeoDataFrame with fixed column types and point geometry.
+
+    Every piece of a streamed export gets the same schema: flags and line numbers int64,
+    coordinates and scores float64, everything else text ('' for NULL).
+    """
     import geopandas as gpd
 
-    frame = store.read_records()
     frame = frame.drop(columns=[c for c in frame.columns if c in EXCLUDED_COLUMNS])
     for col in RECORD_EXPORT_COLUMNS:
         if col not in frame:
-            frame[col] = np.nan if col in ("lon", "lat") else ""
-    for col in FLAG_COLUMNS:
-        frame[col] = frame[col].fillna(0).astype(int)
-    for col in ("match_type", "neighborhood"):
-        frame[col] = frame[col].fillna("")
-    lon = pd.to_numeric(frame["lon"], errors="coerce")
-    lat = pd.to_numeric(frame["lat"], errors="coerce")
-    frame["lon"], frame["lat"] = lon, lat
+            frame[col] = np.nan if col in _REAL else ""
+    for col in frame.columns:
+        if col in _REAL:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        elif col in _INTEGER:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0).astype("int64")
+        else:
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), "").astype(str)
     ordered = [*RECORD_EXPORT_COLUMNS, *[c for c in frame.columns if c not in RECORD_EXPORT_COLUMNS]]
+    lon, lat = frame["lon"], frame["lat"]
     geometry = gpd.points_from_xy(lon, lat, crs=settings.CRS_STORE)
     geometry[(lon.isna() | lat.isna()).to_numpy()] = None
-    return gpd.GeoDataFrame(frame[ordered], geometry=geometry, crs=settings.CRS_STORE)
+    return gpd.GeoDataFrame(frame[ordered].reset_index(drop=True), geometry=geometry, crs=settings.CRS_STORE)
+
+
+def record_months(store: Store) -> list[str]:
+    """The months (YYYY-MM, or 'unknown') of the stored records' occurred_at, sorted."""
+    rows = store.conn.execute("SELECT DISTINCT substr(occurred_at, 1, 7) FROM records").fetchall()
+    return sorted({r[0] if r[0] and re.fullmatch(r"\d{4}-\d{2}", r[0]) else "unknown" for r in rows})
+
+
+def iter_records(store: Store, month: str | None = None,
+                 chunk_rows: int | None = None) -> Iterator[Any]:
+    """Stream the records (optionally of one month) as typed GeoDataFrames of `chunk_rows`
+    (default `EXPORT_CHUNK_ROWS`)."""
+    chunk_rows = chunk_rows or EXPORT_CHUNK_ROWS
+    cols = _record_columns(store)
+    sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM records'
+    params: tuple[str, ...] = ()
+    if month == "unknown":
+        sql += f" WHERE occurred_at IS NULL OR NOT (occurred_at GLOB '{_ISO_MONTH_GLOB}')"
+    elif month is not None:
+        # A range on the occurred_at index: 'YYYY-MM-' <= value < 'YYYY-MM.' ('.' follows '-').
+        sql += " WHERE occurred_at >= ? AND occurred_at < ?"
+        params = (f"{month}-", f"{month}.")
+    cur = store.conn.execute(sql + " ORDER BY fid", params)
+    while rows := cur.fetchmany(chunk_rows):
+        yield typed_records(pd.DataFrame(rows, columns=cols))
+
+
+def records_frame(store: Store) -> Any:
+    """All records as one GeoDataFrame (EPSG:4326), export columns first (small stores)."""
+    import geopandas as gpd
+
+    parts = list(iter_records(store))
+    if not parts:
+        return typed_records(pd.DataFrame(columns=_record_columns(store)))
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=settings.CRS_STORE)
+
+
+class _Sink:
+    """Appends GeoDataFrame pieces to one file of a format, with one schema throughout."""
+
+    def __init__(self, path: Path, fmt: str, layer: str) -> None:
+        self.path, self.fmt, self.layer = path, fmt, layer
+        self.rows, self.geocoded = 0, 0
+        self._writer: Any = None
+        self._schema: Any = None
+
+    def write(self, gdf: Any) -> None:
+        self.rows += len(gdf)
+        self.geocoded += int((gdf.geometry.notna() & ~gdf.geometry.is_empty).sum())
+        if self.fmt == "geoparquet":
+            self._write_parquet(gdf)
+        elif self.fmt == "gpkg":
+            import pyogrio
+
+            pyogrio.write_dataframe(gdf, self.path, layer=self.layer, driver="GPKG",
+                                    geometry_type="Point", append=self.rows > len(gdf))
+        else:
+            frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+            frame.to_csv(self.path, index=False, mode="a" if self.rows > len(gdf) else "w",
+                         header=self.rows == len(gdf))
+
+    def _write_parquet(self, gdf: Any) -> None:
+        import json
+
+        import pyarrow.parquet as pq
+        from geopandas.io.arrow import _geopandas_to_arrow
+
+        table = _geopandas_to_arrow(gdf, index=False)
+        if self._writer is None:
+            meta = dict(table.schema.metadata)
+            geo = json.loads(meta[b"geo"])
+            for col in geo["columns"].values():
+                col.pop("bbox", None)  # this piece's bbox is not the file's; the key is optional
+                col["geometry_types"] = ["Point"]
+            meta[b"geo"] = json.dumps(geo).encode()
+            self._schema = table.schema.with_metadata(meta)
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        self._writer.write_table(table.cast(self._schema))
+
+    def close(self) -> None:
+        if self.fmt == "geoparquet" and self._writer is None:  # no rows: still a valid file
+            self._write_parquet(typed_records(pd.DataFrame(columns=list(RECORD_EXPORT_COLUMNS))))
+        if self._writer is not None:
+            self._writer.close()
+        elif self.rows == 0 and self.fmt != "geoparquet":
+            empty = typed_records(pd.DataFrame(columns=list(RECORD_EXPORT_COLUMNS)))
+            if self.fmt == "gpkg":
+                import pyogrio
+
+                pyogrio.write_dataframe(empty, self.path, layer=self.layer, driver="GPKG",
+                                        geometry_type="Point")
+            else:
+                pd.DataFrame(empty.drop(columns="geometry")).to_csv(self.path, index=False)
 
 
 def scores_frame(store: Store) -> Any:
@@ -86,11 +199,6 @@ def scores_frame(store: Store) -> Any:
     geometry = shapely.from_wkb(wkb) if len(wkb) else None
     frame = frame.drop(columns=[c for c in frame.columns if c in EXCLUDED_COLUMNS])
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=settings.CRS_STORE)
-
-
-def _month(occurred_at: pd.Series) -> pd.Series:
-    month = occurred_at.astype(str).str.slice(0, 7)
-    return month.where(month.str.fullmatch(r"\d{4}-\d{2}"), "unknown")
 
 
 def _write_one(gdf: Any, path: Path, fmt: str, layer: str) -> None:
@@ -147,31 +255,44 @@ def export(store: Store, what: str, fmt: str, out: Path | str, partition: str = 
         # Only ever replace a directory this function wrote (a month-partitioned dataset).
         raise ExportError(f"{out}: is a directory that is not a geo_lead partitioned export; "
                           "choose another --out.")
-    gdf = records_frame(store) if what == "records" else scores_frame(store)
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")  # GDAL wants the suffix
     _remove(tmp)
     files: list[str] = []
+    rows = geocoded = 0
     try:
-        if partition == "month":
-            tmp.mkdir(parents=True)
-            month = _month(gdf["occurred_at"])
-            for value in sorted(month.unique()):
-                part_dir = tmp / f"month={value}"
-                part_dir.mkdir()
-                _write_one(gdf[(month == value).to_numpy()], part_dir / "part-0.parquet", fmt, what)
-                files.append(str(out / f"month={value}" / "part-0.parquet"))
-        else:
-            out.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if what == "scores":
+            gdf = scores_frame(store)
             _write_one(gdf, tmp, fmt, what)
+            rows = len(gdf)
+            geocoded = int((gdf.geometry.notna() & ~gdf.geometry.is_empty).sum()) if rows else 0
+            files.append(str(out))
+        elif partition == "month":
+            # One month at a time (an index range query): memory is bounded by the largest month.
+            tmp.mkdir(parents=True)
+            for month in record_months(store):
+                part_dir = tmp / f"month={month}"
+                part_dir.mkdir()
+                sink = _Sink(part_dir / "part-0.parquet", fmt, what)
+                for piece in iter_records(store, month=month):
+                    sink.write(piece)
+                sink.close()
+                rows, geocoded = rows + sink.rows, geocoded + sink.geocoded
+                files.append(str(out / f"month={month}" / "part-0.parquet"))
+        else:
+            sink = _Sink(tmp, fmt, what)
+            for piece in iter_records(store):
+                sink.write(piece)
+            sink.close()
+            rows, geocoded = sink.rows, sink.geocoded
             files.append(str(out))
         if out.exists():
             _remove(out)
         os.replace(tmp, out)
     finally:
         _remove(tmp)
-    geocoded = int((~gdf.geometry.isna() & ~gdf.geometry.is_empty).sum()) if len(gdf) else 0
-    log.info("exported %d %s to %s", len(gdf), what, out)
-    return {"what": what, "format": fmt, "out": str(out), "rows": len(gdf), "geocoded": geocoded,
+    log.info("exported %d %s to %s", rows, what, out)
+    return {"what": what, "format": fmt, "out": str(out), "rows": rows, "geocoded": geocoded,
             "partitions": len(files) if partition == "month" else 0, "files": files}
 
 

@@ -172,3 +172,25 @@ def test_export_command(filled_store: Path, tmp_path: Path) -> None:
     assert json.loads(done.stdout)["rows"] == _store_count(filled_store)
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("fmt", ["gpkg", "geoparquet", "csv"])
+def test_streamed_pieces_equal_one_piece(filled_store: Path, tmp_path: Path, fmt: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing in 700-row pieces (as a 1M-record store is written) changes nothing."""
+    import geo_lead.export as export_mod
+
+    def read(path: Path) -> pd.DataFrame:
+        if fmt == "csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        gdf = gpd.read_parquet(path) if fmt == "geoparquet" else gpd.read_file(path)
+        return pd.DataFrame(gdf.assign(wkt=gdf.geometry.to_wkt()).drop(columns=gdf.geometry.name))
+
+    with opened(filled_store) as store:
+        export(store, "records", fmt, tmp_path / f"whole.{fmt}")
+        monkeypatch.setattr(export_mod, "EXPORT_CHUNK_ROWS", 700)
+        export(store, "records", fmt, tmp_path / f"pieces.{fmt}")
+        n = store.count("records")
+    whole, pieces = read(tmp_path / f"whole.{fmt}"), read(tmp_path / f"pieces.{fmt}")
+    assert n > 3 * 700 and len(pieces) == n
+    pd.testing.assert_frame_equal(whole, pieces)

@@ -63,3 +63,23 @@ def test_changed_row_is_updated_and_old_version_kept(store_path: Path, tmp_path:
     assert len(hist) == 1
     assert json.loads(hist["old_json"].iloc[0])["zip"] == original
     assert rec["zip"].iloc[0] == rows[5][col] and rec["updated_at"].iloc[0]
+
+
+def test_insert_rows_converts_missing_and_numpy_values(store_path: Path) -> None:
+    """The column-wise fast path writes NULL for every kind of missing value."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "key": ["a", "b", "c"],
+        "real": [1.5, np.nan, 3.0],
+        "count": np.array([1, 2, 3], dtype="int64"),
+        "mixed": pd.Series([np.int64(7), None, "x"], dtype=object),
+        "text": pd.Series(["u", pd.NA, "w"], dtype="string"),
+    })
+    with opened(store_path) as store, store.write():
+        store.conn.execute("CREATE TABLE t (key TEXT, real REAL, count INTEGER, mixed, text TEXT)")
+        assert store.insert_rows("t", frame) == 3
+        rows = store.conn.execute("SELECT key, real, count, mixed, text, typeof(count) FROM t ORDER BY key").fetchall()
+    assert rows == [("a", 1.5, 1, 7, "u", "integer"), ("b", None, 2, None, None, "integer"),
+                    ("c", 3.0, 3, "x", "w", "integer")]
