@@ -421,6 +421,22 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _schema_current(conn: sqlite3.Connection) -> bool:
+    """True when the store already has this schema version (a read: no write lock needed).
+
+    Skipping `_create_schema` then lets readers (``geo-lead runs``, ``export``) open a store
+    while another process holds its write lock.
+    """
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError:
+        return False
+    core = {"gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "meta", "records",
+            "rejects", "persons", "record_history", "ingests"}
+    return row is not None and row[0] == str(SCHEMA_VERSION) and core <= names
+
+
 def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | None = None) -> Store:
     """Open (and create on first use) the GeoPackage store at `path`.
 
@@ -451,7 +467,8 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
         conn.close()
         raise StoreError(f"{path}: is a SQLite file but not a geo_lead GeoPackage; choose another --store.")
     try:
-        _create_schema(conn)
+        if not (has_tables and _schema_current(conn)):
+            _create_schema(conn)
     except sqlite3.OperationalError as exc:
         conn.close()
         if "locked" in str(exc) or "busy" in str(exc):

@@ -204,3 +204,23 @@ def test_nested_writes_commit_or_roll_back_together(store_path: Path) -> None:
             store.conn.execute("INSERT INTO meta VALUES ('outer', '2')")
         assert store.get_json("outer") == 2 and store.get_json("inner") is None
         assert not store.conn.in_transaction
+
+
+def test_readers_are_not_blocked_by_a_writer(stores: dict[str, Any]) -> None:
+    """While an ingest holds the write lock, `geo-lead runs` and `export` read the old state."""
+    store = _fresh(stores, "reader")
+    holder = _start_paused(store, stores["files"], "before-commit", stores["tmp"] / "flag_reader")
+    try:
+        env = _env(GEO_LEAD_BUSY_TIMEOUT_S="2")
+        runs = subprocess.run([sys.executable, "-m", "geo_lead", "runs", "--store", str(store), "--json"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert runs.returncode == 0, runs.stderr
+        out = stores["tmp"] / "during.csv"
+        exp = subprocess.run([sys.executable, "-m", "geo_lead", "export", "--what", "records", "--format",
+                              "csv", "--out", str(out), "--store", str(store), "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert exp.returncode == 0, exp.stderr
+        assert json.loads(exp.stdout)["rows"] == len(stores["state_before"]["records"])
+    finally:
+        _kill(holder)
+    assert state(store) == stores["state_before"]
