@@ -67,3 +67,11 @@ NEAR_BOUNDARY_FT: Final[float] = 300.0
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
+
+# --- reading: dates (fdtests) -----------------------------------------------------------
+#: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.
+LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
+#: Parsed dates outside [DATE_MIN, DATE_MAX) are typos (year 1500, 2500): the row is rejected
+#: as an unparseable date instead of crashing the read or polluting time series.
+DATE_MIN: Final[str] = "1900-01-01"
+DATE_MAX: Final[str] = "2100-01-01"
