@@ -44,7 +44,7 @@ import logging
 import re
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,9 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "source_line", "reason", "column", "value", "raw")
 PERSON_FIELDS: tuple[str, ...] = ("sex", "race", "ethnicity", "age")
+#: Fields a column mapping may name (the others are computed by the reader).
+MAPPABLE_FIELDS: frozenset[str] = frozenset(RECORD_COLUMNS).difference(
+    {"record_id", "source", "source_file", "source_line", "content_hash"}) | frozenset(PERSON_FIELDS)
 
 #: Canonical field -> header names (normalised: upper case, runs of non-alphanumerics -> "_"),
 #: first match wins. Fields marked required stop the read when absent.
@@ -215,7 +218,7 @@ def load_mapping(path: Path | str) -> dict[str, object]:
     columns = data.get("columns", {})
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise InputFileError(f"{path}: [columns] must map canonical field names to header names.")
-    known = set(RECORD_COLUMNS) | set(PERSON_FIELDS)
+    known = MAPPABLE_FIELDS
     unknown = sorted(set(columns) - known)
     if unknown:
         raise InputFileError(
@@ -367,7 +370,11 @@ class _RecordBuilder:
     def __init__(self, path: Path, source: str, index: dict[str, int]) -> None:
         self.path, self.source, self.index = path, source, index
         self.name = path.name
-        self.repeat_counter: dict[tuple[str, str], int] = {}
+        # Streaming state that grows with the file: one 64-bit int per distinct (incident,
+        # offence) pair seen, plus a count for the rare repeats (about 60 bytes per row).
+        self._seen: set[int] = set()
+        self._repeats: dict[int, int] = {}
+        self.raw_text: Callable[[list[str]], str] = lambda row: ",".join(row)[:500]
 
     def build(self, rows: list[list[str]], lines: list[int]) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
         if not rows:
@@ -438,8 +445,13 @@ class _RecordBuilder:
         ids = [""] * len(df)
         for pos in sorted(range(len(df)), key=lambda i: hashes[i]):
             incident, key = incidents[pos], keys[pos]
-            n = self.repeat_counter.get((incident, key), 0)
-            self.repeat_counter[(incident, key)] = n + 1
+            pair = int.from_bytes(hashlib.blake2b(f"{incident}\x1f{key}".encode(), digest_size=8).digest())
+            if pair not in self._seen:
+                self._seen.add(pair)
+                n = 0
+            else:
+                n = self._repeats.get(pair, 1)
+                self._repeats[pair] = n + 1
             ids[pos] = f"{self.source}:{incident}:{key}:{n}"
         return ids
 
@@ -502,7 +514,11 @@ def iter_chunks(
         source = source or detect_source(header, path)
         index = _column_index(header, source, mapping, path)
         header_norm = [normalize_header(h) for h in header]
+        n_fields = len(header)
         builder = _RecordBuilder(path, source, index)
+        # Rejects keep the raw row for review, but never the person fields (sex, race, age).
+        person_positions = frozenset(index[f] for f in PERSON_FIELDS if f in index)
+        builder.raw_text = lambda row: _raw_text(row, delimiter, n_fields, person_positions)
 
         # csv.reader counts lines itself; it starts after the header we consumed.
         reader = csv.reader(lines, delimiter=delimiter)
@@ -511,7 +527,6 @@ def iter_chunks(
         pre_rejects: list[dict[str, object]] = []
         rows_read = 0
         last_line = header_line  # physical line numbers: the reader counts from after the header
-        n_fields = len(header)
         max_field = 1 << 20
         csv.field_size_limit(max(max_field, sys.maxsize if sys.maxsize < 2**31 else 2**31 - 1))
         while True:
@@ -531,7 +546,7 @@ def iter_chunks(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line: not a row
             rows_read += 1
-            raw = delimiter.join(row)[:500]
+            raw = _raw_text(row, delimiter, n_fields, person_positions)
             span = range(start_line, last_line + 1)
             if any(ln in bad_lines for ln in span):
                 pre_rejects.append({"source_file": path.name, "source_line": start_line,
@@ -550,16 +565,16 @@ def iter_chunks(
                 rows.append(row)
                 row_lines.append(start_line)
             if len(rows) + len(pre_rejects) >= chunk_rows:
-                yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read, delimiter)
+                yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
                 rows, row_lines, pre_rejects, rows_read = [], [], [], 0
         if rows or pre_rejects or rows_read:
-            yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read, delimiter)
+            yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
 
 
 def _make_chunk(builder: _RecordBuilder, rows: list[list[str]], lines: list[int],
-                pre_rejects: list[dict[str, object]], rows_read: int, delimiter: str) -> Chunk:
+                pre_rejects: list[dict[str, object]], rows_read: int) -> Chunk:
     records, rejects, persons = builder.build(rows, lines)
-    raw_by_line = {ln: delimiter.join(r)[:500] for r, ln in zip(rows, lines, strict=True)} if rejects else {}
+    raw_by_line = {ln: builder.raw_text(r) for r, ln in zip(rows, lines, strict=True)} if rejects else {}
     for rej in rejects:
         rej["raw"] = raw_by_line.get(int(rej["source_line"]), "")  # type: ignore[call-overload]
     all_rejects = pd.DataFrame(pre_rejects + rejects, columns=list(REJECT_COLUMNS))
@@ -567,6 +582,16 @@ def _make_chunk(builder: _RecordBuilder, rows: list[list[str]], lines: list[int]
     chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=rows_read)
     assert chunk.rows_read == len(chunk.records) + len(chunk.rejects), "row accounting broke"
     return chunk
+
+
+def _raw_text(row: list[str], delimiter: str, n_fields: int,
+              person_positions: frozenset[int]) -> str:
+    """The row as published (first 500 characters), with person fields withheld."""
+    if person_positions:
+        if len(row) != n_fields:  # positions cannot be trusted: withhold the whole row
+            return f"(withheld: {len(row)} fields in a file with person columns)"
+        row = ["" if i in person_positions else v for i, v in enumerate(row)]
+    return delimiter.join(row)[:500]
 
 
 def read_records(
