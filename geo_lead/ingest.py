@@ -72,7 +72,7 @@ def ingest_files(
     reports: list[FileReport] = []
     with store.write():
         for path in map(Path, paths):
-            sha = sha256_file(path) if path.exists() else ""
+            sha = sha256_file(path) if path.is_file() else ""  # else iter_chunks says why
             report = FileReport(file=path.name, source=source or "", sha256=sha)
             for chunk in iter_chunks(path, source=source, mapping=mapping_data, encoding=encoding):
                 report.rows_read += chunk.rows_read
