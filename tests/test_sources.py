@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from geo_lead import settings
 from geo_lead.errors import InputFileError, MissingColumnError
@@ -120,7 +122,7 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="nope.csv"):
+    with pytest.raises(InputFileError, match=r"nope\.csv"):
         read_records(tmp_path / "nope.csv")
 
 
@@ -502,7 +504,7 @@ _DATEY = st.one_of(
 )
 
 
-@hsettings(max_examples=150, deadline=None)
+@hsettings(max_examples=80, deadline=None)
 @given(st.lists(_DATEY, max_size=8))
 def test_parse_dates_never_raises(values: list[str]) -> None:
     out = parse_dates(pd.Series(values, dtype=object))

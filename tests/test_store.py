@@ -125,7 +125,7 @@ def test_busy_store_fails_clearly(store_path: Path) -> None:
 def test_not_a_store(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.gpkg"
     path.write_bytes(content)
-    with pytest.raises(StoreError, match="x.gpkg"):
+    with pytest.raises(StoreError, match=r"x\.gpkg"):
         open_store(path)
 
 
