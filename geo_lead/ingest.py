@@ -78,8 +78,8 @@ def ingest_files(
                 report.rows_read += chunk.rows_read
                 report.rejected += len(chunk.rejects)
                 report.accepted += len(chunk.records)
+                report.source = chunk.source or report.source
                 if len(chunk.records):
-                    report.source = str(chunk.records["source"].iloc[0])
                     flagged = pd.concat([chunk.records, indicators.classify(chunk.records, rules)], axis=1)
                     counts = store.upsert_records(flagged, ingested_at=now)
                     report.added += counts["added"]

@@ -151,6 +151,8 @@ class Chunk:
     rejects: pd.DataFrame
     persons: pd.DataFrame
     rows_read: int
+    #: The format the file was read as (detected, forced, or named by the mapping).
+    source: str = ""
 
 
 @dataclass
@@ -579,7 +581,8 @@ def _make_chunk(builder: _RecordBuilder, rows: list[list[str]], lines: list[int]
         rej["raw"] = raw_by_line.get(int(rej["source_line"]), "")  # type: ignore[call-overload]
     all_rejects = pd.DataFrame(pre_rejects + rejects, columns=list(REJECT_COLUMNS))
     all_rejects = all_rejects.fillna("").sort_values("source_line", kind="stable").reset_index(drop=True)
-    chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=rows_read)
+    chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=rows_read,
+                  source=builder.source)
     assert chunk.rows_read == len(chunk.records) + len(chunk.rejects), "row accounting broke"
     return chunk
 
@@ -603,9 +606,13 @@ def read_records(
     """Read a whole file into one canonical table (see `iter_chunks` for the parameters)."""
     path = Path(path)
     chunks = list(iter_chunks(path, source=source, mapping=mapping, encoding=encoding))
-    detected = chunks[0].records["source"].iloc[0] if chunks and len(chunks[0].records) else (
-        source or _detect_from_file(path, encoding)
-    )
+    if chunks:
+        detected = chunks[0].source
+    else:  # header only: nothing streamed, but the format is still known
+        if isinstance(mapping, (str, Path)):
+            mapping = load_mapping(mapping)
+        detected = source or (str(mapping["source"]) if mapping and mapping.get("source") else "") or (
+            _detect_from_file(path, encoding))
     def cat(frames: list[pd.DataFrame], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
@@ -621,7 +628,10 @@ def read_records(
 
 def _detect_from_file(path: Path, encoding: str) -> str:
     with path.open("rb") as fh:
-        first = fh.readline().decode(encoding, errors="replace").lstrip("\ufeff")
+        first = ""
+        for raw in fh:  # the header is the first non-blank line, as in iter_chunks
+            if (first := raw.decode(encoding, errors="replace").lstrip("\ufeff")).strip():
+                break
     header = next(csv.reader([first], delimiter=_sniff_delimiter(first)))
     return detect_source(header, path)
 

@@ -520,3 +520,14 @@ def test_normalize_division_never_raises_and_is_idempotent(text: str) -> None:
     once = normalize_division(text)
     assert isinstance(once, str)
     assert normalize_division(once) == once
+
+
+def test_source_known_when_nothing_is_accepted(tmp_path: Path) -> None:
+    mapping = FIXTURES / "citations_mapping.toml"
+    lines = CITATIONS_RENAMED.read_bytes().split(b"\n")
+    header_only = write(tmp_path, "h.csv", [b"", lines[0]])
+    assert accounted(read_records(header_only, mapping=mapping)).source == "citations"
+    assert read_records(write(tmp_path, "p.csv", [b"", HEADER])).source == "crime-pre2023"
+    all_rejected = write(tmp_path, "r.csv", [lines[0], lines[6], lines[7]])  # no location, bad date
+    result = accounted(read_records(all_rejected, mapping=mapping))
+    assert (result.source, result.accepted, result.rejected) == ("citations", 0, 2)
