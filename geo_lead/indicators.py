@@ -186,9 +186,11 @@ def review_table(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFr
     rules = rules or load_rules()
     flags = classify(records, rules)
     flags["offense_text"] = records["offense_text"]
-    flags["class"] = flags[list(rules.all_flags)].apply(offense_class, axis=1)
+    # Plain comprehensions, not DataFrame.apply: apply returns a frame on an empty input.
+    flag_rows = flags[list(rules.all_flags)].to_dict("records")
+    flags["class"] = [offense_class(r) for r in flag_rows]
     rule_cols = [f"{f}_rule" for f in rules.all_flags]
-    flags["rules"] = flags[rule_cols].apply(lambda r: ";".join(v for v in r if v), axis=1)
+    flags["rules"] = [";".join(v for v in r if v) for r in flags[rule_cols].itertuples(index=False)]
     grouped = (flags.groupby(["offense_text", "class", "rules", ELIGIBLE], dropna=False)
                .size().rename("records").reset_index()
                .sort_values(["records", "offense_text"], ascending=[False, True]))

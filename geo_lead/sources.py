@@ -528,6 +528,7 @@ def iter_chunks(
         row_lines: list[int] = []
         pre_rejects: list[dict[str, object]] = []
         rows_read = 0
+        yielded = False
         last_line = header_line  # physical line numbers: the reader counts from after the header
         max_field = 1 << 20
         csv.field_size_limit(max(max_field, sys.maxsize if sys.maxsize < 2**31 else 2**31 - 1))
@@ -569,7 +570,9 @@ def iter_chunks(
             if len(rows) + len(pre_rejects) >= chunk_rows:
                 yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
                 rows, row_lines, pre_rejects, rows_read = [], [], [], 0
-        if rows or pre_rejects or rows_read:
+                yielded = True
+        if rows or pre_rejects or rows_read or not yielded:
+            # A header-only file still yields one (empty) chunk, so callers learn its format.
             yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
 
 

@@ -144,3 +144,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["ingest"])
     assert info.value.code == 2
     capsys.readouterr()
+
+
+def test_header_only_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, store_path: Path) -> None:
+    header_only = tmp_path / "h.csv"
+    header_only.write_bytes(FILE_2017.read_bytes().split(b"\n")[0] + b"\n")
+    got = run_json(capsys, "ingest", str(header_only), "--store", str(store_path))
+    assert (got["rows_read"], got["accepted"], got["rejected"], got["added"]) == (0, 0, 0, 0)
+    assert got["files"][0]["source"] == "crime-pre2023"
+    code, out, err = run(capsys, "indicators", str(header_only))
+    assert code == 0 and "no records" in out, err
+    code, out, _ = run(capsys, "indicators", str(header_only), "--json")
+    assert code == 0 and json.loads(out) == []
