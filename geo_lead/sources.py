@@ -37,8 +37,10 @@ never join the record table.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import json
 import logging
 import re
@@ -47,6 +49,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -279,9 +282,36 @@ def _column_index(
     return index
 
 
-def _decoded_lines(raw: Iterator[bytes], encoding: str, bad_lines: set[int]) -> Iterator[str]:
+def _resolve_encoding(fh: BinaryIO, encoding: str, path: Path) -> str:
+    """Check the encoding name; a UTF-16 byte-order mark overrides the utf-8 default.
+
+    Excel's "Unicode text" export is UTF-16 with a BOM: reading it as UTF-8 would reject
+    every row, so the BOM is trusted when the user did not name another encoding.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputFileError(f"{path}: unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252.") from None
+    head = fh.read(4)
+    fh.seek(0)
+    if name == "utf-8" and head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        log.info("%s: UTF-16 byte-order mark found; reading as utf-16", path)
+        return "utf-16"
+    return name
+
+
+def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int]) -> Iterator[str]:
     """Decode line by line; lines that are not valid `encoding` are noted, not fatal."""
-    for lineno, line in enumerate(raw, start=1):
+    if "\n".encode(encoding) != b"\n":
+        # UTF-16/32: a newline is not the byte 0x0A, so decode as a stream; a line holding a
+        # replacement character had bytes that are not valid in the encoding.
+        text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
+        for lineno, line in enumerate(text, start=1):
+            if "\ufffd" in line:
+                bad_lines.add(lineno)
+            yield line
+        return
+    for lineno, line in enumerate(fh, start=1):
         try:
             yield line.decode(encoding)
         except UnicodeDecodeError:
@@ -500,7 +530,8 @@ def iter_chunks(
         raise InputFileError(f"{path}: cannot open ({exc.strerror}).") from None
     with fh:
         bad_lines: set[int] = set()
-        lines = _decoded_lines(iter(fh), encoding, bad_lines)
+        encoding = _resolve_encoding(fh, encoding, path)
+        lines = _decoded_lines(fh, encoding, bad_lines)
         first = next(lines, None)
         header_line = 1
         while first is not None and not first.strip():

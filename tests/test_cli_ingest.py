@@ -107,6 +107,9 @@ def test_indicators_custom_rules(capsys: pytest.CaptureFixture[str], tmp_path: P
     ("bad_mapping", ["ingest", str(FILE_2023), "--mapping", "{f}"], "not a valid mapping"),
     ("bad_store", ["ingest", str(FILE_2023), "--store", "{f}"], "not a GeoPackage/SQLite file"),
     ("empty", ["indicators", "{f}"], "empty"),
+    ("absent", ["ingest", str(FILE_2023), "--encoding", "klingon"], "unknown encoding"),
+    ("absent", ["indicators", str(FILE_2023), "--rules", "{f}"], "cannot read rules file"),
+    ("absent", ["ingest", str(FILE_2023), "--mapping", "{f}"], "cannot read mapping file"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                          setup: str, argv_tail: list[str], needle: str) -> None:

@@ -531,3 +531,28 @@ def test_source_known_when_nothing_is_accepted(tmp_path: Path) -> None:
     all_rejected = write(tmp_path, "r.csv", [lines[0], lines[6], lines[7]])  # no location, bad date
     result = accounted(read_records(all_rejected, mapping=mapping))
     assert (result.source, result.accepted, result.rejected) == ("citations", 0, 2)
+
+
+def test_utf16_excel_export_is_read_from_its_bom(tmp_path: Path) -> None:
+    # Excel's "Unicode text" export: UTF-16 LE with a BOM and CRLF line ends.
+    text = b"\n".join([HEADER, *BODY[:5]]).decode().replace("\n", "\r\n") + "\r\n"
+    path = tmp_path / "u16.csv"
+    path.write_text(text, encoding="utf-16")
+    result = accounted(read_records(path))
+    assert result.accepted == 5 and result.records["source_line"].tolist() == [2, 3, 4, 5, 6]
+    pd.testing.assert_frame_equal(result.records.drop(columns="source_file"),
+                                  read_records(write(tmp_path, "u8.csv", [HEADER, *BODY[:5]]))
+                                  .records.drop(columns="source_file"))
+    # A lone surrogate (invalid UTF-16) in the third line rejects that row only.
+    raw = path.read_bytes()
+    at = raw.index("MADISON".encode("utf-16-le"))
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(raw[:at] + b"\x00\xd8" + raw[at + 2:])
+    bad = accounted(read_records(broken))
+    assert bad.accepted == 4 and bad.rejects[["source_line", "reason"]].values.tolist() == [
+        [3, "undecodable bytes (not valid utf-16)"]]
+
+
+def test_unknown_encoding(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="unknown encoding 'klingon'"):
+        read_records(FILE_2017, encoding="klingon")
