@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,11 @@ _READ = """
 import json, resource, sys, time
 from geo_lead.sources import iter_chunks
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.perf_counter(); rows = chunks = 0
+t0 = time.perf_counter(); c0 = time.process_time(); rows = chunks = 0
 for c in iter_chunks(sys.argv[1]):
     rows += c.rows_read; chunks += 1
 dt = time.perf_counter() - t0
-print(json.dumps({"rows": rows, "chunks": chunks, "seconds": dt,
+print(json.dumps({"rows": rows, "chunks": chunks, "seconds": dt, "cpu_seconds": time.process_time() - c0,
                   "growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
 """
 
@@ -58,10 +59,12 @@ def main() -> None:
         size_mb = path.stat().st_size / 1e6
         read = json.loads(subprocess.run([sys.executable, "-c", _READ, str(path)], capture_output=True,
                                          text=True, check=True, cwd=ROOT).stdout)
-        print(f"file: {size_mb:.1f} MB, {n:,} rows (real 2017 rows repeated)")
+        print(f"file: {size_mb:.1f} MB, {n:,} rows (real 2017 rows repeated); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"read (iter_chunks, {settings.READ_CHUNK_ROWS:,}-row chunks): {read['seconds']:.1f} s, "
               f"{read['rows'] / read['seconds']:,.0f} rows/s, {size_mb / read['seconds']:.1f} MB/s, "
-              f"{read['chunks']} chunks, peak RSS growth {read['growth_mb']:.0f} MB")
+              f"{read['chunks']} chunks, peak RSS growth {read['growth_mb']:.0f} MB; "
+              f"CPU {read['cpu_seconds']:.1f} s = {read['rows'] / read['cpu_seconds']:,.0f} rows per CPU-second")
         from geo_lead.ingest import ingest_files
         from geo_lead.store import opened
 

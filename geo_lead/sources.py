@@ -396,6 +396,9 @@ def _offense_key(text: pd.Series) -> pd.Series:
     return text.map(keys)
 
 
+_COLLAPSED = ("address_raw", "offense_text")
+
+
 class _RecordBuilder:
     """Turns raw rows of one file into canonical chunks; keeps per-file state (repeat counters)."""
 
@@ -414,7 +417,11 @@ class _RecordBuilder:
             return empty, [], pd.DataFrame(columns=["record_id", *PERSON_FIELDS])
         nulls = settings.NULL_STRINGS
         data = {fld: [v if (v := r[i].strip()) not in nulls else "" for r in rows]
-                for fld, i in self.index.items()}
+                for fld, i in self.index.items() if fld not in _COLLAPSED}
+        for fld in _COLLAPSED:  # free text: runs of whitespace become one space
+            if fld in self.index:
+                i = self.index[fld]
+                data[fld] = [v if (v := " ".join(r[i].split())) not in nulls else "" for r in rows]
         df = pd.DataFrame(data, dtype=object)
         for fld in COLUMN_CANDIDATES[self.source]:
             if fld not in df:
@@ -423,8 +430,6 @@ class _RecordBuilder:
             if fld not in df:
                 df[fld] = ""
         df["source_line"] = lines
-        df["address_raw"] = df["address_raw"].str.replace(r"\s+", " ", regex=True)
-        df["offense_text"] = df["offense_text"].str.replace(r"\s+", " ", regex=True)
 
         rejects: list[dict[str, object]] = []
         bad = pd.Series(False, index=df.index)
@@ -548,6 +553,7 @@ def iter_chunks(
         index = _column_index(header, source, mapping, path)
         header_norm = [normalize_header(h) for h in header]
         n_fields = len(header)
+        header_first = header[0].strip().upper()  # cheap test before normalising a row
         builder = _RecordBuilder(path, source, index)
         # Rejects keep the raw row for review, but never the person fields (sex, race, age).
         person_positions = frozenset(index[f] for f in PERSON_FIELDS if f in index)
@@ -586,7 +592,7 @@ def iter_chunks(
                 pre_rejects.append({"source_file": path.name, "source_line": start_line,
                                     "reason": f"undecodable bytes (not valid {encoding})",
                                     "column": "", "value": "", "raw": raw})
-            elif (len(row) == n_fields and normalize_header(row[0]) == header_norm[0]
+            elif (len(row) == n_fields and row[0].strip().upper() == header_first
                   and [normalize_header(c) for c in row] == header_norm):
                 pre_rejects.append({"source_file": path.name, "source_line": start_line,
                                     "reason": "repeated header line", "column": "",
