@@ -138,7 +138,9 @@ DATE_FORMATS: tuple[str, ...] = (
     "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%m/%d/%y", "ISO8601",
 )
 
-_ORDINAL_DIVISION = re.compile(r"^\s*(\d)(?:ST|ND|RD|TH)?\s*(?:DIV(?:ISION)?)?\.?\s*$")
+_ORDINAL_DIVISION = re.compile(r"^\s*0?([1-9])(?:ST|ND|RD|TH)?\s*(?:DIV(?:ISION)?)?\.?\s*$")
+#: "DIVISION 1", "DIV. 01" (number after the word).
+_DIVISION_NUMBER = re.compile(r"^\s*DIV(?:ISION)?\.?\s*0?([1-9])\s*$")
 _WORD_ORDINALS = {
     "FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4, "FIFTH": 5, "SIXTH": 6, "SEVENTH": 7,
     "EIGHTH": 8, "NINTH": 9,
@@ -190,7 +192,7 @@ def normalize_division(value: str) -> str:
     text = " ".join(value.upper().split())
     if not text:
         return ""
-    m = _ORDINAL_DIVISION.match(text)
+    m = _ORDINAL_DIVISION.match(text) or _DIVISION_NUMBER.match(text)
     number = int(m.group(1)) if m else None
     if number is None:
         first = text.split()[0]

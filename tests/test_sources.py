@@ -306,6 +306,7 @@ def test_parse_dates_mixed_column_never_raises() -> None:
     ("1ST DIVISION", "1ST DIVISION"), ("1st Division", "1ST DIVISION"), ("  1st   division ", "1ST DIVISION"),
     ("1", "1ST DIVISION"), ("First Division", "1ST DIVISION"), ("FIRST", "1ST DIVISION"),
     ("2nd Division", "2ND DIVISION"), ("3RD DIV", "3RD DIVISION"), ("8th Division", "8TH DIVISION"),
+    ("Division 1", "1ST DIVISION"), ("DIV. 01", "1ST DIVISION"), ("01", "1ST DIVISION"),
     ("", ""), ("METRO LOUISVILLE", "METRO LOUISVILLE"),
 ])
 def test_normalize_division(text: str, expected: str) -> None:
