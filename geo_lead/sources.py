@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -284,6 +285,23 @@ def _column_index(
     return index
 
 
+def _open_binary(path: Path) -> BinaryIO:
+    """Open a CSV for reading bytes; a gzip-compressed one is decompressed as it streams."""
+    try:
+        fh: BinaryIO = path.open("rb")
+        magic = fh.read(4)
+        fh.seek(0)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot open ({exc.strerror}).") from None
+    if magic[:2] == b"\x1f\x8b":
+        fh.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if magic == b"PK\x03\x04":
+        fh.close()
+        raise InputFileError(f"{path}: is a ZIP archive; extract the CSV file(s) from it and pass those.")
+    return fh
+
+
 def _resolve_encoding(fh: BinaryIO, encoding: str, path: Path) -> str:
     """Check the encoding name; a UTF-16 byte-order mark overrides the utf-8 default.
 
@@ -294,16 +312,26 @@ def _resolve_encoding(fh: BinaryIO, encoding: str, path: Path) -> str:
         name = codecs.lookup(encoding).name
     except LookupError:
         raise InputFileError(f"{path}: unknown encoding {encoding!r}; try utf-8, latin-1 or cp1252.") from None
-    head = fh.read(4)
-    fh.seek(0)
+    try:
+        head = fh.read(4)
+        fh.seek(0)
+    except (EOFError, OSError) as exc:
+        raise InputFileError(f"{path}: cannot read the file ({exc}).") from None
     if name == "utf-8" and head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         log.info("%s: UTF-16 byte-order mark found; reading as utf-16", path)
         return "utf-16"
     return name
 
 
-def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int]) -> Iterator[str]:
+def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int], path: Path) -> Iterator[str]:
     """Decode line by line; lines that are not valid `encoding` are noted, not fatal."""
+    try:
+        yield from _decode(fh, encoding, bad_lines)
+    except (EOFError, OSError) as exc:  # truncated or corrupt gzip stream, I/O error
+        raise InputFileError(f"{path}: cannot read past some point of the file ({exc}).") from None
+
+
+def _decode(fh: BinaryIO, encoding: str, bad_lines: set[int]) -> Iterator[str]:
     if "\n".encode(encoding) != b"\n":
         # UTF-16/32: a newline is not the byte 0x0A, so decode as a stream; a line holding a
         # replacement character had bytes that are not valid in the encoding.
@@ -531,14 +559,11 @@ def iter_chunks(
         mapping = load_mapping(mapping)
     if mapping and mapping.get("source") and source is None:
         source = str(mapping["source"])
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot open ({exc.strerror}).") from None
+    fh = _open_binary(path)
     with fh:
         bad_lines: set[int] = set()
         encoding = _resolve_encoding(fh, encoding, path)
-        lines = _decoded_lines(fh, encoding, bad_lines)
+        lines = _decoded_lines(fh, encoding, bad_lines, path)
         first = next(lines, None)
         header_line = 1
         while first is not None and not first.strip():

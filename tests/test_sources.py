@@ -557,3 +557,22 @@ def test_utf16_excel_export_is_read_from_its_bom(tmp_path: Path) -> None:
 def test_unknown_encoding(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="unknown encoding 'klingon'"):
         read_records(FILE_2017, encoding="klingon")
+
+
+def test_gzip_is_read_and_zip_is_refused_clearly(tmp_path: Path) -> None:
+    import gzip
+    import zipfile
+
+    gz = tmp_path / "c.csv.gz"
+    gz.write_bytes(gzip.compress(b"\n".join([HEADER, *BODY[:7]]) + b"\n"))
+    assert accounted(read_records(gz)).accepted == 7
+    zipped = tmp_path / "c.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("c.csv", b"\n".join([HEADER, *BODY[:7]]))
+    with pytest.raises(InputFileError, match="ZIP archive"):
+        read_records(zipped)
+    # A corrupt gzip stream is an input error, not a traceback.
+    broken = tmp_path / "b.csv.gz"
+    broken.write_bytes(gz.read_bytes()[:30])
+    with pytest.raises(InputFileError, match=r"b\.csv\.gz"):
+        read_records(broken)
