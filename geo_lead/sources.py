@@ -535,20 +535,23 @@ def iter_chunks(
     Parameters
     ----------
     path
-        An LMPD CSV export (comma, semicolon, tab or pipe delimited; UTF-8 with or without BOM).
+        An LMPD CSV export (comma, semicolon, tab or pipe delimited; UTF-8 with or without
+        BOM, or UTF-16 with a BOM as Excel's "Unicode text" writes it; plain or gzip-compressed).
     source
         Force a format (one of `SOURCES`); by default it is detected from the header.
     mapping
         A column mapping (see `load_mapping`) or its path, for renamed columns.
     encoding
-        Text encoding of the file; rows that are not valid in it are rejected, not guessed.
+        Text encoding of the file; rows that are not valid in it are rejected with their line
+        number, not guessed (e.g. Latin-1 bytes under the utf-8 default).
     chunk_rows
         Rows per chunk.
 
     Raises
     ------
     InputFileError
-        The file is missing, empty, or of no recognisable format.
+        The file is missing, empty, a ZIP archive, a corrupt gzip stream, in an unknown
+        encoding, or of no recognisable format.
     MissingColumnError
         A required column is absent (the message lists the columns found).
     """
