@@ -159,3 +159,17 @@ def test_header_only_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, st
     assert code == 0 and "no records" in out, err
     code, out, _ = run(capsys, "indicators", str(header_only), "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_ingest_with_custom_rules_records_its_rule_ids(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        store_path: Path) -> None:
+    from geo_lead.store import opened
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(settings.RULES_FILE.read_text()
+                     .replace('id = "lead.opiate_possession_not_trafficking"', 'id = "lead.analyst_v2"'))
+    run_json(capsys, "ingest", str(FILE_2017), "--rules", str(rules), "--store", str(store_path))
+    with opened(store_path) as store:
+        recs = store.read_records(["lead_eligible", "lead_eligible_rule"])
+    assert recs["lead_eligible"].any()
+    assert set(recs.loc[recs["lead_eligible"], "lead_eligible_rule"]) == {"lead.analyst_v2"}

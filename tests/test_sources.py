@@ -143,6 +143,11 @@ def test_truncated_last_line(tmp_path: Path) -> None:
     assert rej["raw"] == cut.decode()
 
 
+def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    result = accounted(read_records(write(tmp_path, "n.csv", [HEADER, *BODY[:3]], end=b"")))
+    assert result.accepted == 3 and result.records.loc[2, "zip"] == BODY[2].split(b",")[13].decode()
+
+
 def test_truncated_inside_quoted_field(tmp_path: Path) -> None:
     cut = BODY[0].split(b",")[0] + b',7/9/17 1:36 PM,"POSS CONT SUB'
     result = accounted(read_records(write(tmp_path, "q.csv", [HEADER, BODY[1], cut], end=b"")))
@@ -187,11 +192,12 @@ def test_latin1_header_needs_encoding(tmp_path: Path) -> None:
         read_records(path)
 
 
-def test_semicolon_delimited(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delimiter", [b";", b"\t", b"|"])
+def test_semicolon_tab_pipe_delimited(tmp_path: Path, delimiter: bytes) -> None:
     # Real rows without commas inside fields, so swapping the delimiter keeps every value.
     rows = [r for r in BODY[:200] if b'"' not in r][:50]
     comma = read_records(write(tmp_path, "c.csv", [HEADER, *rows]))
-    semi = accounted(read_records(write(tmp_path, "s.csv", [ln.replace(b",", b";")
+    semi = accounted(read_records(write(tmp_path, "s.csv", [ln.replace(b",", delimiter)
                                                            for ln in [HEADER, *rows]])))
     assert semi.accepted == 50
     pd.testing.assert_frame_equal(semi.records.drop(columns="source_file"),
