@@ -252,6 +252,12 @@ def detect_source(header: list[str], path: Path | str = "<file>") -> str:
     )
 
 
+def _excel_sep_line(line: str) -> str:
+    """The delimiter named by an Excel ``sep=;`` first line, or "" when it is not one."""
+    text = line.strip()
+    return text[4] if len(text) == 5 and text.lower().startswith("sep=") else ""
+
+
 def _sniff_delimiter(header_line: str) -> str:
     counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=lambda d: counts[d])
@@ -577,7 +583,13 @@ def iter_chunks(
         if header_line in bad_lines:
             raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
         first = first.lstrip("\ufeff")
-        delimiter = _sniff_delimiter(first)
+        forced_delimiter = _excel_sep_line(first)
+        if forced_delimiter:  # Excel's "sep=;" line names the delimiter; the header follows
+            first = next(lines, None)
+            header_line += 1
+            if first is None or not first.strip():
+                raise InputFileError(f"{path}: no header row after the 'sep=' line.")
+        delimiter = forced_delimiter or _sniff_delimiter(first)
         header = next(csv.reader([first], delimiter=delimiter))
         source = source or detect_source(header, path)
         index = _column_index(header, source, mapping, path)
@@ -616,6 +628,8 @@ def iter_chunks(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line: not a row
             rows_read += 1
+            if len(row) == n_fields + 1 and not row[-1].strip():
+                row = row[:-1]  # a trailing delimiter (some exports end every line with one)
             raw = _raw_text(row, delimiter, n_fields, person_positions)
             span = range(start_line, last_line + 1)
             if any(ln in bad_lines for ln in span):

@@ -582,3 +582,13 @@ def test_gzip_is_read_and_zip_is_refused_clearly(tmp_path: Path) -> None:
     broken.write_bytes(gz.read_bytes()[:30])
     with pytest.raises(InputFileError, match=r"b\.csv\.gz"):
         read_records(broken)
+
+
+def test_excel_sep_line_and_trailing_delimiters(tmp_path: Path) -> None:
+    rows = [r.replace(b",", b";") + b";" for r in BODY[:200] if b'"' not in r][:5]
+    path = write(tmp_path, "x.csv", [b"sep=;", HEADER.replace(b",", b";"), *rows])
+    result = accounted(read_records(path))
+    assert result.accepted == 5 and result.records["source_line"].tolist() == [3, 4, 5, 6, 7]
+    # A trailing delimiter with data after it is still a wrong field count.
+    bad = write(tmp_path, "y.csv", [HEADER, BODY[0] + b",X"])
+    assert accounted(read_records(bad)).rejected == 1
