@@ -261,7 +261,8 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
         g = esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
                          keep_simulations=False, n_jobs=1)
     z = np.asarray(g.Zs, dtype=float)
-    p = np.asarray(g.p_sim, dtype=float) if permutations else np.asarray(g.p_norm, dtype=float)
+    # esda keeps p_sim in float32; (M+1)/(R+1) has at most 6 significant decimals for R < 10^6.
+    p = np.round(np.asarray(g.p_sim if permutations else g.p_norm, dtype=float), 6)
     return pd.DataFrame({"gi_z": np.nan_to_num(z), "p_sim": p})
 
 
