@@ -256,8 +256,11 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
 
     y = np.asarray(y, dtype=float)
     with warnings.catch_warnings():
-        # esda warns about islands (kept: with self-weights an island is its own Gi*).
+        # esda warns about islands (kept: with self-weights an island is its own Gi*) and,
+        # from crand, about a future change of the default alternative hypothesis; G_Local
+        # has no argument to choose it yet, and the folded p-value is the documented one.
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         g = esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
                          keep_simulations=False, n_jobs=1)
     z = np.asarray(g.Zs, dtype=float)
