@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from libpysal.weights import W, DistanceBand
+from libpysal.weights import DistanceBand, W
 
 from geo_lead import settings
 from geo_lead.boundaries import load_neighborhoods
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import (
     bandwidth_ft,
-    grid_counts,
     gistar,
     gistar_grid,
+    grid_counts,
     hotspots,
     kde_surface,
     label_gistar,

@@ -212,7 +212,7 @@ def test_pilot_outside_candidates_is_added_and_errors_are_clear(neighborhoods: g
     with pytest.raises(GeoLeadError, match="train or test period"):
         site(records, neighborhoods, FIRST_DIVISION, params=_params(train="2030-01-01:2030-12-31"))
     with pytest.raises(GeoLeadError, match="not contiguous"):
-        site(records, neighborhoods, FIRST_DIVISION + ["SHAWNEE", "HIKES POINT"],
+        site(records, neighborhoods, [*FIRST_DIVISION, "SHAWNEE", "HIKES POINT"],
              pilot=("RUSSELL", "HIKES POINT"), params=_params())
 
 
@@ -220,15 +220,14 @@ def _write_store(path: object, records: gpd.GeoDataFrame) -> None:
     frame = pd.DataFrame(records.drop(columns="geometry"))
     frame["record_id"] = [f"r{i}" for i in range(len(frame))]
     frame["content_hash"] = frame["record_id"]
-    with opened(path) as store:
-        with store.write():
-            store.upsert_records(frame[["record_id", "occurred_at", "division", "incident_number",
-                                        "source_file", "content_hash"]], "2026-01-01T00:00:00Z")
-            upd = frame[["record_id", "neighborhood"]].copy()
-            for flag in FLAG_COLUMNS:
-                upd[flag] = frame[flag].astype(int) if flag in frame else 0
-            upd["lon"], upd["lat"] = records.geometry.x.to_numpy(), records.geometry.y.to_numpy()
-            store.update_records(upd)
+    with opened(path) as store, store.write():
+        store.upsert_records(frame[["record_id", "occurred_at", "division", "incident_number",
+                                    "source_file", "content_hash"]], "2026-01-01T00:00:00Z")
+        upd = frame[["record_id", "neighborhood"]].copy()
+        for flag in FLAG_COLUMNS:
+            upd[flag] = frame[flag].astype(int) if flag in frame else 0
+        upd["lon"], upd["lat"] = records.geometry.x.to_numpy(), records.geometry.y.to_numpy()
+        store.update_records(upd)
 
 
 def test_site_and_hotspots_commands_write_the_store(neighborhoods: gpd.GeoDataFrame, store_path: object,

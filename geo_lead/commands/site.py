@@ -121,7 +121,7 @@ def _run_site(args: argparse.Namespace) -> int:
         return 0
     st = result["stability"]
     print(f"Verdict: {result['verdict'].upper()}  ({result['verdict_rule']})")
-    print(f"  checks: " + ", ".join(f"{k}={v}" for k, v in result["verdict_checks"].items()))
+    print("  checks: " + ", ".join(f"{k}={v}" for k, v in result["verdict_checks"].items()))
     print(_fmt_zone("pilot zone", result["pilot_zone"]))
     print(_fmt_zone(f"best zone (k={result['best_zone']['k']})", result["best_zone"]))
     print(f"  pilot rank {result['pilot_rank']} of {result['n_candidate_zones']} contiguous zones of "
