@@ -416,6 +416,15 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     scores = score_neighborhoods(records, nh, population, indicator=indicator, area=area,
                                  since=since, until=until, weights=weights, seed=seed,
                                  n_boot=n_boot, first_division=first_division)
-    store.replace_features("scores", scores, "MULTIPOLYGON",
+    store.replace_features("scores", _as_multipolygons(scores), "MULTIPOLYGON",
                            description=f"neighborhood scores of {indicator} ({area})")
     return scores
+
+
+def _as_multipolygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Promote Polygon to MultiPolygon so the layer has the one geometry type it declares."""
+    import shapely
+
+    geoms = [shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon" else g
+             for g in gdf.geometry]
+    return gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
