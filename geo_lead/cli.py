@@ -23,6 +23,8 @@ from geo_lead.errors import GeoLeadError
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "ingest",
+    "boundaries",
+    "score",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -428,3 +429,10 @@ def _as_multipolygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     geoms = [shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon" else g
              for g in gdf.geometry]
     return gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
+
+
+def write_csv(scores: pd.DataFrame, path: Path) -> None:
+    """The scores without geometry, as CSV (ranked first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(scores.drop(columns=scores.geometry.name)).to_csv(path, index=False, float_format="%.6g")
