@@ -184,7 +184,9 @@ def first_division_members(neighborhoods: gpd.GeoDataFrame, records: pd.DataFram
 def check_against_description(members: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) -> list[str]:
     """Disagreements between a derived First Division and LMPD's description.
 
-    Flags described neighborhoods left out, and members lying mostly south of Broadway.
+    Flags described neighborhoods left out, members south of Broadway (a representative
+    point of the unit south of the Broadway line in ``settings.BROADWAY_LONLAT``), and,
+    for information, members north of Broadway that the description does not name.
     """
     import shapely
 
@@ -205,8 +207,12 @@ def check_against_description(members: pd.DataFrame, neighborhoods: gpd.GeoDataF
         if not (min(xs) <= pt.x <= max(xs)):
             continue
         y_broadway = np.interp(pt.x, xs, [c[1] for c in broadway.coords])
+        name = members["NH_NAME"].iloc[i]
         if pt.y < y_broadway:
-            notes.append(f"{members['NH_NAME'].iloc[i]} is derived as First Division but lies south of Broadway")
+            notes.append(f"{name} is derived as First Division but lies south of Broadway")
+        elif name not in settings.FIRST_DIVISION_DESCRIBED:
+            notes.append(f"{name} is derived as First Division (north of Broadway, so within the "
+                         "description's bounds) but is not one of the neighborhoods it names")
     return notes
 
 

@@ -436,3 +436,40 @@ def write_csv(scores: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(scores.drop(columns=scores.geometry.name)).to_csv(path, index=False, float_format="%.6g")
+
+
+def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None) -> str:
+    """The ranked table a planner reads (pilot neighborhoods marked with *)."""
+    a = scores.attrs
+    lines = []
+    if joined is not None:
+        lines.append(f"records: {joined['records']:,} = {joined['joined']:,} in a neighborhood + "
+                     f"{joined['outside']:,} outside every neighborhood + {joined['not_geocoded']:,} not geocoded")
+    ind = scores["indicator"].iloc[0] if len(scores) else "?"
+    lines.append(f"indicator {ind}, area {a.get('area')}: {a.get('records_in_window', 0):,} records in the "
+                 f"window, {a.get('area_total', 0):,} in the area; data cover {a.get('years_covered', 0):.2f} years")
+    lines.append("per_year = count scaled by each file's sampling fraction (2016 sample 0.15, 2017 "
+                 "sample 0.14) / years covered; rates use the unscaled count and 2020 population")
+    head = (f"{'rank':>4} {'90% int':>7}  {'neighborhood':<28} {'count':>6} {'per_year':>9} "
+            f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6}")
+    lines += [head, "-" * len(head)]
+    ranked = scores[scores["rank"].notna()]
+    for r in ranked.itertuples(index=False):
+        star = "*" if r.neighborhood in settings.PILOT_NEIGHBORHOODS else " "
+        lines.append(
+            f"{int(r.rank):>4} {f'{int(r.rank_low)}-{int(r.rank_high)}':>7} {star}{r.neighborhood[:28]:<28} "
+            f"{int(r.count):>6} {_num(r.count_per_year, 9, 1)} {_num(r.density_per_sqmi, 9, 1)} "
+            f"{_num(r.population, 7, 0)} {_num(r.rate_per_1000, 8, 2)} {_num(r.eb_rate_per_1000, 7, 2)} "
+            f"{_num(r.score, 6, 3)}")
+    unranked = scores[scores["in_area"] & scores["rank"].isna() & (scores["count"] > 0)]
+    if len(unranked):
+        lines.append("not ranked (remainder / unnamed pieces, or no residents): " + ", ".join(
+            f"{n} ({c})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
+    lines.append("* pilot zone neighborhood")
+    return "\n".join(lines)
+
+
+def _num(value: float, width: int, digits: int) -> str:
+    if value != value:  # NaN
+        return f"{'-':>{width}}"
+    return f"{value:>{width},.{digits}f}"

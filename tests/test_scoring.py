@@ -221,3 +221,50 @@ def test_score_store_writes_layer(store_path: Path) -> None:
                                   "rank_high", "indicator"}
     assert layer.set_index("neighborhood").loc["A", "count"] == 3
     assert scores.iloc[0]["neighborhood"] == "A"
+
+
+def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.cli import main
+
+    nh = load_neighborhoods()
+
+    def point(name: str) -> tuple[float, float]:
+        p = nh[nh["NH_NAME"] == name].geometry.iloc[0].representative_point()
+        return p.x, p.y
+
+    plan = [("RUSSELL", "1ST DIVISION")] * 6 + [("PORTLAND", "1ST DIVISION")] * 3 + \
+           [("SHAWNEE", "2ND DIVISION"), (None, "1ST DIVISION")]
+    rows, geo = [], []
+    for i, (name, division) in enumerate(plan):
+        row = {c: "" for c in RECORD_COLUMNS}
+        row.update(record_id=f"r{i}", occurred_at="2017-03-01T10:00:00", reported_at="2017-03-01T11:00:00",
+                   source_file="crime_data_2017_drug_sample.csv", source_line=i + 2,
+                   content_hash=f"h{i}", division=division)
+        rows.append(row)
+        lon, lat = point(name) if name else (np.nan, np.nan)
+        geo.append({"record_id": f"r{i}", "lon": lon, "lat": lat, "lead_eligible": 1})
+    store = open_store(store_path)
+    with store.write():
+        store.upsert_records(pd.DataFrame(rows), "2026-01-01T00:00:00Z")
+        store.update_records(pd.DataFrame(geo))
+    store.close()
+    csv_path = store_path.with_name("out.csv")
+    assert main(["score", "--store", str(store_path), "--json", "--replicates", "50",
+                 "--csv", str(csv_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {o["neighborhood"] for o in out} == set(settings.FIRST_DIVISION_DESCRIBED)
+    top = out[0]
+    assert top["neighborhood"] == "RUSSELL" and top["count"] == 6 and top["rank"] == 1
+    assert list(top) == ["neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
+                         "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high"]
+    assert pd.read_csv(csv_path)["count"].sum() == 10  # Shawnee's record is counted (not in the area)
+    assert main(["score", "--store", str(store_path)]) == 0
+    text = capsys.readouterr().out
+    assert "records: 11 = 10 in a neighborhood + 0 outside every neighborhood + 1 not geocoded" in text
+    assert "*RUSSELL" in text
+    assert main(["score", "--store", str(store_path), "--indicator", "nope"]) == 2
+    assert "indicator 'nope'" in capsys.readouterr().err
+    assert main(["score", "--store", str(store_path.with_name("missing.gpkg"))]) == 2

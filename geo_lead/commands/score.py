@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
 from geo_lead import settings
 
 
@@ -48,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_score(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
     from geo_lead.errors import StoreError
-    from geo_lead.scoring import parse_weights, score_store, scores_json, write_csv
+    from geo_lead.scoring import format_table, parse_weights, score_store, scores_json, write_csv
     from geo_lead.spatial_join import join_store
     from geo_lead.store import opened
 
@@ -67,40 +65,3 @@ def _run_score(args: argparse.Namespace) -> int:
     print(format_table(scores, joined))
     print(f"\nscores layer written to {args.store}; CSV: {csv_path}")
     return 0
-
-
-def format_table(scores: Any, joined: dict[str, int] | None = None) -> str:
-    """The ranked table a planner reads (pilot neighborhoods marked with *)."""
-    a = scores.attrs
-    lines = []
-    if joined is not None:
-        lines.append(f"records: {joined['records']:,} = {joined['joined']:,} in a neighborhood + "
-                     f"{joined['outside']:,} outside every neighborhood + {joined['not_geocoded']:,} not geocoded")
-    ind = scores["indicator"].iloc[0] if len(scores) else "?"
-    lines.append(f"indicator {ind}, area {a.get('area')}: {a.get('records_in_window', 0):,} records in the "
-                 f"window, {a.get('area_total', 0):,} in the area; data cover {a.get('years_covered', 0):.2f} years")
-    lines.append("per_year = count scaled by each file's sampling fraction (2016 sample 0.15, 2017 "
-                 "sample 0.14) / years covered; rates use the unscaled count and 2020 population")
-    head = (f"{'rank':>4} {'90% int':>7}  {'neighborhood':<28} {'count':>6} {'per_year':>9} "
-            f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6}")
-    lines += [head, "-" * len(head)]
-    ranked = scores[scores["rank"].notna()]
-    for r in ranked.itertuples(index=False):
-        star = "*" if r.neighborhood in settings.PILOT_NEIGHBORHOODS else " "
-        lines.append(
-            f"{int(r.rank):>4} {f'{int(r.rank_low)}-{int(r.rank_high)}':>7} {star}{r.neighborhood[:28]:<28} "
-            f"{int(r.count):>6} {_num(r.count_per_year, 9, 1)} {_num(r.density_per_sqmi, 9, 1)} "
-            f"{_num(r.population, 7, 0)} {_num(r.rate_per_1000, 8, 2)} {_num(r.eb_rate_per_1000, 7, 2)} "
-            f"{_num(r.score, 6, 3)}")
-    unranked = scores[scores["in_area"] & scores["rank"].isna() & (scores["count"] > 0)]
-    if len(unranked):
-        lines.append("not ranked (remainder / unnamed pieces, or no residents): " + ", ".join(
-            f"{n} ({c})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
-    lines.append("* pilot zone neighborhood")
-    return "\n".join(lines)
-
-
-def _num(value: float, width: int, digits: int) -> str:
-    if value != value:  # NaN
-        return f"{'-':>{width}}"
-    return f"{value:>{width},.{digits}f}"
