@@ -334,7 +334,7 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
         "rank_low": pd.array(low, dtype="Int64"), "rank_high": pd.array(high, dtype="Int64"),
         "indicator": indicator,
     }, geometry=neighborhoods.geometry.to_numpy(), crs=neighborhoods.crs)
-    out.attrs.update({"records_in_window": int(len(sel)), "area_total": int(area_total),
+    out.attrs.update({"records_in_window": len(sel), "area_total": int(area_total),
                       "years_covered": years, "area": area, "weights": weights})
     order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
     return out.iloc[order].reset_index(drop=True)

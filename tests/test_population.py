@@ -44,7 +44,7 @@ def test_result_aligned_to_neighborhood_index() -> None:
 def test_crs_mismatch_names_inputs() -> None:
     tracts = _gdf([{"TOTPOP": 1.0, "geometry": box(0, 0, 1, 1)}])
     nh = _gdf([{"NH_NAME": "A", "geometry": box(-85.8, 38.2, -85.7, 38.3)}], crs=settings.CRS_STORE)
-    with pytest.raises(CRSMismatchError, match="tracts=.*neighborhoods="):
+    with pytest.raises(CRSMismatchError, match=r"tracts=.*neighborhoods="):
         interpolate_population(tracts, nh)
 
 

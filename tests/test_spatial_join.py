@@ -13,9 +13,9 @@ from shapely.geometry import Point, box
 from geo_lead import settings
 from geo_lead.boundaries import load_neighborhoods
 from geo_lead.errors import CRSMismatchError
+from geo_lead.sources import RECORD_COLUMNS
 from geo_lead.spatial_join import join_records, join_store, points_from_lonlat, records_gdf
 from geo_lead.store import open_store
-from geo_lead.sources import RECORD_COLUMNS
 
 
 def _squares() -> gpd.GeoDataFrame:
