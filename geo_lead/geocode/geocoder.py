@@ -194,7 +194,7 @@ class Geocoder:
             if hit.match_type == "unmatched":
                 return hit
             return _Hit(hit.x, hit.y, "block", round(hit.score * 0.95, 3),
-                        f"{base + 50} {hit.matched}", f"middle of the {base} block; {hit.reason}")
+                        hit.matched, f"middle of the {base} block; {hit.reason}")
         return self._on_streets(cands, number, zip5, exact_ok=True)
 
     # --- streets ----------------------------------------------------------------------

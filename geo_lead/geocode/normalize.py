@@ -66,6 +66,8 @@ NAME_WORDS: dict[str, str] = {
     "SAINT": "ST", "SNT": "ST", "MOUNT": "MT", "FORT": "FT", "U": "U",
     "DOCTOR": "DR", "JUNIOR": "JR",
 }
+#: Words replaced anywhere in a name ("3RD STREET RD" and "3RD ST RD" are one street).
+NAME_ANYWHERE: dict[str, str] = {"STREET": "ST", "SAINT": "ST"}
 
 _ORD_UNITS = {
     "FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4, "FIFTH": 5, "SIXTH": 6, "SEVENTH": 7,
@@ -164,7 +166,7 @@ def _words_to_ordinals(tokens: list[str]) -> list[str]:
 def parse_street(text: str) -> Street:
     """Split street text (no house number) into predir, name, type and postdir."""
     tokens = [t for t in _SPACE.split(text.replace("-", " ").strip()) if t]
-    cut = next((i for i, t in enumerate(tokens) if t in UNIT_WORDS and i >= 1), None)
+    cut = next((i for i, t in enumerate(tokens) if (t in UNIT_WORDS or t.startswith("#")) and i >= 1), None)
     if cut is not None:
         tokens = tokens[:cut]
     if not tokens:
@@ -187,7 +189,7 @@ def parse_street(text: str) -> Street:
         postdir = DIRECTIONS[tokens.pop()]
     name_tokens = []
     for i, tok in enumerate(tokens):
-        tok = NAME_WORDS.get(tok, tok) if i == 0 or tok not in ("U",) else tok
+        tok = NAME_WORDS.get(tok, tok) if i == 0 else NAME_ANYWHERE.get(tok, tok)
         m = _ORDINAL.match(tok)
         if m and len(tokens) == 1:  # a lone number as a name: "26" / "26TH" -> "26TH"
             tok = _ordinal(int(m.group(1)))
