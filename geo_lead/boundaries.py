@@ -271,10 +271,16 @@ def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame) -> tup
 
     Returns the feature and the per-unit membership table (`first_division_members`).
     """
+    from geo_lead.spatial_join import points_from_lonlat  # spatial_join imports this module
+
     cols = set(store.columns("records"))  # type: ignore[attr-defined]
     records = None
-    if {"neighborhood", "division"} <= cols:
-        records = store.read_records(["neighborhood", "division"])  # type: ignore[attr-defined]
+    if {"lon", "lat", "division"} <= cols:
+        # Join in memory: the store's `neighborhood` column may be stale or not written yet.
+        from geo_lead.spatial_join import join_records
+
+        pts = points_from_lonlat(store.read_records(["lon", "lat", "division"]))  # type: ignore[attr-defined]
+        records = pd.DataFrame(join_records(pts, neighborhoods.to_crs(pts.crs))[["neighborhood", "division"]])
     members = first_division_members(neighborhoods, records)
     method = METHOD_RECORDS if (members["basis"] == "records").any() else METHOD_FALLBACK
     return build_first_division(neighborhoods, members, method), members
@@ -313,7 +319,7 @@ def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None
         fd = build_first_division(nh, members, METHOD_FALLBACK)
     write_geojson(fd, out_dir / settings.FIRST_DIVISION_FILE.name)
     for note in notes:
-        log.warning("First Division check: %s", note)
+        log.info("First Division check: %s", note)
     return {"out_dir": str(out_dir), "neighborhoods": len(nh), "first_division_method": fd["method"].iloc[0],
             "first_division_members": [m for m in fd["members"].iloc[0].split(";") if m],
             "disagreements": notes}

@@ -322,6 +322,7 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
         rank[ranked] = descending_ranks(score[ranked])
         lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, weights, n_boot, seed)
         low[ranked], high[ranked] = lo, hi
+    by_metric = _metric_ranks(names, ranked, metrics, area_counts, area_sqmi, pop, n_boot, seed)
     log.info("%s: %d records in window, %d counted in %s (%d outside every unit or not geocoded)",
              indicator, len(sel), int(area_total), area, int((~counted).sum()))
 
@@ -335,9 +336,30 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
         "indicator": indicator,
     }, geometry=neighborhoods.geometry.to_numpy(), crs=neighborhoods.crs)
     out.attrs.update({"records_in_window": len(sel), "area_total": int(area_total),
-                      "years_covered": years, "area": area, "weights": weights})
+                      "years_covered": years, "area": area, "weights": weights,
+                      "metric_ranks": by_metric, "n_ranked": int(ranked.sum())})
     order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
     return out.iloc[order].reset_index(drop=True)
+
+
+#: Single metrics ranked on their own (with bootstrap intervals) next to the composite.
+RANKED_METRICS: tuple[str, ...] = ("count", "density_per_sqmi", "eb_rate_per_1000")
+
+
+def _metric_ranks(names: np.ndarray, ranked: np.ndarray, metrics: dict[str, np.ndarray],
+                  area_counts: np.ndarray, area_sqmi: np.ndarray, pop: np.ndarray, n_boot: int,
+                  seed: int) -> dict[str, dict[str, list[int]]]:
+    """Per ranked unit and metric of `RANKED_METRICS`: [rank, rank_low, rank_high]."""
+    out: dict[str, dict[str, list[int]]] = {str(n): {} for n in names[ranked]}
+    if not ranked.any():
+        return out
+    for metric in RANKED_METRICS:
+        w = {metric: 1.0}
+        r = descending_ranks(composite_score({metric: metrics[metric][ranked]}, w))
+        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed)
+        for name, a, b, c in zip(names[ranked], r, lo, hi, strict=True):
+            out[str(name)][metric] = [int(a), int(b), int(c)]
+    return out
 
 
 def _check_weights(weights: dict[str, float] | None) -> dict[str, float]:
@@ -466,6 +488,14 @@ def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None)
         lines.append("not ranked (remainder / unnamed pieces, or no residents): " + ", ".join(
             f"{n} ({c})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
     lines.append("* pilot zone neighborhood")
+    by_metric = a.get("metric_ranks", {})
+    labels = {"count": "count", "density_per_sqmi": "density", "eb_rate_per_1000": "EB rate"}
+    for name in settings.PILOT_NEIGHBORHOODS:
+        if name in by_metric and len(ranked):
+            row = ranked[ranked["neighborhood"] == name].iloc[0]
+            parts = [f"by {labels[m]} {v[0]} (90% {v[1]}-{v[2]})" for m, v in by_metric[name].items()]
+            lines.append(f"{name}: of {a.get('n_ranked', len(ranked))}, " + ", ".join(parts)
+                         + f", composite {int(row['rank'])} ({int(row['rank_low'])}-{int(row['rank_high'])})")
     return "\n".join(lines)
 
 

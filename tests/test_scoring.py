@@ -268,3 +268,36 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
     assert main(["score", "--store", str(store_path), "--indicator", "nope"]) == 2
     assert "indicator 'nope'" in capsys.readouterr().err
     assert main(["score", "--store", str(store_path.with_name("missing.gpkg"))]) == 2
+
+
+def test_real_shipped_data_end_to_end(store_path: Path) -> None:
+    """Ingest the shipped LMPD files, geocode offline, join, score: accounting and invariants."""
+    from geo_lead.boundaries import derive_first_division, load_neighborhoods
+    from geo_lead.geocode import geocode_store
+    from geo_lead.ingest import ingest_files
+    from geo_lead.spatial_join import join_store
+
+    store = open_store(store_path)
+    try:
+        ingest_files(store, list(settings.SHIPPED_LMPD_FILES))
+        geocode_store(store)
+        counts = join_store(store)
+        assert counts["records"] == store.count("records")
+        assert counts["records"] == counts["joined"] + counts["outside"] + counts["not_geocoded"]
+        _fd, members = derive_first_division(store, load_neighborhoods())
+        chosen = set(members.loc[members["member"], "NH_NAME"])
+        # the records' own division puts LMPD's described neighborhoods in the First Division
+        assert set(settings.FIRST_DIVISION_DESCRIBED) <= chosen
+        scores = score_store(store, n_boot=100)
+        layer_rows = store.count("scores")
+    finally:
+        store.close()
+    assert layer_rows == 90
+    ranked = scores[scores["rank"].notna()]
+    assert set(settings.PILOT_NEIGHBORHOODS) <= set(ranked["neighborhood"])
+    assert ((ranked["rank_low"] <= ranked["rank"]) & (ranked["rank"] <= ranked["rank_high"])).all()
+    assert ranked["share"].sum() <= 1.0 + 1e-9
+    # EB over the ranked units equals esda on the same counts and populations
+    eb = Empirical_Bayes(ranked["count"].to_numpy(float), ranked["population"].to_numpy(float)).r.ravel()
+    if ranked["eb_rate_per_1000"].nunique() > 1:  # phi > 0: esda agrees (it does not clip)
+        assert ranked["eb_rate_per_1000"].to_numpy() == pytest.approx(eb * 1000)
