@@ -425,6 +425,9 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     if population is None:
         population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
     cols = set(store.columns("records"))
+    if "lon" not in cols:
+        raise GeoLeadError(f"{store.path}: records have no coordinates yet; run "
+                           f"`geo-lead geocode --store {store.path}` (or `geo-lead run`) first.")
     if "neighborhood" not in cols:
         raise GeoLeadError(f"{store.path}: records are not joined to neighborhoods yet; "
                            "run `geo-lead run` (or geocode, then join) first.")
@@ -476,6 +479,8 @@ def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None)
             f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6}")
     lines += [head, "-" * len(head)]
     ranked = scores[scores["rank"].notna()]
+    if not a.get("area_total", 0):
+        lines.append("(no records of this indicator in the area and window: every rank is a tie)")
     for r in ranked.itertuples(index=False):
         star = "*" if r.neighborhood in settings.PILOT_NEIGHBORHOODS else " "
         lines.append(
