@@ -23,6 +23,9 @@ from geo_lead.errors import GeoLeadError
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "ingest",
+    "geocode",
+    "boundaries",
+    "score",
     "site",
 )
 
