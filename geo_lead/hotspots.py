@@ -8,11 +8,12 @@ and density is computed in `settings.CRS_PROJECTED` (EPSG:2246, US survey feet).
 Methods
 -------
 * Kernel density: scikit-learn ``KernelDensity`` (Gaussian) on projected points; bandwidth in
-  feet from Scott's rule (2-D: sigma * n^(-1/6), sigma = sqrt of the mean coordinate variance),
-  Silverman's (identical to Scott's in 2-D) or likelihood cross-validation; evaluated at
+  feet by likelihood cross-validation (default; Scott's rule oversmooths clustered crime
+  points), Scott's rule (2-D: sigma * n^(-1/6), sigma = sqrt of the mean coordinate variance)
+  or Silverman's (identical to Scott's in 2-D); evaluated at
   the centres of a grid clipped to the study area. Hotspot cells: density > mean + k*sd.
 * Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")``, conditional permutations with
-  a fixed seed; labels at 99/95/90% after Benjamini-Hochberg FDR (``esda.fdr``).
+  a fixed seed, pseudo-p directed by the sign of z with ties not counted (`directed_pseudo_p`); labels at 99/95/90% after Benjamini-Hochberg FDR (``esda.fdr``).
 * PAI = (n/N)/(a/A) (Chainey, Tompson & Uhlig 2008); PEI = n / n_max, n_max being the most
   records any set of grid cells of the same total area captures.
 
@@ -40,6 +41,8 @@ from geo_lead.errors import GeoLeadError
 log = logging.getLogger(__name__)
 
 #: Gi* labels, strongest first; `label_gistar` assigns the first level a unit passes.
+#: Likelihood cross-validation of the KDE bandwidth uses at most this many points.
+CV_MAX_POINTS = 2000
 SIGNIFICANCE_LEVELS: tuple[tuple[float, str], ...] = ((0.01, "99%"), (0.05, "95%"), (0.10, "90%"))
 NOT_SIGNIFICANT = "not significant"
 
@@ -176,34 +179,40 @@ def grid_counts(points: gpd.GeoDataFrame, grid: gpd.GeoDataFrame, cell_ft: float
 
 
 # --- kernel density ----------------------------------------------------------------------
-def bandwidth_ft(xy: np.ndarray, method: str = "scott", weights: np.ndarray | None = None) -> float:
+def bandwidth_ft(xy: np.ndarray, method: str = "cv") -> float:
     """KDE bandwidth in feet for projected points `xy` (n, 2).
 
     ``scott`` / ``silverman``: sigma * n^(-1/6) with sigma = sqrt(mean of the two coordinate
     variances) (the two rules coincide in two dimensions). ``cv``: the bandwidth among 20
     log-spaced multiples (0.2x..3x) of Scott's that maximises the 5-fold held-out
-    log-likelihood (scikit-learn GridSearchCV).
+    log-likelihood (scikit-learn GridSearchCV); below 10 points ``cv`` falls back to Scott.
     """
     n = len(xy)
     if n < 2:
         raise GeoLeadError(f"kernel density needs at least 2 points, got {n}")
     sigma = float(np.sqrt(np.mean(np.var(xy, axis=0, ddof=1))))
     scott = sigma * n ** (-1.0 / 6.0)
-    if method in ("scott", "silverman"):
+    if method in ("scott", "silverman") or (method == "cv" and n < 10):
         return scott
     if method == "cv":
         from sklearn.model_selection import GridSearchCV
         from sklearn.neighbors import KernelDensity
 
+        # CV cost grows with n^2: a seeded subsample of at most CV_MAX_POINTS is enough to
+        # place the bandwidth. Unweighted: GridSearchCV scores folds without sample weights.
+        sample = xy
+        if n > CV_MAX_POINTS:
+            pick = np.random.default_rng(settings.RANDOM_SEED).choice(n, CV_MAX_POINTS, replace=False)
+            sample = xy[pick]
         grid = {"bandwidth": scott * np.logspace(np.log10(0.2), np.log10(3.0), 20)}
-        search = GridSearchCV(KernelDensity(kernel="gaussian"), grid, cv=min(5, n))
-        search.fit(xy, sample_weight=weights)
+        search = GridSearchCV(KernelDensity(kernel="gaussian"), grid, cv=min(5, len(sample)))
+        search.fit(sample)
         return float(search.best_params_["bandwidth"])
     raise GeoLeadError(f"unknown bandwidth method {method!r}; use scott, silverman or cv")
 
 
 def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 500.0,
-                bandwidth: float | None = None, method: str = "scott",
+                bandwidth: float | None = None, method: str = "cv",
                 hotspot_sd: float = 2.0) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Gaussian kernel density of projected `points` on a grid clipped to `area`.
 
@@ -217,7 +226,7 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
 
     xy = np.column_stack([points.geometry.x, points.geometry.y])
     w = points["weight"].to_numpy(float) if "weight" in points else np.ones(len(points))
-    bw = float(bandwidth) if bandwidth else bandwidth_ft(xy, method, w)
+    bw = float(bandwidth) if bandwidth else bandwidth_ft(xy, method)
     grid = make_grid(area, cell_ft)
     kde = KernelDensity(kernel="gaussian", bandwidth=bw).fit(xy, sample_weight=w)
     centres = np.column_stack([grid.geometry.centroid.x, grid.geometry.centroid.y])
@@ -258,15 +267,34 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
     with warnings.catch_warnings():
         # esda warns about islands (kept: with self-weights an island is its own Gi*) and,
         # from crand, about a future change of the default alternative hypothesis; G_Local
-        # has no argument to choose it yet, and the folded p-value is the documented one.
+        # has no argument to choose it yet (we compute the directed p-value ourselves below).
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        # z_sim divides by a zero spread when every permutation ties; we do not use z_sim.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         g = esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
-                         keep_simulations=False, n_jobs=1)
-    z = np.asarray(g.Zs, dtype=float)
-    # esda keeps p_sim in float32; (M+1)/(R+1) has at most 6 significant decimals for R < 10^6.
-    p = np.round(np.asarray(g.p_sim if permutations else g.p_norm, dtype=float), 6)
-    return pd.DataFrame({"gi_z": np.nan_to_num(z), "p_sim": p})
+                         keep_simulations=bool(permutations), n_jobs=1)
+    z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
+    if not permutations:
+        return pd.DataFrame({"gi_z": z, "p_sim": np.asarray(g.p_norm, dtype=float)})
+    return pd.DataFrame({"gi_z": z, "p_sim": directed_pseudo_p(np.asarray(g.Gs, float),
+                                                                np.asarray(g.rGs, float), z)})
+
+
+def directed_pseudo_p(observed: np.ndarray, simulated: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(M + 1) / (R + 1), M counting permuted values at least as extreme *in z's direction*.
+
+    esda's ``p_sim`` counts #(sim >= obs) and folds it when above half, so on the low side a
+    tie counts as *not* extreme: on a sparse count grid a cell of 0 among 0s (every
+    permutation ties) gets p = 0.001, a spurious "cold 99%". Here ties always count as at
+    least as extreme: up = #(sim >= obs) (esda's value when z > 0), down = #(sim <= obs);
+    z = 0 -> p = 1.
+    """
+    r = simulated.shape[1]
+    tol = 1e-12 * np.maximum(1.0, np.abs(observed))[:, None]
+    up = ((simulated >= observed[:, None] - tol).sum(axis=1) + 1) / (r + 1)
+    down = ((simulated <= observed[:, None] + tol).sum(axis=1) + 1) / (r + 1)
+    return np.where(z > 0, up, np.where(z < 0, down, 1.0))
 
 
 def label_gistar(z: np.ndarray, p: np.ndarray, fdr: bool = True) -> list[str]:
@@ -411,7 +439,7 @@ def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None
 
 def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
              area_names: Sequence[str], indicator: str = "lead_eligible",
-             kde_cell_ft: float = 500.0, bandwidth_method: str = "scott",
+             kde_cell_ft: float = 500.0, bandwidth_method: str = "cv",
              hotspot_sd: float = 2.0, grid_cell_ft: float = 1000.0,
              permutations: int = settings.PERMUTATIONS, seed: int = settings.RANDOM_SEED,
              ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:

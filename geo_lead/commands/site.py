@@ -28,13 +28,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser(
         "hotspots", help="kernel density and Getis-Ord Gi* hotspots of eligible records",
-        description="Kernel density (scikit-learn, bandwidth in feet by Scott's rule or likelihood "
-                    "cross-validation) and Getis-Ord Gi* (esda, 999 permutations, fixed seed, "
+        description="Kernel density (scikit-learn, bandwidth in feet by likelihood cross-validation "
+                    "or Scott's rule) and Getis-Ord Gi* (esda, 999 permutations, fixed seed, "
                     "Benjamini-Hochberg FDR) on neighborhoods and on a 1,000 ft grid; writes the "
                     "hotspot_kde, hotspot_gistar_neighborhoods and hotspot_gistar_grid layers.\n"
                     "Example: geo-lead hotspots --indicator opiate --grid-ft 800 --json")
     _common(h)
-    h.add_argument("--bandwidth", choices=("scott", "silverman", "cv"), default="scott",
+    h.add_argument("--bandwidth", choices=("scott", "silverman", "cv"), default="cv",
                    help="KDE bandwidth rule (default %(default)s)")
     h.add_argument("--kde-cell-ft", type=float, default=500.0, help="KDE surface cell size in feet (default %(default)s)")
     h.add_argument("--hotspot-sd", type=float, default=2.0,
