@@ -428,7 +428,7 @@ def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None
         gdf = gpd.GeoDataFrame(frame, geometry=geom, crs=settings.CRS_STORE)
     if not gdf.geometry.notna().any():
         raise GeoLeadError(f"{store.path}: no record is geocoded yet; run `geo-lead geocode` first.")
-    if "neighborhood" not in gdf or gdf["neighborhood"].isna().all():
+    if "neighborhood" not in gdf or (gdf["neighborhood"].fillna("").astype(str) == "").all():
         from geo_lead.boundaries import load_neighborhoods
 
         nh = neighborhoods if neighborhoods is not None else load_neighborhoods()

@@ -187,31 +187,18 @@ def rank_of(target: float, totals: np.ndarray) -> int:
     return int(1 + np.sum(totals > target + 1e-9))
 
 
-# --- population and rates (for the rate objective and the comparison area) ----------------
-def neighborhood_population(neighborhoods: gpd.GeoDataFrame, tracts: gpd.GeoDataFrame) -> pd.Series:
-    """Areal interpolation: each tract's TOTPOP split by the share of its area in each unit."""
-    units = neighborhoods[["NH_NAME", "geometry"]].to_crs(settings.CRS_PROJECTED)
-    tr = tracts[["TOTPOP", "geometry"]].to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
-    tr["tract_area"] = tr.geometry.area
-    pieces = gpd.overlay(units, tr, how="intersection", keep_geom_type=True)
-    pieces["pop"] = pieces["TOTPOP"].astype(float) * pieces.geometry.area / pieces["tract_area"]
-    return pieces.groupby("NH_NAME")["pop"].sum().reindex(units["NH_NAME"]).fillna(0.0).set_axis(units.index)
-
-
+# --- rates (for the rate objective and the comparison area) -------------------------------
 def empirical_bayes_rate(events: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Global Empirical Bayes smoothed rates (Marshall 1991; esda ``Empirical_Bayes``).
+    """Global Empirical Bayes rates (`geo_lead.scoring.empirical_bayes`, phi clipped at 0);
+    units without residents (b = 0) take the global rate theta instead of failing."""
+    from geo_lead.scoring import empirical_bayes
 
-    theta = sum e / sum b, s2 = sum b (r - theta)^2 / sum b, phi = max(s2 - theta / mean b, 0),
-    w = phi / (phi + theta / b), EB = w r + (1 - w) theta. Units with b = 0 get theta.
-    """
     e, b = np.asarray(events, float), np.asarray(base, float)
     pos = b > 0
-    theta = e[pos].sum() / b[pos].sum()
-    r = np.where(pos, e / np.where(pos, b, 1.0), theta)
-    s2 = np.sum(b[pos] * (r[pos] - theta) ** 2) / b[pos].sum()
-    phi = max(s2 - theta / b[pos].mean(), 0.0)
-    wgt = np.where(pos, phi / (phi + theta / np.where(pos, b, 1.0)) if phi > 0 else 0.0, 0.0)
-    return wgt * r + (1 - wgt) * theta
+    out = np.full(len(e), e[pos].sum() / b[pos].sum() if pos.any() else np.nan)
+    if pos.any():
+        out[pos] = empirical_bayes(e[pos], b[pos])
+    return out
 
 
 # --- capacity ------------------------------------------------------------------------------
@@ -302,7 +289,7 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
 def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
          pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
          params: SiteParams | None = None, population: pd.Series | None = None,
-         ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+         progress: Any = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Answer the siting question from records and neighborhoods (pure).
 
     Parameters
@@ -318,6 +305,8 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     population
         Residents per unit (index NH_NAME), for the rate objective and the comparison
         area; without it those use density only.
+    progress
+        A `geo_lead.progress.Progress` counting bootstrap resamples (optional).
 
     Returns
     -------
@@ -412,6 +401,8 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
         counts = np.bincount(unit_idx[draw], weights=w[draw], minlength=len(cands))
         tot = counts @ membership
         in_top += rank_of(tot[pz], tot) <= top_n
+        if progress is not None:
+            progress.update()
     years = pd.to_datetime(pts["occurred_at"], errors="coerce", format="ISO8601").dt.year
     windows = []
     for year, grp in pd.Series(np.arange(len(pts))).groupby(years.to_numpy()):
@@ -523,7 +514,8 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     area, candidates
         ``first-division`` (default), ``city``, or explicit candidate names.
     **params
-        Further `SiteParams` fields (objective, take_up_rate, train, test, ...).
+        Further `SiteParams` fields (objective, take_up_rate, train, test, ...), and
+        ``progress`` (a `geo_lead.progress.Progress` for the bootstrap).
 
     Returns
     -------
@@ -538,10 +530,14 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     names = resolve_area(neighborhoods, records, area, candidates)
     population = None
     if settings.POPULATION_TRACTS.exists():
-        population = neighborhood_population(neighborhoods, gpd.read_file(settings.POPULATION_TRACTS))
-        population.index = neighborhoods["NH_NAME"]
+        from geo_lead.population import interpolate_population, load_tracts
+
+        interp = interpolate_population(load_tracts(), neighborhoods)
+        population = interp.population.set_axis(neighborhoods["NH_NAME"].to_numpy())
+    progress = params.pop("progress", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
-    layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp, population=population)
+    layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
+                         population=population, progress=progress)
     result["area"] = "candidates" if candidates else area
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)

@@ -107,15 +107,18 @@ def _fmt_zone(label: str, z: dict[str, Any]) -> str:
 
 def _run_site(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
+    from geo_lead.progress import Progress
     from geo_lead.siting import site_store
     from geo_lead.store import opened
 
+    progress = Progress("bootstrap resamples", total=args.replicates)
     with opened(args.store, create=False) as store:
         result = site_store(store, k=args.k, capacity=args.capacity, months=args.months,
                             indicator=args.indicator, area=args.area, candidates=_candidates(args),
                             objective=args.objective, take_up_rate=args.take_up,
                             persons_per_record=args.persons_per_record, train=args.train,
-                            test=args.test, replicates=args.replicates)
+                            test=args.test, replicates=args.replicates, progress=progress)
+    progress.close()
     if args.json:
         print_json(result)
         return 0
