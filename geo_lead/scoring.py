@@ -425,7 +425,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     if population is None:
         population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
     cols = set(store.columns("records"))
-    if "lon" not in cols:
+    if "neighborhood" not in cols and "lon" not in cols:
         raise GeoLeadError(f"{store.path}: records have no coordinates yet; run "
                            f"`geo-lead geocode --store {store.path}` (or `geo-lead run`) first.")
     if "neighborhood" not in cols:
