@@ -315,3 +315,10 @@ def test_cli_score_before_geocoding_says_what_to_do(store_path: Path,
     store.close()
     assert main(["score", "--store", str(store_path)]) == 2
     assert "no coordinates yet; run `geo-lead geocode" in capsys.readouterr().err
+
+
+def test_years_covered_falls_back_to_occurrence_date() -> None:
+    recs = pd.DataFrame({"source_file": ["a.csv", "a.csv"], "reported_at": ["", ""],
+                         "occurred_at": ["2020-01-01T00:00:00", "2020-07-01T12:00:00"]})
+    assert years_covered(recs) == pytest.approx(182.5 / 365.25)
+    assert years_covered(recs, since="2020-04-01") == pytest.approx((91 + 0.5) / 365.25)
