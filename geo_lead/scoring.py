@@ -186,8 +186,8 @@ def years_covered(records: pd.DataFrame, since: Any = None, until: Any = None) -
     """
     if records.empty:
         return 0.0
-    rep = pd.to_datetime(records["reported_at"].replace("", None), errors="coerce") \
-        if "reported_at" in records else pd.Series(pd.NaT, index=records.index)
+    rep = pd.to_datetime(records["reported_at"], errors="coerce") \
+        if "reported_at" in records else pd.Series(pd.NaT, index=records.index)  # "" -> NaT
     when = rep.fillna(pd.to_datetime(records["occurred_at"], errors="coerce"))
     frame = pd.DataFrame({"file": records["source_file"].to_numpy(), "when": when.to_numpy()}).dropna()
     if frame.empty:
@@ -425,7 +425,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     if population is None:
         population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
     cols = set(store.columns("records"))
-    if "lon" not in cols:
+    if "neighborhood" not in cols and "lon" not in cols:
         raise GeoLeadError(f"{store.path}: records have no coordinates yet; run "
                            f"`geo-lead geocode --store {store.path}` (or `geo-lead run`) first.")
     if "neighborhood" not in cols:

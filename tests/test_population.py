@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import geopandas as gpd
 import pytest
 from shapely.geometry import box
@@ -59,3 +61,31 @@ def test_real_tracts_onto_lojic_neighborhoods_conserve_total() -> None:
     assert 0.2 * res.tracts_total < res.population.sum() < 0.6 * res.tracts_total
     pilot = res.population[nh["NH_NAME"].isin(settings.PILOT_NEIGHBORHOODS).to_numpy()]
     assert (pilot > 1_000).all()
+
+
+def test_conservation_property_random_grids() -> None:
+    """Random tract grids and random neighborhood strips: population in = allocated + unallocated."""
+    from hypothesis import given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    @hsettings(max_examples=25, deadline=None)
+    @given(pops=st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
+           cuts=st.lists(st.floats(0.05, 3.95), min_size=1, max_size=4, unique=True))
+    def check(pops: list[int], cuts: list[float]) -> None:
+        # a 2 x 2 grid of 1 x 1 mile tracts; neighborhoods are vertical strips between cuts
+        tracts = _gdf([{"TOTPOP": float(p), "geometry": box(i % 2 * MILE_FT, i // 2 * MILE_FT,
+                                                           (i % 2 + 1) * MILE_FT, (i // 2 + 1) * MILE_FT)}
+                       for i, p in enumerate(pops)])
+        xs = sorted(cuts)
+        strips = [box(a * MILE_FT / 2, 0, b * MILE_FT / 2, 2 * MILE_FT) for a, b in pairwise(xs)]
+        strips = strips or [box(0, 0, xs[0] * MILE_FT / 2, 2 * MILE_FT)]
+        nh = _gdf([{"NH_NAME": f"S{i}", "geometry": g} for i, g in enumerate(strips)])
+        res = interpolate_population(tracts, nh)
+        assert res.population.sum() + res.unallocated == pytest.approx(sum(pops), abs=1e-6)
+        assert (res.population >= -1e-9).all()
+        covered = sum(g.area for g in strips) / (4 * MILE_FT**2)
+        if len(set(pops)) == 1:  # uniform density: population follows area exactly
+            assert res.population.sum() == pytest.approx(pops[0] * 4 * covered, abs=1e-6)
+
+    check()

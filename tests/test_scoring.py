@@ -301,3 +301,24 @@ def test_real_shipped_data_end_to_end(store_path: Path) -> None:
     eb = Empirical_Bayes(ranked["count"].to_numpy(float), ranked["population"].to_numpy(float)).r.ravel()
     if ranked["eb_rate_per_1000"].nunique() > 1:  # phi > 0: esda agrees (it does not clip)
         assert ranked["eb_rate_per_1000"].to_numpy() == pytest.approx(eb * 1000)
+
+
+def test_cli_score_before_geocoding_says_what_to_do(store_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from geo_lead.cli import main
+
+    row = {c: "" for c in RECORD_COLUMNS}
+    row.update(record_id="r0", occurred_at="2017-03-01T10:00:00", source_line=2, content_hash="h")
+    store = open_store(store_path)
+    with store.write():
+        store.upsert_records(pd.DataFrame([row]), "2026-01-01T00:00:00Z")
+    store.close()
+    assert main(["score", "--store", str(store_path)]) == 2
+    assert "no coordinates yet; run `geo-lead geocode" in capsys.readouterr().err
+
+
+def test_years_covered_falls_back_to_occurrence_date() -> None:
+    recs = pd.DataFrame({"source_file": ["a.csv", "a.csv"], "reported_at": ["", ""],
+                         "occurred_at": ["2020-01-01T00:00:00", "2020-07-01T12:00:00"]})
+    assert years_covered(recs) == pytest.approx(182.5 / 365.25)
+    assert years_covered(recs, since="2020-04-01") == pytest.approx((91 + 0.5) / 365.25)

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Join the store's geocoded records to the LOJIC neighborhoods, then score each "
             "neighborhood: count, share, count per year (sample files scaled to a year), density "
             "per sq mi, 2020 population, rate and Empirical Bayes smoothed rate per 1,000 "
-            "residents, a composite score and its rank with a seeded 90%% bootstrap interval. "
+            "residents, a composite score and its rank with a seeded 90% bootstrap interval. "
             "Writes the `scores` layer of the store and a CSV.\n\n"
             "examples: geo-lead score\n"
             "          geo-lead score --indicator opiate --area city --since 2017-01-01 --json\n"
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicates", type=int, default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap replicates for the rank interval (default: %(default)s)")
     p.add_argument("--csv", type=Path, metavar="PATH",
-                   help="CSV of the scores (default: scores.csv next to the store)")
+                   help="CSV of the scores (default: <store name>_scores.csv next to the store, e.g. data/lead_scores.csv)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of the ranked neighborhoods instead of the table")
     p.set_defaults(func=_run_score)
@@ -58,7 +58,7 @@ def _run_score(args: argparse.Namespace) -> int:
         joined = join_store(store) if "lon" in store.columns("records") else None
         scores = score_store(store, indicator=args.indicator, area=args.area, since=args.since,
                              until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates)
-    csv_path = args.csv or Path(args.store).with_name("scores.csv")
+    csv_path = args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv")
     write_csv(scores, csv_path)
     if args.json:
         print_json(scores_json(scores))
