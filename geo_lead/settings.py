@@ -107,6 +107,9 @@ SITE_STABILITY_MIN: Final[float] = 0.50
 SITE_PAI_TOLERANCE: Final[float] = 0.20
 #: A calendar-year window counts for stability only with at least this many eligible records.
 SITE_MIN_WINDOW_RECORDS: Final[int] = 30
+#: Comparison area balance: every standardised mean difference within this (Stuart 2010's
+#: rule of thumb for matched designs); the answer reports balance either way.
+SITE_BALANCE_MAX_SMD: Final[float] = 0.25
 #: Where each capacity parameter comes from (printed with the answer).
 SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
     "capacity": "Louisville Metro LEAD FAQ (Aug 2018): 50 participants",

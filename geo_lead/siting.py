@@ -203,14 +203,21 @@ def empirical_bayes_rate(events: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 # --- capacity ------------------------------------------------------------------------------
 def months_covered(records: pd.DataFrame) -> float:
-    """Months of time the records cover: per source file, the 1st-99th percentile span of
-    ``occurred_at`` divided by 0.98 (at least one month), summed over files.
+    """Months of time the records cover: per source file, the 1st-99th percentile span of the
+    report date (``reported_at``, else ``occurred_at``) divided by 0.98 (at least one month),
+    summed over files.
 
-    Percentiles, not min/max, because reports of long-past incidents stretch a file's span.
+    Report dates, because LMPD extracts are cut by report date (a file reported over two weeks
+    holds incidents that occurred all year); percentiles, not min/max, so a few stray dates do
+    not stretch a file's span.
     """
-    when = pd.to_datetime(records["occurred_at"], errors="coerce", format="ISO8601")
-    if getattr(when.dt, "tz", None) is not None:
-        when = when.dt.tz_localize(None)
+    def parse(col: str) -> pd.Series:
+        if col not in records:
+            return pd.Series(pd.NaT, index=records.index)
+        t = pd.to_datetime(records[col], errors="coerce", format="ISO8601")
+        return t.dt.tz_localize(None) if getattr(t.dt, "tz", None) is not None else t
+
+    when = parse("reported_at").fillna(parse("occurred_at"))
     files = records["source_file"].fillna("") if "source_file" in records else pd.Series("", index=records.index)
     total = 0.0
     for _, t in when.groupby(files):
@@ -220,7 +227,7 @@ def months_covered(records: pd.DataFrame) -> float:
         lo, hi = t.quantile(0.01), t.quantile(0.99)
         total += max((hi - lo).days / 30.4375 / 0.98, 1.0)
     if total <= 0:
-        raise GeoLeadError("no record has a readable occurred_at date; cannot estimate a monthly rate")
+        raise GeoLeadError("no record has a readable reported_at/occurred_at date; cannot estimate a monthly rate")
     return total
 
 
@@ -464,6 +471,7 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
         feats["population"] = pop
         feats = feats[pop > 0] if (pop.loc[pilot] > 0).all() else feats
     comp_names, balance = comparison_area(feats, pilot, adj_all)
+    max_smd = max(abs(b["std_mean_diff"]) for b in balance)
 
     result = {
         "indicator": indicator, "candidates": cands, "n_candidates": len(cands),
@@ -476,6 +484,9 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
         "verdict_rule": VERDICT_RULE.format(top=p.top_fraction, stab=p.stability_min, tol=1 - p.pai_tolerance),
         "zones_by_k": zones_by_k, "capacity_zone": capacity_zone,
         "comparison_area": {"neighborhoods": comp_names, "balance": balance,
+                            "max_abs_std_mean_diff": max_smd,
+                            "balanced": bool(max_smd <= settings.SITE_BALANCE_MAX_SMD),
+                            "balance_rule": f"every |SMD| <= {settings.SITE_BALANCE_MAX_SMD:g}",
                             "rule": "outside the pilot, not queen-adjacent to it; nearest neighbour on "
                                     "z-scored train-period features, without replacement"},
         "parameters": asdict(p),

@@ -121,6 +121,12 @@ def test_months_covered_and_expected_participants() -> None:
         "source_file": "a.csv"})
     months = months_covered(frame)
     assert months == pytest.approx(12.0, rel=0.02)
+    # A late-reported file: occurred all year, reported within two weeks -> counted as 1 month;
+    # files add up.
+    late = pd.DataFrame({"occurred_at": frame["occurred_at"], "source_file": "b.csv",
+                         "reported_at": pd.date_range("2023-12-27", "2024-01-10", periods=1000).strftime("%Y-%m-%d")})
+    assert months_covered(late) == 1.0
+    assert months_covered(pd.concat([frame.assign(reported_at=""), late])) == pytest.approx(months + 1.0)
     p = SiteParams(months=18, take_up_rate=0.5)
     # 120 records over 12 months = 10/month -> 180 in 18 months x 0.8 persons x 0.5 take-up = 72
     assert expected_participants(120.0, 12.0, p, 0.8) == pytest.approx(72.0)
@@ -236,6 +242,7 @@ def test_site_and_hotspots_commands_write_the_store(neighborhoods: gpd.GeoDataFr
     for key in ("neighborhoods", "share", "pai_train", "pai_test"):
         assert key in out["pilot_zone"] and key in out["best_zone"]
     assert "expected_participants" in out["capacity_zone"] and "balance" in out["comparison_area"]
+    assert out["comparison_area"]["balanced"] == (out["comparison_area"]["max_abs_std_mean_diff"] <= 0.25)
     assert out["verdict"] in ("justified", "revise")
     # First Division decided from the records' division field
     assert out["candidates"] == FIRST_DIVISION

@@ -141,7 +141,9 @@ def _run_site(args: argparse.Namespace) -> int:
         print(f"  capacity: {' + '.join(cz['neighborhoods'])} {word} {cz['parameters']['capacity']} places "
               f"({cz['expected_participants']:.1f} expected participants in {cz['parameters']['months']} months)")
     comp = result["comparison_area"]
-    print(f"  comparison area: {' + '.join(comp['neighborhoods'])}")
+    print(f"  comparison area: {' + '.join(comp['neighborhoods'])} "
+          f"({'balanced' if comp['balanced'] else 'NOT balanced'}: max |SMD| "
+          f"{comp['max_abs_std_mean_diff']:.2f}, rule {comp['balance_rule']})")
     for b in comp["balance"]:
         print(f"    {b['feature']:<18} pilot {b['pilot_mean']:10.2f}  comparison {b['comparison_mean']:10.2f}  "
               f"pool {b['pool_mean']:10.2f}  SMD {b['std_mean_diff']:+.2f}")
