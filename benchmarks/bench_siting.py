@@ -72,7 +72,7 @@ def main() -> None:
     grid = timed(f"Gi* grid 1,000 ft over First Division, 999 perms ({len(fd_pts):,} pts)",
                  gistar_grid, fd_pts, area, 1000.0, None, 999)
     print(f"    {len(grid)} cells, {int(grid['label'].str.startswith('hot').sum())} hot")
-    timed("KDE 500 ft surface over First Division (Scott bandwidth)", kde_surface, fd_pts, area, 500.0)
+    timed("KDE 500 ft surface over First Division (likelihood-CV bandwidth)", kde_surface, fd_pts, area, 500.0)
     w_unit = recs.groupby("neighborhood").size().to_dict()
     for label, names in (("First Division (5 units)", FIRST_DIVISION),
                          ("all named neighborhoods (69 units)", sorted(nh.loc[nh["is_named"], "NH_NAME"]))):

@@ -22,6 +22,7 @@ from geo_lead.hotspots import (
     hotspots,
     kde_surface,
     label_gistar,
+    loo_log_likelihood,
     make_grid,
     max_capture,
     pai,
@@ -114,6 +115,18 @@ def test_bandwidth_scott_by_hand_and_cv_runs() -> None:
     assert bandwidth_ft(xy[:5], "cv") == bandwidth_ft(xy[:5], "scott")  # too few points for CV
     with pytest.raises(GeoLeadError, match="unknown bandwidth"):
         bandwidth_ft(xy, "magic")
+
+
+def test_loo_likelihood_matches_sklearn_point_by_point() -> None:
+    from sklearn.neighbors import KernelDensity
+
+    rng = np.random.default_rng(11)
+    xy = np.concatenate([rng.normal(0, 800, (15, 2)), rng.normal(4000, 300, (10, 2))])
+    hs = np.array([150.0, 400.0, 900.0, 2500.0])
+    # Oracle: refit scikit-learn's KDE without point i and score point i, for every i.
+    expected = [sum(KernelDensity(bandwidth=h).fit(np.delete(xy, i, axis=0)).score_samples(xy[i:i + 1])[0]
+                    for i in range(len(xy))) for h in hs]
+    np.testing.assert_allclose(loo_log_likelihood(xy, hs), expected, rtol=1e-9)
 
 
 def test_kde_density_is_the_gaussian_mixture_scaled_to_records_per_sqmi() -> None:
