@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 VERDICT_RULE = (
     "justified when (1) the pilot zone is in the top set (the best max(1, ceil({top:.0%} x n)) "
     "of the n contiguous zones of its size) on the training period, (2) it stays in that top "
-    "set in at least {stab:.0%} of bootstrap resamples, and (3) its holdout PAI is at least "
-    "{tol:.0%} of the holdout PAI of the best zone chosen on the training period; otherwise revise"
+    "set in at least {stab:.0%} of bootstrap resamples and (when there are two or more calendar "
+    "years with enough records) of yearly windows, and (3) its holdout PAI is at least {tol:.0%} "
+    "of the holdout PAI of the best zone chosen on the training period; otherwise revise"
 )
 
 
@@ -430,6 +431,8 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     checks = {
         "top_on_train": pilot_rank <= top_n,
         "stable": stability["bootstrap_top_share"] >= p.stability_min,
+        # Yearly windows count only when there are at least two of them to compare.
+        "stable_in_windows": len(windows) < 2 or stability["window_top_share"] >= p.stability_min,
         "holdout_pai_ok": bool(pilot_sum["pai_test"] >= (1 - p.pai_tolerance) * best_same["pai_test"]),
     }
     verdict = "justified" if all(checks.values()) else "revise"
