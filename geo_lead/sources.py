@@ -343,11 +343,16 @@ def _decode(fh: BinaryIO, encoding: str, bad_lines: set[int]) -> Iterator[str]:
         # replacement character had bytes that are not valid in the encoding.
         text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
         for lineno, line in enumerate(text, start=1):
-            if "\ufffd" in line:
+            if "\ufffd" in line or "\x00" in line:
                 bad_lines.add(lineno)
             yield line
         return
     for lineno, line in enumerate(fh, start=1):
+        # A NUL byte is never text in a CSV: it means corruption or a UTF-16 file without BOM.
+        if b"\x00" in line:
+            bad_lines.add(lineno)
+            yield line.replace(b"\x00", b"").decode(encoding, errors="replace")
+            continue
         try:
             yield line.decode(encoding)
         except UnicodeDecodeError:

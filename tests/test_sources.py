@@ -592,3 +592,14 @@ def test_excel_sep_line_and_trailing_delimiters(tmp_path: Path) -> None:
     # A trailing delimiter with data after it is still a wrong field count.
     bad = write(tmp_path, "y.csv", [HEADER, BODY[0] + b",X"])
     assert accounted(read_records(bad)).rejected == 1
+
+
+def test_nul_bytes_reject_the_row_and_utf16_without_bom_asks_for_encoding(tmp_path: Path) -> None:
+    nul = BODY[1].replace(b"MADISON", b"MAD\x00ISON")
+    result = accounted(read_records(write(tmp_path, "n.csv", [HEADER, BODY[0], nul])))
+    assert result.accepted == 1 and result.rejects["source_line"].tolist() == [3]
+    no_bom = tmp_path / "u16.csv"
+    no_bom.write_bytes(b"\n".join([HEADER, BODY[0]]).decode().encode("utf-16-le"))
+    with pytest.raises(InputFileError, match="--encoding"):
+        read_records(no_bom)
+    assert accounted(read_records(no_bom, encoding="utf-16-le")).accepted == 1
