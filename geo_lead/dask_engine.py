@@ -49,19 +49,22 @@ COUNT_COLUMNS: tuple[str, ...] = ("records", *FLAG_COLUMNS)
 
 
 def prepare_units(neighborhoods: Any) -> Any:
-    """Neighborhood units in EPSG:2246 with ``NH_NAME``, ``unit_order`` and ``area_sqmi``."""
+    """Neighborhood units in EPSG:4326 (layer order kept) with ``NH_NAME`` and ``area_sqmi``
+    (EPSG:2246)."""
     if neighborhoods.crs is None:
         raise GeoLeadError("neighborhood layer has no CRS; expected EPSG:4326.")
-    units = neighborhoods[[UNIT_COLUMN, neighborhoods.geometry.name]].to_crs(settings.CRS_PROJECTED)
+    units = neighborhoods[[UNIT_COLUMN, neighborhoods.geometry.name]].to_crs(settings.CRS_STORE)
     units = units.reset_index(drop=True)
-    units["unit_order"] = np.arange(len(units))
-    units["area_sqmi"] = units.geometry.area / settings.SQFT_PER_SQMI
+    units["area_sqmi"] = units.geometry.to_crs(settings.CRS_PROJECTED).area / settings.SQFT_PER_SQMI
     return units
 
 
 def join_partition(records: pd.DataFrame, units: Any,
                    flags: Sequence[str] = FLAG_COLUMNS) -> pd.DataFrame:
     """Count one table (or one partition) of records per unit.
+
+    The join itself is `geo_lead.spatial_join.join_records`, unchanged: the pandas path and
+    every dask partition run the very same code.
 
     Parameters
     ----------
@@ -76,28 +79,30 @@ def join_partition(records: pd.DataFrame, units: Any,
         Indexed by unit name (plus `OUTSIDE` and `NOT_GEOCODED`): ``records`` and one count
         per flag. Partition results add up to the whole table's.
     """
-    import geopandas as gpd
-
-    lon = pd.to_numeric(records["lon"], errors="coerce").to_numpy(dtype=float)
-    lat = pd.to_numeric(records["lat"], errors="coerce").to_numpy(dtype=float)
-    located = ~(np.isnan(lon) | np.isnan(lat))
-    unit = np.full(len(records), NOT_GEOCODED, dtype=object)
-    if located.any():
-        points = gpd.GeoDataFrame(
-            {"row": np.flatnonzero(located)},
-            geometry=gpd.points_from_xy(lon[located], lat[located]), crs=settings.CRS_STORE,
-        ).to_crs(settings.CRS_PROJECTED)
-        hits = gpd.sjoin(points, units[[UNIT_COLUMN, "unit_order", "geometry"]],
-                         how="inner", predicate="intersects")
-        # A point on a shared edge touches two units: keep the first in layer order.
-        hits = hits.sort_values(["row", "unit_order"]).drop_duplicates("row")
-        unit[located] = OUTSIDE
-        unit[hits["row"].to_numpy()] = hits[UNIT_COLUMN].to_numpy()
-    table = pd.DataFrame({"unit": unit, "records": 1})
+    joined = _join(records, units)
+    unit = np.where(joined["join_status"].to_numpy() == "not_geocoded", NOT_GEOCODED,
+                    np.where(joined["join_status"].to_numpy() == "outside", OUTSIDE,
+                             joined["neighborhood"].to_numpy()))
+    table = pd.DataFrame({"unit": unit.astype(object), "records": 1})
     for flag in flags:
         table[flag] = pd.to_numeric(records[flag], errors="coerce").fillna(0).astype("int64").to_numpy() \
             if flag in records else 0
     return table.groupby("unit", sort=True)[["records", *flags]].sum()
+
+
+def _join(records: pd.DataFrame, units: Any) -> Any:
+    """`spatial_join.join_records` on lon/lat points against the units (EPSG:4326)."""
+    from geo_lead.spatial_join import join_records, points_from_lonlat
+
+    frame = pd.DataFrame({"lon": records["lon"].to_numpy(), "lat": records["lat"].to_numpy()})
+    return join_records(points_from_lonlat(frame), units)
+
+
+def neighborhoods_partition(records: pd.DataFrame, units: Any) -> pd.DataFrame:
+    """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) for one partition."""
+    joined = _join(records, units)
+    return pd.DataFrame({"record_id": records["record_id"].to_numpy(),
+                         "neighborhood": joined["neighborhood"].to_numpy().astype(object)})
 
 
 def _partition_table(records: pd.DataFrame, units: Any, flags: Sequence[str]) -> pd.DataFrame:
@@ -192,7 +197,6 @@ def _dask_count(records: Any, units: Any, flags: tuple[str, ...], npartitions: i
                 scheduler: str | None) -> dict[str, Any]:
     import os
 
-    import dask
     import dask.dataframe as dd
 
     if isinstance(records, pd.DataFrame):
@@ -206,7 +210,17 @@ def _dask_count(records: Any, units: Any, flags: tuple[str, ...], npartitions: i
                          **{c: pd.Series(dtype="int64") for c in ("records", *flags)}})
     # Each partition returns a tiny per-unit table; summing them is the whole answer.
     partials = records.map_partitions(_partition_table, units, flags, meta=meta)
-    total = partials.groupby("unit").sum()
+    result = _compute(partials.groupby("unit").sum(), scheduler)
+    n = int(result["records"].sum())
+    return _finish(result, units, n)
+
+
+def _compute(collection: Any, scheduler: str | None) -> Any:
+    """Compute a dask collection on the named scheduler (see `join_and_count`)."""
+    import os
+
+    import dask
+
     client = None
     try:
         if scheduler == "local":
@@ -218,20 +232,64 @@ def _dask_count(records: Any, units: Any, flags: tuple[str, ...], npartitions: i
             client = Client(LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
                                          processes=True, host="127.0.0.1",
                                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))
-            result = total.compute()
-        elif scheduler and scheduler.startswith("tcp://"):
+            return client.compute(collection).result()
+        if scheduler and scheduler.startswith("tcp://"):
             from distributed import Client
 
             client = Client(scheduler)
-            result = total.compute()
-        else:
-            with dask.config.set(scheduler=scheduler or "threads"):
-                result = total.compute()
+            return client.compute(collection).result()
+        with dask.config.set(scheduler=scheduler or "threads"):
+            return collection.compute()
     finally:
         if client is not None:
             cluster = getattr(client, "cluster", None)
             client.close()
             if cluster is not None and scheduler == "local":
                 cluster.close()
-    n = int(result["records"].sum())
-    return _finish(result, units, n)
+
+
+def join_store(store: Any, engine: str = "dask", npartitions: int | None = None,
+               scheduler: str | None = None, neighborhoods: Any = None) -> dict[str, int]:
+    """The join stage with a choice of engine: write ``neighborhood`` onto every record.
+
+    ``engine="pandas"`` is `geo_lead.spatial_join.join_store`; ``engine="dask"`` runs the
+    same `spatial_join.join_records` on dask partitions of the records and writes the same
+    values (tests/test_dask_engine.py compares the two on a real store).
+
+    Returns
+    -------
+    dict
+        ``records``, ``joined``, ``outside``, ``not_geocoded``.
+    """
+    import os
+
+    if engine not in ENGINES:
+        raise GeoLeadError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    from geo_lead.boundaries import load_neighborhoods
+
+    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+    if engine == "pandas":
+        from geo_lead.spatial_join import join_store as pandas_join_store
+
+        return pandas_join_store(store, nh)
+    import dask.dataframe as dd
+
+    units = prepare_units(nh)
+    have = set(store.columns("records"))
+    cols = ["record_id", *[c for c in ("lon", "lat") if c in have]]
+    frame = store.read_table("records", cols)
+    for col in ("lon", "lat"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
+    parts = npartitions or 2 * (os.cpu_count() or 1)
+    ddf = dd.from_pandas(frame, npartitions=max(1, min(parts, len(frame) or 1)))
+    meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object)})
+    joined = _compute(ddf.map_partitions(neighborhoods_partition, units, meta=meta), scheduler)
+    with store.write():
+        store.update_records(joined[["record_id", "neighborhood"]])
+    located = frame["lon"].notna() & frame["lat"].notna()
+    named = joined["neighborhood"].fillna("").astype(str) != ""
+    counts = {"records": len(frame), "joined": int(named.sum()),
+              "outside": int((located.to_numpy() & ~named.to_numpy()).sum()),
+              "not_geocoded": int((~located).sum())}
+    log.info("spatial join (dask): %s", counts)
+    return counts

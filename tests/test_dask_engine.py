@@ -122,3 +122,22 @@ def test_join_count_command(real_store: Path, tmp_path: Path) -> None:
     assert out["engine"] == "dask" and out["joined"] == expected["joined"]
     assert {r["neighborhood"]: r["records"] for r in out["counts"]} == \
            dict(zip(expected["counts"]["neighborhood"], expected["counts"]["records"], strict=True))
+
+
+def test_join_store_dask_writes_what_pandas_writes(real_store: Path, tmp_path: Path) -> None:
+    """The join stage with --engine dask leaves the records exactly as the pandas stage does."""
+    import shutil
+
+    from geo_lead.dask_engine import join_store
+
+    copies = {e: tmp_path / f"{e}.gpkg" for e in ("pandas", "dask")}
+    counts, written = {}, {}
+    for engine, path in copies.items():
+        shutil.copyfile(real_store, path)
+        with opened(path) as store:
+            counts[engine] = join_store(store, engine=engine, npartitions=5)
+            written[engine] = store.read_records(["record_id", "neighborhood"]).sort_values("record_id")
+    assert counts["pandas"] == counts["dask"]
+    assert counts["dask"]["not_geocoded"] == UNGEOCODED
+    pd.testing.assert_frame_equal(written["pandas"].reset_index(drop=True), written["dask"].reset_index(drop=True))
+    assert (written["dask"]["neighborhood"] != "").sum() == counts["dask"]["joined"]

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default="threads", metavar="NAME",
                    help="dask scheduler: threads (default), processes, synchronous, local "
                         "(a local distributed cluster) or tcp://HOST:PORT")
+    p.add_argument("--write", action="store_true",
+                   help="also run the join stage: write each record's neighborhood into the store "
+                        "(what `geo-lead run` does), on the chosen engine")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: engine, records, joined, outside, not_geocoded, counts")
     p.set_defaults(func=_run_join_count)
@@ -49,9 +52,18 @@ def _run_join_count(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     if args.records:
+        if args.write:
+            from geo_lead.errors import GeoLeadError
+
+            raise GeoLeadError("--write updates the store; it cannot be combined with --records.")
         records = args.records
     else:
         with opened(args.store, create=False) as store:
+            if args.write:
+                from geo_lead.dask_engine import join_store
+
+                join_store(store, engine=args.engine, npartitions=args.partitions,
+                           scheduler=args.scheduler)
             records = store_points(store)
     result = join_and_count(records, load_neighborhoods(args.neighborhoods), engine=args.engine,
                             npartitions=args.partitions, scheduler=args.scheduler)
