@@ -12,7 +12,8 @@ Rules
   differs between the runs; ``move = old_rank - new_rank`` (positive = moved up, towards
   rank 1). Neighborhoods ranked in only one run are listed as ``entered`` / ``left``.
 * A hotspot is any row whose ``label`` starts with ``hot`` (``hot 99%``, ``hot 95%``,
-  ``hot 90%``), keyed by ``neighborhood:<name>`` or ``grid:<cell_id>``. New = hot now and
+  ``hot 90%``), keyed by ``neighborhood:<name>`` or ``grid:<cell_id>`` (Gi*), or a KDE
+  hotspot cell, keyed by ``kde:<lon>,<lat>`` of its centre. New = hot now and
   not before; vanished = hot before and not now.
 * The verdict is the first ``verdict`` value found in ``site_result`` (top level first);
   it changed when the two values differ (compared as JSON).
@@ -32,7 +33,7 @@ HOTSPOT_ID_KEYS: dict[str, str] = {"neighborhood": "neighborhood", "NH_NAME": "n
                                    "cell_id": "grid"}
 #: Gi* layers and the kind of unit their rows are.
 HOTSPOT_LAYERS: dict[str, str] = {"hotspot_gistar_neighborhoods": "neighborhood",
-                                  "hotspot_gistar_grid": "grid"}
+                                  "hotspot_gistar_grid": "grid", "hotspot_kde": "kde"}
 
 
 def _rows(scores: pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:

@@ -128,6 +128,21 @@ class RunRecorder:
         self.outputs.append(str(path))
 
 
+def stage_counts(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar counts of a stage's result dict (numbers, strings, booleans; tables left out)."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            if isinstance(value, str) and len(value) > 200:
+                continue
+            out[key] = value
+        elif isinstance(value, (int, float)):
+            out[key] = value
+        elif hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+            out[key] = value.item()
+    return out
+
+
 def _row(rec: RunRecorder, status: str, error: str) -> dict[str, Any]:
     finished = time.time()
     return {
@@ -208,12 +223,30 @@ def last_run(store: Store, status: str | None = "ok") -> dict[str, Any] | None:
     return None
 
 
+def _kde_hot_cells(store: Store) -> dict[str, str]:
+    """KDE hotspot cells keyed by their centre (lon,lat to 5 decimals, ~1 m): stable across
+    reruns even though the layer is rebuilt and its fids renumbered."""
+    import shapely
+
+    from geo_lead.store import wkb_from_gpkg
+
+    rows = store.conn.execute("SELECT geom FROM hotspot_kde WHERE is_hotspot = 1").fetchall()
+    out: dict[str, str] = {}
+    for (blob,) in rows:
+        wkb = wkb_from_gpkg(blob)
+        if wkb is None:
+            continue
+        c = shapely.from_wkb(wkb).centroid
+        out[f"{c.x:.5f},{c.y:.5f}"] = "hot (KDE)"
+    return out
+
+
 def results_snapshot(store: Store) -> dict[str, Any]:
     """The results a later run compares against: score ranks, hotspots, site and hotspot JSON.
 
     Reads only documented layers (docs/ARCHITECTURE.md): ``scores`` (neighborhood, rank,
     score, count, indicator), ``hotspot_gistar_neighborhoods`` and ``hotspot_gistar_grid``
-    (label), and the meta keys ``site_result`` and ``hotspots_result``. Missing layers give
+    (label), ``hotspot_kde`` (cells with is_hotspot), and the meta keys ``site_result`` and ``hotspots_result``. Missing layers give
     empty entries, so a run before scoring exists still records a snapshot.
     """
     tables = store.tables()
@@ -226,6 +259,8 @@ def results_snapshot(store: Store) -> dict[str, Any]:
         if layer in tables and {key, "label"} <= set(store.columns(layer)):
             frame = store.read_table(layer, [key, "label"])
             snap["hotspots"][layer] = {str(k): str(v) for k, v in zip(frame[key], frame["label"], strict=True)}
+    if "hotspot_kde" in tables and "is_hotspot" in store.columns("hotspot_kde"):
+        snap["hotspots"]["hotspot_kde"] = _kde_hot_cells(store)
     snap["site_result"] = store.get_json("site_result")
     snap["hotspots_result"] = store.get_json("hotspots_result")
     return snap

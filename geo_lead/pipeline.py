@@ -115,18 +115,36 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     summary: dict[str, Any] = {"store": str(store_path)}
     stages = ("ingest", "geocode", "join", "score", "hotspots", "site")
     n = len(stages)
-    with opened(store_path) as store:
+    from geo_lead.changes import describe
+    from geo_lead.manifest import record_run, stage_counts
+
+    params = {"out_dir": str(out_dir), "files": [str(f) for f in files]}
+    with opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
         summary["ingest"] = stage_ingest(store, files, say, echo)
+        run.stage("ingest", stage_counts(summary["ingest"]))
         say(f"[2/{n}] geocode block addresses and intersections (offline)")
         summary["geocode"] = stage_geocode(store, say, echo)
+        run.stage("geocode", stage_counts(summary["geocode"]))
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
         summary["join"] = stage_join(store, say)
+        run.stage("join", stage_counts(summary["join"]))
         say(f"[4/{n}] score First Division neighborhoods")
         summary["score"] = stage_score(store, say)
+        run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say)
+        run.stage("hotspots", stage_counts(summary["hotspots"]))
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
         summary["site"] = stage_site(store, say, echo)
+        run.stage("site", stage_counts(summary["site"]))
         summary["records_in_store"] = store.count("records")
+        run.stage("store", {"records": summary["records_in_store"]})
+    # The manifest row is written when the `with` ends; then the change report exists.
+    summary["run_id"] = run.run_id
+    summary["geocoded_new"] = summary["geocode"].get("geocoded_new")
+    summary["geocoded_from_cache"] = summary["geocode"].get("geocoded_from_cache")
+    summary["changes"] = run.changes
+    for line in describe(run.changes):
+        say(line)
     return summary

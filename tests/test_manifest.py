@@ -103,3 +103,29 @@ def test_runs_command(store_path: Path, tmp_path: Path) -> None:
     missing = _cli("runs", "--store", str(tmp_path / "nope.gpkg"), cwd=tmp_path)
     assert missing.returncode == 2 and "no store here yet" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_pipeline_records_each_run_and_what_changed(store_path: Path, tmp_path: Path) -> None:
+    """`geo-lead run` twice: a manifest row each, the rerun geocodes only new addresses."""
+    from geo_lead.pipeline import run_pipeline
+
+    f2017 = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv"
+    f2023 = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv"
+    first = run_pipeline(store_path, [f2017], out_dir=tmp_path / "maps", echo=None)
+    second = run_pipeline(store_path, [f2017, f2023], out_dir=tmp_path / "maps", echo=None)
+    with opened(store_path) as store:
+        runs = list_runs(store)
+        n_records = store.count("records")
+    assert [r["run_id"] for r in runs] == [second["run_id"], first["run_id"]]
+    assert first["changes"]["first_run"] is True
+    assert second["changes"]["previous_run"] == first["run_id"]
+    assert second["ingest"]["added"] == n_records - first["ingest"]["added"]
+    assert second["ingest"]["unchanged"] == first["ingest"]["added"]
+    # Only the new file's records need new lookups; the 2017 addresses come from the cache.
+    assert 0 < second["geocoded_new"] <= second["ingest"]["added"]
+    assert second["geocoded_from_cache"] >= 0
+    row = runs[0]
+    assert [i["name"] for i in row["inputs"]] == [f2017.name, f2023.name]
+    assert set(row["counts"]) >= {"ingest", "geocode", "join", "score", "hotspots", "site"}
+    assert row["counts"]["join"]["records"] == n_records
+    assert row["changes"]["verdict_after"] == second["site"].get("verdict")
