@@ -141,6 +141,26 @@ def _points_for_join(store: Path, out: Path, seed: int) -> str:
     return f"{len(frame):,} records, {note}"
 
 
+def _added(summary: dict) -> int:
+    """Records added, from `geo-lead ingest --json` or `geo-lead run --json`."""
+    if "added" in summary:
+        return int(summary["added"])
+    ingest = summary.get("ingest", {})
+    return int(ingest.get("added", 0)) if isinstance(ingest, dict) else 0
+
+
+def _stage_seconds(store: Path, cwd: Path) -> str:
+    """Per-stage wall times of the newest run, from the manifest (`geo-lead runs --json`)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "geo_lead", "runs", "--store", str(store), "--limit", "1",
+                          "--json"], cwd=cwd, capture_output=True, text=True, env=env)
+    runs = json.loads(out.stdout or "[]")
+    if not runs:
+        return "(no run recorded)"
+    return ", ".join(f"{k} {v.get('seconds', 0):.1f} s" for k, v in (runs[0].get("counts") or {}).items()
+                     if isinstance(v, dict) and k != "store")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows in the full store")
@@ -169,15 +189,20 @@ def main(argv: list[str] | None = None) -> int:
 
     extra = ["--store", str(store)]
     sec_full, rss_full, js_full = run_measured([args.command, *map(str, full), *extra], work)
-    added_full = js_full.get("added", sum(f.get("added", 0) for f in js_full.get("ingest", [])))
+    added_full = _added(js_full)
     print(f"full {args.command}: {args.rows:,} rows -> {added_full:,} added in {sec_full:.1f} s, "
           f"peak RSS {rss_full:,.0f} MB")
+    if args.command == "run":
+        print(f"  stages: {_stage_seconds(store, work)}")
     sec_inc, rss_inc, js_inc = run_measured([args.command, *map(str, inc), *extra], work)
-    added_inc = js_inc.get("added", sum(f.get("added", 0) for f in js_inc.get("ingest", [])))
+    added_inc = _added(js_inc)
     print(f"incremental {args.command}: {args.incremental_rows:,} new rows -> {added_inc:,} added in "
           f"{sec_inc:.1f} s ({100 * sec_inc / sec_full:.1f}% of full), peak RSS {rss_inc:,.0f} MB")
+    if args.command == "run":
+        print(f"  stages: {_stage_seconds(store, work)}; geocoded_new {js_inc.get('geocoded_new')}, "
+              f"from cache {js_inc.get('geocoded_from_cache')}; changed: {js_inc.get('changes', {}).get('changed')}")
     sec_re, rss_re, js_re = run_measured([args.command, *map(str, inc), *extra], work)
-    added_re = js_re.get("added", sum(f.get("added", 0) for f in js_re.get("ingest", [])))
+    added_re = _added(js_re)
     print(f"repeat {args.command} of the same {args.incremental_rows:,} rows -> {added_re:,} added in "
           f"{sec_re:.1f} s, peak RSS {rss_re:,.0f} MB")
     print(f"store size: {store.stat().st_size / 1e6:,.0f} MB")

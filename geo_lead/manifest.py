@@ -115,13 +115,18 @@ class RunRecorder:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._mark = self.started
         if not self.run_id:
             stamp = datetime.fromtimestamp(self.started, UTC).strftime("%Y%m%dT%H%M%SZ")
             self.run_id = f"{stamp}-{secrets.token_hex(4)}"
 
     def stage(self, name: str, counts: Mapping[str, Any]) -> None:
-        """Record one stage's counts (a later call for the same stage adds to it)."""
-        self.counts.setdefault(name, {}).update(dict(counts))
+        """Record one stage's counts and its wall time since the previous stage (``seconds``)."""
+        now = time.time()
+        entry = self.counts.setdefault(name, {})
+        entry.update(dict(counts))
+        entry["seconds"] = round(entry.get("seconds", 0.0) + now - self._mark, 3)
+        self._mark = now
 
     def output(self, path: Path | str) -> None:
         """Record an output file or directory the run wrote."""

@@ -47,7 +47,9 @@ def test_run_row_has_inputs_version_counts_outputs(store_path: Path, tmp_path: P
                               "sha256": hashlib.sha256(REAL_FILE.read_bytes()).hexdigest(),
                               "bytes": REAL_FILE.stat().st_size}]
     data_rows = len(REAL_FILE.read_text(encoding="utf-8").splitlines()) - 1
+    seconds = row["counts"]["ingest"].pop("seconds")
     assert row["counts"] == {"ingest": {"rows_read": data_rows, "added": data_rows}}
+    assert 0 <= seconds <= row["duration_s"]
     assert row["outputs"] == [str(out / "zone.html")]
     assert row["parameters"] == {"out": str(out)}
     assert row["started_at"] <= row["finished_at"] and row["duration_s"] >= 0
@@ -99,7 +101,7 @@ def test_runs_command(store_path: Path, tmp_path: Path) -> None:
     assert [r["run_id"] for r in listed] == [run.run_id]
     assert listed[0]["inputs"][0]["sha256"] == hashlib.sha256(REAL_FILE.read_bytes()).hexdigest()
     text = _cli("runs", "--store", str(store_path), cwd=tmp_path)
-    assert text.returncode == 0 and run.run_id in text.stdout and "ingest: added 5" in text.stdout
+    assert text.returncode == 0 and run.run_id in text.stdout and "ingest: added 5, seconds" in text.stdout
     missing = _cli("runs", "--store", str(tmp_path / "nope.gpkg"), cwd=tmp_path)
     assert missing.returncode == 2 and "no store here yet" in missing.stderr
     assert "Traceback" not in missing.stderr
