@@ -105,6 +105,7 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path, self.conn = path, conn
         self._depth = 0  # nesting level of `write` savepoints
+        self.busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S  # open_store sets the one it used
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -136,8 +137,7 @@ class Store:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusyError(
                     f"{self.path}: another geo-lead process is writing to this store (waited "
-                    f"{settings.STORE_BUSY_TIMEOUT_S:g} s); wait for it to finish and run the "
-                    "command again."
+                    f"{self.busy_timeout_s:g} s); wait for it to finish and run the command again."
                 ) from None
             raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
         try:
@@ -478,7 +478,9 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
                 f"{busy_timeout_s:g} s); wait for it to finish and run the command again."
             ) from None
         raise StoreError(f"{path}: cannot prepare the store: {exc}") from None
-    return Store(path, conn)
+    store = Store(path, conn)
+    store.busy_timeout_s = busy_timeout_s
+    return store
 
 
 @contextlib.contextmanager

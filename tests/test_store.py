@@ -114,8 +114,11 @@ def test_busy_store_fails_clearly(store_path: Path) -> None:
     blocker = sqlite3.connect(store_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(StoreBusyError, match="another geo-lead process"):
-            open_store(store_path, busy_timeout_s=0.05)
+        # Opening only reads (readers are not blocked by a writer); the write then fails.
+        store = open_store(store_path, busy_timeout_s=0.05)
+        with pytest.raises(StoreBusyError, match="another geo-lead process"), store.write():
+            pass
+        store.close()
     finally:
         blocker.rollback()
         blocker.close()
