@@ -157,8 +157,8 @@ def _stage_seconds(store: Path, cwd: Path) -> str:
     runs = json.loads(out.stdout or "[]")
     if not runs:
         return "(no run recorded)"
-    return ", ".join(f"{k} {v.get('seconds', 0):.1f} s" for k, v in (runs[0].get("counts") or {}).items()
-                     if isinstance(v, dict) and k != "store")
+    return ", ".join(f"{k} {v.get('seconds', 0):.1f} s (RSS so far {v.get('peak_rss_mb') or 0:,.0f} MB)"
+                     for k, v in (runs[0].get("counts") or {}).items() if isinstance(v, dict) and k != "store")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,14 @@ _RUNS_DDL = f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (fid INTEGER PRIMARY KEY
 SCORE_SNAPSHOT_COLUMNS: tuple[str, ...] = ("neighborhood", "rank", "score", "count", "indicator")
 
 
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # KiB on Linux
+
+
 def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -126,6 +134,7 @@ class RunRecorder:
         entry = self.counts.setdefault(name, {})
         entry.update(dict(counts))
         entry["seconds"] = round(entry.get("seconds", 0.0) + now - self._mark, 3)
+        entry["peak_rss_mb"] = _peak_rss_mb()  # the process's peak so far: shows which stage grows it
         self._mark = now
 
     def output(self, path: Path | str) -> None:

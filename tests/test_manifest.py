@@ -48,6 +48,7 @@ def test_run_row_has_inputs_version_counts_outputs(store_path: Path, tmp_path: P
                               "bytes": REAL_FILE.stat().st_size}]
     data_rows = len(REAL_FILE.read_text(encoding="utf-8").splitlines()) - 1
     seconds = row["counts"]["ingest"].pop("seconds")
+    assert row["counts"]["ingest"].pop("peak_rss_mb") > 0
     assert row["counts"] == {"ingest": {"rows_read": data_rows, "added": data_rows}}
     assert 0 <= seconds <= row["duration_s"]
     assert row["outputs"] == [str(out / "zone.html")]
