@@ -58,10 +58,15 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     return counts
 
 
-def stage_join(store: Store, say: Say) -> dict[str, Any]:
-    from geo_lead.spatial_join import join_store
+def stage_join(store: Store, say: Say, engine: str = "pandas") -> dict[str, Any]:
+    if engine == "pandas":
+        from geo_lead.spatial_join import join_store
 
-    counts = join_store(store)
+        counts = join_store(store)
+    else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
+        from geo_lead.dask_engine import join_store as dask_join_store
+
+        counts = dask_join_store(store, engine=engine)
     say(f"  {counts['records']:,} records = {counts['joined']:,} in a neighborhood + "
         f"{counts['outside']:,} outside every neighborhood + {counts['not_geocoded']:,} not geocoded")
     return counts
@@ -97,7 +102,7 @@ def stage_site(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
 
 
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
-                 echo: Say | None = print) -> dict[str, Any]:
+                 echo: Say | None = print, engine: str = "pandas") -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
 
     Parameters
@@ -110,6 +115,8 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         Where maps and the report are written.
     echo
         Where progress lines go (``print`` for the CLI, ``None`` for silence).
+    engine
+        ``pandas`` or ``dask``: where the spatial join runs (same code, same result).
     """
     say: Say = echo or (lambda _msg: None)
     summary: dict[str, Any] = {"store": str(store_path)}
@@ -118,7 +125,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
 
-    params = {"out_dir": str(out_dir), "files": [str(f) for f in files]}
+    params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine}
     with opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
         summary["ingest"] = stage_ingest(store, files, say, echo)
@@ -127,7 +134,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         summary["geocode"] = stage_geocode(store, say, echo)
         run.stage("geocode", stage_counts(summary["geocode"]))
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
-        summary["join"] = stage_join(store, say)
+        summary["join"] = stage_join(store, say, engine)
         run.stage("join", stage_counts(summary["join"]))
         say(f"[4/{n}] score First Division neighborhoods")
         summary["score"] = stage_score(store, say)

@@ -115,7 +115,8 @@ def test_pipeline_records_each_run_and_what_changed(store_path: Path, tmp_path: 
     f2017 = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv"
     f2023 = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv"
     first = run_pipeline(store_path, [f2017], out_dir=tmp_path / "maps", echo=None)
-    second = run_pipeline(store_path, [f2017, f2023], out_dir=tmp_path / "maps", echo=None)
+    second = run_pipeline(store_path, [f2017, f2023], out_dir=tmp_path / "maps", echo=None,
+                          engine="dask")  # the join on dask partitions: same code, same result
     with opened(store_path) as store:
         runs = list_runs(store)
         n_records = store.count("records")
@@ -131,4 +132,10 @@ def test_pipeline_records_each_run_and_what_changed(store_path: Path, tmp_path: 
     assert [i["name"] for i in row["inputs"]] == [f2017.name, f2023.name]
     assert set(row["counts"]) >= {"ingest", "geocode", "join", "score", "hotspots", "site"}
     assert row["counts"]["join"]["records"] == n_records
+    assert row["parameters"]["engine"] == "dask"
+    join = second["join"]
+    assert join["records"] == join["joined"] + join["outside"] + join["not_geocoded"]
+    with opened(store_path) as store:
+        named = store.conn.execute("SELECT COUNT(*) FROM records WHERE neighborhood <> ''").fetchone()[0]
+    assert named == join["joined"]
     assert row["changes"]["verdict_after"] == second["site"].get("verdict")

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the GeoPackage store (default: %(default)s)")
     p.add_argument("--out", type=Path, default=settings.MAPS_DIR, metavar="DIR",
                    help="where maps and the report go (default: %(default)s)")
+    p.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
+                   help="run the spatial join on pandas (default) or on dask partitions "
+                        "(same code, same result; see geo-lead join-count)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=_run)
 
@@ -30,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from geo_lead.pipeline import run_pipeline
 
     summary = run_pipeline(args.store, args.files or list(settings.SHIPPED_LMPD_FILES),
-                           out_dir=args.out, echo=None if args.json else print)
+                           out_dir=args.out, echo=None if args.json else print, engine=args.engine)
     if args.json:
         print_json(summary)
     return 0
