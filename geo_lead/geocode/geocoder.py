@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from geo_lead import settings
-from geo_lead.geocode.normalize import ParsedAddress, Street, parse_address
+from geo_lead.geocode.normalize import TYPE_WORDS, ParsedAddress, Street, parse_address, parse_street
 from geo_lead.geocode.reference import (
     SRC_CENTERLINE,
     Reference,
@@ -218,13 +218,31 @@ class Geocoder:
 
     def _candidates(self, st: Street, allow_dir_conflict: bool) -> list[tuple[int, float]]:
         ref = self.ref
-        ids = ref.name_to_ids.get(st.name)
+        name = st.name[: -len(" RAMP")] if st.name.endswith(" RAMP") else st.name
+        ids = ref.name_to_ids.get(name)
         fuzzy = 1.0
+        if st.stype and (not ids or allow_dir_conflict):
+            # "FERN VALLEY" / "LAKE FOREST": the type word may be part of the name
+            whole = parse_street(f"{name} {TYPE_WORDS.get(st.stype, st.stype)}")
+            alt = ref.name_to_ids.get(f"{name} {TYPE_WORDS.get(st.stype, st.stype)}") or (
+                ref.name_to_ids.get(whole.name) if whole.name != name else None)
+            if alt and not ids:
+                return [(sid, 0.9) for sid in alt]
+            if alt and ids and not any(ref.street_parts[s].stype == st.stype for s in ids):
+                return [(sid, 0.9) for sid in alt]
+            if alt and ids:  # intersections: both readings; the crossing's support decides
+                return self._filter(st, ids, 1.0, allow_dir_conflict) + [(sid, 0.9) for sid in alt]
         if not ids:
             alt = self._fuzzy_name(st.name)
             if alt is None:
                 return []
             ids, fuzzy = ref.name_to_ids[alt], FUZZY_PENALTY
+        return self._filter(st, ids, fuzzy, allow_dir_conflict)
+
+    def _filter(self, st: Street, ids: list[int], fuzzy: float,
+                allow_dir_conflict: bool) -> list[tuple[int, float]]:
+        """Candidates whose direction/type agree with `st` (conflicts only when nothing agrees)."""
+        ref = self.ref
         clean: list[tuple[int, float]] = []
         conflict: list[tuple[int, float]] = []
         for sid in ids:
@@ -313,6 +331,12 @@ class Geocoder:
                 if side_only and span > 4 * MAX_EXTRAPOLATION_NUMBERS and (~m).any():
                     continue  # the other side has closer neighbours
                 t = 0.0 if span == 0 else (number - n_[lo]) / span
+                gap_ft = float(np.hypot(x_[hi] - x_[lo], y_[hi] - y_[lo]))
+                if gap_ft > max(STREET_BREAK_FT, 40.0 * span):
+                    # the neighbours lie on separate pieces of a same-named street
+                    k = lo if number - n_[lo] <= n_[hi] - number else hi
+                    return _Hit(float(x_[k]), float(y_[k]), "interpolated", 0.5, label,
+                                f"placed at the nearest known number {int(n_[k])} (neighbours far apart)")
                 x = x_[lo] + t * (x_[hi] - x_[lo])
                 y = y_[lo] + t * (y_[hi] - y_[lo])
                 score = 0.9 if span <= 200 else 0.85 if span <= 1000 else 0.75
@@ -427,8 +451,8 @@ class Geocoder:
         ):
             pts = _points_of(shapely.intersection(geoms_a, geoms_b))
             if pts.size:
-                x, y = self._choose_cluster(pts, sids_a + sids_b, zip5)
-                return x, y, score, how
+                x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
+                return x, y, score * (0.9 if ambiguous else 1.0), how
         pa, pb = nearest_points(core_a, core_b)
         gap = float(pa.distance(pb))
         if gap <= INTERSECTION_MAX_GAP_FT:
@@ -437,20 +461,27 @@ class Geocoder:
                     f"midpoint of the streets' closest approach ({gap:.0f} ft apart)")
         return None
 
-    def _choose_cluster(self, pts: np.ndarray, sids: list[int], zip5: int) -> tuple[float, float]:
+    def _choose_cluster(self, pts: np.ndarray, sids_a: list[int], sids_b: list[int],
+                        zip5: int) -> tuple[float, float, bool]:
+        """The crossing best supported by both streets' points (and the ZIP); ambiguous flag."""
         d0 = np.hypot(pts[:, 0] - pts[0, 0], pts[:, 1] - pts[0, 1])
         if d0.max() <= 1000:
-            return float(pts[:, 0].mean()), float(pts[:, 1].mean())
-        anchor = None
-        if zip5:
-            idx = np.concatenate([np.arange(self.ref.offsets[s], self.ref.offsets[s + 1]) for s in sids])
-            m = self.ref.pt_zip[idx] == zip5
-            if m.any():
-                anchor = (self.ref.pt_x[idx][m].mean(), self.ref.pt_y[idx][m].mean())
-        k = 0 if anchor is None else int(np.argmin(np.hypot(pts[:, 0] - anchor[0], pts[:, 1] - anchor[1])))
-        near = np.hypot(pts[:, 0] - pts[k, 0], pts[:, 1] - pts[k, 1]) <= 1000
-        return float(pts[near, 0].mean()), float(pts[near, 1].mean())
-
+            return float(pts[:, 0].mean()), float(pts[:, 1].mean()), False
+        ref = self.ref
+        ia = np.concatenate([np.arange(ref.offsets[s], ref.offsets[s + 1]) for s in sids_a])
+        ib = np.concatenate([np.arange(ref.offsets[s], ref.offsets[s + 1]) for s in sids_b])
+        best, best_k = -1.0, 0
+        for k in range(len(pts)):
+            da = np.hypot(ref.pt_x[ia] - pts[k, 0], ref.pt_y[ia] - pts[k, 1])
+            db = np.hypot(ref.pt_x[ib] - pts[k, 0], ref.pt_y[ib] - pts[k, 1])
+            support = min((da <= 2000).sum(), (db <= 2000).sum()) + 0.5 * ((da <= 2000).sum() + (db <= 2000).sum())
+            if zip5:
+                support += 3 * ((ref.pt_zip[ia][da <= 2000] == zip5).any() + (ref.pt_zip[ib][db <= 2000] == zip5).any())
+            support -= 1e-4 * (da.min() + db.min())  # ties: the crossing nearest known points
+            if support > best:
+                best, best_k = support, k
+        near = np.hypot(pts[:, 0] - pts[best_k, 0], pts[:, 1] - pts[best_k, 1]) <= 1000
+        return float(pts[near, 0].mean()), float(pts[near, 1].mean()), True
 
 def _extend(pts: np.ndarray, dist_ft: float) -> np.ndarray:
     """The polyline with both end segments prolonged by `dist_ft`."""

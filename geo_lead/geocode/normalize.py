@@ -56,6 +56,12 @@ for _canon, _variants in {
     STREET_TYPES[_canon] = _canon
     for _v in _variants.split():
         STREET_TYPES[_v] = _canon
+#: Canonical type -> the word it abbreviates ("FERN VALLEY" may be the whole name of a road).
+TYPE_WORDS: dict[str, str] = {}
+for _word, _canon in STREET_TYPES.items():
+    if len(_word) > len(TYPE_WORDS.get(_canon, "")) and _word not in ("STRT", "TRNPK"):
+        TYPE_WORDS[_canon] = _word
+TYPE_WORDS.update({"ST": "ST", "PKWY": "PARKWAY", "TRL": "TRAIL", "AVE": "AVENUE"})
 # Types that are also common words inside names: only a type when they end the street.
 _CL_NOT_TYPE = {"CL", "MT"}
 for _t in _CL_NOT_TYPE:
@@ -222,13 +228,15 @@ def _split_zip(text: str) -> tuple[str, str]:
     return text.strip(), zip5
 
 
-def _place_reason(text: str) -> str:
+def _place_reason(text: str, intersection: bool = False) -> str:
     tokens = text.replace("/", " ").split()
     if "LARGE" in tokens:
         return "not a location: 'at large' (no fixed place)"
     if _PLACE_PREFIX.match(text):
         return "place name, not an address"
-    if tokens and tokens[-1] in PLACE_WORDS:
+    # "RIVER", "PARK", "DEER PARK" are also roads: in an intersection each side is tried
+    # as a street and reported as "no such street" when it is not one
+    if not intersection and tokens and tokens[-1] in PLACE_WORDS:
         return "place name, not an address"
     if "MM" in tokens or re.match(r"^\d+(?:\s\d+)?\s+I\s?\d", text):
         return "interstate mile marker: no interstate geometry in the reference"
@@ -267,7 +275,7 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
         return ParsedAddress("invalid", clean, zip=zip5, reason="no street name in the address")
     if _SEPARATORS.search(clean):
         parts = [p for p in _SEPARATORS.split(clean) if p.strip()]
-        reason = _place_reason(clean)
+        reason = _place_reason(clean, intersection=True)
         if reason and not any(_INTERSTATE.match(p) for p in parts):
             return ParsedAddress("place", " ".join(clean.replace("/", " ").split()), zip=zip5,
                                  reason=reason)
