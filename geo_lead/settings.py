@@ -67,3 +67,20 @@ NEAR_BOUNDARY_FT: Final[float] = 300.0
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
+
+# --- geocoding (geo_lead/geocode) -------------------------------------------------------
+#: A house number this far beyond a street's known numbers is not placed (unmatched).
+GEOCODE_MAX_EXTRAPOLATION_NUMBERS: Final[int] = 1000
+#: Longest distance a number is extrapolated past the last known point of its street.
+GEOCODE_MAX_EXTRAPOLATION_FT: Final[float] = 3000.0
+#: Feet per house number assumed when extrapolating (Louisville: ~100 numbers per block).
+GEOCODE_FT_PER_NUMBER: Final[float] = 5.0
+#: Street ends are prolonged this far when looking for a crossing the reference does not reach.
+GEOCODE_INTERSECTION_EXTEND_FT: Final[float] = 2500.0
+#: Two streets whose reference geometry comes no closer than this do not meet.
+GEOCODE_INTERSECTION_MAX_GAP_FT: Final[float] = 1500.0
+#: Consecutive points (in number order) farther apart than this are separate pieces of a name.
+GEOCODE_STREET_BREAK_FT: Final[float] = 6000.0
+#: Score multiplier for a street found only by fuzzy name matching (edit distance 1, or 2 for
+#: names of 7+ letters).
+GEOCODE_FUZZY_PENALTY: Final[float] = 0.85

@@ -23,7 +23,6 @@ A ZIP picks between same-named streets; a fuzzy street-name fallback lowers the 
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,20 +47,14 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS: tuple[str, ...] = ("input", "lon", "lat", "match_type", "score", "matched_address", "reason")
 MATCH_TYPES: tuple[str, ...] = ("exact", "interpolated", "block", "intersection", "street", "unmatched")
 
-#: A number this far beyond a street's known range is not placed (house numbers).
-MAX_EXTRAPOLATION_NUMBERS = 1000
-#: Longest distance a number is extrapolated past the last known point.
-MAX_EXTRAPOLATION_FT = 3000.0
-#: Feet per house number assumed when extrapolating from one side only (~100 numbers/block).
-FT_PER_NUMBER_DEFAULT = 5.0
-#: Street ends are extended this far when looking for a crossing the sample does not reach.
-INTERSECTION_EXTEND_FT = 2500.0
-#: Two streets whose reference geometry comes no closer than this do not meet.
-INTERSECTION_MAX_GAP_FT = 1500.0
-#: Consecutive points (in number order) farther apart than this belong to separate pieces.
-STREET_BREAK_FT = 6000.0
-#: Score multiplier when the street name was found only by fuzzy matching.
-FUZZY_PENALTY = 0.85
+# thresholds live in geo_lead.settings (GEOCODE_*), named here for brevity
+MAX_EXTRAPOLATION_NUMBERS = settings.GEOCODE_MAX_EXTRAPOLATION_NUMBERS
+MAX_EXTRAPOLATION_FT = settings.GEOCODE_MAX_EXTRAPOLATION_FT
+FT_PER_NUMBER_DEFAULT = settings.GEOCODE_FT_PER_NUMBER
+INTERSECTION_EXTEND_FT = settings.GEOCODE_INTERSECTION_EXTEND_FT
+INTERSECTION_MAX_GAP_FT = settings.GEOCODE_INTERSECTION_MAX_GAP_FT
+STREET_BREAK_FT = settings.GEOCODE_STREET_BREAK_FT
+FUZZY_PENALTY = settings.GEOCODE_FUZZY_PENALTY
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +97,8 @@ class Geocoder:
         self._memo: dict[tuple[str, str], _Hit] = {}
         self._lines: dict[int, Any] = {}
         self._fuzzy: dict[str, str | None] = {}
-        self._names_by_initial: dict[str, list[str]] | None = None
+        self._deletes: dict[str, set[str]] | None = None
+        self._nospace: dict[str, str] = {}
 
     @property
     def reference_hash(self) -> str:
@@ -199,20 +193,29 @@ class Geocoder:
 
     # --- streets ----------------------------------------------------------------------
     def _fuzzy_name(self, name: str) -> str | None:
+        """The reference name within a small edit distance of `name` (None when none or a tie)."""
         if name in self._fuzzy:
             return self._fuzzy[name]
-        ref = self.ref
-        if self._names_by_initial is None:
-            self._names_by_initial = {}
-            self._nospace: dict[str, str] = {}
-            for nm in ref.name_to_ids:
-                self._names_by_initial.setdefault(nm[:1], []).append(nm)
+        if self._deletes is None:
+            # symmetric-delete index (as in SymSpell): every name under its one-letter deletions
+            self._deletes = {}
+            self._nospace = {}
+            for nm in self.ref.name_to_ids:
                 self._nospace.setdefault(nm.replace(" ", ""), nm)
+                if len(nm) >= 4:
+                    for d in {nm, *_deletions(nm)}:
+                        self._deletes.setdefault(d, set()).add(nm)
         found = self._nospace.get(name.replace(" ", ""))
         if found is None and len(name) >= 4:
-            pool = [c for c in self._names_by_initial.get(name[:1], []) if abs(len(c) - len(name)) <= 2]
-            close = difflib.get_close_matches(name, pool, n=1, cutoff=0.84)
-            found = close[0] if close else None
+            max_dist = 1 if len(name) < 7 else 2
+            cands: set[str] = set()
+            for d in {name, *_deletions(name)}:
+                cands |= self._deletes.get(d, set())
+            # rank by distance, then a shared first letter (typos rarely hit the first letter)
+            scored = sorted((_levenshtein(name, c, max_dist), c[0] != name[0], c) for c in cands)
+            scored = [sc for sc in scored if sc[0] <= max_dist]
+            if scored and (len(scored) == 1 or scored[0][:2] < scored[1][:2]):
+                found = scored[0][2]
         self._fuzzy[name] = found
         return found
 
@@ -314,10 +317,11 @@ class Geocoder:
                 if zn[0] - MAX_EXTRAPOLATION_NUMBERS / 2 <= number <= zn[-1] + MAX_EXTRAPOLATION_NUMBERS / 2:
                     nums, xs, ys, src, par = nums[inzip], xs[inzip], ys[inzip], src[inzip], par[inzip]
         if exact_ok:
-            same = (nums == number) & (src != SRC_CENTERLINE)
-            if same.any():
-                return _Hit(float(xs[same].mean()), float(ys[same].mean()), "exact", 1.0, label,
-                            "known address point")
+            lo_i, hi_i = np.searchsorted(nums, number), np.searchsorted(nums, number, side="right")
+            same = np.arange(lo_i, hi_i)[src[lo_i:hi_i] != SRC_CENTERLINE]
+            if same.size:
+                return _Hit(float(xs[same].sum() / same.size), float(ys[same].sum() / same.size),
+                            "exact", 1.0, label, "known address point")
         parity = int(number) % 2
         for side_only in (True, False):
             m = par == parity if side_only else np.ones(nums.size, bool)
@@ -443,16 +447,17 @@ class Geocoder:
 
         core_a = shapely.GeometryCollection([g for s in sids_a for g in self._geometry(s)[0]])
         core_b = shapely.GeometryCollection([g for s in sids_b for g in self._geometry(s)[0]])
+        pts = _points_of(shapely.intersection(core_a, core_b))
+        if pts.size:
+            x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
+            return x, y, 0.85 * (0.9 if ambiguous else 1.0), "crossing of the two streets' reference geometry"
         ext_a = shapely.GeometryCollection([g for s in sids_a for g in self._geometry(s)[1]])
         ext_b = shapely.GeometryCollection([g for s in sids_b for g in self._geometry(s)[1]])
-        for geoms_a, geoms_b, score, how in (
-            (core_a, core_b, 0.85, "crossing of the two streets' reference geometry"),
-            (ext_a, ext_b, 0.75, "crossing of the two streets' reference geometry, extended past the known ends"),
-        ):
-            pts = _points_of(shapely.intersection(geoms_a, geoms_b))
-            if pts.size:
-                x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
-                return x, y, score * (0.9 if ambiguous else 1.0), how
+        pts = _points_of(shapely.intersection(ext_a, ext_b))
+        if pts.size:
+            x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
+            return (x, y, 0.75 * (0.9 if ambiguous else 1.0),
+                    "crossing of the two streets' reference geometry, extended past the known ends")
         pa, pb = nearest_points(core_a, core_b)
         gap = float(pa.distance(pb))
         if gap <= INTERSECTION_MAX_GAP_FT:
@@ -482,6 +487,25 @@ class Geocoder:
                 best, best_k = support, k
         near = np.hypot(pts[:, 0] - pts[best_k, 0], pts[:, 1] - pts[best_k, 1]) <= 1000
         return float(pts[near, 0].mean()), float(pts[near, 1].mean()), True
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _levenshtein(a: str, b: str, cap: int) -> int:
+    """Edit distance (insert/delete/substitute), stopping early above `cap`."""
+    if abs(len(a) - len(b)) > cap:
+        return cap + 1
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        if min(cur) > cap:
+            return cap + 1
+        prev = cur
+    return prev[-1]
+
 
 def _extend(pts: np.ndarray, dist_ft: float) -> np.ndarray:
     """The polyline with both end segments prolonged by `dist_ft`."""
