@@ -21,9 +21,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geo_lead import settings  # noqa: E402
-from geo_lead.geocode import Geocoder, parse_address  # noqa: E402
-from geo_lead.geocode.reference import build_reference, load_reference, to_projected  # noqa: E402
+from geo_lead import settings
+from geo_lead.geocode import Geocoder, parse_address
+from geo_lead.geocode.reference import build_reference, load_reference, to_projected
 
 REF = settings.REFERENCE_DIR
 OA = REF / "openaddresses_jefferson_sample.csv"

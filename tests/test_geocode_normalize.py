@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geo_lead.geocode.normalize import Street, normalize_address, parse_address
 
@@ -75,4 +76,4 @@ def test_never_raises_and_idempotent(text: str, zip_code: str) -> None:
     p = parse_address(text, zip_code)
     assert p.kind in ("address", "block", "intersection", "street", "place", "empty", "invalid")
     again = normalize_address(p.normalized)
-    assert again == p.normalized or p.kind in ("empty", "invalid") and again in ("", p.normalized)
+    assert again == p.normalized or (p.kind in ("empty", "invalid") and again in ("", p.normalized))

@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_run_store)
 
 
-def _geocoder(args: argparse.Namespace):  # noqa: ANN202 -- heavy type imported lazily
+def _geocoder(args: argparse.Namespace):
     from geo_lead.geocode import Geocoder
 
     return Geocoder(reference_files=args.reference)

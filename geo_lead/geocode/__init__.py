@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 
-def geocode_store(*args, **kwargs):  # noqa: ANN002, ANN003 -- thin re-export, see cache.geocode_store
+def geocode_store(*args, **kwargs):
     """See `geo_lead.geocode.cache.geocode_store`."""
     from geo_lead.geocode.cache import geocode_store as _impl
 

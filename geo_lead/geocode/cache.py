@@ -97,7 +97,7 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     if only_missing and "lon" in have_cols and previous == ref_hash:
         where = "lon IS NULL OR lat IS NULL"
     records = store.read_records(["record_id", "address_raw", "zip"], where=where)
-    counts: dict[str, Any] = {"records": int(len(records)), "geocoded_new": 0, "geocoded_from_cache": 0,
+    counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
                               "by_match_type": {}, "unmatched_reasons": {}, "reference_hash": ref_hash}
     with store.write():
         ensure_cache(store)

@@ -33,7 +33,13 @@ import numpy as np
 import pandas as pd
 
 from geo_lead import settings
-from geo_lead.geocode.normalize import TYPE_WORDS, ParsedAddress, Street, parse_address, parse_street
+from geo_lead.geocode.normalize import (
+    TYPE_WORDS,
+    ParsedAddress,
+    Street,
+    parse_address,
+    parse_street,
+)
 from geo_lead.geocode.reference import (
     SRC_CENTERLINE,
     Reference,
@@ -330,7 +336,7 @@ class Geocoder:
             n_, x_, y_ = nums[m], xs[m], ys[m]
             hi = int(np.searchsorted(n_, number, side="right"))
             lo = hi - 1
-            if 0 <= lo and hi < n_.size and n_[lo] <= number <= n_[hi]:
+            if lo >= 0 and hi < n_.size and n_[lo] <= number <= n_[hi]:
                 span = n_[hi] - n_[lo]
                 if side_only and span > 4 * MAX_EXTRAPOLATION_NUMBERS and (~m).any():
                     continue  # the other side has closer neighbours

@@ -180,9 +180,8 @@ def parse_street(text: str) -> Street:
     interstate = _INTERSTATE.match(" ".join(tokens)) or _INTERSTATE_START.match(" ".join(tokens))
     if interstate:
         return Street(name=f"I {interstate.group(1)}")
-    if tokens[0] in ("US", "U") and len(tokens) > 1:  # "U S HIGHWAY 42" -> "US HIGHWAY 42"
-        if tokens[0] == "U" and tokens[1] == "S":
-            tokens = ["US", *tokens[2:]]
+    if len(tokens) > 2 and tokens[0] == "U" and tokens[1] == "S":  # "U S HIGHWAY 42"
+        tokens = ["US", *tokens[2:]]
     tokens = _words_to_ordinals(tokens)
     predir = stype = postdir = ""
     if len(tokens) >= 3 and tokens[-1] in DIRECTIONS and tokens[-2] in STREET_TYPES:

@@ -163,7 +163,7 @@ def _read_any(path: Path) -> pd.DataFrame:
 
     try:
         gdf = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 -- pyogrio raises many types; report them all
+    except Exception as exc:
         raise GeocodeError(f"{path}: cannot read as a GIS file ({exc}).") from None
     if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(settings.CRS_STORE)
