@@ -151,3 +151,11 @@ def test_online_provider_fills_offline_misses_into_cache(store_path: Path, small
         assert counts["by_match_type"] == {"interpolated": 2}
         row = store.read_table(CACHE_TABLE, ["key", "reason"], where="key LIKE '%NOWHERE%'")
         assert "Census" in row.loc[0, "reason"]
+
+
+def test_cli_bad_reference_is_a_clean_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.main(["geocode-address", "1 MAIN ST", "--reference", str(tmp_path / "missing.csv")]) == 2
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert cli.main(["geocode-address", "1 MAIN ST", "--reference", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.csv" in err and "bad.csv" in err and "Traceback" not in err

@@ -436,6 +436,10 @@ def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | 
     paths = [Path(p) for p in (paths if paths else shipped_reference_files())]
     if not paths:
         raise GeocodeError(f"no reference files in {settings.REFERENCE_DIR}; pass --reference FILE.")
+    for path in paths:
+        if not path.is_file():
+            raise GeocodeError(f"{path}: reference file not found (give address points, centerlines, "
+                               "Census results or an intersection table).")
     ref_hash = reference_hash(paths)
     if not use_cache:
         return build_reference(paths, ref_hash)
