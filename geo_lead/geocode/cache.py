@@ -40,8 +40,8 @@ def cache_key(address: object, zip_code: object = "") -> str:
 
 def cache_keys(addresses: pd.Series, zips: pd.Series) -> np.ndarray:
     """Keys for many addresses: each distinct (address, ZIP) string pair is parsed once."""
-    a = addresses.astype(object).where(addresses.map(lambda v: isinstance(v, str)), "")
-    z = zips.astype(object).where(zips.map(lambda v: isinstance(v, str)), "")
+    a = addresses.fillna("").astype(str)
+    z = zips.fillna("").astype(str)
     codes, uniques = pd.factorize(a + "\x1f" + z)
     keys = np.array([cache_key(*u.split("\x1f", 1)) for u in uniques], dtype=object)
     return keys[codes] if len(codes) else np.array([], dtype=object)
@@ -130,12 +130,15 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         if len(new_rows) else cached.loc[ukeys[hit]].reset_index()
     table = table.set_index("key").loc[ukeys]
     per = table.iloc[inverse]
+    # object dtype on purpose: update_records iterates rows, and Arrow-backed string
+    # columns iterate several times slower
     updates = pd.DataFrame({
-        "record_id": records["record_id"].to_numpy(),
+        "record_id": pd.Series(records["record_id"].to_numpy(object), dtype=object),
         "lon": per["lon"].to_numpy(float), "lat": per["lat"].to_numpy(float),
-        "match_type": per["match_type"].to_numpy(object), "score": per["score"].to_numpy(float),
-        "matched_address": per["matched_address"].to_numpy(object),
-        "geocode_reason": per["reason"].to_numpy(object),
+        "match_type": pd.Series(per["match_type"].to_numpy(object), dtype=object),
+        "score": per["score"].to_numpy(float),
+        "matched_address": pd.Series(per["matched_address"].to_numpy(object), dtype=object),
+        "geocode_reason": pd.Series(per["reason"].to_numpy(object), dtype=object),
     })
     with store.write():
         ensure_cache(store)

@@ -188,6 +188,8 @@ def parse_street(text: str) -> Street:
         postdir = DIRECTIONS[tokens.pop()]
     if len(tokens) >= 2 and tokens[-1] in STREET_TYPES:
         stype = STREET_TYPES[tokens.pop()]
+        while len(tokens) >= 2 and STREET_TYPES.get(tokens[-1]) == stype:  # "ROCKFORD LN LN"
+            tokens.pop()
     if len(tokens) >= 2 and tokens[0] in DIRECTIONS:
         predir = DIRECTIONS[tokens.pop(0)]
     if not postdir and len(tokens) >= 2 and tokens[-1] in DIRECTIONS and not stype:
