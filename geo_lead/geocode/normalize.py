@@ -100,6 +100,8 @@ _ZIP_TAIL = re.compile(r"(?:^|[\s,])(\d{5})(?:\s*-\s*\d{4})?\s*$")
 _SEPARATORS = re.compile(r"\s*(?:/+|&|@|\bAND\b|\bAT\b|\bTO\b)\s*")
 _JUNK = re.compile(r"[^A-Z0-9#/&@\-,\s]")
 _SPACE = re.compile(r"\s+")
+_RANGE_START = re.compile(r"^(\d{1,6})\s*-\s*\d{1,6}[A-Z]?(?=\s)")
+_INNER_HYPHEN = re.compile(r"(?<=\S)-(?=\S)")
 _ORDINAL = re.compile(r"^(\d{1,3})(ST|ND|RD|TH)?$")
 
 
@@ -208,6 +210,8 @@ def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
     text = text.replace(".", " ").replace("'", "")
     text = _JUNK.sub(" ", text)
+    text = _RANGE_START.sub(r"\1", text)  # "123-125 MAIN ST" -> "123 MAIN ST"
+    text = _INNER_HYPHEN.sub(" ", text)  # "KY-841", "I-65", "00-A"; " - " (WF - X) stays
     return _SPACE.sub(" ", text).strip(" ,-")
 
 
