@@ -100,8 +100,8 @@ _ZIP_TAIL = re.compile(r"(?:^|[\s,])(\d{5})(?:\s*-\s*\d{4})?\s*$")
 _SEPARATORS = re.compile(r"\s*(?:/+|&|@|\bAND\b|\bAT\b|\bTO\b)\s*")
 _JUNK = re.compile(r"[^A-Z0-9#/&@\-,\s]")
 _SPACE = re.compile(r"\s+")
+_HAS_LETTER = re.compile(r"[A-Z]")
 _RANGE_START = re.compile(r"^(\d{1,6})\s*-\s*\d{1,6}[A-Z]?(?=\s)")
-_INNER_HYPHEN = re.compile(r"(?<=\S)-(?=\S)")
 _ORDINAL = re.compile(r"^(\d{1,3})(ST|ND|RD|TH)?$")
 
 
@@ -177,6 +177,7 @@ def parse_street(text: str) -> Street:
     cut = next((i for i, t in enumerate(tokens) if (t in UNIT_WORDS or t.startswith("#")) and i >= 1), None)
     if cut is not None:
         tokens = tokens[:cut]
+    tokens = [t.strip("#") for t in tokens if t.strip("#")]
     if not tokens:
         return Street()
     interstate = _INTERSTATE.match(" ".join(tokens)) or _INTERSTATE_START.match(" ".join(tokens))
@@ -209,9 +210,10 @@ def parse_street(text: str) -> Street:
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
     text = text.replace(".", " ").replace("'", "")
-    text = _JUNK.sub(" ", text)
+    text = _JUNK.sub(" ", text).replace("#", " # ")
     text = _RANGE_START.sub(r"\1", text)  # "123-125 MAIN ST" -> "123 MAIN ST"
-    text = _INNER_HYPHEN.sub(" ", text)  # "KY-841", "I-65", "00-A"; " - " (WF - X) stays
+    if not _PLACE_PREFIX.match(text.strip()):  # "WF - BELVEDERE" keeps its dash
+        text = text.replace("-", " ")  # "KY-841", "I-65", "TWENTY-SIXTH"
     return _SPACE.sub(" ", text).strip(" ,-")
 
 
@@ -277,9 +279,9 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     zip5 = zip5 or text_zip
     clean = clean.lstrip("@# ").strip()
     if not re.search(r"[A-Z]", clean):
-        return ParsedAddress("invalid", clean, zip=zip5, reason="no street name in the address")
+        return ParsedAddress("invalid", "", zip=zip5, reason="no street name in the address")
     if _SEPARATORS.search(clean):
-        parts = [p for p in _SEPARATORS.split(clean) if p.strip()]
+        parts = [p.strip(" ,-#") for p in _SEPARATORS.split(clean) if p.strip(" ,-#")]
         reason = _place_reason(clean, intersection=True)
         if reason and not any(_INTERSTATE.match(p) for p in parts):
             return ParsedAddress("place", " ".join(clean.replace("/", " ").split()), zip=zip5,
@@ -287,13 +289,13 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
         if len(parts) >= 2:
             a = parse_street(_strip_number(parts[0]))
             b = parse_street(_strip_number(parts[1]))
-            if a.name and b.name:
+            if _HAS_LETTER.search(a.name) and _HAS_LETTER.search(b.name):
                 return ParsedAddress("intersection", f"{a.key} / {b.key}", street=a, street2=b,
                                      zip=zip5)
         if len(parts) == 1:
             clean = parts[0]
         else:
-            return ParsedAddress("invalid", " ".join(clean.replace("/", " ").split()), zip=zip5,
+            return ParsedAddress("invalid", "", zip=zip5,
                                  reason="no street name in the address")
     reason = _place_reason(clean)
     m = _BLOCK.match(clean)
@@ -315,13 +317,17 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     street = parse_street(clean)
     if street.name and re.search(r"[A-Z]", street.name):
         return ParsedAddress("street", street.key, street=street, zip=zip5)
-    return ParsedAddress("invalid", clean, zip=zip5, reason="no street name in the address")
+    return ParsedAddress("invalid", "", zip=zip5, reason="no street name in the address")
 
 
 def _strip_number(part: str) -> str:
     """An intersection side written with a number (``100 MAIN ST``) keeps only the street."""
-    m = _BLOCK.match(part) or _NUMBER.match(part)
-    return m.group(2) if m and re.search(r"[A-Z]", m.group(2)) else part
+    while True:  # until stable, so that the output parses to itself
+        part = part.strip(" #")
+        m = _BLOCK.match(part) or _NUMBER.match(part)
+        if not (m and re.search(r"[A-Z]", m.group(2))):
+            return part
+        part = m.group(2)
 
 
 def normalize_address(text: object) -> str:

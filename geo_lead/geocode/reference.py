@@ -41,7 +41,7 @@ from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-6"
+INDEX_VERSION = "geocode-index-7"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
