@@ -35,7 +35,8 @@ def cache_key(address: object, zip_code: object = "") -> str:
     """The cache key of one address: ``kind|normalised text|ZIP``."""
     p = parse_address(address if isinstance(address, str) else "",
                       zip_code if isinstance(zip_code, str) else "")
-    return f"{p.kind}|{p.normalized}|{p.zip}"
+    # unreadable inputs normalise to "": their reason tells them apart
+    return f"{p.kind}|{p.normalized or p.reason}|{p.zip}"
 
 
 def cache_keys(addresses: pd.Series, zips: pd.Series) -> np.ndarray:

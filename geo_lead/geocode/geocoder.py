@@ -157,7 +157,7 @@ class Geocoder:
     # --- matching ---------------------------------------------------------------------
     def _geocode_one(self, text: str, zip_code: str) -> _Hit:
         parsed = parse_address(text, zip_code)
-        key = (parsed.kind + "|" + parsed.normalized, parsed.zip)
+        key = (f"{parsed.kind}|{parsed.normalized or parsed.reason}", parsed.zip)
         hit = self._memo.get(key)
         if hit is None:
             try:
