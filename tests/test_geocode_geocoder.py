@@ -166,3 +166,20 @@ def test_coordinates_inside_county_or_null(geocoder: Geocoder, text: str) -> Non
     else:
         assert w <= row["lon"] <= e and s <= row["lat"] <= n
         assert 0 < row["score"] <= 1
+
+
+def test_index_is_cached_by_reference_hash(tmp_path: Path) -> None:
+    pts = tmp_path / "pts.csv"
+    pd.DataFrame({"number": ["100", "300"], "street_name": ["Main Street", "Main Street"],
+                  "lon": [-85.76, -85.75], "lat": [38.25, 38.25]}).to_csv(pts, index=False)
+    first = load_reference([pts], index_dir=tmp_path / "idx")
+    cached = list((tmp_path / "idx").glob("reference-*.pkl"))
+    assert len(cached) == 1
+    again = load_reference([pts], index_dir=tmp_path / "idx")
+    assert again.hash == first.hash and again.n_points == 2
+    pts.write_text(pts.read_text() + "500,Main Street,-85.74,38.25\n")
+    changed = load_reference([pts], index_dir=tmp_path / "idx")
+    assert changed.hash != first.hash and changed.n_points == 3
+    assert len(list((tmp_path / "idx").glob("reference-*.pkl"))) == 2
+    row = Geocoder(changed).geocode_one("400 MAIN ST")
+    assert row["lon"] == pytest.approx(-85.745, abs=1e-4) and row["match_type"] == "interpolated"

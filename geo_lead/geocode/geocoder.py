@@ -61,6 +61,7 @@ INTERSECTION_EXTEND_FT = settings.GEOCODE_INTERSECTION_EXTEND_FT
 INTERSECTION_MAX_GAP_FT = settings.GEOCODE_INTERSECTION_MAX_GAP_FT
 STREET_BREAK_FT = settings.GEOCODE_STREET_BREAK_FT
 FUZZY_PENALTY = settings.GEOCODE_FUZZY_PENALTY
+SIDE_SPAN_FACTOR = 3.0  # a same-side span this many times wider loses to both sides
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +339,8 @@ class Geocoder:
             lo = hi - 1
             if lo >= 0 and hi < n_.size and n_[lo] <= number <= n_[hi]:
                 span = n_[hi] - n_[lo]
-                if side_only and span > 4 * MAX_EXTRAPOLATION_NUMBERS and (~m).any():
-                    continue  # the other side has closer neighbours
+                if side_only and span > SIDE_SPAN_FACTOR * _any_side_span(nums, number) + 50:
+                    continue  # both sides together have much closer neighbours
                 t = 0.0 if span == 0 else (number - n_[lo]) / span
                 gap_ft = float(np.hypot(x_[hi] - x_[lo], y_[hi] - y_[lo]))
                 if gap_ft > max(STREET_BREAK_FT, 40.0 * span):
@@ -493,6 +494,13 @@ class Geocoder:
                 best, best_k = support, k
         near = np.hypot(pts[:, 0] - pts[best_k, 0], pts[:, 1] - pts[best_k, 1]) <= 1000
         return float(pts[near, 0].mean()), float(pts[near, 1].mean()), True
+
+def _any_side_span(nums: np.ndarray, number: float) -> float:
+    hi = int(np.searchsorted(nums, number, side="right"))
+    if hi == 0 or hi >= nums.size:
+        return np.inf
+    return float(nums[hi] - nums[hi - 1])
+
 
 def _deletions(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
