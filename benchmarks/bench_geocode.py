@@ -95,6 +95,30 @@ def records_rate() -> None:
         print("  unmatched by reason:", um.value_counts().to_dict())
 
 
+def division_agreement() -> None:
+    """Independent check: LMPD's own division on each record vs where the geocode puts it."""
+    import geopandas as gpd
+
+    if not settings.NEIGHBORHOODS_FILE.exists():
+        print("first-division check skipped: no", settings.NEIGHBORHOODS_FILE)
+        return
+    # LMPD's published description (not the records-derived polygon, which used geocodes)
+    nh = gpd.read_file(settings.NEIGHBORHOODS_FILE).to_crs(settings.CRS_PROJECTED)
+    described = nh[nh["NH_NAME"].isin(settings.FIRST_DIVISION_DESCRIBED)]
+    zone = described.union_all().buffer(500)  # 500 ft: boundary streets (Broadway) count
+    g = Geocoder()
+    for name in ("crime_data_2016_drug_sample.csv", "crime_data_2017_drug_sample.csv"):
+        d = pd.read_csv(settings.SHIPPED_DATA_DIR / "lmpd" / name, dtype=str, keep_default_na=False)
+        first = d[d["LMPD_DIVISION"].str.upper().str.startswith("1ST")]
+        res = g.geocode(first["BLOCK_ADDRESS"].tolist(), first["ZIP_CODE"].tolist())
+        ok = res["lon"].notna().to_numpy()
+        x, y = to_projected(res["lon"].to_numpy()[ok], res["lat"].to_numpy()[ok])
+        inside = gpd.GeoSeries(gpd.points_from_xy(x, y), crs=settings.CRS_PROJECTED).within(zone)
+        print(f"{name}: {len(first):,} records LMPD files under 1ST DIVISION, {ok.sum():,} geocoded, "
+              f"{100.0 * inside.mean():.1f}% of those inside LMPD's described First Division "
+              f"({', '.join(settings.FIRST_DIVISION_DESCRIBED)}; +500 ft)")
+
+
 def throughput() -> None:
     import os
 
@@ -168,6 +192,7 @@ def main() -> None:
     print(f"seed {args.seed}")
     holdout(args.seed)
     records_rate()
+    division_agreement()
     throughput()
 
 
