@@ -184,7 +184,10 @@ class Geocoder:
             return _miss("interstate: no interstate geometry in the reference")
         cands = self._candidates(p.street, allow_dir_conflict=p.kind == "street")
         if not cands:
-            return _miss(f"no such street in the reference: {p.street.key}")
+            # same name with another type/direction: a different street, say which exist
+            others = [self.ref.street_keys[i] for i in self.ref.name_to_ids.get(p.street.name, [])][:3]
+            hint = f" (only {', '.join(others)})" if others else ""
+            return _miss(f"no such street in the reference: {p.street.key}{hint}")
         if p.kind == "street":
             return self._street_only(cands, zip5)
         number = float(p.number)  # type: ignore[arg-type]
@@ -269,7 +272,9 @@ class Geocoder:
                     pen *= 0.97
             if not dir_conflict and not type_conflict:
                 clean.append((sid, pen))
-            elif allow_dir_conflict or not dir_conflict:
+            elif fuzzy < 1.0:
+                continue  # a guessed name must agree on type and direction ("DYER AVE" != "DEER LN")
+            elif allow_dir_conflict:  # intersections and street-only; never for house numbers
                 conflict.append((sid, pen))
         return clean or conflict
 

@@ -209,6 +209,7 @@ def parse_street(text: str) -> Street:
 
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
+    text = text.strip().lstrip("@#/&").strip()  # "@FERN CREEK PARK", "@WF - GREAT LAWN"
     text = text.replace(".", " ").replace("'", "")
     text = _JUNK.sub(" ", text).replace("#", " # ")
     text = _RANGE_START.sub(r"\1", text)  # "123-125 MAIN ST" -> "123 MAIN ST"
@@ -297,7 +298,10 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
         else:
             return ParsedAddress("invalid", "", zip=zip5,
                                  reason="no street name in the address")
-    reason = _place_reason(clean)
+    # with a house number, "ARBOR PARK" is a street: only 'at large', "WF - X" and mile
+    # markers are places then
+    numbered = bool(_BLOCK.match(clean) or _NUMBER.match(clean))
+    reason = _place_reason(clean, intersection=numbered)
     m = _BLOCK.match(clean)
     if m:
         street = parse_street(m.group(2))
