@@ -183,3 +183,19 @@ def test_index_is_cached_by_reference_hash(tmp_path: Path) -> None:
     assert len(list((tmp_path / "idx").glob("reference-*.pkl"))) == 2
     row = Geocoder(changed).geocode_one("400 MAIN ST")
     assert row["lon"] == pytest.approx(-85.745, abs=1e-4) and row["match_type"] == "interpolated"
+
+
+def test_reference_rows_are_accounted_for(tmp_path: Path) -> None:
+    ref = build_reference(sorted(REF.glob("*.csv")))
+    census = pd.read_csv(REF / "census_geocoder_block_addresses.csv", usecols=["status"])
+    points_in = (census["status"] == "Match").sum() + len(pd.read_csv(REF / "openaddresses_jefferson_sample.csv"))
+    c = ref.counts
+    assert c["census_points"] + c["address_points"] + c["skipped_no_address"] + c["skipped_no_coordinates"] \
+        + c["skipped_outside_county"] == points_in
+    assert c["intersections"] == 1091
+    projected = tmp_path / "feet.csv"
+    pd.DataFrame({"street": ["100 MAIN ST"], "x": [1210000.0], "y": [270000.0]}).to_csv(projected, index=False)
+    from geo_lead.errors import GeocodeError
+
+    with pytest.raises(GeocodeError, match="projected"):
+        build_reference([projected])

@@ -204,10 +204,15 @@ class _Builder:
 
     def add_points(self, streets: list[Street | None], number: np.ndarray, lon: np.ndarray,
                    lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None) -> int:
-        ok = np.array([s is not None and bool(s.name) for s in streets], bool)
-        ok &= np.isfinite(number) & np.isfinite(lon) & np.isfinite(lat)
+        readable = np.array([s is not None and bool(s.name) for s in streets], bool) & np.isfinite(number)
+        located = np.isfinite(lon) & np.isfinite(lat)
         w, s_, e, n = settings.JEFFERSON_BBOX
-        ok &= (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
+        inside = located & (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
+        # every row is accounted for: kept, or skipped with a reason (logged and counted)
+        self.counts["skipped_no_address"] += int((~readable).sum())
+        self.counts["skipped_no_coordinates"] += int((readable & ~located).sum())
+        self.counts["skipped_outside_county"] += int((readable & located & ~inside).sum())
+        ok = readable & inside
         idx = np.flatnonzero(ok)
         if idx.size == 0:
             return 0
@@ -296,6 +301,11 @@ def _add_file(b: _Builder, path: Path) -> str:
         raise GeocodeError(f"{path}: no longitude/latitude columns (looked for {', '.join(_LON)} / "
                            f"{', '.join(_LAT)}) and no point or line geometry.")
     lon, lat = ll
+    finite = np.isfinite(lon)
+    if finite.any() and np.median(np.abs(lon[finite])) > 180:
+        raise GeocodeError(f"{path}: the x/y columns look projected (values like {lon[finite][0]:.0f}), "
+                           "not longitude/latitude: export the file in EPSG:4326, or give a GIS file "
+                           "(shapefile, GeoPackage, GeoJSON) that declares its CRS.")
     a_c, b_c = _pick(cols, _INT_A), _pick(cols, _INT_B)
     if a_c and b_c:
         ok = np.isfinite(lon) & np.isfinite(lat)
@@ -406,8 +416,9 @@ def build_reference(paths: Sequence[Path | str], ref_hash: str | None = None) ->
     b = _Builder()
     kinds = [f"{p.name}:{_add_file(b, p)}" for p in paths]
     ref = b.finish(ref_hash or reference_hash(paths), kinds)
-    log.info("reference built: %d streets, %d points, %d intersections from %s",
-             len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds))
+    log.info("reference built: %d streets, %d points, %d intersections from %s; %s",
+             len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds),
+             ", ".join(f"{k} {v:,}" for k, v in sorted(ref.counts.items())))
     return ref
 
 
