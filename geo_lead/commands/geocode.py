@@ -146,8 +146,8 @@ def _run_store(args: argparse.Namespace) -> int:
     if args.json:
         print_json(counts)
         return 0
-    print(f"{counts['records']:,} records geocoded ({counts['geocoded_new']:,} new addresses, "
-          f"{counts['geocoded_from_cache']:,} from the cache)")
+    print(f"{counts['records']:,} records geocoded ({counts['addresses_new']:,} new addresses, "
+          f"{counts['geocoded_from_cache']:,} records from the cache)")
     print("\n".join(_summary_lines(counts["by_match_type"], counts["records"])))
     if counts["unmatched_reasons"]:
         print("unmatched, by reason:")

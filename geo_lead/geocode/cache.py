@@ -85,8 +85,10 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     Returns
     -------
     dict
-        ``records`` (records geocoded in this call), ``geocoded_new``, ``geocoded_from_cache``,
-        ``by_match_type``, ``unmatched_reasons``; records = sum(by_match_type).
+        ``records`` (records geocoded in this call) = ``geocoded_new`` + ``geocoded_from_cache``
+        (records whose address key was / was not in the cache) = sum(``by_match_type``);
+        ``unmatched_reasons`` (reason -> records); ``addresses_new`` / ``addresses_from_cache``
+        (distinct keys); ``reference_hash``.
     """
     geocoder = geocoder or Geocoder()
     ref_hash = geocoder.reference_hash
@@ -149,6 +151,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
     counts["geocoded_new"] = int((~hit[inverse]).sum())
     counts["geocoded_from_cache"] = int(hit[inverse].sum())
+    counts["addresses_new"] = int((~hit).sum())  # distinct normalised address + ZIP keys
+    counts["addresses_from_cache"] = int(hit.sum())
     counts["by_match_type"] = dict(Counter(updates["match_type"]))
     um = updates["match_type"] == "unmatched"
     counts["unmatched_reasons"] = dict(Counter(updates.loc[um, "geocode_reason"].fillna("")))
