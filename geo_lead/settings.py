@@ -128,7 +128,7 @@ GEOCODE_MAX_EXTRAPOLATION_FT: Final[float] = 3000.0
 #: Feet per house number assumed when extrapolating (Louisville: ~100 numbers per block).
 GEOCODE_FT_PER_NUMBER: Final[float] = 5.0
 #: Street ends are prolonged this far when looking for a crossing the reference does not reach.
-GEOCODE_INTERSECTION_EXTEND_FT: Final[float] = 2500.0
+GEOCODE_INTERSECTION_EXTEND_FT: Final[float] = 4000.0
 #: Two streets whose reference geometry comes no closer than this do not meet.
 GEOCODE_INTERSECTION_MAX_GAP_FT: Final[float] = 1500.0
 #: Consecutive points (in number order) farther apart than this are separate pieces of a name.
