@@ -42,6 +42,7 @@ from geo_lead.geocode.normalize import (
 )
 from geo_lead.geocode.reference import (
     SRC_CENTERLINE,
+    SRC_POINT,
     Reference,
     intersection_name,
     load_reference,
@@ -332,8 +333,14 @@ class Geocoder:
             lo_i, hi_i = np.searchsorted(nums, number), np.searchsorted(nums, number, side="right")
             same = np.arange(lo_i, hi_i)[src[lo_i:hi_i] != SRC_CENTERLINE]
             if same.size:
+                # an address point beats a Census point (itself interpolated along TIGER)
+                rooftop = same[src[same] == SRC_POINT]
+                if rooftop.size:
+                    same, score, how = rooftop, 1.0, "known address point"
+                else:
+                    score, how = 0.9, "known point from the Census geocoder results"
                 return _Hit(float(xs[same].sum() / same.size), float(ys[same].sum() / same.size),
-                            "exact", 1.0, label, "known address point")
+                            "exact", score, label, how)
         parity = int(number) % 2
         for side_only in (True, False):
             m = par == parity if side_only else np.ones(nums.size, bool)
