@@ -160,3 +160,20 @@ def test_cli_bad_reference_is_a_clean_error(capsys: pytest.CaptureFixture[str], 
     assert cli.main(["geocode-address", "1 MAIN ST", "--reference", str(tmp_path / "bad.csv")]) == 2
     err = capsys.readouterr().err
     assert "missing.csv" in err and "bad.csv" in err and "Traceback" not in err
+
+
+def test_online_run_retries_cached_misses_and_keeps_the_cache(store_path: Path,
+                                                             small_geocoder: Geocoder) -> None:
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(_records(["9 NOWHERE RD", "150 MAIN ST"]), "2024-01-01T00:00:00Z")
+        offline = geocode_store(store, small_geocoder)
+        assert offline["by_match_type"] == {"unmatched": 1, "interpolated": 1}
+        reply = '"0","9 NOWHERE RD","Match","Exact","9 NOWHERE RD","-85.7,38.2","1","L"\n'
+        online = CensusBatchGeocoder(post=lambda url, body, ctype: reply)
+        again = geocode_store(store, small_geocoder, online=online)
+        assert again["records"] == 1 and again["by_match_type"] == {"interpolated": 1}
+        assert store.count(CACHE_TABLE) == 2
+        # an offline rerun keeps the online answer (same reference, same cache)
+        later = geocode_store(store, small_geocoder, only_missing=False)
+        assert later["by_match_type"] == {"interpolated": 2} and later["addresses_new"] == 0

@@ -80,7 +80,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         False: every record.
     online
         Optional online provider (`geo_lead.geocode.census.CensusBatchGeocoder`) asked about
-        the addresses the offline geocoder leaves unmatched. Off unless given.
+        the addresses the offline geocoder leaves unmatched (including those cached as
+        unmatched); its answers go into the same cache. Off unless given.
 
     Returns
     -------
@@ -92,8 +93,6 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     """
     geocoder = geocoder or Geocoder()
     ref_hash = geocoder.reference_hash
-    if online is not None:
-        ref_hash = f"{ref_hash}+{online.name}"
     previous = store.get_json(META_REFERENCE_HASH)
     have_cols = set(store.columns("records"))
     where = ""
@@ -113,6 +112,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     keys = cache_keys(records["address_raw"], records["zip"].fillna(""))
     ukeys, inverse = np.unique(keys, return_inverse=True)
     cached = read_cache(store, ref_hash)
+    if online is not None:
+        # the online provider gets another chance at addresses the cache has as unmatched
+        cached = cached[cached["match_type"] != "unmatched"]
     hit = pd.Index(ukeys).isin(cached.index)
     todo = ukeys[~hit]
     new_rows = pd.DataFrame(columns=list(CACHE_COLUMNS))
@@ -145,7 +147,12 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     })
     with store.write():
         ensure_cache(store)
-        store.insert_rows(CACHE_TABLE, new_rows, or_ignore=True)
+        if len(new_rows):
+            keys_new = new_rows["key"].tolist()
+            for i in range(0, len(keys_new), 900):  # SQLite's bound-parameter limit
+                batch = keys_new[i:i + 900]
+                store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE key IN ({','.join('?' * len(batch))})", batch)
+        store.insert_rows(CACHE_TABLE, new_rows)
         store.update_records(updates)
         store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
