@@ -199,3 +199,9 @@ def test_reference_rows_are_accounted_for(tmp_path: Path) -> None:
 
     with pytest.raises(GeocodeError, match="projected"):
         build_reference([projected])
+
+
+def test_zip_given_as_number(geocoder: Geocoder) -> None:
+    as_text = geocoder.geocode(["2700 BLOCK W MADISON ST"], ["40211"])
+    for z in (40211, 40211.0, np.int64(40211), "40211-1234"):
+        assert geocoder.geocode(["2700 BLOCK W MADISON ST"], [z]).equals(as_text)  # type: ignore[list-item]

@@ -142,7 +142,7 @@ class Geocoder:
             if len(zser) != n:
                 raise ValueError(f"zips has {len(zser)} values for {n} addresses")
         text = addr.where(addr.map(lambda v: isinstance(v, str)), "")
-        ztext = zser.map(lambda v: str(v) if isinstance(v, (str, int)) and not isinstance(v, bool) else "")
+        ztext = zser.map(_zip_text)
         codes, uniques = pd.factorize(text + "\x1f" + ztext)
         hits: list[_Hit] = []
         for u in uniques:
@@ -506,6 +506,17 @@ class Geocoder:
                 best, best_k = support, k
         near = np.hypot(pts[:, 0] - pts[best_k, 0], pts[:, 1] - pts[best_k, 1]) <= 1000
         return float(pts[near, 0].mean()), float(pts[near, 1].mean()), True
+
+def _zip_text(value: object) -> str:
+    """A ZIP cell as text: "40211", 40211, 40211.0 (read as a number) and "40211-1234" all work."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if np.isfinite(value) and value == int(value) else ""
+    return value if isinstance(value, str) else ""
+
 
 def _any_side_span(nums: np.ndarray, number: float) -> float:
     hi = int(np.searchsorted(nums, number, side="right"))
