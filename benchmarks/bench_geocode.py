@@ -171,8 +171,8 @@ def _store_throughput(g: Geocoder, frames: list[pd.DataFrame]) -> None:
         t1 = time.perf_counter()
         c2 = geocode_store(store, g, only_missing=False)
         t2 = time.perf_counter()
-        print(f"geocode_store first run: {c1['records']:,} records ({c1['geocoded_new']:,} geocoded new) "
-              f"in {t1 - t0:.2f} s")
+        print(f"geocode_store first run: {c1['records']:,} records, {c1['addresses_new']:,} distinct "
+              f"addresses geocoded, in {t1 - t0:.2f} s")
         print(f"geocode_store rerun through the warm store cache: {c2['records']:,} records "
               f"({c2['geocoded_from_cache']:,} from cache) in {t2 - t1:.2f} s = {c2['records'] / (t2 - t1):,.0f} "
               f"records/s including the record UPDATEs")
