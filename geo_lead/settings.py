@@ -136,3 +136,10 @@ GEOCODE_STREET_BREAK_FT: Final[float] = 6000.0
 #: Score multiplier for a street found only by fuzzy name matching (edit distance 1, or 2 for
 #: names of 7+ letters).
 GEOCODE_FUZZY_PENALTY: Final[float] = 0.85
+#: Louisville's numbered-street grid (west of downtown, 1st-45th St cross the W streets at
+#: house number N x 100): used for "NTH ST / W X ST" intersections. False turns it off (for
+#: a reference elsewhere).
+GEOCODE_NUMBERED_STREET_GRID: Final[bool] = True
+#: A grid placement on a street without a W prefix must lie this close to the numbered
+#: street's own reference points.
+GEOCODE_GRID_CHECK_FT: Final[float] = 750.0

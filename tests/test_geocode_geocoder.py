@@ -205,3 +205,16 @@ def test_zip_given_as_number(geocoder: Geocoder) -> None:
     as_text = geocoder.geocode(["2700 BLOCK W MADISON ST"], ["40211"])
     for z in (40211, 40211.0, np.int64(40211), "40211-1234"):
         assert geocoder.geocode(["2700 BLOCK W MADISON ST"], [z]).equals(as_text)  # type: ignore[list-item]
+
+
+def test_numbered_street_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # W MAIN ST known at 2800 and 3200 only; 30th Street crosses it at 3000 (Louisville grid)
+    pd.DataFrame({"street": ["2800 W MAIN ST", "3200 W MAIN ST"],
+                  "longitude": [-85.800, -85.810], "latitude": [38.260, 38.260]}).to_csv(tmp_path / "p.csv", index=False)
+    g = Geocoder(build_reference([tmp_path / "p.csv"]))
+    row = g.geocode_one("S 30TH ST / W MAIN ST")
+    assert row["match_type"] == "intersection" and "grid" in row["reason"]
+    assert row["lon"] == pytest.approx(-85.805, abs=1e-5)
+    monkeypatch.setattr(settings, "GEOCODE_NUMBERED_STREET_GRID", False)
+    off = Geocoder(build_reference([tmp_path / "p.csv"])).geocode_one("S 30TH ST / W MAIN ST")
+    assert off["match_type"] == "unmatched" and "30TH" in off["reason"]
