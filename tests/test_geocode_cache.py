@@ -177,3 +177,16 @@ def test_online_run_retries_cached_misses_and_keeps_the_cache(store_path: Path,
         # an offline rerun keeps the online answer (same reference, same cache)
         later = geocode_store(store, small_geocoder, only_missing=False)
         assert later["by_match_type"] == {"interpolated": 2} and later["addresses_new"] == 0
+
+
+def test_unchanged_results_are_not_rewritten(store_path: Path, small_geocoder: Geocoder) -> None:
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(_records(["150 MAIN ST", "COMMUNITY / LARGE"]), "2024-01-01T00:00:00Z")
+        first = geocode_store(store, small_geocoder)
+        assert first["records_written"] == 2
+        again = geocode_store(store, small_geocoder, only_missing=False)
+        assert again["records"] == 2 and again["records_written"] == 0
+        assert again["by_match_type"] == {"interpolated": 1, "unmatched": 1}
+        rec = store.read_records(["record_id", "lon"]).set_index("record_id")
+        assert rec.loc["r0", "lon"] == pytest.approx(-85.755, abs=1e-5)

@@ -89,7 +89,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         ``records`` (records geocoded in this call) = ``geocoded_new`` + ``geocoded_from_cache``
         (records whose address key was / was not in the cache) = sum(``by_match_type``);
         ``unmatched_reasons`` (reason -> records); ``addresses_new`` / ``addresses_from_cache``
-        (distinct keys); ``reference_hash``.
+        (distinct keys); ``records_written`` (records whose stored result changed: only those
+        are written); ``reference_hash``.
     """
     geocoder = geocoder or Geocoder()
     ref_hash = geocoder.reference_hash
@@ -98,9 +99,13 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     where = ""
     if only_missing and "lon" in have_cols and previous == ref_hash:
         where = "lon IS NULL OR lat IS NULL"
-    records = store.read_records(["record_id", "address_raw", "zip"], where=where)
+    stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason")
+              if c in have_cols]
+    records = store.read_records(["record_id", "address_raw", "zip", *stored], where=where)
     counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
-                              "by_match_type": {}, "unmatched_reasons": {}, "reference_hash": ref_hash}
+                              "by_match_type": {}, "unmatched_reasons": {}, "addresses_new": 0,
+                              "addresses_from_cache": 0, "records_written": 0,
+                              "reference_hash": ref_hash}
     with store.write():
         ensure_cache(store)
         stale = store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE reference_hash IS NOT ?", (ref_hash,))
@@ -110,7 +115,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         store.put_json(META_REFERENCE_HASH, ref_hash)
         return counts
     keys = cache_keys(records["address_raw"], records["zip"].fillna(""))
-    ukeys, inverse = np.unique(keys, return_inverse=True)
+    inverse, uniq = pd.factorize(keys)
+    ukeys = np.asarray(uniq, dtype=object)
     cached = read_cache(store, ref_hash)
     if online is not None:
         # the online provider gets another chance at addresses the cache has as unmatched
@@ -120,8 +126,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     new_rows = pd.DataFrame(columns=list(CACHE_COLUMNS))
     if todo.size:
         # geocode one representative raw address per missing key
-        first = pd.Series(np.arange(len(keys))).groupby(keys).first()
-        rep = records.iloc[first.loc[todo].to_numpy()]
+        first_row = np.full(len(ukeys), -1, np.int64)
+        first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first record of each key
+        rep = records.iloc[first_row[~hit]]
         res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].fillna("").tolist(), progress=progress)
         if online is not None:
             res = _ask_online(online, rep, res)
@@ -153,7 +160,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
                 batch = keys_new[i:i + 900]
                 store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE key IN ({','.join('?' * len(batch))})", batch)
         store.insert_rows(CACHE_TABLE, new_rows)
-        store.update_records(updates)
+        changed = _changed(records, updates, stored)
+        counts["records_written"] = int(changed.sum())
+        store.update_records(updates[changed])
         store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
     counts["geocoded_new"] = int((~hit[inverse]).sum())
@@ -164,6 +173,22 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     um = updates["match_type"] == "unmatched"
     counts["unmatched_reasons"] = dict(Counter(updates.loc[um, "geocode_reason"].fillna("")))
     return counts
+
+
+def _changed(records: pd.DataFrame, updates: pd.DataFrame, stored: list[str]) -> np.ndarray:
+    """Rows whose geocode differs from what the store holds (the rest need no write)."""
+    if len(stored) < 6:
+        return np.ones(len(updates), bool)
+    same = np.ones(len(updates), bool)
+    for col in ("lon", "lat", "score"):
+        old = pd.to_numeric(records[col], errors="coerce").to_numpy(float)
+        new = updates[col].to_numpy(float)
+        same &= (old == new) | (np.isnan(old) & np.isnan(new))
+    for col in ("match_type", "matched_address", "geocode_reason"):
+        old_s = records[col].to_numpy(object)
+        new_s = updates[col].to_numpy(object)
+        same &= (old_s == new_s) | (pd.isna(old_s) & pd.isna(new_s))
+    return ~same
 
 
 def _ask_online(online: Any, rep: pd.DataFrame, res: pd.DataFrame) -> pd.DataFrame:
