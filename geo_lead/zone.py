@@ -253,6 +253,7 @@ class ZoneChecker:
 
     def _load_neighborhoods(self, path: Path | None) -> None:
         self.neighborhood_names: np.ndarray = np.array([], dtype=object)
+        self.neighborhood_geoms: np.ndarray = np.array([], dtype=object)
         self._nh_tree: shapely.STRtree | None = None
         self.member_geoms: dict[str, shapely.Geometry] = {}
         if path is None:
@@ -263,7 +264,7 @@ class ZoneChecker:
         for g in geoms:
             shapely.prepare(g)
         self.neighborhood_names = np.array(names, dtype=object)
-        self._nh_geoms = np.array(geoms, dtype=object)
+        self.neighborhood_geoms = np.array(geoms, dtype=object)
         self._nh_tree = shapely.STRtree(geoms)
         self.member_geoms = {n: g for n, g in zip(names, geoms) if n in self.members}
         missing = [m for m in self.members if m not in self.member_geoms]
