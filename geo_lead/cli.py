@@ -23,6 +23,7 @@ from geo_lead.errors import GeoLeadError
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "ingest",
+    "geocode",
     "zone",
 )
 
