@@ -325,8 +325,9 @@ def test_cli_bad_input_exit_2_with_message(zone_cli, capsys: pytest.CaptureFixtu
 
 
 def test_cold_cli_imports_no_heavy_modules(tmp_path: Path) -> None:
-    """A real cold process: the zone check path never imports geopandas, pandas or fastapi."""
-    code = ("import sys; from geo_lead import cli; cli.COMMAND_MODULES = ('zone',); "
+    """The real ``geo-lead`` in a cold process: the zone check path (every command module is
+    registered) never imports geopandas, pandas, fastapi or uvicorn."""
+    code = ("import sys; from geo_lead import cli; "
             "rc = cli.main(['zone', 'check', '--lat', '38.2587', '--lon', '-85.7930', '--json']); "
             "heavy = sorted(m for m in ('geopandas', 'pandas', 'fastapi', 'uvicorn', 'pyogrio') "
             "if m in sys.modules); print('HEAVY', heavy); sys.exit(rc)")
@@ -336,3 +337,40 @@ def test_cold_cli_imports_no_heavy_modules(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert json.loads(proc.stdout.split("HEAVY")[0])["inside"] is True
+
+
+# --- the real geocoder (geo_lead.geocode, offline reference shipped in data/reference) ----------
+
+@pytest.fixture(scope="module")
+def geocoder():
+    geocode = pytest.importorskip("geo_lead.geocode")
+    return geocode.Geocoder()
+
+
+def test_real_geocoder_address_path(checker: ZoneChecker, geocoder) -> None:
+    a = check_address(checker, "2700 BLOCK W MADISON ST", geocoder=geocoder)
+    assert a["match_type"] != "unmatched" and 0 < a["score"] <= 1
+    # same answer as checking the geocoded point directly
+    assert {k: a[k] for k in ("inside", "neighborhood", "distance_to_boundary_ft")} == {
+        k: v for k, v in checker.check(a["lat"], a["lon"]).to_dict().items()
+        if k in ("inside", "neighborhood", "distance_to_boundary_ft")}
+    # independent of the zone polygon: the LOJIC Russell polygon holds the geocoded point
+    assert _neighborhood("RUSSELL").contains(shapely.Point(a["lon"], a["lat"])) == (
+        a["neighborhood"] == "RUSSELL")
+
+
+def test_real_cli_address_and_unmatched(tmp_path: Path) -> None:
+    pytest.importorskip("geo_lead.geocode")
+    env = {"PYTHONPATH": str(settings.PROJECT_ROOT), "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-m", "geo_lead", "zone", "check", "--address",
+                         "2700 BLOCK W MADISON ST", "--json"], capture_output=True, text=True,
+                        cwd=tmp_path, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert {"inside", "neighborhood", "distance_to_boundary_ft", "near_boundary", "zone_version",
+            "lon", "lat", "match_type"} <= set(out)
+    bad = subprocess.run([sys.executable, "-m", "geo_lead", "zone", "check", "--address",
+                          "99999 NOWHERE BLVD"], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=120)
+    assert bad.returncode == 2
+    assert "could not be located" in bad.stderr and "Traceback" not in bad.stderr
