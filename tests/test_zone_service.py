@@ -182,3 +182,70 @@ def test_service_page_use_my_location_and_address(browser: Any, base_url: str) -
         assert errors == []
     finally:
         context.close()
+
+
+# --- never a 500: arbitrary query text (real uvicorn, real offline geocoder) ------------
+
+from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_client(checker: ZoneChecker):
+    geocode = pytest.importorskip("geo_lead.geocode")
+    with running(create_app(checker, geocoder=geocode.Geocoder())) as url, \
+            httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+_text = st.one_of(st.text(max_size=60), st.from_regex(r"[0-9]{1,5} (BLOCK )?[NSEW]? ?[A-Z0-9 ]{1,20}",
+                                                       fullmatch=True))
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(address=_text, zip_code=st.one_of(st.none(), st.text(max_size=8)))
+def test_any_address_text_is_200_or_422(real_client, address: str, zip_code: str | None) -> None:
+    params = {"address": address} | ({"zip": zip_code} if zip_code is not None else {})
+    r = real_client.get("/zone", params=params)
+    assert r.status_code in (200, 422), r.text
+    assert isinstance(r.json(), dict)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lat=st.one_of(st.text(max_size=20), st.floats().map(repr)),
+       lon=st.one_of(st.text(max_size=20), st.floats().map(repr)))
+def test_any_coordinate_text_is_200_or_422(real_client, lat: str, lon: str) -> None:
+    r = real_client.get("/zone", params={"lat": lat, "lon": lon})
+    assert r.status_code in (200, 422), r.text
+
+
+def test_cli_zone_serve_starts_answers_and_stops(tmp_path) -> None:
+    """``geo-lead zone serve`` as a user runs it (own process, loopback, free port)."""
+    import os
+    import subprocess
+    import sys
+
+    from geo_lead import settings
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(settings.PROJECT_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "geo_lead", "zone", "serve", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert r.json()["status"] == "ok"
+        z = httpx.get(f"http://127.0.0.1:{port}/zone", params={"lat": "38.2587", "lon": "-85.7930"})
+        assert z.json()["inside"] is True
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert "query logging off" in err
+    assert "38.2587" not in out + err  # no query logging by default
