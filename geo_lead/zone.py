@@ -47,6 +47,13 @@ _LONLAT_CRS_NAMES = frozenset({
 
 _TRANSFORMER: Any = None
 
+#: Batches of at least this many points use the cell grid in ``inside_many``.
+GRID_MIN_POINTS = 20_000
+#: Cells per side of that grid over the zone's bounding box.
+GRID_CELLS = 256
+#: Cells are grown by this much (about 1 cm) before testing whether they touch the boundary.
+GRID_EPSILON_DEG = 1e-7
+
 
 def _transformer() -> Any:
     """The lon/lat -> EPSG:2246 transformer, built once (pyproj is imported on first use)."""
@@ -262,6 +269,7 @@ class ZoneChecker:
         self.zone_version: str = zone_version(self.zone_file, props)
         self.zone: shapely.Geometry = shapely.union_all([g for _, g in feats])
         shapely.prepare(self.zone)
+        self._grid: tuple[np.ndarray, tuple[float, float, float, float]] | None = None
         self.zone_ft: shapely.Geometry = _project_geometry(self.zone)
         self.boundary_ft: shapely.Geometry = self.zone_ft.boundary
         # Distances go through an STRtree of the boundary's segments: query_nearest is about
@@ -319,9 +327,55 @@ class ZoneChecker:
 
     # -- arrays ----------------------------------------------------------------------------
     def inside_many(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        """Vectorised inside test (boundary counts as inside); NaN coordinates -> False."""
-        return shapely.intersects_xy(self.zone, np.asarray(lon, dtype=float),
-                                     np.asarray(lat, dtype=float))
+        """Vectorised inside test (boundary counts as inside); NaN coordinates -> False.
+
+        Large batches go through a cell grid over the zone's bounding box: points in cells
+        wholly inside or wholly outside the zone are answered by a table look-up, and only
+        points in cells that touch the boundary get the exact test (``intersects_xy`` on the
+        prepared polygon). The answer is the same as testing every point exactly.
+        """
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        if lon.size < GRID_MIN_POINTS:
+            return shapely.intersects_xy(self.zone, lon, lat)
+        if lon.shape != lat.shape:
+            raise ZoneInputError(f"lat and lon arrays differ in shape: {lat.shape} vs {lon.shape}.")
+        state, (x0, y0, dx, dy) = self._cell_grid()
+        nx, ny = state.shape
+        minx, miny, maxx, maxy = self.zone.bounds
+        x, y = lon.ravel(), lat.ravel()
+        in_box = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)  # NaN -> False
+        idx = np.flatnonzero(in_box)
+        ix = np.minimum(((x[idx] - x0) / dx).astype(np.intp), nx - 1)
+        iy = np.minimum(((y[idx] - y0) / dy).astype(np.intp), ny - 1)
+        cell = state[ix, iy]
+        out = np.zeros(x.shape, dtype=bool)
+        out[idx[cell == 1]] = True
+        edge = idx[cell == 2]
+        out[edge] = shapely.intersects_xy(self.zone, x[edge], y[edge])
+        return out.reshape(lon.shape)
+
+    def _cell_grid(self) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """Cell states over the zone's bounding box: 0 outside, 1 inside, 2 touches the boundary.
+
+        Built on first use (about 0.1 s, so single-point checks never pay for it). Cells are
+        grown by ``GRID_EPSILON_DEG`` before the boundary test, so a point that floating-point
+        rounding puts in a neighbouring cell still gets the exact test when near the boundary.
+        """
+        if self._grid is None:
+            minx, miny, maxx, maxy = self.zone.bounds
+            n = GRID_CELLS
+            dx, dy = (maxx - minx) / n, (maxy - miny) / n
+            gx, gy = np.meshgrid(minx + dx * np.arange(n), miny + dy * np.arange(n), indexing="ij")
+            eps = GRID_EPSILON_DEG
+            boxes = shapely.box(gx - eps, gy - eps, gx + dx + eps, gy + dy + eps)
+            boundary = self.zone.boundary
+            shapely.prepare(boundary)
+            touches = shapely.intersects(boundary, boxes)
+            centre_in = shapely.intersects_xy(self.zone, gx + dx / 2, gy + dy / 2)
+            state = np.where(touches, 2, centre_in.astype(np.int8)).astype(np.int8)
+            self._grid = (state, (minx, miny, dx, dy))
+        return self._grid
 
     def distance_many(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Distance in feet (EPSG:2246) from each point to the zone boundary (NaN for NaN)."""

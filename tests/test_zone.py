@@ -22,7 +22,7 @@ from shapely.geometry import shape
 
 from geo_lead import cli, settings
 from geo_lead.errors import CRSMismatchError, InputFileError, ZoneInputError
-from geo_lead.zone import ZoneChecker, check_address, parse_coordinate
+from geo_lead.zone import GRID_MIN_POINTS, ZoneChecker, check_address, parse_coordinate
 
 GEOD = Geod(ellps="GRS80")
 FT_PER_M = 1.0 / settings.M_PER_FT
@@ -161,6 +161,33 @@ def test_batch_inside_agrees_with_lojic_membership(checker: ZoneChecker) -> None
     far = ~shapely.dwithin(members.boundary, shapely.points(lon, lat), 1e-6)  # ~10 cm
     assert (b.inside[far] == expected[far]).all()
     assert set(b.neighborhood[b.inside]) <= {"RUSSELL", "PORTLAND"}
+
+
+def test_cell_grid_gives_the_exact_answer(checker: ZoneChecker) -> None:
+    """Large batches (cell grid) == every point tested exactly, including the hard points:
+    zone vertices, points a hair either side of them, cell corners, NaN, 2-D input."""
+    rng = np.random.default_rng(3)
+    minx, miny, maxx, maxy = checker.zone.bounds
+    lon = rng.uniform(minx - 0.005, maxx + 0.005, 60_000)
+    lat = rng.uniform(miny - 0.005, maxy + 0.005, 60_000)
+    verts = shapely.get_coordinates(checker.zone)
+    jitter = rng.normal(0, 1e-7, (len(verts), 2))
+    state, (x0, y0, dx, dy) = checker._cell_grid()
+    corners_x = x0 + dx * rng.integers(0, state.shape[0] + 1, 5000)
+    corners_y = y0 + dy * rng.integers(0, state.shape[1] + 1, 5000)
+    lon = np.concatenate([lon, verts[:, 0], verts[:, 0] + jitter[:, 0], corners_x,
+                          [np.nan, minx, maxx]])
+    lat = np.concatenate([lat, verts[:, 1], verts[:, 1] + jitter[:, 1], corners_y,
+                          [38.26, miny, maxy]])
+    assert len(lon) >= GRID_MIN_POINTS
+    expected = shapely.intersects_xy(checker.zone, lon, lat)
+    got = checker.inside_many(lat, lon)
+    assert (got == expected).all()
+    assert got[60_000:60_000 + len(verts)].all()  # every vertex is on the (closed) boundary
+    n2 = (len(lon) // 2) * 2
+    assert (checker.inside_many(lat[:n2].reshape(2, -1), lon[:n2].reshape(2, -1)).ravel()
+            == expected[:n2]).all()
+    assert (state == 2).mean() < 0.05  # the grid answers most points without the exact test
 
 
 # --- input validation ----------------------------------------------------------------------------
