@@ -45,9 +45,9 @@ def bench_batch(checker: ZoneChecker, n: int) -> None:
         lon = rng.uniform(x0, x1, n)
         lat = rng.uniform(y0, y1, n)
         for name, fn in (("ZoneChecker.inside_many (cell grid + exact test near the boundary)",
-                          lambda: checker.inside_many(lat, lon)),
+                          lambda lat=lat, lon=lon: checker.inside_many(lat, lon)),
                          ("plain shapely.intersects_xy on the prepared polygon",
-                          lambda: shapely.intersects_xy(checker.zone, lon, lat))):
+                          lambda lat=lat, lon=lon: shapely.intersects_xy(checker.zone, lon, lat))):
             best = float("inf")
             for _ in range(3):
                 t = time.perf_counter()

@@ -195,7 +195,7 @@ def zone_version(path: Path, properties: dict[str, Any] | None = None) -> str:
     date = str((properties or {}).get("date") or "")[:10]
     if not date:
         mtime = Path(path).stat().st_mtime
-        date = _dt.datetime.fromtimestamp(mtime, tz=_dt.timezone.utc).date().isoformat()
+        date = _dt.datetime.fromtimestamp(mtime, tz=_dt.UTC).date().isoformat()
     return f"{digest}@{date}"
 
 
@@ -296,7 +296,7 @@ class ZoneChecker:
         self.neighborhood_names = np.array(names, dtype=object)
         self.neighborhood_geoms = np.array(geoms, dtype=object)
         self._nh_tree = shapely.STRtree(geoms)
-        self.member_geoms = {n: g for n, g in zip(names, geoms) if n in self.members}
+        self.member_geoms = {n: g for n, g in zip(names, geoms, strict=True) if n in self.members}
         missing = [m for m in self.members if m not in self.member_geoms]
         if missing:
             log.warning("zone members %s not found in %s; inside points are named by that file "

@@ -49,7 +49,7 @@ def _polygons(geom: shapely.Geometry, ndigits: int) -> list[list[list[list[float
 def page_data(checker: ZoneChecker) -> dict[str, Any]:
     """The JSON the page embeds (see the module docstring)."""
     neighborhoods = []
-    for name, geom in zip(checker.neighborhood_names, checker.neighborhood_geoms):
+    for name, geom in zip(checker.neighborhood_names, checker.neighborhood_geoms, strict=True):
         if name is None:
             continue
         g = geom if name in checker.members else shapely.simplify(geom, NEIGHBORHOOD_SIMPLIFY_DEG)

@@ -81,7 +81,7 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
 
     @app.get("/zone")
     async def zone(lat: str | None = None, lon: str | None = None,
-                   address: str | None = None, zip: str | None = None) -> JSONResponse:  # noqa: A002
+                   address: str | None = None, zip: str | None = None) -> JSONResponse:
         try:
             has_coord = lat is not None or lon is not None
             if has_coord and address is not None:

@@ -161,7 +161,7 @@ def test_javascript_agrees_with_python(offline_page: Any, page_file: Path,
     minx, miny, maxx, maxy = checker.zone.bounds
     lon = rng.uniform(minx - 0.02, maxx + 0.02, 600)
     lat = rng.uniform(miny - 0.02, maxy + 0.02, 600)
-    pts = [[float(a), float(b)] for a, b in zip(lat, lon)]
+    pts = [[float(a), float(b)] for a, b in zip(lat, lon, strict=True)]
     js = offline_page.evaluate(
         "pts => pts.map(([la, lo]) => [LCC(lo, la), checkPoint(la, lo)])", pts)
     to_ft = Transformer.from_crs(settings.CRS_STORE, settings.CRS_PROJECTED, always_xy=True)

@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from geo_lead.errors import GeocodeError
 from geo_lead.zone import ZoneChecker
@@ -185,10 +188,6 @@ def test_service_page_use_my_location_and_address(browser: Any, base_url: str) -
 
 
 # --- never a 500: arbitrary query text (real uvicorn, real offline geocoder) ------------
-
-from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def real_client(checker: ZoneChecker):
