@@ -337,6 +337,13 @@ def test_cli_address_path(zone_cli, monkeypatch: pytest.MonkeyPatch,
     assert "could not be located" in capsys.readouterr().err
 
 
+def test_cli_notes_swapped_coordinates(zone_cli, capsys: pytest.CaptureFixture[str]) -> None:
+    assert zone_cli(["zone", "check", "--lat=-85.7930", "--lon=38.2587", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["inside"] is False
+    assert "look swapped" in captured.err
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--lat", "98", "--lon", "-85.79"], "out of range"),
     (["--lat", "x", "--lon", "-85.79"], "not a number"),

@@ -96,6 +96,11 @@ def _run_check(args: argparse.Namespace) -> int:
 
         lat, lon = parse_coordinate(args.lat, "lat"), parse_coordinate(args.lon, "lon")
         answer = _checker(args).check(lat, lon).to_dict()
+        west, south, east, north = settings.JEFFERSON_BBOX
+        if not (west <= lon <= east and south <= lat <= north):
+            swapped = west <= lat <= east and south <= lon <= north
+            print(f"geo-lead: note: {lat}, {lon} is outside Jefferson County, KY"
+                  + ("; --lat and --lon look swapped." if swapped else "."), file=sys.stderr)
     else:
         from geo_lead.zone import check_address
 
