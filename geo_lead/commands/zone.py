@@ -137,7 +137,15 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     from geo_lead.zone_service import create_app, uvicorn_log_config
 
-    app = create_app(_checker(args), log_queries=args.log_queries)
+    from geo_lead.errors import GeocodeError
+    from geo_lead.zone import default_geocoder
+
+    try:  # load the geocoder's reference now, so the first address query is not slow
+        geocoder = default_geocoder()
+    except GeocodeError as exc:
+        geocoder = None
+        print(f"geo-lead: note: {exc} Address queries will answer 503.", file=sys.stderr)
+    app = create_app(_checker(args), geocoder=geocoder, log_queries=args.log_queries)
     print(f"zone service on http://{args.host}:{args.port}/ (Ctrl-C to stop); "
           f"query logging {'ON' if args.log_queries else 'off'}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, access_log=args.log_queries,
