@@ -67,3 +67,25 @@ NEAR_BOUNDARY_FT: Final[float] = 300.0
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
+
+# --- boundaries, spatial join and scoring (issue #4) -------------------------------------
+#: LMPD's own description of the First Division: downtown plus these neighborhoods (LOJIC
+#: NH_NAME), Ohio River to the north, Broadway to the south. Used as the deterministic
+#: fallback membership before records are geocoded, and as the check on the derived one.
+FIRST_DIVISION_DESCRIBED: Final[tuple[str, ...]] = (
+    "CENTRAL BUSINESS DISTRICT", "PORTLAND", "RUSSELL", "PHOENIX HILL",
+)
+#: A neighborhood takes its division from its records only when it has at least this many
+#: geocoded records with a division; below that it keeps the fallback membership.
+DIVISION_MIN_RECORDS: Final[int] = 5
+#: Broadway, west to east (lon, lat): signalised intersections along it (Louisville Metro
+#: Open Data, ../shared/data/geocoding/signalized_intersections.csv: Southwestern, 38th, 28th,
+#: 22nd, 18th, 13th, 9th, 4th, Brook, Jackson, Clay, Barret, Baxter). Only for the check.
+BROADWAY_LONLAT: Final[tuple[tuple[float, float], ...]] = (
+    (-85.82697, 38.25054), (-85.81512, 38.25014), (-85.79828, 38.24957), (-85.78821, 38.24922),
+    (-85.78151, 38.24894), (-85.77325, 38.24779), (-85.76651, 38.24687), (-85.75838, 38.24609),
+    (-85.75172, 38.24560), (-85.74560, 38.24514), (-85.74154, 38.24484), (-85.73396, 38.24427),
+    (-85.72701, 38.24374),
+)
+#: A unit belongs to an area polygon (First Division) when at least this share of it is inside.
+AREA_MEMBER_MIN_SHARE: Final[float] = 0.5
