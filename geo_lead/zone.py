@@ -236,8 +236,8 @@ class ZoneChecker:
     Parameters
     ----------
     zone_file
-        GeoJSON (EPSG:4326) whose polygon features together make the zone; the first
-        feature's ``members`` property (``;``-separated NH_NAME values) names its
+        GeoJSON (EPSG:4326) whose polygon features together make the zone; the features'
+        ``members`` property (``;``-separated NH_NAME values), or their ``NH_NAME``, names its
         neighborhoods. Default: ``settings.PILOT_ZONE_FILE`` (Russell + Portland).
     neighborhoods_file
         LOJIC neighborhoods GeoJSON with ``NH_NAME``, used to name the neighborhood of a point.
@@ -264,8 +264,13 @@ class ZoneChecker:
         feats = _features(_read_geojson(self.zone_file), self.zone_file)
         props = feats[0][0]
         self.zone_name: str = str(props.get("name") or self.zone_file.stem)
-        self.members: tuple[str, ...] = tuple(
-            m.strip() for m in str(props.get("members") or "").split(";") if m.strip())
+        # Members: every feature's ``members`` (";"-joined) or, for a file of neighborhood
+        # polygons, their ``NH_NAME``s.
+        members: list[str] = []
+        for p, _ in feats:
+            names = str(p.get("members") or p.get("NH_NAME") or "").split(";")
+            members += [m.strip() for m in names if m.strip() and m.strip() not in members]
+        self.members: tuple[str, ...] = tuple(members)
         self.zone_version: str = zone_version(self.zone_file, props)
         self.zone: shapely.Geometry = shapely.union_all([g for _, g in feats])
         shapely.prepare(self.zone)

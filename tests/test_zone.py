@@ -238,6 +238,20 @@ def test_custom_zone_file_and_geodesic_distance(tmp_path: Path) -> None:
     assert inside.distance_to_boundary_ft == pytest.approx(ew_ft, rel=0.001)
 
 
+def test_zone_file_of_neighborhood_polygons_names_its_members(tmp_path: Path) -> None:
+    """A proposed zone given as LOJIC features (NH_NAME), e.g. Russell + Shawnee."""
+    data = json.loads(settings.NEIGHBORHOODS_FILE.read_text())
+    feats = [f for f in data["features"] if f["properties"]["NH_NAME"] in ("RUSSELL", "SHAWNEE")]
+    zone = _write(tmp_path / "proposed.geojson", {"type": "FeatureCollection", "features": feats})
+    c = ZoneChecker(zone)
+    assert set(c.members) == {"RUSSELL", "SHAWNEE"}
+    for name in ("RUSSELL", "SHAWNEE"):
+        a = c.check(*_interior(name))
+        assert (a.inside, a.neighborhood) == (True, name)
+    portland = c.check(*_interior("PORTLAND"))
+    assert (portland.inside, portland.neighborhood) == (False, "PORTLAND")
+
+
 def test_zone_version_changes_with_the_file(tmp_path: Path) -> None:
     a = _write(tmp_path / "a.geojson", _square(-85.80, 38.25, -85.78, 38.27))
     b = _write(tmp_path / "b.geojson", _square(-85.80, 38.25, -85.77, 38.27))
