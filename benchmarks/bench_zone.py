@@ -150,7 +150,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--cli-runs", type=int, default=10)
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load:.1f} "
+          "at start (figures from a busy machine are slower)")
     checker = ZoneChecker()
     bench_batch(checker, args.points)
     bench_service(checker, args.requests)
