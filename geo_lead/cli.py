@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "geocode",
     "boundaries",
     "score",
+    "site",
     "zone",
 )
 

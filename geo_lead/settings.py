@@ -89,3 +89,33 @@ BROADWAY_LONLAT: Final[tuple[tuple[float, float], ...]] = (
 )
 #: A unit belongs to an area polygon (First Division) when at least this share of it is inside.
 AREA_MEMBER_MIN_SHARE: Final[float] = 0.5
+
+# --- siting (geo_lead.siting, geo_lead.hotspots) -------------------------------------------
+#: Largest zone size (neighborhoods) for which the best contiguous zone is reported.
+SITE_K_MAX: Final[int] = 6
+#: Capacity sizing tries zones of up to this many neighborhoods.
+SITE_CAPACITY_K_MAX: Final[int] = 12
+#: Share of eligible stops that become enrolled participants (officer offers diversion, the
+#: person accepts and completes the 72-hour assessment). An assumption: no Louisville figure
+#: is published; change it with `geo-lead site --take-up`.
+SITE_TAKE_UP_RATE: Final[float] = 0.5
+#: The verdict's "top set": the best ceil(fraction x n) contiguous zones of the pilot's size.
+SITE_TOP_FRACTION: Final[float] = 0.10
+#: The pilot must stay in the top set in at least this share of bootstrap resamples.
+SITE_STABILITY_MIN: Final[float] = 0.50
+#: The pilot's holdout PAI may fall short of the best train-chosen zone's by at most this share.
+SITE_PAI_TOLERANCE: Final[float] = 0.20
+#: A calendar-year window counts for stability only with at least this many eligible records.
+SITE_MIN_WINDOW_RECORDS: Final[int] = 30
+#: Comparison area balance: every standardised mean difference within this (Stuart 2010's
+#: rule of thumb for matched designs); the answer reports balance either way.
+SITE_BALANCE_MAX_SMD: Final[float] = 0.25
+#: Where each capacity parameter comes from (printed with the answer).
+SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
+    "capacity": "Louisville Metro LEAD FAQ (Aug 2018): 50 participants",
+    "months": "Louisville Metro LEAD FAQ (Aug 2018): 18-month pilot",
+    "take_up_rate": "assumption (settings.SITE_TAKE_UP_RATE); no published Louisville figure",
+    "persons_per_record": "data: distinct incident numbers / eligible records (an upper bound on "
+                          "distinct persons: LMPD crime data has no person id)",
+    "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
+}
