@@ -49,15 +49,15 @@ RESULT_COLUMNS: tuple[str, ...] = ("input", "lon", "lat", "match_type", "score",
 MATCH_TYPES: tuple[str, ...] = ("exact", "interpolated", "block", "intersection", "street", "unmatched")
 
 #: A number this far beyond a street's known range is not placed (house numbers).
-MAX_EXTRAPOLATION_NUMBERS = 400
+MAX_EXTRAPOLATION_NUMBERS = 1000
 #: Longest distance a number is extrapolated past the last known point.
-MAX_EXTRAPOLATION_FT = 1500.0
+MAX_EXTRAPOLATION_FT = 3000.0
 #: Feet per house number assumed when extrapolating from one side only (~100 numbers/block).
 FT_PER_NUMBER_DEFAULT = 5.0
 #: Street ends are extended this far when looking for a crossing the sample does not reach.
-INTERSECTION_EXTEND_FT = 1200.0
+INTERSECTION_EXTEND_FT = 2500.0
 #: Two streets whose reference geometry comes no closer than this do not meet.
-INTERSECTION_MAX_GAP_FT = 800.0
+INTERSECTION_MAX_GAP_FT = 1500.0
 #: Consecutive points (in number order) farther apart than this belong to separate pieces.
 STREET_BREAK_FT = 6000.0
 #: Score multiplier when the street name was found only by fuzzy matching.
