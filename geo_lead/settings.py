@@ -44,6 +44,8 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 
 # --- the pilot ----------------------------------------------------------------------------
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
+#: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
+PILOT_ZONE_DATE: Final[str] = "2018-08-01"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
