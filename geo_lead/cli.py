@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "boundaries",
     "score",
     "site",
+    "zone",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

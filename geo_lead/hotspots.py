@@ -552,3 +552,22 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
         store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
     store.put_json("hotspots_result", result)
     return result
+
+
+def format_hotspots(result: dict[str, Any]) -> str:
+    """The `geo-lead hotspots` summary a planner reads."""
+    lines: list[str] = []
+    kde, nh, grid = result["kde"], result["gistar_neighborhoods"], result["gistar_grid"]
+    rec = result["records"]
+    flagged = rec["kept"] + rec["not_geocoded"]
+    lines.append(f"Hotspots of {result['indicator']} records: {flagged:,} flagged of {rec['records_in']:,} records, "
+                 f"{rec['kept']:,} of them located ({rec['not_geocoded']:,} not geocoded); "
+                 f"{rec['in_study_area']:,} in the study area of {len(result['study_area'])} neighborhoods")
+    lines.append(f"  KDE: bandwidth {kde['bandwidth_ft']:,.0f} ft ({kde['bandwidth_method']}), "
+          f"{kde['hotspot_cells']} of {kde['cells']} {kde['cell_ft']:,.0f} ft cells hot ({kde['hotspot_rule']})")
+    lines.append(f"  Gi* neighborhoods (queen, {nh['permutations']} permutations, FDR): "
+          + ", ".join(f"{k}: {v}" for k, v in nh["labels"].items()))
+    lines.append("    hot: " + (", ".join(nh["hot"]) or "none"))
+    lines.append(f"  Gi* grid ({grid['cells']} cells of {grid['cell_ft']:,.0f} ft, band {grid['band_ft']:,.0f} ft): "
+          + ", ".join(f"{k}: {v}" for k, v in grid["labels"].items()))
+    return "\n".join(lines)

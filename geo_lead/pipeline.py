@@ -1,7 +1,7 @@
 """`geo-lead run`: every stage in order on one store, with the counts of each stage.
 
 Stages: ingest -> geocode (through the cache: only new addresses cost time) -> spatial
-join -> score. Each stage accounts for its rows, and the summary returned (and printed by
+join -> score -> hotspots -> site selection. Each stage accounts for its rows, and the summary returned (and printed by
 the CLI) carries those counts.
 """
 
@@ -76,6 +76,26 @@ def stage_score(store: Store, say: Say) -> dict[str, Any]:
     return {"table": scores_json(scores)}
 
 
+def stage_hotspots(store: Store, say: Say) -> dict[str, Any]:
+    from geo_lead.hotspots import format_hotspots, hotspots_store
+
+    result = hotspots_store(store)
+    for line in format_hotspots(result).splitlines():
+        say("  " + line)
+    return result
+
+
+def stage_site(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
+    from geo_lead.siting import format_site, site_store
+
+    progress = _progress("  bootstrap resamples", echo)
+    result = site_store(store, progress=progress)
+    progress.close()
+    for line in format_site(result).splitlines():
+        say("  " + line)
+    return result
+
+
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
                  echo: Say | None = print) -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
@@ -93,7 +113,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     """
     say: Say = echo or (lambda _msg: None)
     summary: dict[str, Any] = {"store": str(store_path)}
-    stages = ("ingest", "geocode", "join", "score")
+    stages = ("ingest", "geocode", "join", "score", "hotspots", "site")
     n = len(stages)
     with opened(store_path) as store:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
@@ -104,5 +124,9 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         summary["join"] = stage_join(store, say)
         say(f"[4/{n}] score First Division neighborhoods")
         summary["score"] = stage_score(store, say)
+        say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
+        summary["hotspots"] = stage_hotspots(store, say)
+        say(f"[6/{n}] site selection: is Russell + Portland justified?")
+        summary["site"] = stage_site(store, say, echo)
         summary["records_in_store"] = store.count("records")
     return summary

@@ -44,6 +44,8 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 
 # --- the pilot ----------------------------------------------------------------------------
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
+#: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
+PILOT_ZONE_DATE: Final[str] = "2018-08-01"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
@@ -119,6 +121,14 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
                           "distinct persons: LMPD crime data has no person id)",
     "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
 }
+
+# --- reading: dates (fdtests) -----------------------------------------------------------
+#: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.
+LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
+#: Parsed dates outside [DATE_MIN, DATE_MAX) are typos (year 1500, 2500): the row is rejected
+#: as an unparseable date instead of crashing the read or polluting time series.
+DATE_MIN: Final[str] = "1900-01-01"
+DATE_MAX: Final[str] = "2100-01-01"
 
 # --- geocoding (geo_lead/geocode) -------------------------------------------------------
 #: A house number this far beyond a street's known numbers is not placed (unmatched).

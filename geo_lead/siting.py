@@ -556,3 +556,39 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)
     return result
+
+
+def _fmt_zone(label: str, z: dict[str, Any]) -> str:
+    return (f"  {label:<22} {' + '.join(z['neighborhoods']):<48} share {z['share']:6.1%}  "
+            f"PAI train {z['pai_train']:5.2f}  test {z['pai_test']:5.2f}  PEI test {z['pei_test']:4.2f}")
+
+
+def format_site(result: dict[str, Any]) -> str:
+    """The `geo-lead site` verdict and its numbers, as a planner reads them."""
+    lines: list[str] = []
+    st = result["stability"]
+    lines.append(f"Verdict: {result['verdict'].upper()}  ({result['verdict_rule']})")
+    lines.append("  checks: " + ", ".join(f"{k}={v}" for k, v in result["verdict_checks"].items()))
+    lines.append(_fmt_zone("pilot zone", result["pilot_zone"]))
+    lines.append(_fmt_zone(f"best zone (k={result['best_zone']['k']})", result["best_zone"]))
+    lines.append(f"  pilot rank {result['pilot_rank']} of {result['n_candidate_zones']} contiguous zones of "
+          f"{result['zone_size']}; in the top {st['top_n']} in {st['bootstrap_top_share']:.0%} of "
+          f"{st['replicates']} bootstrap resamples" + (
+              f", {st['window_top_share']:.0%} of {len(st['windows'])} yearly windows" if st["windows"] else ""))
+    lines.append(f"  periods: {result['periods']['rule']} (train {result['periods']['train']}, test {result['periods']['test']})")
+    lines.append("  best zone by size:")
+    for z in result["zones_by_k"]:
+        lines.append("  " + _fmt_zone(f"k={z['k']}", z))
+    cz = result["capacity_zone"]
+    if cz["neighborhoods"]:
+        word = "fills" if cz["reached"] else "does NOT fill"
+        lines.append(f"  capacity: {' + '.join(cz['neighborhoods'])} {word} {cz['parameters']['capacity']} places "
+              f"({cz['expected_participants']:.1f} expected participants in {cz['parameters']['months']} months)")
+    comp = result["comparison_area"]
+    lines.append(f"  comparison area: {' + '.join(comp['neighborhoods'])} "
+          f"({'balanced' if comp['balanced'] else 'NOT balanced'}: max |SMD| "
+          f"{comp['max_abs_std_mean_diff']:.2f}, rule {comp['balance_rule']})")
+    for b in comp["balance"]:
+        lines.append(f"    {b['feature']:<18} pilot {b['pilot_mean']:10.2f}  comparison {b['comparison_mean']:10.2f}  "
+              f"pool {b['pool_mean']:10.2f}  SMD {b['std_mean_diff']:+.2f}")
+    return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from geo_lead import settings
 
@@ -75,7 +74,7 @@ def _candidates(args: argparse.Namespace) -> list[str] | None:
 
 def _run_hotspots(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
-    from geo_lead.hotspots import hotspots_store
+    from geo_lead.hotspots import format_hotspots, hotspots_store
     from geo_lead.store import opened
 
     with opened(args.store, create=False) as store:
@@ -86,29 +85,14 @@ def _run_hotspots(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    kde, nh, grid = result["kde"], result["gistar_neighborhoods"], result["gistar_grid"]
-    rec = result["records"]
-    print(f"Hotspots of {result['indicator']} records ({rec['kept']} located of {rec['records_in']}; "
-          f"{rec['in_study_area']} in the study area of {len(result['study_area'])} neighborhoods)")
-    print(f"  KDE: bandwidth {kde['bandwidth_ft']:,.0f} ft ({kde['bandwidth_method']}), "
-          f"{kde['hotspot_cells']} of {kde['cells']} {kde['cell_ft']:,.0f} ft cells hot ({kde['hotspot_rule']})")
-    print(f"  Gi* neighborhoods (queen, {nh['permutations']} permutations, FDR): "
-          + ", ".join(f"{k}: {v}" for k, v in nh["labels"].items()))
-    print("    hot: " + (", ".join(nh["hot"]) or "none"))
-    print(f"  Gi* grid ({grid['cells']} cells of {grid['cell_ft']:,.0f} ft, band {grid['band_ft']:,.0f} ft): "
-          + ", ".join(f"{k}: {v}" for k, v in grid["labels"].items()))
+    print(format_hotspots(result))
     return 0
-
-
-def _fmt_zone(label: str, z: dict[str, Any]) -> str:
-    return (f"  {label:<22} {' + '.join(z['neighborhoods']):<48} share {z['share']:6.1%}  "
-            f"PAI train {z['pai_train']:5.2f}  test {z['pai_test']:5.2f}  PEI test {z['pei_test']:4.2f}")
 
 
 def _run_site(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
     from geo_lead.progress import Progress
-    from geo_lead.siting import site_store
+    from geo_lead.siting import format_site, site_store
     from geo_lead.store import opened
 
     progress = Progress("bootstrap resamples", total=args.replicates)
@@ -122,29 +106,5 @@ def _run_site(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    st = result["stability"]
-    print(f"Verdict: {result['verdict'].upper()}  ({result['verdict_rule']})")
-    print("  checks: " + ", ".join(f"{k}={v}" for k, v in result["verdict_checks"].items()))
-    print(_fmt_zone("pilot zone", result["pilot_zone"]))
-    print(_fmt_zone(f"best zone (k={result['best_zone']['k']})", result["best_zone"]))
-    print(f"  pilot rank {result['pilot_rank']} of {result['n_candidate_zones']} contiguous zones of "
-          f"{result['zone_size']}; in the top {st['top_n']} in {st['bootstrap_top_share']:.0%} of "
-          f"{st['replicates']} bootstrap resamples" + (
-              f", {st['window_top_share']:.0%} of {len(st['windows'])} yearly windows" if st["windows"] else ""))
-    print(f"  periods: {result['periods']['rule']} (train {result['periods']['train']}, test {result['periods']['test']})")
-    print("  best zone by size:")
-    for z in result["zones_by_k"]:
-        print("  " + _fmt_zone(f"k={z['k']}", z))
-    cz = result["capacity_zone"]
-    if cz["neighborhoods"]:
-        word = "fills" if cz["reached"] else "does NOT fill"
-        print(f"  capacity: {' + '.join(cz['neighborhoods'])} {word} {cz['parameters']['capacity']} places "
-              f"({cz['expected_participants']:.1f} expected participants in {cz['parameters']['months']} months)")
-    comp = result["comparison_area"]
-    print(f"  comparison area: {' + '.join(comp['neighborhoods'])} "
-          f"({'balanced' if comp['balanced'] else 'NOT balanced'}: max |SMD| "
-          f"{comp['max_abs_std_mean_diff']:.2f}, rule {comp['balance_rule']})")
-    for b in comp["balance"]:
-        print(f"    {b['feature']:<18} pilot {b['pilot_mean']:10.2f}  comparison {b['comparison_mean']:10.2f}  "
-              f"pool {b['pool_mean']:10.2f}  SMD {b['std_mean_diff']:+.2f}")
+    print(format_site(result))
     return 0
