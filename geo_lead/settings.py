@@ -67,3 +67,14 @@ NEAR_BOUNDARY_FT: Final[float] = 300.0
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
+
+# --- maps and report (geo_lead.maps, geo_lead.figures, geo_lead.report) ---------------------
+#: Display-only simplification of polygons before they go on a web map (feet, EPSG:2246):
+#: 10 ft is invisible at street zoom and halves the page size. Analysis never uses it.
+MAP_SIMPLIFY_FT: Final[float] = 10.0
+#: Decimal places of lon/lat on a web map (6 -> about 0.1 m).
+MAP_COORD_DECIMALS: Final[int] = 6
+#: Budget for the default run's HTML files together (issue #6), checked by tests.
+MAP_MAX_TOTAL_MB: Final[float] = 5.0
+#: Resolution of the report's PNG figures.
+FIGURE_DPI: Final[int] = 110
