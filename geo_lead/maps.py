@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from branca.element import Element, MacroElement
+from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from geo_lead import settings
@@ -173,7 +174,7 @@ class _DataLayer(folium.map.Layer):
         self.css_class = script_json(css_class)
 
 
-class _PointLayer(folium.map.Layer):
+class _PointLayer(JSCSSMixin, folium.map.Layer):
     """Aggregated block points in a marker cluster, built in the browser from a compact array.
 
     Each row is ``[lat, lon, n, popup_html]``; clusters show the number of *records* they hold.
@@ -261,6 +262,8 @@ def _new_map(tiles: bool, title: str) -> folium.Map:
     """A bare Leaflet map: no CDN extras (jQuery, Bootstrap, awesome-markers), tiles optional."""
     m = folium.Map(location=[38.25, -85.78], zoom_start=13, tiles=None, control_scale=True,
                    prefer_canvas=False)
+    m.options["maxZoom"] = 19  # without tiles Leaflet has no max zoom; markercluster needs one
+    m.options["minZoom"] = 9
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     root = m.get_root()
@@ -555,7 +558,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     if outline_rows:
         legends.append("<h4>Outlines</h4>" + _legend_rows(outline_rows, kind="ln"))
 
-    folium.LayerControl(collapsed=False).add_to(m)
+    folium.LayerControl(position="topleft", collapsed=False).add_to(m)
     _Control(f'<div class="geo-lead-title">{esc(title)}</div>' + "".join(legends),
              "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
     _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
