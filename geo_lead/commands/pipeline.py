@@ -1,0 +1,36 @@
+"""`geo-lead run`: the whole pipeline on the shipped data (or the store's data)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from geo_lead import settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run the whole pipeline: ingest, geocode, join, score, site, map, report",
+        description="Run every stage in order. With no FILE it ingests the embedded LMPD data "
+                    "(data/lmpd/); files already in the store add nothing, so a rerun only does "
+                    "the new work.\n\nexample: geo-lead run\n         geo-lead run NEW_EXTRACT.csv --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="LMPD files to ingest first (default: the shipped data/lmpd files)")
+    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
+                   help="the GeoPackage store (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=settings.MAPS_DIR, metavar="DIR",
+                   help="where maps and the report go (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from geo_lead.cli import print_json
+    from geo_lead.pipeline import run_pipeline
+
+    summary = run_pipeline(args.store, args.files or list(settings.SHIPPED_LMPD_FILES),
+                           out_dir=args.out, echo=None if args.json else print)
+    if args.json:
+        print_json(summary)
+    return 0

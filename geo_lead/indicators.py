@@ -1,0 +1,180 @@
+"""Opiate-possession indicators and LEAD eligibility, from an auditable rules file.
+
+The rules live in ``geo_lead/rules/opiate_rules.toml`` (read it: every pattern is there with
+a note); an analyst can copy it and pass ``--rules PATH``. For each record, `classify` sets
+the flags ``opiate``, ``possession``, ``trafficking``, ``paraphernalia``, ``overdose``,
+``other_drug`` and ``lead_eligible``, and records in ``<flag>_rule`` the id of the rule that
+set each one, so any flag can be traced to the line of the rules file that caused it.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.errors import RulesError
+
+ELIGIBLE = "lead_eligible"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    flag: str
+    pattern: re.Pattern[str]
+    unless: re.Pattern[str] | None
+    unless_flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rules:
+    version: str
+    flags: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    eligibility_id: str
+    eligibility_all: tuple[str, ...]
+    eligibility_none: tuple[str, ...]
+    path: Path
+
+    @property
+    def all_flags(self) -> tuple[str, ...]:
+        return (*self.flags, ELIGIBLE)
+
+
+def load_rules(path: Path | str | None = None) -> Rules:
+    """Read and validate a rules file (the shipped one by default).
+
+    Raises
+    ------
+    RulesError
+        The file is unreadable, a regex does not compile, or a rule names an unknown flag.
+    """
+    path = Path(path) if path else settings.RULES_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file ({exc.strerror}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: not valid TOML: {exc}") from None
+    flags = tuple(data.get("flags", ()))
+    if not flags:
+        raise RulesError(f"{path}: `flags = [...]` must list the indicator flags.")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(data.get("rule", []), start=1):
+        where = f"{path}: rule #{i} ({raw.get('id', 'no id')})"
+        for key in ("id", "flag", "pattern"):
+            if key not in raw:
+                raise RulesError(f"{where}: missing `{key}`.")
+        if raw["flag"] not in flags:
+            raise RulesError(f"{where}: flag {raw['flag']!r} is not one of {list(flags)}.")
+        if raw["id"] in seen:
+            raise RulesError(f"{where}: duplicate rule id {raw['id']!r}.")
+        seen.add(raw["id"])
+        bad_flags = [f for f in raw.get("unless_flags", []) if f not in flags]
+        if bad_flags:
+            raise RulesError(f"{where}: unless_flags names unknown flag(s) {bad_flags}.")
+        rules.append(Rule(raw["id"], raw["flag"], _compile(raw["pattern"], where),
+                          _compile(raw["unless"], where) if raw.get("unless") else None,
+                          tuple(raw.get("unless_flags", ()))))
+    elig = data.get("eligibility", {})
+    e_all, e_none = tuple(elig.get("all", ())), tuple(elig.get("none", ()))
+    unknown = [f for f in (*e_all, *e_none) if f not in flags]
+    if not e_all or unknown:
+        raise RulesError(f"{path}: [eligibility] needs `all = [...]` of known flags; unknown: {unknown}.")
+    return Rules(str(data.get("version", "")), flags, tuple(rules),
+                 str(elig.get("id", "lead")), e_all, e_none, path)
+
+
+def _compile(pattern: str, where: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise RulesError(f"{where}: bad regular expression {pattern!r}: {exc}") from None
+
+
+def classify_text(text: str, rules: Rules) -> dict[str, str]:
+    """Flag -> id of the rule that set it (absent when the flag is not set), for one text."""
+    text = " ".join(text.split())
+    hits: dict[str, str] = {}
+    for flag in rules.flags:
+        for rule in rules.rules:
+            if rule.flag != flag or not rule.pattern.search(text):
+                continue
+            if rule.unless is not None and rule.unless.search(text):
+                continue
+            if any(f in hits for f in rule.unless_flags):
+                continue
+            hits[flag] = rule.id
+            break
+    if all(f in hits for f in rules.eligibility_all) and not any(f in hits for f in rules.eligibility_none):
+        hits[ELIGIBLE] = rules.eligibility_id
+    return hits
+
+
+def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
+    """Flags and rule ids for each record, aligned with ``records.index``.
+
+    Parameters
+    ----------
+    records
+        Needs ``offense_text``; ``statute`` is used when present.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One bool column per flag (plus ``lead_eligible``) and one ``<flag>_rule`` text column.
+    """
+    rules = rules or load_rules()
+    text = records["offense_text"].fillna("").astype(str)
+    if "statute" in records:
+        text = (text + " " + records["statute"].fillna("").astype(str)).str.strip()
+    uniques = pd.unique(text)
+    table = pd.DataFrame([classify_text(t, rules) for t in uniques], index=uniques,
+                         columns=list(rules.all_flags))
+    mapped = table.reindex(text.to_numpy())
+    out = pd.DataFrame(index=records.index)
+    for flag in rules.all_flags:
+        ids = mapped[flag].to_numpy()
+        out[flag] = pd.notna(ids)
+        out[f"{flag}_rule"] = pd.Series(ids, index=records.index).fillna("").astype(str)
+    return out
+
+
+def offense_class(flags: pd.Series | dict[str, bool]) -> str:
+    """One review label per record, for the `indicators` table and the reviewed test table."""
+    f = dict(flags)
+    if f.get("overdose"):
+        return "overdose"
+    if f.get("opiate"):
+        if f.get("trafficking"):
+            return "opiate_trafficking"
+        return "opiate_possession" if f.get("possession") else "opiate_other"
+    if f.get("paraphernalia"):
+        return "paraphernalia"
+    if f.get("trafficking"):
+        return "drug_trafficking"
+    if f.get("possession"):
+        return "drug_possession"
+    if f.get("other_drug"):
+        return "other_drug"
+    return "not_drug"
+
+
+def review_table(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
+    """Offence text -> class, flags, rule ids and record count: what an analyst reviews."""
+    rules = rules or load_rules()
+    flags = classify(records, rules)
+    flags["offense_text"] = records["offense_text"]
+    flags["class"] = flags[list(rules.all_flags)].apply(offense_class, axis=1)
+    rule_cols = [f"{f}_rule" for f in rules.all_flags]
+    flags["rules"] = flags[rule_cols].apply(lambda r: ";".join(v for v in r if v), axis=1)
+    grouped = (flags.groupby(["offense_text", "class", "rules", ELIGIBLE], dropna=False)
+               .size().rename("records").reset_index()
+               .sort_values(["records", "offense_text"], ascending=[False, True]))
+    return grouped.reset_index(drop=True)
