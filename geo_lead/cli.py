@@ -23,6 +23,7 @@ from geo_lead.errors import GeoLeadError
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "ingest",
+    "maps",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -103,3 +103,22 @@ def test_empty_map_says_what_is_missing(offline_page: object, pages: dict[str, P
     assert "No neighborhood scores" in page.inner_text(".geo-lead-notes")
     assert page.console_errors == []
     assert page.external_requests == []
+
+
+def test_report_renders_offline(offline_page: object, tmp_path: Path) -> None:
+    from geo_lead import report
+
+    inputs = map_inputs()
+    recs = inputs["records"].assign(source_file="fixture.csv", source="crime_pre2023")
+    path = tmp_path / "report.html"
+    path.write_text(report.build_report_html({
+        "store": "fixture.gpkg", "records": recs, "rejects": 0, "scores": inputs["scores"],
+        "zones": inputs["zones"], "site_result": {"verdict": "FIXTURE verdict", "k": 2}}), encoding="utf-8")
+    page = offline_page
+    page.goto(path.as_uri(), wait_until="load")
+    widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
+    assert len(widths) == 3 and all(w > 100 for w in widths)
+    assert "Ranked neighborhoods" in page.inner_text("body")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert page.console_errors == []
+    assert page.external_requests == []
