@@ -109,7 +109,7 @@ def choropleth_figure(scores: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None =
     vals = pd.to_numeric(sc[column], errors="coerce")
     breaks = class_breaks(vals[in_area])
     colors = [color_for(v, breaks, SCORE_COLORS) if a else NO_DATA_COLOR for v, a in zip(vals, in_area, strict=True)]
-    fig = Figure(figsize=(7.5, 6.0))
+    fig = Figure(figsize=(8.5, 6.0))
     ax = fig.subplots()
     sc.plot(ax=ax, color=colors, edgecolor="#666666", linewidth=0.4)
     handles: list[Patch | Line2D] = []
@@ -134,8 +134,8 @@ def choropleth_figure(scores: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None =
     ax.set_ylim(ymin - pad, ymax + pad)
     ax.set_axis_off()
     ax.set_aspect("equal")
-    ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9, title=f"{column} (quantiles)",
-              title_fontsize=8)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, framealpha=0.9,
+              title=f"{column} (quantiles)", title_fontsize=8)
     ax.set_title(f"Neighborhood {column} (EPSG:2246)", fontsize=10)
     fig.tight_layout()
     return fig

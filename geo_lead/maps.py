@@ -54,7 +54,8 @@ GISTAR_COLORS: dict[str, str] = {
 #: Outline styles for the zones (role -> colour, dash pattern, label).
 ZONE_STYLES: dict[str, tuple[str, str | None, str]] = {
     "first_division": ("#444444", "6 4", "First Division"),
-    "pilot": ("#000000", None, "Pilot zone (Russell + Portland)"),
+    "pilot": ("#000000", None,
+              f"Pilot zone ({' + '.join(n.title() for n in settings.PILOT_NEIGHBORHOODS)})"),
     "best": ("#1a9850", None, "Best zone of the same size"),
     "capacity": ("#762a83", "2 4", "Zone sized to capacity"),
     "comparison": ("#2166ac", "8 4", "Comparison area"),
@@ -177,13 +178,26 @@ class _DataLayer(folium.map.Layer):
 class _PointLayer(JSCSSMixin, folium.map.Layer):
     """Aggregated block points in a marker cluster, built in the browser from a compact array.
 
-    Each row is ``[lat, lon, n, popup_html]``; clusters show the number of *records* they hold.
+    The payload is `point_rows`' output; clusters show the number of *records* they hold.
     """
 
     _template = Template("""
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = (function () {
-            var rows = {{ this.data }};
+            var d = {{ this.data }}, rows = d.rows;
+            // every string in d was HTML-escaped in Python; numbers are integers
+            function popup(r) {
+                var h = '<b>' + (r[3] || 'geocoded point') + '</b><br>records here: <b>' + r[2] + '</b>';
+                if (d.match_types[r[4]]) { h += '<br>placed by: ' + d.match_types[r[4]] + ' match'; }
+                var mix = [];
+                r[5].forEach(function (c, i) { if (c > 0) { mix.push(d.flags[i] + ': ' + c); } });
+                if (mix.length) { h += '<br>mix: ' + mix.join(', '); }
+                if (r[6].length) {
+                    h += '<br>top offences:' + r[6].map(function (o) {
+                        return '<br>&nbsp;' + o[1] + ' &times; ' + d.offences[o[0]]; }).join('');
+                }
+                return h;
+            }
             var group = L.markerClusterGroup({
                 showCoverageOnHover: false, maxClusterRadius: 40, chunkedLoading: true,
                 iconCreateFunction: function (c) {
@@ -198,7 +212,7 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
                 var m = L.circleMarker([r[0], r[1]], {n: r[2], radius: 4 + Math.min(8, Math.sqrt(r[2])),
                     color: '#67000d', weight: 1, fillColor: '#cb181d', fillOpacity: 0.8,
                     className: 'geo-lead-point'});
-                m.bindPopup(r[3], {maxWidth: 360});
+                m.bindPopup(function () { return popup(r); }, {maxWidth: 360});
                 return m;
             });
             group.addLayers(markers);
@@ -210,10 +224,10 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
     default_js = [("markerclusterjs", CLUSTER_JS)]
     default_css = [("markerclustercss", CLUSTER_CSS[0]), ("markerclusterdefaultcss", CLUSTER_CSS[1])]
 
-    def __init__(self, rows: list[list[Any]], name: str, show: bool = True) -> None:
+    def __init__(self, payload: dict[str, Any], name: str, show: bool = True) -> None:
         super().__init__(name=name, overlay=True, control=True, show=show)
         self._name = "PointLayer"
-        self.data = script_json(rows)
+        self.data = script_json(payload)
 
 
 class _Control(MacroElement):
@@ -329,16 +343,39 @@ def aggregate_points(records: pd.DataFrame) -> pd.DataFrame:
         frame[f] = pd.to_numeric(records.loc[ok, f], errors="coerce").fillna(0).astype(int)
     if frame.empty:
         return pd.DataFrame(columns=["lon", "lat", "n", "address", "match_type", "offences", *flags])
-    groups = frame.groupby(["lon", "lat"], sort=False)
-    out = groups.size().rename("n").to_frame()
-    out["address"] = groups["address"].agg(_mode)
-    out["match_type"] = groups["match_type"].agg(_mode)
-    out["offences"] = groups["offense_text"].agg(
-        lambda s: [(k, int(v)) for k, v in s[s != ""].value_counts().head(3).items()])
-    for f in flags:
-        out[f] = groups[f].sum()
+    keys = ["lon", "lat"]
+    out = frame.groupby(keys, sort=False).size().rename("n").to_frame()
+    out["address"] = _group_mode(frame, keys, "address")
+    out["match_type"] = _group_mode(frame, keys, "match_type")
+    out["offences"] = _group_top(frame, keys, "offense_text", 3).reindex(out.index)
+    out["offences"] = out["offences"].apply(lambda v: v if isinstance(v, list) else [])
+    if flags:
+        out = out.join(frame.groupby(keys, sort=False)[flags].sum())
     out = out.reset_index().sort_values(["n", "lat", "lon"], ascending=[False, True, True])
     return out.reset_index(drop=True)
+
+
+def _group_mode(frame: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
+    """Most common non-empty value of `col` per group (ties: first in sort order); '' if none."""
+    sub = frame[frame[col] != ""]
+    counts = sub.groupby([*keys, col], sort=False).size().rename("_c").reset_index()
+    counts = counts.sort_values(["_c", col], ascending=[False, True], kind="stable")
+    best = counts.drop_duplicates(keys).set_index(keys)[col]
+    index = frame.groupby(keys, sort=False).size().index
+    return best.reindex(index).fillna("")
+
+
+def _group_top(frame: pd.DataFrame, keys: list[str], col: str, k: int) -> pd.Series:
+    """The `k` most common non-empty values of `col` per group as [(value, count), ...]."""
+    sub = frame[frame[col] != ""]
+    if sub.empty:
+        return pd.Series(dtype=object)
+    counts = sub.groupby([*keys, col], sort=False).size().rename("_c").reset_index()
+    counts = counts.sort_values(["_c", col], ascending=[False, True], kind="stable")
+    counts = counts.groupby(keys, sort=False).head(k)
+    pairs = list(zip(counts[col], counts["_c"].astype(int), strict=True))
+    counts = counts.assign(_p=pairs)
+    return counts.groupby(keys, sort=False)["_p"].agg(list)
 
 
 def _mode(s: pd.Series) -> str:
@@ -346,25 +383,28 @@ def _mode(s: pd.Series) -> str:
     return "" if s.empty else str(s.value_counts().index[0])
 
 
-def _point_popup(row: Mapping[str, Any], flags: Sequence[str]) -> str:
-    lines = [f"<b>{esc(row['address']) or 'geocoded point'}</b>",
-             f"records here: <b>{int(row['n']):,}</b>"]
-    if row.get("match_type"):
-        lines.append(f"placed by: {esc(row['match_type'])} match")
-    mix = [f"{esc(f.replace('_', ' '))}: {int(row[f]):,}" for f in flags if int(row[f]) > 0]
-    if mix:
-        lines.append("mix: " + ", ".join(mix))
-    if row.get("offences"):
-        lines.append("top offences:<br>" + "<br>".join(
-            f"&nbsp;{n:,} &times; {esc(t)}" for t, n in row["offences"]))
-    return "<br>".join(lines)
+def point_rows(points: pd.DataFrame) -> dict[str, Any]:
+    """Aggregated points -> the compact, escaped payload `_PointLayer` renders.
 
-
-def point_rows(points: pd.DataFrame) -> list[list[Any]]:
-    """Aggregated points -> ``[lat, lon, n, popup_html]`` rows (escaped) for `_PointLayer`."""
+    Returns
+    -------
+    dict
+        ``rows``: ``[lat, lon, n, address_html, match_type_code, [count per flag],
+        [[offence_code, n], ...]]``; ``match_types``, ``flags``, ``offences``: the escaped
+        strings the codes refer to. Popups are assembled in the browser from these
+        already-escaped pieces and integers only.
+    """
     flags = [f for f in MIX_FLAGS if f in points]
-    return [[float(r["lat"]), float(r["lon"]), int(r["n"]), _point_popup(r, flags)]
-            for r in points.to_dict("records")]
+    mts: dict[str, int] = {}
+    offs: dict[str, int] = {}
+    rows = []
+    for r in points.to_dict("records"):
+        mt = mts.setdefault(esc(r.get("match_type", "")), len(mts))
+        top = [[offs.setdefault(esc(t), len(offs)), int(c)] for t, c in (r.get("offences") or [])]
+        rows.append([float(r["lat"]), float(r["lon"]), int(r["n"]), esc(r.get("address", "")), mt,
+                     [int(r[f]) for f in flags], top])
+    return {"rows": rows, "match_types": list(mts), "flags": [esc(f.replace("_", " ")) for f in flags],
+            "offences": list(offs)}
 
 
 def _score_props(scores: gpd.GeoDataFrame, value_col: str) -> tuple[list[dict[str, Any]], list[float]]:
@@ -475,12 +515,17 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         hot = k["is_hotspot"].astype(bool).to_numpy() if "is_hotspot" in k else np.zeros(len(k), bool)
         bw = (f" (bandwidth {_fmt(float(k['bandwidth_ft'].iloc[0]), 0)} ft)"
               if "bandwidth_ft" in k and len(k) else "")
-        props = [{"_tip": f"{_fmt(d, 1)} records per sq mi" + (" &middot; hotspot" if h else ""),
-                  "_s": {"fillColor": color_for(d, breaks, KDE_COLORS),
-                         "color": "#000000" if h else color_for(d, breaks, KDE_COLORS),
-                         "weight": 1.2 if h else 0}}
-                 for d, h in zip(dens, hot, strict=True)]
-        _DataLayer(_features(k, props), "Kernel density surface", {"fillOpacity": 0.55, "weight": 0},
+        if len(k) <= settings.MAP_MAX_CELL_FEATURES:
+            props = [{"_tip": f"{_fmt(d, 1)} records per sq mi" + (" &middot; hotspot" if h else ""),
+                      "_s": {"fillColor": color_for(d, breaks, KDE_COLORS),
+                             "color": "#000000" if h else color_for(d, breaks, KDE_COLORS),
+                             "weight": 1.2 if h else 0}}
+                     for d, h in zip(dens, hot, strict=True)]
+            cells = k
+        else:  # many cells: one polygon per density class (+ one for the hotspot), same picture
+            cells, props = _dissolved_kde(k, dens, hot, breaks)
+            note_lines.append(f"Density grid cells merged by class for display ({len(k):,} cells).")
+        _DataLayer(_features(cells, props, simplify_ft=0), "Kernel density surface", {"fillOpacity": 0.55, "weight": 0},
                    "geo-lead-kde", show=False).add_to(m)
         legends.append(f"<h4>Kernel density{bw}</h4>" + _legend_rows(
             _range_labels(breaks, KDE_COLORS, 0)) + "<div>records per sq mi; hotspot cells outlined</div>")
@@ -493,15 +538,19 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         g = for_display(gistar)
         labels = g["label"].fillna("not significant").astype(str) if "label" in g else pd.Series("not significant", index=g.index)
         unit = g["neighborhood"] if "neighborhood" in g else (g["cell_id"] if "cell_id" in g else pd.Series("", index=g.index))
-        props = [{"_tip": f"<b>{esc(u)}</b> {esc(lab)}",
-                  "_popup": (f"<b>{esc(u)}</b><br>Gi* z = {_fmt(z, 2)}<br>pseudo-p = {_fmt(p, 3)}"
-                             f"<br>{esc(lab)}" + (f"<br>count {_fmt(c, 0)}" if c is not None else "")),
-                  "_s": {"fillColor": GISTAR_COLORS.get(lab, NO_DATA_COLOR),
-                         "fillOpacity": 0.05 if lab == "not significant" else 0.7}}
-                 for u, lab, z, p, c in zip(unit, labels, g.get("gi_z", [None] * len(g)),
-                                             g.get("p_sim", [None] * len(g)),
-                                             g.get("count", [None] * len(g)), strict=True)]
-        _DataLayer(_features(g, props), "Getis-Ord Gi* hot/cold spots",
+        if len(g) <= settings.MAP_MAX_CELL_FEATURES:
+            props = [{"_tip": f"<b>{esc(u)}</b> {esc(lab)}",
+                      "_popup": (f"<b>{esc(u)}</b><br>Gi* z = {_fmt(z, 2)}<br>pseudo-p = {_fmt(p, 3)}"
+                                 f"<br>{esc(lab)}" + (f"<br>count {_fmt(c, 0)}" if c is not None else "")),
+                      "_s": {"fillColor": GISTAR_COLORS.get(lab, NO_DATA_COLOR),
+                             "fillOpacity": 0.05 if lab == "not significant" else 0.7}}
+                     for u, lab, z, p, c in zip(unit, labels, g.get("gi_z", [None] * len(g)),
+                                                 g.get("p_sim", [None] * len(g)),
+                                                 g.get("count", [None] * len(g)), strict=True)]
+        else:  # a fine Gi* grid: one polygon per label, with the z range and the cell count
+            g, props = _dissolved_gistar(g, labels)
+        _DataLayer(_features(g, props, simplify_ft=0 if "cell_id" in g else settings.MAP_SIMPLIFY_FT),
+                   "Getis-Ord Gi* hot/cold spots",
                    {"color": "#666666", "weight": 0.5, "fillOpacity": 0.7}, "geo-lead-gistar",
                    show=False).add_to(m)
         present = [lab for lab in GISTAR_COLORS if lab in set(labels)]
@@ -567,6 +616,44 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     return m
 
 
+def _merge_by(cells: gpd.GeoDataFrame, key: np.ndarray) -> gpd.GeoSeries:
+    """Union of the cells sharing each key value (index = key, sorted)."""
+    geoms = np.asarray(cells.geometry.values)
+    keys = sorted(set(key))
+    return gpd.GeoSeries([shapely.union_all(geoms[key == k]) for k in keys], index=keys, crs=cells.crs)
+
+
+def _dissolved_kde(cells: gpd.GeoDataFrame, dens: pd.Series, hot: np.ndarray,
+                   breaks: list[float]) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
+    """Merge KDE cells into one feature per colour class, plus one outline for the hotspot."""
+    colors = np.asarray([color_for(d, breaks, KDE_COLORS) for d in dens])
+    merged = _merge_by(cells, colors)
+    stats = pd.DataFrame({"c": colors, "d": dens.to_numpy()}).groupby("c")["d"].agg(["min", "max", "size"])
+    props = [{"_tip": f"{_fmt(stats.loc[c, 'min'], 1)} &ndash; {_fmt(stats.loc[c, 'max'], 1)} records per sq mi "
+                      f"({int(stats.loc[c, 'size']):,} cells)",
+              "_s": {"fillColor": c, "color": c, "weight": 0}} for c in merged.index]
+    geoms = list(merged.values)
+    if hot.any():
+        geoms.append(shapely.union_all(np.asarray(cells.geometry.values)[hot]))
+        props.append({"_tip": f"hotspot ({int(hot.sum()):,} cells)",
+                      "_s": {"fill": False, "color": "#000000", "weight": 1.5}})
+    return gpd.GeoDataFrame(geometry=geoms, crs=cells.crs), props
+
+
+def _dissolved_gistar(g: gpd.GeoDataFrame, labels: pd.Series) -> tuple[gpd.GeoDataFrame, list[dict[str, Any]]]:
+    """Merge Gi* grid cells into one feature per label, with the z range and cell count."""
+    z = pd.to_numeric(g["gi_z"], errors="coerce") if "gi_z" in g else pd.Series(np.nan, index=g.index)
+    lab = labels.to_numpy().astype(str)
+    merged = _merge_by(g, lab)
+    stats = pd.DataFrame({"l": lab, "z": z.to_numpy()}).groupby("l")["z"].agg(["min", "max", "size"])
+    props = [{"_tip": f"<b>{esc(k)}</b> ({int(stats.loc[k, 'size']):,} cells)",
+              "_popup": (f"<b>{esc(k)}</b><br>{int(stats.loc[k, 'size']):,} grid cells"
+                         f"<br>Gi* z from {_fmt(stats.loc[k, 'min'], 2)} to {_fmt(stats.loc[k, 'max'], 2)}"),
+              "_s": {"fillColor": GISTAR_COLORS.get(k, NO_DATA_COLOR),
+                     "fillOpacity": 0.05 if k == "not significant" else 0.7}} for k in merged.index]
+    return gpd.GeoDataFrame(geometry=list(merged.values), crs=g.crs), props
+
+
 def _fit(m: folium.Map, bounds: list[tuple[float, float, float, float]]) -> None:
     good = [b for b in bounds if all(np.isfinite(b))]
     if good:
@@ -583,7 +670,8 @@ class _Timeline(MacroElement):
         (function () {
             var map = {{ this._parent.get_name() }};
             var months = {{ this.months }}, areas = {{ this.areas }}, counts = {{ this.counts }};
-            var points = {{ this.points }}, colors = {{ this.colors }}, breaks = {{ this.breaks }};
+            var points = {{ this.points }}, table = {{ this.point_table }};
+            var colors = {{ this.colors }}, breaks = {{ this.breaks }};
             function colorFor(v) {
                 if (!v) { return null; }
                 for (var i = 0; i < breaks.length; i++) { if (v <= breaks[i]) { return colors[colors.length - breaks.length + i]; } }
@@ -608,9 +696,10 @@ class _Timeline(MacroElement):
                 areaLayer.setStyle(areaLayer.options.style);
                 pointLayer.clearLayers();
                 points[i].forEach(function (p) {
-                    L.circleMarker([p[0], p[1]], {radius: 2 + Math.sqrt(p[2]) * 2, color: '#67000d', weight: 1,
+                    var t = table[p[0]];  // [lat, lon, escaped address]
+                    L.circleMarker([t[0], t[1]], {radius: 2 + Math.sqrt(p[1]) * 2, color: '#67000d', weight: 1,
                         fillColor: '#cb181d', fillOpacity: 0.8, className: 'geo-lead-timeline-point'})
-                        .bindTooltip(p[3] + '<br>' + p[2] + ' records in ' + months[i]).addTo(pointLayer);
+                        .bindTooltip(t[2] + '<br>' + p[1] + ' records in ' + months[i]).addTo(pointLayer);
                 });
                 document.getElementById('geo-lead-month').textContent = months[i];
                 var total = 0; for (var k in counts[i]) { total += counts[i][k]; }
@@ -641,12 +730,19 @@ class _Timeline(MacroElement):
     """)
 
     def __init__(self, months: list[str], areas: dict[str, Any], counts: list[dict[str, int]],
-                 points: list[list[list[Any]]], breaks: list[float]) -> None:
+                 point_table: list[list[Any]], points: list[list[list[int]]], breaks: list[float]) -> None:
         super().__init__()
         self._name = "Timeline"
         self.months, self.areas = script_json(months), script_json(areas)
         self.counts, self.points = script_json(counts), script_json(points)
+        self.point_table = script_json(point_table)
         self.colors, self.breaks = script_json(list(SCORE_COLORS)), script_json(breaks)
+
+
+def parse_when(values: Any) -> pd.Series:
+    """ISO-8601 text (the store's ``occurred_at``) -> UTC timestamps; anything else -> NaT."""
+    series = pd.Series(values, dtype=object) if not isinstance(values, pd.Series) else values
+    return pd.to_datetime(series, errors="coerce", utc=True, format="ISO8601")
 
 
 def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
@@ -664,9 +760,9 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
     area_counts
         ``month``, ``area``, ``n``.
     point_counts
-        ``month``, ``lon``, ``lat``, ``address``, ``n``.
+        ``month``, ``lon``, ``lat``, ``address`` (the point's most common address), ``n``.
     """
-    when = pd.to_datetime(records.get("occurred_at"), errors="coerce", utc=True, format="mixed")
+    when = parse_when(records.get("occurred_at"))
     lon = pd.to_numeric(records.get("lon"), errors="coerce")
     lat = pd.to_numeric(records.get("lat"), errors="coerce")
     ok = when.notna() & lon.notna() & lat.notna()
@@ -688,8 +784,9 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
     first, last = pd.Period(frame["month"].min(), "M"), pd.Period(frame["month"].max(), "M")
     months = [str(p) for p in pd.period_range(first, last, freq="M")]
     area_counts = frame[frame["area"] != ""].groupby(["month", "area"]).size().rename("n").reset_index()
-    point_counts = (frame.groupby(["month", "lon", "lat"])
-                    .agg(n=("address", "size"), address=("address", _mode)).reset_index())
+    point_counts = frame.groupby(["month", "lon", "lat"]).size().rename("n").reset_index()
+    address = _group_mode(frame, ["lon", "lat"], "address").rename("address").reset_index()
+    point_counts = point_counts.merge(address, on=["lon", "lat"], how="left")
     return months, area_counts, point_counts
 
 
@@ -723,9 +820,16 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
     for r in area_counts.itertuples(index=False):
         if r.area in index:
             by_month[r.month][str(index[r.area])] = int(r.n)
-    pts_by_month: dict[str, list[list[Any]]] = {mo: [] for mo in months}
+    # one table of points, then per month [point index, records] pairs: a small page
+    pt_index: dict[tuple[float, float], int] = {}
+    pt_table: list[list[Any]] = []
+    pts_by_month: dict[str, list[list[int]]] = {mo: [] for mo in months}
     for r in point_counts.itertuples(index=False):
-        pts_by_month[r.month].append([float(r.lat), float(r.lon), int(r.n), esc(r.address) or "point"])
+        key = (float(r.lat), float(r.lon))
+        if key not in pt_index:
+            pt_index[key] = len(pt_table)
+            pt_table.append([key[0], key[1], esc(r.address) or "geocoded point"])
+        pts_by_month[r.month].append([pt_index[key], int(r.n)])
     mapped = int(point_counts["n"].sum()) if len(point_counts) else 0
     notes.append(f"{mapped:,} of {len(records):,} records have a date and a geocode and are shown "
                  f"over {len(months)} months ({esc(months[0]) if months else ''} to "
@@ -734,7 +838,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         notes.append(f"{len(records) - mapped:,} records lack a date or a geocode and are not shown.")
     breaks = class_breaks([v for d in by_month.values() for v in d.values()])
     _Timeline(months, _features(areas, props), [by_month[mo] for mo in months],
-              [pts_by_month[mo] for mo in months], breaks).add_to(m)
+              pt_table, [pts_by_month[mo] for mo in months], breaks).add_to(m)
     _Control(f'<div class="geo-lead-title">{esc(title)}</div><h4>Records per neighborhood in the month</h4>'
              + _legend_rows([*_range_labels(breaks, SCORE_COLORS, 0), ("#ffffff", "none")])
              + _legend_rows([("#cb181d", "block point (size = records)")]),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from geo_lead import settings
-from geo_lead.maps import esc
+from geo_lead.maps import esc, parse_when
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def source_summary(records: pd.DataFrame) -> pd.DataFrame:
     """Records per source file with the date range of ``occurred_at``."""
     if records.empty or "source_file" not in records:
         return pd.DataFrame(columns=["source_file", "source", "records", "first", "last"])
-    when = pd.to_datetime(records.get("occurred_at"), errors="coerce", utc=True, format="mixed")
+    when = parse_when(records["occurred_at"]) if "occurred_at" in records else pd.Series(pd.NaT, index=records.index)
     frame = pd.DataFrame({"source_file": records["source_file"].fillna("(unknown)"),
                           "source": records.get("source", pd.Series("", index=records.index)).fillna(""),
                           "when": when})

@@ -74,6 +74,9 @@ BOOTSTRAP_REPLICATES: Final[int] = 500
 MAP_SIMPLIFY_FT: Final[float] = 10.0
 #: Decimal places of lon/lat on a web map (6 -> about 0.1 m).
 MAP_COORD_DECIMALS: Final[int] = 6
+#: Above this many grid cells, the KDE / Gi* grid layers are merged by class for display
+#: (same picture, a fraction of the size; the per-cell values stay in the store).
+MAP_MAX_CELL_FEATURES: Final[int] = 2000
 #: Budget for the default run's HTML files together (issue #6), checked by tests.
 MAP_MAX_TOTAL_MB: Final[float] = 5.0
 #: Resolution of the report's PNG figures.
