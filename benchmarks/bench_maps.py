@@ -86,7 +86,7 @@ def synthetic_inputs(n: int, distinct: bool, seed: int = 1) -> dict[str, object]
     return {"records": recs, "scores": scores, "kde": kde, "neighborhoods": nb}
 
 
-def open_time_s(path: Path, selector: str, runs: int = 3) -> float | None:
+def open_time_s(path: Path, selector: str, runs: int = 3, done_js: str | None = None) -> float | None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         print("chromium not installed: opening time not measured")
@@ -104,6 +104,8 @@ def open_time_s(path: Path, selector: str, runs: int = 3) -> float | None:
             t0 = time.perf_counter()
             page.goto(path.as_uri(), wait_until="load", timeout=60_000)
             page.wait_for_selector(selector, timeout=60_000)
+            if done_js:
+                page.wait_for_function(done_js, timeout=120_000)
             times.append(time.perf_counter() - t0)
             page.close()
         browser.close()
@@ -130,18 +132,20 @@ def main() -> None:
     tl_path = offline.save_map(timeline, out / "timeline.html")
     t_tl = time.perf_counter() - t0
     site_open = open_time_s(site_path, "path.geo-lead-score")
+    site_all = open_time_s(site_path, "path.geo-lead-score", done_js="window.geoLeadPointsLoaded === true")
     tl_open = open_time_s(tl_path, "path.geo-lead-timeline-areas")
     mb = lambda p: p.stat().st_size / 1e6  # noqa: E731
     print(f"records: {args.records:,} ({'distinct points' if args.distinct else 'drawn from real address points'}); "
           f"block points on the map: {len(points):,}; KDE cells: {len(inp['kde']):,} (synthetic inputs built in {t_inputs:.1f} s)")
     print(f"site_selection.html: {mb(site_path):.2f} MB, built in {t_site:.1f} s, "
-          f"opens in {site_open:.2f} s (median of 3, headless Chromium)" if site_open is not None else
+          f"opens in {site_open:.2f} s, all points clustered after {site_all:.2f} s "
+          "(medians of 3, headless Chromium)" if site_open is not None else
           f"site_selection.html: {mb(site_path):.2f} MB, built in {t_site:.1f} s")
     print(f"timeline.html:       {mb(tl_path):.2f} MB, built in {t_tl:.1f} s, "
           f"opens in {tl_open:.2f} s (median of 3, headless Chromium)" if tl_open is not None else
           f"timeline.html: {mb(tl_path):.2f} MB, built in {t_tl:.1f} s")
-    ok = mb(site_path) <= 10 and (site_open is None or site_open < 3)
-    print(f"target (map <= 10 MB, opens < 3 s): {'met' if ok else 'NOT met'}")
+    ok = mb(site_path) <= 10 and (site_all is None or site_all < 3)
+    print(f"target (map <= 10 MB, open with every point clustered < 3 s): {'met' if ok else 'NOT met'}")
     shutil.rmtree(out)
 
 

@@ -200,6 +200,7 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
             }
             var group = L.markerClusterGroup({
                 showCoverageOnHover: false, maxClusterRadius: 40, chunkedLoading: true,
+                chunkProgress: function (done, total) { if (done === total) { window.geoLeadPointsLoaded = true; } },
                 iconCreateFunction: function (c) {
                     var n = 0;
                     c.getAllChildMarkers().forEach(function (m) { n += m.options.n; });
@@ -208,14 +209,25 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
                         className: 'marker-cluster marker-cluster-' + size, iconSize: L.point(40, 40)});
                 }
             });
-            var markers = rows.map(function (r) {
-                var m = L.circleMarker([r[0], r[1]], {n: r[2], radius: 4 + Math.min(8, Math.sqrt(r[2])),
-                    color: '#67000d', weight: 1, fillColor: '#cb181d', fillOpacity: 0.8,
-                    className: 'geo-lead-point'});
-                m.bindPopup(function () { return popup(r); }, {maxWidth: 360});
-                return m;
+            var style = {radius: 5, color: '#67000d', weight: 1, fillColor: '#cb181d', fillOpacity: 0.8,
+                         className: 'geo-lead-point'};
+            var markers = new Array(rows.length);
+            for (var i = 0; i < rows.length; i++) {
+                var r = rows[i];
+                // options are shared except n and the row; popups are built on click (no closure per marker)
+                markers[i] = L.circleMarker([r[0], r[1]], Object.assign({}, style,
+                    {n: r[2], row: i, radius: 4 + Math.min(8, Math.sqrt(r[2]))}));
+            }
+            group.on('click', function (e) {
+                var r = rows[e.layer.options.row];
+                L.popup({maxWidth: 360}).setLatLng([r[0], r[1]]).setContent(popup(r)).openOn(e.target._map);
             });
-            group.addLayers(markers);
+            // add the markers once the group is on the map, so chunked loading keeps the page
+            // responsive (off the map, markercluster would cluster all of them in one go)
+            group.once('add', function () {
+                group.addLayers(markers);
+                if (!markers.length) { window.geoLeadPointsLoaded = true; }
+            });
             return group;
         })();
         {% endmacro %}
