@@ -64,20 +64,37 @@ def test_hostile_addresses_do_not_run(offline_page: object, pages: dict[str, Pat
     page = offline_page
     page.add_init_script("window.__xss = 0;")
     _open(page, pages["site"])
-    # open every popup of the two hostile points and the hostile neighborhood's tooltip
-    page.evaluate("""() => {
+    page.wait_for_function("window.geoLeadPointsLoaded === true")
+    # open the popup of every block point (as a click does) and every polygon popup/tooltip
+    point_popups = page.evaluate("""() => {
         const map = Object.values(window).find(v => v && v instanceof L.Map);
+        const out = [];
         map.eachLayer(l => {
-            if (l.getAllChildMarkers) { l.getAllChildMarkers().forEach(m => { m.openPopup && (map.addLayer(m), m.openPopup()); }); }
+            if (l instanceof L.MarkerClusterGroup) {
+                l.getLayers().forEach(m => {
+                    l.fire('click', {layer: m, latlng: m.getLatLng()});
+                    const all = document.querySelectorAll('.leaflet-popup-content');
+                    const c = all[all.length - 1];  // the one just opened (the old one may be fading out)
+                    out.push([c ? c.innerText : '', c ? c.querySelectorAll('img, script').length : -1]);
+                });
+            }
+        });
+        map.eachLayer(l => {
             if (l.feature && l.getPopup && l.getPopup()) { l.openPopup(); }
             if (l.getTooltip && l.getTooltip()) { l.openTooltip(); }
         });
+        return out;
     }""")
     page.wait_for_timeout(200)
     assert page.evaluate("window.__xss") == 0
+    assert len(point_popups) == 313 and all(n == 0 for _, n in point_popups)
+    texts = "\n".join(t for t, _ in point_popups)
+    assert "<script>window.__xss = 1</script>2700 BLOCK W MADISON ST" in texts  # shown as text
+    assert '<img src=x onerror="window.__xss = 2">' in texts
+    assert '<img src=y onerror="window.__xss = 3">' in texts  # hostile offence text
     assert page.locator(".leaflet-popup-content img, .leaflet-tooltip img").count() == 0
-    text = page.evaluate("document.body.innerText")
-    assert "<img src=" in text or "<script>" in text  # shown as text, not markup
+    tooltips = page.evaluate("document.body.innerText")
+    assert '<img src=z onerror="window.__xss = 4">SHAWNEE' in tooltips
     assert page.console_errors == []
     assert page.external_requests == []
 
