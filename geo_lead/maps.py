@@ -768,7 +768,8 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
     Returns
     -------
     months
-        ``YYYY-MM`` strings, every month from the first to the last (gaps included).
+        ``YYYY-MM`` strings of the months that have records, in order (a sample or an
+        extract with gaps would otherwise give a slider of mostly empty months).
     area_counts
         ``month``, ``area``, ``n``.
     point_counts
@@ -793,8 +794,7 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
         frame["area"] = joined[name_col].fillna("").astype(str)
     if frame.empty:
         return [], frame.assign(n=0)[["month", "area", "n"]], frame.assign(n=0)
-    first, last = pd.Period(frame["month"].min(), "M"), pd.Period(frame["month"].max(), "M")
-    months = [str(p) for p in pd.period_range(first, last, freq="M")]
+    months = sorted(frame["month"].unique())
     area_counts = frame[frame["area"] != ""].groupby(["month", "area"]).size().rename("n").reset_index()
     point_counts = frame.groupby(["month", "lon", "lat"]).size().rename("n").reset_index()
     address = _group_mode(frame, ["lon", "lat"], "address").rename("address").reset_index()
@@ -804,7 +804,7 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
 
 def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | None, *,
                        name_col: str = "NH_NAME", tiles: bool = False,
-                       title: str = "LEAD records by month") -> folium.Map:
+                       title: str = "LEAD records by month", notes: Sequence[str] = ()) -> folium.Map:
     """A map of monthly records with a time slider (choropleth by area + block points).
 
     Parameters
@@ -816,7 +816,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         Polygons to count in (neighborhoods or the ``scores`` layer) with a `name_col`.
     """
     m = _new_map(tiles, title)
-    notes: list[str] = []
+    notes = [esc(n) for n in notes]
     if not _usable(areas) or records is None or len(records) == 0:
         notes.append("No geocoded records with dates (or no neighborhoods): nothing to animate.")
         _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
@@ -846,6 +846,11 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
     notes.append(f"{mapped:,} of {len(records):,} records have a date and a geocode and are shown "
                  f"over {len(months)} months ({esc(months[0]) if months else ''} to "
                  f"{esc(months[-1]) if months else ''}).")
+    if months:
+        span = pd.period_range(pd.Period(months[0], "M"), pd.Period(months[-1], "M"), freq="M")
+        if len(span) > len(months):
+            notes.append(f"{len(span) - len(months):,} months in that span have no records and are "
+                         "skipped by the slider.")
     if len(records) - mapped:
         notes.append(f"{len(records) - mapped:,} records lack a date or a geocode and are not shown.")
     breaks = class_breaks([v for d in by_month.values() for v in d.values()])
@@ -857,8 +862,8 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
              "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
     _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
              "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
-    _fit(m, [tuple(areas.total_bounds)] if len(point_counts) == 0 else
-         [(point_counts["lon"].min(), point_counts["lat"].min(), point_counts["lon"].max(), point_counts["lat"].max())])
+    focus = areas[areas["in_area"].astype(bool)] if "in_area" in areas and areas["in_area"].astype(bool).any() else areas
+    _fit(m, [tuple(focus.total_bounds)])
     return m
 
 
@@ -909,6 +914,26 @@ def context_layers() -> dict[str, gpd.GeoDataFrame | None]:
     return out
 
 
+def indicator_records(records: pd.DataFrame | None,
+                      scores: gpd.GeoDataFrame | None) -> tuple[pd.DataFrame | None, list[str]]:
+    """The records the maps show: those of the scores' indicator flag, when it names one.
+
+    The choropleth counts one indicator (``scores.indicator``, e.g. ``lead_eligible``); the
+    points and the timeline show the same records so the numbers agree. Returns the records
+    and a plain-text note saying which were kept (all of them when there is no indicator).
+    """
+    if records is None or len(records) == 0:
+        return records, []
+    indicator = None
+    if scores is not None and "indicator" in scores and scores["indicator"].notna().any():
+        indicator = str(scores["indicator"].dropna().iloc[0])
+    if indicator and indicator in records and indicator in MIX_FLAGS:
+        kept = records[records[indicator].astype(bool)]
+        return kept, [f"Records shown: the {len(kept):,} with the '{indicator}' flag (the scores' "
+                      f"indicator) of {len(records):,} in the store."]
+    return records, [f"Records shown: all {len(records):,} in the store."]
+
+
 def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
                tiles: bool = False) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.
@@ -935,13 +960,13 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
     ctx = context_layers()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = inputs["records"]
+    records, notes = indicator_records(inputs["records"], inputs["scores"])
     site = build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"], records,
                           neighborhoods=ctx["neighborhoods"], first_division=ctx["first_division"],
-                          tiles=tiles)
+                          tiles=tiles, notes=notes)
     areas = inputs["scores"] if inputs["scores"] is not None else ctx["neighborhoods"]
     name_col = "neighborhood" if inputs["scores"] is not None else "NH_NAME"
-    timeline = build_timeline_map(records, areas, name_col=name_col, tiles=tiles)
+    timeline = build_timeline_map(records, areas, name_col=name_col, tiles=tiles, notes=notes)
     paths = {"site_selection": out_dir / "site_selection.html", "timeline": out_dir / "timeline.html"}
     save_map(site, paths["site_selection"], offline=offline)
     save_map(timeline, paths["timeline"], offline=offline)

@@ -143,6 +143,107 @@ def _kv_table(obj: dict[str, Any]) -> str:
     return f"<table>{rows}</table>"
 
 
+def _records_table(rows: list[dict[str, Any]], digits: int = 2) -> str:
+    """A list of flat dicts (e.g. the comparison area's balance) as a table."""
+    frame = pd.DataFrame(rows)
+    for col in frame.columns:  # lists (neighborhood names) read better joined
+        frame[col] = frame[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, list) else v)
+    nums = {c: digits for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])}
+    return _table(frame, nums)
+
+
+ZONE_KEYS: tuple[tuple[str, str], ...] = (
+    ("pilot_zone", "pilot zone"), ("best_zone_same_size", "best zone of the same size"),
+    ("best_zone", "best zone (requested size)"), ("capacity_zone", "zone sized to capacity"))
+ZONE_FIELDS: tuple[str, ...] = ("neighborhoods", "k", "area_sqmi", "records", "share", "pai_train",
+                                "pai_test", "pei_test", "expected_participants")
+
+
+def verdict_html(result: dict[str, Any]) -> str:
+    """The verdict, its rule and checks, and the zones' numbers from ``site_result``."""
+    out = []
+    verdict = result.get("verdict")
+    if verdict is not None:
+        out.append(f'<div class="verdict"><p><b>Verdict: {esc(str(verdict).upper())}</b></p>'
+                   + (f"<p>{esc(result['verdict_rule'])}</p>" if result.get("verdict_rule") else "") + "</div>")
+    checks = result.get("verdict_checks")
+    if isinstance(checks, dict) and checks:
+        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
+            {"check": list(checks), "passed": ["yes" if v else "NO" for v in checks.values()]})))
+    if result.get("pilot_rank") is not None:
+        out.append(f"<p>The pilot zone ranks <b>{esc(result['pilot_rank'])}</b> of "
+                   f"{esc(result.get('n_candidate_zones', '?'))} contiguous candidate zones of its size"
+                   + (f" on the training period; it stays in the top set in "
+                      f"{float(result['stability']['bootstrap_top_share']):.0%} of bootstrap resamples"
+                      if isinstance(result.get("stability"), dict) and result["stability"].get("bootstrap_top_share") is not None else "")
+                   + ".</p>")
+    rows = []
+    for key, label in ZONE_KEYS:
+        z = result.get(key)
+        if isinstance(z, dict) and z.get("neighborhoods"):
+            rows.append({"zone": label, **{f: z.get(f) for f in ZONE_FIELDS if f in z}})
+    if rows:
+        out.append("<h3>Zones compared</h3><p class=muted>share = share of the indicator's records in the "
+                   "candidate area; PAI = share of records / share of area, on the training and the later "
+                   "(test) period; PEI = PAI / best achievable PAI for that area.</p>" + _records_table(rows))
+    periods = result.get("periods")
+    if isinstance(periods, dict) and periods.get("rule"):
+        out.append(f"<p class=muted>Periods: {esc(periods['rule'])} "
+                   f"(train {esc(periods.get('train', '?'))}, test {esc(periods.get('test', '?'))} records).</p>")
+    cap = result.get("capacity_zone")
+    if isinstance(cap, dict) and cap.get("neighborhoods"):
+        params = cap.get("parameters") or {}
+        exp = cap.get("expected_participants")
+        out.append(f"<h3>Capacity</h3><p>Smallest best zone expected to fill "
+                   f"{esc(params.get('capacity', settings.PILOT_CAPACITY_PARTICIPANTS))} places in "
+                   f"{esc(params.get('months', settings.PILOT_MONTHS))} months: "
+                   f"<b>{esc(', '.join(map(str, cap['neighborhoods'])))}</b>"
+                   + (f" ({float(exp):.1f} expected participants)" if exp is not None else "")
+                   + ("" if cap.get("reached", True) else " &mdash; <span class=warn>capacity not reached</span>") + ".</p>")
+        sources = params.get("sources")
+        if isinstance(sources, dict):
+            out.append("<p class=muted>Assumptions: " + "; ".join(
+                f"{esc(k)} = {esc(params.get(k, ''))} ({esc(v)})" for k, v in sources.items()) + ".</p>")
+    by_k = result.get("zones_by_k")
+    if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
+        cols = [c for c in ("k", "neighborhoods", "share", "pai_train", "pai_test") if c in by_k[0]]
+        out.append("<h3>Best zone by size</h3>" + _records_table([{c: z.get(c) for c in cols} for z in by_k]))
+    return "".join(out)
+
+
+def comparison_html(comp: dict[str, Any]) -> str:
+    """Balance of the comparison area against the pilot (from ``site_result``)."""
+    out = []
+    if comp.get("balanced") is not None:
+        ok = bool(comp["balanced"])
+        out.append(f"<p>Balance: {'balanced' if ok else '<span class=warn>NOT balanced</span>'}"
+                   + (f" (max |SMD| {float(comp['max_abs_std_mean_diff']):.2f}; rule: {esc(comp.get('balance_rule', ''))})"
+                      if comp.get("max_abs_std_mean_diff") is not None else "") + ".</p>")
+    if comp.get("rule"):
+        out.append(f"<p class=muted>How it is chosen: {esc(comp['rule'])}.</p>")
+    bal = comp.get("balance")
+    if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
+        out.append(_records_table(bal))
+    return "".join(out)
+
+
+def hotspots_html(hot: dict[str, Any]) -> str:
+    """The key hot-spot numbers (KDE bandwidth, Gi* labels) from ``hotspots_result``."""
+    out = []
+    kde = hot.get("kde")
+    if isinstance(kde, dict):
+        out.append(f"<p>Kernel density: bandwidth {_num(kde.get('bandwidth_ft'))} ft "
+                   f"({esc(kde.get('bandwidth_method', ''))}), {_num(kde.get('cell_ft'))} ft cells; hotspot = "
+                   f"{esc(kde.get('hotspot_rule', ''))}: {_num(kde.get('hotspot_cells'))} of {_num(kde.get('cells'))} cells.</p>")
+    for key, label in (("gistar_neighborhoods", "Gi* by neighborhood"), ("gistar_grid", "Gi* by grid cell")):
+        g = hot.get(key)
+        if isinstance(g, dict) and isinstance(g.get("labels"), dict):
+            out.append(f"<p>{label}: " + ", ".join(f"{esc(k)} {_num(v)}" for k, v in g["labels"].items())
+                       + (f" ({esc(g.get('fdr', ''))}, {_num(g.get('permutations'))} permutations)" if g.get("fdr") else "") + ".</p>")
+    return "".join(out) or _kv_table(hot)
+
+
 def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(html blocks, notes) for the three figures; a figure whose input is missing is noted."""
     from geo_lead import figures
@@ -251,11 +352,10 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
     # verdict and zones
     parts.append("<h2>Verdict</h2>")
     result = data.get("site_result")
-    if result:
-        verdict = result.get("verdict") if isinstance(result, dict) else None
-        if verdict:
-            parts.append(f'<div class="verdict"><p><b>{esc(verdict)}</b></p></div>')
-        parts.append("<h3>The numbers behind it</h3>" + _kv_table(result if isinstance(result, dict) else {"result": result}))
+    if isinstance(result, dict) and result:
+        parts.append(verdict_html(result))
+    elif result:
+        parts.append(f"<p>{esc(result)}</p>")
     else:
         parts.append("<p class=warn>No site-selection result in the store: run <code>geo-lead site</code>.</p>")
     zones = data.get("zones")
@@ -274,11 +374,17 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
                          "outcomes can be compared (as Seattle's evaluation did with a &ldquo;system as usual&rdquo; group).</p>")
         else:
             parts.append("<p class=warn>No comparison area in <code>site_zones</code>.</p>")
+        comp_result = result.get("comparison_area") if isinstance(result, dict) else None
+        if isinstance(comp_result, dict):
+            parts.append(comparison_html(comp_result))
     else:
         parts.append("<h2>Comparison area</h2><p class=warn>No zones in the store: run <code>geo-lead site</code>.</p>")
     hot = data.get("hotspots_result")
     if hot:
-        parts.append("<h3>Hot spots</h3>" + _kv_table(hot if isinstance(hot, dict) else {"result": hot}))
+        parts.append("<h3>Hot spots</h3>" + hotspots_html(hot if isinstance(hot, dict) else {"result": hot}))
+    if isinstance(result, dict) and result:
+        parts.append("<details><summary>Every number of the site-selection result</summary>"
+                     + _kv_table(result) + "</details>")
 
     parts.append("""<h2>Method</h2><ul>
 <li>Records: LMPD crime extracts, ingested with every rejected row kept with its reason; opiate and LEAD-eligibility flags from the rules file.</li>

@@ -179,7 +179,7 @@ def test_monthly_counts_hand_computed(inputs: dict[str, object]) -> None:
                          "lon": [-85.8, -85.8, -85.7, -85.7, -85.7], "lat": [38.25, 38.25, 38.26, 38.26, 38.26],
                          "neighborhood": ["RUSSELL", "RUSSELL", "PORTLAND", "PORTLAND", "PORTLAND"]})
     months, by_area, by_point = maps.monthly_counts(recs, inputs["neighborhoods"])
-    assert months == ["2017-01", "2017-02", "2017-03"]  # the empty month stays on the slider
+    assert months == ["2017-01", "2017-03"]  # months without records are not slider steps
     assert by_area.set_index(["month", "area"])["n"].to_dict() == {("2017-01", "RUSSELL"): 2, ("2017-03", "PORTLAND"): 1}
     assert by_point["n"].sum() == 3
 
@@ -189,6 +189,21 @@ def test_monthly_counts_joins_points_when_no_neighborhood_column(inputs: dict[st
     _, by_area, _ = maps.monthly_counts(recs, inputs["neighborhoods"])
     expected = inputs["records"].dropna(subset=["lon"]).groupby("neighborhood").size()
     assert by_area.groupby("area")["n"].sum().to_dict() == expected.to_dict()
+
+
+def test_timeline_notes_skipped_months(inputs: dict[str, object]) -> None:
+    recs = pd.DataFrame({"occurred_at": ["2016-01-05T10:00:00", "2017-01-20T10:00:00"],
+                         "lon": [-85.8, -85.8], "lat": [38.25, 38.25], "neighborhood": ["RUSSELL", "RUSSELL"]})
+    page = offline.render_map(maps.build_timeline_map(recs, inputs["neighborhoods"]))
+    assert "11 months in that span have no records" in page
+
+
+def test_indicator_records_follow_the_scores(inputs: dict[str, object]) -> None:
+    recs = inputs["records"].assign(lead_eligible=[i % 3 == 0 for i in range(len(inputs["records"]))])
+    kept, notes = maps.indicator_records(recs, inputs["scores"].assign(indicator="lead_eligible"))
+    assert len(kept) == 200 and "200 with the 'lead_eligible' flag" in notes[0]
+    kept, notes = maps.indicator_records(recs, inputs["scores"])  # no indicator column
+    assert len(kept) == 600 and "all 600" in notes[0]
 
 
 # --- escaping -------------------------------------------------------------------------------
