@@ -608,8 +608,10 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
                     if col in row:
                         lines.append(f"{lab}: {_fmt(row[col], d)}")
                 props.append({"_tip": f"{esc(label)}: {members}", "_popup": "<br>".join(lines)})
+            # the pilot is drawn widest and first, so an identical best zone still shows it
+            weight = {"pilot": 7, "best": 4}.get(str(role), 3)
             _DataLayer(_features(part, props), esc(label),
-                       {"color": color, "weight": 4, "dashArray": dash, "fill": True, "fillOpacity": 0.0},
+                       {"color": color, "weight": weight, "dashArray": dash, "fill": True, "fillOpacity": 0.0},
                        f"geo-lead-zone-{esc(role)}").add_to(m)
             outline_rows.append((color, esc(label)))
             bounds.append(tuple(part.total_bounds))

@@ -69,9 +69,13 @@ def _css_with_data_uris(css_path: Path) -> str:
     return _CSS_URL_RE.sub(repl, css)
 
 
+_SOURCE_MAP_RE = re.compile(r"^\s*(//|/\*)# sourceMappingURL=.*$", re.MULTILINE)
+
+
 def _safe_inline_js(js: str) -> str:
-    # A literal "</script" inside inlined code would end the element early.
-    return js.replace("</script", "<\\/script")
+    # A literal "</script" inside inlined code would end the element early; a source-map
+    # comment would make developer tools fetch a file that is not there.
+    return _SOURCE_MAP_RE.sub("", js).replace("</script", "<\\/script")
 
 
 def inline_assets(page_html: str) -> str:

@@ -148,8 +148,12 @@ def _records_table(rows: list[dict[str, Any]], digits: int = 2) -> str:
     frame = pd.DataFrame(rows)
     for col in frame.columns:  # lists (neighborhood names) read better joined
         frame[col] = frame[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, list) else v)
-    nums = {c: digits for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c])}
+    nums = {}
+    for c in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
+            vals = frame[c].dropna().to_numpy(dtype=float)
+            whole = vals.size > 0 and bool(np.all(np.isclose(vals, np.round(vals))))
+            nums[c] = 0 if whole else digits
     return _table(frame, nums)
 
 

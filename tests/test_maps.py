@@ -337,3 +337,10 @@ def test_write_maps_from_store_and_size_budget(tmp_path: Path, store_path: Path,
     page = paths["site_selection"].read_text(encoding="utf-8")
     assert offline.external_references(page) == []
     assert "Records by block point (599)" in page
+
+
+def test_inlined_code_cannot_end_the_script_or_ask_for_source_maps() -> None:
+    page = offline.render_map(maps.build_site_map())
+    assert "sourceMappingURL" not in page
+    js = offline._safe_inline_js('var a = "</script>";\n//# sourceMappingURL=x.js.map\n')
+    assert "</script" not in js and "sourceMappingURL" not in js
