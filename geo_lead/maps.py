@@ -454,6 +454,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
                    zones: gpd.GeoDataFrame | None = None,
                    record_points: pd.DataFrame | None = None,
                    *,
+                   gistar_grid: gpd.GeoDataFrame | None = None,
                    neighborhoods: gpd.GeoDataFrame | None = None,
                    first_division: gpd.GeoDataFrame | None = None,
                    tiles: bool = False,
@@ -470,12 +471,15 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     kde
         Store layer ``hotspot_kde`` (grid cells; density_per_sqmi, is_hotspot, bandwidth_ft).
     gistar
-        ``hotspot_gistar_neighborhoods`` or ``hotspot_gistar_grid`` (gi_z, p_sim, label).
+        ``hotspot_gistar_neighborhoods`` (neighborhood, gi_z, p_sim, label).
     zones
         Store layer ``site_zones`` (role in pilot/best/capacity/comparison, neighborhoods,
         k, share, pai_train, pai_test).
     record_points
         Either raw records (``lon``, ``lat``, ...) or the output of `aggregate_points`.
+    gistar_grid
+        ``hotspot_gistar_grid`` (cell_id, count, gi_z, p_sim, label); merged by label for
+        display above ``settings.MAP_MAX_CELL_FEATURES`` cells.
     neighborhoods, first_division
         Context outlines (EPSG:4326 or any CRS; reprojected here).
     tiles
@@ -546,14 +550,18 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     else:
         note_lines.append("No kernel-density surface in the store (run <code>geo-lead hotspots</code>).")
 
-    if _usable(gistar):
-        g = for_display(gistar)
+    gi_layers = [(layer, what) for layer, what in ((gistar, None), (gistar_grid, "grid cells")) if _usable(layer)]
+    gi_labels: set[str] = set()
+    for layer, what in gi_layers:
+        g = for_display(layer)
+        is_grid = what == "grid cells" or "cell_id" in g
         labels = g["label"].fillna("not significant").astype(str) if "label" in g else pd.Series("not significant", index=g.index)
-        unit = g["neighborhood"] if "neighborhood" in g else (g["cell_id"] if "cell_id" in g else pd.Series("", index=g.index))
+        gi_labels |= set(labels)
+        unit = g["neighborhood"] if "neighborhood" in g else (g["cell_id"].map(lambda c: f"cell {c}") if "cell_id" in g else pd.Series("", index=g.index))
         if len(g) <= settings.MAP_MAX_CELL_FEATURES:
             props = [{"_tip": f"<b>{esc(u)}</b> {esc(lab)}",
                       "_popup": (f"<b>{esc(u)}</b><br>Gi* z = {_fmt(z, 2)}<br>pseudo-p = {_fmt(p, 3)}"
-                                 f"<br>{esc(lab)}" + (f"<br>count {_fmt(c, 0)}" if c is not None else "")),
+                                 f"<br>{esc(lab)}" + (f"<br>records {_fmt(c, 1)}" if c is not None else "")),
                       "_s": {"fillColor": GISTAR_COLORS.get(lab, NO_DATA_COLOR),
                              "fillOpacity": 0.05 if lab == "not significant" else 0.7}}
                      for u, lab, z, p, c in zip(unit, labels, g.get("gi_z", [None] * len(g)),
@@ -561,11 +569,12 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
                                                  g.get("count", [None] * len(g)), strict=True)]
         else:  # a fine Gi* grid: one polygon per label, with the z range and the cell count
             g, props = _dissolved_gistar(g, labels)
-        _DataLayer(_features(g, props, simplify_ft=0 if "cell_id" in g else settings.MAP_SIMPLIFY_FT),
-                   "Getis-Ord Gi* hot/cold spots",
-                   {"color": "#666666", "weight": 0.5, "fillOpacity": 0.7}, "geo-lead-gistar",
-                   show=False).add_to(m)
-        present = [lab for lab in GISTAR_COLORS if lab in set(labels)]
+        _DataLayer(_features(g, props, simplify_ft=0 if is_grid else settings.MAP_SIMPLIFY_FT),
+                   f"Getis-Ord Gi* hot/cold spots ({'grid cells' if is_grid else 'neighborhoods'})",
+                   {"color": "#666666", "weight": 0.5, "fillOpacity": 0.7},
+                   "geo-lead-gistar-grid" if is_grid else "geo-lead-gistar", show=False).add_to(m)
+    if gi_layers:
+        present = [lab for lab in GISTAR_COLORS if lab in gi_labels]
         legends.append("<h4>Gi* (FDR-adjusted)</h4>" + _legend_rows([(GISTAR_COLORS[lab], esc(lab)) for lab in present]))
     else:
         note_lines.append("No Gi* results in the store (run <code>geo-lead hotspots</code>).")
@@ -889,13 +898,12 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
 
 def read_map_inputs(store: Any) -> dict[str, Any]:
     """Everything the maps and the report read from the store (missing layers are None)."""
-    gistar = read_layer(store, "hotspot_gistar_neighborhoods")
-    if gistar is None:
-        gistar = read_layer(store, "hotspot_gistar_grid")
     have = set(store.columns("records")) if "records" in store.tables() else set()
     records = store.read_records([c for c in RECORD_MAP_COLUMNS if c in have]) if have else None
     return {"scores": read_layer(store, "scores"), "kde": read_layer(store, "hotspot_kde"),
-            "gistar": gistar, "zones": read_layer(store, "site_zones"), "records": records}
+            "gistar": read_layer(store, "hotspot_gistar_neighborhoods"),
+            "gistar_grid": read_layer(store, "hotspot_gistar_grid"),
+            "zones": read_layer(store, "site_zones"), "records": records}
 
 
 def context_layers() -> dict[str, gpd.GeoDataFrame | None]:
@@ -964,7 +972,7 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
     out_dir.mkdir(parents=True, exist_ok=True)
     records, notes = indicator_records(inputs["records"], inputs["scores"])
     site = build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"], records,
-                          neighborhoods=ctx["neighborhoods"], first_division=ctx["first_division"],
+                          gistar_grid=inputs["gistar_grid"], neighborhoods=ctx["neighborhoods"], first_division=ctx["first_division"],
                           tiles=tiles, notes=notes)
     areas = inputs["scores"] if inputs["scores"] is not None else ctx["neighborhoods"]
     name_col = "neighborhood" if inputs["scores"] is not None else "NH_NAME"

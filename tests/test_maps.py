@@ -108,6 +108,13 @@ def map_inputs(n_records: int = 600, seed: int = 7) -> dict[str, object]:
     kde = gpd.GeoDataFrame({"density_per_sqmi": dens, "is_hotspot": dens > np.quantile(dens, 0.9),
                             "bandwidth_ft": 1500.0}, geometry=cells, crs=settings.CRS_PROJECTED)
 
+    gistar_grid = kde[["geometry"]].copy()
+    gistar_grid["cell_id"] = np.arange(len(gistar_grid))
+    gistar_grid["count"] = dens.round(1)
+    gistar_grid["gi_z"] = (dens - dens.mean()) / dens.std()
+    gistar_grid["p_sim"] = 0.5
+    gistar_grid["label"] = np.where(gistar_grid["gi_z"] > 2.5, "hot 99%",
+                                    np.where(gistar_grid["gi_z"] > 1.5, "hot 95%", "not significant"))
     gistar = scores[scores["in_area"]][["neighborhood", "geometry"]].copy()
     gistar["gi_z"] = np.linspace(3.1, -2.2, len(gistar))
     gistar["p_sim"] = np.linspace(0.001, 0.04, len(gistar))
@@ -126,7 +133,7 @@ def map_inputs(n_records: int = 600, seed: int = 7) -> dict[str, object]:
                                       geometry=[union(("RUSSELL", "PORTLAND", "PHOENIX HILL",
                                                        "CENTRAL BUSINESS DISTRICT"))],
                                       crs=settings.CRS_PROJECTED)
-    return {"scores": scores, "kde": kde, "gistar": gistar, "zones": zones, "records": recs,
+    return {"scores": scores, "kde": kde, "gistar": gistar, "gistar_grid": gistar_grid, "zones": zones, "records": recs,
             "neighborhoods": nb, "first_division": first_division}
 
 
@@ -137,7 +144,8 @@ def inputs() -> dict[str, object]:
 
 def _site_html(inputs: dict[str, object], **kw: object) -> str:
     m = maps.build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
-                            inputs["records"], neighborhoods=inputs["neighborhoods"],
+                            inputs["records"], gistar_grid=inputs["gistar_grid"],
+                            neighborhoods=inputs["neighborhoods"],
                             first_division=inputs["first_division"], **kw)
     return offline.render_map(m)
 
@@ -234,13 +242,36 @@ def test_no_person_fields_on_the_map(inputs: dict[str, object]) -> None:
 # --- layers, notes, offline -----------------------------------------------------------------
 def test_every_layer_and_the_legend_are_on_the_page(inputs: dict[str, object]) -> None:
     page = _site_html(inputs)
-    for name in ("Score (score) by neighborhood", "Kernel density surface", "Getis-Ord Gi* hot/cold spots",
+    for name in ("Score (score) by neighborhood", "Kernel density surface", "Getis-Ord Gi* hot/cold spots (neighborhoods)", "Getis-Ord Gi* hot/cold spots (grid cells)",
                  "Records by block point (599)", "First Division", "Pilot zone (Russell + Portland)",
                  "Best zone of the same size", "Comparison area"):
         assert f'"{name}"' in page, name
     assert "geo-lead-legend" in page and "geo-lead-notes" in page
     assert "L.control.layers" in page
     assert "1 of 600 records are not geocoded" in page
+
+
+def test_fine_grids_are_merged_by_class(inputs: dict[str, object]) -> None:
+    """Above MAP_MAX_CELL_FEATURES cells, one feature per colour class / label (same picture)."""
+    kde = inputs["kde"]
+    proj = kde.total_bounds
+    xs, ys = np.meshgrid(np.arange(proj[0], proj[2], 250.0), np.arange(proj[1], proj[3], 250.0))
+    cells = shapely.box(xs.ravel(), ys.ravel(), xs.ravel() + 250.0, ys.ravel() + 250.0)
+    assert len(cells) > settings.MAP_MAX_CELL_FEATURES
+    dens = np.arange(len(cells), dtype=float) + 1.0
+    fine = gpd.GeoDataFrame({"density_per_sqmi": dens, "is_hotspot": dens > dens.max() - 100,
+                             "bandwidth_ft": 1000.0}, geometry=cells, crs=settings.CRS_PROJECTED)
+    grid = gpd.GeoDataFrame({"cell_id": np.arange(len(cells)), "gi_z": dens / dens.max() * 4,
+                             "label": np.where(dens > dens.max() * 0.9, "hot 99%", "not significant")},
+                            geometry=cells, crs=settings.CRS_PROJECTED)
+    page = offline.render_map(maps.build_site_map(kde=fine, gistar_grid=grid))
+    assert f"Density grid cells merged by class for display ({len(cells):,} cells)" in page
+    decoded = page.replace("\\u003c", "<").replace("\\u003e", ">").replace("\\u0026", "&")
+    assert decoded.count("records per sq mi (") == 5  # 5 quantile classes, each with its range
+    assert "hotspot (100 cells)" in decoded
+    n_hot = int((dens > dens.max() * 0.9).sum())
+    assert f"<b>hot 99%</b> ({n_hot:,} cells)" in decoded
+    assert f"<b>not significant</b> ({len(cells) - n_hot:,} cells)" in decoded
 
 
 def test_missing_layers_are_noted_not_fatal() -> None:
@@ -316,6 +347,7 @@ def fill_store(store_path: Path, inputs: dict[str, object]) -> None:
             key = {"scores": "scores", "hotspot_kde": "kde", "site_zones": "zones"}[table]
             store.replace_features(table, inputs[key])
         store.replace_features("hotspot_gistar_neighborhoods", inputs["gistar"])
+        store.replace_features("hotspot_gistar_grid", inputs["gistar_grid"])
         store.put_json("site_result", {"verdict": "FIXTURE: the pilot zone is within the rank interval of the best zone",
                                        "k": 2, "pilot": {"share": 0.4, "pai_test": 2.9},
                                        "best": {"share": 0.45, "pai_test": 3.0}})

@@ -52,7 +52,7 @@ def test_site_map_renders_offline(offline_page: object, pages: dict[str, Path], 
         assert name in labels
     # turn on the hidden layers: they draw
     page.get_by_text("Kernel density surface").click()
-    page.get_by_text("Getis-Ord Gi* hot/cold spots").click()
+    page.get_by_text("Getis-Ord Gi* hot/cold spots (neighborhoods)").click()
     assert page.locator("path.geo-lead-kde").count() > 0
     assert page.locator("path.geo-lead-gistar").count() > 0
     page.screenshot(path=str(tmp_path / "site_selection.png"))
