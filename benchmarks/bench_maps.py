@@ -32,7 +32,7 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geo_lead import boundaries, maps, offline, settings  # noqa: E402
+from geo_lead import boundaries, maps, offline, settings
 
 ADDRESSES_CSV = Path("/work/shared/data/geocoding/openaddresses_jefferson_sample.csv")
 OFFENCES = ("POSS CONT SUB-1ST DEGREE-1ST OFFENSE-HEROIN", "DRUG PARAPHERNALIA - BUY/POSSESS",

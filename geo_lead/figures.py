@@ -27,7 +27,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from geo_lead import settings
-from geo_lead.maps import NO_DATA_COLOR, SCORE_COLORS, ZONE_STYLES, class_breaks, color_for, for_figure
+from geo_lead.maps import (
+    NO_DATA_COLOR,
+    SCORE_COLORS,
+    ZONE_STYLES,
+    class_breaks,
+    color_for,
+    for_figure,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import folium
 import geopandas as gpd
@@ -233,8 +233,9 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
         {% endmacro %}
     """)
 
-    default_js = [("markerclusterjs", CLUSTER_JS)]
-    default_css = [("markerclustercss", CLUSTER_CSS[0]), ("markerclusterdefaultcss", CLUSTER_CSS[1])]
+    default_js: ClassVar[list[tuple[str, str]]] = [("markerclusterjs", CLUSTER_JS)]
+    default_css: ClassVar[list[tuple[str, str]]] = [("markerclustercss", CLUSTER_CSS[0]),
+                                                    ("markerclusterdefaultcss", CLUSTER_CSS[1])]
 
     def __init__(self, payload: dict[str, Any], name: str, show: bool = True) -> None:
         super().__init__(name=name, overlay=True, control=True, show=show)

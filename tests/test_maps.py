@@ -339,7 +339,7 @@ def fill_store(store_path: Path, inputs: dict[str, object]) -> None:
         frame["source"], frame["source_file"] = "crime_pre2023", "fixture.csv"
         frame["content_hash"] = recs["record_id"]
         for f in FLAG_COLUMNS:
-            frame[f] = recs[f] if f in recs else 0
+            frame[f] = recs.get(f, 0)
         with store.write():
             store.upsert_records(frame, "2026-01-01T00:00:00Z")
             store.update_records(recs[["record_id", "lon", "lat", "match_type", "neighborhood"]])

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_maps import map_inputs
 
 from geo_lead import maps, offline
-from test_maps import map_inputs
 
 pytestmark = pytest.mark.browser
 

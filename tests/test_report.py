@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_maps import fill_store, map_inputs
 
 from geo_lead import figures, offline, report
 from geo_lead.cli import main
-from test_maps import fill_store, map_inputs
 
 
 @pytest.fixture(scope="module")
