@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from geo_lead import boundaries, maps, offline, settings
 
-ADDRESSES_CSV = Path("/work/shared/data/geocoding/openaddresses_jefferson_sample.csv")
+ADDRESSES_CSVS = (settings.REFERENCE_DIR / "openaddresses_jefferson_sample.csv",
+                  Path("/work/shared/data/geocoding/openaddresses_jefferson_sample.csv"))
 OFFENCES = ("POSS CONT SUB-1ST DEGREE-1ST OFFENSE-HEROIN", "DRUG PARAPHERNALIA - BUY/POSSESS",
             "TRAFF IN CONT SUB, 1ST OFFENSE(CARFENTANIL OR FENTANIL)", "OVERDOSE",
             "POSSESSION OF MARIJUANA")
@@ -43,8 +44,9 @@ OFFENCES = ("POSS CONT SUB-1ST DEGREE-1ST OFFENSE-HEROIN", "DRUG PARAPHERNALIA -
 def synthetic_inputs(n: int, distinct: bool, seed: int = 1) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     nb = boundaries.load_neighborhoods()
-    if ADDRESSES_CSV.exists():
-        pts = pd.read_csv(ADDRESSES_CSV, usecols=["street", "longitude", "latitude"])
+    csv = next((p for p in ADDRESSES_CSVS if p.exists()), None)
+    if csv is not None:
+        pts = pd.read_csv(csv, usecols=["street", "longitude", "latitude"])
     else:
         sample = nb.to_crs(settings.CRS_PROJECTED).sample_points(100, rng=seed).explode().to_crs(4326)
         pts = pd.DataFrame({"street": [f"{i} BLOCK SYNTHETIC ST" for i in range(len(sample))],

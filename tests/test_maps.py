@@ -33,13 +33,17 @@ OFFENCES = (
 )
 FIRST_DIVISION_NAMES = ("RUSSELL", "PORTLAND", "PHOENIX HILL", "CENTRAL BUSINESS DISTRICT",
                         "SHAWNEE", "CALIFORNIA", "LIMERICK", "OLD LOUISVILLE", "BUTCHERTOWN")
-ADDRESSES_CSV = Path("/work/shared/data/geocoding/openaddresses_jefferson_sample.csv")
+#: Real LOJIC address points (OpenAddresses us/ky/jefferson sample): the repository copy the
+#: geocoder ships, else the shared data folder; without either, points sampled in the polygons.
+ADDRESSES_CSVS = (settings.REFERENCE_DIR / "openaddresses_jefferson_sample.csv",
+                  Path("/work/shared/data/geocoding/openaddresses_jefferson_sample.csv"))
 
 
 def _address_points(neighborhoods: gpd.GeoDataFrame, n_max: int = 400) -> pd.DataFrame:
     """Real address points inside a few First Division-area neighborhoods."""
-    if ADDRESSES_CSV.exists():
-        pts = pd.read_csv(ADDRESSES_CSV, usecols=["street", "longitude", "latitude"])
+    csv = next((p for p in ADDRESSES_CSVS if p.exists()), None)
+    if csv is not None:
+        pts = pd.read_csv(csv, usecols=["street", "longitude", "latitude"])
     else:  # CI may not mount /work/shared: fall back to points inside the real polygons
         poly = neighborhoods[neighborhoods["NH_NAME"].isin(FIRST_DIVISION_NAMES)]
         sample = poly.to_crs(settings.CRS_PROJECTED).sample_points(40, rng=1).explode().to_crs(4326)
