@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from geo_lead import settings
@@ -116,3 +117,209 @@ def neighborhood_table(neighborhoods: gpd.GeoDataFrame) -> pd.DataFrame:
     return pd.DataFrame({"NH_NAME": neighborhoods["NH_NAME"], "NH_CODE": neighborhoods["NH_CODE"],
                          "is_named": neighborhoods["is_named"],
                          "area_sqmi": proj.area / settings.SQFT_PER_SQMI})
+
+
+# --- the First Division ---------------------------------------------------------------------
+#: How a first_division.geojson was made (its ``method`` property).
+METHOD_RECORDS = "records-majority"
+METHOD_FALLBACK = "lmpd-description"
+METHOD_OFFICIAL = "official"
+
+
+def division_majority(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Per unit: geocoded records with a division, the leading division and its share.
+
+    Parameters
+    ----------
+    records
+        Records with ``neighborhood`` (joined) and ``division`` (``1ST DIVISION`` ...).
+    neighborhoods
+        The units (NH_NAME).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like `neighborhoods`: NH_NAME, n_records, division ("" when none), share.
+        Ties go to the alphabetically first division (deterministic).
+    """
+    r = records[(records["neighborhood"].fillna("") != "") & (records["division"].fillna("") != "")]
+    table = r.groupby(["neighborhood", "division"]).size().rename("n").reset_index()
+    table = table.sort_values(["neighborhood", "n", "division"], ascending=[True, False, True])
+    top = table.drop_duplicates("neighborhood").set_index("neighborhood")
+    totals = table.groupby("neighborhood")["n"].sum()
+    names = neighborhoods["NH_NAME"]
+    n_records = names.map(totals).fillna(0).astype(int)
+    division = names.map(top["division"]).fillna("")
+    share = (names.map(top["n"]) / n_records.where(n_records > 0)).astype(float)
+    return pd.DataFrame({"NH_NAME": names, "n_records": n_records, "division": division,
+                         "share": share}, index=neighborhoods.index)
+
+
+def first_division_members(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None = None,
+                           min_records: int = settings.DIVISION_MIN_RECORDS) -> pd.DataFrame:
+    """Decide which units form the First Division.
+
+    A unit with at least `min_records` geocoded records carrying a division belongs when
+    ``1ST DIVISION`` holds the most of them; any other unit (and every unit when `records`
+    is None, i.e. before geocoding) belongs when LMPD's description names it
+    (``settings.FIRST_DIVISION_DESCRIBED``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        `division_majority` columns plus ``member`` (bool) and ``basis``
+        (``records`` / ``description``).
+    """
+    described = neighborhoods["NH_NAME"].isin(settings.FIRST_DIVISION_DESCRIBED)
+    if records is None or records.empty:
+        maj = pd.DataFrame({"NH_NAME": neighborhoods["NH_NAME"], "n_records": 0, "division": "",
+                            "share": float("nan")}, index=neighborhoods.index)
+    else:
+        maj = division_majority(records, neighborhoods)
+    by_records = maj["n_records"] >= min_records
+    member = (by_records & (maj["division"] == settings.FIRST_DIVISION)) | (~by_records & described)
+    return maj.assign(member=member, basis=by_records.map({True: "records", False: "description"}))
+
+
+def check_against_description(members: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) -> list[str]:
+    """Disagreements between a derived First Division and LMPD's description.
+
+    Flags described neighborhoods left out, members south of Broadway (a representative
+    point of the unit south of the Broadway line in ``settings.BROADWAY_LONLAT``), and,
+    for information, members north of Broadway that the description does not name.
+    """
+    import shapely
+
+    notes = []
+    chosen = set(members.loc[members["member"], "NH_NAME"])
+    for name in settings.FIRST_DIVISION_DESCRIBED:
+        if name not in chosen:
+            row = members[members["NH_NAME"] == name]
+            detail = (f"{int(row['n_records'].iloc[0])} records, mostly {row['division'].iloc[0] or 'none'}"
+                      if len(row) else "not in the neighborhoods file")
+            notes.append(f"{name} is named by LMPD's description but not derived as First Division ({detail})")
+    proj = neighborhoods.to_crs(settings.CRS_PROJECTED)
+    broadway = gpd.GeoSeries([shapely.LineString(settings.BROADWAY_LONLAT)],
+                             crs=settings.CRS_STORE).to_crs(settings.CRS_PROJECTED).iloc[0]
+    xs = [c[0] for c in broadway.coords]
+    for i in np.flatnonzero(members["member"].to_numpy()):
+        pt = proj.geometry.iloc[i].representative_point()
+        if not (min(xs) <= pt.x <= max(xs)):
+            continue
+        y_broadway = np.interp(pt.x, xs, [c[1] for c in broadway.coords])
+        name = members["NH_NAME"].iloc[i]
+        if pt.y < y_broadway:
+            notes.append(f"{name} is derived as First Division but lies south of Broadway")
+        elif name not in settings.FIRST_DIVISION_DESCRIBED:
+            notes.append(f"{name} is derived as First Division (north of Broadway, so within the "
+                         "description's bounds) but is not one of the neighborhoods it names")
+    return notes
+
+
+def build_first_division(neighborhoods: gpd.GeoDataFrame, members: pd.DataFrame,
+                         method: str) -> gpd.GeoDataFrame:
+    """One feature: the union of the member units, with their names and the method."""
+    parts = neighborhoods[members["member"].to_numpy()]
+    if parts.empty:
+        raise GeoLeadError("no neighborhood qualifies as First Division; check the records' division column.")
+    geom = parts.to_crs(settings.CRS_PROJECTED).union_all().buffer(0)
+    names = ";".join(sorted(parts["NH_NAME"]))
+    return gpd.GeoDataFrame({"name": [settings.FIRST_DIVISION], "members": [names], "method": [method]},
+                            geometry=[geom], crs=settings.CRS_PROJECTED).to_crs(settings.CRS_STORE)
+
+
+def official_first_division(path: Path) -> gpd.GeoDataFrame:
+    """A user's official LMPD division polygons -> the First Division feature.
+
+    The division column is found by its values: the first column in which some value
+    normalises to ``1ST DIVISION`` (``1st Division``, ``1``, ``FIRST`` ...).
+    """
+    from geo_lead.errors import InputFileError
+    from geo_lead.sources import normalize_division
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: division file not found.")
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # pyogrio raises several types for unreadable files
+        raise InputFileError(f"{path}: cannot read as a vector file ({exc}).") from None
+    if gdf.crs is None:
+        raise CRSMismatchError(f"{path}: no CRS; give the file a .prj or use GeoJSON (EPSG:4326).")
+    for col in gdf.columns:
+        if col == gdf.geometry.name or gdf[col].dtype.kind not in "OUiu":
+            continue
+        norm = gdf[col].astype(str).map(normalize_division)
+        hit = norm == settings.FIRST_DIVISION
+        if hit.any():
+            geom = gdf[hit.to_numpy()].to_crs(settings.CRS_PROJECTED).union_all().buffer(0)
+            return gpd.GeoDataFrame({"name": [settings.FIRST_DIVISION], "members": [""],
+                                     "method": [f"{METHOD_OFFICIAL}:{path.name}"]},
+                                    geometry=[geom], crs=settings.CRS_PROJECTED).to_crs(settings.CRS_STORE)
+    samples = {c: gdf[c].astype(str).head(3).tolist() for c in gdf.columns if c != gdf.geometry.name}
+    raise InputFileError(f"{path}: no column has a value meaning {settings.FIRST_DIVISION!r} "
+                         f"(e.g. '1st Division' or 1); columns and first values: {samples}.")
+
+
+def load_first_division(path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDataFrame:
+    """The First Division feature (EPSG:4326) with name, members, method."""
+    return _read(path)
+
+
+def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """First Division from a store's joined records (or LMPD's description before geocoding).
+
+    Returns the feature and the per-unit membership table (`first_division_members`).
+    """
+    from geo_lead.spatial_join import points_from_lonlat  # spatial_join imports this module
+
+    cols = set(store.columns("records"))  # type: ignore[attr-defined]
+    records = None
+    if {"lon", "lat", "division"} <= cols:
+        # Join in memory: the store's `neighborhood` column may be stale or not written yet.
+        from geo_lead.spatial_join import join_records
+
+        pts = points_from_lonlat(store.read_records(["lon", "lat", "division"]))  # type: ignore[attr-defined]
+        records = pd.DataFrame(join_records(pts, neighborhoods.to_crs(pts.crs))[["neighborhood", "division"]])
+    members = first_division_members(neighborhoods, records)
+    method = METHOD_RECORDS if (members["basis"] == "records").any() else METHOD_FALLBACK
+    return build_first_division(neighborhoods, members, method), members
+
+
+def first_division_for_store(store: object, neighborhoods: gpd.GeoDataFrame,
+                             path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDataFrame:
+    """The First Division to score with: an installed official file wins; otherwise it is
+    derived from the store's current records (so new data moves it reproducibly)."""
+    if Path(path).exists():
+        fd = load_first_division(path)
+        if "method" in fd and str(fd["method"].iloc[0]).startswith(METHOD_OFFICIAL):
+            return fd
+    return derive_first_division(store, neighborhoods)[0]
+
+
+def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None,
+            divisions: Path | None = None, shapefile: Path = LOJIC_SHAPEFILE) -> dict[str, object]:
+    """Regenerate neighborhoods, pilot zone and First Division GeoJSON in `out_dir`.
+
+    Returns a summary: files written, First Division method, members and disagreements
+    with LMPD's description.
+    """
+    out_dir = Path(out_dir)
+    nh = build_neighborhoods(shapefile)
+    write_geojson(nh, out_dir / settings.NEIGHBORHOODS_FILE.name)
+    write_geojson(build_pilot_zone(nh), out_dir / settings.PILOT_ZONE_FILE.name)
+    notes: list[str] = []
+    if divisions is not None:
+        fd = official_first_division(divisions)
+    elif store is not None:
+        fd, members = derive_first_division(store, nh)
+        notes = check_against_description(members, nh)
+    else:
+        members = first_division_members(nh, None)
+        fd = build_first_division(nh, members, METHOD_FALLBACK)
+    write_geojson(fd, out_dir / settings.FIRST_DIVISION_FILE.name)
+    for note in notes:
+        log.info("First Division check: %s", note)
+    return {"out_dir": str(out_dir), "neighborhoods": len(nh), "first_division_method": fd["method"].iloc[0],
+            "first_division_members": [m for m in fd["members"].iloc[0].split(";") if m],
+            "disagreements": notes}

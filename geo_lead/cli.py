@@ -23,6 +23,10 @@ from geo_lead.errors import GeoLeadError
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline",
     "ingest",
+    "geocode",
+    "boundaries",
+    "score",
+    "site",
     "maps",
 )
 
@@ -88,3 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("geo-lead: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error for the user.
+        sys.stderr.close()
+        return EXIT_OK

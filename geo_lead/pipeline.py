@@ -1,4 +1,9 @@
-"""`geo-lead run`: every stage in order on one store, with counts per stage."""
+"""`geo-lead run`: every stage in order on one store, with the counts of each stage.
+
+Stages: ingest -> geocode (through the cache: only new addresses cost time) -> spatial
+join -> score -> hotspots -> site selection. Each stage accounts for its rows, and the summary returned (and printed by
+the CLI) carries those counts.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +12,121 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from geo_lead import settings
 from geo_lead.ingest import ingest_files
 from geo_lead.progress import Progress
-from geo_lead.store import opened
+from geo_lead.store import Store, opened
 
 log = logging.getLogger(__name__)
 
+Say = Callable[[str], None]
 
-def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path,
-                 echo: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Ingest `files`, then run the later stages on the store; return a summary."""
-    say = echo or (lambda _msg: None)
+
+def _progress(label: str, echo: Say | None) -> Progress:
+    return Progress(label, enabled=None if echo else False)
+
+
+def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None) -> dict[str, Any]:
+    progress = _progress("  rows", echo)
+    reports = ingest_files(store, files, progress=progress)
+    progress.close()
+    for r in reports:
+        say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
+            f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")
+    keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
+    return {**{k: sum(getattr(r, k) for r in reports) for k in keys},
+            "files": [r.as_dict() for r in reports]}
+
+
+def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
+    from geo_lead.geocode import geocode_store
+
+    progress = _progress("  addresses", echo)
+    counts = geocode_store(store, progress=progress)
+    progress.close()
+    total = store.count("records")
+    matched = store.conn.execute(
+        "SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
+    by_type = {str(k): int(v) for k, v in matched}
+    counts["store_by_match_type"] = by_type
+    n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
+    counts["store_match_rate"] = n_ok / total if total else 0.0
+    say(f"  {counts['records']:,} records looked up: {counts['geocoded_new']:,} new addresses' records, "
+        f"{counts['geocoded_from_cache']:,} from the cache")
+    say(f"  store: {n_ok:,} of {total:,} records placed ({counts['store_match_rate']:.1%}); by type: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    return counts
+
+
+def stage_join(store: Store, say: Say) -> dict[str, Any]:
+    from geo_lead.spatial_join import join_store
+
+    counts = join_store(store)
+    say(f"  {counts['records']:,} records = {counts['joined']:,} in a neighborhood + "
+        f"{counts['outside']:,} outside every neighborhood + {counts['not_geocoded']:,} not geocoded")
+    return counts
+
+
+def stage_score(store: Store, say: Say) -> dict[str, Any]:
+    from geo_lead.scoring import format_table, score_store, scores_json
+
+    scores = score_store(store)
+    for line in format_table(scores).splitlines():
+        say("  " + line)
+    return {"table": scores_json(scores)}
+
+
+def stage_hotspots(store: Store, say: Say) -> dict[str, Any]:
+    from geo_lead.hotspots import format_hotspots, hotspots_store
+
+    result = hotspots_store(store)
+    for line in format_hotspots(result).splitlines():
+        say("  " + line)
+    return result
+
+
+def stage_site(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
+    from geo_lead.siting import format_site, site_store
+
+    progress = _progress("  bootstrap resamples", echo)
+    result = site_store(store, progress=progress)
+    progress.close()
+    for line in format_site(result).splitlines():
+        say("  " + line)
+    return result
+
+
+def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
+                 echo: Say | None = print) -> dict[str, Any]:
+    """Run every stage on the store at `store_path` and return a summary of each stage.
+
+    Parameters
+    ----------
+    store_path
+        The GeoPackage store (created on first use).
+    files
+        LMPD files to ingest first; files already ingested add nothing.
+    out_dir
+        Where maps and the report are written.
+    echo
+        Where progress lines go (``print`` for the CLI, ``None`` for silence).
+    """
+    say: Say = echo or (lambda _msg: None)
     summary: dict[str, Any] = {"store": str(store_path)}
+    stages = ("ingest", "geocode", "join", "score", "hotspots", "site")
+    n = len(stages)
     with opened(store_path) as store:
-        say(f"[1/1] ingest {len(files)} file(s) into {store_path}")
-        progress = Progress("  rows", enabled=None if echo else False)
-        reports = ingest_files(store, files, progress=progress)
-        progress.close()
-        for r in reports:
-            say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
-                f" added {r.added:,}")
-        summary["ingest"] = [r.as_dict() for r in reports]
+        say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
+        summary["ingest"] = stage_ingest(store, files, say, echo)
+        say(f"[2/{n}] geocode block addresses and intersections (offline)")
+        summary["geocode"] = stage_geocode(store, say, echo)
+        say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
+        summary["join"] = stage_join(store, say)
+        say(f"[4/{n}] score First Division neighborhoods")
+        summary["score"] = stage_score(store, say)
+        say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
+        summary["hotspots"] = stage_hotspots(store, say)
+        say(f"[6/{n}] site selection: is Russell + Portland justified?")
+        summary["site"] = stage_site(store, say, echo)
         summary["records_in_store"] = store.count("records")
-    say(f"store now holds {summary['records_in_store']:,} records")
     return summary

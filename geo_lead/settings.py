@@ -68,6 +68,58 @@ RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed w
 PERMUTATIONS: Final[int] = 999
 BOOTSTRAP_REPLICATES: Final[int] = 500
 
+# --- boundaries, spatial join and scoring (issue #4) -------------------------------------
+#: LMPD's own description of the First Division: downtown plus these neighborhoods (LOJIC
+#: NH_NAME), Ohio River to the north, Broadway to the south. Used as the deterministic
+#: fallback membership before records are geocoded, and as the check on the derived one.
+FIRST_DIVISION_DESCRIBED: Final[tuple[str, ...]] = (
+    "CENTRAL BUSINESS DISTRICT", "PORTLAND", "RUSSELL", "PHOENIX HILL",
+)
+#: A neighborhood takes its division from its records only when it has at least this many
+#: geocoded records with a division; below that it keeps the fallback membership.
+DIVISION_MIN_RECORDS: Final[int] = 5
+#: Broadway, west to east (lon, lat): signalised intersections along it (Louisville Metro
+#: Open Data, ../shared/data/geocoding/signalized_intersections.csv: Southwestern, 38th, 28th,
+#: 22nd, 18th, 13th, 9th, 4th, Brook, Jackson, Clay, Barret, Baxter). Only for the check.
+BROADWAY_LONLAT: Final[tuple[tuple[float, float], ...]] = (
+    (-85.82697, 38.25054), (-85.81512, 38.25014), (-85.79828, 38.24957), (-85.78821, 38.24922),
+    (-85.78151, 38.24894), (-85.77325, 38.24779), (-85.76651, 38.24687), (-85.75838, 38.24609),
+    (-85.75172, 38.24560), (-85.74560, 38.24514), (-85.74154, 38.24484), (-85.73396, 38.24427),
+    (-85.72701, 38.24374),
+)
+#: A unit belongs to an area polygon (First Division) when at least this share of it is inside.
+AREA_MEMBER_MIN_SHARE: Final[float] = 0.5
+
+# --- siting (geo_lead.siting, geo_lead.hotspots) -------------------------------------------
+#: Largest zone size (neighborhoods) for which the best contiguous zone is reported.
+SITE_K_MAX: Final[int] = 6
+#: Capacity sizing tries zones of up to this many neighborhoods.
+SITE_CAPACITY_K_MAX: Final[int] = 12
+#: Share of eligible stops that become enrolled participants (officer offers diversion, the
+#: person accepts and completes the 72-hour assessment). An assumption: no Louisville figure
+#: is published; change it with `geo-lead site --take-up`.
+SITE_TAKE_UP_RATE: Final[float] = 0.5
+#: The verdict's "top set": the best ceil(fraction x n) contiguous zones of the pilot's size.
+SITE_TOP_FRACTION: Final[float] = 0.10
+#: The pilot must stay in the top set in at least this share of bootstrap resamples.
+SITE_STABILITY_MIN: Final[float] = 0.50
+#: The pilot's holdout PAI may fall short of the best train-chosen zone's by at most this share.
+SITE_PAI_TOLERANCE: Final[float] = 0.20
+#: A calendar-year window counts for stability only with at least this many eligible records.
+SITE_MIN_WINDOW_RECORDS: Final[int] = 30
+#: Comparison area balance: every standardised mean difference within this (Stuart 2010's
+#: rule of thumb for matched designs); the answer reports balance either way.
+SITE_BALANCE_MAX_SMD: Final[float] = 0.25
+#: Where each capacity parameter comes from (printed with the answer).
+SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
+    "capacity": "Louisville Metro LEAD FAQ (Aug 2018): 50 participants",
+    "months": "Louisville Metro LEAD FAQ (Aug 2018): 18-month pilot",
+    "take_up_rate": "assumption (settings.SITE_TAKE_UP_RATE); no published Louisville figure",
+    "persons_per_record": "data: distinct incident numbers / eligible records (an upper bound on "
+                          "distinct persons: LMPD crime data has no person id)",
+    "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
+}
+
 # --- maps and report (geo_lead.maps, geo_lead.figures, geo_lead.report) ---------------------
 #: Display-only simplification of polygons before they go on a web map (feet, EPSG:2246):
 #: 10 ft is invisible at street zoom and halves the page size. Analysis never uses it.

@@ -1,0 +1,56 @@
+"""`geo-lead boundaries rebuild`: regenerate the boundary GeoJSON files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from geo_lead import settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "boundaries", help="rebuild neighborhoods, pilot zone and First Division GeoJSON",
+        description=(
+            "rebuild: regenerate boundaries/neighborhoods.geojson and pilot_zone.geojson from the "
+            "LOJIC shapefile, and first_division.geojson: from a user's official LMPD division file "
+            "(--divisions), else from the store's geocoded records (each neighborhood takes the "
+            "division holding most of its records), else from LMPD's description (downtown, "
+            "Portland, Russell, Phoenix Hill).\n\n"
+            "examples: geo-lead boundaries rebuild\n"
+            "          geo-lead boundaries rebuild --divisions LMPD_Divisions.shp"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bsub = p.add_subparsers(dest="boundaries_command", metavar="ACTION")
+    r = bsub.add_parser("rebuild", help="regenerate the boundary files",
+                        description="Regenerate the boundary GeoJSON files (see `geo-lead boundaries -h`).")
+    r.add_argument("--divisions", type=Path, metavar="PATH",
+                   help="official LMPD division polygons (any GDAL vector file); its First Division replaces the derived one")
+    r.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
+                   help="store whose geocoded records decide the First Division (default: %(default)s; "
+                        "when missing, LMPD's description is used)")
+    r.add_argument("--out", type=Path, default=settings.BOUNDARIES_DIR, metavar="DIR",
+                   help="where the GeoJSON files go (default: the project's boundaries/)")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.set_defaults(func=_run_rebuild)
+    p.set_defaults(func=lambda _a: (p.print_help(), 2)[1])
+
+
+def _run_rebuild(args: argparse.Namespace) -> int:
+    from geo_lead.boundaries import rebuild
+    from geo_lead.cli import print_json
+    from geo_lead.store import opened
+
+    if args.divisions is None and Path(args.store).exists():
+        with opened(args.store, create=False) as store:
+            summary = rebuild(args.out, store=store)
+    else:
+        summary = rebuild(args.out, divisions=args.divisions)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"wrote neighborhoods ({summary['neighborhoods']} units), pilot zone and First Division to {summary['out_dir']}")
+    print(f"First Division ({summary['first_division_method']}): "
+          + (", ".join(summary["first_division_members"]) or "official polygon"))
+    for note in summary["disagreements"]:
+        print(f"  differs from LMPD's description: {note}")
+    return 0

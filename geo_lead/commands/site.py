@@ -1,0 +1,110 @@
+"""``geo-lead hotspots`` and ``geo-lead site``: hotspot maps and the pilot-zone verdict."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from geo_lead import settings
+
+AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
+             "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
+             "neighborhood)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, help="the GeoPackage store (default %(default)s)")
+    p.add_argument("--indicator", default="lead_eligible",
+                   help="record flag to analyse: lead_eligible (default), opiate, possession, ...")
+    p.add_argument("--area", choices=("first-division", "city"), default="first-division", help=AREA_HELP)
+    p.add_argument("--candidates", default=None,
+                   help="comma-separated neighborhood names to use instead of --area, e.g. 'RUSSELL,PORTLAND,SHAWNEE'")
+    p.add_argument("--permutations", type=int, default=settings.PERMUTATIONS,
+                   help="conditional permutations for Gi* pseudo p-values (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    h = sub.add_parser(
+        "hotspots", help="kernel density and Getis-Ord Gi* hotspots of eligible records",
+        description="Kernel density (scikit-learn, bandwidth in feet by likelihood cross-validation "
+                    "or Scott's rule) and Getis-Ord Gi* (esda, 999 permutations, fixed seed, "
+                    "Benjamini-Hochberg FDR) on neighborhoods and on a 1,000 ft grid; writes the "
+                    "hotspot_kde, hotspot_gistar_neighborhoods and hotspot_gistar_grid layers.\n"
+                    "Example: geo-lead hotspots --indicator opiate --grid-ft 800 --json")
+    _common(h)
+    h.add_argument("--bandwidth", choices=("scott", "silverman", "cv"), default="cv",
+                   help="KDE bandwidth rule (default %(default)s)")
+    h.add_argument("--kde-cell-ft", type=float, default=500.0, help="KDE surface cell size in feet (default %(default)s)")
+    h.add_argument("--hotspot-sd", type=float, default=2.0,
+                   help="KDE hotspot cells: density > mean + N sd (default %(default)s)")
+    h.add_argument("--grid-ft", type=float, default=1000.0, help="Gi* grid cell size in feet (default %(default)s)")
+    h.set_defaults(func=_run_hotspots)
+
+    s = sub.add_parser(
+        "site", help="is Russell+Portland the right pilot zone? best zones, capacity, comparison area",
+        description="Compare the pilot zone with every contiguous zone of its size (share, PAI and "
+                    "PEI on a train and a holdout period, rank, bootstrap and yearly stability), "
+                    "find the exact best contiguous zone of k neighborhoods (MILP, CBC), the "
+                    "smallest zone that fills the program's capacity, and a comparison area; "
+                    "prints the verdict (justified / revise) with the numbers that decide it.\n"
+                    "Example: geo-lead site --k 3 --capacity 50 --months 18 --json")
+    _common(s)
+    s.add_argument("--k", type=int, default=None, help="size of the best zone to report (default: the pilot's size)")
+    s.add_argument("--capacity", type=int, default=settings.PILOT_CAPACITY_PARTICIPANTS,
+                   help="program capacity in participants (default %(default)s)")
+    s.add_argument("--months", type=int, default=settings.PILOT_MONTHS, help="program length in months (default %(default)s)")
+    s.add_argument("--objective", choices=("records", "rate"), default="records",
+                   help="zone objective: eligible records (default) or EB-smoothed rate x population")
+    s.add_argument("--take-up", type=float, default=settings.SITE_TAKE_UP_RATE,
+                   help="share of eligible stops that become participants (default %(default)s, an assumption)")
+    s.add_argument("--persons-per-record", type=float, default=None,
+                   help="distinct persons per eligible record (default: distinct incidents / records, from data)")
+    s.add_argument("--train", default=None, help="training period START:END (YYYY-MM-DD:YYYY-MM-DD); "
+                   "default months 1-8 of every year")
+    s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year")
+    s.add_argument("--replicates", type=int, default=settings.BOOTSTRAP_REPLICATES,
+                   help="bootstrap resamples for stability (default %(default)s)")
+    s.set_defaults(func=_run_site)
+
+
+def _candidates(args: argparse.Namespace) -> list[str] | None:
+    return [c.strip() for c in args.candidates.split(",")] if args.candidates else None
+
+
+def _run_hotspots(args: argparse.Namespace) -> int:
+    from geo_lead.cli import print_json
+    from geo_lead.hotspots import format_hotspots, hotspots_store
+    from geo_lead.store import opened
+
+    with opened(args.store, create=False) as store:
+        result = hotspots_store(store, indicator=args.indicator, area=args.area,
+                                candidates=_candidates(args), kde_cell_ft=args.kde_cell_ft,
+                                bandwidth_method=args.bandwidth, hotspot_sd=args.hotspot_sd,
+                                grid_cell_ft=args.grid_ft, permutations=args.permutations)
+    if args.json:
+        print_json(result)
+        return 0
+    print(format_hotspots(result))
+    return 0
+
+
+def _run_site(args: argparse.Namespace) -> int:
+    from geo_lead.cli import print_json
+    from geo_lead.progress import Progress
+    from geo_lead.siting import format_site, site_store
+    from geo_lead.store import opened
+
+    progress = Progress("bootstrap resamples", total=args.replicates)
+    with opened(args.store, create=False) as store:
+        result = site_store(store, k=args.k, capacity=args.capacity, months=args.months,
+                            indicator=args.indicator, area=args.area, candidates=_candidates(args),
+                            objective=args.objective, take_up_rate=args.take_up,
+                            persons_per_record=args.persons_per_record, train=args.train,
+                            test=args.test, replicates=args.replicates, progress=progress)
+    progress.close()
+    if args.json:
+        print_json(result)
+        return 0
+    print(format_site(result))
+    return 0

@@ -1,0 +1,459 @@
+"""The reference gazetteer: address points, street centerlines and intersections -> an index.
+
+Accepted inputs (detected from the columns; CSV, or any file GeoPandas reads):
+
+* **address points** -- a full-address column (``street``/``address``/``full_address``) or a
+  number column plus a street column, and lon/lat columns (or point geometry). The shipped
+  OpenAddresses sample of LOJIC address points, or a user's complete LOJIC file.
+* **Census geocoder results** -- ``m_address``/``status``/``long``/``lat``; only ``Match``
+  rows are used, each as a point for its matched address.
+* **street centerlines with address ranges** -- LineString geometry (or a WKT column) and
+  from/to house numbers per side (TIGER ADDRFEAT ``LFROMHN/LTOHN/RFROMHN/RTOHN``, EDGES
+  ``LFROMADD/...``, LOJIC ``L_F_ADD/...``) plus a street name (``FULLNAME``). Each side becomes
+  numbered vertices along the line, so interpolation follows the line; shared end nodes of
+  different streets become intersections.
+* **intersections** -- two street-name columns (``MAINSTREET``/``CROSSSTREET``) and lon/lat.
+
+The index is built once per reference hash (sha256 of the files and `INDEX_VERSION`) and
+pickled into a cache directory, so later loads take a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.errors import GeocodeError
+from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_street
+
+log = logging.getLogger(__name__)
+
+#: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
+INDEX_VERSION = "geocode-index-5"
+
+SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
+
+_LON = ("longitude", "lon", "long", "x", "lng")
+_LAT = ("latitude", "lat", "y")
+_FULL = ("street", "address", "full_address", "fulladdr", "full_addr", "addr", "m_address")
+_NUM = ("number", "house_number", "houseno", "house_no", "addnum", "add_num", "address_number", "hn")
+_STREET = ("street_name", "streetname", "strname", "st_name", "full_street", "fullname", "street")
+_ZIP = ("postcode", "zip", "zipcode", "zip_code", "m_zip", "zip5")
+_RANGES = {
+    "lfrom": ("lfromhn", "lfromadd", "l_f_add", "fromleft", "l_add_from", "lfrom"),
+    "lto": ("ltohn", "ltoadd", "l_t_add", "toleft", "l_add_to", "lto"),
+    "rfrom": ("rfromhn", "rfromadd", "r_f_add", "fromright", "r_add_from", "rfrom"),
+    "rto": ("rtohn", "rtoadd", "r_t_add", "toright", "r_add_to", "rto"),
+}
+_CL_NAME = ("fullname", "full_name", "street_name", "streetname", "name", "st_name", "street")
+_CL_ZIP = {"l": ("zipl", "lzip", "l_zip", "zip_left"), "r": ("zipr", "rzip", "r_zip", "zip_right")}
+_INT_A = ("mainstreet", "street1", "street_a", "main_street")
+_INT_B = ("crossstreet", "street2", "street_b", "cross_street")
+
+
+@dataclass
+class Reference:
+    """The built index. Points are sorted by (street id, number); coordinates in EPSG:2246 ft."""
+
+    hash: str
+    street_keys: list[str]
+    street_parts: list[Street]
+    pt_street: np.ndarray
+    pt_number: np.ndarray
+    pt_x: np.ndarray
+    pt_y: np.ndarray
+    pt_zip: np.ndarray
+    pt_src: np.ndarray
+    pt_parity: np.ndarray
+    offsets: np.ndarray  # street i's points are offsets[i]:offsets[i+1]
+    name_to_ids: dict[str, list[int]]
+    key_to_id: dict[str, int]
+    #: sorted (name_a, name_b) -> list of (x_ft, y_ft)
+    intersections: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_points(self) -> int:
+        return int(self.pt_x.size)
+
+
+# --- projection -------------------------------------------------------------------------
+_TRANSFORMERS: dict[bool, Any] = {}
+
+
+def _transformer(inverse: bool = False) -> Any:
+    if inverse not in _TRANSFORMERS:
+        from pyproj import Transformer
+
+        src, dst = settings.CRS_STORE, settings.CRS_PROJECTED
+        if inverse:
+            src, dst = dst, src
+        _TRANSFORMERS[inverse] = Transformer.from_crs(src, dst, always_xy=True)
+    return _TRANSFORMERS[inverse]
+
+
+def to_projected(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lon/lat (EPSG:4326) -> x/y feet (EPSG:2246)."""
+    x, y = _transformer().transform(np.asarray(lon, float), np.asarray(lat, float))
+    return np.asarray(x), np.asarray(y)
+
+
+def to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x/y feet (EPSG:2246) -> lon/lat (EPSG:4326)."""
+    lon, lat = _transformer(True).transform(np.asarray(x, float), np.asarray(y, float))
+    return np.asarray(lon), np.asarray(lat)
+
+
+# --- reading ----------------------------------------------------------------------------
+def shipped_reference_files() -> list[Path]:
+    """The real reference files shipped in ``data/reference`` (see its SOURCE.md)."""
+    return sorted(settings.REFERENCE_DIR.glob("*.csv"))
+
+
+def reference_hash(paths: Sequence[Path]) -> str:
+    """sha256 over the files' bytes and `INDEX_VERSION` (the cache and index key)."""
+    h = hashlib.sha256(INDEX_VERSION.encode())
+    for path in sorted(Path(p) for p in paths):
+        h.update(path.name.encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
+    lower = {c.lower().lstrip("\ufeff"): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise GeocodeError(f"{path}: reference file not found.")
+    if path.suffix.lower() in (".csv", ".txt", ".tsv"):
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                                sep="\t" if path.suffix.lower() == ".tsv" else ",")
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise GeocodeError(f"{path}: cannot read as CSV ({exc}).") from None
+        wkt = _pick(frame.columns, ("wkt", "geometry", "geom", "the_geom"))
+        if wkt is not None:
+            import geopandas as gpd
+            from shapely import from_wkt
+
+            geoms = from_wkt(frame[wkt].replace("", None).to_numpy(), on_invalid="ignore")
+            return gpd.GeoDataFrame(frame.drop(columns=[wkt]), geometry=geoms, crs=settings.CRS_STORE)
+        return frame
+    import geopandas as gpd
+
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 -- pyogrio raises many types; report them all
+        raise GeocodeError(f"{path}: cannot read as a GIS file ({exc}).") from None
+    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs(settings.CRS_STORE)
+    return gdf
+
+
+def _numbers(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{1,6})", expand=False),
+                         errors="coerce").to_numpy(float)
+
+
+def _zips(series: pd.Series | None, n: int) -> np.ndarray:
+    if series is None:
+        return np.zeros(n, np.int64)
+    z = pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{5})", expand=False), errors="coerce")
+    return z.fillna(0).to_numpy(np.int64)
+
+
+def _parse_unique(texts: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    codes, uniques = pd.factorize(texts)
+    return codes, [parse_address(u) for u in uniques]
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+        self.parts: list[Street] = []
+        self.cols: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.intersections: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def street_id(self, street: Street) -> int:
+        sid = self.keys.get(street.key)
+        if sid is None:
+            sid = self.keys[street.key] = len(self.parts)
+            self.parts.append(street)
+        return sid
+
+    def add_points(self, streets: list[Street | None], number: np.ndarray, lon: np.ndarray,
+                   lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None) -> int:
+        ok = np.array([s is not None and bool(s.name) for s in streets], bool)
+        ok &= np.isfinite(number) & np.isfinite(lon) & np.isfinite(lat)
+        w, s_, e, n = settings.JEFFERSON_BBOX
+        ok &= (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return 0
+        x, y = to_projected(lon[idx], lat[idx])
+        self.cols["street"].append(np.array([self.street_id(streets[i]) for i in idx], np.int64))  # type: ignore[arg-type]
+        self.cols["number"].append(number[idx].astype(float))
+        self.cols["x"].append(x)
+        self.cols["y"].append(y)
+        self.cols["zip"].append(zips[idx])
+        self.cols["src"].append(np.full(idx.size, src, np.int8))
+        par = (number[idx].astype(np.int64) % 2) if parity is None else parity[idx]
+        self.cols["parity"].append(par.astype(np.int8))
+        return int(idx.size)
+
+    def add_intersection(self, a: Street, b: Street, x: float, y: float,
+                         raw_a: str = "", raw_b: str = "") -> None:
+        # Tables often omit the type ("LAKE FOREST", "SHELBYVILLE"): index the parsed name
+        # and the whole text (less directions) so "LAKE FOREST PKWY" finds "LAKE FOREST".
+        va = {intersection_name(a), _raw_name(raw_a)} - {""}
+        vb = {intersection_name(b), _raw_name(raw_b)} - {""}
+        for na in va:
+            for nb in vb:
+                if na != nb:
+                    self.intersections[tuple(sorted((na, nb)))].append((float(x), float(y)))  # type: ignore[index]
+
+    def finish(self, ref_hash: str, sources: list[str]) -> Reference:
+        if not self.cols:
+            raise GeocodeError("the reference files contain no usable address points, centerlines "
+                               "or intersections (check the column names: see geo_lead/geocode/reference.py).")
+        cat = {k: np.concatenate(v) for k, v in self.cols.items()}
+        order = np.lexsort((cat["number"], cat["street"]))
+        cat = {k: v[order] for k, v in cat.items()}
+        n_streets = len(self.parts)
+        offsets = np.searchsorted(cat["street"], np.arange(n_streets + 1)).astype(np.int64)
+        name_to_ids: dict[str, list[int]] = defaultdict(list)
+        for i, st in enumerate(self.parts):
+            name_to_ids[st.name].append(i)
+        return Reference(
+            hash=ref_hash, street_keys=[p.key for p in self.parts], street_parts=self.parts,
+            pt_street=cat["street"], pt_number=cat["number"], pt_x=cat["x"], pt_y=cat["y"],
+            pt_zip=cat["zip"], pt_src=cat["src"], pt_parity=cat["parity"], offsets=offsets,
+            name_to_ids=dict(name_to_ids), key_to_id=dict(self.keys),
+            intersections=dict(self.intersections), sources=sources, counts=dict(self.counts))
+
+
+def intersection_name(street: Street) -> str:
+    """The name used to match intersection tables, which often omit type and direction."""
+    name = street.name
+    if name.endswith(" RAMP"):
+        name = name[: -len(" RAMP")]
+    return name
+
+
+def _raw_name(text: str) -> str:
+    if not text:
+        return ""
+    st = parse_street(text)
+    tokens = text.split()
+    if st.predir and tokens and tokens[0] in ("N", "S", "E", "W", "NORTH", "SOUTH", "EAST", "WEST"):
+        tokens = tokens[1:]
+    return intersection_name(Street(name=" ".join(tokens)))
+
+
+def _lonlat(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    if hasattr(frame, "geometry") and "geometry" in getattr(frame, "columns", []):
+        geom = frame.geometry
+        if len(geom) and (geom.geom_type == "Point").all():
+            return geom.x.to_numpy(float), geom.y.to_numpy(float)
+    lon_c, lat_c = _pick(frame.columns, _LON), _pick(frame.columns, _LAT)
+    if lon_c is None or lat_c is None:
+        return None
+    return (pd.to_numeric(frame[lon_c], errors="coerce").to_numpy(float),
+            pd.to_numeric(frame[lat_c], errors="coerce").to_numpy(float))
+
+
+def _add_file(b: _Builder, path: Path) -> str:
+    frame = _read_any(path)
+    cols = list(frame.columns)
+    lower = {c.lower().lstrip("\ufeff") for c in cols}
+    is_lines = "geometry" in cols and len(frame) and frame.geometry.geom_type.isin(
+        ["LineString", "MultiLineString"]).any()
+    if is_lines:
+        return _add_centerlines(b, frame, path)
+    ll = _lonlat(frame)
+    if ll is None:
+        raise GeocodeError(f"{path}: no longitude/latitude columns (looked for {', '.join(_LON)} / "
+                           f"{', '.join(_LAT)}) and no point or line geometry.")
+    lon, lat = ll
+    a_c, b_c = _pick(cols, _INT_A), _pick(cols, _INT_B)
+    if a_c and b_c:
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        x, y = to_projected(np.where(ok, lon, -85.7), np.where(ok, lat, 38.2))
+        for i, (ta, tb) in enumerate(zip(frame[a_c].astype(str), frame[b_c].astype(str), strict=True)):
+            if ok[i]:
+                ca, cb = _clean_simple(ta), _clean_simple(tb)
+                b.add_intersection(parse_street(ca), parse_street(cb), x[i], y[i], ca, cb)
+        b.counts["intersections"] += int(ok.sum())
+        return "intersections"
+    if "status" in lower and "m_address" in lower:
+        st = frame[_pick(cols, ("status",))].astype(str).str.strip().str.lower() == "match"
+        sub = frame[st]
+        codes, parsed = _parse_unique(sub[_pick(cols, ("m_address",))].astype(str))
+        streets = [parsed[c].street if parsed[c].kind == "address" else None for c in codes]
+        number = np.array([parsed[c].number if parsed[c].kind == "address" else np.nan for c in codes], float)
+        zc = _pick(cols, ("m_zip", "o_zip"))
+        n = b.add_points(streets, number, lon[st.to_numpy()], lat[st.to_numpy()],
+                         _zips(sub[zc] if zc else None, len(sub)), SRC_CENSUS)
+        b.counts["census_points"] += n
+        return "census"
+    num_c, street_c, full_c = _pick(cols, _NUM), _pick(cols, _STREET), _pick(cols, _FULL)
+    if num_c and street_c and num_c != street_c:
+        texts = frame[num_c].astype(str).str.strip() + " " + frame[street_c].astype(str)
+    elif full_c:
+        texts = frame[full_c].astype(str)
+    else:
+        raise GeocodeError(f"{path}: no address column (looked for {', '.join(_FULL)}, or a number "
+                           f"column such as {', '.join(_NUM[:4])} with a street column).")
+    codes, parsed = _parse_unique(texts)
+    streets = [parsed[c].street if parsed[c].kind == "address" else None for c in codes]
+    number = np.array([parsed[c].number if parsed[c].kind == "address" else np.nan for c in codes], float)
+    zc = _pick(cols, _ZIP)
+    n = b.add_points(streets, number, lon, lat, _zips(frame[zc] if zc else None, len(frame)), SRC_POINT)
+    b.counts["address_points"] += n
+    return "address_points"
+
+
+def _clean_simple(text: str) -> str:
+    words = " ".join(text.upper().replace(".", " ").split()).split()
+    return " ".join(NAME_WORDS.get(w, w) if i == 0 else w for i, w in enumerate(words))
+
+
+def _add_centerlines(b: _Builder, gdf: Any, path: Path) -> str:
+    import shapely
+
+    cols = list(gdf.columns)
+    rng = {k: _pick(cols, v) for k, v in _RANGES.items()}
+    name_c = _pick(cols, _CL_NAME)
+    if name_c is None or any(v is None for v in rng.values()):
+        raise GeocodeError(f"{path}: centerlines need a street name column ({', '.join(_CL_NAME[:3])}) "
+                           f"and from/to numbers per side (e.g. LFROMHN, LTOHN, RFROMHN, RTOHN).")
+    ranges = {k: _numbers(gdf[c]) for k, c in rng.items()}  # type: ignore[index]
+    zips = {s: _zips(gdf[c], len(gdf)) if (c := _pick(cols, v)) else np.zeros(len(gdf), np.int64)
+            for s, v in _CL_ZIP.items()}
+    names = gdf[name_c].astype(str).map(_clean_simple)
+    parsed_by_name = {n: parse_street(n) for n in names.unique()}
+    geoms = shapely.line_merge(gdf.geometry.to_numpy())
+    streets: list[Street | None] = []
+    nums: list[float] = []
+    lons: list[float] = []
+    lats: list[float] = []
+    zl: list[int] = []
+    par: list[int] = []
+    nodes: dict[tuple[int, int], set[Street]] = defaultdict(set)
+    n_lines = 0
+    for i, geom in enumerate(geoms):
+        if geom is None or geom.is_empty or geom.geom_type != "LineString":
+            continue
+        street = parsed_by_name[names.iat[i]]
+        if not street.name:
+            continue
+        n_lines += 1
+        coords = np.asarray(geom.coords)[:, :2]
+        x, y = to_projected(coords[:, 0], coords[:, 1])
+        cum = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+        frac = cum / cum[-1] if cum[-1] > 0 else np.zeros_like(cum)
+        for side in ("l", "r"):
+            f, t = ranges[f"{side}from"][i], ranges[f"{side}to"][i]
+            if not (np.isfinite(f) and np.isfinite(t)) or (f == 0 and t == 0):
+                continue
+            vals = f + (t - f) * frac
+            streets.extend([street] * len(vals))
+            nums.extend(vals.tolist())
+            lons.extend(coords[:, 0].tolist())
+            lats.extend(coords[:, 1].tolist())
+            zl.extend([int(zips[side][i])] * len(vals))
+            par.extend([int(f) % 2] * len(vals))
+        for px, py in ((x[0], y[0]), (x[-1], y[-1])):
+            nodes[(round(px), round(py))].add(street)
+    n = b.add_points(streets, np.array(nums, float), np.array(lons, float), np.array(lats, float),
+                     np.array(zl, np.int64), SRC_CENTERLINE, np.array(par, np.int8))
+    for (px, py), sts in nodes.items():
+        names_at = sorted({intersection_name(s) for s in sts})
+        for ia in range(len(names_at)):
+            for ib in range(ia + 1, len(names_at)):
+                b.intersections[(names_at[ia], names_at[ib])].append((float(px), float(py)))
+    b.counts["centerline_segments"] += n_lines
+    b.counts["centerline_vertices"] += n
+    return "centerlines"
+
+
+def build_reference(paths: Sequence[Path | str], ref_hash: str | None = None) -> Reference:
+    """Read reference files and build the index (no caching; see `load_reference`)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise GeocodeError("no reference files given.")
+    b = _Builder()
+    kinds = [f"{p.name}:{_add_file(b, p)}" for p in paths]
+    ref = b.finish(ref_hash or reference_hash(paths), kinds)
+    log.info("reference built: %d streets, %d points, %d intersections from %s",
+             len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds))
+    return ref
+
+
+def default_index_dir() -> Path:
+    """Where built indexes are cached: ``$GEO_LEAD_CACHE_DIR`` or ``~/.cache/geo_lead/geocode``."""
+    env = os.environ.get("GEO_LEAD_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "geo_lead" / "geocode"
+
+
+def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | None = None,
+                   use_cache: bool = True) -> Reference:
+    """The reference index for `paths` (default: the shipped files), from cache when built before.
+
+    Parameters
+    ----------
+    paths
+        Reference files (address points, Census results, centerlines, intersections).
+    index_dir
+        Where to keep the pickled index; default `default_index_dir`.
+    use_cache
+        False builds from scratch and writes nothing.
+    """
+    paths = [Path(p) for p in (paths if paths else shipped_reference_files())]
+    if not paths:
+        raise GeocodeError(f"no reference files in {settings.REFERENCE_DIR}; pass --reference FILE.")
+    ref_hash = reference_hash(paths)
+    if not use_cache:
+        return build_reference(paths, ref_hash)
+    cache = (index_dir or default_index_dir()) / f"reference-{ref_hash[:24]}.pkl"
+    if cache.exists():
+        try:
+            with open(cache, "rb") as fh:
+                ref = pickle.load(fh)
+            if isinstance(ref, Reference) and ref.hash == ref_hash:
+                return ref
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+            log.warning("ignoring unreadable index cache %s (%s)", cache, exc)
+    ref = build_reference(paths, ref_hash)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as tmp:
+            pickle.dump(ref, tmp, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp.name, cache)  # atomic: a concurrent reader never sees half a file
+    except OSError as exc:
+        log.warning("cannot cache the reference index in %s (%s); it is rebuilt next time", cache, exc)
+    return ref

@@ -1,0 +1,571 @@
+"""Hotspots: kernel density, Getis-Ord Gi* (neighborhoods and grid) and PAI/PEI.
+
+Inputs are plain GeoDataFrames (see docs/ARCHITECTURE.md): ``records`` (EPSG:4326 points with
+``occurred_at``, bool indicator flags, ``neighborhood`` = NH_NAME or "") and
+``neighborhoods`` (EPSG:4326 polygons with NH_NAME, NH_CODE, is_named). Every distance, area
+and density is computed in `settings.CRS_PROJECTED` (EPSG:2246, US survey feet).
+
+Methods
+-------
+* Kernel density: scikit-learn ``KernelDensity`` (Gaussian) on projected points; bandwidth in
+  feet by likelihood cross-validation (default; Scott's rule oversmooths clustered crime
+  points), Scott's rule (2-D: sigma * n^(-1/6), sigma = sqrt of the mean coordinate variance)
+  or Silverman's (identical to Scott's in 2-D); evaluated at
+  the centres of a grid clipped to the study area. Hotspot cells: density > mean + k*sd.
+* Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")``, conditional permutations with
+  a fixed seed, pseudo-p directed by the sign of z with ties not counted (`directed_pseudo_p`); labels at 99/95/90% after Benjamini-Hochberg FDR (``esda.fdr``).
+* PAI = (n/N)/(a/A) (Chainey, Tompson & Uhlig 2008); PEI = n / n_max, n_max being the most
+  records any set of grid cells of the same total area captures.
+
+Every record carries a ``weight`` = 1 / sampling fraction of its source file
+(`settings.SAMPLE_FRACTION_BY_FILE`, 1 for a complete extract), so counts estimate full-data
+counts and samples of different years mix fairly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from geo_lead import settings
+from geo_lead.errors import GeoLeadError
+
+log = logging.getLogger(__name__)
+
+#: Gi* labels, strongest first; `label_gistar` assigns the first level a unit passes.
+#: Likelihood cross-validation of the KDE bandwidth uses at most this many points.
+CV_MAX_POINTS = 1000
+#: Candidate bandwidths for cross-validation: log-spaced 0.2x..3x Scott's.
+CV_GRID = 25
+SIGNIFICANCE_LEVELS: tuple[tuple[float, str], ...] = ((0.01, "99%"), (0.05, "95%"), (0.10, "90%"))
+NOT_SIGNIFICANT = "not significant"
+
+
+# --- inputs ------------------------------------------------------------------------------
+def record_weights(records: pd.DataFrame) -> pd.Series:
+    """Weight of each record: 1 / sampling fraction of its source file (1 when unknown).
+
+    Parameters
+    ----------
+    records
+        Records with an optional ``source_file`` column (a ``weight`` column is kept as is).
+
+    Returns
+    -------
+    pandas.Series
+        Float weights aligned to ``records.index``.
+    """
+    if "weight" in records:
+        return records["weight"].astype(float)
+    if "source_file" not in records:
+        return pd.Series(1.0, index=records.index)
+    names = records["source_file"].fillna("").astype(str).str.replace("\\", "/").str.split("/").str[-1]
+    frac = names.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
+    return 1.0 / frac
+
+
+def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible") -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Flagged, geocoded records in EPSG:2246 with a ``weight`` column, and the accounting.
+
+    Returns
+    -------
+    points, counts
+        ``counts`` has records_in = not_flagged + not_geocoded + kept.
+    """
+    if indicator not in records:
+        raise GeoLeadError(f"records have no indicator column {indicator!r}; columns: {list(records.columns)}")
+    flagged = records[indicator].fillna(False).astype(bool)
+    geom = records.geometry
+    located = ~(geom.isna() | geom.is_empty)
+    kept = records[flagged & located].copy()
+    kept["weight"] = record_weights(kept)
+    counts = {"records_in": len(records), "not_flagged": int((~flagged).sum()),
+              "not_geocoded": int((flagged & ~located).sum()), "kept": len(kept)}
+    return kept.to_crs(settings.CRS_PROJECTED), counts
+
+
+def assign_neighborhoods(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.Series:
+    """NH_NAME containing each record ("" outside every unit or not geocoded).
+
+    Used only when the records lack the ``neighborhood`` column the spatial join writes.
+    """
+    pts = records.to_crs(settings.CRS_PROJECTED)
+    polys = neighborhoods[["NH_NAME", "geometry"]].to_crs(settings.CRS_PROJECTED)
+    joined = gpd.sjoin(pts[[pts.geometry.name]], polys, how="left", predicate="within")
+    first = joined[~joined.index.duplicated(keep="first")]["NH_NAME"]
+    return first.reindex(records.index).fillna("").astype(str)
+
+
+def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None = None,
+                         min_records: int = 5) -> list[str]:
+    """Named neighborhoods of LMPD's First Division, decided from data.
+
+    ``boundaries/first_division.geojson`` when it exists (units with at least half their area
+    inside it); otherwise the units where most geocoded records say ``1ST DIVISION`` (with
+    at least `min_records` records). Raises when neither source is available.
+    """
+    named = neighborhoods[neighborhoods["is_named"].astype(bool)]
+    if settings.FIRST_DIVISION_FILE.exists():
+        div = gpd.read_file(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
+        proj = named.to_crs(settings.CRS_PROJECTED)
+        share = proj.geometry.intersection(div).area / proj.geometry.area
+        return sorted(named.loc[share >= 0.5, "NH_NAME"])
+    if records is not None and {"division", "neighborhood"} <= set(records.columns):
+        rec = records[records["neighborhood"].astype(str) != ""]
+        first = rec["division"].fillna("").astype(str).str.upper().eq(settings.FIRST_DIVISION)
+        by_nh = first.groupby(rec["neighborhood"]).agg(["mean", "size"])
+        chosen = by_nh[(by_nh["mean"] > 0.5) & (by_nh["size"] >= min_records)].index
+        names = sorted(set(chosen) & set(named["NH_NAME"]))
+        if names:
+            return names
+    raise GeoLeadError("cannot tell which neighborhoods form the First Division: no "
+                       f"{settings.FIRST_DIVISION_FILE} and no geocoded records with a division; "
+                       "pass the candidate neighborhoods by name (--candidates) or use --area city.")
+
+
+def study_area(neighborhoods: gpd.GeoDataFrame, names: Sequence[str]) -> shapely.Geometry:
+    """Union (EPSG:2246) of the named units."""
+    parts = neighborhoods[neighborhoods["NH_NAME"].isin(list(names))].to_crs(settings.CRS_PROJECTED)
+    if parts.empty:
+        raise GeoLeadError(f"none of the study-area neighborhoods {list(names)} is in the neighborhoods file")
+    return parts.union_all()
+
+
+# --- grid --------------------------------------------------------------------------------
+def make_grid(area: shapely.Geometry, cell_ft: float) -> gpd.GeoDataFrame:
+    """Square cells of `cell_ft` feet covering `area` (EPSG:2246), clipped to it.
+
+    Columns: cell_id, x_ft, y_ft (centre of the unclipped cell), area_sqft (clipped), geometry.
+    """
+    if cell_ft <= 0:
+        raise GeoLeadError(f"grid cell size must be positive, got {cell_ft} ft")
+    minx, miny, maxx, maxy = area.bounds
+    xs = np.arange(math.floor(minx / cell_ft) * cell_ft, maxx, cell_ft)
+    ys = np.arange(math.floor(miny / cell_ft) * cell_ft, maxy, cell_ft)
+    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    boxes = shapely.box(gx, gy, gx + cell_ft, gy + cell_ft)
+    clipped = shapely.intersection(boxes, area)
+    keep = ~shapely.is_empty(clipped) & (shapely.area(clipped) > 0)
+    clipped = clipped[keep]
+    grid = gpd.GeoDataFrame({
+        "cell_id": np.arange(int(keep.sum())),
+        "x_ft": gx[keep] + cell_ft / 2, "y_ft": gy[keep] + cell_ft / 2,
+        "area_sqft": shapely.area(clipped),
+    }, geometry=clipped, crs=settings.CRS_PROJECTED)
+    return grid
+
+
+def grid_counts(points: gpd.GeoDataFrame, grid: gpd.GeoDataFrame, cell_ft: float) -> np.ndarray:
+    """Weighted count of `points` per grid cell (points outside the grid are not counted)."""
+    out = np.zeros(len(grid))
+    if points.empty or grid.empty:
+        return out
+    # make_grid aligns cells on multiples of cell_ft, so absolute (col, row) name a cell.
+    key = pd.MultiIndex.from_arrays([np.floor(grid["x_ft"].to_numpy() / cell_ft).astype(np.int64),
+                                     np.floor(grid["y_ft"].to_numpy() / cell_ft).astype(np.int64)])
+    pcol = np.floor(points.geometry.x.to_numpy() / cell_ft).astype(np.int64)
+    prow = np.floor(points.geometry.y.to_numpy() / cell_ft).astype(np.int64)
+    pos = key.get_indexer(pd.MultiIndex.from_arrays([pcol, prow]))
+    w = points["weight"].to_numpy(float) if "weight" in points else np.ones(len(points))
+    inside = pos >= 0
+    np.add.at(out, pos[inside], w[inside])
+    return out
+
+
+# --- kernel density ----------------------------------------------------------------------
+def bandwidth_ft(xy: np.ndarray, method: str = "cv") -> float:
+    """KDE bandwidth in feet for projected points `xy` (n, 2).
+
+    ``scott`` / ``silverman``: sigma * n^(-1/6) with sigma = sqrt(mean of the two coordinate
+    variances) (the two rules coincide in two dimensions). ``cv``: the bandwidth among
+    `CV_GRID` log-spaced multiples (0.2x..3x) of Scott's that maximises the leave-one-out
+    log-likelihood (`loo_log_likelihood`); below 10 points ``cv`` falls back to Scott.
+    """
+    n = len(xy)
+    if n < 2:
+        raise GeoLeadError(f"kernel density needs at least 2 points, got {n}")
+    sigma = float(np.sqrt(np.mean(np.var(xy, axis=0, ddof=1))))
+    scott = sigma * n ** (-1.0 / 6.0)
+    if method in ("scott", "silverman") or (method == "cv" and n < 10):
+        return scott
+    if method == "cv":
+        # Leave-one-out likelihood cost grows with n^2: a seeded subsample of at most
+        # CV_MAX_POINTS places the bandwidth well enough (then scaled to the full n by the
+        # n^(-1/6) rate, as Scott's rule would scale it).
+        sample = xy
+        if n > CV_MAX_POINTS:
+            pick = np.random.default_rng(settings.RANDOM_SEED).choice(n, CV_MAX_POINTS, replace=False)
+            sample = xy[pick]
+        candidates = scott * np.logspace(np.log10(0.2), np.log10(3.0), CV_GRID)
+        ll = loo_log_likelihood(sample, candidates)
+        best = float(candidates[int(np.argmax(ll))])
+        return best * (len(sample) / n) ** (1.0 / 6.0)
+    raise GeoLeadError(f"unknown bandwidth method {method!r}; use scott, silverman or cv")
+
+
+def loo_log_likelihood(xy: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """Leave-one-out log-likelihood of a 2-D Gaussian KDE for each bandwidth (feet).
+
+    sum_i log( 1/(n-1) sum_{j != i} N(x_i; x_j, h^2 I) ), computed from the pairwise squared
+    distances once; the bandwidth maximising it is the likelihood cross-validation choice.
+    """
+    from scipy.special import logsumexp
+
+    n = len(xy)
+    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(d2, np.inf)  # leave each point out of its own density
+    out = np.empty(len(bandwidths))
+    for k, h in enumerate(bandwidths):
+        log_k = -d2 / (2 * h * h) - np.log(2 * np.pi * h * h)
+        out[k] = float(np.sum(logsumexp(log_k, axis=1) - np.log(n - 1)))
+    return out
+
+
+def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 500.0,
+                bandwidth: float | None = None, method: str = "cv",
+                hotspot_sd: float = 2.0) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """Gaussian kernel density of projected `points` on a grid clipped to `area`.
+
+    Returns
+    -------
+    surface, info
+        ``surface`` (EPSG:2246): cell_id, density_per_sqmi (expected weighted records per
+        square mile), is_hotspot, bandwidth_ft. ``info``: bandwidth_ft, method, threshold.
+    """
+    from sklearn.neighbors import KernelDensity
+
+    xy = np.column_stack([points.geometry.x, points.geometry.y])
+    w = points["weight"].to_numpy(float) if "weight" in points else np.ones(len(points))
+    bw = float(bandwidth) if bandwidth else bandwidth_ft(xy, method)
+    grid = make_grid(area, cell_ft)
+    kde = KernelDensity(kernel="gaussian", bandwidth=bw).fit(xy, sample_weight=w)
+    centres = np.column_stack([grid.geometry.centroid.x, grid.geometry.centroid.y])
+    per_sqft = np.exp(kde.score_samples(centres))  # a probability density per square foot
+    density = per_sqft * w.sum() * settings.SQFT_PER_SQMI
+    threshold = float(density.mean() + hotspot_sd * density.std())
+    surface = grid[["cell_id", "geometry"]].copy()
+    surface["density_per_sqmi"] = density
+    surface["is_hotspot"] = density > threshold
+    surface["bandwidth_ft"] = bw
+    info = {"bandwidth_ft": bw, "bandwidth_method": "given" if bandwidth else method,
+            "cell_ft": cell_ft, "hotspot_rule": f"density > mean + {hotspot_sd:g} sd",
+            "threshold_per_sqmi": threshold, "hotspot_cells": int(surface["is_hotspot"].sum()),
+            "cells": len(surface), "points": len(points), "weighted_points": float(w.sum())}
+    return surface, info
+
+
+# --- Getis-Ord Gi* -----------------------------------------------------------------------
+def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
+           seed: int = settings.RANDOM_SEED) -> pd.DataFrame:
+    """Gi* z-scores and pseudo p-values with esda (binary weights including self).
+
+    Parameters
+    ----------
+    y
+        Values per unit.
+    w
+        A libpysal ``W`` (or ``Graph``) over the same units.
+
+    Returns
+    -------
+    pandas.DataFrame
+        gi_z (analytical z of Gi*), p_sim (conditional permutation pseudo-p, (M+1)/(R+1)).
+    """
+    import esda
+
+    y = np.asarray(y, dtype=float)
+    with warnings.catch_warnings():
+        # esda warns about islands (kept: with self-weights an island is its own Gi*) and,
+        # from crand, about a future change of the default alternative hypothesis; G_Local
+        # has no argument to choose it yet (we compute the directed p-value ourselves below).
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # z_sim divides by a zero spread when every permutation ties; we do not use z_sim.
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+        g = esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
+                         keep_simulations=bool(permutations), n_jobs=1)
+    z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
+    if not permutations:
+        return pd.DataFrame({"gi_z": z, "p_sim": np.asarray(g.p_norm, dtype=float)})
+    return pd.DataFrame({"gi_z": z, "p_sim": directed_pseudo_p(np.asarray(g.Gs, float),
+                                                                np.asarray(g.rGs, float), z)})
+
+
+def directed_pseudo_p(observed: np.ndarray, simulated: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """(M + 1) / (R + 1), M counting permuted values at least as extreme *in z's direction*.
+
+    esda's ``p_sim`` counts #(sim >= obs) and folds it when above half, so on the low side a
+    tie counts as *not* extreme: on a sparse count grid a cell of 0 among 0s (every
+    permutation ties) gets p = 0.001, a spurious "cold 99%". Here ties always count as at
+    least as extreme: up = #(sim >= obs) (esda's value when z > 0), down = #(sim <= obs);
+    z = 0 -> p = 1.
+    """
+    r = simulated.shape[1]
+    tol = 1e-12 * np.maximum(1.0, np.abs(observed))[:, None]
+    up = ((simulated >= observed[:, None] - tol).sum(axis=1) + 1) / (r + 1)
+    down = ((simulated <= observed[:, None] + tol).sum(axis=1) + 1) / (r + 1)
+    return np.where(z > 0, up, np.where(z < 0, down, 1.0))
+
+
+def label_gistar(z: np.ndarray, p: np.ndarray, fdr: bool = True) -> list[str]:
+    """``hot 99%`` .. ``cold 90%`` or ``not significant``, after Benjamini-Hochberg FDR.
+
+    A unit is significant at level alpha when p <= ``esda.fdr(p, alpha)`` (with `fdr`) or
+    p <= alpha (without).
+    """
+    import esda
+
+    z, p = np.asarray(z, float), np.asarray(p, float)
+    labels = np.full(len(p), NOT_SIGNIFICANT, dtype=object)
+    for alpha, name in reversed(SIGNIFICANCE_LEVELS):  # weakest first, stronger overwrite
+        cut = float(esda.fdr(p, alpha)) if fdr and len(p) else alpha
+        sig = p <= cut
+        labels[sig & (z > 0)] = f"hot {name}"
+        labels[sig & (z < 0)] = f"cold {name}"
+    return labels.tolist()
+
+
+def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFrame,
+                         permutations: int = settings.PERMUTATIONS,
+                         seed: int = settings.RANDOM_SEED) -> gpd.GeoDataFrame:
+    """Gi* of weighted record density (per sq mi) on neighborhood units, queen contiguity.
+
+    Density, not count, because the units' areas differ tenfold. All units take part (named
+    or not) so the lattice has no holes. Islands keep only their self-weight.
+    """
+    from libpysal.weights import Queen
+
+    proj = neighborhoods.to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
+    joined = gpd.sjoin(points[[points.geometry.name, "weight"]], proj[["NH_NAME", "geometry"]],
+                       how="inner", predicate="within")
+    joined = joined[~joined.index.duplicated(keep="first")]
+    count = joined.groupby("NH_NAME")["weight"].sum().reindex(proj["NH_NAME"]).fillna(0.0).to_numpy()
+    area_sqmi = proj.geometry.area.to_numpy() / settings.SQFT_PER_SQMI
+    density = count / area_sqmi
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        w = Queen.from_dataframe(proj, use_index=False)
+    stats = gistar(density, w, permutations, seed)
+    out = gpd.GeoDataFrame({"neighborhood": proj["NH_NAME"], "count": count,
+                            "density_per_sqmi": density, "gi_z": stats["gi_z"],
+                            "p_sim": stats["p_sim"],
+                            "label": label_gistar(stats["gi_z"], stats["p_sim"])},
+                           geometry=proj.geometry, crs=settings.CRS_PROJECTED)
+    return out
+
+
+def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 1000.0,
+                band_ft: float | None = None, permutations: int = settings.PERMUTATIONS,
+                seed: int = settings.RANDOM_SEED) -> gpd.GeoDataFrame:
+    """Gi* of weighted record counts on a grid of `cell_ft` cells clipped to `area`.
+
+    Neighbours are cells whose (unclipped) centres lie within `band_ft` (default 1.5 cells:
+    the 8 surrounding cells); counts, not densities, since the cells are equal-sized
+    (edge cells clipped by the study-area boundary keep their full-cell role).
+    """
+    from libpysal.weights import DistanceBand
+
+    grid = make_grid(area, cell_ft)
+    counts = grid_counts(points, grid, cell_ft)
+    band = float(band_ft) if band_ft else 1.5 * cell_ft
+    centres = np.column_stack([grid["x_ft"], grid["y_ft"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        w = DistanceBand(centres, threshold=band, binary=True, silence_warnings=True)
+    stats = gistar(counts, w, permutations, seed)
+    out = grid[["cell_id", "geometry"]].copy()
+    out["count"] = counts
+    out["gi_z"] = stats["gi_z"].to_numpy()
+    out["p_sim"] = stats["p_sim"].to_numpy()
+    out["label"] = label_gistar(out["gi_z"], out["p_sim"])
+    out["band_ft"] = band
+    return out
+
+
+# --- PAI / PEI ----------------------------------------------------------------------------
+def pai(n: float, n_total: float, area: float, area_total: float) -> float:
+    """Predictive Accuracy Index (n/N)/(a/A); NaN when N or a is zero."""
+    if n_total <= 0 or area <= 0 or area_total <= 0:
+        return float("nan")
+    return (n / n_total) / (area / area_total)
+
+
+def max_capture(cell_counts: np.ndarray, cell_areas: np.ndarray, area: float) -> float:
+    """Most records any set of cells of total area `area` captures (greedy by density).
+
+    Cells are taken densest first; the last one counts pro rata to the area left, which makes
+    this the exact optimum of the fractional problem Chainey's PEI divides by.
+    """
+    counts, areas = np.asarray(cell_counts, float), np.asarray(cell_areas, float)
+    order = np.argsort(-(counts / np.where(areas > 0, areas, np.inf)), kind="stable")
+    left, got = float(area), 0.0
+    for i in order:
+        if left <= 0:
+            break
+        take = min(areas[i], left)
+        got += counts[i] * take / areas[i] if areas[i] > 0 else 0.0
+        left -= take
+    return got
+
+
+def pei(n: float, cell_counts: np.ndarray, cell_areas: np.ndarray, area: float) -> float:
+    """Predictive Efficiency Index: n / n_max for the same area (NaN when n_max is 0)."""
+    best = max_capture(cell_counts, cell_areas, area)
+    return float(n / best) if best > 0 else float("nan")
+
+
+# --- the store edge ----------------------------------------------------------------------
+def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
+
+    Uses ``geo_lead.spatial_join.records_gdf`` when that module exists; otherwise builds the
+    points from lon/lat and joins them to `neighborhoods` itself.
+    """
+    try:
+        from geo_lead.spatial_join import records_gdf  # type: ignore[import-not-found]
+    except ImportError:
+        records_gdf = None
+    if records_gdf is not None:
+        gdf = records_gdf(store)
+    else:
+        frame = store.read_records()
+        if frame.empty:
+            raise GeoLeadError(f"{store.path}: no records in the store; run `geo-lead ingest` first.")
+        lon = pd.to_numeric(frame.get("lon"), errors="coerce") if "lon" in frame else pd.Series(np.nan, index=frame.index)
+        lat = pd.to_numeric(frame.get("lat"), errors="coerce") if "lat" in frame else pd.Series(np.nan, index=frame.index)
+        geom = gpd.points_from_xy(lon, lat)
+        geom = [None if (np.isnan(x) or np.isnan(y)) else g for g, x, y in zip(geom, lon, lat, strict=True)]
+        gdf = gpd.GeoDataFrame(frame, geometry=geom, crs=settings.CRS_STORE)
+    if not gdf.geometry.notna().any():
+        raise GeoLeadError(f"{store.path}: no record is geocoded yet; run `geo-lead geocode` first.")
+    if "neighborhood" not in gdf or (gdf["neighborhood"].fillna("").astype(str) == "").all():
+        from geo_lead.boundaries import load_neighborhoods
+
+        nh = neighborhoods if neighborhoods is not None else load_neighborhoods()
+        gdf["neighborhood"] = assign_neighborhoods(gdf, nh)
+    gdf["neighborhood"] = gdf["neighborhood"].fillna("").astype(str)
+    return gdf
+
+
+def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+             area_names: Sequence[str], indicator: str = "lead_eligible",
+             kde_cell_ft: float = 500.0, bandwidth_method: str = "cv",
+             hotspot_sd: float = 2.0, grid_cell_ft: float = 1000.0,
+             permutations: int = settings.PERMUTATIONS, seed: int = settings.RANDOM_SEED,
+             ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
+    """All hotspot layers for one indicator (pure: GeoDataFrames in, layers + summary out).
+
+    Returns
+    -------
+    layers, result
+        ``layers``: hotspot_kde, hotspot_gistar_neighborhoods, hotspot_gistar_grid
+        (EPSG:2246). ``result``: the ``geo-lead hotspots --json`` object.
+    """
+    points, accounting = indicator_points(records, indicator)
+    area = study_area(neighborhoods, area_names)
+    in_area = points[points.within(area)]
+    accounting["in_study_area"] = len(in_area)
+    accounting["outside_study_area"] = len(points) - len(in_area)
+    kde, kde_info = kde_surface(in_area, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)
+    nh = gistar_neighborhoods(neighborhoods, points, permutations, seed)
+    grid = gistar_grid(in_area, area, grid_cell_ft, None, permutations, seed)
+
+    def tally(labels: pd.Series) -> dict[str, int]:
+        return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+
+    result = {
+        "indicator": indicator, "study_area": list(area_names), "records": accounting,
+        "kde": kde_info,
+        "gistar_neighborhoods": {
+            "weights": "queen contiguity, binary, self included (Gi*)", "variable": "density_per_sqmi",
+            "permutations": permutations, "seed": seed, "fdr": "Benjamini-Hochberg (esda.fdr)",
+            "labels": tally(nh["label"]),
+            "hot": nh.loc[nh["label"].str.startswith("hot"), "neighborhood"].tolist(),
+            "top": nh.sort_values("gi_z", ascending=False).head(10)[["neighborhood", "count", "gi_z", "p_sim", "label"]].to_dict("records"),
+        },
+        "gistar_grid": {
+            "cell_ft": grid_cell_ft, "band_ft": float(grid["band_ft"].iloc[0]) if len(grid) else None,
+            "cells": len(grid), "permutations": permutations, "seed": seed,
+            "labels": tally(grid["label"]),
+        },
+    }
+    layers = {"hotspot_kde": kde,
+              "hotspot_gistar_neighborhoods": nh[["neighborhood", "count", "density_per_sqmi", "gi_z", "p_sim", "label", "geometry"]],
+              "hotspot_gistar_grid": grid[["cell_id", "count", "gi_z", "p_sim", "label", "geometry"]]}
+    return layers, result
+
+
+def resolve_area(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None,
+                 area: str = "first-division", candidates: Sequence[str] | None = None) -> list[str]:
+    """Candidate / study-area neighborhood names: given names, the First Division or the city."""
+    named = set(neighborhoods.loc[neighborhoods["is_named"].astype(bool), "NH_NAME"])
+    if candidates:
+        wanted = [c.strip().upper() for c in candidates if c.strip()]
+        missing = [c for c in wanted if c not in named]
+        if missing:
+            raise GeoLeadError(f"--candidates: {missing} are not named neighborhoods "
+                               f"(e.g. {sorted(named)[:5]})")
+        return sorted(set(wanted))
+    if area == "city":
+        return sorted(named)
+    if area == "first-division":
+        return first_division_names(neighborhoods, records)
+    raise GeoLeadError(f"unknown --area {area!r}; use first-division or city")
+
+
+def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+                   candidates: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Compute hotspots from the store's records, write the layers and ``hotspots_result``.
+
+    Parameters
+    ----------
+    store
+        An open `geo_lead.store.Store`.
+    indicator
+        Flag column to map (``lead_eligible``, ``opiate``, ...).
+    area, candidates
+        Study area: ``first-division`` (default), ``city``, or explicit neighborhood names.
+    **kwargs
+        Passed to `hotspots` (kde_cell_ft, bandwidth_method, hotspot_sd, grid_cell_ft,
+        permutations, seed).
+
+    Returns
+    -------
+    dict
+        The ``geo-lead hotspots --json`` object.
+    """
+    from geo_lead.boundaries import load_neighborhoods
+
+    neighborhoods = load_neighborhoods()
+    records = records_from_store(store, neighborhoods)
+    names = resolve_area(neighborhoods, records, area, candidates)
+    layers, result = hotspots(records, neighborhoods, names, indicator, **kwargs)
+    for name, layer in layers.items():
+        store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
+    store.put_json("hotspots_result", result)
+    return result
+
+
+def format_hotspots(result: dict[str, Any]) -> str:
+    """The `geo-lead hotspots` summary a planner reads."""
+    lines: list[str] = []
+    kde, nh, grid = result["kde"], result["gistar_neighborhoods"], result["gistar_grid"]
+    rec = result["records"]
+    lines.append(f"Hotspots of {result['indicator']} records ({rec['kept']} located of {rec['records_in']}; "
+          f"{rec['in_study_area']} in the study area of {len(result['study_area'])} neighborhoods)")
+    lines.append(f"  KDE: bandwidth {kde['bandwidth_ft']:,.0f} ft ({kde['bandwidth_method']}), "
+          f"{kde['hotspot_cells']} of {kde['cells']} {kde['cell_ft']:,.0f} ft cells hot ({kde['hotspot_rule']})")
+    lines.append(f"  Gi* neighborhoods (queen, {nh['permutations']} permutations, FDR): "
+          + ", ".join(f"{k}: {v}" for k, v in nh["labels"].items()))
+    lines.append("    hot: " + (", ".join(nh["hot"]) or "none"))
+    lines.append(f"  Gi* grid ({grid['cells']} cells of {grid['cell_ft']:,.0f} ft, band {grid['band_ft']:,.0f} ft): "
+          + ", ".join(f"{k}: {v}" for k, v in grid["labels"].items()))
+    return "\n".join(lines)

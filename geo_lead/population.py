@@ -1,0 +1,125 @@
+"""2020 census tract population -> neighborhoods by areal interpolation.
+
+Areal weighting assumes residents are spread evenly within each tract: a neighborhood
+receives from every tract the share of the tract's population equal to the share of the
+tract's area that lies inside the neighborhood,
+
+    pop_n = sum_t pop_t * area(t ∩ n) / area(t).
+
+Areas are computed in EPSG:2246 (US survey feet). Population is conserved: the
+neighborhood values plus the population of tract parts outside every neighborhood
+(``unallocated``) add up to the tracts' total, as long as neighborhoods do not overlap
+(`interpolate_population` checks that and says so when they do).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.boundaries import check_same_crs
+from geo_lead.errors import GeoLeadError, InputFileError, MissingColumnError
+
+log = logging.getLogger(__name__)
+
+#: Column of the tracts file holding the 2020 total population.
+POPULATION_COLUMN = "TOTPOP"
+#: Overlap between neighborhoods (sq ft) tolerated as digitising noise before warning.
+OVERLAP_TOLERANCE_SQFT = 1_000.0
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """The result of `interpolate_population`.
+
+    Attributes
+    ----------
+    population : pandas.Series
+        Interpolated residents per neighborhood, aligned to the neighborhoods' index.
+    tracts_total : float
+        Sum of the tracts' population.
+    unallocated : float
+        Residents of tract parts outside every neighborhood.
+    """
+
+    population: pd.Series
+    tracts_total: float
+    unallocated: float
+
+
+def load_tracts(path: Path = settings.POPULATION_TRACTS,
+                column: str = POPULATION_COLUMN) -> gpd.GeoDataFrame:
+    """Read the tracts file (any GDAL vector format) and check its population column."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: population tracts file not found.")
+    tracts = gpd.read_file(path)
+    if column not in tracts.columns:
+        raise MissingColumnError(str(path), column, list(tracts.columns),
+                                 hint="(2020 total population per tract).")
+    if tracts.crs is None:
+        raise InputFileError(f"{path}: no CRS; expected EPSG:4326 GeoJSON.")
+    values = pd.to_numeric(tracts[column], errors="coerce")
+    bad = values.isna() | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputFileError(f"{path}: feature {i} column {column!r} has value "
+                             f"{tracts[column].iloc[i]!r}; expected a non-negative number.")
+    return tracts.assign(**{column: values.astype(float)})
+
+
+def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+                           column: str = POPULATION_COLUMN) -> Interpolation:
+    """Areally interpolate tract population onto neighborhoods.
+
+    Parameters
+    ----------
+    tracts
+        Polygons with a population column `column`.
+    neighborhoods
+        Polygons (same CRS as `tracts`); the result is aligned to their index.
+    column
+        Population column of `tracts`.
+
+    Returns
+    -------
+    Interpolation
+        Population per neighborhood plus the totals that show conservation.
+
+    Raises
+    ------
+    CRSMismatchError
+        When `tracts` and `neighborhoods` are in different CRSs.
+    """
+    check_same_crs(tracts=tracts, neighborhoods=neighborhoods)
+    if column not in tracts.columns:
+        raise GeoLeadError(f"tracts: population column {column!r} missing; have {list(tracts.columns)}.")
+    t = tracts[[column, tracts.geometry.name]].to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
+    t["tract_ix"] = np.arange(len(t))
+    t["tract_area"] = t.geometry.area
+    n = neighborhoods[[neighborhoods.geometry.name]].to_crs(settings.CRS_PROJECTED)
+    n = n.assign(nh_pos=np.arange(len(n))).reset_index(drop=True)
+    _warn_overlaps(n)
+    pieces = gpd.overlay(t, n, how="intersection", keep_geom_type=True)
+    share = np.where(pieces["tract_area"] > 0, pieces.geometry.area / pieces["tract_area"], 0.0)
+    pieces_pop = pieces[column].to_numpy(float) * share
+    pop = np.bincount(pieces["nh_pos"].to_numpy(int), weights=pieces_pop, minlength=len(n))
+    total = float(t[column].sum())
+    unallocated = total - float(pop.sum())
+    log.info("interpolated %.0f of %.0f residents onto %d neighborhoods (%.0f outside them)",
+             pop.sum(), total, len(n), unallocated)
+    return Interpolation(pd.Series(pop, index=neighborhoods.index, name="population"),
+                         total, unallocated)
+
+
+def _warn_overlaps(n: gpd.GeoDataFrame) -> None:
+    overlap = float(n.geometry.area.sum() - n.geometry.union_all().area)
+    if overlap > OVERLAP_TOLERANCE_SQFT:
+        log.warning("neighborhoods overlap by %.0f sq ft: residents there are counted in each "
+                    "overlapping neighborhood, so the total is not conserved", overlap)

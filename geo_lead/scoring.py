@@ -1,0 +1,510 @@
+"""Neighborhood scores: counts, density, rates, Empirical Bayes smoothing, composite, ranks.
+
+For one indicator (a flag of the records, default ``lead_eligible``) and one time window,
+every neighborhood unit gets
+
+count             records in the window with the indicator set (unscaled)
+share             count / the area's total count
+count_per_year    records scaled by each file's sampling fraction
+                  (``settings.SAMPLE_FRACTION_BY_FILE``), divided by the years the files
+                  cover (see `years_covered`): a yearly figure, stated as yearly
+density_per_sqmi  count / area in square miles (EPSG:2246)
+population        2020 residents, areally interpolated from tracts (`geo_lead.population`)
+rate_per_1000     1000 * count / population
+eb_rate_per_1000  1000 * global Empirical Bayes rate over the area's ranked neighborhoods
+                  (`empirical_bayes`, as esda's ``Empirical_Bayes`` but with phi clipped at 0)
+score             composite: sum of weight * metric / max(metric) over the ranked units
+                  (`DEFAULT_WEIGHTS`, overridable)
+rank              1 = highest score among the area's named neighborhoods
+rank_low/high     90% bootstrap interval of the rank: the area's records are resampled
+                  with replacement (seeded), scores and ranks recomputed
+
+Only *named* neighborhoods inside the area are ranked and enter the EB prior; the
+``REMAINDER OF CITY #`` / ``UNNAMED #`` units are listed with their counts (and count in
+the area's total) but are not ranked: they are leftover pieces, not neighborhoods.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
+
+log = logging.getLogger(__name__)
+
+AREAS: tuple[str, ...] = ("first-division", "city")
+#: Composite weights (each metric is divided by its maximum over the ranked units first).
+DEFAULT_WEIGHTS: dict[str, float] = {"count": 1 / 3, "density_per_sqmi": 1 / 3, "eb_rate_per_1000": 1 / 3}
+#: Lower / upper quantile of the bootstrap rank interval (a 90% interval).
+RANK_INTERVAL: tuple[float, float] = (0.05, 0.95)
+DAYS_PER_YEAR = 365.25
+
+SCORE_COLUMNS: tuple[str, ...] = (
+    "neighborhood", "NH_CODE", "is_named", "in_area", "area_sqmi", "count", "share",
+    "count_per_year", "density_per_sqmi", "population", "rate_per_1000", "eb_rate_per_1000",
+    "score", "rank", "rank_low", "rank_high", "indicator",
+)
+JSON_KEYS: tuple[str, ...] = (
+    "neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
+    "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high",
+)
+
+
+# --- statistics (pure, numpy in / numpy out) --------------------------------------------
+def empirical_bayes(events: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """Global (aspatial) Empirical Bayes rates per person.
+
+    theta = sum(e)/sum(b); s2 = sum(b (r - theta)^2)/sum(b); phi = max(s2 - theta/mean(b), 0);
+    w = phi / (phi + theta/b); EB = w r + (1 - w) theta. Equals esda's ``Empirical_Bayes``
+    whenever phi >= 0; esda does not clip, which gives negative weights otherwise.
+
+    Parameters
+    ----------
+    events, population
+        Counts and populations (population > 0) of the units.
+    """
+    e = np.asarray(events, dtype=float)
+    b = np.asarray(population, dtype=float)
+    if len(e) == 0:
+        return np.array([], dtype=float)
+    if np.any(b <= 0):
+        raise GeoLeadError("Empirical Bayes needs a positive population for every unit.")
+    theta = e.sum() / b.sum()
+    r = e / b
+    s2 = float((b * (r - theta) ** 2).sum() / b.sum())
+    phi = max(s2 - theta / b.mean(), 0.0)
+    if phi == 0.0:
+        return np.full_like(r, theta)
+    w = phi / (phi + theta / b)
+    return w * r + (1.0 - w) * theta
+
+
+def composite_score(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """sum_k weight_k * metric_k / max(metric_k); NaN metrics count as 0.
+
+    Works on 1-D arrays (units) or 2-D arrays (replicates x units, max taken per row).
+    """
+    total: np.ndarray | None = None
+    for name, weight in weights.items():
+        x = np.nan_to_num(np.asarray(metrics[name], dtype=float), nan=0.0)
+        top = x.max(axis=-1, keepdims=True) if x.size else np.ones(1)
+        part = weight * np.divide(x, top, out=np.zeros_like(x), where=top > 0)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def descending_ranks(score: np.ndarray) -> np.ndarray:
+    """Competition ranks (1 = highest; ties share the best rank) along the last axis."""
+    s = np.asarray(score, dtype=float)
+    # rank = 1 + number of strictly greater scores
+    return 1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+
+
+def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
+                            population: np.ndarray, weights: dict[str, float], n_boot: int,
+                            seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """90% bootstrap interval of the ranks of the `ranked` units.
+
+    Resampling the area's N records with replacement is a multinomial draw of N over the
+    units with probabilities count/N; each replicate recomputes count, density, EB rate,
+    composite score and rank.
+
+    Returns
+    -------
+    (rank_low, rank_high) for the ranked units, integers.
+    """
+    n_total = int(counts.sum())
+    k = int(ranked.sum())
+    if k == 0:
+        return np.array([], dtype=int), np.array([], dtype=int)
+    if n_total == 0 or n_boot <= 0:
+        r = descending_ranks(np.zeros(k))
+        return r, r
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_total, counts / n_total, size=n_boot)[:, ranked].astype(float)
+    pop = population[ranked]
+    with_pop = pop > 0
+    eb = np.full_like(draws, np.nan)
+    for i in range(n_boot):
+        eb[i, with_pop] = empirical_bayes(draws[i, with_pop], pop[with_pop]) * 1000.0
+    metrics = {"count": draws, "density_per_sqmi": draws / area_sqmi[ranked],
+               "eb_rate_per_1000": eb, "rate_per_1000": np.where(with_pop, draws / np.where(with_pop, pop, 1) * 1000, np.nan)}
+    ranks = descending_ranks(composite_score(metrics, weights))
+    low = np.quantile(ranks, RANK_INTERVAL[0], axis=0, method="lower").astype(int)
+    high = np.quantile(ranks, RANK_INTERVAL[1], axis=0, method="higher").astype(int)
+    return low, high
+
+
+# --- time windows and yearly scaling ----------------------------------------------------
+def _parse_day(value: str | datetime | None, name: str) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    try:
+        return pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise GeoLeadError(f"--{name} {value!r}: not a date; use YYYY-MM-DD.") from None
+
+
+def window_mask(records: pd.DataFrame, since: Any = None, until: Any = None) -> pd.Series:
+    """Records whose ``occurred_at`` is in [since, until] (until is inclusive of its day)."""
+    start, end = _parse_day(since, "since"), _parse_day(until, "until")
+    if start is not None and end is not None and end < start:
+        raise GeoLeadError(f"--until {until} is before --since {since}.")
+    when = pd.to_datetime(records["occurred_at"], errors="coerce")
+    mask = pd.Series(True, index=records.index)
+    if start is not None:
+        mask &= when >= start
+    if end is not None:
+        mask &= when < end + pd.Timedelta(days=1) if end == end.normalize() else when <= end
+    return mask
+
+
+def sample_weights(source_files: pd.Series) -> pd.Series:
+    """1 / sampling fraction of each record's file (1 for complete files)."""
+    frac = source_files.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
+    return 1.0 / frac
+
+
+def years_covered(records: pd.DataFrame, since: Any = None, until: Any = None) -> float:
+    """Years of data the records' files cover, clipped to the window.
+
+    Each source file covers [first, last] of its records' report dates (occurrence date when
+    a report date is missing): LMPD publishes one file per report year. Overlapping
+    file periods are merged, so the same days never count twice.
+    """
+    if records.empty:
+        return 0.0
+    rep = pd.to_datetime(records["reported_at"], errors="coerce") \
+        if "reported_at" in records else pd.Series(pd.NaT, index=records.index)  # "" -> NaT
+    when = rep.fillna(pd.to_datetime(records["occurred_at"], errors="coerce"))
+    frame = pd.DataFrame({"file": records["source_file"].to_numpy(), "when": when.to_numpy()}).dropna()
+    if frame.empty:
+        return 0.0
+    spans = frame.groupby("file")["when"].agg(["min", "max"]).sort_values("min")
+    start, end = _parse_day(since, "since"), _parse_day(until, "until")
+    if end is not None and end == end.normalize():
+        end = end + pd.Timedelta(days=1)
+    intervals = []
+    for lo, hi in zip(spans["min"], spans["max"], strict=True):
+        lo = max(lo, start) if start is not None else lo
+        hi = min(hi, end) if end is not None else hi
+        if hi > lo:
+            intervals.append((lo, hi))
+    total = pd.Timedelta(0)
+    cur_lo = cur_hi = None
+    for lo, hi in sorted(intervals):
+        if cur_hi is None or lo > cur_hi:
+            if cur_hi is not None:
+                total += cur_hi - cur_lo
+            cur_lo, cur_hi = lo, hi
+        else:
+            cur_hi = max(cur_hi, hi)
+    if cur_hi is not None:
+        total += cur_hi - cur_lo
+    return total / pd.Timedelta(days=DAYS_PER_YEAR)
+
+
+# --- the area -----------------------------------------------------------------------------
+def area_members(neighborhoods: gpd.GeoDataFrame, area: str,
+                 first_division: gpd.GeoDataFrame | None) -> np.ndarray:
+    """Boolean mask of the units in `area` (``city``: all; ``first-division``: the units
+    whose area lies at least half inside the First Division polygon)."""
+    if area not in AREAS:
+        raise GeoLeadError(f"--area {area!r}: choose one of {', '.join(AREAS)}.")
+    if area == "city":
+        return np.ones(len(neighborhoods), dtype=bool)
+    if first_division is None or first_division.empty:
+        raise GeoLeadError("no First Division polygon; run `geo-lead boundaries rebuild`.")
+    nh = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED)
+    fd = first_division.geometry.to_crs(settings.CRS_PROJECTED).union_all()
+    inside = nh.intersection(fd).area.to_numpy()
+    area_sqft = nh.area.to_numpy()
+    return np.where(area_sqft > 0, inside / np.where(area_sqft > 0, area_sqft, 1), 0) \
+        >= settings.AREA_MEMBER_MIN_SHARE
+
+
+# --- scoring --------------------------------------------------------------------------------
+def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
+                        population: pd.Series | np.ndarray, indicator: str = "lead_eligible",
+                        area: str = "first-division", since: Any = None, until: Any = None,
+                        weights: dict[str, float] | None = None, seed: int = settings.RANDOM_SEED,
+                        n_boot: int = settings.BOOTSTRAP_REPLICATES,
+                        first_division: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Score every neighborhood unit for one indicator and window.
+
+    Parameters
+    ----------
+    records
+        Records with ``neighborhood`` (from `geo_lead.spatial_join`), ``occurred_at``,
+        ``source_file`` and the `indicator` flag.
+    neighborhoods
+        Units with NH_NAME, NH_CODE, is_named (`geo_lead.boundaries.load_neighborhoods`).
+    population
+        Residents per unit, aligned to `neighborhoods` (`geo_lead.population`).
+    indicator
+        A boolean flag column of `records` (``lead_eligible``, ``opiate``, ...).
+    area
+        ``first-division`` (needs `first_division`) or ``city``.
+    since, until
+        Inclusive window on ``occurred_at`` (``YYYY-MM-DD``); None = open.
+    weights
+        Composite weights over ``count``, ``density_per_sqmi``, ``eb_rate_per_1000``,
+        ``rate_per_1000`` (default `DEFAULT_WEIGHTS`).
+    seed, n_boot
+        Bootstrap seed and replicates for the rank interval.
+    first_division
+        The First Division polygon(s) (`geo_lead.boundaries.load_first_division`).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per unit (EPSG:4326) with `SCORE_COLUMNS`, sorted by rank (unranked last).
+    """
+    weights = _check_weights(weights)
+    if indicator not in records.columns:
+        flags = [c for c in records.columns if records[c].dtype == bool]
+        raise GeoLeadError(f"indicator {indicator!r} is not a column of the records; "
+                           f"choose one of: {', '.join(flags) or '(no flags: run ingest first)'}.")
+    if "neighborhood" not in records.columns:
+        raise GeoLeadError("records have no `neighborhood` column; run the spatial join first "
+                           "(geo_lead.spatial_join.join_store).")
+    pop = np.asarray(population, dtype=float)
+    if len(pop) != len(neighborhoods):
+        raise GeoLeadError(f"population has {len(pop)} values for {len(neighborhoods)} neighborhoods.")
+    in_area = area_members(neighborhoods, area, first_division)
+    names = neighborhoods["NH_NAME"].astype(str).to_numpy()
+    is_named = neighborhoods["is_named"].astype(bool).to_numpy() if "is_named" in neighborhoods \
+        else np.ones(len(names), dtype=bool)
+
+    in_window = window_mask(records, since, until)
+    flag = records[indicator].fillna(False).astype(bool)
+    sel = records[in_window & flag]
+    pos = pd.Series(np.arange(len(names)), index=names)
+    unit = sel["neighborhood"].map(pos)
+    counted = unit.notna()
+    unit_ix = unit[counted].astype(int).to_numpy()
+    counts = np.bincount(unit_ix, minlength=len(names)).astype(float)
+    scaled = np.bincount(unit_ix, weights=sample_weights(sel.loc[counted, "source_file"]).to_numpy(),
+                         minlength=len(names))
+    years = years_covered(records[in_window], since, until)
+
+    area_sqmi = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).area.to_numpy() / settings.SQFT_PER_SQMI
+    area_counts = np.where(in_area, counts, 0.0)
+    area_total = area_counts.sum()
+    ranked = in_area & is_named & (pop > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(in_area, area_counts / area_total if area_total else 0.0, np.nan)
+        rate = np.where(pop > 0, counts / pop * 1000.0, np.nan)
+        per_year = scaled / years if years > 0 else np.full(len(names), np.nan)
+    eb = np.full(len(names), np.nan)
+    if ranked.any():
+        eb[ranked] = empirical_bayes(counts[ranked], pop[ranked]) * 1000.0
+    metrics = {"count": counts, "density_per_sqmi": counts / area_sqmi,
+               "eb_rate_per_1000": eb, "rate_per_1000": rate}
+    score = np.full(len(names), np.nan)
+    rank = np.full(len(names), np.nan)
+    low = np.full(len(names), np.nan)
+    high = np.full(len(names), np.nan)
+    if ranked.any():
+        score[ranked] = composite_score({k: v[ranked] for k, v in metrics.items()}, weights)
+        rank[ranked] = descending_ranks(score[ranked])
+        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, weights, n_boot, seed)
+        low[ranked], high[ranked] = lo, hi
+    by_metric = _metric_ranks(names, ranked, metrics, area_counts, area_sqmi, pop, n_boot, seed)
+    log.info("%s: %d records in window, %d counted in %s (%d outside every unit or not geocoded)",
+             indicator, len(sel), int(area_total), area, int((~counted).sum()))
+
+    out = gpd.GeoDataFrame({
+        "neighborhood": names, "NH_CODE": neighborhoods["NH_CODE"].to_numpy() if "NH_CODE" in neighborhoods else 0,
+        "is_named": is_named, "in_area": in_area, "area_sqmi": area_sqmi,
+        "count": counts.astype(int), "share": share, "count_per_year": per_year,
+        "density_per_sqmi": metrics["density_per_sqmi"], "population": pop, "rate_per_1000": rate,
+        "eb_rate_per_1000": eb, "score": score, "rank": pd.array(rank, dtype="Int64"),
+        "rank_low": pd.array(low, dtype="Int64"), "rank_high": pd.array(high, dtype="Int64"),
+        "indicator": indicator,
+    }, geometry=neighborhoods.geometry.to_numpy(), crs=neighborhoods.crs)
+    out.attrs.update({"records_in_window": len(sel), "area_total": int(area_total),
+                      "years_covered": years, "area": area, "weights": weights,
+                      "metric_ranks": by_metric, "n_ranked": int(ranked.sum())})
+    order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
+    return out.iloc[order].reset_index(drop=True)
+
+
+#: Single metrics ranked on their own (with bootstrap intervals) next to the composite.
+RANKED_METRICS: tuple[str, ...] = ("count", "density_per_sqmi", "eb_rate_per_1000")
+
+
+def _metric_ranks(names: np.ndarray, ranked: np.ndarray, metrics: dict[str, np.ndarray],
+                  area_counts: np.ndarray, area_sqmi: np.ndarray, pop: np.ndarray, n_boot: int,
+                  seed: int) -> dict[str, dict[str, list[int]]]:
+    """Per ranked unit and metric of `RANKED_METRICS`: [rank, rank_low, rank_high]."""
+    out: dict[str, dict[str, list[int]]] = {str(n): {} for n in names[ranked]}
+    if not ranked.any():
+        return out
+    for metric in RANKED_METRICS:
+        w = {metric: 1.0}
+        r = descending_ranks(composite_score({metric: metrics[metric][ranked]}, w))
+        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed)
+        for name, a, b, c in zip(names[ranked], r, lo, hi, strict=True):
+            out[str(name)][metric] = [int(a), int(b), int(c)]
+    return out
+
+
+def _check_weights(weights: dict[str, float] | None) -> dict[str, float]:
+    if weights is None:
+        return dict(DEFAULT_WEIGHTS)
+    known = ("count", "density_per_sqmi", "eb_rate_per_1000", "rate_per_1000")
+    bad = [k for k in weights if k not in known]
+    if bad or not weights:
+        raise GeoLeadError(f"weights {bad or '{}'}: use one or more of {', '.join(known)}.")
+    if any(float(w) < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise GeoLeadError(f"weights {weights}: must be non-negative and not all zero.")
+    return {k: float(v) for k, v in weights.items()}
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``"count=0.5,eb_rate_per_1000=0.5"`` -> dict (the CLI's --weights)."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise GeoLeadError(f"--weights {text!r}: {part!r} is not NAME=NUMBER.") from None
+        if not sep:
+            raise GeoLeadError(f"--weights {text!r}: {part!r} is not NAME=NUMBER.")
+    return _check_weights(out)
+
+
+def scores_json(scores: pd.DataFrame, only_area: bool = True) -> list[dict[str, Any]]:
+    """The `score --json` objects (`JSON_KEYS`) of the ranked units, best first."""
+    rows = scores[scores["rank"].notna()] if only_area else scores
+    out = []
+    for rec in rows.to_dict("records"):
+        item = {}
+        for k in JSON_KEYS:
+            v = rec[k]
+            if k in ("count", "rank", "rank_low", "rank_high"):
+                v = None if pd.isna(v) else int(v)
+            elif k != "neighborhood":
+                v = None if pd.isna(v) else round(float(v), 4)
+            item[k] = v
+        out.append(item)
+    return out
+
+
+# --- store edge -----------------------------------------------------------------------------
+def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
+                since: Any = None, until: Any = None, weights: dict[str, float] | None = None,
+                seed: int = settings.RANDOM_SEED, n_boot: int = settings.BOOTSTRAP_REPLICATES,
+                neighborhoods: gpd.GeoDataFrame | None = None,
+                population: pd.Series | None = None,
+                first_division: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """Score from the store's (joined) records and write the ``scores`` layer.
+
+    Neighborhoods, population and the First Division default to the shipped files and
+    `geo_lead.boundaries.first_division_for_store` (an official division file when one was
+    installed, otherwise derived from the store's records).
+    """
+    from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.population import interpolate_population, load_tracts
+
+    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+    if population is None:
+        population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
+    cols = set(store.columns("records"))
+    if "neighborhood" not in cols and "lon" not in cols:
+        raise GeoLeadError(f"{store.path}: records have no coordinates yet; run "
+                           f"`geo-lead geocode --store {store.path}` (or `geo-lead run`) first.")
+    if "neighborhood" not in cols:
+        raise GeoLeadError(f"{store.path}: records are not joined to neighborhoods yet; "
+                           "run `geo-lead run` (or geocode, then join) first.")
+    if indicator not in cols:
+        raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
+    want = ["record_id", "occurred_at", "reported_at", "source_file", "neighborhood", indicator]
+    records = store.read_records(want)
+    records[indicator] = records[indicator].astype(bool)
+    records["neighborhood"] = records["neighborhood"].fillna("")
+    if area == "first-division" and first_division is None:
+        first_division = first_division_for_store(store, nh)
+    scores = score_neighborhoods(records, nh, population, indicator=indicator, area=area,
+                                 since=since, until=until, weights=weights, seed=seed,
+                                 n_boot=n_boot, first_division=first_division)
+    store.replace_features("scores", _as_multipolygons(scores), "MULTIPOLYGON",
+                           description=f"neighborhood scores of {indicator} ({area})")
+    return scores
+
+
+def _as_multipolygons(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Promote Polygon to MultiPolygon so the layer has the one geometry type it declares."""
+    import shapely
+
+    geoms = [shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon" else g
+             for g in gdf.geometry]
+    return gdf.set_geometry(gpd.GeoSeries(geoms, index=gdf.index, crs=gdf.crs))
+
+
+def write_csv(scores: pd.DataFrame, path: Path) -> None:
+    """The scores without geometry, as CSV (ranked first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(scores.drop(columns=scores.geometry.name)).to_csv(path, index=False, float_format="%.6g")
+
+
+def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None) -> str:
+    """The ranked table a planner reads (pilot neighborhoods marked with *)."""
+    a = scores.attrs
+    lines = []
+    if joined is not None:
+        lines.append(f"records: {joined['records']:,} = {joined['joined']:,} in a neighborhood + "
+                     f"{joined['outside']:,} outside every neighborhood + {joined['not_geocoded']:,} not geocoded")
+    ind = scores["indicator"].iloc[0] if len(scores) else "?"
+    lines.append(f"indicator {ind}, area {a.get('area')}: {a.get('records_in_window', 0):,} records in the "
+                 f"window, {a.get('area_total', 0):,} in the area; data cover {a.get('years_covered', 0):.2f} years")
+    lines.append("per_year = count scaled by each file's sampling fraction (2016 sample 0.15, 2017 "
+                 "sample 0.14) / years covered; rates use the unscaled count and 2020 population")
+    head = (f"{'rank':>4} {'90% int':>7}  {'neighborhood':<28} {'count':>6} {'per_year':>9} "
+            f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6}")
+    lines += [head, "-" * len(head)]
+    ranked = scores[scores["rank"].notna()]
+    if not a.get("area_total", 0):
+        lines.append("(no records of this indicator in the area and window: every rank is a tie)")
+    for r in ranked.itertuples(index=False):
+        star = "*" if r.neighborhood in settings.PILOT_NEIGHBORHOODS else " "
+        lines.append(
+            f"{int(r.rank):>4} {f'{int(r.rank_low)}-{int(r.rank_high)}':>7} {star}{r.neighborhood[:28]:<28} "
+            f"{int(r.count):>6} {_num(r.count_per_year, 9, 1)} {_num(r.density_per_sqmi, 9, 1)} "
+            f"{_num(r.population, 7, 0)} {_num(r.rate_per_1000, 8, 2)} {_num(r.eb_rate_per_1000, 7, 2)} "
+            f"{_num(r.score, 6, 3)}")
+    unranked = scores[scores["in_area"] & scores["rank"].isna() & (scores["count"] > 0)]
+    if len(unranked):
+        lines.append("not ranked (remainder / unnamed pieces, or no residents): " + ", ".join(
+            f"{n} ({c})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
+    lines.append("* pilot zone neighborhood")
+    by_metric = a.get("metric_ranks", {})
+    labels = {"count": "count", "density_per_sqmi": "density", "eb_rate_per_1000": "EB rate"}
+    for name in settings.PILOT_NEIGHBORHOODS:
+        if name in by_metric and len(ranked):
+            row = ranked[ranked["neighborhood"] == name].iloc[0]
+            parts = [f"by {labels[m]} {v[0]} (90% {v[1]}-{v[2]})" for m, v in by_metric[name].items()]
+            lines.append(f"{name}: of {a.get('n_ranked', len(ranked))}, " + ", ".join(parts)
+                         + f", composite {int(row['rank'])} ({int(row['rank_low'])}-{int(row['rank_high'])})")
+    return "\n".join(lines)
+
+
+def _num(value: float, width: int, digits: int) -> str:
+    if value != value:  # NaN
+        return f"{'-':>{width}}"
+    return f"{value:>{width},.{digits}f}"

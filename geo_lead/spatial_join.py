@@ -1,0 +1,160 @@
+"""Records -> neighborhoods: a point-in-polygon join done in EPSG:2246 (US survey feet).
+
+Nothing is dropped. Every record gets a ``join_status``:
+
+* ``joined``        -- its point lies in (or on the edge of) a neighborhood unit;
+* ``outside``       -- geocoded, but outside every unit (the LOJIC units cover the
+                       pre-merger city only, so suburban records land here);
+* ``not_geocoded``  -- no point (the geocoder did not match the address).
+
+A point exactly on the edge shared by two units belongs to the first of them in the
+neighborhoods' order (deterministic; the count of such ties is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo_lead import settings
+from geo_lead.boundaries import load_neighborhoods
+from geo_lead.errors import CRSMismatchError, GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
+
+log = logging.getLogger(__name__)
+
+JOIN_STATUSES: tuple[str, ...] = ("joined", "outside", "not_geocoded")
+
+
+def records_gdf(store: Store, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+    """The store's records as EPSG:4326 points (ungeocoded records keep an empty geometry).
+
+    Parameters
+    ----------
+    store
+        An open store.
+    columns
+        Record columns to read (default: all); ``lon`` and ``lat`` are always read.
+    """
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, "lon", "lat"]))
+        have = set(store.columns("records"))
+        columns = [c for c in columns if c in have]
+    frame = store.read_records(columns)
+    return points_from_lonlat(frame)
+
+
+def points_from_lonlat(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    """A GeoDataFrame of points from ``lon``/``lat`` columns (NaN/missing -> empty geometry)."""
+    lon = pd.to_numeric(frame["lon"], errors="coerce") if "lon" in frame else pd.Series(np.nan, index=frame.index)
+    lat = pd.to_numeric(frame["lat"], errors="coerce") if "lat" in frame else pd.Series(np.nan, index=frame.index)
+    ok = lon.notna() & lat.notna()
+    geom = gpd.GeoSeries([None] * len(frame), index=frame.index, crs=settings.CRS_STORE)
+    if ok.any():
+        geom[ok] = gpd.points_from_xy(lon[ok], lat[ok], crs=settings.CRS_STORE)
+    return gpd.GeoDataFrame(frame.copy(), geometry=geom, crs=settings.CRS_STORE)
+
+
+def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+                 name_column: str = "NH_NAME") -> gpd.GeoDataFrame:
+    """Attach the neighborhood each record's point falls in.
+
+    Parameters
+    ----------
+    records
+        Points (empty geometry = not geocoded).
+    neighborhoods
+        Polygons with `name_column`, in the same CRS as `records`.
+    name_column
+        Neighborhood name column (LOJIC ``NH_NAME``).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        `records` (same index, same CRS) plus ``neighborhood`` (name or "") and
+        ``join_status`` in `JOIN_STATUSES`.
+
+    Raises
+    ------
+    CRSMismatchError
+        When the two inputs are in different CRSs (or one has none).
+    """
+    if records.crs is None or neighborhoods.crs is None or records.crs != neighborhoods.crs:
+        raise CRSMismatchError(
+            "spatial join: inputs are in different coordinate reference systems: "
+            f"records={_crs_name(records)}, neighborhoods={_crs_name(neighborhoods)}; "
+            "reproject one to the other's CRS first.")
+    if name_column not in neighborhoods.columns:
+        raise GeoLeadError(f"neighborhoods: column {name_column!r} missing; have {list(neighborhoods.columns)}.")
+    geom = records.geometry
+    has_point = ~(geom.isna() | geom.is_empty)
+    pts = gpd.GeoDataFrame({"rec_pos": np.flatnonzero(has_point.to_numpy())},
+                           geometry=geom[has_point].to_crs(settings.CRS_PROJECTED).to_numpy(),
+                           crs=settings.CRS_PROJECTED)
+    polys = gpd.GeoDataFrame({"nh_pos": np.arange(len(neighborhoods))},
+                             geometry=neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(),
+                             crs=settings.CRS_PROJECTED)
+    # "intersects" rather than "within": a point on an edge still belongs somewhere.
+    hits = gpd.sjoin(pts, polys, how="inner", predicate="intersects")
+    hits = hits.sort_values(["rec_pos", "nh_pos"])
+    ties = int(hits["rec_pos"].duplicated().sum())
+    if ties:
+        log.info("%d record(s) lie on a shared edge; each goes to the first neighborhood", ties)
+    first = hits.drop_duplicates("rec_pos")
+    names = np.full(len(records), "", dtype=object)
+    names[first["rec_pos"].to_numpy()] = neighborhoods[name_column].to_numpy()[first["nh_pos"].to_numpy()]
+    status = np.where(~has_point.to_numpy(), "not_geocoded",
+                      np.where(names != "", "joined", "outside"))
+    out = records.copy()
+    out["neighborhood"] = names
+    out["join_status"] = status
+    return out
+
+
+def join_counts(joined: pd.DataFrame) -> dict[str, int]:
+    """records = joined + outside + not_geocoded."""
+    counts = joined["join_status"].value_counts()
+    out = {"records": len(joined)}
+    out.update({s: int(counts.get(s, 0)) for s in JOIN_STATUSES})
+    return out
+
+
+def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> dict[str, int]:
+    """Join the store's records to neighborhoods and write ``neighborhood`` onto them.
+
+    Parameters
+    ----------
+    store
+        An open store.
+    neighborhoods
+        Neighborhood units (default: `geo_lead.boundaries.load_neighborhoods`).
+
+    Returns
+    -------
+    dict
+        ``records``, ``joined``, ``outside``, ``not_geocoded`` (records = the other three).
+    """
+    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+    recs = records_gdf(store, ["record_id"])
+    if nh.crs is not None and nh.crs != recs.crs:
+        nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
+    joined = join_records(recs, nh)
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": joined["record_id"].to_numpy(),
+                                           "neighborhood": joined["neighborhood"].to_numpy()}))
+    counts = join_counts(joined)
+    log.info("spatial join: %s", counts)
+    return counts
+
+
+def _crs_name(gdf: gpd.GeoDataFrame | gpd.GeoSeries) -> str:
+    if gdf.crs is None:
+        return "none"
+    epsg = gdf.crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else gdf.crs.name

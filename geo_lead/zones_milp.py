@@ -1,0 +1,149 @@
+"""The exact best contiguous zone of k neighborhoods: a MILP with flow-based contiguity.
+
+Maximise sum_i w_i x_i over binary x_i (unit i chosen) subject to (DOMAIN.md):
+
+* sum_i x_i = k;
+* one root: binary r_i, sum_i r_i = 1, r_i <= x_i;
+* flows f_ij >= 0 on both arcs of every adjacency edge, with
+  inflow_i - outflow_i >= x_i - k r_i  (each chosen non-root unit absorbs one unit of flow,
+  the root can emit up to k - 1), f_ij <= (k-1) x_i and f_ij <= (k-1) x_j (flow only
+  between chosen units).
+
+Flow reaches every chosen unit from the root through chosen units only, so the zone is
+connected. A unit without neighbours (an island) can only be a zone of its own (k = 1);
+multi-part units are single nodes, adjacent to whatever any of their parts touches.
+Solved by CBC through PuLP (``pulp.PULP_CBC_CMD(msg=False)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import geopandas as gpd
+
+from geo_lead import settings
+from geo_lead.errors import GeoLeadError
+
+log = logging.getLogger(__name__)
+
+Adjacency = dict[str, set[str]]
+
+
+def queen_adjacency(neighborhoods: gpd.GeoDataFrame, names: Sequence[str] | None = None) -> Adjacency:
+    """Queen contiguity (libpysal) among the units named `names` (all units when None).
+
+    Returns
+    -------
+    dict
+        NH_NAME -> set of adjacent NH_NAMEs (empty set for an island).
+    """
+    from libpysal.weights import Queen
+
+    units = neighborhoods if names is None else neighborhoods[neighborhoods["NH_NAME"].isin(list(names))]
+    units = units.to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
+    if units.empty:
+        return {}
+    if len(units) == 1:
+        return {str(units["NH_NAME"].iloc[0]): set()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # libpysal warns about islands
+        w = Queen.from_dataframe(units, use_index=False)
+    label = units["NH_NAME"].astype(str).tolist()
+    return {label[i]: {label[j] for j in w.neighbors[i]} for i in range(len(label))}
+
+
+def contiguous_pairs(adjacency: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """Every unordered pair of adjacent units, each once, sorted."""
+    pairs = {tuple(sorted((a, b))) for a, nbrs in adjacency.items() for b in nbrs if a != b}
+    return sorted(pairs)  # type: ignore[arg-type]
+
+
+def best_zone(weights: Mapping[str, float], adjacency: Mapping[str, Iterable[str]], k: int,
+              time_limit_s: float | None = None) -> tuple[list[str], float]:
+    """The connected set of `k` units with the largest total weight, solved exactly.
+
+    Parameters
+    ----------
+    weights
+        Unit name -> weight (records, expected encounters ...); units missing from
+        `adjacency` are ignored, units of `adjacency` missing here weigh 0.
+    adjacency
+        Unit name -> adjacent unit names (see `queen_adjacency`).
+    k
+        Zone size (number of units), 1 <= k <= number of units.
+
+    Returns
+    -------
+    names, total
+        Sorted unit names of the optimal zone and its total weight.
+
+    Raises
+    ------
+    GeoLeadError
+        k is out of range or no connected zone of k units exists.
+    """
+    import pulp
+
+    nodes = sorted(adjacency)
+    if not 1 <= k <= len(nodes):
+        raise GeoLeadError(f"zone size k={k} must be between 1 and the {len(nodes)} candidate units")
+    arcs = sorted({(a, b) for a in nodes for b in adjacency[a] if b in adjacency and a != b}
+                  | {(b, a) for a in nodes for b in adjacency[a] if b in adjacency and a != b})
+    idx = {n: i for i, n in enumerate(nodes)}
+    prob = pulp.LpProblem("contiguous_zone", pulp.LpMaximize)
+    new_var = _variable_factory(prob)
+    x = {n: new_var(f"x_{idx[n]}", cat="Binary") for n in nodes}
+    r = {n: new_var(f"r_{idx[n]}", cat="Binary") for n in nodes}
+    f = {(a, b): new_var(f"f_{idx[a]}_{idx[b]}", lowBound=0) for a, b in arcs}
+    prob += pulp.lpSum(float(weights.get(n, 0.0)) * x[n] for n in nodes)
+    prob += pulp.lpSum(x.values()) == k
+    prob += pulp.lpSum(r.values()) == 1
+    inflow: dict[str, list[pulp.LpVariable]] = {n: [] for n in nodes}
+    outflow: dict[str, list[pulp.LpVariable]] = {n: [] for n in nodes}
+    for (a, b), var in f.items():
+        outflow[a].append(var)
+        inflow[b].append(var)
+        prob += var <= (k - 1) * x[a]
+        prob += var <= (k - 1) * x[b]
+    for n in nodes:
+        prob += r[n] <= x[n]
+        prob += pulp.lpSum(inflow[n]) - pulp.lpSum(outflow[n]) >= x[n] - k * r[n]
+    with warnings.catch_warnings():
+        # PuLP 3.x announces PULP_CBC_CMD's removal in 4.0; it is still the bundled CBC.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
+        status = prob.solve(solver)
+    if pulp.LpStatus[status] != "Optimal":
+        raise GeoLeadError(f"no connected zone of {k} neighborhoods among the {len(nodes)} candidates "
+                           f"(solver status {pulp.LpStatus[status]})")
+    chosen = sorted(n for n in nodes if (x[n].value() or 0) > 0.5)
+    total = float(sum(float(weights.get(n, 0.0)) for n in chosen))
+    log.debug("best zone k=%d: %s (%.2f)", k, chosen, total)
+    return chosen, total
+
+
+def _variable_factory(prob: object) -> Callable[..., object]:
+    """``prob.add_variable`` on PuLP >= 3.3 (no deprecation warning), ``LpVariable`` before."""
+    import pulp
+
+    add = getattr(prob, "add_variable", None)
+    if add is not None:
+        return lambda name, lowBound=None, cat="Continuous": add(name, lowBound=lowBound, cat=cat)
+    return lambda name, lowBound=None, cat="Continuous": pulp.LpVariable(name, lowBound=lowBound, cat=cat)
+
+
+def is_connected(names: Iterable[str], adjacency: Mapping[str, Iterable[str]]) -> bool:
+    """True when `names` form one connected piece of the adjacency graph."""
+    todo = set(names)
+    if not todo:
+        return False
+    start = next(iter(todo))
+    seen, stack = {start}, [start]
+    while stack:
+        for nb in adjacency.get(stack.pop(), ()):
+            if nb in todo and nb not in seen:
+                seen.add(nb)
+                stack.append(nb)
+    return seen == todo
