@@ -282,6 +282,7 @@ PAGE_CSS = """<style>
 .geo-lead-notes ul { margin: 2px 0; padding-left: 16px; }
 .geo-lead-title { font-weight: bold; font-size: 14px; }
 .leaflet-container { background: #f4f4f0; }
+.leaflet-control-layers { font-size: 12px; }
 </style>"""
 
 
@@ -590,7 +591,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         _PointLayer(point_rows(pts), f"Records by block point ({total:,})").add_to(m)
         note_lines.append(f"Records are shown aggregated to {len(pts):,} geocoded block points "
                           f"({total:,} records); a cluster shows the number of records it holds.")
-        legends.append(_legend_rows([("#cb181d", "records at a geocoded block point")]))
+        legends.append("<h4>Records</h4>" + _legend_rows([("#cb181d", "a geocoded block point (click it)")]))
     else:
         note_lines.append("No geocoded records in the store (run <code>geo-lead geocode</code>): incident layer not shown.")
 
@@ -636,7 +637,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
              "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
     _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
              "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
-    _fit(m, bounds)
+    _fit(m, bounds, left_px=230, right_px=230)  # layer control on the left, legend on the right
     return m
 
 
@@ -678,11 +679,14 @@ def _dissolved_gistar(g: gpd.GeoDataFrame, labels: pd.Series) -> tuple[gpd.GeoDa
     return gpd.GeoDataFrame(geometry=list(merged.values), crs=g.crs), props
 
 
-def _fit(m: folium.Map, bounds: list[tuple[float, float, float, float]]) -> None:
+def _fit(m: folium.Map, bounds: list[tuple[float, float, float, float]],
+         left_px: int = 0, right_px: int = 0) -> None:
+    """Fit the view to the bounds, keeping clear of the controls on the left/right (pixels)."""
     good = [b for b in bounds if all(np.isfinite(b))]
     if good:
         arr = np.asarray(good)
-        m.fit_bounds([[arr[:, 1].min(), arr[:, 0].min()], [arr[:, 3].max(), arr[:, 2].max()]])
+        m.fit_bounds([[arr[:, 1].min(), arr[:, 0].min()], [arr[:, 3].max(), arr[:, 2].max()]],
+                     padding_top_left=(left_px, 10), padding_bottom_right=(right_px, 10))
 
 
 # --- the timeline map -------------------------------------------------------------------------
@@ -875,7 +879,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
     _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
              "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
     focus = areas[areas["in_area"].astype(bool)] if "in_area" in areas and areas["in_area"].astype(bool).any() else areas
-    _fit(m, [tuple(focus.total_bounds)])
+    _fit(m, [tuple(focus.total_bounds)], right_px=250)  # slider and legend on the right
     return m
 
 
