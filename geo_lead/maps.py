@@ -128,12 +128,18 @@ def _features(gdf: gpd.GeoDataFrame, props: Sequence[dict[str, Any]],
     return {"type": "FeatureCollection", "features": feats}
 
 
-def class_breaks(values: Iterable[float], k: int = 5) -> list[float]:
-    """Quantile class upper bounds (k classes) of the finite values; fewer when values tie."""
+def class_breaks(values: Iterable[float], k: int = 5, integer: bool = False) -> list[float]:
+    """Quantile class upper bounds (k classes) of the finite values; fewer when values tie.
+
+    With `integer` (counts), bounds are rounded up to whole numbers, so classes read
+    ``1``, ``2``, ``3 - 5`` rather than ``1 - 1.4``.
+    """
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if arr.size == 0:
         return []
     qs = np.quantile(arr, np.linspace(0, 1, k + 1)[1:])
+    if integer:
+        qs = np.ceil(qs)
     return sorted({float(q) for q in qs})
 
 
@@ -311,11 +317,16 @@ def _legend_rows(rows: Sequence[tuple[str, str]], kind: str = "sw") -> str:
     return "".join(out)
 
 
-def _range_labels(breaks: Sequence[float], colors: Sequence[str], digits: int) -> list[tuple[str, str]]:
+def _range_labels(breaks: Sequence[float], colors: Sequence[str], digits: int,
+                  integer: bool = False) -> list[tuple[str, str]]:
     offset = len(colors) - len(breaks)
     rows, low = [], None
     for i, b in enumerate(breaks):
-        label = f"&le; {_fmt(b, digits)}" if low is None else f"{_fmt(low, digits)} &ndash; {_fmt(b, digits)}"
+        if integer:
+            first = 1 if low is None else int(low) + 1
+            label = f"{int(b):,}" if first >= b else f"{first:,} &ndash; {int(b):,}"
+        else:
+            label = f"&le; {_fmt(b, digits)}" if low is None else f"{_fmt(low, digits)} &ndash; {_fmt(b, digits)}"
         rows.append((colors[offset + i], label))
         low = b
     return rows
@@ -869,11 +880,11 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
                          "skipped by the slider.")
     if len(records) - mapped:
         notes.append(f"{len(records) - mapped:,} records lack a date or a geocode and are not shown.")
-    breaks = class_breaks([v for d in by_month.values() for v in d.values()])
+    breaks = class_breaks([v for d in by_month.values() for v in d.values()], integer=True)
     _Timeline(months, _features(areas, props), [by_month[mo] for mo in months],
               pt_table, [pts_by_month[mo] for mo in months], breaks).add_to(m)
     _Control(f'<div class="geo-lead-title">{esc(title)}</div><h4>Records per neighborhood in the month</h4>'
-             + _legend_rows([*_range_labels(breaks, SCORE_COLORS, 0), ("#ffffff", "none")])
+             + _legend_rows([*_range_labels(breaks, SCORE_COLORS, 0, integer=True), ("#ffffff", "0")])
              + _legend_rows([("#cb181d", "block point (size = records)")]),
              "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
     _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",

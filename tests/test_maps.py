@@ -178,6 +178,10 @@ def test_aggregate_points_hand_computed() -> None:
 def test_class_breaks_and_colours_hand_computed() -> None:
     assert maps.class_breaks([1, 2, 3, 4, 5], k=5) == pytest.approx([1.8, 2.6, 3.4, 4.2, 5.0])
     assert maps.class_breaks([]) == []
+    # counts: quantiles of [1,1,1,2,5] are 1, 1, 1.4, 2.6, 5 -> whole numbers 1, 2, 3, 5
+    assert maps.class_breaks([1, 1, 1, 2, 5], integer=True) == [1.0, 2.0, 3.0, 5.0]
+    labels = [lab for _, lab in maps._range_labels([1.0, 2.0, 3.0, 5.0], maps.SCORE_COLORS, 0, integer=True)]
+    assert labels == ["1", "2", "3", "4 &ndash; 5"]
     assert maps.class_breaks([2.0, 2.0, np.nan]) == [2.0]
     cols = maps.SCORE_COLORS
     assert maps.color_for(1.0, [1.8, 2.6, 3.4, 4.2, 5.0], cols) == cols[0]
