@@ -50,8 +50,8 @@ def collect_report_data(store: Any) -> dict[str, Any]:
     from geo_lead.maps import read_layer
 
     have = set(store.columns("records")) if "records" in store.tables() else set()
-    cols = [c for c in ("source", "source_file", "occurred_at", "match_type", "opiate",
-                        "lead_eligible", "lon", "lat") if c in have]
+    cols = [c for c in ("source", "source_file", "occurred_at", "match_type", "geocode_reason",
+                        "opiate", "lead_eligible", "lon", "lat") if c in have]
     records = store.read_records(cols) if cols else pd.DataFrame()
     ingests = store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame()
     return {
@@ -59,6 +59,9 @@ def collect_report_data(store: Any) -> dict[str, Any]:
         "records": records,
         "ingests": ingests,
         "rejects": store.count("rejects"),
+        "reject_reasons": (store.read_table("rejects", ["reason"])["reason"].fillna("(none)")
+                           .value_counts().rename_axis("reason").rename("rows").reset_index()
+                           if "rejects" in store.tables() else pd.DataFrame()),
         "scores": read_layer(store, "scores"),
         "zones": read_layer(store, "site_zones"),
         "site_result": store.get_json("site_result"),
@@ -308,9 +311,14 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
         cols = [c for c in ("source_file", "rows_read", "accepted", "rejected", "added", "unchanged", "updated", "ingested_at")
                 if c in ingests]
         parts.append("<h3>Ingests</h3>" + _table(ingests[cols], {c: 0 for c in cols if c not in ("source_file", "ingested_at")}))
-    for flag, label in (("opiate", "opiate indicator"), ("lead_eligible", "LEAD-eligible by the rules")):
-        if flag in records:
-            parts.append(f"<p>{int(records[flag].astype(bool).sum()):,} records carry the {esc(label)} flag.</p>")
+    reasons = data.get("reject_reasons")
+    if reasons is not None and len(reasons):
+        parts.append("<h3>Rejected rows by reason</h3>" + _table(reasons.head(15), {"rows": 0}))
+    flag_text = [f"{int(records[flag].astype(bool).sum()):,} {label}" for flag, label in
+                 (("opiate", "carry the opiate indicator"), ("lead_eligible", "are LEAD-eligible by the rules"))
+                 if flag in records]
+    if flag_text:
+        parts.append(f"<p>Of these, {' and '.join(flag_text)} (<code>geo_lead/rules/opiate_rules.toml</code>).</p>")
     rates = match_rates(records)
     if len(rates):
         geocoded = rates.loc[~rates["match_type"].isin(["unmatched", "not geocoded yet"]), "records"].sum()
@@ -321,6 +329,11 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
             rates.assign(share=rates["share"] * 100).rename(columns={"share": "percent"}),
             {"records": 0, "percent": 1})
             + f"<p>Hit rate {hit:.1%} ({int(geocoded):,} of {int(rates['records'].sum()):,} records placed on the map).{warn}</p>")
+        if "geocode_reason" in records and "match_type" in records:
+            why = records.loc[records["match_type"] == "unmatched", "geocode_reason"].fillna("(no reason)")
+            if len(why):
+                top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
+                parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
     else:
         parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
 

@@ -69,9 +69,12 @@ def test_source_summary_dates() -> None:
 
 
 def test_report_html_sections_escaping_and_self_contained(inputs: dict[str, object]) -> None:
-    recs = inputs["records"].assign(source_file="fixture.csv", source="crime_pre2023")
+    recs = inputs["records"].assign(source_file="fixture.csv", source="crime_pre2023",
+                                    geocode_reason="")
+    recs.loc[recs["match_type"] == "unmatched", "geocode_reason"] = "no such street in the reference: <b>X</b> ST"
     page = report.build_report_html({
-        "store": "<b>x</b>.gpkg", "records": recs, "rejects": 3, "scores": inputs["scores"],
+        "store": "<b>x</b>.gpkg", "records": recs, "rejects": 3,
+        "reject_reasons": pd.DataFrame({"reason": ["bad date"], "rows": [3]}), "scores": inputs["scores"],
         "zones": inputs["zones"], "site_result": {"verdict": "<script>alert(1)</script> FIXTURE verdict", "k": 2},
         "hotspots_result": None})
     for heading in ("The question", "The data", "Geocoding match rates by type", "Ranked neighborhoods",
@@ -82,6 +85,8 @@ def test_report_html_sections_escaping_and_self_contained(inputs: dict[str, obje
     assert page.count('src="data:image/png;base64,') == 3
     assert offline.external_references(page) == []
     assert 'class="pilot"' in page
+    assert "no such street in the reference: &lt;b&gt;X&lt;/b&gt; ST" in page
+    assert "Rejected rows by reason" in page and "bad date" in page
     assert "SHAWNEE, LIMERICK" in page  # the comparison area's members
 
 
