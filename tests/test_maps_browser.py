@@ -140,3 +140,13 @@ def test_report_renders_offline(offline_page: object, tmp_path: Path) -> None:
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert page.console_errors == []
     assert page.external_requests == []
+
+
+def test_tiles_page_asks_only_for_osm_tiles(offline_page: object, tmp_path: Path) -> None:
+    """--tiles: scripts are still inlined; the only requests are basemap tiles (blocked here)."""
+    path = offline.save_map(maps.build_site_map(tiles=True), tmp_path / "tiles.html")
+    page = offline_page
+    _open(page, path)
+    page.wait_for_timeout(300)
+    assert page.external_requests, "a basemap was asked for"
+    assert all(u.startswith("https://tile.openstreetmap.org/") for u in page.external_requests)

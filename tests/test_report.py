@@ -120,3 +120,18 @@ def test_cli_maps_and_report(store_path: Path, tmp_path: Path, inputs: dict[str,
 def test_cli_missing_store_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["maps", "--store", str(tmp_path / "none.gpkg")]) == 2
     assert "no store here yet" in capsys.readouterr().err
+
+
+def test_cli_maps_flags(store_path: Path, tmp_path: Path, inputs: dict[str, object],
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    fill_store(store_path, inputs)
+    assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "t"), "--tiles", "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    page = Path(paths["site_selection"]).read_text(encoding="utf-8")
+    assert "tile.openstreetmap.org" in page and offline.external_references(page) == []
+    assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "o"), "--no-offline"]) == 0
+    online = (tmp_path / "o" / "site_selection.html").read_text(encoding="utf-8")
+    assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in online
+    assert (tmp_path / "o" / "site_selection.html").stat().st_size < len(page)
