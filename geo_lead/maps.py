@@ -206,7 +206,10 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
             }
             var group = L.markerClusterGroup({
                 showCoverageOnHover: false, maxClusterRadius: 40, chunkedLoading: true,
-                chunkProgress: function (done, total) { if (done === total) { window.geoLeadPointsLoaded = true; } },
+                // onAdd first "adds" an empty pending list (0 of 0): only our own full list counts
+                chunkProgress: function (done, total) {
+                    if (total === rows.length && done === total) { window.geoLeadPointsLoaded = true; }
+                },
                 iconCreateFunction: function (c) {
                     var n = 0;
                     c.getAllChildMarkers().forEach(function (m) { n += m.options.n; });
