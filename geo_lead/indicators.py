@@ -61,16 +61,24 @@ def load_rules(path: Path | str | None = None) -> Rules:
         raise RulesError(f"{path}: cannot read rules file ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: not valid TOML: {exc}") from None
-    flags = tuple(data.get("flags", ()))
-    if not flags:
-        raise RulesError(f"{path}: `flags = [...]` must list the indicator flags.")
+    raw_flags = data.get("flags", ())
+    if not _is_str_list(raw_flags) or not raw_flags:
+        raise RulesError(f"{path}: `flags = [...]` must list the indicator flags (strings).")
+    flags = tuple(raw_flags)
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
+        raise RulesError(f"{path}: rules must be [[rule]] tables with id, flag and pattern.")
     rules: list[Rule] = []
     seen: set[str] = set()
-    for i, raw in enumerate(data.get("rule", []), start=1):
+    for i, raw in enumerate(raw_rules, start=1):
         where = f"{path}: rule #{i} ({raw.get('id', 'no id')})"
         for key in ("id", "flag", "pattern"):
             if key not in raw:
                 raise RulesError(f"{where}: missing `{key}`.")
+            if not isinstance(raw[key], str):
+                raise RulesError(f"{where}: `{key}` must be a string, not {raw[key]!r}.")
+        if not isinstance(raw.get("unless", ""), str) or not _is_str_list(raw.get("unless_flags", [])):
+            raise RulesError(f"{where}: `unless` must be a string and `unless_flags` a list of flags.")
         if raw["flag"] not in flags:
             raise RulesError(f"{where}: flag {raw['flag']!r} is not one of {list(flags)}.")
         if raw["id"] in seen:
@@ -83,12 +91,19 @@ def load_rules(path: Path | str | None = None) -> Rules:
                           _compile(raw["unless"], where) if raw.get("unless") else None,
                           tuple(raw.get("unless_flags", ()))))
     elig = data.get("eligibility", {})
+    if not isinstance(elig, dict) or not _is_str_list(elig.get("all", [])) or not _is_str_list(
+            elig.get("none", [])):
+        raise RulesError(f"{path}: [eligibility] must be a table with `all = [...]` and `none = [...]` of flags.")
     e_all, e_none = tuple(elig.get("all", ())), tuple(elig.get("none", ()))
     unknown = [f for f in (*e_all, *e_none) if f not in flags]
     if not e_all or unknown:
         raise RulesError(f"{path}: [eligibility] needs `all = [...]` of known flags; unknown: {unknown}.")
     return Rules(str(data.get("version", "")), flags, tuple(rules),
                  str(elig.get("id", "lead")), e_all, e_none, path)
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _compile(pattern: str, where: str) -> re.Pattern[str]:
@@ -142,7 +157,7 @@ def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
     for flag in rules.all_flags:
         ids = mapped[flag].to_numpy()
         out[flag] = pd.notna(ids)
-        out[f"{flag}_rule"] = pd.Series(ids, index=records.index).fillna("").astype(str)
+        out[f"{flag}_rule"] = pd.Series(ids, index=records.index, dtype=object).fillna("").astype(str)
     return out
 
 
@@ -171,9 +186,11 @@ def review_table(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFr
     rules = rules or load_rules()
     flags = classify(records, rules)
     flags["offense_text"] = records["offense_text"]
-    flags["class"] = flags[list(rules.all_flags)].apply(offense_class, axis=1)
+    # Plain comprehensions, not DataFrame.apply: apply returns a frame on an empty input.
+    flag_rows = flags[list(rules.all_flags)].to_dict("records")
+    flags["class"] = [offense_class(r) for r in flag_rows]
     rule_cols = [f"{f}_rule" for f in rules.all_flags]
-    flags["rules"] = flags[rule_cols].apply(lambda r: ";".join(v for v in r if v), axis=1)
+    flags["rules"] = [";".join(v for v in r if v) for r in flags[rule_cols].itertuples(index=False)]
     grouped = (flags.groupby(["offense_text", "class", "rules", ELIGIBLE], dropna=False)
                .size().rename("records").reset_index()
                .sort_values(["records", "offense_text"], ascending=[False, True]))

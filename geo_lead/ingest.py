@@ -72,14 +72,14 @@ def ingest_files(
     reports: list[FileReport] = []
     with store.write():
         for path in map(Path, paths):
-            sha = sha256_file(path) if path.exists() else ""
+            sha = sha256_file(path) if path.is_file() else ""  # else iter_chunks says why
             report = FileReport(file=path.name, source=source or "", sha256=sha)
             for chunk in iter_chunks(path, source=source, mapping=mapping_data, encoding=encoding):
                 report.rows_read += chunk.rows_read
                 report.rejected += len(chunk.rejects)
                 report.accepted += len(chunk.records)
+                report.source = chunk.source or report.source
                 if len(chunk.records):
-                    report.source = str(chunk.records["source"].iloc[0])
                     flagged = pd.concat([chunk.records, indicators.classify(chunk.records, rules)], axis=1)
                     counts = store.upsert_records(flagged, ingested_at=now)
                     report.added += counts["added"]

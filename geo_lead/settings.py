@@ -120,6 +120,14 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
     "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
 }
 
+# --- reading: dates (fdtests) -----------------------------------------------------------
+#: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.
+LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
+#: Parsed dates outside [DATE_MIN, DATE_MAX) are typos (year 1500, 2500): the row is rejected
+#: as an unparseable date instead of crashing the read or polluting time series.
+DATE_MIN: Final[str] = "1900-01-01"
+DATE_MAX: Final[str] = "2100-01-01"
+
 # --- maps and report (geo_lead.maps, geo_lead.figures, geo_lead.report) ---------------------
 #: Display-only simplification of polygons before they go on a web map (feet, EPSG:2246):
 #: 10 ft is invisible at street zoom and halves the page size. Analysis never uses it.

@@ -289,8 +289,9 @@ class Store:
         before = self.conn.total_changes
         self.conn.executemany(f'UPDATE records SET {", ".join(sets)} WHERE "{key}"=?',
                               (tuple(_py(v) for v in r) for r in rows))
+        changed = self.conn.total_changes - before  # before touch(): count records only
         self.touch("records")
-        return self.conn.total_changes - before
+        return changed
 
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""

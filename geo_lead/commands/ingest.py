@@ -99,7 +99,10 @@ def _run_indicators(args: argparse.Namespace) -> int:
         print_json(table.to_dict("records"))
         return 0
     print(f"rules: {rules.path} (version {rules.version})")
-    width = min(int(table["offense_text"].str.len().max() or 10), 70)
+    if table.empty:
+        print("no records to classify (every row was rejected, or the files have no rows)")
+        return 0
+    width = min(max(int(table["offense_text"].str.len().max()), 10), 70)
     print(f"{'records':>7}  {'class':<18} {'eligible':<8} {'offence text':<{width}}  rules")
     for row in table.itertuples(index=False):
         print(f"{row.records:>7}  {row._1:<18} {'yes' if row.lead_eligible else 'no':<8} "

@@ -1,0 +1,177 @@
+"""geo_lead.store: a GeoPackage that GDAL (pyogrio) opens, idempotent upserts, clear errors.
+
+GDAL is the independent oracle for "is this a GeoPackage": every layer is read back with
+pyogrio, which goes through GDAL's own GPKG driver.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+from shapely.geometry import Point, box
+
+from geo_lead import settings
+from geo_lead.errors import StoreBusyError, StoreError
+from geo_lead.sources import RECORD_COLUMNS
+from geo_lead.store import (
+    FLAG_COLUMNS,
+    GPKG_APPLICATION_ID,
+    gpkg_blob,
+    open_store,
+    opened,
+    wkb_from_gpkg,
+)
+
+
+def _records(n: int = 3, offense: str = "POSS CONT SUB-1ST DEGREE-1ST OFFENSE-HEROIN") -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        row = dict.fromkeys(RECORD_COLUMNS, "")
+        row.update(record_id=f"crime-pre2023:T-{i}:abcd:0", source="crime-pre2023",
+                   incident_number=f"T-{i}", occurred_at="2017-07-09T13:36:00", offense_text=offense,
+                   division="1ST DIVISION", address_raw="2700 BLOCK W MADISON ST",
+                   source_file="t.csv", source_line=i + 2, content_hash=f"h{i}")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for flag in FLAG_COLUMNS:
+        frame[flag] = flag in ("opiate", "possession", "lead_eligible")
+        frame[f"{flag}_rule"] = "r" if frame[flag].iloc[0] else ""
+    return frame
+
+
+def test_new_store_is_a_geopackage_gdal_opens(store_path: Path) -> None:
+    with opened(store_path) as store:
+        assert store.count("records") == 0
+    conn = sqlite3.connect(store_path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == GPKG_APPLICATION_ID
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    layers = dict(pyogrio.list_layers(store_path))
+    assert layers["records"] == "Point"
+    assert {"rejects", "ingests", "record_history"} <= set(layers)
+    assert "persons" not in layers and "meta" not in layers
+    info = pyogrio.read_info(store_path, layer="records")
+    assert info["crs"] == "EPSG:4326" and info["features"] == 0
+
+
+def test_records_round_trip_through_gdal(store_path: Path) -> None:
+    recs = _records(3)
+    with opened(store_path) as store:
+        with store.write():
+            assert store.upsert_records(recs, "2026-01-01T00:00:00Z") == {"added": 3, "unchanged": 0, "updated": 0}
+            upd = pd.DataFrame({"record_id": recs["record_id"][:2], "lon": [-85.80, -85.79],
+                                "lat": [38.26, 38.25], "match_type": ["block", "intersection"]})
+            assert store.update_records(upd) == 2
+        back = store.read_records()
+    assert back[list(FLAG_COLUMNS)].dtypes.eq(bool).all()
+    assert back["lead_eligible"].all()
+    gdf = pyogrio.read_dataframe(store_path, layer="records")
+    assert gdf.crs.to_epsg() == 4326 and len(gdf) == 3
+    assert list(gdf["record_id"]) == list(recs["record_id"])
+    assert gdf.geometry.iloc[0].equals(Point(-85.80, 38.26))
+    assert gdf.geometry.iloc[1].equals(Point(-85.79, 38.25))
+    assert gdf.geometry.iloc[2] is None  # not geocoded yet
+    assert gdf["match_type"].tolist()[:2] == ["block", "intersection"]
+    assert gdf["source_line"].tolist() == [2, 3, 4]
+
+
+def test_upsert_is_idempotent_and_keeps_history(store_path: Path) -> None:
+    recs = _records(3)
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(recs, "t1")
+        with store.write():
+            assert store.upsert_records(recs, "t2") == {"added": 0, "unchanged": 3, "updated": 0}
+        changed = recs.copy()
+        changed.loc[1, ["address_raw", "content_hash"]] = ["2800 BLOCK W MADISON ST", "h1-new"]
+        with store.write():
+            assert store.upsert_records(changed, "t3") == {"added": 0, "unchanged": 2, "updated": 1}
+        assert store.count("records") == 3
+        hist = store.read_table("record_history")
+        now = store.read_records(where="record_id = ?", params=[recs.loc[1, "record_id"]])
+    assert len(hist) == 1 and hist.loc[0, "content_hash"] == "h1"
+    assert '"address_raw": "2700 BLOCK W MADISON ST"' in hist.loc[0, "old_json"]
+    assert now.loc[0, "address_raw"] == "2800 BLOCK W MADISON ST" and now.loc[0, "updated_at"] == "t3"
+
+
+def test_failed_write_rolls_back(store_path: Path) -> None:
+    with opened(store_path) as store:
+        with pytest.raises(RuntimeError), store.write():
+            store.upsert_records(_records(2), "t1")
+            raise RuntimeError("crash mid-command")
+        assert store.count("records") == 0
+
+
+def test_busy_store_fails_clearly(store_path: Path) -> None:
+    open_store(store_path).close()
+    blocker = sqlite3.connect(store_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusyError, match="another geo-lead process"):
+            open_store(store_path, busy_timeout_s=0.05)
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+@pytest.mark.parametrize("content", [b"this is not a database, just text\n" * 10, b"\x00" * 4096])
+def test_not_a_store(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "x.gpkg"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match=r"x\.gpkg"):
+        open_store(path)
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (a)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a geo_lead GeoPackage"):
+        open_store(path)
+
+
+def test_missing_store_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="geo-lead ingest"):
+        open_store(tmp_path / "none.gpkg", create=False)
+    assert not (tmp_path / "none.gpkg").exists()
+
+
+def test_gpkg_blob_round_trip_and_envelopes() -> None:
+    wkb = shapely.to_wkb(Point(-85.8, 38.2), flavor="iso")
+    blob = gpkg_blob(wkb)
+    assert blob[:2] == b"GP" and struct.unpack("<i", blob[4:8])[0] == 4326
+    assert wkb_from_gpkg(blob) == wkb
+    # A blob written by GDAL with an XY envelope (flags bit 1) is unwrapped too.
+    env = b"GP\x00\x03" + struct.pack("<i", 4326) + struct.pack("<4d", -85.8, -85.8, 38.2, 38.2) + wkb
+    assert wkb_from_gpkg(env) == wkb
+    assert gpkg_blob(None) is None and wkb_from_gpkg(None) is None
+
+
+def test_replace_features_reprojects_and_gdal_reads_it(store_path: Path) -> None:
+    # A 1,000 ft square in Kentucky North feet, stored as lon/lat.
+    square = gpd.GeoDataFrame({"name": ["sq"], "area_sqmi": [1000.0**2 / settings.SQFT_PER_SQMI]},
+                              geometry=[box(1_200_000, 280_000, 1_201_000, 281_000)],
+                              crs=settings.CRS_PROJECTED)
+    with opened(store_path) as store:
+        store.replace_features("test_layer", square, "POLYGON")
+        store.replace_features("test_layer", square, "POLYGON")  # replacing twice is fine
+    back = pyogrio.read_dataframe(store_path, layer="test_layer")
+    assert back.crs.to_epsg() == 4326 and len(back) == 1
+    area_sqft = back.to_crs(settings.CRS_PROJECTED).geometry.area.iloc[0]
+    assert area_sqft == pytest.approx(1_000_000, rel=1e-6)
+
+
+def test_json_meta(store_path: Path) -> None:
+    with opened(store_path) as store:
+        assert store.get_json("k", default={}) == {}
+        store.put_json("k", {"a": [1, 2]})
+        assert store.get_json("k") == {"a": [1, 2]}
