@@ -605,10 +605,13 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
             missing = len(record_points) - total
             if missing:
                 note_lines.append(f"{missing:,} of {len(record_points):,} records are not geocoded and not on the map.")
-        _PointLayer(point_rows(pts), f"Records by block point ({total:,})").add_to(m)
-        note_lines.append(f"Records are shown aggregated to {len(pts):,} geocoded block points "
-                          f"({total:,} records); a cluster shows the number of records it holds.")
-        legends.append("<h4>Records</h4>" + _legend_rows([("#cb181d", "a geocoded block point (click it)")]))
+        if len(pts):
+            _PointLayer(point_rows(pts), f"Records by block point ({total:,})").add_to(m)
+            note_lines.append(f"Records are shown aggregated to {len(pts):,} geocoded block points "
+                              f"({total:,} records); a cluster shows the number of records it holds.")
+            legends.append("<h4>Records</h4>" + _legend_rows([("#cb181d", "a geocoded block point (click it)")]))
+        else:
+            note_lines.append("No record is geocoded yet (run <code>geo-lead geocode</code>): incident layer not shown.")
     else:
         note_lines.append("No geocoded records in the store (run <code>geo-lead geocode</code>): incident layer not shown.")
 
@@ -808,9 +811,10 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
     point_counts
         ``month``, ``lon``, ``lat``, ``address`` (the point's most common address), ``n``.
     """
-    when = parse_when(records.get("occurred_at"))
-    lon = pd.to_numeric(records.get("lon"), errors="coerce")
-    lat = pd.to_numeric(records.get("lat"), errors="coerce")
+    missing = pd.Series(np.nan, index=records.index, dtype=object)
+    when = parse_when(records.get("occurred_at", missing))
+    lon = pd.to_numeric(records.get("lon", missing), errors="coerce")
+    lat = pd.to_numeric(records.get("lat", missing), errors="coerce")
     ok = when.notna() & lon.notna() & lat.notna()
     frame = pd.DataFrame({"month": when[ok].dt.strftime("%Y-%m"),
                           "lon": lon[ok].round(COORD_DECIMALS), "lat": lat[ok].round(COORD_DECIMALS),
@@ -859,6 +863,16 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         name_col = "neighborhood" if "neighborhood" in areas else name_col
     areas = for_display(areas)
     months, area_counts, point_counts = monthly_counts(records, areas, name_col)
+    if not months:
+        notes.append(f"None of the {len(records):,} records has both a date and a geocode yet "
+                     "(run <code>geo-lead geocode</code>): nothing to animate.")
+        _DataLayer(_features(areas, [{"_tip": f"<b>{esc(n)}</b>"} for n in areas[name_col]]),
+                   "Neighborhoods (outlines)", {"color": "#7f7f7f", "weight": 0.8, "fillOpacity": 0.0},
+                   "geo-lead-neighborhoods").add_to(m)
+        _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
+                 "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
+        _fit(m, [tuple(areas.total_bounds)])
+        return m
     index = {name: i for i, name in enumerate(areas[name_col].astype(str))}
     props = [{"_i": i, "_tip": f"<b>{esc(n)}</b>"} for n, i in index.items()]
     by_month = {mo: {} for mo in months}

@@ -222,6 +222,16 @@ def test_indicator_records_follow_the_scores(inputs: dict[str, object]) -> None:
     assert len(kept) == 600 and "all 600" in notes[0]
 
 
+def test_records_not_yet_geocoded(inputs: dict[str, object]) -> None:
+    recs = inputs["records"].drop(columns=["lon", "lat", "neighborhood"])
+    site = offline.render_map(maps.build_site_map(record_points=recs))
+    assert "600 of 600 records are not geocoded" in site and "No record is geocoded yet" in site
+    assert "Records by block point" not in site
+    timeline = offline.render_map(maps.build_timeline_map(recs, inputs["neighborhoods"]))
+    assert "None of the 600 records has both a date and a geocode yet" in timeline
+    assert "geo-lead-range" not in timeline
+
+
 # --- escaping -------------------------------------------------------------------------------
 def test_script_json_cannot_close_the_script() -> None:
     text = maps.script_json({"a": "</script><script>alert(1)</script>", "b": "<!--"})
