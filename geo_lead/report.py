@@ -254,7 +254,7 @@ def hotspots_html(hot: dict[str, Any]) -> str:
 def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(html blocks, notes) for the three figures; a figure whose input is missing is noted."""
     from geo_lead import figures
-    from geo_lead.maps import aggregate_points
+    from geo_lead.maps import aggregate_points, indicator_records
 
     blocks, notes = [], []
     scores = data.get("scores")
@@ -269,7 +269,7 @@ def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             figures.png_bytes(figures.choropleth_figure(scores, data.get("zones"), column=col)), "choropleth"))
     else:
         notes.append("choropleth: no scores")
-    records = data.get("records")
+    records, _ = indicator_records(data.get("records"), scores)  # same records as the choropleth
     points = aggregate_points(records) if records is not None and len(records) else None
     area = pd.DataFrame(scores[["count", "area_sqmi"]]) if scores is not None and len(scores) and \
         {"count", "area_sqmi"} <= set(scores.columns) else None
