@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "score",
     "site",
     "zone",
+    "maps",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

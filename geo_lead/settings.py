@@ -153,3 +153,16 @@ GEOCODE_NUMBERED_STREET_GRID: Final[bool] = True
 #: A grid placement on a street without a W prefix must lie this close to the numbered
 #: street's own reference points.
 GEOCODE_GRID_CHECK_FT: Final[float] = 750.0
+# --- maps and report (geo_lead.maps, geo_lead.figures, geo_lead.report) ---------------------
+#: Display-only simplification of polygons before they go on a web map (feet, EPSG:2246):
+#: 10 ft is invisible at street zoom and halves the page size. Analysis never uses it.
+MAP_SIMPLIFY_FT: Final[float] = 10.0
+#: Decimal places of lon/lat on a web map (6 -> about 0.1 m).
+MAP_COORD_DECIMALS: Final[int] = 6
+#: Above this many grid cells, the KDE / Gi* grid layers are merged by class for display
+#: (same picture, a fraction of the size; the per-cell values stay in the store).
+MAP_MAX_CELL_FEATURES: Final[int] = 2000
+#: Budget for the default run's HTML files together (issue #6), checked by tests.
+MAP_MAX_TOTAL_MB: Final[float] = 5.0
+#: Resolution of the report's PNG figures.
+FIGURE_DPI: Final[int] = 110
