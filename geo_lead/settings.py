@@ -166,3 +166,11 @@ MAP_MAX_CELL_FEATURES: Final[int] = 2000
 MAP_MAX_TOTAL_MB: Final[float] = 5.0
 #: Resolution of the report's PNG figures.
 FIGURE_DPI: Final[int] = 110
+# --- geocoding, sibling-street fallback (geo_lead/geocode, issue #3 follow-up) ----------------
+#: A house number on a street absent from the reference ("AUTUMN BENT WAY") is placed by its
+#: number on a same-named street of another type or direction ("AUTUMN BENT CT") in the same
+#: ZIP, as match type ``street`` with a low score (subdivision courts branch off their way).
+#: Seeded hold-out: about 150 m median error on the rows it places. False: unmatched instead.
+GEOCODE_SIBLING_STREET_FALLBACK: Final[bool] = True
+#: Score multiplier for such a placement (an interpolated 0.9 becomes 0.27).
+GEOCODE_SIBLING_STREET_SCORE: Final[float] = 0.3

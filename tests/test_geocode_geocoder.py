@@ -218,3 +218,34 @@ def test_numbered_street_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(settings, "GEOCODE_NUMBERED_STREET_GRID", False)
     off = Geocoder(build_reference([tmp_path / "p.csv"])).geocode_one("S 30TH ST / W MAIN ST")
     assert off["match_type"] == "unmatched" and "30TH" in off["reason"]
+
+
+def test_sibling_street_of_another_type_gives_a_street_match(tmp_path: Path) -> None:
+    """``AUTUMN BENT WAY`` is absent; the same-named CT in the same ZIP places the number."""
+    pts = pd.DataFrame({
+        "street": ["100 AUTUMN BENT CT", "200 AUTUMN BENT CT", "100 OTHER RD", "300 OTHER RD"],
+        "postcode": ["40291", "40291", "40202", "40202"],
+        "longitude": [-85.60, -85.59, -85.76, -85.75], "latitude": [38.15, 38.15, 38.25, 38.25],
+    })
+    pts.to_csv(tmp_path / "pts.csv", index=False)
+    g = Geocoder(build_reference([tmp_path / "pts.csv"]))
+    hit = g.geocode_one("150 AUTUMN BENT WAY", "40291")
+    # hand computation: halfway between the CT's 100 and 200 -> lon -85.595, lat 38.15
+    assert hit["match_type"] == "street"
+    assert hit["lon"] == pytest.approx(-85.595, abs=1e-6) and hit["lat"] == pytest.approx(38.15, abs=1e-6)
+    assert hit["score"] <= settings.GEOCODE_SIBLING_STREET_SCORE and "AUTUMN BENT CT" in hit["reason"]
+    assert g.geocode_one("150 AUTUMN BENT WAY")["match_type"] == "street"  # unique name, no ZIP
+    # another ZIP: a different place, not placed
+    other = g.geocode_one("150 AUTUMN BENT WAY", "40202")
+    assert other["match_type"] == "unmatched" and "no such street" in other["reason"]
+    # the exact street, when known, is still preferred (OTHER RD interpolates normally)
+    assert g.geocode_one("200 OTHER RD", "40202")["match_type"] == "interpolated"
+
+
+def test_sibling_fallback_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pts = pd.DataFrame({"street": ["100 AUTUMN BENT CT", "200 AUTUMN BENT CT"], "postcode": ["40291"] * 2,
+                        "longitude": [-85.60, -85.59], "latitude": [38.15, 38.15]})
+    pts.to_csv(tmp_path / "pts.csv", index=False)
+    monkeypatch.setattr(settings, "GEOCODE_SIBLING_STREET_FALLBACK", False)
+    g = Geocoder(build_reference([tmp_path / "pts.csv"]))
+    assert g.geocode_one("150 AUTUMN BENT WAY", "40291")["match_type"] == "unmatched"

@@ -186,6 +186,10 @@ class Geocoder:
         if p.street.is_interstate:
             return _miss("interstate: no interstate geometry in the reference")
         cands = self._candidates(p.street, allow_dir_conflict=p.kind == "street")
+        if not cands and p.kind in ("address", "block") and settings.GEOCODE_SIBLING_STREET_FALLBACK:
+            sibling = self._sibling_street(p, zip5)
+            if sibling is not None:
+                return sibling
         if not cands:
             # same name with another type/direction: a different street, say which exist
             others = [self.ref.street_keys[i] for i in self.ref.name_to_ids.get(p.street.name, [])][:3]
@@ -203,6 +207,32 @@ class Geocoder:
             return _Hit(hit.x, hit.y, "block", round(hit.score * 0.95, 3),
                         hit.matched, f"middle of the {base} block; {hit.reason}")
         return self._on_streets(cands, number, zip5, exact_ok=True)
+
+    def _sibling_street(self, p: ParsedAddress, zip5: int) -> _Hit | None:
+        """Place a number on a same-named street of another type/direction (``street``, low score).
+
+        ``AUTUMN BENT WAY`` absent from the reference while ``AUTUMN BENT CT`` is known: in a
+        subdivision the two usually meet, so the number on the known one is a street-level
+        answer, not a miss. Only with the same ZIP when a ZIP is given (else only when the
+        name is unique), and only within the known street's range (`MAX_EXTRAPOLATION_NUMBERS`).
+        """
+        assert p.street is not None and p.number is not None
+        ids = self.ref.name_to_ids.get(p.street.name, [])
+        if zip5:
+            ids = [s for s in ids if (self.ref.pt_zip[self._street_points(s)] == zip5).any()]
+        elif len(ids) != 1:
+            return None
+        if not ids:
+            return None
+        number = float(p.number)
+        if p.kind == "block":
+            number = (int(number) // 100) * 100 + 50.0
+        hit = self._on_streets([(s, 1.0) for s in ids], number, zip5, exact_ok=False)
+        if hit.match_type == "unmatched":
+            return None
+        return _Hit(hit.x, hit.y, "street", round(hit.score * settings.GEOCODE_SIBLING_STREET_SCORE, 3),
+                    hit.matched, f"no {p.street.key} in the reference: placed on the same-named "
+                    f"{hit.matched.split(' ', 1)[-1]}{' (same ZIP)' if zip5 else ''}; {hit.reason}")
 
     # --- streets ----------------------------------------------------------------------
     def _fuzzy_name(self, name: str) -> str | None:
