@@ -249,3 +249,26 @@ def test_sibling_fallback_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(settings, "GEOCODE_SIBLING_STREET_FALLBACK", False)
     g = Geocoder(build_reference([tmp_path / "pts.csv"]))
     assert g.geocode_one("150 AUTUMN BENT WAY", "40291")["match_type"] == "unmatched"
+
+
+def test_census_input_spelling_is_an_alias_of_the_matched_street(tmp_path: Path) -> None:
+    cen = pd.DataFrame({
+        "id": [1, 2, 3],
+        "o_address": ["4700 GLASER LN", "100 E MAIN ST", "300 3RD ST"],
+        "o_zip": ["40219", "40202", "40202"],
+        "status": ["Match"] * 3, "quality": ["Non_Exact", "Non_Exact", "Exact"],
+        "m_address": ["4700 Glaser Rd", "100 W Main St", "300 S 3rd St"],
+        "m_zip": ["40219", "40202", "40202"],
+        "long": [-85.66, -85.75, -85.757], "lat": [38.14, 38.257, 38.25],
+        "tiger_line_id": ["1", "2", "3"], "side": ["L", "R", "L"],
+    })
+    cen.to_csv(tmp_path / "census.csv", index=False)
+    ref = build_reference([tmp_path / "census.csv"])
+    # GLASER LN (input) -> GLASER RD (TIGER): indexed under both names
+    assert {"GLASER RD", "GLASER LN"} <= set(ref.key_to_id)
+    # never across a directional, and not for a merely missing direction
+    assert "E MAIN ST" not in ref.key_to_id and "3RD ST" not in ref.key_to_id
+    assert ref.counts["census_alias_points"] == 1 and ref.counts["census_points"] == 3
+    hit = Geocoder(ref).geocode_one("4700 GLASER LN", "40219")
+    assert hit["match_type"] == "exact"
+    assert hit["lon"] == pytest.approx(-85.66) and hit["lat"] == pytest.approx(38.14)

@@ -6,7 +6,8 @@ Accepted inputs (detected from the columns; CSV, or any file GeoPandas reads):
   number column plus a street column, and lon/lat columns (or point geometry). The shipped
   OpenAddresses sample of LOJIC address points, or a user's complete LOJIC file.
 * **Census geocoder results** -- ``m_address``/``status``/``long``/``lat``; only ``Match``
-  rows are used, each as a point for its matched address.
+  rows are used, each as a point for its matched address (and for the input's spelling of
+  the street, when that names it differently: see `_input_aliases`).
 * **street centerlines with address ranges** -- LineString geometry (or a WKT column) and
   from/to house numbers per side (TIGER ADDRFEAT ``LFROMHN/LTOHN/RFROMHN/RTOHN``, EDGES
   ``LFROMADD/...``, LOJIC ``L_F_ADD/...``) plus a street name (``FULLNAME``). Each side becomes
@@ -41,7 +42,7 @@ from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-7"
+INDEX_VERSION = "geocode-index-8"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
@@ -203,15 +204,21 @@ class _Builder:
         return sid
 
     def add_points(self, streets: list[Street | None], number: np.ndarray, lon: np.ndarray,
-                   lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None) -> int:
+                   lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None,
+                   account: bool = True) -> int:
+        """Add the rows that have a street, a number and a point in the county; count the rest.
+
+        ``account=False`` for second copies of rows already accounted for (Census aliases).
+        """
         readable = np.array([s is not None and bool(s.name) for s in streets], bool) & np.isfinite(number)
         located = np.isfinite(lon) & np.isfinite(lat)
         w, s_, e, n = settings.JEFFERSON_BBOX
         inside = located & (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
         # every row is accounted for: kept, or skipped with a reason (logged and counted)
-        self.counts["skipped_no_address"] += int((~readable).sum())
-        self.counts["skipped_no_coordinates"] += int((readable & ~located).sum())
-        self.counts["skipped_outside_county"] += int((readable & located & ~inside).sum())
+        if account:
+            self.counts["skipped_no_address"] += int((~readable).sum())
+            self.counts["skipped_no_coordinates"] += int((readable & ~located).sum())
+            self.counts["skipped_outside_county"] += int((readable & located & ~inside).sum())
         ok = readable & inside
         idx = np.flatnonzero(ok)
         if idx.size == 0:
@@ -326,6 +333,15 @@ def _add_file(b: _Builder, path: Path) -> str:
         n = b.add_points(streets, number, lon[st.to_numpy()], lat[st.to_numpy()],
                          _zips(sub[zc] if zc else None, len(sub)), SRC_CENSUS)
         b.counts["census_points"] += n
+        oc = _pick(cols, ("o_address",))
+        if oc:
+            streets_o = _input_aliases(sub[oc].astype(str), codes, parsed)
+            keep = np.array([s_ is not None for s_ in streets_o], bool)
+            if keep.any():
+                b.counts["census_alias_points"] += b.add_points(
+                    [s_ for s_ in streets_o if s_ is not None], number[keep],
+                    lon[st.to_numpy()][keep], lat[st.to_numpy()][keep],
+                    _zips(sub[zc] if zc else None, len(sub))[keep], SRC_CENSUS, account=False)
         return "census"
     num_c, street_c, full_c = _pick(cols, _NUM), _pick(cols, _STREET), _pick(cols, _FULL)
     if num_c and street_c and num_c != street_c:
@@ -342,6 +358,33 @@ def _add_file(b: _Builder, path: Path) -> str:
     n = b.add_points(streets, number, lon, lat, _zips(frame[zc] if zc else None, len(frame)), SRC_POINT)
     b.counts["address_points"] += n
     return "address_points"
+
+
+def _input_aliases(inputs: pd.Series, codes: np.ndarray, parsed: list[Any]) -> list[Street | None]:
+    """The input spelling of each Census match, where it names the street differently.
+
+    The Census geocoder answers ``GLASER LN`` with ``GLASER RD`` and ``NEW LA GRANGE RD`` with
+    ``NEW LAGRANGE RD``: the input is how LMPD (and LOJIC) spell the street, the match how TIGER
+    does. Such a point is indexed under both names, so the next record spelled the LMPD way
+    finds it. Only for the same house number, never across a directional (``E MAIN ST`` answered
+    by ``W MAIN ST`` is another street), and only when the name or a stated type differs (a
+    merely missing direction or type is already matched by the candidate filter).
+    """
+    icodes, iparsed = _parse_unique(inputs)
+    out: list[Street | None] = []
+    for mc, ic in zip(codes, icodes, strict=True):
+        m, o = parsed[mc], iparsed[ic]
+        alias = None
+        if (m.kind == "address" and o.kind == "address" and o.number == m.number
+                and o.street is not None and m.street is not None):
+            a, b = o.street, m.street
+            differs = a.name != b.name or bool(a.stype and b.stype and a.stype != b.stype)
+            dir_clash = bool(a.predir and b.predir and a.predir != b.predir) or bool(
+                a.postdir and b.postdir and a.postdir != b.postdir)
+            if differs and not dir_clash:
+                alias = a
+        out.append(alias)
+    return out
 
 
 def _clean_simple(text: str) -> str:
