@@ -170,7 +170,10 @@ FIGURE_DPI: Final[int] = 110
 #: A house number on a street absent from the reference ("AUTUMN BENT WAY") is placed by its
 #: number on a same-named street of another type or direction ("AUTUMN BENT CT") in the same
 #: ZIP, as match type ``street`` with a low score (subdivision courts branch off their way).
-#: Seeded hold-out: about 150 m median error on the rows it places. False: unmatched instead.
+#: False: unmatched instead.
 GEOCODE_SIBLING_STREET_FALLBACK: Final[bool] = True
 #: Score multiplier for such a placement (an interpolated 0.9 becomes 0.27).
 GEOCODE_SIBLING_STREET_SCORE: Final[float] = 0.3
+#: Only when the number is within the sibling's known numbers or this close to them (then at
+#: its nearest known number: extrapolating along another street erred by 350-900 m).
+GEOCODE_SIBLING_MAX_GAP_NUMBERS: Final[int] = 100

@@ -238,6 +238,12 @@ def test_sibling_street_of_another_type_gives_a_street_match(tmp_path: Path) -> 
     # another ZIP: a different place, not placed
     other = g.geocode_one("150 AUTUMN BENT WAY", "40202")
     assert other["match_type"] == "unmatched" and "no such street" in other["reason"]
+    # next to the sibling's numbers: at its nearest known number (no extrapolation along it)
+    near = g.geocode_one("260 AUTUMN BENT WAY", "40291")
+    assert near["match_type"] == "street" and near["lon"] == pytest.approx(-85.59, abs=1e-6)
+    assert near["score"] < hit["score"]
+    # far from them: not placed
+    assert g.geocode_one("900 AUTUMN BENT WAY", "40291")["match_type"] == "unmatched"
     # the exact street, when known, is still preferred (OTHER RD interpolates normally)
     assert g.geocode_one("200 OTHER RD", "40202")["match_type"] == "interpolated"
 
