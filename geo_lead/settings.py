@@ -168,8 +168,9 @@ MAP_MAX_TOTAL_MB: Final[float] = 5.0
 FIGURE_DPI: Final[int] = 110
 # --- geocoding, sibling-street fallback (geo_lead/geocode, issue #3 follow-up) ----------------
 #: A house number on a street absent from the reference ("AUTUMN BENT WAY") is placed by its
-#: number on a same-named street of another type or direction ("AUTUMN BENT CT") in the same
-#: ZIP, as match type ``street`` with a low score (subdivision courts branch off their way).
+#: number on a same-named street of another type ("AUTUMN BENT CT") in the same ZIP, never one
+#: of the opposite direction (E/W), as match type ``street`` with a low score (subdivision
+#: courts branch off their way).
 #: False: unmatched instead.
 GEOCODE_SIBLING_STREET_FALLBACK: Final[bool] = True
 #: Score multiplier for such a placement (an interpolated 0.9 becomes 0.27).

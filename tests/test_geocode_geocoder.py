@@ -223,9 +223,11 @@ def test_numbered_street_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_sibling_street_of_another_type_gives_a_street_match(tmp_path: Path) -> None:
     """``AUTUMN BENT WAY`` is absent; the same-named CT in the same ZIP places the number."""
     pts = pd.DataFrame({
-        "street": ["100 AUTUMN BENT CT", "200 AUTUMN BENT CT", "100 OTHER RD", "300 OTHER RD"],
-        "postcode": ["40291", "40291", "40202", "40202"],
-        "longitude": [-85.60, -85.59, -85.76, -85.75], "latitude": [38.15, 38.15, 38.25, 38.25],
+        "street": ["100 AUTUMN BENT CT", "200 AUTUMN BENT CT", "100 OTHER RD", "300 OTHER RD",
+                   "100 W MAPLE ST", "300 W MAPLE ST"],
+        "postcode": ["40291", "40291", "40202", "40202", "40202", "40202"],
+        "longitude": [-85.60, -85.59, -85.76, -85.75, -85.76, -85.77],
+        "latitude": [38.15, 38.15, 38.25, 38.25, 38.24, 38.24],
     })
     pts.to_csv(tmp_path / "pts.csv", index=False)
     g = Geocoder(build_reference([tmp_path / "pts.csv"]))
@@ -244,6 +246,9 @@ def test_sibling_street_of_another_type_gives_a_street_match(tmp_path: Path) -> 
     assert near["score"] < hit["score"]
     # far from them: not placed
     assert g.geocode_one("900 AUTUMN BENT WAY", "40291")["match_type"] == "unmatched"
+    # E and W streets number away from a common baseline: 200 E MAPLE is not near 200 W MAPLE
+    assert g.geocode_one("200 E MAPLE ST", "40202")["match_type"] == "unmatched"
+    assert g.geocode_one("200 MAPLE AVE", "40202")["match_type"] == "street"  # another type, no direction
     # the exact street, when known, is still preferred (OTHER RD interpolates normally)
     assert g.geocode_one("200 OTHER RD", "40202")["match_type"] == "interpolated"
 

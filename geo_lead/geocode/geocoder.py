@@ -209,7 +209,7 @@ class Geocoder:
         return self._on_streets(cands, number, zip5, exact_ok=True)
 
     def _sibling_street(self, p: ParsedAddress, zip5: int) -> _Hit | None:
-        """Place a number on a same-named street of another type/direction (``street``, low score).
+        """Place a number on a same-named street of another type (``street``, low score).
 
         ``AUTUMN BENT WAY`` absent from the reference while ``AUTUMN BENT CT`` is known: in a
         subdivision the two usually meet, so the number on the known one is a street-level
@@ -218,7 +218,11 @@ class Geocoder:
         number when at most `settings.GEOCODE_SIBLING_MAX_GAP_NUMBERS` away; else None.
         """
         assert p.street is not None and p.number is not None
-        ids = self.ref.name_to_ids.get(p.street.name, [])
+        st = p.street
+        # opposite directions (E/W X ST) number away from a common baseline: 1500 E is not near 1500 W
+        ids = [s for s in self.ref.name_to_ids.get(st.name, [])
+               if not _conflict(st.predir, self.ref.street_parts[s].predir)
+               and not _conflict(st.postdir, self.ref.street_parts[s].postdir)]
         if zip5:
             ids = [s for s in ids if (self.ref.pt_zip[self._street_points(s)] == zip5).any()]
         elif len(ids) != 1:
@@ -626,6 +630,10 @@ def _zip_text(value: object) -> str:
     if isinstance(value, (float, np.floating)):
         return str(int(value)) if np.isfinite(value) and value == int(value) else ""
     return value if isinstance(value, str) else ""
+
+
+def _conflict(a: str, b: str) -> bool:
+    return bool(a and b and a != b)
 
 
 def _any_side_span(nums: np.ndarray, number: float) -> float:
