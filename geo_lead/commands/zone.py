@@ -135,10 +135,9 @@ def format_answer(answer: dict, near_boundary_ft: float) -> str:
 def _run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from geo_lead.zone_service import create_app, uvicorn_log_config
-
     from geo_lead.errors import GeocodeError
     from geo_lead.zone import default_geocoder
+    from geo_lead.zone_service import create_app, uvicorn_log_config
 
     try:  # load the geocoder's reference now, so the first address query is not slow
         geocoder = default_geocoder()
