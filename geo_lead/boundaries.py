@@ -49,14 +49,20 @@ def build_neighborhoods(shapefile: Path = LOJIC_SHAPEFILE) -> gpd.GeoDataFrame:
 
 
 def build_pilot_zone(neighborhoods: gpd.GeoDataFrame,
-                     members: tuple[str, ...] = settings.PILOT_NEIGHBORHOODS) -> gpd.GeoDataFrame:
-    """The union of the pilot neighborhoods, one feature with its member names."""
+                     members: tuple[str, ...] = settings.PILOT_NEIGHBORHOODS,
+                     date: str = settings.PILOT_ZONE_DATE) -> gpd.GeoDataFrame:
+    """The union of the pilot neighborhoods, one feature with its member names.
+
+    `date` (ISO) says when this zone took effect; the officer zone check reports it in
+    ``zone_version`` so every answer names the boundary that produced it.
+    """
     missing = [m for m in members if m not in set(neighborhoods["NH_NAME"])]
     if missing:
         raise GeoLeadError(f"pilot neighborhoods not found in the neighborhoods file: {missing}")
     parts = neighborhoods[neighborhoods["NH_NAME"].isin(members)]
     geom = parts.to_crs(settings.CRS_PROJECTED).union_all().buffer(0)
-    zone = gpd.GeoDataFrame({"name": ["LEAD pilot zone"], "members": [";".join(members)]},
+    zone = gpd.GeoDataFrame({"name": ["LEAD pilot zone"], "members": [";".join(members)],
+                             "date": [date]},
                             geometry=[geom], crs=settings.CRS_PROJECTED).to_crs(settings.CRS_STORE)
     return zone
 

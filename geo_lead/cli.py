@@ -27,6 +27,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "boundaries",
     "score",
     "site",
+    "zone",
+    "maps",
     "runs",
     "export",
     "join_count",

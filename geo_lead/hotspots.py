@@ -559,8 +559,10 @@ def format_hotspots(result: dict[str, Any]) -> str:
     lines: list[str] = []
     kde, nh, grid = result["kde"], result["gistar_neighborhoods"], result["gistar_grid"]
     rec = result["records"]
-    lines.append(f"Hotspots of {result['indicator']} records ({rec['kept']} located of {rec['records_in']}; "
-          f"{rec['in_study_area']} in the study area of {len(result['study_area'])} neighborhoods)")
+    flagged = rec["kept"] + rec["not_geocoded"]
+    lines.append(f"Hotspots of {result['indicator']} records: {flagged:,} flagged of {rec['records_in']:,} records, "
+                 f"{rec['kept']:,} of them located ({rec['not_geocoded']:,} not geocoded); "
+                 f"{rec['in_study_area']:,} in the study area of {len(result['study_area'])} neighborhoods")
     lines.append(f"  KDE: bandwidth {kde['bandwidth_ft']:,.0f} ft ({kde['bandwidth_method']}), "
           f"{kde['hotspot_cells']} of {kde['cells']} {kde['cell_ft']:,.0f} ft cells hot ({kde['hotspot_rule']})")
     lines.append(f"  Gi* neighborhoods (queen, {nh['permutations']} permutations, FDR): "

@@ -1,7 +1,7 @@
 """`geo-lead run`: every stage in order on one store, with the counts of each stage.
 
 Stages: ingest -> geocode (through the cache: only new addresses cost time) -> spatial
-join -> score -> hotspots -> site selection. Each stage accounts for its rows, and the summary returned (and printed by
+join -> score -> hotspots -> site selection -> maps, zone page and report. Each stage accounts for its rows, and the summary returned (and printed by
 the CLI) carries those counts.
 """
 
@@ -101,6 +101,19 @@ def stage_site(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     return result
 
 
+def stage_outputs(store: Store, out_dir: Path, say: Say) -> dict[str, str]:
+    from geo_lead.maps import write_maps
+    from geo_lead.report import write_report
+    from geo_lead.zone_page import write_page
+
+    paths = dict(write_maps(store, out_dir, offline=True))
+    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
+    paths["report"] = write_report(store, Path(out_dir) / "report.html")
+    for name, path in paths.items():
+        say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
+    return {name: str(path) for name, path in paths.items()}
+
+
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
                  echo: Say | None = print, engine: str = "pandas") -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
@@ -120,7 +133,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     """
     say: Say = echo or (lambda _msg: None)
     summary: dict[str, Any] = {"store": str(store_path)}
-    stages = ("ingest", "geocode", "join", "score", "hotspots", "site")
+    stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
     n = len(stages)
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
@@ -144,7 +157,12 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         run.stage("hotspots", stage_counts(summary["hotspots"]))
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
         summary["site"] = stage_site(store, say, echo)
+<<<<<<< HEAD
         run.stage("site", stage_counts(summary["site"]))
+=======
+        say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
+        summary["outputs"] = stage_outputs(store, out_dir, say)
+>>>>>>> main
         summary["records_in_store"] = store.count("records")
         run.stage("store", {"records": summary["records_in_store"]})
     # The manifest row is written when the `with` ends; then the change report exists.

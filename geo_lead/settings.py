@@ -45,6 +45,8 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 
 # --- the pilot ----------------------------------------------------------------------------
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
+#: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
+PILOT_ZONE_DATE: Final[str] = "2018-08-01"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
@@ -128,6 +130,55 @@ LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
 #: as an unparseable date instead of crashing the read or polluting time series.
 DATE_MIN: Final[str] = "1900-01-01"
 DATE_MAX: Final[str] = "2100-01-01"
+
+# --- geocoding (geo_lead/geocode) -------------------------------------------------------
+#: A house number this far beyond a street's known numbers is not placed (unmatched).
+GEOCODE_MAX_EXTRAPOLATION_NUMBERS: Final[int] = 1000
+#: Longest distance a number is extrapolated past the last known point of its street.
+GEOCODE_MAX_EXTRAPOLATION_FT: Final[float] = 3000.0
+#: Feet per house number assumed when extrapolating (Louisville: ~100 numbers per block).
+GEOCODE_FT_PER_NUMBER: Final[float] = 5.0
+#: Street ends are prolonged this far when looking for a crossing the reference does not reach.
+GEOCODE_INTERSECTION_EXTEND_FT: Final[float] = 4000.0
+#: Two streets whose reference geometry comes no closer than this do not meet.
+GEOCODE_INTERSECTION_MAX_GAP_FT: Final[float] = 1500.0
+#: Consecutive points (in number order) farther apart than this are separate pieces of a name.
+GEOCODE_STREET_BREAK_FT: Final[float] = 6000.0
+#: Score multiplier for a street found only by fuzzy name matching (edit distance 1, or 2 for
+#: names of 7+ letters).
+GEOCODE_FUZZY_PENALTY: Final[float] = 0.85
+#: Louisville's numbered-street grid (west of downtown, 1st-45th St cross the W streets at
+#: house number N x 100): used for "NTH ST / W X ST" intersections. False turns it off (for
+#: a reference elsewhere).
+GEOCODE_NUMBERED_STREET_GRID: Final[bool] = True
+#: A grid placement on a street without a W prefix must lie this close to the numbered
+#: street's own reference points.
+GEOCODE_GRID_CHECK_FT: Final[float] = 750.0
+# --- maps and report (geo_lead.maps, geo_lead.figures, geo_lead.report) ---------------------
+#: Display-only simplification of polygons before they go on a web map (feet, EPSG:2246):
+#: 10 ft is invisible at street zoom and halves the page size. Analysis never uses it.
+MAP_SIMPLIFY_FT: Final[float] = 10.0
+#: Decimal places of lon/lat on a web map (6 -> about 0.1 m).
+MAP_COORD_DECIMALS: Final[int] = 6
+#: Above this many grid cells, the KDE / Gi* grid layers are merged by class for display
+#: (same picture, a fraction of the size; the per-cell values stay in the store).
+MAP_MAX_CELL_FEATURES: Final[int] = 2000
+#: Budget for the default run's HTML files together (issue #6), checked by tests.
+MAP_MAX_TOTAL_MB: Final[float] = 5.0
+#: Resolution of the report's PNG figures.
+FIGURE_DPI: Final[int] = 110
+# --- geocoding, sibling-street fallback (geo_lead/geocode, issue #3 follow-up) ----------------
+#: A house number on a street absent from the reference ("AUTUMN BENT WAY") is placed by its
+#: number on a same-named street of another type ("AUTUMN BENT CT") in the same ZIP, never one
+#: of the opposite direction (E/W), as match type ``street`` with a low score (subdivision
+#: courts branch off their way).
+#: False: unmatched instead.
+GEOCODE_SIBLING_STREET_FALLBACK: Final[bool] = True
+#: Score multiplier for such a placement (an interpolated 0.9 becomes 0.27).
+GEOCODE_SIBLING_STREET_SCORE: Final[float] = 0.3
+#: Only when the number is within the sibling's known numbers or this close to them (then at
+#: its nearest known number: extrapolating along another street erred by 350-900 m).
+GEOCODE_SIBLING_MAX_GAP_NUMBERS: Final[int] = 100
 
 # --- reruns: store concurrency, crash-test hook (issue #7) --------------------------------
 #: How long a command waits for another geo-lead process to finish writing the store before

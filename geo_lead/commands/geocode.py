@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Geocode one LMPD block address, intersection or street address offline.\n\n"
                     "example: geo-lead geocode-address \"2700 BLOCK W MADISON ST\" --zip 40211 --json",
         formatter_class=fmt)
-    p.add_argument("address")
+    p.add_argument("address", help='the address, e.g. "2700 BLOCK W MADISON ST" or "N 26TH ST / BANK ST"')
     p.add_argument("--zip", default="", help="ZIP code (breaks ties between same-named streets)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: input, lon, lat, match_type, score, matched_address, reason")
@@ -38,9 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--address-column BLOCK_ADDRESS --zip-column ZIP_CODE --out geocoded.csv",
         formatter_class=fmt)
     f.add_argument("input", type=Path, metavar="IN.csv")
-    f.add_argument("--address-column", required=True, metavar="COL")
-    f.add_argument("--zip-column", metavar="COL")
-    f.add_argument("--out", type=Path, required=True, metavar="OUT.csv")
+    f.add_argument("--address-column", required=True, metavar="COL",
+                   help="column holding the address (e.g. BLOCK_ADDRESS, 'Block Address')")
+    f.add_argument("--zip-column", metavar="COL", help="column holding the ZIP code (optional)")
+    f.add_argument("--out", type=Path, required=True, metavar="OUT.csv",
+                   help="where to write the input rows with the result columns appended")
     f.add_argument("--encoding", default="utf-8", help="text encoding of IN.csv (default utf-8)")
     f.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_reference(f)
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_run_store)
 
 
-def _geocoder(args: argparse.Namespace):  # noqa: ANN202 -- heavy type imported lazily
+def _geocoder(args: argparse.Namespace):
     from geo_lead.geocode import Geocoder
 
     return Geocoder(reference_files=args.reference)
@@ -146,8 +148,8 @@ def _run_store(args: argparse.Namespace) -> int:
     if args.json:
         print_json(counts)
         return 0
-    print(f"{counts['records']:,} records geocoded ({counts['geocoded_new']:,} new addresses, "
-          f"{counts['geocoded_from_cache']:,} from the cache)")
+    print(f"{counts['records']:,} records geocoded ({counts['addresses_new']:,} new addresses, "
+          f"{counts['geocoded_from_cache']:,} records from the cache)")
     print("\n".join(_summary_lines(counts["by_match_type"], counts["records"])))
     if counts["unmatched_reasons"]:
         print("unmatched, by reason:")

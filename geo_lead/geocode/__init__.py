@@ -2,11 +2,12 @@
 
 Public API: `Geocoder` (``Geocoder().geocode(addresses, zips)``), `geocode_store` (geocode the
 store's records through the ``geocode_cache`` table), `parse_address` / `normalize_address`,
-`load_reference`.
+`load_reference`. The optional online provider is `geo_lead.geocode.census`.
 """
 
 from __future__ import annotations
 
+from geo_lead.geocode.cache import geocode_store
 from geo_lead.geocode.geocoder import MATCH_TYPES, RESULT_COLUMNS, Geocoder
 from geo_lead.geocode.normalize import ParsedAddress, Street, normalize_address, parse_address
 from geo_lead.geocode.reference import Reference, load_reference
@@ -15,10 +16,3 @@ __all__ = [
     "MATCH_TYPES", "RESULT_COLUMNS", "Geocoder", "ParsedAddress", "Reference", "Street",
     "geocode_store", "load_reference", "normalize_address", "parse_address",
 ]
-
-
-def geocode_store(*args, **kwargs):  # noqa: ANN002, ANN003 -- thin re-export, see cache.geocode_store
-    """See `geo_lead.geocode.cache.geocode_store`."""
-    from geo_lead.geocode.cache import geocode_store as _impl
-
-    return _impl(*args, **kwargs)

@@ -35,13 +35,14 @@ def cache_key(address: object, zip_code: object = "") -> str:
     """The cache key of one address: ``kind|normalised text|ZIP``."""
     p = parse_address(address if isinstance(address, str) else "",
                       zip_code if isinstance(zip_code, str) else "")
-    return f"{p.kind}|{p.normalized}|{p.zip}"
+    # unreadable inputs normalise to "": their reason tells them apart
+    return f"{p.kind}|{p.normalized or p.reason}|{p.zip}"
 
 
 def cache_keys(addresses: pd.Series, zips: pd.Series) -> np.ndarray:
     """Keys for many addresses: each distinct (address, ZIP) string pair is parsed once."""
-    a = addresses.astype(object).where(addresses.map(lambda v: isinstance(v, str)), "")
-    z = zips.astype(object).where(zips.map(lambda v: isinstance(v, str)), "")
+    a = addresses.fillna("").astype(str)
+    z = zips.fillna("").astype(str)
     codes, uniques = pd.factorize(a + "\x1f" + z)
     keys = np.array([cache_key(*u.split("\x1f", 1)) for u in uniques], dtype=object)
     return keys[codes] if len(codes) else np.array([], dtype=object)
@@ -79,26 +80,32 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         False: every record.
     online
         Optional online provider (`geo_lead.geocode.census.CensusBatchGeocoder`) asked about
-        the addresses the offline geocoder leaves unmatched. Off unless given.
+        the addresses the offline geocoder leaves unmatched (including those cached as
+        unmatched); its answers go into the same cache. Off unless given.
 
     Returns
     -------
     dict
-        ``records`` (records geocoded in this call), ``geocoded_new``, ``geocoded_from_cache``,
-        ``by_match_type``, ``unmatched_reasons``; records = sum(by_match_type).
+        ``records`` (records geocoded in this call) = ``geocoded_new`` + ``geocoded_from_cache``
+        (records whose address key was / was not in the cache) = sum(``by_match_type``);
+        ``unmatched_reasons`` (reason -> records); ``addresses_new`` / ``addresses_from_cache``
+        (distinct keys); ``records_written`` (records whose stored result changed: only those
+        are written); ``reference_hash``.
     """
     geocoder = geocoder or Geocoder()
     ref_hash = geocoder.reference_hash
-    if online is not None:
-        ref_hash = f"{ref_hash}+{online.name}"
     previous = store.get_json(META_REFERENCE_HASH)
     have_cols = set(store.columns("records"))
     where = ""
     if only_missing and "lon" in have_cols and previous == ref_hash:
         where = "lon IS NULL OR lat IS NULL"
-    records = store.read_records(["record_id", "address_raw", "zip"], where=where)
-    counts: dict[str, Any] = {"records": int(len(records)), "geocoded_new": 0, "geocoded_from_cache": 0,
-                              "by_match_type": {}, "unmatched_reasons": {}, "reference_hash": ref_hash}
+    stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason")
+              if c in have_cols]
+    records = store.read_records(["record_id", "address_raw", "zip", *stored], where=where)
+    counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
+                              "by_match_type": {}, "unmatched_reasons": {}, "addresses_new": 0,
+                              "addresses_from_cache": 0, "records_written": 0,
+                              "reference_hash": ref_hash}
     with store.write():
         ensure_cache(store)
         stale = store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE reference_hash IS NOT ?", (ref_hash,))
@@ -108,15 +115,20 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         store.put_json(META_REFERENCE_HASH, ref_hash)
         return counts
     keys = cache_keys(records["address_raw"], records["zip"].fillna(""))
-    ukeys, inverse = np.unique(keys, return_inverse=True)
+    inverse, uniq = pd.factorize(keys)
+    ukeys = np.asarray(uniq, dtype=object)
     cached = read_cache(store, ref_hash)
+    if online is not None:
+        # the online provider gets another chance at addresses the cache has as unmatched
+        cached = cached[cached["match_type"] != "unmatched"]
     hit = pd.Index(ukeys).isin(cached.index)
     todo = ukeys[~hit]
     new_rows = pd.DataFrame(columns=list(CACHE_COLUMNS))
     if todo.size:
         # geocode one representative raw address per missing key
-        first = pd.Series(np.arange(len(keys))).groupby(keys).first()
-        rep = records.iloc[first.loc[todo].to_numpy()]
+        first_row = np.full(len(ukeys), -1, np.int64)
+        first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first record of each key
+        rep = records.iloc[first_row[~hit]]
         res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].fillna("").tolist(), progress=progress)
         if online is not None:
             res = _ask_online(online, rep, res)
@@ -130,25 +142,53 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         if len(new_rows) else cached.loc[ukeys[hit]].reset_index()
     table = table.set_index("key").loc[ukeys]
     per = table.iloc[inverse]
+    # object dtype on purpose: update_records iterates rows, and Arrow-backed string
+    # columns iterate several times slower
     updates = pd.DataFrame({
-        "record_id": records["record_id"].to_numpy(),
+        "record_id": pd.Series(records["record_id"].to_numpy(object), dtype=object),
         "lon": per["lon"].to_numpy(float), "lat": per["lat"].to_numpy(float),
-        "match_type": per["match_type"].to_numpy(object), "score": per["score"].to_numpy(float),
-        "matched_address": per["matched_address"].to_numpy(object),
-        "geocode_reason": per["reason"].to_numpy(object),
+        "match_type": pd.Series(per["match_type"].to_numpy(object), dtype=object),
+        "score": per["score"].to_numpy(float),
+        "matched_address": pd.Series(per["matched_address"].to_numpy(object), dtype=object),
+        "geocode_reason": pd.Series(per["reason"].to_numpy(object), dtype=object),
     })
     with store.write():
         ensure_cache(store)
-        store.insert_rows(CACHE_TABLE, new_rows, or_ignore=True)
-        store.update_records(updates)
+        if len(new_rows):
+            keys_new = new_rows["key"].tolist()
+            for i in range(0, len(keys_new), 900):  # SQLite's bound-parameter limit
+                batch = keys_new[i:i + 900]
+                store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE key IN ({','.join('?' * len(batch))})", batch)
+        store.insert_rows(CACHE_TABLE, new_rows)
+        changed = _changed(records, updates, stored)
+        counts["records_written"] = int(changed.sum())
+        store.update_records(updates[changed])
         store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
     counts["geocoded_new"] = int((~hit[inverse]).sum())
     counts["geocoded_from_cache"] = int(hit[inverse].sum())
+    counts["addresses_new"] = int((~hit).sum())  # distinct normalised address + ZIP keys
+    counts["addresses_from_cache"] = int(hit.sum())
     counts["by_match_type"] = dict(Counter(updates["match_type"]))
     um = updates["match_type"] == "unmatched"
     counts["unmatched_reasons"] = dict(Counter(updates.loc[um, "geocode_reason"].fillna("")))
     return counts
+
+
+def _changed(records: pd.DataFrame, updates: pd.DataFrame, stored: list[str]) -> np.ndarray:
+    """Rows whose geocode differs from what the store holds (the rest need no write)."""
+    if len(stored) < 6:
+        return np.ones(len(updates), bool)
+    same = np.ones(len(updates), bool)
+    for col in ("lon", "lat", "score"):
+        old = pd.to_numeric(records[col], errors="coerce").to_numpy(float)
+        new = updates[col].to_numpy(float)
+        same &= (old == new) | (np.isnan(old) & np.isnan(new))
+    for col in ("match_type", "matched_address", "geocode_reason"):
+        old_s = records[col].to_numpy(object)
+        new_s = updates[col].to_numpy(object)
+        same &= (old_s == new_s) | (pd.isna(old_s) & pd.isna(new_s))
+    return ~same
 
 
 def _ask_online(online: Any, rep: pd.DataFrame, res: pd.DataFrame) -> pd.DataFrame:

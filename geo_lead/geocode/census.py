@@ -16,7 +16,6 @@ import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,7 @@ def _urllib_post(url: str, body: bytes, content_type: str, timeout_s: float = 30
 
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 -- fixed https URL
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return resp.read().decode("utf-8", "replace")
     except OSError as exc:
         raise GeocodeError(f"US Census geocoder request failed ({exc}); run without --online-census "

@@ -56,6 +56,12 @@ for _canon, _variants in {
     STREET_TYPES[_canon] = _canon
     for _v in _variants.split():
         STREET_TYPES[_v] = _canon
+#: Canonical type -> the word it abbreviates ("FERN VALLEY" may be the whole name of a road).
+TYPE_WORDS: dict[str, str] = {}
+for _word, _canon in STREET_TYPES.items():
+    if len(_word) > len(TYPE_WORDS.get(_canon, "")) and _word not in ("STRT", "TRNPK"):
+        TYPE_WORDS[_canon] = _word
+TYPE_WORDS.update({"ST": "ST", "PKWY": "PARKWAY", "TRL": "TRAIL", "AVE": "AVENUE"})
 # Types that are also common words inside names: only a type when they end the street.
 _CL_NOT_TYPE = {"CL", "MT"}
 for _t in _CL_NOT_TYPE:
@@ -94,6 +100,8 @@ _ZIP_TAIL = re.compile(r"(?:^|[\s,])(\d{5})(?:\s*-\s*\d{4})?\s*$")
 _SEPARATORS = re.compile(r"\s*(?:/+|&|@|\bAND\b|\bAT\b|\bTO\b)\s*")
 _JUNK = re.compile(r"[^A-Z0-9#/&@\-,\s]")
 _SPACE = re.compile(r"\s+")
+_HAS_LETTER = re.compile(r"[A-Z]")
+_RANGE_START = re.compile(r"^(\d{1,6})\s*-\s*\d{1,6}[A-Z]?(?=\s)")
 _ORDINAL = re.compile(r"^(\d{1,3})(ST|ND|RD|TH)?$")
 
 
@@ -169,20 +177,22 @@ def parse_street(text: str) -> Street:
     cut = next((i for i, t in enumerate(tokens) if (t in UNIT_WORDS or t.startswith("#")) and i >= 1), None)
     if cut is not None:
         tokens = tokens[:cut]
+    tokens = [t.strip("#") for t in tokens if t.strip("#")]
     if not tokens:
         return Street()
     interstate = _INTERSTATE.match(" ".join(tokens)) or _INTERSTATE_START.match(" ".join(tokens))
     if interstate:
         return Street(name=f"I {interstate.group(1)}")
-    if tokens[0] in ("US", "U") and len(tokens) > 1:  # "U S HIGHWAY 42" -> "US HIGHWAY 42"
-        if tokens[0] == "U" and tokens[1] == "S":
-            tokens = ["US", *tokens[2:]]
+    if len(tokens) > 2 and tokens[0] == "U" and tokens[1] == "S":  # "U S HIGHWAY 42"
+        tokens = ["US", *tokens[2:]]
     tokens = _words_to_ordinals(tokens)
     predir = stype = postdir = ""
     if len(tokens) >= 3 and tokens[-1] in DIRECTIONS and tokens[-2] in STREET_TYPES:
         postdir = DIRECTIONS[tokens.pop()]
     if len(tokens) >= 2 and tokens[-1] in STREET_TYPES:
         stype = STREET_TYPES[tokens.pop()]
+        while len(tokens) >= 2 and STREET_TYPES.get(tokens[-1]) == stype:  # "ROCKFORD LN LN"
+            tokens.pop()
     if len(tokens) >= 2 and tokens[0] in DIRECTIONS:
         predir = DIRECTIONS[tokens.pop(0)]
     if not postdir and len(tokens) >= 2 and tokens[-1] in DIRECTIONS and not stype:
@@ -199,8 +209,12 @@ def parse_street(text: str) -> Street:
 
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
+    text = text.strip().lstrip("@#/&").strip()  # "@FERN CREEK PARK", "@WF - GREAT LAWN"
     text = text.replace(".", " ").replace("'", "")
-    text = _JUNK.sub(" ", text)
+    text = _JUNK.sub(" ", text).replace("#", " # ")
+    text = _RANGE_START.sub(r"\1", text)  # "123-125 MAIN ST" -> "123 MAIN ST"
+    if not _PLACE_PREFIX.match(text.strip()):  # "WF - BELVEDERE" keeps its dash
+        text = text.replace("-", " ")  # "KY-841", "I-65", "TWENTY-SIXTH"
     return _SPACE.sub(" ", text).strip(" ,-")
 
 
@@ -222,13 +236,15 @@ def _split_zip(text: str) -> tuple[str, str]:
     return text.strip(), zip5
 
 
-def _place_reason(text: str) -> str:
+def _place_reason(text: str, intersection: bool = False) -> str:
     tokens = text.replace("/", " ").split()
     if "LARGE" in tokens:
         return "not a location: 'at large' (no fixed place)"
     if _PLACE_PREFIX.match(text):
         return "place name, not an address"
-    if tokens and tokens[-1] in PLACE_WORDS:
+    # "RIVER", "PARK", "DEER PARK" are also roads: in an intersection each side is tried
+    # as a street and reported as "no such street" when it is not one
+    if not intersection and tokens and tokens[-1] in PLACE_WORDS:
         return "place name, not an address"
     if "MM" in tokens or re.match(r"^\d+(?:\s\d+)?\s+I\s?\d", text):
         return "interstate mile marker: no interstate geometry in the reference"
@@ -264,25 +280,28 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     zip5 = zip5 or text_zip
     clean = clean.lstrip("@# ").strip()
     if not re.search(r"[A-Z]", clean):
-        return ParsedAddress("invalid", clean, zip=zip5, reason="no street name in the address")
+        return ParsedAddress("invalid", "", zip=zip5, reason="no street name in the address")
     if _SEPARATORS.search(clean):
-        parts = [p for p in _SEPARATORS.split(clean) if p.strip()]
-        reason = _place_reason(clean)
+        parts = [p.strip(" ,-#") for p in _SEPARATORS.split(clean) if p.strip(" ,-#")]
+        reason = _place_reason(clean, intersection=True)
         if reason and not any(_INTERSTATE.match(p) for p in parts):
             return ParsedAddress("place", " ".join(clean.replace("/", " ").split()), zip=zip5,
                                  reason=reason)
         if len(parts) >= 2:
             a = parse_street(_strip_number(parts[0]))
             b = parse_street(_strip_number(parts[1]))
-            if a.name and b.name:
+            if _HAS_LETTER.search(a.name) and _HAS_LETTER.search(b.name):
                 return ParsedAddress("intersection", f"{a.key} / {b.key}", street=a, street2=b,
                                      zip=zip5)
         if len(parts) == 1:
             clean = parts[0]
         else:
-            return ParsedAddress("invalid", " ".join(clean.replace("/", " ").split()), zip=zip5,
+            return ParsedAddress("invalid", "", zip=zip5,
                                  reason="no street name in the address")
-    reason = _place_reason(clean)
+    # with a house number, "ARBOR PARK" is a street: only 'at large', "WF - X" and mile
+    # markers are places then
+    numbered = bool(_BLOCK.match(clean) or _NUMBER.match(clean))
+    reason = _place_reason(clean, intersection=numbered)
     m = _BLOCK.match(clean)
     if m:
         street = parse_street(m.group(2))
@@ -302,13 +321,17 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     street = parse_street(clean)
     if street.name and re.search(r"[A-Z]", street.name):
         return ParsedAddress("street", street.key, street=street, zip=zip5)
-    return ParsedAddress("invalid", clean, zip=zip5, reason="no street name in the address")
+    return ParsedAddress("invalid", "", zip=zip5, reason="no street name in the address")
 
 
 def _strip_number(part: str) -> str:
     """An intersection side written with a number (``100 MAIN ST``) keeps only the street."""
-    m = _BLOCK.match(part) or _NUMBER.match(part)
-    return m.group(2) if m and re.search(r"[A-Z]", m.group(2)) else part
+    while True:  # until stable, so that the output parses to itself
+        part = part.strip(" #")
+        m = _BLOCK.match(part) or _NUMBER.match(part)
+        if not (m and re.search(r"[A-Z]", m.group(2))):
+            return part
+        part = m.group(2)
 
 
 def normalize_address(text: object) -> str:

@@ -6,7 +6,8 @@ Accepted inputs (detected from the columns; CSV, or any file GeoPandas reads):
   number column plus a street column, and lon/lat columns (or point geometry). The shipped
   OpenAddresses sample of LOJIC address points, or a user's complete LOJIC file.
 * **Census geocoder results** -- ``m_address``/``status``/``long``/``lat``; only ``Match``
-  rows are used, each as a point for its matched address.
+  rows are used, each as a point for its matched address (and for the input's spelling of
+  the street, when that names it differently: see `_input_aliases`).
 * **street centerlines with address ranges** -- LineString geometry (or a WKT column) and
   from/to house numbers per side (TIGER ADDRFEAT ``LFROMHN/LTOHN/RFROMHN/RTOHN``, EDGES
   ``LFROMADD/...``, LOJIC ``L_F_ADD/...``) plus a street name (``FULLNAME``). Each side becomes
@@ -41,7 +42,7 @@ from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-5"
+INDEX_VERSION = "geocode-index-8"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
@@ -163,7 +164,7 @@ def _read_any(path: Path) -> pd.DataFrame:
 
     try:
         gdf = gpd.read_file(path)
-    except Exception as exc:  # noqa: BLE001 -- pyogrio raises many types; report them all
+    except Exception as exc:
         raise GeocodeError(f"{path}: cannot read as a GIS file ({exc}).") from None
     if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(settings.CRS_STORE)
@@ -203,11 +204,22 @@ class _Builder:
         return sid
 
     def add_points(self, streets: list[Street | None], number: np.ndarray, lon: np.ndarray,
-                   lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None) -> int:
-        ok = np.array([s is not None and bool(s.name) for s in streets], bool)
-        ok &= np.isfinite(number) & np.isfinite(lon) & np.isfinite(lat)
+                   lat: np.ndarray, zips: np.ndarray, src: int, parity: np.ndarray | None = None,
+                   account: bool = True) -> int:
+        """Add the rows that have a street, a number and a point in the county; count the rest.
+
+        ``account=False`` for second copies of rows already accounted for (Census aliases).
+        """
+        readable = np.array([s is not None and bool(s.name) for s in streets], bool) & np.isfinite(number)
+        located = np.isfinite(lon) & np.isfinite(lat)
         w, s_, e, n = settings.JEFFERSON_BBOX
-        ok &= (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
+        inside = located & (lon >= w) & (lon <= e) & (lat >= s_) & (lat <= n)
+        # every row is accounted for: kept, or skipped with a reason (logged and counted)
+        if account:
+            self.counts["skipped_no_address"] += int((~readable).sum())
+            self.counts["skipped_no_coordinates"] += int((readable & ~located).sum())
+            self.counts["skipped_outside_county"] += int((readable & located & ~inside).sum())
+        ok = readable & inside
         idx = np.flatnonzero(ok)
         if idx.size == 0:
             return 0
@@ -296,6 +308,11 @@ def _add_file(b: _Builder, path: Path) -> str:
         raise GeocodeError(f"{path}: no longitude/latitude columns (looked for {', '.join(_LON)} / "
                            f"{', '.join(_LAT)}) and no point or line geometry.")
     lon, lat = ll
+    finite = np.isfinite(lon)
+    if finite.any() and np.median(np.abs(lon[finite])) > 180:
+        raise GeocodeError(f"{path}: the x/y columns look projected (values like {lon[finite][0]:.0f}), "
+                           "not longitude/latitude: export the file in EPSG:4326, or give a GIS file "
+                           "(shapefile, GeoPackage, GeoJSON) that declares its CRS.")
     a_c, b_c = _pick(cols, _INT_A), _pick(cols, _INT_B)
     if a_c and b_c:
         ok = np.isfinite(lon) & np.isfinite(lat)
@@ -316,6 +333,15 @@ def _add_file(b: _Builder, path: Path) -> str:
         n = b.add_points(streets, number, lon[st.to_numpy()], lat[st.to_numpy()],
                          _zips(sub[zc] if zc else None, len(sub)), SRC_CENSUS)
         b.counts["census_points"] += n
+        oc = _pick(cols, ("o_address",))
+        if oc:
+            streets_o = _input_aliases(sub[oc].astype(str), codes, parsed)
+            keep = np.array([s_ is not None for s_ in streets_o], bool)
+            if keep.any():
+                b.counts["census_alias_points"] += b.add_points(
+                    [s_ for s_ in streets_o if s_ is not None], number[keep],
+                    lon[st.to_numpy()][keep], lat[st.to_numpy()][keep],
+                    _zips(sub[zc] if zc else None, len(sub))[keep], SRC_CENSUS, account=False)
         return "census"
     num_c, street_c, full_c = _pick(cols, _NUM), _pick(cols, _STREET), _pick(cols, _FULL)
     if num_c and street_c and num_c != street_c:
@@ -332,6 +358,33 @@ def _add_file(b: _Builder, path: Path) -> str:
     n = b.add_points(streets, number, lon, lat, _zips(frame[zc] if zc else None, len(frame)), SRC_POINT)
     b.counts["address_points"] += n
     return "address_points"
+
+
+def _input_aliases(inputs: pd.Series, codes: np.ndarray, parsed: list[Any]) -> list[Street | None]:
+    """The input spelling of each Census match, where it names the street differently.
+
+    The Census geocoder answers ``GLASER LN`` with ``GLASER RD`` and ``NEW LA GRANGE RD`` with
+    ``NEW LAGRANGE RD``: the input is how LMPD (and LOJIC) spell the street, the match how TIGER
+    does. Such a point is indexed under both names, so the next record spelled the LMPD way
+    finds it. Only for the same house number, never across a directional (``E MAIN ST`` answered
+    by ``W MAIN ST`` is another street), and only when the name or a stated type differs (a
+    merely missing direction or type is already matched by the candidate filter).
+    """
+    icodes, iparsed = _parse_unique(inputs)
+    out: list[Street | None] = []
+    for mc, ic in zip(codes, icodes, strict=True):
+        m, o = parsed[mc], iparsed[ic]
+        alias = None
+        if (m.kind == "address" and o.kind == "address" and o.number == m.number
+                and o.street is not None and m.street is not None):
+            a, b = o.street, m.street
+            differs = a.name != b.name or bool(a.stype and b.stype and a.stype != b.stype)
+            dir_clash = bool(a.predir and b.predir and a.predir != b.predir) or bool(
+                a.postdir and b.postdir and a.postdir != b.postdir)
+            if differs and not dir_clash:
+                alias = a
+        out.append(alias)
+    return out
 
 
 def _clean_simple(text: str) -> str:
@@ -406,8 +459,9 @@ def build_reference(paths: Sequence[Path | str], ref_hash: str | None = None) ->
     b = _Builder()
     kinds = [f"{p.name}:{_add_file(b, p)}" for p in paths]
     ref = b.finish(ref_hash or reference_hash(paths), kinds)
-    log.info("reference built: %d streets, %d points, %d intersections from %s",
-             len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds))
+    log.info("reference built: %d streets, %d points, %d intersections from %s; %s",
+             len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds),
+             ", ".join(f"{k} {v:,}" for k, v in sorted(ref.counts.items())))
     return ref
 
 
@@ -436,6 +490,10 @@ def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | 
     paths = [Path(p) for p in (paths if paths else shipped_reference_files())]
     if not paths:
         raise GeocodeError(f"no reference files in {settings.REFERENCE_DIR}; pass --reference FILE.")
+    for path in paths:
+        if not path.is_file():
+            raise GeocodeError(f"{path}: reference file not found (give address points, centerlines, "
+                               "Census results or an intersection table).")
     ref_hash = reference_hash(paths)
     if not use_cache:
         return build_reference(paths, ref_hash)

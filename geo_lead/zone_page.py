@@ -1,0 +1,102 @@
+"""The zone-check web page: one self-contained HTML file (offline) or the service's ``/`` page.
+
+The template ``geo_lead/static/zone/zone_check.html`` carries the whole client: the
+EPSG:2246 projection (Lambert conformal conic on GRS80, as pyproj does it), even-odd
+point-in-polygon and point-to-segment distance in JavaScript, browser geolocation, a small SVG
+sketch of the zone with the point. This module embeds the data it needs:
+
+* the zone polygons in lon/lat (inside test) and in EPSG:2246 feet (distance to boundary,
+  projected here by pyproj so the browser only projects the query point);
+* the member neighborhoods and every LOJIC neighborhood (to name the neighborhood of an
+  outside point), simplified to ``NEIGHBORHOOD_SIMPLIFY_DEG`` to keep the file small;
+* the near-boundary tolerance and the zone version.
+
+In ``offline`` mode the page answers with no network at all; in ``service`` mode (served by
+``geo_lead.zone_service`` at ``/``) it asks ``/zone`` so addresses can be geocoded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from geo_lead.zone import ZoneChecker
+
+log = logging.getLogger(__name__)
+
+#: Neighborhood outlines are only used to *name* an outside point; 1e-5 degrees is ~3 ft.
+NEIGHBORHOOD_SIMPLIFY_DEG = 1e-5
+MODES = ("offline", "service")
+
+
+def _polygons(geom: shapely.Geometry, ndigits: int) -> list[list[list[list[float]]]]:
+    """Polygon/MultiPolygon -> [[ring coords...], ...] per polygon, rounded."""
+    out = []
+    for part in shapely.get_parts(geom):
+        if part.geom_type != "Polygon" or part.is_empty:
+            continue
+        rings = [part.exterior, *part.interiors]
+        out.append([np.round(shapely.get_coordinates(r), ndigits).tolist() for r in rings])
+    return out
+
+
+def page_data(checker: ZoneChecker) -> dict[str, Any]:
+    """The JSON the page embeds (see the module docstring)."""
+    neighborhoods = []
+    for name, geom in zip(checker.neighborhood_names, checker.neighborhood_geoms, strict=True):
+        if name is None:
+            continue
+        g = geom if name in checker.members else shapely.simplify(geom, NEIGHBORHOOD_SIMPLIFY_DEG)
+        neighborhoods.append({"name": name, "polygons": _polygons(g, 6)})
+    # members first, so an inside point is named by its member neighborhood
+    neighborhoods.sort(key=lambda n: n["name"] not in checker.members)
+    return {
+        "zone_name": checker.zone_name,
+        "members": list(checker.members),
+        "zone_version": checker.zone_version,
+        "near_boundary_ft": checker.near_boundary_ft,
+        "zone": _polygons(checker.zone, 7),
+        "zone_ft": _polygons(checker.zone_ft, 2),
+        "bounds_ft": [round(v, 1) for v in checker.zone_ft.bounds],
+        "neighborhoods": neighborhoods,
+    }
+
+
+def render_page(checker: ZoneChecker, mode: str = "offline") -> str:
+    """The page as HTML text.
+
+    Parameters
+    ----------
+    checker
+        Supplies the zone, the neighborhoods, the tolerance and the version.
+    mode
+        ``"offline"`` (answers in the browser, no network) or ``"service"`` (asks ``/zone``).
+
+    Returns
+    -------
+    str
+        One HTML document with no external references.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    template = resources.files("geo_lead").joinpath("static/zone/zone_check.html").read_text("utf-8")
+    # "</" could close the <script> element early; JSON allows the escaped form.
+    data = json.dumps(page_data(checker), separators=(",", ":")).replace("</", "<\\/")
+    return (template.replace("/*__ZONE_DATA__*/null", data, 1)
+            .replace('/*__MODE__*/"offline"', json.dumps(mode), 1))
+
+
+def write_page(out: Path, checker: ZoneChecker | None = None) -> Path:
+    """Write the offline page to ``out`` (parent folders created) and return the path."""
+    checker = checker or ZoneChecker()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_page(checker, "offline"), encoding="utf-8")
+    log.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    return out

@@ -1,0 +1,137 @@
+"""geo_lead.figures, geo_lead.report and the `geo-lead maps` / `geo-lead report` commands.
+
+Numbers are checked against hand-computed cases; the store is filled with the TEST FIXTURE
+layers of tests/test_maps.py (real boundaries and address points, made-up counts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_maps import fill_store, map_inputs
+
+from geo_lead import figures, offline, report
+from geo_lead.cli import main
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, object]:
+    return map_inputs()
+
+
+# --- figures ----------------------------------------------------------------------------------
+def test_concentration_curve_equal_weights_hand_computed() -> None:
+    x, y = figures.concentration_curve([1, 6, 0, 3])
+    assert x == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert y == pytest.approx([0, 0.6, 0.9, 1.0, 1.0])
+    assert figures.share_at(x, y, 0.5) == pytest.approx(0.25)
+    assert figures.share_at(x, y, 0.9) == pytest.approx(0.5)
+
+
+def test_concentration_curve_by_area_hand_computed() -> None:
+    # densities 1/3 and 9/1: the small dense unit comes first
+    x, y = figures.concentration_curve([1, 9], [3, 1])
+    assert x == pytest.approx([0, 0.25, 1.0])
+    assert y == pytest.approx([0, 0.9, 1.0])
+    x, y = figures.concentration_curve([], None)
+    assert list(y) == [0.0, 0.0]
+
+
+def test_figures_render_png(inputs: dict[str, object]) -> None:
+    fig = figures.rank_interval_figure(inputs["scores"], top_n=5)
+    assert len(fig.axes[0].get_yticks()) == 5
+    for f in (fig, figures.choropleth_figure(inputs["scores"], inputs["zones"]),
+              figures.concentration_figure(np.array([5, 3, 1]), pd.DataFrame(inputs["scores"])[["count", "area_sqmi"]])):
+        png = figures.png_bytes(f, dpi=40)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- report pieces ----------------------------------------------------------------------------
+def test_match_rates_account_for_every_record() -> None:
+    recs = pd.DataFrame({"match_type": ["exact", "exact", "block", None, "unmatched", "intersection"]})
+    rates = report.match_rates(recs)
+    assert rates.set_index("match_type")["records"].to_dict() == {
+        "exact": 2, "block": 1, "intersection": 1, "unmatched": 1, "not geocoded yet": 1}
+    assert rates["records"].sum() == len(recs)
+    assert rates["share"].sum() == pytest.approx(1.0)
+
+
+def test_source_summary_dates() -> None:
+    recs = pd.DataFrame({"source_file": ["a.csv", "a.csv", "b.csv"], "source": ["crime_pre2023"] * 3,
+                         "occurred_at": ["2017-03-01T10:00:00", "2017-01-02T00:00:00", "not a date"]})
+    out = report.source_summary(recs).set_index("source_file")
+    assert out.loc["a.csv", "records"] == 2
+    assert (out.loc["a.csv", "first"], out.loc["a.csv", "last"]) == ("2017-01-02", "2017-03-01")
+    assert out.loc["b.csv", "first"] == "n/a"
+
+
+def test_report_html_sections_escaping_and_self_contained(inputs: dict[str, object]) -> None:
+    recs = inputs["records"].assign(source_file="fixture.csv", source="crime_pre2023",
+                                    geocode_reason="")
+    recs.loc[recs["match_type"] == "unmatched", "geocode_reason"] = "no such street in the reference: <b>X</b> ST"
+    page = report.build_report_html({
+        "store": "<b>x</b>.gpkg", "records": recs, "rejects": 3,
+        "reject_reasons": pd.DataFrame({"reason": ["bad date"], "rows": [3]}), "scores": inputs["scores"],
+        "zones": inputs["zones"], "site_result": {"verdict": "<script>alert(1)</script> FIXTURE verdict", "k": 2},
+        "hotspots_result": None})
+    for heading in ("The question", "The data", "Geocoding match rates by type", "Ranked neighborhoods",
+                    "Figures", "Verdict", "Comparison area", "Method", "Limits"):
+        assert f">{heading}</h" in page, heading
+    assert "<script>" not in page and "<img src=z" not in page and "<b>x</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; FIXTURE verdict" in page
+    assert page.count('src="data:image/png;base64,') == 3
+    assert offline.external_references(page) == []
+    assert 'class="pilot"' in page
+    assert "no such street in the reference: &lt;b&gt;X&lt;/b&gt; ST" in page
+    assert "Rejected rows by reason" in page and "bad date" in page
+    assert "SHAWNEE, LIMERICK" in page  # the comparison area's members
+
+
+def test_report_with_empty_store_says_what_is_missing(store_path: Path, tmp_path: Path) -> None:
+    from geo_lead.store import opened
+
+    with opened(store_path) as store:
+        path = report.write_report(store, tmp_path / "r.html")
+    page = path.read_text(encoding="utf-8")
+    assert "No records in the store yet" in page and "run <code>geo-lead score</code>" in page
+    assert "No site-selection result" in page
+
+
+# --- CLI --------------------------------------------------------------------------------------
+def test_cli_maps_and_report(store_path: Path, tmp_path: Path, inputs: dict[str, object],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    fill_store(store_path, inputs)
+    out = tmp_path / "maps"
+    assert main(["maps", "--store", str(store_path), "--out", str(out)]) == 0
+    assert main(["report", "--store", str(store_path), "--out", str(out / "report.html")]) == 0
+    printed = capsys.readouterr().out
+    assert "site_selection" in printed and "report" in printed
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "FIXTURE: the pilot zone" in page
+    assert "600</b> records in the store" in page
+    assert offline.external_references(page) == []
+    total_mb = sum(p.stat().st_size for p in out.glob("*.html")) / 1e6
+    assert total_mb <= 5.0
+
+
+def test_cli_missing_store_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["maps", "--store", str(tmp_path / "none.gpkg")]) == 2
+    assert "no store here yet" in capsys.readouterr().err
+
+
+def test_cli_maps_flags(store_path: Path, tmp_path: Path, inputs: dict[str, object],
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    fill_store(store_path, inputs)
+    assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "t"), "--tiles", "--json"]) == 0
+    paths = json.loads(capsys.readouterr().out)
+    page = Path(paths["site_selection"]).read_text(encoding="utf-8")
+    assert "tile.openstreetmap.org" in page and offline.external_references(page) == []
+    assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "o"), "--no-offline"]) == 0
+    online = (tmp_path / "o" / "site_selection.html").read_text(encoding="utf-8")
+    assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in online
+    assert (tmp_path / "o" / "site_selection.html").stat().st_size < len(page)
