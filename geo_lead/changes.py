@@ -51,7 +51,7 @@ def _rank(value: Any) -> int | None:
         f = float(value)
     except (TypeError, ValueError):
         return None
-    return None if math.isnan(f) else int(round(f))
+    return None if math.isnan(f) else round(f)
 
 
 def _ranks(rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:

@@ -157,12 +157,12 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         run.stage("hotspots", stage_counts(summary["hotspots"]))
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
         summary["site"] = stage_site(store, say, echo)
-<<<<<<< HEAD
         run.stage("site", stage_counts(summary["site"]))
-=======
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say)
->>>>>>> main
+        for path in summary["outputs"].values():
+            run.output(path)
+        run.stage("outputs", {"files": len(summary["outputs"])})
         summary["records_in_store"] = store.count("records")
         run.stage("store", {"records": summary["records_in_store"]})
     # The manifest row is written when the `with` ends; then the change report exists.
