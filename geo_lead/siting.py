@@ -513,6 +513,12 @@ def zones_layer(proj: gpd.GeoDataFrame, roles: list[tuple[str, Mapping[str, Any]
                             geometry=geoms, crs=settings.CRS_PROJECTED)
 
 
+#: Record columns `site` reads (plus the indicator flag): weights (source_file), periods
+#: (occurred_at), months of data (reported_at), persons per record (incident_number).
+SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at", "source_file",
+                                 "neighborhood", "lon", "lat")
+
+
 def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
                months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                area: str = "first-division", candidates: Sequence[str] | None = None,
@@ -537,10 +543,10 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
         The ``geo-lead site --json`` object.
     """
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.hotspots import records_from_store, resolve_area
+    from geo_lead.hotspots import records_from_store, resolve_area, store_columns
 
     neighborhoods = load_neighborhoods()
-    records = records_from_store(store, neighborhoods)
+    records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator))
     names = resolve_area(neighborhoods, records, area, candidates)
     population = None
     if settings.POPULATION_TRACTS.exists():

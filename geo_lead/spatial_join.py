@@ -125,8 +125,32 @@ def join_counts(joined: pd.DataFrame) -> dict[str, int]:
     return out
 
 
+#: meta key: fingerprint of the neighborhoods the stored ``neighborhood`` values came from.
+META_JOIN_HASH = "join_neighborhoods_hash"
+
+
+def neighborhoods_fingerprint(neighborhoods: gpd.GeoDataFrame, name_column: str = "NH_NAME") -> str:
+    """sha256 of the units' names, order and geometry (EPSG:4326 WKB): a change rejoins all."""
+    import hashlib
+
+    import shapely
+
+    nh = neighborhoods if neighborhoods.crs is None or neighborhoods.crs == settings.CRS_STORE \
+        else neighborhoods.to_crs(settings.CRS_STORE)
+    h = hashlib.sha256()
+    for name, wkb in zip(nh[name_column].astype(str), shapely.to_wkb(np.asarray(nh.geometry.values)),
+                         strict=True):
+        h.update(name.encode() + b"\0" + (wkb or b"") + b"\0")
+    return h.hexdigest()
+
+
 def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> dict[str, int]:
     """Join the store's records to neighborhoods and write ``neighborhood`` onto them.
+
+    Incremental: only records whose ``neighborhood`` is NULL are joined and written (new
+    records, and records whose point the geocoder moved: `Store.update_records` clears it).
+    Every record is joined again when the neighborhoods differ from the last join's
+    (fingerprint in meta ``join_neighborhoods_hash``). The counts cover all records.
 
     Parameters
     ----------
@@ -141,16 +165,38 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> d
         ``records``, ``joined``, ``outside``, ``not_geocoded`` (records = the other three).
     """
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
-    recs = records_gdf(store, ["record_id"])
+    fingerprint = neighborhoods_fingerprint(nh)
+    have = set(store.columns("records"))
+    # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
+    where = "neighborhood IS NULL" if "neighborhood" in have and store.get_json(META_JOIN_HASH) == fingerprint else ""
+    cols = [c for c in ("record_id", "lon", "lat") if c in have]
+    recs = points_from_lonlat(store.read_records(cols, where=where))
     if nh.crs is not None and nh.crs != recs.crs:
         nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
-    joined = join_records(recs, nh)
+    joined = join_records(recs, nh) if len(recs) else recs.assign(neighborhood="", join_status="")
     with store.write():
-        store.update_records(pd.DataFrame({"record_id": joined["record_id"].to_numpy(),
-                                           "neighborhood": joined["neighborhood"].to_numpy()}))
-    counts = join_counts(joined)
-    log.info("spatial join: %s", counts)
+        store.update_records(pd.DataFrame({"record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
+                                           "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object)}))
+        if "neighborhood" not in store.columns("records"):  # an empty store: the column, still
+            store.conn.execute('ALTER TABLE records ADD COLUMN "neighborhood" TEXT')
+        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (META_JOIN_HASH, f'"{fingerprint}"'))
+    counts = store_join_counts(store)
+    log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(joined))
     return counts
+
+
+def store_join_counts(store: Store) -> dict[str, int]:
+    """records = joined + outside + not_geocoded over every stored record (SQL, no read)."""
+    have = set(store.columns("records"))
+    if not {"lon", "lat", "neighborhood"} <= have:
+        n = store.count("records")
+        return {"records": n, "joined": 0, "outside": 0, "not_geocoded": n}
+    n, not_geo, joined = store.conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(lon IS NULL OR lat IS NULL), 0), "
+        "COALESCE(SUM(lon IS NOT NULL AND lat IS NOT NULL AND COALESCE(neighborhood, '') <> ''), 0) "
+        "FROM records").fetchone()
+    return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
+            "not_geocoded": int(not_geo)}
 
 
 def _crs_name(gdf: gpd.GeoDataFrame | gpd.GeoSeries) -> str:

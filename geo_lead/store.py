@@ -311,6 +311,10 @@ class Store:
             ilon, ilat = cols.index("lon"), cols.index("lat")
             sets.append("geom=?")
             rows = ((*r[:-1], _point_blob(r[ilon], r[ilat]), r[-1]) for r in rows)  # type: ignore[assignment]
+            if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
+                # A moved point invalidates its join: NULL marks it for the next (incremental)
+                # spatial join, which only joins records whose neighborhood IS NULL.
+                sets.append("neighborhood=NULL")
         before = self.conn.total_changes
         self.conn.executemany(f'UPDATE records SET {", ".join(sets)} WHERE "{key}"=?',
                               (tuple(_py(v) for v in r) for r in rows))
