@@ -281,7 +281,12 @@ def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame) -> tup
 
     cols = set(store.columns("records"))  # type: ignore[attr-defined]
     records = None
-    if {"lon", "lat", "division"} <= cols:
+    if {"lon", "lat", "division"} <= cols and _join_current(store, neighborhoods, cols):
+        # The store's `neighborhood` column is the join of these very neighborhoods for every
+        # record: read it instead of joining a million points again (same values).
+        records = store.read_records(["neighborhood", "division"])  # type: ignore[attr-defined]
+        records["neighborhood"] = records["neighborhood"].fillna("")
+    elif {"lon", "lat", "division"} <= cols:
         # Join in memory: the store's `neighborhood` column may be stale or not written yet.
         from geo_lead.spatial_join import join_records
 
@@ -290,6 +295,16 @@ def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame) -> tup
     members = first_division_members(neighborhoods, records)
     method = METHOD_RECORDS if (members["basis"] == "records").any() else METHOD_FALLBACK
     return build_first_division(neighborhoods, members, method), members
+
+
+def _join_current(store: object, neighborhoods: gpd.GeoDataFrame, cols: set[str]) -> bool:
+    """True when every record's stored ``neighborhood`` comes from joining `neighborhoods`."""
+    from geo_lead.spatial_join import META_JOIN_HASH, neighborhoods_fingerprint
+
+    if "neighborhood" not in cols or store.get_json(META_JOIN_HASH) != neighborhoods_fingerprint(neighborhoods):  # type: ignore[attr-defined]
+        return False
+    stale = store.conn.execute("SELECT 1 FROM records WHERE neighborhood IS NULL LIMIT 1").fetchone()  # type: ignore[attr-defined]
+    return stale is None
 
 
 def first_division_for_store(store: object, neighborhoods: gpd.GeoDataFrame,
