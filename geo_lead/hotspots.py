@@ -435,18 +435,22 @@ def store_columns(store: Any, columns: Sequence[str], indicator: str) -> list[st
 
 
 def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None,
-                       columns: Sequence[str] | None = None) -> gpd.GeoDataFrame:
+                       columns: Sequence[str] | None = None,
+                       records: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
 
     Uses ``geo_lead.spatial_join.records_gdf`` when that module exists; otherwise builds the
     points from lon/lat and joins them to `neighborhoods` itself. `columns`: the record
-    columns to read (default: all; ``lon``/``lat`` always).
+    columns to read (default: all; ``lon``/``lat`` always). `records`: the store's records
+    already read (`records_gdf`, e.g. once per `geo-lead run` for every stage); not re-read.
     """
     try:
         from geo_lead.spatial_join import records_gdf  # type: ignore[import-not-found]
     except ImportError:
         records_gdf = None
-    if records_gdf is not None:
+    if records is not None:
+        gdf = records
+    elif records_gdf is not None:
         gdf = records_gdf(store, None if columns is None else list(columns))
     else:
         frame = store.read_records()
@@ -535,7 +539,8 @@ def resolve_area(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None,
 
 
 def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
-                   candidates: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+                   candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
     """Compute hotspots from the store's records, write the layers and ``hotspots_result``.
 
     Parameters
@@ -546,6 +551,9 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
         Flag column to map (``lead_eligible``, ``opiate``, ...).
     area, candidates
         Study area: ``first-division`` (default), ``city``, or explicit neighborhood names.
+    records
+        The store's records as `geo_lead.spatial_join.records_gdf` points with at least
+        `HOTSPOT_COLUMNS` and `indicator` (default: read them from the store).
     **kwargs
         Passed to `hotspots` (kde_cell_ft, bandwidth_method, hotspot_sd, grid_cell_ft,
         permutations, seed).
@@ -558,7 +566,8 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
     from geo_lead.boundaries import load_neighborhoods
 
     neighborhoods = load_neighborhoods()
-    records = records_from_store(store, neighborhoods, store_columns(store, HOTSPOT_COLUMNS, indicator))
+    records = records_from_store(store, neighborhoods, store_columns(store, HOTSPOT_COLUMNS, indicator),
+                                 records=records)
     names = resolve_area(neighborhoods, records, area, candidates)
     layers, result = hotspots(records, neighborhoods, names, indicator, **kwargs)
     for name, layer in layers.items():

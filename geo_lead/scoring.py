@@ -406,13 +406,21 @@ def scores_json(scores: pd.DataFrame, only_area: bool = True) -> list[dict[str, 
 
 
 # --- store edge -----------------------------------------------------------------------------
+#: Record columns `score_store` reads (plus the indicator flag).
+SCORE_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "reported_at", "source_file", "neighborhood")
+
+
 def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                 since: Any = None, until: Any = None, weights: dict[str, float] | None = None,
                 seed: int = settings.RANDOM_SEED, n_boot: int = settings.BOOTSTRAP_REPLICATES,
                 neighborhoods: gpd.GeoDataFrame | None = None,
                 population: pd.Series | None = None,
-                first_division: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+                first_division: gpd.GeoDataFrame | None = None,
+                records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """Score from the store's (joined) records and write the ``scores`` layer.
+
+    `records`: the store's records already read (with at least `SCORE_COLUMNS` and
+    `indicator`, e.g. once per `geo-lead run` for every stage); default: read them here.
 
     Neighborhoods, population and the First Division default to the shipped files and
     `geo_lead.boundaries.first_division_for_store` (an official division file when one was
@@ -433,8 +441,9 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                            "run `geo-lead run` (or geocode, then join) first.")
     if indicator not in cols:
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
-    want = ["record_id", "occurred_at", "reported_at", "source_file", "neighborhood", indicator]
-    records = store.read_records(want)
+    want = [*SCORE_COLUMNS, indicator]
+    # Only these columns: every text column of a million records would cost seconds and GBs.
+    records = store.read_records(want) if records is None else pd.DataFrame(records[want]).copy()
     records[indicator] = records[indicator].astype(bool)
     records["neighborhood"] = records["neighborhood"].fillna("")
     if area == "first-division" and first_division is None:

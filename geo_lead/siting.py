@@ -522,7 +522,7 @@ SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at"
 def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
                months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                area: str = "first-division", candidates: Sequence[str] | None = None,
-               **params: Any) -> dict[str, Any]:
+               records: Any = None, **params: Any) -> dict[str, Any]:
     """Run `site` on the store's records; write the ``site_zones`` layer and ``site_result``.
 
     Parameters
@@ -533,6 +533,9 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
         Best-zone size (default: the pilot's), participants, program months.
     area, candidates
         ``first-division`` (default), ``city``, or explicit candidate names.
+    records
+        The store's records as `geo_lead.spatial_join.records_gdf` points with at least
+        `SITE_COLUMNS` and `indicator` (default: read them from the store).
     **params
         Further `SiteParams` fields (objective, take_up_rate, train, test, ...), and
         ``progress`` (a `geo_lead.progress.Progress` for the bootstrap).
@@ -546,7 +549,8 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     from geo_lead.hotspots import records_from_store, resolve_area, store_columns
 
     neighborhoods = load_neighborhoods()
-    records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator))
+    records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
+                                 records=records)
     names = resolve_area(neighborhoods, records, area, candidates)
     population = None
     if settings.POPULATION_TRACTS.exists():
