@@ -932,14 +932,31 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
                                        "lon", "lat", "match_type", "neighborhood", *MIX_FLAGS)
 
 
-def read_map_inputs(store: Any) -> dict[str, Any]:
-    """Everything the maps and the report read from the store (missing layers are None)."""
+def read_map_inputs(store: Any, flagged_only: bool = False) -> dict[str, Any]:
+    """Everything the maps and the report read from the store (missing layers are None).
+
+    `flagged_only`: when the scores name an indicator flag (`indicator_records`' rule), read
+    only the records carrying it (``WHERE flag``: the text of a million records the maps would
+    drop costs seconds) and give the store's total as ``records_total`` (else None).
+    """
     have = set(store.columns("records")) if "records" in store.tables() else set()
-    records = store.read_records([c for c in RECORD_MAP_COLUMNS if c in have]) if have else None
-    return {"scores": read_layer(store, "scores"), "kde": read_layer(store, "hotspot_kde"),
+    scores = read_layer(store, "scores")
+    cols = [c for c in RECORD_MAP_COLUMNS if c in have]
+    indicator = None
+    if flagged_only and scores is not None and "indicator" in scores and scores["indicator"].notna().any():
+        indicator = str(scores["indicator"].dropna().iloc[0])
+    total = None
+    if have and indicator and indicator in cols and indicator in MIX_FLAGS:
+        # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
+        records = store.read_records(cols, where=f'COALESCE("{indicator}", 0) <> 0')
+        total = store.count("records")
+    else:
+        records = store.read_records(cols) if have else None
+    return {"scores": scores, "kde": read_layer(store, "hotspot_kde"),
             "gistar": read_layer(store, "hotspot_gistar_neighborhoods"),
             "gistar_grid": read_layer(store, "hotspot_gistar_grid"),
-            "zones": read_layer(store, "site_zones"), "records": records}
+            "zones": read_layer(store, "site_zones"), "records": records,
+            "records_total": total, "indicator": indicator}
 
 
 def context_layers() -> dict[str, gpd.GeoDataFrame | None]:
@@ -1002,11 +1019,16 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
     """
     from geo_lead.offline import save_map
 
-    inputs = read_map_inputs(store)
+    inputs = read_map_inputs(store, flagged_only=True)
     ctx = context_layers()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, notes = indicator_records(inputs["records"], inputs["scores"])
+    if inputs.get("records_total") is not None:  # read already filtered to the indicator
+        records = inputs["records"]
+        notes = [f"Records shown: the {len(records):,} with the '{inputs['indicator']}' flag (the scores' "
+                 f"indicator) of {inputs['records_total']:,} in the store."] if inputs["records_total"] else []
+    else:
+        records, notes = indicator_records(inputs["records"], inputs["scores"])
     site = build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"], records,
                           gistar_grid=inputs["gistar_grid"], neighborhoods=ctx["neighborhoods"], first_division=ctx["first_division"],
                           tiles=tiles, notes=notes)
