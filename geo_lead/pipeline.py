@@ -79,11 +79,11 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     read of the union of their columns, shared, costs one.
     """
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns
-    from geo_lead.scoring import SCORE_COLUMNS
+    from geo_lead.scoring import SCORE_RECORD_COLUMNS
     from geo_lead.siting import SITE_COLUMNS
     from geo_lead.spatial_join import records_gdf
 
-    return records_gdf(store, store_columns(store, [*SCORE_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS], indicator))
+    return records_gdf(store, store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS], indicator))
 
 
 def stage_score(store: Store, say: Say, records: Any = None) -> dict[str, Any]:

@@ -407,7 +407,7 @@ def scores_json(scores: pd.DataFrame, only_area: bool = True) -> list[dict[str, 
 
 # --- store edge -----------------------------------------------------------------------------
 #: Record columns `score_store` reads (plus the indicator flag).
-SCORE_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "reported_at", "source_file", "neighborhood")
+SCORE_RECORD_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source_file", "neighborhood")
 
 
 def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
@@ -419,7 +419,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                 records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """Score from the store's (joined) records and write the ``scores`` layer.
 
-    `records`: the store's records already read (with at least `SCORE_COLUMNS` and
+    `records`: the store's records already read (with at least `SCORE_RECORD_COLUMNS` and
     `indicator`, e.g. once per `geo-lead run` for every stage); default: read them here.
 
     Neighborhoods, population and the First Division default to the shipped files and
@@ -441,7 +441,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                            "run `geo-lead run` (or geocode, then join) first.")
     if indicator not in cols:
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
-    want = [*SCORE_COLUMNS, indicator]
+    want = [*SCORE_RECORD_COLUMNS, indicator]
     # Only these columns: every text column of a million records would cost seconds and GBs.
     records = store.read_records(want) if records is None else pd.DataFrame(records[want]).copy()
     records[indicator] = records[indicator].astype(bool)
