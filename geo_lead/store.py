@@ -53,6 +53,11 @@ GEOCODE_COLUMNS: tuple[str, ...] = (
 )
 INTEGER_COLUMNS = frozenset({"source_line", *FLAG_COLUMNS})
 REAL_COLUMNS = frozenset({"lon", "lat", "score"})
+#: `Store.read_records` reads whole columns through GDAL's Arrow reader from this many records
+#: on (below it the plain sqlite3 read is as fast and opens no second handle).
+ARROW_MIN_ROWS = 50_000
+#: Numeric record columns geo_lead writes only from numeric values (so the Arrow read is exact).
+ARROW_NUMERIC_COLUMNS = INTEGER_COLUMNS | REAL_COLUMNS
 
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
@@ -290,10 +295,57 @@ class Store:
     def read_records(self, columns: Sequence[str] | None = None, where: str = "",
                      params: Sequence[Any] = ()) -> pd.DataFrame:
         """The records table as a DataFrame (never the person fields: they live elsewhere)."""
-        frame = self.read_table("records", columns, where, params)
+        frame = self._read_records_arrow(columns) if not where else None
+        if frame is None:
+            frame = self.read_table("records", columns, where, params)
         for col in FLAG_COLUMNS:
             if col in frame:
                 frame[col] = frame[col].fillna(0).astype(bool)
+        return frame
+
+    def _read_records_arrow(self, columns: Sequence[str] | None) -> pd.DataFrame | None:
+        """Whole `columns` of the records through GDAL's Arrow reader, or None to use sqlite3.
+
+        Building a million rows of Python tuples in sqlite3 and then a DataFrame costs ~5x
+        what GDAL's columnar read does (3.1 s vs 0.7 s for the 8 columns score, hotspots and
+        site use). Taken only when it gives exactly what `read_table` would: every committed
+        change is visible (no transaction open on this connection), the store is a file of
+        at least `ARROW_MIN_ROWS` records, and each column is TEXT (SQLite's affinity stores
+        every value of it as text or NULL: geo_lead writes no blobs there) or one of
+        `ARROW_NUMERIC_COLUMNS` (written by geo_lead only from numbers), so GDAL's typed read
+        converts nothing. Any error (GDAL missing, another writer committing) falls back to
+        sqlite3.
+        """
+        if self.conn.in_transaction or str(self.path) in ("", ":memory:") or not Path(self.path).is_file():
+            return None
+        try:
+            declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+            cols = list(columns) if columns else [c for c in declared if c != "geom"]
+            if not cols or any(c not in declared or c in ("fid", "geom") for c in cols):
+                return None
+            if any(declared[c] != "TEXT" and c not in ARROW_NUMERIC_COLUMNS for c in cols):
+                return None
+            if self.count("records") < ARROW_MIN_ROWS:
+                return None
+            # sqlite3 returns rows in the order of its plan: a plain table scan is fid order
+            # (GDAL's); a covering-index scan (e.g. only occurred_at) is not, so keep sqlite3.
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            plan = [str(r[-1]) for r in self.conn.execute(f"EXPLAIN QUERY PLAN SELECT {quoted} FROM records")]
+            if plan != ["SCAN records"]:
+                return None
+            import warnings
+
+            import pyogrio
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _meta, table = pyogrio.read_arrow(self.path, layer="records", columns=cols, read_geometry=False)
+            frame = table.to_pandas()[cols]
+        except Exception as exc:  # noqa: BLE001 - any failure: the plain sqlite3 read
+            log.debug("records: Arrow read not used (%s); reading through sqlite3", exc)
+            return None
+        if len(frame) != self.count("records"):  # a writer committed in between
+            return None
         return frame
 
     def update_records(self, updates: pd.DataFrame, key: str = "record_id") -> int:

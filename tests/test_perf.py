@@ -154,3 +154,43 @@ def test_maps_flagged_read_equals_filtering_all_records(store_path: Path) -> Non
                                 "indicator) of 5 in the store."]
     finally:
         store.close()
+
+
+def test_arrow_read_equals_sqlite_read(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_lead import store as store_mod
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], None, pts["OUTSIDE"], pts["PORTLAND"]], [1, 0, 1, 0])
+    store = open_store(store_path)
+    try:
+        spatial_join.join_store(store, nh)
+        with store.write():  # NULL text, an empty string and a NULL flag, as real stores have
+            store.conn.execute("UPDATE records SET reported_at = NULL, lead_eligible = NULL WHERE record_id = 'r1'")
+        monkeypatch.setattr(store_mod, "ARROW_MIN_ROWS", 0)
+        used: list[bool] = []
+        real = store_mod.Store._read_records_arrow
+
+        def spy(self, columns):  # type: ignore[no-untyped-def]
+            out = real(self, columns)
+            used.append(out is not None)
+            return out
+
+        monkeypatch.setattr(store_mod.Store, "_read_records_arrow", spy)
+        for cols in (None, ["occurred_at", "reported_at", "source_file", "neighborhood", "lead_eligible", "lon", "lat"],
+                     ["occurred_at"], ["record_id"]):
+            fast = store.read_records(cols)
+            plain = store.read_table("records", cols)
+            for c in store_mod.FLAG_COLUMNS:
+                if c in plain:
+                    plain[c] = plain[c].fillna(0).astype(bool)
+            pd.testing.assert_frame_equal(fast, plain)
+        # the analysis columns go through Arrow; a covering-index scan (occurred_at,
+        # record_id: another row order) stays on sqlite3
+        assert used[1:] == [True, False, False]
+        with store.write():  # inside a transaction uncommitted rows must be seen: sqlite3
+            store.conn.execute("UPDATE records SET neighborhood = 'X' WHERE record_id = 'r0'")
+            assert store.read_records(["neighborhood", "lon"])["neighborhood"].iloc[0] == "X"
+        assert used[-1] is False
+    finally:
+        store.close()
