@@ -341,7 +341,7 @@ class Store:
                 warnings.simplefilter("ignore")
                 _meta, table = pyogrio.read_arrow(self.path, layer="records", columns=cols, read_geometry=False)
             frame = table.to_pandas()[cols]
-        except Exception as exc:  # noqa: BLE001 - any failure: the plain sqlite3 read
+        except Exception as exc:  # any failure: the plain sqlite3 read
             log.debug("records: Arrow read not used (%s); reading through sqlite3", exc)
             return None
         if len(frame) != self.count("records"):  # a writer committed in between
