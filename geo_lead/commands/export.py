@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partition", choices=("none", "month"), default="none",
                    help="GeoParquet records only: one file per month of occurred_at (default: none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: what, format, out, rows, geocoded, partitions, files")
     p.set_defaults(func=_run_export)

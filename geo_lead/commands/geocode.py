@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def _add_reference(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "changes). Offline unless --online-census is given.\n\n"
                     "example: geo-lead geocode --store data/lead.gpkg",
         formatter_class=fmt)
-    s.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(s)
     s.add_argument("--all", action="store_true", help="geocode every record again, not only missing ones")
     s.add_argument("--online-census", action="store_true",
                    help="also ask the US Census batch geocoder (network!) about addresses left unmatched")

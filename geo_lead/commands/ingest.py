@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 SOURCE_CHOICES = ("crime-pre2023", "crime-2023", "citations")
-
-
-def add_store_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s under the current directory)")
 
 
 def add_reading_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
                    help="pandas (default) or dask-geopandas partitions")
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store to read records from (default: %(default)s)")
+    add_store_argument(p, "the GeoPackage store to read records from")
     p.add_argument("--records", metavar="PATH",
                    help="read records from a GeoParquet file/directory (geo-lead export) instead")
     p.add_argument("--neighborhoods", type=Path, default=settings.NEIGHBORHOODS_FILE, metavar="PATH",

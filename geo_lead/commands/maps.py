@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

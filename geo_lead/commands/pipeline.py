@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="*", type=Path, metavar="FILE",
                    help="LMPD files to ingest first (default: the shipped data/lmpd files)")
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(p)
     p.add_argument("--out", type=Path, default=settings.MAPS_DIR, metavar="DIR",
                    help="where maps and the report go (default: %(default)s)")
     p.add_argument("--engine", choices=("pandas", "dask"), default="pandas",

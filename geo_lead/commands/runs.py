@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "parameters, counts per stage, output paths and what changed since the "
                     "run before.\n\nexample: geo-lead runs --store data/lead.gpkg --limit 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(p)
     p.add_argument("--limit", type=int, default=None, metavar="N", help="show only the N newest runs")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of runs (every manifest field, JSON columns decoded)")

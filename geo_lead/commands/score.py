@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "          geo-lead score --indicator opiate --area city --since 2017-01-01 --json\n"
             "          geo-lead score --weights count=0.5,eb_rate_per_1000=0.5"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, metavar="PATH",
-                   help="the GeoPackage store (default: %(default)s)")
+    add_store_argument(p)
     p.add_argument("--indicator", default="lead_eligible",
                    help="record flag to count: lead_eligible (default), opiate, possession, "
                         "trafficking, paraphernalia, overdose, other_drug")

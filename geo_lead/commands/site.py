@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import add_store_argument
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -13,7 +13,7 @@ AREA_HELP = ("study area / candidate neighborhoods: first-division (default; fro
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, default=settings.DEFAULT_STORE, help="the GeoPackage store (default %(default)s)")
+    add_store_argument(p)
     p.add_argument("--indicator", default="lead_eligible",
                    help="record flag to analyse: lead_eligible (default), opiate, possession, ...")
     p.add_argument("--area", choices=("first-division", "city"), default="first-division", help=AREA_HELP)
