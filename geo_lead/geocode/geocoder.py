@@ -535,8 +535,9 @@ class Geocoder:
             va.add(f"{a.name} {a.stype}")
         if b.stype:
             vb.add(f"{b.name} {b.stype}")
-        for na in va:
-            for nb in vb:
+        # sorted: set order follows the hash seed, and the first pair found wins
+        for na in sorted(va):
+            for nb in sorted(vb):
                 pts = table.get((na, nb) if na < nb else (nb, na))
                 if pts:
                     arr = np.asarray(pts)
