@@ -279,8 +279,21 @@ class Store:
             self.conn.executemany(sql, (
                 (*[_py(v) for v in row[1:]], ingested_at, row[0])
                 for row in upd[["record_id", *cols]].itertuples(index=False)))
+            self._forget_moved_points(old, upd)
             updated = len(upd)
         return {"added": added, "unchanged": int((~new & ~changed).sum()), "updated": updated}
+
+    def _forget_moved_points(self, old: pd.DataFrame, new: pd.DataFrame) -> None:
+        """A record whose address or ZIP changed loses its point, so the geocoder places it again."""
+        before = old.set_index("record_id")[["address_raw", "zip"]].fillna("")
+        after = new.set_index("record_id")[["address_raw", "zip"]].fillna("").reindex(before.index)
+        moved = before.index[(before != after).any(axis=1)].tolist()
+        have = set(self.columns("records"))
+        cols = ["geom", *[c for c in (*GEOCODE_COLUMNS, "neighborhood") if c in have]]
+        if moved:
+            self.conn.executemany(
+                f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=NULL" for c in cols)} WHERE record_id=?',
+                ((rid,) for rid in moved))
 
     def _existing_hashes(self, record_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}

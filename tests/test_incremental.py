@@ -83,3 +83,31 @@ def test_insert_rows_converts_missing_and_numpy_values(store_path: Path) -> None
         rows = store.conn.execute("SELECT key, real, count, mixed, text, typeof(count) FROM t ORDER BY key").fetchall()
     assert rows == [("a", 1.5, 1, 7, "u", "integer"), ("b", None, 2, None, None, "integer"),
                     ("c", 3.0, 3, "x", "w", "integer")]
+
+
+def test_corrected_address_is_geocoded_again(tmp_path: Path) -> None:
+    """A re-download that corrects a block address moves the record on the next geocode."""
+    from geo_lead.geocode import geocode_store
+    from geo_lead.ingest import ingest_files
+    from geo_lead.store import opened
+
+    src = settings.SHIPPED_LMPD_FILES[1]
+    text = src.read_text()
+    row = next(ln for ln in text.splitlines() if ",2700 BLOCK W MADISON ST," in ln)
+    fixed = tmp_path / src.name
+    fixed.write_text(text.replace(row, row.replace(",2700 BLOCK W MADISON ST,", ",200 BLOCK E CHESTNUT ST,")))
+    incident = row.split(",")[0]
+    with opened(tmp_path / "s.gpkg") as store:
+        ingest_files(store, [src])
+        geocode_store(store)
+        before = store.read_records(["lon", "lat", "matched_address"], where="incident_number = ?",
+                                    params=[incident])
+        assert ingest_files(store, [fixed])[0].updated == 1
+        again = geocode_store(store)
+        after = store.read_records(["lon", "lat", "matched_address"], where="incident_number = ?",
+                                   params=[incident])
+    assert again["records"] >= 1  # the corrected record was looked up again
+    assert before.loc[0, "matched_address"] == "2750 W MADISON ST"
+    assert after.loc[0, "matched_address"] == "250 E CHESTNUT ST"
+    # about 2.3 miles east: the point really moved
+    assert after.loc[0, "lon"] - before.loc[0, "lon"] > 0.03
