@@ -60,20 +60,26 @@ def test_geocode_store_counts_cache_and_invalidation(store_path: Path, small_geo
         geom = store.conn.execute("SELECT COUNT(*) FROM records WHERE geom IS NOT NULL").fetchone()[0]
         assert geom == 3
 
-        # a rerun with new records: only records without a point, only new addresses geocoded
+        # a rerun with new records: only the 2 new records are looked at; the 3 the same
+        # reference left unmatched are not tried again (the cache would answer the same)
         with store.write():
             store.upsert_records(_records(["150 MAIN ST", "100 OAK AVE"], start=10), "2024-01-02T00:00:00Z")
         c2 = geocode_store(store, small_geocoder)
-        assert c2["records"] == 5  # 3 unmatched again + 2 new
-        assert c2["geocoded_new"] == 1 and c2["geocoded_from_cache"] == 4
-        assert c2["addresses_new"] == 1 and c2["addresses_from_cache"] == 4
-        assert c2["by_match_type"] == {"interpolated": 1, "exact": 1, "unmatched": 3}
+        assert c2["records"] == 2
+        assert c2["geocoded_new"] == 1 and c2["geocoded_from_cache"] == 1
+        assert c2["addresses_new"] == 1 and c2["addresses_from_cache"] == 1
+        assert c2["by_match_type"] == {"interpolated": 1, "exact": 1}
+        assert geocode_store(store, small_geocoder)["records"] == 0  # nothing new: nothing read
+        rec = store.read_records(["record_id", "match_type", "geocode_reason"]).set_index("record_id")
+        assert (rec["match_type"] == "unmatched").sum() == 3 and rec.loc["r3", "geocode_reason"]
 
-        # another reference: the cache is dropped and every record is geocoded again
+        # another reference: the cache is dropped and every record (the unmatched ones too)
+        # is geocoded again
         POINTS.assign(longitude=POINTS["longitude"] + 0.001).to_csv(tmp_path / "pts2.csv", index=False)
         other = Geocoder(build_reference([tmp_path / "pts2.csv"]))
         c3 = geocode_store(store, other)
         assert c3["records"] == 8 and c3["geocoded_from_cache"] == 0
+        assert c3["by_match_type"]["unmatched"] == 3
         hashes = {r[0] for r in store.conn.execute(f"SELECT reference_hash FROM {CACHE_TABLE}")}
         assert hashes == {other.reference_hash}
 
