@@ -272,16 +272,25 @@ def load_first_division(path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDat
     return _read(path)
 
 
-def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame,
+                          records: pd.DataFrame | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """First Division from a store's joined records (or LMPD's description before geocoding).
+
+    `records`: every stored record's ``neighborhood`` and ``division``, already read (e.g.
+    `geo_lead.pipeline.analysis_records`); used instead of reading them again when they hold
+    the current join (as `_join_current` checks on the store), else ignored.
 
     Returns the feature and the per-unit membership table (`first_division_members`).
     """
     from geo_lead.spatial_join import points_from_lonlat  # spatial_join imports this module
 
     cols = set(store.columns("records"))  # type: ignore[attr-defined]
+    given = records
     records = None
-    if {"lon", "lat", "division"} <= cols and _join_current(store, neighborhoods, cols):
+    if given is not None and {"lon", "lat", "division"} <= cols and _given_join_current(store, neighborhoods, given):
+        # Same values the read below would give, without a second read (and scan) of the store.
+        records = pd.DataFrame({"neighborhood": given["neighborhood"].fillna(""), "division": given["division"]})
+    elif {"lon", "lat", "division"} <= cols and _join_current(store, neighborhoods, cols):
         # The store's `neighborhood` column is the join of these very neighborhoods for every
         # record: read it instead of joining a million points again (same values).
         records = store.read_records(["neighborhood", "division"])  # type: ignore[attr-defined]
@@ -307,15 +316,32 @@ def _join_current(store: object, neighborhoods: gpd.GeoDataFrame, cols: set[str]
     return stale is None
 
 
+def _given_join_current(store: object, neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame) -> bool:
+    """`_join_current` for records already read: every stored record, none unjoined."""
+    from geo_lead.spatial_join import META_JOIN_HASH, neighborhoods_fingerprint
+
+    if not {"neighborhood", "division"} <= set(records.columns):
+        return False
+    if len(records) != store.count("records"):  # type: ignore[attr-defined]
+        return False
+    if store.get_json(META_JOIN_HASH) != neighborhoods_fingerprint(neighborhoods):  # type: ignore[attr-defined]
+        return False
+    return not bool(records["neighborhood"].isna().any())
+
+
 def first_division_for_store(store: object, neighborhoods: gpd.GeoDataFrame,
-                             path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDataFrame:
+                             path: Path = settings.FIRST_DIVISION_FILE,
+                             records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """The First Division to score with: an installed official file wins; otherwise it is
-    derived from the store's current records (so new data moves it reproducibly)."""
+    derived from the store's current records (so new data moves it reproducibly).
+
+    `records`: the store's records (``neighborhood``, ``division``) already read, to save a
+    read; see `derive_first_division`."""
     if Path(path).exists():
         fd = load_first_division(path)
         if "method" in fd and str(fd["method"].iloc[0]).startswith(METHOD_OFFICIAL):
             return fd
-    return derive_first_division(store, neighborhoods)[0]
+    return derive_first_division(store, neighborhoods, records)[0]
 
 
 def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None,

@@ -162,8 +162,10 @@ def window_mask(records: pd.DataFrame, since: Any = None, until: Any = None) -> 
     start, end = _parse_day(since, "since"), _parse_day(until, "until")
     if start is not None and end is not None and end < start:
         raise GeoLeadError(f"--until {until} is before --since {since}.")
-    when = pd.to_datetime(records["occurred_at"], errors="coerce")
     mask = pd.Series(True, index=records.index)
+    if start is None and end is None:  # no window: no need to parse a million dates
+        return mask
+    when = pd.to_datetime(records["occurred_at"], errors="coerce")
     if start is not None:
         mask &= when >= start
     if end is not None:
@@ -442,12 +444,13 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     if indicator not in cols:
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
     want = [*SCORE_RECORD_COLUMNS, indicator]
+    given = records
     # Only these columns: every text column of a million records would cost seconds and GBs.
     records = store.read_records(want) if records is None else pd.DataFrame(records[want]).copy()
     records[indicator] = records[indicator].astype(bool)
     records["neighborhood"] = records["neighborhood"].fillna("")
     if area == "first-division" and first_division is None:
-        first_division = first_division_for_store(store, nh)
+        first_division = first_division_for_store(store, nh, records=given)
     scores = score_neighborhoods(records, nh, population, indicator=indicator, area=area,
                                  since=since, until=until, weights=weights, seed=seed,
                                  n_boot=n_boot, first_division=first_division)
