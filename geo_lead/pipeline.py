@@ -136,7 +136,12 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     from geo_lead.siting import SITE_COLUMNS
     from geo_lead.spatial_join import records_gdf
 
-    cols = store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS, "division"], indicator)
+    from geo_lead.report import REPORT_RECORD_COLUMNS
+
+    # + the report's columns but the long geocode_reason (`report.collect_report_data`)
+    report = [c for c in REPORT_RECORD_COLUMNS if c != "geocode_reason"]
+    cols = store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS, "division", *report],
+                         indicator)
     return parse_iso_columns(records_gdf(store, cols))
 
 
@@ -169,14 +174,14 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None) ->
     return result
 
 
-def stage_outputs(store: Store, out_dir: Path, say: Say) -> dict[str, str]:
+def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
     from geo_lead.report import write_report
     from geo_lead.zone_page import write_page
 
     paths = dict(write_maps(store, out_dir, offline=True))
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
-    paths["report"] = write_report(store, Path(out_dir) / "report.html")
+    paths["report"] = write_report(store, Path(out_dir) / "report.html", records=records)
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
     return {name: str(path) for name, path in paths.items()}
@@ -226,10 +231,10 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         run.stage("hotspots", stage_counts(summary["hotspots"]))
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
         summary["site"] = stage_site(store, say, echo, records)
-        del records  # free it before the maps read what they need
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
-        summary["outputs"] = stage_outputs(store, out_dir, say)
+        summary["outputs"] = stage_outputs(store, out_dir, say, records)  # the report reuses them
+        del records
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"])})
