@@ -538,8 +538,26 @@ def resolve_area(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None,
     raise GeoLeadError(f"unknown --area {area!r}; use first-division or city")
 
 
+def compute_hotspots(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+                     candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
+                     **kwargs: Any) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
+    """`hotspots_store`'s computation without its writes: ``(layers, result)``.
+
+    With `records` given the store is not read (only its path names it in errors), so
+    `geo-lead run` can compute this in a child process (`geo_lead.parallel.Deferred`).
+    """
+    from geo_lead.boundaries import load_neighborhoods
+
+    neighborhoods = load_neighborhoods()
+    records = records_from_store(store, neighborhoods, store_columns(store, HOTSPOT_COLUMNS, indicator),
+                                 records=records)
+    names = resolve_area(neighborhoods, records, area, candidates)
+    return hotspots(records, neighborhoods, names, indicator, **kwargs)
+
+
 def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
                    candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
+                   computed: tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]] | None = None,
                    **kwargs: Any) -> dict[str, Any]:
     """Compute hotspots from the store's records, write the layers and ``hotspots_result``.
 
@@ -554,6 +572,9 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
     records
         The store's records as `geo_lead.spatial_join.records_gdf` points with at least
         `HOTSPOT_COLUMNS` and `indicator` (default: read them from the store).
+    computed
+        ``(layers, result)`` of `compute_hotspots` with these arguments, computed elsewhere
+        (e.g. in a child process); only written here.
     **kwargs
         Passed to `hotspots` (kde_cell_ft, bandwidth_method, hotspot_sd, grid_cell_ft,
         permutations, seed).
@@ -563,13 +584,8 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
     dict
         The ``geo-lead hotspots --json`` object.
     """
-    from geo_lead.boundaries import load_neighborhoods
-
-    neighborhoods = load_neighborhoods()
-    records = records_from_store(store, neighborhoods, store_columns(store, HOTSPOT_COLUMNS, indicator),
-                                 records=records)
-    names = resolve_area(neighborhoods, records, area, candidates)
-    layers, result = hotspots(records, neighborhoods, names, indicator, **kwargs)
+    layers, result = compute_hotspots(store, indicator, area, candidates, records, **kwargs) \
+        if computed is None else computed
     for name, layer in layers.items():
         store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
     store.put_json("hotspots_result", result)

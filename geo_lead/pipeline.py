@@ -132,11 +132,10 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     the dates are parsed once (`parse_iso_columns`).
     """
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns
+    from geo_lead.report import REPORT_RECORD_COLUMNS
     from geo_lead.scoring import SCORE_RECORD_COLUMNS
     from geo_lead.siting import SITE_COLUMNS
     from geo_lead.spatial_join import records_gdf
-
-    from geo_lead.report import REPORT_RECORD_COLUMNS
 
     # + the report's columns but the long geocode_reason (`report.collect_report_data`)
     report = [c for c in REPORT_RECORD_COLUMNS if c != "geocode_reason"]
@@ -154,10 +153,10 @@ def stage_score(store: Store, say: Say, records: Any = None) -> dict[str, Any]:
     return {"table": scores_json(scores)}
 
 
-def stage_hotspots(store: Store, say: Say, records: Any = None) -> dict[str, Any]:
+def stage_hotspots(store: Store, say: Say, records: Any = None, computed: Any = None) -> dict[str, Any]:
     from geo_lead.hotspots import format_hotspots, hotspots_store
 
-    result = hotspots_store(store, records=records)
+    result = hotspots_store(store, records=records, computed=computed)
     for line in format_hotspots(result).splitlines():
         say("  " + line)
     return result
@@ -176,12 +175,19 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None) ->
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
-    from geo_lead.report import write_report
+    from geo_lead.parallel import Deferred
+    from geo_lead.report import build_report_html, collect_report_data
     from geo_lead.zone_page import write_page
 
+    # The report's figures render in a child while the maps are drawn here (`write_report`,
+    # split: the store is read here, the page is written here).
+    report_html = Deferred(build_report_html, collect_report_data(store, records))
     paths = dict(write_maps(store, out_dir, offline=True))
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
-    paths["report"] = write_report(store, Path(out_dir) / "report.html", records=records)
+    report = Path(out_dir) / "report.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(report_html.result(), encoding="utf-8")
+    paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
     return {name: str(path) for name, path in paths.items()}
@@ -223,14 +229,25 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         summary["join"] = stage_join(store, say, engine)
         run.stage("join", stage_counts(summary["join"]))
         say(f"[4/{n}] score First Division neighborhoods")
-        records = analysis_records(store)  # one read for score, hotspots and site
+        records = analysis_records(store)  # one read for score, hotspots, site and the report
+        # Hotspots need nothing of score or site: a child computes them (`parallel.Deferred`)
+        # while score and site run here; the layers are written here, in the usual order,
+        # and site's lines are printed after the hotspots' as before.
+        from geo_lead.hotspots import compute_hotspots
+        from geo_lead.parallel import Deferred
+
+        hot = Deferred(compute_hotspots, store, records=records)
         summary["score"] = stage_score(store, say, records)
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
+        site_lines: list[str] = []
+        site = stage_site(store, site_lines.append, echo, records)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
-        summary["hotspots"] = stage_hotspots(store, say, records)
-        run.stage("hotspots", stage_counts(summary["hotspots"]))
+        summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
+        run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
-        summary["site"] = stage_site(store, say, echo, records)
+        for line in site_lines:
+            say(line)
+        summary["site"] = site
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say, records)  # the report reuses them

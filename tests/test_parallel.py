@@ -1,0 +1,65 @@
+"""geo_lead.parallel.Deferred: a result computed in a forked child equals the one computed here,
+and any failure of the child falls back to computing here (same value, same error)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from geo_lead import parallel
+from geo_lead.errors import GeoLeadError
+from geo_lead.parallel import Deferred
+
+pytestmark = pytest.mark.skipif(not parallel.fork_available(), reason="no fork on this platform")
+
+
+def _pid_and_sum(values: np.ndarray) -> tuple[int, float]:
+    return os.getpid(), float(values.sum())
+
+
+def _fails(message: str) -> None:
+    raise GeoLeadError(message)
+
+
+def _unpicklable() -> object:
+    return threading.Lock()  # locks do not pickle
+
+
+def test_result_comes_from_a_child_and_equals_the_local_one() -> None:
+    values = np.arange(1_000, dtype=float)
+    pid, total = Deferred(_pid_and_sum, values).result()
+    assert pid != os.getpid()  # computed in another process
+    assert total == _pid_and_sum(values)[1] == 499_500.0
+
+
+def test_an_error_in_the_child_is_raised_here() -> None:
+    with pytest.raises(GeoLeadError, match="no points"):
+        Deferred(_fails, "no points").result()
+
+
+def test_unpicklable_result_or_dead_child_is_computed_here() -> None:
+    lock = Deferred(_unpicklable).result()
+    assert hasattr(lock, "acquire")
+    with pytest.raises(SystemExit):  # computed here after the child died: os._exit -> here too
+        Deferred(_dies_here_raises).result()
+
+
+def _dies_here_raises() -> int:
+    if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
+        raise SystemExit("computed in the parent")
+    os._exit(3)  # the child dies without answering
+
+
+@pytest.fixture(autouse=True)
+def _mark_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_GEO_LEAD_TEST_PARENT", str(os.getpid()))
+
+
+def test_switched_off_computes_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")
+    assert not parallel.fork_available()
+    pid, _ = Deferred(_pid_and_sum, np.ones(3)).result()
+    assert pid == os.getpid()
