@@ -123,7 +123,7 @@ def parse_iso_columns(frame: Any, columns: Sequence[str] = ("occurred_at", "repo
     return frame
 
 
-def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
+def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
     """The records score, hotspots, site and the report use, read once (only the columns they need).
 
     Three separate full reads of a million records' text columns cost ~12 s each run; one
@@ -135,13 +135,52 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     from geo_lead.report import REPORT_RECORD_COLUMNS
     from geo_lead.scoring import SCORE_RECORD_COLUMNS
     from geo_lead.siting import SITE_COLUMNS
-    from geo_lead.spatial_join import records_gdf
 
     # + the report's columns but the long geocode_reason (`report.collect_report_data`)
     report = [c for c in REPORT_RECORD_COLUMNS if c != "geocode_reason"]
     cols = store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS, "division", *report],
                          indicator)
-    return parse_iso_columns(records_gdf(store, cols))
+    have = set(store.columns("records"))
+    cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
+    return store.read_records(cols)
+
+
+def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
+    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+
+
+def _hotspots_of_frame(store: Store, frame: Any, indicator: str = "lead_eligible") -> Any:
+    """`hotspots.compute_hotspots` on `analysis_frame`'s records (in `run`'s child process)."""
+    from geo_lead.hotspots import compute_hotspots
+
+    return compute_hotspots(store, indicator, records=flagged_points(frame, indicator))
+
+
+def flagged_points(frame: Any, indicator: str) -> Any:
+    """Records as EPSG:4326 points, built only for the records `indicator` flags.
+
+    The stages sharing this read use points of flagged records only (hotspots and site take
+    `hotspots.indicator_points`: flagged and located; score and the report use columns, not
+    points), and a million shapely points cost ~0.5 s against ~0.05 s for the flagged ones.
+    The others get an empty geometry (their ``lon``/``lat`` are kept). When no flagged record
+    has a point every record gets its point, so the stages fail with the messages they always
+    gave (`spatial_join.points_from_lonlat` otherwise).
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from geo_lead.spatial_join import points_from_lonlat
+
+    if indicator not in frame or not {"lon", "lat"} <= set(frame.columns):
+        return points_from_lonlat(frame)
+    lon = pd.to_numeric(frame["lon"], errors="coerce")
+    lat = pd.to_numeric(frame["lat"], errors="coerce")
+    flag = frame[indicator].fillna(False).astype(bool)
+    if not bool((flag & lon.notna() & lat.notna()).any()):
+        return points_from_lonlat(frame)
+    geom = points_from_lonlat(pd.DataFrame({"lon": lon.where(flag), "lat": lat.where(flag)}, index=frame.index))
+    return gpd.GeoDataFrame(frame, geometry=geom.geometry, crs=settings.CRS_STORE)
 
 
 def stage_score(store: Store, say: Say, records: Any = None) -> dict[str, Any]:
@@ -229,14 +268,15 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         summary["join"] = stage_join(store, say, engine)
         run.stage("join", stage_counts(summary["join"]))
         say(f"[4/{n}] score First Division neighborhoods")
-        records = analysis_records(store)  # one read for score, hotspots, site and the report
+        frame = analysis_frame(store)  # one read for score, hotspots, site and the report
         # Hotspots need nothing of score or site: a child computes them (`parallel.Deferred`)
         # while score and site run here; the layers are written here, in the usual order,
         # and site's lines are printed after the hotspots' as before.
-        from geo_lead.hotspots import compute_hotspots
         from geo_lead.parallel import Deferred
 
-        hot = Deferred(compute_hotspots, store, records=records)
+        hot = Deferred(_hotspots_of_frame, store, frame)
+        records = parse_iso_columns(flagged_points(frame, "lead_eligible"))  # = analysis_records
+        del frame
         summary["score"] = stage_score(store, say, records)
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         site_lines: list[str] = []
