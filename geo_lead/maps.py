@@ -932,15 +932,30 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
                                        "lon", "lat", "match_type", "neighborhood", *MIX_FLAGS)
 
 
-def read_map_inputs(store: Any, flagged_only: bool = False) -> dict[str, Any]:
+def read_map_inputs(store: Any, flagged_only: bool = False,
+                    prefetched: tuple[Any, int | None, str | None] | None = None) -> dict[str, Any]:
     """Everything the maps and the report read from the store (missing layers are None).
 
     `flagged_only`: when the scores name an indicator flag (`indicator_records`' rule), read
     only the records carrying it (``WHERE flag``: the text of a million records the maps would
     drop costs seconds) and give the store's total as ``records_total`` (else None).
+    `prefetched`: `read_map_records`' answer for the same store and scores, read earlier
+    (`geo-lead run` reads it while its hotspots child still computes).
     """
-    have = set(store.columns("records")) if "records" in store.tables() else set()
     scores = read_layer(store, "scores")
+    records, total, indicator = prefetched if prefetched is not None else \
+        read_map_records(store, scores, flagged_only)
+    return {"scores": scores, "kde": read_layer(store, "hotspot_kde"),
+            "gistar": read_layer(store, "hotspot_gistar_neighborhoods"),
+            "gistar_grid": read_layer(store, "hotspot_gistar_grid"),
+            "zones": read_layer(store, "site_zones"), "records": records,
+            "records_total": total, "indicator": indicator}
+
+
+def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
+                     flagged_only: bool = False) -> tuple[pd.DataFrame | None, int | None, str | None]:
+    """The records the maps read: ``(records, records_total, indicator)`` (see `read_map_inputs`)."""
+    have = set(store.columns("records")) if "records" in store.tables() else set()
     cols = [c for c in RECORD_MAP_COLUMNS if c in have]
     indicator = None
     if flagged_only and scores is not None and "indicator" in scores and scores["indicator"].notna().any():
@@ -952,11 +967,7 @@ def read_map_inputs(store: Any, flagged_only: bool = False) -> dict[str, Any]:
         total = store.count("records")
     else:
         records = store.read_records(cols) if have else None
-    return {"scores": scores, "kde": read_layer(store, "hotspot_kde"),
-            "gistar": read_layer(store, "hotspot_gistar_neighborhoods"),
-            "gistar_grid": read_layer(store, "hotspot_gistar_grid"),
-            "zones": read_layer(store, "site_zones"), "records": records,
-            "records_total": total, "indicator": indicator}
+    return records, total, indicator
 
 
 def context_layers() -> dict[str, gpd.GeoDataFrame | None]:
@@ -998,7 +1009,8 @@ def indicator_records(records: pd.DataFrame | None,
 
 
 def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
-               tiles: bool = False) -> dict[str, Path]:
+               tiles: bool = False, prefetched: tuple[Any, int | None, str | None] | None = None,
+               ) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.
 
     Parameters
@@ -1011,6 +1023,8 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
         Inline Leaflet and its plugins so the page sends no request (the default).
     tiles
         Add an OpenStreetMap basemap (needs internet when the page is opened).
+    prefetched
+        `read_map_records(store, scores, flagged_only=True)` read earlier (optional).
 
     Returns
     -------
@@ -1019,7 +1033,7 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
     """
     from geo_lead.offline import save_map
 
-    inputs = read_map_inputs(store, flagged_only=True)
+    inputs = read_map_inputs(store, flagged_only=True, prefetched=prefetched)
     ctx = context_layers()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,11 @@ sequential run's.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,7 @@ class Deferred:
         import multiprocessing as mp
 
         ctx = mp.get_context("fork")
-        # Unflushed output would be written twice (the child inherits the buffers).
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                stream.flush()
+        _flush_std_streams()
         recv, send = ctx.Pipe(duplex=False)
         try:
             proc = ctx.Process(target=_child, args=(send, fn, args, kwargs), daemon=True)
@@ -67,6 +65,14 @@ class Deferred:
             return
         send.close()
         self._proc, self._conn = proc, recv
+
+    @classmethod
+    def here(cls, fn: Callable[[], Any]) -> Deferred:
+        """A `Deferred` that computes ``fn()`` in this process when asked (no child)."""
+        job = cls.__new__(cls)
+        job.fn, job.args, job.kwargs = fn, (), {}
+        job._proc = job._conn = None
+        return job
 
     def result(self) -> Any:
         """The child's result, or the same computation done here when the child failed."""
@@ -117,3 +123,90 @@ def _child(send: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dic
             send.send((False, None))
     finally:
         send.close()
+
+
+class Worker:
+    """A child forked early, that imports `modules` while this process works, then computes
+    the one job `submit` hands it.
+
+    Fork it before this process opens the store: the child then inherits no SQLite
+    connection and may open the store itself (read only, its own connection), so it can
+    start on data as soon as the parent has committed it. `close` ends it when no job came.
+    """
+
+    def __init__(self, modules: Sequence[str] = ()) -> None:
+        self._proc: Any = None
+        self._conn: Any = None
+        if not fork_available():
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        _flush_std_streams()
+        here, there = ctx.Pipe(duplex=True)
+        try:
+            proc = ctx.Process(target=_worker, args=(there, tuple(modules)), daemon=True)
+            proc.start()
+        except OSError as exc:
+            log.debug("no worker process (%s)", exc)
+            here.close()
+            there.close()
+            return
+        there.close()
+        self._proc, self._conn = proc, here
+
+    def submit(self, fn: Callable[..., Any], args: Sequence[Any] = (),
+               fallback: Callable[[], Any] | None = None) -> Deferred:
+        """``fn(*args)`` in the child (`fn` and `args` must pickle); the `Deferred`'s result is
+        its value, or ``fallback()`` (default ``fn(*args)``) computed here if the child fails."""
+        job = Deferred.here(fallback or (lambda: fn(*args)))
+        if self._proc is None:
+            return job
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        try:
+            conn.send((fn, tuple(args)))
+        except Exception as exc:  # unpicklable job or a dead child: compute here
+            log.debug("worker job not sent (%s)", exc)
+            conn.close()
+            proc.kill()
+            proc.join()
+            return job
+        job._proc, job._conn = proc, conn
+        return job
+
+    def close(self) -> None:
+        """End the child if no job was submitted (a no-op otherwise)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(Exception):
+            self._conn.send(None)
+        self._conn.close()
+        self._proc.join(timeout=5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._proc = self._conn = None
+
+
+def _flush_std_streams() -> None:
+    """Unflushed output would be written twice (a forked child inherits the buffers)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+
+
+def _worker(conn: Any, modules: tuple[str, ...]) -> None:
+    """In the worker child: import `modules`, wait for one ``(fn, args)`` job, answer it."""
+    for name in modules:
+        with contextlib.suppress(Exception):  # a missing optional module: the job will say
+            importlib.import_module(name)
+    try:
+        job = conn.recv()
+    except (EOFError, OSError):  # the parent ended (or was killed) first
+        return
+    if job is None:
+        conn.close()
+        return
+    fn, args = job
+    _child(conn, fn, args, {})

@@ -150,11 +150,6 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
 
 
-def _hotspots_of_frame(store: Store, frame: Any, indicator: str = "lead_eligible") -> Any:
-    """`hotspots.compute_hotspots` on `analysis_frame`'s records (in `run`'s child process)."""
-    from geo_lead.hotspots import compute_hotspots
-
-    return compute_hotspots(store, indicator, records=flagged_points(frame, indicator))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
@@ -212,7 +207,8 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None) ->
     return result
 
 
-def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None) -> dict[str, str]:
+def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
+                  map_records: Any = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
@@ -221,7 +217,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None) ->
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
     report_html = Deferred(build_report_html, collect_report_data(store, records))
-    paths = dict(write_maps(store, out_dir, offline=True))
+    paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -253,10 +249,43 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     summary: dict[str, Any] = {"store": str(store_path)}
     stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
     n = len(stages)
+    params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine}
+    from geo_lead.parallel import Worker
+
+    # Hotspots need nothing of score or site: a child computes them while score and site run
+    # here. Forked now, before the store is opened (so it inherits no SQLite connection), it
+    # imports the statistics libraries during ingest and reads the store itself once the
+    # join is committed; the layers are written here, in the usual order.
+    worker = Worker(HOTSPOT_MODULES)
+    try:
+        return _run(store_path, files, out_dir, echo, engine, say, summary, n, params, worker)
+    finally:
+        worker.close()
+
+
+#: Imported by `run_pipeline`'s hotspots child while the parent ingests (~1.2 s of imports).
+HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "esda", "libpysal.weights",
+                                    "sklearn.neighbors", "scipy.special", "pyogrio")
+
+
+def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
+    """`hotspots.compute_hotspots` on the store at `store_path`, opened read-only here (the
+    hotspots child's job: it reads the records itself; points of flagged records only, as
+    `flagged_points` says)."""
+    from geo_lead.hotspots import HOTSPOT_COLUMNS, compute_hotspots, store_columns
+
+    with bulk_gc(), opened(store_path, create=False) as store:
+        have = set(store.columns("records"))
+        cols = [c for c in dict.fromkeys([*store_columns(store, HOTSPOT_COLUMNS, indicator), "lon", "lat"])
+                if c in have]  # as spatial_join.records_gdf reads them
+        return compute_hotspots(store, indicator, records=flagged_points(store.read_records(cols), indicator))
+
+
+def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | None, engine: str, say: Say,
+         summary: dict[str, Any], n: int, params: dict[str, Any], worker: Any) -> dict[str, Any]:
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
 
-    params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine}
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
         summary["ingest"] = stage_ingest(store, files, say, echo)
@@ -267,20 +296,22 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
         summary["join"] = stage_join(store, say, engine)
         run.stage("join", stage_counts(summary["join"]))
-        say(f"[4/{n}] score First Division neighborhoods")
-        frame = analysis_frame(store)  # one read for score, hotspots, site and the report
-        # Hotspots need nothing of score or site: a child computes them (`parallel.Deferred`)
-        # while score and site run here; the layers are written here, in the usual order,
-        # and site's lines are printed after the hotspots' as before.
-        from geo_lead.parallel import Deferred
+        from geo_lead.hotspots import compute_hotspots
 
-        hot = Deferred(_hotspots_of_frame, store, frame)
-        records = parse_iso_columns(flagged_points(frame, "lead_eligible"))  # = analysis_records
-        del frame
+        # the join is committed: the child reads the records (if it fails: computed here)
+        shared: dict[str, Any] = {}
+        hot = worker.submit(hotspots_at, (str(store_path),),
+                            fallback=lambda: compute_hotspots(store, records=shared["records"]))
+        say(f"[4/{n}] score First Division neighborhoods")
+        records = shared["records"] = analysis_records(store)  # one read for score, site and the report
         summary["score"] = stage_score(store, say, records)
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         site_lines: list[str] = []
         site = stage_site(store, site_lines.append, echo, records)
+        from geo_lead.maps import read_layer, read_map_records
+
+        # the maps' records (they depend on the scores only), read while the child computes
+        map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
@@ -290,8 +321,8 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         summary["site"] = site
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
-        summary["outputs"] = stage_outputs(store, out_dir, say, records)  # the report reuses them
-        del records
+        summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records)  # the report reuses them
+        del records, map_records
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"])})

@@ -33,7 +33,7 @@ import pandas as pd
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capture, pai, study_area
-from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency
+from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
 def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
          pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
          params: SiteParams | None = None, population: pd.Series | None = None,
-         progress: Any = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+         progress: Any = None, adjacency: Adjacency | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Answer the siting question from records and neighborhoods (pure).
 
     Parameters
@@ -315,6 +315,9 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
         area; without it those use density only.
     progress
         A `geo_lead.progress.Progress` counting bootstrap resamples (optional).
+    adjacency
+        `geo_lead.zones_milp.queen_adjacency(neighborhoods)` computed earlier (e.g. kept in
+        the store: `stored_queen_adjacency`); default: computed here.
 
     Returns
     -------
@@ -353,7 +356,7 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
                     grid_counts(pts[tr.to_numpy()], grid, p.grid_cell_ft),
                     grid_counts(pts[te.to_numpy()], grid, p.grid_cell_ft))
 
-    adj_all = queen_adjacency(neighborhoods)
+    adj_all = queen_adjacency(neighborhoods) if adjacency is None else adjacency
     adj = {u: {v for v in adj_all.get(u, set()) if v in cands} for u in cands}
 
     # Objective weights on the training period.
@@ -561,7 +564,8 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     progress = params.pop("progress", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
-                         population=population, progress=progress)
+                         population=population, progress=progress,
+                         adjacency=stored_queen_adjacency(store, neighborhoods))
     result["area"] = "candidates" if candidates else area
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)

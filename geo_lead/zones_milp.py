@@ -17,9 +17,11 @@ Solved by CBC through PuLP (``pulp.PULP_CBC_CMD(msg=False)``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import geopandas as gpd
 
@@ -52,6 +54,45 @@ def queen_adjacency(neighborhoods: gpd.GeoDataFrame, names: Sequence[str] | None
         w = Queen.from_dataframe(units, use_index=False)
     label = units["NH_NAME"].astype(str).tolist()
     return {label[i]: {label[j] for j in w.neighbors[i]} for i in range(len(label))}
+
+
+#: meta key of the stored queen adjacency of every unit (`stored_queen_adjacency`).
+META_QUEEN_ADJACENCY = "queen_adjacency"
+
+
+def adjacency_key(neighborhoods: gpd.GeoDataFrame) -> str:
+    """What `queen_adjacency` of all units depends on: names, order and EPSG:2246 vertices
+    (sha256 of names + WKB), and the libpysal version that computes it."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy as np
+    import shapely
+
+    units = neighborhoods.to_crs(settings.CRS_PROJECTED)
+    h = hashlib.sha256()
+    with contextlib.suppress(PackageNotFoundError):
+        h.update(f"libpysal {version('libpysal')}\0".encode())
+    for name, wkb in zip(units["NH_NAME"].astype(str), shapely.to_wkb(np.asarray(units.geometry.values)),
+                         strict=True):
+        h.update(name.encode() + b"\0" + (wkb or b"") + b"\0")
+    return h.hexdigest()
+
+
+def stored_queen_adjacency(store: Any, neighborhoods: gpd.GeoDataFrame) -> Adjacency:
+    """`queen_adjacency` of all units, kept in the store's meta under `adjacency_key`.
+
+    The adjacency depends only on the neighborhoods; computing it imports libpysal (~1.3 s),
+    which an incremental `geo-lead run` otherwise need not pay in its main process. Stored
+    as sorted lists, returned as the same sets.
+    """
+    key = adjacency_key(neighborhoods)
+    hit = store.get_json(META_QUEEN_ADJACENCY)
+    if isinstance(hit, dict) and hit.get("key") == key and isinstance(hit.get("adjacency"), dict):
+        return {str(k): set(v) for k, v in hit["adjacency"].items()}
+    adjacency = queen_adjacency(neighborhoods)
+    store.put_json(META_QUEEN_ADJACENCY, {"key": key, "adjacency": {k: sorted(v) for k, v in adjacency.items()}})
+    return adjacency
 
 
 def contiguous_pairs(adjacency: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
