@@ -196,12 +196,16 @@ def stage_hotspots(store: Store, say: Say, records: Any = None, computed: Any = 
     return result
 
 
-def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None) -> dict[str, Any]:
+def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
+               computed: Any = None) -> dict[str, Any]:
     from geo_lead.siting import format_site, site_store
 
-    progress = _progress("  bootstrap resamples", echo)
-    result = site_store(store, progress=progress, records=records)
-    progress.close()
+    if computed is None:
+        progress = _progress("  bootstrap resamples", echo)
+        result = site_store(store, progress=progress, records=records)
+        progress.close()
+    else:  # computed elsewhere (run's child): written here
+        result = site_store(store, records=records, computed=computed)
     for line in format_site(result).splitlines():
         say("  " + line)
     return result
@@ -306,12 +310,20 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         records = shared["records"] = analysis_records(store)  # one read for score, site and the report
         summary["score"] = stage_score(store, say, records)
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
-        site_lines: list[str] = []
-        site = stage_site(store, site_lines.append, echo, records)
+        from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
+        from geo_lead.parallel import Deferred
+        from geo_lead.siting import compute_site
+        from geo_lead.zones_milp import stored_queen_adjacency
 
-        # the maps' records (they depend on the scores only), read while the child computes
+        # Site needs nothing of the hotspots either: a child forked here (it has the records)
+        # computes it while this process reads the maps' records (they depend on the scores
+        # only); written here, printed after the hotspots as before.
+        site_job = Deferred(compute_site, store, records=records,
+                            adjacency=stored_queen_adjacency(store, load_neighborhoods()))
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
+        site_lines: list[str] = []
+        site = stage_site(store, site_lines.append, echo, records, computed=site_job.result())
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's

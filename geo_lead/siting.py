@@ -522,31 +522,16 @@ SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at"
                                  "neighborhood", "lon", "lat")
 
 
-def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
-               months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
-               area: str = "first-division", candidates: Sequence[str] | None = None,
-               records: Any = None, **params: Any) -> dict[str, Any]:
-    """Run `site` on the store's records; write the ``site_zones`` layer and ``site_result``.
+def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+                 months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
+                 area: str = "first-division", candidates: Sequence[str] | None = None,
+                 records: Any = None, adjacency: Adjacency | None = None,
+                 **params: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """`site_store`'s computation without its writes: ``(site_zones layer, result)``.
 
-    Parameters
-    ----------
-    store
-        An open `geo_lead.store.Store`.
-    k, capacity, months
-        Best-zone size (default: the pilot's), participants, program months.
-    area, candidates
-        ``first-division`` (default), ``city``, or explicit candidate names.
-    records
-        The store's records as `geo_lead.spatial_join.records_gdf` points with at least
-        `SITE_COLUMNS` and `indicator` (default: read them from the store).
-    **params
-        Further `SiteParams` fields (objective, take_up_rate, train, test, ...), and
-        ``progress`` (a `geo_lead.progress.Progress` for the bootstrap).
-
-    Returns
-    -------
-    dict
-        The ``geo-lead site --json`` object.
+    With `records` and `adjacency` (`stored_queen_adjacency`) given the store is not
+    touched (only its path names it in errors), so `geo-lead run` can compute this in a
+    child process (`geo_lead.parallel.Deferred`).
     """
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.hotspots import records_from_store, resolve_area, store_columns
@@ -565,8 +550,43 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
                          population=population, progress=progress,
-                         adjacency=stored_queen_adjacency(store, neighborhoods))
+                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency)
     result["area"] = "candidates" if candidates else area
+    return layer, result
+
+
+def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+               months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
+               area: str = "first-division", candidates: Sequence[str] | None = None,
+               records: Any = None, computed: tuple[gpd.GeoDataFrame, dict[str, Any]] | None = None,
+               **params: Any) -> dict[str, Any]:
+    """Run `site` on the store's records; write the ``site_zones`` layer and ``site_result``.
+
+    Parameters
+    ----------
+    store
+        An open `geo_lead.store.Store`.
+    k, capacity, months
+        Best-zone size (default: the pilot's), participants, program months.
+    area, candidates
+        ``first-division`` (default), ``city``, or explicit candidate names.
+    records
+        The store's records as `geo_lead.spatial_join.records_gdf` points with at least
+        `SITE_COLUMNS` and `indicator` (default: read them from the store).
+    computed
+        ``(layer, result)`` of `compute_site` with these arguments, computed elsewhere (e.g.
+        in a child process); only written here.
+    **params
+        Further `SiteParams` fields (objective, take_up_rate, train, test, ...), and
+        ``progress`` (a `geo_lead.progress.Progress` for the bootstrap).
+
+    Returns
+    -------
+    dict
+        The ``geo-lead site --json`` object.
+    """
+    layer, result = compute_site(store, k, capacity, months, indicator, area, candidates, records, **params) \
+        if computed is None else computed
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)
     return result
