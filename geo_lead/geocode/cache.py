@@ -106,7 +106,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
             # ~1 s at a million records). NULL match_type = never geocoded, or an address a
             # re-download changed (`Store._forget_moved_points`). A new reference (where = "")
             # or an online provider (which gets another chance at them) still retries them.
-            where = "match_type IS NULL OR ((lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')"
+            # (as two indexed selects: `Store.ensure_record_indexes`; fid order kept)
+            where = ("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
+                     "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
     stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason")
               if c in have_cols]
     records = store.read_records(["record_id", "address_raw", "zip", *stored], where=where)
@@ -171,6 +173,7 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         changed = _changed(records, updates, stored)
         counts["records_written"] = int(changed.sum())
         store.update_records(updates[changed])
+        store.ensure_record_indexes()  # built once, after the first (big) update
         store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
     counts["geocoded_new"] = int((~hit[inverse]).sum())
