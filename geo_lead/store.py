@@ -69,9 +69,7 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_match_type": (("match_type",), "ON records(match_type)"),
     # records without a point: the join's and the geocoder's "not placed" counts
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
-    # the incremental join's "join me" rows
-    "records_unjoined": (("neighborhood",), "ON records(fid) WHERE neighborhood IS NULL"),
-    # the joined count (covering)
+    # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),

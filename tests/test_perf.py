@@ -194,3 +194,118 @@ def test_arrow_read_equals_sqlite_read(store_path: Path, monkeypatch: pytest.Mon
         assert used[-1] is False
     finally:
         store.close()
+
+
+# --- issue 7, incremental rerun under 10% of the full run ---------------------------------
+_ONE_SCAN_COUNTS = ("SELECT COUNT(*), COALESCE(SUM(lon IS NULL OR lat IS NULL), 0), "
+                    "COALESCE(SUM(lon IS NOT NULL AND lat IS NOT NULL AND COALESCE(neighborhood, '') <> ''), 0) "
+                    "FROM records")
+
+
+def test_indexed_join_counts_equal_the_one_scan_query(store_path: Path) -> None:
+    """The four indexed counts give the one full-scan query's numbers, edge cases included
+    (a name on a record without a point, '' vs NULL neighborhoods)."""
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], pts["OUTSIDE"], None, pts["PORTLAND"], None], [1, 0, 1, 0, 0])
+    store = open_store(store_path)
+    try:
+        spatial_join.join_store(store, nh)
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        # (records_match_type comes with the geocoder's match_type column; none here)
+        assert {"records_unlocated", "records_neighborhood", "records_lead_eligible"} <= names
+        with store.write():  # odd rows the pipeline never writes: the counts must still agree
+            store.conn.execute("UPDATE records SET neighborhood = 'RUSSELL' WHERE record_id = 'r2'")
+            store.conn.execute("UPDATE records SET neighborhood = NULL WHERE record_id = 'r3'")
+        n, not_geo, joined = store.conn.execute(_ONE_SCAN_COUNTS).fetchone()
+        assert spatial_join.store_join_counts(store) == {
+            "records": n, "joined": joined, "outside": n - not_geo - joined, "not_geocoded": not_geo}
+        assert (n, not_geo, joined) == (5, 2, 1)
+        plan = " ".join(str(r[-1]) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT fid FROM records WHERE neighborhood IS NULL"))
+        assert "records_neighborhood" in plan  # the join's new records: no scan
+    finally:
+        store.close()
+
+
+def test_parse_iso_columns_is_exact_or_leaves_text() -> None:
+    from geo_lead.pipeline import parse_iso_columns
+
+    text = pd.Series(["2017-05-01T10:00:00", "", "2016-12-31T23:59:59", None], dtype=object)
+    frame = parse_iso_columns(pd.DataFrame({"occurred_at": text.copy(), "reported_at": text.copy()}))
+    for kw in ({}, {"format": "ISO8601"}, {"format": "ISO8601", "utc": True}):
+        # what score, site and the report compute from it equals what they computed from text
+        assert pd.to_datetime(frame["occurred_at"], errors="coerce", **kw).equals(
+            pd.to_datetime(text, errors="coerce", **kw))
+    odd = pd.DataFrame({"occurred_at": ["2017-05-01T10:00:00", "05/01/2017 10:00"]})
+    assert parse_iso_columns(odd)["occurred_at"].dtype.kind != "M"  # not the ingest format: kept as text
+
+
+def test_flagged_points_keep_every_flagged_point(store_path: Path) -> None:
+    """Points only for flagged records: indicator_points (hotspots, site) sees the same."""
+    from geo_lead.hotspots import indicator_points
+    from geo_lead.pipeline import flagged_points
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], pts["OUTSIDE"], None, pts["PORTLAND"]], [1, 0, 1, 0])
+    store = open_store(store_path)
+    try:
+        frame = store.read_records(["record_id", "lon", "lat", "lead_eligible", "source_file"])
+        every = spatial_join.points_from_lonlat(frame)
+        some = flagged_points(frame, "lead_eligible")
+        a, ca = indicator_points(every, "lead_eligible")
+        b, cb = indicator_points(some, "lead_eligible")
+        assert ca == cb and a.geometry.equals(b.geometry) and a["record_id"].tolist() == b["record_id"].tolist()
+        assert some["lon"].equals(frame["lon"])  # coordinates kept for the report
+        none = flagged_points(frame.assign(lead_eligible=False), "lead_eligible")
+        assert none.geometry.notna().sum() == 3  # no flagged point: every point, as before
+    finally:
+        store.close()
+
+
+def test_report_reuses_the_shared_read(store_path: Path) -> None:
+    """`collect_report_data(store, records)` gives the records frame the report reads itself."""
+    from geo_lead.pipeline import analysis_records
+    from geo_lead.report import collect_report_data
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], None, pts["OUTSIDE"]], [1, 0, 1])
+    store = open_store(store_path)
+    try:
+        with store.write():
+            store.update_records(pd.DataFrame({"record_id": ["r0", "r1", "r2"],
+                                               "match_type": ["block", "unmatched", "block"],
+                                               "geocode_reason": ["middle", "no such street", "middle"]}))
+        spatial_join.join_store(store, nh)
+        own = collect_report_data(store)["records"]
+        shared = collect_report_data(store, analysis_records(store))["records"]
+        assert list(shared.columns) == list(own.columns)
+        for col in own.columns:
+            if col == "occurred_at":  # parsed once in the shared read; the report parses both alike
+                assert maps.parse_when(shared[col]).equals(maps.parse_when(own[col]))
+            elif col == "geocode_reason":  # the report reads it for unmatched records only
+                um = own["match_type"] == "unmatched"
+                assert shared.loc[um, col].tolist() == own.loc[um, col].tolist() == ["no such street"]
+            else:
+                pd.testing.assert_series_equal(shared[col], own[col], obj=col)
+    finally:
+        store.close()
+
+
+def test_stored_queen_adjacency_equals_libpysal(store_path: Path) -> None:
+    from geo_lead.zones_milp import META_QUEEN_ADJACENCY, queen_adjacency, stored_queen_adjacency
+
+    nh = load_neighborhoods()
+    store = open_store(store_path)
+    try:
+        first = stored_queen_adjacency(store, nh)
+        assert store.get_json(META_QUEEN_ADJACENCY)["key"]
+        again = stored_queen_adjacency(store, nh)  # from meta
+        assert first == again == queen_adjacency(nh)
+        moved = nh.copy()
+        moved.loc[moved.index[0], "geometry"] = moved.geometry.iloc[0].buffer(0.001)
+        assert stored_queen_adjacency(store, moved) == queen_adjacency(moved)  # other key: recomputed
+    finally:
+        store.close()
