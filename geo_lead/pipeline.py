@@ -117,8 +117,8 @@ def parse_iso_columns(frame: Any, columns: Sequence[str] = ("occurred_at", "repo
             continue
         text = frame[col]
         parsed = pd.to_datetime(text, errors="coerce", format=ISO_SECONDS)
-        empty = text.isna() | (text.astype(object) == "")
-        if bool((parsed.isna().to_numpy() == empty.to_numpy()).all()):
+        empty = text.isna().to_numpy(bool) | pd.Series(text == "").fillna(False).to_numpy(bool)
+        if bool((parsed.isna().to_numpy() == empty).all()):
             frame[col] = parsed
     return frame
 
@@ -308,20 +308,21 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
                             fallback=lambda: compute_hotspots(store, records=shared["records"]))
         say(f"[4/{n}] score First Division neighborhoods")
         records = shared["records"] = analysis_records(store)  # one read for score, site and the report
-        summary["score"] = stage_score(store, say, records)
-        run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
         from geo_lead.parallel import Deferred
         from geo_lead.siting import compute_site
         from geo_lead.zones_milp import stored_queen_adjacency
 
-        # Site needs nothing of the hotspots either: a child forked here (it has the records)
-        # computes it while this process reads the maps' records (they depend on the scores
-        # only); written here, printed after the hotspots as before.
+        # Site needs nothing of score or the hotspots either: a child forked here (it has the
+        # records) computes it while this process scores and reads the maps' records (they
+        # depend on the scores only); written here, printed after the hotspots as before.
         site_job = Deferred(compute_site, store, records=records,
                             adjacency=stored_queen_adjacency(store, load_neighborhoods()))
+        summary["score"] = stage_score(store, say, records)
+        run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
+        import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it
         site_lines: list[str] = []
         site = stage_site(store, site_lines.append, echo, records, computed=site_job.result())
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
