@@ -161,6 +161,15 @@ def _stage_seconds(store: Path, cwd: Path) -> str:
                      for k, v in (runs[0].get("counts") or {}).items() if isinstance(v, dict) and k != "store")
 
 
+def _load() -> str:
+    """The load average (other work on the machine slows every figure below)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000, help="synthetic rows in the full store")
@@ -182,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         store.unlink()
 
     print("SYNTHETIC DATA (real shipped rows replicated, new ids, blocks jittered) - timing only")
+    print(f"machine: {os.cpu_count()} cores, {_load()}")
     t0 = time.perf_counter()
     full = make_synthetic(work / "full", args.rows, args.seed, tag="F")
     inc = make_synthetic(work / "inc", args.incremental_rows, args.seed + 1, tag="I")
@@ -206,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"repeat {args.command} of the same {args.incremental_rows:,} rows -> {added_re:,} added in "
           f"{sec_re:.1f} s, peak RSS {rss_re:,.0f} MB")
     print(f"store size: {store.stat().st_size / 1e6:,.0f} MB")
+    print(f"after the timed runs: {_load()}")
     ok = sec_full <= 120 and rss_full <= 4096 and sec_inc <= 0.1 * sec_full
     print(f"targets: full <= 120 s and <= 4,096 MB; incremental <= 10% of full ({'met' if ok else 'NOT met'})")
 

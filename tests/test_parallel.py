@@ -63,3 +63,25 @@ def test_switched_off_computes_here(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not parallel.fork_available()
     pid, _ = Deferred(_pid_and_sum, np.ones(3)).result()
     assert pid == os.getpid()
+
+
+def test_worker_imports_first_then_computes_the_job() -> None:
+    from geo_lead.parallel import Worker
+
+    worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is no error
+    job = worker.submit(_pid_and_sum, (np.arange(4.0),))
+    pid, total = job.result()
+    assert pid != os.getpid() and total == 6.0
+    worker.close()  # the job was handed over: nothing to end
+
+
+def test_worker_failure_uses_the_fallback_and_close_ends_an_idle_worker() -> None:
+    from geo_lead.parallel import Worker
+
+    worker = Worker()
+    job = worker.submit(_fails, ("child",), fallback=lambda: "computed here")
+    assert job.result() == "computed here"
+    idle = Worker(("json",))
+    proc = idle._proc
+    idle.close()
+    assert proc is None or not proc.is_alive()
