@@ -31,10 +31,17 @@ CHILD_TIMEOUT_S = 900
 
 
 def fork_available() -> bool:
-    """True where a child can be forked (POSIX) and it is not switched off."""
-    import multiprocessing as mp
+    """True where a child can be forked (POSIX, more than one core) and it is not switched off.
 
-    return not os.environ.get(NO_FORK_ENV) and "fork" in mp.get_all_start_methods() and (os.cpu_count() or 1) > 1
+    Not while other Python threads run (a notebook's, a dask client's): a lock one of them
+    holds at the fork would stay locked in the child forever, so then everything is
+    computed in this process (slower, same results).
+    """
+    import multiprocessing as mp
+    import threading
+
+    return (not os.environ.get(NO_FORK_ENV) and "fork" in mp.get_all_start_methods()
+            and (os.cpu_count() or 1) > 1 and threading.active_count() == 1)
 
 
 class Deferred:

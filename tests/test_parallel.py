@@ -85,3 +85,16 @@ def test_worker_failure_uses_the_fallback_and_close_ends_an_idle_worker() -> Non
     proc = idle._proc
     idle.close()
     assert proc is None or not proc.is_alive()
+
+
+def test_no_fork_while_other_threads_run() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert not parallel.fork_available()
+        pid, _ = Deferred(_pid_and_sum, np.ones(2)).result()
+        assert pid == os.getpid()  # computed here, same value
+    finally:
+        stop.set()
+        other.join()
