@@ -28,11 +28,34 @@ def _unpicklable() -> object:
     return threading.Lock()  # locks do not pickle
 
 
-def test_result_comes_from_a_child_and_equals_the_local_one() -> None:
-    values = np.arange(1_000, dtype=float)
-    pid, total = Deferred(_pid_and_sum, values).result()
-    assert pid != os.getpid()  # computed in another process
-    assert total == _pid_and_sum(values)[1] == 499_500.0
+# Forking needs a process with no other Python thread (`fork_available`); earlier tests of a
+# full suite leave dask's pool threads behind, so the fork itself is checked in a fresh process.
+_IN_FRESH_PROCESS = """
+import os, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_parallel import _pid_and_sum
+from geo_lead.parallel import Deferred, Worker
+values = np.arange(1_000, dtype=float)
+pid, total = Deferred(_pid_and_sum, values).result()
+assert pid != os.getpid() and total == _pid_and_sum(values)[1] == 499_500.0, (pid, total)
+worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is no error
+pid, total = worker.submit(_pid_and_sum, (np.arange(4.0),)).result()
+assert pid != os.getpid() and total == 6.0, (pid, total)
+worker.close()
+print("forked ok")
+"""
+
+
+def test_results_come_from_children_and_equal_the_local_ones() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _IN_FRESH_PROCESS.format(tests=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert out.returncode == 0 and "forked ok" in out.stdout, out.stderr[-2000:]
 
 
 def test_an_error_in_the_child_is_raised_here() -> None:
@@ -63,16 +86,6 @@ def test_switched_off_computes_here(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not parallel.fork_available()
     pid, _ = Deferred(_pid_and_sum, np.ones(3)).result()
     assert pid == os.getpid()
-
-
-def test_worker_imports_first_then_computes_the_job() -> None:
-    from geo_lead.parallel import Worker
-
-    worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is no error
-    job = worker.submit(_pid_and_sum, (np.arange(4.0),))
-    pid, total = job.result()
-    assert pid != os.getpid() and total == 6.0
-    worker.close()  # the job was handed over: nothing to end
 
 
 def test_worker_failure_uses_the_fallback_and_close_ends_an_idle_worker() -> None:
