@@ -188,3 +188,14 @@ STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT
 #: `geo_lead.ingest` (see ingest.CRASH_POINTS), the process writes its pid to the file
 #: GEO_LEAD_PAUSE_FLAG and sleeps GEO_LEAD_PAUSE_S seconds there, so a test can SIGKILL it.
 PAUSE_AT_ENV: Final[str] = "GEO_LEAD_PAUSE_AT"
+
+# --- geocoding: house numbers along a hundred-block (geo_lead/geocode, geocode3) -------------
+#: The rooftop-vs-block curve (`geo_lead.geocode.reference.learn_block_curve`) is learned only
+#: from address points lying between two Census points H00 and H00+100 of their street that
+#: are this far apart (a block, not a jump between pieces of a same-named street) ...
+GEOCODE_BLOCK_CURVE_MIN_FT: Final[float] = 100.0
+GEOCODE_BLOCK_CURVE_MAX_FT: Final[float] = 3000.0
+#: ... and only when at least this many such points exist (else numbers are used as they are);
+GEOCODE_BLOCK_CURVE_MIN_PAIRS: Final[int] = 200
+#: a 10-number bin of the offset needs this many points to set a knot of the curve.
+GEOCODE_BLOCK_CURVE_MIN_BIN: Final[int] = 10

@@ -45,6 +45,7 @@ from geo_lead.geocode.reference import (
     SRC_CENTERLINE,
     SRC_POINT,
     Reference,
+    block_position,
     intersection_name,
     load_reference,
     to_lonlat,
@@ -109,6 +110,12 @@ class Geocoder:
         self._fuzzy: dict[str, str | None] = {}
         self._deletes: dict[str, set[str]] | None = None
         self._nospace: dict[str, str] = {}
+        # every point's number on the range scale: address points (rooftops) through the
+        # learned block curve, Census / centerline points (range-interpolated) as they are
+        curve = getattr(self.ref, "block_curve", None)
+        self._curve = curve
+        self._pos = np.where(self.ref.pt_src == SRC_POINT, block_position(self.ref.pt_number, curve),
+                             self.ref.pt_number)
 
     @property
     def reference_hash(self) -> str:
@@ -201,7 +208,8 @@ class Geocoder:
         if p.kind == "block":
             base = (int(number) // 100) * 100
             target = base + 50.0
-            hit = self._on_streets(cands, target, zip5, exact_ok=False)
+            # the block's middle on the range scale (halfway between H00 and the next H00)
+            hit = self._on_streets(cands, target, zip5, exact_ok=False, pos=target)
             if hit.match_type == "unmatched":
                 return hit
             return _Hit(hit.x, hit.y, "block", round(hit.score * 0.95, 3),
@@ -230,8 +238,9 @@ class Geocoder:
         if not ids:
             return None
         number = float(p.number)
+        pos = None
         if p.kind == "block":
-            number = (int(number) // 100) * 100 + 50.0
+            number = pos = (int(number) // 100) * 100 + 50.0
         # within the sibling's known numbers only, or next to them: extrapolating along another
         # street is what went wrong in the hold-out (median 350-900 m), the nearest point is not
         best: tuple[float, int] | None = None
@@ -244,7 +253,7 @@ class Geocoder:
             return None
         gap, sid = best
         if gap == 0:
-            hit = self._on_street(sid, number, zip5, exact_ok=False)
+            hit = self._on_street(sid, number, zip5, exact_ok=False, pos=pos)
             if hit.match_type == "unmatched":
                 return None
             x, y, how = hit.x, hit.y, hit.reason
@@ -354,8 +363,8 @@ class Geocoder:
                     ref.street_keys[best[0]], "street only: centre of its known extent")
 
     def _on_streets(self, cands: list[tuple[int, float]], number: float, zip5: int,
-                    exact_ok: bool) -> _Hit:
-        """Place `number` on the best of the candidate streets."""
+                    exact_ok: bool, pos: float | None = None) -> _Hit:
+        """Place `number` (at range-scale position `pos`, default from the number) on the best street."""
         ref = self.ref
         scored = []
         for sid, pen in cands:
@@ -367,17 +376,25 @@ class Geocoder:
         scored.sort()
         tried_reason = ""
         for *_, sid, pen in scored[:3]:
-            hit = self._on_street(sid, number, zip5, exact_ok)
+            hit = self._on_street(sid, number, zip5, exact_ok, pos)
             if hit.match_type != "unmatched":
                 return _Hit(hit.x, hit.y, hit.match_type, round(hit.score * pen, 3), hit.matched, hit.reason)
             tried_reason = tried_reason or hit.reason
         return _miss(tried_reason)
 
-    def _on_street(self, sid: int, number: float, zip5: int, exact_ok: bool) -> _Hit:
+    def _on_street(self, sid: int, number: float, zip5: int, exact_ok: bool,
+                   pos: float | None = None) -> _Hit:
+        """Place `number` on street `sid`: exact, interpolated, extrapolated or at its nearest point.
+
+        Interpolation and extrapolation run on the range scale (`_pos`): a house number is
+        first mapped through the learned block curve, as are the street's address points,
+        so rooftops and Census points (block starts) mix consistently. `pos` overrides the
+        query's position (a hundred-block's middle).
+        """
         ref = self.ref
         sl = self._street_points(sid)
         nums, xs, ys = ref.pt_number[sl], ref.pt_x[sl], ref.pt_y[sl]
-        src, par, zips = ref.pt_src[sl], ref.pt_parity[sl], ref.pt_zip[sl]
+        src, par, zips, pp = ref.pt_src[sl], ref.pt_parity[sl], ref.pt_zip[sl], self._pos[sl]
         key = ref.street_keys[sid]
         label = f"{int(number)} {key}"
         if zip5:
@@ -387,7 +404,8 @@ class Geocoder:
             if inzip.any() and not inzip.all():
                 zn = nums[inzip]
                 if zn[0] - MAX_EXTRAPOLATION_NUMBERS / 2 <= number <= zn[-1] + MAX_EXTRAPOLATION_NUMBERS / 2:
-                    nums, xs, ys, src, par = nums[inzip], xs[inzip], ys[inzip], src[inzip], par[inzip]
+                    nums, xs, ys, src, par, pp = (nums[inzip], xs[inzip], ys[inzip], src[inzip],
+                                                  par[inzip], pp[inzip])
         if exact_ok:
             lo_i, hi_i = np.searchsorted(nums, number), np.searchsorted(nums, number, side="right")
             same = np.arange(lo_i, hi_i)[src[lo_i:hi_i] != SRC_CENTERLINE]
@@ -400,23 +418,27 @@ class Geocoder:
                     score, how = 0.9, "known point from the Census geocoder results"
                 return _Hit(float(xs[same].sum() / same.size), float(ys[same].sum() / same.size),
                             "exact", score, label, how)
+        q = float(block_position(number, self._curve)) if pos is None else float(pos)
+        if pp.size > 1 and (np.diff(pp) < 0).any():  # a Census H50 among rooftops H00-H99
+            o = np.argsort(pp, kind="stable")
+            nums, xs, ys, src, par, pp = nums[o], xs[o], ys[o], src[o], par[o], pp[o]
         parity = int(number) % 2
         for side_only in (True, False):
             m = par == parity if side_only else np.ones(nums.size, bool)
             if not m.any():
                 continue
-            n_, x_, y_ = nums[m], xs[m], ys[m]
-            hi = int(np.searchsorted(n_, number, side="right"))
+            n_, p_, x_, y_ = nums[m], pp[m], xs[m], ys[m]
+            hi = int(np.searchsorted(p_, q, side="right"))
             lo = hi - 1
-            if lo >= 0 and hi < n_.size and n_[lo] <= number <= n_[hi]:
-                span = n_[hi] - n_[lo]
-                if side_only and span > SIDE_SPAN_FACTOR * _any_side_span(nums, number) + 50:
+            if lo >= 0 and hi < p_.size and p_[lo] <= q <= p_[hi]:
+                span = p_[hi] - p_[lo]
+                if side_only and span > SIDE_SPAN_FACTOR * _any_side_span(pp, q) + 50:
                     continue  # both sides together have much closer neighbours
-                t = 0.0 if span == 0 else (number - n_[lo]) / span
+                t = 0.0 if span == 0 else (q - p_[lo]) / span
                 gap_ft = float(np.hypot(x_[hi] - x_[lo], y_[hi] - y_[lo]))
                 if gap_ft > max(STREET_BREAK_FT, 40.0 * span):
                     # the neighbours lie on separate pieces of a same-named street
-                    k = lo if number - n_[lo] <= n_[hi] - number else hi
+                    k = lo if q - p_[lo] <= p_[hi] - q else hi
                     return _Hit(float(x_[k]), float(y_[k]), "interpolated", 0.5, label,
                                 f"placed at the nearest known number {int(n_[k])} (neighbours far apart)")
                 x = x_[lo] + t * (x_[hi] - x_[lo])
@@ -427,24 +449,25 @@ class Geocoder:
                 return _Hit(float(x), float(y), "interpolated", score, label,
                             f"interpolated between {int(n_[lo])} and {int(n_[hi])}")
         # beyond the known range: extrapolate a little along the street's end
-        below = number < nums[0]
-        edge = 0 if below else nums.size - 1
-        gap = abs(number - nums[edge])
-        if gap > MAX_EXTRAPOLATION_NUMBERS:
+        below = q < pp[0]
+        edge = 0 if below else pp.size - 1
+        if number < nums.min() - MAX_EXTRAPOLATION_NUMBERS or number > nums.max() + MAX_EXTRAPOLATION_NUMBERS:
             return _miss(f"number far outside the street's known range "
-                         f"({int(nums[0])}-{int(nums[-1])} {key})")
-        far = np.flatnonzero(np.abs(nums - nums[edge]) >= 40)
+                         f"({int(nums.min())}-{int(nums.max())} {key})")
+        gap = abs(q - pp[edge])
+        far = np.flatnonzero(np.abs(pp - pp[edge]) >= 40)
         ex, ey = xs[edge], ys[edge]
         if far.size:
             j = far[0] if below else far[-1]
-            dn = abs(nums[j] - nums[edge])
+            dn = abs(pp[j] - pp[edge])
             dx, dy = ex - xs[j], ey - ys[j]
             dist = float(np.hypot(dx, dy))
             if dist > 0:
                 ft_per_n = min(dist / dn, 4 * FT_PER_NUMBER_DEFAULT)
                 step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT)
                 return _Hit(float(ex + dx / dist * step), float(ey + dy / dist * step), "interpolated",
-                            0.6, label, f"extrapolated {int(gap)} numbers past {int(nums[edge])}")
+                            0.6, label, f"extrapolated {abs(int(number) - int(nums[edge]))} numbers "
+                            f"past {int(nums[edge])}")
         return _Hit(float(ex), float(ey), "interpolated", 0.5, label,
                     f"placed at the nearest known number {int(nums[edge])}")
 
