@@ -199,3 +199,13 @@ GEOCODE_BLOCK_CURVE_MAX_FT: Final[float] = 3000.0
 GEOCODE_BLOCK_CURVE_MIN_PAIRS: Final[int] = 200
 #: a 10-number bin of the offset needs this many points to set a knot of the curve.
 GEOCODE_BLOCK_CURVE_MIN_BIN: Final[int] = 10
+#: A street whose own points cannot tell which way its numbers run (one known number, or all
+#: within 40) is extrapolated the way they run on nearby parallel streets (Louisville's county
+#: grid); False: placed at its nearest known number instead.
+GEOCODE_LOCAL_NUMBERING: Final[bool] = True
+#: Nearby: the other street's point pair lies this close.
+GEOCODE_LOCAL_NUMBERING_RADIUS_FT: Final[float] = 2000.0
+#: Parallel: its numbering, carried across, gives the street's own number within this many.
+GEOCODE_LOCAL_NUMBERING_TOLERANCE: Final[float] = 100.0
+#: The agreeing streets' directions must agree: length of their weighted mean unit vector.
+GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT: Final[float] = 0.7

@@ -114,6 +114,7 @@ class Geocoder:
         # learned block curve, Census / centerline points (range-interpolated) as they are
         curve = getattr(self.ref, "block_curve", None)
         self._curve = curve
+        self._grad: Any = None  # local numbering model: built on first need (`_local_numbering`)
         self._pos = np.where(self.ref.pt_src == SRC_POINT, block_position(self.ref.pt_number, curve),
                              self.ref.pt_number)
 
@@ -468,8 +469,87 @@ class Geocoder:
                 return _Hit(float(ex + dx / dist * step), float(ey + dy / dist * step), "interpolated",
                             0.6, label, f"extrapolated {abs(int(number) - int(nums[edge]))} numbers "
                             f"past {int(nums[edge])}")
+        if settings.GEOCODE_LOCAL_NUMBERING and gap > 0:
+            local = self._local_numbering(sid, float(ex), float(ey), float(pp[edge]))
+            if local is not None:
+                ux, uy, ft_per_n, n_streets = local
+                step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
+                return _Hit(float(ex + ux * step), float(ey + uy * step), "interpolated", 0.5, label,
+                            f"extrapolated {abs(int(number) - int(nums[edge]))} numbers from "
+                            f"{int(nums[edge])} the way numbers run on {n_streets} nearby streets")
         return _Hit(float(ex), float(ey), "interpolated", 0.5, label,
                     f"placed at the nearest known number {int(nums[edge])}")
+
+    def _local_numbering(self, sid: int, ex: float, ey: float,
+                         pe: float) -> tuple[float, float, float, int] | None:
+        """Which way, and how fast, numbers run at (ex, ey) on a street that cannot tell itself.
+
+        Louisville numbers on a county grid: parallel streets carry about the same numbers at
+        the same cross-street. Every street with two points at least 40 numbers apart (on the
+        range scale) gives a local gradient: a direction toward higher numbers and feet per
+        number. A nearby street (within `settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT`) whose
+        numbering, carried across to (ex, ey), gives this street's number `pe` within
+        `settings.GEOCODE_LOCAL_NUMBERING_TOLERANCE` runs parallel to it; the weighted mean
+        direction and median feet per number of those streets are returned, with how many
+        streets agreed. None when fewer than two streets agree or their directions disagree.
+        """
+        g = self._gradients()
+        if g is None:
+            return None
+        tree, gx, gy, gp, gux, guy, gft, gst = g
+        idx = np.asarray(tree.query_ball_point((ex, ey), settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT), np.int64)
+        if idx.size == 0:
+            return None
+        idx = idx[gst[idx] != sid]
+        # the neighbour's number at the foot of (ex, ey) on its own line
+        along = (ex - gx[idx]) * gux[idx] + (ey - gy[idx]) * guy[idx]
+        resid = np.abs(gp[idx] + along / gft[idx] - pe)
+        keep = resid <= settings.GEOCODE_LOCAL_NUMBERING_TOLERANCE
+        if not keep.any():
+            return None
+        idx, resid = idx[keep], resid[keep]
+        streets = np.unique(gst[idx])
+        if streets.size < 2:
+            return None
+        dist = np.hypot(gx[idx] - ex, gy[idx] - ey)
+        w = 1.0 / ((1.0 + dist / 500.0) * (1.0 + resid / 25.0))
+        # each street counts once in total, however many point pairs it has
+        _, inv, cnt = np.unique(gst[idx], return_inverse=True, return_counts=True)
+        w = w / cnt[inv]
+        vx, vy = float((w * gux[idx]).sum()), float((w * guy[idx]).sum())
+        agree = np.hypot(vx, vy) / float(w.sum())
+        if agree < settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT:
+            return None
+        norm = np.hypot(vx, vy)
+        ft_per_n = float(np.median(gft[idx]))
+        return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size)
+
+    def _gradients(self) -> Any:
+        """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
+        if self._grad is None:
+            from scipy.spatial import cKDTree
+
+            ref = self.ref
+            st, pos, x, y = ref.pt_street, self._pos, ref.pt_x, ref.pt_y
+            order = np.lexsort((pos, st))
+            st, pos, x, y = st[order], pos[order], x[order], y[order]
+            span = float(pos.max() - pos.min() + 1e3) if pos.size else 1.0
+            key = st * span + (pos - (pos.min() if pos.size else 0.0))
+            j = np.searchsorted(key, key + 40.0)
+            ok = j < key.size
+            i, j = np.flatnonzero(ok), j[ok]
+            i, j = i[st[j] == st[i]], j[st[j] == st[i]]
+            dn = pos[j] - pos[i]
+            dx, dy = x[j] - x[i], y[j] - y[i]
+            dist = np.hypot(dx, dy)
+            good = (dn <= 400) & (dist > 1) & (dist <= 40.0 * dn)
+            i, dn, dx, dy, dist = i[good], dn[good], dx[good], dy[good], dist[good]
+            if i.size == 0:
+                self._grad = False
+                return None
+            self._grad = (cKDTree(np.column_stack([x[i], y[i]])), x[i], y[i], pos[i],
+                          dx / dist, dy / dist, dist / dn, st[i])
+        return self._grad or None
 
     # --- intersections ----------------------------------------------------------------
     def _intersection(self, a: Street, b: Street, zip5: int) -> _Hit:
