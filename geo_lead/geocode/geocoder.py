@@ -456,8 +456,20 @@ class Geocoder:
             return _miss(f"number far outside the street's known range "
                          f"({int(nums.min())}-{int(nums.max())} {key})")
         gap = abs(q - pp[edge])
+        ex, ey = float(xs[edge]), float(ys[edge])
+        past = f"{abs(int(number) - int(nums[edge]))} numbers"
+        # the way numbers run on nearby parallel streets first: better than the street's own
+        # chord to a farther point (hold-out: extrapolated medians 68 -> 58 m, 97 -> 72 m)
+        local = None
+        if settings.GEOCODE_LOCAL_NUMBERING and gap > 0:
+            local = self._local_numbering(sid, ex, ey, float(pp[edge]))
+        if local is not None:
+            ux, uy, ft_per_n, n_streets = local
+            step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
+            return _Hit(ex + ux * step, ey + uy * step, "interpolated", 0.55, label,
+                        f"extrapolated {past} from {int(nums[edge])} the way numbers run on "
+                        f"{n_streets} nearby streets")
         far = np.flatnonzero(np.abs(pp - pp[edge]) >= 40)
-        ex, ey = xs[edge], ys[edge]
         if far.size:
             j = far[0] if below else far[-1]
             dn = abs(pp[j] - pp[edge])
@@ -467,17 +479,8 @@ class Geocoder:
                 ft_per_n = min(dist / dn, 4 * FT_PER_NUMBER_DEFAULT)
                 step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT)
                 return _Hit(float(ex + dx / dist * step), float(ey + dy / dist * step), "interpolated",
-                            0.6, label, f"extrapolated {abs(int(number) - int(nums[edge]))} numbers "
-                            f"past {int(nums[edge])}")
-        if settings.GEOCODE_LOCAL_NUMBERING and gap > 0:
-            local = self._local_numbering(sid, float(ex), float(ey), float(pp[edge]))
-            if local is not None:
-                ux, uy, ft_per_n, n_streets = local
-                step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
-                return _Hit(float(ex + ux * step), float(ey + uy * step), "interpolated", 0.5, label,
-                            f"extrapolated {abs(int(number) - int(nums[edge]))} numbers from "
-                            f"{int(nums[edge])} the way numbers run on {n_streets} nearby streets")
-        return _Hit(float(ex), float(ey), "interpolated", 0.5, label,
+                            0.6, label, f"extrapolated {past} past {int(nums[edge])}")
+        return _Hit(ex, ey, "interpolated", 0.5, label,
                     f"placed at the nearest known number {int(nums[edge])}")
 
     def _local_numbering(self, sid: int, ex: float, ey: float,
