@@ -494,7 +494,8 @@ class Geocoder:
         numbering, carried across to (ex, ey), gives this street's number `pe` within
         `settings.GEOCODE_LOCAL_NUMBERING_TOLERANCE` runs parallel to it; the weighted mean
         direction and median feet per number of those streets are returned, with how many
-        streets agreed. None when fewer than two streets agree or their directions disagree.
+        streets agreed. None when fewer than `settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS` agree
+        or their directions disagree (`settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT`).
         """
         g = self._gradients()
         if g is None:
@@ -512,7 +513,7 @@ class Geocoder:
             return None
         idx, resid = idx[keep], resid[keep]
         streets = np.unique(gst[idx])
-        if streets.size < 2:
+        if streets.size < settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS:
             return None
         dist = np.hypot(gx[idx] - ex, gy[idx] - ey)
         w = 1.0 / ((1.0 + dist / 500.0) * (1.0 + resid / 25.0))
