@@ -158,3 +158,16 @@ def test_extrapolation_prefers_the_local_numbering_to_the_own_chord(tmp_path: Pa
     x, y = _xy(res)
     assert (x - X0, y - Y0) == (pytest.approx(600.0, abs=0.5), pytest.approx(100.0, abs=0.5))
     assert "extrapolated 100 numbers from 1250" in res["reason"][0]
+
+
+def test_same_side_interpolation_is_blended_with_a_closer_other_side_bracket(tmp_path: Path) -> None:
+    # odd side: 101 at x=0, 141 at x=400 (y=0); even side across the street (y=60): 120, 124
+    rows = [("101 SIDE ST", 0.0, 0.0), ("141 SIDE ST", 400.0, 0.0),
+            ("120 SIDE ST", 190.0, 60.0), ("124 SIDE ST", 230.0, 60.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    x, y = _xy(g.geocode(["121 SIDE ST"]))
+    # same side: halfway (200, 0), span 40; both sides: 120-124 a quarter of the way (200, 60),
+    # span 4; weights 1/(40+10) and 0.5/(4+10)
+    w1, w2 = 1 / 50, 0.5 / 14
+    assert x - X0 == pytest.approx(200.0, abs=0.5)
+    assert y - Y0 == pytest.approx(60.0 * w2 / (w1 + w2), abs=0.5)
