@@ -212,3 +212,10 @@ GEOCODE_LOCAL_NUMBERING_TOLERANCE: Final[float] = 100.0
 GEOCODE_LOCAL_NUMBERING_MIN_STREETS: Final[int] = 1
 #: The agreeing streets' directions must agree: length of their weighted mean unit vector.
 GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT: Final[float] = 0.7
+#: Such an extrapolation is then moved to where parallel streets within this distance of it
+#: carry the number itself ...
+GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0
+#: ... streets whose numbers run within this cosine of the same way (0.9: ~25 degrees) ...
+GEOCODE_ALIGN_MIN_COS: Final[float] = 0.9
+#: ... when that lies between these multiples of the feet-per-number step (else the step stays).
+GEOCODE_ALIGN_STEP_RANGE: Final[tuple[float, float]] = (0.4, 1.5)

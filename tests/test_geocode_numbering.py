@@ -171,3 +171,21 @@ def test_same_side_interpolation_is_blended_with_a_closer_other_side_bracket(tmp
     w1, w2 = 1 / 50, 0.5 / 14
     assert x - X0 == pytest.approx(200.0, abs=0.5)
     assert y - Y0 == pytest.approx(60.0 * w2 / (w1 + w2), abs=0.5)
+
+
+def test_extrapolation_lands_where_parallel_streets_carry_the_number(tmp_path: Path) -> None:
+    # NORTH/SOUTH ST: 1200 at x=0, 1250 at x=200 (4 ft per number), 1300 at x=550 (7 ft per
+    # number): the feet-per-number step says 1300 TEST ST is 100 x 4 = 400 ft east of 1200;
+    # the parallel streets carry 1300 at x=550 (within 0.4-1.5 x the step), so there
+    rows = [(f"{n} {name}", x, dy) for name, dy in (("NORTH ST", 400.0), ("SOUTH ST", -400.0))
+            for n, x in ((1200, 0.0), (1250, 200.0), (1300, 550.0))]
+    rows.append(("1200 TEST ST", 0.0, 0.0))
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    x, y = _xy(g.geocode(["1300 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(550.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    # the aligned distance itself, from TEST ST's point eastward, for a number between
+    sid = g.ref.key_to_id["TEST ST"]
+    along = g._aligned_along(sid, X0, Y0, 1.0, 0.0, 1275.0, X0 + 300.0, Y0)
+    assert along == pytest.approx(200.0 + 25 * 7.0)
+    # a north-running line: no street runs that way, no answer
+    assert g._aligned_along(sid, X0, Y0, 0.0, 1.0, 1275.0, X0, Y0 + 300.0) is None

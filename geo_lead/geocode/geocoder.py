@@ -483,6 +483,12 @@ class Geocoder:
         if local is not None:
             ux, uy, ft_per_n, n_streets = local
             step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
+            # where parallel streets carry the number itself, when that roughly agrees with
+            # the step (hold-out: Census medians 60.4/64.4/64.9 -> 59.3/62.7/62.8 m)
+            lo_f, hi_f = settings.GEOCODE_ALIGN_STEP_RANGE
+            aligned = self._aligned_along(sid, ex, ey, ux, uy, q, ex + ux * step, ey + uy * step)
+            if aligned is not None and aligned * step > 0 and lo_f * abs(step) <= abs(aligned) <= hi_f * abs(step):
+                step = float(np.clip(aligned, -MAX_EXTRAPOLATION_FT, MAX_EXTRAPOLATION_FT))
             return _Hit(ex + ux * step, ey + uy * step, "interpolated", 0.55, label,
                         f"extrapolated {past} from {int(nums[edge])} the way numbers run on "
                         f"{n_streets} nearby streets")
@@ -517,7 +523,7 @@ class Geocoder:
         g = self._gradients()
         if g is None:
             return None
-        tree, gx, gy, gp, gux, guy, gft, gst = g
+        tree, gx, gy, gp, gux, guy, gft, gst, _ = g
         idx = np.asarray(tree.query_ball_point((ex, ey), settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT), np.int64)
         if idx.size == 0:
             return None
@@ -549,6 +555,39 @@ class Geocoder:
         ft_per_n = float(gft[idx][o][np.searchsorted(cw, cw[-1] / 2)])
         return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size)
 
+    def _aligned_along(self, sid: int, ex: float, ey: float, ux: float, uy: float, q: float,
+                       cx: float, cy: float) -> float | None:
+        """How far from (ex, ey) along (ux, uy) (toward higher numbers) number `q` lies.
+
+        County grid: parallel streets carry the same number at the same cross-street. Every
+        point pair of another street within `settings.GEOCODE_ALIGN_RADIUS_FT` of (cx, cy)
+        (the first estimate) whose numbers span `q` and whose direction is within
+        `settings.GEOCODE_ALIGN_MIN_COS` of (ux, uy) gives where that street carries `q`;
+        projected on the line, the weighted median (nearer lines weigh more, each street once)
+        is returned. None when no such street.
+        """
+        g = self._gradients()
+        if g is None:
+            return None
+        tree, gx, gy, gp, gux, guy, gft, gst, gdn = g
+        idx = np.asarray(tree.query_ball_point((cx, cy), settings.GEOCODE_ALIGN_RADIUS_FT), np.int64)
+        if idx.size == 0:
+            return None
+        idx = idx[(gst[idx] != sid) & (gp[idx] <= q) & (gp[idx] + gdn[idx] >= q)
+                  & (gux[idx] * ux + guy[idx] * uy >= settings.GEOCODE_ALIGN_MIN_COS)]
+        if idx.size == 0:
+            return None
+        run = (q - gp[idx]) * gft[idx]
+        px, py = gx[idx] + run * gux[idx], gy[idx] + run * guy[idx]
+        along = (px - ex) * ux + (py - ey) * uy
+        perp = np.abs((px - ex) * uy - (py - ey) * ux)
+        w = 1.0 / (1.0 + perp / 500.0)
+        _, inv, cnt = np.unique(gst[idx], return_inverse=True, return_counts=True)
+        w = w / cnt[inv]
+        o = np.argsort(along, kind="stable")
+        cw = np.cumsum(w[o])
+        return float(along[o][np.searchsorted(cw, cw[-1] / 2)])
+
     def _gradients(self) -> Any:
         """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
         if self._grad is None:
@@ -573,7 +612,7 @@ class Geocoder:
                 self._grad = False
                 return None
             self._grad = (cKDTree(np.column_stack([x[i], y[i]])), x[i], y[i], pos[i],
-                          dx / dist, dy / dist, dist / dn, st[i])
+                          dx / dist, dy / dist, dist / dn, st[i], dn)
         return self._grad or None
 
     # --- intersections ----------------------------------------------------------------
