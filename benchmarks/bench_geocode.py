@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from geo_lead import settings
-from geo_lead.geocode import Geocoder, parse_address
+from geo_lead.geocode import Geocoder, Street, parse_address
 from geo_lead.geocode.reference import build_reference, load_reference, to_projected
 
 REF = settings.REFERENCE_DIR
@@ -68,6 +69,99 @@ def _density(label: str, g: Geocoder, addresses: pd.Series, lon: np.ndarray, lat
           f"nearest known point of the same street: median {np.median(d):.0f} m, p90 {np.percentile(d, 90):.0f} m")
 
 
+def _street_of(text: str) -> Street | None:
+    """The street an address text names (None for intersections, places, junk)."""
+    p = parse_address(text)
+    return p.street if p.kind in ("address", "block") and p.street is not None and p.street.name else None
+
+
+def _compatible(q: Street, s: Street) -> bool:
+    """Same name, and no stated direction or type that disagrees (what the matcher accepts)."""
+    return q.name == s.name and all(not a or not b or a == b for a, b in (
+        (q.predir, s.predir), (q.stype, s.stype), (q.postdir, s.postdir)))
+
+
+def _known_levels(q: Street | None, count: Any, by_name: dict[str, list[Street]],
+                  own: set[Street] = frozenset()) -> tuple[bool, bool, bool]:
+    """Is `q` in the reference: same key / compatible parts / same name, not counting `own`."""
+    if q is None:
+        return False, False, False
+    others = [(s, count(s) - (s in own)) for s in by_name.get(q.name, [])]
+    return (any(n >= 1 for s, n in others if s == q),
+            any(n >= 1 for s, n in others if _compatible(q, s)),
+            any(n >= 1 for _, n in others))
+
+
+def _ceiling(label: str, g: Geocoder, res: pd.DataFrame, addresses: pd.Series,
+             lon: np.ndarray, lat: np.ndarray) -> None:
+    """What the hold-out could reach at best: addresses whose street is still in the reference.
+
+    A held-out address whose street has no point left can only be guessed: the match rate is
+    put next to the share whose street is still there (same key; or compatible: same name
+    with no stated direction/type that disagrees, which the matcher accepts; or any type and
+    direction), and the median error is also given over the compatible-street addresses.
+    Fuzzy names and the same-named-street fallback can match a little above that share.
+    """
+    ref = g.ref
+    by_name = {nm: [ref.street_parts[i] for i in ids] for nm, ids in ref.name_to_ids.items()}
+    levels = np.array([_known_levels(_street_of(t), lambda s: 1, by_name) for t in addresses], bool)
+    ok = res["lon"].notna().to_numpy()
+    err = np.full(len(res), np.nan)
+    err[ok] = _errors_m(res, lon, lat)
+    known = levels[:, 1]
+    kerr = err[known & ok]
+    print(f"  ceiling ({label}): matched {100 * ok.mean():.1f}% of a possible {100 * known.mean():.1f}% "
+          f"(street still in the reference; same key {100 * levels[:, 0].mean():.1f}%, any type or "
+          f"direction {100 * levels[:, 2].mean():.1f}%); of the known-street addresses "
+          f"{100 * ok[known].mean():.1f}% matched, median error {np.nanmedian(kerr):.0f} m, "
+          f"p90 {np.nanpercentile(kerr, 90):.0f} m")
+
+
+def _leave_one_out(oa: pd.DataFrame, cen: pd.DataFrame) -> None:
+    """Over the whole shipped reference: the share of addresses whose street occurs in another row.
+
+    Independent of the seed: the hold-out match-rate ceiling in expectation (an address is
+    only placeable when some other reference row names its street). Census rows contribute
+    their matched street and, like the index, the input's spelling when it differs.
+    """
+    from collections import Counter
+
+    from geo_lead.geocode.reference import _input_aliases, _parse_unique
+
+    match = cen[cen["status"] == "Match"]
+    oa_q = [_street_of(t) for t in oa["street"]]
+    contrib: list[set[Street]] = [{q} if q is not None else set() for q in oa_q]
+    codes, parsed = _parse_unique(match["m_address"].astype(str))
+    aliases = _input_aliases(match["o_address"].astype(str), codes, parsed)
+    for c, alias in zip(codes, aliases, strict=True):
+        st = parsed[c].street if parsed[c].kind == "address" else None
+        contrib.append({s for s in (st, alias) if s is not None and s.name})
+    counts = Counter(s for row in contrib for s in row)
+    by_name: dict[str, list[Street]] = {}
+    for s in counts:
+        by_name.setdefault(s.name, []).append(s)
+    queries = oa_q + [_street_of(t) for t in match["o_address"]]
+    for label, lo, hi in (("address points", 0, len(oa_q)), ("Census matches", len(oa_q), len(queries))):
+        lv = np.array([_known_levels(queries[i], counts.__getitem__, by_name, contrib[i])
+                       for i in range(lo, hi)], bool)
+        print(f"  leave-one-out over the whole shipped reference ({label}, n={hi - lo:,}): street in "
+              f"another row {100 * lv[:, 1].mean():.1f}% (same key {100 * lv[:, 0].mean():.1f}%, any type "
+              f"or direction {100 * lv[:, 2].mean():.1f}%)")
+
+
+def _intersection_ceiling(res: pd.DataFrame) -> None:
+    reason = res["reason"].where(res["match_type"] == "unmatched", "")
+    interstate = reason.str.startswith("interstate").sum()
+    no_street = reason.str.startswith("no such street").sum()
+    apart = reason.str.startswith("the two streets do not meet").sum()
+    n = len(res)
+    possible = n - interstate - no_street
+    print(f"  ceiling (intersections): {interstate:,} interstate/ramp crossings without geometry, "
+          f"{no_street:,} naming a street absent from the reference, {apart:,} whose streets do not meet "
+          f"in the reference; matched {100 * res['lon'].notna().mean():.1f}% of a possible "
+          f"{100 * possible / n:.1f}% (those with both streets' geometry)")
+
+
 def _by_reason(res: pd.DataFrame, lon: np.ndarray, lat: np.ndarray) -> None:
     ok = res["lon"].notna().to_numpy()
     err = _errors_m(res, lon, lat)
@@ -99,13 +193,16 @@ def holdout(seed: int) -> None:
         lon, lat = held["longitude"].astype(float).to_numpy(), held["latitude"].astype(float).to_numpy()
         _report("held-out address points (target >=95% matched, median <=50 m)", res, lon, lat)
         _by_reason(res, lon, lat)
+        _ceiling("address points", g, res, held["street"], lon, lat)
         _density("address points", g, held["street"], lon, lat)
         held = cen[cen_out]
         res = g.geocode(held["o_address"].tolist(), held["o_zip"].tolist())
         lon, lat = held["long"].astype(float).to_numpy(), held["lat"].astype(float).to_numpy()
         _report("held-out Census matches (target >=92% matched, median <=60 m)", res, lon, lat)
         _by_reason(res, lon, lat)
+        _ceiling("Census matches", g, res, held["o_address"], lon, lat)
         _density("Census matches", g, held["o_address"], lon, lat)
+    _leave_one_out(oa, cen)
     g = Geocoder(build_reference([OA, CENSUS]))  # no intersection table
     queries = (sig["MAINSTREET"] + " / " + sig["CROSSSTREET"]).tolist()
     res = g.geocode(queries)
@@ -117,6 +214,7 @@ def holdout(seed: int) -> None:
     _report("  ... of which not interstate ramps", res2,
             pd.to_numeric(sig["X"]).to_numpy()[~ramp.to_numpy()],
             pd.to_numeric(sig["Y"]).to_numpy()[~ramp.to_numpy()])
+    _intersection_ceiling(res)
     print("  unmatched reasons:", res.loc[res["match_type"] == "unmatched", "reason"].str[:45]
           .value_counts().head(4).to_dict())
 

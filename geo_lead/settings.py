@@ -188,3 +188,34 @@ STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT
 #: `geo_lead.ingest` (see ingest.CRASH_POINTS), the process writes its pid to the file
 #: GEO_LEAD_PAUSE_FLAG and sleeps GEO_LEAD_PAUSE_S seconds there, so a test can SIGKILL it.
 PAUSE_AT_ENV: Final[str] = "GEO_LEAD_PAUSE_AT"
+
+# --- geocoding: house numbers along a hundred-block (geo_lead/geocode, geocode3) -------------
+#: The rooftop-vs-block curve (`geo_lead.geocode.reference.learn_block_curve`) is learned only
+#: from address points lying between two Census points H00 and H00+100 of their street that
+#: are this far apart (a block, not a jump between pieces of a same-named street) ...
+GEOCODE_BLOCK_CURVE_MIN_FT: Final[float] = 100.0
+GEOCODE_BLOCK_CURVE_MAX_FT: Final[float] = 3000.0
+#: ... and only when at least this many such points exist (else numbers are used as they are);
+GEOCODE_BLOCK_CURVE_MIN_PAIRS: Final[int] = 200
+#: a 10-number bin of the offset needs this many points to set a knot of the curve.
+GEOCODE_BLOCK_CURVE_MIN_BIN: Final[int] = 10
+#: A street whose own points cannot tell which way its numbers run (one known number, or all
+#: within 40) is extrapolated the way they run on nearby parallel streets (Louisville's county
+#: grid); False: placed at its nearest known number instead.
+GEOCODE_LOCAL_NUMBERING: Final[bool] = True
+#: Nearby: the other street's point pair lies this close.
+GEOCODE_LOCAL_NUMBERING_RADIUS_FT: Final[float] = 2000.0
+#: Parallel: its numbering, carried across, gives the street's own number within this many.
+GEOCODE_LOCAL_NUMBERING_TOLERANCE: Final[float] = 100.0
+#: At least this many nearby streets must agree (hold-out: 1 lowers the medians on every seed,
+#: 2 keeps the p90 a few metres lower).
+GEOCODE_LOCAL_NUMBERING_MIN_STREETS: Final[int] = 1
+#: The agreeing streets' directions must agree: length of their weighted mean unit vector.
+GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT: Final[float] = 0.7
+#: Such an extrapolation is then moved to where parallel streets within this distance of it
+#: carry the number itself ...
+GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0
+#: ... streets whose numbers run within this cosine of the same way (0.9: ~25 degrees) ...
+GEOCODE_ALIGN_MIN_COS: Final[float] = 0.9
+#: ... when that lies between these multiples of the feet-per-number step (else the step stays).
+GEOCODE_ALIGN_STEP_RANGE: Final[tuple[float, float]] = (0.4, 1.5)

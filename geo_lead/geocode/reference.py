@@ -42,7 +42,7 @@ from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-8"
+INDEX_VERSION = "geocode-index-9"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
@@ -85,6 +85,10 @@ class Reference:
     intersections: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    #: where a house number's rooftop lies along its hundred-block: fraction of the way from
+    #: the block's start (number H00) to the next block's start, for offsets 0..100 (101
+    #: values, learned by `learn_block_curve`); None: linear in the number
+    block_curve: np.ndarray | None = None
 
     @property
     def n_points(self) -> int:
@@ -254,6 +258,7 @@ class _Builder:
         cat = {k: v[order] for k, v in cat.items()}
         n_streets = len(self.parts)
         offsets = np.searchsorted(cat["street"], np.arange(n_streets + 1)).astype(np.int64)
+        curve = learn_block_curve(cat["street"], cat["number"], cat["x"], cat["y"], cat["src"])
         name_to_ids: dict[str, list[int]] = defaultdict(list)
         for i, st in enumerate(self.parts):
             name_to_ids[st.name].append(i)
@@ -262,7 +267,74 @@ class _Builder:
             pt_street=cat["street"], pt_number=cat["number"], pt_x=cat["x"], pt_y=cat["y"],
             pt_zip=cat["zip"], pt_src=cat["src"], pt_parity=cat["parity"], offsets=offsets,
             name_to_ids=dict(name_to_ids), key_to_id=dict(self.keys),
-            intersections=dict(self.intersections), sources=sources, counts=dict(self.counts))
+            intersections=dict(self.intersections), sources=sources, counts=dict(self.counts),
+            block_curve=curve)
+
+
+def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
+                      src: np.ndarray) -> np.ndarray | None:
+    """Where rooftops lie along a hundred-block, learned from the reference itself.
+
+    House numbers and range-interpolated numbers (Census geocoder points, centerline ranges)
+    are on different scales: ``2700 W MADISON ST`` from the Census geocoder sits where the
+    2700 block starts, the 2800 point where the next starts, but a block's houses rarely use
+    all hundred numbers, so rooftop ``2722`` lies about halfway, not 22% of the way. For every
+    address point with Census points at both its block's start (H00) and the next (H00+100)
+    on the same street, the fraction of the way along that chord is measured; the median per
+    10-number bin of the offset (1-99), made non-decreasing, gives the curve (offset 0 -> 0,
+    100 -> 1, piecewise linear between).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        101 fractions (offsets 0..100), or None when fewer than
+        `settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS` such points exist (e.g. a reference of
+        address points or centerlines only): numbers are then used as they are.
+    """
+    cen = (src == SRC_CENSUS) & (number % 100 == 0)
+    if cen.sum() < 2:
+        return None
+    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
+    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
+    roof = np.flatnonzero(src == SRC_POINT)
+    h = (number[roof] // 100 * 100).astype(np.int64)
+    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
+    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    d = b[ok] - a[ok]
+    chord = np.hypot(d[:, 0], d[:, 1])
+    v = np.column_stack([x[roof][ok], y[roof][ok]]) - a[ok]
+    offset = number[roof][ok] - h[ok]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (v * d).sum(axis=1) / chord**2
+        perp = np.abs(v[:, 0] * d[:, 1] - v[:, 1] * d[:, 0]) / chord
+    # a plausible block (not a jump between pieces of a same-named street), the point beside it
+    use = ((chord >= settings.GEOCODE_BLOCK_CURVE_MIN_FT) & (chord <= settings.GEOCODE_BLOCK_CURVE_MAX_FT)
+           & (perp <= 0.5 * chord) & (offset >= 1))
+    if use.sum() < settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS:
+        return None
+    t, offset = np.clip(t[use], 0.0, 1.0), offset[use]
+    knots_x, knots_t = [0.0], [0.0]
+    for lo in range(0, 100, 10):
+        inb = (offset >= max(lo, 1)) & (offset < lo + 10)
+        if inb.sum() >= settings.GEOCODE_BLOCK_CURVE_MIN_BIN:
+            knots_x.append(float(np.median(offset[inb])))
+            knots_t.append(float(np.median(t[inb])))
+    knots_x.append(100.0)
+    knots_t.append(1.0)
+    curve = np.interp(np.arange(101.0), knots_x, np.maximum.accumulate(knots_t))
+    log.info("block curve from %d address points: %s", int(use.sum()),
+             ", ".join(f"{o}->{curve[o]:.2f}" for o in (10, 25, 50, 75)))
+    return curve
+
+
+def block_position(number: np.ndarray | float, curve: np.ndarray | None) -> np.ndarray:
+    """House numbers on the range scale: H00 + 100 x curve(offset); the number when no curve."""
+    n = np.asarray(number, float)
+    if curve is None:
+        return n
+    h = np.floor(n / 100.0) * 100.0
+    return h + 100.0 * np.interp(n - h, np.arange(101.0), curve)
 
 
 def intersection_name(street: Street) -> str:

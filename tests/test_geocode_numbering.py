@@ -1,0 +1,191 @@
+"""House numbers on the range scale (learned block curve) and the local numbering model.
+
+Fixtures are built in code in projected feet (EPSG:2246) around a point in western Louisville,
+so every expected position is computed by hand from the fixture's geometry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_lead import settings
+from geo_lead.geocode import Geocoder
+from geo_lead.geocode.reference import (
+    SRC_CENSUS,
+    SRC_POINT,
+    block_position,
+    build_reference,
+    learn_block_curve,
+    to_lonlat,
+    to_projected,
+)
+
+X0, Y0 = to_projected(np.array([-85.76]), np.array([38.22]))
+X0, Y0 = float(X0[0]), float(Y0[0])
+
+
+def _xy(res: pd.DataFrame, i: int = 0) -> tuple[float, float]:
+    x, y = to_projected(np.array([res["lon"].iloc[i]]), np.array([res["lat"].iloc[i]]))
+    return float(x[0]), float(y[0])
+
+
+def _points_csv(path: Path, rows: list[tuple[str, float, float]]) -> Path:
+    """Address points: (address, x_ft, y_ft) relative to (X0, Y0)."""
+    xs = np.array([X0 + r[1] for r in rows])
+    ys = np.array([Y0 + r[2] for r in rows])
+    lon, lat = to_lonlat(xs, ys)
+    pd.DataFrame({"street": [r[0] for r in rows], "postcode": "40210",
+                  "longitude": lon, "latitude": lat}).to_csv(path, index=False)
+    return path
+
+
+# --- the block curve ----------------------------------------------------------------------
+def _true_curve(offset: np.ndarray) -> np.ndarray:
+    # rooftops fill 0-80% of the block over offsets 0-40, then stop (wide lots)
+    return np.minimum(offset / 50.0, 0.8)
+
+
+def _block_fixture(n_streets: int = 30) -> tuple[np.ndarray, ...]:
+    """Each street: Census points at 100 (x=0) and 200 (x=1000 ft); rooftops 101-199 between."""
+    street, number, x, y, src = [], [], [], [], []
+    for s in range(n_streets):
+        yy = 2000.0 * s
+        for h, xx in ((100, 0.0), (200, 1000.0)):
+            street.append(s), number.append(h), x.append(xx), y.append(yy), src.append(SRC_CENSUS)
+        for off in range(1, 100):
+            t = float(_true_curve(np.array([off]))[0])
+            street.append(s), number.append(100 + off), x.append(1000.0 * t), y.append(yy + 40.0)
+            src.append(SRC_POINT)
+    return (np.array(street), np.array(number, float), np.array(x), np.array(y), np.array(src, np.int8))
+
+
+def test_block_curve_is_learned_from_rooftops_between_census_block_starts() -> None:
+    curve = learn_block_curve(*_block_fixture())
+    assert curve is not None and curve.shape == (101,)
+    assert curve[0] == 0.0 and curve[100] == 1.0
+    assert (np.diff(curve) >= 0).all()
+    # bin [1, 10) has offsets 1..9: median offset 5 and median fraction 5/50 = 0.1
+    assert curve[5] == pytest.approx(0.1)
+    assert curve[15] == pytest.approx(0.3)  # offsets 10..19 -> 14.5/50
+    assert curve[65] == pytest.approx(0.8)  # past 40 the rooftops stop at 0.8
+    # on the range scale: H00 + 100 x curve(offset); hundreds stay where they are
+    assert block_position(105.0, curve) == pytest.approx(110.0)
+    assert block_position(np.array([200.0, 300.0]), curve).tolist() == [200.0, 300.0]
+
+
+def test_block_curve_needs_enough_points() -> None:
+    street, number, x, y, src = _block_fixture(n_streets=2)  # 198 rooftops < 200
+    assert learn_block_curve(street, number, x, y, src) is None
+    assert learn_block_curve(street, number, x, y, np.full(src.size, SRC_POINT, np.int8)) is None
+    assert block_position(123.0, None) == 123.0
+
+
+def test_geocoder_places_rooftops_and_blocks_on_the_range_scale(tmp_path: Path) -> None:
+    census = pd.DataFrame({
+        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
+        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
+    })
+    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(tmp_path / "census.csv", index=False)
+    ref = build_reference([tmp_path / "census.csv"])
+    assert ref.block_curve is None  # two Census points teach nothing: numbers as they are
+    ref.block_curve = np.interp(np.arange(101.0), [0.0, 20.0, 100.0], [0.0, 0.6, 1.0])
+    g = Geocoder(ref)
+    res = g.geocode(["2722 TEST AVE", "2700 BLOCK TEST AVE", "2710 TEST AVE", "2800 TEST AVE"])
+    x, y = _xy(res, 0)  # curve(22) = 0.6 + 2 x 0.4 / 80 = 0.61
+    assert res["match_type"][0] == "interpolated"
+    assert x - X0 == pytest.approx(610.0, abs=0.5) and y - Y0 == pytest.approx(0.0, abs=0.5)
+    x, _ = _xy(res, 1)  # the block's middle is halfway between the two block starts
+    assert res["match_type"][1] == "block" and x - X0 == pytest.approx(500.0, abs=0.5)
+    x, _ = _xy(res, 2)  # curve(10) = 0.3
+    assert x - X0 == pytest.approx(300.0, abs=0.5)
+    assert res["match_type"][3] == "exact"
+
+
+# --- the local numbering model ------------------------------------------------------------
+def _grid_rows(ft_per_number: float = 4.0) -> list[tuple[str, float, float]]:
+    """Two east-west streets 400 ft north and south of TEST ST, numbers rising eastward at
+    `ft_per_number`, carrying 1200 at x=0 like TEST ST's only point; and a north-south street
+    whose numbers (5000+) are unrelated to TEST ST's."""
+    rows: list[tuple[str, float, float]] = []
+    for name, dy in (("NORTH ST", 400.0), ("SOUTH ST", -400.0)):
+        for n in range(1000, 1601, 50):
+            rows.append((f"{n} {name}", (n - 1200) * ft_per_number, dy))
+    for n in range(5000, 5401, 50):
+        rows.append((f"{n} CROSS ST", 300.0, (n - 5200) * 4.0))
+    return rows
+
+
+def test_single_point_street_runs_the_way_nearby_parallel_streets_do(tmp_path: Path) -> None:
+    rows = [*_grid_rows(), ("1200 TEST ST", 0.0, 0.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    res = g.geocode(["1300 TEST ST", "1100 TEST ST"])
+    assert res["match_type"].tolist() == ["interpolated", "interpolated"]
+    x, y = _xy(res, 0)  # 100 numbers x 4 ft east of 1200
+    assert (x - X0, y - Y0) == (pytest.approx(400.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    x, y = _xy(res, 1)
+    assert (x - X0, y - Y0) == (pytest.approx(-400.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    assert "nearby streets" in res["reason"][0]
+
+
+def test_local_numbering_off_or_without_agreeing_neighbours(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # only the north-south street nearby: its numbering says 5000s at TEST ST, not 1200
+    rows = [r for r in _grid_rows() if "CROSS" in r[0]] + [("1200 TEST ST", 0.0, 0.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    res = g.geocode(["1300 TEST ST"])
+    x, y = _xy(res)
+    assert abs(x - X0) < 0.5 and abs(y - Y0) < 0.5
+    assert res["reason"][0].startswith("placed at the nearest known number 1200")
+    monkeypatch.setattr(settings, "GEOCODE_LOCAL_NUMBERING", False)
+    rows = [*_grid_rows(), ("1200 TEST ST", 0.0, 0.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts2.csv", rows)]))
+    x, y = _xy(g.geocode(["1300 TEST ST"]))
+    assert abs(x - X0) < 0.5 and abs(y - Y0) < 0.5
+
+
+def test_extrapolation_prefers_the_local_numbering_to_the_own_chord(tmp_path: Path) -> None:
+    # TEST ST's own two points run east-north-east (chord (200, 100) ft over 50 numbers); the
+    # grid says east at 4 ft per number: 1350 is 100 numbers x 4 ft east of 1250's point
+    rows = [*_grid_rows(), ("1200 TEST ST", 0.0, 0.0), ("1250 TEST ST", 200.0, 100.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    res = g.geocode(["1350 TEST ST"])
+    x, y = _xy(res)
+    assert (x - X0, y - Y0) == (pytest.approx(600.0, abs=0.5), pytest.approx(100.0, abs=0.5))
+    assert "extrapolated 100 numbers from 1250" in res["reason"][0]
+
+
+def test_same_side_interpolation_is_blended_with_a_closer_other_side_bracket(tmp_path: Path) -> None:
+    # odd side: 101 at x=0, 141 at x=400 (y=0); even side across the street (y=60): 120, 124
+    rows = [("101 SIDE ST", 0.0, 0.0), ("141 SIDE ST", 400.0, 0.0),
+            ("120 SIDE ST", 190.0, 60.0), ("124 SIDE ST", 230.0, 60.0)]
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    x, y = _xy(g.geocode(["121 SIDE ST"]))
+    # same side: halfway (200, 0), span 40; both sides: 120-124 a quarter of the way (200, 60),
+    # span 4; weights 1/(40+10) and 0.5/(4+10)
+    w1, w2 = 1 / 50, 0.5 / 14
+    assert x - X0 == pytest.approx(200.0, abs=0.5)
+    assert y - Y0 == pytest.approx(60.0 * w2 / (w1 + w2), abs=0.5)
+
+
+def test_extrapolation_lands_where_parallel_streets_carry_the_number(tmp_path: Path) -> None:
+    # NORTH/SOUTH ST: 1200 at x=0, 1250 at x=200 (4 ft per number), 1300 at x=550 (7 ft per
+    # number): the feet-per-number step says 1300 TEST ST is 100 x 4 = 400 ft east of 1200;
+    # the parallel streets carry 1300 at x=550 (within 0.4-1.5 x the step), so there
+    rows = [(f"{n} {name}", x, dy) for name, dy in (("NORTH ST", 400.0), ("SOUTH ST", -400.0))
+            for n, x in ((1200, 0.0), (1250, 200.0), (1300, 550.0))]
+    rows.append(("1200 TEST ST", 0.0, 0.0))
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    x, y = _xy(g.geocode(["1300 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(550.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    # the aligned distance itself, from TEST ST's point eastward, for a number between
+    sid = g.ref.key_to_id["TEST ST"]
+    along = g._aligned_along(sid, X0, Y0, 1.0, 0.0, 1275.0, X0 + 300.0, Y0)
+    assert along == pytest.approx(200.0 + 25 * 7.0)
+    # a north-running line: no street runs that way, no answer
+    assert g._aligned_along(sid, X0, Y0, 0.0, 1.0, 1275.0, X0, Y0 + 300.0) is None
