@@ -55,23 +55,8 @@ class Deferred:
         self.fn, self.args, self.kwargs = fn, args, kwargs
         self._proc: Any = None
         self._conn: Any = None
-        if not fork_available():
-            return
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
-        _flush_std_streams()
-        recv, send = ctx.Pipe(duplex=False)
-        try:
-            proc = ctx.Process(target=_child, args=(send, fn, args, kwargs), daemon=True)
-            proc.start()
-        except OSError as exc:  # no memory for the fork, process limits, ...
-            log.debug("no child process (%s); computing %s here", exc, getattr(fn, "__name__", fn))
-            recv.close()
-            send.close()
-            return
-        send.close()
-        self._proc, self._conn = proc, recv
+        if fork_available():
+            self._proc, self._conn = _fork(_child, (fn, args, kwargs), duplex=False)
 
     @classmethod
     def here(cls, fn: Callable[[], Any]) -> Deferred:
@@ -144,23 +129,8 @@ class Worker:
     def __init__(self, modules: Sequence[str] = ()) -> None:
         self._proc: Any = None
         self._conn: Any = None
-        if not fork_available():
-            return
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
-        _flush_std_streams()
-        here, there = ctx.Pipe(duplex=True)
-        try:
-            proc = ctx.Process(target=_worker, args=(there, tuple(modules)), daemon=True)
-            proc.start()
-        except OSError as exc:
-            log.debug("no worker process (%s)", exc)
-            here.close()
-            there.close()
-            return
-        there.close()
-        self._proc, self._conn = proc, here
+        if fork_available():
+            self._proc, self._conn = _fork(_worker, (tuple(modules),), duplex=True)
 
     def submit(self, fn: Callable[..., Any], args: Sequence[Any] = (),
                fallback: Callable[[], Any] | None = None) -> Deferred:
@@ -194,6 +164,26 @@ class Worker:
             self._proc.kill()
             self._proc.join()
         self._proc = self._conn = None
+
+
+def _fork(target: Callable[..., None], args: tuple[Any, ...], duplex: bool) -> tuple[Any, Any]:
+    """Fork a daemon child running ``target(child_end, *args)``: ``(process, parent_end)``, or
+    ``(None, None)`` when the fork fails (no memory, process limits, ...)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    _flush_std_streams()
+    parent_end, child_end = ctx.Pipe(duplex=duplex)  # one-way pipes return (receiver, sender)
+    try:
+        proc = ctx.Process(target=target, args=(child_end, *args), daemon=True)
+        proc.start()
+    except OSError as exc:
+        log.debug("no child process (%s); computing here", exc)
+        parent_end.close()
+        child_end.close()
+        return None, None
+    child_end.close()
+    return proc, parent_end
 
 
 def _flush_std_streams() -> None:

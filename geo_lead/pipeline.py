@@ -150,8 +150,6 @@ def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
     return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
 
 
-
-
 def flagged_points(frame: Any, indicator: str) -> Any:
     """Records as EPSG:4326 points, built only for the records `indicator` flags.
 
