@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from geo_lead import __version__
@@ -63,6 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def writable_output(path: Path, *, directory: bool = False, option: str = "--out") -> Path:
+    """Check, before any work, that `path` (a file, or a folder with `directory`) can be
+    written: its folder is created if missing and a scratch file written and removed there.
+
+    A run that fails at its last stage because the output folder is read-only has wasted
+    minutes; this fails in a moment instead, naming the path and the option to change.
+    """
+    import tempfile
+
+    path = Path(path)
+    folder = path if directory else path.parent
+    if not directory and path.is_dir():
+        raise GeoLeadError(f"{option} {path}: is a folder; give a file name.")
+    if directory and path.exists() and not path.is_dir():
+        raise GeoLeadError(f"{option} {path}: is a file; give a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise GeoLeadError(f"{option} {path}: cannot write there ({exc.strerror or exc}); "
+                           f"choose another {option}.") from None
+    return path
+
+
 def print_json(obj: Any) -> None:
     """Print one JSON document on stdout (NaN becomes null)."""
     print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
@@ -100,3 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error for the user.
         sys.stderr.close()
         return EXIT_OK
+    except OSError as exc:
+        # A file the command checked could still vanish or fill the disk mid-run: say which
+        # file and why, not a traceback (-vv shows it).
+        logging.getLogger(__name__).debug("OSError", exc_info=True)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"geo-lead: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR

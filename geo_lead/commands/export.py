@@ -34,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.export import export
     from geo_lead.store import opened
 
+    writable_output(Path(args.out).parent, directory=True)  # the export is written beside it, then moved
     with opened(args.store, create=False) as store:
         result = export(store, args.what, args.fmt, args.out, partition=args.partition,
                         overwrite=args.overwrite)

@@ -92,12 +92,13 @@ def _summary_lines(counts: dict[str, int], total: int) -> list[str]:
 def _run_file(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.errors import InputFileError, MissingColumnError
     from geo_lead.progress import Progress
 
     if not args.input.exists():
         raise InputFileError(f"{args.input}: file not found.")
+    writable_output(args.out)
     try:
         frame = pd.read_csv(args.input, dtype=str, keep_default_na=False, encoding=args.encoding)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -115,7 +116,6 @@ def _run_file(args: argparse.Namespace) -> int:
     for col, src in (("lon", "lon"), ("lat", "lat"), ("match_type", "match_type"), ("score", "score"),
                      ("matched_address", "matched_address"), ("geocode_reason", "reason")):
         out[col] = res[src].to_numpy()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
     counts = res["match_type"].value_counts().to_dict()
     if args.json:

@@ -50,10 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_maps(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.maps import write_maps
     from geo_lead.store import opened
 
+    writable_output(args.out, directory=True)
     with opened(args.store, create=False) as store:
         paths = write_maps(store, args.out, offline=args.offline, tiles=args.tiles)
     if args.json:
@@ -65,10 +66,11 @@ def _run_maps(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.report import write_report
     from geo_lead.store import opened
 
+    writable_output(args.out)
     with opened(args.store, create=False) as store:
         path = write_report(store, args.out)
     if args.json:

@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.pipeline import run_pipeline
 
+    writable_output(args.out, directory=True)  # now, not after minutes of work
     summary = run_pipeline(args.store, args.files or list(settings.SHIPPED_LMPD_FILES),
                            out_dir=args.out, echo=None if args.json else print, engine=args.engine)
     if args.json:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument
+from geo_lead.commands import add_store_argument, at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "rate_per_1000 (default: count, density and EB rate, 1/3 each)")
     p.add_argument("--seed", type=int, default=settings.RANDOM_SEED,
                    help="bootstrap seed (default: %(default)s)")
-    p.add_argument("--replicates", type=int, default=settings.BOOTSTRAP_REPLICATES,
+    p.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap replicates for the rank interval (default: %(default)s)")
     p.add_argument("--csv", type=Path, metavar="PATH",
                    help="CSV of the scores (default: <store name>_scores.csv next to the store, e.g. data/lead_scores.csv)")
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.cli import print_json, writable_output
     from geo_lead.errors import StoreError
     from geo_lead.scoring import format_table, parse_weights, score_store, scores_json, write_csv
     from geo_lead.spatial_join import join_store
@@ -54,11 +54,12 @@ def _run_score(args: argparse.Namespace) -> int:
     if not Path(args.store).exists():
         raise StoreError(f"{args.store}: no store here yet; run `geo-lead run` first.")
     weights = parse_weights(args.weights) if args.weights else None
+    csv_path = writable_output(args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv"),
+                               option="--csv")
     with opened(args.store, create=False) as store:
         joined = join_store(store) if "lon" in store.columns("records") else None
         scores = score_store(store, indicator=args.indicator, area=args.area, since=args.since,
                              until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates)
-    csv_path = args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv")
     write_csv(scores, csv_path)
     if args.json:
         print_json(scores_json(scores))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument
+from geo_lead.commands import add_store_argument, at_least, fraction
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -19,8 +19,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--area", choices=("first-division", "city"), default="first-division", help=AREA_HELP)
     p.add_argument("--candidates", default=None,
                    help="comma-separated neighborhood names to use instead of --area, e.g. 'RUSSELL,PORTLAND,SHAWNEE'")
-    p.add_argument("--permutations", type=int, default=settings.PERMUTATIONS,
-                   help="conditional permutations for Gi* pseudo p-values (default %(default)s)")
+    p.add_argument("--permutations", type=at_least(99), default=settings.PERMUTATIONS,
+                   help="conditional permutations for Gi* pseudo p-values, at least 99 (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -35,10 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(h)
     h.add_argument("--bandwidth", choices=("scott", "silverman", "cv"), default="cv",
                    help="KDE bandwidth rule (default %(default)s)")
-    h.add_argument("--kde-cell-ft", type=float, default=500.0, help="KDE surface cell size in feet (default %(default)s)")
-    h.add_argument("--hotspot-sd", type=float, default=2.0,
+    h.add_argument("--kde-cell-ft", type=at_least(50, float), default=500.0, help="KDE surface cell size in feet (default %(default)s)")
+    h.add_argument("--hotspot-sd", type=at_least(0, float), default=2.0,
                    help="KDE hotspot cells: density > mean + N sd (default %(default)s)")
-    h.add_argument("--grid-ft", type=float, default=1000.0, help="Gi* grid cell size in feet (default %(default)s)")
+    h.add_argument("--grid-ft", type=at_least(100, float), default=1000.0, help="Gi* grid cell size in feet (default %(default)s)")
     h.set_defaults(func=_run_hotspots)
 
     s = sub.add_parser(
@@ -50,20 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "prints the verdict (justified / revise) with the numbers that decide it.\n"
                     "Example: geo-lead site --k 3 --capacity 50 --months 18 --json")
     _common(s)
-    s.add_argument("--k", type=int, default=None, help="size of the best zone to report (default: the pilot's size)")
-    s.add_argument("--capacity", type=int, default=settings.PILOT_CAPACITY_PARTICIPANTS,
+    s.add_argument("--k", type=at_least(1), default=None, help="size of the best zone to report (default: the pilot's size)")
+    s.add_argument("--capacity", type=at_least(1), default=settings.PILOT_CAPACITY_PARTICIPANTS,
                    help="program capacity in participants (default %(default)s)")
-    s.add_argument("--months", type=int, default=settings.PILOT_MONTHS, help="program length in months (default %(default)s)")
+    s.add_argument("--months", type=at_least(1), default=settings.PILOT_MONTHS, help="program length in months (default %(default)s)")
     s.add_argument("--objective", choices=("records", "rate"), default="records",
                    help="zone objective: eligible records (default) or EB-smoothed rate x population")
-    s.add_argument("--take-up", type=float, default=settings.SITE_TAKE_UP_RATE,
+    s.add_argument("--take-up", type=fraction, default=settings.SITE_TAKE_UP_RATE,
                    help="share of eligible stops that become participants (default %(default)s, an assumption)")
-    s.add_argument("--persons-per-record", type=float, default=None,
+    s.add_argument("--persons-per-record", type=at_least(0.01, float), default=None,
                    help="distinct persons per eligible record (default: distinct incidents / records, from data)")
     s.add_argument("--train", default=None, help="training period START:END (YYYY-MM-DD:YYYY-MM-DD); "
                    "default months 1-8 of every year")
     s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year")
-    s.add_argument("--replicates", type=int, default=settings.BOOTSTRAP_REPLICATES,
+    s.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap resamples for stability (default %(default)s)")
     s.set_defaults(func=_run_site)
 

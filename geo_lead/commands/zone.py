@@ -153,9 +153,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_page(args: argparse.Namespace) -> int:
+    from geo_lead.cli import writable_output
     from geo_lead.zone_page import write_page
 
-    out = write_page(args.out, _checker(args))
+    out = write_page(writable_output(args.out), _checker(args))
     print(f"wrote {out} ({out.stat().st_size / 1024:,.0f} KiB); copy it to a phone and open it "
           "in the browser: it works with no network.")
     return 0
