@@ -85,6 +85,9 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
                   test: str | None = None) -> tuple[pd.Series, pd.Series, dict[str, Any]]:
     """Boolean train/test masks; default months 1-8 vs 9-12 of each calendar year.
 
+    With only `train` (or only `test`) given as START:END, the other period is every dated
+    record outside it.
+
     Returns
     -------
     train_mask, test_mask, info
@@ -99,9 +102,7 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
         te = dated & (when.dt.month >= 9)
         rule = "calendar months 1-8 (train) vs 9-12 (test) of every year"
     else:
-        def mask(text: str | None, what: str) -> pd.Series:
-            if text is None:
-                return pd.Series(False, index=when.index)
+        def mask(text: str, what: str) -> pd.Series:
             start, end = _parse_range(text, what)
             m = dated.copy()
             if start is not None:
@@ -110,8 +111,12 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
                 m &= when < end
             return m
 
-        tr, te = mask(train, "train"), mask(test, "test")
-        rule = f"train {train or '(none)'}, test {test or '(none)'}"
+        # one period given: the other is every dated record outside it
+        tr = mask(train, "train") if train is not None else None
+        te = mask(test, "test") if test is not None else dated & ~tr
+        if tr is None:
+            tr = dated & ~te
+        rule = f"train {train or 'every date outside test'}, test {test or 'every date outside train'}"
     info = {"rule": rule, "train": int(tr.sum()), "test": int(te.sum()),
             "neither": int((dated & ~tr & ~te).sum()), "undated": int((~dated).sum())}
     return tr, te, info
@@ -339,7 +344,9 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     tr, te, period_info = split_periods(pts["occurred_at"], p.train, p.test)
     if tr.sum() == 0 or te.sum() == 0:
         raise GeoLeadError(f"the train or test period holds no {indicator} record in the candidate area "
-                           f"({period_info}); choose --train/--test ranges that hold data")
+                           f"({period_info['rule']}: train {period_info['train']}, test {period_info['test']}, "
+                           f"in neither {period_info['neither']}, undated {period_info['undated']}); "
+                           "choose --train/--test ranges that hold data")
 
     proj = neighborhoods.to_crs(settings.CRS_PROJECTED).set_index("NH_NAME")
     area = study_area(neighborhoods, cands)

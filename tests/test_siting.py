@@ -72,6 +72,11 @@ def test_split_periods_default_and_ranges() -> None:
     assert info["neither"] == 1
     with pytest.raises(GeoLeadError, match="START:END"):
         split_periods(when, "2016", None)
+    # one period given: the other is every dated record outside it (the undated row is in neither)
+    tr, te, info = split_periods(when, "2016-01-01:2016-08-31")
+    assert te.tolist() == [False, False, True, True, False] and info["neither"] == 0
+    tr, te, _ = split_periods(when, None, ":2016-12-31")
+    assert tr.tolist() == [False, False, False, True, False]
 
 
 def test_connected_subsets_equal_brute_force(neighborhoods: gpd.GeoDataFrame) -> None:

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="distinct persons per eligible record (default: distinct incidents / records, from data)")
     s.add_argument("--train", default=None, help="training period START:END (YYYY-MM-DD:YYYY-MM-DD); "
                    "default months 1-8 of every year")
-    s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year")
+    s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year, or every date outside --train when only --train is given")
     s.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap resamples for stability (default %(default)s)")
     s.set_defaults(func=_run_site)
