@@ -9,6 +9,7 @@ set each one, so any flag can be traced to the line of the rules file that cause
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class Rules:
     eligibility_all: tuple[str, ...]
     eligibility_none: tuple[str, ...]
     path: Path
+    #: sha256 of the rules file's text: a store remembers which rules flagged its records
+    sha256: str = ""
 
     @property
     def all_flags(self) -> tuple[str, ...]:
@@ -56,9 +59,12 @@ def load_rules(path: Path | str | None = None) -> Rules:
     """
     path = Path(path) if path else settings.RULES_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise RulesError(f"{path}: cannot read rules file ({exc.strerror}).") from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path}: rules file is not UTF-8 text (byte {exc.start}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: not valid TOML: {exc}") from None
     raw_flags = data.get("flags", ())
@@ -99,7 +105,8 @@ def load_rules(path: Path | str | None = None) -> Rules:
     if not e_all or unknown:
         raise RulesError(f"{path}: [eligibility] needs `all = [...]` of known flags; unknown: {unknown}.")
     return Rules(str(data.get("version", "")), flags, tuple(rules),
-                 str(elig.get("id", "lead")), e_all, e_none, path)
+                 str(elig.get("id", "lead")), e_all, e_none, path,
+                 hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def _is_str_list(value: object) -> bool:

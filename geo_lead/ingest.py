@@ -95,6 +95,7 @@ def ingest_files(
     _crash_point("before-write")
     with store.write():
         _crash_point("after-begin")
+        reflag_if_rules_changed(store, rules)  # old and new records flagged by the same rules
         for path in map(Path, paths):
             sha = sha256_file(path) if path.is_file() else ""  # else iter_chunks says why
             report = FileReport(file=path.name, source=source or "", sha256=sha)
@@ -131,13 +132,52 @@ def ingest_files(
     return reports
 
 
-def reclassify_store(store: Store, rules: indicators.Rules | None = None) -> int:
-    """Recompute every record's flags with `rules` (after the rules file changed)."""
-    rules = rules or indicators.load_rules()
-    records = store.read_records(["record_id", "offense_text", "statute"])
-    flags = indicators.classify(records, rules)
-    flags.insert(0, "record_id", records["record_id"])
+#: Store meta key: the indicator rules (sha256, path, version) that flagged the stored records.
+META_RULES = "indicator_rules"
+
+
+def reflag_if_rules_changed(store: Store, rules: indicators.Rules) -> int:
+    """Re-flag the stored records when `rules` are not the rules that flagged them (inside `write`).
+
+    Records keep the flags of the rules they were ingested with; after the rules file changes
+    (an upgrade, or ``--rules``) old and new records would be counted by different rules. So
+    every record is classified again and those whose flags or rule ids differ are updated
+    (the store then says which rules flagged it). `ingest_files` calls this in its own
+    transaction; a caller that wants to print the count calls it first (then that is a no-op).
+    Returns how many records changed.
+    """
+    stored = store.get_json(META_RULES) or {}
+    if stored.get("sha256") == rules.sha256:
+        return 0
+    changed = 0
+    if "records" in store.tables():
+        changed = reclassify_store(store, rules)
+        log.info("indicator rules changed (%s -> %s): %d records re-flagged",
+                 stored.get("path", "unrecorded"), rules.path, changed)
+    store.put_json(META_RULES, {"sha256": rules.sha256, "path": str(rules.path), "version": rules.version})
+    return changed
+
+
+def reclassify_store(store: Store, rules: indicators.Rules) -> int:
+    """Classify every stored record with `rules`; update those whose flags or rule ids differ
+    (inside `write`). Returns how many records changed."""
+    have = set(store.columns("records"))
+    flag_cols = [c for f in rules.all_flags for c in (f, f"{f}_rule")]
+    records = store.read_records(["record_id", "offense_text", *(["statute"] if "statute" in have else []),
+                                  *[c for c in flag_cols if c in have]])
+    if records.empty:
+        return 0
+    new = indicators.classify(records, rules)
+    differs = pd.Series(False, index=records.index)
+    for col in flag_cols:
+        old = records[col] if col in records else pd.Series(None, index=records.index, dtype=object)
+        if col.endswith("_rule"):
+            differs |= old.fillna("").astype(str) != new[col]
+        else:
+            differs |= pd.to_numeric(old, errors="coerce").fillna(-1).astype(int) != new[col].astype(int)
+    updates = new.loc[differs, flag_cols].copy()
     for flag in rules.all_flags:
-        flags[flag] = flags[flag].astype(int)
-    with store.write():
-        return store.update_records(flags)
+        updates[flag] = updates[flag].astype(int)
+    updates.insert(0, "record_id", records.loc[differs, "record_id"])
+    store.update_records(updates)
+    return int(differs.sum())

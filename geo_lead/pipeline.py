@@ -51,15 +51,24 @@ def _progress(label: str, echo: Say | None) -> Progress:
     return Progress(label, enabled=None if echo else False)
 
 
-def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None) -> dict[str, Any]:
+def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None,
+                 rules: Any = None) -> dict[str, Any]:
+    from geo_lead.indicators import load_rules
+    from geo_lead.ingest import reflag_if_rules_changed
+
+    rules = rules or load_rules()
+    with store.write():
+        reflagged = reflag_if_rules_changed(store, rules)
+    if reflagged:
+        say(f"  indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     progress = _progress("  rows", echo)
-    reports = ingest_files(store, files, progress=progress)
+    reports = ingest_files(store, files, progress=progress, rules=rules)
     progress.close()
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
             f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
-    return {**{k: sum(getattr(r, k) for r in reports) for k in keys},
+    return {**{k: sum(getattr(r, k) for r in reports) for k in keys}, "reflagged": reflagged,
             "files": [r.as_dict() for r in reports]}
 
 
@@ -231,7 +240,8 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
 
 
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
-                 echo: Say | None = print, engine: str = "pandas") -> dict[str, Any]:
+                 echo: Say | None = print, engine: str = "pandas",
+                 rules_path: Path | None = None) -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
 
     Parameters
@@ -246,12 +256,19 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
         Where progress lines go (``print`` for the CLI, ``None`` for silence).
     engine
         ``pandas`` or ``dask``: where the spatial join runs (same code, same result).
+    rules_path
+        Indicator rules file (default: the shipped one); when it differs from the rules
+        that flagged the stored records, those are re-flagged first.
     """
+    from geo_lead.indicators import load_rules
+
+    rules = load_rules(rules_path)  # a bad rules file fails here, before any work
     say: Say = echo or (lambda _msg: None)
     summary: dict[str, Any] = {"store": str(store_path)}
     stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
     n = len(stages)
-    params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine}
+    params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine,
+              "rules": str(rules.path), "rules_sha256": rules.sha256}
     from geo_lead.parallel import Worker
 
     # Hotspots need nothing of score or site: a child computes them while score and site run
@@ -260,7 +277,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # join is committed; the layers are written here, in the usual order.
     worker = Worker(HOTSPOT_MODULES)
     try:
-        return _run(store_path, files, out_dir, echo, engine, say, summary, n, params, worker)
+        return _run(store_path, files, out_dir, echo, engine, say, summary, n, params, worker, rules)
     finally:
         worker.close()
 
@@ -284,13 +301,13 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
 
 
 def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | None, engine: str, say: Say,
-         summary: dict[str, Any], n: int, params: dict[str, Any], worker: Any) -> dict[str, Any]:
+         summary: dict[str, Any], n: int, params: dict[str, Any], worker: Any, rules: Any) -> dict[str, Any]:
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
-        summary["ingest"] = stage_ingest(store, files, say, echo)
+        summary["ingest"] = stage_ingest(store, files, say, echo, rules)
         run.stage("ingest", stage_counts(summary["ingest"]))
         say(f"[2/{n}] geocode block addresses and intersections (offline)")
         summary["geocode"] = stage_geocode(store, say, echo)

@@ -173,3 +173,17 @@ def test_ingest_with_custom_rules_records_its_rule_ids(capsys: pytest.CaptureFix
         recs = store.read_records(["lead_eligible", "lead_eligible_rule"])
     assert recs["lead_eligible"].any()
     assert set(recs.loc[recs["lead_eligible"], "lead_eligible_rule"]) == {"lead.analyst_v2"}
+
+
+def test_ingest_with_other_rules_reflags_and_says_so(capsys: pytest.CaptureFixture[str], store_path: Path,
+                                                     tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(settings.RULES_FILE.read_text().replace('all = ["opiate", "possession"]', 'all = ["opiate"]')
+                     .replace('none = ["trafficking"]', "none = []"))
+    first = run_json(capsys, "ingest", str(FILE_2017), "--store", str(store_path))
+    assert first["reflagged"] == 0  # a new store: nothing was flagged by other rules
+    second = run_json(capsys, "ingest", str(FILE_2017), "--store", str(store_path), "--rules", str(rules))
+    assert second["added"] == 0 and second["reflagged"] > 0
+    code, out, _ = run(capsys, "ingest", str(FILE_2017), "--store", str(store_path))
+    assert code == 0
+    assert f"indicator rules changed ({settings.RULES_FILE}): {second['reflagged']:,} stored records re-flagged" in out

@@ -120,6 +120,12 @@ def test_flags_align_with_input_index() -> None:
     ("TRAF IN CONT SUB, 1ST OFFENSE(CARFENTANIL OR FENTANIL)", "", "opiate_trafficking", False),
     ("POSS CONT SUB 1ST DEG 1ST OFF (HEROIN)", "", "opiate_possession", True),
     ("DRUG PARAPHERNALIA - BUY/POSSESS", "218A.500", "paraphernalia", False),
+    # the substance written before the act; paraphernalia stays its own class
+    ("FENTANYL POSSESSION", "", "opiate_possession", True),
+    ("HEROIN - POSS", "", "opiate_possession", True),
+    ("DRUG PARAPHERNALIA - POSSESSION", "", "paraphernalia", False),
+    # methadone is an opioid, not "METH..." (methamphetamine): no other_drug flag besides it
+    ("POSS CONT SUB 1ST DEG 2ND OFF (METHADONE)", "", "opiate_possession", True),
 ])
 def test_statute_joins_offence_text(text: str, statute: str, cls: str, eligible: bool) -> None:
     flags = classify(pd.DataFrame({"offense_text": [text], "statute": [statute]}))
@@ -217,3 +223,11 @@ def test_classify_text_never_raises(text: str) -> None:
     hits = classify_text(text, rules)
     assert set(hits) <= set(rules.all_flags)
     assert offense_class(hits) in CLASSES
+
+
+def test_methadone_is_not_methamphetamine() -> None:
+    flags = classify(pd.DataFrame({"offense_text": ["POSS CONT SUB 1ST DEG 2ND OFF (METHADONE)",
+                                                    "POSS CONT SUB 1ST DEG (METHAMPHETAMINE)"],
+                                   "statute": ["", ""]}))
+    assert flags["other_drug"].tolist() == [False, True]
+    assert flags["opiate"].tolist() == [True, False]

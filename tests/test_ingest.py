@@ -13,7 +13,7 @@ import pytest
 from geo_lead import settings
 from geo_lead.errors import InputFileError, MissingColumnError
 from geo_lead.indicators import load_rules
-from geo_lead.ingest import ingest_files, reclassify_store
+from geo_lead.ingest import META_RULES, ingest_files, reflag_if_rules_changed
 from geo_lead.sources import PERSON_FIELDS
 from geo_lead.store import opened
 
@@ -158,17 +158,29 @@ def test_ingest_with_mapping_and_encoding(store_path: Path, tmp_path: Path) -> N
     assert addr.loc[0, "address_raw"] == "2600 BLOCK PORTLAND AVÉ"
 
 
-def test_reclassify_with_custom_rules(store_path: Path, tmp_path: Path) -> None:
+def test_changed_rules_reflag_stored_records(store_path: Path, tmp_path: Path) -> None:
     rules_path = tmp_path / "rules.toml"
     rules_path.write_text(settings.RULES_FILE.read_text().replace('none = ["trafficking"]', "none = []")
                           .replace('all = ["opiate", "possession"]', 'all = ["opiate"]'))
+    custom = load_rules(rules_path)
     with opened(store_path) as store:
         ingest_files(store, [FILE_2017])
-        before = int(store.read_records(["lead_eligible"])["lead_eligible"].sum())
-        assert reclassify_store(store, load_rules(rules_path)) == 2147
-        after = store.read_records(["opiate", "lead_eligible"])
-    assert (after["lead_eligible"] == after["opiate"]).all()
-    assert int(after["lead_eligible"].sum()) > before
+        before = store.read_records(["record_id", "opiate", "lead_eligible"])
+        # under the custom rule every opiate record is eligible: exactly these flip
+        expected = int((before["opiate"] & ~before["lead_eligible"]).sum())
+        assert expected > 0
+        with store.write():
+            assert reflag_if_rules_changed(store, custom) == expected
+        with store.write():
+            assert reflag_if_rules_changed(store, custom) == 0  # same rules: nothing to do
+        assert store.get_json(META_RULES)["sha256"] == custom.sha256
+        after = store.read_records(["opiate", "lead_eligible", "lead_eligible_rule"])
+        assert (after["lead_eligible"] == after["opiate"]).all()
+        # a later ingest with the shipped rules puts every record back under them
+        ingest_files(store, [FILE_2017])
+        back = store.read_records(["record_id", "opiate", "lead_eligible"])
+        assert store.get_json(META_RULES)["sha256"] == load_rules().sha256
+    pd.testing.assert_frame_equal(back, before)
 
 
 def test_records_match_read_records(store_path: Path) -> None:

@@ -20,7 +20,8 @@ def add_reading_arguments(p: argparse.ArgumentParser) -> None:
                    help="text encoding of the files (default utf-8; e.g. latin-1). Rows not valid "
                         "in it are rejected with their line number")
     p.add_argument("--rules", type=Path, metavar="PATH",
-                   help="indicator rules file (default: the shipped geo_lead/rules/opiate_rules.toml)")
+                   help="indicator rules file (default: the shipped geo_lead/rules/opiate_rules.toml); "
+                        "stored records flagged by other rules are re-flagged first")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,21 +54,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_ingest(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
     from geo_lead.indicators import load_rules
-    from geo_lead.ingest import ingest_files
+    from geo_lead.ingest import ingest_files, reflag_if_rules_changed
     from geo_lead.progress import Progress
     from geo_lead.store import opened
 
     rules = load_rules(args.rules)
     progress = Progress("ingest rows")
     with opened(args.store) as store:
+        with store.write():
+            reflagged = reflag_if_rules_changed(store, rules)
         reports = ingest_files(store, args.files, source=args.source, mapping=args.mapping,
                                encoding=args.encoding, rules=rules, progress=progress)
     progress.close()
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
     totals = {k: sum(getattr(r, k) for r in reports) for k in keys}
     if args.json:
-        print_json({**totals, "store": str(args.store), "files": [r.as_dict() for r in reports]})
+        print_json({**totals, "reflagged": reflagged, "store": str(args.store),
+                    "files": [r.as_dict() for r in reports]})
         return 0
+    if reflagged:
+        print(f"indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     for r in reports:
         print(f"{r.file} ({r.source}): {r.rows_read:,} rows read = {r.accepted:,} accepted + "
               f"{r.rejected:,} rejected; added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("pandas", "dask"), default="pandas",
                    help="run the spatial join on pandas (default) or on dask partitions "
                         "(same code, same result; see geo-lead join-count)")
+    p.add_argument("--rules", type=Path, metavar="PATH",
+                   help="indicator rules file (default: the shipped geo_lead/rules/opiate_rules.toml); "
+                        "stored records flagged by other rules are re-flagged first")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=_run)
 
@@ -34,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
 
     writable_output(args.out, directory=True)  # now, not after minutes of work
     summary = run_pipeline(args.store, args.files or list(settings.SHIPPED_LMPD_FILES),
-                           out_dir=args.out, echo=None if args.json else print, engine=args.engine)
+                           out_dir=args.out, echo=None if args.json else print, engine=args.engine,
+                           rules_path=args.rules)
     if args.json:
         print_json(summary)
     return 0
