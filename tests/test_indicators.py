@@ -123,6 +123,8 @@ def test_flags_align_with_input_index() -> None:
     # the substance written before the act; paraphernalia stays its own class
     ("FENTANYL POSSESSION", "", "opiate_possession", True),
     ("HEROIN - POSS", "", "opiate_possession", True),
+    ("POSS OF HERION", "", "opiate_possession", True),  # a common typo
+    ("HEROINE POSSESSION", "", "opiate_possession", True),
     ("DRUG PARAPHERNALIA - POSSESSION", "", "paraphernalia", False),
     # methadone is an opioid, not "METH..." (methamphetamine): no other_drug flag besides it
     ("POSS CONT SUB 1ST DEG 2ND OFF (METHADONE)", "", "opiate_possession", True),
@@ -148,7 +150,8 @@ def test_review_table_counts_records(records_2017: pd.DataFrame) -> None:
 def test_custom_rules_file(tmp_path: Path) -> None:
     text = settings.RULES_FILE.read_text()
     # An analyst's variant: kratom counts as an opiate, and any opiate record is eligible.
-    text = text.replace('pattern = \'\\bHEROIN\\b\'', 'pattern = \'\\b(HEROIN|KRATOM)\\b\'')
+    text = text.replace('pattern = \'\\bHER(OIN|ION)E?\\b\'', 'pattern = \'\\b(HEROIN|KRATOM)\\b\'')
+    assert "KRATOM" in text
     text = text.replace('all = ["opiate", "possession"]', 'all = ["opiate"]')
     text = text.replace('none = ["trafficking"]', "none = []")
     text = text.replace('id = "lead.opiate_possession_not_trafficking"', 'id = "lead.custom"')
