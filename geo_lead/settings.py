@@ -219,3 +219,8 @@ GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0
 GEOCODE_ALIGN_MIN_COS: Final[float] = 0.9
 #: ... when that lies between these multiples of the feet-per-number step (else the step stays).
 GEOCODE_ALIGN_STEP_RANGE: Final[tuple[float, float]] = (0.4, 1.5)
+#: An interpolation between two known numbers at least this far apart (range scale) ...
+GEOCODE_ALIGN_MIN_SPAN: Final[float] = 50.0
+#: ... is moved along its bracket this share of the way to where parallel streets carry the
+#: number (0: plain linear interpolation; 0.5: both estimates count the same).
+GEOCODE_ALIGN_INTERPOLATION_WEIGHT: Final[float] = 0.5

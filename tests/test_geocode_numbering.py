@@ -189,3 +189,35 @@ def test_extrapolation_lands_where_parallel_streets_carry_the_number(tmp_path: P
     assert along == pytest.approx(200.0 + 25 * 7.0)
     # a north-running line: no street runs that way, no answer
     assert g._aligned_along(sid, X0, Y0, 0.0, 1.0, 1275.0, X0, Y0 + 300.0) is None
+
+
+def _aligned_interpolation_rows(test_end_x: float) -> list[tuple[str, float, float]]:
+    # NORTH/SOUTH ST carry 1250 at x=200 (1200 at 0, 1250 at 200, 1300 at 550); TEST ST is
+    # known only at 1200 (x=0) and 1300 (x=test_end_x), all on one line y=0
+    rows = [(f"{n} {name}", x, dy) for name, dy in (("NORTH ST", 400.0), ("SOUTH ST", -400.0))
+            for n, x in ((1200, 0.0), (1250, 200.0), (1300, 550.0))]
+    return [*rows, ("1200 TEST ST", 0.0, 0.0), ("1300 TEST ST", test_end_x, 0.0)]
+
+
+def test_interpolation_moves_halfway_to_where_parallel_streets_carry_the_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(1000.0))]))
+    # linear between 1200 (x=0) and 1300 (x=1000): x=500; parallel streets: x=200;
+    # weight 0.5: halfway between, x=350, still on TEST ST's line
+    assert settings.GEOCODE_ALIGN_INTERPOLATION_WEIGHT == 0.5
+    res = g.geocode(["1250 TEST ST"])
+    x, y = _xy(res)
+    assert (x - X0, y - Y0) == (pytest.approx(350.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    assert res["reason"][0] == "interpolated between 1200 and 1300"
+    # switched off: plain linear interpolation
+    monkeypatch.setattr(settings, "GEOCODE_ALIGN_INTERPOLATION_WEIGHT", 0.0)
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(1000.0))]))
+    x, y = _xy(g.geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(500.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+def test_interpolation_ignores_parallel_streets_outside_the_bracket(tmp_path: Path) -> None:
+    # TEST ST's 1300 at x=150: the parallel streets' x=200 lies past it, so linear (x=75) stays
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(150.0))]))
+    x, y = _xy(g.geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(75.0, abs=0.5), pytest.approx(0.0, abs=0.5))
