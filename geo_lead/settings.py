@@ -212,6 +212,9 @@ GEOCODE_LOCAL_NUMBERING_TOLERANCE: Final[float] = 100.0
 GEOCODE_LOCAL_NUMBERING_MIN_STREETS: Final[int] = 1
 #: The agreeing streets' directions must agree: length of their weighted mean unit vector.
 GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT: Final[float] = 0.7
+#: The extrapolated step is multiplied by that agreement (the expected cosine between the mean
+#: direction and the true one), so a doubtful direction lands nearer the known end.
+GEOCODE_LOCAL_NUMBERING_SHRINK: Final[bool] = True
 #: Such an extrapolation is then moved to where parallel streets within this distance of it
 #: carry the number itself ...
 GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0

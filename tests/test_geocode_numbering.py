@@ -221,3 +221,24 @@ def test_interpolation_ignores_parallel_streets_outside_the_bracket(tmp_path: Pa
     g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(150.0))]))
     x, y = _xy(g.geocode(["1250 TEST ST"]))
     assert (x - X0, y - Y0) == (pytest.approx(75.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+def test_extrapolation_shrinks_by_the_neighbours_direction_agreement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # NORTH ST (y=+400) runs 30 degrees north of east, SOUTH ST (y=-400) 30 degrees south of
+    # east, both 4 ft per number from 1200 at x=0; carried across to TEST ST's only point
+    # (1200 at the origin) both give 1200 +- 50, at the same distance: equal weights, mean
+    # direction east, agreement cos 30 = 0.866. 1250 TEST ST: 50 numbers x 4 ft x 0.866 east.
+    c, s = np.cos(np.radians(30.0)), np.sin(np.radians(30.0))
+    rows = [("1200 NORTH ST", 0.0, 400.0), ("1250 NORTH ST", 200.0 * c, 400.0 + 200.0 * s),
+            ("1200 SOUTH ST", 0.0, -400.0), ("1250 SOUTH ST", 200.0 * c, -400.0 - 200.0 * s),
+            ("1200 TEST ST", 0.0, 0.0)]
+    path = _points_csv(tmp_path / "pts.csv", rows)
+    g = Geocoder(build_reference([path]))
+    res = g.geocode(["1250 TEST ST"])
+    x, y = _xy(res)
+    assert "the way numbers run on 2 nearby streets" in res["reason"][0]
+    assert (x - X0, y - Y0) == (pytest.approx(200.0 * c, abs=0.5), pytest.approx(0.0, abs=0.5))
+    monkeypatch.setattr(settings, "GEOCODE_LOCAL_NUMBERING_SHRINK", False)
+    x, y = _xy(Geocoder(build_reference([path])).geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(200.0, abs=0.5), pytest.approx(0.0, abs=0.5))

@@ -483,8 +483,14 @@ class Geocoder:
         if settings.GEOCODE_LOCAL_NUMBERING and gap > 0:
             local = self._local_numbering(sid, ex, ey, float(pp[edge]))
         if local is not None:
-            ux, uy, ft_per_n, n_streets = local
+            ux, uy, ft_per_n, n_streets, agree = local
+            # shortened by the directions' agreement (mean resultant length, the expected cosine
+            # between the mean direction and the true one): where the neighbours disagree the
+            # number's expected position lies nearer the known end (hold-out: Census medians
+            # 58.3/61.6/61.4 -> 57.5/61.2/61.1 m, p90 no worse)
             step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
+            if settings.GEOCODE_LOCAL_NUMBERING_SHRINK:
+                step *= agree
             # where parallel streets carry the number itself, when that roughly agrees with
             # the step (hold-out: Census medians 60.4/64.4/64.9 -> 59.3/62.7/62.8 m)
             lo_f, hi_f = settings.GEOCODE_ALIGN_STEP_RANGE
@@ -533,7 +539,7 @@ class Geocoder:
         return x + shift * ux, y + shift * uy
 
     def _local_numbering(self, sid: int, ex: float, ey: float,
-                         pe: float) -> tuple[float, float, float, int] | None:
+                         pe: float) -> tuple[float, float, float, int, float] | None:
         """Which way, and how fast, numbers run at (ex, ey) on a street that cannot tell itself.
 
         Louisville numbers on a county grid: parallel streets carry about the same numbers at
@@ -543,7 +549,8 @@ class Geocoder:
         numbering, carried across to (ex, ey), gives this street's number `pe` within
         `settings.GEOCODE_LOCAL_NUMBERING_TOLERANCE` runs parallel to it; the weighted mean
         direction and weighted median feet per number of those streets are returned, with how many
-        streets agreed. None when fewer than `settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS` agree
+        streets agreed and how well their directions agree (length of the weighted mean of their
+        unit vectors, 0-1). None when fewer than `settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS` agree
         or their directions disagree (`settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT`).
         """
         g = self._gradients()
@@ -579,7 +586,7 @@ class Geocoder:
         o = np.argsort(gft[idx], kind="stable")
         cw = np.cumsum(w[o])
         ft_per_n = float(gft[idx][o][np.searchsorted(cw, cw[-1] / 2)])
-        return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size)
+        return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size), float(agree)
 
     def _aligned_along(self, sid: int, ex: float, ey: float, ux: float, uy: float, q: float,
                        cx: float, cy: float) -> float | None:
