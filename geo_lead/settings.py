@@ -227,3 +227,7 @@ GEOCODE_ALIGN_MIN_SPAN: Final[float] = 50.0
 #: ... is moved along its bracket this share of the way to where parallel streets carry the
 #: number (0: plain linear interpolation; 0.5: both estimates count the same).
 GEOCODE_ALIGN_INTERPOLATION_WEIGHT: Final[float] = 0.5
+#: A house number (not a hundred) interpolated between two Census points (which lie on the
+#: range line) is moved to its side of the street, as learned from the reference's rooftops
+#: (`geo_lead.geocode.reference.learn_side_model`); False: left on the range line.
+GEOCODE_SIDE_OFFSET: Final[bool] = True

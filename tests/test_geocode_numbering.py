@@ -17,9 +17,11 @@ from geo_lead.geocode import Geocoder
 from geo_lead.geocode.reference import (
     SRC_CENSUS,
     SRC_POINT,
+    SideModel,
     block_position,
     build_reference,
     learn_block_curve,
+    learn_side_model,
     to_lonlat,
     to_projected,
 )
@@ -242,3 +244,60 @@ def test_extrapolation_shrinks_by_the_neighbours_direction_agreement(
     monkeypatch.setattr(settings, "GEOCODE_LOCAL_NUMBERING_SHRINK", False)
     x, y = _xy(Geocoder(build_reference([path])).geocode(["1250 TEST ST"]))
     assert (x - X0, y - Y0) == (pytest.approx(200.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+# --- the side of the street ----------------------------------------------------------------
+def test_side_model_is_learned_from_rooftops_beside_census_chords(monkeypatch: pytest.MonkeyPatch) -> None:
+    # street 0 runs east (Census 100 at x=0, 200 at x=1000): odd rooftops 60 ft north (left),
+    # even 60 ft south, one even rooftop 40 ft north; street 1 (Census only) has no rooftops
+    street = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    number = np.array([100, 200, 111, 151, 120, 160, 300, 400], float)
+    x = np.array([0.0, 1000.0, 300.0, 500.0, 300.0, 600.0, 0.0, 0.0])
+    y = np.array([0.0, 0.0, 60.0, 60.0, -60.0, 40.0, 5000.0, 6000.0])
+    src = np.array([SRC_CENSUS, SRC_CENSUS] + [SRC_POINT] * 4 + [SRC_CENSUS] * 2, np.int8)
+    assert learn_side_model(street, number, x, y, src) is None  # 4 rooftops < 200
+    monkeypatch.setattr(settings, "GEOCODE_BLOCK_CURVE_MIN_PAIRS", 4)
+    model = learn_side_model(street, number, x, y, src)
+    assert model is not None
+    assert model.offset_ft == pytest.approx(60.0)  # median of 60, 60, 60, 40
+    assert model.odd_left_share == pytest.approx(0.75)  # 160 stands on the odd side
+    assert model.street_votes == {0: 2}  # three follow the rule, one does not
+    # the street's own lean decides; a street without rooftops gets the expected offset
+    assert model.signed_offset_ft(0, 151) == pytest.approx(60.0)
+    assert model.signed_offset_ft(0, 150) == pytest.approx(-60.0)
+    assert model.signed_offset_ft(1, 351) == pytest.approx((2 * 0.75 - 1) * 60.0)
+    assert SideModel(60.0, 0.75, {1: -3}).signed_offset_ft(1, 351) == pytest.approx(-60.0)
+
+
+def test_interpolation_between_census_points_moves_to_the_house_side(tmp_path: Path) -> None:
+    census = pd.DataFrame({
+        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
+        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
+    })
+    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(tmp_path / "census.csv", index=False)
+    g = Geocoder(build_reference([tmp_path / "census.csv"]))
+    sid = g.ref.key_to_id["TEST AVE"]
+    queries = ["2722 TEST AVE", "2721 TEST AVE", "2700 BLOCK TEST AVE", "2800 TEST AVE"]
+    # no rooftops to learn from: left on the range line
+    x, y = _xy(g.geocode(queries[:1]))
+    assert (x - X0, y - Y0) == (pytest.approx(220.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    # county share 0.75 odd-left, 60 ft: expected offset 30 ft; numbers rise eastward, so
+    # odd (left) is north and even (right) south
+    g = Geocoder(g.ref)
+    g._side = SideModel(60.0, 0.75, {})
+    res = g.geocode(queries)
+    assert _xy(res, 0)[0] - X0 == pytest.approx(220.0, abs=0.5)
+    assert _xy(res, 0)[1] - Y0 == pytest.approx(-30.0, abs=0.5)
+    assert _xy(res, 1)[1] - Y0 == pytest.approx(30.0, abs=0.5)
+    # a hundred-block's middle and a known point stay on the range line
+    assert (_xy(res, 2)[0] - X0, _xy(res, 2)[1] - Y0) == (pytest.approx(500.0, abs=0.5),
+                                                          pytest.approx(0.0, abs=0.5))
+    assert _xy(res, 3)[1] - Y0 == pytest.approx(0.0, abs=0.5)
+    # the street's own rooftops lean even-left: the full offset, the other way
+    g = Geocoder(g.ref)
+    g._side = SideModel(60.0, 0.75, {sid: -2})
+    res = g.geocode(queries[:2])
+    assert _xy(res, 0)[1] - Y0 == pytest.approx(60.0, abs=0.5)
+    assert _xy(res, 1)[1] - Y0 == pytest.approx(-60.0, abs=0.5)
