@@ -227,7 +227,9 @@ GEOCODE_ALIGN_MIN_SPAN: Final[float] = 50.0
 #: ... is moved along its bracket this share of the way to where parallel streets carry the
 #: number (0: plain linear interpolation; 0.5: both estimates count the same).
 GEOCODE_ALIGN_INTERPOLATION_WEIGHT: Final[float] = 0.5
-#: A house number (not a hundred) interpolated between two Census points (which lie on the
-#: range line) is moved to its side of the street, as learned from the reference's rooftops
-#: (`geo_lead.geocode.reference.learn_side_model`); False: left on the range line.
+#: An interpolated or extrapolated house number is moved across the street to its side, as
+#: learned from the reference's rooftops (`geo_lead.geocode.reference.learn_side_model`),
+#: allowing for how far the points it came from stand off the range line (Census points and
+#: hundreds: on it); hundreds and hundred-blocks go to the range line. False: left as
+#: interpolated between the known points.
 GEOCODE_SIDE_OFFSET: Final[bool] = True

@@ -301,3 +301,42 @@ def test_interpolation_between_census_points_moves_to_the_house_side(tmp_path: P
     res = g.geocode(queries[:2])
     assert _xy(res, 0)[1] - Y0 == pytest.approx(60.0, abs=0.5)
     assert _xy(res, 1)[1] - Y0 == pytest.approx(-60.0, abs=0.5)
+
+
+def test_side_shift_allows_for_the_offsets_of_the_points_it_came_from(tmp_path: Path) -> None:
+    # TEST AVE: Census 2700 at the origin (range line), rooftop 2790 (even) at (900, -60)
+    census = pd.DataFrame({"o_address": ["2700 TEST AVE"], "status": "Match",
+                           "m_address": ["2700 TEST AVE"], "m_zip": "40210"})
+    lon, lat = to_lonlat(np.array([X0]), np.array([Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(tmp_path / "census.csv", index=False)
+    pts = _points_csv(tmp_path / "pts.csv", [("2790 TEST AVE", 900.0, -60.0)])
+    g = Geocoder(build_reference([tmp_path / "census.csv", pts]))
+    sid = g.ref.key_to_id["TEST AVE"]
+    g._side = SideModel(60.0, 0.75, {sid: 5})  # this street: odd left (+60), even right (-60)
+    res = g.geocode(["2745 TEST AVE", "2744 TEST AVE"])
+    # halfway along the chord: (450, -30), standing -30 off the range line (half of 2790's
+    # -60); 2745 belongs at +60: shifted 90 ft along the chord's left normal (60, 900) / |.|
+    d = np.array([900.0, -60.0])
+    left = np.array([-d[1], d[0]]) / np.hypot(*d)
+    x, y = _xy(res, 0)
+    assert (x - X0, y - Y0) == (pytest.approx(450.0 + 90.0 * left[0], abs=0.5),
+                                pytest.approx(-30.0 + 90.0 * left[1], abs=0.5))
+    # 2744 (even): 44/90 of the way, standing 44/90 x -60 off; belongs at -60
+    t = 44.0 / 90.0
+    x, y = _xy(res, 1)
+    shift = -60.0 - t * -60.0
+    assert (x - X0, y - Y0) == (pytest.approx(900.0 * t + shift * left[0], abs=0.5),
+                                pytest.approx(-60.0 * t + shift * left[1], abs=0.5))
+
+
+def test_extrapolated_house_number_moves_to_its_side(tmp_path: Path) -> None:
+    rows = [*_grid_rows(), ("1200 TEST ST", 0.0, 0.0)]  # 1200: a hundred, on the range line
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    g._side = SideModel(60.0, 0.75, {})  # no lean of its own: expected offset 30 ft
+    res = g.geocode(["1301 TEST ST", "1300 TEST ST"])
+    # 101 numbers x 4 ft east; odd: left of east (north) by 30 ft; the hundred stays on the line
+    assert (_xy(res, 0)[0] - X0, _xy(res, 0)[1] - Y0) == (pytest.approx(404.0, abs=0.5),
+                                                          pytest.approx(30.0, abs=0.5))
+    assert (_xy(res, 1)[0] - X0, _xy(res, 1)[1] - Y0) == (pytest.approx(400.0, abs=0.5),
+                                                          pytest.approx(0.0, abs=0.5))

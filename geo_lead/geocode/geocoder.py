@@ -42,7 +42,6 @@ from geo_lead.geocode.normalize import (
     parse_street,
 )
 from geo_lead.geocode.reference import (
-    SRC_CENSUS,
     SRC_CENTERLINE,
     SRC_POINT,
     Reference,
@@ -451,6 +450,8 @@ class Geocoder:
                                 f"placed at the nearest known number {int(n_[k])} (neighbours far apart)")
                 x = x_[lo] + t * (x_[hi] - x_[lo])
                 y = y_[lo] + t * (y_[hi] - y_[lo])
+                # how far the estimate stands off the range line: its endpoints' expected offsets
+                implied = (1 - t) * self._point_offset(sid, s_[lo], n_[lo]) + t * self._point_offset(sid, s_[hi], n_[hi])
                 if side_only:
                     hi2 = int(np.searchsorted(pp, q, side="right"))
                     lo2 = hi2 - 1
@@ -464,11 +465,12 @@ class Geocoder:
                             y2 = ys[lo2] + t2 * (ys[hi2] - ys[lo2])
                             w1, w2 = 1.0 / (span + 10.0), OTHER_SIDE_WEIGHT / (span2 + 10.0)
                             x, y = (w1 * x + w2 * x2) / (w1 + w2), (w1 * y + w2 * y2) / (w1 + w2)
+                            implied2 = ((1 - t2) * self._point_offset(sid, src[lo2], nums[lo2])
+                                        + t2 * self._point_offset(sid, src[hi2], nums[hi2]))
+                            implied = (w1 * implied + w2 * implied2) / (w1 + w2)
                 if settings.GEOCODE_ALIGN_INTERPOLATION_WEIGHT > 0 and span >= settings.GEOCODE_ALIGN_MIN_SPAN:
                     x, y = self._align_interpolation(sid, x_[lo], y_[lo], x_[hi], y_[hi], q, x, y)
-                if (settings.GEOCODE_SIDE_OFFSET and pos is None and int(number) % 100 != 0
-                        and s_[lo] == SRC_CENSUS and s_[hi] == SRC_CENSUS):
-                    x, y = self._side_offset(sid, int(number), x_[lo], y_[lo], x_[hi], y_[hi], x, y)
+                x, y = self._to_side(sid, number, pos, implied, x_[hi] - x_[lo], y_[hi] - y_[lo], x, y)
                 score = 0.9 if span <= 200 else 0.85 if span <= 1000 else 0.75
                 if not side_only:
                     score -= 0.05
@@ -503,7 +505,9 @@ class Geocoder:
             aligned = self._aligned_along(sid, ex, ey, ux, uy, q, ex + ux * step, ey + uy * step)
             if aligned is not None and aligned * step > 0 and lo_f * abs(step) <= abs(aligned) <= hi_f * abs(step):
                 step = float(np.clip(aligned, -MAX_EXTRAPOLATION_FT, MAX_EXTRAPOLATION_FT))
-            return _Hit(ex + ux * step, ey + uy * step, "interpolated", 0.55, label,
+            px, py = self._to_side(sid, number, pos, self._point_offset(sid, src[edge], nums[edge]),
+                                   ux, uy, ex + ux * step, ey + uy * step)
+            return _Hit(px, py, "interpolated", 0.55, label,
                         f"extrapolated {past} from {int(nums[edge])} the way numbers run on "
                         f"{n_streets} nearby streets")
         far = np.flatnonzero(np.abs(pp - pp[edge]) >= 40)
@@ -515,31 +519,52 @@ class Geocoder:
             if dist > 0:
                 ft_per_n = min(dist / dn, 4 * FT_PER_NUMBER_DEFAULT)
                 step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT)
-                return _Hit(float(ex + dx / dist * step), float(ey + dy / dist * step), "interpolated",
+                sgn = -1.0 if below else 1.0  # (dx, dy) points away from the known numbers
+                px, py = self._to_side(sid, number, pos, self._point_offset(sid, src[edge], nums[edge]),
+                                       sgn * dx, sgn * dy, ex + dx / dist * step, ey + dy / dist * step)
+                return _Hit(float(px), float(py), "interpolated",
                             0.6, label, f"extrapolated {past} past {int(nums[edge])}")
         return _Hit(ex, ey, "interpolated", 0.5, label,
                     f"placed at the nearest known number {int(nums[edge])}")
 
-    def _side_offset(self, sid: int, number: int, x0: float, y0: float, x1: float, y1: float,
-                     x: float, y: float) -> tuple[float, float]:
-        """Move a point interpolated between two Census points to the house's side of the street.
-
-        Census points lie on the range line; a house number stands back from it on its side
-        (`geo_lead.geocode.reference.SideModel`, learned from the reference: the street's own
-        rooftops when they lean one way, else the county's odd-left share as an expected offset).
-        (x0, y0) -> (x1, y1) is the bracket, toward higher numbers. Not for hundred numbers
-        (``2700 W MADISON ST`` is a block start, on the range line) nor hundred-blocks.
-        Hold-out (seeds 20180801/1/2): address-point medians 53.2/52.7/52.4 -> 52.7/52.4/52.1 m.
-        """
+    def _side_model(self) -> Any:
+        """The side-of-street model (`learn_side_model`), learned on first need; None without one."""
         if self._side is None:
             ref = self.ref
             self._side = learn_side_model(ref.pt_street, ref.pt_number, ref.pt_x, ref.pt_y, ref.pt_src) or False
-        length = float(np.hypot(x1 - x0, y1 - y0))
-        if not self._side or length <= 0:
+        return self._side or None
+
+    def _point_offset(self, sid: int, src: int, number: float) -> float:
+        """Expected offset of a known point from the range line (left of higher numbers is +).
+
+        Census and centerline points lie on the range line (0), as do hundreds (block starts);
+        a rooftop stands on its number's side (`SideModel.signed_offset_ft`).
+        """
+        if not settings.GEOCODE_SIDE_OFFSET or src != SRC_POINT or int(number) % 100 == 0:
+            return 0.0
+        model = self._side_model()
+        return 0.0 if model is None else model.signed_offset_ft(sid, int(number))
+
+    def _to_side(self, sid: int, number: float, pos: float | None, implied_ft: float,
+                 dx: float, dy: float, x: float, y: float) -> tuple[float, float]:
+        """Move (x, y) across the street to where `number` is expected to stand.
+
+        (dx, dy) points toward higher numbers; `implied_ft` is how far (x, y) already stands
+        off the range line (from the points it was interpolated or extrapolated from). A house
+        number belongs on its side (`SideModel`); a hundred (``2700 W MADISON ST``, a block
+        start) and a hundred-block's middle (`pos` given) on the range line. Hold-out (seeds
+        20180801/1/2): address-point medians 53.2/52.7/52.4 -> 50.2/49.9/50.4 m, Census
+        57.5/61.2/61.1 -> 57.1/60.4/60.0 m.
+        """
+        if not settings.GEOCODE_SIDE_OFFSET or self._side_model() is None:
             return x, y
-        off = self._side.signed_offset_ft(sid, number)
-        # left of the way numbers increase: the chord direction turned 90 degrees anticlockwise
-        return x - off * (y1 - y0) / length, y + off * (x1 - x0) / length
+        length = float(np.hypot(dx, dy))
+        if length <= 0:
+            return x, y
+        target = 0.0 if pos is not None else self._point_offset(sid, SRC_POINT, number)
+        shift = target - implied_ft
+        # left of the way numbers increase: (dx, dy) turned 90 degrees anticlockwise
+        return x - shift * dy / length, y + shift * dx / length
 
     def _align_interpolation(self, sid: int, x0: float, y0: float, x1: float, y1: float, q: float,
                              x: float, y: float) -> tuple[float, float]:
