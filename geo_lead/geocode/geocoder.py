@@ -943,6 +943,9 @@ def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFr
     lat = np.full(ux.size, np.nan)
     if ok.any():
         lon[ok], lat[ok] = to_lonlat(ux[ok], uy[ok])
+        # published at 7 decimals (about 1 cm): a consumer that rounds to that precision (the
+        # zone check's answer) sees the very point it was given
+        lon, lat = np.round(lon, 7), np.round(lat, 7)
     w, s, e, n = settings.JEFFERSON_BBOX
     inside = ok & (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
     mtype = np.array([h.match_type for h in hits], object)
