@@ -212,6 +212,9 @@ GEOCODE_LOCAL_NUMBERING_TOLERANCE: Final[float] = 100.0
 GEOCODE_LOCAL_NUMBERING_MIN_STREETS: Final[int] = 1
 #: The agreeing streets' directions must agree: length of their weighted mean unit vector.
 GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT: Final[float] = 0.7
+#: The extrapolated step is multiplied by that agreement (the expected cosine between the mean
+#: direction and the true one), so a doubtful direction lands nearer the known end.
+GEOCODE_LOCAL_NUMBERING_SHRINK: Final[bool] = True
 #: Such an extrapolation is then moved to where parallel streets within this distance of it
 #: carry the number itself ...
 GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0
@@ -219,3 +222,14 @@ GEOCODE_ALIGN_RADIUS_FT: Final[float] = 1500.0
 GEOCODE_ALIGN_MIN_COS: Final[float] = 0.9
 #: ... when that lies between these multiples of the feet-per-number step (else the step stays).
 GEOCODE_ALIGN_STEP_RANGE: Final[tuple[float, float]] = (0.4, 1.5)
+#: An interpolation between two known numbers at least this far apart (range scale) ...
+GEOCODE_ALIGN_MIN_SPAN: Final[float] = 50.0
+#: ... is moved along its bracket this share of the way to where parallel streets carry the
+#: number (0: plain linear interpolation; 0.5: both estimates count the same).
+GEOCODE_ALIGN_INTERPOLATION_WEIGHT: Final[float] = 0.5
+#: An interpolated or extrapolated house number is moved across the street to its side, as
+#: learned from the reference's rooftops (`geo_lead.geocode.reference.learn_side_model`),
+#: allowing for how far the points it came from stand off the range line (Census points and
+#: hundreds: on it); hundreds and hundred-blocks go to the range line. False: left as
+#: interpolated between the known points.
+GEOCODE_SIDE_OFFSET: Final[bool] = True

@@ -17,9 +17,11 @@ from geo_lead.geocode import Geocoder
 from geo_lead.geocode.reference import (
     SRC_CENSUS,
     SRC_POINT,
+    SideModel,
     block_position,
     build_reference,
     learn_block_curve,
+    learn_side_model,
     to_lonlat,
     to_projected,
 )
@@ -189,3 +191,152 @@ def test_extrapolation_lands_where_parallel_streets_carry_the_number(tmp_path: P
     assert along == pytest.approx(200.0 + 25 * 7.0)
     # a north-running line: no street runs that way, no answer
     assert g._aligned_along(sid, X0, Y0, 0.0, 1.0, 1275.0, X0, Y0 + 300.0) is None
+
+
+def _aligned_interpolation_rows(test_end_x: float) -> list[tuple[str, float, float]]:
+    # NORTH/SOUTH ST carry 1250 at x=200 (1200 at 0, 1250 at 200, 1300 at 550); TEST ST is
+    # known only at 1200 (x=0) and 1300 (x=test_end_x), all on one line y=0
+    rows = [(f"{n} {name}", x, dy) for name, dy in (("NORTH ST", 400.0), ("SOUTH ST", -400.0))
+            for n, x in ((1200, 0.0), (1250, 200.0), (1300, 550.0))]
+    return [*rows, ("1200 TEST ST", 0.0, 0.0), ("1300 TEST ST", test_end_x, 0.0)]
+
+
+def test_interpolation_moves_halfway_to_where_parallel_streets_carry_the_number(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(1000.0))]))
+    # linear between 1200 (x=0) and 1300 (x=1000): x=500; parallel streets: x=200;
+    # weight 0.5: halfway between, x=350, still on TEST ST's line
+    assert settings.GEOCODE_ALIGN_INTERPOLATION_WEIGHT == 0.5
+    res = g.geocode(["1250 TEST ST"])
+    x, y = _xy(res)
+    assert (x - X0, y - Y0) == (pytest.approx(350.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    assert res["reason"][0] == "interpolated between 1200 and 1300"
+    # switched off: plain linear interpolation
+    monkeypatch.setattr(settings, "GEOCODE_ALIGN_INTERPOLATION_WEIGHT", 0.0)
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(1000.0))]))
+    x, y = _xy(g.geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(500.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+def test_interpolation_ignores_parallel_streets_outside_the_bracket(tmp_path: Path) -> None:
+    # TEST ST's 1300 at x=150: the parallel streets' x=200 lies past it, so linear (x=75) stays
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", _aligned_interpolation_rows(150.0))]))
+    x, y = _xy(g.geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(75.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+def test_extrapolation_shrinks_by_the_neighbours_direction_agreement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # NORTH ST (y=+400) runs 30 degrees north of east, SOUTH ST (y=-400) 30 degrees south of
+    # east, both 4 ft per number from 1200 at x=0; carried across to TEST ST's only point
+    # (1200 at the origin) both give 1200 +- 50, at the same distance: equal weights, mean
+    # direction east, agreement cos 30 = 0.866. 1250 TEST ST: 50 numbers x 4 ft x 0.866 east.
+    c, s = np.cos(np.radians(30.0)), np.sin(np.radians(30.0))
+    rows = [("1200 NORTH ST", 0.0, 400.0), ("1250 NORTH ST", 200.0 * c, 400.0 + 200.0 * s),
+            ("1200 SOUTH ST", 0.0, -400.0), ("1250 SOUTH ST", 200.0 * c, -400.0 - 200.0 * s),
+            ("1200 TEST ST", 0.0, 0.0)]
+    path = _points_csv(tmp_path / "pts.csv", rows)
+    g = Geocoder(build_reference([path]))
+    res = g.geocode(["1250 TEST ST"])
+    x, y = _xy(res)
+    assert "the way numbers run on 2 nearby streets" in res["reason"][0]
+    assert (x - X0, y - Y0) == (pytest.approx(200.0 * c, abs=0.5), pytest.approx(0.0, abs=0.5))
+    monkeypatch.setattr(settings, "GEOCODE_LOCAL_NUMBERING_SHRINK", False)
+    x, y = _xy(Geocoder(build_reference([path])).geocode(["1250 TEST ST"]))
+    assert (x - X0, y - Y0) == (pytest.approx(200.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+
+
+# --- the side of the street ----------------------------------------------------------------
+def test_side_model_is_learned_from_rooftops_beside_census_chords(monkeypatch: pytest.MonkeyPatch) -> None:
+    # street 0 runs east (Census 100 at x=0, 200 at x=1000): odd rooftops 60 ft north (left),
+    # even 60 ft south, one even rooftop 40 ft north; street 1 (Census only) has no rooftops
+    street = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    number = np.array([100, 200, 111, 151, 120, 160, 300, 400], float)
+    x = np.array([0.0, 1000.0, 300.0, 500.0, 300.0, 600.0, 0.0, 0.0])
+    y = np.array([0.0, 0.0, 60.0, 60.0, -60.0, 40.0, 5000.0, 6000.0])
+    src = np.array([SRC_CENSUS, SRC_CENSUS] + [SRC_POINT] * 4 + [SRC_CENSUS] * 2, np.int8)
+    assert learn_side_model(street, number, x, y, src) is None  # 4 rooftops < 200
+    monkeypatch.setattr(settings, "GEOCODE_BLOCK_CURVE_MIN_PAIRS", 4)
+    model = learn_side_model(street, number, x, y, src)
+    assert model is not None
+    assert model.offset_ft == pytest.approx(60.0)  # median of 60, 60, 60, 40
+    assert model.odd_left_share == pytest.approx(0.75)  # 160 stands on the odd side
+    assert model.street_votes == {0: 2}  # three follow the rule, one does not
+    # the street's own lean decides; a street without rooftops gets the expected offset
+    assert model.signed_offset_ft(0, 151) == pytest.approx(60.0)
+    assert model.signed_offset_ft(0, 150) == pytest.approx(-60.0)
+    assert model.signed_offset_ft(1, 351) == pytest.approx((2 * 0.75 - 1) * 60.0)
+    assert SideModel(60.0, 0.75, {1: -3}).signed_offset_ft(1, 351) == pytest.approx(-60.0)
+
+
+def test_interpolation_between_census_points_moves_to_the_house_side(tmp_path: Path) -> None:
+    census = pd.DataFrame({
+        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
+        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
+    })
+    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(tmp_path / "census.csv", index=False)
+    g = Geocoder(build_reference([tmp_path / "census.csv"]))
+    sid = g.ref.key_to_id["TEST AVE"]
+    queries = ["2722 TEST AVE", "2721 TEST AVE", "2700 BLOCK TEST AVE", "2800 TEST AVE"]
+    # no rooftops to learn from: left on the range line
+    x, y = _xy(g.geocode(queries[:1]))
+    assert (x - X0, y - Y0) == (pytest.approx(220.0, abs=0.5), pytest.approx(0.0, abs=0.5))
+    # county share 0.75 odd-left, 60 ft: expected offset 30 ft; numbers rise eastward, so
+    # odd (left) is north and even (right) south
+    g = Geocoder(g.ref)
+    g._side = SideModel(60.0, 0.75, {})
+    res = g.geocode(queries)
+    assert _xy(res, 0)[0] - X0 == pytest.approx(220.0, abs=0.5)
+    assert _xy(res, 0)[1] - Y0 == pytest.approx(-30.0, abs=0.5)
+    assert _xy(res, 1)[1] - Y0 == pytest.approx(30.0, abs=0.5)
+    # a hundred-block's middle and a known point stay on the range line
+    assert (_xy(res, 2)[0] - X0, _xy(res, 2)[1] - Y0) == (pytest.approx(500.0, abs=0.5),
+                                                          pytest.approx(0.0, abs=0.5))
+    assert _xy(res, 3)[1] - Y0 == pytest.approx(0.0, abs=0.5)
+    # the street's own rooftops lean even-left: the full offset, the other way
+    g = Geocoder(g.ref)
+    g._side = SideModel(60.0, 0.75, {sid: -2})
+    res = g.geocode(queries[:2])
+    assert _xy(res, 0)[1] - Y0 == pytest.approx(60.0, abs=0.5)
+    assert _xy(res, 1)[1] - Y0 == pytest.approx(-60.0, abs=0.5)
+
+
+def test_side_shift_allows_for_the_offsets_of_the_points_it_came_from(tmp_path: Path) -> None:
+    # TEST AVE: Census 2700 at the origin (range line), rooftop 2790 (even) at (900, -60)
+    census = pd.DataFrame({"o_address": ["2700 TEST AVE"], "status": "Match",
+                           "m_address": ["2700 TEST AVE"], "m_zip": "40210"})
+    lon, lat = to_lonlat(np.array([X0]), np.array([Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(tmp_path / "census.csv", index=False)
+    pts = _points_csv(tmp_path / "pts.csv", [("2790 TEST AVE", 900.0, -60.0)])
+    g = Geocoder(build_reference([tmp_path / "census.csv", pts]))
+    sid = g.ref.key_to_id["TEST AVE"]
+    g._side = SideModel(60.0, 0.75, {sid: 5})  # this street: odd left (+60), even right (-60)
+    res = g.geocode(["2745 TEST AVE", "2744 TEST AVE"])
+    # halfway along the chord: (450, -30), standing -30 off the range line (half of 2790's
+    # -60); 2745 belongs at +60: shifted 90 ft along the chord's left normal (60, 900) / |.|
+    d = np.array([900.0, -60.0])
+    left = np.array([-d[1], d[0]]) / np.hypot(*d)
+    x, y = _xy(res, 0)
+    assert (x - X0, y - Y0) == (pytest.approx(450.0 + 90.0 * left[0], abs=0.5),
+                                pytest.approx(-30.0 + 90.0 * left[1], abs=0.5))
+    # 2744 (even): 44/90 of the way, standing 44/90 x -60 off; belongs at -60
+    t = 44.0 / 90.0
+    x, y = _xy(res, 1)
+    shift = -60.0 - t * -60.0
+    assert (x - X0, y - Y0) == (pytest.approx(900.0 * t + shift * left[0], abs=0.5),
+                                pytest.approx(-60.0 * t + shift * left[1], abs=0.5))
+
+
+def test_extrapolated_house_number_moves_to_its_side(tmp_path: Path) -> None:
+    rows = [*_grid_rows(), ("1200 TEST ST", 0.0, 0.0)]  # 1200: a hundred, on the range line
+    g = Geocoder(build_reference([_points_csv(tmp_path / "pts.csv", rows)]))
+    g._side = SideModel(60.0, 0.75, {})  # no lean of its own: expected offset 30 ft
+    res = g.geocode(["1301 TEST ST", "1300 TEST ST"])
+    # 101 numbers x 4 ft east; odd: left of east (north) by 30 ft; the hundred stays on the line
+    assert (_xy(res, 0)[0] - X0, _xy(res, 0)[1] - Y0) == (pytest.approx(404.0, abs=0.5),
+                                                          pytest.approx(30.0, abs=0.5))
+    assert (_xy(res, 1)[0] - X0, _xy(res, 1)[1] - Y0) == (pytest.approx(400.0, abs=0.5),
+                                                          pytest.approx(0.0, abs=0.5))

@@ -328,6 +328,80 @@ def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: 
     return curve
 
 
+@dataclass(frozen=True)
+class SideModel:
+    """Which side of the street odd and even rooftops stand on, learned from the reference.
+
+    Attributes
+    ----------
+    offset_ft
+        Median distance of a rooftop from its block's Census chord (H00 -> H00+100).
+    odd_left_share
+        County-wide share of rooftops on the side the odd-left rule predicts (odd numbers left,
+        even right, facing higher numbers).
+    street_votes
+        Per street id: the rooftops that follow the odd-left rule minus those that do not.
+    """
+
+    offset_ft: float
+    odd_left_share: float
+    street_votes: dict[int, int]
+
+    def signed_offset_ft(self, street: int, number: int) -> float:
+        """Expected offset left (+) or right (-) of the way numbers increase, for `number`.
+
+        The street's own rooftops decide the side when they lean one way; else the county
+        share gives the expected offset (full offset times 2 x share - 1).
+        """
+        vote = self.street_votes.get(street, 0)
+        if vote:
+            odd_left = float(np.sign(vote)) * self.offset_ft
+        else:
+            odd_left = (2.0 * self.odd_left_share - 1.0) * self.offset_ft
+        return odd_left if number % 2 == 1 else -odd_left
+
+
+def learn_side_model(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
+                     src: np.ndarray) -> SideModel | None:
+    """Learn `SideModel` from address points lying along a block between two Census points.
+
+    Census geocoder points sit on the range line (near the centreline); a house stands back
+    from it on its side. For every address point with Census points at its block's start (H00)
+    and the next (H00+100) on the same street (as in `learn_block_curve`), its signed distance
+    from that chord (left of the way numbers increase is +) is measured. None when fewer than
+    `settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS` such points exist.
+    """
+    cen = (src == SRC_CENSUS) & (number % 100 == 0)
+    if cen.sum() < 2:
+        return None
+    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
+    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
+    roof = np.flatnonzero((src == SRC_POINT) & (number % 100 != 0))
+    h = (number[roof] // 100 * 100).astype(np.int64)
+    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
+    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    d = b[ok] - a[ok]
+    chord = np.hypot(d[:, 0], d[:, 1])
+    v = np.column_stack([x[roof][ok], y[roof][ok]]) - a[ok]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        left = (d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0]) / chord
+        t = (v * d).sum(axis=1) / chord**2
+    use = ((chord >= settings.GEOCODE_BLOCK_CURVE_MIN_FT) & (chord <= settings.GEOCODE_BLOCK_CURVE_MAX_FT)
+           & (np.abs(left) <= 0.5 * chord) & (t > 0) & (t < 1))
+    if use.sum() < settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS:
+        return None
+    odd = number[roof][ok][use].astype(np.int64) % 2 == 1
+    odd_left = np.where(odd, left[use], -left[use])  # > 0: the point follows the odd-left rule
+    votes = pd.Series(np.sign(odd_left).astype(np.int64)).groupby(street[roof][ok][use]).sum()
+    model = SideModel(float(np.median(np.abs(odd_left))), float((odd_left > 0).mean()),
+                      {int(k): int(v) for k, v in votes.items() if v})
+    log.info("side model from %d address points: %.0f ft off the range line, %.0f%% odd-left, "
+             "%d streets lean one way", int(use.sum()), model.offset_ft, 100 * model.odd_left_share,
+             len(model.street_votes))
+    return model
+
+
 def block_position(number: np.ndarray | float, curve: np.ndarray | None) -> np.ndarray:
     """House numbers on the range scale: H00 + 100 x curve(offset); the number when no curve."""
     n = np.asarray(number, float)
