@@ -530,8 +530,11 @@ def check_address(checker: ZoneChecker, address: str, zip_code: str | None = Non
         raise ZoneInputError(f"address {address!r}{f' (ZIP {zip_text})' if zip_text else ''} "
                              f"could not be located: {reason}. Check the spelling, add the ZIP "
                              "code, or give --lat/--lon.")
-    answer = checker.check(float(lat), float(lon)).to_dict()
-    answer.update(lon=round(float(lon), 7), lat=round(float(lat), 7),
+    # check the point as published (7 decimals, ~1 cm), so checking the returned lat/lon again
+    # gives this very answer
+    lat, lon = round(float(lat), 7), round(float(lon), 7)
+    answer = checker.check(lat, lon).to_dict()
+    answer.update(lon=lon, lat=lat,
                   match_type=str(row["match_type"]),
                   score=None if row.get("score") is None else round(float(row["score"]), 3),
                   matched_address=None if row.get("matched_address") is None
