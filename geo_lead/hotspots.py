@@ -93,15 +93,28 @@ def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible"
 
 
 def assign_neighborhoods(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.Series:
-    """NH_NAME containing each record ("" outside every unit or not geocoded).
+    """NH_NAME of each record ("" outside every unit or not geocoded), by the spatial join's
+    own rule (`spatial_join.join_records`: a point on an edge belongs to the first unit).
 
     Used only when the records lack the ``neighborhood`` column the spatial join writes.
     """
-    pts = records.to_crs(settings.CRS_PROJECTED)
-    polys = neighborhoods[["NH_NAME", "geometry"]].to_crs(settings.CRS_PROJECTED)
-    joined = gpd.sjoin(pts[[pts.geometry.name]], polys, how="left", predicate="within")
-    first = joined[~joined.index.duplicated(keep="first")]["NH_NAME"]
-    return first.reindex(records.index).fillna("").astype(str)
+    from geo_lead.spatial_join import join_records
+
+    joined = join_records(records.to_crs(neighborhoods.crs), neighborhoods)
+    return joined["neighborhood"].fillna("").astype(str)
+
+
+def units_of(points: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.Series:
+    """The unit each point was joined to: its ``neighborhood`` column when it has one (the
+    join's answer, which score and site count), else `assign_neighborhoods`.
+
+    Never a fresh point-in-polygon test with another predicate: a point on a unit's edge
+    (streets are the boundaries, and block points lie on the street) must count in the same
+    unit for every statistic.
+    """
+    if "neighborhood" in points:
+        return points["neighborhood"].fillna("").astype(str)
+    return assign_neighborhoods(points, neighborhoods)
 
 
 def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None = None,
@@ -344,10 +357,8 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
     from libpysal.weights import Queen
 
     proj = neighborhoods.to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
-    joined = gpd.sjoin(points[[points.geometry.name, "weight"]], proj[["NH_NAME", "geometry"]],
-                       how="inner", predicate="within")
-    joined = joined[~joined.index.duplicated(keep="first")]
-    count = joined.groupby("NH_NAME")["weight"].sum().reindex(proj["NH_NAME"]).fillna(0.0).to_numpy()
+    unit = units_of(points, neighborhoods)
+    count = points["weight"].groupby(unit.to_numpy()).sum().reindex(proj["NH_NAME"]).fillna(0.0).to_numpy()
     area_sqmi = proj.geometry.area.to_numpy() / settings.SQFT_PER_SQMI
     density = count / area_sqmi
     with warnings.catch_warnings():
@@ -488,7 +499,7 @@ def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
     """
     points, accounting = indicator_points(records, indicator)
     area = study_area(neighborhoods, area_names)
-    in_area = points[points.within(area)]
+    in_area = points[units_of(points, neighborhoods).isin(list(area_names)).to_numpy()]
     accounting["in_study_area"] = len(in_area)
     accounting["outside_study_area"] = len(points) - len(in_area)
     kde, kde_info = kde_surface(in_area, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)

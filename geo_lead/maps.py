@@ -826,7 +826,7 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
         pts = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]),
                                crs=settings.CRS_STORE)
         joined = gpd.sjoin(pts, for_display(areas)[[name_col, "geometry"]], how="left",
-                           predicate="within")
+                           predicate="intersects")  # as the spatial join: edges belong somewhere
         joined = joined[~joined.index.duplicated(keep="first")]
         frame["area"] = joined[name_col].fillna("").astype(str)
     if frame.empty:

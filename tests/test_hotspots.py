@@ -230,3 +230,26 @@ def test_gistar_grid_band_default_is_one_and_a_half_cells() -> None:
     assert (out["band_ft"] == 1500.0).all() and len(out) == 25
     centre = out.loc[out["count"] == 3].index[0]
     assert out.loc[centre, "gi_z"] == out["gi_z"].max()
+
+
+def test_points_on_a_unit_edge_count_where_the_join_put_them() -> None:
+    """Block points lie on streets and streets are the units' edges: a point on the study
+    area's edge counts in the unit the spatial join gave it, for KDE, both Gi* and the
+    accounting alike (score and site count that unit too), not dropped by a stricter test."""
+    from geo_lead.spatial_join import join_records
+
+    nh = load_neighborhoods()
+    inner = clustered_records(nh, "PHOENIX HILL").to_crs(settings.CRS_PROJECTED)
+    edge = shapely.get_coordinates(study_area(nh, FIRST_DIVISION).boundary)[::40]
+    on_edge = gpd.GeoDataFrame({"occurred_at": "2016-05-01T12:00:00", "lead_eligible": True},
+                               index=range(len(edge)), geometry=shapely.points(edge), crs=settings.CRS_PROJECTED)
+    on_edge["neighborhood"] = join_records(on_edge, nh.to_crs(settings.CRS_PROJECTED))["neighborhood"].to_numpy()
+    on_edge = on_edge[on_edge["neighborhood"].isin(FIRST_DIVISION)]
+    assert len(on_edge) >= 5 and not on_edge.within(study_area(nh, FIRST_DIVISION)).any()
+    records = pd.concat([inner, on_edge], ignore_index=True)
+    layers, result = hotspots(records, nh, FIRST_DIVISION, permutations=99)
+    expected = int((records["lead_eligible"] & records["neighborhood"].isin(FIRST_DIVISION)).sum())
+    assert result["records"]["in_study_area"] == expected
+    nbh = layers["hotspot_gistar_neighborhoods"].set_index("neighborhood")
+    assert nbh.loc[FIRST_DIVISION, "count"].sum() == pytest.approx(expected)
+    assert layers["hotspot_gistar_grid"]["count"].sum() == pytest.approx(expected)
