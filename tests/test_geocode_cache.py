@@ -84,6 +84,23 @@ def test_geocode_store_counts_cache_and_invalidation(store_path: Path, small_geo
         assert hashes == {other.reference_hash}
 
 
+def test_new_matcher_version_regeocodes_the_store(small_geocoder: Geocoder, store_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same reference, new placement rules (an upgrade): cached results are not reused."""
+    import geo_lead.geocode.geocoder as geocoder_module
+
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(_records(["150 MAIN ST", "100 OAK AVE"]), "2024-01-01T00:00:00Z")
+        assert geocode_store(store, small_geocoder)["geocoded_new"] == 2
+        assert geocode_store(store, small_geocoder)["records"] == 0
+        before = small_geocoder.reference_hash
+        monkeypatch.setattr(geocoder_module, "MATCHER_VERSION", "matcher-next")
+        assert small_geocoder.reference_hash != before
+        again = geocode_store(store, small_geocoder)
+        assert again["records"] == 2 and again["geocoded_new"] == 2 and again["geocoded_from_cache"] == 0
+
+
 def test_cli_geocode_address_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     POINTS.to_csv(tmp_path / "pts.csv", index=False)
     code = cli.main(["geocode-address", "150 MAIN ST", "--zip", "40202", "--json",

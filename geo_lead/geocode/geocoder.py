@@ -66,6 +66,9 @@ INTERSECTION_MAX_GAP_FT = settings.GEOCODE_INTERSECTION_MAX_GAP_FT
 STREET_BREAK_FT = settings.GEOCODE_STREET_BREAK_FT
 FUZZY_PENALTY = settings.GEOCODE_FUZZY_PENALTY
 GRID_CHECK_FT = settings.GEOCODE_GRID_CHECK_FT
+#: Bump when matching or placement changes what a given address returns: stores' cached
+#: results are keyed by the reference hash *and* this, so an upgrade re-geocodes them once.
+MATCHER_VERSION = "matcher-2 (side of street, grid-aligned brackets)"
 SIDE_SPAN_FACTOR = 3.0
 # Same-side interpolation is blended with a closer both-sides bracket, each weighted by
 # 1 / (span + 10); the other side's houses count half (they face across the street).
@@ -126,7 +129,10 @@ class Geocoder:
 
     @property
     def reference_hash(self) -> str:
-        return self.ref.hash
+        """The cache key: the reference files' hash (with `INDEX_VERSION`) and `MATCHER_VERSION`."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.ref.hash}|{MATCHER_VERSION}".encode()).hexdigest()
 
     # --- public -----------------------------------------------------------------------
     def geocode(self, addresses: Sequence[str], zips: Sequence[str] | None = None,
