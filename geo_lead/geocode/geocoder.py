@@ -631,9 +631,7 @@ class Geocoder:
             return None
         dist = np.hypot(gx[idx] - ex, gy[idx] - ey)
         w = 1.0 / ((1.0 + dist / 500.0) * (1.0 + resid / 25.0))
-        # each street counts once in total, however many point pairs it has
-        _, inv, cnt = np.unique(gst[idx], return_inverse=True, return_counts=True)
-        w = w / cnt[inv]
+        w = _once_per_street(w, gst[idx])
         vx, vy = float((w * gux[idx]).sum()), float((w * guy[idx]).sum())
         agree = np.hypot(vx, vy) / float(w.sum())
         if agree < settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT:
@@ -641,9 +639,7 @@ class Geocoder:
         norm = np.hypot(vx, vy)
         # feet per number: the median weighted like the direction (closer, better-agreeing
         # streets count more; hold-out: Census medians 61.6/64.9/65.6 -> 60.4/64.4/64.9 m)
-        o = np.argsort(gft[idx], kind="stable")
-        cw = np.cumsum(w[o])
-        ft_per_n = float(gft[idx][o][np.searchsorted(cw, cw[-1] / 2)])
+        ft_per_n = _weighted_median(gft[idx], w)
         return vx / norm, vy / norm, min(ft_per_n, 4 * FT_PER_NUMBER_DEFAULT), int(streets.size), float(agree)
 
     def _aligned_along(self, sid: int, ex: float, ey: float, ux: float, uy: float, q: float,
@@ -673,11 +669,7 @@ class Geocoder:
         along = (px - ex) * ux + (py - ey) * uy
         perp = np.abs((px - ex) * uy - (py - ey) * ux)
         w = 1.0 / (1.0 + perp / 500.0)
-        _, inv, cnt = np.unique(gst[idx], return_inverse=True, return_counts=True)
-        w = w / cnt[inv]
-        o = np.argsort(along, kind="stable")
-        cw = np.cumsum(w[o])
-        return float(along[o][np.searchsorted(cw, cw[-1] / 2)])
+        return _weighted_median(along, _once_per_street(w, gst[idx]))
 
     def _gradients(self) -> Any:
         """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
@@ -876,6 +868,20 @@ class Geocoder:
                 best, best_k = support, k
         near = np.hypot(pts[:, 0] - pts[best_k, 0], pts[:, 1] - pts[best_k, 1]) <= 1000
         return float(pts[near, 0].mean()), float(pts[near, 1].mean()), True
+
+def _once_per_street(weights: np.ndarray, streets: np.ndarray) -> np.ndarray:
+    """`weights` divided by how many entries each street has: a street counts once in total,
+    however many point pairs it has."""
+    _, inv, cnt = np.unique(streets, return_inverse=True, return_counts=True)
+    return weights / cnt[inv]
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value where the cumulative weight (values in order) first reaches half the total."""
+    o = np.argsort(values, kind="stable")
+    cw = np.cumsum(weights[o])
+    return float(values[o][np.searchsorted(cw, cw[-1] / 2)])
+
 
 _ORDINAL_NAME = re.compile(r"^(\d{1,2})(?:ST|ND|RD|TH)$")
 

@@ -271,6 +271,32 @@ class _Builder:
             block_curve=curve)
 
 
+def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
+                                   src: np.ndarray) -> tuple[np.ndarray, ...] | None:
+    """Address points (not hundreds) of a block whose start (H00) and next start (H00+100)
+    both have Census points on the same street: ``(index, t, left_ft, chord_ft)`` per point,
+    `t` the fraction of the way along the H00 -> H00+100 chord, `left_ft` the signed distance
+    from it (left of the way numbers increase is +). None without two Census hundreds.
+    """
+    cen = (src == SRC_CENSUS) & (number % 100 == 0)
+    if cen.sum() < 2:
+        return None
+    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
+    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
+    roof = np.flatnonzero((src == SRC_POINT) & (number % 100 != 0))
+    h = (number[roof] // 100 * 100).astype(np.int64)
+    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
+    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
+    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    d = b[ok] - a[ok]
+    chord = np.hypot(d[:, 0], d[:, 1])
+    v = np.column_stack([x[roof][ok], y[roof][ok]]) - a[ok]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        left = (d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0]) / chord
+        t = (v * d).sum(axis=1) / chord**2
+    return roof[ok], t, left, chord
+
+
 def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
                       src: np.ndarray) -> np.ndarray | None:
     """Where rooftops lie along a hundred-block, learned from the reference itself.
@@ -291,23 +317,12 @@ def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: 
         `settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS` such points exist (e.g. a reference of
         address points or centerlines only): numbers are then used as they are.
     """
-    cen = (src == SRC_CENSUS) & (number % 100 == 0)
-    if cen.sum() < 2:
+    beside = _rooftops_beside_census_blocks(street, number, x, y, src)
+    if beside is None:
         return None
-    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
-    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
-    roof = np.flatnonzero(src == SRC_POINT)
-    h = (number[roof] // 100 * 100).astype(np.int64)
-    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
-    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
-    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
-    d = b[ok] - a[ok]
-    chord = np.hypot(d[:, 0], d[:, 1])
-    v = np.column_stack([x[roof][ok], y[roof][ok]]) - a[ok]
-    offset = number[roof][ok] - h[ok]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = (v * d).sum(axis=1) / chord**2
-        perp = np.abs(v[:, 0] * d[:, 1] - v[:, 1] * d[:, 0]) / chord
+    roof, t, left, chord = beside
+    offset = number[roof] - number[roof] // 100 * 100
+    perp = np.abs(left)
     # a plausible block (not a jump between pieces of a same-named street), the point beside it
     use = ((chord >= settings.GEOCODE_BLOCK_CURVE_MIN_FT) & (chord <= settings.GEOCODE_BLOCK_CURVE_MAX_FT)
            & (perp <= 0.5 * chord) & (offset >= 1))
@@ -371,29 +386,17 @@ def learn_side_model(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: n
     from that chord (left of the way numbers increase is +) is measured. None when fewer than
     `settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS` such points exist.
     """
-    cen = (src == SRC_CENSUS) & (number % 100 == 0)
-    if cen.sum() < 2:
+    beside = _rooftops_beside_census_blocks(street, number, x, y, src)
+    if beside is None:
         return None
-    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
-    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
-    roof = np.flatnonzero((src == SRC_POINT) & (number % 100 != 0))
-    h = (number[roof] // 100 * 100).astype(np.int64)
-    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
-    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
-    ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
-    d = b[ok] - a[ok]
-    chord = np.hypot(d[:, 0], d[:, 1])
-    v = np.column_stack([x[roof][ok], y[roof][ok]]) - a[ok]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        left = (d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0]) / chord
-        t = (v * d).sum(axis=1) / chord**2
+    roof, t, left, chord = beside
     use = ((chord >= settings.GEOCODE_BLOCK_CURVE_MIN_FT) & (chord <= settings.GEOCODE_BLOCK_CURVE_MAX_FT)
            & (np.abs(left) <= 0.5 * chord) & (t > 0) & (t < 1))
     if use.sum() < settings.GEOCODE_BLOCK_CURVE_MIN_PAIRS:
         return None
-    odd = number[roof][ok][use].astype(np.int64) % 2 == 1
+    odd = number[roof][use].astype(np.int64) % 2 == 1
     odd_left = np.where(odd, left[use], -left[use])  # > 0: the point follows the odd-left rule
-    votes = pd.Series(np.sign(odd_left).astype(np.int64)).groupby(street[roof][ok][use]).sum()
+    votes = pd.Series(np.sign(odd_left).astype(np.int64)).groupby(street[roof][use]).sum()
     model = SideModel(float(np.median(np.abs(odd_left))), float((odd_left > 0).mean()),
                       {int(k): int(v) for k, v in votes.items() if v})
     log.info("side model from %d address points: %.0f ft off the range line, %.0f%% odd-left, "
