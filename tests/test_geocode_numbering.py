@@ -46,6 +46,18 @@ def _points_csv(path: Path, rows: list[tuple[str, float, float]]) -> Path:
 
 
 # --- the block curve ----------------------------------------------------------------------
+def _two_census_points(path: Path) -> Path:
+    """Census geocoder results for 2700 and 2800 TEST AVE, 1,000 ft apart due east of (X0, Y0)."""
+    census = pd.DataFrame({
+        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
+        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
+    })
+    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
+    census["long"], census["lat"] = lon, lat
+    census.to_csv(path, index=False)
+    return path
+
+
 def _true_curve(offset: np.ndarray) -> np.ndarray:
     # rooftops fill 0-80% of the block over offsets 0-40, then stop (wide lots)
     return np.minimum(offset / 50.0, 0.8)
@@ -87,13 +99,7 @@ def test_block_curve_needs_enough_points() -> None:
 
 
 def test_geocoder_places_rooftops_and_blocks_on_the_range_scale(tmp_path: Path) -> None:
-    census = pd.DataFrame({
-        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
-        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
-    })
-    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
-    census["long"], census["lat"] = lon, lat
-    census.to_csv(tmp_path / "census.csv", index=False)
+    _two_census_points(tmp_path / "census.csv")
     ref = build_reference([tmp_path / "census.csv"])
     assert ref.block_curve is None  # two Census points teach nothing: numbers as they are
     ref.block_curve = np.interp(np.arange(101.0), [0.0, 20.0, 100.0], [0.0, 0.6, 1.0])
@@ -270,13 +276,7 @@ def test_side_model_is_learned_from_rooftops_beside_census_chords(monkeypatch: p
 
 
 def test_interpolation_between_census_points_moves_to_the_house_side(tmp_path: Path) -> None:
-    census = pd.DataFrame({
-        "o_address": ["2700 TEST AVE", "2800 TEST AVE"], "status": "Match",
-        "m_address": ["2700 TEST AVE", "2800 TEST AVE"], "m_zip": "40210",
-    })
-    lon, lat = to_lonlat(np.array([X0, X0 + 1000.0]), np.array([Y0, Y0]))
-    census["long"], census["lat"] = lon, lat
-    census.to_csv(tmp_path / "census.csv", index=False)
+    _two_census_points(tmp_path / "census.csv")
     g = Geocoder(build_reference([tmp_path / "census.csv"]))
     sid = g.ref.key_to_id["TEST AVE"]
     queries = ["2722 TEST AVE", "2721 TEST AVE", "2700 BLOCK TEST AVE", "2800 TEST AVE"]

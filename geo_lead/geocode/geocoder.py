@@ -611,14 +611,10 @@ class Geocoder:
         unit vectors, 0-1). None when fewer than `settings.GEOCODE_LOCAL_NUMBERING_MIN_STREETS` agree
         or their directions disagree (`settings.GEOCODE_LOCAL_NUMBERING_MIN_AGREEMENT`).
         """
-        g = self._gradients()
-        if g is None:
+        near = self._other_streets_pairs(sid, ex, ey, settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT)
+        if near is None:
             return None
-        tree, gx, gy, gp, gux, guy, gft, gst, _ = g
-        idx = np.asarray(tree.query_ball_point((ex, ey), settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT), np.int64)
-        if idx.size == 0:
-            return None
-        idx = idx[gst[idx] != sid]
+        (_, gx, gy, gp, gux, guy, gft, gst, _), idx = near
         # the neighbour's number at the foot of (ex, ey) on its own line
         along = (ex - gx[idx]) * gux[idx] + (ey - gy[idx]) * guy[idx]
         resid = np.abs(gp[idx] + along / gft[idx] - pe)
@@ -653,14 +649,11 @@ class Geocoder:
         projected on the line, the weighted median (nearer lines weigh more, each street once)
         is returned. None when no such street.
         """
-        g = self._gradients()
-        if g is None:
+        near = self._other_streets_pairs(sid, cx, cy, settings.GEOCODE_ALIGN_RADIUS_FT)
+        if near is None:
             return None
-        tree, gx, gy, gp, gux, guy, gft, gst, gdn = g
-        idx = np.asarray(tree.query_ball_point((cx, cy), settings.GEOCODE_ALIGN_RADIUS_FT), np.int64)
-        if idx.size == 0:
-            return None
-        idx = idx[(gst[idx] != sid) & (gp[idx] <= q) & (gp[idx] + gdn[idx] >= q)
+        (_, gx, gy, gp, gux, guy, gft, gst, gdn), idx = near
+        idx = idx[(gp[idx] <= q) & (gp[idx] + gdn[idx] >= q)
                   & (gux[idx] * ux + guy[idx] * uy >= settings.GEOCODE_ALIGN_MIN_COS)]
         if idx.size == 0:
             return None
@@ -670,6 +663,18 @@ class Geocoder:
         perp = np.abs((px - ex) * uy - (py - ey) * ux)
         w = 1.0 / (1.0 + perp / 500.0)
         return _weighted_median(along, _once_per_street(w, gst[idx]))
+
+    def _other_streets_pairs(self, sid: int, x: float, y: float, radius_ft: float) -> tuple[Any, np.ndarray] | None:
+        """`_gradients` and the indexes of its point pairs within `radius_ft` of (x, y) that
+        belong to streets other than `sid`; None when there are no gradients or no such pair."""
+        g = self._gradients()
+        if g is None:
+            return None
+        tree, gst = g[0], g[7]
+        idx = np.asarray(tree.query_ball_point((x, y), radius_ft), np.int64)
+        if idx.size == 0:
+            return None
+        return g, idx[gst[idx] != sid]
 
     def _gradients(self) -> Any:
         """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
