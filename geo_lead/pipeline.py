@@ -90,6 +90,11 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
         f"{counts['geocoded_from_cache']:,} from the cache")
     say(f"  store: {n_ok:,} of {total:,} records placed ({counts['store_match_rate']:.1%}); by type: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    beats = counts.get("beat_check_by_match_type") or {}
+    if beats.get("all", {}).get("checked"):
+        say("  in the record's own LMPD beat: " + ", ".join(
+            f"{k} {v['same_share']:.1%} of {v['checked']:,}" for k, v in beats.items() if v.get("checked"))
+            + f" ({beats['all']['other']:,} in neither it nor a beat touching it: `geo-lead geocode --review`)")
     return counts
 
 

@@ -76,7 +76,14 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
         "zones": read_layer(store, "site_zones"),
         "site_result": store.get_json("site_result"),
         "hotspots_result": store.get_json("hotspots_result"),
+        "beat_checks": _beat_check_table(store),
     }
+
+
+def _beat_check_table(store: Any) -> pd.DataFrame:
+    from geo_lead.geocode.beat_check import beat_check_table
+
+    return beat_check_table(store)
 
 
 def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
@@ -369,6 +376,12 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
             if len(why):
                 top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
                 parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
+        beats = data.get("beat_checks")
+        if beats is not None and len(beats):
+            parts.append("<h4>Points in the record's own LMPD beat, by match type</h4>" + _table(
+                beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
+                    same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
+                {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1}))
     else:
         parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
 

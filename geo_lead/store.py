@@ -52,6 +52,7 @@ FLAG_COLUMNS: tuple[str, ...] = (
 RULE_COLUMNS: tuple[str, ...] = tuple(f"{f}_rule" for f in FLAG_COLUMNS)
 GEOCODE_COLUMNS: tuple[str, ...] = (
     "lon", "lat", "match_type", "score", "matched_address", "geocode_reason",
+    "beat_check",  # same / adjacent / other / no_beat (geo_lead.geocode.beat_check)
 )
 INTEGER_COLUMNS = frozenset({"source_line", *FLAG_COLUMNS})
 REAL_COLUMNS = frozenset({"lon", "lat", "score"})
@@ -418,6 +419,17 @@ class Store:
         changed = self.conn.total_changes - before  # before touch(): count records only
         self.touch("records")
         return changed
+
+    def beat_check_counts(self) -> pd.DataFrame:
+        """Placed records by (match_type, beat_check): columns match_type, beat_check, records."""
+        cols = set(self.columns("records"))
+        if not {"match_type", "beat_check"} <= cols:
+            return pd.DataFrame({"match_type": pd.Series(dtype=object), "beat_check": pd.Series(dtype=object),
+                                 "records": pd.Series(dtype=int)})
+        rows = self.conn.execute(
+            "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
+            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall()
+        return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])
 
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
