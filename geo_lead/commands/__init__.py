@@ -21,16 +21,18 @@ def add_store_argument(p: argparse.ArgumentParser, help_text: str = "the GeoPack
                    help=f"{help_text} (default: %(default)s under the current directory)")
 
 
-#: Plain ASCII decimal notation: ``12``, ``-85.7930``, ``1e-3``; not ``3_8``, ``٣٨`` or ``inf``.
-_ASCII_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: Plain ASCII decimal notation: ``12``, ``-85.7930``, ``1e-3``; not ``3_8`` or ``٣٨``
+#: ("nan" and "inf" pass here and are refused by the range checks that follow).
+_ASCII_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                          r"|[+-]?(?i:nan|inf|infinity)", re.ASCII)
 _ASCII_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def ascii_number(text: str, kind: type = float) -> Any:
     """`text` as an int or float when it is plain ASCII decimal notation, else ValueError.
 
-    Python's ``int``/``float`` also accept ``1_000``, Arabic-Indic or fullwidth digits,
-    ``inf`` and ``nan``; a typed option should not.
+    Python's ``int``/``float`` also accept ``1_000`` and Arabic-Indic or fullwidth digits;
+    a typed option should not.
     """
     pattern = _ASCII_INT if kind is int else _ASCII_FLOAT
     if not pattern.fullmatch(text.strip()):

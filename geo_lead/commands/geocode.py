@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="column holding the address (e.g. BLOCK_ADDRESS, 'Block Address')")
     f.add_argument("--zip-column", metavar="COL", help="column holding the ZIP code (optional)")
     f.add_argument("--out", type=Path, required=True, metavar="OUT.csv",
-                   help="where to write the input rows with the result columns appended")
+                   help="where to write the input rows with the result columns appended (text "
+                        "cells starting with = + - @ tab or CR get a leading ' so a spreadsheet "
+                        "does not run them as formulas)")
     f.add_argument("--encoding", default="utf-8", help="text encoding of IN.csv (default utf-8)")
     f.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_reference(f)
@@ -94,6 +96,7 @@ def _run_file(args: argparse.Namespace) -> int:
 
     from geo_lead.cli import print_json, writable_output
     from geo_lead.errors import InputFileError, MissingColumnError
+    from geo_lead.outputs import write_csv
     from geo_lead.progress import Progress
 
     if not args.input.exists():
@@ -116,7 +119,7 @@ def _run_file(args: argparse.Namespace) -> int:
     for col, src in (("lon", "lon"), ("lat", "lat"), ("match_type", "match_type"), ("score", "score"),
                      ("matched_address", "matched_address"), ("geocode_reason", "reason")):
         out[col] = res[src].to_numpy()
-    out.to_csv(args.out, index=False)
+    write_csv(out, args.out)  # atomic, formula cells neutralised (see --help)
     counts = res["match_type"].value_counts().to_dict()
     if args.json:
         print_json({"rows": len(out), "out": str(args.out), "by_match_type": counts})
