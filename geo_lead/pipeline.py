@@ -233,6 +233,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     from geo_lead.maps import write_maps
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
+    from geo_lead.outputs import write_text
     from geo_lead.zone_page import write_page
 
     # The report's figures render in a child while the maps are drawn here (`write_report`,
@@ -242,7 +243,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(report_html.result(), encoding="utf-8")
+    write_text(report, report_html.result())  # atomic: a full disk leaves the old report
     paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")

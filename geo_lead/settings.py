@@ -65,6 +65,14 @@ SHIPPED_SAMPLING_FILE: Final[Path] = SHIPPED_DATA_DIR / "lmpd" / "sampling.csv"
 #: Strings that mean "no value" in LMPD exports.
 NULL_STRINGS: Final[frozenset[str]] = frozenset({"", "NULL", "null", "NaN", "N/A", "NONE"})
 READ_CHUNK_ROWS: Final[int] = 50_000
+#: Longest physical line (bytes) and longest field (characters) a reader accepts. A longer
+#: row is rejected with a reason, read in pieces of this size, never held whole, so one
+#: corrupt line cannot take the machine's memory. LMPD rows are under 1 KB.
+MAX_LINE_BYTES: Final[int] = int(os.environ.get("GEO_LEAD_MAX_LINE_BYTES", str(1 << 20)))
+MAX_FIELD_CHARS: Final[int] = int(os.environ.get("GEO_LEAD_MAX_FIELD_CHARS", str(1 << 20)))
+#: Free text shown in an HTML page (offence descriptions, addresses) is cut to this many
+#: characters with an ellipsis; the store keeps the text as published.
+PAGE_TEXT_MAX_CHARS: Final[int] = 200
 
 # --- zone check ---------------------------------------------------------------------------
 NEAR_BOUNDARY_FT: Final[float] = 300.0
