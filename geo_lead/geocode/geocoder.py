@@ -191,7 +191,7 @@ class Geocoder:
         codes, uniques = pd.factorize(text + "\x1f" + ztext + "\x1f" + btext)
         hits: list[_Hit] = []
         for u in uniques:
-            a, z, b = u.split("\x1f")
+            a, z, b = u.rsplit("\x1f", 2)  # the address text may hold \x1f itself
             hits.append(self._geocode_one(a, z, b))
             if progress is not None:
                 progress.update(1)
