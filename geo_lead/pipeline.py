@@ -90,6 +90,11 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
         f"{counts['geocoded_from_cache']:,} from the cache")
     say(f"  store: {n_ok:,} of {total:,} records placed ({counts['store_match_rate']:.1%}); by type: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    beats = counts.get("beat_check_by_match_type") or {}
+    if beats.get("all", {}).get("checked"):
+        say("  in the record's own LMPD beat: " + ", ".join(
+            f"{k} {v['same_share']:.1%} of {v['checked']:,}" for k, v in beats.items() if v.get("checked"))
+            + f" ({beats['all']['other']:,} in neither it nor a beat touching it: `geo-lead geocode --review`)")
     return counts
 
 
@@ -228,6 +233,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     from geo_lead.maps import write_maps
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
+    from geo_lead.outputs import write_text
     from geo_lead.zone_page import write_page
 
     # The report's figures render in a child while the maps are drawn here (`write_report`,
@@ -237,7 +243,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(report_html.result(), encoding="utf-8")
+    write_text(report, report_html.result())  # atomic: a full disk leaves the old report
     paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
