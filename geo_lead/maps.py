@@ -452,7 +452,9 @@ def _score_props(scores: gpd.GeoDataFrame, value_col: str) -> tuple[list[dict[st
             tip += f" &middot; rank {_fmt(row.get('rank'), 0)}"
         lines = [f"<b>{name}</b>"]
         for col, label, digits in (
-                ("count", "records", 0), ("count_per_year", "records per year", 1),
+                ("count", "records (weighted: sampling frame x boundary share)", 1),
+                ("count_shared", "of them shared with a neighbouring unit", 1),
+                ("count_per_year", "records per year", 1),
                 ("share", "share of records", 3), ("area_sqmi", "area (sq mi)", 2),
                 ("density_per_sqmi", "per sq mi", 1), ("population", "population (2020)", 0),
                 ("rate_per_1000", "per 1,000 residents", 1),

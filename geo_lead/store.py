@@ -573,10 +573,12 @@ class Store:
             out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
         return out
 
-    def count(self, table: str) -> int:
+    def count(self, table: str, where: str = "") -> int:
+        """Rows of `table` (0 when it does not exist), optionally only those matching `where`."""
         if table not in self.tables():
             return 0
-        return int(self.conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+        sql = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
+        return int(self.conn.execute(sql).fetchone()[0])
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})
