@@ -21,6 +21,7 @@ import pandas as pd
 
 from geo_lead import settings
 from geo_lead.maps import esc, parse_when
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +479,6 @@ def write_report(store: Any, out_path: Path = DEFAULT_REPORT, records: pd.DataFr
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(build_report_html(collect_report_data(store, records)), encoding="utf-8")
+    write_text(out_path, build_report_html(collect_report_data(store, records)))  # atomic
     log.info("report written: %s", out_path)
     return out_path

@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="column holding the LMPD beat (optional, e.g. LMPD_BEAT): chooses among candidate "
                         "places, and adds a beat_check column (same/adjacent/other/no_beat)")
     f.add_argument("--out", type=Path, required=True, metavar="OUT.csv",
-                   help="where to write the input rows with the result columns appended")
+                   help="where to write the input rows with the result columns appended (text "
+                        "cells starting with = + - @ tab or CR get a leading ' so a spreadsheet "
+                        "does not run them as formulas)")
     f.add_argument("--encoding", default="utf-8", help="text encoding of IN.csv (default utf-8)")
     f.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_reference(f)
@@ -102,6 +104,7 @@ def _run_file(args: argparse.Namespace) -> int:
 
     from geo_lead.cli import print_json, writable_output
     from geo_lead.errors import InputFileError, MissingColumnError
+    from geo_lead.outputs import write_csv
     from geo_lead.progress import Progress
 
     if not args.input.exists():
@@ -133,7 +136,7 @@ def _run_file(args: argparse.Namespace) -> int:
         out["beat_check"] = checks
         tally = pd.DataFrame({"match_type": res["match_type"], "beat_check": checks}).dropna()
         rates = bc.rates_table(tally.groupby(["match_type", "beat_check"]).size().rename("records").reset_index())
-    out.to_csv(args.out, index=False)
+    write_csv(out, args.out)  # atomic, formula cells neutralised (see --help)
     counts = res["match_type"].value_counts().to_dict()
     if args.json:
         print_json({"rows": len(out), "out": str(args.out), "by_match_type": counts,
