@@ -270,3 +270,32 @@ def test_issue_examples_land_near_the_streets_crossing(text: str, zip_code: str,
 def test_issue_extrapolation_example_is_a_street_match() -> None:
     hit = Geocoder().geocode_one("4600 BLOCK ILLINOIS AVE", "40213", "613")
     assert hit["match_type"] == "street" and "4201" in hit["reason"] and "cap" in hit["reason"]
+
+
+def test_cli_beat_options_and_review(capsys: pytest.CaptureFixture[str], tmp_path: Path, store_path: Path) -> None:
+    import json
+
+    from geo_lead import cli
+
+    assert cli.main(["geocode-address", "CHEROKEE RD / GRINSTEAD DR", "--zip", "40204", "--beat", "512", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["match_type"] == "intersection"
+    src = pd.DataFrame({"ADDR": ["2700 BLOCK W MADISON ST", "2700 BLOCK W MADISON ST", "COMMUNITY / LARGE"],
+                        "ZIP": ["40211"] * 3, "BEAT": ["811", "METRO", "211"]})
+    src.to_csv(tmp_path / "in.csv", index=False)
+    assert cli.main(["geocode-file", str(tmp_path / "in.csv"), "--address-column", "ADDR", "--zip-column", "ZIP",
+                     "--beat-column", "BEAT", "--out", str(tmp_path / "out.csv"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["beat_check"].tolist() == ["other", "no_beat", ""]
+    assert summary["beat_check_by_match_type"]["all"] == {
+        "same": 0, "adjacent": 0, "other": 1, "no_beat": 1, "checked": 1, "same_share": 0.0,
+        "same_or_adjacent_share": 0.0}
+    recs = pd.DataFrame({"record_id": ["r0"], "address_raw": ["2700 BLOCK W MADISON ST"], "zip": ["40211"],
+                         "beat": ["811"], "content_hash": ["a"]})
+    with opened(store_path) as store, store.write():
+        store.upsert_records(recs, "2024-01-01T00:00:00Z")
+    assert cli.main(["geocode", "--store", str(store_path), "--review"]) == 0
+    text = capsys.readouterr().out
+    assert "1 records lie outside their own beat" in text and "named beat 811" in text
+    assert "in the record's own LMPD beat" in text
