@@ -14,7 +14,9 @@ Match types (score 0-1, higher is better):
     from the intersection table, else estimated where the two streets' reference geometry
     (points in number order) crosses.
 ``street`` (0.3)
-    only the street is known: the known point nearest the centre of its extent.
+    only the street is known: the known point nearest the centre of its extent; or a number
+    beyond the extrapolation cap (`settings.GEOCODE_EXTRAPOLATION_CAP_NUMBERS` / ``_FT``), placed
+    no farther than the cap past the last known number, with the reason.
 ``unmatched``
     with a ``reason``.
 
