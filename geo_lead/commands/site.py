@@ -19,8 +19,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--area", choices=("first-division", "city"), default="first-division", help=AREA_HELP)
     p.add_argument("--candidates", default=None,
                    help="comma-separated neighborhood names to use instead of --area, e.g. 'RUSSELL,PORTLAND,SHAWNEE'")
-    p.add_argument("--permutations", type=at_least(99), default=settings.PERMUTATIONS,
-                   help="conditional permutations for Gi* pseudo p-values, at least 99 (default %(default)s)")
+    p.add_argument("--permutations", type=at_least(99), default=None,
+                   help="conditional permutations for Gi* pseudo p-values, at least 99 (default: enough "
+                        "that the strictest FDR level, 1%%, is attainable for the number of units "
+                        "tested; with fewer, the levels out of reach are not offered)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -28,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser(
         "hotspots", help="kernel density and Getis-Ord Gi* hotspots of eligible records",
         description="Kernel density (scikit-learn, bandwidth in feet by likelihood cross-validation "
-                    "or Scott's rule) and Getis-Ord Gi* (esda, 999 permutations, fixed seed, "
-                    "Benjamini-Hochberg FDR) on neighborhoods and on a 1,000 ft grid; writes the "
+                    "or Scott's rule) and Getis-Ord Gi* (esda, conditional permutations with a fixed "
+                    "seed, two-sided pseudo p, Benjamini-Hochberg FDR; labels such as 'hot, FDR 5%') on neighborhoods and on a 1,000 ft grid; writes the "
                     "hotspot_kde, hotspot_gistar_neighborhoods and hotspot_gistar_grid layers.\n"
                     "Example: geo-lead hotspots --indicator opiate --grid-ft 800 --json")
     _common(h)
