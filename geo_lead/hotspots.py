@@ -21,9 +21,9 @@ Methods
 * PAI = (n/N)/(a/A) (Chainey, Tompson & Uhlig 2008); PEI = n / n_max, n_max being the most
   records any set of grid cells of the same total area captures.
 
-Every record carries a ``weight`` = 1 / sampling fraction of its source file
-(`settings.SAMPLE_FRACTION_BY_FILE`, 1 for a complete extract), so counts estimate full-data
-counts and samples of different years mix fairly.
+Every record carries a ``weight`` (`geo_lead.frames`: 1 / the declared sample fraction of
+its source and year, 1 for a complete extract), so counts estimate full-data counts and
+samples of different years mix fairly.
 """
 
 from __future__ import annotations
@@ -58,25 +58,17 @@ NOT_SIGNIFICANT = "not significant"
 
 # --- inputs ------------------------------------------------------------------------------
 def record_weights(records: pd.DataFrame) -> pd.Series:
-    """Weight of each record: 1 / sampling fraction of its source file (1 when unknown).
-
-    Parameters
-    ----------
-    records
-        Records with an optional ``source_file`` column (a ``weight`` column is kept as is).
+    """Weight of each record: its frame ``weight`` column (`geo_lead.frames.record_weights`,
+    attached by the record readers), 1 where there is none.
 
     Returns
     -------
     pandas.Series
         Float weights aligned to ``records.index``.
     """
-    if "weight" in records:
-        return records["weight"].astype(float)
-    if "source_file" not in records:
-        return pd.Series(1.0, index=records.index)
-    names = records["source_file"].fillna("").astype(str).str.replace("\\", "/").str.split("/").str[-1]
-    frac = names.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
-    return 1.0 / frac
+    from geo_lead.allocation import record_weight
+
+    return record_weight(records)
 
 
 def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible") -> tuple[gpd.GeoDataFrame, dict[str, int]]:

@@ -155,8 +155,11 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
-    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)
+    and the records' frame ``weight`` (`frames.attach_weights`)."""
+    from geo_lead.frames import attach_weights
+
+    return parse_iso_columns(flagged_points(attach_weights(store, analysis_frame(store, indicator)), indicator))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
