@@ -763,7 +763,7 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
 
     status = INSUFFICIENT if n_train < minw else (PASS if rk.pilot_rank <= rk.top_n else FAIL)
     checks.append(Check(
-        "top_on_train", "rank on the training months", status, rk.pilot_rank, rk.top_n,
+        "top_on_train", "training rank", status, rk.pilot_rank, rk.top_n,
         (f"only {_rec(n_train)} records in the training months ({minw} needed)" if status == INSUFFICIENT else
          f"{pilot} ranks {rk.pilot_rank} of {n_z} contiguous zones of its size by {obj} on the training "
          f"months (top set: the best {rk.top_n})"), obj, "at_most",
@@ -790,7 +790,7 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
         status, why = INSUFFICIENT, (f"{pilot}'s {_pct()} rank interval is {p_lo}-{p_hi} and {alt_name}'s "
                                      f"{a_lo}-{a_hi}: the data do not separate them")
     checks.append(Check(
-        "separation", "rank interval against the best alternative", status, f"{p_lo}-{p_hi}",
+        "separation", "rank separation", status, f"{p_lo}-{p_hi}",
         f"clear of {a_lo}-{a_hi}", why, "reach", "disjoint",
         {"pilot_interval": [p_lo, p_hi], "alternative": list(rk.zones[alt]), "alternative_interval": [a_lo, a_hi],
          "pilot_rank_all": int(st.rank_all[pz]), "alternative_rank_all": int(st.rank_all[alt])}))
@@ -810,7 +810,7 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
         status = INSUFFICIENT
         why = (f"{len(ok)} of {len(st.windows)} calendar years hold the {minw} records a window needs "
                f"(records per year: {listing}); two are needed")
-        value: Any = None if not ok else st.window_top_share
+        value: Any = None
     else:
         value = st.window_top_share
         status = PASS if value >= p.stability_min else FAIL
@@ -828,7 +828,7 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
         status = PASS if ho.ratio >= tol else FAIL
         why = (f"on the held-out months {pilot}'s PAI {ho.pilot_pai_test:.2f} ranks {ho.pilot_rank_test} "
                f"of {ho.n_zones}; the best is {_zone_name(ho.best_test)} at {ho.best_test_pai:.2f}")
-    checks.append(Check("holdout", "held-out months", status, ho.ratio, tol, why, "concentration", "at_least",
+    checks.append(Check("holdout", "holdout", status, ho.ratio, tol, why, "concentration", "at_least",
                         {"pilot_rank_test": ho.pilot_rank_test, "pilot_rank_train": ho.pilot_rank_train,
                          "n_zones": ho.n_zones, "best_test": ho.best_test, "best_test_pai": ho.best_test_pai,
                          "pilot_pai_test": ho.pilot_pai_test, "records_test": ho.records_test}))

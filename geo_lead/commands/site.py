@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "PEI on a train and a holdout period, rank, bootstrap and yearly stability), "
                     "find the exact best contiguous zone of k neighborhoods (MILP, CBC), the "
                     "smallest zone that fills the program's capacity, and a comparison area; "
-                    "prints the verdict (justified / revise) with the numbers that decide it.\n"
+                    "prints every check (pass / fail / insufficient, with its value, threshold and "
+                    "the measure it uses: reach or concentration) and the verdict (justified / revise "
+                    "/ inconclusive) naming the check that decides it.\n"
                     "Example: geo-lead site --k 3 --capacity 50 --months 18 --json")
     _common(s)
     s.add_argument("--k", type=at_least(1), default=None, help="size of the best zone to report (default: the pilot's size)")
@@ -67,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year, or every date outside --train when only --train is given")
     s.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap resamples for stability (default %(default)s)")
+    s.add_argument("--window", default=None,
+                   help="only records that occurred in START:END (YYYY-MM-DD:YYYY-MM-DD, END inclusive), "
+                        "e.g. one year: 2017-01-01:2017-12-31; default every record")
+    s.add_argument("--boundary", choices=settings.BOUNDARY_RULES, default=None,
+                   help="records near an edge shared by two or more units: split among them (split) or "
+                        f"whole to the first unit (first, the old behaviour); default {settings.BOUNDARY_RULE}")
     s.set_defaults(func=_run_site)
 
 
@@ -103,7 +111,8 @@ def _run_site(args: argparse.Namespace) -> int:
                             indicator=args.indicator, area=args.area, candidates=_candidates(args),
                             objective=args.objective, take_up_rate=args.take_up,
                             persons_per_record=args.persons_per_record, train=args.train,
-                            test=args.test, replicates=args.replicates, progress=progress)
+                            test=args.test, replicates=args.replicates, window=args.window,
+                            boundary_rule=args.boundary, progress=progress)
     progress.close()
     if args.json:
         print_json(result)
