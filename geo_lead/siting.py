@@ -30,7 +30,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo_lead import settings
+from geo_lead import frames, settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capture, pai, study_area
 from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
@@ -67,7 +67,7 @@ class SiteParams:
     grid_cell_ft: float = 1000.0
     seed: int = settings.RANDOM_SEED
     window: str | None = None  #: "YYYY-MM-DD:YYYY-MM-DD": only records that occurred in it
-    boundary_rule: str | None = None  #: "split" / "first" (`geo_lead.allocation`); None: settings
+    boundary: str = settings.BOUNDARY_RULE  #: "split" or "first" (`geo_lead.allocation`)
 
 
 # --- periods -----------------------------------------------------------------------------
@@ -215,15 +215,18 @@ def empirical_bayes_rate(events: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 # --- capacity ------------------------------------------------------------------------------
-def months_covered(records: pd.DataFrame) -> float:
-    """Months of time the records cover: the union of their files' report-date spans
-    (``reported_at``, else ``occurred_at``; `geo_lead.frames.coverage`), at least one month.
+def months_covered(records: pd.DataFrame, sampling: frames.Frames | None = None) -> float:
+    """Months the data cover: `geo_lead.frames.coverage` (the union of the files' report-date
+    spans, never their sum) of the stored declarations `sampling`, else of the records' own
+    files.
 
     Report dates, because LMPD extracts are cut by report date (a file reported over two weeks
-    holds incidents that occurred all year); the union, because overlapping files must not
-    count the same months twice.
+    holds incidents that occurred all year).
     """
-    return _months_of_data(records)
+    months = frames.coverage_of(records, sampling).months
+    if months <= 0:
+        raise GeoLeadError("no record has a readable reported_at/occurred_at date; cannot estimate a monthly rate")
+    return months
 
 
 def expected_participants(records_in_zone: float, months_data: float, params: SiteParams,
@@ -565,20 +568,19 @@ def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = 
     return sparse.csr_matrix((vals, (rows, ix[ok].astype(int).to_numpy())), shape=(len(frame), len(units)))
 
 
-def _months_of_data(records: pd.DataFrame, window: str | None = None) -> float:
-    """Months of time the records cover (the union of their files' report-date spans,
-    clipped to `window`): the denominator of reach per year and of capacity."""
-    from geo_lead.frames import coverage_of
-
+def _months_of_data(records: pd.DataFrame, window: str | None = None,
+                    sampling: frames.Frames | None = None) -> float:
+    """Months of time the data cover (`months_covered`: the union of the files' report-date
+    spans, clipped to `window`): the denominator of reach per year and of capacity."""
     since = until = None
     if window:
         lo, hi = _parse_range(window, "window")
         since = lo
         until = hi - pd.Timedelta(days=1) if hi is not None else None
-    months = coverage_of(records, None, since, until).months
+    months = frames.coverage_of(records, sampling, since, until).months
     if months <= 0:
         raise GeoLeadError("no record has a readable reported_at/occurred_at date; cannot estimate a monthly rate")
-    return max(months, 1.0)
+    return months
 
 
 def in_window(occurred_at: pd.Series, window: str | None) -> pd.Series:
@@ -597,10 +599,19 @@ def in_window(occurred_at: pd.Series, window: str | None) -> pd.Series:
     return keep
 
 
+def record_points(records: gpd.GeoDataFrame, indicator: str) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """`indicator_points` with one row per record (its shares come from `unit_weights`)."""
+    points, accounting = indicator_points(records, indicator, "first")
+    return points.reset_index(drop=True), accounting
+
+
 def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
             pilot: Sequence[str], indicator: str, params: SiteParams,
-            adjacency: Adjacency | None = None) -> SiteInputs:
-    """Step 1: the candidate points (in `params.window`), their unit weights, periods and counts."""
+            adjacency: Adjacency | None = None, sampling: frames.Frames | None = None) -> SiteInputs:
+    """Step 1: the candidate points (in `params.window`), their unit weights, periods and counts.
+
+    `sampling`: the store's declarations (`geo_lead.frames.load_frames`) for the months of
+    data; None: the records' own files."""
     p = params
     pilot = sorted({s.upper() for s in pilot})
     missing = [u for u in pilot if u not in set(neighborhoods["NH_NAME"])]
@@ -609,10 +620,9 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     cands = sorted(set(candidates) | set(pilot))
     if p.window is not None:
         records = records[in_window(records["occurred_at"], p.window).to_numpy()]
-    points, accounting = indicator_points(records, indicator)
-    points = points.reset_index(drop=True)
-    m_all = unit_weights(points, cands, p.boundary_rule)
-    share_in = np.asarray(unit_weights(points, cands, p.boundary_rule, frame_weights=False).sum(axis=1)).ravel()
+    points, accounting = record_points(records, indicator)
+    m_all = unit_weights(points, cands, p.boundary)
+    share_in = np.asarray(unit_weights(points, cands, p.boundary, frame_weights=False).sum(axis=1)).ravel()
     in_cands = share_in > 0
     accounting["outside_candidates"] = int((~in_cands).sum())
     accounting["in_candidates"] = int(in_cands.sum())
@@ -627,7 +637,7 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     periods = Periods(tr.to_numpy(), te.to_numpy(), period_info)
     proj = neighborhoods.to_crs(settings.CRS_PROJECTED).set_index("NH_NAME")
     grid = make_grid(study_area(neighborhoods, cands), p.grid_cell_ft)
-    months = _months_of_data(records, p.window)
+    months = _months_of_data(records, p.window, sampling)
 
     def per_unit(mask: np.ndarray) -> np.ndarray:
         return np.asarray(weights.T @ mask.astype(float)).ravel()
@@ -901,10 +911,9 @@ def comparison(inp: SiteInputs, records: gpd.GeoDataFrame, neighborhoods: gpd.Ge
     all_named = neighborhoods[neighborhoods["is_named"].astype(bool)]["NH_NAME"].tolist()
     if p.window is not None:
         records = records[in_window(records["occurred_at"], p.window).to_numpy()]
-    points, _ = indicator_points(records, inp.indicator)
-    points = points.reset_index(drop=True)
+    points, _ = record_points(records, inp.indicator)
     tr, _te, _ = split_periods(points["occurred_at"], p.train, p.test)
-    m = unit_weights(points, all_named, p.boundary_rule)
+    m = unit_weights(points, all_named, p.boundary)
     cnt = pd.Series(np.asarray(m.T @ tr.to_numpy(float)).ravel(), index=all_named)
     area_sqmi = inp.proj.loc[all_named].geometry.area / settings.SQFT_PER_SQMI
     feats = pd.DataFrame({"density_per_sqmi": cnt / area_sqmi}, index=all_named)
@@ -946,8 +955,14 @@ def zone_table(res: SiteResult) -> list[dict[str, Any]]:
 def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
                   pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
                   params: SiteParams | None = None, population: pd.Series | None = None,
-                  progress: Any = None, adjacency: Adjacency | None = None) -> SiteResult:
+                  progress: Any = None, adjacency: Adjacency | None = None,
+                  sampling: frames.Frames | None = None) -> SiteResult:
     """Answer the siting question from records and neighborhoods (pure), as a `SiteResult`.
+
+    Records count by their frame ``weight`` x their share of each unit (`unit_weights` with
+    ``params.boundary``); `sampling` (the store's
+    declarations, `geo_lead.frames.load_frames`) gives the months of data, else the records'
+    own files.
 
     Parameters
     ----------
@@ -973,7 +988,7 @@ def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, ca
         the store: `stored_queen_adjacency`); default: computed here.
     """
     p = params or SiteParams()
-    inp = prepare(records, neighborhoods, candidates, pilot, indicator, p, adjacency)
+    inp = prepare(records, neighborhoods, candidates, pilot, indicator, p, adjacency, sampling)
     rk = ranking(inp, p, population)
     st = stability(inp, rk, p, progress)
     ho = holdout(inp, rk)
@@ -990,10 +1005,11 @@ def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, ca
 def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
          pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
          params: SiteParams | None = None, population: pd.Series | None = None,
-         progress: Any = None, adjacency: Adjacency | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+         progress: Any = None, adjacency: Adjacency | None = None,
+         sampling: frames.Frames | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """`evaluate_site` as ``(site_zones layer (EPSG:2246), the site --json object)``."""
     res = evaluate_site(records, neighborhoods, candidates, pilot, indicator, params, population,
-                        progress, adjacency)
+                        progress, adjacency, sampling)
     return res.zones, res.to_dict()
 
 
@@ -1033,10 +1049,10 @@ def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILO
     from geo_lead.hotspots import records_from_store, resolve_area, store_columns
 
     neighborhoods = load_neighborhoods()
-    given = records is not None
+    given = records
     records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
                                  records=records)
-    if not given and "weight" not in records:
+    if given is None and "weight" not in records:
         from geo_lead.frames import attach_weights
 
         attach_weights(store, records)  # read here; a shared read carries its weights already
@@ -1048,10 +1064,17 @@ def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILO
         interp = interpolate_population(load_tracts(), neighborhoods)
         population = interp.population.set_axis(neighborhoods["NH_NAME"].to_numpy())
     progress = params.pop("progress", None)
+    # the store's declarations: read here unless given (a forked child must not read the store)
+    sampling = params.pop("sampling", None)
+    if sampling is None and given is None:
+        sampling = frames.load_frames(store)
+    if params.get("boundary") is None:
+        params.pop("boundary", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
                          population=population, progress=progress,
-                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency)
+                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency,
+                         sampling=sampling)
     result["area"] = "candidates" if candidates else area
     return layer, result
 

@@ -126,15 +126,14 @@ def test_months_covered_and_expected_participants() -> None:
         "source_file": "a.csv"})
     months = months_covered(frame)
     assert months == pytest.approx(12.0, rel=0.02)
-    # A late-reported file: occurred all year, reported within two weeks -> at least 1 month.
+    # A late-reported file: occurred all year, reported within two weeks -> its 14 days of
+    # report dates. Issue 13: months are the union of the files' spans (geo_lead.frames.coverage),
+    # so disjoint files add up and overlapping ones do not (the old rule summed every file's
+    # 1st-99th percentile span, at least one month each, so an overlapping file added months).
     late = pd.DataFrame({"occurred_at": frame["occurred_at"], "source_file": "b.csv",
                          "reported_at": pd.date_range("2023-12-27", "2024-01-10", periods=1000).strftime("%Y-%m-%d")})
-    assert months_covered(late) == 1.0
-    # Disjoint files add up; since issue 13 the spans are united (frames.coverage), not summed
-    # per file: the 14 days of the late file add 14 days, and a second file over the same
-    # months as the first adds nothing.
-    both = pd.concat([frame.assign(reported_at=""), late])
-    assert months_covered(both) == pytest.approx(months + 14 / (365.25 / 12), rel=1e-3)
+    assert months_covered(late) == pytest.approx(14 / (365.25 / 12))
+    assert months_covered(pd.concat([frame.assign(reported_at=""), late])) == pytest.approx(months + 14 / (365.25 / 12))
     assert months_covered(pd.concat([frame, frame.assign(source_file="c.csv")])) == pytest.approx(months)
     p = SiteParams(months=18, take_up_rate=0.5)
     # 120 records over 12 months = 10/month -> 180 in 18 months x 0.8 persons x 0.5 take-up = 72
@@ -331,8 +330,8 @@ def test_shipped_data_reproduces_the_issue_figures(tmp_path: object) -> None:
         ingest_files(store, list(settings.SHIPPED_LMPD_FILES))
         geocode_store(store)
         join_store(store)
-        _l, fd = compute_site(store, boundary_rule="first", replicates=50)
-        _l, city = compute_site(store, area="city", boundary_rule="first", replicates=50)
+        _l, fd = compute_site(store, boundary="first", replicates=50)
+        _l, city = compute_site(store, area="city", boundary="first", replicates=50)
     ho = fd["holdout"]
     assert (ho["n_zones"], ho["pilot_rank_test"]) == (5, 3)
     assert ho["best_test"] == ["CENTRAL BUSINESS DISTRICT", "PHOENIX HILL"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument, at_least, fraction
+from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least, fraction
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -24,6 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "that the strictest FDR level, 1%%, is attainable for the number of units "
                         "tested; with fewer, the levels out of reach are not offered)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_boundary_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,14 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--window", default=None,
                    help="only records that occurred in START:END (YYYY-MM-DD:YYYY-MM-DD, END inclusive), "
                         "e.g. one year: 2017-01-01:2017-12-31; default every record")
-    s.add_argument("--boundary", choices=settings.BOUNDARY_RULES, default=None,
-                   help="records near an edge shared by two or more units: split among them (split) or "
-                        f"whole to the first unit (first, the old behaviour); default {settings.BOUNDARY_RULE}")
     s.set_defaults(func=_run_site)
 
 
 def _candidates(args: argparse.Namespace) -> list[str] | None:
     return [c.strip() for c in args.candidates.split(",")] if args.candidates else None
+
+
+def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
+    """With --boundary-tolerance-ft, join again (only when it differs from the stored join's)."""
+    if args.boundary_tolerance_ft is not None:
+        from geo_lead.spatial_join import join_store
+
+        join_store(store, tolerance_ft=args.boundary_tolerance_ft)  # type: ignore[arg-type]
 
 
 def _run_hotspots(args: argparse.Namespace) -> int:
@@ -88,7 +94,8 @@ def _run_hotspots(args: argparse.Namespace) -> int:
     from geo_lead.store import opened
 
     with opened(args.store, create=False) as store:
-        result = hotspots_store(store, indicator=args.indicator, area=args.area,
+        _rejoin_if_tolerance(store, args)
+        result = hotspots_store(store, indicator=args.indicator, area=args.area, boundary=args.boundary,
                                 candidates=_candidates(args), kde_cell_ft=args.kde_cell_ft,
                                 bandwidth_method=args.bandwidth, hotspot_sd=args.hotspot_sd,
                                 grid_cell_ft=args.grid_ft, permutations=args.permutations)
@@ -107,12 +114,13 @@ def _run_site(args: argparse.Namespace) -> int:
 
     progress = Progress("bootstrap resamples", total=args.replicates)
     with opened(args.store, create=False) as store:
-        result = site_store(store, k=args.k, capacity=args.capacity, months=args.months,
+        _rejoin_if_tolerance(store, args)
+        result = site_store(store, k=args.k, capacity=args.capacity, months=args.months, boundary=args.boundary,
                             indicator=args.indicator, area=args.area, candidates=_candidates(args),
                             objective=args.objective, take_up_rate=args.take_up,
                             persons_per_record=args.persons_per_record, train=args.train,
                             test=args.test, replicates=args.replicates, window=args.window,
-                            boundary_rule=args.boundary, progress=progress)
+                            progress=progress)
     progress.close()
     if args.json:
         print_json(result)
