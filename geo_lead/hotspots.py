@@ -597,6 +597,9 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
     """
     layers, result = compute_hotspots(store, indicator, area, candidates, records, **kwargs) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters
+
+    result = {**result, "parameters": result_parameters(indicator=indicator, area=area, candidates=candidates)}
     for name, layer in layers.items():
         store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
     store.put_json("hotspots_result", result)

@@ -429,6 +429,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     installed, otherwise derived from the store's records).
     """
     from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.parameters import result_parameters
     from geo_lead.population import interpolate_population, load_tracts
 
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
@@ -456,6 +457,9 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                                  n_boot=n_boot, first_division=first_division)
     store.replace_features("scores", _as_multipolygons(scores), "MULTIPOLYGON",
                            description=f"neighborhood scores of {indicator} ({area})")
+    # the parameters travel with the layer, so pages never show scores of another run
+    store.put_json("scores_parameters", result_parameters(indicator=indicator, area=area,
+                                                          since=since, until=until))
     return scores
 
 

@@ -594,6 +594,11 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     """
     layer, result = compute_site(store, k, capacity, months, indicator, area, candidates, records, **params) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters
+
+    best_k = (result.get("best_zone") or {}).get("k", k) if isinstance(result, dict) else k
+    result = {**result, "parameters": result_parameters(indicator=indicator, area=area,
+                                                        candidates=candidates, k=best_k)}
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)
     return result
