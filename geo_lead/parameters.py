@@ -109,7 +109,7 @@ def describe(params: Mapping[str, Any] | None) -> str:
     if params.get("boundary_rule"):
         parts.append(f"boundary rule: {params['boundary_rule']}")
     if params.get("frames"):
-        parts.append(f"frames {params['frames']}")
+        parts.append(f"sampling frames #{str(params['frames'])[:8]}")
     return " \u00b7 ".join(parts)
 
 
