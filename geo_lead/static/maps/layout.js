@@ -29,7 +29,11 @@ window.geoLeadLayout = function (map, opts) {
   var boxes = Array.prototype.slice.call(map.getContainer().querySelectorAll('details.geo-lead-box'));
   var layers = opts.control || null;
   function others(keep) {
-    boxes.forEach(function (b) { if (b !== keep) { b.open = false; } });
+    // on a narrow map an open box may span the width: the other boxes step aside until it closes
+    boxes.forEach(function (b) {
+      if (b !== keep) { b.open = false; }
+      b.classList.toggle('geo-lead-hidden', !!keep && b !== keep);
+    });
     if (layers && keep) { layers.collapse(); }
   }
   function setMode() {
@@ -38,7 +42,10 @@ window.geoLeadLayout = function (map, opts) {
     if (layers) { if (small) { layers.collapse(); } else { layers.expand(); } }
   }
   boxes.forEach(function (b) {
-    b.addEventListener('toggle', function () { if (b.open && narrow()) { others(b); } });
+    b.addEventListener('toggle', function () {
+      if (!narrow()) { return; }
+      if (b.open) { others(b); } else if (!boxes.some(function (o) { return o.open; })) { others(null); }
+    });
   });
   if (layers) {
     var link = layers.getContainer().querySelector('.leaflet-control-layers-toggle');
