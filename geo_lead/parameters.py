@@ -31,17 +31,28 @@ class MixedResultsError(GeoLeadError):
     """Stored results were made with different parameters; a page would mix runs."""
 
 
-def frames_fingerprint() -> str | None:
+def frames_fingerprint(frames: Mapping[str, Any] | None = None) -> str | None:
     """A short fingerprint of the declared sampling frames (None when none are declared).
 
-    Reads ``settings.SAMPLE_FRACTION_BY_FILE`` while that is where the fractions live; the
-    weights stage passes its own fingerprint through `result_parameters(frames=...)`.
+    `frames`: ``geo_lead.frames.Frames.to_dict()`` of the store (`store_frames_fingerprint`);
+    without it, ``settings.SAMPLE_FRACTION_BY_FILE`` when that setting exists.
     """
-    fractions = getattr(settings, "SAMPLE_FRACTION_BY_FILE", None)
-    if not fractions:
-        return None
-    text = json.dumps(sorted((str(k), float(v)) for k, v in dict(fractions).items()))
+    if frames is None:
+        fractions = getattr(settings, "SAMPLE_FRACTION_BY_FILE", None)
+        if not fractions:
+            return None
+        frames = {str(k): float(v) for k, v in dict(fractions).items()}
+    text = json.dumps(frames, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def store_frames_fingerprint(store: Any) -> str | None:
+    """`frames_fingerprint` of the store's declared frames (`geo_lead.frames.load_frames`)."""
+    try:
+        from geo_lead.frames import load_frames
+    except ImportError:  # a version without declared frames
+        return frames_fingerprint()
+    return frames_fingerprint(load_frames(store).to_dict())
 
 
 def _day(value: Any) -> str | None:

@@ -26,6 +26,7 @@ from markupsafe import Markup
 
 from geo_lead import settings
 from geo_lead.maps import esc, parse_when
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,14 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
         "parameters": consistent_parameters(stored_parameters(store, site, hot), "report"),
         "changes": changes_since_last_run(store),
         "out_dir": None,
+        "beat_checks": _beat_check_table(store),
     }
+
+
+def _beat_check_table(store: Any) -> pd.DataFrame:
+    from geo_lead.geocode.beat_check import beat_check_table
+
+    return beat_check_table(store)
 
 
 def changes_since_last_run(store: Any) -> list[str]:
@@ -694,6 +702,12 @@ def _section_data(data: dict[str, Any]) -> str:
             if len(why):
                 top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
                 parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
+        beats = data.get("beat_checks")
+        if beats is not None and len(beats):
+            parts.append("<h4>Points in the record's own LMPD beat, by match type</h4>" + _table(
+                beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
+                    same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
+                {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1}))
     else:
         parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
     return "".join(parts)
@@ -792,6 +806,6 @@ def write_report(store: Any, out_path: Path = DEFAULT_REPORT, records: pd.DataFr
     out_path = Path(out_path)
     html_text = build_report_html(collect_report_data(store, records))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(html_text, encoding="utf-8")
+    write_text(out_path, html_text)  # atomic
     log.info("report written: %s", out_path)
     return out_path
