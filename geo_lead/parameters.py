@@ -203,6 +203,8 @@ def _remake(name: str, ref: Mapping[str, Any]) -> str:
             cmd.append(f"--since {ref['since']}")
         if ref.get("until"):
             cmd.append(f"--until {ref['until']}")
+    if name == "site" and (ref.get("since") or ref.get("until")):
+        cmd.append(f"--window {ref.get('since') or ''}:{ref.get('until') or ''}")
     if name == "site" and ref.get("k") is not None:
         cmd.append(f"--k {ref['k']}")
     return "`" + " ".join(cmd) + "`"

@@ -390,10 +390,24 @@ def _findings(data: dict[str, Any]) -> tuple[str, list[str], list[str]] | None:
     site = data.get("site_result")
     if not isinstance(site, dict) or not site:
         return None
-    scores = data.get("scores")
-    f = findings(site, pd.DataFrame(scores.drop(columns=scores.geometry.name)) if scores is not None else [],
-                 data.get("hotspots_result"))
+    f = _found(data)
     return str(f.verdict_sentence), [str(r) for r in f.reasons], [str(x) for x in f.limits]
+
+
+def _found(data: dict[str, Any]) -> Any:
+    """`geo_lead.findings.findings` of the stored site result, scores and hot spots."""
+    from geo_lead.findings import findings
+
+    hot = data.get("hotspots_result")
+    return findings(data["site_result"], _score_rows(data.get("scores")), hot if isinstance(hot, dict) else None)
+
+
+def _score_rows(scores: Any) -> list[dict[str, Any]]:
+    """The score rows `geo_lead.findings` reads (no geometry)."""
+    if scores is None or not len(scores):
+        return []
+    cols = [c for c in ("neighborhood", "rank", "rank_low", "rank_high", "in_area") if c in scores]
+    return pd.DataFrame(scores[cols]).to_dict("records")
 
 
 def _site_sentences(site: dict[str, Any], pilot: str) -> tuple[str, list[str], list[str]]:
@@ -550,8 +564,9 @@ def _section_verdict(data: dict[str, Any]) -> str:
     checks = result.get("checks")
     if isinstance(checks, list) and checks and all(isinstance(c, dict) for c in checks):
         out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
-            [{"check": c.get("name"), "result": c.get("status"), "value": people_number(c.get("value")),
-              "threshold": people_number(c.get("threshold")), "detail": c.get("detail")} for c in checks])))
+            [{"check": c.get("label", c.get("name")), "measure": c.get("measure", ""), "result": c.get("status"),
+              "value": people_number(c.get("value")), "threshold": people_number(c.get("threshold")),
+              "why": c.get("detail", "")} for c in checks])))
     elif isinstance(result.get("verdict_checks"), dict) and result["verdict_checks"]:
         vc = result["verdict_checks"]
         out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
@@ -598,6 +613,20 @@ def _section_verdict(data: dict[str, Any]) -> str:
         if "neighborhoods" in z:
             z["neighborhoods"] = z["neighborhoods"].map(_names)
         out.append("<h3>Zones on the map</h3>" + _table(z, {c: f for c, f in ZONE_FORMATS.items() if c in cols}))
+    return "".join(out)
+
+
+def _section_findings(data: dict[str, Any]) -> str:
+    """Every computed claim and limit (`geo_lead.findings`), never hand-written."""
+    site = data.get("site_result")
+    if not isinstance(site, dict) or not site or _findings(data) is None:
+        return "<p class=muted>No site-selection result: no findings.</p>"
+    found = _found(data)
+    out = []
+    for title, items in (("Why", found.reasons), ("What the data show", found.statements),
+                         ("Limits of these data", found.limits)):
+        if items:
+            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(t)}</li>" for t in items) + "</ul>")
     return "".join(out)
 
 
@@ -751,6 +780,7 @@ SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("changes", "Changes since the last run", _section_changes),
     ("ranking", "Ranked neighborhoods", _section_ranking),
     ("verdict-detail", "Verdict in detail", _section_verdict),
+    ("findings", "Findings", _section_findings),
     ("comparison", "Comparison area", _section_comparison),
     ("hotspots", "Hot spots", _section_hotspots),
     ("figures", "Figures", _section_figures),
