@@ -352,8 +352,8 @@ class Answer:
 def _answer(data: dict[str, Any]) -> Answer:
     """The first screen from the stored results (plain text; escaped by the template).
 
-    Uses `geo_lead.findings.findings` (computed sentences) when that module exists, else
-    builds the sentences from ``site_result`` here.
+    The verdict sentence, reasons and limits are `geo_lead.findings`' computed sentences; the
+    main limit is the first that adds to the reasons (`main_limit`).
     """
     from geo_lead.parameters import describe
 
@@ -368,30 +368,47 @@ def _answer(data: dict[str, Any]) -> Answer:
                 + "?")
     verdict = str(site.get("verdict") or "").lower()
     word = {"justified": "Justified.", "revise": "Revise.", "inconclusive": "Inconclusive."}.get(verdict, "")
-    findings = _findings(data)
-    if findings is not None:
-        sentence, reasons, limits = findings
-    else:
-        sentence, reasons, limits = _site_sentences(site, pilot)
+    found = _findings(data)
+    sentence, reasons, limits = found if found is not None else (
+        "No site-selection result yet: run `geo-lead site` (or `geo-lead run`).", [], [])
+    if word and sentence.lower().startswith(verdict):  # "Inconclusive: ..." already says it
+        word = ""
     return Answer(question=question, verdict=verdict or "none", verdict_word=word,
-                  verdict_sentence=sentence, reasons=reasons[:3], limit=limits[0] if limits else "",
+                  verdict_sentence=sentence, reasons=reasons[:3], limit=main_limit(limits, [sentence, *reasons[:3]]),
                   parameters="Made with: " + describe(params) if params else "")
+
+
+def main_limit(limits: list[str], said: list[str]) -> str:
+    """The first limit that adds to what the first screen already `said` (else the first one).
+
+    A limit repeats a reason when its detail (the text after its first colon) appears in one.
+    """
+    for limit in limits:
+        detail = limit.split(":", 1)[-1].strip().rstrip(".")
+        if not any(detail and detail in text for text in said):
+            return limit
+    return limits[0] if limits else ""
 
 
 AREA_WORDS: dict[str, str] = {"first-division": "First Division", "city": "whole city",
                               "candidates": "listed neighborhoods"}
 
 
+def in_words(text: Any) -> str:
+    """`text` with stored field names (``eb_rate_per_1000``...) replaced by their words."""
+    out = str(text)
+    for field, words in sorted(MEASURE_NAMES.items(), key=lambda kv: -len(kv[0])):
+        out = re.sub(rf"\b{re.escape(field)}\b", words, out)
+    return out
+
+
 def _findings(data: dict[str, Any]) -> tuple[str, list[str], list[str]] | None:
-    try:
-        from geo_lead.findings import findings  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+    """Verdict sentence, deciding reasons and limits from `geo_lead.findings` (None: no site result)."""
     site = data.get("site_result")
     if not isinstance(site, dict) or not site:
         return None
     f = _found(data)
-    return str(f.verdict_sentence), [str(r) for r in f.reasons], [str(x) for x in f.limits]
+    return in_words(f.verdict_sentence), [in_words(r) for r in f.reasons], [in_words(x) for x in f.limits]
 
 
 def _found(data: dict[str, Any]) -> Any:
@@ -408,56 +425,6 @@ def _score_rows(scores: Any) -> list[dict[str, Any]]:
         return []
     cols = [c for c in ("neighborhood", "rank", "rank_low", "rank_high", "in_area") if c in scores]
     return pd.DataFrame(scores[cols]).to_dict("records")
-
-
-def _site_sentences(site: dict[str, Any], pilot: str) -> tuple[str, list[str], list[str]]:
-    """Verdict sentence, reasons and limits from ``site_result`` (until findings.py exists)."""
-    if not site:
-        return ("No site-selection result yet: run `geo-lead site` (or `geo-lead run`).", [], [])
-    verdict = str(site.get("verdict") or "").lower()
-    best = site.get("best_zone_same_size") or site.get("best_zone") or {}
-    zone = site.get("pilot_zone") or {}
-    if verdict == "justified":
-        sentence = f"The records support the pilot zone ({pilot}) against every other contiguous zone of its size."
-    elif verdict == "revise":
-        sentence = (f"The records do not support the pilot zone ({pilot}) as drawn; the best zone of its size is "
-                    f"{_names(best.get('neighborhoods'))}.")
-    elif verdict == "inconclusive":
-        sentence = f"Too few records to decide whether the pilot zone ({pilot}) is the right place."
-    else:
-        sentence = f"The stored site result gives no verdict: {verdict or 'none'}."
-    st = site.get("stability") or {}
-    periods = site.get("periods") or {}
-    reasons = []
-    if site.get("pilot_rank") is not None:
-        reasons.append(f"It ranks {site['pilot_rank']} of {site.get('n_candidate_zones', '?')} contiguous zones of "
-                       f"{site.get('zone_size', zone.get('k', '?'))} neighborhoods on the choosing months, holding "
-                       f"{_pct(zone.get('share'))} of the area's records (PAI {people_number(zone.get('pai_train'))}).")
-    if st.get("bootstrap_top_share") is not None:
-        windows = st.get("windows") or []
-        reasons.append(f"It stays in the top {st.get('top_n', 1)} in {_pct(st['bootstrap_top_share'], 0)} of "
-                       f"{st.get('replicates', '?')} resamples of the records"
-                       + (f" and in {_pct(st.get('window_top_share'), 0)} of {len(windows)} yearly windows"
-                          if windows else "") + ".")
-    if zone.get("pai_test") is not None:
-        reasons.append(f"On the later months it was not chosen on ({periods.get('test', '?')} records) its PAI is "
-                       f"{people_number(zone['pai_test'])}, against {people_number(best.get('pai_test'))} for the best "
-                       f"zone of its size (PEI {people_number(zone.get('pei_test'))}).")
-    checks = site.get("verdict_checks") if isinstance(site.get("verdict_checks"), dict) else {}
-    failed = [k for k, ok in checks.items() if not ok]
-    if failed:  # the failing checks decide a "revise": name them first
-        reasons.insert(0, "Failed check(s): " + ", ".join(k.replace("_", " ") for k in failed) + ".")
-    limits = []
-    if periods.get("test") is not None and int(periods.get("test") or 0) < 30:
-        limits.append(f"Only {periods['test']} records fall in the later months that test the zone, so the "
-                      "holdout check rests on few incidents.")
-    comp = site.get("comparison_area") or {}
-    if comp.get("balanced") is False:
-        limits.append(f"The comparison area ({_names(comp.get('neighborhoods'))}) is not balanced with the pilot "
-                      f"(largest |SMD| {people_number(comp.get('max_abs_std_mean_diff'))}, limit 0.25): an evaluation "
-                      "against it needs adjustment.")
-    limits.append("Records are incidents from sampled LMPD files, not people: one person can appear many times.")
-    return sentence, reasons, limits
 
 
 def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -488,6 +455,7 @@ def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     else:
         notes.append("concentration curve: no geocoded records and no scores")
     return blocks, notes
+
 
 
 # --- the detail sections ------------------------------------------------------------------------
@@ -626,7 +594,7 @@ def _section_findings(data: dict[str, Any]) -> str:
     for title, items in (("Why", found.reasons), ("What the data show", found.statements),
                          ("Limits of these data", found.limits)):
         if items:
-            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(t)}</li>" for t in items) + "</ul>")
+            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(in_words(t))}</li>" for t in items) + "</ul>")
     return "".join(out)
 
 
@@ -659,7 +627,8 @@ def _section_comparison(data: dict[str, Any]) -> str:
             out.append(f"<p class=muted>How it is chosen: {esc(comp['rule'])}.</p>")
         bal = comp.get("balance")
         if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
-            frame = pd.DataFrame(bal)
+            frame = pd.DataFrame(bal).rename(columns={"feature": "measure", "pilot_mean": "pilot",
+                                                      "comparison_mean": "comparison", "pool_mean": "pool"})
             if "measure" in frame:
                 frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
             frame = frame.rename(columns={"smd": "std_mean_diff"})
