@@ -78,8 +78,10 @@ COLUMN_WORDS: dict[str, str] = {
     "count": "records",
 }
 #: Zoom from which neighborhood names show: study-area units, then every other named unit.
-LABEL_ZOOM_AREA: int = 13
+LABEL_ZOOM_AREA: int = 12
 LABEL_ZOOM_OTHER: int = 14
+#: A far comparison area is left out of the opening view when it would grow it more than this.
+FIT_MAX_GROWTH: float = 1.5
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 
 
@@ -613,6 +615,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     note_lines = [esc(n) for n in notes]
     legends: list[str] = []
     bounds: list[tuple[float, float, float, float]] = []
+    far: list[tuple[float, float, float, float]] = []  # fitted only when near (`_with_nearby`)
 
     if _usable(neighborhoods) and not _usable(scores):  # the score layer already outlines them
         nb = for_display(neighborhoods)
@@ -734,7 +737,10 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
                        {"color": color, "weight": weight, "dashArray": dash, "fill": False},
                        f"geo-lead-zone-{esc(role)}", interactive=False).add_to(m)
             outline_rows.append((color, esc(label), _zone_members(part)))
-            bounds.append(tuple(part.total_bounds))
+            if str(role) == "comparison":
+                far.append(tuple(part.total_bounds))
+            else:
+                bounds.append(tuple(part.total_bounds))
     else:
         note_lines.append("No site-selection zones in the store (run <code>geo-lead site</code>): "
                           "pilot, best and comparison outlines not shown.")
@@ -755,8 +761,27 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     _Control(head + "".join(legends), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
     _Control("<ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
              "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
-    _Layout(_latlng_bounds(bounds), control, labels).add_to(m)
+    _Layout(_latlng_bounds(_with_nearby(bounds, far)), control, labels).add_to(m)
     return m
+
+
+def _with_nearby(bounds: list[tuple[float, float, float, float]], extra: list[tuple[float, float, float, float]],
+                 max_growth: float = FIT_MAX_GROWTH) -> list[tuple[float, float, float, float]]:
+    """`bounds` plus the `extra` boxes that do not grow their span more than `max_growth` times.
+
+    The comparison area can lie far from the study area: the map opens on the study area
+    (a phone shows it large) and the legend names the comparison area's members.
+    """
+    base = _latlng_bounds(bounds)
+    if base is None:
+        return bounds + extra
+    (s0, w0), (n0, e0) = base
+    out = list(bounds)
+    for box in extra:
+        (s1, w1), (n1, e1) = _latlng_bounds([*out, box]) or base
+        if (e1 - w1) <= max_growth * max(e0 - w0, 1e-9) and (n1 - s1) <= max_growth * max(n0 - s0, 1e-9):
+            out.append(box)
+    return out
 
 
 def _pilot_size(zones: gpd.GeoDataFrame) -> int | None:
@@ -1067,6 +1092,11 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
     labels = _LabelLayer(label_rows(areas, name_col))
     labels.add_to(m)
     focus = areas[areas["in_area"].astype(bool)] if "in_area" in areas and areas["in_area"].astype(bool).any() else areas
+    if len(focus) < len(areas):  # outline the study area (takes no clicks)
+        outline = gpd.GeoDataFrame(geometry=[for_figure(focus).union_all()], crs=settings.CRS_PROJECTED)
+        _DataLayer(_features(outline, [{}]), "Study area", {"color": "#444444", "weight": 2.5, "dashArray": "6 4",
+                                                           "fill": False}, "geo-lead-study-area",
+                   interactive=False).add_to(m)
     _Layout(_latlng_bounds([tuple(focus.total_bounds)]), None, labels).add_to(m)
     return m
 
