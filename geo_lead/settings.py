@@ -29,10 +29,15 @@ JEFFERSON_BBOX: Final[tuple[float, float, float, float]] = (-86.0, 37.99, -85.40
 #: The embedded store, relative to the current directory (every command takes --store).
 DEFAULT_STORE: Final[Path] = Path("data/lead.gpkg")
 SHIPPED_DATA_DIR: Final[Path] = PROJECT_ROOT / "data"
+#: The default inputs of `geo-lead run`: the 2016-2019 drug samples (the years that chose the
+#: pilot and the years it ran). The shipped 2023 sample is left out on purpose: another period
+#: (Dec 2023 - Jan 2024), every offence type, no known sampling fraction (data/lmpd/SOURCE.md);
+#: ingest it by name to use it.
 SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2016_drug_sample.csv",
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv",
-    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2018_drug_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2019_drug_sample.csv",
 )
 REFERENCE_DIR: Final[Path] = SHIPPED_DATA_DIR / "reference"
 POPULATION_TRACTS: Final[Path] = SHIPPED_DATA_DIR / "population" / "tracts_2020_population.geojson"
@@ -56,6 +61,8 @@ FIRST_DIVISION: Final[str] = "1ST DIVISION"
 SAMPLE_FRACTION_BY_FILE: Final[dict[str, float]] = {
     "crime_data_2016_drug_sample.csv": 0.15,
     "crime_data_2017_drug_sample.csv": 0.14,
+    "crime_data_2018_drug_sample.csv": 0.1192,
+    "crime_data_2019_drug_sample.csv": 0.1185,
 }
 
 # --- reading ------------------------------------------------------------------------------
