@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "boundaries",
     "score",
     "site",
+    "evaluate",
     "zone",
     "maps",
     "runs",

@@ -52,6 +52,9 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
 #: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
 PILOT_ZONE_DATE: Final[str] = "2018-08-01"
+#: The city's announcement of the Russell + Portland pilot (22 August 2018): the report's
+#: before/after split (`geo-lead evaluate --pilot-start` sets the real start).
+PILOT_ANNOUNCEMENT_DATE: Final[str] = "2018-08-22"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
@@ -129,6 +132,15 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
                           "distinct persons: LMPD crime data has no person id)",
     "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
 }
+
+# --- before / after the pilot (geo_lead.evaluation) ----------------------------------------
+#: Months resampled together by the block bootstrap (3: a quarter keeps short-run correlation
+#: between neighbouring months; a whole year would leave the after period a single block).
+EVALUATION_BLOCK_MONTHS: Final[int] = 3
+EVALUATION_REPLICATES: Final[int] = 2000
+EVALUATION_INTERVAL_LEVEL: Final[float] = 0.95
+#: Each period (before, after) needs at least this many months with data.
+EVALUATION_MIN_MONTHS: Final[int] = 3
 
 # --- reading: dates (fdtests) -----------------------------------------------------------
 #: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.
