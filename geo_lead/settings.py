@@ -45,6 +45,11 @@ BOUNDARIES_DIR: Final[Path] = PROJECT_ROOT / "boundaries"
 NEIGHBORHOODS_FILE: Final[Path] = BOUNDARIES_DIR / "neighborhoods.geojson"
 PILOT_ZONE_FILE: Final[Path] = BOUNDARIES_DIR / "pilot_zone.geojson"
 FIRST_DIVISION_FILE: Final[Path] = BOUNDARIES_DIR / "first_division.geojson"
+#: LMPD beats and divisions (geo_lead.beats; built from boundaries/source/lmpd_beats/).
+BEATS_FILE: Final[Path] = BOUNDARIES_DIR / "lmpd_beats.geojson"
+DIVISIONS_FILE: Final[Path] = BOUNDARIES_DIR / "lmpd_divisions.geojson"
+#: Two beats closer than this are adjacent (the shapefile's shared edges do not always meet).
+BEAT_ADJACENT_FT: Final[float] = 50.0
 MAPS_DIR: Final[Path] = Path("maps")
 RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "boundaries", help="rebuild neighborhoods, pilot zone and First Division GeoJSON",
         description=(
             "rebuild: regenerate boundaries/neighborhoods.geojson and pilot_zone.geojson from the "
-            "LOJIC shapefile, and first_division.geojson: from a user's official LMPD division file "
+            "LOJIC shapefile, lmpd_beats.geojson and lmpd_divisions.geojson from the LMPD beats "
+            "shapefile (boundaries/source/lmpd_beats/), and first_division.geojson: from a user's official LMPD division file "
             "(--divisions), else from the store's geocoded records (each neighborhood takes the "
             "division holding most of its records), else from LMPD's description (downtown, "
             "Portland, Russell, Phoenix Hill).\n\n"
@@ -50,6 +51,7 @@ def _run_rebuild(args: argparse.Namespace) -> int:
         print_json(summary)
         return 0
     print(f"wrote neighborhoods ({summary['neighborhoods']} units), pilot zone and First Division to {summary['out_dir']}")
+    print(f"wrote LMPD beats ({summary['beats']}) and divisions ({summary['divisions']})")
     print(f"First Division ({summary['first_division_method']}): "
           + (", ".join(summary["first_division_members"]) or "official polygon"))
     for note in summary["disagreements"]:
