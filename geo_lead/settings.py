@@ -64,14 +64,10 @@ PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
 
-#: Sampling fraction of each shipped sample file (../shared/data/README.md): yearly figures
-#: divide counts by it. Keyed by the file name, so a user's full-year file scales by 1.
-SAMPLE_FRACTION_BY_FILE: Final[dict[str, float]] = {
-    "crime_data_2016_drug_sample.csv": 0.15,
-    "crime_data_2017_drug_sample.csv": 0.14,
-    "crime_data_2018_drug_sample.csv": 0.1192,
-    "crime_data_2019_drug_sample.csv": 0.1185,
-}
+#: The shipped LMPD files' declared sampling fractions (file, sha256, year, sample_fraction):
+#: `geo_lead.frames` takes a shipped file's fraction from here by its sha256, never by name.
+#: A user's file declares its own (`geo-lead ingest FILE --sample-fraction F`, default 1).
+SHIPPED_SAMPLING_FILE: Final[Path] = SHIPPED_DATA_DIR / "lmpd" / "sampling.csv"
 
 # --- reading ------------------------------------------------------------------------------
 #: Strings that mean "no value" in LMPD exports.
@@ -135,7 +131,7 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
     "take_up_rate": "assumption (settings.SITE_TAKE_UP_RATE); no published Louisville figure",
     "persons_per_record": "data: distinct incident numbers / eligible records (an upper bound on "
                           "distinct persons: LMPD crime data has no person id)",
-    "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
+    "sample_scaling": "data/lmpd/sampling.csv (declared per file by sha256; a user's file: --sample-fraction)",
 }
 
 # --- before / after the pilot (geo_lead.evaluation) ----------------------------------------
@@ -154,6 +150,22 @@ LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
 #: as an unparseable date instead of crashing the read or polluting time series.
 DATE_MIN: Final[str] = "1900-01-01"
 DATE_MAX: Final[str] = "2100-01-01"
+#: Records dated before this floor, or after the day they are ingested, are rejected with
+#: that reason (a 2099 typo would otherwise stretch the data's time span and every rate).
+DATE_FLOOR: Final[str] = "2000-01-01"
+
+# --- boundary-aware allocation (geo_lead.allocation) ---------------------------------------
+#: A placed record this close to the edge shared by two or more neighborhood units is shared
+#: among them: about half a street width plus the geocoder's typical error on a centreline
+#: (Louisville's unit boundaries are streets, and block points lie on the street).
+BOUNDARY_TOLERANCE_FT: Final[float] = 50.0
+#: How records near a shared edge count: "split" (equal shares among the units) or "first"
+#: (whole to the first unit in file order: the behaviour before boundary sharing).
+BOUNDARY_RULE: Final[str] = "split"
+BOUNDARY_RULES: Final[tuple[str, ...]] = ("split", "first")
+#: Beat settling (`allocation.settle_by_beat`) looks at the record's own beat polygon within
+#: this radius of the point, shrunk by the tolerance so a beat edge on the street does not count.
+BEAT_SETTLE_RADIUS_FT: Final[float] = 500.0
 
 # --- geocoding (geo_lead/geocode) -------------------------------------------------------
 #: A house number this far beyond a street's known numbers is not placed (unmatched).

@@ -7,7 +7,9 @@ records          feature table (POINT, EPSG:4326, empty until geocoded): one row
 rejects          rows that could not be accepted, with file, line and reason
 persons          person fields of citation rows (sex, race, age); never exported or mapped
 record_history   earlier versions of records whose published content changed
-ingests          one row per file ingested: sha256, counts
+ingests          one row per file ingested: sha256, sample_fraction, counts
+file_frames      one row per distinct file (sha256): its declared sample fraction, report years
+                 and report-date span (`geo_lead.frames`)
 runs             run manifest (see `geo_lead.manifest`)
 meta             key/value (schema version)
 
@@ -74,6 +76,12 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
+
+#: Declared sample fraction of each ingested file (`Store.put_file_frame`, `geo_lead.frames`).
+FILE_FRAMES_TABLE = "file_frames"
+_FILE_FRAMES_DDL = f"""CREATE TABLE IF NOT EXISTS {FILE_FRAMES_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_sha256 TEXT UNIQUE NOT NULL, source_file TEXT, source TEXT, sample_fraction REAL NOT NULL,
+    years TEXT, report_first TEXT, report_last TEXT, declared_at TEXT)"""
 
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
@@ -419,6 +427,51 @@ class Store:
     def get_json(self, key: str, default: Any = None) -> Any:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
+
+    # --- sampling frames (geo_lead.frames) -----------------------------------------------
+    def put_file_frame(self, frame: dict[str, Any]) -> None:
+        """Store one file's sample declaration, keyed by its sha256 (inside `write`).
+
+        `frame`: file_sha256, source_file, source, sample_fraction, years (``;``-joined),
+        report_first, report_last. A later declaration of the same file replaces it.
+        """
+        self.conn.execute(_FILE_FRAMES_DDL)
+        self.register_attributes(FILE_FRAMES_TABLE, "declared sample fraction of each ingested file (sha256)")
+        cols = ("file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
+                "report_last")
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, declared_at) "
+            f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
+
+    def read_file_frames(self) -> pd.DataFrame:
+        """Every stored sample declaration (empty for a store ingested before they existed)."""
+        cols = ["file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
+                "report_last", "declared_at"]
+        return self.read_table(FILE_FRAMES_TABLE, cols, where="1 ORDER BY fid") \
+            if FILE_FRAMES_TABLE in self.tables() else pd.DataFrame(columns=cols)
+
+    def read_ingested_files(self) -> pd.DataFrame:
+        """Distinct (source_file, file_sha256) of the ``ingests`` table, first ingest first."""
+        if "ingests" not in self.tables():
+            return pd.DataFrame(columns=["source_file", "file_sha256"])
+        rows = self.conn.execute("SELECT source_file, file_sha256 FROM ingests GROUP BY file_sha256 "
+                                 "ORDER BY MIN(fid)").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "file_sha256"])
+
+    def report_spans_by_file(self) -> dict[str, dict[str, Any]]:
+        """Per ``source_file`` of the records: source, report years, first and last report date
+        (occurrence date when unreported); for stores without declarations (`geo_lead.frames`)."""
+        if "records" not in self.tables() or not {"source_file", "reported_at", "occurred_at"} <= set(self.columns("records")):
+            return {}
+        when = "COALESCE(NULLIF(reported_at, ''), occurred_at)"
+        out: dict[str, dict[str, Any]] = {}
+        for name, source, first, last in self.conn.execute(
+                f"SELECT source_file, MIN(source), MIN({when}), MAX({when}) FROM records GROUP BY source_file"):
+            years = sorted({int(y) for (y,) in self.conn.execute(
+                f"SELECT DISTINCT substr({when}, 1, 4) FROM records WHERE source_file = ?", (name,))
+                if y and str(y).isdigit()})
+            out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
+        return out
 
     def count(self, table: str) -> int:
         if table not in self.tables():
