@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 
 GROUPS: tuple[str, ...] = ("pilot", "comparison", "rest")
 #: Record columns `evaluate_store` reads (plus the indicator flag; ``lon``/``lat`` always).
-EVALUATION_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source_file", "neighborhood")
+EVALUATION_COLUMNS: tuple[str, ...] = ("source", "occurred_at", "reported_at", "source_file", "neighborhood",
+                                       "boundary_units")
 
 
 @dataclass(frozen=True)
@@ -466,16 +467,19 @@ def zones_from_site(site_result: dict[str, Any] | None) -> tuple[list[str], list
 
 
 def sample_fractions_text(records: pd.DataFrame) -> str:
-    """``2016 0.150, 2017 0.140, ...``: 1 / median weight of each year's records."""
+    """``2016 0.150, 2017 0.140, ...``: 1 / median weight of each report year's records."""
     if "weight" not in records or "occurred_at" not in records:
         return ""
-    year = pd.to_datetime(records["occurred_at"], errors="coerce", format="ISO8601").dt.year
+    from geo_lead.frames import report_dates
+
+    year = report_dates(records).dt.year
     w = records["weight"].astype(float).groupby(year).median()
     return ", ".join(f"{int(y)} {1.0 / v:.3f}" for y, v in w.items() if v > 0 and not math.isnan(y))
 
 
 def evaluate_store(store: Any, params: EvaluationParams | None = None,
-                   comparison: Sequence[str] | None = None, records: Any = None) -> EvaluationResult:
+                   comparison: Sequence[str] | None = None, records: Any = None,
+                   rule: str = settings.BOUNDARY_RULE) -> EvaluationResult:
     """`evaluate` on the store's records, zones from the stored ``site_result``.
 
     Parameters
@@ -487,9 +491,13 @@ def evaluate_store(store: Any, params: EvaluationParams | None = None,
     records
         The store's records already read (`geo_lead.spatial_join.records_gdf` points with
         `EVALUATION_COLUMNS` and the indicator); default: read here.
+    rule
+        How records on a shared boundary count (`geo_lead.allocation.unit_shares`).
     """
+    from geo_lead.allocation import unit_shares
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.hotspots import record_weights, records_from_store
+    from geo_lead.frames import attach_weights
+    from geo_lead.hotspots import records_from_store
 
     p = params or EvaluationParams()
     pilot, comp, ctx = zones_from_site(store.get_json("site_result"))
@@ -505,9 +513,10 @@ def evaluate_store(store: Any, params: EvaluationParams | None = None,
                            "(it stores one) or pass --comparison NAME,NAME")
     cols = list(dict.fromkeys([*EVALUATION_COLUMNS, p.indicator]))
     recs = records_from_store(store, load_neighborhoods(), cols, records=records)
-    recs = recs.assign(weight=record_weights(recs))
+    if "weight" not in recs:
+        recs = attach_weights(store, recs.copy())
     ctx["sample_fractions"] = sample_fractions_text(recs)
-    return evaluate(recs, pilot, comp, p, context=ctx)
+    return evaluate(recs, pilot, comp, p, shares=unit_shares(recs, rule), context=ctx)
 
 
 def format_evaluation(result: EvaluationResult) -> str:
