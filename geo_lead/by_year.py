@@ -216,7 +216,11 @@ def score_by_year_store(store: Any, indicator: str = "lead_eligible", area: str 
     yrs = list(years) if years else data_years(recs)
     sampling = load_frames(store)
     out = ByYearResult(indicator=indicator, area=area, years=yrs)
+    flagged = recs[indicator].fillna(False).astype(bool)
     for y in yrs:
+        if not (flagged & year_mask(recs, y)).any():
+            out.notes.append(f"{y}: no {indicator} record; not scored")
+            continue
         out.scores.append(scores_for_year(recs, nh, population, y, indicator=indicator, area=area,
                                           first_division=fd, sampling=sampling, **kwargs))
     return out

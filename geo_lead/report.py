@@ -76,7 +76,15 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
         "zones": read_layer(store, "site_zones"),
         "site_result": store.get_json("site_result"),
         "hotspots_result": store.get_json("hotspots_result"),
+        "pilot": _pilot_data(store),
     }
+
+
+def _pilot_data(store: Any) -> dict[str, Any] | None:
+    """The pilot-period sections' data (`geo_lead.pilot_report`); None when it cannot be read."""
+    from geo_lead.pilot_report import collect_pilot_data
+
+    return collect_pilot_data(store)
 
 
 def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
@@ -434,6 +442,9 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
     hot = data.get("hotspots_result")
     if hot:
         parts.append("<h3>Hot spots</h3>" + hotspots_html(hot if isinstance(hot, dict) else {"result": hot}))
+    from geo_lead.pilot_report import pilot_html
+
+    parts.append(pilot_html(data.get("pilot"), with_figures))
     if isinstance(result, dict) and result:
         parts.append("<details><summary>Every number of the site-selection result</summary>"
                      + _kv_table(result) + "</details>")
@@ -447,7 +458,7 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
 </ul>
 <h2>Limits</h2><ul>
 <li>Records are incidents, not people; one person can appear many times and a diversion needs an officer's contact, not a report.</li>
-<li>Shipped LMPD files are samples (about 15% of 2016, 14% of 2017): comparisons between areas hold, yearly totals are scaled estimates.</li>
+<li>Shipped LMPD files are samples (15% of 2016, 14% of 2017, 11.9% of 2018, 11.85% of 2019): comparisons between areas hold, yearly totals are weighted estimates.</li>
 <li>Block addresses locate an incident to a hundred-block or an intersection, not a door; points near a boundary may fall on either side.</li>
 <li>The LOJIC neighborhoods cover the pre-merger city only; the remainder pieces are counted but not ranked.</li>
 <li>Population comes from 2020 tracts split by area, which assumes residents spread evenly within a tract.</li>

@@ -161,7 +161,7 @@ def test_limits_say_what_the_design_cannot_show() -> None:
 
 
 def test_figure_renders(tmp_path: Path) -> None:
-    from geo_lead.evaluation_figures import monthly_series_figure
+    from geo_lead.pilot_figures import monthly_series_figure
     from geo_lead.figures import png_bytes
 
     res = evaluate(_records(HAND), ["A"], ["B"],

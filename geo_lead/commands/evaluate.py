@@ -61,7 +61,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_store(store, params, comparison=comparison)
         store.put_json("evaluation_result", result.to_dict())
     if figure is not None:
-        from geo_lead.evaluation_figures import monthly_series_figure
+        from geo_lead.pilot_figures import monthly_series_figure
         from geo_lead.figures import png_bytes
 
         figure.write_bytes(png_bytes(monthly_series_figure(result)))
