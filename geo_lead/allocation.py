@@ -226,7 +226,7 @@ def unit_counts(records: pd.DataFrame, shares: pd.DataFrame, names: Sequence[str
 
 def explode(points: pd.DataFrame, rule: str | None = None) -> pd.DataFrame:
     """One row per (record, unit): the record's columns, ``neighborhood`` = the unit, ``weight``
-    = frame weight x share, ``record_row`` = the record's index label, ``shared``.
+    = frame weight x share, ``record_row`` = the record's index label, ``share``, ``shared``.
 
     Placed records only; for statistics on points (KDE, grids: a record's parts lie on the same
     point, so sums over space are unchanged) and per-unit sums (Gi*, PAI, zones).
@@ -236,6 +236,7 @@ def explode(points: pd.DataFrame, rule: str | None = None) -> pd.DataFrame:
     out["record_row"] = shares["row"].to_numpy()
     out["neighborhood"] = shares["unit"].to_numpy(dtype=object)
     out["weight"] = record_weight(points).reindex(shares["row"]).to_numpy(float) * shares["share"].to_numpy(float)
+    out["share"] = shares["share"].to_numpy(float)
     out["shared"] = shares["shared"].to_numpy(bool)
     return out.reset_index(drop=True)
 

@@ -17,6 +17,10 @@ Rules
   not before; vanished = hot before and not now.
 * The verdict is the first ``verdict`` value found in ``site_result`` (top level first);
   it changed when the two values differ (compared as JSON).
+* Sampling frames (snapshot ``frames``: source, year, fraction, files) whose fraction or
+  files differ are listed, and so is a change of the capacity zone's neighborhoods or
+  months of data (``site_result.capacity_zone``): a new file can move these without moving
+  any rank.
 """
 
 from __future__ import annotations
@@ -192,9 +196,43 @@ def compare_snapshots(previous: Mapping[str, Any] | None, current: Mapping[str, 
         prev.get("scores"), current.get("scores"), prev.get("site_result"), current.get("site_result"),
         hotspots(prev.get("hotspots"), prev.get("hotspots_result")),
         hotspots(current.get("hotspots"), current.get("hotspots_result")))
+    report["frames_changed"] = frame_changes(prev.get("frames"), current.get("frames"))
+    cap_before, cap_after = _capacity(prev.get("site_result")), _capacity(current.get("site_result"))
+    report["capacity_before"], report["capacity_after"] = cap_before, cap_after
+    report["capacity_changed"] = previous is not None and cap_before != cap_after
+    report["changed"] = bool(report["changed"] or report["frames_changed"] or report["capacity_changed"])
     report["previous_run"] = previous_run_id
     report["first_run"] = previous is None
     return report
+
+
+def frame_changes(previous: Iterable[Mapping[str, Any]] | None,
+                  current: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Sampling frames (`geo_lead.frames.Frame.to_dict`: source, year, fraction, files) whose
+    fraction or files differ, appeared or vanished: ``{source, year, before, after, files}``."""
+    def key(rows: Iterable[Mapping[str, Any]] | None) -> dict[tuple[str, int], Mapping[str, Any]]:
+        return {(str(r.get("source")), int(r.get("year", 0))): r for r in (rows or [])}
+
+    old, new = key(previous), key(current)
+    out = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k), new.get(k)
+        fa = None if a is None else float(a.get("fraction", 1.0))
+        fb = None if b is None else float(b.get("fraction", 1.0))
+        files_a = list(a.get("files", [])) if a else []
+        files_b = list(b.get("files", [])) if b else []
+        if fa != fb or files_a != files_b:
+            out.append({"source": k[0], "year": k[1], "before": fa, "after": fb, "files": files_b or files_a})
+    return out
+
+
+def _capacity(site_result: Any) -> dict[str, Any] | None:
+    if not isinstance(site_result, Mapping) or not isinstance(site_result.get("capacity_zone"), Mapping):
+        return None
+    cz = site_result["capacity_zone"]
+    months = (cz.get("parameters") or {}).get("months_of_data")
+    return {"neighborhoods": list(cz.get("neighborhoods") or []),
+            "months_of_data": None if months is None else round(float(months), 2)}
 
 
 def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
@@ -203,7 +241,7 @@ def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
         return ["first recorded run: nothing to compare with yet"]
     lines = [f"changes since run {report.get('previous_run')}:"]
     if not report.get("changed"):
-        return [*lines, "  no change in ranks, hotspots or verdict"]
+        return [*lines, "  no change in ranks, hotspots, sampling frames, capacity zone or verdict"]
     moves = report.get("rank_moves", [])
     for m in moves[:max_moves]:
         ind = f" [{m['indicator']}]" if m.get("indicator") else ""
@@ -218,6 +256,16 @@ def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
     for key, word in (("new_hotspots", "new hotspot"), ("vanished_hotspots", "hotspot vanished")):
         for h in report.get(key, []):
             lines.append(f"  {word}: {h['unit']} ({h['label']})")
+    for f in report.get("frames_changed", []):
+        before = "none" if f["before"] is None else f"{f['before']:.4g}"
+        after = "none" if f["after"] is None else f"{f['after']:.4g}"
+        lines.append(f"  sampling frame {f['source']} {f['year']}: fraction {before} -> {after} "
+                     f"({', '.join(f['files'])})")
+    if report.get("capacity_changed"):
+        a, b = report.get("capacity_before") or {}, report.get("capacity_after") or {}
+        lines.append(f"  capacity zone: {' + '.join(a.get('neighborhoods') or []) or 'none'} -> "
+                     f"{' + '.join(b.get('neighborhoods') or []) or 'none'} (months of data "
+                     f"{a.get('months_of_data')} -> {b.get('months_of_data')})")
     if report.get("verdict_changed"):
         lines.append(f"  verdict changed: {report.get('verdict_before')!r} -> {report.get('verdict_after')!r}")
     else:

@@ -17,9 +17,11 @@ Methods
 * PAI = (n/N)/(a/A) (Chainey, Tompson & Uhlig 2008); PEI = n / n_max, n_max being the most
   records any set of grid cells of the same total area captures.
 
-Every record carries a ``weight`` = 1 / sampling fraction of its source file
-(`settings.SAMPLE_FRACTION_BY_FILE`, 1 for a complete extract), so counts estimate full-data
-counts and samples of different years mix fairly.
+Every record carries a ``weight``: its sampling-frame weight (`geo_lead.frames`: 1 / the
+declared fraction of its source and year, 1 for a complete extract), so counts estimate
+full-data counts and samples of different years mix fairly. Records near an edge shared by
+two or more units count in equal shares in each (`geo_lead.allocation`, rule ``split``; a
+record's parts lie on its one point, so the KDE and grid sums are unchanged by the split).
 """
 
 from __future__ import annotations
@@ -51,35 +53,34 @@ NOT_SIGNIFICANT = "not significant"
 
 # --- inputs ------------------------------------------------------------------------------
 def record_weights(records: pd.DataFrame) -> pd.Series:
-    """Weight of each record: 1 / sampling fraction of its source file (1 when unknown).
-
-    Parameters
-    ----------
-    records
-        Records with an optional ``source_file`` column (a ``weight`` column is kept as is).
+    """The records' frame ``weight`` column (`geo_lead.frames.attach_weights`); 1 without one.
 
     Returns
     -------
     pandas.Series
         Float weights aligned to ``records.index``.
     """
-    if "weight" in records:
-        return records["weight"].astype(float)
-    if "source_file" not in records:
-        return pd.Series(1.0, index=records.index)
-    names = records["source_file"].fillna("").astype(str).str.replace("\\", "/").str.split("/").str[-1]
-    frac = names.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
-    return 1.0 / frac
+    from geo_lead.allocation import record_weight
+
+    return record_weight(records)
 
 
-def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible") -> tuple[gpd.GeoDataFrame, dict[str, int]]:
-    """Flagged, geocoded records in EPSG:2246 with a ``weight`` column, and the accounting.
+def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible",
+                     boundary: str | None = None) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Flagged, geocoded records in EPSG:2246, one row per (record, unit) share, and the accounting.
+
+    Each row has ``weight`` = frame weight x share, ``neighborhood`` = the unit, ``record_row``
+    = the record's index label in `records`, ``share`` and ``shared``; records outside every unit keep
+    one row (``neighborhood`` ""). `boundary`: ``split`` or ``first`` (default
+    `settings.BOUNDARY_RULE`; `geo_lead.allocation.unit_shares`).
 
     Returns
     -------
     points, counts
-        ``counts`` has records_in = not_flagged + not_geocoded + kept.
+        ``counts`` has records_in = not_flagged + not_geocoded + kept (records, not rows).
     """
+    from geo_lead.allocation import explode
+
     if indicator not in records:
         raise GeoLeadError(f"records have no indicator column {indicator!r}; columns: {list(records.columns)}")
     flagged = records[indicator].fillna(False).astype(bool)
@@ -89,7 +90,23 @@ def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible"
     kept["weight"] = record_weights(kept)
     counts = {"records_in": len(records), "not_flagged": int((~flagged).sum()),
               "not_geocoded": int((flagged & ~located).sum()), "kept": len(kept)}
+    if "neighborhood" in kept:
+        placed = (kept["neighborhood"].fillna("").astype(str) != "").to_numpy()
+        rest = kept[~placed].assign(record_row=kept.index[~placed], share=1.0, shared=False)
+        kept = gpd.GeoDataFrame(pd.concat([explode(kept[placed], boundary), rest.reset_index(drop=True)],
+                                          ignore_index=True), geometry=kept.geometry.name, crs=kept.crs)
+    else:
+        kept = kept.assign(record_row=kept.index, share=1.0, shared=False)
     return kept.to_crs(settings.CRS_PROJECTED), counts
+
+
+def collapse_shares(points: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One row per record of `indicator_points` rows: its first row, weight = its rows' sum."""
+    if "record_row" not in points or points.empty:
+        return points
+    first = points.drop_duplicates("record_row").copy()
+    first["weight"] = points.groupby("record_row")["weight"].sum().reindex(first["record_row"]).to_numpy(float)
+    return first
 
 
 def assign_neighborhoods(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.Series:
@@ -436,7 +453,8 @@ def pei(n: float, cell_counts: np.ndarray, cell_areas: np.ndarray, area: float) 
 # --- the store edge ----------------------------------------------------------------------
 #: Record columns the hotspots read (plus the indicator flag): reading only these instead of
 #: every text column of a million records saves seconds and gigabytes.
-HOTSPOT_COLUMNS: tuple[str, ...] = ("source_file", "neighborhood", "lon", "lat")
+HOTSPOT_COLUMNS: tuple[str, ...] = ("source", "reported_at", "occurred_at", "neighborhood", "boundary_units",
+                                    "lon", "lat")
 
 
 def store_columns(store: Any, columns: Sequence[str], indicator: str) -> list[str]:
@@ -488,6 +506,7 @@ def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
              kde_cell_ft: float = 500.0, bandwidth_method: str = "cv",
              hotspot_sd: float = 2.0, grid_cell_ft: float = 1000.0,
              permutations: int = settings.PERMUTATIONS, seed: int = settings.RANDOM_SEED,
+             boundary: str | None = None,
              ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """All hotspot layers for one indicator (pure: GeoDataFrames in, layers + summary out).
 
@@ -497,14 +516,18 @@ def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
         ``layers``: hotspot_kde, hotspot_gistar_neighborhoods, hotspot_gistar_grid
         (EPSG:2246). ``result``: the ``geo-lead hotspots --json`` object.
     """
-    points, accounting = indicator_points(records, indicator)
+    points, accounting = indicator_points(records, indicator, boundary)
     area = study_area(neighborhoods, area_names)
     in_area = points[units_of(points, neighborhoods).isin(list(area_names)).to_numpy()]
-    accounting["in_study_area"] = len(in_area)
-    accounting["outside_study_area"] = len(points) - len(in_area)
-    kde, kde_info = kde_surface(in_area, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)
+    # records (a record shared with a unit outside the area counts as in it)
+    accounting["in_study_area"] = int(in_area["record_row"].nunique())
+    accounting["outside_study_area"] = int(accounting["kept"] - accounting["in_study_area"])
+    # KDE and grid take one point per record (its in-area parts' weight): duplicated points
+    # would change the cross-validated bandwidth, not the picture.
+    located = collapse_shares(in_area)
+    kde, kde_info = kde_surface(located, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)
     nh = gistar_neighborhoods(neighborhoods, points, permutations, seed)
-    grid = gistar_grid(in_area, area, grid_cell_ft, None, permutations, seed)
+    grid = gistar_grid(located, area, grid_cell_ft, None, permutations, seed)
 
     def tally(labels: pd.Series) -> dict[str, int]:
         return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}

@@ -34,6 +34,7 @@ from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from geo_lead import settings
+from geo_lead.outputs import cap_text
 
 log = logging.getLogger(__name__)
 
@@ -431,8 +432,9 @@ def point_rows(points: pd.DataFrame) -> dict[str, Any]:
     rows = []
     for r in points.to_dict("records"):
         mt = mts.setdefault(esc(r.get("match_type", "")), len(mts))
-        top = [[offs.setdefault(esc(t), len(offs)), int(c)] for t, c in (r.get("offences") or [])]
-        rows.append([float(r["lat"]), float(r["lon"]), int(r["n"]), esc(r.get("address", "")), mt,
+        # free text is capped (`cap_text`): one record's 10 MB description cannot bloat a page
+        top = [[offs.setdefault(esc(cap_text(t)), len(offs)), int(c)] for t, c in (r.get("offences") or [])]
+        rows.append([float(r["lat"]), float(r["lon"]), int(r["n"]), esc(cap_text(r.get("address", ""))), mt,
                      [int(r[f]) for f in flags], top])
     return {"rows": rows, "match_types": list(mts), "flags": [esc(f.replace("_", " ")) for f in flags],
             "offences": list(offs)}
@@ -887,7 +889,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         key = (float(r.lat), float(r.lon))
         if key not in pt_index:
             pt_index[key] = len(pt_table)
-            pt_table.append([key[0], key[1], esc(r.address) or "geocoded point"])
+            pt_table.append([key[0], key[1], esc(cap_text(r.address)) or "geocoded point"])
         pts_by_month[r.month].append([pt_index[key], int(r.n)])
     mapped = int(point_counts["n"].sum()) if len(point_counts) else 0
     notes.append(f"{mapped:,} of {len(records):,} records have a date and a geocode and are shown "

@@ -21,6 +21,7 @@ import pandas as pd
 
 from geo_lead import settings
 from geo_lead.maps import esc, parse_when
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
         "zones": read_layer(store, "site_zones"),
         "site_result": store.get_json("site_result"),
         "hotspots_result": store.get_json("hotspots_result"),
+        "beat_checks": _beat_check_table(store),
         "pilot": _pilot_data(store),
     }
 
@@ -85,6 +87,12 @@ def _pilot_data(store: Any) -> dict[str, Any] | None:
     from geo_lead.pilot_report import collect_pilot_data
 
     return collect_pilot_data(store)
+
+
+def _beat_check_table(store: Any) -> pd.DataFrame:
+    from geo_lead.geocode.beat_check import beat_check_table
+
+    return beat_check_table(store)
 
 
 def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
@@ -377,6 +385,12 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
             if len(why):
                 top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
                 parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
+        beats = data.get("beat_checks")
+        if beats is not None and len(beats):
+            parts.append("<h4>Points in the record's own LMPD beat, by match type</h4>" + _table(
+                beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
+                    same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
+                {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1}))
     else:
         parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
 
@@ -476,6 +490,6 @@ def write_report(store: Any, out_path: Path = DEFAULT_REPORT, records: pd.DataFr
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(build_report_html(collect_report_data(store, records)), encoding="utf-8")
+    write_text(out_path, build_report_html(collect_report_data(store, records)))  # atomic
     log.info("report written: %s", out_path)
     return out_path

@@ -571,7 +571,9 @@ def write_csv(scores: pd.DataFrame, path: Path) -> None:
     """The scores without geometry, as CSV (ranked first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(scores.drop(columns=scores.geometry.name)).to_csv(path, index=False, float_format="%.6g")
+    from geo_lead.outputs import write_csv
+
+    write_csv(pd.DataFrame(scores.drop(columns=scores.geometry.name)), path, float_format="%.6g")
 
 
 def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None) -> str:

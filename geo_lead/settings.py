@@ -73,6 +73,14 @@ SHIPPED_SAMPLING_FILE: Final[Path] = SHIPPED_DATA_DIR / "lmpd" / "sampling.csv"
 #: Strings that mean "no value" in LMPD exports.
 NULL_STRINGS: Final[frozenset[str]] = frozenset({"", "NULL", "null", "NaN", "N/A", "NONE"})
 READ_CHUNK_ROWS: Final[int] = 50_000
+#: Longest physical line (bytes) and longest field (characters) a reader accepts. A longer
+#: row is rejected with a reason, read in pieces of this size, never held whole, so one
+#: corrupt line cannot take the machine's memory. LMPD rows are under 1 KB.
+MAX_LINE_BYTES: Final[int] = int(os.environ.get("GEO_LEAD_MAX_LINE_BYTES", str(1 << 20)))
+MAX_FIELD_CHARS: Final[int] = int(os.environ.get("GEO_LEAD_MAX_FIELD_CHARS", str(1 << 20)))
+#: Free text shown in an HTML page (offence descriptions, addresses) is cut to this many
+#: characters with an ellipsis; the store keeps the text as published.
+PAGE_TEXT_MAX_CHARS: Final[int] = 200
 
 # --- zone check ---------------------------------------------------------------------------
 NEAR_BOUNDARY_FT: Final[float] = 300.0
@@ -172,6 +180,15 @@ BEAT_SETTLE_RADIUS_FT: Final[float] = 500.0
 GEOCODE_MAX_EXTRAPOLATION_NUMBERS: Final[int] = 1000
 #: Longest distance a number is extrapolated past the last known point of its street.
 GEOCODE_MAX_EXTRAPOLATION_FT: Final[float] = 3000.0
+#: Extrapolation past a street's last known number stops at this many numbers and this many
+#: feet; a number farther out is a ``street`` match at that last known number, with the reason
+#: (hold-out, seed 20180801: extrapolated errors median 57-90 m up to 100 numbers, 230-260 m at
+#: 200-300, 370-850 m beyond).
+GEOCODE_EXTRAPOLATION_CAP_NUMBERS: Final[int] = 300
+GEOCODE_EXTRAPOLATION_CAP_FT: Final[float] = 1500.0
+#: A candidate place within this distance of the record's beat polygon counts as inside it
+#: (boundary streets: their centre line is the beat's edge).
+GEOCODE_BEAT_TOLERANCE_FT: Final[float] = 100.0
 #: Feet per house number assumed when extrapolating (Louisville: ~100 numbers per block).
 GEOCODE_FT_PER_NUMBER: Final[float] = 5.0
 #: Street ends are prolonged this far when looking for a crossing the reference does not reach.

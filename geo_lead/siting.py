@@ -30,7 +30,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo_lead import settings
+from geo_lead import frames, settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capture, pai, study_area
 from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
@@ -66,6 +66,7 @@ class SiteParams:
     min_window_records: int = settings.SITE_MIN_WINDOW_RECORDS
     grid_cell_ft: float = 1000.0
     seed: int = settings.RANDOM_SEED
+    boundary: str = settings.BOUNDARY_RULE  #: "split" or "first" (`geo_lead.allocation`)
 
 
 # --- periods -----------------------------------------------------------------------------
@@ -208,33 +209,18 @@ def empirical_bayes_rate(events: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 # --- capacity ------------------------------------------------------------------------------
-def months_covered(records: pd.DataFrame) -> float:
-    """Months of time the records cover: per source file, the 1st-99th percentile span of the
-    report date (``reported_at``, else ``occurred_at``) divided by 0.98 (at least one month),
-    summed over files.
+def months_covered(records: pd.DataFrame, sampling: frames.Frames | None = None) -> float:
+    """Months the data cover: `geo_lead.frames.coverage` (the union of the files' report-date
+    spans, never their sum) of the stored declarations `sampling`, else of the records' own
+    files.
 
     Report dates, because LMPD extracts are cut by report date (a file reported over two weeks
-    holds incidents that occurred all year); percentiles, not min/max, so a few stray dates do
-    not stretch a file's span.
+    holds incidents that occurred all year).
     """
-    def parse(col: str) -> pd.Series:
-        if col not in records:
-            return pd.Series(pd.NaT, index=records.index)
-        t = pd.to_datetime(records[col], errors="coerce", format="ISO8601")
-        return t.dt.tz_localize(None) if getattr(t.dt, "tz", None) is not None else t
-
-    when = parse("reported_at").fillna(parse("occurred_at"))
-    files = records["source_file"].fillna("") if "source_file" in records else pd.Series("", index=records.index)
-    total = 0.0
-    for _, t in when.groupby(files):
-        t = t.dropna()
-        if t.empty:
-            continue
-        lo, hi = t.quantile(0.01), t.quantile(0.99)
-        total += max((hi - lo).days / 30.4375 / 0.98, 1.0)
-    if total <= 0:
+    months = frames.coverage_of(records, sampling).months
+    if months <= 0:
         raise GeoLeadError("no record has a readable reported_at/occurred_at date; cannot estimate a monthly rate")
-    return total
+    return months
 
 
 def expected_participants(records_in_zone: float, months_data: float, params: SiteParams,
@@ -302,8 +288,14 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
 def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
          pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
          params: SiteParams | None = None, population: pd.Series | None = None,
-         progress: Any = None, adjacency: Adjacency | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+         progress: Any = None, adjacency: Adjacency | None = None,
+         sampling: frames.Frames | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Answer the siting question from records and neighborhoods (pure).
+
+    Records count by their frame ``weight`` x their share of each unit
+    (`geo_lead.hotspots.indicator_points` with ``params.boundary``); `sampling` (the store's
+    declarations, `geo_lead.frames.load_frames`) gives the months of data, else the records'
+    own files.
 
     Parameters
     ----------
@@ -335,11 +327,12 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     if missing:
         raise GeoLeadError(f"pilot neighborhoods {missing} are not in the neighborhoods file")
     cands = sorted(set(candidates) | set(pilot))
-    points, accounting = indicator_points(records, indicator)
+    points, accounting = indicator_points(records, indicator, p.boundary)
     unit_of = points["neighborhood"].fillna("").astype(str)
     in_cands = unit_of.isin(cands)
-    accounting["outside_candidates"] = int((~in_cands).sum())
-    accounting["in_candidates"] = int(in_cands.sum())
+    # records (one shared with a candidate counts in the candidates)
+    accounting["in_candidates"] = int(points.loc[in_cands.to_numpy(), "record_row"].nunique())
+    accounting["outside_candidates"] = int(accounting["kept"] - accounting["in_candidates"])
     pts = points[in_cands]
     tr, te, period_info = split_periods(pts["occurred_at"], p.train, p.test)
     if tr.sum() == 0 or te.sum() == 0:
@@ -413,9 +406,20 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     # Stability: bootstrap resamples of the records, and calendar-year windows.
     rng = np.random.default_rng(p.seed)
     unit_idx = pd.Index(cands).get_indexer(unit_of[in_cands].to_numpy())
+    # resample records, each with all its shares: rows grouped by record
+    rec_codes, rec_first = pd.factorize(pts["record_row"])
+    rows_of = np.argsort(rec_codes, kind="stable")
+    starts = np.searchsorted(rec_codes[rows_of], np.arange(len(rec_first) + 1))
+    n_rec = len(rec_first)
+    n_rows_of = np.diff(starts)
     in_top = 0
     for _ in range(p.replicates):
-        draw = rng.integers(0, len(pts), len(pts))
+        pick = rng.integers(0, n_rec, n_rec)
+        if len(rows_of) == n_rec:  # no shared record: one row per record, as before
+            draw = rows_of[pick]
+        else:
+            c = n_rows_of[pick]
+            draw = rows_of[np.repeat(starts[pick], c) + np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)]
         counts = np.bincount(unit_idx[draw], weights=w[draw], minlength=len(cands))
         tot = counts @ membership
         in_top += rank_of(tot[pz], tot) <= top_n
@@ -424,12 +428,17 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     years = pd.to_datetime(pts["occurred_at"], errors="coerce", format="ISO8601").dt.year
     windows = []
     for year, grp in pd.Series(np.arange(len(pts))).groupby(years.to_numpy()):
-        if len(grp) < p.min_window_records:
+        # records in the candidates (a shared record counts by its shares there)
+        n_records = float(pts["share"].iloc[grp.to_numpy()].sum()) if "share" in pts else len(grp)
+        if n_records < p.min_window_records:
             continue
         counts = np.bincount(unit_idx[grp.to_numpy()], weights=w[grp.to_numpy()], minlength=len(cands))
         tot = counts @ membership
         r = rank_of(tot[pz], tot)
-        windows.append({"window": str(int(year)), "records": len(grp), "pilot_rank": r, "in_top": r <= top_n})
+        windows.append({"window": str(int(year)),
+                        "records": int(n_records) if float(n_records).is_integer() else round(n_records, 1),
+                        "pilot_rank": r,
+                        "in_top": r <= top_n})
     stability = {"top_n": top_n, "replicates": p.replicates, "seed": p.seed,
                  "bootstrap_top_share": in_top / p.replicates if p.replicates else float("nan"),
                  "windows": windows,
@@ -448,8 +457,8 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     verdict = "justified" if all(checks.values()) else "revise"
 
     # Capacity: smallest k whose best zone (by expected participants, all data) fills it.
-    months_data = months_covered(records)
-    elig = pts
+    months_data = months_covered(records, sampling)
+    elig = pts.drop_duplicates("record_row")  # records, not their shares
     ppr = p.persons_per_record
     if ppr is None:
         key = elig.get("incident_number", pd.Series(range(len(elig)), index=elig.index)).astype(str)
@@ -468,7 +477,8 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     capacity_zone["parameters"] = {
         "capacity": p.capacity, "months": p.months, "take_up_rate": p.take_up_rate,
         "persons_per_record": ppr, "months_of_data": months_data,
-        "sample_scaling": "each record weighs 1 / sampling fraction of its file (settings.SAMPLE_FRACTION_BY_FILE)",
+        "sample_scaling": "each record weighs 1 / the declared sample fraction of its source and year "
+                          "(geo_lead.frames; data/lmpd/sampling.csv, --sample-fraction) x its share of the unit",
         "sources": settings.SITE_PARAMETER_SOURCES}
 
     # Comparison area: every named unit citywide, features from the training period.
@@ -525,8 +535,8 @@ def zones_layer(proj: gpd.GeoDataFrame, roles: list[tuple[str, Mapping[str, Any]
 
 #: Record columns `site` reads (plus the indicator flag): weights (source_file), periods
 #: (occurred_at), months of data (reported_at), persons per record (incident_number).
-SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at", "source_file",
-                                 "neighborhood", "lon", "lat")
+SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at", "source", "source_file",
+                                 "neighborhood", "boundary_units", "lon", "lat")
 
 
 def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
@@ -544,6 +554,7 @@ def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILO
     from geo_lead.hotspots import records_from_store, resolve_area, store_columns
 
     neighborhoods = load_neighborhoods()
+    given = records
     records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
                                  records=records)
     names = resolve_area(neighborhoods, records, area, candidates)
@@ -554,10 +565,17 @@ def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILO
         interp = interpolate_population(load_tracts(), neighborhoods)
         population = interp.population.set_axis(neighborhoods["NH_NAME"].to_numpy())
     progress = params.pop("progress", None)
+    # the store's declarations: read here unless given (a forked child must not read the store)
+    sampling = params.pop("sampling", None)
+    if sampling is None and given is None:
+        sampling = frames.load_frames(store)
+    if params.get("boundary") is None:
+        params.pop("boundary", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
                          population=population, progress=progress,
-                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency)
+                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency,
+                         sampling=sampling)
     result["area"] = "candidates" if candidates else area
     return layer, result
 

@@ -39,20 +39,25 @@ JOIN_STATUSES: tuple[str, ...] = ("joined", "outside", "not_geocoded")
 
 
 def records_gdf(store: Store, columns: list[str] | None = None) -> gpd.GeoDataFrame:
-    """The store's records as EPSG:4326 points (ungeocoded records keep an empty geometry).
+    """The store's records as EPSG:4326 points (ungeocoded records keep an empty geometry),
+    with their float frame ``weight`` (`geo_lead.frames.attach_weights`).
 
     Parameters
     ----------
     store
         An open store.
     columns
-        Record columns to read (default: all); ``lon`` and ``lat`` are always read.
+        Record columns to read (default: all); ``lon``, ``lat`` and the columns the weights
+        need (`frames.WEIGHT_COLUMNS`) are always read.
     """
+    from geo_lead import frames
+
     if columns is not None:
-        columns = list(dict.fromkeys([*columns, "lon", "lat"]))
+        columns = list(dict.fromkeys([*columns, "lon", "lat", *frames.WEIGHT_COLUMNS]))
         have = set(store.columns("records"))
         columns = [c for c in columns if c in have]
     frame = store.read_records(columns)
+    frames.attach_weights(store, frame)
     return points_from_lonlat(frame)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from geo_lead import settings
-from geo_lead.errors import StoreBusyError, StoreError
+from geo_lead.errors import StoreBusyError, StoreError, StoreStorageError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ FLAG_COLUMNS: tuple[str, ...] = (
 RULE_COLUMNS: tuple[str, ...] = tuple(f"{f}_rule" for f in FLAG_COLUMNS)
 GEOCODE_COLUMNS: tuple[str, ...] = (
     "lon", "lat", "match_type", "score", "matched_address", "geocode_reason",
+    "beat_check",  # same / adjacent / other / no_beat (geo_lead.geocode.beat_check)
 )
 INTEGER_COLUMNS = frozenset({"source_line", *FLAG_COLUMNS})
 REAL_COLUMNS = frozenset({"lon", "lat", "score"})
@@ -128,6 +129,44 @@ def _py(value: Any) -> Any:
     return value
 
 
+def storage_error(path: Path | str, exc: BaseException) -> StoreStorageError | None:
+    """The clear error for SQLite's read-only, full-disk, I/O and cannot-open failures, or None.
+
+    Each message names the file and what to do. A read-only store with a pending rollback
+    journal (left by a write that was killed) cannot even be read until SQLite applies the
+    journal, which needs write permission: the message says so.
+    """
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    journal = Path(f"{path}-journal")
+    if name == "SQLITE_READONLY_ROLLBACK" or ("readonly" in text and journal.exists()):
+        return StoreStorageError(
+            f"{path}: needs write permission to recover: a write that was interrupted left "
+            f"{journal.name}, which SQLite must roll back before the store can be read. Give "
+            f"write permission to {path} and its folder (or run as their owner) and run the "
+            f"command again; do not delete {journal.name}.")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return StoreStorageError(
+            f"{path}: the store is read-only (the file, its folder or the disk); nothing was "
+            "changed. Give write permission to the file and its folder, or copy it somewhere "
+            "writable and pass --store COPY.")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreStorageError(
+            f"{path}: the disk is full; nothing was changed (the write was rolled back). Free "
+            "space on that disk, or pass --store on another disk, and run the command again.")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        return StoreStorageError(
+            f"{path}: disk I/O error ({text}); the store was left as it was before this "
+            "command. Check the disk (and its free space), then run the command again.")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
+        return StoreStorageError(
+            f"{path}: cannot open the store file or create its journal beside it; check that "
+            "the folder exists and is writable, or pass another --store.")
+    return None
+
+
 class Store:
     """An open GeoPackage store. Use `open_store`."""
 
@@ -135,6 +174,10 @@ class Store:
         self.path, self.conn = path, conn
         self._depth = 0  # nesting level of `write` savepoints
         self.busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S  # open_store sets the one it used
+        #: Set by `open_store` when it created the file (and these folders):
+        #: `close_discarding_if_unused` removes them again if nothing was written.
+        self.created: bool = False
+        self.created_dirs: list[Path] = []
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -151,12 +194,17 @@ class Store:
             self.conn.execute(f"SAVEPOINT {name}")
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+            except BaseException as exc:
+                if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute(f"ROLLBACK TO {name}")
+                        self.conn.execute(f"RELEASE {name}")
+                mapped = storage_error(self.path, exc)
+                if mapped is not None:
+                    raise mapped from None
                 raise
             else:
-                self.conn.execute(f"RELEASE {name}")
+                self._run(f"RELEASE {name}")
             finally:
                 self._depth -= 1
             return
@@ -168,17 +216,58 @@ class Store:
                     f"{self.path}: another geo-lead process is writing to this store (waited "
                     f"{self.busy_timeout_s:g} s); wait for it to finish and run the command again."
                 ) from None
-            raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
+            raise storage_error(self.path, exc) or StoreError(
+                f"{self.path}: cannot start a write: {exc}") from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.rollback()
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.rollback()
+            mapped = storage_error(self.path, exc)
+            if mapped is not None:
+                raise mapped from None
             raise
         else:
-            self.conn.commit()
+            try:
+                self.conn.commit()
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.rollback()
+                raise storage_error(self.path, exc) or StoreError(
+                    f"{self.path}: cannot commit: {exc}") from None
+
+    def _run(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) or StoreError(f"{self.path}: {exc}") from None
 
     def close(self) -> None:
         self.conn.close()
+
+    def close_discarding_if_unused(self) -> None:
+        """Close; a store this process created and never wrote data to is removed with the
+        folders created for it (a failed first ingest leaves nothing behind)."""
+        empty = False
+        if self.created:
+            with contextlib.suppress(sqlite3.Error):
+                empty = not self.conn.in_transaction and self._holds_nothing()
+        self.conn.close()
+        if empty:
+            for leftover in (self.path, Path(f"{self.path}-journal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            for folder in reversed(self.created_dirs):  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when still empty
+            log.info("%s: nothing was written; the new store file was removed", self.path)
+
+    def _holds_nothing(self) -> bool:
+        """No row in any table geo_lead writes data to (only the empty schema)."""
+        skip = {"gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "meta",
+                "sqlite_sequence"}
+        names = [t for t in self.tables() if t not in skip and not t.startswith(("sqlite_", "rtree_"))]
+        return all(self.conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in names)
 
     # --- schema helpers -----------------------------------------------------------------
     def tables(self) -> set[str]:
@@ -419,6 +508,17 @@ class Store:
         self.touch("records")
         return changed
 
+    def beat_check_counts(self) -> pd.DataFrame:
+        """Placed records by (match_type, beat_check): columns match_type, beat_check, records."""
+        cols = set(self.columns("records"))
+        if not {"match_type", "beat_check"} <= cols:
+            return pd.DataFrame({"match_type": pd.Series(dtype=object), "beat_check": pd.Series(dtype=object),
+                                 "records": pd.Series(dtype=int)})
+        rows = self.conn.execute(
+            "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
+            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall()
+        return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])
+
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
         with self.write():
@@ -595,10 +695,14 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
     path = Path(path)
     if busy_timeout_s is None:
         busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S
+    created, created_dirs = False, []
     if not path.exists():
         if not create:
             raise StoreError(f"{path}: no store here yet; run `geo-lead ingest FILE --store {path}` first.")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise StoreError(f"{path}: is a link to a file that does not exist; choose another --store.")
+        created_dirs = _make_folders(path.parent)
+        created = True
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         conn.execute("PRAGMA journal_mode=DELETE")  # portable: QGIS/ArcGIS read it as is
@@ -609,7 +713,9 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: not a GeoPackage/SQLite file ({exc}).") from None
+        _discard_new(path, created, created_dirs)
+        raise storage_error(path, exc) or StoreError(
+            f"{path}: not a GeoPackage/SQLite file ({exc}).") from None
     if has_tables and app_id != GPKG_APPLICATION_ID:
         conn.close()
         raise StoreError(f"{path}: is a SQLite file but not a geo_lead GeoPackage; choose another --store.")
@@ -618,15 +724,47 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
             _create_schema(conn)
     except sqlite3.OperationalError as exc:
         conn.close()
+        _discard_new(path, created, created_dirs)
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreBusyError(
                 f"{path}: another geo-lead process is writing to this store (waited "
                 f"{busy_timeout_s:g} s); wait for it to finish and run the command again."
             ) from None
-        raise StoreError(f"{path}: cannot prepare the store: {exc}") from None
+        raise storage_error(path, exc) or StoreError(f"{path}: cannot prepare the store: {exc}") from None
     store = Store(path, conn)
     store.busy_timeout_s = busy_timeout_s
+    store.created, store.created_dirs = created, created_dirs
     return store
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents, saying so (a mistyped --store should be seen)."""
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    if not missing:
+        return []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreStorageError(f"{folder}: cannot create the folder for the store "
+                                f"({exc.strerror or exc}); choose another --store.") from None
+    log.warning("created the folder %s for the new store", folder)
+    return list(reversed(missing))
+
+
+def _discard_new(path: Path, created: bool, created_dirs: list[Path]) -> None:
+    """Remove a store file (and folders) this call created when opening it failed."""
+    if not created:
+        return
+    for leftover in (path, Path(f"{path}-journal")):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    for folder in reversed(created_dirs):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -635,5 +773,7 @@ def opened(path: Path | str, create: bool = True) -> Iterator[Store]:
     store = open_store(path, create=create)
     try:
         yield store
-    finally:
-        store.close()
+    except BaseException:
+        store.close_discarding_if_unused()  # a failed first command leaves no empty store
+        raise
+    store.close()

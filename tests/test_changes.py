@@ -86,7 +86,7 @@ def test_identical_snapshots_report_no_change() -> None:
     report = compare_snapshots(snap, snap, previous_run_id="r1")
     assert report["changed"] is False and report["verdict_changed"] is False
     assert report["first_run"] is False and report["previous_run"] == "r1"
-    assert describe(report)[-1].strip() == "no change in ranks, hotspots or verdict"
+    assert describe(report)[-1].strip() == "no change in ranks, hotspots, sampling frames, capacity zone or verdict"
 
 
 def test_first_run() -> None:

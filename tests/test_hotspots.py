@@ -169,9 +169,13 @@ def test_pai_pei_by_hand() -> None:
     assert pei(30.0, counts, areas, 2.5) == pytest.approx(30 / 45)
 
 
-def test_record_weights_follow_the_sampling_fractions() -> None:
+def test_record_weights_are_the_frame_weights_never_file_names() -> None:
+    # Issue 13: weights come from the declared frames (geo_lead.frames), carried as the
+    # records' `weight` column; a file name alone (the old SAMPLE_FRACTION_BY_FILE) means nothing.
     frame = pd.DataFrame({"source_file": ["crime_data_2016_drug_sample.csv",
                                           "/x/crime_data_2017_drug_sample.csv", "full_2019.csv", None]})
+    np.testing.assert_allclose(record_weights(frame), [1.0, 1.0, 1.0, 1.0])
+    frame["weight"] = [1 / 0.15, 1 / 0.14, 1.0, 1.0]
     np.testing.assert_allclose(record_weights(frame), [1 / 0.15, 1 / 0.14, 1.0, 1.0])
 
 

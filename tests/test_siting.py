@@ -126,12 +126,15 @@ def test_months_covered_and_expected_participants() -> None:
         "source_file": "a.csv"})
     months = months_covered(frame)
     assert months == pytest.approx(12.0, rel=0.02)
-    # A late-reported file: occurred all year, reported within two weeks -> counted as 1 month;
-    # files add up.
+    # A late-reported file: occurred all year, reported within two weeks -> its 14 days of
+    # report dates. Issue 13: months are the union of the files' spans (geo_lead.frames.coverage),
+    # so disjoint files add up and overlapping ones do not (the old rule summed every file's
+    # 1st-99th percentile span, at least one month each, so an overlapping file added months).
     late = pd.DataFrame({"occurred_at": frame["occurred_at"], "source_file": "b.csv",
                          "reported_at": pd.date_range("2023-12-27", "2024-01-10", periods=1000).strftime("%Y-%m-%d")})
-    assert months_covered(late) == 1.0
-    assert months_covered(pd.concat([frame.assign(reported_at=""), late])) == pytest.approx(months + 1.0)
+    assert months_covered(late) == pytest.approx(14 / (365.25 / 12))
+    assert months_covered(pd.concat([frame.assign(reported_at=""), late])) == pytest.approx(months + 14 / (365.25 / 12))
+    assert months_covered(pd.concat([frame, frame.assign(source_file="c.csv")])) == pytest.approx(months)
     p = SiteParams(months=18, take_up_rate=0.5)
     # 120 records over 12 months = 10/month -> 180 in 18 months x 0.8 persons x 0.5 take-up = 72
     assert expected_participants(120.0, 12.0, p, 0.8) == pytest.approx(72.0)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument
+from geo_lead.commands import add_boundary_arguments, add_sample_fraction_argument, add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", type=Path, metavar="PATH",
                    help="indicator rules file (default: the shipped geo_lead/rules/opiate_rules.toml); "
                         "stored records flagged by other rules are re-flagged first")
+    add_sample_fraction_argument(p)
+    add_boundary_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=_run)
 
@@ -38,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
     writable_output(args.out, directory=True)  # now, not after minutes of work
     summary = run_pipeline(args.store, args.files or list(settings.SHIPPED_LMPD_FILES),
                            out_dir=args.out, echo=None if args.json else print, engine=args.engine,
-                           rules_path=args.rules)
+                           rules_path=args.rules, sample_fraction=args.sample_fraction,
+                           boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft)
     if args.json:
         print_json(summary)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument, at_least
+from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score", help="rank First Division (or city) neighborhoods by an indicator",
         description=(
             "Join the store's geocoded records to the LOJIC neighborhoods, then score each "
-            "neighborhood: count, share, count per year (sample files scaled to a year), density "
+            "neighborhood: weighted count (each record weighs 1 / its year's declared sample "
+            "fraction, and records near an edge shared by two or more neighborhoods are split "
+            "among them: --boundary), count from shared records, count per year, density "
             "per sq mi, 2020 population, rate and Empirical Bayes smoothed rate per 1,000 "
-            "residents, a composite score and its rank with a seeded 90% bootstrap interval. "
+            "residents, a composite score and its rank with a seeded 90% bootstrap interval, and "
+            "its rank if every shared record went to it / away from it. "
             "Writes the `scores` layer of the store and a CSV.\n\n"
             "examples: geo-lead score\n"
             "          geo-lead score --indicator opiate --area city --since 2017-01-01 --json\n"
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", choices=("year",), default=None,
                    help="score each calendar year of the data on its own (each year weighted by its "
                         "own sampling fraction); stored as meta scores_by_year, the scores layer is kept")
+    add_boundary_arguments(p)
     p.set_defaults(func=_run_score)
 
 
@@ -62,9 +66,11 @@ def _run_score(args: argparse.Namespace) -> int:
     csv_path = writable_output(args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv"),
                                option="--csv")
     with opened(args.store, create=False) as store:
-        joined = join_store(store) if "lon" in store.columns("records") else None
+        joined = join_store(store, tolerance_ft=args.boundary_tolerance_ft) \
+            if "lon" in store.columns("records") else None
         scores = score_store(store, indicator=args.indicator, area=args.area, since=args.since,
-                             until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates)
+                             until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates,
+                             boundary=args.boundary)
     write_csv(scores, csv_path)
     if args.json:
         print_json(scores_json(scores))
@@ -87,9 +93,9 @@ def _run_by_year(args: argparse.Namespace, weights: dict[str, float] | None) -> 
         raise GeoLeadError("--by year sets each window itself; drop --since/--until")
     with opened(args.store, create=False) as store:
         if "lon" in store.columns("records"):
-            join_store(store)
+            join_store(store, tolerance_ft=args.boundary_tolerance_ft)
         result = score_by_year_store(store, indicator=args.indicator, area=args.area, weights=weights,
-                                     seed=args.seed, n_boot=args.replicates)
+                                     seed=args.seed, n_boot=args.replicates, boundary=args.boundary)
         store.put_json("scores_by_year", result.to_dict())
     if args.json:
         print_json(result.to_dict())

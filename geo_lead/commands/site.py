@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument, at_least, fraction
+from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least, fraction
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -22,6 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--permutations", type=at_least(99), default=settings.PERMUTATIONS,
                    help="conditional permutations for Gi* pseudo p-values, at least 99 (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_boundary_arguments(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,13 +77,22 @@ def _candidates(args: argparse.Namespace) -> list[str] | None:
     return [c.strip() for c in args.candidates.split(",")] if args.candidates else None
 
 
+def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
+    """With --boundary-tolerance-ft, join again (only when it differs from the stored join's)."""
+    if args.boundary_tolerance_ft is not None:
+        from geo_lead.spatial_join import join_store
+
+        join_store(store, tolerance_ft=args.boundary_tolerance_ft)  # type: ignore[arg-type]
+
+
 def _run_hotspots(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json
     from geo_lead.hotspots import format_hotspots, hotspots_store
     from geo_lead.store import opened
 
     with opened(args.store, create=False) as store:
-        result = hotspots_store(store, indicator=args.indicator, area=args.area,
+        _rejoin_if_tolerance(store, args)
+        result = hotspots_store(store, indicator=args.indicator, area=args.area, boundary=args.boundary,
                                 candidates=_candidates(args), kde_cell_ft=args.kde_cell_ft,
                                 bandwidth_method=args.bandwidth, hotspot_sd=args.hotspot_sd,
                                 grid_cell_ft=args.grid_ft, permutations=args.permutations)
@@ -103,7 +113,8 @@ def _run_site(args: argparse.Namespace) -> int:
         return _run_site_by_year(args)
     progress = Progress("bootstrap resamples", total=args.replicates)
     with opened(args.store, create=False) as store:
-        result = site_store(store, k=args.k, capacity=args.capacity, months=args.months,
+        _rejoin_if_tolerance(store, args)
+        result = site_store(store, k=args.k, capacity=args.capacity, months=args.months, boundary=args.boundary,
                             indicator=args.indicator, area=args.area, candidates=_candidates(args),
                             objective=args.objective, take_up_rate=args.take_up,
                             persons_per_record=args.persons_per_record, train=args.train,
@@ -125,7 +136,8 @@ def _run_site_by_year(args: argparse.Namespace) -> int:
     if args.train or args.test:
         raise GeoLeadError("--by year splits each year itself (months 1-8 vs 9-12); drop --train/--test")
     with opened(args.store, create=False) as store:
-        result = site_by_year_store(store, indicator=args.indicator, area=args.area,
+        _rejoin_if_tolerance(store, args)
+        result = site_by_year_store(store, indicator=args.indicator, area=args.area, boundary=args.boundary,
                                     candidates=_candidates(args), k=args.k, capacity=args.capacity,
                                     months=args.months, objective=args.objective,
                                     take_up_rate=args.take_up, persons_per_record=args.persons_per_record,
