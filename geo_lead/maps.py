@@ -48,6 +48,10 @@ KDE_COLORS: tuple[str, ...] = ("#f1eef6", "#bdc9e1", "#74a9cf", "#2b8cbe", "#045
 NO_DATA_COLOR: str = "#d9d9d9"
 #: Fixed label -> colour map for Gi* (as esda's examples: red hot, blue cold).
 GISTAR_COLORS: dict[str, str] = {
+    # labels named by FDR level (hotspots.label_gistar); the older "hot 99%" names below
+    # colour stores written before them
+    "hot, FDR 1%": "#b2182b", "hot, FDR 5%": "#ef8a62", "hot, FDR 10%": "#fddbc7",
+    "cold, FDR 10%": "#d1e5f0", "cold, FDR 5%": "#67a9cf", "cold, FDR 1%": "#2166ac",
     "hot 99%": "#b2182b", "hot 95%": "#ef8a62", "hot 90%": "#fddbc7",
     "cold 90%": "#d1e5f0", "cold 95%": "#67a9cf", "cold 99%": "#2166ac",
     "not significant": "#f7f7f7",
