@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from geo_lead import settings
@@ -95,8 +96,7 @@ def by_year_html(by: dict[str, Any], nh: Any = None, with_figures: bool = True) 
                     f"<td class=n>{_f(r.get('pai_test'))}</td><td><b>{_esc(r.get('verdict', 'n/a'))}</b>"
                     + (f" ({_esc(r['deciding_check'])})" if r.get("deciding_check") else "")
                     + f"</td><td>{checks}</td></tr>")
-    parts = ["<h2>The pilot period, year by year</h2>",
-             "<p>Each calendar year scored and sited on its own records (each year weighted by its own "
+    parts = ["<p>Each calendar year scored and sited on its own records (each year weighted by its own "
              "sampling fraction; siting's train months 1-8 and test months 9-12 of the year). The city "
              "chose the zone from data up to 2017; the pilot ran from late 2018.</p>",
              f"<table>{head}{''.join(rows)}</table>"]
@@ -126,8 +126,7 @@ def divisions_html(c: dict[str, Any]) -> str:
         f"<td>{'yes' if u['official'] else 'no'}</td><td>{'yes' if u['records'] else 'no'}</td>"
         f"<td class=n>{_esc(u['n_records'])}</td><td>{_esc(u['records_division'])}</td>"
         f"<td class=n>{_f(u['records_division_share'], '{:.0%}')}</td></tr>" for u in c.get("units", []))
-    return ("<h2>The First Division: official and from the records</h2>"
-            f"<p>Scoring uses LMPD's official 1st Division polygon (beats dissolved on DISTRICT, the 2014-2016 "
+    return (f"<p>Scoring uses LMPD's official 1st Division polygon (beats dissolved on DISTRICT, the 2014-2016 "
             f"beat plan): <b>{_esc(_title(c['official']))}</b>. The records' own division field gives "
             f"<b>{_esc(_title(c['records']))}</b>. Overlap: {len(c['both'])} of "
             f"{len(set(c['official']) | set(c['records']))}. {same}</p>"
@@ -158,8 +157,7 @@ def evaluation_html(e: dict[str, Any], announcement: str, with_figures: bool = T
         f"<td class=n>{d['before_mean_per_month']:.1f}</td><td class=n>{d['after_mean_per_month']:.1f}</td>"
         f"<td class=n>{d['records_before']:.0f}</td><td class=n>{d['records_after']:.0f}</td></tr>"
         for g, d in e["groups"].items())
-    parts = ["<h2>Before and after the pilot began</h2>",
-             (f"<p>This section splits the months at <b>{_esc(e['pilot_start'])}</b>, the date of the city's "
+    parts = [(f"<p>This section splits the months at <b>{_esc(e['pilot_start'])}</b>, the date of the city's "
               "announcement of the pilot, not the date the first person was diverted; "
               if e["pilot_start"] == announcement else
               f"<p>This section splits the months at <b>{_esc(e['pilot_start'])}</b> (the city announced the "
@@ -187,18 +185,44 @@ def evaluation_html(e: dict[str, Any], announcement: str, with_figures: bool = T
     return "".join(parts)
 
 
+def _section_by_year(data: dict[str, Any]) -> str:
+    p = data.get("pilot") or {}
+    return by_year_html(p["by_year"], p.get("neighborhoods"), data.get("with_figures", True)) if p.get("by_year") else ""
+
+
+def _section_divisions(data: dict[str, Any]) -> str:
+    p = data.get("pilot") or {}
+    return divisions_html(p["divisions"]) if p.get("divisions") else ""
+
+
+def _section_before_after(data: dict[str, Any]) -> str:
+    p = data.get("pilot") or {}
+    out = evaluation_html(p["evaluation"], p.get("announcement", ""), data.get("with_figures", True)) \
+        if p.get("evaluation") else ""
+    if p.get("notes"):
+        out += "<p class=muted>Pilot-period sections not shown: " + _esc("; ".join(p["notes"])) + ".</p>"
+    return out
+
+
+#: The report's pilot-period sections, in page order: (id, heading, builder(report data) -> HTML).
+#: Each builder reads ``data["pilot"]`` (`collect_pilot_data`) and ``data.get("with_figures")``;
+#: a report listing its sections as such triples appends these after its comparison section.
+PILOT_SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    ("by-year", "The pilot period, year by year", _section_by_year),
+    ("first-division", "The First Division: official and from the records", _section_divisions),
+    ("before-after", "Before and after the pilot began", _section_before_after),
+]
+
+
 def pilot_html(data: dict[str, Any] | None, with_figures: bool = True) -> str:
-    """The three sections from `collect_pilot_data`'s dict (missing parts noted)."""
+    """The sections of `PILOT_SECTIONS` with their headings, from `collect_pilot_data`'s dict
+    (missing parts noted; empty sections left out)."""
     if not data:
         return ""
+    report_data = {"pilot": data, "with_figures": with_figures}
     parts = []
-    if data.get("by_year"):
-        parts.append(by_year_html(data["by_year"], data.get("neighborhoods"), with_figures))
-    if data.get("divisions"):
-        parts.append(divisions_html(data["divisions"]))
-    if data.get("evaluation"):
-        parts.append(evaluation_html(data["evaluation"], data.get("announcement", ""), with_figures))
-    if data.get("notes"):
-        parts.append("<p class=muted>Pilot-period sections not shown: "
-                     + _esc("; ".join(data["notes"])) + ".</p>")
+    for sid, title, build in PILOT_SECTIONS:
+        body = build(report_data)
+        if body:
+            parts.append(f'<h2 id="{sid}">{_esc(title)}</h2>{body}')
     return "".join(parts)

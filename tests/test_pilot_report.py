@@ -74,3 +74,14 @@ def test_report_hook_places_the_sections() -> None:
     page = build_report_html({"pilot": {"divisions": _divisions(), "notes": []}}, with_figures=False)
     assert "The First Division: official and from the records" in page
     assert page.index("Comparison area") < page.index("official and from the records") < page.index("<h2>Method")
+
+
+def test_sections_are_report_builders() -> None:
+    """(id, heading, builder(report data)) triples, as a report listing its sections takes them."""
+    from geo_lead.pilot_report import PILOT_SECTIONS
+
+    data = {"pilot": {"divisions": _divisions(), "notes": []}, "with_figures": False}
+    assert [sid for sid, _t, _b in PILOT_SECTIONS] == ["by-year", "first-division", "before-after"]
+    bodies = {sid: build(data) for sid, _t, build in PILOT_SECTIONS}
+    assert bodies["by-year"] == "" and bodies["before-after"] == ""
+    assert "Overlap: 1 of 3" in bodies["first-division"] and "<h2" not in bodies["first-division"]
