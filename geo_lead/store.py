@@ -82,7 +82,7 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
 FILE_FRAMES_TABLE = "file_frames"
 _FILE_FRAMES_DDL = f"""CREATE TABLE IF NOT EXISTS {FILE_FRAMES_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
     file_sha256 TEXT UNIQUE NOT NULL, source_file TEXT, source TEXT, sample_fraction REAL NOT NULL,
-    years TEXT, report_first TEXT, report_last TEXT, declared_at TEXT)"""
+    years TEXT, report_first TEXT, report_last TEXT, ingested_at TEXT)"""
 
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
@@ -540,13 +540,13 @@ class Store:
         cols = ("file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
                 "report_last")
         self.conn.execute(
-            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, declared_at) "
+            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, ingested_at) "
             f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
 
     def read_file_frames(self) -> pd.DataFrame:
         """Every stored sample declaration (empty for a store ingested before they existed)."""
         cols = ["file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
-                "report_last", "declared_at"]
+                "report_last", "ingested_at"]
         return self.read_table(FILE_FRAMES_TABLE, cols, where="1 ORDER BY fid") \
             if FILE_FRAMES_TABLE in self.tables() else pd.DataFrame(columns=cols)
 

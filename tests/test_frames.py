@@ -141,7 +141,7 @@ def _write_rows(path: Path, header: bytes, rows: list[bytes]) -> Path:
     return path
 
 
-def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path) -> None:
+def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's test. The only 2017 rows we have are the shipped sample's, so the second,
     disjoint sample is made of real rows too: the shipped file's rows are split in two files
     (every fourth incident apart; no row is invented or edited), declared at the issue's fractions:
@@ -186,3 +186,15 @@ def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path) -> None:
                                           "files": ["sample_a_2017.csv", "sample_b_2017.csv"]}]
     text = "\n".join(describe(changes))
     assert "sampling frame crime-pre2023 2017: fraction 0.14 -> 0.19" in text
+    # the manifest keeps each input's fraction, and `geo-lead runs` shows it
+    from geo_lead.cli import main
+    from geo_lead.manifest import list_runs
+
+    store = open_store(store_path)
+    runs = list_runs(store)
+    store.close()
+    assert [i["sample_fraction"] for r in runs for i in r["inputs"]] == [0.05, 0.14]
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "sample_b_2017.csv" in shown and "sample fraction 0.05" in shown and "sample fraction 0.14" in shown
