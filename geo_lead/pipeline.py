@@ -80,9 +80,7 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     counts = geocode_store(store, progress=progress)
     progress.close()
     total = store.count("records")
-    matched = store.conn.execute(
-        "SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
-    by_type = {str(k): int(v) for k, v in matched}
+    by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}
     counts["store_by_match_type"] = by_type
     n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
     counts["store_match_rate"] = n_ok / total if total else 0.0
