@@ -156,15 +156,15 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
                          indicator)
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
-    from geo_lead.frames import attach_weights
-
-    return attach_weights(store, store.read_records(cols))
+    return store.read_records(cols)
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` (with the frame ``weight``, `geo_lead.frames.attach_weights`) as points
-    (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
-    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)
+    and the frame ``weight`` (`geo_lead.frames.attach_weights`, from the parsed dates)."""
+    from geo_lead.frames import attach_weights
+
+    return attach_weights(store, parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator)))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
