@@ -48,15 +48,6 @@ from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_qu
 
 log = logging.getLogger(__name__)
 
-VERDICT_RULE = (
-    "justified when (1) the pilot zone is in the top set (the best max(1, ceil({top:.0%} x n)) "
-    "of the n contiguous zones of its size) on the training period, (2) it stays in that top "
-    "set in at least {stab:.0%} of bootstrap resamples and (when there are two or more calendar "
-    "years with enough records) of yearly windows, and (3) its holdout PAI is at least {tol:.0%} "
-    "of the holdout PAI of the best zone chosen on the training period; otherwise revise"
-)
-
-
 @dataclass(frozen=True)
 class SiteParams:
     """Every number the siting answer depends on (defaults in `geo_lead.settings`)."""
@@ -534,8 +525,8 @@ VERDICT_RULE = (
     "of the n contiguous zones of its size) by the objective on the training months; (2) separation: "
     "the pilot's {lo:.0%}-{hi:.0%} bootstrap rank interval (by reach) is clear of the best alternative "
     "zone's; (3) bootstrap: it stays in the top set in at least {stab:.0%} of bootstrap resamples; "
-    "(4) windows: ... and in at least {stab:.0%} of the calendar-year windows with at least {minw} "
-    "records (two such windows needed); (5) holdout: on the held-out months its PAI is at least "
+    "(4) windows: it stays in the top set in at least {stab:.0%} of the calendar-year windows with at "
+    "least {minw} records (two such windows needed); (5) holdout: on the held-out months its PAI is at least "
     "{tol:.0%} of the best PAI of any zone of its size. A check with fewer than {minw} records "
     "(or a rank interval overlapping the alternative's) is insufficient. Verdict: inconclusive when a "
     "check is insufficient, else revise when one fails, else justified"
