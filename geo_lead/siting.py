@@ -776,7 +776,8 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
     status = INSUFFICIENT if n_train < minw else (PASS if rk.pilot_rank <= rk.top_n else FAIL)
     checks.append(Check(
         "top_on_train", "training rank", status, rk.pilot_rank, rk.top_n,
-        (f"only {_rec(n_train)} records in the training months ({minw} needed)" if status == INSUFFICIENT else
+        (f"only {_rec(n_train)} records in the training months ({minw} needed); there {pilot} ranks "
+         f"{rk.pilot_rank} of {n_z}" if status == INSUFFICIENT else
          f"{pilot} ranks {rk.pilot_rank} of {n_z} contiguous zones of its size by {obj} on the training "
          f"months (top set: the best {rk.top_n})"), obj, "at_most",
         {"n_zones": n_z, "records": n_train}))
@@ -833,13 +834,14 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
                          "min_window_records": minw}))
 
     tol = 1 - p.pai_tolerance
+    ranked = (f"{pilot}'s PAI {ho.pilot_pai_test:.2f} ranks {ho.pilot_rank_test} of {ho.n_zones}; the best "
+              f"is {_zone_name(ho.best_test)} at {ho.best_test_pai:.2f}")
     if ho.records_test < minw:
         status = INSUFFICIENT
-        why = f"only {_rec(ho.records_test)} records in the held-out months ({minw} needed)"
+        why = f"only {_rec(ho.records_test)} records in the held-out months ({minw} needed); there {ranked}"
     else:
         status = PASS if ho.ratio >= tol else FAIL
-        why = (f"on the held-out months {pilot}'s PAI {ho.pilot_pai_test:.2f} ranks {ho.pilot_rank_test} "
-               f"of {ho.n_zones}; the best is {_zone_name(ho.best_test)} at {ho.best_test_pai:.2f}")
+        why = f"on the held-out months {ranked}"
     checks.append(Check("holdout", "holdout", status, ho.ratio, tol, why, "concentration", "at_least",
                         {"pilot_rank_test": ho.pilot_rank_test, "pilot_rank_train": ho.pilot_rank_train,
                          "n_zones": ho.n_zones, "best_test": ho.best_test, "best_test_pai": ho.best_test_pai,
