@@ -735,7 +735,7 @@ def stability(inp: SiteInputs, rk: Ranking, params: SiteParams, progress: Any = 
         r = rank_of(tot[pz], tot)
         n_rec = inp.records(mask)
         windows.append({"window": str(int(year)), "records": round(n_rec, 1), "pilot_rank": r,
-                        "in_top": r <= top_n, "sufficient": n_rec >= p.min_window_records - 1e-9})
+                        "in_top": bool(r <= top_n), "sufficient": bool(n_rec >= p.min_window_records - 1e-9)})
     return Stability(top_n, p.replicates, p.seed, top_share, windows, p.min_window_records,
                      low, high, _ranks(inp.data.all @ rk.membership))
 
