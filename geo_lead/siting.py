@@ -601,6 +601,14 @@ def in_window(occurred_at: pd.Series, window: str | None) -> pd.Series:
     return keep
 
 
+def year_windows(occurred_at: pd.Series) -> list[str]:
+    """One `SiteParams.window` per calendar year the dates fall in (``2016-01-01:2016-12-31``),
+    in order: the windows `evaluate_site` takes to answer year by year."""
+    when = pd.to_datetime(occurred_at, errors="coerce", format="ISO8601")
+    years = sorted({int(y) for y in when.dt.year.dropna().unique()})
+    return [f"{y}-01-01:{y}-12-31" for y in years]
+
+
 def record_points(records: gpd.GeoDataFrame, indicator: str) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
     """`indicator_points` with one row per record (its shares come from `unit_weights`)."""
     points, accounting = indicator_points(records, indicator, "first")

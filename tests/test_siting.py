@@ -412,6 +412,9 @@ def test_too_few_records_make_checks_insufficient(neighborhoods: gpd.GeoDataFram
     assert wins["2016"]["sufficient"] and not wins["2017"]["sufficient"]
     assert next(c for c in res["checks"] if c["name"] == "windows")["status"] == "insufficient"
     # A window restricts every step to one year (siting per year).
+    from geo_lead.siting import year_windows
+
+    assert year_windows(records["occurred_at"]) == ["2016-01-01:2016-12-31", "2017-01-01:2017-12-31"]
     _layer, one = site(records, neighborhoods, FIRST_DIVISION, params=_params(window="2017-01-01:2017-12-31"))
     assert one["window"] == "2017-01-01:2017-12-31"
     assert one["records"]["kept"] == int((records["occurred_at"].str[:4] == "2017").sum())
