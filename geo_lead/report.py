@@ -209,6 +209,8 @@ COLUMN_NAMES: dict[str, str] = {
     "match_type": "Placed by", "percent": "Percent", "reason": "Reason", "rows": "Rows",
     "rows_read": "Rows read", "accepted": "Accepted", "rejected": "Rejected", "added": "Added",
     "unchanged": "Unchanged", "updated": "Updated", "ingested_at": "Ingested at",
+    "check": "Check", "result": "Result", "value": "Value", "threshold": "Threshold", "why": "Why",
+    "passed": "Passed",
 }
 MEASURE_NAMES: dict[str, str] = {"density_per_sqmi": "records per sq mi",
                                  "eb_rate_per_1000": "smoothed rate per 1,000 residents (EB)",
@@ -632,7 +634,7 @@ def _section_comparison(data: dict[str, Any]) -> str:
             if "measure" in frame:
                 frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
             frame = frame.rename(columns={"smd": "std_mean_diff"})
-            out.append(_table(frame, {c: 2 for c in frame.columns if c != "measure"}))
+            out.append(_table(frame, {c: 2 if c == "std_mean_diff" else "w" for c in frame.columns if c != "measure"}))
     return "".join(out)
 
 
