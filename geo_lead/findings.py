@@ -71,6 +71,13 @@ def _num(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def _records(v: Any) -> str:
+    """A record count: whole numbers without decimals (a split record counts by its share)."""
+    if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        return "n/a"
+    return f"{v:,.0f}" if abs(float(v) - round(float(v))) < 0.05 else f"{v:,.1f}"
+
+
 def _pct(v: Any) -> str:
     return f"{float(v):.0%}" if isinstance(v, (int, float)) and math.isfinite(float(v)) else "n/a"
 
@@ -225,7 +232,7 @@ def zone_statements(site: Mapping[str, Any]) -> list[str]:
     if ho:
         lead = ("it is the best" if ho.get("pilot_rank_test") == 1 else
                 f"{zone_name(ho.get('best_test', []))} is first at {_num(ho.get('best_test_pai'))}")
-        out.append(f"On the held-out months ({_num(ho.get('records_test'))} records) the pilot's PAI of "
+        out.append(f"On the held-out months ({_records(ho.get('records_test'))} records) the pilot's PAI of "
                    f"{_num(ho.get('pilot_pai_test'))} ranks {ho.get('pilot_rank_test')} of {ho.get('n_zones')} "
                    f"zones of its size ({ho.get('pilot_rank_train')} on the training months); {lead}.")
     cap = site.get("capacity_zone") or {}

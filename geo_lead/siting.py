@@ -1,21 +1,32 @@
 """Pilot-zone selection: is Russell + Portland justified, and if not, which zone is?
 
-Pure functions take GeoDataFrames (records as in `geo_lead.hotspots`); `site_store` is the
-store edge. The steps, each computed from the data:
+Pure steps on GeoDataFrames (records as in `geo_lead.hotspots`), each returning a typed
+result with ``to_dict()``; `evaluate_site` runs them in order and returns a `SiteResult`
+(`site` returns its ``(site_zones layer, to_dict())``, the ``site --json`` object);
+`site_store` is the store edge. Every step works on a date window too
+(`SiteParams.window`, e.g. one calendar year).
 
-1. **Periods** -- train (choose) and test (evaluate) masks on ``occurred_at``; default
-   calendar months 1-8 (train) vs 9-12 (test) of every year in the data.
-2. **Zones** -- candidate units (First Division by default), queen contiguity, the exact best
-   contiguous zone of k units for k = 1..k_max (`geo_lead.zones_milp.best_zone`) on train.
-3. **Pilot vs every zone of its size** -- share captured, PAI/PEI on train and test, the
-   pilot's rank among all contiguous zones of its size (2 -> every adjacent pair).
-4. **Stability** -- how often the pilot stays in the top set across bootstrap resamples
-   of the records and across calendar-year windows.
-5. **Verdict** -- ``justified`` when all three checks of `VERDICT_RULE` hold, else ``revise``.
-6. **Capacity** -- the smallest contiguous zone whose expected participants over the
-   program period reach the capacity.
-7. **Comparison area** -- units outside the pilot zone and not adjacent to it, most similar
-   in the train period on rate, density and population (nearest neighbours on z-scores).
+1. `prepare` -- the candidate points (First Division by default), each record's frame
+   weight x boundary share per unit (`unit_weights`, the one place records meet units),
+   train/test periods (default calendar months 1-8 vs 9-12 of every year), months of data.
+2. `ranking` -- the exact best contiguous zone of k units for k = 1..k_max
+   (`geo_lead.zones_milp.best_zone`) and the pilot's rank among every contiguous zone of
+   its size, by the objective on the training months.
+3. `stability` -- bootstrap resamples of the records (top-set share and each zone's 90% rank
+   interval) and calendar-year windows.
+4. `holdout` -- the pilot's PAI rank among every zone of its size on the training and on
+   the held-out months.
+5. `run_checks` -- each check ``pass`` / ``fail`` / ``insufficient`` with its value,
+   threshold, a one-line reason and the measure it uses: reach (weighted eligible
+   records, favours large units) or concentration (PAI, fair to small ones); see
+   `VERDICT_RULE`.
+6. `decide` -- ``inconclusive`` when a check is insufficient (too few records, or rank
+   intervals the data cannot separate), else ``revise`` when one fails, else ``justified``;
+   the verdict sentence names the deciding check (`geo_lead.findings`).
+7. `capacity` -- the smallest best zone whose expected participants over the program
+   period reach the capacity.
+8. `comparison` -- units outside the pilot zone and not adjacent to it, most similar in the
+   train period on rate, density and population (nearest neighbours on z-scores).
 """
 
 from __future__ import annotations
@@ -1111,6 +1122,13 @@ def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_
     """
     layer, result = compute_site(store, k, capacity, months, indicator, area, candidates, records, **params) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
+
+    best_k = (result.get("best_zone") or {}).get("k", k)
+    since, _, until = str(result.get("window") or "").partition(":")  # "YYYY-MM-DD:YYYY-MM-DD" or None
+    result = {**result, "parameters": result_parameters(
+        indicator=indicator, area=area, candidates=candidates, k=best_k, since=since or None,
+        until=until or None, boundary_rule=params.get("boundary"), frames=store_frames_fingerprint(store))}
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)
     return result

@@ -17,7 +17,6 @@ siting count such records in shares (`allocation.unit_shares`).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -253,12 +252,11 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
             "record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
             "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object),
             "boundary_units": pd.Series(joined["boundary_units"].to_numpy(object), dtype=object)}))
-        for col in ("neighborhood", "boundary_units"):
-            if col not in store.columns("records"):  # an empty store: the column, still
-                store.conn.execute(f'ALTER TABLE records ADD COLUMN "{col}" TEXT')
-        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (META_JOIN_HASH, f'"{fingerprint}"'))
-        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           (META_JOIN_BOUNDARY, json.dumps(boundary_key)))
+        # an empty store: the columns, still
+        store.ensure_columns("records", pd.DataFrame({"neighborhood": pd.Series(dtype=object),
+                                                      "boundary_units": pd.Series(dtype=object)}))
+        store.put_json(META_JOIN_HASH, fingerprint)
+        store.put_json(META_JOIN_BOUNDARY, boundary_key)
         store.ensure_record_indexes()  # built once, after the first (big) join
     counts = store_join_counts(store)
     log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(joined))
@@ -273,13 +271,11 @@ def store_join_counts(store: Store) -> dict[str, int]:
         return {"records": n, "joined": 0, "outside": 0, "not_geocoded": n}
     # Four counts that each use an index (`Store.ensure_record_indexes`) instead of one scan of
     # every record: joined = non-empty neighborhood (for TEXT, <> '' is > '') and a point.
-    one = store.conn.execute
-    n = one("SELECT COUNT(*) FROM records").fetchone()[0]
-    not_geo = one("SELECT COUNT(*) FROM records WHERE lon IS NULL OR lat IS NULL").fetchone()[0]
-    named = one("SELECT COUNT(*) FROM records WHERE neighborhood > ''").fetchone()[0]
+    n = store.count("records")
+    not_geo = store.count("records", "lon IS NULL OR lat IS NULL")
+    named = store.count("records", "neighborhood > ''")
     # (unary + keeps the planner on the small records_unlocated index)
-    named_unlocated = one("SELECT COUNT(*) FROM records WHERE (lon IS NULL OR lat IS NULL) "
-                          "AND +neighborhood > ''").fetchone()[0]
+    named_unlocated = store.count("records", "(lon IS NULL OR lat IS NULL) AND +neighborhood > ''")
     joined = named - named_unlocated
     return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
             "not_geocoded": int(not_geo)}

@@ -124,3 +124,18 @@ def test_findings_are_built_from_the_site_and_hotspot_results() -> None:
     assert not any("Gi*" in s for s in f2.statements)
     assert findings(None).verdict_sentence == "No site-selection verdict has been computed."
     assert set(f.to_dict()) == {"verdict", "verdict_sentence", "reasons", "limits", "statements"}
+
+
+def test_report_verdict_and_checks_come_from_the_results() -> None:
+    from geo_lead.report import verdict_html
+
+    site = {"verdict": "inconclusive", "deciding_check": "windows", "checks": _checks(),
+            "verdict_rule": "RULE TEXT"}
+    page = verdict_html(site)
+    assert "INCONCLUSIVE" in page and "1 of 2 calendar years hold the 30 records" in page
+    assert "<td>insufficient</td>" in page and "<td>concentration</td>" in page
+    site["checks"][1]["detail"] = "2 of 3 calendar years hold 30 records"
+    site["checks"][1]["status"] = "pass"
+    site.update(verdict="justified", deciding_check="holdout")
+    page = verdict_html(site)
+    assert "JUSTIFIED" in page and "Justified: all 3 checks pass" in page and "2 of 3 calendar years" in page
