@@ -228,8 +228,10 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
     report_html = Deferred(build_report_html, collect_report_data(store, records))
+    # the zone page's street index: from its cache, or built in a child while the maps are drawn
+    streets = Deferred(zone_street_index)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
+    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html", streets=streets.result())
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(report_html.result(), encoding="utf-8")
@@ -237,6 +239,14 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
     return {name: str(path) for name, path in paths.items()}
+
+
+def zone_street_index() -> dict[str, Any]:
+    """The offline zone page's street index for the pilot zone (`zone_streets.street_index`)."""
+    from geo_lead.zone import ZoneChecker
+    from geo_lead.zone_streets import street_index
+
+    return street_index(ZoneChecker().zone_ft)
 
 
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,

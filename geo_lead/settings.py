@@ -10,9 +10,30 @@ import os
 from pathlib import Path
 from typing import Final
 
-#: The project checkout (``geo_lead/..``): home of ``data/``, ``boundaries/`` and ``maps/``.
+#: The project checkout (``geo_lead/..``): home of ``data/``, ``boundaries/`` and ``maps/``
+#: when the package runs from a checkout (an installed wheel has no checkout around it).
 PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parent.parent
 PACKAGE_DIR: Final[Path] = Path(__file__).resolve().parent
+#: Environment variable naming a folder laid out like the checkout (``data/``, ``boundaries/``)
+#: whose files replace the shipped ones.
+DATA_DIR_ENV: Final[str] = "GEO_LEAD_DATA_DIR"
+
+
+def _data_root() -> Path:
+    """Where the shipped data lives: ``$GEO_LEAD_DATA_DIR``; else the checkout, when the
+    package runs from one; else the copy a wheel carries in ``geo_lead/_shipped`` (in a
+    checkout, links to ``data/`` and ``boundaries/``: the same files, so caches keyed by the
+    files' contents agree)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    if (PROJECT_ROOT / "boundaries" / "pilot_zone.geojson").is_file():
+        return PROJECT_ROOT
+    return PACKAGE_DIR / "_shipped"
+
+
+#: The folder holding ``data/`` and ``boundaries/`` (see `_data_root`).
+DATA_ROOT: Final[Path] = _data_root()
 
 # --- coordinate reference systems -------------------------------------------------------
 #: Storage and exchange: lon/lat on WGS 84.
@@ -28,7 +49,7 @@ JEFFERSON_BBOX: Final[tuple[float, float, float, float]] = (-86.0, 37.99, -85.40
 # --- paths ------------------------------------------------------------------------------
 #: The embedded store, relative to the current directory (every command takes --store).
 DEFAULT_STORE: Final[Path] = Path("data/lead.gpkg")
-SHIPPED_DATA_DIR: Final[Path] = PROJECT_ROOT / "data"
+SHIPPED_DATA_DIR: Final[Path] = DATA_ROOT / "data"
 SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2016_drug_sample.csv",
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv",
@@ -36,7 +57,7 @@ SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
 )
 REFERENCE_DIR: Final[Path] = SHIPPED_DATA_DIR / "reference"
 POPULATION_TRACTS: Final[Path] = SHIPPED_DATA_DIR / "population" / "tracts_2020_population.geojson"
-BOUNDARIES_DIR: Final[Path] = PROJECT_ROOT / "boundaries"
+BOUNDARIES_DIR: Final[Path] = DATA_ROOT / "boundaries"
 NEIGHBORHOODS_FILE: Final[Path] = BOUNDARIES_DIR / "neighborhoods.geojson"
 PILOT_ZONE_FILE: Final[Path] = BOUNDARIES_DIR / "pilot_zone.geojson"
 FIRST_DIVISION_FILE: Final[Path] = BOUNDARIES_DIR / "first_division.geojson"
