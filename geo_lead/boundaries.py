@@ -345,11 +345,13 @@ def first_division_for_store(store: object, neighborhoods: gpd.GeoDataFrame,
 
 
 def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None,
-            divisions: Path | None = None, shapefile: Path = LOJIC_SHAPEFILE) -> dict[str, object]:
-    """Regenerate neighborhoods, pilot zone and First Division GeoJSON in `out_dir`.
+            divisions: Path | None = None, shapefile: Path = LOJIC_SHAPEFILE,
+            beats_shapefile: Path | None = None) -> dict[str, object]:
+    """Regenerate neighborhoods, pilot zone, First Division and LMPD beat/division GeoJSON
+    in `out_dir`.
 
     Returns a summary: files written, First Division method, members and disagreements
-    with LMPD's description.
+    with LMPD's description, numbers of beats and divisions.
     """
     out_dir = Path(out_dir)
     nh = build_neighborhoods(shapefile)
@@ -367,6 +369,20 @@ def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None
     write_geojson(fd, out_dir / settings.FIRST_DIVISION_FILE.name)
     for note in notes:
         log.info("First Division check: %s", note)
+    n_beats, n_divisions = rebuild_beats(out_dir, beats_shapefile)
     return {"out_dir": str(out_dir), "neighborhoods": len(nh), "first_division_method": fd["method"].iloc[0],
             "first_division_members": [m for m in fd["members"].iloc[0].split(";") if m],
-            "disagreements": notes}
+            "disagreements": notes, "beats": n_beats, "divisions": n_divisions}
+
+
+def rebuild_beats(out_dir: Path = settings.BOUNDARIES_DIR,
+                  shapefile: Path | None = None) -> tuple[int, int]:
+    """Write ``lmpd_beats.geojson`` and ``lmpd_divisions.geojson`` (EPSG:4326) in `out_dir`
+    from the LMPD beats shapefile (`geo_lead.beats.build_beats`); returns (beats, divisions)."""
+    from geo_lead.beats import BEATS_SHAPEFILE, build_beats, build_divisions
+
+    beats = build_beats(shapefile or BEATS_SHAPEFILE)
+    divisions = build_divisions(beats)
+    write_geojson(beats, Path(out_dir) / settings.BEATS_FILE.name)
+    write_geojson(divisions, Path(out_dir) / settings.DIVISIONS_FILE.name)
+    return len(beats), len(divisions)

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "boundaries",
     "score",
     "site",
+    "evaluate",
     "zone",
     "maps",
     "runs",
@@ -89,6 +91,34 @@ def writable_output(path: Path, *, directory: bool = False, option: str = "--out
     return path
 
 
+#: Escape sequences (CSI ``ESC [ ... final``, OSC ``ESC ] ... BEL|ST``, two-byte ``ESC x``),
+#: then any other C0/C1 control but newline, tab and carriage return (progress lines), and
+#: the bidirectional overrides that reorder what a terminal shows.
+_TERMINAL_UNSAFE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` without terminal control characters: data printed by geo-lead (an offence text,
+    an address, a file name) cannot clear the screen, set the title or move the cursor."""
+    return _TERMINAL_UNSAFE.sub("", text)
+
+
+class _SafeStream:
+    """Wraps stdout/stderr so everything written passes through `terminal_safe`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, buffer...
+        return getattr(self._stream, name)
+
+
 def print_json(obj: Any) -> None:
     """Print one JSON document on stdout (NaN becomes null)."""
     print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
@@ -107,6 +137,16 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``geo-lead`` command; returns the exit status (see `geo_lead.errors`)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _SafeStream(out), _SafeStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
@@ -118,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or EXIT_OK)
     except GeoLeadError as exc:
         print(f"geo-lead: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         print("geo-lead: interrupted", file=sys.stderr)
         return 130

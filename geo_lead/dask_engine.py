@@ -99,10 +99,12 @@ def _join(records: pd.DataFrame, units: Any) -> Any:
 
 
 def neighborhoods_partition(records: pd.DataFrame, units: Any) -> pd.DataFrame:
-    """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) for one partition."""
+    """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) and
+    ``boundary_units`` (`geo_lead.allocation`) for one partition."""
     joined = _join(records, units)
     return pd.DataFrame({"record_id": records["record_id"].to_numpy(),
-                         "neighborhood": joined["neighborhood"].to_numpy().astype(object)})
+                         "neighborhood": joined["neighborhood"].to_numpy().astype(object),
+                         "boundary_units": joined["boundary_units"].to_numpy().astype(object)})
 
 
 def _partition_table(records: pd.DataFrame, units: Any, flags: Sequence[str]) -> pd.DataFrame:
@@ -282,10 +284,11 @@ def join_store(store: Any, engine: str = "dask", npartitions: int | None = None,
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
     parts = npartitions or 2 * (os.cpu_count() or 1)
     ddf = dd.from_pandas(frame, npartitions=max(1, min(parts, len(frame) or 1)))
-    meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object)})
+    meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object),
+                         "boundary_units": pd.Series(dtype=object)})
     joined = _compute(ddf.map_partitions(neighborhoods_partition, units, meta=meta), scheduler)
     with store.write():
-        store.update_records(joined[["record_id", "neighborhood"]])
+        store.update_records(joined[["record_id", "neighborhood", "boundary_units"]])
     located = frame["lon"].notna() & frame["lat"].notna()
     named = joined["neighborhood"].fillna("").astype(str) != ""
     counts = {"records": len(frame), "joined": int(named.sum()),

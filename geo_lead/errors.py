@@ -1,7 +1,9 @@
 """Errors with actionable messages.
 
 Library code builds the message (what was wrong, where, how to fix it) and raises one of
-these; the CLI prints it without a traceback and exits with status 2.
+these; the CLI prints it without a traceback and exits with the error's `exit_code`: 2 for
+a problem with the input or the options, 1 for a disk that is full, read-only or failing
+(`StoreStorageError`, and the CLI's own handling of OSError on outputs).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 
 class GeoLeadError(Exception):
     """Base class for every error geo_lead raises on purpose."""
+
+    #: Process exit status the CLI uses for it.
+    exit_code: int = 2
 
 
 class InputFileError(GeoLeadError):
@@ -35,6 +40,12 @@ class RulesError(GeoLeadError):
 
 class StoreError(GeoLeadError):
     """The embedded store cannot be opened or written."""
+
+
+class StoreStorageError(StoreError):
+    """The store's disk refused: read-only, full, an I/O error, or a journal to recover."""
+
+    exit_code = 1
 
 
 class StoreBusyError(StoreError):

@@ -14,7 +14,9 @@ directory of ``month=YYYY-MM/part-0.parquet`` files (Hive layout) that dask-geop
 pyarrow, DuckDB and Spark read as one dataset, each file with its own GeoParquet metadata.
 
 Files are written next to the target under a temporary name and moved into place when
-complete, so a killed export never leaves a half-written file at ``--out``.
+complete, so a killed export never leaves a half-written file at ``--out``. CSV text cells
+that a spreadsheet would run as a formula are prefixed with ``'`` (`geo_lead.outputs`);
+GeoPackage and GeoParquet values are written unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
-from geo_lead.sources import PERSON_FIELDS
+from geo_lead.outputs import write_csv
+from geo_lead.sources import is_person_column
 from geo_lead.store import FLAG_COLUMNS, Store, wkb_from_gpkg
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,13 @@ RECORD_EXPORT_COLUMNS: tuple[str, ...] = (
     "record_id", "incident_number", "offense_text", "occurred_at", "address_raw", "lon", "lat",
     "match_type", "neighborhood", "division", *FLAG_COLUMNS,
 )
-#: Columns never exported: person fields, and store internals with no meaning outside it.
-EXCLUDED_COLUMNS: frozenset[str] = frozenset({*PERSON_FIELDS, "fid", "geom"})
+#: Store internals with no meaning outside it (person columns are excluded by
+#: `geo_lead.sources.is_person_column`, the one test every output uses).
+EXCLUDED_COLUMNS: frozenset[str] = frozenset({"fid", "geom"})
+
+
+def _excluded(column: str) -> bool:
+    return column in EXCLUDED_COLUMNS or is_person_column(column)
 
 
 class ExportError(GeoLeadError):
@@ -61,7 +69,7 @@ _ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
 
 
 def _record_columns(store: Store) -> list[str]:
-    have = [c for c in store.columns("records") if c not in EXCLUDED_COLUMNS]
+    have = [c for c in store.columns("records") if not _excluded(c)]
     return [*[c for c in RECORD_EXPORT_COLUMNS if c in have],
             *[c for c in have if c not in RECORD_EXPORT_COLUMNS]]
 
@@ -74,7 +82,7 @@ def typed_records(frame: pd.DataFrame) -> Any:
     """
     import geopandas as gpd
 
-    frame = frame.drop(columns=[c for c in frame.columns if c in EXCLUDED_COLUMNS])
+    frame = frame.drop(columns=[c for c in frame.columns if _excluded(c)])
     for col in RECORD_EXPORT_COLUMNS:
         if col not in frame:
             frame[col] = np.nan if col in _REAL else ""
@@ -148,8 +156,10 @@ class _Sink:
                                     geometry_type="Point", append=self.rows > len(gdf))
         else:
             frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-            frame.to_csv(self.path, index=False, mode="a" if self.rows > len(gdf) else "w",
-                         header=self.rows == len(gdf))
+            if self.rows > len(gdf):
+                write_csv(frame, self.path, append=True)
+            else:  # the first piece: the caller renames the whole file into place
+                write_csv(frame, self.path, atomic=False)
 
     def _write_parquet(self, gdf: Any) -> None:
         import json
@@ -182,7 +192,7 @@ class _Sink:
                 pyogrio.write_dataframe(empty, self.path, layer=self.layer, driver="GPKG",
                                         geometry_type="Point")
             else:
-                pd.DataFrame(empty.drop(columns="geometry")).to_csv(self.path, index=False)
+                write_csv(pd.DataFrame(empty.drop(columns="geometry")), self.path, atomic=False)
 
 
 def scores_frame(store: Store) -> Any:
@@ -197,7 +207,7 @@ def scores_frame(store: Store) -> Any:
     frame = store.read_table("scores", cols)
     wkb = [wkb_from_gpkg(b) for b in frame.pop("geom")] if "geom" in frame else []
     geometry = shapely.from_wkb(wkb) if len(wkb) else None
-    frame = frame.drop(columns=[c for c in frame.columns if c in EXCLUDED_COLUMNS])
+    frame = frame.drop(columns=[c for c in frame.columns if _excluded(c)])
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=settings.CRS_STORE)
 
 
@@ -210,7 +220,7 @@ def _write_one(gdf: Any, path: Path, fmt: str, layer: str) -> None:
         frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
         if layer != "records":  # polygons: keep them as WKT so the CSV is still complete
             frame["geometry_wkt"] = gdf.geometry.to_wkt()
-        frame.to_csv(path, index=False)
+        write_csv(frame, path, atomic=False)
 
 
 def export(store: Store, what: str, fmt: str, out: Path | str, partition: str = "none",

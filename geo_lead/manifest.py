@@ -28,7 +28,8 @@ status           ``ok`` or ``failed``
 error            the error message of a failed run, else empty
 command          e.g. ``run``
 package_version  ``geo_lead.__version__``
-inputs_json      ``[{"path", "name", "sha256", "bytes"}]``
+inputs_json      ``[{"path", "name", "sha256", "bytes", "sample_fraction"}]`` (the fraction the
+                 file was ingested with, `geo_lead.frames`)
 parameters_json  ``{name: value}``
 counts_json      ``{stage: {count: n}}`` in stage order
 outputs_json     ``[path, ...]``
@@ -277,5 +278,8 @@ def results_snapshot(store: Store) -> dict[str, Any]:
         snap["hotspots"]["hotspot_kde"] = _kde_hot_cells(store)
     snap["site_result"] = store.get_json("site_result")
     snap["hotspots_result"] = store.get_json("hotspots_result")
+    from geo_lead.frames import load_frames
+
+    snap["frames"] = [fr.to_dict() for fr in load_frames(store).frames()]
     return snap
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,6 @@ def save_map(m: object, path: Path, offline: bool = True) -> Path:
     """Render and write a folium map (UTF-8); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_map(m, offline=offline), encoding="utf-8")
+    write_text(path, render_map(m, offline=offline))  # atomic: never a half-written page
     log.info("wrote %s (%.0f KB)", path, path.stat().st_size / 1024)
     return path

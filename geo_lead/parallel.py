@@ -175,7 +175,8 @@ def _fork(target: Callable[..., None], args: tuple[Any, ...], duplex: bool) -> t
     _flush_std_streams()
     parent_end, child_end = ctx.Pipe(duplex=duplex)  # one-way pipes return (receiver, sender)
     try:
-        proc = ctx.Process(target=target, args=(child_end, *args), daemon=True)
+        proc = ctx.Process(target=_child_main, args=(os.getpid(), parent_end, target, child_end, *args),
+                           daemon=True)
         proc.start()
     except OSError as exc:
         log.debug("no child process (%s); computing here", exc)
@@ -184,6 +185,54 @@ def _fork(target: Callable[..., None], args: tuple[Any, ...], duplex: bool) -> t
         return None, None
     child_end.close()
     return proc, parent_end
+
+
+#: How often a child checks that its parent is still alive (where PR_SET_PDEATHSIG is not).
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _child_main(parent_pid: int, parent_end: Any, target: Callable[..., None], child_end: Any,
+                *args: Any) -> None:
+    """Start of every child: make sure it dies with its parent, then run `target`.
+
+    * The parent's end of the pipe, inherited at the fork, is closed here: otherwise the child
+      itself keeps it open and never sees EOF when the parent dies.
+    * On Linux the kernel sends SIGKILL to the child when the parent dies
+      (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also polls ``getppid()``.
+    * Ctrl-C reaches the whole process group: the child leaves quietly (no traceback), and
+      the parent decides what the interruption means.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    with contextlib.suppress(Exception):
+        parent_end.close()
+    _die_with_parent(parent_pid)
+    target(child_end, *args)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="geo-lead-parent-watch", daemon=True).start()
 
 
 def _flush_std_streams() -> None:

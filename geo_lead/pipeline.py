@@ -52,7 +52,7 @@ def _progress(label: str, echo: Say | None) -> Progress:
 
 
 def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None,
-                 rules: Any = None) -> dict[str, Any]:
+                 rules: Any = None, sample_fraction: float | None = None) -> dict[str, Any]:
     from geo_lead.indicators import load_rules
     from geo_lead.ingest import reflag_if_rules_changed
 
@@ -62,11 +62,12 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
     if reflagged:
         say(f"  indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     progress = _progress("  rows", echo)
-    reports = ingest_files(store, files, progress=progress, rules=rules)
+    reports = ingest_files(store, files, progress=progress, rules=rules, sample_fraction=sample_fraction)
     progress.close()
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
-            f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")
+            f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,};"
+            f" sample fraction {r.sample_fraction:g} ({r.fraction_from})")
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
     return {**{k: sum(getattr(r, k) for r in reports) for k in keys}, "reflagged": reflagged,
             "files": [r.as_dict() for r in reports]}
@@ -89,14 +90,20 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
         f"{counts['geocoded_from_cache']:,} from the cache")
     say(f"  store: {n_ok:,} of {total:,} records placed ({counts['store_match_rate']:.1%}); by type: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    beats = counts.get("beat_check_by_match_type") or {}
+    if beats.get("all", {}).get("checked"):
+        say("  in the record's own LMPD beat: " + ", ".join(
+            f"{k} {v['same_share']:.1%} of {v['checked']:,}" for k, v in beats.items() if v.get("checked"))
+            + f" ({beats['all']['other']:,} in neither it nor a beat touching it: `geo-lead geocode --review`)")
     return counts
 
 
-def stage_join(store: Store, say: Say, engine: str = "pandas") -> dict[str, Any]:
+def stage_join(store: Store, say: Say, engine: str = "pandas",
+               tolerance_ft: float | None = None) -> dict[str, Any]:
     if engine == "pandas":
         from geo_lead.spatial_join import join_store
 
-        counts = join_store(store)
+        counts = join_store(store, tolerance_ft=tolerance_ft)
     else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
         from geo_lead.dask_engine import join_store as dask_join_store
 
@@ -151,11 +158,14 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
                          indicator)
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
-    return store.read_records(cols)
+    from geo_lead.frames import attach_weights
+
+    return attach_weights(store, store.read_records(cols))
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
+    """`analysis_frame` (with the frame ``weight``, `geo_lead.frames.attach_weights`) as points
+    (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
     return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
 
 
@@ -185,10 +195,10 @@ def flagged_points(frame: Any, indicator: str) -> Any:
     return gpd.GeoDataFrame(frame, geometry=geom.geometry, crs=settings.CRS_STORE)
 
 
-def stage_score(store: Store, say: Say, records: Any = None) -> dict[str, Any]:
+def stage_score(store: Store, say: Say, records: Any = None, boundary: str | None = None) -> dict[str, Any]:
     from geo_lead.scoring import format_table, score_store, scores_json
 
-    scores = score_store(store, records=records)
+    scores = score_store(store, records=records, boundary=boundary)
     for line in format_table(scores).splitlines():
         say("  " + line)
     return {"table": scores_json(scores)}
@@ -223,6 +233,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     from geo_lead.maps import write_maps
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
+    from geo_lead.outputs import write_text
     from geo_lead.zone_page import write_page
 
     # The report's figures render in a child while the maps are drawn here (`write_report`,
@@ -234,7 +245,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html", streets=streets.result())
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(report_html.result(), encoding="utf-8")
+    write_text(report, report_html.result())  # atomic: a full disk leaves the old report
     paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
@@ -251,7 +262,9 @@ def zone_street_index() -> dict[str, Any]:
 
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
                  echo: Say | None = print, engine: str = "pandas",
-                 rules_path: Path | None = None, fingerprint: str | None = None) -> dict[str, Any]:
+                 rules_path: Path | None = None, sample_fraction: float | None = None,
+                 boundary: str | None = None, boundary_tolerance_ft: float | None = None,
+                 fingerprint: str | None = None) -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
 
     Parameters
@@ -269,11 +282,17 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     rules_path
         Indicator rules file (default: the shipped one); when it differs from the rules
         that flagged the stored records, those are re-flagged first.
+    sample_fraction
+        Declared sample fraction of `files` not in the shipped manifest (default 1).
+    boundary, boundary_tolerance_ft
+        Boundary rule (``split``/``first``) and tolerance (`geo_lead.allocation`); defaults
+        in `geo_lead.settings`.
     fingerprint
         The run's `run_fingerprint` key, recorded in the manifest's parameters (with the
         outputs' sha256 and the store's change counter) so that `unchanged_since` can tell
         the next run that nothing changed.
     """
+    from geo_lead.allocation import check_rule, check_tolerance
     from geo_lead.indicators import load_rules
 
     rules = load_rules(rules_path)  # a bad rules file fails here, before any work
@@ -282,7 +301,8 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
     n = len(stages)
     params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine,
-              "rules": str(rules.path), "rules_sha256": rules.sha256}
+              "rules": str(rules.path), "rules_sha256": rules.sha256, "sample_fraction": sample_fraction,
+              "boundary": check_rule(boundary), "boundary_tolerance_ft": check_tolerance(boundary_tolerance_ft)}
     if fingerprint is not None:
         params["fingerprint"] = fingerprint
     from geo_lead.parallel import Worker
@@ -303,7 +323,7 @@ HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "esda
                                     "sklearn.neighbors", "scipy.special", "pyogrio")
 
 
-def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
+def hotspots_at(store_path: str, indicator: str = "lead_eligible", boundary: str | None = None) -> Any:
     """`hotspots.compute_hotspots` on the store at `store_path`, opened read-only here (the
     hotspots child's job: it reads the records itself; points of flagged records only, as
     `flagged_points` says)."""
@@ -313,7 +333,10 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
         have = set(store.columns("records"))
         cols = [c for c in dict.fromkeys([*store_columns(store, HOTSPOT_COLUMNS, indicator), "lon", "lat"])
                 if c in have]  # as spatial_join.records_gdf reads them
-        return compute_hotspots(store, indicator, records=flagged_points(store.read_records(cols), indicator))
+        from geo_lead.frames import attach_weights
+
+        frame = attach_weights(store, store.read_records(cols))
+        return compute_hotspots(store, indicator, records=flagged_points(frame, indicator), boundary=boundary)
 
 
 def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | None, engine: str, say: Say,
@@ -323,22 +346,43 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
-        summary["ingest"] = stage_ingest(store, files, say, echo, rules)
+        summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"])
         run.stage("ingest", stage_counts(summary["ingest"]))
+        fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
+        for item in run.inputs:
+            item["sample_fraction"] = fractions.get(item.get("sha256"))
+        from geo_lead.frames import load_frames
+
+        sampling = load_frames(store)
+        summary["frames"] = sampling.to_dict()
+        say("  sampling frames (source, report year: declared fractions; geo_lead.frames):")
+        for line in sampling.describe():
+            say("    " + line)
         say(f"[2/{n}] geocode block addresses and intersections (offline)")
         summary["geocode"] = stage_geocode(store, say, echo)
         run.stage("geocode", stage_counts(summary["geocode"]))
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
-        summary["join"] = stage_join(store, say, engine)
+        summary["join"] = stage_join(store, say, engine, params["boundary_tolerance_ft"])
         run.stage("join", stage_counts(summary["join"]))
         from geo_lead.hotspots import compute_hotspots
 
         # the join is committed: the child reads the records (if it fails: computed here)
         shared: dict[str, Any] = {}
-        hot = worker.submit(hotspots_at, (str(store_path),),
-                            fallback=lambda: compute_hotspots(store, records=shared["records"]))
+        hot = worker.submit(hotspots_at, (str(store_path), "lead_eligible", params["boundary"]),
+                            fallback=lambda: compute_hotspots(store, records=shared["records"],
+                                                              boundary=params["boundary"]))
         say(f"[4/{n}] score First Division neighborhoods")
         records = shared["records"] = analysis_records(store)  # one read for score, site and the report
+        from geo_lead.allocation import summary as allocation_summary
+
+        alloc = allocation_summary(records[records["lead_eligible"].fillna(False).astype(bool)]
+                                   if "lead_eligible" in records else records,
+                                   params["boundary"], params["boundary_tolerance_ft"])
+        summary["allocation"] = alloc
+        say(f"  allocation (lead_eligible): {alloc['placed']:,} records in a neighborhood, {alloc['shared']:,} of "
+            f"them within {alloc['tolerance_ft']:g} ft of an edge shared by two or more units "
+            f"(weight {alloc['shared_weight']:,.1f}), rule {alloc['rule']}"
+            + (": split equally among those units" if alloc["rule"] == "split" else ": whole to the first unit"))
         from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
         from geo_lead.parallel import Deferred
@@ -349,8 +393,9 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         # records) computes it while this process scores and reads the maps' records (they
         # depend on the scores only); written here, printed after the hotspots as before.
         site_job = Deferred(compute_site, store, records=records,
-                            adjacency=stored_queen_adjacency(store, load_neighborhoods()))
-        summary["score"] = stage_score(store, say, records)
+                            adjacency=stored_queen_adjacency(store, load_neighborhoods()),
+                            sampling=sampling, boundary=params["boundary"])
+        summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
         import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it

@@ -8,7 +8,9 @@ Three Louisville Open Data formats are recognised from their header:
 
 Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice.
 Every physical row ends up either in a chunk's ``records`` or in its ``rejects``, with the
-file, the line number and a reason: rows read = rows accepted + rows rejected.
+file, the line number and a reason: rows read = rows accepted + rows rejected. A date after
+the day of the ingest ("date after the ingest date") or before `settings.DATE_FLOOR` is a
+reject too, not a record.
 
 Canonical record columns
 ------------------------
@@ -45,8 +47,8 @@ import io
 import json
 import logging
 import re
-import sys
 import tomllib
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +70,34 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "city", "zip", "source_file", "source_line", "content_hash",
 )
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "source_line", "reason", "column", "value", "raw")
+#: Person fields the reader keeps apart (the store's ``persons`` table), never in records.
 PERSON_FIELDS: tuple[str, ...] = ("sex", "race", "ethnicity", "age")
+#: Header names (normalised) that describe a person, besides any name starting with PERSON
+#: (PERSONS_HOME_CITY, PERSONS_HOME_STATE, PERSONS_HOME_ZIP, PERSON_NAME, ...).
+PERSON_HEADER_NAMES: frozenset[str] = frozenset({"SEX", "RACE", "ETHNICITY", "AGE"})
+
+
+def is_person_column(name: str) -> bool:
+    """True for a column that describes a person: the one test the reader, the rejects'
+    raw text and every export use.
+
+    A canonical person field (`PERSON_FIELDS`), ``SEX``/``RACE``/``ETHNICITY``/``AGE`` in
+    any case or spelling, or any header whose normalised name starts with ``PERSON``.
+
+    >>> [is_person_column(c) for c in ("PERSONS_HOME_ZIP", "Person Race", "age", "zip")]
+    [True, True, True, False]
+    """
+    norm = normalize_header(str(name))
+    return norm.startswith("PERSON") or norm in PERSON_HEADER_NAMES or str(name) in PERSON_FIELDS
+
+
+def _refuse_person_sources(index: dict[str, int], header: list[str], path: Path) -> None:
+    """A record field mapped to a person column would carry person data into the records."""
+    for fld, i in index.items():
+        if fld not in PERSON_FIELDS and is_person_column(header[i]):
+            raise InputFileError(
+                f"{path}: column {header[i]!r} describes a person and cannot be read as "
+                f"{fld}; map {fld} to another column (--mapping PATH).")
 #: Fields a column mapping may name (the others are computed by the reader).
 MAPPABLE_FIELDS: frozenset[str] = frozenset(RECORD_COLUMNS).difference(
     {"record_id", "source", "source_file", "source_line", "content_hash"}) | frozenset(PERSON_FIELDS)
@@ -203,6 +232,18 @@ def normalize_division(value: str) -> str:
     return f"{number}{_SUFFIX.get(number, 'TH')} DIVISION"
 
 
+def normalize_zip(values: pd.Series) -> pd.Series:
+    """ZIP text -> its first five ASCII digits, or "" when it does not start with five.
+
+    Compatibility forms are folded first (NFKC: fullwidth ``４０２０２`` -> ``40202``); other
+    non-ASCII digits (Arabic-Indic, ...) are not a ZIP and give "".
+    """
+    import unicodedata
+
+    folded = values.astype(str).map(lambda v: unicodedata.normalize("NFKC", v) if not v.isascii() else v)
+    return folded.str.extract(r"^([0-9]{5})", expand=False).fillna("")
+
+
 def load_mapping(path: Path | str) -> dict[str, object]:
     """Read a column mapping (TOML or JSON).
 
@@ -329,25 +370,55 @@ def _resolve_encoding(fh: BinaryIO, encoding: str, path: Path) -> str:
     return name
 
 
-def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int], path: Path) -> Iterator[str]:
-    """Decode line by line; lines that are not valid `encoding` are noted, not fatal."""
+def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int], path: Path,
+                   long_lines: set[int] | None = None) -> Iterator[str]:
+    """Decode line by line; lines that are not valid `encoding` are noted, not fatal.
+
+    A line longer than `settings.MAX_LINE_BYTES` is read in pieces and dropped (its number
+    goes to `long_lines`, an empty line stands in for it), so memory stays bounded whatever
+    the file holds.
+    """
+    if long_lines is None:
+        long_lines = set()
     try:
-        yield from _decode(fh, encoding, bad_lines)
-    except (EOFError, OSError) as exc:  # truncated or corrupt gzip stream, I/O error
+        yield from _decode(fh, encoding, bad_lines, long_lines)
+    except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip stream, I/O error
         raise InputFileError(f"{path}: cannot read past some point of the file ({exc}).") from None
 
 
-def _decode(fh: BinaryIO, encoding: str, bad_lines: set[int]) -> Iterator[str]:
+def _bounded_lines(readline: Callable[[int], bytes | str], limit: int,
+                   long_lines: set[int]) -> Iterator[bytes | str]:
+    """Lines from ``readline(limit)``; a longer line is skipped piece by piece and noted."""
+    lineno = 0
+    while True:
+        line = readline(limit)
+        if not line:
+            return
+        lineno += 1
+        ends = line.endswith(b"\n" if isinstance(line, bytes) else "\n")
+        if len(line) >= limit and not ends:
+            long_lines.add(lineno)
+            while True:  # discard the rest of the line without holding it
+                more = readline(limit)
+                if not more or more.endswith(b"\n" if isinstance(more, bytes) else "\n"):
+                    break
+            line = line[:0] + ("\n" if isinstance(line, str) else b"\n")  # type: ignore[operator]
+        yield line
+
+
+def _decode(fh: BinaryIO, encoding: str, bad_lines: set[int], long_lines: set[int]) -> Iterator[str]:
+    limit = max(int(settings.MAX_LINE_BYTES), 2)
     if "\n".encode(encoding) != b"\n":
         # UTF-16/32: a newline is not the byte 0x0A, so decode as a stream; a line holding a
         # replacement character had bytes that are not valid in the encoding.
         text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
-        for lineno, line in enumerate(text, start=1):
-            if "\ufffd" in line or "\x00" in line:
+        for lineno, line in enumerate(_bounded_lines(text.readline, limit, long_lines), start=1):
+            if "\ufffd" in line or "\x00" in line:  # type: ignore[operator]
                 bad_lines.add(lineno)
-            yield line
+            yield str(line)
         return
-    for lineno, line in enumerate(fh, start=1):
+    for lineno, line in enumerate(_bounded_lines(fh.readline, limit, long_lines), start=1):
+        assert isinstance(line, bytes)
         # A NUL byte is never text in a CSV: it means corruption or a UTF-16 file without BOM.
         if b"\x00" in line:
             bad_lines.add(lineno)
@@ -451,6 +522,10 @@ class _RecordBuilder:
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         self.raw_text: Callable[[list[str]], str] = lambda row: ",".join(row)[:500]
+        # Dates after the day of the ingest (a 2099 typo) or before settings.DATE_FLOOR are
+        # rejected: they would stretch the data's time span and every figure per year.
+        self.date_floor = pd.Timestamp(settings.DATE_FLOOR)
+        self.date_ceiling = pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
 
     def build(self, rows: list[list[str]], lines: list[int]) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
         if not rows:
@@ -492,6 +567,10 @@ class _RecordBuilder:
         reported = parse_dates(df["reported_at"])
         reject((df["occurred_at"] != "") & occurred.isna(), "unparseable date", "occurred_at")
         reject((df["reported_at"] != "") & reported.isna(), "unparseable date", "reported_at")
+        for col, when in (("occurred_at", occurred), ("reported_at", reported)):
+            reject(when.notna() & (when >= self.date_ceiling), "date after the ingest date", col)
+            reject(when.notna() & (when < self.date_floor),
+                   f"date before {settings.DATE_FLOOR} (settings.DATE_FLOOR)", col)
         occurred = occurred.fillna(reported)
         reject(occurred.isna(), "no occurrence or report date", "occurred_at")
 
@@ -501,7 +580,7 @@ class _RecordBuilder:
         df["reported_at"] = reported.dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
         divisions = {d: normalize_division(d) for d in pd.unique(df["division"])}
         df["division"] = df["division"].map(divisions)
-        df["zip"] = df["zip"].str.extract(r"^(\d{5})", expand=False).fillna("")
+        df["zip"] = normalize_zip(df["zip"])
         df["source"] = self.source
         df["source_file"] = self.name
         published = [c for c in RECORD_COLUMNS if c in df and c not in (
@@ -576,8 +655,9 @@ def iter_chunks(
     fh = _open_binary(path)
     with fh:
         bad_lines: set[int] = set()
+        long_lines: set[int] = set()
         encoding = _resolve_encoding(fh, encoding, path)
-        lines = _decoded_lines(fh, encoding, bad_lines, path)
+        lines = _decoded_lines(fh, encoding, bad_lines, path, long_lines)
         first = next(lines, None)
         header_line = 1
         while first is not None and not first.strip():
@@ -585,6 +665,9 @@ def iter_chunks(
             header_line += 1
         if first is None:
             raise InputFileError(f"{path}: the file is empty (no header row).")
+        if header_line in long_lines:
+            raise InputFileError(f"{path}: the first line is longer than {settings.MAX_LINE_BYTES:,} "
+                                 "bytes: not an LMPD CSV header (a binary or corrupt file?).")
         if header_line in bad_lines:
             raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
         first = first.lstrip("\ufeff")
@@ -602,8 +685,11 @@ def iter_chunks(
         n_fields = len(header)
         header_first = header[0].strip().upper()  # cheap test before normalising a row
         builder = _RecordBuilder(path, source, index)
-        # Rejects keep the raw row for review, but never the person fields (sex, race, age).
-        person_positions = frozenset(index[f] for f in PERSON_FIELDS if f in index)
+        # Rejects keep the raw row for review, but never a person column (sex, race, age,
+        # home city/state/ZIP, any PERSON* column).
+        person_positions = frozenset({index[f] for f in PERSON_FIELDS if f in index}
+                                     | {i for i, h in enumerate(header) if is_person_column(h)})
+        _refuse_person_sources(index, header, path)
         builder.raw_text = lambda row: _raw_text(row, delimiter, n_fields, person_positions)
 
         # csv.reader counts lines itself; it starts after the header we consumed.
@@ -614,8 +700,9 @@ def iter_chunks(
         rows_read = 0
         yielded = False
         last_line = header_line  # physical line numbers: the reader counts from after the header
-        max_field = 1 << 20
-        csv.field_size_limit(max(max_field, sys.maxsize if sys.maxsize < 2**31 else 2**31 - 1))
+        # A field longer than this (an unclosed quote swallowing the file) is a csv.Error:
+        # the row is rejected, and memory is bounded by the limit.
+        csv.field_size_limit(max(int(settings.MAX_FIELD_CHARS), 1))
         while True:
             try:
                 row = next(reader)
@@ -630,14 +717,19 @@ def iter_chunks(
                 continue
             start_line = last_line + 1
             last_line = reader.line_num + header_line  # lines up to the header were read outside the reader
-            if not row or (len(row) == 1 and not row[0].strip()):
+            if (not row or (len(row) == 1 and not row[0].strip())) and start_line not in long_lines:
                 continue  # blank line: not a row
             rows_read += 1
             if len(row) == n_fields + 1 and not row[-1].strip():
                 row = row[:-1]  # a trailing delimiter (some exports end every line with one)
             raw = _raw_text(row, delimiter, n_fields, person_positions)
             span = range(start_line, last_line + 1)
-            if any(ln in bad_lines for ln in span):
+            if long_lines and any(ln in long_lines for ln in span):
+                pre_rejects.append({"source_file": path.name, "source_line": start_line,
+                                    "reason": f"line longer than {settings.MAX_LINE_BYTES:,} bytes "
+                                              "(not read)", "column": "", "value": "",
+                                    "raw": "" if person_positions else raw[:200]})
+            elif any(ln in bad_lines for ln in span):
                 pre_rejects.append({"source_file": path.name, "source_line": start_line,
                                     "reason": f"undecodable bytes (not valid {encoding})",
                                     "column": "", "value": "", "raw": raw})
@@ -718,7 +810,7 @@ def read_records(
 def _detect_from_file(path: Path, encoding: str) -> str:
     with path.open("rb") as fh:
         first = ""
-        for raw in fh:  # the header is the first non-blank line, as in iter_chunks
+        while raw := fh.readline(settings.MAX_LINE_BYTES):  # the first non-blank line
             if (first := raw.decode(encoding, errors="replace").lstrip("\ufeff")).strip():
                 break
     header = next(csv.reader([first], delimiter=_sniff_delimiter(first)))

@@ -7,7 +7,9 @@ records          feature table (POINT, EPSG:4326, empty until geocoded): one row
 rejects          rows that could not be accepted, with file, line and reason
 persons          person fields of citation rows (sex, race, age); never exported or mapped
 record_history   earlier versions of records whose published content changed
-ingests          one row per file ingested: sha256, counts
+ingests          one row per file ingested: sha256, sample_fraction, counts
+file_frames      one row per distinct file (sha256): its declared sample fraction, report years
+                 and report-date span (`geo_lead.frames`)
 runs             run manifest (see `geo_lead.manifest`)
 meta             key/value (schema version)
 
@@ -32,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from geo_lead import settings
-from geo_lead.errors import StoreBusyError, StoreError
+from geo_lead.errors import StoreBusyError, StoreError, StoreStorageError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ FLAG_COLUMNS: tuple[str, ...] = (
 RULE_COLUMNS: tuple[str, ...] = tuple(f"{f}_rule" for f in FLAG_COLUMNS)
 GEOCODE_COLUMNS: tuple[str, ...] = (
     "lon", "lat", "match_type", "score", "matched_address", "geocode_reason",
+    "beat_check",  # same / adjacent / other / no_beat (geo_lead.geocode.beat_check)
 )
 INTEGER_COLUMNS = frozenset({"source_line", *FLAG_COLUMNS})
 REAL_COLUMNS = frozenset({"lon", "lat", "score"})
@@ -71,9 +74,18 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
     # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
+    # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
+    "records_beat_unchecked": (("lon", "lat", "beat_check"),
+                               "ON records(fid) WHERE lon IS NOT NULL AND lat IS NOT NULL AND beat_check IS NULL"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
+
+#: Declared sample fraction of each ingested file (`Store.put_file_frame`, `geo_lead.frames`).
+FILE_FRAMES_TABLE = "file_frames"
+_FILE_FRAMES_DDL = f"""CREATE TABLE IF NOT EXISTS {FILE_FRAMES_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_sha256 TEXT UNIQUE NOT NULL, source_file TEXT, source TEXT, sample_fraction REAL NOT NULL,
+    years TEXT, report_first TEXT, report_last TEXT, declared_at TEXT)"""
 
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
@@ -120,6 +132,44 @@ def _py(value: Any) -> Any:
     return value
 
 
+def storage_error(path: Path | str, exc: BaseException) -> StoreStorageError | None:
+    """The clear error for SQLite's read-only, full-disk, I/O and cannot-open failures, or None.
+
+    Each message names the file and what to do. A read-only store with a pending rollback
+    journal (left by a write that was killed) cannot even be read until SQLite applies the
+    journal, which needs write permission: the message says so.
+    """
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    journal = Path(f"{path}-journal")
+    if name == "SQLITE_READONLY_ROLLBACK" or ("readonly" in text and journal.exists()):
+        return StoreStorageError(
+            f"{path}: needs write permission to recover: a write that was interrupted left "
+            f"{journal.name}, which SQLite must roll back before the store can be read. Give "
+            f"write permission to {path} and its folder (or run as their owner) and run the "
+            f"command again; do not delete {journal.name}.")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return StoreStorageError(
+            f"{path}: the store is read-only (the file, its folder or the disk); nothing was "
+            "changed. Give write permission to the file and its folder, or copy it somewhere "
+            "writable and pass --store COPY.")
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return StoreStorageError(
+            f"{path}: the disk is full; nothing was changed (the write was rolled back). Free "
+            "space on that disk, or pass --store on another disk, and run the command again.")
+    if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
+        return StoreStorageError(
+            f"{path}: disk I/O error ({text}); the store was left as it was before this "
+            "command. Check the disk (and its free space), then run the command again.")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
+        return StoreStorageError(
+            f"{path}: cannot open the store file or create its journal beside it; check that "
+            "the folder exists and is writable, or pass another --store.")
+    return None
+
+
 class Store:
     """An open GeoPackage store. Use `open_store`."""
 
@@ -127,6 +177,10 @@ class Store:
         self.path, self.conn = path, conn
         self._depth = 0  # nesting level of `write` savepoints
         self.busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S  # open_store sets the one it used
+        #: Set by `open_store` when it created the file (and these folders):
+        #: `close_discarding_if_unused` removes them again if nothing was written.
+        self.created: bool = False
+        self.created_dirs: list[Path] = []
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -143,12 +197,17 @@ class Store:
             self.conn.execute(f"SAVEPOINT {name}")
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+            except BaseException as exc:
+                if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute(f"ROLLBACK TO {name}")
+                        self.conn.execute(f"RELEASE {name}")
+                mapped = storage_error(self.path, exc)
+                if mapped is not None:
+                    raise mapped from None
                 raise
             else:
-                self.conn.execute(f"RELEASE {name}")
+                self._run(f"RELEASE {name}")
             finally:
                 self._depth -= 1
             return
@@ -160,17 +219,58 @@ class Store:
                     f"{self.path}: another geo-lead process is writing to this store (waited "
                     f"{self.busy_timeout_s:g} s); wait for it to finish and run the command again."
                 ) from None
-            raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
+            raise storage_error(self.path, exc) or StoreError(
+                f"{self.path}: cannot start a write: {exc}") from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.rollback()
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.rollback()
+            mapped = storage_error(self.path, exc)
+            if mapped is not None:
+                raise mapped from None
             raise
         else:
-            self.conn.commit()
+            try:
+                self.conn.commit()
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.rollback()
+                raise storage_error(self.path, exc) or StoreError(
+                    f"{self.path}: cannot commit: {exc}") from None
+
+    def _run(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc) or StoreError(f"{self.path}: {exc}") from None
 
     def close(self) -> None:
         self.conn.close()
+
+    def close_discarding_if_unused(self) -> None:
+        """Close; a store this process created and never wrote data to is removed with the
+        folders created for it (a failed first ingest leaves nothing behind)."""
+        empty = False
+        if self.created:
+            with contextlib.suppress(sqlite3.Error):
+                empty = not self.conn.in_transaction and self._holds_nothing()
+        self.conn.close()
+        if empty:
+            for leftover in (self.path, Path(f"{self.path}-journal")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            for folder in reversed(self.created_dirs):  # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when still empty
+            log.info("%s: nothing was written; the new store file was removed", self.path)
+
+    def _holds_nothing(self) -> bool:
+        """No row in any table geo_lead writes data to (only the empty schema)."""
+        skip = {"gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "meta",
+                "sqlite_sequence"}
+        names = [t for t in self.tables() if t not in skip and not t.startswith(("sqlite_", "rtree_"))]
+        return all(self.conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in names)
 
     # --- schema helpers -----------------------------------------------------------------
     def tables(self) -> set[str]:
@@ -411,6 +511,17 @@ class Store:
         self.touch("records")
         return changed
 
+    def beat_check_counts(self) -> pd.DataFrame:
+        """Placed records by (match_type, beat_check): columns match_type, beat_check, records."""
+        cols = set(self.columns("records"))
+        if not {"match_type", "beat_check"} <= cols:
+            return pd.DataFrame({"match_type": pd.Series(dtype=object), "beat_check": pd.Series(dtype=object),
+                                 "records": pd.Series(dtype=int)})
+        rows = self.conn.execute(
+            "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
+            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall()
+        return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])
+
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
         with self.write():
@@ -420,10 +531,57 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def count(self, table: str) -> int:
+    # --- sampling frames (geo_lead.frames) -----------------------------------------------
+    def put_file_frame(self, frame: dict[str, Any]) -> None:
+        """Store one file's sample declaration, keyed by its sha256 (inside `write`).
+
+        `frame`: file_sha256, source_file, source, sample_fraction, years (``;``-joined),
+        report_first, report_last. A later declaration of the same file replaces it.
+        """
+        self.conn.execute(_FILE_FRAMES_DDL)
+        self.register_attributes(FILE_FRAMES_TABLE, "declared sample fraction of each ingested file (sha256)")
+        cols = ("file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
+                "report_last")
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, declared_at) "
+            f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
+
+    def read_file_frames(self) -> pd.DataFrame:
+        """Every stored sample declaration (empty for a store ingested before they existed)."""
+        cols = ["file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
+                "report_last", "declared_at"]
+        return self.read_table(FILE_FRAMES_TABLE, cols, where="1 ORDER BY fid") \
+            if FILE_FRAMES_TABLE in self.tables() else pd.DataFrame(columns=cols)
+
+    def read_ingested_files(self) -> pd.DataFrame:
+        """Distinct (source_file, file_sha256) of the ``ingests`` table, first ingest first."""
+        if "ingests" not in self.tables():
+            return pd.DataFrame(columns=["source_file", "file_sha256"])
+        rows = self.conn.execute("SELECT source_file, file_sha256 FROM ingests GROUP BY file_sha256 "
+                                 "ORDER BY MIN(fid)").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "file_sha256"])
+
+    def report_spans_by_file(self) -> dict[str, dict[str, Any]]:
+        """Per ``source_file`` of the records: source, report years, first and last report date
+        (occurrence date when unreported); for stores without declarations (`geo_lead.frames`)."""
+        if "records" not in self.tables() or not {"source_file", "reported_at", "occurred_at"} <= set(self.columns("records")):
+            return {}
+        when = "COALESCE(NULLIF(reported_at, ''), occurred_at)"
+        out: dict[str, dict[str, Any]] = {}
+        for name, source, first, last in self.conn.execute(
+                f"SELECT source_file, MIN(source), MIN({when}), MAX({when}) FROM records GROUP BY source_file"):
+            years = sorted({int(y) for (y,) in self.conn.execute(
+                f"SELECT DISTINCT substr({when}, 1, 4) FROM records WHERE source_file = ?", (name,))
+                if y and str(y).isdigit()})
+            out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
+        return out
+
+    def count(self, table: str, where: str = "") -> int:
+        """Rows of `table` (0 when it does not exist), optionally only those matching `where`."""
         if table not in self.tables():
             return 0
-        return int(self.conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+        sql = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
+        return int(self.conn.execute(sql).fetchone()[0])
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})
@@ -542,10 +700,14 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
     path = Path(path)
     if busy_timeout_s is None:
         busy_timeout_s = settings.STORE_BUSY_TIMEOUT_S
+    created, created_dirs = False, []
     if not path.exists():
         if not create:
             raise StoreError(f"{path}: no store here yet; run `geo-lead ingest FILE --store {path}` first.")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            raise StoreError(f"{path}: is a link to a file that does not exist; choose another --store.")
+        created_dirs = _make_folders(path.parent)
+        created = True
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         conn.execute("PRAGMA journal_mode=DELETE")  # portable: QGIS/ArcGIS read it as is
@@ -556,7 +718,9 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         has_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: not a GeoPackage/SQLite file ({exc}).") from None
+        _discard_new(path, created, created_dirs)
+        raise storage_error(path, exc) or StoreError(
+            f"{path}: not a GeoPackage/SQLite file ({exc}).") from None
     if has_tables and app_id != GPKG_APPLICATION_ID:
         conn.close()
         raise StoreError(f"{path}: is a SQLite file but not a geo_lead GeoPackage; choose another --store.")
@@ -565,15 +729,47 @@ def open_store(path: Path | str, create: bool = True, busy_timeout_s: float | No
             _create_schema(conn)
     except sqlite3.OperationalError as exc:
         conn.close()
+        _discard_new(path, created, created_dirs)
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreBusyError(
                 f"{path}: another geo-lead process is writing to this store (waited "
                 f"{busy_timeout_s:g} s); wait for it to finish and run the command again."
             ) from None
-        raise StoreError(f"{path}: cannot prepare the store: {exc}") from None
+        raise storage_error(path, exc) or StoreError(f"{path}: cannot prepare the store: {exc}") from None
     store = Store(path, conn)
     store.busy_timeout_s = busy_timeout_s
+    store.created, store.created_dirs = created, created_dirs
     return store
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents, saying so (a mistyped --store should be seen)."""
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    if not missing:
+        return []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreStorageError(f"{folder}: cannot create the folder for the store "
+                                f"({exc.strerror or exc}); choose another --store.") from None
+    log.warning("created the folder %s for the new store", folder)
+    return list(reversed(missing))
+
+
+def _discard_new(path: Path, created: bool, created_dirs: list[Path]) -> None:
+    """Remove a store file (and folders) this call created when opening it failed."""
+    if not created:
+        return
+    for leftover in (path, Path(f"{path}-journal")):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    for folder in reversed(created_dirs):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -582,5 +778,7 @@ def opened(path: Path | str, create: bool = True) -> Iterator[Store]:
     store = open_store(path, create=create)
     try:
         yield store
-    finally:
-        store.close()
+    except BaseException:
+        store.close_discarding_if_unused()  # a failed first command leaves no empty store
+        raise
+    store.close()

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,33 @@ def _project_geometry(geom: shapely.Geometry) -> shapely.Geometry:
 
 # --- input validation ---------------------------------------------------------------------
 
+#: Decimal degrees as typed: ASCII digits, an optional sign, point and exponent.
+#: ("nan"/"inf" pass here and are then refused as out of range.)
+_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                            r"|[+-]?(?i:nan|inf|infinity)", re.ASCII)
+#: The answer to a latitude/longitude pair that only makes sense the other way round.
+SWAPPED_MESSAGE = "far outside Jefferson County — swapped?"
+
+
+def _shown(value: object, max_chars: int = 40) -> str:
+    """`value`'s repr for a message, cut to `max_chars` (an error never echoes 10,000 characters)."""
+    text = repr(value)
+    return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+
+
+def check_not_swapped(lat: float, lon: float) -> None:
+    """Raise ZoneInputError when (lat, lon) is outside Jefferson County but (lon, lat) is in it.
+
+    A swapped pair is still a valid coordinate (latitude -85.79 is near the South Pole), so
+    without this the answer would be "OUTSIDE, 317,000,803 ft from the boundary".
+    """
+    west, south, east, north = settings.JEFFERSON_BBOX
+    if not (west <= lon <= east and south <= lat <= north) and (west <= lat <= east and south <= lon <= north):
+        raise ZoneInputError(f"lat {lat:g}, lon {lon:g} is {SWAPPED_MESSAGE} In Louisville the "
+                             f"latitude is about 38 and the longitude about -85.8: try lat {lon:g}, "
+                             f"lon {lat:g}.")
+
+
 def parse_coordinate(value: object, name: str) -> float:
     """Parse one latitude or longitude given as text or a number, or raise ZoneInputError.
 
@@ -110,12 +138,14 @@ def parse_coordinate(value: object, name: str) -> float:
         raise ZoneInputError(f"{label} ({name}) is missing; give decimal degrees, e.g. "
                              f"{'38.2587' if name == 'lat' else '-85.7930'}.")
     try:
+        if isinstance(value, str) and not _ASCII_DECIMAL.fullmatch(value.strip()):
+            raise ValueError(value)  # float() would take "3_8.2" and Arabic-Indic digits
         number = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ZoneInputError(f"{label} ({name}) is not a number: {value!r}; give decimal "
+        raise ZoneInputError(f"{label} ({name}) is not a number: {_shown(value)}; give decimal "
                              "degrees such as 38.2587 (not degrees-minutes-seconds).") from None
     if not math.isfinite(number) or not -limit <= number <= limit:
-        raise ZoneInputError(f"{label} ({name}) out of range: {value!r}; it must be between "
+        raise ZoneInputError(f"{label} ({name}) out of range: {_shown(value)}; it must be between "
                              f"-{limit:g} and {limit:g} degrees.")
     return number
 
@@ -321,6 +351,7 @@ class ZoneChecker:
         ZoneAnswer
         """
         lat_f, lon_f = parse_coordinate(lat, "lat"), parse_coordinate(lon, "lon")
+        check_not_swapped(lat_f, lon_f)
         batch = self.check_many(np.array([lat_f]), np.array([lon_f]))
         return ZoneAnswer(
             inside=bool(batch.inside[0]),
@@ -527,7 +558,7 @@ def check_address(checker: ZoneChecker, address: str, zip_code: str | None = Non
                  or not (math.isfinite(float(lat)) and math.isfinite(float(lon))))
     if unmatched:
         reason = row.get("reason") or "no match"
-        raise ZoneInputError(f"address {address!r}{f' (ZIP {zip_text})' if zip_text else ''} "
+        raise ZoneInputError(f"address {_shown(address, 120)}{f' (ZIP {_shown(zip_text)})' if zip_text else ''} "
                              f"could not be located: {reason}. Check the spelling, add the ZIP "
                              "code, or give --lat/--lon.")
     # check the point as published (7 decimals, ~1 cm), so checking the returned lat/lon again

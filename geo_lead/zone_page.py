@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import shapely
 
+from geo_lead import settings
+from geo_lead.outputs import write_text
 from geo_lead.zone import ZoneChecker
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ def page_data(checker: ZoneChecker, streets: dict[str, Any] | None = None) -> di
         "zone": _polygons(checker.zone, 7),
         "zone_ft": _polygons(checker.zone_ft, 2),
         "bounds_ft": [round(v, 1) for v in checker.zone_ft.bounds],
+        "county_bbox": list(settings.JEFFERSON_BBOX),
         "neighborhoods": neighborhoods,
         "streets": None if streets is None else {k: streets[k] for k in STREET_INDEX_KEYS},
     }
@@ -119,6 +122,6 @@ def write_page(out: Path, checker: ZoneChecker | None = None,
     checker = checker or ZoneChecker()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_page(checker, "offline", streets), encoding="utf-8")
+    write_text(out, render_page(checker, "offline", streets))  # atomic: never a half-written page
     log.info("wrote %s (%d bytes)", out, out.stat().st_size)
     return out

@@ -11,6 +11,13 @@ Endpoints
     The mobile page (``geo_lead.zone_page`` in ``service`` mode): "use my location", an
     address box and a coordinate box.
 
+Every answer carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
+``Referrer-Policy: no-referrer`` and a ``Content-Security-Policy`` that allows no framing
+(``frame-ancestors 'none'``) and, on the page, only its own inline script and style (by
+their SHA-256 hashes) and requests to this service. HEAD is answered like GET without a
+body. A parameter given twice (``?lat=1&lat=2``) is refused (422), not silently resolved;
+messages quote at most `ECHO_MAX_CHARS` characters of what was sent.
+
 Privacy: queried locations are not logged. Uvicorn's access log (which would record every
 query string) is off unless ``--log-queries``; with it, each answer is also logged by
 ``geo_lead.zone_service`` at INFO. Answers carry ``Cache-Control: no-store``.
@@ -18,8 +25,11 @@ query string) is off unless ``--log-queries``; with it, each answer is also logg
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import logging
+import re
 import threading
 from typing import Any
 
@@ -34,6 +44,33 @@ from geo_lead.zone import ZoneChecker, check_address, default_geocoder, parse_co
 log = logging.getLogger(__name__)
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: Longest error message returned (the user's input is quoted in it, at most this long).
+ECHO_MAX_CHARS = 300
+#: Headers every answer carries (the page's own CSP is built from its content).
+SECURITY_HEADERS: dict[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+
+def page_csp(html: str) -> str:
+    """The Content-Security-Policy for the page: its inline scripts and styles by hash."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        hashes[kind].append(f"'sha256-{digest}'")
+    return ("default-src 'none'; "
+            f"script-src {' '.join(hashes['script']) or chr(39) + 'none' + chr(39)}; "
+            f"style-src {' '.join(hashes['style']) or chr(39) + 'none' + chr(39)}; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+def _cap(message: str) -> str:
+    return message if len(message) <= ECHO_MAX_CHARS else message[:ECHO_MAX_CHARS - 1] + "…"
 
 
 def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
@@ -67,21 +104,33 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
             return state["geocoder"]
 
     def _error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=_NO_STORE)
+        return JSONResponse({"detail": _cap(message)}, status_code=status, headers=_NO_STORE)
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "zone": checker.zone_name, "members": list(checker.members),
                 "zone_version": checker.zone_version}
 
-    @app.get("/zone")
-    async def zone(lat: str | None = None, lon: str | None = None,
+    @app.api_route("/zone", methods=["GET", "HEAD"])
+    async def zone(request: Request, lat: str | None = None, lon: str | None = None,
                    address: str | None = None, zip: str | None = None) -> JSONResponse:
+        keys = [k for k, _ in request.query_params.multi_items()]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            return _error(422, f"parameter {_cap(repeated[0])[:40]!r} given {keys.count(repeated[0])} "
+                               "times; give each parameter once.")
         try:
             has_coord = lat is not None or lon is not None
             if has_coord and address is not None:
@@ -108,13 +157,14 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
                      answer["neighborhood"], answer["distance_to_boundary_ft"])
         return JSONResponse(answer, headers=_NO_STORE)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
         if state["page"] is None:
             from geo_lead.zone_page import render_page
 
             state["page"] = render_page(checker, "service")
-        return HTMLResponse(state["page"])
+            state["csp"] = page_csp(state["page"])
+        return HTMLResponse(state["page"], headers={"Content-Security-Policy": state["csp"]})
 
     return app
 

@@ -111,3 +111,80 @@ def test_no_fork_while_other_threads_run() -> None:
     finally:
         stop.set()
         other.join()
+
+
+# --- children die with their parent (issue 17, defect 2) ------------------------------------
+_DRIVER = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from geo_lead.parallel import Deferred, Worker
+worker = Worker(("json",))          # an idle worker, blocked waiting for its job
+job = Deferred(time.sleep, 120)     # a child busy computing
+print(worker._proc.pid, job._proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            state = next(line for line in fh if line.startswith("State:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+    return "Z" not in state.split()[1]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see processes")
+def test_sigkill_of_the_parent_leaves_no_child() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = _DRIVER.format(tests=str(Path(__file__).parent))
+    env = {**os.environ}
+    env.pop(parallel.NO_FORK_ENV, None)
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = driver.stdout.readline()  # type: ignore[union-attr]
+        children = [int(p) for p in line.split()]
+        assert len(children) == 2 and all(_alive(p) for p in children), line
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [p for p in children if _alive(p)]
+    finally:
+        driver.kill()
+        for pid in children if "children" in locals() else []:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"children still running after their parent was killed: {left}"
+
+
+def test_ctrl_c_prints_no_child_traceback() -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = _DRIVER.format(tests=str(Path(__file__).parent))
+    env = {**os.environ}
+    env.pop(parallel.NO_FORK_ENV, None)
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        driver.stdout.readline()  # type: ignore[union-attr]
+        time.sleep(0.3)
+        os.killpg(driver.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _out, err = driver.communicate(timeout=10)
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    # The parent's own KeyboardInterrupt is its business; no child may add a traceback.
+    assert err.count("Traceback") <= 1, err
+    assert "Process ForkProcess" not in err, err

@@ -143,15 +143,18 @@ def test_bootstrap_certain_when_counts_far_apart() -> None:
 
 def test_window_and_per_year_scaling() -> None:
     nh, pop = _city()
-    # A sample file (fraction 0.15) covering exactly one year of report dates.
+    # A sample file (fraction 0.15: its records carry the frame weight 1/0.15, as
+    # geo_lead.frames gives them) covering exactly one year of report dates. Since issue 13
+    # `count` is the weighted count (frame weight x share), so it is 6/0.15 here, not 6.
     recs = pd.concat([
         _records({"A": 3}, source_file="crime_data_2016_drug_sample.csv", day="2016-01-01"),
         _records({"A": 3}, source_file="crime_data_2016_drug_sample.csv", day="2016-12-31"),
         _records({"B": 4}, source_file="full.csv", day="2019-03-01"),
     ], ignore_index=True)
+    recs["weight"] = np.where(recs["source_file"] == "full.csv", 1.0, 1 / 0.15)
     s = score_neighborhoods(recs, nh, pop, area="city", until="2016-12-31", n_boot=20).set_index("neighborhood")
     years = 365 / 365.25  # Jan 1 13:00 .. Dec 31 13:00
-    assert s.loc["A", "count"] == 6 and s.loc["B", "count"] == 0
+    assert s.loc["A", "count"] == pytest.approx(6 / 0.15) and s.loc["B", "count"] == 0
     assert s.loc["A", "count_per_year"] == pytest.approx(6 / 0.15 / years)
     s2 = score_neighborhoods(recs, nh, pop, area="city", since="2017-01-01", n_boot=20).set_index("neighborhood")
     assert s2.loc["A", "count"] == 0 and s2.loc["B", "count"] == 4
@@ -190,8 +193,9 @@ def test_json_keys_exact() -> None:
     nh, pop = _city()
     s = score_neighborhoods(_records({"A": 3}), nh, pop, area="city", n_boot=10)
     keys = set(scores_json(s)[0])
-    assert keys == {"neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
-                    "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high"}
+    assert keys == {"neighborhood", "count", "count_shared", "count_per_year", "density_per_sqmi", "population",
+                    "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high",
+                    "rank_boundary_best", "rank_boundary_worst"}
 
 
 def test_score_store_writes_layer(store_path: Path) -> None:
@@ -258,8 +262,10 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
     assert {o["neighborhood"] for o in out} == set(settings.FIRST_DIVISION_DESCRIBED)
     top = out[0]
     assert top["neighborhood"] == "RUSSELL" and top["count"] == 6 and top["rank"] == 1
-    assert list(top) == ["neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
-                         "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high"]
+    # issue 13 adds count_shared and the boundary sensitivity ranks
+    assert list(top) == ["neighborhood", "count", "count_shared", "count_per_year", "density_per_sqmi",
+                         "population", "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low",
+                         "rank_high", "rank_boundary_best", "rank_boundary_worst"]
     assert pd.read_csv(csv_path)["count"].sum() == 10  # Shawnee's record is counted (not in the area)
     assert main(["score", "--store", str(store_path)]) == 0
     text = capsys.readouterr().out

@@ -352,10 +352,13 @@ def test_cli_address_path(zone_cli, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_cli_notes_swapped_coordinates(zone_cli, capsys: pytest.CaptureFixture[str]) -> None:
-    assert zone_cli(["zone", "check", "--lat=-85.7930", "--lon=38.2587", "--json"]) == 0
+    # Issue 17: a swapped pair is answered "far outside Jefferson County — swapped?", not
+    # "OUTSIDE, 317,000,803 ft from the boundary" (it was exit 0 with that answer before).
+    assert zone_cli(["zone", "check", "--lat=-85.7930", "--lon=38.2587", "--json"]) == 2
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["inside"] is False
-    assert "look swapped" in captured.err
+    assert captured.out == ""
+    assert "far outside Jefferson County — swapped?" in captured.err
+    assert "try lat 38.2587, lon -85.793" in captured.err
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", choices=("records", "scores"), required=True, help="what to export")
     p.add_argument("--format", choices=("gpkg", "geoparquet", "csv"), required=True, dest="fmt",
-                   help="file format (csv: records keep lon/lat columns, scores get geometry_wkt)")
+                   help="file format (csv: records keep lon/lat columns, scores get geometry_wkt; "
+                        "a CSV text cell starting with = + - @ tab or CR is prefixed with ' so a "
+                        "spreadsheet shows it as text instead of running it; gpkg/geoparquet "
+                        "values are written unchanged)")
     p.add_argument("--out", type=Path, required=True, metavar="PATH",
                    help="target file (a directory with --partition month)")
     p.add_argument("--partition", choices=("none", "month"), default="none",

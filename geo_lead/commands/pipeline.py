@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument
+from geo_lead.commands import add_boundary_arguments, add_sample_fraction_argument, add_store_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", type=Path, metavar="PATH",
                    help="indicator rules file (default: the shipped geo_lead/rules/opiate_rules.toml); "
                         "stored records flagged by other rules are re-flagged first")
+    add_sample_fraction_argument(p)
+    add_boundary_arguments(p)
     p.add_argument("--force", action="store_true",
                    help="rebuild everything even when the inputs (by sha256), the options and the "
                         "outputs are as the last run left them (by default that rerun only says "
@@ -41,9 +43,7 @@ _NOT_FINGERPRINTED = frozenset({"func", "json", "force", "command"})
 
 def _run(args: argparse.Namespace) -> int:
     from geo_lead.cli import print_json, writable_output
-    from geo_lead.pipeline import run_pipeline
-
-    from geo_lead.pipeline import run_fingerprint, unchanged_since
+    from geo_lead.pipeline import run_fingerprint, run_pipeline, unchanged_since
 
     writable_output(args.out, directory=True)  # now, not after minutes of work
     files = args.files or list(settings.SHIPPED_LMPD_FILES)
@@ -67,7 +67,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"[run] {why}: running every stage")
     summary = run_pipeline(args.store, files,
                            out_dir=args.out, echo=None if args.json else print, engine=args.engine,
-                           rules_path=args.rules, fingerprint=fingerprint["key"])
+                           rules_path=args.rules, sample_fraction=args.sample_fraction,
+                           boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft,
+                           fingerprint=fingerprint["key"])
     if args.json:
         print_json(summary)
     return 0

@@ -42,7 +42,9 @@ def _run_runs(args: argparse.Namespace) -> int:
         if run.get("error"):
             print(f"  error: {run['error']}")
         for item in run.get("inputs") or []:
-            print(f"  input  {item['name']}  sha256 {item['sha256'][:16]}…  {item['bytes'] or 0:,} bytes")
+            frac = item.get("sample_fraction")
+            print(f"  input  {item['name']}  sha256 {item['sha256'][:16]}…  {item['bytes'] or 0:,} bytes"
+                  + (f"  sample fraction {frac:g}" if frac is not None else ""))
         for stage, counts in (run.get("counts") or {}).items():
             text = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items())
             print(f"  {stage}: {text}")

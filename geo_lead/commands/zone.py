@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from geo_lead import settings
+from geo_lead.commands import at_least, port
 
 _ZONE_HELP = (f"zone GeoJSON in EPSG:4326 (default {settings.PILOT_ZONE_FILE.name}: "
               "Russell + Portland); its 'members' property names its neighborhoods")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--address", help='street address or LMPD block address, e.g. "2700 BLOCK W MADISON ST"')
     c.add_argument("--zip", dest="zip_code", default=None, help="ZIP code for --address (optional)")
     c.add_argument("--zone", type=Path, default=settings.PILOT_ZONE_FILE, help=_ZONE_HELP)
-    c.add_argument("--near-boundary-ft", type=float, default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
+    c.add_argument("--near-boundary-ft", type=at_least(0.0, float), default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_run_check)
 
@@ -56,9 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "example:\n  geo-lead zone serve --host 127.0.0.1 --port 8000",
     )
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    s.add_argument("--port", type=port, default=8000, help="TCP port, 1-65535 (default 8000)")
     s.add_argument("--zone", type=Path, default=settings.PILOT_ZONE_FILE, help=_ZONE_HELP)
-    s.add_argument("--near-boundary-ft", type=float, default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
+    s.add_argument("--near-boundary-ft", type=at_least(0.0, float), default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
     s.add_argument("--log-queries", action="store_true",
                    help="log each request line and queried location (off by default for privacy)")
     s.set_defaults(func=_run_serve)
@@ -72,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, default=settings.MAPS_DIR / "zone_check.html",
                    help="output HTML file (default maps/zone_check.html)")
     g.add_argument("--zone", type=Path, default=settings.PILOT_ZONE_FILE, help=_ZONE_HELP)
-    g.add_argument("--near-boundary-ft", type=float, default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
+    g.add_argument("--near-boundary-ft", type=at_least(0.0, float), default=settings.NEAR_BOUNDARY_FT, help=_TOL_HELP)
     g.set_defaults(func=_run_page)
 
 
@@ -96,11 +97,9 @@ def _run_check(args: argparse.Namespace) -> int:
 
         lat, lon = parse_coordinate(args.lat, "lat"), parse_coordinate(args.lon, "lon")
         answer = _checker(args).check(lat, lon).to_dict()
-        west, south, east, north = settings.JEFFERSON_BBOX
+        west, south, east, north = settings.JEFFERSON_BBOX  # (a swapped pair raised in check)
         if not (west <= lon <= east and south <= lat <= north):
-            swapped = west <= lat <= east and south <= lon <= north
-            print(f"geo-lead: note: {lat}, {lon} is outside Jefferson County, KY"
-                  + ("; --lat and --lon look swapped." if swapped else "."), file=sys.stderr)
+            print(f"geo-lead: note: {lat}, {lon} is outside Jefferson County, KY.", file=sys.stderr)
     else:
         from geo_lead.zone import check_address
 

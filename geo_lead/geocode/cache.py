@@ -1,7 +1,9 @@
 """The geocode cache (store table ``geocode_cache``) and geocoding the store's records.
 
-The cache key is the normalised address + ZIP (``kind|normalized|zip``), so spelling
-variants of one address share an entry. Each row keeps the reference hash it was computed
+The cache key is the normalised address + ZIP (``kind|normalized|zip``), plus ``|beat`` when
+the record names an LMPD beat (the beat chooses among candidate places), so spelling variants
+of one address share an entry. Each geocoded record also gets its ``beat_check``
+(`geo_lead.geocode.beat_check`). Each row keeps the reference hash it was computed
 with; rows from another reference are deleted when the reference changes, and the records
 placed with the old reference are geocoded again.
 """
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo_lead.beats import normalize_beat
+import geo_lead.geocode.beat_check as bc
 from geo_lead.geocode.geocoder import Geocoder
 from geo_lead.geocode.normalize import parse_address
 
@@ -31,20 +35,22 @@ _DDL = f"""CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (fid INTEGER PRIMARY KEY AUT
     matched_address TEXT, reason TEXT, reference_hash TEXT, created_at TEXT)"""
 
 
-def cache_key(address: object, zip_code: object = "") -> str:
-    """The cache key of one address: ``kind|normalised text|ZIP``."""
+def cache_key(address: object, zip_code: object = "", beat: object = "") -> str:
+    """The cache key of one address: ``kind|normalised text|ZIP``, + ``|beat`` when one is named."""
     p = parse_address(address if isinstance(address, str) else "",
                       zip_code if isinstance(zip_code, str) else "")
+    code = normalize_beat(beat)
     # unreadable inputs normalise to "": their reason tells them apart
-    return f"{p.kind}|{p.normalized or p.reason}|{p.zip}"
+    return f"{p.kind}|{p.normalized or p.reason}|{p.zip}" + (f"|{code}" if code else "")
 
 
-def cache_keys(addresses: pd.Series, zips: pd.Series) -> np.ndarray:
-    """Keys for many addresses: each distinct (address, ZIP) string pair is parsed once."""
+def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = None) -> np.ndarray:
+    """Keys for many addresses: each distinct (address, ZIP, beat) string triple is parsed once."""
     a = addresses.fillna("").astype(str)
     z = zips.fillna("").astype(str)
-    codes, uniques = pd.factorize(a + "\x1f" + z)
-    keys = np.array([cache_key(*u.split("\x1f", 1)) for u in uniques], dtype=object)
+    b = beats.fillna("").astype(str).to_numpy() if beats is not None else ""
+    codes, uniques = pd.factorize(a + "\x1f" + z + "\x1f" + b)
+    keys = np.array([cache_key(*u.split("\x1f", 2)) for u in uniques], dtype=object)
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
@@ -91,7 +97,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         (records whose address key was / was not in the cache) = sum(``by_match_type``);
         ``unmatched_reasons`` (reason -> records); ``addresses_new`` / ``addresses_from_cache``
         (distinct keys); ``records_written`` (records whose stored result changed: only those
-        are written); ``reference_hash``.
+        are written); ``reference_hash``; ``beat_check_by_match_type`` (every stored placed
+        record: `geo_lead.geocode.beat_check.rates_json`).
     """
     geocoder = geocoder or Geocoder()
     ref_hash = geocoder.reference_hash
@@ -109,9 +116,12 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
             # (as two indexed selects: `Store.ensure_record_indexes`; fid order kept)
             where = ("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
                      "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
-    stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason")
+    stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason", "beat_check")
               if c in have_cols]
-    records = store.read_records(["record_id", "address_raw", "zip", *stored], where=where)
+    has_beat = "beat" in have_cols
+    records = store.read_records(["record_id", "address_raw", "zip", *(["beat"] if has_beat else []), *stored],
+                                 where=where)
+    beat_index = bc.shipped_index() if has_beat else None
     counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
                               "by_match_type": {}, "unmatched_reasons": {}, "addresses_new": 0,
                               "addresses_from_cache": 0, "records_written": 0,
@@ -123,8 +133,11 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
             log.info("geocode cache: dropped %d rows computed with another reference", stale.rowcount)
     if records.empty:
         store.put_json(META_REFERENCE_HASH, ref_hash)
+        bc.refresh_store(store, beat_index)
+        counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
         return counts
-    keys = cache_keys(records["address_raw"], records["zip"].fillna(""))
+    beats = records["beat"].fillna("") if has_beat else None
+    keys = cache_keys(records["address_raw"], records["zip"].fillna(""), beats)
     inverse, uniq = pd.factorize(keys)
     ukeys = np.asarray(uniq, dtype=object)
     cached = read_cache(store, ref_hash)
@@ -139,7 +152,8 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         first_row = np.full(len(ukeys), -1, np.int64)
         first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first record of each key
         rep = records.iloc[first_row[~hit]]
-        res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].fillna("").tolist(), progress=progress)
+        res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].fillna("").tolist(), progress=progress,
+                               beats=rep["beat"].fillna("").tolist() if has_beat else None)
         if online is not None:
             res = _ask_online(online, rep, res)
         new_rows = pd.DataFrame({
@@ -162,6 +176,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         "matched_address": pd.Series(per["matched_address"].to_numpy(object), dtype=object),
         "geocode_reason": pd.Series(per["reason"].to_numpy(object), dtype=object),
     })
+    if beat_index is not None:
+        updates["beat_check"] = pd.Series(bc.checks_for(updates["lon"].to_numpy(float), updates["lat"].to_numpy(float),
+                                                        beats, beat_index), dtype=object)
     with store.write():
         ensure_cache(store)
         if len(new_rows):
@@ -176,6 +193,7 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
         store.ensure_record_indexes()  # built once, after the first (big) update
         store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (META_REFERENCE_HASH, f'"{ref_hash}"'))
+    bc.refresh_store(store, beat_index)  # placed records checked before beats existed
     counts["geocoded_new"] = int((~hit[inverse]).sum())
     counts["geocoded_from_cache"] = int(hit[inverse].sum())
     counts["addresses_new"] = int((~hit).sum())  # distinct normalised address + ZIP keys
@@ -183,19 +201,20 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     counts["by_match_type"] = dict(Counter(updates["match_type"]))
     um = updates["match_type"] == "unmatched"
     counts["unmatched_reasons"] = dict(Counter(updates.loc[um, "geocode_reason"].fillna("")))
+    counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
     return counts
 
 
 def _changed(records: pd.DataFrame, updates: pd.DataFrame, stored: list[str]) -> np.ndarray:
     """Rows whose geocode differs from what the store holds (the rest need no write)."""
-    if len(stored) < 6:
+    if len(stored) < 6 or ("beat_check" in updates and "beat_check" not in stored):
         return np.ones(len(updates), bool)
     same = np.ones(len(updates), bool)
     for col in ("lon", "lat", "score"):
         old = pd.to_numeric(records[col], errors="coerce").to_numpy(float)
         new = updates[col].to_numpy(float)
         same &= (old == new) | (np.isnan(old) & np.isnan(new))
-    for col in ("match_type", "matched_address", "geocode_reason"):
+    for col in ("match_type", "matched_address", "geocode_reason", *(["beat_check"] if "beat_check" in updates else [])):
         old_s = records[col].to_numpy(object)
         new_s = updates[col].to_numpy(object)
         same &= (old_s == new_s) | (pd.isna(old_s) & pd.isna(new_s))

@@ -42,7 +42,7 @@ from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-9"
+INDEX_VERSION = "geocode-index-10"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
@@ -81,8 +81,13 @@ class Reference:
     offsets: np.ndarray  # street i's points are offsets[i]:offsets[i+1]
     name_to_ids: dict[str, list[int]]
     key_to_id: dict[str, int]
-    #: sorted (name_a, name_b) -> list of (x_ft, y_ft)
-    intersections: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    #: sorted (name_a, name_b) -> list of (x_ft, y_ft, type_a, type_b): the point and the street
+    #: types the source stated for name_a and name_b ("" when none: most tables omit them)
+    intersections: dict[tuple[str, str], list[tuple[float, float, str, str]]] = field(default_factory=dict)
+    #: "name|type" of every street the reference files name, with or without a point: the
+    #: Census inputs (``No_Match`` rows too) and the intersection table's names. A street
+    #: known to exist is never replaced by a fuzzy match to another name.
+    known_streets: frozenset[str] = field(default_factory=frozenset)
     sources: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     #: where a house number's rooftop lies along its hundred-block: fraction of the way from
@@ -197,7 +202,8 @@ class _Builder:
         self.keys: dict[str, int] = {}
         self.parts: list[Street] = []
         self.cols: dict[str, list[np.ndarray]] = defaultdict(list)
-        self.intersections: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.intersections: dict[tuple[str, str], list[tuple[float, float, str, str]]] = defaultdict(list)
+        self.known: set[str] = set()
         self.counts: dict[str, int] = defaultdict(int)
 
     def street_id(self, street: Street) -> int:
@@ -242,12 +248,25 @@ class _Builder:
                          raw_a: str = "", raw_b: str = "") -> None:
         # Tables often omit the type ("LAKE FOREST", "SHELBYVILLE"): index the parsed name
         # and the whole text (less directions) so "LAKE FOREST PKWY" finds "LAKE FOREST".
-        va = {intersection_name(a), _raw_name(raw_a)} - {""}
-        vb = {intersection_name(b), _raw_name(raw_b)} - {""}
-        for na in va:
-            for nb in vb:
-                if na != nb:
-                    self.intersections[tuple(sorted((na, nb)))].append((float(x), float(y)))  # type: ignore[index]
+        # Each name variant keeps the type stated with it: the parsed name its parsed type
+        # ("SOUTHERN HEIGHTS" -> SOUTHERN + HTS, which a SOUTHERN PKWY query must not take),
+        # the whole text none (its type word is part of the name).
+        va = {(intersection_name(a), a.stype), (_raw_name(raw_a), "")}
+        vb = {(intersection_name(b), b.stype), (_raw_name(raw_b), "")}
+        self.know(a)
+        self.know(b)
+        for na, ta in va:
+            for nb, tb in vb:
+                if na and nb and na != nb:
+                    if na < nb:
+                        self.intersections[(na, nb)].append((float(x), float(y), ta, tb))
+                    else:
+                        self.intersections[(nb, na)].append((float(x), float(y), tb, ta))
+
+    def know(self, street: Street | None) -> None:
+        """Record that the files name this street (`Reference.known_streets`)."""
+        if street is not None and street.name:
+            self.known.add(f"{street.name}|{street.stype}")
 
     def finish(self, ref_hash: str, sources: list[str]) -> Reference:
         if not self.cols:
@@ -268,7 +287,8 @@ class _Builder:
             pt_zip=cat["zip"], pt_src=cat["src"], pt_parity=cat["parity"], offsets=offsets,
             name_to_ids=dict(name_to_ids), key_to_id=dict(self.keys),
             intersections=dict(self.intersections), sources=sources, counts=dict(self.counts),
-            block_curve=curve)
+            block_curve=curve,
+            known_streets=frozenset(self.known | {f"{p.name}|{p.stype}" for p in self.parts}))
 
 
 def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -491,6 +511,12 @@ def _add_file(b: _Builder, path: Path) -> str:
                     [s_ for s_ in streets_o if s_ is not None], number[keep],
                     lon[st.to_numpy()][keep], lat[st.to_numpy()][keep],
                     _zips(sub[zc] if zc else None, len(sub))[keep], SRC_CENSUS, account=False)
+        if oc:
+            # every input street names a real street, matched or not (MARCH BLVD has no point here)
+            for text in frame[oc].astype(str).unique():
+                q = parse_address(text)
+                b.know(q.street)
+                b.know(q.street2)
         return "census"
     num_c, street_c, full_c = _pick(cols, _NUM), _pick(cols, _STREET), _pick(cols, _FULL)
     if num_c and street_c and num_c != street_c:
@@ -594,7 +620,7 @@ def _add_centerlines(b: _Builder, gdf: Any, path: Path) -> str:
         names_at = sorted({intersection_name(s) for s in sts})
         for ia in range(len(names_at)):
             for ib in range(ia + 1, len(names_at)):
-                b.intersections[(names_at[ia], names_at[ib])].append((float(px), float(py)))
+                b.intersections[(names_at[ia], names_at[ib])].append((float(px), float(py), "", ""))
     b.counts["centerline_segments"] += n_lines
     b.counts["centerline_vertices"] += n
     return "centerlines"
