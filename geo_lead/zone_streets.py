@@ -53,7 +53,7 @@ from geo_lead import settings
 log = logging.getLogger(__name__)
 
 #: Bump when the exported layout or the way points are chosen changes (invalidates caches).
-INDEX_FORMAT = "zone-streets-11"
+INDEX_FORMAT = "zone-streets-12"
 #: Seeds per hundred and side before bisection (numbers H+0/1, H+50/51 of each hundred).
 _SEED_STEP = 200
 #: lon/lat are exported as integers: (value - origin) x 1e7.
@@ -353,13 +353,15 @@ def build_street_index(zone_ft: shapely.Geometry, geocoder: Any = None, *,
         hits = [g.match_parsed(parse_address(f"{h} BLOCK {keys[i]}")) for h in hundreds]
         ok = [k for k, h in enumerate(hits) if h.match_type != "unmatched"]
         lo_, la_ = _published([hits[k].x for k in ok], [hits[k].y for k in ok])
-        # hundred-blocks: [hundred, lon, lat, score x 1000, street index] rows, delta-encoded;
+        # hundred-blocks: [hundred, lon, lat, score x 1000, street index, match type] rows,
+        # delta-encoded (past the known numbers the geocoder may answer ``street``);
         # the geocoder's label is "<H50> <street>" (the block's middle)
         rows = []
         for k, lon_i, lat_i in zip(ok, lo_.tolist(), la_.tolist(), strict=True):
             h, mid = hits[k], f"{hundreds[k] + 50} "
             street = h.matched[len(mid):] if h.matched.startswith(mid) else ""
-            rows.append((hundreds[k] // 100, lon_i, lat_i, round(h.score * 1000), street_idx.get(street, -1)))
+            rows.append((hundreds[k] // 100, lon_i, lat_i, round(h.score * 1000), street_idx.get(street, -1),
+                         MATCH_CODES.index(h.match_type)))
         blocks.append(_deltas(rows))
         if progress and (i + 1) % 50 == 0:
             progress(f"  street index: {i + 1} of {len(sids)} streets")
