@@ -80,9 +80,7 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     counts = geocode_store(store, progress=progress)
     progress.close()
     total = store.count("records")
-    matched = store.conn.execute(
-        "SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
-    by_type = {str(k): int(v) for k, v in matched}
+    by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}
     counts["store_by_match_type"] = by_type
     n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
     counts["store_match_rate"] = n_ok / total if total else 0.0
@@ -158,15 +156,15 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
                          indicator)
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
-    from geo_lead.frames import attach_weights
-
-    return attach_weights(store, store.read_records(cols))
+    return store.read_records(cols)
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` (with the frame ``weight``, `geo_lead.frames.attach_weights`) as points
-    (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
-    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)
+    and the frame ``weight`` (`geo_lead.frames.attach_weights`, from the parsed dates)."""
+    from geo_lead.frames import attach_weights
+
+    return attach_weights(store, parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator)))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
