@@ -100,8 +100,7 @@ class _Sampler:
         self.boundary, self.tol_ft, self.rel_tol = boundary, tol_ft, rel_tol
         self.dist: dict[int, float] = {}
         self.memo: dict[int, tuple[float, float, str, float, str, bool]] = {}
-        curve = getattr(geocoder.ref, "block_curve", None)
-        self.curve = curve
+        self.curve = getattr(geocoder.ref, "block_curve", None)
 
     def q(self, n: int) -> float:
         from geo_lead.geocode.reference import block_position
@@ -134,7 +133,7 @@ def _code(hit: tuple[float, float, str, float, str, bool], n: int) -> tuple[str,
     """What must be equal along a run: the match type (``interpolated`` past the street's
     known numbers counts as its own type, ``extrapolated``) and the street the number landed
     on. (Not the score: it steps at every pair of known numbers, and the officer's answer does
-    not depend on it; runs keep the lowest.)"""
+    not depend on it; runs keep the lowest, which the page does not show.)"""
     matched = hit[4]
     prefix = f"{n} "
     street = matched[len(prefix):] if matched.startswith(prefix) else "\x00" + matched
@@ -146,7 +145,7 @@ def _sample_side(f: _Sampler, seq: list[int], seeds: set[int]) -> list[int]:
     interpolated on the range scale, give every number tested (bisection from the seeds)."""
     if not seq:
         return []
-    first, last = seq[0], seq[-1]
+    first = seq[0]
     at = [0, len(seq) - 1] + [i for i, n in enumerate(seq)
                               if n in seeds or (n - first) // _SEED_STEP != (n - first - 2) // _SEED_STEP]
     keep = set(at)
@@ -168,7 +167,6 @@ def _sample_side(f: _Sampler, seq: list[int], seeds: set[int]) -> list[int]:
             split = bool(np.hypot(ex - hm[0], ey - hm[1]) > f.tol(m))
         if split:
             stack += [(ia, im), (im, ib)]
-    del first, last
     return [seq[i] for i in sorted(keep)]
 
 
