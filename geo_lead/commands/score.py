@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import StoreError
     from geo_lead.scoring import format_table, parse_weights, score_store, scores_json, write_csv
     from geo_lead.spatial_join import join_store

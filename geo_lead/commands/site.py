@@ -82,7 +82,7 @@ def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
 
 
 def _run_hotspots(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.hotspots import format_hotspots, hotspots_store
     from geo_lead.store import opened
 
@@ -100,7 +100,7 @@ def _run_hotspots(args: argparse.Namespace) -> int:
 
 
 def _run_site(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.progress import Progress
     from geo_lead.siting import format_site, site_store
     from geo_lead.store import opened
