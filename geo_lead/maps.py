@@ -964,8 +964,7 @@ def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
         indicator = str(scores["indicator"].dropna().iloc[0])
     total = None
     if have and indicator and indicator in cols and indicator in MIX_FLAGS:
-        # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
-        records = store.read_records(cols, where=f'COALESCE("{indicator}", 0) <> 0')
+        records = store.flagged_records(cols, indicator)
         total = store.count("records")
     else:
         records = store.read_records(cols) if have else None

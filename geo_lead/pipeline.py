@@ -80,9 +80,7 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     counts = geocode_store(store, progress=progress)
     progress.close()
     total = store.count("records")
-    matched = store.conn.execute(
-        "SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
-    by_type = {str(k): int(v) for k, v in matched}
+    by_type = store.match_type_counts()
     counts["store_by_match_type"] = by_type
     n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
     counts["store_match_rate"] = n_ok / total if total else 0.0
@@ -144,7 +142,7 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
 
     Three separate full reads of a million records' text columns cost ~12 s each run; one
     read of the union of their columns, shared, costs one. ``division`` comes too, so the
-    First Division is derived from this read (`boundaries.first_division_for_store`), and
+    First Division is derived from this read (`division_records.first_division_for_store`), and
     the dates are parsed once (`parse_iso_columns`).
     """
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns

@@ -101,8 +101,7 @@ def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.Dat
     if "geocode_reason" in cols:
         if "match_type" not in out:
             return None
-        reasons = [r[0] for r in store.conn.execute(
-            "SELECT geocode_reason FROM records WHERE match_type = 'unmatched' ORDER BY fid")]
+        reasons = store.unmatched_reasons()
         unmatched = (out["match_type"] == "unmatched").fillna(False).to_numpy(bool)
         if int(unmatched.sum()) != len(reasons):  # a writer in between: read it all instead
             return None
