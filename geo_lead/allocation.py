@@ -140,15 +140,17 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     todo &= records["beat"].fillna("").astype(str).str.strip() != ""
     if not todo.any():
         return settled
+    from geo_lead.beats import normalize_beat
+
     proj_beats = beats.to_crs(settings.CRS_PROJECTED)
-    shrunk = dict(zip(proj_beats["beat"].astype(str).str.strip(),
+    shrunk = dict(zip(proj_beats["beat"].astype(str).map(normalize_beat),
                       shapely.buffer(proj_beats.geometry.to_numpy(), -tol), strict=True))
     nh = neighborhoods.to_crs(settings.CRS_PROJECTED)
     unit_geom = dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True))
     sub = records[todo]
     pts = gpd.GeoSeries(sub.geometry, crs=records.crs).to_crs(settings.CRS_PROJECTED)
-    for i, pt, units, beat in zip(sub.index, pts, sub["boundary_units"].astype(str),
-                                  sub["beat"].astype(str).str.strip(), strict=True):
+    codes = [normalize_beat(b) for b in sub["beat"]]
+    for i, pt, units, beat in zip(sub.index, pts, sub["boundary_units"].astype(str), codes, strict=True):
         poly = shrunk.get(beat)
         if poly is None or poly.is_empty or pt is None or pt.is_empty:
             continue

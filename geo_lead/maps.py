@@ -48,6 +48,10 @@ KDE_COLORS: tuple[str, ...] = ("#f1eef6", "#bdc9e1", "#74a9cf", "#2b8cbe", "#045
 NO_DATA_COLOR: str = "#d9d9d9"
 #: Fixed label -> colour map for Gi* (as esda's examples: red hot, blue cold).
 GISTAR_COLORS: dict[str, str] = {
+    # labels named by FDR level (hotspots.label_gistar); the older "hot 99%" names below
+    # colour stores written before them
+    "hot, FDR 1%": "#b2182b", "hot, FDR 5%": "#ef8a62", "hot, FDR 10%": "#fddbc7",
+    "cold, FDR 10%": "#d1e5f0", "cold, FDR 5%": "#67a9cf", "cold, FDR 1%": "#2166ac",
     "hot 99%": "#b2182b", "hot 95%": "#ef8a62", "hot 90%": "#fddbc7",
     "cold 90%": "#d1e5f0", "cold 95%": "#67a9cf", "cold 99%": "#2166ac",
     "not significant": "#f7f7f7",
@@ -452,7 +456,9 @@ def _score_props(scores: gpd.GeoDataFrame, value_col: str) -> tuple[list[dict[st
             tip += f" &middot; rank {_fmt(row.get('rank'), 0)}"
         lines = [f"<b>{name}</b>"]
         for col, label, digits in (
-                ("count", "records", 0), ("count_per_year", "records per year", 1),
+                ("count", "records (weighted: sampling frame x boundary share)", 1),
+                ("count_shared", "of them shared with a neighbouring unit", 1),
+                ("count_per_year", "records per year", 1),
                 ("share", "share of records", 3), ("area_sqmi", "area (sq mi)", 2),
                 ("density_per_sqmi", "per sq mi", 1), ("population", "population (2020)", 0),
                 ("rate_per_1000", "per 1,000 residents", 1),

@@ -209,17 +209,32 @@ ZONE_FIELDS: tuple[str, ...] = ("neighborhoods", "k", "area_sqmi", "records", "s
                                 "pai_test", "pei_test", "expected_participants")
 
 
-def verdict_html(result: dict[str, Any]) -> str:
-    """The verdict, its rule and checks, and the zones' numbers from ``site_result``."""
+def verdict_html(result: dict[str, Any], found: Any = None) -> str:
+    """The verdict sentence, the checks table and the zones' numbers from ``site_result``
+    (sentences from `geo_lead.findings`, never written here)."""
+    from geo_lead.findings import findings
+
+    found = found if found is not None else findings(result)
     out = []
     verdict = result.get("verdict")
     if verdict is not None:
         out.append(f'<div class="verdict"><p><b>Verdict: {esc(str(verdict).upper())}</b></p>'
-                   + (f"<p>{esc(result['verdict_rule'])}</p>" if result.get("verdict_rule") else "") + "</div>")
-    checks = result.get("verdict_checks")
-    if isinstance(checks, dict) and checks:
+                   f"<p>{esc(found.verdict_sentence)}</p>"
+                   + (f"<p class=muted>Rule: {esc(result['verdict_rule'])}.</p>" if result.get("verdict_rule") else "")
+                   + "</div>")
+    checks = result.get("checks")
+    if isinstance(checks, list) and checks and all(isinstance(c, dict) for c in checks):
         out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
-            {"check": list(checks), "passed": ["yes" if v else "NO" for v in checks.values()]})))
+            {"check": [c.get("label", c.get("name")) for c in checks],
+             "measure": [c.get("measure", "") for c in checks],
+             "status": [c.get("status") for c in checks],
+             "value": [_check_value(c.get("value")) for c in checks],
+             "threshold": [_check_value(c.get("threshold")) for c in checks],
+             "why": [c.get("detail", "") for c in checks]})))
+    elif isinstance(result.get("verdict_checks"), dict) and result["verdict_checks"]:
+        old = result["verdict_checks"]
+        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
+            {"check": list(old), "passed": ["yes" if v else "NO" for v in old.values()]})))
     if result.get("pilot_rank") is not None:
         out.append(f"<p>The pilot zone ranks <b>{esc(result['pilot_rank'])}</b> of "
                    f"{esc(result.get('n_candidate_zones', '?'))} contiguous candidate zones of its size"
@@ -258,6 +273,22 @@ def verdict_html(result: dict[str, Any]) -> str:
     if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
         cols = [c for c in ("k", "neighborhoods", "share", "pai_train", "pai_test") if c in by_k[0]]
         out.append("<h3>Best zone by size</h3>" + _records_table([{c: z.get(c) for c in cols} for z in by_k]))
+    return "".join(out)
+
+
+def _check_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.2f}" if np.isfinite(v) else "n/a"
+    return "n/a" if v is None else str(v)
+
+
+def findings_html(found: Any) -> str:
+    """The findings (`geo_lead.findings.Findings`): why, every computed claim, the limits."""
+    out = []
+    for title, items in (("Why", found.reasons), ("What the data show", found.statements),
+                         ("Limits of these data", found.limits)):
+        if items:
+            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(t)}</li>" for t in items) + "</ul>")
     return "".join(out)
 
 
@@ -321,6 +352,14 @@ def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     else:
         notes.append("concentration curve: no geocoded records and no scores")
     return blocks, notes
+
+
+def _score_rows(scores: Any) -> list[dict[str, Any]]:
+    """The score rows `geo_lead.findings` reads (no geometry)."""
+    if scores is None or not len(scores):
+        return []
+    cols = [c for c in ("neighborhood", "rank", "rank_low", "rank_high", "in_area") if c in scores]
+    return pd.DataFrame(scores[cols]).to_dict("records")
 
 
 def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
@@ -418,7 +457,12 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
     parts.append("<h2>Verdict</h2>")
     result = data.get("site_result")
     if isinstance(result, dict) and result:
-        parts.append(verdict_html(result))
+        from geo_lead.findings import findings
+
+        found = findings(result, _score_rows(scores), data.get("hotspots_result")
+                         if isinstance(data.get("hotspots_result"), dict) else None)
+        parts.append(verdict_html(result, found))
+        parts.append("<h2>Findings</h2>" + findings_html(found))
     elif result:
         parts.append(f"<p>{esc(result)}</p>")
     else:

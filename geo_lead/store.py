@@ -74,6 +74,9 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
     # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
+    # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
+    "records_beat_unchecked": (("lon", "lat", "beat_check"),
+                               "ON records(fid) WHERE lon IS NOT NULL AND lat IS NOT NULL AND beat_check IS NULL"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
@@ -591,10 +594,12 @@ class Store:
             out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
         return out
 
-    def count(self, table: str) -> int:
+    def count(self, table: str, where: str = "") -> int:
+        """Rows of `table` (0 when it does not exist), optionally only those matching `where`."""
         if table not in self.tables():
             return 0
-        return int(self.conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0])
+        sql = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
+        return int(self.conn.execute(sql).fetchone()[0])
 
     # --- named queries: callers ask for what they need; the SQL stays in this module -------
     def set_json(self, key: str, value: Any) -> None:

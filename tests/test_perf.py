@@ -67,9 +67,9 @@ def test_incremental_join_joins_only_new_and_moved_records(store_path: Path,
     joined_sizes: list[int] = []
     real = spatial_join.join_records
 
-    def counting(records, neighborhoods, name_column="NH_NAME"):  # type: ignore[no-untyped-def]
+    def counting(records, neighborhoods, name_column="NH_NAME", **kwargs):  # type: ignore[no-untyped-def]
         joined_sizes.append(len(records))
-        return real(records, neighborhoods, name_column)
+        return real(records, neighborhoods, name_column, **kwargs)
 
     monkeypatch.setattr(spatial_join, "join_records", counting)
     store = open_store(store_path)

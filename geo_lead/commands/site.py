@@ -19,8 +19,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--area", choices=("first-division", "city"), default="first-division", help=AREA_HELP)
     p.add_argument("--candidates", default=None,
                    help="comma-separated neighborhood names to use instead of --area, e.g. 'RUSSELL,PORTLAND,SHAWNEE'")
-    p.add_argument("--permutations", type=at_least(99), default=settings.PERMUTATIONS,
-                   help="conditional permutations for Gi* pseudo p-values, at least 99 (default %(default)s)")
+    p.add_argument("--permutations", type=at_least(99), default=None,
+                   help="conditional permutations for Gi* pseudo p-values, at least 99 (default: enough "
+                        "that the strictest FDR level, 1%%, is attainable for the number of units "
+                        "tested; with fewer, the levels out of reach are not offered)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_boundary_arguments(p)
 
@@ -29,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     h = sub.add_parser(
         "hotspots", help="kernel density and Getis-Ord Gi* hotspots of eligible records",
         description="Kernel density (scikit-learn, bandwidth in feet by likelihood cross-validation "
-                    "or Scott's rule) and Getis-Ord Gi* (esda, 999 permutations, fixed seed, "
-                    "Benjamini-Hochberg FDR) on neighborhoods and on a 1,000 ft grid; writes the "
+                    "or Scott's rule) and Getis-Ord Gi* (esda, conditional permutations with a fixed "
+                    "seed, two-sided pseudo p, Benjamini-Hochberg FDR; labels such as 'hot, FDR 5%') on neighborhoods and on a 1,000 ft grid; writes the "
                     "hotspot_kde, hotspot_gistar_neighborhoods and hotspot_gistar_grid layers.\n"
                     "Example: geo-lead hotspots --indicator opiate --grid-ft 800 --json")
     _common(h)
@@ -48,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "PEI on a train and a holdout period, rank, bootstrap and yearly stability), "
                     "find the exact best contiguous zone of k neighborhoods (MILP, CBC), the "
                     "smallest zone that fills the program's capacity, and a comparison area; "
-                    "prints the verdict (justified / revise) with the numbers that decide it.\n"
+                    "prints every check (pass / fail / insufficient, with its value, threshold and "
+                    "the measure it uses: reach or concentration) and the verdict (justified / revise "
+                    "/ inconclusive) naming the check that decides it.\n"
                     "Example: geo-lead site --k 3 --capacity 50 --months 18 --json")
     _common(s)
     s.add_argument("--k", type=at_least(1), default=None, help="size of the best zone to report (default: the pilot's size)")
@@ -66,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year, or every date outside --train when only --train is given")
     s.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap resamples for stability (default %(default)s)")
+    s.add_argument("--window", default=None,
+                   help="only records that occurred in START:END (YYYY-MM-DD:YYYY-MM-DD, END inclusive), "
+                        "e.g. one year: 2017-01-01:2017-12-31; default every record")
     s.set_defaults(func=_run_site)
 
 
@@ -112,7 +119,8 @@ def _run_site(args: argparse.Namespace) -> int:
                             indicator=args.indicator, area=args.area, candidates=_candidates(args),
                             objective=args.objective, take_up_rate=args.take_up,
                             persons_per_record=args.persons_per_record, train=args.train,
-                            test=args.test, replicates=args.replicates, progress=progress)
+                            test=args.test, replicates=args.replicates, window=args.window,
+                            progress=progress)
     progress.close()
     if args.json:
         print_json(result)

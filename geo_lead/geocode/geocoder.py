@@ -14,7 +14,9 @@ Match types (score 0-1, higher is better):
     from the intersection table, else estimated where the two streets' reference geometry
     (points in number order) crosses.
 ``street`` (0.3)
-    only the street is known: the known point nearest the centre of its extent.
+    only the street is known: the known point nearest the centre of its extent; or a number
+    beyond the extrapolation cap (`settings.GEOCODE_EXTRAPOLATION_CAP_NUMBERS` / ``_FT``), placed
+    no farther than the cap past the last known number, with the reason.
 ``unmatched``
     with a ``reason``.
 
@@ -148,6 +150,8 @@ class Geocoder:
         # beat polygons (`geo_lead.beats.BeatIndex`): given, or the shipped file on first need
         self._beats: Any = beats
         self._beat: Any = None  # the polygon of the record being matched (None: no beat)
+        self._known_names: frozenset[str] | None = None  # names of `Reference.known_streets`
+        self._collections: dict[tuple[int, ...], Any] = {}  # streets' geometry, for distances
         self._lines: dict[int, Any] = {}
         self._fuzzy: dict[str, str | None] = {}
         self._deletes: dict[str, set[str]] | None = None
@@ -215,7 +219,7 @@ class Geocoder:
         codes, uniques = pd.factorize(text + "\x1f" + ztext + "\x1f" + btext)
         hits: list[_Hit] = []
         for u in uniques:
-            a, z, b = u.split("\x1f")
+            a, z, b = u.rsplit("\x1f", 2)  # the address text may hold \x1f itself
             hits.append(self._geocode_one(a, z, b))
             if progress is not None:
                 progress.update(1)
@@ -275,12 +279,12 @@ class Geocoder:
 
     def _in_beat(self, x: Any, y: Any) -> np.ndarray:
         """Whether each point lies inside the current record's beat (within the tolerance)."""
-        import shapely
-
         x = np.atleast_1d(np.asarray(x, float))
         y = np.atleast_1d(np.asarray(y, float))
         if self._beat is None:
             return np.zeros(x.shape, bool)
+        import shapely
+
         return np.asarray(shapely.dwithin(self._beat, shapely.points(x, y),
                                           settings.GEOCODE_BEAT_TOLERANCE_FT))
 
@@ -439,7 +443,9 @@ class Geocoder:
         known = getattr(self.ref, "known_streets", frozenset())
         if st.stype:
             return f"{st.name}|{st.stype}" in known
-        return any(k.startswith(f"{st.name}|") for k in known) if known else False
+        if self._known_names is None:
+            self._known_names = frozenset(k.partition("|")[0] for k in known)
+        return st.name in self._known_names
 
     def _filter(self, st: Street, ids: list[int], fuzzy: float,
                 allow_dir_conflict: bool) -> list[tuple[int, float]]:
@@ -506,7 +512,7 @@ class Geocoder:
         if not found:
             return _miss(tried_reason)
         # same-named streets in different places: the one in the record's beat, else the usual order
-        inside = [f for f in found if self._in_beat(f[0].x, f[0].y)[0]]
+        inside = [f for f in found if self._in_beat(f[0].x, f[0].y)[0]] if self._beat is not None else []
         hit, pen = inside[0] if inside else found[0]
         reason = hit.reason + ("; the street in the record's beat" if inside and hit is not found[0][0] else "")
         return _Hit(hit.x, hit.y, hit.match_type, round(hit.score * pen, 3), hit.matched, reason)
@@ -882,9 +888,15 @@ class Geocoder:
     # --- intersections ----------------------------------------------------------------
     def _intersection(self, a: Street, b: Street, zip5: int) -> _Hit:
         label = f"{a.key} / {b.key}"
-        ca = self._candidates(a, allow_dir_conflict=True) if not a.is_interstate else []
-        cb = self._candidates(b, allow_dir_conflict=True) if not b.is_interstate else []
-        table = self._table_lookup(a, b, ca, cb, zip5)
+        got: list[list[tuple[int, float]]] = []
+
+        def candidates() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+            if not got:  # once, and only when needed (a single table entry needs none)
+                got.extend([self._candidates(a, allow_dir_conflict=True) if not a.is_interstate else [],
+                            self._candidates(b, allow_dir_conflict=True) if not b.is_interstate else []])
+            return got[0], got[1]
+
+        table = self._table_lookup(a, b, candidates, zip5)
         if a.is_interstate or b.is_interstate:
             if table is not None:
                 return _Hit(table[0], table[1], "intersection", 0.7, label,
@@ -892,6 +904,7 @@ class Geocoder:
             return _miss("interstate or ramp: no interstate geometry in the reference")
         if table is not None:
             return _Hit(table[0], table[1], "intersection", 0.95, label, "intersection table" + table[2])
+        ca, cb = candidates()
         est = None
         if ca and cb:
             # a name that begins with a direction word (SOUTH PARK RD, NORTH BEND RD) reads as
@@ -972,7 +985,7 @@ class Geocoder:
         exact = [c for c in cands if self.ref.street_keys[c[0]] == st.key]
         return exact if exact and len(exact) < len(cands) else None
 
-    def _table_lookup(self, a: Street, b: Street, ca: list[tuple[int, float]], cb: list[tuple[int, float]],
+    def _table_lookup(self, a: Street, b: Street, candidates: Any,
                       zip5: int) -> tuple[float, float, str] | None:
         """The intersection-table entry meant by ``a / b``: (x, y, note), None when none fits.
 
@@ -983,7 +996,8 @@ class Geocoder:
         TYLER LN, not TYLER PKWY: `_names_other_type`). (A plain distance cap would reject good
         entries: the sampled reference often knows only part of a street.) Entries within 1500 ft
         form one place; of several places, the one in the record's beat wins, then one whose
-        nearby reference points carry the ZIP, then the one nearest both streets.
+        nearby reference points carry the ZIP, then the one nearest both streets (`candidates()`
+        gives the two streets' candidates, computed only then).
         """
         table = self.ref.intersections
         if not table:
@@ -1005,21 +1019,26 @@ class Geocoder:
         if not found:
             return None
         arr = np.unique(np.asarray(found), axis=0)
-        places: list[tuple[bool, bool, float, float, float]] = []
+        spots: list[tuple[float, float]] = []
         left = np.ones(len(arr), bool)
         while left.any():
             first = arr[np.flatnonzero(left)[0]]
             near = left & (np.hypot(arr[:, 0] - first[0], arr[:, 1] - first[1]) <= 1500)
             left &= ~near
             x, y = float(arr[near, 0].mean()), float(arr[near, 1].mean())
+            if not (self._names_other_type(a, x, y) or self._names_other_type(b, x, y)):
+                spots.append((x, y))
+        if not spots:
+            return None
+        if len(spots) == 1:
+            return spots[0][0], spots[0][1], ""
+        ca, cb = candidates()
+        places: list[tuple[bool, bool, float, float, float]] = []
+        for x, y in spots:
             off = max(self._distance_to(a, ca, x, y), self._distance_to(b, cb, x, y))
-            if self._names_other_type(a, x, y) or self._names_other_type(b, x, y):
-                continue
-            in_beat = bool(self._in_beat(x, y)[0])
+            in_beat = self._beat is not None and bool(self._in_beat(x, y)[0])
             has_zip = bool(zip5) and (self._zip_near(ca, x, y, zip5) or self._zip_near(cb, x, y, zip5))
             places.append((not in_beat, not has_zip, off, x, y))
-        if not places:
-            return None
         places.sort()
         best = places[0]
         note = ""
@@ -1036,10 +1055,7 @@ class Geocoder:
         n_points = sum(int(self.ref.offsets[s + 1] - self.ref.offsets[s]) for s, _ in cands)
         if n_points < 5:  # a point or two say nothing about where the street runs
             return 0.0
-        import shapely
-
-        geoms = [g for s, _ in cands for g in self._geometry(s)[0]]
-        return float(shapely.GeometryCollection(geoms).distance(shapely.Point(x, y)))
+        return self._raw_distance([s for s, _ in cands], x, y)
 
     def _names_other_type(self, st: Street, x: float, y: float) -> bool:
         """True when a table point, whose name states no type, is a same-named street of another
@@ -1061,8 +1077,12 @@ class Geocoder:
         """Distance (ft) from (x, y) to the streets' reference geometry (points and lines)."""
         import shapely
 
-        geoms = [g for s in sids for g in self._geometry(s)[0]]
-        return float(shapely.GeometryCollection(geoms).distance(shapely.Point(x, y)))
+        key = tuple(sids)
+        geom = self._collections.get(key)
+        if geom is None:
+            geom = self._collections[key] = shapely.GeometryCollection(
+                [g for s in sids for g in self._geometry(s)[0]])
+        return float(geom.distance(shapely.Point(x, y)))
 
     def _zip_near(self, cands: list[tuple[int, float]], x: float, y: float, zip5: int) -> bool:
         """Whether a reference point of the candidates within 2000 ft of (x, y) carries the ZIP."""
