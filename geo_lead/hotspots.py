@@ -745,6 +745,11 @@ def hotspots_store(store: Store, indicator: str = "lead_eligible", area: str = "
     """
     layers, result = compute_hotspots(store, indicator, area, candidates, records, **kwargs) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
+
+    result = {**result, "parameters": result_parameters(
+        indicator=indicator, area=area, candidates=candidates, boundary_rule=kwargs.get("boundary"),
+        frames=store_frames_fingerprint(store))}
     for name, layer in layers.items():
         store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
     store.put_json("hotspots_result", result)

@@ -522,6 +522,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     """
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.division_records import first_division_for_store
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
     from geo_lead.population import interpolate_population, load_tracts
 
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
@@ -556,6 +557,10 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                                  sampling=sampling)
     store.replace_features("scores", _as_multipolygons(scores), "MULTIPOLYGON",
                            description=f"neighborhood scores of {indicator} ({area})")
+    # the parameters travel with the layer, so pages never show scores of another run
+    store.put_json("scores_parameters", result_parameters(
+        indicator=indicator, area=area, since=since, until=until, boundary_rule=boundary,
+        frames=store_frames_fingerprint(store)))
     return scores
 
 

@@ -1125,6 +1125,13 @@ def site_store(store: Store, k: int | None = None, capacity: int = settings.PILO
     """
     layer, result = compute_site(store, k, capacity, months, indicator, area, candidates, records, **params) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
+
+    best_k = (result.get("best_zone") or {}).get("k", k)
+    since, _, until = str(result.get("window") or "").partition(":")  # "YYYY-MM-DD:YYYY-MM-DD" or None
+    result = {**result, "parameters": result_parameters(
+        indicator=indicator, area=area, candidates=candidates, k=best_k, since=since or None,
+        until=until or None, boundary_rule=params.get("boundary"), frames=store_frames_fingerprint(store))}
     store.replace_features("site_zones", layer, "GEOMETRY", description="geo_lead site selection")
     store.put_json("site_result", result)
     return result
