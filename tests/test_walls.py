@@ -3,7 +3,7 @@
 * no import cycle among geo_lead's modules (every ``import``, at top level or inside a
   function, is an edge);
 * library modules never import the CLI (`geo_lead.cli`, `geo_lead.commands`);
-* scoring, hotspots and siting never import maps, report or figures;
+* scoring, hotspots and siting never import maps, report or figures; figures never imports maps;
 * sources never imports the geocoder;
 * no SQL outside `geo_lead.store`: no ``execute``/``executemany`` call, no ``.conn`` and no
   hand-built ``where=`` passed to the store's readers;
@@ -119,6 +119,11 @@ def test_library_modules_never_import_the_cli(graph: dict[str, set[str]]) -> Non
 def test_analysis_never_imports_presentation(graph: dict[str, set[str]], analysis: str) -> None:
     presentation = ("geo_lead.maps", "geo_lead.report", "geo_lead.figures")
     assert sorted(d for d in graph[analysis] if d.startswith(presentation)) == []
+
+
+def test_figures_never_import_the_web_maps(graph: dict[str, set[str]]) -> None:
+    # both take palettes, classes and the display reprojection from geo_lead.cartography
+    assert sorted(d for d in graph["geo_lead.figures"] if d.startswith("geo_lead.maps")) == []
 
 
 def test_sources_never_import_the_geocoder(graph: dict[str, set[str]]) -> None:
