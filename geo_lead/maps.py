@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import folium
 import geopandas as gpd
@@ -46,6 +46,9 @@ from geo_lead.cartography import (  # re-exported: maps.SCORE_COLORS etc. keep w
     for_figure,
 )
 from geo_lead.outputs import cap_text
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -1053,7 +1056,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
 
 
 # --- store -> files ---------------------------------------------------------------------------
-def read_layer(store: Any, table: str) -> gpd.GeoDataFrame | None:
+def read_layer(store: Store, table: str) -> gpd.GeoDataFrame | None:
     """A feature layer of the store as a GeoDataFrame (EPSG:4326), or None when absent/empty."""
     from geo_lead.store import wkb_from_gpkg
 
@@ -1070,7 +1073,7 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
                                        "lon", "lat", "match_type", "neighborhood", *MIX_FLAGS)
 
 
-def read_map_inputs(store: Any, flagged_only: bool = False,
+def read_map_inputs(store: Store, flagged_only: bool = False,
                     prefetched: tuple[Any, int | None, str | None] | None = None) -> dict[str, Any]:
     """Everything the maps and the report read from the store (missing layers are None).
 
@@ -1090,7 +1093,7 @@ def read_map_inputs(store: Any, flagged_only: bool = False,
             "records_total": total, "indicator": indicator}
 
 
-def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
+def read_map_records(store: Store, scores: gpd.GeoDataFrame | None,
                      flagged_only: bool = False) -> tuple[pd.DataFrame | None, int | None, str | None]:
     """The records the maps read: ``(records, records_total, indicator)`` (see `read_map_inputs`)."""
     have = set(store.columns("records")) if "records" in store.tables() else set()
@@ -1145,7 +1148,7 @@ def indicator_records(records: pd.DataFrame | None,
     return records, [f"Records shown: all {len(records):,} in the store."]
 
 
-def stored_parameters(store: Any, site_result: Any = None, hotspots_result: Any = None) -> dict[str, Any]:
+def stored_parameters(store: Store, site_result: Any = None, hotspots_result: Any = None) -> dict[str, Any]:
     """Result name -> the parameters stored with it (None when absent or not recorded).
 
     Reads meta ``scores_parameters`` (when the ``scores`` layer exists) and the
@@ -1164,7 +1167,7 @@ MAP_PAGES: tuple[str, ...] = ("site_selection", "timeline")
 TILES_SUFFIX: str = "_tiles"
 
 
-def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
+def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
                tiles: bool = False, prefetched: tuple[Any, int | None, str | None] | None = None,
                ) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from geo_lead import settings
 from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least, fraction
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -80,7 +84,7 @@ def _candidates(args: argparse.Namespace) -> list[str] | None:
     return [c.strip() for c in args.candidates.split(",")] if args.candidates else None
 
 
-def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
+def _rejoin_if_tolerance(store: Store, args: argparse.Namespace) -> None:
     """With --boundary-tolerance-ft, join again (only when it differs from the stored join's)."""
     if args.boundary_tolerance_ft is not None:
         from geo_lead.spatial_join import join_store
