@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "boundaries",
     "score",
     "site",
+    "evaluate",
     "zone",
     "maps",
     "runs",

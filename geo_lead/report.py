@@ -27,6 +27,7 @@ from markupsafe import Markup
 from geo_lead import settings
 from geo_lead.maps import esc, parse_when
 from geo_lead.outputs import write_text
+from geo_lead.pilot_report import PILOT_SECTIONS
 
 if TYPE_CHECKING:
     from geo_lead.store import Store
@@ -106,7 +107,15 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> di
         "changes": changes_since_last_run(store),
         "out_dir": None,
         "beat_checks": _beat_check_table(store),
+        "pilot": _pilot_data(store),
     }
+
+
+def _pilot_data(store: Store) -> dict[str, Any] | None:
+    """The pilot-period sections' data (`geo_lead.pilot_report`); None when it cannot be read."""
+    from geo_lead.pilot_report import collect_pilot_data
+
+    return collect_pilot_data(store)
 
 
 def _beat_check_table(store: Store) -> pd.DataFrame:
@@ -731,7 +740,7 @@ def _section_method(data: dict[str, Any]) -> str:
 def _section_limits(data: dict[str, Any]) -> str:
     return """<ul>
 <li>Records are incidents, not people; one person can appear many times and a diversion needs an officer's contact, not a report.</li>
-<li>Shipped LMPD files are samples (about 15% of 2016, 14% of 2017, 12% of 2018 and 2019): comparisons between areas hold, yearly totals are scaled estimates.</li>
+<li>Shipped LMPD files are samples (15% of 2016, 14% of 2017, 11.9% of 2018, 11.85% of 2019): comparisons between areas hold, yearly totals are weighted estimates.</li>
 <li>Block addresses locate an incident to a hundred-block or an intersection, not a door; points near a boundary may fall on either side.</li>
 <li>The LOJIC neighborhoods cover the pre-merger city only; the remainder pieces are counted but not ranked.</li>
 <li>Population comes from 2020 tracts split by area, which assumes residents spread evenly within a tract.</li>
@@ -746,6 +755,14 @@ def _section_numbers(data: dict[str, Any]) -> str:
     return "<details><summary>Show every stored number</summary>" + _kv_table(result) + "</details>"
 
 
+def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """A `geo_lead.pilot_report` section as a report section (empty without pilot data)."""
+    def section(data: dict[str, Any]) -> str:
+        pilot = data.get("pilot")
+        return build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
+    return section
+
+
 #: The detail sections after the answer, in page order: (id, heading, builder(data) -> HTML).
 #: Add a section by adding a builder here (e.g. a year-by-year section, a before/after figure).
 SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
@@ -756,6 +773,7 @@ SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("comparison", "Comparison area", _section_comparison),
     ("hotspots", "Hot spots", _section_hotspots),
     ("figures", "Figures", _section_figures),
+    *[(sid, title, _pilot_section(build)) for sid, title, build in PILOT_SECTIONS],
     ("data", "The data", _section_data),
     ("glossary", "Glossary", _section_glossary),
     ("method", "Method", _section_method),
@@ -765,9 +783,12 @@ SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
 
 
 def report_sections(data: dict[str, Any], with_figures: bool = True) -> list[Section]:
-    """The detail sections of `SECTION_BUILDERS` (figures left out when not `with_figures`)."""
-    return [Section(sid, title, Markup(build(data))) for sid, title, build in SECTION_BUILDERS
-            if with_figures or sid != "figures"]
+    """The non-empty detail sections of `SECTION_BUILDERS` (figures left out when not
+    `with_figures`)."""
+    data = {**data, "with_figures": with_figures}
+    built = ((sid, title, build(data)) for sid, title, build in SECTION_BUILDERS
+             if with_figures or sid != "figures")
+    return [Section(sid, title, Markup(body)) for sid, title, body in built if body]
 
 
 def report_links(data: dict[str, Any]) -> list[dict[str, str]]:

@@ -29,10 +29,15 @@ JEFFERSON_BBOX: Final[tuple[float, float, float, float]] = (-86.0, 37.99, -85.40
 #: The embedded store, relative to the current directory (every command takes --store).
 DEFAULT_STORE: Final[Path] = Path("data/lead.gpkg")
 SHIPPED_DATA_DIR: Final[Path] = PROJECT_ROOT / "data"
+#: The default inputs of `geo-lead run`: the 2016-2019 drug samples (the years that chose the
+#: pilot and the years it ran). The shipped 2023 sample is left out on purpose: another period
+#: (Dec 2023 - Jan 2024), every offence type, no known sampling fraction (data/lmpd/SOURCE.md);
+#: ingest it by name to use it.
 SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2016_drug_sample.csv",
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv",
-    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2018_drug_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2019_drug_sample.csv",
 )
 REFERENCE_DIR: Final[Path] = SHIPPED_DATA_DIR / "reference"
 POPULATION_TRACTS: Final[Path] = SHIPPED_DATA_DIR / "population" / "tracts_2020_population.geojson"
@@ -52,6 +57,9 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
 #: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
 PILOT_ZONE_DATE: Final[str] = "2018-08-01"
+#: The city's announcement of the Russell + Portland pilot (22 August 2018): the report's
+#: before/after split (`geo-lead evaluate --pilot-start` sets the real start).
+PILOT_ANNOUNCEMENT_DATE: Final[str] = "2018-08-22"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
@@ -133,6 +141,15 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
                           "distinct persons: LMPD crime data has no person id)",
     "sample_scaling": "data/lmpd/sampling.csv (declared per file by sha256; a user's file: --sample-fraction)",
 }
+
+# --- before / after the pilot (geo_lead.evaluation) ----------------------------------------
+#: Months resampled together by the block bootstrap (3: a quarter keeps short-run correlation
+#: between neighbouring months; a whole year would leave the after period a single block).
+EVALUATION_BLOCK_MONTHS: Final[int] = 3
+EVALUATION_REPLICATES: Final[int] = 2000
+EVALUATION_INTERVAL_LEVEL: Final[float] = 0.95
+#: Each period (before, after) needs at least this many months with data.
+EVALUATION_MIN_MONTHS: Final[int] = 3
 
 # --- reading: dates (fdtests) -----------------------------------------------------------
 #: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.

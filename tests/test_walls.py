@@ -115,6 +115,13 @@ def test_library_modules_never_import_the_cli(graph: dict[str, set[str]]) -> Non
     assert {m: d for m, d in bad.items() if d} == {}
 
 
+def test_commands_take_output_helpers_from_console(graph: dict[str, set[str]]) -> None:
+    # cli imports the commands; they take print_json / writable_output from geo_lead.console
+    bad = {m: "geo_lead.cli" for m, deps in graph.items()
+           if m.startswith("geo_lead.commands") and "geo_lead.cli" in deps}
+    assert bad == {}
+
+
 @pytest.mark.parametrize("analysis", ["geo_lead.scoring", "geo_lead.hotspots", "geo_lead.siting"])
 def test_analysis_never_imports_presentation(graph: dict[str, set[str]], analysis: str) -> None:
     presentation = ("geo_lead.maps", "geo_lead.report", "geo_lead.figures")

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV of the scores (default: <store name>_scores.csv next to the store, e.g. data/lead_scores.csv)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of the ranked neighborhoods instead of the table")
+    p.add_argument("--by", choices=("year",), default=None,
+                   help="score each calendar year of the data on its own (each year weighted by its "
+                        "own sampling fraction); stored as meta scores_by_year, the scores layer is kept")
     add_boundary_arguments(p)
     p.set_defaults(func=_run_score)
 
@@ -58,6 +61,8 @@ def _run_score(args: argparse.Namespace) -> int:
     if not Path(args.store).exists():
         raise StoreError(f"{args.store}: no store here yet; run `geo-lead run` first.")
     weights = parse_weights(args.weights) if args.weights else None
+    if args.by == "year":
+        return _run_by_year(args, weights)
     csv_path = writable_output(args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv"),
                                option="--csv")
     with opened(args.store, create=False) as store:
@@ -72,4 +77,28 @@ def _run_score(args: argparse.Namespace) -> int:
         return 0
     print(format_table(scores, joined))
     print(f"\nscores layer written to {args.store}; CSV: {csv_path}")
+    return 0
+
+
+def _run_by_year(args: argparse.Namespace, weights: dict[str, float] | None) -> int:
+    from geo_lead.by_year import format_scores_by_year, score_by_year_store
+    from geo_lead.console import print_json
+    from geo_lead.spatial_join import join_store
+    from geo_lead.store import opened
+
+    since_until = {"since": args.since, "until": args.until}
+    if any(since_until.values()):
+        from geo_lead.errors import GeoLeadError
+
+        raise GeoLeadError("--by year sets each window itself; drop --since/--until")
+    with opened(args.store, create=False) as store:
+        if "lon" in store.columns("records"):
+            join_store(store, tolerance_ft=args.boundary_tolerance_ft)
+        result = score_by_year_store(store, indicator=args.indicator, area=args.area, weights=weights,
+                                     seed=args.seed, n_boot=args.replicates, boundary=args.boundary)
+        store.put_json("scores_by_year", result.to_dict())
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(format_scores_by_year(result))
     return 0

@@ -74,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--test", default=None, help="holdout period START:END; default months 9-12 of every year, or every date outside --train when only --train is given")
     s.add_argument("--replicates", type=at_least(1), default=settings.BOOTSTRAP_REPLICATES,
                    help="bootstrap resamples for stability (default %(default)s)")
+    s.add_argument("--by", choices=("year",), default=None,
+                   help="site each calendar year of the data on its own (train months 1-8, test 9-12 "
+                        "of the year): verdict, checks, the pilot's rank, share and PAI per year; stored "
+                        "as meta site_by_year, the site result is kept")
     s.add_argument("--window", default=None,
                    help="only records that occurred in START:END (YYYY-MM-DD:YYYY-MM-DD, END inclusive), "
                         "e.g. one year: 2017-01-01:2017-12-31; default every record")
@@ -116,6 +120,8 @@ def _run_site(args: argparse.Namespace) -> int:
     from geo_lead.siting import format_site, site_store
     from geo_lead.store import opened
 
+    if args.by == "year":
+        return _run_site_by_year(args)
     progress = Progress("bootstrap resamples", total=args.replicates)
     with opened(args.store, create=False) as store:
         _rejoin_if_tolerance(store, args)
@@ -130,4 +136,27 @@ def _run_site(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     print(format_site(result))
+    return 0
+
+
+def _run_site_by_year(args: argparse.Namespace) -> int:
+    from geo_lead.by_year import format_sites_by_year, site_by_year_store
+    from geo_lead.console import print_json
+    from geo_lead.errors import GeoLeadError
+    from geo_lead.store import opened
+
+    if args.train or args.test:
+        raise GeoLeadError("--by year splits each year itself (months 1-8 vs 9-12); drop --train/--test")
+    with opened(args.store, create=False) as store:
+        _rejoin_if_tolerance(store, args)
+        result = site_by_year_store(store, indicator=args.indicator, area=args.area, boundary=args.boundary,
+                                    candidates=_candidates(args), k=args.k, capacity=args.capacity,
+                                    months=args.months, objective=args.objective,
+                                    take_up_rate=args.take_up, persons_per_record=args.persons_per_record,
+                                    replicates=args.replicates)
+        store.put_json("site_by_year", result.to_dict())
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(format_sites_by_year(result))
     return 0
