@@ -64,7 +64,6 @@ RUN_COLUMNS: tuple[str, ...] = (
 )
 _JSON_COLUMNS = ("inputs_json", "parameters_json", "counts_json", "outputs_json",
                  "results_json", "changes_json")
-
 #: Layers whose rows the results snapshot keeps (documented in docs/ARCHITECTURE.md).
 SCORE_SNAPSHOT_COLUMNS: tuple[str, ...] = ("neighborhood", "rank", "score", "count", "indicator")
 
@@ -212,7 +211,10 @@ def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
     """The manifest rows, newest first, with the JSON columns decoded (``inputs``, ``counts``...)."""
-    return [_decode(row) for row in store.read_runs(RUN_COLUMNS, limit)]
+    if RUNS_TABLE not in store.tables():
+        return []
+    rows = store.read_runs(RUN_COLUMNS, limit)
+    return [_decode(dict(zip(RUN_COLUMNS, r, strict=True))) for r in rows]
 
 
 def last_run(store: Store, status: str | None = "ok") -> dict[str, Any] | None:

@@ -710,9 +710,10 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         labels.add_to(m)
     control = folium.LayerControl(position="topleft", collapsed=False)
     control.add_to(m)
-    head = f'<div class="geo-lead-title">{esc(title)}</div>' + (
-        f'<div class="geo-lead-params">{esc(parameters)}</div>' if parameters else "")
-    _Control(head + "".join(legends), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
+    # the title and the parameters the layers were made with, at the top (a button on a phone)
+    _Control(f'<div class="geo-lead-params">{esc(parameters) or "parameters not recorded"}</div>',
+             "geo-lead-box geo-lead-about", "topright", esc(title)).add_to(m)
+    _Control("".join(legends), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
     _Control("<ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
              "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
     _Layout(_latlng_bounds(_with_nearby(bounds, far)), control, labels).add_to(m)
@@ -886,7 +887,9 @@ class _Timeline(MacroElement):
             var box = L.control({position: 'topright'});
             box.onAdd = function () {
                 var div = L.DomUtil.create('div', 'geo-lead-box geo-lead-slider');
-                div.innerHTML = '<div class="geo-lead-title">Month: <span id="geo-lead-month"></span></div>' +
+                div.innerHTML = '<div class="geo-lead-title">' + {{ this.title }} + '</div>' +
+                    '<div class="geo-lead-params">' + {{ this.parameters }} + '</div>' +
+                    '<div class="geo-lead-title">Month: <span id="geo-lead-month"></span></div>' +
                     '<input id="geo-lead-range" type="range" min="0" max="' + (months.length - 1) + '" value="0" step="1">' +
                     '<div><button id="geo-lead-play" type="button">&#9654; play</button> <span id="geo-lead-month-total"></span></div>';
                 L.DomEvent.disableClickPropagation(div);
@@ -908,9 +911,12 @@ class _Timeline(MacroElement):
     """)
 
     def __init__(self, months: list[str], areas: dict[str, Any], counts: list[dict[str, int]],
-                 point_table: list[list[Any]], points: list[list[list[int]]], breaks: list[float]) -> None:
+                 point_table: list[list[Any]], points: list[list[list[int]]], breaks: list[float],
+                 title: str = "", parameters: str = "") -> None:
         super().__init__()
         self._name = "Timeline"
+        self.title = script_json(esc(title))
+        self.parameters = script_json(esc(parameters))
         self.months, self.areas = script_json(months), script_json(areas)
         self.counts, self.points = script_json(counts), script_json(points)
         self.point_table = script_json(point_table)
@@ -1034,10 +1040,8 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         notes.append(f"{len(records) - mapped:,} records lack a date or a geocode and are not shown.")
     breaks = class_breaks([v for d in by_month.values() for v in d.values()], integer=True)
     _Timeline(months, _features(areas, props), [by_month[mo] for mo in months],
-              pt_table, [pts_by_month[mo] for mo in months], breaks).add_to(m)
-    head = f'<div class="geo-lead-title">{esc(title)}</div>' + (
-        f'<div class="geo-lead-params">{esc(parameters)}</div>' if parameters else "")
-    _Control(head + "<h4>Records per neighborhood in the month</h4>"
+              pt_table, [pts_by_month[mo] for mo in months], breaks, title, parameters).add_to(m)
+    _Control("<h4>Records per neighborhood in the month</h4>"
              + _legend_rows([*_range_labels(breaks, SCORE_COLORS, 0, integer=True), ("#ffffff", "0")])
              + _legend_rows([("#cb181d", "block point (size = records)")]),
              "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)

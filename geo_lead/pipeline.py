@@ -80,7 +80,7 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     counts = geocode_store(store, progress=progress)
     progress.close()
     total = store.count("records")
-    by_type = store.match_type_counts()
+    by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}
     counts["store_by_match_type"] = by_type
     n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
     counts["store_match_rate"] = n_ok / total if total else 0.0
@@ -156,15 +156,15 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
                          indicator)
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
-    from geo_lead.frames import attach_weights
-
-    return attach_weights(store, store.read_records(cols))
+    return store.read_records(cols)
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` (with the frame ``weight``, `geo_lead.frames.attach_weights`) as points
-    (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
-    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)
+    and the frame ``weight`` (`geo_lead.frames.attach_weights`, from the parsed dates)."""
+    from geo_lead.frames import attach_weights
+
+    return attach_weights(store, parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator)))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
@@ -237,8 +237,10 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
     report_html = Deferred(build_report_html, collect_report_data(store, records))
+    # the zone page's street index: from its cache, or built in a child while the maps are drawn
+    streets = Deferred(zone_street_index)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
+    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html", streets=streets.result())
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, report_html.result())  # atomic: a full disk leaves the old report
@@ -248,10 +250,19 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     return {name: str(path) for name, path in paths.items()}
 
 
+def zone_street_index() -> dict[str, Any]:
+    """The offline zone page's street index for the pilot zone (`zone_streets.street_index`)."""
+    from geo_lead.zone import ZoneChecker
+    from geo_lead.zone_streets import street_index
+
+    return street_index(ZoneChecker().zone_ft)
+
+
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
                  echo: Say | None = print, engine: str = "pandas",
                  rules_path: Path | None = None, sample_fraction: float | None = None,
-                 boundary: str | None = None, boundary_tolerance_ft: float | None = None) -> dict[str, Any]:
+                 boundary: str | None = None, boundary_tolerance_ft: float | None = None,
+                 fingerprint: str | None = None) -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
 
     Parameters
@@ -274,6 +285,10 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     boundary, boundary_tolerance_ft
         Boundary rule (``split``/``first``) and tolerance (`geo_lead.allocation`); defaults
         in `geo_lead.settings`.
+    fingerprint
+        The run's `run_fingerprint` key, recorded in the manifest's parameters (with the
+        outputs' sha256 and the store's change counter) so that `unchanged_since` can tell
+        the next run that nothing changed.
     """
     from geo_lead.allocation import check_rule, check_tolerance
     from geo_lead.indicators import load_rules
@@ -286,6 +301,8 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine,
               "rules": str(rules.path), "rules_sha256": rules.sha256, "sample_fraction": sample_fraction,
               "boundary": check_rule(boundary), "boundary_tolerance_ft": check_tolerance(boundary_tolerance_ft)}
+    if fingerprint is not None:
+        params["fingerprint"] = fingerprint
     from geo_lead.parallel import Worker
 
     # Hotspots need nothing of score or site: a child computes them while score and site run
@@ -395,9 +412,13 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         del records, map_records
         for path in summary["outputs"].values():
             run.output(path)
-        run.stage("outputs", {"files": len(summary["outputs"])})
+        run.stage("outputs", {"files": len(summary["outputs"]),
+                              "sha256": {p: _sha256(Path(p)) for p in summary["outputs"].values()}})
         summary["records_in_store"] = store.count("records")
         run.stage("store", {"records": summary["records_in_store"]})
+        # the manifest row is the one write left (one transaction): after it, the store's
+        # change counter is this; a later write by any command moves it (`unchanged_since`)
+        run.parameters["store_change_counter"] = store_change_counter(store_path) + 1
     # The manifest row is written when the `with` ends; then the change report exists.
     summary["run_id"] = run.run_id
     summary["geocoded_new"] = summary["geocode"].get("geocoded_new")
@@ -406,3 +427,113 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
     for line in describe(run.changes):
         say(line)
     return summary
+
+
+# --- a rerun with nothing new (issue 16) -----------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def store_change_counter(store_path: Path | str) -> int:
+    """SQLite's file change counter (header offset 24): every committed write transaction of a
+    rollback-journal database (the store's mode) increments it; -1 when unreadable."""
+    try:
+        with open(store_path, "rb") as fh:
+            fh.seek(24)
+            raw = fh.read(4)
+    except OSError:
+        return -1
+    return int.from_bytes(raw, "big") if len(raw) == 4 else -1
+
+
+def _tree_files(root: Path, patterns: Sequence[str]) -> list[Path]:
+    return sorted(p for pat in patterns for p in root.glob(pat) if p.is_file() and "__pycache__" not in p.parts)
+
+
+def run_fingerprint(files: Sequence[Path | str], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What a `geo-lead run` depends on, hashed: the key `unchanged_since` compares.
+
+    Parameters
+    ----------
+    files
+        The LMPD files the run ingests (content: sha256 of each).
+    parameters
+        Every parsed option of the command (`commands.pipeline` passes them all, so an option
+        added later is part of the key without any change here); values as text.
+
+    Returns
+    -------
+    dict
+        ``inputs`` (name, sha256), ``parameters``, ``data`` (sha256 over the boundaries,
+        geocoding reference, population and rules files the run reads), ``code`` (sha256 over
+        the installed package's source and static files), ``version``, and ``key``: the sha256
+        of all of them.
+    """
+    import hashlib
+    import json
+
+    from geo_lead import __version__
+
+    def digest(paths: Sequence[Path]) -> str:
+        h = hashlib.sha256()
+        for p in paths:
+            h.update(str(p.name).encode())
+            h.update(_sha256(p).encode())
+        return h.hexdigest()
+
+    data_files = [*_tree_files(settings.BOUNDARIES_DIR, ("*.geojson",)),
+                  *_tree_files(settings.REFERENCE_DIR, ("*.csv",)),
+                  settings.POPULATION_TRACTS, settings.RULES_FILE]
+    fp: dict[str, Any] = {
+        "inputs": [{"name": Path(f).name, "sha256": _sha256(Path(f)) if Path(f).is_file() else ""}
+                   for f in files],
+        "parameters": json.loads(json.dumps(parameters, default=str, sort_keys=True)),
+        "data": digest([p for p in data_files if Path(p).is_file()]),
+        "code": digest(_tree_files(settings.PACKAGE_DIR, ("**/*.py", "**/*.toml", "static/**/*"))),
+        "version": __version__,
+    }
+    fp["key"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return fp
+
+
+def unchanged_since(store_path: Path | str, fingerprint: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The last successful run, when a run with `fingerprint` would redo exactly it.
+
+    True when that run (the store's newest successful ``run`` manifest row) had the same
+    fingerprint key (inputs by sha256, every parameter, data, code), nothing has written to
+    the store since (`store_change_counter`), and every output it wrote exists with the
+    sha256 it had.
+
+    Returns
+    -------
+    (run, reason)
+        The manifest row (decoded) and "" when nothing changed; else None and why not.
+    """
+    from geo_lead.manifest import last_run
+
+    if not Path(store_path).is_file():
+        return None, "no store yet"
+    counter = store_change_counter(store_path)
+    with opened(store_path, create=False) as store:
+        last = last_run(store, status="ok")
+    if last is None or last.get("command") != "run":
+        return None, "no earlier run"
+    params = last.get("parameters") or {}
+    if params.get("fingerprint") != fingerprint["key"]:
+        return None, "inputs, parameters, data or code differ from the last run's"
+    if params.get("store_change_counter") != counter:
+        return None, "the store was written after the last run"
+    hashes = ((last.get("counts") or {}).get("outputs") or {}).get("sha256") or {}
+    if not hashes:
+        return None, "the last run recorded no outputs"
+    for path, digest in hashes.items():
+        if not Path(path).is_file() or _sha256(Path(path)) != digest:
+            return None, f"output {path} is missing or changed"
+    return last, ""

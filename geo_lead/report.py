@@ -221,6 +221,8 @@ COLUMN_NAMES: dict[str, str] = {
     "match_type": "Placed by", "percent": "Percent", "reason": "Reason", "rows": "Rows",
     "rows_read": "Rows read", "accepted": "Accepted", "rejected": "Rejected", "added": "Added",
     "unchanged": "Unchanged", "updated": "Updated", "ingested_at": "Ingested at",
+    "check": "Check", "result": "Result", "value": "Value", "threshold": "Threshold", "why": "Why",
+    "passed": "Passed",
 }
 MEASURE_NAMES: dict[str, str] = {"density_per_sqmi": "records per sq mi",
                                  "eb_rate_per_1000": "smoothed rate per 1,000 residents (EB)",
@@ -535,10 +537,21 @@ def _section_verdict(data: dict[str, Any]) -> str:
     if not isinstance(result, dict) or not result:
         return ("<p class=warn>No site-selection result in the store: run <code>geo-lead site</code>.</p>"
                 if not result else f"<p>{esc(result)}</p>")
+    return verdict_html(result, _found(data), data.get("zones"))
+
+
+def verdict_html(result: dict[str, Any], found: Any = None, zones: Any = None) -> str:
+    """The verdict with its sentence (`geo_lead.findings`, never written here), the checks,
+    the zones compared, capacity and the best zone by size, from ``site_result``."""
+    if found is None:
+        from geo_lead.findings import findings
+
+        found = findings(result)
     out = []
     verdict = result.get("verdict")
     if verdict is not None:
-        out.append(f"<p><b>Verdict: {esc(str(verdict).upper())}</b></p>")
+        out.append(f"<p><b>Verdict: {esc(str(verdict).upper())}</b></p>"
+                   f"<p>{esc(in_words(found.verdict_sentence))}</p>")
     if result.get("verdict_rule"):
         out.append(f"<p class=muted>Rule: {esc(result['verdict_rule'])}</p>")
     checks = result.get("checks")
@@ -583,7 +596,6 @@ def _section_verdict(data: dict[str, Any]) -> str:
     if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
         cols = [c for c in ("k", "neighborhoods", "records", "share", "pai_train", "pai_test") if c in by_k[0]]
         out.append("<h3>Best zone by size</h3>" + _zone_rows([{c: z.get(c) for c in cols} for z in by_k]))
-    zones = data.get("zones")
     if zones is not None and len(zones):
         z = pd.DataFrame(zones.drop(columns=zones.geometry.name))
         cols = [c for c in ("role", "neighborhoods", "k", "share", "pai_train", "pai_test") if c in z]
@@ -644,7 +656,7 @@ def _section_comparison(data: dict[str, Any]) -> str:
             if "measure" in frame:
                 frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
             frame = frame.rename(columns={"smd": "std_mean_diff"})
-            out.append(_table(frame, {c: 2 for c in frame.columns if c != "measure"}))
+            out.append(_table(frame, {c: 2 if c == "std_mean_diff" else "w" for c in frame.columns if c != "measure"}))
     return "".join(out)
 
 

@@ -51,15 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERDICT_RULE = (
-    "justified when (1) the pilot zone is in the top set (the best max(1, ceil({top:.0%} x n)) "
-    "of the n contiguous zones of its size) on the training period, (2) it stays in that top "
-    "set in at least {stab:.0%} of bootstrap resamples and (when there are two or more calendar "
-    "years with enough records) of yearly windows, and (3) its holdout PAI is at least {tol:.0%} "
-    "of the holdout PAI of the best zone chosen on the training period; otherwise revise"
-)
-
-
 @dataclass(frozen=True)
 class SiteParams:
     """Every number the siting answer depends on (defaults in `geo_lead.settings`)."""
@@ -537,8 +528,8 @@ VERDICT_RULE = (
     "of the n contiguous zones of its size) by the objective on the training months; (2) separation: "
     "the pilot's {lo:.0%}-{hi:.0%} bootstrap rank interval (by reach) is clear of the best alternative "
     "zone's; (3) bootstrap: it stays in the top set in at least {stab:.0%} of bootstrap resamples; "
-    "(4) windows: ... and in at least {stab:.0%} of the calendar-year windows with at least {minw} "
-    "records (two such windows needed); (5) holdout: on the held-out months its PAI is at least "
+    "(4) windows: it stays in the top set in at least {stab:.0%} of the calendar-year windows with at "
+    "least {minw} records (two such windows needed); (5) holdout: on the held-out months its PAI is at least "
     "{tol:.0%} of the best PAI of any zone of its size. A check with fewer than {minw} records "
     "(or a rank interval overlapping the alternative's) is insufficient. Verdict: inconclusive when a "
     "check is insufficient, else revise when one fails, else justified"
@@ -611,6 +602,14 @@ def in_window(occurred_at: pd.Series, window: str | None) -> pd.Series:
     if hi is not None:
         keep &= when < hi
     return keep
+
+
+def year_windows(occurred_at: pd.Series) -> list[str]:
+    """One `SiteParams.window` per calendar year the dates fall in (``2016-01-01:2016-12-31``),
+    in order: the windows `evaluate_site` takes to answer year by year."""
+    when = pd.to_datetime(occurred_at, errors="coerce", format="ISO8601")
+    years = sorted({int(y) for y in when.dt.year.dropna().unique()})
+    return [f"{y}-01-01:{y}-12-31" for y in years]
 
 
 def record_points(records: gpd.GeoDataFrame, indicator: str) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
@@ -747,7 +746,7 @@ def stability(inp: SiteInputs, rk: Ranking, params: SiteParams, progress: Any = 
         r = rank_of(tot[pz], tot)
         n_rec = inp.records(mask)
         windows.append({"window": str(int(year)), "records": round(n_rec, 1), "pilot_rank": r,
-                        "in_top": r <= top_n, "sufficient": n_rec >= p.min_window_records - 1e-9})
+                        "in_top": bool(r <= top_n), "sufficient": bool(n_rec >= p.min_window_records - 1e-9)})
     return Stability(top_n, p.replicates, p.seed, top_share, windows, p.min_window_records,
                      low, high, _ranks(inp.data.all @ rk.membership))
 
@@ -788,7 +787,8 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
     status = INSUFFICIENT if n_train < minw else (PASS if rk.pilot_rank <= rk.top_n else FAIL)
     checks.append(Check(
         "top_on_train", "training rank", status, rk.pilot_rank, rk.top_n,
-        (f"only {_rec(n_train)} records in the training months ({minw} needed)" if status == INSUFFICIENT else
+        (f"only {_rec(n_train)} records in the training months ({minw} needed); there {pilot} ranks "
+         f"{rk.pilot_rank} of {n_z}" if status == INSUFFICIENT else
          f"{pilot} ranks {rk.pilot_rank} of {n_z} contiguous zones of its size by {obj} on the training "
          f"months (top set: the best {rk.top_n})"), obj, "at_most",
         {"n_zones": n_z, "records": n_train}))
@@ -845,13 +845,14 @@ def run_checks(inp: SiteInputs, rk: Ranking, st: Stability, ho: Holdout, params:
                          "min_window_records": minw}))
 
     tol = 1 - p.pai_tolerance
+    ranked = (f"{pilot}'s PAI {ho.pilot_pai_test:.2f} ranks {ho.pilot_rank_test} of {ho.n_zones}; the best "
+              f"is {_zone_name(ho.best_test)} at {ho.best_test_pai:.2f}")
     if ho.records_test < minw:
         status = INSUFFICIENT
-        why = f"only {_rec(ho.records_test)} records in the held-out months ({minw} needed)"
+        why = f"only {_rec(ho.records_test)} records in the held-out months ({minw} needed); there {ranked}"
     else:
         status = PASS if ho.ratio >= tol else FAIL
-        why = (f"on the held-out months {pilot}'s PAI {ho.pilot_pai_test:.2f} ranks {ho.pilot_rank_test} "
-               f"of {ho.n_zones}; the best is {_zone_name(ho.best_test)} at {ho.best_test_pai:.2f}")
+        why = f"on the held-out months {ranked}"
     checks.append(Check("holdout", "holdout", status, ho.ratio, tol, why, "concentration", "at_least",
                         {"pilot_rank_test": ho.pilot_rank_test, "pilot_rank_train": ho.pilot_rank_train,
                          "n_zones": ho.n_zones, "best_test": ho.best_test, "best_test_pai": ho.best_test_pai,

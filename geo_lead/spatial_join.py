@@ -132,7 +132,9 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
                       np.where(names != "", "joined", "outside"))
     from geo_lead.allocation import boundary_units, settle_by_beat
 
-    near = boundary_units(geom, neighborhoods, names != "", tolerance_ft, name_column)
+    own = np.full(len(records), -1, dtype=int)
+    own[first["rec_pos"].to_numpy()] = first["nh_pos"].to_numpy()
+    near = boundary_units(geom, neighborhoods, names != "", tolerance_ft, name_column, unit_index=own)
     out = records.copy()
     out["neighborhood"] = names
     out["boundary_units"] = near

@@ -81,11 +81,19 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
 
+#: The run manifest (`geo_lead.manifest`): one row per `geo-lead run`.
+RUNS_TABLE = "runs"
+_RUNS_DDL = f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT UNIQUE NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL,
+    status TEXT, error TEXT, command TEXT, package_version TEXT, inputs_json TEXT,
+    parameters_json TEXT, counts_json TEXT, outputs_json TEXT, results_json TEXT,
+    changes_json TEXT)"""
+
 #: Declared sample fraction of each ingested file (`Store.put_file_frame`, `geo_lead.frames`).
 FILE_FRAMES_TABLE = "file_frames"
 _FILE_FRAMES_DDL = f"""CREATE TABLE IF NOT EXISTS {FILE_FRAMES_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
     file_sha256 TEXT UNIQUE NOT NULL, source_file TEXT, source TEXT, sample_fraction REAL NOT NULL,
-    years TEXT, report_first TEXT, report_last TEXT, declared_at TEXT)"""
+    years TEXT, report_first TEXT, report_last TEXT, ingested_at TEXT)"""
 
 #: The geocoder's cache (`geo_lead.geocode.cache`): one row per normalised address key.
 GEOCODE_CACHE_TABLE = "geocode_cache"
@@ -95,13 +103,6 @@ _GEOCODE_CACHE_DDL = f"""CREATE TABLE IF NOT EXISTS {GEOCODE_CACHE_TABLE} (fid I
     key TEXT NOT NULL UNIQUE, lon REAL, lat REAL, match_type TEXT, score REAL,
     matched_address TEXT, reason TEXT, reference_hash TEXT, created_at TEXT)"""
 
-#: The run manifest (`geo_lead.manifest`).
-RUNS_TABLE = "runs"
-_RUNS_DDL = f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT UNIQUE NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL,
-    status TEXT, error TEXT, command TEXT, package_version TEXT, inputs_json TEXT,
-    parameters_json TEXT, counts_json TEXT, outputs_json TEXT, results_json TEXT,
-    changes_json TEXT)"""
 #: ``occurred_at`` values that start with a ``YYYY-MM`` month (`Store.iter_record_rows`).
 _ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
 
@@ -549,6 +550,31 @@ class Store:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    # --- the run manifest (geo_lead.manifest) --------------------------------------------
+    def ensure_runs_table(self) -> None:
+        """Create the ``runs`` table (inside the caller's transaction, or in its own)."""
+        if RUNS_TABLE in self.tables():
+            return
+        self.conn.execute(_RUNS_DDL)
+        self.register_attributes(RUNS_TABLE, "run manifest: inputs, parameters, counts, outputs")
+
+    def read_runs(self, columns: Sequence[str], limit: int | None = None) -> list[tuple[Any, ...]]:
+        """Rows of ``runs`` (`columns`), newest first; [] when there is no such table."""
+        if RUNS_TABLE not in self.tables():
+            return []
+        sql = (f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM {RUNS_TABLE} '
+               "ORDER BY started_at DESC, fid DESC")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self.conn.execute(sql).fetchall()
+
+    def count_by(self, table: str, column: str) -> dict[Any, int]:
+        """``{value: rows}`` of `column` in `table` (GROUP BY; {} when the table is missing)."""
+        if table not in self.tables() or column not in self.columns(table):
+            return {}
+        rows = self.conn.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY "{column}"')
+        return {k: int(v) for k, v in rows.fetchall()}
+
     # --- sampling frames (geo_lead.frames) -----------------------------------------------
     def put_file_frame(self, frame: dict[str, Any]) -> None:
         """Store one file's sample declaration, keyed by its sha256 (inside `write`).
@@ -561,13 +587,13 @@ class Store:
         cols = ("file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
                 "report_last")
         self.conn.execute(
-            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, declared_at) "
+            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, ingested_at) "
             f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
 
     def read_file_frames(self) -> pd.DataFrame:
         """Every stored sample declaration (empty for a store ingested before they existed)."""
         cols = ["file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
-                "report_last", "declared_at"]
+                "report_last", "ingested_at"]
         return self.read_table(FILE_FRAMES_TABLE, cols, where="1 ORDER BY fid") \
             if FILE_FRAMES_TABLE in self.tables() else pd.DataFrame(columns=cols)
 
@@ -659,11 +685,6 @@ class Store:
                 "not_geocoded": int(not_geo)}
 
     # records: the geocoder (geo_lead.geocode.cache, geo_lead.geocode.beat_check)
-    def match_type_counts(self) -> dict[str, int]:
-        """Records per stored ``match_type`` (``"None"`` for records never geocoded)."""
-        rows = self.conn.execute("SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
-        return {str(k): int(v) for k, v in rows}
-
     def ungeocoded_records(self, columns: Sequence[str], skip_unmatched: bool) -> pd.DataFrame:
         """`columns` of the records without a point (fid order).
 
@@ -746,23 +767,6 @@ class Store:
         cur = self.conn.execute(sql + " ORDER BY fid", params)
         while rows := cur.fetchmany(chunk_rows):
             yield pd.DataFrame(rows, columns=list(columns))
-
-    # the run manifest (geo_lead.manifest)
-    def ensure_runs_table(self) -> None:
-        """Create the ``runs`` table (inside the caller's transaction, or in its own)."""
-        if RUNS_TABLE in self.tables():
-            return
-        self.conn.execute(_RUNS_DDL)
-        self.register_attributes(RUNS_TABLE, "run manifest: inputs, parameters, counts, outputs")
-
-    def read_runs(self, columns: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
-        """Rows of the ``runs`` table (`columns`), newest first; [] before the first run."""
-        if RUNS_TABLE not in self.tables():
-            return []
-        sql = f"SELECT {', '.join(columns)} FROM {RUNS_TABLE} ORDER BY started_at DESC, fid DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [dict(zip(columns, r, strict=True)) for r in self.conn.execute(sql).fetchall()]
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})

@@ -141,7 +141,7 @@ def _write_rows(path: Path, header: bytes, rows: list[bytes]) -> Path:
     return path
 
 
-def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path) -> None:
+def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's test. The only 2017 rows we have are the shipped sample's, so the second,
     disjoint sample is made of real rows too: the shipped file's rows are split in two files
     (every fourth incident apart; no row is invented or edited), declared at the issue's fractions:
@@ -186,3 +186,43 @@ def test_two_disjoint_samples_of_2017_form_one_frame(tmp_path: Path) -> None:
                                           "files": ["sample_a_2017.csv", "sample_b_2017.csv"]}]
     text = "\n".join(describe(changes))
     assert "sampling frame crime-pre2023 2017: fraction 0.14 -> 0.19" in text
+    # the manifest keeps each input's fraction, and `geo-lead runs` shows it
+    from geo_lead.cli import main
+    from geo_lead.manifest import list_runs
+
+    store = open_store(store_path)
+    runs = list_runs(store)
+    store.close()
+    assert [i["sample_fraction"] for r in runs for i in r["inputs"]] == [0.05, 0.14]
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "sample_b_2017.csv" in shown and "sample fraction 0.05" in shown and "sample fraction 0.14" in shown
+
+
+def test_a_complete_file_supersedes_the_samples_of_its_year(tmp_path: Path) -> None:
+    """A sample of 2017 (a quarter of the shipped rows, declared 0.25), then a file holding all
+    of the year's rows declared complete (the shipped rows with CRLF line ends: other bytes,
+    so not the shipped file, same records): its records dedupe against the sample's by
+    record_id, and every 2017 record then weighs 1."""
+    from geo_lead.frames import attach_weights, load_frames
+    from geo_lead.ingest import ingest_files
+    from geo_lead.store import open_store
+
+    lines = [ln for ln in FILE_2017.read_bytes().split(b"\n") if ln.strip()]
+    header, body = lines[0], lines[1:]
+    incidents = list(dict.fromkeys(r.split(b",")[0] for r in body))
+    quarter = set(incidents[::4])
+    sample = _write_rows(tmp_path / "quarter_2017.csv", header, [r for r in body if r.split(b",")[0] in quarter])
+    complete = tmp_path / "complete_2017.csv"
+    complete.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    store = open_store(tmp_path / "s.gpkg")
+    (a,) = ingest_files(store, [sample], sample_fraction=0.25)
+    (b,) = ingest_files(store, [complete], sample_fraction=1.0)
+    assert b.unchanged == a.added and b.added == b.accepted - a.added  # deduped by record_id
+    sampling = load_frames(store)
+    (frame,) = sampling.frames()
+    assert frame.complete and frame.fraction == 1.0 and frame.files == ("complete_2017.csv",)
+    recs = attach_weights(store, store.read_records(["source", "reported_at", "occurred_at"]), sampling)
+    assert len(recs) == b.accepted and (recs["weight"] == 1.0).all()
+    store.close()

@@ -299,3 +299,14 @@ def test_cli_beat_options_and_review(capsys: pytest.CaptureFixture[str], tmp_pat
     text = capsys.readouterr().out
     assert "1 records lie outside their own beat" in text and "named beat 811" in text
     assert "in the record's own LMPD beat" in text
+
+
+def test_cache_keys_carry_the_beat() -> None:
+    from geo_lead.geocode.cache import cache_key, cache_keys
+
+    assert cache_key("150 MAIN ST", "40202", "112") == cache_key("150 Main Street", "40202", " 112 ")
+    assert cache_key("150 MAIN ST", "40202", "112") != cache_key("150 MAIN ST", "40202")
+    assert cache_key("150 MAIN ST", "40202", "") == cache_key("150 MAIN ST", "40202")
+    keys = cache_keys(pd.Series(["150 MAIN ST", "150 MAIN\x1fST"]), pd.Series(["40202", "40202"]),
+                      pd.Series(["112", "112"]))
+    assert keys[0].endswith("|40202|112") and keys[1].endswith("|40202|112")

@@ -113,6 +113,15 @@ def test_controls_never_overlap(page: object, pages: dict[str, Path], which: str
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not _overlaps(a, b), (a, b)
+    if which == "site":  # the title and the run's parameters sit at the top
+        about = page.locator("details.geo-lead-about")
+        assert about.bounding_box()["y"] < 60
+        assert about.evaluate("d => d.open") is (not small)
+        about.locator("summary").click() if small else None
+        assert "indicator lead_eligible" in about.inner_text()
+        about.locator("summary").click() if small else None
+    else:
+        assert "Month:" in page.inner_text(".geo-lead-slider")
     legend = page.locator("details.geo-lead-legend")
     assert legend.evaluate("d => d.open") is (not small)  # collapsed to a button on a phone
     if small:

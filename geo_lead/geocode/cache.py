@@ -47,7 +47,7 @@ def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = 
     z = zips.fillna("").astype(str)
     b = beats.fillna("").astype(str).to_numpy() if beats is not None else ""
     codes, uniques = pd.factorize(a + "\x1f" + z + "\x1f" + b)
-    keys = np.array([cache_key(*u.split("\x1f", 2)) for u in uniques], dtype=object)
+    keys = np.array([cache_key(*u.rsplit("\x1f", 2)) for u in uniques], dtype=object)  # the address may hold \x1f
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
