@@ -517,10 +517,11 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     ``first`` (default `settings.BOUNDARY_RULE`).
 
     Neighborhoods, population and the First Division default to the shipped files and
-    `geo_lead.boundaries.first_division_for_store` (an official division file when one was
+    `geo_lead.division_records.first_division_for_store` (an official division file when one was
     installed, otherwise derived from the store's records).
     """
-    from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import first_division_for_store
     from geo_lead.parameters import result_parameters, store_frames_fingerprint
     from geo_lead.population import interpolate_population, load_tracts
 

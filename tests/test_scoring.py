@@ -280,7 +280,8 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
 
 def test_real_shipped_data_end_to_end(store_path: Path) -> None:
     """Ingest the shipped LMPD files, geocode offline, join, score: accounting and invariants."""
-    from geo_lead.boundaries import derive_first_division, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import derive_first_division
     from geo_lead.geocode import geocode_store
     from geo_lead.ingest import ingest_files
     from geo_lead.spatial_join import join_store
