@@ -1,6 +1,7 @@
 """Geocoder accuracy (seeded 20% hold-out) and throughput. Prints figures; asserts nothing.
 
-Run: ``python benchmarks/bench_geocode.py`` from the project root (about a minute).
+Run: ``python benchmarks/bench_geocode.py`` from the project root (about a minute);
+``--beats`` for the hold-out and the beat agreement of the 2016-2019 records only.
 
 Accuracy: 20% of the shipped address points and of the Census matches are removed from the
 reference, and the removed addresses are geocoded with the rest; intersections are measured
@@ -255,6 +256,62 @@ def division_agreement() -> None:
               f"({', '.join(settings.FIRST_DIVISION_DESCRIBED)}; +500 ft)")
 
 
+def _lmpd_files() -> list[Path]:
+    """The shipped 2016-2019 LMPD samples: the project's data/lmpd, else ../shared/data/lmpd."""
+    names = [f"crime_data_{y}_drug_sample.csv" for y in (2016, 2017, 2018, 2019)]
+    dirs = [settings.SHIPPED_DATA_DIR / "lmpd"] + [p / "shared" / "data" / "lmpd" for p in settings.PROJECT_ROOT.parents]
+    out = []
+    for name in names:
+        found = next((d / name for d in dirs if (d / name).exists()), None)
+        if found is None:
+            print(f"  (no {name} in data/lmpd or ../shared/data/lmpd: left out)")
+        else:
+            out.append(found)
+    return out
+
+
+def beat_agreement() -> None:
+    """Beat agreement by match type on the 2016-2019 records, without and with their beats.
+
+    Each record names its LMPD beat; the share of placed records whose point lies in it
+    (``same``), in a beat touching it (``adjacent``) or elsewhere (``other``), by match type,
+    over the records whose beat has a polygon. "without" geocodes address + ZIP only (the
+    matcher before the beat chose among candidates); "with" passes the beat too.
+    """
+    from geo_lead.geocode.beat_check import checks_for, rates_table, shipped_index
+
+    index = shipped_index()
+    if index is None:
+        print("beat agreement skipped: no boundaries/lmpd_beats.geojson")
+        return
+    frames = []
+    for path in _lmpd_files():
+        d = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frames.append(d[["BLOCK_ADDRESS", "ZIP_CODE", "LMPD_BEAT"]].assign(file=path.name))
+    if not frames:
+        return
+    d = pd.concat(frames, ignore_index=True)
+    print(f"beat agreement on {len(d):,} shipped 2016-2019 records ({', '.join(f.name for f in _lmpd_files())}):")
+    results = {}
+    for label, beats in (("without beats", None), ("with beats", d["LMPD_BEAT"].tolist())):
+        g = Geocoder()
+        res = g.geocode(d["BLOCK_ADDRESS"].tolist(), d["ZIP_CODE"].tolist(), beats=beats)
+        checks = checks_for(res["lon"].to_numpy(float), res["lat"].to_numpy(float), d["LMPD_BEAT"], index)
+        tally = pd.DataFrame({"match_type": res["match_type"], "beat_check": checks}).dropna()
+        table = rates_table(tally.groupby(["match_type", "beat_check"]).size().rename("records").reset_index())
+        results[label] = (res, table)
+        print(f"  {label}: placed {100 * res['lon'].notna().mean():.1f}%")
+        for row in table.itertuples(index=False):
+            share = "n/a" if not row.checked else f"{100 * row.same_share:.2f}%"
+            print(f"    {row.match_type:>13}: same {share} of {row.checked:,} (adjacent {row.adjacent:,}, "
+                  f"other {row.other:,}; no beat polygon {row.no_beat:,})")
+    a, b = results["without beats"][0], results["with beats"][0]
+    moved = (a["match_type"] != b["match_type"]) | ~np.isclose(a["lon"].fillna(0), b["lon"].fillna(0), atol=1e-7, rtol=0) \
+        | ~np.isclose(a["lat"].fillna(0), b["lat"].fillna(0), atol=1e-7, rtol=0)
+    print(f"  the beat changed the answer of {int(moved.sum()):,} records "
+          f"({b.loc[moved, 'input'].nunique():,} distinct addresses)")
+
+
 def throughput() -> None:
     import os
 
@@ -335,10 +392,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seed", type=int, default=settings.RANDOM_SEED)
     ap.add_argument("--holdout-only", action="store_true", help="only the accuracy hold-out (a few seconds)")
+    ap.add_argument("--beats", action="store_true",
+                    help="only the hold-out and the beat agreement of the 2016-2019 records")
     args = ap.parse_args()
     print(f"seed {args.seed}")
     holdout(args.seed)
     if args.holdout_only:
+        return
+    beat_agreement()
+    if args.beats:
         return
     records_rate()
     division_agreement()

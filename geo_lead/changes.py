@@ -15,8 +15,17 @@ Rules
   ``hot 90%``), keyed by ``neighborhood:<name>`` or ``grid:<cell_id>`` (Gi*), or a KDE
   hotspot cell, keyed by ``kde:<lon>,<lat>`` of its centre. New = hot now and
   not before; vanished = hot before and not now.
-* The verdict is the first ``verdict`` value found in ``site_result`` (top level first);
-  it changed when the two values differ (compared as JSON).
+* The verdict is the first ``verdict`` value found in ``site_result`` (top level first):
+  ``justified``, ``revise`` or ``inconclusive``; it changed when the two values differ
+  (compared as JSON). Its ``deciding_check`` is reported with it.
+* Checks: the status (``pass`` / ``fail`` / ``insufficient``) of each check in
+  ``site_result["checks"]`` (older results: ``verdict_checks`` booleans, True = pass,
+  False = fail, None = insufficient); a check whose status differs, or that exists in one
+  run only, is a check change.
+* Sampling frames (snapshot ``frames``: source, year, fraction, files) whose fraction or
+  files differ are listed, and so is a change of the capacity zone's neighborhoods or
+  months of data (``site_result.capacity_zone``): a new file can move these without moving
+  any rank.
 """
 
 from __future__ import annotations
@@ -138,6 +147,26 @@ def verdict(site_result: Any) -> Any:
     return None
 
 
+def check_statuses(site_result: Any) -> dict[str, str]:
+    """``{check name: status}`` of a site result (see the module rules), empty when none."""
+    if not isinstance(site_result, Mapping):
+        return {}
+    checks = site_result.get("checks")
+    if isinstance(checks, list):
+        return {str(c["name"]): str(c.get("status")) for c in checks if isinstance(c, Mapping) and "name" in c}
+    old = site_result.get("verdict_checks")
+    if isinstance(old, Mapping):
+        return {str(k): {True: "pass", False: "fail"}.get(v, "insufficient") for k, v in old.items()}
+    return {}
+
+
+def check_changes(previous_site: Any, current_site: Any) -> list[dict[str, Any]]:
+    """Checks whose status changed (``before``/``after`` None when absent in that run), by name."""
+    before, after = check_statuses(previous_site), check_statuses(current_site)
+    return [{"check": k, "before": before.get(k), "after": after.get(k)}
+            for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
+
+
 def compare_results(previous_scores: Any, current_scores: Any,
                     previous_site: Any = None, current_site: Any = None,
                     previous_hotspots: Mapping[str, str] | None = None,
@@ -158,8 +187,9 @@ def compare_results(previous_scores: Any, current_scores: Any,
     dict
         ``rank_moves``, ``entered_ranking``, ``left_ranking``, ``new_hotspots``,
         ``vanished_hotspots`` (sorted ``kind:id`` with label), ``verdict_before``,
-        ``verdict_after``, ``verdict_changed``, ``top_before``, ``top_after`` and
-        ``changed`` (anything at all).
+        ``verdict_after``, ``verdict_changed``, ``deciding_check_before``/``_after``,
+        ``check_changes`` (`check_changes`), ``checks_after`` (every check's status now),
+        ``top_before``, ``top_after`` and ``changed`` (anything at all).
     """
     ranks = rank_moves(previous_scores, current_scores)
     before, after = dict(previous_hotspots or {}), dict(current_hotspots or {})
@@ -172,11 +202,18 @@ def compare_results(previous_scores: Any, current_scores: Any,
         "rank_moves": ranks["moves"], "entered_ranking": ranks["entered"],
         "left_ranking": ranks["left"], "new_hotspots": new_hot, "vanished_hotspots": gone_hot,
         "verdict_before": v_before, "verdict_after": v_after, "verdict_changed": verdict_changed,
+        "deciding_check_before": _deciding(previous_site), "deciding_check_after": _deciding(current_site),
+        "check_changes": check_changes(previous_site, current_site),
+        "checks_after": check_statuses(current_site),
         "top_before": _top(previous_scores), "top_after": _top(current_scores),
     }
     report["changed"] = bool(ranks["moves"] or ranks["entered"] or ranks["left"] or new_hot
-                             or gone_hot or verdict_changed)
+                             or gone_hot or verdict_changed or report["check_changes"])
     return report
+
+
+def _deciding(site_result: Any) -> Any:
+    return site_result.get("deciding_check") if isinstance(site_result, Mapping) else None
 
 
 def _top(scores: Any) -> dict[str, str]:
@@ -192,9 +229,43 @@ def compare_snapshots(previous: Mapping[str, Any] | None, current: Mapping[str, 
         prev.get("scores"), current.get("scores"), prev.get("site_result"), current.get("site_result"),
         hotspots(prev.get("hotspots"), prev.get("hotspots_result")),
         hotspots(current.get("hotspots"), current.get("hotspots_result")))
+    report["frames_changed"] = frame_changes(prev.get("frames"), current.get("frames"))
+    cap_before, cap_after = _capacity(prev.get("site_result")), _capacity(current.get("site_result"))
+    report["capacity_before"], report["capacity_after"] = cap_before, cap_after
+    report["capacity_changed"] = previous is not None and cap_before != cap_after
+    report["changed"] = bool(report["changed"] or report["frames_changed"] or report["capacity_changed"])
     report["previous_run"] = previous_run_id
     report["first_run"] = previous is None
     return report
+
+
+def frame_changes(previous: Iterable[Mapping[str, Any]] | None,
+                  current: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Sampling frames (`geo_lead.frames.Frame.to_dict`: source, year, fraction, files) whose
+    fraction or files differ, appeared or vanished: ``{source, year, before, after, files}``."""
+    def key(rows: Iterable[Mapping[str, Any]] | None) -> dict[tuple[str, int], Mapping[str, Any]]:
+        return {(str(r.get("source")), int(r.get("year", 0))): r for r in (rows or [])}
+
+    old, new = key(previous), key(current)
+    out = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k), new.get(k)
+        fa = None if a is None else float(a.get("fraction", 1.0))
+        fb = None if b is None else float(b.get("fraction", 1.0))
+        files_a = list(a.get("files", [])) if a else []
+        files_b = list(b.get("files", [])) if b else []
+        if fa != fb or files_a != files_b:
+            out.append({"source": k[0], "year": k[1], "before": fa, "after": fb, "files": files_b or files_a})
+    return out
+
+
+def _capacity(site_result: Any) -> dict[str, Any] | None:
+    if not isinstance(site_result, Mapping) or not isinstance(site_result.get("capacity_zone"), Mapping):
+        return None
+    cz = site_result["capacity_zone"]
+    months = (cz.get("parameters") or {}).get("months_of_data")
+    return {"neighborhoods": list(cz.get("neighborhoods") or []),
+            "months_of_data": None if months is None else round(float(months), 2)}
 
 
 def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
@@ -203,7 +274,7 @@ def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
         return ["first recorded run: nothing to compare with yet"]
     lines = [f"changes since run {report.get('previous_run')}:"]
     if not report.get("changed"):
-        return [*lines, "  no change in ranks, hotspots or verdict"]
+        return [*lines, "  no change in ranks, hotspots, sampling frames, capacity zone or verdict"]
     moves = report.get("rank_moves", [])
     for m in moves[:max_moves]:
         ind = f" [{m['indicator']}]" if m.get("indicator") else ""
@@ -218,8 +289,22 @@ def describe(report: Mapping[str, Any], max_moves: int = 10) -> list[str]:
     for key, word in (("new_hotspots", "new hotspot"), ("vanished_hotspots", "hotspot vanished")):
         for h in report.get(key, []):
             lines.append(f"  {word}: {h['unit']} ({h['label']})")
+    for f in report.get("frames_changed", []):
+        before = "none" if f["before"] is None else f"{f['before']:.4g}"
+        after = "none" if f["after"] is None else f"{f['after']:.4g}"
+        lines.append(f"  sampling frame {f['source']} {f['year']}: fraction {before} -> {after} "
+                     f"({', '.join(f['files'])})")
+    if report.get("capacity_changed"):
+        a, b = report.get("capacity_before") or {}, report.get("capacity_after") or {}
+        lines.append(f"  capacity zone: {' + '.join(a.get('neighborhoods') or []) or 'none'} -> "
+                     f"{' + '.join(b.get('neighborhoods') or []) or 'none'} (months of data "
+                     f"{a.get('months_of_data')} -> {b.get('months_of_data')})")
+    for c in report.get("check_changes", []):
+        lines.append(f"  check {c['check']}: {c['before'] or 'absent'} -> {c['after'] or 'absent'}")
+    deciding = report.get("deciding_check_after")
+    why = f" (deciding check: {deciding})" if deciding else ""
     if report.get("verdict_changed"):
-        lines.append(f"  verdict changed: {report.get('verdict_before')!r} -> {report.get('verdict_after')!r}")
+        lines.append(f"  verdict changed: {report.get('verdict_before')!r} -> {report.get('verdict_after')!r}{why}")
     else:
-        lines.append("  verdict unchanged")
+        lines.append(f"  verdict unchanged: {report.get('verdict_after')!r}{why}")
     return lines

@@ -37,7 +37,7 @@ import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
-from geo_lead.store import FLAG_COLUMNS
+from geo_lead.store import FLAG_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,12 @@ def _join(records: pd.DataFrame, units: Any) -> Any:
 
 
 def neighborhoods_partition(records: pd.DataFrame, units: Any) -> pd.DataFrame:
-    """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) for one partition."""
+    """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) and
+    ``boundary_units`` (`geo_lead.allocation`) for one partition."""
     joined = _join(records, units)
     return pd.DataFrame({"record_id": records["record_id"].to_numpy(),
-                         "neighborhood": joined["neighborhood"].to_numpy().astype(object)})
+                         "neighborhood": joined["neighborhood"].to_numpy().astype(object),
+                         "boundary_units": joined["boundary_units"].to_numpy().astype(object)})
 
 
 def _partition_table(records: pd.DataFrame, units: Any, flags: Sequence[str]) -> pd.DataFrame:
@@ -172,7 +174,7 @@ def join_and_count(records: Any, neighborhoods: Any, engine: str = "pandas",
     return out
 
 
-def store_points(store: Any) -> pd.DataFrame:
+def store_points(store: Store) -> pd.DataFrame:
     """``lon``, ``lat`` and the flags of every stored record (NaN coordinates before geocoding)."""
     have = set(store.columns("records"))
     cols = [c for c in ("lon", "lat", *FLAG_COLUMNS) if c in have]
@@ -248,7 +250,7 @@ def _compute(collection: Any, scheduler: str | None) -> Any:
                 cluster.close()
 
 
-def join_store(store: Any, engine: str = "dask", npartitions: int | None = None,
+def join_store(store: Store, engine: str = "dask", npartitions: int | None = None,
                scheduler: str | None = None, neighborhoods: Any = None) -> dict[str, int]:
     """The join stage with a choice of engine: write ``neighborhood`` onto every record.
 
@@ -282,10 +284,11 @@ def join_store(store: Any, engine: str = "dask", npartitions: int | None = None,
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
     parts = npartitions or 2 * (os.cpu_count() or 1)
     ddf = dd.from_pandas(frame, npartitions=max(1, min(parts, len(frame) or 1)))
-    meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object)})
+    meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object),
+                         "boundary_units": pd.Series(dtype=object)})
     joined = _compute(ddf.map_partitions(neighborhoods_partition, units, meta=meta), scheduler)
     with store.write():
-        store.update_records(joined[["record_id", "neighborhood"]])
+        store.update_records(joined[["record_id", "neighborhood", "boundary_units"]])
     located = frame["lon"].notna() & frame["lat"].notna()
     named = joined["neighborhood"].fillna("").astype(str) != ""
     counts = {"records": len(frame), "joined": int(named.sum()),

@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from geo_lead import settings
-from geo_lead.maps import (
+from geo_lead.cartography import (
     NO_DATA_COLOR,
     SCORE_COLORS,
     ZONE_STYLES,
@@ -37,6 +37,12 @@ from geo_lead.maps import (
 )
 
 log = logging.getLogger(__name__)
+
+
+#: Column -> words for titles (no raw field names or CRS codes in what people read).
+COLUMN_TITLES: dict[str, str] = {"score": "score (0-1)", "count": "records",
+                                 "density_per_sqmi": "records per sq mi",
+                                 "eb_rate_per_1000": "smoothed rate per 1,000 residents"}
 
 
 def png_bytes(fig: Figure, dpi: int = settings.FIGURE_DPI) -> bytes:
@@ -100,7 +106,7 @@ def rank_interval_figure(scores: pd.DataFrame, top_n: int = 20,
     ax.hlines(y, low, high, color=np.where(pilot, "#bd0026", "#777777"), linewidth=3, alpha=0.6)
     ax.scatter(frame["rank"], y, color=np.where(pilot, "#bd0026", "#222222"), zorder=3, s=22)
     ax.set_yticks(y, [str(n).title() for n in frame["neighborhood"]], fontsize=8)
-    ax.set_xlabel("rank (1 = highest score); bar = bootstrap rank interval")
+    ax.set_xlabel("rank (1 = highest score); bar = likely rank range (bootstrap)")
     ax.set_xlim(0.5, max(float(np.nanmax(high)) if len(frame) else 1.0, 1.0) + 0.5)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Neighborhoods ranked by score (pilot neighborhoods in red)", fontsize=10)
@@ -142,8 +148,8 @@ def choropleth_figure(scores: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None =
     ax.set_axis_off()
     ax.set_aspect("equal")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, framealpha=0.9,
-              title=f"{column} (quantiles)", title_fontsize=8)
-    ax.set_title(f"Neighborhood {column} (EPSG:2246)", fontsize=10)
+              title=f"{COLUMN_TITLES.get(column, column)} (quantiles)", title_fontsize=8)
+    ax.set_title(f"Neighborhoods by {COLUMN_TITLES.get(column, column)}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -155,7 +161,7 @@ def concentration_figure(point_counts: Sequence[float] | np.ndarray | None,
     Parameters
     ----------
     point_counts
-        Records per geocoded block point (`geo_lead.maps.aggregate_points` ``n``).
+        Records per geocoded block point (``n`` of `geo_lead.maps.aggregate_points`).
     area_counts
         ``count`` and ``area_sqmi`` per neighborhood (the ``scores`` layer), optional.
     """

@@ -13,13 +13,19 @@ Methods
   or Silverman's (identical to Scott's in 2-D); evaluated at
   the centres of a grid clipped to the study area. Hotspot cells: density > mean + k*sd.
 * Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")``, conditional permutations with
-  a fixed seed, pseudo-p directed by the sign of z with ties not counted (`directed_pseudo_p`); labels at 99/95/90% after Benjamini-Hochberg FDR (``esda.fdr``).
+  a fixed seed; a one-sided pseudo-p in the direction of z with ties counted as extreme
+  (`directed_pseudo_p`), made two-sided (min(1, 2 p), `two_sided_p`) before
+  Benjamini-Hochberg (``esda.fdr``); labels named by the FDR level they pass
+  (``hot, FDR 5%``). Permutations are chosen so the strictest level offered is attainable
+  (`permutations_for`); a level out of reach is not offered (`attainable_levels`).
 * PAI = (n/N)/(a/A) (Chainey, Tompson & Uhlig 2008); PEI = n / n_max, n_max being the most
   records any set of grid cells of the same total area captures.
 
-Every record carries a ``weight`` = 1 / sampling fraction of its source file
-(`settings.SAMPLE_FRACTION_BY_FILE`, 1 for a complete extract), so counts estimate full-data
-counts and samples of different years mix fairly.
+Every record carries a ``weight``: its sampling-frame weight (`geo_lead.frames`: 1 / the
+declared fraction of its source and year, 1 for a complete extract), so counts estimate
+full-data counts and samples of different years mix fairly. Records near an edge shared by
+two or more units count in equal shares in each (`geo_lead.allocation`, rule ``split``; a
+record's parts lie on its one point, so the KDE and grid sums are unchanged by the split).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -38,48 +44,53 @@ import shapely
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
+if TYPE_CHECKING:
+    from geo_lead.store import Store
+
 log = logging.getLogger(__name__)
 
-#: Gi* labels, strongest first; `label_gistar` assigns the first level a unit passes.
 #: Likelihood cross-validation of the KDE bandwidth uses at most this many points.
 CV_MAX_POINTS = 1000
 #: Candidate bandwidths for cross-validation: log-spaced 0.2x..3x Scott's.
 CV_GRID = 25
-SIGNIFICANCE_LEVELS: tuple[tuple[float, str], ...] = ((0.01, "99%"), (0.05, "95%"), (0.10, "90%"))
+#: Benjamini-Hochberg FDR levels q offered for Gi* labels (`label_gistar`), strictest first.
+FDR_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.10)
+#: Most conditional permutations `permutations_for` chooses (a level out of reach then is
+#: not offered).
+MAX_PERMUTATIONS = 199_999
 NOT_SIGNIFICANT = "not significant"
 
 
 # --- inputs ------------------------------------------------------------------------------
 def record_weights(records: pd.DataFrame) -> pd.Series:
-    """Weight of each record: 1 / sampling fraction of its source file (1 when unknown).
-
-    Parameters
-    ----------
-    records
-        Records with an optional ``source_file`` column (a ``weight`` column is kept as is).
+    """The records' frame ``weight`` column (`geo_lead.frames.attach_weights`); 1 without one.
 
     Returns
     -------
     pandas.Series
         Float weights aligned to ``records.index``.
     """
-    if "weight" in records:
-        return records["weight"].astype(float)
-    if "source_file" not in records:
-        return pd.Series(1.0, index=records.index)
-    names = records["source_file"].fillna("").astype(str).str.replace("\\", "/").str.split("/").str[-1]
-    frac = names.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
-    return 1.0 / frac
+    from geo_lead.allocation import record_weight
+
+    return record_weight(records)
 
 
-def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible") -> tuple[gpd.GeoDataFrame, dict[str, int]]:
-    """Flagged, geocoded records in EPSG:2246 with a ``weight`` column, and the accounting.
+def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible",
+                     boundary: str | None = None) -> tuple[gpd.GeoDataFrame, dict[str, int]]:
+    """Flagged, geocoded records in EPSG:2246, one row per (record, unit) share, and the accounting.
+
+    Each row has ``weight`` = frame weight x share, ``neighborhood`` = the unit, ``record_row``
+    = the record's index label in `records`, ``share`` and ``shared``; records outside every unit keep
+    one row (``neighborhood`` ""). `boundary`: ``split`` or ``first`` (default
+    `settings.BOUNDARY_RULE`; `geo_lead.allocation.unit_shares`).
 
     Returns
     -------
     points, counts
-        ``counts`` has records_in = not_flagged + not_geocoded + kept.
+        ``counts`` has records_in = not_flagged + not_geocoded + kept (records, not rows).
     """
+    from geo_lead.allocation import explode
+
     if indicator not in records:
         raise GeoLeadError(f"records have no indicator column {indicator!r}; columns: {list(records.columns)}")
     flagged = records[indicator].fillna(False).astype(bool)
@@ -89,7 +100,23 @@ def indicator_points(records: gpd.GeoDataFrame, indicator: str = "lead_eligible"
     kept["weight"] = record_weights(kept)
     counts = {"records_in": len(records), "not_flagged": int((~flagged).sum()),
               "not_geocoded": int((flagged & ~located).sum()), "kept": len(kept)}
+    if "neighborhood" in kept:
+        placed = (kept["neighborhood"].fillna("").astype(str) != "").to_numpy()
+        rest = kept[~placed].assign(record_row=kept.index[~placed], share=1.0, shared=False)
+        kept = gpd.GeoDataFrame(pd.concat([explode(kept[placed], boundary), rest.reset_index(drop=True)],
+                                          ignore_index=True), geometry=kept.geometry.name, crs=kept.crs)
+    else:
+        kept = kept.assign(record_row=kept.index, share=1.0, shared=False)
     return kept.to_crs(settings.CRS_PROJECTED), counts
+
+
+def collapse_shares(points: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One row per record of `indicator_points` rows: its first row, weight = its rows' sum."""
+    if "record_row" not in points or points.empty:
+        return points
+    first = points.drop_duplicates("record_row").copy()
+    first["weight"] = points.groupby("record_row")["weight"].sum().reindex(first["record_row"]).to_numpy(float)
+    return first
 
 
 def assign_neighborhoods(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.Series:
@@ -276,6 +303,39 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
 
 
 # --- Getis-Ord Gi* -----------------------------------------------------------------------
+def two_sided_p(p_one_sided: np.ndarray) -> np.ndarray:
+    """Two-sided pseudo p-value of "hot or cold": min(1, 2 x the one-sided p of the
+    smaller tail (esda's ``p_sim``))."""
+    return np.minimum(1.0, 2.0 * np.asarray(p_one_sided, dtype=float))
+
+
+def smallest_p(permutations: int) -> float:
+    """The smallest two-sided pseudo p-value `permutations` permutations can give: 2 / (R + 1)."""
+    return min(1.0, 2.0 / (permutations + 1))
+
+
+def attainable_levels(n_tests: int, permutations: int,
+                      levels: Sequence[float] = FDR_LEVELS) -> tuple[float, ...]:
+    """The FDR levels q a unit can reach with `permutations` permutations among `n_tests` tests.
+
+    Benjamini-Hochberg's lowest cut-off is q / m (a unit significant on its own); a level is
+    attainable when the smallest two-sided p, 2 / (R + 1), is below it.
+    """
+    m = max(int(n_tests), 1)
+    return tuple(q for q in levels if smallest_p(permutations) < q / m)
+
+
+def permutations_for(n_tests: int, levels: Sequence[float] = FDR_LEVELS,
+                     minimum: int = settings.PERMUTATIONS, maximum: int = MAX_PERMUTATIONS) -> int:
+    """Permutations that make the strictest of `levels` attainable for `n_tests` tests.
+
+    R = ceil(2 m / q_min), so 2 / (R + 1) < q_min / m; at least `minimum`, at most `maximum`
+    (a level still out of reach at `maximum` is not offered, see `attainable_levels`).
+    """
+    need = math.ceil(2 * max(int(n_tests), 1) / min(levels)) if levels else minimum
+    return int(min(max(minimum, need), maximum))
+
+
 def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
            seed: int = settings.RANDOM_SEED) -> pd.DataFrame:
     """Gi* z-scores and pseudo p-values with esda (binary weights including self).
@@ -286,30 +346,65 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
         Values per unit.
     w
         A libpysal ``W`` (or ``Graph``) over the same units.
+    permutations
+        Conditional permutations R (0: the analytical normal p-values instead). Above
+        `SIMULATION_VALUES_MAX` / n they are drawn in batches, batch i with seed ``seed + i``
+        (one batch: exactly esda's draws for `seed`).
 
     Returns
     -------
     pandas.DataFrame
-        gi_z (analytical z of Gi*), p_sim (conditional permutation pseudo-p, (M+1)/(R+1)).
+        gi_z (analytical z of Gi*); p_sim (one-sided pseudo-p in the direction of z,
+        (M+1)/(R+1), `directed_pseudo_p`); p_two_sided (what the labels test: `two_sided_p`
+        of the smaller tail's pseudo-p, as esda folds ``p_sim``, ties counted as extreme on
+        both sides; with R = 0, of esda's normal ``p_norm``).
     """
+    y = np.asarray(y, dtype=float)
+    if not permutations:
+        g = _g_local(y, w, 0, seed)
+        z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
+        p = np.asarray(g.p_norm, dtype=float)
+        return pd.DataFrame({"gi_z": z, "p_sim": p, "p_two_sided": two_sided_p(p)})
+    batch = max(1, min(permutations, SIMULATION_VALUES_MAX // max(len(y), 1)))
+    up = down = 0
+    done, i = 0, 0
+    z = np.zeros(len(y))
+    while done < permutations:
+        r = min(batch, permutations - done)
+        g = _g_local(y, w, r, seed + i)
+        z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
+        u, d = _extreme_counts(np.asarray(g.Gs, float), np.asarray(g.rGs, float))
+        up, down, done, i = up + u, down + d, done + r, i + 1
+    p = np.where(z > 0, (up + 1) / (permutations + 1), np.where(z < 0, (down + 1) / (permutations + 1), 1.0))
+    # esda's p_sim folds to the smaller tail; so does the two-sided p (ties count on both).
+    smaller = (np.minimum(up, down) + 1) / (permutations + 1)
+    return pd.DataFrame({"gi_z": z, "p_sim": p, "p_two_sided": two_sided_p(smaller)})
+
+
+#: Most permuted values (units x permutations) held in memory at once by `gistar`.
+SIMULATION_VALUES_MAX = 20_000_000
+
+
+def _g_local(y: np.ndarray, w: Any, permutations: int, seed: int) -> Any:
     import esda
 
-    y = np.asarray(y, dtype=float)
     with warnings.catch_warnings():
         # esda warns about islands (kept: with self-weights an island is its own Gi*) and,
         # from crand, about a future change of the default alternative hypothesis; G_Local
-        # has no argument to choose it yet (we compute the directed p-value ourselves below).
+        # has no argument to choose it yet (we compute the directed p-value ourselves).
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         # z_sim divides by a zero spread when every permutation ties; we do not use z_sim.
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
-        g = esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
-                         keep_simulations=bool(permutations), n_jobs=1)
-    z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
-    if not permutations:
-        return pd.DataFrame({"gi_z": z, "p_sim": np.asarray(g.p_norm, dtype=float)})
-    return pd.DataFrame({"gi_z": z, "p_sim": directed_pseudo_p(np.asarray(g.Gs, float),
-                                                                np.asarray(g.rGs, float), z)})
+        return esda.G_Local(y, w, transform="B", star=True, permutations=permutations, seed=seed,
+                            keep_simulations=bool(permutations), n_jobs=1)
+
+
+def _extreme_counts(observed: np.ndarray, simulated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit #(sim >= obs) and #(sim <= obs), ties counted on both sides."""
+    tol = 1e-12 * np.maximum(1.0, np.abs(observed))[:, None]
+    return ((simulated >= observed[:, None] - tol).sum(axis=1),
+            (simulated <= observed[:, None] + tol).sum(axis=1))
 
 
 def directed_pseudo_p(observed: np.ndarray, simulated: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -317,42 +412,70 @@ def directed_pseudo_p(observed: np.ndarray, simulated: np.ndarray, z: np.ndarray
 
     esda's ``p_sim`` counts #(sim >= obs) and folds it when above half, so on the low side a
     tie counts as *not* extreme: on a sparse count grid a cell of 0 among 0s (every
-    permutation ties) gets p = 0.001, a spurious "cold 99%". Here ties always count as at
+    permutation ties) gets p = 0.001, a spurious cold spot. Here ties always count as at
     least as extreme: up = #(sim >= obs) (esda's value when z > 0), down = #(sim <= obs);
     z = 0 -> p = 1.
     """
     r = simulated.shape[1]
-    tol = 1e-12 * np.maximum(1.0, np.abs(observed))[:, None]
-    up = ((simulated >= observed[:, None] - tol).sum(axis=1) + 1) / (r + 1)
-    down = ((simulated <= observed[:, None] + tol).sum(axis=1) + 1) / (r + 1)
-    return np.where(z > 0, up, np.where(z < 0, down, 1.0))
+    up, down = _extreme_counts(observed, simulated)
+    return np.where(z > 0, (up + 1) / (r + 1), np.where(z < 0, (down + 1) / (r + 1), 1.0))
 
 
-def label_gistar(z: np.ndarray, p: np.ndarray, fdr: bool = True) -> list[str]:
-    """``hot 99%`` .. ``cold 90%`` or ``not significant``, after Benjamini-Hochberg FDR.
+def fdr_label(direction: str, q: float) -> str:
+    """A Gi* label named by its Benjamini-Hochberg level: ``hot, FDR 5%``."""
+    return f"{direction}, FDR {q * 100:g}%"
 
-    A unit is significant at level alpha when p <= ``esda.fdr(p, alpha)`` (with `fdr`) or
-    p <= alpha (without).
+
+def label_gistar(z: np.ndarray, p: np.ndarray, levels: Sequence[float] = FDR_LEVELS,
+                 fdr: bool = True) -> list[str]:
+    """``hot, FDR 1%`` .. ``cold, FDR 10%`` or ``not significant``.
+
+    Parameters
+    ----------
+    z
+        Gi* z-scores (their sign gives hot or cold).
+    p
+        Two-sided pseudo p-values (`two_sided_p`).
+    levels
+        FDR levels q offered (`attainable_levels`); a unit takes the strictest it passes.
+    fdr
+        A unit passes q when p <= ``esda.fdr(p, q)`` (Benjamini-Hochberg); without, p <= q.
     """
     import esda
 
     z, p = np.asarray(z, float), np.asarray(p, float)
     labels = np.full(len(p), NOT_SIGNIFICANT, dtype=object)
-    for alpha, name in reversed(SIGNIFICANCE_LEVELS):  # weakest first, stronger overwrite
-        cut = float(esda.fdr(p, alpha)) if fdr and len(p) else alpha
+    for q in sorted(levels, reverse=True):  # weakest first, stronger overwrite
+        cut = float(esda.fdr(p, q)) if fdr and len(p) else q
         sig = p <= cut
-        labels[sig & (z > 0)] = f"hot {name}"
-        labels[sig & (z < 0)] = f"cold {name}"
+        labels[sig & (z > 0)] = fdr_label("hot", q)
+        labels[sig & (z < 0)] = fdr_label("cold", q)
     return labels.tolist()
 
 
+def gistar_labels(levels: Sequence[float] = FDR_LEVELS) -> list[str]:
+    """Every label `label_gistar` can give for `levels`: hot strongest first, then not
+    significant, then cold weakest first (a legend's order)."""
+    ordered = sorted(levels)
+    return ([fdr_label("hot", q) for q in ordered] + [NOT_SIGNIFICANT]
+            + [fdr_label("cold", q) for q in reversed(ordered)])
+
+
+def _significance(n_tests: int, permutations: int | None) -> tuple[int, tuple[float, ...]]:
+    """(R, levels offered): R chosen by `permutations_for` when None, else as given."""
+    r = permutations_for(n_tests) if permutations is None else int(permutations)
+    return r, attainable_levels(n_tests, r) if r else FDR_LEVELS
+
+
 def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFrame,
-                         permutations: int = settings.PERMUTATIONS,
+                         permutations: int | None = None,
                          seed: int = settings.RANDOM_SEED) -> gpd.GeoDataFrame:
     """Gi* of weighted record density (per sq mi) on neighborhood units, queen contiguity.
 
     Density, not count, because the units' areas differ tenfold. All units take part (named
-    or not) so the lattice has no holes. Islands keep only their self-weight.
+    or not) so the lattice has no holes. Islands keep only their self-weight. `permutations`
+    None: `permutations_for` the number of units. The layer's ``attrs`` hold
+    ``permutations`` and ``fdr_levels`` (the levels offered, `attainable_levels`).
     """
     from libpysal.weights import Queen
 
@@ -364,23 +487,26 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         w = Queen.from_dataframe(proj, use_index=False)
-    stats = gistar(density, w, permutations, seed)
+    r, levels = _significance(len(proj), permutations)
+    stats = gistar(density, w, r, seed)
     out = gpd.GeoDataFrame({"neighborhood": proj["NH_NAME"], "count": count,
                             "density_per_sqmi": density, "gi_z": stats["gi_z"],
-                            "p_sim": stats["p_sim"],
-                            "label": label_gistar(stats["gi_z"], stats["p_sim"])},
+                            "p_sim": stats["p_sim"], "p_two_sided": stats["p_two_sided"],
+                            "label": label_gistar(stats["gi_z"], stats["p_two_sided"], levels)},
                            geometry=proj.geometry, crs=settings.CRS_PROJECTED)
+    out.attrs.update(permutations=r, fdr_levels=list(levels))
     return out
 
 
 def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 1000.0,
-                band_ft: float | None = None, permutations: int = settings.PERMUTATIONS,
+                band_ft: float | None = None, permutations: int | None = None,
                 seed: int = settings.RANDOM_SEED) -> gpd.GeoDataFrame:
     """Gi* of weighted record counts on a grid of `cell_ft` cells clipped to `area`.
 
     Neighbours are cells whose (unclipped) centres lie within `band_ft` (default 1.5 cells:
     the 8 surrounding cells); counts, not densities, since the cells are equal-sized
     (edge cells clipped by the study-area boundary keep their full-cell role).
+    `permutations` and the layer's ``attrs`` as in `gistar_neighborhoods`.
     """
     from libpysal.weights import DistanceBand
 
@@ -391,13 +517,16 @@ def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         w = DistanceBand(centres, threshold=band, binary=True, silence_warnings=True)
-    stats = gistar(counts, w, permutations, seed)
+    r, levels = _significance(len(grid), permutations)
+    stats = gistar(counts, w, r, seed)
     out = grid[["cell_id", "geometry"]].copy()
     out["count"] = counts
     out["gi_z"] = stats["gi_z"].to_numpy()
     out["p_sim"] = stats["p_sim"].to_numpy()
-    out["label"] = label_gistar(out["gi_z"], out["p_sim"])
+    out["p_two_sided"] = stats["p_two_sided"].to_numpy()
+    out["label"] = label_gistar(out["gi_z"], out["p_two_sided"], levels)
     out["band_ft"] = band
+    out.attrs.update(permutations=r, fdr_levels=list(levels))
     return out
 
 
@@ -436,16 +565,17 @@ def pei(n: float, cell_counts: np.ndarray, cell_areas: np.ndarray, area: float) 
 # --- the store edge ----------------------------------------------------------------------
 #: Record columns the hotspots read (plus the indicator flag): reading only these instead of
 #: every text column of a million records saves seconds and gigabytes.
-HOTSPOT_COLUMNS: tuple[str, ...] = ("source_file", "neighborhood", "lon", "lat")
+HOTSPOT_COLUMNS: tuple[str, ...] = ("source", "reported_at", "occurred_at", "neighborhood", "boundary_units",
+                                    "lon", "lat")
 
 
-def store_columns(store: Any, columns: Sequence[str], indicator: str) -> list[str]:
+def store_columns(store: Store, columns: Sequence[str], indicator: str) -> list[str]:
     """`columns` + `indicator` (+ ``division`` when the First Division must come from data)."""
     extra = () if settings.FIRST_DIVISION_FILE.exists() else ("division",)
     return list(dict.fromkeys([*columns, indicator, *extra]))
 
 
-def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None,
+def records_from_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
                        columns: Sequence[str] | None = None,
                        records: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
@@ -487,9 +617,13 @@ def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
              area_names: Sequence[str], indicator: str = "lead_eligible",
              kde_cell_ft: float = 500.0, bandwidth_method: str = "cv",
              hotspot_sd: float = 2.0, grid_cell_ft: float = 1000.0,
-             permutations: int = settings.PERMUTATIONS, seed: int = settings.RANDOM_SEED,
+             permutations: int | None = None, seed: int = settings.RANDOM_SEED,
+             boundary: str | None = None,
              ) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """All hotspot layers for one indicator (pure: GeoDataFrames in, layers + summary out).
+
+    `permutations` None: for each Gi* layer, enough that its strictest FDR level is
+    attainable (`permutations_for`); given: the levels it can reach are offered.
 
     Returns
     -------
@@ -497,37 +631,51 @@ def hotspots(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
         ``layers``: hotspot_kde, hotspot_gistar_neighborhoods, hotspot_gistar_grid
         (EPSG:2246). ``result``: the ``geo-lead hotspots --json`` object.
     """
-    points, accounting = indicator_points(records, indicator)
+    points, accounting = indicator_points(records, indicator, boundary)
     area = study_area(neighborhoods, area_names)
     in_area = points[units_of(points, neighborhoods).isin(list(area_names)).to_numpy()]
-    accounting["in_study_area"] = len(in_area)
-    accounting["outside_study_area"] = len(points) - len(in_area)
-    kde, kde_info = kde_surface(in_area, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)
+    # records (a record shared with a unit outside the area counts as in it)
+    accounting["in_study_area"] = int(in_area["record_row"].nunique())
+    accounting["outside_study_area"] = int(accounting["kept"] - accounting["in_study_area"])
+    # KDE and grid take one point per record (its in-area parts' weight): duplicated points
+    # would change the cross-validated bandwidth, not the picture.
+    located = collapse_shares(in_area)
+    kde, kde_info = kde_surface(located, area, kde_cell_ft, None, bandwidth_method, hotspot_sd)
     nh = gistar_neighborhoods(neighborhoods, points, permutations, seed)
-    grid = gistar_grid(in_area, area, grid_cell_ft, None, permutations, seed)
+    grid = gistar_grid(located, area, grid_cell_ft, None, permutations, seed)
 
     def tally(labels: pd.Series) -> dict[str, int]:
         return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+
+    def significance(layer: gpd.GeoDataFrame) -> dict[str, Any]:
+        r, levels = int(layer.attrs["permutations"]), list(layer.attrs["fdr_levels"])
+        return {"permutations": r, "seed": seed, "fdr": "Benjamini-Hochberg (esda.fdr)",
+                "p_value": "two-sided: min(1, 2 x the one-sided conditional-permutation pseudo p)",
+                "tests": len(layer), "smallest_p": smallest_p(r) if r else None,
+                "fdr_levels": levels, "fdr_levels_not_offered": [q for q in FDR_LEVELS if q not in levels],
+                "label_order": gistar_labels(levels)}
 
     result = {
         "indicator": indicator, "study_area": list(area_names), "records": accounting,
         "kde": kde_info,
         "gistar_neighborhoods": {
             "weights": "queen contiguity, binary, self included (Gi*)", "variable": "density_per_sqmi",
-            "permutations": permutations, "seed": seed, "fdr": "Benjamini-Hochberg (esda.fdr)",
+            **significance(nh),
             "labels": tally(nh["label"]),
             "hot": nh.loc[nh["label"].str.startswith("hot"), "neighborhood"].tolist(),
-            "top": nh.sort_values("gi_z", ascending=False).head(10)[["neighborhood", "count", "gi_z", "p_sim", "label"]].to_dict("records"),
+            "top": nh.sort_values("gi_z", ascending=False).head(10)[
+                ["neighborhood", "count", "gi_z", "p_sim", "p_two_sided", "label"]].to_dict("records"),
         },
         "gistar_grid": {
             "cell_ft": grid_cell_ft, "band_ft": float(grid["band_ft"].iloc[0]) if len(grid) else None,
-            "cells": len(grid), "permutations": permutations, "seed": seed,
+            "cells": len(grid), **significance(grid),
             "labels": tally(grid["label"]),
         },
     }
     layers = {"hotspot_kde": kde,
-              "hotspot_gistar_neighborhoods": nh[["neighborhood", "count", "density_per_sqmi", "gi_z", "p_sim", "label", "geometry"]],
-              "hotspot_gistar_grid": grid[["cell_id", "count", "gi_z", "p_sim", "label", "geometry"]]}
+              "hotspot_gistar_neighborhoods": nh[["neighborhood", "count", "density_per_sqmi", "gi_z", "p_sim",
+                                                  "p_two_sided", "label", "geometry"]],
+              "hotspot_gistar_grid": grid[["cell_id", "count", "gi_z", "p_sim", "p_two_sided", "label", "geometry"]]}
     return layers, result
 
 
@@ -549,7 +697,7 @@ def resolve_area(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None,
     raise GeoLeadError(f"unknown --area {area!r}; use first-division or city")
 
 
-def compute_hotspots(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def compute_hotspots(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                      candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
                      **kwargs: Any) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """`hotspots_store`'s computation without its writes: ``(layers, result)``.
@@ -566,7 +714,7 @@ def compute_hotspots(store: Any, indicator: str = "lead_eligible", area: str = "
     return hotspots(records, neighborhoods, names, indicator, **kwargs)
 
 
-def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def hotspots_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                    candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
                    computed: tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]] | None = None,
                    **kwargs: Any) -> dict[str, Any]:
@@ -597,6 +745,11 @@ def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "fi
     """
     layers, result = compute_hotspots(store, indicator, area, candidates, records, **kwargs) \
         if computed is None else computed
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
+
+    result = {**result, "parameters": result_parameters(
+        indicator=indicator, area=area, candidates=candidates, boundary_rule=kwargs.get("boundary"),
+        frames=store_frames_fingerprint(store))}
     for name, layer in layers.items():
         store.replace_features(name, layer, "GEOMETRY", description=f"geo_lead hotspots ({indicator})")
     store.put_json("hotspots_result", result)
@@ -614,9 +767,20 @@ def format_hotspots(result: dict[str, Any]) -> str:
                  f"{rec['in_study_area']:,} in the study area of {len(result['study_area'])} neighborhoods")
     lines.append(f"  KDE: bandwidth {kde['bandwidth_ft']:,.0f} ft ({kde['bandwidth_method']}), "
           f"{kde['hotspot_cells']} of {kde['cells']} {kde['cell_ft']:,.0f} ft cells hot ({kde['hotspot_rule']})")
-    lines.append(f"  Gi* neighborhoods (queen, {nh['permutations']} permutations, FDR): "
-          + ", ".join(f"{k}: {v}" for k, v in nh["labels"].items()))
+    lines.append(f"  Gi* neighborhoods (queen, {nh['permutations']:,} permutations, two-sided p, "
+                 f"{_levels_text(nh)}): " + ", ".join(f"{k}: {v}" for k, v in nh["labels"].items()))
     lines.append("    hot: " + (", ".join(nh["hot"]) or "none"))
-    lines.append(f"  Gi* grid ({grid['cells']} cells of {grid['cell_ft']:,.0f} ft, band {grid['band_ft']:,.0f} ft): "
-          + ", ".join(f"{k}: {v}" for k, v in grid["labels"].items()))
+    lines.append(f"  Gi* grid ({grid['cells']} cells of {grid['cell_ft']:,.0f} ft, band {grid['band_ft']:,.0f} ft, "
+                 f"{grid['permutations']:,} permutations, {_levels_text(grid)}): "
+                 + ", ".join(f"{k}: {v}" for k, v in grid["labels"].items()))
     return "\n".join(lines)
+
+
+def _levels_text(g: dict[str, Any]) -> str:
+    """``FDR 1%/5%/10% offered`` (+ the levels not reachable with its permutations)."""
+    offered = "/".join(f"{q * 100:g}%" for q in g.get("fdr_levels", []))
+    text = f"FDR {offered} offered" if offered else "no FDR level reachable"
+    missing = g.get("fdr_levels_not_offered") or []
+    if missing:
+        text += " (" + "/".join(f"{q * 100:g}%" for q in missing) + " out of reach: too few permutations)"
+    return text

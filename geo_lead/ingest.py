@@ -3,6 +3,10 @@
 `ingest_files` runs in one store transaction: a crash leaves the store as before, and two
 ingests at once serialise. For each file it returns rows_read = accepted + rejected, and
 accepted = added + unchanged + updated (see `Store.upsert_records` for the update rule).
+
+Each file is stored with its declared sample fraction (`geo_lead.frames.declared_fraction`:
+a shipped file's from ``data/lmpd/sampling.csv`` by sha256, else the caller's, default 1),
+its report years and its report-date span (`Store.put_file_frame`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from geo_lead import indicators, settings
+from geo_lead import frames, indicators, settings
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import iter_chunks, load_mapping
 from geo_lead.store import Store
@@ -57,6 +61,9 @@ class FileReport:
     added: int = 0
     unchanged: int = 0
     updated: int = 0
+    sample_fraction: float = 1.0
+    fraction_from: str = ""
+    years: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -78,8 +85,13 @@ def ingest_files(
     encoding: str = "utf-8",
     rules: indicators.Rules | None = None,
     progress: Progress | None = None,
+    sample_fraction: float | None = None,
 ) -> list[FileReport]:
     """Read each file, flag its records and add them to the store in one transaction.
+
+    `sample_fraction`: the share of its year's rows each file holds (0 < F <= 1), for files
+    the shipped manifest does not list; None = 1 (complete). A shipped file always takes the
+    manifest's value (`geo_lead.frames.declared_fraction`).
 
     Returns
     -------
@@ -96,10 +108,15 @@ def ingest_files(
     with store.write():
         _crash_point("after-begin")
         reflag_if_rules_changed(store, rules)  # old and new records flagged by the same rules
+        seen = set(store.read_ingested_files()["file_sha256"])
         for path in map(Path, paths):
             sha = sha256_file(path) if path.is_file() else ""  # else iter_chunks says why
-            report = FileReport(file=path.name, source=source or "", sha256=sha)
+            fraction, origin = frames.declared_fraction(sha, sample_fraction, path.name)
+            report = FileReport(file=path.name, source=source or "", sha256=sha,
+                                sample_fraction=fraction, fraction_from=origin)
+            dates: list[pd.Series] = []
             for chunk in iter_chunks(path, source=source, mapping=mapping_data, encoding=encoding):
+                dates.append(frames.report_dates(chunk.records))
                 report.rows_read += chunk.rows_read
                 report.rejected += len(chunk.rejects)
                 report.accepted += len(chunk.records)
@@ -118,11 +135,25 @@ def ingest_files(
                 if person_cols and len(chunk.persons):
                     store.insert_rows("persons", chunk.persons, or_ignore=True)
                 progress.update(chunk.rows_read)
-            store.insert_rows("ingests", pd.DataFrame([{
+            declared = frames.file_frame(sha, path.name, report.source, fraction,
+                                         pd.concat(dates) if dates else pd.Series(dtype="datetime64[ns]"))
+            report.years = declared.years
+            if sha:
+                store.put_file_frame({"file_sha256": sha, "source_file": path.name, "source": report.source,
+                                      "sample_fraction": fraction, "years": ";".join(map(str, declared.years)),
+                                      "report_first": declared.first, "report_last": declared.last})
+            if fraction < 1.0 and report.unchanged and sha not in seen:
+                log.warning("%s: %d of its records were already stored from another file: samples of a "
+                            "year must be disjoint, or the frame's fraction overstates them",
+                            path.name, report.unchanged)
+            row = pd.DataFrame([{
                 "source_file": path.name, "path": str(path.resolve()), "file_sha256": sha,
                 "source": report.source, "rows_read": report.rows_read,
                 "accepted": report.accepted, "rejected": report.rejected, "added": report.added,
-                "unchanged": report.unchanged, "updated": report.updated, "ingested_at": now}]))
+                "unchanged": report.unchanged, "updated": report.updated, "ingested_at": now,
+                "sample_fraction": fraction}])
+            store.ensure_columns("ingests", row)
+            store.insert_rows("ingests", row)
             log.info("%s: %d read, %d accepted, %d rejected, %d added", path.name,
                      report.rows_read, report.accepted, report.rejected, report.added)
             reports.append(report)

@@ -28,7 +28,8 @@ status           ``ok`` or ``failed``
 error            the error message of a failed run, else empty
 command          e.g. ``run``
 package_version  ``geo_lead.__version__``
-inputs_json      ``[{"path", "name", "sha256", "bytes"}]``
+inputs_json      ``[{"path", "name", "sha256", "bytes", "sample_fraction"}]`` (the fraction the
+                 file was ingested with, `geo_lead.frames`)
 parameters_json  ``{name: value}``
 counts_json      ``{stage: {count: n}}`` in stage order
 outputs_json     ``[path, ...]``
@@ -52,11 +53,10 @@ from typing import Any
 import pandas as pd
 
 from geo_lead import __version__
-from geo_lead.store import Store
+from geo_lead.store import RUNS_TABLE, Store
 
 log = logging.getLogger(__name__)
 
-RUNS_TABLE = "runs"
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "started_at", "finished_at", "duration_s", "status", "error", "command",
     "package_version", "inputs_json", "parameters_json", "counts_json", "outputs_json",
@@ -64,12 +64,6 @@ RUN_COLUMNS: tuple[str, ...] = (
 )
 _JSON_COLUMNS = ("inputs_json", "parameters_json", "counts_json", "outputs_json",
                  "results_json", "changes_json")
-_RUNS_DDL = f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT UNIQUE NOT NULL, started_at TEXT, finished_at TEXT, duration_s REAL,
-    status TEXT, error TEXT, command TEXT, package_version TEXT, inputs_json TEXT,
-    parameters_json TEXT, counts_json TEXT, outputs_json TEXT, results_json TEXT,
-    changes_json TEXT)"""
-
 #: Layers whose rows the results snapshot keeps (documented in docs/ARCHITECTURE.md).
 SCORE_SNAPSHOT_COLUMNS: tuple[str, ...] = ("neighborhood", "rank", "score", "count", "indicator")
 
@@ -101,10 +95,7 @@ def describe_inputs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
 
 def ensure_runs_table(store: Store) -> None:
     """Create the ``runs`` table (inside the caller's transaction, or in its own)."""
-    if RUNS_TABLE in store.tables():
-        return
-    store.conn.execute(_RUNS_DDL)
-    store.register_attributes(RUNS_TABLE, "run manifest: inputs, parameters, counts, outputs")
+    store.ensure_runs_table()
 
 
 @dataclass
@@ -222,11 +213,8 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
     """The manifest rows, newest first, with the JSON columns decoded (``inputs``, ``counts``...)."""
     if RUNS_TABLE not in store.tables():
         return []
-    sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM {RUNS_TABLE} ORDER BY started_at DESC, fid DESC"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    cur = store.conn.execute(sql)
-    return [_decode(dict(zip(RUN_COLUMNS, r, strict=True))) for r in cur.fetchall()]
+    rows = store.read_runs(RUN_COLUMNS, limit)
+    return [_decode(dict(zip(RUN_COLUMNS, r, strict=True))) for r in rows]
 
 
 def last_run(store: Store, status: str | None = "ok") -> dict[str, Any] | None:
@@ -242,14 +230,8 @@ def _kde_hot_cells(store: Store) -> dict[str, str]:
     reruns even though the layer is rebuilt and its fids renumbered."""
     import shapely
 
-    from geo_lead.store import wkb_from_gpkg
-
-    rows = store.conn.execute("SELECT geom FROM hotspot_kde WHERE is_hotspot = 1").fetchall()
     out: dict[str, str] = {}
-    for (blob,) in rows:
-        wkb = wkb_from_gpkg(blob)
-        if wkb is None:
-            continue
+    for wkb in store.feature_wkbs("hotspot_kde", "is_hotspot"):
         c = shapely.from_wkb(wkb).centroid
         out[f"{c.x:.5f},{c.y:.5f}"] = "hot (KDE)"
     return out
@@ -277,5 +259,8 @@ def results_snapshot(store: Store) -> dict[str, Any]:
         snap["hotspots"]["hotspot_kde"] = _kde_hot_cells(store)
     snap["site_result"] = store.get_json("site_result")
     snap["hotspots_result"] = store.get_json("hotspots_result")
+    from geo_lead.frames import load_frames
+
+    snap["frames"] = [fr.to_dict() for fr in load_frames(store).frames()]
     return snap
 

@@ -1,7 +1,7 @@
 """Interactive folium maps: the site-selection map and the monthly timeline map.
 
-This is the only module that reprojects for display (`for_display`, `for_figure`). Every
-layer is optional: a missing input is skipped and said in a note on the page. Data strings
+Colours, classes and the reprojection for display come from `geo_lead.cartography` (shared
+with the static figures). Every layer is optional: a missing input is skipped and said in a note on the page. Data strings
 (addresses, offence text, neighborhood names) are HTML-escaped in Python before they reach
 the page, and every JSON blob embedded in a ``<script>`` has ``<``, ``>`` and ``&`` written
 as ``\\u003c``-style escapes, so no record can close the script or inject markup.
@@ -20,9 +20,9 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import folium
 import geopandas as gpd
@@ -34,7 +34,21 @@ from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from geo_lead import settings
+from geo_lead.cartography import (  # re-exported: maps.SCORE_COLORS etc. keep working
+    GISTAR_COLORS,
+    KDE_COLORS,
+    NO_DATA_COLOR,
+    SCORE_COLORS,
+    ZONE_STYLES,
+    class_breaks,
+    color_for,
+    for_display,
+    for_figure,
+)
 from geo_lead.outputs import cap_text
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +56,6 @@ log = logging.getLogger(__name__)
 MIX_FLAGS: tuple[str, ...] = ("opiate", "possession", "trafficking", "paraphernalia",
                               "overdose", "other_drug", "lead_eligible")
 COORD_DECIMALS: int = settings.MAP_COORD_DECIMALS
-#: ColorBrewer YlOrRd, 5 classes (score choropleth) and PuBu (density surface).
-SCORE_COLORS: tuple[str, ...] = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
-KDE_COLORS: tuple[str, ...] = ("#f1eef6", "#bdc9e1", "#74a9cf", "#2b8cbe", "#045a8d")
-NO_DATA_COLOR: str = "#d9d9d9"
-#: Fixed label -> colour map for Gi* (as esda's examples: red hot, blue cold).
-GISTAR_COLORS: dict[str, str] = {
-    "hot 99%": "#b2182b", "hot 95%": "#ef8a62", "hot 90%": "#fddbc7",
-    "cold 90%": "#d1e5f0", "cold 95%": "#67a9cf", "cold 99%": "#2166ac",
-    "not significant": "#f7f7f7",
-}
-#: Outline styles for the zones (role -> colour, dash pattern, label).
-ZONE_STYLES: dict[str, tuple[str, str | None, str]] = {
-    "first_division": ("#444444", "6 4", "First Division"),
-    "pilot": ("#000000", None,
-              f"Pilot zone ({' + '.join(n.title() for n in settings.PILOT_NEIGHBORHOODS)})"),
-    "best": ("#1a9850", None, "Best zone of the same size"),
-    "capacity": ("#762a83", "2 4", "Zone sized to capacity"),
-    "comparison": ("#2166ac", "8 4", "Comparison area"),
-}
 LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
 LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
 CLUSTER_JS = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"
@@ -68,6 +63,17 @@ CLUSTER_CSS = (
     "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.css",
     "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.Default.css",
 )
+#: The choropleth's column in words (legend and layer control).
+COLUMN_WORDS: dict[str, str] = {
+    "score": "score (count, density and smoothed rate, 0&ndash;1)",
+    "eb_rate_per_1000": "smoothed rate per 1,000 residents", "density_per_sqmi": "records per sq mi",
+    "count": "records",
+}
+#: Zoom from which neighborhood names show: study-area units, then every other named unit.
+LABEL_ZOOM_AREA: int = 12
+LABEL_ZOOM_OTHER: int = 14
+#: A far comparison area is left out of the opening view when it would grow it more than this.
+FIT_MAX_GROWTH: float = 1.5
 OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 
 
@@ -97,18 +103,6 @@ def _fmt(value: Any, digits: int = 1) -> str:
         return esc(value)
 
 
-def for_display(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Reproject to lon/lat for the web map (assumes EPSG:4326 when no CRS is set)."""
-    if gdf.crs is None:
-        return gdf.set_crs(settings.CRS_STORE)
-    return gdf if gdf.crs.to_epsg() == 4326 else gdf.to_crs(settings.CRS_STORE)
-
-
-def for_figure(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Reproject to the projected CRS (feet) for static figures, so shapes are not stretched."""
-    return for_display(gdf).to_crs(settings.CRS_PROJECTED)
-
-
 def _usable(frame: Any) -> bool:
     return frame is not None and len(frame) > 0
 
@@ -129,32 +123,6 @@ def _features(gdf: gpd.GeoDataFrame, props: Sequence[dict[str, Any]],
     return {"type": "FeatureCollection", "features": feats}
 
 
-def class_breaks(values: Iterable[float], k: int = 5, integer: bool = False) -> list[float]:
-    """Quantile class upper bounds (k classes) of the finite values; fewer when values tie.
-
-    With `integer` (counts), bounds are rounded up to whole numbers, so classes read
-    ``1``, ``2``, ``3 - 5`` rather than ``1 - 1.4``.
-    """
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if arr.size == 0:
-        return []
-    qs = np.quantile(arr, np.linspace(0, 1, k + 1)[1:])
-    if integer:
-        qs = np.ceil(qs)
-    return sorted({float(q) for q in qs})
-
-
-def color_for(value: Any, breaks: Sequence[float], colors: Sequence[str]) -> str:
-    """The colour of the first class whose upper bound is >= value (grey when missing)."""
-    if value is None or not np.isfinite(float(value)) or not breaks:
-        return NO_DATA_COLOR
-    offset = len(colors) - len(breaks)  # fewer classes -> use the darker end of the ramp
-    for i, b in enumerate(breaks):
-        if float(value) <= b:
-            return colors[offset + i]
-    return colors[-1]
-
-
 # --- page elements ----------------------------------------------------------------------------
 class _DataLayer(folium.map.Layer):
     """A GeoJSON overlay styled by per-feature ``_s`` and with escaped ``_tip``/``_popup``."""
@@ -162,7 +130,7 @@ class _DataLayer(folium.map.Layer):
     _template = Template("""
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = L.geoJson({{ this.data }}, {
-            className: {{ this.css_class }},
+            className: {{ this.css_class }}, interactive: {{ this.interactive }},
             style: function (f) { return Object.assign({{ this.base_style }}, f.properties._s || {}); },
             onEachFeature: function (f, layer) {
                 if (f.properties._tip) { layer.bindTooltip(f.properties._tip, {sticky: true}); }
@@ -177,9 +145,9 @@ class _DataLayer(folium.map.Layer):
         super().__init__(name=name, overlay=True, control=True, show=show)
         self._name = "DataLayer"
         self.data = script_json(data)
-        self.base_style = script_json({**base_style, "interactive": interactive,
-                                       "className": css_class})
+        self.base_style = script_json({**base_style, "className": css_class})
         self.css_class = script_json(css_class)
+        self.interactive = script_json(bool(interactive))
 
 
 class _PointLayer(JSCSSMixin, folium.map.Layer):
@@ -257,15 +225,20 @@ class _PointLayer(JSCSSMixin, folium.map.Layer):
 
 
 class _Control(MacroElement):
-    """A fixed box of trusted HTML (built here from escaped parts) in a map corner."""
+    """A collapsible box (``<details>``) of trusted HTML (built here from escaped parts).
+
+    Open on wide screens, a one-line button on narrow ones (`static/maps/layout.js`).
+    """
 
     _template = Template("""
         {% macro script(this, kwargs) %}
         (function () {
             var box = L.control({position: {{ this.position }}});
             box.onAdd = function () {
-                var div = L.DomUtil.create('div', {{ this.css_class }});
-                div.innerHTML = {{ this.html }};
+                var div = L.DomUtil.create('details', {{ this.css_class }});
+                div.innerHTML = '<summary>' + {{ this.summary }} + '</summary><div class="geo-lead-body">'
+                    + {{ this.html }} + '</div>';
+                div.open = true;
                 L.DomEvent.disableClickPropagation(div);
                 L.DomEvent.disableScrollPropagation(div);
                 return div;
@@ -275,41 +248,79 @@ class _Control(MacroElement):
         {% endmacro %}
     """)
 
-    def __init__(self, inner_html: str, css_class: str, position: str = "bottomright") -> None:
+    def __init__(self, inner_html: str, css_class: str, position: str = "bottomright",
+                 summary: str = "Legend") -> None:
         super().__init__()
         self._name = "Control"
         self.html = script_json(inner_html)
+        self.summary = script_json(summary)
         self.css_class = script_json(css_class)
         self.position = script_json(position)
 
 
-PAGE_CSS = """<style>
-.geo-lead-box { background: rgba(255,255,255,0.92); padding: 6px 9px; font: 12px/1.35 sans-serif;
-  border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,0.35); max-width: 320px; }
-.geo-lead-box h4 { margin: 2px 0 4px; font-size: 13px; }
-.geo-lead-box .sw { display: inline-block; width: 14px; height: 10px; margin-right: 5px;
-  border: 1px solid #777; vertical-align: middle; }
-.geo-lead-box .ln { display: inline-block; width: 18px; height: 0; margin-right: 5px;
-  border-top: 3px solid #000; vertical-align: middle; }
-.geo-lead-notes { max-width: 380px; }
-.geo-lead-notes ul { margin: 2px 0; padding-left: 16px; }
-.geo-lead-title { font-weight: bold; font-size: 14px; }
-.leaflet-container { background: #f4f4f0; }
-.leaflet-control-layers { font-size: 12px; }
-</style>"""
+class _LabelLayer(folium.map.Layer):
+    """Neighborhood names as non-interactive labels, each shown from its own zoom on.
+
+    `labels`: ``[lat, lon, escaped name, min zoom]`` rows; the markers are made in the
+    browser by `static/maps/layout.js`.
+    """
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.layerGroup();
+        {% endmacro %}
+    """)
+
+    def __init__(self, labels: list[list[Any]], name: str = "Neighborhood names") -> None:
+        super().__init__(name=name, overlay=True, control=True, show=True)
+        self._name = "LabelLayer"
+        self.labels = script_json(labels)
+
+
+class _Layout(MacroElement):
+    """Fit, collapse and label logic of `static/maps/layout.js`; add it to the map last."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        window.geoLeadView = window.geoLeadLayout({{ this._parent.get_name() }}, {
+            bounds: {{ this.bounds }}, maxZoom: {{ this.max_zoom }},
+            control: {{ this.control }},
+            labelLayer: {{ this.label_layer }}, labelData: {{ this.label_data }}
+        });
+        {% endmacro %}
+    """)
+
+    def __init__(self, bounds: list[list[float]] | None, control: Any = None,
+                 labels: _LabelLayer | None = None, max_zoom: int = 16) -> None:
+        super().__init__()
+        self._name = "Layout"
+        self.bounds = script_json(bounds)
+        self.max_zoom = int(max_zoom)
+        self.control = control.get_name() if control is not None else "null"
+        self.label_layer = labels.get_name() if labels is not None else "null"
+        self.label_data = labels.labels if labels is not None else "[]"
+
+
+def _static_text(*parts: str) -> str:
+    """A file of ``geo_lead/static`` (the maps' own CSS/JS), read with importlib.resources."""
+    from importlib import resources
+
+    return resources.files("geo_lead").joinpath("static", *parts).read_text(encoding="utf-8")
 
 
 def _new_map(tiles: bool, title: str) -> folium.Map:
     """A bare Leaflet map: no CDN extras (jQuery, Bootstrap, awesome-markers), tiles optional."""
     m = folium.Map(location=[38.25, -85.78], zoom_start=13, tiles=None, control_scale=True,
-                   prefer_canvas=False)
+                   prefer_canvas=False, zoom_snap=0.25, zoom_delta=0.5)
     m.options["maxZoom"] = 19  # without tiles Leaflet has no max zoom; markercluster needs one
     m.options["minZoom"] = 9
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     root = m.get_root()
     root.header.add_child(Element(f"<title>{esc(title)}</title>"), name="page_title")
-    root.header.add_child(Element(PAGE_CSS), name="geo_lead_css")
+    root.header.add_child(Element(f"<style>{_static_text('maps', 'map.css')}</style>"), name="geo_lead_css")
+    root.header.add_child(Element(f"<script>{_static_text('maps', 'layout.js')}</script>"),
+                          name="geo_lead_layout_js")
     if tiles:
         folium.TileLayer("OpenStreetMap", name="OpenStreetMap basemap",
                          attr=OSM_ATTRIBUTION).add_to(m)
@@ -440,30 +451,65 @@ def point_rows(points: pd.DataFrame) -> dict[str, Any]:
             "offences": list(offs)}
 
 
+def _weighted(value: Any) -> str:
+    """A record count: whole numbers as integers, weighted counts with one decimal."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not np.isfinite(v):
+        return "n/a"
+    return f"{v:,.0f}" if abs(v - round(v)) < 1e-9 else f"{v:,.1f}"
+
+
+def score_popup(row: dict[str, Any]) -> str:
+    """A neighborhood's numbers as escaped HTML lines, in words with units.
+
+    Shows the weighted count (one decimal when fractional) and, when the scores carry them,
+    the records shared with a neighbouring unit (``count_shared``) and the rank range
+    under the boundary rule (``rank_boundary_best``/``rank_boundary_worst``).
+    """
+    name = esc(str(row.get("neighborhood", row.get("NH_NAME", ""))).title())
+    lines = [f"<b>{name}</b>"]
+    if row.get("rank") is not None and np.isfinite(float(row["rank"])):
+        lines.append(f"rank <b>{_fmt(row['rank'], 0)}</b> (likely {_fmt(row.get('rank_low'), 0)}"
+                     f"&ndash;{_fmt(row.get('rank_high'), 0)})")
+    if "count" in row:
+        lines.append(f"records: {_weighted(row['count'])}")
+    shared = row.get("count_shared")
+    if shared is not None and np.isfinite(float(shared)) and float(shared) > 0:
+        lines.append(f"of which on a shared boundary (split): {_weighted(shared)}")
+    for col, label, digits in (
+            ("count_per_year", "records per year (sample-scaled)", 1),
+            ("share", "share of the area's records", None), ("area_sqmi", "area (sq mi)", 2),
+            ("density_per_sqmi", "records per sq mi", 1), ("population", "residents (2020)", 0),
+            ("rate_per_1000", "records per 1,000 residents", 1),
+            ("eb_rate_per_1000", "smoothed rate per 1,000 (EB)", 1), ("score", "score (0&ndash;1)", 2)):
+        if col in row and row[col] is not None:
+            if digits is None:
+                v = row[col]
+                lines.append(f"{label}: {float(v):.1%}" if v is not None and np.isfinite(float(v)) else f"{label}: n/a")
+            else:
+                lines.append(f"{label}: {_fmt(row[col], digits)}")
+    best, worst = row.get("rank_boundary_best"), row.get("rank_boundary_worst")
+    if best is not None and worst is not None and np.isfinite(float(best)) and np.isfinite(float(worst)):
+        lines.append(f"rank with every shared record here / none: {_fmt(best, 0)} / {_fmt(worst, 0)}")
+    return "<br>".join(lines)
+
+
 def _score_props(scores: gpd.GeoDataFrame, value_col: str) -> tuple[list[dict[str, Any]], list[float]]:
     in_area = scores["in_area"].astype(bool) if "in_area" in scores else pd.Series(True, index=scores.index)
     vals = pd.to_numeric(scores[value_col], errors="coerce") if value_col in scores else pd.Series(np.nan, index=scores.index)
     breaks = class_breaks(vals[in_area])
     props = []
-    for i, row in enumerate(scores.to_dict("records")):
+    for i, row in enumerate(scores.drop(columns=scores.geometry.name).to_dict("records")):
+        row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
         name = esc(row.get("neighborhood", row.get("NH_NAME", "")))
         tip = f"<b>{name}</b>"
-        if "rank" in row:
+        if row.get("rank") is not None:
             tip += f" &middot; rank {_fmt(row.get('rank'), 0)}"
-        lines = [f"<b>{name}</b>"]
-        for col, label, digits in (
-                ("count", "records", 0), ("count_per_year", "records per year", 1),
-                ("share", "share of records", 3), ("area_sqmi", "area (sq mi)", 2),
-                ("density_per_sqmi", "per sq mi", 1), ("population", "population (2020)", 0),
-                ("rate_per_1000", "per 1,000 residents", 1),
-                ("eb_rate_per_1000", "EB-smoothed per 1,000", 1), ("score", "score", 3)):
-            if col in row:
-                lines.append(f"{label}: {_fmt(row[col], digits)}")
-        if "rank" in row:
-            lines.append(f"rank {_fmt(row.get('rank'), 0)} (interval {_fmt(row.get('rank_low'), 0)}"
-                         f"&ndash;{_fmt(row.get('rank_high'), 0)})")
         color = color_for(vals.iloc[i], breaks, SCORE_COLORS) if bool(in_area.iloc[i]) else NO_DATA_COLOR
-        props.append({"_tip": tip, "_popup": "<br>".join(lines),
+        props.append({"_tip": tip, "_popup": score_popup(row),
                       "_s": {"fillColor": color, "fillOpacity": 0.7 if bool(in_area.iloc[i]) else 0.25}})
     return props, breaks
 
@@ -481,7 +527,8 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
                    tiles: bool = False,
                    score_column: str = "score",
                    notes: Sequence[str] = (),
-                   title: str = "LEAD pilot site selection") -> folium.Map:
+                   title: str = "LEAD pilot site selection",
+                   parameters: str = "") -> folium.Map:
     """The site-selection map; every input is optional (a missing one is noted on the page).
 
     Parameters
@@ -509,6 +556,9 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         The ``scores`` column that colours the choropleth.
     notes
         Extra lines for the notes box (already plain text; escaped here).
+    parameters
+        One plain-text line naming the parameters the layers were made with (indicator,
+        window, area, k, ...), shown under the title.
 
     Returns
     -------
@@ -519,6 +569,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     note_lines = [esc(n) for n in notes]
     legends: list[str] = []
     bounds: list[tuple[float, float, float, float]] = []
+    far: list[tuple[float, float, float, float]] = []  # fitted only when near (`_with_nearby`)
 
     if _usable(neighborhoods) and not _usable(scores):  # the score layer already outlines them
         nb = for_display(neighborhoods)
@@ -534,9 +585,9 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         col = score_column if score_column in sc else next(
             (c for c in ("score", "eb_rate_per_1000", "density_per_sqmi", "count") if c in sc), None)
         props, breaks = _score_props(sc, col or "score")
-        _DataLayer(_features(sc, props), f"Score ({esc(col)}) by neighborhood",
+        _DataLayer(_features(sc, props), "Neighborhood scores (click one)",
                    {"color": "#555555", "weight": 1, "fillOpacity": 0.7}, "geo-lead-score").add_to(m)
-        legends.append(f"<h4>Score ({esc(col)})</h4>" + _legend_rows(
+        legends.append(f"<h4>Neighborhoods by {COLUMN_WORDS.get(col or '', esc(col))}</h4>" + _legend_rows(
             [*_range_labels(breaks, SCORE_COLORS, 2), (NO_DATA_COLOR, "outside the study area / no data")]))
         bounds.append(tuple(sc[sc["in_area"].astype(bool)].total_bounds) if "in_area" in sc and sc["in_area"].astype(bool).any()
                       else tuple(sc.total_bounds))
@@ -591,7 +642,7 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
         else:  # a fine Gi* grid: one polygon per label, with the z range and the cell count
             g, props = _dissolved_gistar(g, labels)
         _DataLayer(_features(g, props, simplify_ft=0 if is_grid else settings.MAP_SIMPLIFY_FT),
-                   f"Getis-Ord Gi* hot/cold spots ({'grid cells' if is_grid else 'neighborhoods'})",
+                   f"Gi* hot/cold spots ({'grid' if is_grid else 'neighborhoods'})",
                    {"color": "#666666", "weight": 0.5, "fillOpacity": 0.7},
                    "geo-lead-gistar-grid" if is_grid else "geo-lead-gistar", show=False).add_to(m)
     if gi_layers:
@@ -621,46 +672,125 @@ def build_site_map(scores: gpd.GeoDataFrame | None = None,
     if _usable(first_division):
         fd = for_display(first_division)
         color, dash, label = ZONE_STYLES["first_division"]
-        _DataLayer(_features(fd, [{"_tip": esc(label)}] * len(fd)), label,
-                   {"color": color, "weight": 3, "dashArray": dash, "fill": False}, "geo-lead-zone-first_division").add_to(m)
-        outline_rows.append((color, label))
-        bounds.append(tuple(fd.total_bounds))
+        # outlines take no clicks: a click inside them reaches the neighborhood below
+        _DataLayer(_features(fd, [{}] * len(fd)), label,
+                   {"color": color, "weight": 3, "dashArray": dash, "fill": False},
+                   "geo-lead-zone-first_division", interactive=False).add_to(m)
+        outline_rows.append((color, label, ""))
     else:
         note_lines.append("First Division outline not available (no boundary file).")
     if _usable(zones) and "role" in zones:
         z = for_display(zones)
+        pilot_k = _pilot_size(z)
         for role, part in z.groupby("role", sort=False):
-            color, dash, label = ZONE_STYLES.get(str(role), ("#e7298a", "4 4", f"zone: {role}"))
-            props = []
-            for row in part.to_dict("records"):
-                members = esc(str(row.get("neighborhoods", "")).replace(";", ", "))
-                lines = [f"<b>{esc(label)}</b>", members]
-                for col, lab, d in (("k", "neighborhoods", 0), ("share", "share of records", 3),
-                                    ("pai_train", "PAI (choosing period)", 2),
-                                    ("pai_test", "PAI (later period)", 2)):
-                    if col in row:
-                        lines.append(f"{lab}: {_fmt(row[col], d)}")
-                props.append({"_tip": f"{esc(label)}: {members}", "_popup": "<br>".join(lines)})
+            label = zone_label(str(role), part, pilot_k)
+            color, dash, _ = ZONE_STYLES.get(str(role), ("#e7298a", "4 4", ""))
             # the pilot is drawn widest and first, so an identical best zone still shows it
             weight = {"pilot": 7, "best": 4}.get(str(role), 3)
-            _DataLayer(_features(part, props), esc(label),
-                       {"color": color, "weight": weight, "dashArray": dash, "fill": True, "fillOpacity": 0.0},
-                       f"geo-lead-zone-{esc(role)}").add_to(m)
-            outline_rows.append((color, esc(label)))
-            bounds.append(tuple(part.total_bounds))
+            _DataLayer(_features(part, [{}] * len(part)), esc(label),
+                       {"color": color, "weight": weight, "dashArray": dash, "fill": False},
+                       f"geo-lead-zone-{esc(role)}", interactive=False).add_to(m)
+            outline_rows.append((color, esc(label), _zone_members(part)))
+            if str(role) == "comparison":
+                far.append(tuple(part.total_bounds))
+            else:
+                bounds.append(tuple(part.total_bounds))
     else:
         note_lines.append("No site-selection zones in the store (run <code>geo-lead site</code>): "
                           "pilot, best and comparison outlines not shown.")
     if outline_rows:
-        legends.append("<h4>Outlines</h4>" + _legend_rows(outline_rows, kind="ln"))
+        legends.append("<h4>Zones (outlines)</h4>" + "".join(
+            f'<div><span class="ln" style="border-top-color:{c}"></span>{lab}</div>'
+            + (f'<div class="members">{members}</div>' if members else "")
+            for c, lab, members in outline_rows))
 
-    folium.LayerControl(position="topleft", collapsed=False).add_to(m)
-    _Control(f'<div class="geo-lead-title">{esc(title)}</div>' + "".join(legends),
-             "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
-    _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
-             "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
-    _fit(m, bounds, left_px=230, right_px=230)  # layer control on the left, legend on the right
+    labels = _LabelLayer(label_rows(scores if _usable(scores) else neighborhoods)) \
+        if _usable(scores) or _usable(neighborhoods) else None
+    if labels is not None:
+        labels.add_to(m)
+    control = folium.LayerControl(position="topleft", collapsed=False)
+    control.add_to(m)
+    # the title and the parameters the layers were made with, at the top (a button on a phone)
+    _Control(f'<div class="geo-lead-params">{esc(parameters) or "parameters not recorded"}</div>',
+             "geo-lead-box geo-lead-about", "topright", esc(title)).add_to(m)
+    _Control("".join(legends), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
+    _Control("<ul>" + "".join(f"<li>{n}</li>" for n in note_lines) + "</ul>",
+             "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
+    _Layout(_latlng_bounds(_with_nearby(bounds, far)), control, labels).add_to(m)
     return m
+
+
+def _with_nearby(bounds: list[tuple[float, float, float, float]], extra: list[tuple[float, float, float, float]],
+                 max_growth: float = FIT_MAX_GROWTH) -> list[tuple[float, float, float, float]]:
+    """`bounds` plus the `extra` boxes that do not grow their span more than `max_growth` times.
+
+    The comparison area can lie far from the study area: the map opens on the study area
+    (a phone shows it large) and the legend names the comparison area's members.
+    """
+    base = _latlng_bounds(bounds)
+    if base is None:
+        return bounds + extra
+    (s0, w0), (n0, e0) = base
+    out = list(bounds)
+    for box in extra:
+        (s1, w1), (n1, e1) = _latlng_bounds([*out, box]) or base
+        if (e1 - w1) <= max_growth * max(e0 - w0, 1e-9) and (n1 - s1) <= max_growth * max(n0 - s0, 1e-9):
+            out.append(box)
+    return out
+
+
+def _pilot_size(zones: gpd.GeoDataFrame) -> int | None:
+    pilot = zones[zones["role"].astype(str) == "pilot"]
+    if len(pilot) and "k" in pilot and pd.notna(pilot["k"].iloc[0]):
+        return int(pilot["k"].iloc[0])
+    return len(settings.PILOT_NEIGHBORHOODS)
+
+
+def zone_label(role: str, part: gpd.GeoDataFrame, pilot_k: int | None) -> str:
+    """The legend label of a zone role (plain text); a best zone says its own size.
+
+    "Best zone of the same size" only when its ``k`` equals the pilot's; a best zone of
+    another size (``geo-lead site --k 3``) reads "Best zone of 3 neighborhoods".
+    """
+    if role == "best" and "k" in part and len(part) and pd.notna(part["k"].iloc[0]):
+        k = int(part["k"].iloc[0])
+        if pilot_k is None or k != pilot_k:
+            return f"Best zone of {k} neighborhoods" if k != 1 else "Best single neighborhood"
+    return ZONE_STYLES.get(role, ("", "", f"zone: {role}"))[2]
+
+
+def _zone_members(part: gpd.GeoDataFrame) -> str:
+    """Escaped member names and PAI of a zone, for its legend entry."""
+    out = []
+    for row in part.to_dict("records"):
+        names = [n.title() for n in str(row.get("neighborhoods", "") or "").split(";") if n]
+        text = esc(", ".join(names))
+        if row.get("pai_test") is not None and np.isfinite(float(row["pai_test"])):
+            text += f" &middot; PAI later period {_fmt(row['pai_test'], 2)}"
+        out.append(text)
+    return "<br>".join(out)
+
+
+def label_rows(units: gpd.GeoDataFrame, name_col: str | None = None) -> list[list[Any]]:
+    """``[lat, lon, escaped name, min zoom]`` of each named unit, at a point inside it.
+
+    Units of the study area (``in_area``) are labelled from zoom `LABEL_ZOOM_AREA`, the
+    others from `LABEL_ZOOM_OTHER`; "REMAINDER OF CITY" / unnamed pieces get no label.
+    """
+    name_col = name_col or ("neighborhood" if "neighborhood" in units else "NH_NAME")
+    if name_col not in units:
+        return []
+    named = units["is_named"].astype(bool) if "is_named" in units else \
+        ~units[name_col].astype(str).str.upper().str.match(r"^(REMAINDER OF CITY|UNNAMED)|^$")
+    part = units[named.to_numpy()]
+    if part.empty:
+        return []
+    pts = for_display(gpd.GeoDataFrame(part[[name_col]], geometry=for_figure(part).geometry.representative_point(),
+                                       crs=settings.CRS_PROJECTED))
+    in_area = part["in_area"].astype(bool).to_numpy() if "in_area" in part else np.ones(len(part), bool)
+    return [[round(float(p.y), COORD_DECIMALS), round(float(p.x), COORD_DECIMALS), esc(str(n).title()),
+             LABEL_ZOOM_AREA if a else LABEL_ZOOM_OTHER]
+            for n, p, a in zip(part[name_col], pts.geometry, in_area, strict=True)]
 
 
 def _merge_by(cells: gpd.GeoDataFrame, key: np.ndarray) -> gpd.GeoSeries:
@@ -701,14 +831,13 @@ def _dissolved_gistar(g: gpd.GeoDataFrame, labels: pd.Series) -> tuple[gpd.GeoDa
     return gpd.GeoDataFrame(geometry=list(merged.values), crs=g.crs), props
 
 
-def _fit(m: folium.Map, bounds: list[tuple[float, float, float, float]],
-         left_px: int = 0, right_px: int = 0) -> None:
-    """Fit the view to the bounds, keeping clear of the controls on the left/right (pixels)."""
+def _latlng_bounds(bounds: list[tuple[float, float, float, float]]) -> list[list[float]] | None:
+    """``[[south, west], [north, east]]`` of the finite (minx, miny, maxx, maxy) boxes, or None."""
     good = [b for b in bounds if all(np.isfinite(b))]
-    if good:
-        arr = np.asarray(good)
-        m.fit_bounds([[arr[:, 1].min(), arr[:, 0].min()], [arr[:, 3].max(), arr[:, 2].max()]],
-                     padding_top_left=(left_px, 10), padding_bottom_right=(right_px, 10))
+    if not good:
+        return None
+    arr = np.asarray(good)
+    return [[float(arr[:, 1].min()), float(arr[:, 0].min())], [float(arr[:, 3].max()), float(arr[:, 2].max())]]
 
 
 # --- the timeline map -------------------------------------------------------------------------
@@ -758,8 +887,10 @@ class _Timeline(MacroElement):
             var box = L.control({position: 'topright'});
             box.onAdd = function () {
                 var div = L.DomUtil.create('div', 'geo-lead-box geo-lead-slider');
-                div.innerHTML = '<div class="geo-lead-title">Month: <span id="geo-lead-month"></span></div>' +
-                    '<input id="geo-lead-range" type="range" min="0" max="' + (months.length - 1) + '" value="0" step="1" style="width:260px">' +
+                div.innerHTML = '<div class="geo-lead-title">' + {{ this.title }} + '</div>' +
+                    '<div class="geo-lead-params">' + {{ this.parameters }} + '</div>' +
+                    '<div class="geo-lead-title">Month: <span id="geo-lead-month"></span></div>' +
+                    '<input id="geo-lead-range" type="range" min="0" max="' + (months.length - 1) + '" value="0" step="1">' +
                     '<div><button id="geo-lead-play" type="button">&#9654; play</button> <span id="geo-lead-month-total"></span></div>';
                 L.DomEvent.disableClickPropagation(div);
                 return div;
@@ -780,9 +911,12 @@ class _Timeline(MacroElement):
     """)
 
     def __init__(self, months: list[str], areas: dict[str, Any], counts: list[dict[str, int]],
-                 point_table: list[list[Any]], points: list[list[list[int]]], breaks: list[float]) -> None:
+                 point_table: list[list[Any]], points: list[list[list[int]]], breaks: list[float],
+                 title: str = "", parameters: str = "") -> None:
         super().__init__()
         self._name = "Timeline"
+        self.title = script_json(esc(title))
+        self.parameters = script_json(esc(parameters))
         self.months, self.areas = script_json(months), script_json(areas)
         self.counts, self.points = script_json(counts), script_json(points)
         self.point_table = script_json(point_table)
@@ -843,7 +977,8 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame,
 
 def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | None, *,
                        name_col: str = "NH_NAME", tiles: bool = False,
-                       title: str = "LEAD records by month", notes: Sequence[str] = ()) -> folium.Map:
+                       title: str = "LEAD records by month", notes: Sequence[str] = (),
+                       parameters: str = "") -> folium.Map:
     """A map of monthly records with a time slider (choropleth by area + block points).
 
     Parameters
@@ -858,8 +993,9 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
     notes = [esc(n) for n in notes]
     if not _usable(areas) or records is None or len(records) == 0:
         notes.append("No geocoded records with dates (or no neighborhoods): nothing to animate.")
-        _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
-                 "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
+        _Control("<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
+                 "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
+        _Layout(None).add_to(m)
         return m
     if name_col not in areas:
         name_col = "neighborhood" if "neighborhood" in areas else name_col
@@ -871,9 +1007,9 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         _DataLayer(_features(areas, [{"_tip": f"<b>{esc(n)}</b>"} for n in areas[name_col]]),
                    "Neighborhoods (outlines)", {"color": "#7f7f7f", "weight": 0.8, "fillOpacity": 0.0},
                    "geo-lead-neighborhoods").add_to(m)
-        _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
-                 "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
-        _fit(m, [tuple(areas.total_bounds)])
+        _Control("<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
+                 "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
+        _Layout(_latlng_bounds([tuple(areas.total_bounds)])).add_to(m)
         return m
     index = {name: i for i, name in enumerate(areas[name_col].astype(str))}
     props = [{"_i": i, "_tip": f"<b>{esc(n)}</b>"} for n, i in index.items()]
@@ -904,20 +1040,27 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         notes.append(f"{len(records) - mapped:,} records lack a date or a geocode and are not shown.")
     breaks = class_breaks([v for d in by_month.values() for v in d.values()], integer=True)
     _Timeline(months, _features(areas, props), [by_month[mo] for mo in months],
-              pt_table, [pts_by_month[mo] for mo in months], breaks).add_to(m)
-    _Control(f'<div class="geo-lead-title">{esc(title)}</div><h4>Records per neighborhood in the month</h4>'
+              pt_table, [pts_by_month[mo] for mo in months], breaks, title, parameters).add_to(m)
+    _Control("<h4>Records per neighborhood in the month</h4>"
              + _legend_rows([*_range_labels(breaks, SCORE_COLORS, 0, integer=True), ("#ffffff", "0")])
              + _legend_rows([("#cb181d", "block point (size = records)")]),
-             "geo-lead-box geo-lead-legend", "bottomright").add_to(m)
-    _Control("<h4>Notes</h4><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
-             "geo-lead-box geo-lead-notes", "bottomleft").add_to(m)
+             "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
+    _Control("<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
+             "geo-lead-box geo-lead-notes", "bottomleft", "Notes").add_to(m)
+    labels = _LabelLayer(label_rows(areas, name_col))
+    labels.add_to(m)
     focus = areas[areas["in_area"].astype(bool)] if "in_area" in areas and areas["in_area"].astype(bool).any() else areas
-    _fit(m, [tuple(focus.total_bounds)], right_px=250)  # slider and legend on the right
+    if len(focus) < len(areas):  # outline the study area (takes no clicks)
+        outline = gpd.GeoDataFrame(geometry=[for_figure(focus).union_all()], crs=settings.CRS_PROJECTED)
+        _DataLayer(_features(outline, [{}]), "Study area", {"color": "#444444", "weight": 2.5, "dashArray": "6 4",
+                                                           "fill": False}, "geo-lead-study-area",
+                   interactive=False).add_to(m)
+    _Layout(_latlng_bounds([tuple(focus.total_bounds)]), None, labels).add_to(m)
     return m
 
 
 # --- store -> files ---------------------------------------------------------------------------
-def read_layer(store: Any, table: str) -> gpd.GeoDataFrame | None:
+def read_layer(store: Store, table: str) -> gpd.GeoDataFrame | None:
     """A feature layer of the store as a GeoDataFrame (EPSG:4326), or None when absent/empty."""
     from geo_lead.store import wkb_from_gpkg
 
@@ -934,7 +1077,7 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
                                        "lon", "lat", "match_type", "neighborhood", *MIX_FLAGS)
 
 
-def read_map_inputs(store: Any, flagged_only: bool = False,
+def read_map_inputs(store: Store, flagged_only: bool = False,
                     prefetched: tuple[Any, int | None, str | None] | None = None) -> dict[str, Any]:
     """Everything the maps and the report read from the store (missing layers are None).
 
@@ -954,7 +1097,7 @@ def read_map_inputs(store: Any, flagged_only: bool = False,
             "records_total": total, "indicator": indicator}
 
 
-def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
+def read_map_records(store: Store, scores: gpd.GeoDataFrame | None,
                      flagged_only: bool = False) -> tuple[pd.DataFrame | None, int | None, str | None]:
     """The records the maps read: ``(records, records_total, indicator)`` (see `read_map_inputs`)."""
     have = set(store.columns("records")) if "records" in store.tables() else set()
@@ -964,8 +1107,7 @@ def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
         indicator = str(scores["indicator"].dropna().iloc[0])
     total = None
     if have and indicator and indicator in cols and indicator in MIX_FLAGS:
-        # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
-        records = store.read_records(cols, where=f'COALESCE("{indicator}", 0) <> 0')
+        records = store.flagged_records(cols, indicator)
         total = store.count("records")
     else:
         records = store.read_records(cols) if have else None
@@ -1010,7 +1152,26 @@ def indicator_records(records: pd.DataFrame | None,
     return records, [f"Records shown: all {len(records):,} in the store."]
 
 
-def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
+def stored_parameters(store: Store, site_result: Any = None, hotspots_result: Any = None) -> dict[str, Any]:
+    """Result name -> the parameters stored with it (None when absent or not recorded).
+
+    Reads meta ``scores_parameters`` (when the ``scores`` layer exists) and the
+    ``parameters`` of ``hotspots_result`` / ``site_result`` (pass them when already read).
+    """
+    site = store.get_json("site_result") if site_result is None else site_result
+    hot = store.get_json("hotspots_result") if hotspots_result is None else hotspots_result
+    has_scores = "scores" in store.tables() and store.count("scores") > 0
+    return {"scores": store.get_json("scores_parameters") if has_scores else None,
+            "hotspots": hot.get("parameters") if isinstance(hot, dict) else None,
+            "site": site.get("parameters") if isinstance(site, dict) else None}
+
+
+#: Page name -> file stem; ``--tiles`` pages get a ``_tiles`` suffix and never replace these.
+MAP_PAGES: tuple[str, ...] = ("site_selection", "timeline")
+TILES_SUFFIX: str = "_tiles"
+
+
+def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
                tiles: bool = False, prefetched: tuple[Any, int | None, str | None] | None = None,
                ) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.
@@ -1024,17 +1185,29 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
     offline
         Inline Leaflet and its plugins so the page sends no request (the default).
     tiles
-        Add an OpenStreetMap basemap (needs internet when the page is opened).
+        Also write ``site_selection_tiles.html`` and ``timeline_tiles.html`` with an
+        OpenStreetMap basemap (those pages load tiles from the internet when opened); the
+        offline pages are written as always, never replaced by them.
     prefetched
         `read_map_records(store, scores, flagged_only=True)` read earlier (optional).
 
     Returns
     -------
     dict
-        ``{"site_selection": path, "timeline": path}``.
+        ``{"site_selection": path, "timeline": path}`` (+ ``site_selection_tiles``,
+        ``timeline_tiles`` with `tiles`).
+
+    Raises
+    ------
+    geo_lead.parameters.MixedResultsError
+        When the stored scores, hot spots and site result were made with different
+        parameters (the message says what to rerun); nothing is written.
     """
     from geo_lead.offline import save_map
+    from geo_lead.parameters import consistent_parameters, describe
 
+    params = consistent_parameters(stored_parameters(store), "maps")
+    line = describe(params) if params else ""
     inputs = read_map_inputs(store, flagged_only=True, prefetched=prefetched)
     ctx = context_layers()
     out_dir = Path(out_dir)
@@ -1045,14 +1218,18 @@ def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = Tr
                  f"indicator) of {inputs['records_total']:,} in the store."] if inputs["records_total"] else []
     else:
         records, notes = indicator_records(inputs["records"], inputs["scores"])
-    site = build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"], records,
-                          gistar_grid=inputs["gistar_grid"], neighborhoods=ctx["neighborhoods"], first_division=ctx["first_division"],
-                          tiles=tiles, notes=notes)
     areas = inputs["scores"] if inputs["scores"] is not None else ctx["neighborhoods"]
     name_col = "neighborhood" if inputs["scores"] is not None else "NH_NAME"
-    timeline = build_timeline_map(records, areas, name_col=name_col, tiles=tiles, notes=notes)
-    paths = {"site_selection": out_dir / "site_selection.html", "timeline": out_dir / "timeline.html"}
-    save_map(site, paths["site_selection"], offline=offline)
-    save_map(timeline, paths["timeline"], offline=offline)
+    paths: dict[str, Path] = {}
+    for with_tiles in (False, True) if tiles else (False,):
+        suffix = TILES_SUFFIX if with_tiles else ""
+        site = build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"], records,
+                              gistar_grid=inputs["gistar_grid"], neighborhoods=ctx["neighborhoods"],
+                              first_division=ctx["first_division"], tiles=with_tiles, notes=notes,
+                              parameters=line)
+        timeline = build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
+                                      parameters=line)
+        for name, page in (("site_selection", site), ("timeline", timeline)):
+            paths[name + suffix] = save_map(page, out_dir / f"{name}{suffix}.html", offline=offline)
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths

@@ -52,7 +52,7 @@ def _progress(label: str, echo: Say | None) -> Progress:
 
 
 def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None,
-                 rules: Any = None) -> dict[str, Any]:
+                 rules: Any = None, sample_fraction: float | None = None) -> dict[str, Any]:
     from geo_lead.indicators import load_rules
     from geo_lead.ingest import reflag_if_rules_changed
 
@@ -62,11 +62,12 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
     if reflagged:
         say(f"  indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     progress = _progress("  rows", echo)
-    reports = ingest_files(store, files, progress=progress, rules=rules)
+    reports = ingest_files(store, files, progress=progress, rules=rules, sample_fraction=sample_fraction)
     progress.close()
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
-            f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")
+            f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,};"
+            f" sample fraction {r.sample_fraction:g} ({r.fraction_from})")
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
     return {**{k: sum(getattr(r, k) for r in reports) for k in keys}, "reflagged": reflagged,
             "files": [r.as_dict() for r in reports]}
@@ -79,9 +80,7 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
     counts = geocode_store(store, progress=progress)
     progress.close()
     total = store.count("records")
-    matched = store.conn.execute(
-        "SELECT match_type, COUNT(*) FROM records GROUP BY match_type").fetchall()
-    by_type = {str(k): int(v) for k, v in matched}
+    by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}
     counts["store_by_match_type"] = by_type
     n_ok = total - by_type.get("unmatched", 0) - by_type.get("None", 0)
     counts["store_match_rate"] = n_ok / total if total else 0.0
@@ -89,14 +88,20 @@ def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
         f"{counts['geocoded_from_cache']:,} from the cache")
     say(f"  store: {n_ok:,} of {total:,} records placed ({counts['store_match_rate']:.1%}); by type: "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(by_type.items(), key=lambda kv: -kv[1])))
+    beats = counts.get("beat_check_by_match_type") or {}
+    if beats.get("all", {}).get("checked"):
+        say("  in the record's own LMPD beat: " + ", ".join(
+            f"{k} {v['same_share']:.1%} of {v['checked']:,}" for k, v in beats.items() if v.get("checked"))
+            + f" ({beats['all']['other']:,} in neither it nor a beat touching it: `geo-lead geocode --review`)")
     return counts
 
 
-def stage_join(store: Store, say: Say, engine: str = "pandas") -> dict[str, Any]:
+def stage_join(store: Store, say: Say, engine: str = "pandas",
+               tolerance_ft: float | None = None) -> dict[str, Any]:
     if engine == "pandas":
         from geo_lead.spatial_join import join_store
 
-        counts = join_store(store)
+        counts = join_store(store, tolerance_ft=tolerance_ft)
     else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
         from geo_lead.dask_engine import join_store as dask_join_store
 
@@ -137,7 +142,7 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
 
     Three separate full reads of a million records' text columns cost ~12 s each run; one
     read of the union of their columns, shared, costs one. ``division`` comes too, so the
-    First Division is derived from this read (`boundaries.first_division_for_store`), and
+    First Division is derived from this read (`division_records.first_division_for_store`), and
     the dates are parsed once (`parse_iso_columns`).
     """
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns
@@ -155,8 +160,11 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
-    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)."""
-    return parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator))
+    """`analysis_frame` as points (`flagged_points`) with its dates parsed (`parse_iso_columns`)
+    and the frame ``weight`` (`geo_lead.frames.attach_weights`, from the parsed dates)."""
+    from geo_lead.frames import attach_weights
+
+    return attach_weights(store, parse_iso_columns(flagged_points(analysis_frame(store, indicator), indicator)))
 
 
 def flagged_points(frame: Any, indicator: str) -> Any:
@@ -185,10 +193,10 @@ def flagged_points(frame: Any, indicator: str) -> Any:
     return gpd.GeoDataFrame(frame, geometry=geom.geometry, crs=settings.CRS_STORE)
 
 
-def stage_score(store: Store, say: Say, records: Any = None) -> dict[str, Any]:
+def stage_score(store: Store, say: Say, records: Any = None, boundary: str | None = None) -> dict[str, Any]:
     from geo_lead.scoring import format_table, score_store, scores_json
 
-    scores = score_store(store, records=records)
+    scores = score_store(store, records=records, boundary=boundary)
     for line in format_table(scores).splitlines():
         say("  " + line)
     return {"table": scores_json(scores)}
@@ -229,8 +237,10 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
     report_html = Deferred(build_report_html, collect_report_data(store, records))
+    # the zone page's street index: from its cache, or built in a child while the maps are drawn
+    streets = Deferred(zone_street_index)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html")
+    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html", streets=streets.result())
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, report_html.result())  # atomic: a full disk leaves the old report
@@ -240,9 +250,19 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
     return {name: str(path) for name, path in paths.items()}
 
 
+def zone_street_index() -> dict[str, Any]:
+    """The offline zone page's street index for the pilot zone (`zone_streets.street_index`)."""
+    from geo_lead.zone import ZoneChecker
+    from geo_lead.zone_streets import street_index
+
+    return street_index(ZoneChecker().zone_ft)
+
+
 def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settings.MAPS_DIR,
                  echo: Say | None = print, engine: str = "pandas",
-                 rules_path: Path | None = None) -> dict[str, Any]:
+                 rules_path: Path | None = None, sample_fraction: float | None = None,
+                 boundary: str | None = None, boundary_tolerance_ft: float | None = None,
+                 fingerprint: str | None = None) -> dict[str, Any]:
     """Run every stage on the store at `store_path` and return a summary of each stage.
 
     Parameters
@@ -260,7 +280,17 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     rules_path
         Indicator rules file (default: the shipped one); when it differs from the rules
         that flagged the stored records, those are re-flagged first.
+    sample_fraction
+        Declared sample fraction of `files` not in the shipped manifest (default 1).
+    boundary, boundary_tolerance_ft
+        Boundary rule (``split``/``first``) and tolerance (`geo_lead.allocation`); defaults
+        in `geo_lead.settings`.
+    fingerprint
+        The run's `run_fingerprint` key, recorded in the manifest's parameters (with the
+        outputs' sha256 and the store's change counter) so that `unchanged_since` can tell
+        the next run that nothing changed.
     """
+    from geo_lead.allocation import check_rule, check_tolerance
     from geo_lead.indicators import load_rules
 
     rules = load_rules(rules_path)  # a bad rules file fails here, before any work
@@ -269,7 +299,10 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
     n = len(stages)
     params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine,
-              "rules": str(rules.path), "rules_sha256": rules.sha256}
+              "rules": str(rules.path), "rules_sha256": rules.sha256, "sample_fraction": sample_fraction,
+              "boundary": check_rule(boundary), "boundary_tolerance_ft": check_tolerance(boundary_tolerance_ft)}
+    if fingerprint is not None:
+        params["fingerprint"] = fingerprint
     from geo_lead.parallel import Worker
 
     # Hotspots need nothing of score or site: a child computes them while score and site run
@@ -288,7 +321,7 @@ HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "esda
                                     "sklearn.neighbors", "scipy.special", "pyogrio")
 
 
-def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
+def hotspots_at(store_path: str, indicator: str = "lead_eligible", boundary: str | None = None) -> Any:
     """`hotspots.compute_hotspots` on the store at `store_path`, opened read-only here (the
     hotspots child's job: it reads the records itself; points of flagged records only, as
     `flagged_points` says)."""
@@ -298,7 +331,10 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible") -> Any:
         have = set(store.columns("records"))
         cols = [c for c in dict.fromkeys([*store_columns(store, HOTSPOT_COLUMNS, indicator), "lon", "lat"])
                 if c in have]  # as spatial_join.records_gdf reads them
-        return compute_hotspots(store, indicator, records=flagged_points(store.read_records(cols), indicator))
+        from geo_lead.frames import attach_weights
+
+        frame = attach_weights(store, store.read_records(cols))
+        return compute_hotspots(store, indicator, records=flagged_points(frame, indicator), boundary=boundary)
 
 
 def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | None, engine: str, say: Say,
@@ -308,22 +344,43 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
-        summary["ingest"] = stage_ingest(store, files, say, echo, rules)
+        summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"])
         run.stage("ingest", stage_counts(summary["ingest"]))
+        fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
+        for item in run.inputs:
+            item["sample_fraction"] = fractions.get(item.get("sha256"))
+        from geo_lead.frames import load_frames
+
+        sampling = load_frames(store)
+        summary["frames"] = sampling.to_dict()
+        say("  sampling frames (source, report year: declared fractions; geo_lead.frames):")
+        for line in sampling.describe():
+            say("    " + line)
         say(f"[2/{n}] geocode block addresses and intersections (offline)")
         summary["geocode"] = stage_geocode(store, say, echo)
         run.stage("geocode", stage_counts(summary["geocode"]))
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
-        summary["join"] = stage_join(store, say, engine)
+        summary["join"] = stage_join(store, say, engine, params["boundary_tolerance_ft"])
         run.stage("join", stage_counts(summary["join"]))
         from geo_lead.hotspots import compute_hotspots
 
         # the join is committed: the child reads the records (if it fails: computed here)
         shared: dict[str, Any] = {}
-        hot = worker.submit(hotspots_at, (str(store_path),),
-                            fallback=lambda: compute_hotspots(store, records=shared["records"]))
+        hot = worker.submit(hotspots_at, (str(store_path), "lead_eligible", params["boundary"]),
+                            fallback=lambda: compute_hotspots(store, records=shared["records"],
+                                                              boundary=params["boundary"]))
         say(f"[4/{n}] score First Division neighborhoods")
         records = shared["records"] = analysis_records(store)  # one read for score, site and the report
+        from geo_lead.allocation import summary as allocation_summary
+
+        alloc = allocation_summary(records[records["lead_eligible"].fillna(False).astype(bool)]
+                                   if "lead_eligible" in records else records,
+                                   params["boundary"], params["boundary_tolerance_ft"])
+        summary["allocation"] = alloc
+        say(f"  allocation (lead_eligible): {alloc['placed']:,} records in a neighborhood, {alloc['shared']:,} of "
+            f"them within {alloc['tolerance_ft']:g} ft of an edge shared by two or more units "
+            f"(weight {alloc['shared_weight']:,.1f}), rule {alloc['rule']}"
+            + (": split equally among those units" if alloc["rule"] == "split" else ": whole to the first unit"))
         from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
         from geo_lead.parallel import Deferred
@@ -334,8 +391,9 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         # records) computes it while this process scores and reads the maps' records (they
         # depend on the scores only); written here, printed after the hotspots as before.
         site_job = Deferred(compute_site, store, records=records,
-                            adjacency=stored_queen_adjacency(store, load_neighborhoods()))
-        summary["score"] = stage_score(store, say, records)
+                            adjacency=stored_queen_adjacency(store, load_neighborhoods()),
+                            sampling=sampling, boundary=params["boundary"])
+        summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
         import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it
@@ -354,9 +412,13 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         del records, map_records
         for path in summary["outputs"].values():
             run.output(path)
-        run.stage("outputs", {"files": len(summary["outputs"])})
+        run.stage("outputs", {"files": len(summary["outputs"]),
+                              "sha256": {p: _sha256(Path(p)) for p in summary["outputs"].values()}})
         summary["records_in_store"] = store.count("records")
         run.stage("store", {"records": summary["records_in_store"]})
+        # the manifest row is the one write left (one transaction): after it, the store's
+        # change counter is this; a later write by any command moves it (`unchanged_since`)
+        run.parameters["store_change_counter"] = store_change_counter(store_path) + 1
     # The manifest row is written when the `with` ends; then the change report exists.
     summary["run_id"] = run.run_id
     summary["geocoded_new"] = summary["geocode"].get("geocoded_new")
@@ -365,3 +427,113 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
     for line in describe(run.changes):
         say(line)
     return summary
+
+
+# --- a rerun with nothing new (issue 16) -----------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def store_change_counter(store_path: Path | str) -> int:
+    """SQLite's file change counter (header offset 24): every committed write transaction of a
+    rollback-journal database (the store's mode) increments it; -1 when unreadable."""
+    try:
+        with open(store_path, "rb") as fh:
+            fh.seek(24)
+            raw = fh.read(4)
+    except OSError:
+        return -1
+    return int.from_bytes(raw, "big") if len(raw) == 4 else -1
+
+
+def _tree_files(root: Path, patterns: Sequence[str]) -> list[Path]:
+    return sorted(p for pat in patterns for p in root.glob(pat) if p.is_file() and "__pycache__" not in p.parts)
+
+
+def run_fingerprint(files: Sequence[Path | str], parameters: dict[str, Any]) -> dict[str, Any]:
+    """What a `geo-lead run` depends on, hashed: the key `unchanged_since` compares.
+
+    Parameters
+    ----------
+    files
+        The LMPD files the run ingests (content: sha256 of each).
+    parameters
+        Every parsed option of the command (`commands.pipeline` passes them all, so an option
+        added later is part of the key without any change here); values as text.
+
+    Returns
+    -------
+    dict
+        ``inputs`` (name, sha256), ``parameters``, ``data`` (sha256 over the boundaries,
+        geocoding reference, population and rules files the run reads), ``code`` (sha256 over
+        the installed package's source and static files), ``version``, and ``key``: the sha256
+        of all of them.
+    """
+    import hashlib
+    import json
+
+    from geo_lead import __version__
+
+    def digest(paths: Sequence[Path]) -> str:
+        h = hashlib.sha256()
+        for p in paths:
+            h.update(str(p.name).encode())
+            h.update(_sha256(p).encode())
+        return h.hexdigest()
+
+    data_files = [*_tree_files(settings.BOUNDARIES_DIR, ("*.geojson",)),
+                  *_tree_files(settings.REFERENCE_DIR, ("*.csv",)),
+                  settings.POPULATION_TRACTS, settings.RULES_FILE]
+    fp: dict[str, Any] = {
+        "inputs": [{"name": Path(f).name, "sha256": _sha256(Path(f)) if Path(f).is_file() else ""}
+                   for f in files],
+        "parameters": json.loads(json.dumps(parameters, default=str, sort_keys=True)),
+        "data": digest([p for p in data_files if Path(p).is_file()]),
+        "code": digest(_tree_files(settings.PACKAGE_DIR, ("**/*.py", "**/*.toml", "static/**/*"))),
+        "version": __version__,
+    }
+    fp["key"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    return fp
+
+
+def unchanged_since(store_path: Path | str, fingerprint: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The last successful run, when a run with `fingerprint` would redo exactly it.
+
+    True when that run (the store's newest successful ``run`` manifest row) had the same
+    fingerprint key (inputs by sha256, every parameter, data, code), nothing has written to
+    the store since (`store_change_counter`), and every output it wrote exists with the
+    sha256 it had.
+
+    Returns
+    -------
+    (run, reason)
+        The manifest row (decoded) and "" when nothing changed; else None and why not.
+    """
+    from geo_lead.manifest import last_run
+
+    if not Path(store_path).is_file():
+        return None, "no store yet"
+    counter = store_change_counter(store_path)
+    with opened(store_path, create=False) as store:
+        last = last_run(store, status="ok")
+    if last is None or last.get("command") != "run":
+        return None, "no earlier run"
+    params = last.get("parameters") or {}
+    if params.get("fingerprint") != fingerprint["key"]:
+        return None, "inputs, parameters, data or code differ from the last run's"
+    if params.get("store_change_counter") != counter:
+        return None, "the store was written after the last run"
+    hashes = ((last.get("counts") or {}).get("outputs") or {}).get("sha256") or {}
+    if not hashes:
+        return None, "the last run recorded no outputs"
+    for path, digest in hashes.items():
+        if not Path(path).is_file() or _sha256(Path(path)) != digest:
+            return None, f"output {path} is missing or changed"
+    return last, ""

@@ -12,16 +12,25 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from geo_lead import settings
 from geo_lead.maps import esc, parse_when
 from geo_lead.outputs import write_text
+from geo_lead.pilot_report import PILOT_SECTIONS
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +40,33 @@ MIN_HIT_RATE: float = 0.85
 MATCH_TYPES: tuple[str, ...] = ("exact", "interpolated", "block", "intersection", "street", "unmatched")
 
 CSS = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 980px;
-       margin: 24px auto; padding: 0 18px; color: #222; }
-h1 { font-size: 26px; margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 980px;
+       margin: 0 auto; padding: 8px 14px 24px; color: #222; }
+h1 { font-size: 21px; margin: 6px 0 2px; line-height: 1.2; }
+h2 { font-size: 19px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+h3 { font-size: 16px; } h4 { font-size: 15px; }
+.params { color: #555; font-size: 12.5px; margin: 0 0 6px; }
+.answer { border-left: 5px solid #888; background: #f6f6f6; padding: 6px 12px; margin: 4px 0 10px; }
+.answer.justified { border-color: #1a9850; background: #f3faf4; }
+.answer.revise { border-color: #d73027; background: #fdf3f2; }
+.answer.inconclusive { border-color: #fdae61; background: #fffaf0; }
+.answer p { margin: 4px 0; } .question { font-size: 14px; color: #333; }
+.verdict { font-size: 17px; line-height: 1.3; }
+.reasons { margin: 4px 0; padding-left: 20px; font-size: 14px; } .reasons li { margin: 2px 0; }
+.limit { font-size: 13.5px; } .links { font-size: 14px; margin: 4px 0 2px; }
+.toc { font-size: 13px; color: #555; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
+section > table, section > div > table { display: block; max-width: 100%; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.pilot td { background: #fff0f0; font-weight: 600; }
 .muted { color: #666; font-size: 13px; } .warn { color: #a50026; font-weight: 600; }
-.verdict { border-left: 5px solid #1a9850; background: #f3faf4; padding: 8px 14px; }
-img { max-width: 100%; border: 1px solid #eee; }
+dl.glossary dt { font-weight: 600; margin-top: 6px; } dl.glossary dd { margin-left: 14px; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
 code { background: #f4f4f4; padding: 0 3px; }
+@media (max-width: 600px) { body { padding: 4px 10px 20px; } h1 { font-size: 19px; }
+  .verdict { font-size: 16px; } .reasons { font-size: 13.5px; } }
 """
 
 
@@ -51,20 +76,22 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
                                           "geocode_reason", "opiate", "lead_eligible", "lon", "lat")
 
 
-def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict[str, Any]:
+def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
     `records`: every stored record, already read with `REPORT_RECORD_COLUMNS` but
     ``geocode_reason`` (e.g. `geo_lead.pipeline.analysis_records`); used instead of a second
     full read when it fits (`_given_records`), else the records are read here.
     """
-    from geo_lead.maps import read_layer
+    from geo_lead.maps import read_layer, stored_parameters
+    from geo_lead.parameters import consistent_parameters
 
     have = set(store.columns("records")) if "records" in store.tables() else set()
     cols = [c for c in REPORT_RECORD_COLUMNS if c in have]
     given = _given_records(store, records, cols) if records is not None and cols else None
     records = given if given is not None else store.read_records(cols) if cols else pd.DataFrame()
     ingests = store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame()
+    site, hot = store.get_json("site_result"), store.get_json("hotspots_result")
     return {
         "store": str(store.path),
         "records": records,
@@ -75,12 +102,55 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
                            if "rejects" in store.tables() else pd.DataFrame()),
         "scores": read_layer(store, "scores"),
         "zones": read_layer(store, "site_zones"),
-        "site_result": store.get_json("site_result"),
-        "hotspots_result": store.get_json("hotspots_result"),
+        "site_result": site,
+        "hotspots_result": hot,
+        "parameters": consistent_parameters(stored_parameters(store, site, hot), "report"),
+        "changes": changes_since_last_run(store),
+        "out_dir": None,
+        "beat_checks": _beat_check_table(store),
+        "pilot": _pilot_data(store),
     }
 
 
-def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
+def _pilot_data(store: Store) -> dict[str, Any] | None:
+    """The pilot-period sections' data (`geo_lead.pilot_report`); None when it cannot be read."""
+    from geo_lead.pilot_report import collect_pilot_data
+
+    return collect_pilot_data(store)
+
+
+def _beat_check_table(store: Store) -> pd.DataFrame:
+    from geo_lead.geocode.beat_check import beat_check_table
+
+    return beat_check_table(store)
+
+
+def changes_since_last_run(store: Store) -> list[str]:
+    """Plain lines saying what changed in ranks, hot spots and verdict since the last run.
+
+    Compares the last successful run's results snapshot with the results now in the store
+    (`geo_lead.changes.compare_snapshots`): inside ``geo-lead run`` that is this run against
+    the previous one. When nothing differs (the report is rebuilt after a run), the lines are
+    the change report that last run recorded.
+    """
+    from geo_lead.changes import compare_snapshots, describe
+    from geo_lead.manifest import last_run, results_snapshot
+
+    if "runs" not in store.tables():
+        return ["no run recorded yet (`geo-lead run` records one): nothing to compare with."]
+    prev = last_run(store)
+    if prev is None:
+        return ["no successful run recorded yet: nothing to compare with."]
+    now = compare_snapshots(prev.get("results"), results_snapshot(store), prev.get("run_id"))
+    lines = describe(now)
+    earlier = prev.get("changes") or {}
+    if not now.get("changed") and earlier.get("changed"):  # rebuilt after that run: say what it changed
+        lines += [f"run {prev.get('run_id')} itself changed, against run {earlier.get('previous_run')}:",
+                  *describe(earlier)[1:]]
+    return lines
+
+
+def _given_records(store: Store, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
     """`cols` of every stored record from `records` (read earlier), or None when they do not fit.
 
     The report uses ``geocode_reason`` only for unmatched records, so only those few reasons
@@ -94,8 +164,7 @@ def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.Dat
     if "geocode_reason" in cols:
         if "match_type" not in out:
             return None
-        reasons = [r[0] for r in store.conn.execute(
-            "SELECT geocode_reason FROM records WHERE match_type = 'unmatched' ORDER BY fid")]
+        reasons = store.unmatched_reasons()
         unmatched = (out["match_type"] == "unmatched").fillna(False).to_numpy(bool)
         if int(unmatched.sum()) != len(reasons):  # a writer in between: read it all instead
             return None
@@ -135,32 +204,128 @@ def match_rates(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# --- data -> HTML ---------------------------------------------------------------------------
+# --- numbers and tables for people ------------------------------------------------------------
+#: Stored column -> the heading people read (units included). No raw field names on the page.
+COLUMN_NAMES: dict[str, str] = {
+    "rank": "Rank", "rank_range": "Likely rank range", "neighborhood": "Neighborhood",
+    "count": "Records", "count_shared": "Records on a shared boundary (split)",
+    "rank_boundary": "Rank if shared records all here / none here",
+    "density_per_sqmi": "Records per sq mi", "rate_per_1000": "Per 1,000 residents",
+    "eb_rate_per_1000": "Smoothed per 1,000 residents (EB)", "score": "Score (0-1)",
+    "zone": "Zone", "neighborhoods": "Neighborhoods", "k": "Neighborhoods (n)",
+    "area_sqmi": "Area (sq mi)", "records": "Records (weighted)", "share": "Share of records",
+    "pai_train": "PAI, choosing months", "pai_test": "PAI, later months",
+    "pei_test": "PEI, later months", "expected_participants": "Expected participants",
+    "role": "Role", "measure": "Measure", "pilot": "Pilot zone", "comparison": "Comparison area",
+    "pool": "All candidates", "std_mean_diff": "Standardized difference (SMD)",
+    "source_file": "File", "source": "Format", "first": "First date", "last": "Last date",
+    "match_type": "Placed by", "percent": "Percent", "reason": "Reason", "rows": "Rows",
+    "rows_read": "Rows read", "accepted": "Accepted", "rejected": "Rejected", "added": "Added",
+    "unchanged": "Unchanged", "updated": "Updated", "ingested_at": "Ingested at",
+    "check": "Check", "result": "Result", "value": "Value", "threshold": "Threshold", "why": "Why",
+    "passed": "Passed",
+}
+MEASURE_NAMES: dict[str, str] = {"density_per_sqmi": "records per sq mi",
+                                 "eb_rate_per_1000": "smoothed rate per 1,000 residents (EB)",
+                                 "rate_per_1000": "records per 1,000 residents",
+                                 "population": "residents (2020)", "count": "records"}
+ROLE_NAMES: dict[str, str] = {"pilot": "pilot zone", "best": "best zone", "capacity": "zone sized to capacity",
+                              "comparison": "comparison area"}
+GLOSSARY: tuple[tuple[str, str], ...] = (
+    ("EB rate (Empirical Bayes)", "A rate per 1,000 residents pulled toward the area's average in "
+     "proportion to how few residents a neighborhood has, so a small place cannot top the list by chance."),
+    ("PAI (Predictive Accuracy Index)", "Share of records captured divided by share of area covered: "
+     "2 means the zone holds twice the records its size would suggest."),
+    ("PEI (Predictive Efficiency Index)", "PAI divided by the best PAI any zone of the same area could "
+     "reach: 1 means no zone of that size does better."),
+    ("Rank interval", "The range of ranks (5% to 95%) a neighborhood takes when the records are "
+     "resampled many times (bootstrap): overlapping ranges mean the order is not settled."),
+    ("SMD (standardized mean difference)", "Difference between the pilot and the comparison area in "
+     "units of the candidates' spread; a comparison area is called balanced when every |SMD| is "
+     "at most 0.25."),
+    ("FDR (false discovery rate)", "The share of the areas called hot spots that may be false alarms "
+     "when many areas are tested at once (Benjamini-Hochberg); \"hot, FDR 5%\" keeps it at 5%."),
+    ("Weighted records", "Counts where each record weighs 1 / its file's sampling fraction, and a record "
+     "on a boundary shared by neighborhoods is split between them; that is why counts can have decimals."),
+)
+
+
 def _num(v: Any, digits: int = 0) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
+    if v is None or isinstance(v, bool):
+        return "n/a" if v is None else ("yes" if v else "no")
     try:
-        return f"{float(v):,.{digits}f}"
+        f = float(v)
     except (TypeError, ValueError):
         return esc(v)
+    if not np.isfinite(f):
+        return "n/a"
+    return f"{f:,.{digits}f}"
 
 
-def _table(frame: pd.DataFrame, formats: dict[str, int] | None = None,
+def people_number(v: Any) -> str:
+    """A number as people read it: counts whole (or one decimal when weighted), others 2-3 figures."""
+    if v is None or isinstance(v, (bool, str)):
+        return esc(v) if v is not None else "n/a"
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return esc(v)
+    if not np.isfinite(f):
+        return "n/a"
+    if abs(f - round(f)) < 1e-9:
+        return f"{f:,.0f}"
+    a = abs(f)
+    return f"{f:,.1f}" if a >= 10 else f"{f:.2f}" if a >= 0.1 else f"{f:.3g}"
+
+
+def _pct(v: Any, digits: int = 1) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{f:.{digits}%}" if np.isfinite(f) else "n/a"
+
+
+def _table(frame: pd.DataFrame, formats: dict[str, Any] | None = None,
            row_class: list[str] | None = None) -> str:
+    """An HTML table with human headings (`COLUMN_NAMES`); `formats`: column -> digits or "%"."""
     formats = formats or {}
-    head = "".join(f'<th class="{"n" if c in formats else ""}">{esc(c)}</th>' for c in frame.columns)
+    head = "".join(f'<th class="{"n" if c in formats else ""}">{esc(COLUMN_NAMES.get(c, c))}</th>'
+                   for c in frame.columns)
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
-        cells = "".join(
-            f'<td class="n">{_num(v, formats[c])}</td>' if c in formats else f"<td>{esc(v)}</td>"
-            for c, v in zip(frame.columns, row, strict=True))
+        cells = []
+        for c, v in zip(frame.columns, row, strict=True):
+            fmt = formats.get(c)
+            if fmt == "%":
+                cells.append(f'<td class="n">{_pct(v)}</td>')
+            elif fmt == "w":
+                cells.append(f'<td class="n">{people_number(v)}</td>')
+            elif fmt is not None:
+                cells.append(f'<td class="n">{_num(v, fmt)}</td>')
+            else:
+                cells.append(f"<td>{esc(v)}</td>")
         cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
-        rows.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _names(value: Any) -> str:
+    items = value if isinstance(value, list) else [n for n in str(value or "").split(";") if n]
+    return ", ".join(str(n).title() for n in items)
+
+
+def _cite(text: Any) -> str:
+    """`text` with file paths that are not in this repository replaced by the data notes."""
+    out = str(text)
+    for token in re.findall(r"[\w.-]+(?:/[\w.-]+)+\.(?:md|csv|toml|py|json)", out):
+        if not (settings.PROJECT_ROOT / token).exists():
+            out = out.replace(token, "the data notes (data/SOURCE.md)")
+    return out
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -177,114 +342,104 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _kv_table(obj: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v if not isinstance(v, float) else round(v, 4))}</td></tr>"
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{people_number(v) if isinstance(v, float) else esc(_cite(v))}</td></tr>"
                    for k, v in _flatten(obj))
-    return f"<table>{rows}</table>"
+    return f'<div class="scroll"><table>{rows}</table></div>'
 
 
-def _records_table(rows: list[dict[str, Any]], digits: int = 2) -> str:
-    """A list of flat dicts (e.g. the comparison area's balance) as a table."""
-    frame = pd.DataFrame(rows)
-    for col in frame.columns:  # lists (neighborhood names) read better joined
-        frame[col] = frame[col].map(lambda v: ", ".join(map(str, v)) if isinstance(v, list) else v)
-    nums = {}
-    for c in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]):
-            vals = frame[c].dropna().to_numpy(dtype=float)
-            whole = vals.size > 0 and bool(np.all(np.isclose(vals, np.round(vals))))
-            nums[c] = 0 if whole else digits
-    return _table(frame, nums)
+# --- the answer (first screen) ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Answer:
+    """What the first screen says: question, verdict sentence, deciding reasons, main limit."""
+
+    question: str
+    verdict: str
+    verdict_word: str
+    verdict_sentence: str
+    reasons: list[str]
+    limit: str
+    parameters: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-ZONE_KEYS: tuple[tuple[str, str], ...] = (
-    ("pilot_zone", "pilot zone"), ("best_zone_same_size", "best zone of the same size"),
-    ("best_zone", "best zone (requested size)"), ("capacity_zone", "zone sized to capacity"))
-ZONE_FIELDS: tuple[str, ...] = ("neighborhoods", "k", "area_sqmi", "records", "share", "pai_train",
-                                "pai_test", "pei_test", "expected_participants")
+def _answer(data: dict[str, Any]) -> Answer:
+    """The first screen from the stored results (plain text; escaped by the template).
+
+    The verdict sentence, reasons and limits are `geo_lead.findings`' computed sentences; the
+    main limit is the first that adds to the reasons (`main_limit`).
+    """
+    from geo_lead.parameters import describe
+
+    params = data.get("parameters") or {}
+    site = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
+    pilot = " + ".join(n.title() for n in (site.get("pilot_zone") or {}).get("neighborhoods", [])
+                       or settings.PILOT_NEIGHBORHOODS)
+    indicator = params.get("indicator") or site.get("indicator") or "lead_eligible"
+    question = (f"Do LMPD records ({str(indicator).replace('_', '-')}) support the LEAD pilot zone, "
+                f"{pilot}, over every other zone of its size"
+                + (f" in the {AREA_WORDS.get(str(params.get('area')), 'study area')}" if params.get("area") else "")
+                + "?")
+    verdict = str(site.get("verdict") or "").lower()
+    word = {"justified": "Justified.", "revise": "Revise.", "inconclusive": "Inconclusive."}.get(verdict, "")
+    found = _findings(data)
+    sentence, reasons, limits = found if found is not None else (
+        "No site-selection result yet: run `geo-lead site` (or `geo-lead run`).", [], [])
+    if word and sentence.lower().startswith(verdict):  # "Inconclusive: ..." already says it
+        word = ""
+    return Answer(question=question, verdict=verdict or "none", verdict_word=word,
+                  verdict_sentence=sentence, reasons=reasons[:3], limit=main_limit(limits, [sentence, *reasons[:3]]),
+                  parameters="Made with: " + describe(params) if params else "")
 
 
-def verdict_html(result: dict[str, Any]) -> str:
-    """The verdict, its rule and checks, and the zones' numbers from ``site_result``."""
-    out = []
-    verdict = result.get("verdict")
-    if verdict is not None:
-        out.append(f'<div class="verdict"><p><b>Verdict: {esc(str(verdict).upper())}</b></p>'
-                   + (f"<p>{esc(result['verdict_rule'])}</p>" if result.get("verdict_rule") else "") + "</div>")
-    checks = result.get("verdict_checks")
-    if isinstance(checks, dict) and checks:
-        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
-            {"check": list(checks), "passed": ["yes" if v else "NO" for v in checks.values()]})))
-    if result.get("pilot_rank") is not None:
-        out.append(f"<p>The pilot zone ranks <b>{esc(result['pilot_rank'])}</b> of "
-                   f"{esc(result.get('n_candidate_zones', '?'))} contiguous candidate zones of its size"
-                   + (f" on the training period; it stays in the top set in "
-                      f"{float(result['stability']['bootstrap_top_share']):.0%} of bootstrap resamples"
-                      if isinstance(result.get("stability"), dict) and result["stability"].get("bootstrap_top_share") is not None else "")
-                   + ".</p>")
-    rows = []
-    for key, label in ZONE_KEYS:
-        z = result.get(key)
-        if isinstance(z, dict) and z.get("neighborhoods"):
-            rows.append({"zone": label, **{f: z.get(f) for f in ZONE_FIELDS if f in z}})
-    if rows:
-        out.append("<h3>Zones compared</h3><p class=muted>share = share of the indicator's records in the "
-                   "candidate area; PAI = share of records / share of area, on the training and the later "
-                   "(test) period; PEI = PAI / best achievable PAI for that area.</p>" + _records_table(rows))
-    periods = result.get("periods")
-    if isinstance(periods, dict) and periods.get("rule"):
-        out.append(f"<p class=muted>Periods: {esc(periods['rule'])} "
-                   f"(train {esc(periods.get('train', '?'))}, test {esc(periods.get('test', '?'))} records).</p>")
-    cap = result.get("capacity_zone")
-    if isinstance(cap, dict) and cap.get("neighborhoods"):
-        params = cap.get("parameters") or {}
-        exp = cap.get("expected_participants")
-        out.append(f"<h3>Capacity</h3><p>Smallest best zone expected to fill "
-                   f"{esc(params.get('capacity', settings.PILOT_CAPACITY_PARTICIPANTS))} places in "
-                   f"{esc(params.get('months', settings.PILOT_MONTHS))} months: "
-                   f"<b>{esc(', '.join(map(str, cap['neighborhoods'])))}</b>"
-                   + (f" ({float(exp):.1f} expected participants)" if exp is not None else "")
-                   + ("" if cap.get("reached", True) else " &mdash; <span class=warn>capacity not reached</span>") + ".</p>")
-        sources = params.get("sources")
-        if isinstance(sources, dict):
-            out.append("<p class=muted>Assumptions: " + "; ".join(
-                f"{esc(k)} = {esc(params.get(k, ''))} ({esc(v)})" for k, v in sources.items()) + ".</p>")
-    by_k = result.get("zones_by_k")
-    if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
-        cols = [c for c in ("k", "neighborhoods", "share", "pai_train", "pai_test") if c in by_k[0]]
-        out.append("<h3>Best zone by size</h3>" + _records_table([{c: z.get(c) for c in cols} for z in by_k]))
-    return "".join(out)
+def main_limit(limits: list[str], said: list[str]) -> str:
+    """The first limit that adds to what the first screen already `said` (else the first one).
+
+    A limit repeats a reason when its detail (the text after its first colon) appears in one.
+    """
+    for limit in limits:
+        detail = limit.split(":", 1)[-1].strip().rstrip(".")
+        if not any(detail and detail in text for text in said):
+            return limit
+    return limits[0] if limits else ""
 
 
-def comparison_html(comp: dict[str, Any]) -> str:
-    """Balance of the comparison area against the pilot (from ``site_result``)."""
-    out = []
-    if comp.get("balanced") is not None:
-        ok = bool(comp["balanced"])
-        out.append(f"<p>Balance: {'balanced' if ok else '<span class=warn>NOT balanced</span>'}"
-                   + (f" (max |SMD| {float(comp['max_abs_std_mean_diff']):.2f}; rule: {esc(comp.get('balance_rule', ''))})"
-                      if comp.get("max_abs_std_mean_diff") is not None else "") + ".</p>")
-    if comp.get("rule"):
-        out.append(f"<p class=muted>How it is chosen: {esc(comp['rule'])}.</p>")
-    bal = comp.get("balance")
-    if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
-        out.append(_records_table(bal))
-    return "".join(out)
+AREA_WORDS: dict[str, str] = {"first-division": "First Division", "city": "whole city",
+                              "candidates": "listed neighborhoods"}
 
 
-def hotspots_html(hot: dict[str, Any]) -> str:
-    """The key hot-spot numbers (KDE bandwidth, Gi* labels) from ``hotspots_result``."""
-    out = []
-    kde = hot.get("kde")
-    if isinstance(kde, dict):
-        out.append(f"<p>Kernel density: bandwidth {_num(kde.get('bandwidth_ft'))} ft "
-                   f"({esc(kde.get('bandwidth_method', ''))}), {_num(kde.get('cell_ft'))} ft cells; hotspot = "
-                   f"{esc(kde.get('hotspot_rule', ''))}: {_num(kde.get('hotspot_cells'))} of {_num(kde.get('cells'))} cells.</p>")
-    for key, label in (("gistar_neighborhoods", "Gi* by neighborhood"), ("gistar_grid", "Gi* by grid cell")):
-        g = hot.get(key)
-        if isinstance(g, dict) and isinstance(g.get("labels"), dict):
-            out.append(f"<p>{label}: " + ", ".join(f"{esc(k)} {_num(v)}" for k, v in g["labels"].items())
-                       + (f" ({esc(g.get('fdr', ''))}, {_num(g.get('permutations'))} permutations)" if g.get("fdr") else "") + ".</p>")
-    return "".join(out) or _kv_table(hot)
+def in_words(text: Any) -> str:
+    """`text` with stored field names (``eb_rate_per_1000``...) replaced by their words."""
+    out = str(text)
+    for field, words in sorted(MEASURE_NAMES.items(), key=lambda kv: -len(kv[0])):
+        out = re.sub(rf"\b{re.escape(field)}\b", words, out)
+    return out
+
+
+def _findings(data: dict[str, Any]) -> tuple[str, list[str], list[str]] | None:
+    """Verdict sentence, deciding reasons and limits from `geo_lead.findings` (None: no site result)."""
+    site = data.get("site_result")
+    if not isinstance(site, dict) or not site:
+        return None
+    f = _found(data)
+    return in_words(f.verdict_sentence), [in_words(r) for r in f.reasons], [in_words(x) for x in f.limits]
+
+
+def _found(data: dict[str, Any]) -> Any:
+    """`geo_lead.findings.findings` of the stored site result, scores and hot spots."""
+    from geo_lead.findings import findings
+
+    hot = data.get("hotspots_result")
+    return findings(data["site_result"], _score_rows(data.get("scores")), hot if isinstance(hot, dict) else None)
+
+
+def _score_rows(scores: Any) -> list[dict[str, Any]]:
+    """The score rows `geo_lead.findings` reads (no geometry)."""
+    if scores is None or not len(scores):
+        return []
+    cols = [c for c in ("neighborhood", "rank", "rank_low", "rank_high", "in_area") if c in scores]
+    return pd.DataFrame(scores[cols]).to_dict("records")
 
 
 def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -317,24 +472,224 @@ def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     return blocks, notes
 
 
-def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
-    """The report page from `collect_report_data`'s dict (pure apart from rendering figures)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+# --- the detail sections ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Section:
+    """One detail section: anchor id, heading, and HTML built here from escaped parts."""
+
+    id: str
+    title: str
+    html: Markup
+
+
+def _section_changes(data: dict[str, Any]) -> str:
+    lines = data.get("changes") or ["no change report available."]
+    head, rest = lines[0], lines[1:]
+    return (f"<p>{esc(head)}</p>" + ("<ul>" + "".join(f"<li>{esc(x.strip())}</li>" for x in rest) + "</ul>"
+                                     if rest else ""))
+
+
+def _section_ranking(data: dict[str, Any]) -> str:
+    scores = data.get("scores")
+    if scores is None or not len(scores):
+        return "<p class=warn>No scores in the store: run <code>geo-lead score</code>.</p>"
+    sc = pd.DataFrame(scores.drop(columns=scores.geometry.name) if hasattr(scores, "geometry") else scores)
+    if "in_area" in sc:
+        sc = sc[sc["in_area"].astype(bool)]
+    sc = sc.sort_values("rank") if "rank" in sc else sc
+    sc = sc.assign(neighborhood=sc["neighborhood"].astype(str).str.title()) if "neighborhood" in sc else sc
+    if {"rank_low", "rank_high"} <= set(sc.columns):
+        sc["rank_range"] = [f"{_num(lo)}\u2013{_num(hi)}" for lo, hi in zip(sc["rank_low"], sc["rank_high"], strict=True)]
+    if {"rank_boundary_best", "rank_boundary_worst"} <= set(sc.columns):
+        sc["rank_boundary"] = [f"{_num(b)} / {_num(w)}" for b, w in
+                               zip(sc["rank_boundary_best"], sc["rank_boundary_worst"], strict=True)]
+    cols = [c for c in ("rank", "rank_range", "neighborhood", "count", "count_shared", "rank_boundary",
+                        "density_per_sqmi", "rate_per_1000", "eb_rate_per_1000", "score") if c in sc]
+    fmt = {"rank": 0, "count": "w", "count_shared": "w", "density_per_sqmi": 1, "rate_per_1000": 1,
+           "eb_rate_per_1000": 1, "score": 2}
+    pilot = [h.upper() for h in settings.PILOT_NEIGHBORHOODS]
+    classes = ["pilot" if str(v).upper() in pilot else "" for v in sc.get("neighborhood", [])]
+    weighted = "count" in sc and bool((pd.to_numeric(sc["count"], errors="coerce").fillna(0) % 1 != 0).any())
+    return ("<p>Neighborhoods of the study area, best first; pilot neighborhoods highlighted. The likely rank "
+            f"range comes from {settings.BOOTSTRAP_REPLICATES} resamples of the records (see the glossary)."
+            + (" Records are weighted counts, hence the decimals." if weighted else "") + "</p>"
+            + _table(sc[cols], {c: d for c, d in fmt.items() if c in cols}, classes))
+
+
+ZONE_KEYS: tuple[tuple[str, str], ...] = (
+    ("pilot_zone", "pilot zone"), ("best_zone_same_size", "best zone of the same size"),
+    ("best_zone", "best zone (requested size)"), ("capacity_zone", "zone sized to capacity"))
+ZONE_FIELDS: tuple[str, ...] = ("neighborhoods", "k", "area_sqmi", "records", "share", "pai_train",
+                                "pai_test", "pei_test", "expected_participants")
+ZONE_FORMATS: dict[str, Any] = {"k": 0, "area_sqmi": 2, "records": "w", "share": "%", "pai_train": 2,
+                                "pai_test": 2, "pei_test": 2, "expected_participants": 0}
+
+
+def _zone_rows(rows: list[dict[str, Any]]) -> str:
+    frame = pd.DataFrame(rows)
+    if "neighborhoods" in frame:
+        frame["neighborhoods"] = frame["neighborhoods"].map(_names)
+    return _table(frame, {c: f for c, f in ZONE_FORMATS.items() if c in frame})
+
+
+def _section_verdict(data: dict[str, Any]) -> str:
+    result = data.get("site_result")
+    if not isinstance(result, dict) or not result:
+        return ("<p class=warn>No site-selection result in the store: run <code>geo-lead site</code>.</p>"
+                if not result else f"<p>{esc(result)}</p>")
+    return verdict_html(result, _found(data), data.get("zones"))
+
+
+def verdict_html(result: dict[str, Any], found: Any = None, zones: Any = None) -> str:
+    """The verdict with its sentence (`geo_lead.findings`, never written here), the checks,
+    the zones compared, capacity and the best zone by size, from ``site_result``."""
+    if found is None:
+        from geo_lead.findings import findings
+
+        found = findings(result)
+    out = []
+    verdict = result.get("verdict")
+    if verdict is not None:
+        out.append(f"<p><b>Verdict: {esc(str(verdict).upper())}</b></p>"
+                   f"<p>{esc(in_words(found.verdict_sentence))}</p>")
+    if result.get("verdict_rule"):
+        out.append(f"<p class=muted>Rule: {esc(result['verdict_rule'])}</p>")
+    checks = result.get("checks")
+    if isinstance(checks, list) and checks and all(isinstance(c, dict) for c in checks):
+        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
+            [{"check": c.get("label", c.get("name")), "measure": c.get("measure", ""), "result": c.get("status"),
+              "value": people_number(c.get("value")), "threshold": people_number(c.get("threshold")),
+              "why": c.get("detail", "")} for c in checks])))
+    elif isinstance(result.get("verdict_checks"), dict) and result["verdict_checks"]:
+        vc = result["verdict_checks"]
+        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
+            {"check": [k.replace("_", " ") for k in vc], "passed": ["yes" if v else "NO" for v in vc.values()]})))
+    rows = []
+    for key, label in ZONE_KEYS:
+        z = result.get(key)
+        if isinstance(z, dict) and z.get("neighborhoods"):
+            rows.append({"zone": label, **{f: z.get(f) for f in ZONE_FIELDS if f in z}})
+    if rows:
+        out.append("<h3>Zones compared</h3><p class=muted>Share = share of the indicator's records in the "
+                   "candidate area; PAI on the months that chose the zone and on later months; PEI on the later "
+                   "months (see the glossary). Records are weighted, so they can have decimals.</p>"
+                   + _zone_rows(rows))
+    periods = result.get("periods")
+    if isinstance(periods, dict) and periods.get("rule"):
+        out.append(f"<p class=muted>Periods: {esc(periods['rule'])} "
+                   f"(choosing {esc(periods.get('train', '?'))}, later {esc(periods.get('test', '?'))} records).</p>")
+    cap = result.get("capacity_zone")
+    if isinstance(cap, dict) and cap.get("neighborhoods"):
+        params = cap.get("parameters") or {}
+        exp = cap.get("expected_participants")
+        out.append(f"<h3>Capacity</h3><p>Smallest best zone expected to fill "
+                   f"{esc(params.get('capacity', settings.PILOT_CAPACITY_PARTICIPANTS))} places in "
+                   f"{esc(params.get('months', settings.PILOT_MONTHS))} months: <b>{esc(_names(cap['neighborhoods']))}</b>"
+                   + (f" (about {_num(exp)} expected participants)" if exp is not None else "")
+                   + ("" if cap.get("reached", True) else " &mdash; <span class=warn>capacity not reached</span>") + ".</p>")
+        sources = params.get("sources")
+        if isinstance(sources, dict):
+            out.append("<p class=muted>Assumptions: " + "; ".join(
+                f"{esc(k.replace('_', ' '))} = {people_number(params.get(k)) if isinstance(params.get(k), (int, float)) else esc(_cite(params.get(k, '')))}"
+                f" ({esc(_cite(v))})" for k, v in sources.items()) + ".</p>")
+    by_k = result.get("zones_by_k")
+    if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
+        cols = [c for c in ("k", "neighborhoods", "records", "share", "pai_train", "pai_test") if c in by_k[0]]
+        out.append("<h3>Best zone by size</h3>" + _zone_rows([{c: z.get(c) for c in cols} for z in by_k]))
+    if zones is not None and len(zones):
+        z = pd.DataFrame(zones.drop(columns=zones.geometry.name))
+        cols = [c for c in ("role", "neighborhoods", "k", "share", "pai_train", "pai_test") if c in z]
+        z = z[cols].copy()
+        if "role" in z:
+            z["role"] = z["role"].map(lambda r: ROLE_NAMES.get(str(r), str(r)))
+        if "neighborhoods" in z:
+            z["neighborhoods"] = z["neighborhoods"].map(_names)
+        out.append("<h3>Zones on the map</h3>" + _table(z, {c: f for c, f in ZONE_FORMATS.items() if c in cols}))
+    return "".join(out)
+
+
+def _section_findings(data: dict[str, Any]) -> str:
+    """Every computed claim and limit (`geo_lead.findings`), never hand-written."""
+    site = data.get("site_result")
+    if not isinstance(site, dict) or not site or _findings(data) is None:
+        return "<p class=muted>No site-selection result: no findings.</p>"
+    found = _found(data)
+    out = []
+    for title, items in (("Why", found.reasons), ("What the data show", found.statements),
+                         ("Limits of these data", found.limits)):
+        if items:
+            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(in_words(t))}</li>" for t in items) + "</ul>")
+    return "".join(out)
+
+
+def _section_comparison(data: dict[str, Any]) -> str:
+    zones = data.get("zones")
+    result = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
+    comp_zone = None
+    if zones is not None and len(zones) and "role" in zones:
+        part = zones[zones["role"].astype(str) == "comparison"]
+        comp_zone = part.iloc[0] if len(part) else None
+    if zones is None or not len(zones):
+        return "<p class=warn>No zones in the store: run <code>geo-lead site</code>.</p>"
+    out = []
+    if comp_zone is not None:
+        share = comp_zone.get("share") if hasattr(comp_zone, "get") else None
+        out.append(f"<p>The comparison area is <b>{esc(_names(comp_zone.get('neighborhoods', '')))}</b>"
+                   + (f", holding {_pct(share)} of the records" if share is not None and pd.notna(share) else "")
+                   + ". It is meant to resemble the pilot zone without receiving the program, so that outcomes can "
+                   "be compared (as Seattle's evaluation did with a &ldquo;system as usual&rdquo; group).</p>")
+    else:
+        out.append("<p class=warn>No comparison area in the stored zones.</p>")
+    comp = result.get("comparison_area") if isinstance(result, dict) else None
+    if isinstance(comp, dict):
+        if comp.get("balanced") is not None:
+            ok = bool(comp["balanced"])
+            out.append(f"<p>Balance: {'balanced' if ok else '<span class=warn>NOT balanced</span>'}"
+                       + (f" (largest |SMD| {_num(comp['max_abs_std_mean_diff'], 2)}; rule: {esc(comp.get('balance_rule', ''))})"
+                          if comp.get("max_abs_std_mean_diff") is not None else "") + ".</p>")
+        if comp.get("rule"):
+            out.append(f"<p class=muted>How it is chosen: {esc(comp['rule'])}.</p>")
+        bal = comp.get("balance")
+        if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
+            frame = pd.DataFrame(bal).rename(columns={"feature": "measure", "pilot_mean": "pilot",
+                                                      "comparison_mean": "comparison", "pool_mean": "pool"})
+            if "measure" in frame:
+                frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
+            frame = frame.rename(columns={"smd": "std_mean_diff"})
+            out.append(_table(frame, {c: 2 if c == "std_mean_diff" else "w" for c in frame.columns if c != "measure"}))
+    return "".join(out)
+
+
+def _section_hotspots(data: dict[str, Any]) -> str:
+    hot = data.get("hotspots_result")
+    if not hot:
+        return "<p class=warn>No hot-spot result in the store: run <code>geo-lead hotspots</code>.</p>"
+    if not isinstance(hot, dict):
+        return f"<p>{esc(hot)}</p>"
+    out = []
+    kde = hot.get("kde")
+    if isinstance(kde, dict):
+        out.append(f"<p>Kernel density: bandwidth {_num(kde.get('bandwidth_ft'))} ft "
+                   f"({esc(kde.get('bandwidth_method', ''))}), {_num(kde.get('cell_ft'))} ft cells; hot spot = "
+                   f"{esc(kde.get('hotspot_rule', ''))}: {_num(kde.get('hotspot_cells'))} of {_num(kde.get('cells'))} cells.</p>")
+    for key, label in (("gistar_neighborhoods", "Gi* by neighborhood"), ("gistar_grid", "Gi* by grid cell")):
+        g = hot.get(key)
+        if isinstance(g, dict) and isinstance(g.get("labels"), dict):
+            out.append(f"<p>{label}: " + ", ".join(f"{esc(k)} {_num(v)}" for k, v in g["labels"].items())
+                       + (f" ({esc(g.get('fdr', ''))}, {_num(g.get('permutations'))} permutations)" if g.get("fdr") else "") + ".</p>")
+    return "".join(out) or _kv_table(hot)
+
+
+def _section_figures(data: dict[str, Any]) -> str:
+    blocks, notes = _figures(data)
+    return "".join(blocks) + (f"<p class=muted>Not drawn: {esc('; '.join(notes))}.</p>" if notes else "")
+
+
+def _section_data(data: dict[str, Any]) -> str:
     records = data.get("records")
     records = records if records is not None else pd.DataFrame()
-    parts = [f"<h1>LEAD pilot site selection</h1><p class=muted>Generated {esc(now)} from "
-             f"<code>{esc(data.get('store', ''))}</code> by geo_lead.</p>"]
-
-    parts.append(
-        "<h2>The question</h2><p>Louisville Metro's LEAD pilot (Law Enforcement Assisted Diversion) "
-        f"lets officers divert people stopped for low-level, opioid-driven drug offences to case "
-        f"management, only inside a pilot zone: {esc(' + '.join(n.title() for n in settings.PILOT_NEIGHBORHOODS))}, "
-        f"in LMPD's First Division, with capacity for {settings.PILOT_CAPACITY_PARTICIPANTS} participants over "
-        f"{settings.PILOT_MONTHS} months. Do the records support that zone, which zone of the same size "
-        "would capture the most eligible records, and which area is a fair comparison for the evaluation?</p>")
-
-    # the data
-    parts.append("<h2>The data</h2>")
+    parts = []
     n = len(records)
     parts.append(f"<p><b>{n:,}</b> records in the store"
                  + (f"; {int(data.get('rejects') or 0):,} rows were rejected at ingest (with reasons in the "
@@ -370,102 +725,123 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
             if len(why):
                 top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
                 parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
+        beats = data.get("beat_checks")
+        if beats is not None and len(beats):
+            parts.append("<h4>Points in the record's own LMPD beat, by match type</h4>" + _table(
+                beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
+                    same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
+                {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1}))
     else:
         parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
+    return "".join(parts)
 
-    # ranked table
-    scores = data.get("scores")
-    parts.append("<h2>Ranked neighborhoods</h2>")
-    if scores is not None and len(scores):
-        sc = pd.DataFrame(scores.drop(columns=scores.geometry.name) if hasattr(scores, "geometry") else scores)
-        if "in_area" in sc:
-            sc = sc[sc["in_area"].astype(bool)]
-        sc = sc.sort_values("rank") if "rank" in sc else sc
-        cols = [c for c in ("rank", "rank_low", "rank_high", "neighborhood", "count", "density_per_sqmi",
-                            "rate_per_1000", "eb_rate_per_1000", "score") if c in sc]
-        fmt = {"rank": 0, "rank_low": 0, "rank_high": 0, "count": 0, "density_per_sqmi": 1,
-               "rate_per_1000": 1, "eb_rate_per_1000": 1, "score": 3}
-        pilot = [h.upper() for h in settings.PILOT_NEIGHBORHOODS]
-        classes = ["pilot" if str(v).upper() in pilot else "" for v in sc.get("neighborhood", [])]
-        indicator = sc["indicator"].iloc[0] if "indicator" in sc and len(sc) else None
-        parts.append((f"<p>Indicator: <b>{esc(indicator)}</b>. " if indicator else "<p>")
-                     + "Rank interval = bootstrap "
-                     f"({settings.BOOTSTRAP_REPLICATES} replicates) range of each neighborhood's rank; "
-                     "pilot neighborhoods highlighted.</p>"
-                     + _table(sc[cols], {c: d for c, d in fmt.items() if c in cols}, classes))
-    else:
-        parts.append("<p class=warn>No scores in the store: run <code>geo-lead score</code>.</p>")
 
-    # figures
-    if with_figures:
-        blocks, notes = _figures(data)
-        parts.append("<h2>Figures</h2>" + "".join(blocks)
-                     + (f"<p class=muted>Not drawn: {esc('; '.join(notes))}.</p>" if notes else ""))
+def _section_glossary(data: dict[str, Any]) -> str:
+    return '<dl class="glossary">' + "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in GLOSSARY) + "</dl>"
 
-    # verdict and zones
-    parts.append("<h2>Verdict</h2>")
-    result = data.get("site_result")
-    if isinstance(result, dict) and result:
-        parts.append(verdict_html(result))
-    elif result:
-        parts.append(f"<p>{esc(result)}</p>")
-    else:
-        parts.append("<p class=warn>No site-selection result in the store: run <code>geo-lead site</code>.</p>")
-    zones = data.get("zones")
-    if zones is not None and len(zones):
-        z = pd.DataFrame(zones.drop(columns=zones.geometry.name))
-        cols = [c for c in ("role", "neighborhoods", "k", "share", "pai_train", "pai_test") if c in z]
-        z = z[cols].assign(neighborhoods=z["neighborhoods"].astype(str).str.replace(";", ", ")) if "neighborhoods" in z else z[cols]
-        parts.append("<h3>Zones</h3>" + _table(z, {c: d for c, d in (("k", 0), ("share", 3), ("pai_train", 2), ("pai_test", 2)) if c in cols}))
-        comp = z[z["role"] == "comparison"] if "role" in z else z.iloc[0:0]
-        parts.append("<h2>Comparison area</h2>")
-        if len(comp):
-            row = comp.iloc[0]
-            parts.append(f"<p>The comparison area is <b>{esc(row.get('neighborhoods', ''))}</b>"
-                         + (f", holding {float(row['share']):.1%} of the records" if "share" in row and pd.notna(row["share"]) else "")
-                         + ". It is meant to resemble the pilot zone without receiving the program, so that "
-                         "outcomes can be compared (as Seattle's evaluation did with a &ldquo;system as usual&rdquo; group).</p>")
-        else:
-            parts.append("<p class=warn>No comparison area in <code>site_zones</code>.</p>")
-        comp_result = result.get("comparison_area") if isinstance(result, dict) else None
-        if isinstance(comp_result, dict):
-            parts.append(comparison_html(comp_result))
-    else:
-        parts.append("<h2>Comparison area</h2><p class=warn>No zones in the store: run <code>geo-lead site</code>.</p>")
-    hot = data.get("hotspots_result")
-    if hot:
-        parts.append("<h3>Hot spots</h3>" + hotspots_html(hot if isinstance(hot, dict) else {"result": hot}))
-    if isinstance(result, dict) and result:
-        parts.append("<details><summary>Every number of the site-selection result</summary>"
-                     + _kv_table(result) + "</details>")
 
-    parts.append("""<h2>Method</h2><ul>
+def _section_method(data: dict[str, Any]) -> str:
+    return """<ul>
 <li>Records: LMPD crime extracts, ingested with every rejected row kept with its reason; opiate and LEAD-eligibility flags from the rules file.</li>
 <li>Geocoding: offline, against address points and street ranges; hundred-blocks are placed mid-block and intersections at the crossing, each with a match type and score.</li>
 <li>Scoring: counts, density per square mile, rates per 1,000 residents (2020 tracts, areal interpolation), Empirical Bayes smoothing of rates, and bootstrap rank intervals.</li>
-<li>Hot spots: kernel density on projected coordinates (EPSG:2246, bandwidth in feet) and Getis-Ord Gi* with conditional permutations and false-discovery-rate correction.</li>
-<li>Siting: the exact best contiguous zone of the same number of neighborhoods (mixed-integer program, CBC), compared with the pilot zone by PAI (share of records over share of area) on a later period than the one that chose it.</li>
-</ul>
-<h2>Limits</h2><ul>
+<li>Hot spots: kernel density on projected coordinates (Kentucky North state plane, bandwidth in feet) and Getis-Ord Gi* with conditional permutations and false-discovery-rate correction.</li>
+<li>Siting: the exact best contiguous zone of the same number of neighborhoods (mixed-integer program, CBC), compared with the pilot zone by PAI on later months than the ones that chose it.</li>
+</ul>"""
+
+
+def _section_limits(data: dict[str, Any]) -> str:
+    return """<ul>
 <li>Records are incidents, not people; one person can appear many times and a diversion needs an officer's contact, not a report.</li>
-<li>Shipped LMPD files are samples (about 15% of 2016, 14% of 2017): comparisons between areas hold, yearly totals are scaled estimates.</li>
+<li>Shipped LMPD files are samples (15% of 2016, 14% of 2017, 11.9% of 2018, 11.85% of 2019): comparisons between areas hold, yearly totals are weighted estimates.</li>
 <li>Block addresses locate an incident to a hundred-block or an intersection, not a door; points near a boundary may fall on either side.</li>
 <li>The LOJIC neighborhoods cover the pre-merger city only; the remainder pieces are counted but not ranked.</li>
 <li>Population comes from 2020 tracts split by area, which assumes residents spread evenly within a tract.</li>
 <li>Other programs in the same area (the Living Room crisis drop-off) confound a before/after comparison.</li>
-</ul>
-<p class=muted>Interactive maps: <a href="site_selection.html">site_selection.html</a>, <a href="timeline.html">timeline.html</a> (next to this file).</p>""")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>LEAD pilot site selection report</title>'
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+</ul>"""
 
 
-def write_report(store: Any, out_path: Path = DEFAULT_REPORT, records: pd.DataFrame | None = None) -> Path:
+def _section_numbers(data: dict[str, Any]) -> str:
+    result = data.get("site_result")
+    if not isinstance(result, dict) or not result:
+        return "<p class=muted>No site-selection result.</p>"
+    return "<details><summary>Show every stored number</summary>" + _kv_table(result) + "</details>"
+
+
+def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """A `geo_lead.pilot_report` section as a report section (empty without pilot data)."""
+    def section(data: dict[str, Any]) -> str:
+        pilot = data.get("pilot")
+        return build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
+    return section
+
+
+#: The detail sections after the answer, in page order: (id, heading, builder(data) -> HTML).
+#: Add a section by adding a builder here (e.g. a year-by-year section, a before/after figure).
+SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    ("changes", "Changes since the last run", _section_changes),
+    ("ranking", "Ranked neighborhoods", _section_ranking),
+    ("verdict-detail", "Verdict in detail", _section_verdict),
+    ("findings", "Findings", _section_findings),
+    ("comparison", "Comparison area", _section_comparison),
+    ("hotspots", "Hot spots", _section_hotspots),
+    ("figures", "Figures", _section_figures),
+    *[(sid, title, _pilot_section(build)) for sid, title, build in PILOT_SECTIONS],
+    ("data", "The data", _section_data),
+    ("glossary", "Glossary", _section_glossary),
+    ("method", "Method", _section_method),
+    ("limits", "Limits", _section_limits),
+    ("numbers", "Every number of the site result", _section_numbers),
+]
+
+
+def report_sections(data: dict[str, Any], with_figures: bool = True) -> list[Section]:
+    """The non-empty detail sections of `SECTION_BUILDERS` (figures left out when not
+    `with_figures`)."""
+    data = {**data, "with_figures": with_figures}
+    built = ((sid, title, build(data)) for sid, title, build in SECTION_BUILDERS
+             if with_figures or sid != "figures")
+    return [Section(sid, title, Markup(body)) for sid, title, body in built if body]
+
+
+def report_links(data: dict[str, Any]) -> list[dict[str, str]]:
+    """Links to the pages written beside the report (maps and the officers' zone page)."""
+    return [{"href": "site_selection.html", "text": "Site map"},
+            {"href": "timeline.html", "text": "Timeline map"},
+            {"href": "zone_check.html", "text": "Zone check page (officers)"},
+            {"href": "#ranking", "text": "Details"}]
+
+
+def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
+    """The report page from `collect_report_data`'s dict (pure apart from rendering figures).
+
+    The answer (`_answer`) comes first, then the sections of `SECTION_BUILDERS`; rendered by
+    ``geo_lead/templates/report.html.j2`` with autoescaping on.
+    """
+    from geo_lead import __version__
+
+    env = Environment(loader=PackageLoader("geo_lead", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2").render(
+        css=Markup(CSS), answer=_answer(data), links=report_links(data),
+        sections=report_sections(data, with_figures),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        store=str(data.get("store", "")), version=__version__)
+
+
+def write_report(store: Store, out_path: Path = DEFAULT_REPORT, records: pd.DataFrame | None = None) -> Path:
     """Write the self-contained report page; returns its path.
 
     `records`: the store's records already read (see `collect_report_data`), to save a read.
+
+    Raises
+    ------
+    geo_lead.parameters.MixedResultsError
+        When the stored results were made with different parameters (nothing is written).
     """
     out_path = Path(out_path)
+    html_text = build_report_html(collect_report_data(store, records))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out_path, build_report_html(collect_report_data(store, records)))  # atomic
+    write_text(out_path, html_text)  # atomic
     log.info("report written: %s", out_path)
     return out_path

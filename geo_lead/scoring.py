@@ -3,11 +3,15 @@
 For one indicator (a flag of the records, default ``lead_eligible``) and one time window,
 every neighborhood unit gets
 
-count             records in the window with the indicator set (unscaled)
+count             weighted count of the records in the window with the indicator set: each
+                  record weighs its frame weight (1 / its year's declared sample fraction,
+                  `geo_lead.frames`; so counts are frame-scaled) times its share of the unit
+                  (`geo_lead.allocation.unit_shares`: records within the boundary tolerance
+                  of an edge shared by two or more units are split equally among them)
+count_shared      the part of count that came from shared records
 share             count / the area's total count
-count_per_year    records scaled by each file's sampling fraction
-                  (``settings.SAMPLE_FRACTION_BY_FILE``), divided by the years the files
-                  cover (see `years_covered`): a yearly figure, stated as yearly
+count_per_year    count / the years the files cover (`geo_lead.frames.coverage`: the union
+                  of the files' report-date spans, clipped to the window)
 density_per_sqmi  count / area in square miles (EPSG:2246)
 population        2020 residents, areally interpolated from tracts (`geo_lead.population`)
 rate_per_1000     1000 * count / population
@@ -17,7 +21,14 @@ score             composite: sum of weight * metric / max(metric) over the ranke
                   (`DEFAULT_WEIGHTS`, overridable)
 rank              1 = highest score among the area's named neighborhoods
 rank_low/high     90% bootstrap interval of the rank: the area's records are resampled
-                  with replacement (seeded), scores and ranks recomputed
+                  with replacement (seeded), each with its weight and shares, scores and
+                  ranks recomputed
+rank_boundary_best / rank_boundary_worst
+                  the unit's rank when every record it shares goes wholly to it / when none
+                  does (they go to the other units that share them): how much the boundary
+                  streets decide its rank
+
+Every metric (count, density, rates, EB, composite, bootstrap) uses the same weighted count.
 
 Only *named* neighborhoods inside the area are ranked and enter the EB prior; the
 ``REMAINDER OF CITY #`` / ``UNNAMED #`` units are listed with their counts (and count in
@@ -35,7 +46,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo_lead import settings
+from geo_lead import allocation, frames, settings
 from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
@@ -51,13 +62,14 @@ RANK_INTERVAL: tuple[float, float] = (0.05, 0.95)
 DAYS_PER_YEAR = 365.25
 
 SCORE_COLUMNS: tuple[str, ...] = (
-    "neighborhood", "NH_CODE", "is_named", "in_area", "area_sqmi", "count", "share",
+    "neighborhood", "NH_CODE", "is_named", "in_area", "area_sqmi", "count", "count_shared", "share",
     "count_per_year", "density_per_sqmi", "population", "rate_per_1000", "eb_rate_per_1000",
-    "score", "rank", "rank_low", "rank_high", "indicator",
+    "score", "rank", "rank_low", "rank_high", "rank_boundary_best", "rank_boundary_worst", "indicator",
 )
 JSON_KEYS: tuple[str, ...] = (
-    "neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
+    "neighborhood", "count", "count_shared", "count_per_year", "density_per_sqmi", "population",
     "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high",
+    "rank_boundary_best", "rank_boundary_worst",
 )
 
 
@@ -114,18 +126,26 @@ def descending_ranks(score: np.ndarray) -> np.ndarray:
 
 def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
                             population: np.ndarray, weights: dict[str, float], n_boot: int,
-                            seed: int) -> tuple[np.ndarray, np.ndarray]:
+                            seed: int, classes: tuple[np.ndarray, np.ndarray] | None = None,
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """90% bootstrap interval of the ranks of the `ranked` units.
 
-    Resampling the area's N records with replacement is a multinomial draw of N over the
-    units with probabilities count/N; each replicate recomputes count, density, EB rate,
-    composite score and rank.
+    Resampling the area's N records with replacement is a multinomial draw of N over classes
+    of interchangeable records (same units, shares and weight) with probabilities size/N;
+    each replicate's unit counts are the drawn class sizes times the classes' contributions
+    (weight x share per unit), and count, density, EB rate, composite score and rank are
+    recomputed. `classes` = (sizes, contributions: classes x units) from `record_classes`;
+    None: one class per unit of whole records of weight 1 (``counts`` = their numbers).
 
     Returns
     -------
     (rank_low, rank_high) for the ranked units, integers.
     """
-    n_total = int(counts.sum())
+    if classes is None:
+        sizes, contrib = np.asarray(counts, float), np.eye(len(counts))
+    else:
+        sizes, contrib = classes
+    n_total = int(round(float(sizes.sum())))
     k = int(ranked.sum())
     if k == 0:
         return np.array([], dtype=int), np.array([], dtype=int)
@@ -133,7 +153,7 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
         r = descending_ranks(np.zeros(k))
         return r, r
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_total, counts / n_total, size=n_boot)[:, ranked].astype(float)
+    draws = (rng.multinomial(n_total, sizes / sizes.sum(), size=n_boot).astype(float) @ contrib)[:, ranked]
     pop = population[ranked]
     with_pop = pop > 0
     eb = np.full_like(draws, np.nan)
@@ -173,49 +193,50 @@ def window_mask(records: pd.DataFrame, since: Any = None, until: Any = None) -> 
     return mask
 
 
-def sample_weights(source_files: pd.Series) -> pd.Series:
-    """1 / sampling fraction of each record's file (1 for complete files)."""
-    frac = source_files.map(settings.SAMPLE_FRACTION_BY_FILE).fillna(1.0).astype(float)
-    return 1.0 / frac
+def years_covered(records: pd.DataFrame, since: Any = None, until: Any = None,
+                  frames_: frames.Frames | None = None) -> float:
+    """Years the data cover, clipped to the window: `geo_lead.frames.coverage` of the stored
+    declarations (`frames_`), else of the records' own files (report dates; occurrence date
+    when unreported). Overlapping spans are merged, so the same days never count twice."""
+    return frames.coverage_of(records, frames_, since, until).years
 
 
-def years_covered(records: pd.DataFrame, since: Any = None, until: Any = None) -> float:
-    """Years of data the records' files cover, clipped to the window.
+def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
+                   unit_index: pd.Series, in_area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Classes of interchangeable area records for `bootstrap_rank_interval`.
 
-    Each source file covers [first, last] of its records' report dates (occurrence date when
-    a report date is missing): LMPD publishes one file per report year. Overlapping
-    file periods are merged, so the same days never count twice.
+    A record's contribution is weight x share to each of its units inside the area; records
+    with equal contributions form a class. The first `n_units` classes are "one whole record
+    of weight 1 in unit i" (size 0 when there is none), so with such records only the draw is
+    exactly the per-unit multinomial.
+
+    Returns
+    -------
+    sizes, contributions
+        Class sizes (records) and a classes x units matrix.
     """
-    if records.empty:
-        return 0.0
-    rep = pd.to_datetime(records["reported_at"], errors="coerce") \
-        if "reported_at" in records else pd.Series(pd.NaT, index=records.index)  # "" -> NaT
-    when = rep.fillna(pd.to_datetime(records["occurred_at"], errors="coerce"))
-    frame = pd.DataFrame({"file": records["source_file"].to_numpy(), "when": when.to_numpy()}).dropna()
-    if frame.empty:
-        return 0.0
-    spans = frame.groupby("file")["when"].agg(["min", "max"]).sort_values("min")
-    start, end = _parse_day(since, "since"), _parse_day(until, "until")
-    if end is not None and end == end.normalize():
-        end = end + pd.Timedelta(days=1)
-    intervals = []
-    for lo, hi in zip(spans["min"], spans["max"], strict=True):
-        lo = max(lo, start) if start is not None else lo
-        hi = min(hi, end) if end is not None else hi
-        if hi > lo:
-            intervals.append((lo, hi))
-    total = pd.Timedelta(0)
-    cur_lo = cur_hi = None
-    for lo, hi in sorted(intervals):
-        if cur_hi is None or lo > cur_hi:
-            if cur_hi is not None:
-                total += cur_hi - cur_lo
-            cur_lo, cur_hi = lo, hi
-        else:
-            cur_hi = max(cur_hi, hi)
-    if cur_hi is not None:
-        total += cur_hi - cur_lo
-    return total / pd.Timedelta(days=DAYS_PER_YEAR)
+    ix = shares["unit"].map(unit_index)
+    keep = ix.notna().to_numpy() & in_area[ix.fillna(0).astype(int).to_numpy()]
+    sh = shares[keep]
+    unit = ix[keep].astype(int).to_numpy()
+    value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
+    parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
+    parts = parts.sort_values(["row", "unit"], kind="stable")
+    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)).groupby(parts["row"].to_numpy()).agg("|".join)
+    simple = {f"{i}:{1.0!r}": i for i in range(n_units)}
+    sizes_by_key = key.value_counts()
+    extra = sorted(k for k in sizes_by_key.index if k not in simple)
+    sizes = np.zeros(n_units + len(extra))
+    contrib = np.zeros((n_units + len(extra), n_units))
+    contrib[np.arange(n_units), np.arange(n_units)] = 1.0
+    for k, i in simple.items():
+        sizes[i] = sizes_by_key.get(k, 0)
+    for j, k in enumerate(extra, start=n_units):
+        sizes[j] = sizes_by_key[k]
+        for item in k.split("|"):
+            u, v = item.split(":")
+            contrib[j, int(u)] += float(v)
+    return sizes, contrib
 
 
 # --- the area -----------------------------------------------------------------------------
@@ -243,7 +264,9 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
                         area: str = "first-division", since: Any = None, until: Any = None,
                         weights: dict[str, float] | None = None, seed: int = settings.RANDOM_SEED,
                         n_boot: int = settings.BOOTSTRAP_REPLICATES,
-                        first_division: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+                        first_division: gpd.GeoDataFrame | None = None,
+                        boundary: str | None = None,
+                        sampling: frames.Frames | None = None) -> gpd.GeoDataFrame:
     """Score every neighborhood unit for one indicator and window.
 
     Parameters
@@ -268,12 +291,20 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
         Bootstrap seed and replicates for the rank interval.
     first_division
         The First Division polygon(s) (`geo_lead.boundaries.load_first_division`).
+    boundary
+        ``split`` (default `settings.BOUNDARY_RULE`) or ``first``: how records near a shared
+        edge (``boundary_units``) count (`geo_lead.allocation.unit_shares`).
+    sampling
+        The store's sampling declarations (`geo_lead.frames.load_frames`) for the years
+        covered; None: the records' own file spans. Record weights come from the records'
+        ``weight`` column (1 when absent).
 
     Returns
     -------
     geopandas.GeoDataFrame
         One row per unit (EPSG:4326) with `SCORE_COLUMNS`, sorted by rank (unranked last).
     """
+    rule = allocation.check_rule(boundary)
     weights = _check_weights(weights)
     if indicator not in records.columns:
         flags = [c for c in records.columns if records[c].dtype == bool]
@@ -294,13 +325,11 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     flag = records[indicator].fillna(False).astype(bool)
     sel = records[in_window & flag]
     pos = pd.Series(np.arange(len(names)), index=names)
-    unit = sel["neighborhood"].map(pos)
-    counted = unit.notna()
-    unit_ix = unit[counted].astype(int).to_numpy()
-    counts = np.bincount(unit_ix, minlength=len(names)).astype(float)
-    scaled = np.bincount(unit_ix, weights=sample_weights(sel.loc[counted, "source_file"]).to_numpy(),
-                         minlength=len(names))
-    years = years_covered(records[in_window], since, until)
+    shares = allocation.unit_shares(sel, rule)
+    counts = allocation.unit_counts(sel, shares, names)
+    counts_shared = allocation.unit_counts(sel, shares, names, only_shared=True)
+    placed = shares["row"].unique()
+    years = years_covered(records[in_window], since, until, sampling)
 
     area_sqmi = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).area.to_numpy() / settings.SQFT_PER_SQMI
     area_counts = np.where(in_area, counts, 0.0)
@@ -309,37 +338,41 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(in_area, area_counts / area_total if area_total else 0.0, np.nan)
         rate = np.where(pop > 0, counts / pop * 1000.0, np.nan)
-        per_year = scaled / years if years > 0 else np.full(len(names), np.nan)
-    eb = np.full(len(names), np.nan)
-    if ranked.any():
-        eb[ranked] = empirical_bayes(counts[ranked], pop[ranked]) * 1000.0
-    metrics = {"count": counts, "density_per_sqmi": counts / area_sqmi,
-               "eb_rate_per_1000": eb, "rate_per_1000": rate}
+        per_year = counts / years if years > 0 else np.full(len(names), np.nan)
+    metrics = _metrics(counts, ranked, area_sqmi, pop)
+    eb = metrics["eb_rate_per_1000"]
     score = np.full(len(names), np.nan)
     rank = np.full(len(names), np.nan)
     low = np.full(len(names), np.nan)
     high = np.full(len(names), np.nan)
+    best = np.full(len(names), np.nan)
+    worst = np.full(len(names), np.nan)
+    classes = record_classes(sel, shares, len(names), pos, in_area)
     if ranked.any():
         score[ranked] = composite_score({k: v[ranked] for k, v in metrics.items()}, weights)
         rank[ranked] = descending_ranks(score[ranked])
-        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, weights, n_boot, seed)
+        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, weights, n_boot, seed, classes)
         low[ranked], high[ranked] = lo, hi
-    by_metric = _metric_ranks(names, ranked, metrics, area_counts, area_sqmi, pop, n_boot, seed)
-    log.info("%s: %d records in window, %d counted in %s (%d outside every unit or not geocoded)",
-             indicator, len(sel), int(area_total), area, int((~counted).sum()))
+        best, worst = boundary_sensitivity(sel, shares, pos, counts, ranked, area_sqmi, pop, weights)
+    by_metric = _metric_ranks(names, ranked, metrics, area_counts, area_sqmi, pop, n_boot, seed, classes)
+    log.info("%s: %d records in window, %.1f weighted in %s (%d outside every unit or not geocoded; "
+             "%d shared among units, rule %s)", indicator, len(sel), float(area_total), area,
+             len(sel) - len(placed), int(shares.loc[shares["shared"], "row"].nunique()), rule)
 
     out = gpd.GeoDataFrame({
         "neighborhood": names, "NH_CODE": neighborhoods["NH_CODE"].to_numpy() if "NH_CODE" in neighborhoods else 0,
         "is_named": is_named, "in_area": in_area, "area_sqmi": area_sqmi,
-        "count": counts.astype(int), "share": share, "count_per_year": per_year,
+        "count": counts, "count_shared": counts_shared, "share": share, "count_per_year": per_year,
         "density_per_sqmi": metrics["density_per_sqmi"], "population": pop, "rate_per_1000": rate,
         "eb_rate_per_1000": eb, "score": score, "rank": pd.array(rank, dtype="Int64"),
         "rank_low": pd.array(low, dtype="Int64"), "rank_high": pd.array(high, dtype="Int64"),
+        "rank_boundary_best": pd.array(best, dtype="Int64"), "rank_boundary_worst": pd.array(worst, dtype="Int64"),
         "indicator": indicator,
     }, geometry=neighborhoods.geometry.to_numpy(), crs=neighborhoods.crs)
-    out.attrs.update({"records_in_window": len(sel), "area_total": int(area_total),
+    out.attrs.update({"records_in_window": len(sel), "area_total": float(area_total),
                       "years_covered": years, "area": area, "weights": weights,
-                      "metric_ranks": by_metric, "n_ranked": int(ranked.sum())})
+                      "metric_ranks": by_metric, "n_ranked": int(ranked.sum()), "boundary": rule,
+                      "shared_records": int(shares.loc[shares["shared"], "row"].nunique())})
     order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
     return out.iloc[order].reset_index(drop=True)
 
@@ -348,9 +381,64 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
 RANKED_METRICS: tuple[str, ...] = ("count", "density_per_sqmi", "eb_rate_per_1000")
 
 
+def _metrics(counts: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
+             pop: np.ndarray) -> dict[str, np.ndarray]:
+    """count, density, EB rate (over the ranked units) and raw rate of weighted counts."""
+    eb = np.full(len(counts), np.nan)
+    if ranked.any():
+        eb[ranked] = empirical_bayes(counts[ranked], pop[ranked]) * 1000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(pop > 0, counts / pop * 1000.0, np.nan)
+    return {"count": counts, "density_per_sqmi": counts / area_sqmi, "eb_rate_per_1000": eb,
+            "rate_per_1000": rate}
+
+
+def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index: pd.Series,
+                         counts: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
+                         pop: np.ndarray, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Each ranked unit's composite rank when every record it shares goes wholly to it (best)
+    and when each goes to the other units sharing it, in equal parts (worst); the other
+    records keep their shares. Units sharing nothing keep their rank in both."""
+    n = len(counts)
+    best, worst = np.full(n, np.nan), np.full(n, np.nan)
+    sh = shares[shares["shared"]].copy()
+    sh["ix"] = sh["unit"].map(unit_index)
+    sh = sh[sh["ix"].notna()]
+    sh["ix"] = sh["ix"].astype(int)
+    sh["w"] = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float)
+    sh["k"] = sh.groupby("row")["unit"].transform("size")
+
+    def rank_of(c: np.ndarray, u: int) -> int:
+        m = _metrics(c, ranked, area_sqmi, pop)
+        sc = composite_score({k: v[ranked] for k, v in m.items()}, weights)
+        return int(descending_ranks(sc)[int(np.flatnonzero(ranked).tolist().index(u))])
+
+    by_unit = dict(tuple(sh.groupby("ix")["row"]))
+    for u in np.flatnonzero(ranked):
+        rows = by_unit.get(u)
+        if rows is None or len(rows) == 0:
+            best[u] = worst[u] = rank_of(counts, u)
+            continue
+        mine = sh[sh["row"].isin(set(rows))]
+        delta = np.bincount(mine["ix"], weights=-(mine["w"] * mine["share"]), minlength=n)
+        best_c = counts + delta
+        best_c[u] += mine.drop_duplicates("row")["w"].sum()
+        own = mine[mine["ix"] == u]
+        others = mine[mine["ix"] != u]
+        # u's part of each record goes to the record's other units, equally.
+        extra = others["w"] * own.set_index("row")["share"].reindex(others["row"]).to_numpy() / (others["k"] - 1)
+        worst_c = counts.copy()
+        worst_c[u] -= float((own["w"] * own["share"]).sum())
+        worst_c += np.bincount(others["ix"], weights=extra.to_numpy(float), minlength=n)
+        best[u] = rank_of(np.maximum(best_c, 0.0), u)
+        worst[u] = rank_of(np.maximum(worst_c, 0.0), u)
+    return best, worst
+
+
 def _metric_ranks(names: np.ndarray, ranked: np.ndarray, metrics: dict[str, np.ndarray],
                   area_counts: np.ndarray, area_sqmi: np.ndarray, pop: np.ndarray, n_boot: int,
-                  seed: int) -> dict[str, dict[str, list[int]]]:
+                  seed: int, classes: tuple[np.ndarray, np.ndarray] | None = None,
+                  ) -> dict[str, dict[str, list[int]]]:
     """Per ranked unit and metric of `RANKED_METRICS`: [rank, rank_low, rank_high]."""
     out: dict[str, dict[str, list[int]]] = {str(n): {} for n in names[ranked]}
     if not ranked.any():
@@ -358,7 +446,7 @@ def _metric_ranks(names: np.ndarray, ranked: np.ndarray, metrics: dict[str, np.n
     for metric in RANKED_METRICS:
         w = {metric: 1.0}
         r = descending_ranks(composite_score({metric: metrics[metric][ranked]}, w))
-        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed)
+        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed, classes)
         for name, a, b, c in zip(names[ranked], r, lo, hi, strict=True):
             out[str(name)][metric] = [int(a), int(b), int(c)]
     return out
@@ -398,7 +486,7 @@ def scores_json(scores: pd.DataFrame, only_area: bool = True) -> list[dict[str, 
         item = {}
         for k in JSON_KEYS:
             v = rec[k]
-            if k in ("count", "rank", "rank_low", "rank_high"):
+            if k in ("rank", "rank_low", "rank_high", "rank_boundary_best", "rank_boundary_worst"):
                 v = None if pd.isna(v) else int(v)
             elif k != "neighborhood":
                 v = None if pd.isna(v) else round(float(v), 4)
@@ -409,7 +497,8 @@ def scores_json(scores: pd.DataFrame, only_area: bool = True) -> list[dict[str, 
 
 # --- store edge -----------------------------------------------------------------------------
 #: Record columns `score_store` reads (plus the indicator flag).
-SCORE_RECORD_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source_file", "neighborhood")
+SCORE_RECORD_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source", "source_file", "neighborhood",
+                                         "boundary_units")
 
 
 def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
@@ -418,17 +507,22 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                 neighborhoods: gpd.GeoDataFrame | None = None,
                 population: pd.Series | None = None,
                 first_division: gpd.GeoDataFrame | None = None,
-                records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
+                records: pd.DataFrame | None = None, boundary: str | None = None) -> gpd.GeoDataFrame:
     """Score from the store's (joined) records and write the ``scores`` layer.
 
     `records`: the store's records already read (with at least `SCORE_RECORD_COLUMNS` and
     `indicator`, e.g. once per `geo-lead run` for every stage); default: read them here.
+    Their frame ``weight`` comes from the store's sampling declarations
+    (`geo_lead.frames.attach_weights`) unless they carry one. `boundary`: ``split`` or
+    ``first`` (default `settings.BOUNDARY_RULE`).
 
     Neighborhoods, population and the First Division default to the shipped files and
-    `geo_lead.boundaries.first_division_for_store` (an official division file when one was
+    `geo_lead.division_records.first_division_for_store` (an official division file when one was
     installed, otherwise derived from the store's records).
     """
-    from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import first_division_for_store
+    from geo_lead.parameters import result_parameters, store_frames_fingerprint
     from geo_lead.population import interpolate_population, load_tracts
 
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
@@ -443,19 +537,30 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
                            "run `geo-lead run` (or geocode, then join) first.")
     if indicator not in cols:
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
-    want = [*SCORE_RECORD_COLUMNS, indicator]
+    want = [c for c in (*SCORE_RECORD_COLUMNS, indicator) if c in cols]
     given = records
     # Only these columns: every text column of a million records would cost seconds and GBs.
-    records = store.read_records(want) if records is None else pd.DataFrame(records[want]).copy()
+    if records is None:
+        records = store.read_records(want)
+    else:
+        records = pd.DataFrame(records[[c for c in (*want, "weight") if c in records]]).copy()
     records[indicator] = records[indicator].astype(bool)
     records["neighborhood"] = records["neighborhood"].fillna("")
+    sampling = frames.load_frames(store)
+    if "weight" not in records:
+        frames.attach_weights(store, records, sampling)
     if area == "first-division" and first_division is None:
         first_division = first_division_for_store(store, nh, records=given)
     scores = score_neighborhoods(records, nh, population, indicator=indicator, area=area,
                                  since=since, until=until, weights=weights, seed=seed,
-                                 n_boot=n_boot, first_division=first_division)
+                                 n_boot=n_boot, first_division=first_division, boundary=boundary,
+                                 sampling=sampling)
     store.replace_features("scores", _as_multipolygons(scores), "MULTIPOLYGON",
                            description=f"neighborhood scores of {indicator} ({area})")
+    # the parameters travel with the layer, so pages never show scores of another run
+    store.put_json("scores_parameters", result_parameters(
+        indicator=indicator, area=area, since=since, until=until, boundary_rule=boundary,
+        frames=store_frames_fingerprint(store)))
     return scores
 
 
@@ -486,26 +591,33 @@ def format_table(scores: gpd.GeoDataFrame, joined: dict[str, int] | None = None)
                      f"{joined['outside']:,} outside every neighborhood + {joined['not_geocoded']:,} not geocoded")
     ind = scores["indicator"].iloc[0] if len(scores) else "?"
     lines.append(f"indicator {ind}, area {a.get('area')}: {a.get('records_in_window', 0):,} records in the "
-                 f"window, {a.get('area_total', 0):,} in the area; data cover {a.get('years_covered', 0):.2f} years")
-    lines.append("per_year = count scaled by each file's sampling fraction (2016 sample 0.15, 2017 "
-                 "sample 0.14) / years covered; rates use the unscaled count and 2020 population")
-    head = (f"{'rank':>4} {'90% int':>7}  {'neighborhood':<28} {'count':>6} {'per_year':>9} "
-            f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6}")
+                 f"window, {a.get('area_total', 0):,.1f} weighted in the area; data cover "
+                 f"{a.get('years_covered', 0):.2f} years")
+    lines.append(f"count = records weighted by their sampling frame (1 / the year's declared fraction) and "
+                 f"by their share of the unit (boundary rule {a.get('boundary', settings.BOUNDARY_RULE)}: "
+                 f"{a.get('shared_records', 0):,} record(s) near a shared edge split equally); "
+                 "per_year = count / years covered; rates use count and 2020 population; "
+                 "bdry = rank if every shared record went to / away from the unit")
+    head = (f"{'rank':>4} {'90% int':>7}  {'neighborhood':<28} {'count':>7} {'shared':>6} {'per_year':>9} "
+            f"{'per_sqmi':>9} {'pop':>7} {'rate/1k':>8} {'EB/1k':>7} {'score':>6} {'bdry':>5}")
     lines += [head, "-" * len(head)]
     ranked = scores[scores["rank"].notna()]
     if not a.get("area_total", 0):
         lines.append("(no records of this indicator in the area and window: every rank is a tie)")
     for r in ranked.itertuples(index=False):
         star = "*" if r.neighborhood in settings.PILOT_NEIGHBORHOODS else " "
+        shared = getattr(r, "count_shared", 0.0)
+        bb, bw = getattr(r, "rank_boundary_best", pd.NA), getattr(r, "rank_boundary_worst", pd.NA)
+        bdry = f"{int(bb)}-{int(bw)}" if not (pd.isna(bb) or pd.isna(bw)) else "-"
         lines.append(
             f"{int(r.rank):>4} {f'{int(r.rank_low)}-{int(r.rank_high)}':>7} {star}{r.neighborhood[:28]:<28} "
-            f"{int(r.count):>6} {_num(r.count_per_year, 9, 1)} {_num(r.density_per_sqmi, 9, 1)} "
+            f"{_num(r.count, 7, 1)} {_num(shared, 6, 1)} {_num(r.count_per_year, 9, 1)} {_num(r.density_per_sqmi, 9, 1)} "
             f"{_num(r.population, 7, 0)} {_num(r.rate_per_1000, 8, 2)} {_num(r.eb_rate_per_1000, 7, 2)} "
-            f"{_num(r.score, 6, 3)}")
+            f"{_num(r.score, 6, 3)} {bdry:>5}")
     unranked = scores[scores["in_area"] & scores["rank"].isna() & (scores["count"] > 0)]
     if len(unranked):
         lines.append("not ranked (remainder / unnamed pieces, or no residents): " + ", ".join(
-            f"{n} ({c})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
+            f"{n} ({c:.1f})" for n, c in zip(unranked["neighborhood"], unranked["count"], strict=True)))
     lines.append("* pilot zone neighborhood")
     by_metric = a.get("metric_ranks", {})
     labels = {"count": "count", "density_per_sqmi": "density", "eb_rate_per_1000": "EB rate"}

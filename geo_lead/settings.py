@@ -10,9 +10,30 @@ import os
 from pathlib import Path
 from typing import Final
 
-#: The project checkout (``geo_lead/..``): home of ``data/``, ``boundaries/`` and ``maps/``.
+#: The project checkout (``geo_lead/..``): home of ``data/``, ``boundaries/`` and ``maps/``
+#: when the package runs from a checkout (an installed wheel has no checkout around it).
 PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parent.parent
 PACKAGE_DIR: Final[Path] = Path(__file__).resolve().parent
+#: Environment variable naming a folder laid out like the checkout (``data/``, ``boundaries/``)
+#: whose files replace the shipped ones.
+DATA_DIR_ENV: Final[str] = "GEO_LEAD_DATA_DIR"
+
+
+def _data_root() -> Path:
+    """Where the shipped data lives: ``$GEO_LEAD_DATA_DIR``; else the checkout, when the
+    package runs from one; else the copy a wheel carries in ``geo_lead/_shipped`` (in a
+    checkout, links to ``data/`` and ``boundaries/``: the same files, so caches keyed by the
+    files' contents agree)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    if (PROJECT_ROOT / "boundaries" / "pilot_zone.geojson").is_file():
+        return PROJECT_ROOT
+    return PACKAGE_DIR / "_shipped"
+
+
+#: The folder holding ``data/`` and ``boundaries/`` (see `_data_root`).
+DATA_ROOT: Final[Path] = _data_root()
 
 # --- coordinate reference systems -------------------------------------------------------
 #: Storage and exchange: lon/lat on WGS 84.
@@ -28,18 +49,28 @@ JEFFERSON_BBOX: Final[tuple[float, float, float, float]] = (-86.0, 37.99, -85.40
 # --- paths ------------------------------------------------------------------------------
 #: The embedded store, relative to the current directory (every command takes --store).
 DEFAULT_STORE: Final[Path] = Path("data/lead.gpkg")
-SHIPPED_DATA_DIR: Final[Path] = PROJECT_ROOT / "data"
+SHIPPED_DATA_DIR: Final[Path] = DATA_ROOT / "data"
+#: The default inputs of `geo-lead run`: the 2016-2019 drug samples (the years that chose the
+#: pilot and the years it ran). The shipped 2023 sample is left out on purpose: another period
+#: (Dec 2023 - Jan 2024), every offence type, no known sampling fraction (data/lmpd/SOURCE.md);
+#: ingest it by name to use it.
 SHIPPED_LMPD_FILES: Final[tuple[Path, ...]] = (
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2016_drug_sample.csv",
     SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv",
-    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2023_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2018_drug_sample.csv",
+    SHIPPED_DATA_DIR / "lmpd" / "crime_data_2019_drug_sample.csv",
 )
 REFERENCE_DIR: Final[Path] = SHIPPED_DATA_DIR / "reference"
 POPULATION_TRACTS: Final[Path] = SHIPPED_DATA_DIR / "population" / "tracts_2020_population.geojson"
-BOUNDARIES_DIR: Final[Path] = PROJECT_ROOT / "boundaries"
+BOUNDARIES_DIR: Final[Path] = DATA_ROOT / "boundaries"
 NEIGHBORHOODS_FILE: Final[Path] = BOUNDARIES_DIR / "neighborhoods.geojson"
 PILOT_ZONE_FILE: Final[Path] = BOUNDARIES_DIR / "pilot_zone.geojson"
 FIRST_DIVISION_FILE: Final[Path] = BOUNDARIES_DIR / "first_division.geojson"
+#: LMPD beats and divisions (geo_lead.beats; built from boundaries/source/lmpd_beats/).
+BEATS_FILE: Final[Path] = BOUNDARIES_DIR / "lmpd_beats.geojson"
+DIVISIONS_FILE: Final[Path] = BOUNDARIES_DIR / "lmpd_divisions.geojson"
+#: Two beats closer than this are adjacent (the shapefile's shared edges do not always meet).
+BEAT_ADJACENT_FT: Final[float] = 50.0
 MAPS_DIR: Final[Path] = Path("maps")
 RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 
@@ -47,16 +78,17 @@ RULES_FILE: Final[Path] = PACKAGE_DIR / "rules" / "opiate_rules.toml"
 PILOT_NEIGHBORHOODS: Final[tuple[str, ...]] = ("RUSSELL", "PORTLAND")
 #: When the Russell + Portland zone took effect (the city's LEAD FAQ, August 2018).
 PILOT_ZONE_DATE: Final[str] = "2018-08-01"
+#: The city's announcement of the Russell + Portland pilot (22 August 2018): the report's
+#: before/after split (`geo-lead evaluate --pilot-start` sets the real start).
+PILOT_ANNOUNCEMENT_DATE: Final[str] = "2018-08-22"
 PILOT_CAPACITY_PARTICIPANTS: Final[int] = 50
 PILOT_MONTHS: Final[int] = 18
 FIRST_DIVISION: Final[str] = "1ST DIVISION"
 
-#: Sampling fraction of each shipped sample file (../shared/data/README.md): yearly figures
-#: divide counts by it. Keyed by the file name, so a user's full-year file scales by 1.
-SAMPLE_FRACTION_BY_FILE: Final[dict[str, float]] = {
-    "crime_data_2016_drug_sample.csv": 0.15,
-    "crime_data_2017_drug_sample.csv": 0.14,
-}
+#: The shipped LMPD files' declared sampling fractions (file, sha256, year, sample_fraction):
+#: `geo_lead.frames` takes a shipped file's fraction from here by its sha256, never by name.
+#: A user's file declares its own (`geo-lead ingest FILE --sample-fraction F`, default 1).
+SHIPPED_SAMPLING_FILE: Final[Path] = SHIPPED_DATA_DIR / "lmpd" / "sampling.csv"
 
 # --- reading ------------------------------------------------------------------------------
 #: Strings that mean "no value" in LMPD exports.
@@ -77,6 +109,26 @@ PAGE_TEXT_MAX_CHARS: Final[int] = 200
 
 # --- zone check ---------------------------------------------------------------------------
 NEAR_BOUNDARY_FT: Final[float] = 300.0
+#: The offline zone page's street index (`geo_lead.zone_streets`) covers the streets with
+#: reference points within this distance of the zone (about a mile) ...
+ZONE_PAGE_STREETS_RADIUS_FT: Final[float] = 5280.0
+#: ... exporting the geocoder's own points for known house numbers, hundred-blocks and
+#: intersections, and for other house numbers points that interpolation reproduces within
+#: this distance of the geocoder's ...
+ZONE_PAGE_STREETS_TOLERANCE_FT: Final[float] = 50.0
+#: ... or this share of that point's distance from the zone boundary, when larger, at every
+#: number tested (bisection; untested numbers can be farther off where the geocoder's
+#: placement jumps between known numbers) ...
+ZONE_PAGE_STREETS_RELATIVE_TOLERANCE: Final[float] = 0.2
+#: ... so the page answers such a house number only when it lands farther than this from the
+#: zone boundary (closer, it asks for the block or a coordinate). Measured on 3,603 random
+#: covered numbers: between known numbers the page's point was off by median 49 ft, p99 389 ft,
+#: max 597 ft ...
+ZONE_PAGE_STREETS_HEDGE_FT: Final[float] = 1000.0
+#: ... and past a street's known numbers (extrapolated) median 29 ft, p99 497 ft, max 1,055 ft.
+ZONE_PAGE_STREETS_HEDGE_BEYOND_FT: Final[float] = 2000.0
+#: ... and the crossings of covered streets whose reference points come this close.
+ZONE_PAGE_CROSSING_NEAR_FT: Final[float] = 600.0
 
 # --- statistics ---------------------------------------------------------------------------
 RANDOM_SEED: Final[int] = 20180801  # the city's LEAD FAQ date; any fixed seed would do
@@ -132,8 +184,17 @@ SITE_PARAMETER_SOURCES: Final[dict[str, str]] = {
     "take_up_rate": "assumption (settings.SITE_TAKE_UP_RATE); no published Louisville figure",
     "persons_per_record": "data: distinct incident numbers / eligible records (an upper bound on "
                           "distinct persons: LMPD crime data has no person id)",
-    "sample_scaling": "shared/data/README.md: 2016 ~15% and 2017 ~14% systematic samples",
+    "sample_scaling": "data/lmpd/sampling.csv (declared per file by sha256; a user's file: --sample-fraction)",
 }
+
+# --- before / after the pilot (geo_lead.evaluation) ----------------------------------------
+#: Months resampled together by the block bootstrap (3: a quarter keeps short-run correlation
+#: between neighbouring months; a whole year would leave the after period a single block).
+EVALUATION_BLOCK_MONTHS: Final[int] = 3
+EVALUATION_REPLICATES: Final[int] = 2000
+EVALUATION_INTERVAL_LEVEL: Final[float] = 0.95
+#: Each period (before, after) needs at least this many months with data.
+EVALUATION_MIN_MONTHS: Final[int] = 3
 
 # --- reading: dates (fdtests) -----------------------------------------------------------
 #: LMPD publishes local wall-clock times; ISO values carrying an offset or Z are converted here.
@@ -142,12 +203,37 @@ LOCAL_TIMEZONE: Final[str] = "America/Kentucky/Louisville"
 #: as an unparseable date instead of crashing the read or polluting time series.
 DATE_MIN: Final[str] = "1900-01-01"
 DATE_MAX: Final[str] = "2100-01-01"
+#: Records dated before this floor, or after the day they are ingested, are rejected with
+#: that reason (a 2099 typo would otherwise stretch the data's time span and every rate).
+DATE_FLOOR: Final[str] = "2000-01-01"
+
+# --- boundary-aware allocation (geo_lead.allocation) ---------------------------------------
+#: A placed record this close to the edge shared by two or more neighborhood units is shared
+#: among them: about half a street width plus the geocoder's typical error on a centreline
+#: (Louisville's unit boundaries are streets, and block points lie on the street).
+BOUNDARY_TOLERANCE_FT: Final[float] = 50.0
+#: How records near a shared edge count: "split" (equal shares among the units) or "first"
+#: (whole to the first unit in file order: the behaviour before boundary sharing).
+BOUNDARY_RULE: Final[str] = "split"
+BOUNDARY_RULES: Final[tuple[str, ...]] = ("split", "first")
+#: Beat settling (`allocation.settle_by_beat`) looks at the record's own beat polygon within
+#: this radius of the point, shrunk by the tolerance so a beat edge on the street does not count.
+BEAT_SETTLE_RADIUS_FT: Final[float] = 500.0
 
 # --- geocoding (geo_lead/geocode) -------------------------------------------------------
 #: A house number this far beyond a street's known numbers is not placed (unmatched).
 GEOCODE_MAX_EXTRAPOLATION_NUMBERS: Final[int] = 1000
 #: Longest distance a number is extrapolated past the last known point of its street.
 GEOCODE_MAX_EXTRAPOLATION_FT: Final[float] = 3000.0
+#: Extrapolation past a street's last known number stops at this many numbers and this many
+#: feet; a number farther out is a ``street`` match at that last known number, with the reason
+#: (hold-out, seed 20180801: extrapolated errors median 57-90 m up to 100 numbers, 230-260 m at
+#: 200-300, 370-850 m beyond).
+GEOCODE_EXTRAPOLATION_CAP_NUMBERS: Final[int] = 300
+GEOCODE_EXTRAPOLATION_CAP_FT: Final[float] = 1500.0
+#: A candidate place within this distance of the record's beat polygon counts as inside it
+#: (boundary streets: their centre line is the beat's edge).
+GEOCODE_BEAT_TOLERANCE_FT: Final[float] = 100.0
 #: Feet per house number assumed when extrapolating (Louisville: ~100 numbers per block).
 GEOCODE_FT_PER_NUMBER: Final[float] = 5.0
 #: Street ends are prolonged this far when looking for a crossing the reference does not reach.

@@ -8,7 +8,9 @@ Three Louisville Open Data formats are recognised from their header:
 
 Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice.
 Every physical row ends up either in a chunk's ``records`` or in its ``rejects``, with the
-file, the line number and a reason: rows read = rows accepted + rows rejected.
+file, the line number and a reason: rows read = rows accepted + rows rejected. A date after
+the day of the ingest ("date after the ingest date") or before `settings.DATE_FLOOR` is a
+reject too, not a record.
 
 Canonical record columns
 ------------------------
@@ -520,6 +522,10 @@ class _RecordBuilder:
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         self.raw_text: Callable[[list[str]], str] = lambda row: ",".join(row)[:500]
+        # Dates after the day of the ingest (a 2099 typo) or before settings.DATE_FLOOR are
+        # rejected: they would stretch the data's time span and every figure per year.
+        self.date_floor = pd.Timestamp(settings.DATE_FLOOR)
+        self.date_ceiling = pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
 
     def build(self, rows: list[list[str]], lines: list[int]) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
         if not rows:
@@ -566,6 +572,10 @@ class _RecordBuilder:
         reported = parse_dates(df["reported_at"])
         reject((df["occurred_at"] != "") & occurred.isna(), "unparseable date", "occurred_at")
         reject((df["reported_at"] != "") & reported.isna(), "unparseable date", "reported_at")
+        for col, when in (("occurred_at", occurred), ("reported_at", reported)):
+            reject(when.notna() & (when >= self.date_ceiling), "date after the ingest date", col)
+            reject(when.notna() & (when < self.date_floor),
+                   f"date before {settings.DATE_FLOOR} (settings.DATE_FLOOR)", col)
         occurred = occurred.fillna(reported)
         reject(occurred.isna(), "no occurrence or report date", "occurred_at")
 

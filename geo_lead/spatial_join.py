@@ -8,7 +8,11 @@ Nothing is dropped. Every record gets a ``join_status``:
 * ``not_geocoded``  -- no point (the geocoder did not match the address).
 
 A point exactly on the edge shared by two units belongs to the first of them in the
-neighborhoods' order (deterministic; the count of such ties is logged).
+neighborhoods' order (deterministic; the count of such ties is logged). Every joined record
+also gets ``boundary_units`` (`geo_lead.allocation.boundary_units`): the units within
+`settings.BOUNDARY_TOLERANCE_FT` of its point when two or more, narrowed by the record's own
+beat when beat polygons are available (`allocation.settle_by_beat`); scoring, hotspots and
+siting count such records in shares (`allocation.unit_shares`).
 """
 
 from __future__ import annotations
@@ -34,20 +38,25 @@ JOIN_STATUSES: tuple[str, ...] = ("joined", "outside", "not_geocoded")
 
 
 def records_gdf(store: Store, columns: list[str] | None = None) -> gpd.GeoDataFrame:
-    """The store's records as EPSG:4326 points (ungeocoded records keep an empty geometry).
+    """The store's records as EPSG:4326 points (ungeocoded records keep an empty geometry),
+    with their float frame ``weight`` (`geo_lead.frames.attach_weights`).
 
     Parameters
     ----------
     store
         An open store.
     columns
-        Record columns to read (default: all); ``lon`` and ``lat`` are always read.
+        Record columns to read (default: all); ``lon``, ``lat`` and the columns the weights
+        need (`frames.WEIGHT_COLUMNS`) are always read.
     """
+    from geo_lead import frames
+
     if columns is not None:
-        columns = list(dict.fromkeys([*columns, "lon", "lat"]))
+        columns = list(dict.fromkeys([*columns, "lon", "lat", *frames.WEIGHT_COLUMNS]))
         have = set(store.columns("records"))
         columns = [c for c in columns if c in have]
     frame = store.read_records(columns)
+    frames.attach_weights(store, frame)
     return points_from_lonlat(frame)
 
 
@@ -66,7 +75,8 @@ def points_from_lonlat(frame: pd.DataFrame) -> gpd.GeoDataFrame:
 
 
 def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
-                 name_column: str = "NH_NAME") -> gpd.GeoDataFrame:
+                 name_column: str = "NH_NAME", tolerance_ft: float | None = None,
+                 beats: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Attach the neighborhood each record's point falls in.
 
     Parameters
@@ -77,12 +87,17 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
         Polygons with `name_column`, in the same CRS as `records`.
     name_column
         Neighborhood name column (LOJIC ``NH_NAME``).
+    tolerance_ft
+        Boundary tolerance (default `settings.BOUNDARY_TOLERANCE_FT`).
+    beats
+        LMPD beat polygons (``beat``, geometry) to settle boundary records by their own beat
+        (`allocation.settle_by_beat`; needs a ``beat`` column in `records`); None: not settled.
 
     Returns
     -------
     geopandas.GeoDataFrame
-        `records` (same index, same CRS) plus ``neighborhood`` (name or "") and
-        ``join_status`` in `JOIN_STATUSES`.
+        `records` (same index, same CRS) plus ``neighborhood`` (name or ""),
+        ``boundary_units`` (see `geo_lead.allocation`) and ``join_status`` in `JOIN_STATUSES`.
 
     Raises
     ------
@@ -115,8 +130,20 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
     names[first["rec_pos"].to_numpy()] = neighborhoods[name_column].to_numpy()[first["nh_pos"].to_numpy()]
     status = np.where(~has_point.to_numpy(), "not_geocoded",
                       np.where(names != "", "joined", "outside"))
+    from geo_lead.allocation import boundary_units, settle_by_beat
+
+    own = np.full(len(records), -1, dtype=int)
+    own[first["rec_pos"].to_numpy()] = first["nh_pos"].to_numpy()
+    near = boundary_units(geom, neighborhoods, names != "", tolerance_ft, name_column, unit_index=own)
     out = records.copy()
     out["neighborhood"] = names
+    out["boundary_units"] = near
+    if beats is not None and "beat" in out:
+        settled = settle_by_beat(out, neighborhoods, beats, tolerance_ft, name_column=name_column)
+        hit = (settled != "").to_numpy()
+        near[hit] = settled.to_numpy()[hit]
+        out["boundary_units"] = near
+        log.info("%d boundary record(s) settled by their own beat", int(hit.sum()))
     out["join_status"] = status
     return out
 
@@ -148,13 +175,43 @@ def neighborhoods_fingerprint(neighborhoods: gpd.GeoDataFrame, name_column: str 
     return h.hexdigest()
 
 
-def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> dict[str, int]:
-    """Join the store's records to neighborhoods and write ``neighborhood`` onto them.
+#: meta key: the boundary tolerance and beat polygons the stored ``boundary_units`` came from.
+META_JOIN_BOUNDARY = "join_boundary"
+
+
+def default_beats() -> gpd.GeoDataFrame | None:
+    """LMPD beat polygons (`geo_lead.beats.load_beats`) when that module and its file exist."""
+    try:
+        from geo_lead.beats import load_beats  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    try:
+        return load_beats()
+    except (GeoLeadError, OSError) as exc:
+        log.info("beat polygons not used for boundary records: %s", exc)
+        return None
+
+
+def _beats_fingerprint(beats: gpd.GeoDataFrame | None) -> str | None:
+    if beats is None:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for code, wkb in zip(beats["beat"].astype(str), shapely.to_wkb(np.asarray(beats.geometry.values)), strict=True):
+        h.update(code.encode() + b"\0" + (wkb or b"") + b"\0")
+    return h.hexdigest()
+
+
+def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
+               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | None | bool = True) -> dict[str, int]:
+    """Join the store's records to neighborhoods; write ``neighborhood`` and ``boundary_units``.
 
     Incremental: only records whose ``neighborhood`` is NULL are joined and written (new
     records, and records whose point the geocoder moved: `Store.update_records` clears it).
     Every record is joined again when the neighborhoods differ from the last join's
-    (fingerprint in meta ``join_neighborhoods_hash``). The counts cover all records.
+    (fingerprint in meta ``join_neighborhoods_hash``), or the boundary tolerance or the beat
+    polygons do (meta ``join_boundary``). The counts cover all records.
 
     Parameters
     ----------
@@ -162,28 +219,43 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> d
         An open store.
     neighborhoods
         Neighborhood units (default: `geo_lead.boundaries.load_neighborhoods`).
+    tolerance_ft
+        Boundary tolerance (default `settings.BOUNDARY_TOLERANCE_FT`).
+    beats
+        Beat polygons for `allocation.settle_by_beat`; True (default): `default_beats`
+        (None when the beats module or file is missing); None/False: no settling.
 
     Returns
     -------
     dict
         ``records``, ``joined``, ``outside``, ``not_geocoded`` (records = the other three).
     """
+    from geo_lead.allocation import check_tolerance
+
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+    tol = check_tolerance(tolerance_ft)
+    beat_polys = default_beats() if beats is True else (beats or None)
     fingerprint = neighborhoods_fingerprint(nh)
+    boundary_key = {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)}
     have = set(store.columns("records"))
     # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
-    where = "neighborhood IS NULL" if "neighborhood" in have and store.get_json(META_JOIN_HASH) == fingerprint else ""
-    cols = [c for c in ("record_id", "lon", "lat") if c in have]
-    recs = points_from_lonlat(store.read_records(cols, where=where))
+    current = ("neighborhood" in have and "boundary_units" in have
+               and store.get_json(META_JOIN_HASH) == fingerprint
+               and store.get_json(META_JOIN_BOUNDARY) == boundary_key)
+    cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if beat_polys is not None else ())) if c in have]
+    recs = points_from_lonlat(store.read_unjoined_records(cols) if current else store.read_records(cols))
     if nh.crs is not None and nh.crs != recs.crs:
         nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
-    joined = join_records(recs, nh) if len(recs) else recs.assign(neighborhood="", join_status="")
+    joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys) if len(recs) \
+        else recs.assign(neighborhood="", boundary_units="", join_status="")
     with store.write():
-        store.update_records(pd.DataFrame({"record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
-                                           "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object)}))
-        if "neighborhood" not in store.columns("records"):  # an empty store: the column, still
-            store.conn.execute('ALTER TABLE records ADD COLUMN "neighborhood" TEXT')
-        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (META_JOIN_HASH, f'"{fingerprint}"'))
+        store.update_records(pd.DataFrame({
+            "record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
+            "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object),
+            "boundary_units": pd.Series(joined["boundary_units"].to_numpy(object), dtype=object)}))
+        store.ensure_text_columns("records", ("neighborhood", "boundary_units"))  # an empty store: the columns, still
+        store.set_json(META_JOIN_HASH, fingerprint)
+        store.set_json(META_JOIN_BOUNDARY, boundary_key)
         store.ensure_record_indexes()  # built once, after the first (big) join
     counts = store_join_counts(store)
     log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(joined))
@@ -191,23 +263,8 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None) -> d
 
 
 def store_join_counts(store: Store) -> dict[str, int]:
-    """records = joined + outside + not_geocoded over every stored record (SQL, no read)."""
-    have = set(store.columns("records"))
-    if not {"lon", "lat", "neighborhood"} <= have:
-        n = store.count("records")
-        return {"records": n, "joined": 0, "outside": 0, "not_geocoded": n}
-    # Four counts that each use an index (`Store.ensure_record_indexes`) instead of one scan of
-    # every record: joined = non-empty neighborhood (for TEXT, <> '' is > '') and a point.
-    one = store.conn.execute
-    n = one("SELECT COUNT(*) FROM records").fetchone()[0]
-    not_geo = one("SELECT COUNT(*) FROM records WHERE lon IS NULL OR lat IS NULL").fetchone()[0]
-    named = one("SELECT COUNT(*) FROM records WHERE neighborhood > ''").fetchone()[0]
-    # (unary + keeps the planner on the small records_unlocated index)
-    named_unlocated = one("SELECT COUNT(*) FROM records WHERE (lon IS NULL OR lat IS NULL) "
-                          "AND +neighborhood > ''").fetchone()[0]
-    joined = named - named_unlocated
-    return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
-            "not_geocoded": int(not_geo)}
+    """records = joined + outside + not_geocoded over every stored record (`Store.join_counts`)."""
+    return store.join_counts()
 
 
 def _crs_name(gdf: gpd.GeoDataFrame | gpd.GeoSeries) -> str:

@@ -9,10 +9,15 @@ sketch of the zone with the point. This module embeds the data it needs:
   projected here by pyproj so the browser only projects the query point);
 * the member neighborhoods and every LOJIC neighborhood (to name the neighborhood of an
   outside point), simplified to ``NEIGHBORHOOD_SIMPLIFY_DEG`` to keep the file small;
-* the near-boundary tolerance and the zone version.
+* the near-boundary tolerance and the zone version;
+* offline only: the street index of `geo_lead.zone_streets` (the geocoder's answers for house
+  numbers, hundred-blocks and intersections within about a mile of the zone, and the
+  normaliser's tables), so typed addresses there answer as ``geo-lead zone check --address``
+  does, with no network.
 
 In ``offline`` mode the page answers with no network at all; in ``service`` mode (served by
-``geo_lead.zone_service`` at ``/``) it asks ``/zone`` so addresses can be geocoded.
+``geo_lead.zone_service`` at ``/``) it asks ``/zone`` for addresses and imports nothing of the
+geocoder here.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ log = logging.getLogger(__name__)
 #: Neighborhood outlines are only used to *name* an outside point; 1e-5 degrees is ~3 ft.
 NEIGHBORHOOD_SIMPLIFY_DEG = 1e-5
 MODES = ("offline", "service")
+#: Keys of the street index the page reads (the rest, e.g. ``counts``, stays in the cache).
+STREET_INDEX_KEYS = ("radius_ft", "tolerance_ft", "relative_tolerance", "hedge_ft", "hedge_beyond_ft",
+                     "origin", "curve", "normalize", "match_types",
+                     "streets", "spellings", "numbers", "blocks", "crossings")
 
 
 def _polygons(geom: shapely.Geometry, ndigits: int) -> list[list[list[list[float]]]]:
@@ -48,8 +57,9 @@ def _polygons(geom: shapely.Geometry, ndigits: int) -> list[list[list[list[float
     return out
 
 
-def page_data(checker: ZoneChecker) -> dict[str, Any]:
-    """The JSON the page embeds (see the module docstring)."""
+def page_data(checker: ZoneChecker, streets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON the page embeds (see the module docstring); `streets`: a street index
+    (`geo_lead.zone_streets.street_index`) or None (no offline address lookup)."""
     neighborhoods = []
     for name, geom in zip(checker.neighborhood_names, checker.neighborhood_geoms, strict=True):
         if name is None:
@@ -68,10 +78,12 @@ def page_data(checker: ZoneChecker) -> dict[str, Any]:
         "bounds_ft": [round(v, 1) for v in checker.zone_ft.bounds],
         "county_bbox": list(settings.JEFFERSON_BBOX),
         "neighborhoods": neighborhoods,
+        "streets": None if streets is None else {k: streets[k] for k in STREET_INDEX_KEYS},
     }
 
 
-def render_page(checker: ZoneChecker, mode: str = "offline") -> str:
+def render_page(checker: ZoneChecker, mode: str = "offline",
+                streets: dict[str, Any] | bool | None = None) -> str:
     """The page as HTML text.
 
     Parameters
@@ -80,6 +92,10 @@ def render_page(checker: ZoneChecker, mode: str = "offline") -> str:
         Supplies the zone, the neighborhoods, the tolerance and the version.
     mode
         ``"offline"`` (answers in the browser, no network) or ``"service"`` (asks ``/zone``).
+    streets
+        The offline street index; default (offline mode): `zone_streets.street_index` for the
+        checker's zone (cached; built with the geocoder the first time, which takes a minute);
+        False: a page without the offline address lookup.
 
     Returns
     -------
@@ -88,18 +104,25 @@ def render_page(checker: ZoneChecker, mode: str = "offline") -> str:
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "offline" and streets is None:
+        from geo_lead.zone_streets import street_index
+
+        streets = street_index(checker.zone_ft)
     template = resources.files("geo_lead").joinpath("static/zone/zone_check.html").read_text("utf-8")
     # "</" could close the <script> element early; JSON allows the escaped form.
-    data = json.dumps(page_data(checker), separators=(",", ":")).replace("</", "<\\/")
+    data = json.dumps(page_data(checker, streets if mode == "offline" and streets else None),
+                      separators=(",", ":")).replace("</", "<\\/")
     return (template.replace("/*__ZONE_DATA__*/null", data, 1)
             .replace('/*__MODE__*/"offline"', json.dumps(mode), 1))
 
 
-def write_page(out: Path, checker: ZoneChecker | None = None) -> Path:
-    """Write the offline page to ``out`` (parent folders created) and return the path."""
+def write_page(out: Path, checker: ZoneChecker | None = None,
+               streets: dict[str, Any] | bool | None = None) -> Path:
+    """Write the offline page to ``out`` (parent folders created) and return the path
+    (`streets`: as in `render_page`)."""
     checker = checker or ZoneChecker()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, render_page(checker, "offline"))  # atomic: never a half-written page
+    write_text(out, render_page(checker, "offline", streets))  # atomic: never a half-written page
     log.info("wrote %s (%d bytes)", out, out.stat().st_size)
     return out

@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# Set up everything geo_lead needs on a fresh Debian machine with Python >= 3.11:
-# a virtual environment in .venv with the package and its test tools, and (for the
-# browser tests and the offline-map checks) Debian's chromium when we are root.
+# Set up geo_lead on a fresh Debian machine with Python >= 3.11, in .venv:
+#   bash scripts/setup.sh        the package and what the main job (geo-lead run) needs
+#   bash scripts/setup.sh test   + the test tools (pytest, playwright, dask...) and, as root,
+#                                Debian's chromium for the browser tests
+# Prints one short line per step. A step whose inputs (pyproject.toml, the extras) are
+# unchanged since it last succeeded is skipped (stamp in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+WHAT=${1:-main}
+case "$WHAT" in main|test) ;; *) echo "usage: scripts/setup.sh [main|test]" >&2; exit 2 ;; esac
+START=$SECONDS
+say() { printf '[setup %3ds] %s\n' "$((SECONDS - START))" "$*"; }
+# -qq: errors only (pip still fails loudly); the steps print their own progress lines
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -qq)
+
 if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating .venv with $($PY --version)"
+  say "creating .venv with $($PY --version 2>&1)"
   $PY -m venv .venv
+  "${PIP[@]}" install --progress-bar off --upgrade pip
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-echo "[setup] installing geo_lead and its dependencies into .venv"
-.venv/bin/python -m pip install -q -e ".[test]"
-if [ "${GEO_LEAD_SKIP_APT:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+
+SPEC="."
+[ "$WHAT" = "test" ] && SPEC=".[test]"
+STAMP=".venv/.geo_lead-setup-$WHAT-$( (cat pyproject.toml; echo "$SPEC") | sha256sum | cut -c1-16)"
+if [ -f "$STAMP" ]; then
+  say "geo_lead ($WHAT) already installed for this pyproject.toml"
+else
+  say "installing geo_lead ($WHAT: $SPEC) and its dependencies (a few minutes the first time)"
+  "${PIP[@]}" install --progress-bar off -e "$SPEC"
+  touch "$STAMP"
+  say "installed"
+fi
+
+if [ "$WHAT" = "test" ] && [ "${GEO_LEAD_SKIP_APT:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing Debian's chromium for the browser tests"
+    say "installing Debian's chromium for the browser tests"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
-    echo "[setup] chromium not found and not root: browser tests will skip"
+    say "chromium not found and not root: browser tests will skip"
   fi
 fi
-echo "[setup] done"
+say "done"

@@ -86,7 +86,7 @@ def test_identical_snapshots_report_no_change() -> None:
     report = compare_snapshots(snap, snap, previous_run_id="r1")
     assert report["changed"] is False and report["verdict_changed"] is False
     assert report["first_run"] is False and report["previous_run"] == "r1"
-    assert describe(report)[-1].strip() == "no change in ranks, hotspots or verdict"
+    assert describe(report)[-1].strip() == "no change in ranks, hotspots, sampling frames, capacity zone or verdict"
 
 
 def test_first_run() -> None:
@@ -94,3 +94,27 @@ def test_first_run() -> None:
     assert report["first_run"] is True
     assert [m["neighborhood"] for m in report["entered_ranking"]] == ["A"]
     assert describe(report) == ["first recorded run: nothing to compare with yet"]
+
+
+def test_check_statuses_and_the_three_verdicts_in_the_change_report() -> None:
+    from geo_lead.changes import check_statuses
+
+    before = {"verdict": "justified", "deciding_check": "holdout",
+              "checks": [{"name": "windows", "status": "pass"}, {"name": "holdout", "status": "pass"}]}
+    after = {"verdict": "inconclusive", "deciding_check": "windows",
+             "checks": [{"name": "windows", "status": "insufficient"}, {"name": "holdout", "status": "pass"},
+                        {"name": "separation", "status": "pass"}]}
+    report = compare_results(None, None, before, after)
+    assert report["check_changes"] == [{"check": "separation", "before": None, "after": "pass"},
+                                       {"check": "windows", "before": "pass", "after": "insufficient"}]
+    assert report["verdict_changed"] and report["changed"]
+    assert report["deciding_check_after"] == "windows"
+    lines = describe({**report, "previous_run": "r1"})
+    assert "  check windows: pass -> insufficient" in lines
+    assert "  verdict changed: 'justified' -> 'inconclusive' (deciding check: windows)" in lines
+    # Only a check's status moved: still a change (the verdict can stay the same).
+    same = compare_results(None, None, after, {**after, "checks": [{"name": "windows", "status": "fail"}]})
+    assert same["changed"] and not same["verdict_changed"]
+    # Older results kept boolean checks: True pass, False fail, None insufficient.
+    assert check_statuses({"verdict_checks": {"a": True, "b": False, "c": None}}) == {
+        "a": "pass", "b": "fail", "c": "insufficient"}

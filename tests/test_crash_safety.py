@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LMPD = settings.SHIPPED_DATA_DIR / "lmpd"
 BASE = LMPD / "crime_data_2016_drug_sample.csv"
 #: Columns whose values are wall-clock times of the write, not content.
-VOLATILE = frozenset({"ingested_at", "updated_at", "replaced_at", "last_change", "fid"})
+VOLATILE = frozenset({"ingested_at", "updated_at", "replaced_at", "last_change", "declared_at", "fid"})
 CORRECTED_ROWS = 100
 
 

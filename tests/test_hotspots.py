@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -15,8 +16,11 @@ from geo_lead import settings
 from geo_lead.boundaries import load_neighborhoods
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import (
+    MAX_PERMUTATIONS,
+    attainable_levels,
     bandwidth_ft,
     gistar,
+    gistar_labels,
     gistar_grid,
     grid_counts,
     hotspots,
@@ -27,7 +31,9 @@ from geo_lead.hotspots import (
     max_capture,
     pai,
     pei,
+    permutations_for,
     record_weights,
+    smallest_p,
     study_area,
 )
 
@@ -98,9 +104,87 @@ def test_labels_apply_benjamini_hochberg() -> None:
     # alpha 0.01: cut-offs 0.002 0.004 0.006 0.008 0.01 -> p_(1)=0.001 and p_(2)=0.008 > 0.004,
     #   p_(4)=0.04 > 0.008 ... only unit 0 passes.
     # alpha 0.05: 0.01 0.02 0.03 0.04 0.05 -> p_(4)=0.039 < 0.04: units 0-3 pass.
-    assert labels == ["hot 99%", "hot 95%", "cold 95%", "hot 95%", "not significant"]
+    # (Labels are named by the FDR level they pass; they were "hot 99%" ... before issue 13.)
+    assert labels == ["hot, FDR 1%", "hot, FDR 5%", "cold, FDR 5%", "hot, FDR 5%", "not significant"]
     raw = label_gistar(z, p, fdr=False)
-    assert raw[1] == "hot 99%" and raw[3] == "hot 95%"
+    assert raw[1] == "hot, FDR 1%" and raw[3] == "hot, FDR 5%"
+    # Only the levels offered are used: without 1%, unit 0 is labelled at 5%.
+    assert label_gistar(z, p, levels=(0.05, 0.10))[0] == "hot, FDR 5%"
+
+
+def test_levels_offered_are_attainable_with_the_permutations() -> None:
+    # The issue's case: 90 units, 999 permutations. The two-sided smallest p is 2/1000 = 0.002;
+    # BH's lowest cut-off for one significant unit is q/90: 0.000111 (1%), 0.000556 (5%),
+    # 0.00111 (10%). None can be reached.
+    assert smallest_p(999) == pytest.approx(0.002)
+    assert attainable_levels(90, 999) == ()
+    r = permutations_for(90)
+    assert r == 18_000 and 2 / (r + 1) < 0.01 / 90  # ceil(2 x 90 / 0.01)
+    assert attainable_levels(90, r) == (0.01, 0.05, 0.10)
+    assert attainable_levels(90, 3_999) == (0.05, 0.10)  # 2/4000 = 0.0005 < 0.000556
+    assert permutations_for(4) == 999  # never fewer than settings.PERMUTATIONS (2 x 4 / 0.01 = 800)
+    assert permutations_for(10**6) == MAX_PERMUTATIONS
+    # A lone unit at the smallest p R permutations can give passes the strictest level offered.
+    p = np.ones(90)
+    p[7] = smallest_p(r)
+    z = np.zeros(90)
+    z[7] = 4.0
+    assert label_gistar(z, p, attainable_levels(90, r))[7] == "hot, FDR 1%"
+    assert gistar_labels((0.05, 0.10)) == ["hot, FDR 5%", "hot, FDR 10%", "not significant",
+                                          "cold, FDR 10%", "cold, FDR 5%"]
+
+
+def test_two_sided_labels_agree_with_esda_on_a_planted_lattice() -> None:
+    """A 10 x 10 lattice of continuous values with 8-20 neighbours each (no permutation ties
+    the observed sum, so esda's p_sim is our smaller-tail p) with a hot 3 x 3 block and a cold 3 x 3 block: labels equal those computed from esda
+    directly (two-sided p = min(1, 2 p_sim), then esda.fdr at each level), and the answer is
+    known: the hot block's centre is hot at FDR 1%, the cold block's centre cold, far units
+    not significant."""
+    import esda
+
+    rng = np.random.default_rng(11)
+    centres = np.array([(i, j) for i in range(10) for j in range(10)], float)
+    y = rng.normal(10.0, 1.0, 100)
+    hot = [i * 10 + j for i in (1, 2, 3) for j in (1, 2, 3)]
+    cold = [i * 10 + j for i in (6, 7, 8) for j in (6, 7, 8)]
+    y[hot] += 6.0
+    y[cold] -= 6.0
+    w = DistanceBand(centres, threshold=2.9)
+    r = permutations_for(100)
+    out = gistar(y, w, permutations=r, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # esda: alternative= will change
+        g = esda.G_Local(y, w, transform="B", star=True, permutations=r, seed=4, n_jobs=1)
+    p2 = np.minimum(1.0, 2 * np.asarray(g.p_sim))
+    np.testing.assert_allclose(out["p_two_sided"], p2)
+    expected = np.full(100, "not significant", dtype=object)
+    for q in (0.10, 0.05, 0.01):
+        sig = p2 <= esda.fdr(p2, q)
+        expected[sig & (np.asarray(g.Zs) > 0)] = f"hot, FDR {q * 100:g}%"
+        expected[sig & (np.asarray(g.Zs) < 0)] = f"cold, FDR {q * 100:g}%"
+    labels = label_gistar(out["gi_z"], out["p_two_sided"], attainable_levels(100, r))
+    assert labels == expected.tolist()
+    assert labels[22] == "hot, FDR 1%" and labels[77].startswith("cold, FDR")
+    assert labels[9] == labels[90] == "not significant"
+
+
+def test_gistar_batches_draw_the_same_distribution() -> None:
+    # Above SIMULATION_VALUES_MAX the permutations come in seeded batches: same z, p close.
+    import geo_lead.hotspots as hs
+
+    centres = np.array([(i, j) for i in range(6) for j in range(6)], float)
+    y = np.random.default_rng(2).poisson(3, 36).astype(float)
+    w = DistanceBand(centres, threshold=1.5)
+    one = gistar(y, w, permutations=4000, seed=1)
+    old = hs.SIMULATION_VALUES_MAX
+    try:
+        hs.SIMULATION_VALUES_MAX = 36 * 1000
+        batched = gistar(y, w, permutations=4000, seed=1)
+    finally:
+        hs.SIMULATION_VALUES_MAX = old
+    np.testing.assert_allclose(batched["gi_z"], one["gi_z"])
+    assert not np.allclose(batched["p_sim"], one["p_sim"])  # other draws ...
+    np.testing.assert_allclose(batched["p_sim"], one["p_sim"], atol=0.03)  # ... same distribution
 
 
 def test_bandwidth_scott_by_hand_and_cv_runs() -> None:
@@ -169,9 +253,13 @@ def test_pai_pei_by_hand() -> None:
     assert pei(30.0, counts, areas, 2.5) == pytest.approx(30 / 45)
 
 
-def test_record_weights_follow_the_sampling_fractions() -> None:
+def test_record_weights_are_the_frame_weights_never_file_names() -> None:
+    # Issue 13: weights come from the declared frames (geo_lead.frames), carried as the
+    # records' `weight` column; a file name alone (the old SAMPLE_FRACTION_BY_FILE) means nothing.
     frame = pd.DataFrame({"source_file": ["crime_data_2016_drug_sample.csv",
                                           "/x/crime_data_2017_drug_sample.csv", "full_2019.csv", None]})
+    np.testing.assert_allclose(record_weights(frame), [1.0, 1.0, 1.0, 1.0])
+    frame["weight"] = [1 / 0.15, 1 / 0.14, 1.0, 1.0]
     np.testing.assert_allclose(record_weights(frame), [1 / 0.15, 1 / 0.14, 1.0, 1.0])
 
 

@@ -260,10 +260,12 @@ def test_no_person_fields_on_the_map(inputs: dict[str, object]) -> None:
 # --- layers, notes, offline -----------------------------------------------------------------
 def test_every_layer_and_the_legend_are_on_the_page(inputs: dict[str, object]) -> None:
     page = _site_html(inputs)
-    for name in ("Score (score) by neighborhood", "Kernel density surface", "Getis-Ord Gi* hot/cold spots (neighborhoods)", "Getis-Ord Gi* hot/cold spots (grid cells)",
-                 "Records by block point (599)", "First Division", "Pilot zone (Russell + Portland)",
-                 "Best zone of the same size", "Comparison area"):
+    # short layer names (the layer list must fit a phone); the legend names each zone's members
+    for name in ("Neighborhood scores (click one)", "Kernel density surface", "Gi* hot/cold spots (neighborhoods)",
+                 "Gi* hot/cold spots (grid)", "Records by block point (599)", "First Division", "Pilot zone",
+                 "Best zone of the same size", "Comparison area", "Neighborhood names"):
         assert f'"{name}"' in page, name
+    assert "Russell, Portland" in page or "Portland, Russell" in page
     assert "geo-lead-legend" in page and "geo-lead-notes" in page
     assert "L.control.layers" in page
     assert "1 of 600 records are not geocoded" in page

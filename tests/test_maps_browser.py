@@ -45,14 +45,14 @@ def test_site_map_renders_offline(offline_page: object, pages: dict[str, Path], 
         assert page.locator(f"path.geo-lead-zone-{role}").count() >= 1, role
     assert page.locator(".marker-cluster, path.geo-lead-point").count() > 0
     assert page.locator(".geo-lead-legend").is_visible()
-    assert "Score (score)" in page.inner_text(".geo-lead-legend")
+    assert "Neighborhoods by score" in page.inner_text(".geo-lead-legend")
     assert "not geocoded" in page.inner_text(".geo-lead-notes")
     labels = page.inner_text(".leaflet-control-layers")
-    for name in ("Kernel density surface", "Getis-Ord Gi*", "Records by block point", "Comparison area"):
+    for name in ("Kernel density surface", "Gi* hot/cold spots", "Records by block point", "Comparison area"):
         assert name in labels
     # turn on the hidden layers: they draw
     page.get_by_text("Kernel density surface").click()
-    page.get_by_text("Getis-Ord Gi* hot/cold spots (neighborhoods)").click()
+    page.get_by_text("Gi* hot/cold spots (neighborhoods)").click()
     assert page.locator("path.geo-lead-kde").count() > 0
     assert page.locator("path.geo-lead-gistar").count() > 0
     page.screenshot(path=str(tmp_path / "site_selection.png"))

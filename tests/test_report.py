@@ -77,8 +77,8 @@ def test_report_html_sections_escaping_and_self_contained(inputs: dict[str, obje
         "reject_reasons": pd.DataFrame({"reason": ["bad date"], "rows": [3]}), "scores": inputs["scores"],
         "zones": inputs["zones"], "site_result": {"verdict": "<script>alert(1)</script> FIXTURE verdict", "k": 2},
         "hotspots_result": None})
-    for heading in ("The question", "The data", "Geocoding match rates by type", "Ranked neighborhoods",
-                    "Figures", "Verdict", "Comparison area", "Method", "Limits"):
+    for heading in ("Changes since the last run", "The data", "Geocoding match rates by type", "Ranked neighborhoods",
+                    "Figures", "Verdict in detail", "Comparison area", "Glossary", "Method", "Limits"):
         assert f">{heading}</h" in page, heading
     assert "<script>" not in page and "<img src=z" not in page and "<b>x</b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; FIXTURE verdict" in page
@@ -87,7 +87,7 @@ def test_report_html_sections_escaping_and_self_contained(inputs: dict[str, obje
     assert 'class="pilot"' in page
     assert "no such street in the reference: &lt;b&gt;X&lt;/b&gt; ST" in page
     assert "Rejected rows by reason" in page and "bad date" in page
-    assert "SHAWNEE, LIMERICK" in page  # the comparison area's members
+    assert "Shawnee, Limerick" in page  # the comparison area's members
 
 
 def test_report_with_empty_store_says_what_is_missing(store_path: Path, tmp_path: Path) -> None:
@@ -129,8 +129,15 @@ def test_cli_maps_flags(store_path: Path, tmp_path: Path, inputs: dict[str, obje
     fill_store(store_path, inputs)
     assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "t"), "--tiles", "--json"]) == 0
     paths = json.loads(capsys.readouterr().out)
-    page = Path(paths["site_selection"]).read_text(encoding="utf-8")
+    # --tiles writes *_tiles.html beside the offline pages and leaves those offline
+    assert set(paths) == {"site_selection", "timeline", "site_selection_tiles", "timeline_tiles"}
+    assert Path(paths["site_selection_tiles"]).name == "site_selection_tiles.html"
+    page = Path(paths["site_selection_tiles"]).read_text(encoding="utf-8")
     assert "tile.openstreetmap.org" in page and offline.external_references(page) == []
+    for name in ("site_selection", "timeline"):
+        assert "tile.openstreetmap.org" not in Path(paths[name]).read_text(encoding="utf-8")
+    assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "t"), "--tiles"]) == 0
+    assert "load OpenStreetMap tiles from the internet" in capsys.readouterr().out
     assert main(["maps", "--store", str(store_path), "--out", str(tmp_path / "o"), "--no-offline"]) == 0
     online = (tmp_path / "o" / "site_selection.html").read_text(encoding="utf-8")
     assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in online

@@ -143,15 +143,18 @@ def test_bootstrap_certain_when_counts_far_apart() -> None:
 
 def test_window_and_per_year_scaling() -> None:
     nh, pop = _city()
-    # A sample file (fraction 0.15) covering exactly one year of report dates.
+    # A sample file (fraction 0.15: its records carry the frame weight 1/0.15, as
+    # geo_lead.frames gives them) covering exactly one year of report dates. Since issue 13
+    # `count` is the weighted count (frame weight x share), so it is 6/0.15 here, not 6.
     recs = pd.concat([
         _records({"A": 3}, source_file="crime_data_2016_drug_sample.csv", day="2016-01-01"),
         _records({"A": 3}, source_file="crime_data_2016_drug_sample.csv", day="2016-12-31"),
         _records({"B": 4}, source_file="full.csv", day="2019-03-01"),
     ], ignore_index=True)
+    recs["weight"] = np.where(recs["source_file"] == "full.csv", 1.0, 1 / 0.15)
     s = score_neighborhoods(recs, nh, pop, area="city", until="2016-12-31", n_boot=20).set_index("neighborhood")
     years = 365 / 365.25  # Jan 1 13:00 .. Dec 31 13:00
-    assert s.loc["A", "count"] == 6 and s.loc["B", "count"] == 0
+    assert s.loc["A", "count"] == pytest.approx(6 / 0.15) and s.loc["B", "count"] == 0
     assert s.loc["A", "count_per_year"] == pytest.approx(6 / 0.15 / years)
     s2 = score_neighborhoods(recs, nh, pop, area="city", since="2017-01-01", n_boot=20).set_index("neighborhood")
     assert s2.loc["A", "count"] == 0 and s2.loc["B", "count"] == 4
@@ -190,8 +193,9 @@ def test_json_keys_exact() -> None:
     nh, pop = _city()
     s = score_neighborhoods(_records({"A": 3}), nh, pop, area="city", n_boot=10)
     keys = set(scores_json(s)[0])
-    assert keys == {"neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
-                    "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high"}
+    assert keys == {"neighborhood", "count", "count_shared", "count_per_year", "density_per_sqmi", "population",
+                    "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high",
+                    "rank_boundary_best", "rank_boundary_worst"}
 
 
 def test_score_store_writes_layer(store_path: Path) -> None:
@@ -255,11 +259,15 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
     assert main(["score", "--store", str(store_path), "--json", "--replicates", "50",
                  "--csv", str(csv_path)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {o["neighborhood"] for o in out} == set(settings.FIRST_DIVISION_DESCRIBED)
+    # issue 14: scoring uses LMPD's official First Division (the shipped first_division.geojson),
+    # which adds BUTCHERTOWN to the neighborhoods LMPD's description names
+    assert {o["neighborhood"] for o in out} == {*settings.FIRST_DIVISION_DESCRIBED, "BUTCHERTOWN"}
     top = out[0]
     assert top["neighborhood"] == "RUSSELL" and top["count"] == 6 and top["rank"] == 1
-    assert list(top) == ["neighborhood", "count", "count_per_year", "density_per_sqmi", "population",
-                         "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low", "rank_high"]
+    # issue 13 adds count_shared and the boundary sensitivity ranks
+    assert list(top) == ["neighborhood", "count", "count_shared", "count_per_year", "density_per_sqmi",
+                         "population", "rate_per_1000", "eb_rate_per_1000", "score", "rank", "rank_low",
+                         "rank_high", "rank_boundary_best", "rank_boundary_worst"]
     assert pd.read_csv(csv_path)["count"].sum() == 10  # Shawnee's record is counted (not in the area)
     assert main(["score", "--store", str(store_path)]) == 0
     text = capsys.readouterr().out
@@ -272,7 +280,8 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
 
 def test_real_shipped_data_end_to_end(store_path: Path) -> None:
     """Ingest the shipped LMPD files, geocode offline, join, score: accounting and invariants."""
-    from geo_lead.boundaries import derive_first_division, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import derive_first_division
     from geo_lead.geocode import geocode_store
     from geo_lead.ingest import ingest_files
     from geo_lead.spatial_join import join_store
@@ -322,3 +331,18 @@ def test_years_covered_falls_back_to_occurrence_date() -> None:
                          "occurred_at": ["2020-01-01T00:00:00", "2020-07-01T12:00:00"]})
     assert years_covered(recs) == pytest.approx(182.5 / 365.25)
     assert years_covered(recs, since="2020-04-01") == pytest.approx((91 + 0.5) / 365.25)
+
+
+def test_record_classes_with_no_record_in_the_window() -> None:
+    """An empty window (e.g. `score --since` before the data) gives empty classes, not a TypeError."""
+    import numpy as np
+    import pandas as pd
+
+    from geo_lead.scoring import record_classes
+
+    records = pd.DataFrame({"weight": pd.Series([], dtype=float)})
+    shares = pd.DataFrame({"row": pd.Series([], dtype=int), "unit": pd.Series([], dtype=str),
+                           "share": pd.Series([], dtype=float), "shared": pd.Series([], dtype=bool)})
+    sizes, contrib = record_classes(records, shares, 3, pd.Series({"A": 0, "B": 1, "C": 2}),
+                                    np.ones(3, dtype=bool))
+    assert sizes.tolist() == [0, 0, 0] and contrib.shape == (3, 3)

@@ -38,6 +38,8 @@ from geo_lead.sources import (
 LMPD = settings.SHIPPED_DATA_DIR / "lmpd"
 FILE_2016 = LMPD / "crime_data_2016_drug_sample.csv"
 FILE_2017 = LMPD / "crime_data_2017_drug_sample.csv"
+FILE_2018 = LMPD / "crime_data_2018_drug_sample.csv"
+FILE_2019 = LMPD / "crime_data_2019_drug_sample.csv"
 FILE_2023 = LMPD / "crime_data_2023_sample.csv"
 FIXTURES = Path(__file__).parent / "fixtures"
 CITATIONS = FIXTURES / "citations_documented_columns.csv"
@@ -71,7 +73,8 @@ def count_data_rows(path: Path) -> int:
 
 # --- the shipped real files -----------------------------------------------------------------
 @pytest.mark.parametrize(("path", "source"), [
-    (FILE_2016, "crime-pre2023"), (FILE_2017, "crime-pre2023"), (FILE_2023, "crime-2023"),
+    (FILE_2016, "crime-pre2023"), (FILE_2017, "crime-pre2023"), (FILE_2018, "crime-pre2023"),
+    (FILE_2019, "crime-pre2023"), (FILE_2023, "crime-2023"),
 ])
 def test_shipped_files_detect_and_add_up(path: Path, source: str) -> None:
     result = accounted(read_records(path))
@@ -95,6 +98,57 @@ def test_2017_every_row_accepted_with_physical_lines() -> None:
     assert first["address_raw"] == "N 26TH ST / BANK ST"
     # "POSSESSION  OF SYNTHETIC DRUGS" is published with two spaces: whitespace is collapsed.
     assert first["offense_text"] == "POSSESSION OF SYNTHETIC DRUGS"
+
+
+#: sha256 of the shipped 2018/2019 samples (data/lmpd/SOURCE.md): byte-identical copies of
+#: ../shared/data/lmpd, never edited (the 2019 PREMISE_TYPE padding stays in the file).
+SHIPPED_SHA256 = {
+    FILE_2018: "457b48065bae32edac42d1f449aacb03ba2100096a7a951581a8467e86db6a7f",
+    FILE_2019: "10ed0ae0b9636a6b72092c65533f66350bbcf1f07e19952865d3ce944ecf362c",
+}
+
+
+@pytest.mark.parametrize("path", list(SHIPPED_SHA256))
+def test_2018_2019_samples_shipped_unedited(path: Path) -> None:
+    import hashlib
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SHIPPED_SHA256[path]
+
+
+def test_2019_layout_is_mapped_by_header_names() -> None:
+    """The 2019 release (15 columns, ObjectId first, CRIME_TYPE before UOR_DESC, `City`, dates
+    ``2019/01/01 02:00:00``, PREMISE_TYPE padded to 45 characters) is read by header names.
+
+    Oracle: the csv module's rows looked up by the header's own names, stripped by hand.
+    """
+    with FILE_2019.open(newline="", encoding="utf-8-sig") as fh:
+        raw = list(csv.DictReader(fh))
+    header = list(raw[0])
+    assert header[:6] == ["ObjectId", "INCIDENT_NUMBER", "DATE_REPORTED", "DATE_OCCURED",
+                          "CRIME_TYPE", "UOR_DESC"] and "City" in header and "ID" not in header
+    padded = [r["PREMISE_TYPE"] for r in raw if r["PREMISE_TYPE"]]
+    assert {len(v) for v in padded} == {45}, "the file keeps its padding"
+    result = accounted(read_records(FILE_2019))  # no source named: detected from the header
+    assert result.source == "crime-pre2023"
+    assert result.accepted == len(raw) == 1123 and result.rejected == 0
+    recs = result.records
+    assert recs["source_line"].tolist() == list(range(2, 2 + len(raw)))
+    by_field = {"incident_number": "INCIDENT_NUMBER", "offense_text": "UOR_DESC",
+                "crime_type": "CRIME_TYPE", "nibrs_code": "NIBRS_CODE", "beat": "LMPD_BEAT",
+                "premise": "PREMISE_TYPE", "address_raw": "BLOCK_ADDRESS", "city": "City",
+                "division": "LMPD_DIVISION"}
+    for fld, col in by_field.items():
+        expected = [" ".join(r[col].split()) for r in raw]
+        assert recs[fld].tolist() == expected, fld
+    # ZIP_CODE: five digits, else empty (the 2019 file has a few "0")
+    assert recs["zip"].tolist() == [z if len(z) == 5 and z.isdigit() else "" for z in
+                                    (r["ZIP_CODE"].strip() for r in raw)]
+    assert not recs["premise"].str.endswith(" ").any()  # the padding is stripped in the reader
+    first = recs.iloc[0]
+    assert (first["occurred_at"], first["reported_at"]) == ("2019-01-01T02:00:00", "2019-01-01T11:22:00")
+    expected_dates = [r["DATE_OCCURED"].replace("/", "-").replace(" ", "T") for r in raw]
+    assert recs["occurred_at"].tolist() == expected_dates
+    assert recs["occurred_at"].str[:4].eq("2019").all()
 
 
 def test_2023_null_strings_become_empty() -> None:

@@ -77,3 +77,22 @@ def fraction(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a share above 0 and at most 1 (e.g. 0.5)")
     return value
+
+
+def add_boundary_arguments(p: argparse.ArgumentParser) -> None:
+    """``--boundary split|first`` and ``--boundary-tolerance-ft FT`` (`geo_lead.allocation`)."""
+    p.add_argument("--boundary", choices=settings.BOUNDARY_RULES, default=None,
+                   help="records within the tolerance of an edge shared by two or more neighborhoods: "
+                        "split = shared equally among them (default), first = whole to the first unit "
+                        "in file order (the behaviour before boundary sharing, for comparison)")
+    p.add_argument("--boundary-tolerance-ft", type=at_least(0, float), default=None, metavar="FT",
+                   help=f"distance to a shared edge, in feet, within which a record is shared (default "
+                        f"{settings.BOUNDARY_TOLERANCE_FT:g}); a change re-joins every record")
+
+
+def add_sample_fraction_argument(p: argparse.ArgumentParser) -> None:
+    """``--sample-fraction F`` (`geo_lead.frames`)."""
+    p.add_argument("--sample-fraction", type=fraction, default=None, metavar="F",
+                   help="share of its year's rows each FILE holds, 0 < F <= 1 (default 1: a complete "
+                        "extract); disjoint samples of one year add up. Shipped files take theirs from "
+                        "data/lmpd/sampling.csv (by sha256)")

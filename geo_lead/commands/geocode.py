@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt)
     p.add_argument("address", help='the address, e.g. "2700 BLOCK W MADISON ST" or "N 26TH ST / BANK ST"')
     p.add_argument("--zip", default="", help="ZIP code (breaks ties between same-named streets)")
+    p.add_argument("--beat", default="", help="LMPD beat code, e.g. 112 (chooses among candidate places "
+                                             "inside that beat first, then by ZIP; never moves a point)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: input, lon, lat, match_type, score, matched_address, reason")
     _add_reference(p)
@@ -41,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--address-column", required=True, metavar="COL",
                    help="column holding the address (e.g. BLOCK_ADDRESS, 'Block Address')")
     f.add_argument("--zip-column", metavar="COL", help="column holding the ZIP code (optional)")
+    f.add_argument("--beat-column", metavar="COL",
+                   help="column holding the LMPD beat (optional, e.g. LMPD_BEAT): chooses among candidate "
+                        "places, and adds a beat_check column (same/adjacent/other/no_beat)")
     f.add_argument("--out", type=Path, required=True, metavar="OUT.csv",
                    help="where to write the input rows with the result columns appended (text "
                         "cells starting with = + - @ tab or CR get a leading ' so a spreadsheet "
@@ -62,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--online-census", action="store_true",
                    help="also ask the US Census batch geocoder (network!) about addresses left unmatched")
     s.add_argument("--json", action="store_true", help="print the counts as JSON")
+    s.add_argument("--review", action="store_true",
+                   help="after geocoding, list the records whose point lies outside their own LMPD beat and "
+                        "every beat touching it (beat_check = other), with both beats and the match details")
     _add_reference(s)
     s.set_defaults(func=_run_store)
 
@@ -73,9 +81,9 @@ def _geocoder(args: argparse.Namespace):
 
 
 def _run_address(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
 
-    row = _geocoder(args).geocode_one(args.address, args.zip)
+    row = _geocoder(args).geocode_one(args.address, args.zip, args.beat)
     if args.json:
         print_json(row)
     else:
@@ -94,7 +102,7 @@ def _summary_lines(counts: dict[str, int], total: int) -> list[str]:
 def _run_file(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import InputFileError, MissingColumnError
     from geo_lead.outputs import write_csv
     from geo_lead.progress import Progress
@@ -106,31 +114,56 @@ def _run_file(args: argparse.Namespace) -> int:
         frame = pd.read_csv(args.input, dtype=str, keep_default_na=False, encoding=args.encoding)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputFileError(f"{args.input}: cannot read as CSV ({exc}).") from None
-    for col in (args.address_column, args.zip_column):
+    for col in (args.address_column, args.zip_column, args.beat_column):
         if col and col not in frame.columns:
             raise MissingColumnError(str(args.input), col, list(frame.columns))
     geocoder = _geocoder(args)
     zips = frame[args.zip_column].tolist() if args.zip_column else None
     n_unique = int(frame[args.address_column].nunique())
     progress = Progress("geocode addresses", total=n_unique)
-    res = geocoder.geocode(frame[args.address_column].tolist(), zips, progress=progress)
+    beats = frame[args.beat_column].tolist() if args.beat_column else None
+    res = geocoder.geocode(frame[args.address_column].tolist(), zips, progress=progress, beats=beats)
     progress.close()
     out = frame.copy()
     for col, src in (("lon", "lon"), ("lat", "lat"), ("match_type", "match_type"), ("score", "score"),
                      ("matched_address", "matched_address"), ("geocode_reason", "reason")):
         out[col] = res[src].to_numpy()
+    rates = None
+    if beats is not None:
+        import geo_lead.geocode.beat_check as bc
+
+        checks = bc.checks_for(res["lon"].to_numpy(float), res["lat"].to_numpy(float), beats, bc.shipped_index())
+        out["beat_check"] = checks
+        tally = pd.DataFrame({"match_type": res["match_type"], "beat_check": checks}).dropna()
+        rates = bc.rates_table(tally.groupby(["match_type", "beat_check"]).size().rename("records").reset_index())
     write_csv(out, args.out)  # atomic, formula cells neutralised (see --help)
     counts = res["match_type"].value_counts().to_dict()
     if args.json:
-        print_json({"rows": len(out), "out": str(args.out), "by_match_type": counts})
+        print_json({"rows": len(out), "out": str(args.out), "by_match_type": counts,
+                    **({"beat_check_by_match_type": bc.rates_json(rates)} if rates is not None else {})})
     else:
         print(f"{args.input}: {len(out):,} rows -> {args.out}")
         print("\n".join(_summary_lines(counts, len(out))))
+        if rates is not None:
+            print("\n".join(_beat_lines(rates)))
     return 0
 
 
+def _beat_lines(rates) -> list[str]:  # noqa: ANN001 (a pandas frame: pandas is imported lazily)
+    """The beat agreement table (`geo_lead.geocode.beat_check.rates_table`) as text lines."""
+    if not len(rates):
+        return []
+    lines = ["in the record's own LMPD beat, by match type (of the records whose beat has a polygon):"]
+    for row in rates.itertuples(index=False):
+        share = "   n/a" if row.checked == 0 else f"{100 * row.same_share:5.1f}%"
+        near = "" if row.checked == 0 else f", same or adjacent {100 * row.same_or_adjacent_share:5.1f}%"
+        lines.append(f"{row.match_type:>13}: same {share} of {row.checked:,}{near}; "
+                     f"other {row.other:,}, no beat polygon {row.no_beat:,}")
+    return lines
+
+
 def _run_store(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.geocode import geocode_store
     from geo_lead.progress import Progress
     from geo_lead.store import opened
@@ -146,8 +179,15 @@ def _run_store(args: argparse.Namespace) -> int:
     progress = Progress("geocode addresses")
     with opened(args.store, create=False) as store:
         counts = geocode_store(store, geocoder, progress=progress, only_missing=not args.all, online=online)
-    progress.close()
+        progress.close()
+        review = None
+        if args.review:
+            from geo_lead.geocode.beat_check import review_records
+
+            review = review_records(store)
     if args.json:
+        if review is not None:
+            counts["review"] = review.to_dict("records")
         print_json(counts)
         return 0
     print(f"{counts['records']:,} records geocoded ({counts['addresses_new']:,} new addresses, "
@@ -157,4 +197,23 @@ def _run_store(args: argparse.Namespace) -> int:
         print("unmatched, by reason:")
         for reason, n in sorted(counts["unmatched_reasons"].items(), key=lambda kv: -kv[1])[:15]:
             print(f"  {n:>6,}  {reason}")
+    if counts.get("beat_check_by_match_type"):
+        from geo_lead.geocode.beat_check import rates_table
+
+        print("\n".join(_beat_lines(rates_table(_rates_frame(counts["beat_check_by_match_type"])))))
+    if review is not None:
+        print(f"{len(review):,} records lie outside their own beat and every beat touching it (review them):")
+        for row in review.itertuples(index=False):
+            print(f"  {row.record_id}  {row.address_raw!s} {row.zip or ''}: named beat {row.beat}, point in "
+                  f"{row.beat_at_point or 'no beat'}; {row.match_type} {row.score:.2f} "
+                  f"{row.matched_address or ''} ({row.geocode_reason or ''}) at {row.lat:.6f}, {row.lon:.6f}")
     return 0
+
+
+def _rates_frame(by_type: dict) -> object:
+    """``beat_check_by_match_type`` JSON back to (match_type, beat_check, records) counts."""
+    import pandas as pd
+
+    rows = [(mt, chk, v[chk]) for mt, v in by_type.items() if mt != "all"
+            for chk in ("same", "adjacent", "other", "no_beat") if v.get(chk)]
+    return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])

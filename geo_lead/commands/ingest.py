@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from geo_lead.commands import add_store_argument
+from geo_lead.commands import add_sample_fraction_argument, add_store_argument
 
 SOURCE_CHOICES = ("crime-pre2023", "crime-2023", "citations")
 
@@ -30,10 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read LMPD Crime Data (pre-2023 or 2023+) or Uniform Citation Data CSV files, "
                     "flag opiate indicators and add the records to the store. Re-ingesting a file "
                     "adds nothing; rows that cannot be read go to the store's rejects table with "
-                    "file, line and reason.\n\nexample: geo-lead ingest data/lmpd/crime_data_2017_drug_sample.csv",
+                    "file, line and reason. Each file is stored with its sha256 and its declared sample "
+                    "fraction (--sample-fraction; shipped files: data/lmpd/sampling.csv).\n\n"
+                    "example: geo-lead ingest data/lmpd/crime_data_2017_drug_sample.csv\n"
+                    "         geo-lead ingest another_2017_sample.csv --sample-fraction 0.05",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     add_reading_arguments(p)
+    add_sample_fraction_argument(p)
     add_store_argument(p)
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: rows_read, accepted, rejected, added, unchanged, updated, files")
@@ -52,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.indicators import load_rules
     from geo_lead.ingest import ingest_files, reflag_if_rules_changed
     from geo_lead.progress import Progress
@@ -64,7 +68,8 @@ def _run_ingest(args: argparse.Namespace) -> int:
         with store.write():
             reflagged = reflag_if_rules_changed(store, rules)
         reports = ingest_files(store, args.files, source=args.source, mapping=args.mapping,
-                               encoding=args.encoding, rules=rules, progress=progress)
+                               encoding=args.encoding, rules=rules, progress=progress,
+                               sample_fraction=args.sample_fraction)
     progress.close()
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
     totals = {k: sum(getattr(r, k) for r in reports) for k in keys}
@@ -76,7 +81,9 @@ def _run_ingest(args: argparse.Namespace) -> int:
         print(f"indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     for r in reports:
         print(f"{r.file} ({r.source}): {r.rows_read:,} rows read = {r.accepted:,} accepted + "
-              f"{r.rejected:,} rejected; added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}")
+              f"{r.rejected:,} rejected; added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}; "
+              f"sample fraction {r.sample_fraction:g} ({r.fraction_from}), report years "
+              f"{', '.join(map(str, r.years)) or '-'}")
     if len(reports) > 1:
         print(f"total: {totals['rows_read']:,} rows read = {totals['accepted']:,} accepted + "
               f"{totals['rejected']:,} rejected; added {totals['added']:,}")
@@ -87,7 +94,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 def _run_indicators(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.indicators import load_rules, review_table
     from geo_lead.sources import read_records
 

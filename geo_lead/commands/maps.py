@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "are self-contained: Leaflet is inlined and they send no request, so they open "
                     "on a laptop with no internet. Layers a stage has not produced yet are left "
                     "out and said in the page's notes.\n\n"
-                    "example: geo-lead maps\n         geo-lead maps --tiles --out /tmp/maps",
+                    "example: geo-lead maps\n         geo-lead maps --tiles --out /tmp/maps   "
+                    "# adds *_tiles.html pages that load OpenStreetMap tiles",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _store_arg(p)
     p.add_argument("--out", type=Path, default=settings.MAPS_DIR, metavar="DIR",
@@ -31,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inline Leaflet and plugins so the page sends no request (default); "
                         "--no-offline loads them from CDNs instead (smaller files)")
     p.add_argument("--tiles", action="store_true",
-                   help="add an OpenStreetMap basemap (needs internet when the page is opened)")
+                   help="also write site_selection_tiles.html and timeline_tiles.html with an "
+                        "OpenStreetMap basemap (those pages load tiles from the internet); the "
+                        "offline pages are still written and never replaced")
     p.add_argument("--json", action="store_true", help="print {name: path, ...} as JSON")
     p.set_defaults(func=_run_maps)
 
@@ -50,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_maps(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.maps import write_maps
     from geo_lead.store import opened
 
@@ -61,12 +64,16 @@ def _run_maps(args: argparse.Namespace) -> int:
         print_json({k: str(v) for k, v in paths.items()})
     else:
         for name, path in paths.items():
-            print(f"{name:<15} {path}  ({path.stat().st_size / 1e6:.2f} MB)")
+            where = "loads map tiles from the internet" if name.endswith("_tiles") else "opens offline"
+            print(f"{name:<21} {path}  ({path.stat().st_size / 1e6:.2f} MB, {where})")
+        if args.tiles:
+            print("note: the *_tiles.html pages load OpenStreetMap tiles from the internet when "
+                  "opened (and tell the tile server which area is viewed); the other pages send no request.")
     return 0
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.report import write_report
     from geo_lead.store import opened
 

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_runs(args: argparse.Namespace) -> int:
     from geo_lead.changes import describe
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.manifest import list_runs
     from geo_lead.store import opened
 
@@ -42,7 +42,9 @@ def _run_runs(args: argparse.Namespace) -> int:
         if run.get("error"):
             print(f"  error: {run['error']}")
         for item in run.get("inputs") or []:
-            print(f"  input  {item['name']}  sha256 {item['sha256'][:16]}…  {item['bytes'] or 0:,} bytes")
+            frac = item.get("sample_fraction")
+            print(f"  input  {item['name']}  sha256 {item['sha256'][:16]}…  {item['bytes'] or 0:,} bytes"
+                  + (f"  sample fraction {frac:g}" if frac is not None else ""))
         for stage, counts in (run.get("counts") or {}).items():
             text = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in counts.items())
             print(f"  {stage}: {text}")

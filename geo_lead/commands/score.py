@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_store_argument, at_least
+from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,9 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score", help="rank First Division (or city) neighborhoods by an indicator",
         description=(
             "Join the store's geocoded records to the LOJIC neighborhoods, then score each "
-            "neighborhood: count, share, count per year (sample files scaled to a year), density "
+            "neighborhood: weighted count (each record weighs 1 / its year's declared sample "
+            "fraction, and records near an edge shared by two or more neighborhoods are split "
+            "among them: --boundary), count from shared records, count per year, density "
             "per sq mi, 2020 population, rate and Empirical Bayes smoothed rate per 1,000 "
-            "residents, a composite score and its rank with a seeded 90% bootstrap interval. "
+            "residents, a composite score and its rank with a seeded 90% bootstrap interval, and "
+            "its rank if every shared record went to it / away from it. "
             "Writes the `scores` layer of the store and a CSV.\n\n"
             "examples: geo-lead score\n"
             "          geo-lead score --indicator opiate --area city --since 2017-01-01 --json\n"
@@ -41,11 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV of the scores (default: <store name>_scores.csv next to the store, e.g. data/lead_scores.csv)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of the ranked neighborhoods instead of the table")
+    p.add_argument("--by", choices=("year",), default=None,
+                   help="score each calendar year of the data on its own (each year weighted by its "
+                        "own sampling fraction); stored as meta scores_by_year, the scores layer is kept")
+    add_boundary_arguments(p)
     p.set_defaults(func=_run_score)
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import StoreError
     from geo_lead.scoring import format_table, parse_weights, score_store, scores_json, write_csv
     from geo_lead.spatial_join import join_store
@@ -54,16 +61,44 @@ def _run_score(args: argparse.Namespace) -> int:
     if not Path(args.store).exists():
         raise StoreError(f"{args.store}: no store here yet; run `geo-lead run` first.")
     weights = parse_weights(args.weights) if args.weights else None
+    if args.by == "year":
+        return _run_by_year(args, weights)
     csv_path = writable_output(args.csv or Path(args.store).with_name(f"{Path(args.store).stem}_scores.csv"),
                                option="--csv")
     with opened(args.store, create=False) as store:
-        joined = join_store(store) if "lon" in store.columns("records") else None
+        joined = join_store(store, tolerance_ft=args.boundary_tolerance_ft) \
+            if "lon" in store.columns("records") else None
         scores = score_store(store, indicator=args.indicator, area=args.area, since=args.since,
-                             until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates)
+                             until=args.until, weights=weights, seed=args.seed, n_boot=args.replicates,
+                             boundary=args.boundary)
     write_csv(scores, csv_path)
     if args.json:
         print_json(scores_json(scores))
         return 0
     print(format_table(scores, joined))
     print(f"\nscores layer written to {args.store}; CSV: {csv_path}")
+    return 0
+
+
+def _run_by_year(args: argparse.Namespace, weights: dict[str, float] | None) -> int:
+    from geo_lead.by_year import format_scores_by_year, score_by_year_store
+    from geo_lead.console import print_json
+    from geo_lead.spatial_join import join_store
+    from geo_lead.store import opened
+
+    since_until = {"since": args.since, "until": args.until}
+    if any(since_until.values()):
+        from geo_lead.errors import GeoLeadError
+
+        raise GeoLeadError("--by year sets each window itself; drop --since/--until")
+    with opened(args.store, create=False) as store:
+        if "lon" in store.columns("records"):
+            join_store(store, tolerance_ft=args.boundary_tolerance_ft)
+        result = score_by_year_store(store, indicator=args.indicator, area=args.area, weights=weights,
+                                     seed=args.seed, n_boot=args.replicates, boundary=args.boundary)
+        store.put_json("scores_by_year", result.to_dict())
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(format_scores_by_year(result))
     return 0

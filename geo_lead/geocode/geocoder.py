@@ -14,11 +14,18 @@ Match types (score 0-1, higher is better):
     from the intersection table, else estimated where the two streets' reference geometry
     (points in number order) crosses.
 ``street`` (0.3)
-    only the street is known: the known point nearest the centre of its extent.
+    only the street is known: the known point nearest the centre of its extent; or a number
+    beyond the extrapolation cap (`settings.GEOCODE_EXTRAPOLATION_CAP_NUMBERS` / ``_FT``), placed
+    no farther than the cap past the last known number, with the reason.
 ``unmatched``
     with a ``reason``.
 
 A ZIP picks between same-named streets; a fuzzy street-name fallback lowers the score.
+
+The record's LMPD beat (optional, like the ZIP) chooses among candidate places, never invents
+one: of several same-named streets, intersection-table rows or crossings of the same two
+streets, the one inside the beat (`geo_lead.beats`, within `settings.GEOCODE_BEAT_TOLERANCE_FT`)
+is preferred, then the ZIP. A point is never moved toward or clipped into the beat.
 """
 
 from __future__ import annotations
@@ -26,12 +33,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from geo_lead import settings
 from geo_lead.geocode.normalize import (
@@ -52,6 +58,9 @@ from geo_lead.geocode.reference import (
     to_lonlat,
 )
 
+if TYPE_CHECKING:  # only `Geocoder.geocode` (many addresses -> a DataFrame) needs pandas;
+    import pandas as pd  # one address (`Geocoder.locate`, the zone check) needs numpy alone
+
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS: tuple[str, ...] = ("input", "lon", "lat", "match_type", "score", "matched_address", "reason")
@@ -68,7 +77,7 @@ FUZZY_PENALTY = settings.GEOCODE_FUZZY_PENALTY
 GRID_CHECK_FT = settings.GEOCODE_GRID_CHECK_FT
 #: Bump when matching or placement changes what a given address returns: stores' cached
 #: results are keyed by the reference hash *and* this, so an upgrade re-geocodes them once.
-MATCHER_VERSION = "matcher-2 (side of street, grid-aligned brackets)"
+MATCHER_VERSION = "matcher-3 (beat choice, typed table, capped extrapolation)"
 SIDE_SPAN_FACTOR = 3.0
 # Same-side interpolation is blended with a closer both-sides bracket, each weighted by
 # 1 / (span + 10); the other side's houses count half (they face across the street).
@@ -90,6 +99,26 @@ def _miss(reason: str) -> _Hit:
     return _Hit(np.nan, np.nan, "unmatched", 0.0, "", reason)
 
 
+@dataclass(frozen=True, slots=True)
+class GeocodeResult:
+    """One address placed: the `RESULT_COLUMNS` of `Geocoder.geocode`'s row for it.
+
+    ``lon``/``lat`` (EPSG:4326, 7 decimals) are NaN when ``match_type`` is ``unmatched``
+    (``reason`` says why).
+    """
+
+    input: str
+    lon: float
+    lat: float
+    match_type: str
+    score: float
+    matched_address: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Geocoder:
     """Offline geocoder over a reference index (shipped files by default).
 
@@ -102,6 +131,10 @@ class Geocoder:
         intersections; see `geo_lead.geocode.reference`).
     index_dir
         Where the built index is cached.
+    beats
+        A `geo_lead.beats.BeatIndex` (shapely polygons, EPSG:2246) used when a record names its
+        beat; default: the shipped beats, read the first time a beat is given (none when the
+        file is missing).
 
     Examples
     --------
@@ -111,9 +144,14 @@ class Geocoder:
 
     def __init__(self, reference: Reference | None = None, *,
                  reference_files: Sequence[Path | str] | None = None,
-                 index_dir: Path | None = None) -> None:
+                 index_dir: Path | None = None, beats: Any = None) -> None:
         self.ref = reference if reference is not None else load_reference(reference_files, index_dir)
-        self._memo: dict[tuple[str, str], _Hit] = {}
+        self._memo: dict[tuple[str, str, str], _Hit] = {}
+        # beat polygons (`geo_lead.beats.BeatIndex`): given, or the shipped file on first need
+        self._beats: Any = beats
+        self._beat: Any = None  # the polygon of the record being matched (None: no beat)
+        self._known_names: frozenset[str] | None = None  # names of `Reference.known_streets`
+        self._collections: dict[tuple[int, ...], Any] = {}  # streets' geometry, for distances
         self._lines: dict[int, Any] = {}
         self._fuzzy: dict[str, str | None] = {}
         self._deletes: dict[str, set[str]] | None = None
@@ -136,7 +174,7 @@ class Geocoder:
 
     # --- public -----------------------------------------------------------------------
     def geocode(self, addresses: Sequence[str], zips: Sequence[str] | None = None,
-                progress: Any = None) -> pd.DataFrame:
+                progress: Any = None, beats: Sequence[str] | None = None) -> pd.DataFrame:
         """Geocode many addresses; each distinct (address, ZIP) is matched once.
 
         Parameters
@@ -147,6 +185,9 @@ class Geocoder:
             Optional ZIP codes aligned with `addresses` (break ties between same-named streets).
         progress
             Optional `geo_lead.progress.Progress`, advanced per distinct address.
+        beats
+            Optional LMPD beat codes aligned with `addresses` (``112``): where the geocoder has
+            several candidate places, the one inside the beat is preferred (then the ZIP).
 
         Returns
         -------
@@ -155,6 +196,8 @@ class Geocoder:
             ``lat`` (EPSG:4326, NaN when unmatched), ``match_type``, ``score``,
             ``matched_address``, ``reason``.
         """
+        import pandas as pd
+
         addr = pd.Series(list(addresses), dtype=object)
         n = len(addr)
         if zips is None:
@@ -165,23 +208,48 @@ class Geocoder:
                 raise ValueError(f"zips has {len(zser)} values for {n} addresses")
         text = addr.where(addr.map(lambda v: isinstance(v, str)), "")
         ztext = zser.map(_zip_text)
-        codes, uniques = pd.factorize(text + "\x1f" + ztext)
+        if beats is None:
+            btext = pd.Series([""] * n, dtype=object)
+        else:
+            from geo_lead.beats import normalize_beat
+
+            btext = pd.Series([normalize_beat(b) for b in beats], dtype=object)
+            if len(btext) != n:
+                raise ValueError(f"beats has {len(btext)} values for {n} addresses")
+        codes, uniques = pd.factorize(text + "\x1f" + ztext + "\x1f" + btext)
         hits: list[_Hit] = []
         for u in uniques:
-            a, _, z = u.partition("\x1f")
-            hits.append(self._geocode_one(a, z))
+            a, z, b = u.rsplit("\x1f", 2)  # the address text may hold \x1f itself
+            hits.append(self._geocode_one(a, z, b))
             if progress is not None:
                 progress.update(1)
         return _assemble(addr, codes, hits)
 
-    def geocode_one(self, address: str, zip_code: str = "") -> dict[str, Any]:
+    def geocode_one(self, address: str, zip_code: str = "", beat: str = "") -> dict[str, Any]:
         """One address as a dict with the `RESULT_COLUMNS` keys."""
-        return self.geocode([address], [zip_code]).iloc[0].to_dict()
+        return self.geocode([address], [zip_code], beats=[beat]).iloc[0].to_dict()
+
+    def locate(self, address: str, zip_code: str | None = "", beat: str = "") -> GeocodeResult:
+        """One address, without pandas: the same answer as ``geocode([address], [zip_code],
+        beats=[beat])`` gives for it (the officer's zone check takes this path)."""
+        text = address if isinstance(address, str) else ""
+        code = ""
+        if beat:
+            from geo_lead.beats import normalize_beat
+
+            code = normalize_beat(beat)
+        hit = self._geocode_one(text, _zip_text(zip_code), code)
+        lon, lat, mtype, score, matched, reason = _placements([hit])
+        return GeocodeResult(address, float(lon[0]), float(lat[0]), str(mtype[0]), float(score[0]),
+                             str(matched[0]), str(reason[0]))
 
     # --- matching ---------------------------------------------------------------------
-    def _geocode_one(self, text: str, zip_code: str) -> _Hit:
+    def _geocode_one(self, text: str, zip_code: str, beat: str = "") -> _Hit:
         parsed = parse_address(text, zip_code)
-        key = (f"{parsed.kind}|{parsed.normalized or parsed.reason}", parsed.zip)
+        self._beat = self._beat_polygon(beat)
+        # a beat without a polygon (METRO) changes nothing: share the no-beat answer
+        key = (f"{parsed.kind}|{parsed.normalized or parsed.reason}", parsed.zip,
+               beat if self._beat is not None else "")
         hit = self._memo.get(key)
         if hit is None:
             try:
@@ -190,7 +258,35 @@ class Geocoder:
                 log.warning("geocoding %r failed: %s", text, exc)
                 hit = _miss(f"internal error: {exc}")
             self._memo[key] = hit
+        self._beat = None
         return hit
+
+    # --- the record's beat ---------------------------------------------------------------
+    def _beat_polygon(self, code: str) -> Any:
+        """The polygon (EPSG:2246) of beat `code`, None when no code, no polygon or no beat file."""
+        if not code:
+            return None
+        if self._beats is None:
+            from geo_lead.beats import read_beat_index
+            from geo_lead.errors import GeoLeadError
+
+            try:
+                self._beats = read_beat_index()
+            except GeoLeadError as exc:
+                log.warning("beats not used: %s", exc)
+                self._beats = False
+        return self._beats.geometry(code) if self._beats else None
+
+    def _in_beat(self, x: Any, y: Any) -> np.ndarray:
+        """Whether each point lies inside the current record's beat (within the tolerance)."""
+        x = np.atleast_1d(np.asarray(x, float))
+        y = np.atleast_1d(np.asarray(y, float))
+        if self._beat is None:
+            return np.zeros(x.shape, bool)
+        import shapely
+
+        return np.asarray(shapely.dwithin(self._beat, shapely.points(x, y),
+                                          settings.GEOCODE_BEAT_TOLERANCE_FT))
 
     def match_parsed(self, parsed: ParsedAddress) -> _Hit:
         """Match an already parsed address (projected coordinates; used by the cache)."""
@@ -214,6 +310,9 @@ class Geocoder:
             # same name with another type/direction: a different street, say which exist
             others = [self.ref.street_keys[i] for i in self.ref.name_to_ids.get(p.street.name, [])][:3]
             hint = f" (only {', '.join(others)})" if others else ""
+            if not others and self._known_street(p.street):
+                return _miss(f"no located point of {p.street.key} in the reference (the reference files "
+                             "name it, so no similar name is taken instead)")
             return _miss(f"no such street in the reference: {p.street.key}{hint}")
         if p.kind == "street":
             return self._street_only(cands, zip5)
@@ -223,7 +322,7 @@ class Geocoder:
             target = base + 50.0
             # the block's middle on the range scale (halfway between H00 and the next H00)
             hit = self._on_streets(cands, target, zip5, exact_ok=False, pos=target)
-            if hit.match_type == "unmatched":
+            if hit.match_type in ("unmatched", "street"):
                 return hit
             return _Hit(hit.x, hit.y, "block", round(hit.score * 0.95, 3),
                         hit.matched, f"middle of the {base} block; {hit.reason}")
@@ -328,11 +427,25 @@ class Geocoder:
             if alt and ids:  # intersections: both readings; the crossing's support decides
                 return self._filter(st, ids, 1.0, allow_dir_conflict) + [(sid, 0.9) for sid in alt]
         if not ids:
+            if self._known_street(st):
+                # a real street without points here: another existing name one letter away is
+                # another street, not a typo (MARCH BLVD is not MARCY)
+                return []
             alt = self._fuzzy_name(st.name)
             if alt is None:
                 return []
             ids, fuzzy = ref.name_to_ids[alt], FUZZY_PENALTY
         return self._filter(st, ids, fuzzy, allow_dir_conflict)
+
+    def _known_street(self, st: Street) -> bool:
+        """True when the reference files name this street (with its type, or any type when the
+        query states none), located or not (`Reference.known_streets`)."""
+        known = getattr(self.ref, "known_streets", frozenset())
+        if st.stype:
+            return f"{st.name}|{st.stype}" in known
+        if self._known_names is None:
+            self._known_names = frozenset(k.partition("|")[0] for k in known)
+        return st.name in self._known_names
 
     def _filter(self, st: Street, ids: list[int], fuzzy: float,
                 allow_dir_conflict: bool) -> list[tuple[int, float]]:
@@ -388,12 +501,21 @@ class Geocoder:
             scored.append((gap > MAX_EXTRAPOLATION_NUMBERS, not has_zip, gap, -pen, -(sl.stop - sl.start), sid, pen))
         scored.sort()
         tried_reason = ""
-        for *_, sid, pen in scored[:3]:
+        found: list[tuple[_Hit, float]] = []
+        for far, *_, sid, pen in scored[:3]:
+            if found and (self._beat is None or far != scored[0][0]):
+                break
             hit = self._on_street(sid, number, zip5, exact_ok, pos)
             if hit.match_type != "unmatched":
-                return _Hit(hit.x, hit.y, hit.match_type, round(hit.score * pen, 3), hit.matched, hit.reason)
+                found.append((hit, pen))
             tried_reason = tried_reason or hit.reason
-        return _miss(tried_reason)
+        if not found:
+            return _miss(tried_reason)
+        # same-named streets in different places: the one in the record's beat, else the usual order
+        inside = [f for f in found if self._in_beat(f[0].x, f[0].y)[0]] if self._beat is not None else []
+        hit, pen = inside[0] if inside else found[0]
+        reason = hit.reason + ("; the street in the record's beat" if inside and hit is not found[0][0] else "")
+        return _Hit(hit.x, hit.y, hit.match_type, round(hit.score * pen, 3), hit.matched, reason)
 
     def _on_street(self, sid: int, number: float, zip5: int, exact_ok: bool,
                    pos: float | None = None) -> _Hit:
@@ -410,6 +532,13 @@ class Geocoder:
         src, par, zips, pp = ref.pt_src[sl], ref.pt_parity[sl], ref.pt_zip[sl], self._pos[sl]
         key = ref.street_keys[sid]
         label = f"{int(number)} {key}"
+        if self._beat is not None and nums.size > 1:
+            keep = self._beat_pieces(xs, ys, nums)
+            if keep is not None:
+                bn = nums[keep]
+                if bn[0] - MAX_EXTRAPOLATION_NUMBERS / 2 <= number <= bn[-1] + MAX_EXTRAPOLATION_NUMBERS / 2:
+                    nums, xs, ys, src, par, zips, pp = (nums[keep], xs[keep], ys[keep], src[keep],
+                                                        par[keep], zips[keep], pp[keep])
         if zip5:
             # Same-named streets in different places: keep this ZIP's points when they cover
             # the number (ZIP lines often run down the street itself, so not otherwise).
@@ -490,7 +619,15 @@ class Geocoder:
                          f"({int(nums.min())}-{int(nums.max())} {key})")
         gap = abs(q - pp[edge])
         ex, ey = float(xs[edge]), float(ys[edge])
-        past = f"{abs(int(number) - int(nums[edge]))} numbers"
+        n_past = abs(int(number) - int(nums[edge]))
+        past = f"{n_past} numbers"
+        # extrapolation goes no farther than the cap (numbers, then feet); a number beyond it
+        # is a `street` match at the cap, not a house on the street
+        cap_n = settings.GEOCODE_EXTRAPOLATION_CAP_NUMBERS
+        cap_ft = settings.GEOCODE_EXTRAPOLATION_CAP_FT
+        beyond = f"{n_past} numbers" if n_past > cap_n else ""
+        if beyond:
+            gap *= cap_n / n_past
         # the way numbers run on nearby parallel streets first: better than the street's own
         # chord to a farther point (hold-out: extrapolated medians 68 -> 58 m, 97 -> 72 m)
         local = None
@@ -502,17 +639,23 @@ class Geocoder:
             # between the mean direction and the true one): where the neighbours disagree the
             # number's expected position lies nearer the known end (hold-out: Census medians
             # 58.3/61.6/61.4 -> 57.5/61.2/61.1 m, p90 no worse)
-            step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT) * (-1.0 if below else 1.0)
+            step = gap * ft_per_n * (-1.0 if below else 1.0)
             if settings.GEOCODE_LOCAL_NUMBERING_SHRINK:
                 step *= agree
-            # where parallel streets carry the number itself, when that roughly agrees with
-            # the step (hold-out: Census medians 60.4/64.4/64.9 -> 59.3/62.7/62.8 m)
-            lo_f, hi_f = settings.GEOCODE_ALIGN_STEP_RANGE
-            aligned = self._aligned_along(sid, ex, ey, ux, uy, q, ex + ux * step, ey + uy * step)
-            if aligned is not None and aligned * step > 0 and lo_f * abs(step) <= abs(aligned) <= hi_f * abs(step):
-                step = float(np.clip(aligned, -MAX_EXTRAPOLATION_FT, MAX_EXTRAPOLATION_FT))
+            if abs(step) > cap_ft:
+                beyond = beyond or f"{abs(step):,.0f} ft"
+                step = float(np.clip(step, -cap_ft, cap_ft))
+            elif not beyond:
+                # where parallel streets carry the number itself, when that roughly agrees with
+                # the step (hold-out: Census medians 60.4/64.4/64.9 -> 59.3/62.7/62.8 m)
+                lo_f, hi_f = settings.GEOCODE_ALIGN_STEP_RANGE
+                aligned = self._aligned_along(sid, ex, ey, ux, uy, q, ex + ux * step, ey + uy * step)
+                if aligned is not None and aligned * step > 0 and lo_f * abs(step) <= abs(aligned) <= hi_f * abs(step):
+                    step = float(np.clip(aligned, -cap_ft, cap_ft))
             px, py = self._to_side(sid, number, pos, self._point_offset(sid, src[edge], nums[edge]),
                                    ux, uy, ex + ux * step, ey + uy * step)
+            if beyond:
+                return self._past_cap(px, py, key, number, nums[edge], beyond)
             return _Hit(px, py, "interpolated", 0.55, label,
                         f"extrapolated {past} from {int(nums[edge])} the way numbers run on "
                         f"{n_streets} nearby streets")
@@ -524,14 +667,52 @@ class Geocoder:
             dist = float(np.hypot(dx, dy))
             if dist > 0:
                 ft_per_n = min(dist / dn, 4 * FT_PER_NUMBER_DEFAULT)
-                step = min(gap * ft_per_n, MAX_EXTRAPOLATION_FT)
+                step = gap * ft_per_n
+                if step > cap_ft:
+                    beyond = beyond or f"{step:,.0f} ft"
+                    step = cap_ft
                 sgn = -1.0 if below else 1.0  # (dx, dy) points away from the known numbers
                 px, py = self._to_side(sid, number, pos, self._point_offset(sid, src[edge], nums[edge]),
                                        sgn * dx, sgn * dy, ex + dx / dist * step, ey + dy / dist * step)
+                if beyond:
+                    return self._past_cap(float(px), float(py), key, number, nums[edge], beyond)
                 return _Hit(float(px), float(py), "interpolated",
                             0.6, label, f"extrapolated {past} past {int(nums[edge])}")
+        if beyond:
+            return self._past_cap(ex, ey, key, number, nums[edge], beyond)
         return _Hit(ex, ey, "interpolated", 0.5, label,
                     f"placed at the nearest known number {int(nums[edge])}")
+
+    def _past_cap(self, x: float, y: float, key: str, number: float, edge: float, how_far: str) -> _Hit:
+        """A number beyond the extrapolation cap: the street is known, the house is not
+        (``street``, placed no farther than the cap past the last known number, with the reason)."""
+        return _Hit(x, y, "street", 0.3, f"{int(number)} {key}",
+                    f"{int(number)} lies {how_far} past the last known number {int(edge)} of {key}, beyond "
+                    f"the extrapolation cap ({settings.GEOCODE_EXTRAPOLATION_CAP_NUMBERS} numbers, "
+                    f"{settings.GEOCODE_EXTRAPOLATION_CAP_FT:,.0f} ft): street only, placed at the cap")
+
+    def _beat_pieces(self, xs: np.ndarray, ys: np.ndarray, nums: np.ndarray) -> np.ndarray | None:
+        """Points of the pieces of a same-named street that touch the record's beat.
+
+        A street name's points split into pieces where consecutive numbers lie farther apart
+        than the numbers explain (`STREET_BREAK_FT`): same-named streets in different places.
+        Returns a mask of the points of the pieces with a point inside the beat, or None when
+        every piece or none touches it (nothing to choose).
+        """
+        step = np.hypot(np.diff(xs), np.diff(ys))
+        breaks = np.flatnonzero(step > np.maximum(STREET_BREAK_FT, 40.0 * np.diff(nums))) + 1
+        if breaks.size == 0:
+            return None
+        piece = np.zeros(nums.size, np.int64)
+        piece[breaks] = 1
+        piece = np.cumsum(piece)
+        inside = self._in_beat(xs, ys)
+        touching = np.unique(piece[inside])
+        if touching.size == 0 or touching.size == piece.max() + 1:
+            return None
+        keep = np.isin(piece, touching)
+        # pieces are runs in number order: two places interleave, so a place is every run near it
+        return keep
 
     def _side_model(self) -> Any:
         """The side-of-street model (`learn_side_model`), learned on first need; None without one."""
@@ -670,8 +851,8 @@ class Geocoder:
         g = self._gradients()
         if g is None:
             return None
-        tree, gst = g[0], g[7]
-        idx = np.asarray(tree.query_ball_point((x, y), radius_ft), np.int64)
+        grid, gst = g[0], g[7]
+        idx = grid.query_ball_point((x, y), radius_ft)
         if idx.size == 0:
             return None
         return g, idx[gst[idx] != sid]
@@ -679,7 +860,7 @@ class Geocoder:
     def _gradients(self) -> Any:
         """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
         if self._grad is None:
-            from scipy.spatial import cKDTree
+            from geo_lead.geocode.grid_index import GridIndex
 
             ref = self.ref
             st, pos, x, y = ref.pt_street, self._pos, ref.pt_x, ref.pt_y
@@ -699,26 +880,42 @@ class Geocoder:
             if i.size == 0:
                 self._grad = False
                 return None
-            self._grad = (cKDTree(np.column_stack([x[i], y[i]])), x[i], y[i], pos[i],
+            cell_ft = max(settings.GEOCODE_ALIGN_RADIUS_FT, settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT)
+            self._grad = (GridIndex(np.column_stack([x[i], y[i]]), cell_ft), x[i], y[i], pos[i],
                           dx / dist, dy / dist, dist / dn, st[i], dn)
         return self._grad or None
 
     # --- intersections ----------------------------------------------------------------
     def _intersection(self, a: Street, b: Street, zip5: int) -> _Hit:
         label = f"{a.key} / {b.key}"
-        table = self._table_lookup(a, b)
+        got: list[list[tuple[int, float]]] = []
+
+        def candidates() -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+            if not got:  # once, and only when needed (a single table entry needs none)
+                got.extend([self._candidates(a, allow_dir_conflict=True) if not a.is_interstate else [],
+                            self._candidates(b, allow_dir_conflict=True) if not b.is_interstate else []])
+            return got[0], got[1]
+
+        table = self._table_lookup(a, b, candidates, zip5)
         if a.is_interstate or b.is_interstate:
             if table is not None:
                 return _Hit(table[0], table[1], "intersection", 0.7, label,
-                            "interchange from the intersection table")
+                            "interchange from the intersection table" + table[2])
             return _miss("interstate or ramp: no interstate geometry in the reference")
-        ca = self._candidates(a, allow_dir_conflict=True)
-        cb = self._candidates(b, allow_dir_conflict=True)
         if table is not None:
-            return _Hit(table[0], table[1], "intersection", 0.95, label, "intersection table")
+            return _Hit(table[0], table[1], "intersection", 0.95, label, "intersection table" + table[2])
+        ca, cb = candidates()
         est = None
         if ca and cb:
-            est = self._estimate_crossing([s for s, _ in ca], [s for s, _ in cb], zip5)
+            # a name that begins with a direction word (SOUTH PARK RD, NORTH BEND RD) reads as
+            # direction + name; where the reference has that very street, it alone is meant,
+            # not a same-named street without the direction (PARK RD)
+            ea = self._exact(a, ca)
+            eb = self._exact(b, cb)
+            if ea is not None or eb is not None:
+                est = self._estimate_crossing([s for s, _ in (ea or ca)], [s for s, _ in (eb or cb)], zip5)
+            if est is None:
+                est = self._estimate_crossing([s for s, _ in ca], [s for s, _ in cb], zip5)
         if est is None or est[2] < 0.8:
             # no direct crossing in the reference: the numbered-street grid, when it applies,
             # is better than an extended or closest-approach estimate (hold-out: 7 m median)
@@ -780,26 +977,121 @@ class Geocoder:
                                 f"numbered-street grid: {int(number)} {self.ref.street_keys[sid]}; {hit.reason}")
         return None
 
-    def _table_lookup(self, a: Street, b: Street) -> tuple[float, float] | None:
+    def _exact(self, st: Street, cands: list[tuple[int, float]]) -> list[tuple[int, float]] | None:
+        """The candidates whose key is the query's own, when the query states a direction and
+        other candidates lack it (None otherwise: nothing to prefer)."""
+        if not (st.predir or st.postdir):
+            return None
+        exact = [c for c in cands if self.ref.street_keys[c[0]] == st.key]
+        return exact if exact and len(exact) < len(cands) else None
+
+    def _table_lookup(self, a: Street, b: Street, candidates: Any,
+                      zip5: int) -> tuple[float, float, str] | None:
+        """The intersection-table entry meant by ``a / b``: (x, y, note), None when none fits.
+
+        Tables name streets without type, ZIP or place, and hold duplicates (two signals at two
+        crossings of the same pair). An entry is taken only when the type its source stated does
+        not contradict the query's (SOUTHERN HEIGHTS is not SOUTHERN PKWY) and no same-named
+        street of another type lies nearer it than the query's own (TYLER at Bardstown Road is
+        TYLER LN, not TYLER PKWY: `_names_other_type`). (A plain distance cap would reject good
+        entries: the sampled reference often knows only part of a street.) Entries within 1500 ft
+        form one place; of several places, the one in the record's beat wins, then one whose
+        nearby reference points carry the ZIP, then the one nearest both streets (`candidates()`
+        gives the two streets' candidates, computed only then).
+        """
         table = self.ref.intersections
         if not table:
             return None
-        va = {intersection_name(a), a.name}
-        vb = {intersection_name(b), b.name}
+        va = {(intersection_name(a), a.stype), (a.name, a.stype)}
+        vb = {(intersection_name(b), b.stype), (b.name, b.stype)}
         if a.stype:
-            va.add(f"{a.name} {a.stype}")
+            va.add((f"{a.name} {a.stype}", ""))
         if b.stype:
-            vb.add(f"{b.name} {b.stype}")
-        # sorted: set order follows the hash seed, and the first pair found wins
-        for na in sorted(va):
-            for nb in sorted(vb):
-                pts = table.get((na, nb) if na < nb else (nb, na))
-                if pts:
-                    arr = np.asarray(pts)
-                    # several entries (ramps on both sides): keep the cluster of the first
-                    near = np.hypot(arr[:, 0] - arr[0, 0], arr[:, 1] - arr[0, 1]) <= 1500
-                    return float(arr[near, 0].mean()), float(arr[near, 1].mean())
-        return None
+            vb.add((f"{b.name} {b.stype}", ""))
+        found: list[tuple[float, float]] = []
+        for na, qa in sorted(va):
+            for nb, qb in sorted(vb):
+                for entry in table.get((na, nb) if na < nb else (nb, na), ()):
+                    x, y, *types = entry
+                    ta, tb = (types + ["", ""])[:2] if na < nb else (types + ["", ""])[1::-1]
+                    if not (_conflict(qa, ta) or _conflict(qb, tb)):
+                        found.append((float(x), float(y)))
+        if not found:
+            return None
+        arr = np.unique(np.asarray(found), axis=0)
+        spots: list[tuple[float, float]] = []
+        left = np.ones(len(arr), bool)
+        while left.any():
+            first = arr[np.flatnonzero(left)[0]]
+            near = left & (np.hypot(arr[:, 0] - first[0], arr[:, 1] - first[1]) <= 1500)
+            left &= ~near
+            x, y = float(arr[near, 0].mean()), float(arr[near, 1].mean())
+            if not (self._names_other_type(a, x, y) or self._names_other_type(b, x, y)):
+                spots.append((x, y))
+        if not spots:
+            return None
+        if len(spots) == 1:
+            return spots[0][0], spots[0][1], ""
+        ca, cb = candidates()
+        places: list[tuple[bool, bool, float, float, float]] = []
+        for x, y in spots:
+            off = max(self._distance_to(a, ca, x, y), self._distance_to(b, cb, x, y))
+            in_beat = self._beat is not None and bool(self._in_beat(x, y)[0])
+            has_zip = bool(zip5) and (self._zip_near(ca, x, y, zip5) or self._zip_near(cb, x, y, zip5))
+            places.append((not in_beat, not has_zip, off, x, y))
+        places.sort()
+        best = places[0]
+        note = ""
+        if len(places) > 1:
+            why = "the record's beat" if not best[0] else "the ZIP" if not best[1] else "nearest both streets"
+            note = f" (one of {len(places)} entries with these names: {why})"
+        return best[3], best[4], note
+
+    def _distance_to(self, st: Street, cands: list[tuple[int, float]], x: float, y: float) -> float:
+        """Distance (ft) from (x, y) to the reference geometry of the candidates of the query's
+        own type (any type when it states none); 0 when they have fewer than 5 points (nothing
+        to check)."""
+        cands = [c for c in cands if not _conflict(st.stype, self.ref.street_parts[c[0]].stype)]
+        n_points = sum(int(self.ref.offsets[s + 1] - self.ref.offsets[s]) for s, _ in cands)
+        if n_points < 5:  # a point or two say nothing about where the street runs
+            return 0.0
+        return self._raw_distance([s for s, _ in cands], x, y)
+
+    def _names_other_type(self, st: Street, x: float, y: float) -> bool:
+        """True when a table point, whose name states no type, is a same-named street of another
+        type: that street passes within 1000 ft of it while the query's own type lies more than
+        twice as far + 1000 ft. TYLER at Bardstown Road is TYLER LN (14 ft), not TYLER PKWY
+        (11,500 ft); CHEROKEE at Grinstead in the park is CHEROKEE PKWY (570 ft), not CHEROKEE
+        RD (2,770 ft)."""
+        if not st.stype:
+            return False
+        ids = self.ref.name_to_ids.get(st.name, [])
+        own = [i for i in ids if self.ref.street_parts[i].stype == st.stype]
+        other = [i for i in ids if _conflict(st.stype, self.ref.street_parts[i].stype)]
+        if not own or not other:
+            return False
+        d_other = self._raw_distance(other, x, y)
+        return d_other <= 1000.0 and self._raw_distance(own, x, y) > 2.0 * d_other + 1000.0
+
+    def _raw_distance(self, sids: list[int], x: float, y: float) -> float:
+        """Distance (ft) from (x, y) to the streets' reference geometry (points and lines)."""
+        import shapely
+
+        key = tuple(sids)
+        geom = self._collections.get(key)
+        if geom is None:
+            geom = self._collections[key] = shapely.GeometryCollection(
+                [g for s in sids for g in self._geometry(s)[0]])
+        return float(geom.distance(shapely.Point(x, y)))
+
+    def _zip_near(self, cands: list[tuple[int, float]], x: float, y: float, zip5: int) -> bool:
+        """Whether a reference point of the candidates within 2000 ft of (x, y) carries the ZIP."""
+        for sid, _ in cands:
+            sl = self._street_points(sid)
+            near = np.hypot(self.ref.pt_x[sl] - x, self.ref.pt_y[sl] - y) <= 2000
+            if (self.ref.pt_zip[sl][near] == zip5).any():
+                return True
+        return False
 
     def _geometry(self, sid: int) -> tuple[list[Any], list[Any]]:
         """The street's pieces as (plain, extended) lists: points joined in number order."""
@@ -840,12 +1132,17 @@ class Geocoder:
         ext_a = shapely.GeometryCollection([g for s in sids_a for g in self._geometry(s)[1]])
         ext_b = shapely.GeometryCollection([g for s in sids_b for g in self._geometry(s)[1]])
         pts = _points_of(shapely.intersection(ext_a, ext_b))
-        if pts.size:
-            x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
-            return (x, y, 0.75 * (0.9 if ambiguous else 1.0),
-                    "crossing of the two streets' reference geometry, extended past the known ends")
         pa, pb = nearest_points(core_a, core_b)
         gap = float(pa.distance(pb))
+        if pts.size:
+            x, y, ambiguous = self._choose_cluster(pts, sids_a, sids_b, zip5)
+            # an extended end can swing past a street it merely ends at (SOUTH PARK RD ends at
+            # PRESTON HWY; prolonged, it crosses it 1 km on): where the known geometries come
+            # closer to each other than the extended crossing lies from them, that is the place
+            stray = max(core_a.distance(shapely.Point(x, y)), core_b.distance(shapely.Point(x, y)))
+            if not (gap <= INTERSECTION_MAX_GAP_FT and stray > 2.0 * gap + 500.0):
+                return (x, y, 0.75 * (0.9 if ambiguous else 1.0),
+                        "crossing of the two streets' reference geometry, extended past the known ends")
         if gap <= INTERSECTION_MAX_GAP_FT:
             return ((pa.x + pb.x) / 2, (pa.y + pb.y) / 2,
                     round(0.7 - 0.2 * gap / INTERSECTION_MAX_GAP_FT, 3),
@@ -858,6 +1155,13 @@ class Geocoder:
         d0 = np.hypot(pts[:, 0] - pts[0, 0], pts[:, 1] - pts[0, 1])
         if d0.max() <= 1000:
             return float(pts[:, 0].mean()), float(pts[:, 1].mean()), False
+        # two crossings of the same pair of streets: the record's beat chooses, when it can
+        inside = self._in_beat(pts[:, 0], pts[:, 1])
+        if inside.any() and not inside.all():
+            pts = pts[inside]
+            d0 = np.hypot(pts[:, 0] - pts[0, 0], pts[:, 1] - pts[0, 1])
+            if d0.max() <= 1000:
+                return float(pts[:, 0].mean()), float(pts[:, 1].mean()), False
         ref = self.ref
         ia = np.concatenate([np.arange(ref.offsets[s], ref.offsets[s + 1]) for s in sids_a])
         ib = np.concatenate([np.arange(ref.offsets[s], ref.offsets[s + 1]) for s in sids_b])
@@ -952,7 +1256,9 @@ def _points_of(geom: Any) -> np.ndarray:
     return coords[:, :2]
 
 
-def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFrame:
+def _placements(hits: list[_Hit]) -> tuple[np.ndarray, ...]:
+    """Per hit: lon, lat (EPSG:4326, 7 decimals), match_type, score, matched, reason; a point
+    outside Jefferson County becomes ``unmatched``."""
     ux = np.array([h.x for h in hits], float)
     uy = np.array([h.y for h in hits], float)
     ok = np.isfinite(ux) & np.isfinite(uy)
@@ -976,6 +1282,13 @@ def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFr
         matched[out_of_county] = ""
         reason[out_of_county] = "placed outside Jefferson County"
         lon[out_of_county] = lat[out_of_county] = np.nan
+    return lon, lat, mtype, score, matched, reason
+
+
+def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFrame:
+    import pandas as pd
+
+    lon, lat, mtype, score, matched, reason = _placements(hits)
     if len(codes) == 0:
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("lon", "lat", "score") else object)
                              for c in RESULT_COLUMNS})

@@ -30,19 +30,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeocodeError
 from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_street
 
+if TYPE_CHECKING:  # pandas reads the reference files (building the index) only: a loaded
+    import pandas as pd  # index and the matcher need numpy alone (the zone check's path)
+
 log = logging.getLogger(__name__)
 
 #: Bump when the index layout or parsing rules change (invalidates cached indexes and caches).
-INDEX_VERSION = "geocode-index-9"
+INDEX_VERSION = "geocode-index-10"
 
 SRC_POINT, SRC_CENSUS, SRC_CENTERLINE = 0, 1, 2
 
@@ -81,8 +83,13 @@ class Reference:
     offsets: np.ndarray  # street i's points are offsets[i]:offsets[i+1]
     name_to_ids: dict[str, list[int]]
     key_to_id: dict[str, int]
-    #: sorted (name_a, name_b) -> list of (x_ft, y_ft)
-    intersections: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    #: sorted (name_a, name_b) -> list of (x_ft, y_ft, type_a, type_b): the point and the street
+    #: types the source stated for name_a and name_b ("" when none: most tables omit them)
+    intersections: dict[tuple[str, str], list[tuple[float, float, str, str]]] = field(default_factory=dict)
+    #: "name|type" of every street the reference files name, with or without a point: the
+    #: Census inputs (``No_Match`` rows too) and the intersection table's names. A street
+    #: known to exist is never replaced by a fuzzy match to another name.
+    known_streets: frozenset[str] = field(default_factory=frozenset)
     sources: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     #: where a house number's rooftop lies along its hundred-block: fraction of the way from
@@ -148,6 +155,8 @@ def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
 
 
 def _read_any(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.exists():
         raise GeocodeError(f"{path}: reference file not found.")
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):
@@ -176,6 +185,8 @@ def _read_any(path: Path) -> pd.DataFrame:
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
+    import pandas as pd
+
     return pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{1,6})", expand=False),
                          errors="coerce").to_numpy(float)
 
@@ -183,11 +194,15 @@ def _numbers(series: pd.Series) -> np.ndarray:
 def _zips(series: pd.Series | None, n: int) -> np.ndarray:
     if series is None:
         return np.zeros(n, np.int64)
+    import pandas as pd
+
     z = pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{5})", expand=False), errors="coerce")
     return z.fillna(0).to_numpy(np.int64)
 
 
 def _parse_unique(texts: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    import pandas as pd
+
     codes, uniques = pd.factorize(texts)
     return codes, [parse_address(u) for u in uniques]
 
@@ -197,7 +212,8 @@ class _Builder:
         self.keys: dict[str, int] = {}
         self.parts: list[Street] = []
         self.cols: dict[str, list[np.ndarray]] = defaultdict(list)
-        self.intersections: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+        self.intersections: dict[tuple[str, str], list[tuple[float, float, str, str]]] = defaultdict(list)
+        self.known: set[str] = set()
         self.counts: dict[str, int] = defaultdict(int)
 
     def street_id(self, street: Street) -> int:
@@ -242,12 +258,25 @@ class _Builder:
                          raw_a: str = "", raw_b: str = "") -> None:
         # Tables often omit the type ("LAKE FOREST", "SHELBYVILLE"): index the parsed name
         # and the whole text (less directions) so "LAKE FOREST PKWY" finds "LAKE FOREST".
-        va = {intersection_name(a), _raw_name(raw_a)} - {""}
-        vb = {intersection_name(b), _raw_name(raw_b)} - {""}
-        for na in va:
-            for nb in vb:
-                if na != nb:
-                    self.intersections[tuple(sorted((na, nb)))].append((float(x), float(y)))  # type: ignore[index]
+        # Each name variant keeps the type stated with it: the parsed name its parsed type
+        # ("SOUTHERN HEIGHTS" -> SOUTHERN + HTS, which a SOUTHERN PKWY query must not take),
+        # the whole text none (its type word is part of the name).
+        va = {(intersection_name(a), a.stype), (_raw_name(raw_a), "")}
+        vb = {(intersection_name(b), b.stype), (_raw_name(raw_b), "")}
+        self.know(a)
+        self.know(b)
+        for na, ta in va:
+            for nb, tb in vb:
+                if na and nb and na != nb:
+                    if na < nb:
+                        self.intersections[(na, nb)].append((float(x), float(y), ta, tb))
+                    else:
+                        self.intersections[(nb, na)].append((float(x), float(y), tb, ta))
+
+    def know(self, street: Street | None) -> None:
+        """Record that the files name this street (`Reference.known_streets`)."""
+        if street is not None and street.name:
+            self.known.add(f"{street.name}|{street.stype}")
 
     def finish(self, ref_hash: str, sources: list[str]) -> Reference:
         if not self.cols:
@@ -268,7 +297,8 @@ class _Builder:
             pt_zip=cat["zip"], pt_src=cat["src"], pt_parity=cat["parity"], offsets=offsets,
             name_to_ids=dict(name_to_ids), key_to_id=dict(self.keys),
             intersections=dict(self.intersections), sources=sources, counts=dict(self.counts),
-            block_curve=curve)
+            block_curve=curve,
+            known_streets=frozenset(self.known | {f"{p.name}|{p.stype}" for p in self.parts}))
 
 
 def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -281,12 +311,11 @@ def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np
     cen = (src == SRC_CENSUS) & (number % 100 == 0)
     if cen.sum() < 2:
         return None
-    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
-    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
+    keys, ax, ay = _group_mean(_street_number_key(street[cen], number[cen]), x[cen], y[cen])
     roof = np.flatnonzero((src == SRC_POINT) & (number % 100 != 0))
     h = (number[roof] // 100 * 100).astype(np.int64)
-    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
-    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
+    a = _lookup(keys, ax, ay, _street_number_key(street[roof], h))
+    b = _lookup(keys, ax, ay, _street_number_key(street[roof], h + 100))
     ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
     d = b[ok] - a[ok]
     chord = np.hypot(d[:, 0], d[:, 1])
@@ -295,6 +324,49 @@ def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np
         left = (d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0]) / chord
         t = (v * d).sum(axis=1) / chord**2
     return roof[ok], t, left, chord
+
+
+def _street_number_key(street: np.ndarray, number: np.ndarray) -> np.ndarray:
+    """One int64 per (street id, whole house number): numbers stay below 10**7."""
+    return np.asarray(street, np.int64) * 10_000_000 + np.asarray(number).astype(np.int64)
+
+
+def _group_mean(keys: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct `keys` and the mean `x`, `y` of each.
+
+    Sums run in input order with Kahan compensation, as pandas' ``groupby(...).mean()`` does,
+    so the means are those pandas gives, to the last bit.
+    """
+    uniq, inv = np.unique(keys, return_inverse=True)
+    order = np.argsort(inv, kind="stable")  # by group, input order within each
+    first = np.searchsorted(inv[order], np.arange(uniq.size))
+    rank = np.empty(inv.size, np.int64)
+    rank[order] = np.arange(inv.size) - first[inv[order]]
+    count = np.bincount(inv, minlength=uniq.size).astype(float)
+    means = []
+    for v in (np.asarray(x, float), np.asarray(y, float)):
+        total = np.zeros(uniq.size)
+        comp = np.zeros(uniq.size)
+        for r in range(int(rank.max()) + 1 if rank.size else 0):
+            sel = np.flatnonzero(rank == r)
+            g = inv[sel]
+            step = v[sel] - comp[g]
+            t = total[g] + step
+            comp[g] = (t - total[g]) - step
+            total[g] = t
+        means.append(total / np.maximum(count, 1.0))
+    return uniq, means[0], means[1]
+
+
+def _lookup(keys: np.ndarray, x: np.ndarray, y: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` x, y of each `query` key among the sorted `keys` (NaN when absent)."""
+    pos = np.searchsorted(keys, query)
+    clipped = np.minimum(pos, max(keys.size - 1, 0))
+    found = (pos < keys.size) & (keys[clipped] == query) if keys.size else np.zeros(query.shape, bool)
+    out = np.full((query.size, 2), np.nan)
+    out[found, 0] = x[clipped[found]]
+    out[found, 1] = y[clipped[found]]
+    return out
 
 
 def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -396,9 +468,10 @@ def learn_side_model(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: n
         return None
     odd = number[roof][use].astype(np.int64) % 2 == 1
     odd_left = np.where(odd, left[use], -left[use])  # > 0: the point follows the odd-left rule
-    votes = pd.Series(np.sign(odd_left).astype(np.int64)).groupby(street[roof][use]).sum()
+    streets, inv = np.unique(street[roof][use], return_inverse=True)
+    votes = np.bincount(inv, weights=np.sign(odd_left), minlength=streets.size).astype(np.int64)
     model = SideModel(float(np.median(np.abs(odd_left))), float((odd_left > 0).mean()),
-                      {int(k): int(v) for k, v in votes.items() if v})
+                      {int(k): int(v) for k, v in zip(streets, votes, strict=True) if v})
     log.info("side model from %d address points: %.0f ft off the range line, %.0f%% odd-left, "
              "%d streets lean one way", int(use.sum()), model.offset_ft, 100 * model.odd_left_share,
              len(model.street_votes))
@@ -433,6 +506,8 @@ def _raw_name(text: str) -> str:
 
 
 def _lonlat(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    import pandas as pd
+
     if hasattr(frame, "geometry") and "geometry" in getattr(frame, "columns", []):
         geom = frame.geometry
         if len(geom) and (geom.geom_type == "Point").all():
@@ -491,6 +566,12 @@ def _add_file(b: _Builder, path: Path) -> str:
                     [s_ for s_ in streets_o if s_ is not None], number[keep],
                     lon[st.to_numpy()][keep], lat[st.to_numpy()][keep],
                     _zips(sub[zc] if zc else None, len(sub))[keep], SRC_CENSUS, account=False)
+        if oc:
+            # every input street names a real street, matched or not (MARCH BLVD has no point here)
+            for text in frame[oc].astype(str).unique():
+                q = parse_address(text)
+                b.know(q.street)
+                b.know(q.street2)
         return "census"
     num_c, street_c, full_c = _pick(cols, _NUM), _pick(cols, _STREET), _pick(cols, _FULL)
     if num_c and street_c and num_c != street_c:
@@ -594,7 +675,7 @@ def _add_centerlines(b: _Builder, gdf: Any, path: Path) -> str:
         names_at = sorted({intersection_name(s) for s in sts})
         for ia in range(len(names_at)):
             for ib in range(ia + 1, len(names_at)):
-                b.intersections[(names_at[ia], names_at[ib])].append((float(px), float(py)))
+                b.intersections[(names_at[ia], names_at[ib])].append((float(px), float(py), "", ""))
     b.counts["centerline_segments"] += n_lines
     b.counts["centerline_vertices"] += n
     return "centerlines"
