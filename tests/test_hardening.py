@@ -340,6 +340,20 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
+def test_atomic_files_get_the_usual_mode(tmp_path: Path) -> None:
+    """Renamed files are not left private (mkstemp's 0600): a new one gets 0666 & ~umask,
+    a replaced one keeps its mode."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    new = write_text(tmp_path / "new.html", "x")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~mask
+    old = tmp_path / "old.html"
+    old.write_text("old", encoding="utf-8")
+    old.chmod(0o640)
+    write_text(old, "new")
+    assert old.stat().st_mode & 0o777 == 0o640
+
+
 def test_full_disk_keeps_the_old_report(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path, 64) as disk:
         page = disk / "report.html"
