@@ -73,8 +73,10 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
     if gdf.crs is None or gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(settings.CRS_STORE)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from geo_lead.outputs import write_text
+
     data = json.loads(gdf.to_json(drop_id=True))
-    path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    write_text(path, json.dumps(data, separators=(",", ":")))  # atomic: boundaries are inputs
     _round_coords_file(path)
 
 
@@ -88,7 +90,9 @@ def _round_coords_file(path: Path) -> None:
 
     for feat in data["features"]:
         feat["geometry"]["coordinates"] = rnd(feat["geometry"]["coordinates"])
-    path.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
+    from geo_lead.outputs import write_text
+
+    write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def load_neighborhoods(path: Path = settings.NEIGHBORHOODS_FILE) -> gpd.GeoDataFrame:

@@ -58,12 +58,22 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
+        # mkstemp makes the file private (0600): give it the mode the target has, or the one
+        # a plain open() would give, so a page stays readable by whoever read it before
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process umask (read by setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
@@ -103,12 +113,9 @@ def neutralise_cell(value: Any) -> Any:
 
 def neutralise_frame(frame: Any) -> Any:
     """A copy of a DataFrame whose text cells (object/string columns) are neutralised."""
-    import pandas as pd
-
     out = frame.copy()
-    for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
-            out[col] = out[col].map(neutralise_cell, na_action="ignore")
+    for col in _text_columns(out):
+        out[col] = out[col].map(neutralise_cell, na_action="ignore")
     out.columns = [neutralise_cell(str(c)) for c in out.columns]
     return out
 
@@ -135,9 +142,15 @@ def write_csv(frame: Any, path: Path | str, *, append: bool = False, atomic: boo
     -------
     Path
     """
+    import csv
+
     path = Path(path)
     to_csv.setdefault("index", False)
     safe = neutralise_frame(frame)
+    if _has_carriage_return(safe):
+        # The csv writer quotes a field holding "\n" but not a lone "\r", which a reader then
+        # takes for a line end: quote every text field of this piece (numbers stay bare).
+        to_csv.setdefault("quoting", csv.QUOTE_NONNUMERIC)
     if append:
         safe.to_csv(path, mode="a", header=False, **to_csv)
     elif atomic:
@@ -146,6 +159,20 @@ def write_csv(frame: Any, path: Path | str, *, append: bool = False, atomic: boo
     else:
         safe.to_csv(path, **to_csv)
     return path
+
+
+def _text_columns(frame: Any) -> list[Any]:
+    import pandas as pd
+
+    return [c for c in frame.columns
+            if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
+
+
+def _has_carriage_return(frame: Any) -> bool:
+    if any("\r" in str(c) for c in frame.columns):
+        return True
+    return any(frame[c].map(lambda v: isinstance(v, str) and "\r" in v, na_action="ignore").any()
+               for c in _text_columns(frame))
 
 
 def cap_text(value: Any, max_chars: int | None = None) -> str:

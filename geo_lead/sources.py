@@ -560,6 +560,11 @@ class _RecordBuilder:
                 })
             bad = bad | mask
 
+        limit = settings.MAX_TEXT_CHARS
+        for fld in [c for c in df.columns if c != "source_line"]:
+            too_long = df[fld].str.len() > limit
+            if too_long.any():  # corrupt, and slow for every rule and regex downstream
+                reject(too_long, f"{fld} longer than {limit:,} characters", fld)
         reject(df["incident_number"] == "", "empty incident number", "incident_number")
         reject(df["address_raw"] == "", "empty address", "address_raw")
         reject(df["offense_text"] == "", "empty offence text", "offense_text")
@@ -665,9 +670,10 @@ def iter_chunks(
             header_line += 1
         if first is None:
             raise InputFileError(f"{path}: the file is empty (no header row).")
-        if header_line in long_lines:
-            raise InputFileError(f"{path}: the first line is longer than {settings.MAX_LINE_BYTES:,} "
-                                 "bytes: not an LMPD CSV header (a binary or corrupt file?).")
+        if long_lines:  # the header, or a line before it, is over the cap
+            raise InputFileError(f"{path}: line {min(long_lines)} is longer than "
+                                 f"{settings.MAX_LINE_BYTES:,} bytes before any header: not an "
+                                 "LMPD CSV file (binary or corrupt?).")
         if header_line in bad_lines:
             raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
         first = first.lstrip("\ufeff")

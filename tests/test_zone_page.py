@@ -145,6 +145,24 @@ def test_typed_coordinate_and_bad_input(offline_page: Any, page_file: Path) -> N
 
 
 @pytest.mark.browser
+def test_swapped_and_non_ascii_coordinates(offline_page: Any, page_file: Path) -> None:
+    """Issue 17: the page answers a swapped pair as the CLI and the API do, and takes ASCII
+    decimal notation only."""
+    _open(offline_page, page_file)
+    offline_page.fill("#lat", "-85.7930")
+    offline_page.fill("#lon", "38.2587")
+    offline_page.click("#coord-form button")
+    assert _wait_answer(offline_page) == "error"
+    assert "far outside Jefferson County — swapped?" in offline_page.inner_text("#detail")
+    for bad in ("3_8.2587", "٣٨.٢٥٨٧", "0x26"):
+        offline_page.fill("#lat", bad)
+        offline_page.fill("#lon", "-85.7930")
+        offline_page.click("#coord-form button")
+        assert "not a number" in offline_page.inner_text("#detail"), bad
+    assert offline_page.external_requests == [] and offline_page.console_errors == []
+
+
+@pytest.mark.browser
 def test_geolocation_denied_says_so(offline_page: Any, page_file: Path) -> None:
     _open(offline_page, page_file)  # no permission granted
     offline_page.click("#locate")

@@ -250,3 +250,48 @@ def test_cli_zone_serve_starts_answers_and_stops(tmp_path) -> None:
         out, err = proc.communicate(timeout=15)
     assert "query logging off" in err
     assert "38.2587" not in out + err  # no query logging by default
+
+
+# --- issue 17: security headers, HEAD, repeated parameters, echoed input, swapped pairs -----
+def test_service_sends_security_headers(base_url: str) -> None:
+    import base64
+    import hashlib
+    import re
+
+    page = httpx.get(f"{base_url}/")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    script = re.search(r"<script>(.*?)</script>", page.text, re.DOTALL).group(1)  # type: ignore[union-attr]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    for resp in (page, httpx.get(f"{base_url}/zone?lat=38.2587&lon=-85.7930"), httpx.get(f"{base_url}/healthz"),
+                 httpx.get(f"{base_url}/zone?lat=x&lon=1")):
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert resp.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+
+
+def test_service_answers_head(base_url: str) -> None:
+    for url in ("/", "/healthz", "/zone?lat=38.2587&lon=-85.7930"):
+        resp = httpx.head(f"{base_url}{url}")
+        assert resp.status_code == 200, url
+        assert resp.content == b""
+
+
+def test_service_refuses_repeated_parameters(base_url: str) -> None:
+    resp = httpx.get(f"{base_url}/zone?lat=38.2587&lat=10&lon=-85.7930")
+    assert resp.status_code == 422 and "'lat' given 2 times" in resp.json()["detail"]
+
+
+def test_service_truncates_echoed_input(base_url: str) -> None:
+    resp = httpx.get(f"{base_url}/zone", params={"lat": "9" * 10_000 + "x", "lon": "-85.79"})
+    assert resp.status_code == 422
+    assert len(resp.json()["detail"]) <= 300 and "not a number" in resp.json()["detail"]
+
+
+def test_service_says_swapped(base_url: str) -> None:
+    resp = httpx.get(f"{base_url}/zone?lat=-85.7930&lon=38.2587")
+    assert resp.status_code == 422
+    assert "far outside Jefferson County — swapped?" in resp.json()["detail"]

@@ -63,8 +63,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if figure is not None:
         from geo_lead.pilot_figures import monthly_series_figure
         from geo_lead.figures import png_bytes
+        from geo_lead.outputs import write_bytes
 
-        figure.write_bytes(png_bytes(monthly_series_figure(result)))
+        write_bytes(figure, png_bytes(monthly_series_figure(result)))  # atomic
     if args.json:
         print_json(result.to_dict())
         return 0
