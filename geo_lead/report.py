@@ -370,7 +370,7 @@ def _answer(data: dict[str, Any]) -> Answer:
     The verdict sentence, reasons and limits are `geo_lead.findings`' computed sentences; the
     main limit is the first that adds to the reasons (`main_limit`).
     """
-    from geo_lead.parameters import describe
+    from geo_lead.parameters import AREA_WORDS, describe
 
     params = data.get("parameters") or {}
     site = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
@@ -403,10 +403,6 @@ def main_limit(limits: list[str], said: list[str]) -> str:
         if not any(detail and detail in text for text in said):
             return limit
     return limits[0] if limits else ""
-
-
-AREA_WORDS: dict[str, str] = {"first-division": "First Division", "city": "whole city",
-                              "candidates": "listed neighborhoods"}
 
 
 def in_words(text: Any) -> str:

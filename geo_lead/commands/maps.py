@@ -40,10 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = sub.add_parser(
         "report", help="write the self-contained site-selection report (maps/report.html)",
-        description="Write one HTML page with the question, the data (sources, dates, counts, "
-                    "geocoding match rates by type), the ranked neighborhoods, the figures "
-                    "(inlined PNG), the verdict with its numbers, the comparison area, the method "
-                    "and its limits.\n\nexample: geo-lead report\n         geo-lead report --out /tmp/report.html",
+        description="Write one HTML page that opens with the answer (the parameters, the question, "
+                    "the verdict in one sentence, the three reasons that decide it and the main "
+                    "limit, on the first screen of a phone), then the changes since the last run, the "
+                    "ranked neighborhoods, the verdict's checks and zones, the comparison area, hot "
+                    "spots, figures (inlined PNG), the data, a glossary, the method and its limits. "
+                    "Stored results made with different parameters (e.g. `score --indicator opiate` "
+                    "after `site --area city`) stop it with the commands to rerun.\n\n"
+                    "example: geo-lead report\n         geo-lead report --out /tmp/report.html",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _store_arg(r)
     r.add_argument("--out", type=Path, default=settings.MAPS_DIR / "report.html", metavar="PATH",
