@@ -99,7 +99,7 @@ def by_year_html(by: dict[str, Any], nh: Any = None, with_figures: bool = True) 
     parts = ["<p>Each calendar year scored and sited on its own records (each year weighted by its own "
              "sampling fraction; siting's train months 1-8 and test months 9-12 of the year). The city "
              "chose the zone from data up to 2017; the pilot ran from late 2018.</p>",
-             f"<table>{head}{''.join(rows)}</table>"]
+             f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>"]
     if with_figures and nh is not None and by.get("scores"):
         from geo_lead.boundaries import load_first_division, load_pilot_zone
         from geo_lead.figures import png_bytes
@@ -130,9 +130,9 @@ def divisions_html(c: dict[str, Any]) -> str:
             f"beat plan): <b>{_esc(_title(c['official']))}</b>. The records' own division field gives "
             f"<b>{_esc(_title(c['records']))}</b>. Overlap: {len(c['both'])} of "
             f"{len(set(c['official']) | set(c['records']))}. {same}</p>"
-            "<table><tr><th>neighborhood</th><th class=n>area inside the official polygon</th><th>official</th>"
+            "<div class=\"scroll\"><table><tr><th>neighborhood</th><th class=n>area inside the official polygon</th><th>official</th>"
             "<th>from records</th><th class=n>geocoded records</th><th>their leading division</th>"
-            f"<th class=n>its share</th></tr>{rows}</table>"
+            f"<th class=n>its share</th></tr>{rows}</table></div>"
             f"<p class=muted>{_esc(c.get('rule', ''))}.</p>")
 
 
@@ -168,9 +168,9 @@ def evaluation_html(e: dict[str, Any], announcement: str, with_figures: bool = T
              f"({per['after']['months']} months)"
              + (f"; {_esc(per['transition_month'])}, which holds the start, is left out" if per.get("transition_month") else "")
              + ".</p>",
-             "<table><tr><th>group</th><th>neighborhoods</th><th class=n>records / month before (weighted)</th>"
+             "<div class=\"scroll\"><table><tr><th>group</th><th>neighborhoods</th><th class=n>records / month before (weighted)</th>"
              "<th class=n>after</th><th class=n>sampled records before</th><th class=n>after</th></tr>"
-             f"{rows}</table>",
+             f"{rows}</table></div>",
              contrast(est, "the comparison area"), contrast(rest, "the rest of the city"),
              f"<p class=muted>{_esc(e['method'])}. Interval: {_esc(e['bootstrap']['method'])}, blocks of "
              f"{e['bootstrap']['block_months']} months, {e['bootstrap']['replicates']} replicates, seed "

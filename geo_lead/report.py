@@ -57,6 +57,7 @@ h3 { font-size: 16px; } h4 { font-size: 15px; }
 .toc { font-size: 13px; color: #555; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
+section > table, section > div > table { display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.pilot td { background: #fff0f0; font-weight: 600; }

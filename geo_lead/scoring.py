@@ -222,7 +222,7 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
     parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
     parts = parts.sort_values(["row", "unit"], kind="stable")
-    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr)).groupby(parts["row"].to_numpy()).agg("|".join)
+    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)).groupby(parts["row"].to_numpy()).agg("|".join)
     simple = {f"{i}:{1.0!r}": i for i in range(n_units)}
     sizes_by_key = key.value_counts()
     extra = sorted(k for k in sizes_by_key.index if k not in simple)

@@ -655,10 +655,13 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     def per_unit(mask: np.ndarray) -> np.ndarray:
         return np.asarray(weights.T @ mask.astype(float)).ravel()
 
+    # The grid (PEI's best capture) counts each record by its weight in the candidates (frame
+    # weight x its share there), as the zones do: the whole candidate area captures all of it.
+    on_grid = pts.assign(weight=np.asarray(weights.sum(axis=1)).ravel())
     data = UnitData(cands, proj.loc[cands].geometry.area.to_numpy(), per_unit(np.ones(len(pts), bool)),
                     per_unit(periods.train), per_unit(periods.test), grid["area_sqft"].to_numpy(),
-                    grid_counts(pts[periods.train], grid, p.grid_cell_ft),
-                    grid_counts(pts[periods.test], grid, p.grid_cell_ft), years=months / 12.0)
+                    grid_counts(on_grid[periods.train], grid, p.grid_cell_ft),
+                    grid_counts(on_grid[periods.test], grid, p.grid_cell_ft), years=months / 12.0)
     adj_all = queen_adjacency(neighborhoods) if adjacency is None else adjacency
     adj = {u: {v for v in adj_all.get(u, set()) if v in cands} for u in cands}
     return SiteInputs(indicator, pilot, cands, pts, weights, share_in[in_cands], accounting, data, periods,
