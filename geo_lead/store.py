@@ -11,7 +11,12 @@ ingests          one row per file ingested: sha256, sample_fraction, counts
 file_frames      one row per distinct file (sha256): its declared sample fraction, report years
                  and report-date span (`geo_lead.frames`)
 runs             run manifest (see `geo_lead.manifest`)
+geocode_cache    geocoder results by normalised address key and reference hash
+                 (`geo_lead.geocode.cache`)
 meta             key/value (schema version)
+
+Every SQL statement of geo_lead is in this module: other modules call named `Store` methods
+(`join_counts`, `ungeocoded_records`, `cached_geocodes`, ...) and never pass SQL text in.
 
 Writes happen in one ``BEGIN IMMEDIATE`` transaction per command, so a process killed at
 any point leaves the store as it was before or after the command, and two writers
