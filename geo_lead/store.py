@@ -747,6 +747,22 @@ class Store:
                                  "ORDER BY MIN(fid)").fetchall()
         return pd.DataFrame(rows, columns=["source_file", "file_sha256"])
 
+    def previous_ingest(self, file_sha256: str) -> dict[str, Any] | None:
+        """The latest ``ingests`` row of a file (by sha256) joined to its ``file_frames`` row:
+        source, rows_read, accepted, rejected, sample_fraction, years; None when the file
+        was never ingested or its declaration is missing (`geo_lead.ingest` then parses it)."""
+        if not file_sha256 or not {"ingests", FILE_FRAMES_TABLE} <= self.tables():
+            return None
+        row = self.conn.execute(
+            f"SELECT i.source, i.rows_read, i.accepted, i.rejected, f.sample_fraction, f.years "
+            f"FROM ingests i JOIN {FILE_FRAMES_TABLE} f ON f.file_sha256 = i.file_sha256 "
+            "WHERE i.file_sha256 = ? AND i.rows_read IS NOT NULL ORDER BY i.fid DESC LIMIT 1",
+            (file_sha256,)).fetchone()
+        if row is None:
+            return None
+        keys = ("source", "rows_read", "accepted", "rejected", "sample_fraction", "years")
+        return dict(zip(keys, row, strict=True))
+
     def report_spans_by_file(self) -> dict[str, dict[str, Any]]:
         """Per ``source_file`` of the records: source, report years, first and last report date
         (occurrence date when unreported); for stores without declarations (`geo_lead.frames`)."""
