@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -272,83 +273,16 @@ def load_first_division(path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDat
     return _read(path)
 
 
-def derive_first_division(store: object, neighborhoods: gpd.GeoDataFrame,
-                          records: pd.DataFrame | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
-    """First Division from a store's joined records (or LMPD's description before geocoding).
-
-    `records`: every stored record's ``neighborhood`` and ``division``, already read (e.g.
-    `geo_lead.pipeline.analysis_records`); used instead of reading them again when they hold
-    the current join (as `_join_current` checks on the store), else ignored.
-
-    Returns the feature and the per-unit membership table (`first_division_members`).
-    """
-    from geo_lead.spatial_join import points_from_lonlat  # spatial_join imports this module
-
-    cols = set(store.columns("records"))  # type: ignore[attr-defined]
-    given = records
-    records = None
-    if given is not None and {"lon", "lat", "division"} <= cols and _given_join_current(store, neighborhoods, given):
-        # Same values the read below would give, without a second read (and scan) of the store.
-        records = pd.DataFrame({"neighborhood": given["neighborhood"].fillna(""), "division": given["division"]})
-    elif {"lon", "lat", "division"} <= cols and _join_current(store, neighborhoods, cols):
-        # The store's `neighborhood` column is the join of these very neighborhoods for every
-        # record: read it instead of joining a million points again (same values).
-        records = store.read_records(["neighborhood", "division"])  # type: ignore[attr-defined]
-        records["neighborhood"] = records["neighborhood"].fillna("")
-    elif {"lon", "lat", "division"} <= cols:
-        # Join in memory: the store's `neighborhood` column may be stale or not written yet.
-        from geo_lead.spatial_join import join_records
-
-        pts = points_from_lonlat(store.read_records(["lon", "lat", "division"]))  # type: ignore[attr-defined]
-        records = pd.DataFrame(join_records(pts, neighborhoods.to_crs(pts.crs))[["neighborhood", "division"]])
-    members = first_division_members(neighborhoods, records)
-    method = METHOD_RECORDS if (members["basis"] == "records").any() else METHOD_FALLBACK
-    return build_first_division(neighborhoods, members, method), members
-
-
-def _join_current(store: object, neighborhoods: gpd.GeoDataFrame, cols: set[str]) -> bool:
-    """True when every record's stored ``neighborhood`` comes from joining `neighborhoods`."""
-    from geo_lead.spatial_join import META_JOIN_HASH, neighborhoods_fingerprint
-
-    if "neighborhood" not in cols or store.get_json(META_JOIN_HASH) != neighborhoods_fingerprint(neighborhoods):  # type: ignore[attr-defined]
-        return False
-    stale = store.conn.execute("SELECT 1 FROM records WHERE neighborhood IS NULL LIMIT 1").fetchone()  # type: ignore[attr-defined]
-    return stale is None
-
-
-def _given_join_current(store: object, neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame) -> bool:
-    """`_join_current` for records already read: every stored record, none unjoined."""
-    from geo_lead.spatial_join import META_JOIN_HASH, neighborhoods_fingerprint
-
-    if not {"neighborhood", "division"} <= set(records.columns):
-        return False
-    if len(records) != store.count("records"):  # type: ignore[attr-defined]
-        return False
-    if store.get_json(META_JOIN_HASH) != neighborhoods_fingerprint(neighborhoods):  # type: ignore[attr-defined]
-        return False
-    return not bool(records["neighborhood"].isna().any())
-
-
-def first_division_for_store(store: object, neighborhoods: gpd.GeoDataFrame,
-                             path: Path = settings.FIRST_DIVISION_FILE,
-                             records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
-    """The First Division to score with: an installed official file wins; otherwise it is
-    derived from the store's current records (so new data moves it reproducibly).
-
-    `records`: the store's records (``neighborhood``, ``division``) already read, to save a
-    read; see `derive_first_division`."""
-    if Path(path).exists():
-        fd = load_first_division(path)
-        if "method" in fd and str(fd["method"].iloc[0]).startswith(METHOD_OFFICIAL):
-            return fd
-    return derive_first_division(store, neighborhoods, records)[0]
-
-
-def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None,
+def rebuild(out_dir: Path = settings.BOUNDARIES_DIR,
+            derive: Callable[[gpd.GeoDataFrame], tuple[gpd.GeoDataFrame, pd.DataFrame]] | None = None,
             divisions: Path | None = None, shapefile: Path = LOJIC_SHAPEFILE,
             beats_shapefile: Path | None = None) -> dict[str, object]:
     """Regenerate neighborhoods, pilot zone, First Division and LMPD beat/division GeoJSON
     in `out_dir`.
+
+    The First Division comes from `divisions` (official polygons) when given, else from
+    `derive` (the new neighborhoods -> the feature and its membership table, e.g.
+    `geo_lead.division_records.deriver` of a store), else from LMPD's description.
 
     Returns a summary: files written, First Division method, members and disagreements
     with LMPD's description, numbers of beats and divisions.
@@ -360,8 +294,8 @@ def rebuild(out_dir: Path = settings.BOUNDARIES_DIR, store: object | None = None
     notes: list[str] = []
     if divisions is not None:
         fd = official_first_division(divisions)
-    elif store is not None:
-        fd, members = derive_first_division(store, nh)
+    elif derive is not None:
+        fd, members = derive(nh)
         notes = check_against_description(members, nh)
     else:
         members = first_division_members(nh, None)

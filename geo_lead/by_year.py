@@ -21,13 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ def site_for_year(year: int, result: Any) -> YearSite:
 
 
 # --- the store edges ------------------------------------------------------------------------
-def _read(store: Any, indicator: str, records: Any = None) -> Any:
+def _read(store: Store, indicator: str, records: Any = None) -> Any:
     """The store's records as points with a frame ``weight`` (`records`: already read)."""
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
@@ -198,14 +201,15 @@ def _read(store: Any, indicator: str, records: Any = None) -> Any:
     return recs
 
 
-def score_by_year_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def score_by_year_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                         years: Sequence[int] | None = None, records: Any = None,
                         **kwargs: Any) -> ByYearResult:
     """`scores_for_year` for every year of the store's data (or `years`); reads only.
 
     `kwargs` go to `score_neighborhoods` (seed, n_boot, weights, boundary).
     """
-    from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import first_division_for_store
     from geo_lead.frames import load_frames
     from geo_lead.population import interpolate_population, load_tracts
 
@@ -226,7 +230,7 @@ def score_by_year_store(store: Any, indicator: str = "lead_eligible", area: str 
     return out
 
 
-def site_by_year_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                        years: Sequence[int] | None = None, records: Any = None, **params: Any) -> ByYearResult:
     """`compute_site` on each year's records alone (nothing written); reads only.
 
@@ -250,7 +254,7 @@ def site_by_year_store(store: Any, indicator: str = "lead_eligible", area: str =
     return out
 
 
-def by_year_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def by_year_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                   records: Any = None, site_params: dict[str, Any] | None = None,
                   score_params: dict[str, Any] | None = None) -> ByYearResult:
     """Both: scores and siting per year (the report's section)."""

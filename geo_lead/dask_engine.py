@@ -37,7 +37,7 @@ import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
-from geo_lead.store import FLAG_COLUMNS
+from geo_lead.store import FLAG_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def join_and_count(records: Any, neighborhoods: Any, engine: str = "pandas",
     return out
 
 
-def store_points(store: Any) -> pd.DataFrame:
+def store_points(store: Store) -> pd.DataFrame:
     """``lon``, ``lat`` and the flags of every stored record (NaN coordinates before geocoding)."""
     have = set(store.columns("records"))
     cols = [c for c in ("lon", "lat", *FLAG_COLUMNS) if c in have]
@@ -250,7 +250,7 @@ def _compute(collection: Any, scheduler: str | None) -> Any:
                 cluster.close()
 
 
-def join_store(store: Any, engine: str = "dask", npartitions: int | None = None,
+def join_store(store: Store, engine: str = "dask", npartitions: int | None = None,
                scheduler: str | None = None, neighborhoods: Any = None) -> dict[str, int]:
     """The join stage with a choice of engine: write ``neighborhood`` onto every record.
 

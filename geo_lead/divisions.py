@@ -21,13 +21,16 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +152,17 @@ def compare_divisions(official: pd.DataFrame, derived: pd.DataFrame) -> Division
         records_basis=", ".join(f"{k}: {v}" for k, v in sorted(basis.items())))
 
 
-def divisions_for_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None,
+def divisions_for_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
                         divisions: gpd.GeoDataFrame | None = None,
                         records: pd.DataFrame | None = None) -> DivisionComparison:
     """`compare_divisions` of the official divisions and the store's records.
 
     `records`: the store's records (``neighborhood``, ``division``) already read (see
-    `geo_lead.boundaries.derive_first_division`).
+    `geo_lead.division_records.derive_first_division`).
     """
     from geo_lead.beats import load_divisions
-    from geo_lead.boundaries import derive_first_division, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import derive_first_division
 
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
     div = load_divisions() if divisions is None else divisions

@@ -64,8 +64,6 @@ class ExportError(GeoLeadError):
 EXPORT_CHUNK_ROWS = 100_000
 _REAL = frozenset({"lon", "lat", "score"})
 _INTEGER = frozenset({*FLAG_COLUMNS, "source_line"})
-#: ISO dates start with YYYY-MM; anything else is month "unknown".
-_ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
 
 
 def _record_columns(store: Store) -> list[str]:
@@ -102,8 +100,7 @@ def typed_records(frame: pd.DataFrame) -> Any:
 
 def record_months(store: Store) -> list[str]:
     """The months (YYYY-MM, or 'unknown') of the stored records' occurred_at, sorted."""
-    rows = store.conn.execute("SELECT DISTINCT substr(occurred_at, 1, 7) FROM records").fetchall()
-    return sorted({r[0] if r[0] and re.fullmatch(r"\d{4}-\d{2}", r[0]) else "unknown" for r in rows})
+    return sorted({m if m and re.fullmatch(r"\d{4}-\d{2}", m) else "unknown" for m in store.record_months()})
 
 
 def iter_records(store: Store, month: str | None = None,
@@ -111,18 +108,8 @@ def iter_records(store: Store, month: str | None = None,
     """Stream the records (optionally of one month) as typed GeoDataFrames of `chunk_rows`
     (default `EXPORT_CHUNK_ROWS`)."""
     chunk_rows = chunk_rows or EXPORT_CHUNK_ROWS
-    cols = _record_columns(store)
-    sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM records'
-    params: tuple[str, ...] = ()
-    if month == "unknown":
-        sql += f" WHERE occurred_at IS NULL OR NOT (occurred_at GLOB '{_ISO_MONTH_GLOB}')"
-    elif month is not None:
-        # A range on the occurred_at index: 'YYYY-MM-' <= value < 'YYYY-MM.' ('.' follows '-').
-        sql += " WHERE occurred_at >= ? AND occurred_at < ?"
-        params = (f"{month}-", f"{month}.")
-    cur = store.conn.execute(sql + " ORDER BY fid", params)
-    while rows := cur.fetchmany(chunk_rows):
-        yield typed_records(pd.DataFrame(rows, columns=cols))
+    for chunk in store.iter_record_rows(_record_columns(store), month, chunk_rows):
+        yield typed_records(chunk)
 
 
 def records_frame(store: Store) -> Any:

@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from geo_lead import settings
-from geo_lead.maps import (
+from geo_lead.cartography import (
     NO_DATA_COLOR,
     SCORE_COLORS,
     ZONE_STYLES,
@@ -161,7 +161,7 @@ def concentration_figure(point_counts: Sequence[float] | np.ndarray | None,
     Parameters
     ----------
     point_counts
-        Records per geocoded block point (`geo_lead.maps.aggregate_points` ``n``).
+        Records per geocoded block point (``n`` of `geo_lead.maps.aggregate_points`).
     area_counts
         ``count`` and ``area_sqmi`` per neighborhood (the ``scores`` layer), optional.
     """

@@ -34,7 +34,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -43,6 +43,9 @@ import shapely
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -566,13 +569,13 @@ HOTSPOT_COLUMNS: tuple[str, ...] = ("source", "reported_at", "occurred_at", "nei
                                     "lon", "lat")
 
 
-def store_columns(store: Any, columns: Sequence[str], indicator: str) -> list[str]:
+def store_columns(store: Store, columns: Sequence[str], indicator: str) -> list[str]:
     """`columns` + `indicator` (+ ``division`` when the First Division must come from data)."""
     extra = () if settings.FIRST_DIVISION_FILE.exists() else ("division",)
     return list(dict.fromkeys([*columns, indicator, *extra]))
 
 
-def records_from_store(store: Any, neighborhoods: gpd.GeoDataFrame | None = None,
+def records_from_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
                        columns: Sequence[str] | None = None,
                        records: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
@@ -694,7 +697,7 @@ def resolve_area(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None,
     raise GeoLeadError(f"unknown --area {area!r}; use first-division or city")
 
 
-def compute_hotspots(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def compute_hotspots(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                      candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
                      **kwargs: Any) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """`hotspots_store`'s computation without its writes: ``(layers, result)``.
@@ -711,7 +714,7 @@ def compute_hotspots(store: Any, indicator: str = "lead_eligible", area: str = "
     return hotspots(records, neighborhoods, names, indicator, **kwargs)
 
 
-def hotspots_store(store: Any, indicator: str = "lead_eligible", area: str = "first-division",
+def hotspots_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                    candidates: Sequence[str] | None = None, records: gpd.GeoDataFrame | None = None,
                    computed: tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]] | None = None,
                    **kwargs: Any) -> dict[str, Any]:

@@ -53,11 +53,10 @@ from typing import Any
 import pandas as pd
 
 from geo_lead import __version__
-from geo_lead.store import Store
+from geo_lead.store import RUNS_TABLE, Store
 
 log = logging.getLogger(__name__)
 
-RUNS_TABLE = "runs"
 RUN_COLUMNS: tuple[str, ...] = (
     "run_id", "started_at", "finished_at", "duration_s", "status", "error", "command",
     "package_version", "inputs_json", "parameters_json", "counts_json", "outputs_json",
@@ -231,13 +230,8 @@ def _kde_hot_cells(store: Store) -> dict[str, str]:
     reruns even though the layer is rebuilt and its fids renumbered."""
     import shapely
 
-    from geo_lead.store import wkb_from_gpkg
-
     out: dict[str, str] = {}
-    for blob in store.read_table("hotspot_kde", ["geom"], where="is_hotspot = 1")["geom"]:
-        wkb = wkb_from_gpkg(blob)
-        if wkb is None:
-            continue
+    for wkb in store.feature_wkbs("hotspot_kde", "is_hotspot"):
         c = shapely.from_wkb(wkb).centroid
         out[f"{c.x:.5f},{c.y:.5f}"] = "hot (KDE)"
     return out

@@ -1,7 +1,7 @@
 """Interactive folium maps: the site-selection map and the monthly timeline map.
 
-This is the only module that reprojects for display (`for_display`, `for_figure`). Every
-layer is optional: a missing input is skipped and said in a note on the page. Data strings
+Colours, classes and the reprojection for display come from `geo_lead.cartography` (shared
+with the static figures). Every layer is optional: a missing input is skipped and said in a note on the page. Data strings
 (addresses, offence text, neighborhood names) are HTML-escaped in Python before they reach
 the page, and every JSON blob embedded in a ``<script>`` has ``<``, ``>`` and ``&`` written
 as ``\\u003c``-style escapes, so no record can close the script or inject markup.
@@ -20,9 +20,9 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import folium
 import geopandas as gpd
@@ -34,7 +34,21 @@ from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from geo_lead import settings
+from geo_lead.cartography import (  # re-exported: maps.SCORE_COLORS etc. keep working
+    GISTAR_COLORS,
+    KDE_COLORS,
+    NO_DATA_COLOR,
+    SCORE_COLORS,
+    ZONE_STYLES,
+    class_breaks,
+    color_for,
+    for_display,
+    for_figure,
+)
 from geo_lead.outputs import cap_text
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +56,6 @@ log = logging.getLogger(__name__)
 MIX_FLAGS: tuple[str, ...] = ("opiate", "possession", "trafficking", "paraphernalia",
                               "overdose", "other_drug", "lead_eligible")
 COORD_DECIMALS: int = settings.MAP_COORD_DECIMALS
-#: ColorBrewer YlOrRd, 5 classes (score choropleth) and PuBu (density surface).
-SCORE_COLORS: tuple[str, ...] = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
-KDE_COLORS: tuple[str, ...] = ("#f1eef6", "#bdc9e1", "#74a9cf", "#2b8cbe", "#045a8d")
-NO_DATA_COLOR: str = "#d9d9d9"
-#: Fixed label -> colour map for Gi* (as esda's examples: red hot, blue cold).
-GISTAR_COLORS: dict[str, str] = {
-    # labels named by FDR level (hotspots.label_gistar); the older "hot 99%" names below
-    # colour stores written before them
-    "hot, FDR 1%": "#b2182b", "hot, FDR 5%": "#ef8a62", "hot, FDR 10%": "#fddbc7",
-    "cold, FDR 10%": "#d1e5f0", "cold, FDR 5%": "#67a9cf", "cold, FDR 1%": "#2166ac",
-    "hot 99%": "#b2182b", "hot 95%": "#ef8a62", "hot 90%": "#fddbc7",
-    "cold 90%": "#d1e5f0", "cold 95%": "#67a9cf", "cold 99%": "#2166ac",
-    "not significant": "#f7f7f7",
-}
-#: Outline styles for the zones (role -> colour, dash pattern, label).
-ZONE_STYLES: dict[str, tuple[str, str | None, str]] = {
-    "first_division": ("#444444", "6 4", "First Division"),
-    "pilot": ("#000000", None, "Pilot zone"),
-    "best": ("#1a9850", None, "Best zone of the same size"),
-    "capacity": ("#762a83", "2 4", "Zone sized to capacity"),
-    "comparison": ("#2166ac", "8 4", "Comparison area"),
-}
 LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
 LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
 CLUSTER_JS = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"
@@ -111,18 +103,6 @@ def _fmt(value: Any, digits: int = 1) -> str:
         return esc(value)
 
 
-def for_display(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Reproject to lon/lat for the web map (assumes EPSG:4326 when no CRS is set)."""
-    if gdf.crs is None:
-        return gdf.set_crs(settings.CRS_STORE)
-    return gdf if gdf.crs.to_epsg() == 4326 else gdf.to_crs(settings.CRS_STORE)
-
-
-def for_figure(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Reproject to the projected CRS (feet) for static figures, so shapes are not stretched."""
-    return for_display(gdf).to_crs(settings.CRS_PROJECTED)
-
-
 def _usable(frame: Any) -> bool:
     return frame is not None and len(frame) > 0
 
@@ -141,32 +121,6 @@ def _features(gdf: gpd.GeoDataFrame, props: Sequence[dict[str, Any]],
     feats = [{"type": "Feature", "geometry": shapely.geometry.mapping(g), "properties": p}
              for g, p in zip(geoms, props, strict=True) if g is not None and not g.is_empty]
     return {"type": "FeatureCollection", "features": feats}
-
-
-def class_breaks(values: Iterable[float], k: int = 5, integer: bool = False) -> list[float]:
-    """Quantile class upper bounds (k classes) of the finite values; fewer when values tie.
-
-    With `integer` (counts), bounds are rounded up to whole numbers, so classes read
-    ``1``, ``2``, ``3 - 5`` rather than ``1 - 1.4``.
-    """
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if arr.size == 0:
-        return []
-    qs = np.quantile(arr, np.linspace(0, 1, k + 1)[1:])
-    if integer:
-        qs = np.ceil(qs)
-    return sorted({float(q) for q in qs})
-
-
-def color_for(value: Any, breaks: Sequence[float], colors: Sequence[str]) -> str:
-    """The colour of the first class whose upper bound is >= value (grey when missing)."""
-    if value is None or not np.isfinite(float(value)) or not breaks:
-        return NO_DATA_COLOR
-    offset = len(colors) - len(breaks)  # fewer classes -> use the darker end of the ramp
-    for i, b in enumerate(breaks):
-        if float(value) <= b:
-            return colors[offset + i]
-    return colors[-1]
 
 
 # --- page elements ----------------------------------------------------------------------------
@@ -1106,7 +1060,7 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
 
 
 # --- store -> files ---------------------------------------------------------------------------
-def read_layer(store: Any, table: str) -> gpd.GeoDataFrame | None:
+def read_layer(store: Store, table: str) -> gpd.GeoDataFrame | None:
     """A feature layer of the store as a GeoDataFrame (EPSG:4326), or None when absent/empty."""
     from geo_lead.store import wkb_from_gpkg
 
@@ -1123,7 +1077,7 @@ RECORD_MAP_COLUMNS: tuple[str, ...] = ("record_id", "occurred_at", "offense_text
                                        "lon", "lat", "match_type", "neighborhood", *MIX_FLAGS)
 
 
-def read_map_inputs(store: Any, flagged_only: bool = False,
+def read_map_inputs(store: Store, flagged_only: bool = False,
                     prefetched: tuple[Any, int | None, str | None] | None = None) -> dict[str, Any]:
     """Everything the maps and the report read from the store (missing layers are None).
 
@@ -1143,7 +1097,7 @@ def read_map_inputs(store: Any, flagged_only: bool = False,
             "records_total": total, "indicator": indicator}
 
 
-def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
+def read_map_records(store: Store, scores: gpd.GeoDataFrame | None,
                      flagged_only: bool = False) -> tuple[pd.DataFrame | None, int | None, str | None]:
     """The records the maps read: ``(records, records_total, indicator)`` (see `read_map_inputs`)."""
     have = set(store.columns("records")) if "records" in store.tables() else set()
@@ -1153,8 +1107,7 @@ def read_map_records(store: Any, scores: gpd.GeoDataFrame | None,
         indicator = str(scores["indicator"].dropna().iloc[0])
     total = None
     if have and indicator and indicator in cols and indicator in MIX_FLAGS:
-        # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
-        records = store.read_records(cols, where=f'COALESCE("{indicator}", 0) <> 0')
+        records = store.flagged_records(cols, indicator)
         total = store.count("records")
     else:
         records = store.read_records(cols) if have else None
@@ -1199,7 +1152,7 @@ def indicator_records(records: pd.DataFrame | None,
     return records, [f"Records shown: all {len(records):,} in the store."]
 
 
-def stored_parameters(store: Any, site_result: Any = None, hotspots_result: Any = None) -> dict[str, Any]:
+def stored_parameters(store: Store, site_result: Any = None, hotspots_result: Any = None) -> dict[str, Any]:
     """Result name -> the parameters stored with it (None when absent or not recorded).
 
     Reads meta ``scores_parameters`` (when the ``scores`` layer exists) and the
@@ -1218,7 +1171,7 @@ MAP_PAGES: tuple[str, ...] = ("site_selection", "timeline")
 TILES_SUFFIX: str = "_tiles"
 
 
-def write_maps(store: Any, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
+def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = True,
                tiles: bool = False, prefetched: tuple[Any, int | None, str | None] | None = None,
                ) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.

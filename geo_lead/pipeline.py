@@ -143,7 +143,7 @@ def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
 
     Three separate full reads of a million records' text columns cost ~12 s each run; one
     read of the union of their columns, shared, costs one. ``division`` comes too, so the
-    First Division is derived from this read (`boundaries.first_division_for_store`), and
+    First Division is derived from this read (`division_records.first_division_for_store`), and
     the dates are parsed once (`parse_iso_columns`).
     """
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from geo_lead import settings
 from geo_lead.maps import esc, parse_when
 from geo_lead.outputs import write_text
 from geo_lead.pilot_report import PILOT_SECTIONS
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ h3 { font-size: 16px; } h4 { font-size: 15px; }
 .toc { font-size: 13px; color: #555; }
 .scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
+section > table, section > div > table { display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.pilot td { background: #fff0f0; font-weight: 600; }
@@ -72,7 +76,7 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
                                           "geocode_reason", "opiate", "lead_eligible", "lon", "lat")
 
 
-def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict[str, Any]:
+def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
     `records`: every stored record, already read with `REPORT_RECORD_COLUMNS` but
@@ -108,20 +112,20 @@ def collect_report_data(store: Any, records: pd.DataFrame | None = None) -> dict
     }
 
 
-def _pilot_data(store: Any) -> dict[str, Any] | None:
+def _pilot_data(store: Store) -> dict[str, Any] | None:
     """The pilot-period sections' data (`geo_lead.pilot_report`); None when it cannot be read."""
     from geo_lead.pilot_report import collect_pilot_data
 
     return collect_pilot_data(store)
 
 
-def _beat_check_table(store: Any) -> pd.DataFrame:
+def _beat_check_table(store: Store) -> pd.DataFrame:
     from geo_lead.geocode.beat_check import beat_check_table
 
     return beat_check_table(store)
 
 
-def changes_since_last_run(store: Any) -> list[str]:
+def changes_since_last_run(store: Store) -> list[str]:
     """Plain lines saying what changed in ranks, hot spots and verdict since the last run.
 
     Compares the last successful run's results snapshot with the results now in the store
@@ -146,7 +150,7 @@ def changes_since_last_run(store: Any) -> list[str]:
     return lines
 
 
-def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
+def _given_records(store: Store, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
     """`cols` of every stored record from `records` (read earlier), or None when they do not fit.
 
     The report uses ``geocode_reason`` only for unmatched records, so only those few reasons
@@ -160,7 +164,7 @@ def _given_records(store: Any, records: pd.DataFrame, cols: list[str]) -> pd.Dat
     if "geocode_reason" in cols:
         if "match_type" not in out:
             return None
-        reasons = list(store.read_records(["geocode_reason"], where="match_type = 'unmatched'")["geocode_reason"])
+        reasons = store.unmatched_reasons()
         unmatched = (out["match_type"] == "unmatched").fillna(False).to_numpy(bool)
         if int(unmatched.sum()) != len(reasons):  # a writer in between: read it all instead
             return None
@@ -825,7 +829,7 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
         store=str(data.get("store", "")), version=__version__)
 
 
-def write_report(store: Any, out_path: Path = DEFAULT_REPORT, records: pd.DataFrame | None = None) -> Path:
+def write_report(store: Store, out_path: Path = DEFAULT_REPORT, records: pd.DataFrame | None = None) -> Path:
     """Write the self-contained report page; returns its path.
 
     `records`: the store's records already read (see `collect_report_data`), to save a read.

@@ -222,7 +222,7 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
     parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
     parts = parts.sort_values(["row", "unit"], kind="stable")
-    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr)).groupby(parts["row"].to_numpy()).agg("|".join)
+    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)).groupby(parts["row"].to_numpy()).agg("|".join)
     simple = {f"{i}:{1.0!r}": i for i in range(n_units)}
     sizes_by_key = key.value_counts()
     extra = sorted(k for k in sizes_by_key.index if k not in simple)
@@ -517,10 +517,11 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     ``first`` (default `settings.BOUNDARY_RULE`).
 
     Neighborhoods, population and the First Division default to the shipped files and
-    `geo_lead.boundaries.first_division_for_store` (an official division file when one was
+    `geo_lead.division_records.first_division_for_store` (an official division file when one was
     installed, otherwise derived from the store's records).
     """
-    from geo_lead.boundaries import first_division_for_store, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import first_division_for_store
     from geo_lead.parameters import result_parameters, store_frames_fingerprint
     from geo_lead.population import interpolate_population, load_tracts
 

@@ -35,7 +35,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -45,6 +45,9 @@ from geo_lead import frames, settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capture, pai, study_area
 from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -652,10 +655,13 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     def per_unit(mask: np.ndarray) -> np.ndarray:
         return np.asarray(weights.T @ mask.astype(float)).ravel()
 
+    # The grid (PEI's best capture) counts each record by its weight in the candidates (frame
+    # weight x its share there), as the zones do: the whole candidate area captures all of it.
+    on_grid = pts.assign(weight=np.asarray(weights.sum(axis=1)).ravel())
     data = UnitData(cands, proj.loc[cands].geometry.area.to_numpy(), per_unit(np.ones(len(pts), bool)),
                     per_unit(periods.train), per_unit(periods.test), grid["area_sqft"].to_numpy(),
-                    grid_counts(pts[periods.train], grid, p.grid_cell_ft),
-                    grid_counts(pts[periods.test], grid, p.grid_cell_ft), years=months / 12.0)
+                    grid_counts(on_grid[periods.train], grid, p.grid_cell_ft),
+                    grid_counts(on_grid[periods.test], grid, p.grid_cell_ft), years=months / 12.0)
     adj_all = queen_adjacency(neighborhoods) if adjacency is None else adjacency
     adj = {u: {v for v in adj_all.get(u, set()) if v in cands} for u in cands}
     return SiteInputs(indicator, pilot, cands, pts, weights, share_in[in_cands], accounting, data, periods,
@@ -1046,7 +1052,7 @@ SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at"
                                  "neighborhood", "boundary_units", "lon", "lat")
 
 
-def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+def compute_site(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
                  months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                  area: str = "first-division", candidates: Sequence[str] | None = None,
                  records: Any = None, adjacency: Adjacency | None = None,
@@ -1091,7 +1097,7 @@ def compute_site(store: Any, k: int | None = None, capacity: int = settings.PILO
     return layer, result
 
 
-def site_store(store: Any, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+def site_store(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
                months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                area: str = "first-division", candidates: Sequence[str] | None = None,
                records: Any = None, computed: tuple[gpd.GeoDataFrame, dict[str, Any]] | None = None,

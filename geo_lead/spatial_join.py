@@ -285,9 +285,8 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
     current = ("neighborhood" in have and "boundary_units" in have
                and store.get_json(META_JOIN_HASH) == fingerprint
                and store.get_json(META_JOIN_BOUNDARY) == boundary_key)
-    where = "neighborhood IS NULL" if current else ""
     cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if beat_polys is not None else ())) if c in have]
-    recs = points_from_lonlat(store.read_records(cols, where=where))
+    recs = points_from_lonlat(store.read_unjoined_records(cols) if current else store.read_records(cols))
     if nh.crs is not None and nh.crs != recs.crs:
         nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
     joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys) if len(recs) \
@@ -297,11 +296,9 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
             "record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
             "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object),
             "boundary_units": pd.Series(joined["boundary_units"].to_numpy(object), dtype=object)}))
-        # an empty store: the columns, still
-        store.ensure_columns("records", pd.DataFrame({"neighborhood": pd.Series(dtype=object),
-                                                      "boundary_units": pd.Series(dtype=object)}))
-        store.put_json(META_JOIN_HASH, fingerprint)
-        store.put_json(META_JOIN_BOUNDARY, boundary_key)
+        store.ensure_text_columns("records", ("neighborhood", "boundary_units"))  # an empty store: the columns, still
+        store.set_json(META_JOIN_HASH, fingerprint)
+        store.set_json(META_JOIN_BOUNDARY, boundary_key)
         store.ensure_record_indexes()  # built once, after the first (big) join
     counts = store_join_counts(store)
     log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(joined))
@@ -309,21 +306,8 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
 
 
 def store_join_counts(store: Store) -> dict[str, int]:
-    """records = joined + outside + not_geocoded over every stored record (SQL, no read)."""
-    have = set(store.columns("records"))
-    if not {"lon", "lat", "neighborhood"} <= have:
-        n = store.count("records")
-        return {"records": n, "joined": 0, "outside": 0, "not_geocoded": n}
-    # Four counts that each use an index (`Store.ensure_record_indexes`) instead of one scan of
-    # every record: joined = non-empty neighborhood (for TEXT, <> '' is > '') and a point.
-    n = store.count("records")
-    not_geo = store.count("records", "lon IS NULL OR lat IS NULL")
-    named = store.count("records", "neighborhood > ''")
-    # (unary + keeps the planner on the small records_unlocated index)
-    named_unlocated = store.count("records", "(lon IS NULL OR lat IS NULL) AND +neighborhood > ''")
-    joined = named - named_unlocated
-    return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
-            "not_geocoded": int(not_geo)}
+    """records = joined + outside + not_geocoded over every stored record (`Store.join_counts`)."""
+    return store.join_counts()
 
 
 def _crs_name(gdf: gpd.GeoDataFrame | gpd.GeoSeries) -> str:

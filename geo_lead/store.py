@@ -97,6 +97,17 @@ _FILE_FRAMES_DDL = f"""CREATE TABLE IF NOT EXISTS {FILE_FRAMES_TABLE} (fid INTEG
     file_sha256 TEXT UNIQUE NOT NULL, source_file TEXT, source TEXT, sample_fraction REAL NOT NULL,
     years TEXT, report_first TEXT, report_last TEXT, ingested_at TEXT)"""
 
+#: The geocoder's cache (`geo_lead.geocode.cache`): one row per normalised address key.
+GEOCODE_CACHE_TABLE = "geocode_cache"
+GEOCODE_CACHE_COLUMNS: tuple[str, ...] = ("key", "lon", "lat", "match_type", "score", "matched_address",
+                                          "reason", "reference_hash", "created_at")
+_GEOCODE_CACHE_DDL = f"""CREATE TABLE IF NOT EXISTS {GEOCODE_CACHE_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE, lon REAL, lat REAL, match_type TEXT, score REAL,
+    matched_address TEXT, reason TEXT, reference_hash TEXT, created_at TEXT)"""
+
+#: ``occurred_at`` values that start with a ``YYYY-MM`` month (`Store.iter_record_rows`).
+_ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
+
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
     'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]'
@@ -784,6 +795,147 @@ class Store:
             return 0
         sql = f'SELECT COUNT(*) FROM "{table}"' + (f" WHERE {where}" if where else "")
         return int(self.conn.execute(sql).fetchone()[0])
+
+    # --- named queries: callers ask for what they need; the SQL stays in this module -------
+    def set_json(self, key: str, value: Any) -> None:
+        """`put_json` inside the caller's write transaction (no transaction of its own)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def ensure_text_columns(self, table: str, columns: Sequence[str]) -> None:
+        """Add the TEXT `columns` that `table` lacks (inside the caller's transaction)."""
+        have = set(self.columns(table))
+        for col in columns:
+            if col not in have:
+                self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{col}" TEXT')
+
+    def feature_wkbs(self, table: str, flag_column: str) -> list[bytes]:
+        """ISO WKB of the features of `table` whose `flag_column` is 1 (fid order, as stored)."""
+        rows = self.conn.execute(f'SELECT geom FROM "{table}" WHERE "{flag_column}" = 1').fetchall()
+        return [wkb for (blob,) in rows if (wkb := wkb_from_gpkg(blob)) is not None]
+
+    # records: the join (geo_lead.spatial_join)
+    def read_unjoined_records(self, columns: Sequence[str]) -> pd.DataFrame:
+        """`columns` of the records the next join must place: ``neighborhood`` IS NULL (new
+        records, and records whose point moved: `update_records` clears it)."""
+        return self.read_records(columns, where="neighborhood IS NULL")
+
+    def has_unjoined_records(self) -> bool:
+        """True when some record's ``neighborhood`` is NULL (needs a column ``neighborhood``)."""
+        return self.conn.execute("SELECT 1 FROM records WHERE neighborhood IS NULL LIMIT 1").fetchone() is not None
+
+    def join_is_current(self, fingerprint: str, meta_key: str) -> bool:
+        """True when every record's stored ``neighborhood`` comes from the join whose
+        neighborhoods' fingerprint (kept in meta `meta_key`) is `fingerprint`."""
+        if "neighborhood" not in self.columns("records") or self.get_json(meta_key) != fingerprint:
+            return False
+        return not self.has_unjoined_records()
+
+    def join_counts(self) -> dict[str, int]:
+        """records = joined + outside + not_geocoded over every stored record (no read).
+
+        joined: a point and a non-empty ``neighborhood``; outside: a point and none;
+        not_geocoded: no point.
+        """
+        have = set(self.columns("records"))
+        if not {"lon", "lat", "neighborhood"} <= have:
+            n = self.count("records")
+            return {"records": n, "joined": 0, "outside": 0, "not_geocoded": n}
+        # Four counts that each use an index (`ensure_record_indexes`) instead of one scan of
+        # every record: joined = non-empty neighborhood (for TEXT, <> '' is > '') and a point.
+        one = self.conn.execute
+        n = one("SELECT COUNT(*) FROM records").fetchone()[0]
+        not_geo = one("SELECT COUNT(*) FROM records WHERE lon IS NULL OR lat IS NULL").fetchone()[0]
+        named = one("SELECT COUNT(*) FROM records WHERE neighborhood > ''").fetchone()[0]
+        # (unary + keeps the planner on the small records_unlocated index)
+        named_unlocated = one("SELECT COUNT(*) FROM records WHERE (lon IS NULL OR lat IS NULL) "
+                              "AND +neighborhood > ''").fetchone()[0]
+        joined = named - named_unlocated
+        return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
+                "not_geocoded": int(not_geo)}
+
+    # records: the geocoder (geo_lead.geocode.cache, geo_lead.geocode.beat_check)
+    def ungeocoded_records(self, columns: Sequence[str], skip_unmatched: bool) -> pd.DataFrame:
+        """`columns` of the records without a point (fid order).
+
+        `skip_unmatched`: leave out the records already geocoded as ``unmatched`` (with the
+        current reference: the caller checks that), keeping those never geocoded (NULL
+        ``match_type``); needs a ``match_type`` column.
+        """
+        if not skip_unmatched:
+            return self.read_records(columns, where="lon IS NULL OR lat IS NULL")
+        # (as two indexed selects: `ensure_record_indexes`; fid order kept)
+        return self.read_records(columns, where=(
+            "fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
+            "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')"))
+
+    def unmatched_reasons(self) -> list[str | None]:
+        """``geocode_reason`` of every ``unmatched`` record, in fid order."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT geocode_reason FROM records WHERE match_type = 'unmatched' ORDER BY fid")]
+
+    def placed_records(self, columns: Sequence[str], unchecked_only: bool) -> pd.DataFrame:
+        """`columns` of the records with a point; with `unchecked_only`, only those whose
+        ``beat_check`` is NULL (needs that column)."""
+        where = "lon IS NOT NULL AND lat IS NOT NULL"
+        if unchecked_only:
+            where += " AND beat_check IS NULL"
+        return self.read_records(columns, where=where)
+
+    def records_with_beat_check(self, columns: Sequence[str], value: str) -> pd.DataFrame:
+        """`columns` of the records whose ``beat_check`` is `value` (fid order)."""
+        return self.read_records(columns, where="beat_check = ?", params=(value,))
+
+    def flagged_records(self, columns: Sequence[str], flag: str) -> pd.DataFrame:
+        """`columns` of the records whose indicator `flag` (one of `FLAG_COLUMNS`) is set."""
+        if flag not in FLAG_COLUMNS:
+            raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
+        # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
+        return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
+
+    # the geocode cache (geo_lead.geocode.cache)
+    def ensure_geocode_cache(self) -> None:
+        """Create the ``geocode_cache`` table (inside the caller's write transaction)."""
+        self.conn.execute(_GEOCODE_CACHE_DDL)
+        self.register_attributes(GEOCODE_CACHE_TABLE, "geocoder results by normalised address + ZIP")
+
+    def cached_geocodes(self, reference_hash: str) -> pd.DataFrame:
+        """The `GEOCODE_CACHE_COLUMNS` of the cache rows computed with `reference_hash`."""
+        return self.read_table(GEOCODE_CACHE_TABLE, list(GEOCODE_CACHE_COLUMNS), where="reference_hash = ?",
+                               params=(reference_hash,))
+
+    def drop_stale_geocodes(self, reference_hash: str) -> int:
+        """Delete the cache rows of any other reference (inside `write`); returns how many."""
+        return int(self.conn.execute(f"DELETE FROM {GEOCODE_CACHE_TABLE} WHERE reference_hash IS NOT ?",
+                                     (reference_hash,)).rowcount)
+
+    def drop_geocodes(self, keys: Sequence[str]) -> None:
+        """Delete the cache rows of `keys` (inside `write`)."""
+        keys = list(keys)
+        for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
+            batch = keys[i:i + 900]
+            self.conn.execute(f"DELETE FROM {GEOCODE_CACHE_TABLE} WHERE key IN ({','.join('?' * len(batch))})", batch)
+
+    # records: export (geo_lead.export)
+    def record_months(self) -> list[str | None]:
+        """The distinct ``substr(occurred_at, 1, 7)`` of the records (unordered; None for NULL)."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT substr(occurred_at, 1, 7) FROM records").fetchall()]
+
+    def iter_record_rows(self, columns: Sequence[str], month: str | None = None,
+                         chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
+        """`columns` of the records in fid order, `chunk_rows` at a time, as plain frames
+        (values as stored). `month`: ``YYYY-MM`` (occurred then), ``"unknown"`` (no
+        ``YYYY-MM`` date) or None (all)."""
+        sql = f'SELECT {", ".join(chr(34) + c + chr(34) for c in columns)} FROM records'
+        params: tuple[str, ...] = ()
+        if month == "unknown":
+            sql += f" WHERE occurred_at IS NULL OR NOT (occurred_at GLOB '{_ISO_MONTH_GLOB}')"
+        elif month is not None:
+            # A range on the occurred_at index: 'YYYY-MM-' <= value < 'YYYY-MM.' ('.' follows '-').
+            sql += " WHERE occurred_at >= ? AND occurred_at < ?"
+            params = (f"{month}-", f"{month}.")
+        cur = self.conn.execute(sql + " ORDER BY fid", params)
+        while rows := cur.fetchmany(chunk_rows):
+            yield pd.DataFrame(rows, columns=list(columns))
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})

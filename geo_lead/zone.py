@@ -531,7 +531,8 @@ def check_address(checker: ZoneChecker, address: str, zip_code: str | None = Non
     zip_code
         Optional ZIP code, helps the geocoder choose between same-named streets.
     geocoder
-        Anything with ``geocode(addresses, zips) -> DataFrame`` (lon, lat, match_type, score,
+        A `geo_lead.geocode.Geocoder` (its pandas-free ``locate`` is used), or anything with
+        ``geocode(addresses, zips) -> DataFrame`` (lon, lat, match_type, score,
         matched_address, reason); default :func:`default_geocoder`.
 
     Returns
@@ -551,8 +552,12 @@ def check_address(checker: ZoneChecker, address: str, zip_code: str | None = Non
     if geocoder is None:
         geocoder = default_geocoder()
     zip_text = str(zip_code).strip() if zip_code not in (None, "") else None
-    result = geocoder.geocode([str(address).strip()], [zip_text])
-    row = {k: result[k].iloc[0] for k in result.columns}
+    locate = getattr(geocoder, "locate", None)
+    if callable(locate):  # one address without pandas (`geo_lead.geocode.Geocoder.locate`)
+        row = locate(str(address).strip(), zip_text).to_dict()
+    else:
+        result = geocoder.geocode([str(address).strip()], [zip_text])
+        row = {k: result[k].iloc[0] for k in result.columns}
     lat, lon = row.get("lat"), row.get("lon")
     unmatched = (row.get("match_type") in (None, "unmatched") or lat is None or lon is None
                  or not (math.isfinite(float(lat)) and math.isfinite(float(lon))))

@@ -83,7 +83,7 @@ def page_data(checker: ZoneChecker, streets: dict[str, Any] | None = None) -> di
 
 
 def render_page(checker: ZoneChecker, mode: str = "offline",
-                streets: dict[str, Any] | None = None) -> str:
+                streets: dict[str, Any] | bool | None = None) -> str:
     """The page as HTML text.
 
     Parameters
@@ -94,7 +94,8 @@ def render_page(checker: ZoneChecker, mode: str = "offline",
         ``"offline"`` (answers in the browser, no network) or ``"service"`` (asks ``/zone``).
     streets
         The offline street index; default (offline mode): `zone_streets.street_index` for the
-        checker's zone (cached; built with the geocoder the first time, which takes seconds).
+        checker's zone (cached; built with the geocoder the first time, which takes a minute);
+        False: a page without the offline address lookup.
 
     Returns
     -------
@@ -109,14 +110,14 @@ def render_page(checker: ZoneChecker, mode: str = "offline",
         streets = street_index(checker.zone_ft)
     template = resources.files("geo_lead").joinpath("static/zone/zone_check.html").read_text("utf-8")
     # "</" could close the <script> element early; JSON allows the escaped form.
-    data = json.dumps(page_data(checker, streets if mode == "offline" else None),
+    data = json.dumps(page_data(checker, streets if mode == "offline" and streets else None),
                       separators=(",", ":")).replace("</", "<\\/")
     return (template.replace("/*__ZONE_DATA__*/null", data, 1)
             .replace('/*__MODE__*/"offline"', json.dumps(mode), 1))
 
 
 def write_page(out: Path, checker: ZoneChecker | None = None,
-               streets: dict[str, Any] | None = None) -> Path:
+               streets: dict[str, Any] | bool | None = None) -> Path:
     """Write the offline page to ``out`` (parent folders created) and return the path
     (`streets`: as in `render_page`)."""
     checker = checker or ZoneChecker()

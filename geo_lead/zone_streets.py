@@ -53,7 +53,7 @@ from geo_lead import settings
 log = logging.getLogger(__name__)
 
 #: Bump when the exported layout or the way points are chosen changes (invalidates caches).
-INDEX_FORMAT = "zone-streets-11"
+INDEX_FORMAT = "zone-streets-12"
 #: Seeds per hundred and side before bisection (numbers H+0/1, H+50/51 of each hundred).
 _SEED_STEP = 200
 #: lon/lat are exported as integers: (value - origin) x 1e7.
@@ -100,8 +100,7 @@ class _Sampler:
         self.boundary, self.tol_ft, self.rel_tol = boundary, tol_ft, rel_tol
         self.dist: dict[int, float] = {}
         self.memo: dict[int, tuple[float, float, str, float, str, bool]] = {}
-        curve = getattr(geocoder.ref, "block_curve", None)
-        self.curve = curve
+        self.curve = getattr(geocoder.ref, "block_curve", None)
 
     def q(self, n: int) -> float:
         from geo_lead.geocode.reference import block_position
@@ -134,7 +133,7 @@ def _code(hit: tuple[float, float, str, float, str, bool], n: int) -> tuple[str,
     """What must be equal along a run: the match type (``interpolated`` past the street's
     known numbers counts as its own type, ``extrapolated``) and the street the number landed
     on. (Not the score: it steps at every pair of known numbers, and the officer's answer does
-    not depend on it; runs keep the lowest.)"""
+    not depend on it; runs keep the lowest, which the page does not show.)"""
     matched = hit[4]
     prefix = f"{n} "
     street = matched[len(prefix):] if matched.startswith(prefix) else "\x00" + matched
@@ -146,7 +145,7 @@ def _sample_side(f: _Sampler, seq: list[int], seeds: set[int]) -> list[int]:
     interpolated on the range scale, give every number tested (bisection from the seeds)."""
     if not seq:
         return []
-    first, last = seq[0], seq[-1]
+    first = seq[0]
     at = [0, len(seq) - 1] + [i for i, n in enumerate(seq)
                               if n in seeds or (n - first) // _SEED_STEP != (n - first - 2) // _SEED_STEP]
     keep = set(at)
@@ -168,7 +167,6 @@ def _sample_side(f: _Sampler, seq: list[int], seeds: set[int]) -> list[int]:
             split = bool(np.hypot(ex - hm[0], ey - hm[1]) > f.tol(m))
         if split:
             stack += [(ia, im), (im, ib)]
-    del first, last
     return [seq[i] for i in sorted(keep)]
 
 
@@ -353,13 +351,15 @@ def build_street_index(zone_ft: shapely.Geometry, geocoder: Any = None, *,
         hits = [g.match_parsed(parse_address(f"{h} BLOCK {keys[i]}")) for h in hundreds]
         ok = [k for k, h in enumerate(hits) if h.match_type != "unmatched"]
         lo_, la_ = _published([hits[k].x for k in ok], [hits[k].y for k in ok])
-        # hundred-blocks: [hundred, lon, lat, score x 1000, street index] rows, delta-encoded;
+        # hundred-blocks: [hundred, lon, lat, score x 1000, street index, match type] rows,
+        # delta-encoded (past the known numbers the geocoder may answer ``street``);
         # the geocoder's label is "<H50> <street>" (the block's middle)
         rows = []
         for k, lon_i, lat_i in zip(ok, lo_.tolist(), la_.tolist(), strict=True):
             h, mid = hits[k], f"{hundreds[k] + 50} "
             street = h.matched[len(mid):] if h.matched.startswith(mid) else ""
-            rows.append((hundreds[k] // 100, lon_i, lat_i, round(h.score * 1000), street_idx.get(street, -1)))
+            rows.append((hundreds[k] // 100, lon_i, lat_i, round(h.score * 1000), street_idx.get(street, -1),
+                         MATCH_CODES.index(h.match_type)))
         blocks.append(_deltas(rows))
         if progress and (i + 1) % 50 == 0:
             progress(f"  street index: {i + 1} of {len(sids)} streets")

@@ -21,12 +21,15 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def adjacency_key(neighborhoods: gpd.GeoDataFrame) -> str:
     return h.hexdigest()
 
 
-def stored_queen_adjacency(store: Any, neighborhoods: gpd.GeoDataFrame) -> Adjacency:
+def stored_queen_adjacency(store: Store, neighborhoods: gpd.GeoDataFrame) -> Adjacency:
     """`queen_adjacency` of all units, kept in the store's meta under `adjacency_key`.
 
     The adjacency depends only on the neighborhoods; computing it imports libpysal (~1.3 s),

@@ -111,7 +111,7 @@ def test_changed_neighborhoods_rejoin_every_record(store_path: Path) -> None:
 
 
 def test_first_division_from_stored_join_equals_in_memory_join(store_path: Path) -> None:
-    from geo_lead import boundaries
+    from geo_lead import division_records
 
     nh = load_neighborhoods()
     pts = _points(nh)
@@ -122,10 +122,10 @@ def test_first_division_from_stored_join_equals_in_memory_join(store_path: Path)
         with store.write():
             store.update_records(pd.DataFrame({"record_id": [f"r{i}" for i in range(14)],
                                                "division": ["1ST DIVISION"] * 6 + ["2ND DIVISION"] * 6 + ["", ""]}))
-        before, members_before = boundaries.derive_first_division(store, nh)  # joins in memory
+        before, members_before = division_records.derive_first_division(store, nh)  # joins in memory
         spatial_join.join_store(store, nh)
-        assert boundaries._join_current(store, nh, set(store.columns("records")))
-        after, members_after = boundaries.derive_first_division(store, nh)  # reads the stored join
+        assert division_records._join_current(store, nh, set(store.columns("records")))
+        after, members_after = division_records.derive_first_division(store, nh)  # reads the stored join
         pd.testing.assert_frame_equal(members_before, members_after)
         assert before.geometry.iloc[0].equals(after.geometry.iloc[0])
     finally:

@@ -280,7 +280,8 @@ def test_cli_score_json_on_real_boundaries(store_path: Path, capsys: pytest.Capt
 
 def test_real_shipped_data_end_to_end(store_path: Path) -> None:
     """Ingest the shipped LMPD files, geocode offline, join, score: accounting and invariants."""
-    from geo_lead.boundaries import derive_first_division, load_neighborhoods
+    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.division_records import derive_first_division
     from geo_lead.geocode import geocode_store
     from geo_lead.ingest import ingest_files
     from geo_lead.spatial_join import join_store
@@ -330,3 +331,18 @@ def test_years_covered_falls_back_to_occurrence_date() -> None:
                          "occurred_at": ["2020-01-01T00:00:00", "2020-07-01T12:00:00"]})
     assert years_covered(recs) == pytest.approx(182.5 / 365.25)
     assert years_covered(recs, since="2020-04-01") == pytest.approx((91 + 0.5) / 365.25)
+
+
+def test_record_classes_with_no_record_in_the_window() -> None:
+    """An empty window (e.g. `score --since` before the data) gives empty classes, not a TypeError."""
+    import numpy as np
+    import pandas as pd
+
+    from geo_lead.scoring import record_classes
+
+    records = pd.DataFrame({"weight": pd.Series([], dtype=float)})
+    shares = pd.DataFrame({"row": pd.Series([], dtype=int), "unit": pd.Series([], dtype=str),
+                           "share": pd.Series([], dtype=float), "shared": pd.Series([], dtype=bool)})
+    sizes, contrib = record_classes(records, shares, 3, pd.Series({"A": 0, "B": 1, "C": 2}),
+                                    np.ones(3, dtype=bool))
+    assert sizes.tolist() == [0, 0, 0] and contrib.shape == (3, 3)

@@ -421,3 +421,23 @@ def test_too_few_records_make_checks_insufficient(neighborhoods: gpd.GeoDataFram
     _layer, one = site(records, neighborhoods, FIRST_DIVISION, params=_params(window="2017-01-01:2017-12-31"))
     assert one["window"] == "2017-01-01:2017-12-31"
     assert one["records"]["kept"] == int((records["occurred_at"].str[:4] == "2017").sum())
+
+
+def test_records_shared_with_a_unit_outside_the_candidates_count_by_their_share(
+        neighborhoods: gpd.GeoDataFrame) -> None:
+    # Ten Russell records are marked as lying on the Russell | Shawnee boundary (Shawnee is not a
+    # candidate): half of each counts in the candidates, for the zones and for PEI's grid alike,
+    # so the zone of every candidate still captures everything the grid holds (PEI 1).
+    records = synthetic_records(neighborhoods, {"RUSSELL": 60, "PORTLAND": 50, "CENTRAL BUSINESS DISTRICT": 30,
+                                                "PHOENIX HILL": 20, "BUTCHERTOWN": 10})
+    records["boundary_units"] = ""
+    russell = records.index[records["neighborhood"] == "RUSSELL"][:10]
+    records.loc[russell, "boundary_units"] = "RUSSELL;SHAWNEE"
+    params = {"replicates": 20, "k_max": 5}
+    _layer, split = site(records, neighborhoods, FIRST_DIVISION, params=SiteParams(boundary="split", **params))
+    _layer, first = site(records, neighborhoods, FIRST_DIVISION, params=SiteParams(boundary="first", **params))
+    everything = {len(z["neighborhoods"]): z for z in split["zones_by_k"]}[5]
+    assert everything["pei_test"] == pytest.approx(1.0)
+    in_fd = 60 + 50 + 30 + 20 + 10  # every synthetic First Division record, before sharing
+    assert {len(z["neighborhoods"]): z for z in first["zones_by_k"]}[5]["records"] == pytest.approx(in_fd)
+    assert everything["records"] == pytest.approx(in_fd - 10 * 0.5)

@@ -43,16 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_rebuild(args: argparse.Namespace) -> int:
     from geo_lead.boundaries import rebuild
-    from geo_lead.cli import print_json, writable_output
-    from geo_lead.store import opened
-
+    from geo_lead.console import print_json, writable_output
+    from geo_lead.division_records import deriver
     from geo_lead.divisions import divisions_for_store, format_comparison, write_official_first_division
+    from geo_lead.store import opened
 
     writable_output(args.out, directory=True)
     comparison = None
     if args.divisions is None and Path(args.store).exists():
         with opened(args.store, create=False) as store:
-            summary = rebuild(args.out, store=store)
+            summary = rebuild(args.out, derive=deriver(store))
             if not args.from_records:
                 fd = write_official_first_division(args.out)
                 comparison = divisions_for_store(store)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import StoreError
     from geo_lead.evaluation import EvaluationParams, evaluate_store, format_evaluation
     from geo_lead.store import opened

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.export import export
     from geo_lead.store import opened
 

@@ -81,7 +81,7 @@ def _geocoder(args: argparse.Namespace):
 
 
 def _run_address(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
 
     row = _geocoder(args).geocode_one(args.address, args.zip, args.beat)
     if args.json:
@@ -102,7 +102,7 @@ def _summary_lines(counts: dict[str, int], total: int) -> list[str]:
 def _run_file(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import InputFileError, MissingColumnError
     from geo_lead.outputs import write_csv
     from geo_lead.progress import Progress
@@ -163,7 +163,7 @@ def _beat_lines(rates) -> list[str]:  # noqa: ANN001 (a pandas frame: pandas is 
 
 
 def _run_store(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.geocode import geocode_store
     from geo_lead.progress import Progress
     from geo_lead.store import opened

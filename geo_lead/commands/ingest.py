@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.indicators import load_rules
     from geo_lead.ingest import ingest_files, reflag_if_rules_changed
     from geo_lead.progress import Progress
@@ -95,7 +95,7 @@ def _run_ingest(args: argparse.Namespace) -> int:
 def _run_indicators(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.indicators import load_rules, review_table
     from geo_lead.sources import read_records
 

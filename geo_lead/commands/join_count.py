@@ -46,7 +46,7 @@ def _run_join_count(args: argparse.Namespace) -> int:
     import time
 
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.dask_engine import join_and_count, store_points
     from geo_lead.store import opened
 

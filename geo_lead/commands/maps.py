@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_maps(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.maps import write_maps
     from geo_lead.store import opened
 
@@ -73,7 +73,7 @@ def _run_maps(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.report import write_report
     from geo_lead.store import opened
 

@@ -42,7 +42,7 @@ _NOT_FINGERPRINTED = frozenset({"func", "json", "force", "command"})
 
 
 def _run(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.pipeline import run_fingerprint, run_pipeline, unchanged_since
 
     writable_output(args.out, directory=True)  # now, not after minutes of work

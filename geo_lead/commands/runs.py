@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_runs(args: argparse.Namespace) -> int:
     from geo_lead.changes import describe
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.manifest import list_runs
     from geo_lead.store import opened
 

@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json, writable_output
+    from geo_lead.console import print_json, writable_output
     from geo_lead.errors import StoreError
     from geo_lead.scoring import format_table, parse_weights, score_store, scores_json, write_csv
     from geo_lead.spatial_join import join_store
@@ -82,7 +82,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
 def _run_by_year(args: argparse.Namespace, weights: dict[str, float] | None) -> int:
     from geo_lead.by_year import format_scores_by_year, score_by_year_store
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.spatial_join import join_store
     from geo_lead.store import opened
 

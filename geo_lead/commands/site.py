@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from geo_lead import settings
 from geo_lead.commands import add_boundary_arguments, add_store_argument, at_least, fraction
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 AREA_HELP = ("study area / candidate neighborhoods: first-division (default; from "
              "boundaries/first_division.geojson, else the records' LMPD division) or city (every named "
@@ -84,7 +88,7 @@ def _candidates(args: argparse.Namespace) -> list[str] | None:
     return [c.strip() for c in args.candidates.split(",")] if args.candidates else None
 
 
-def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
+def _rejoin_if_tolerance(store: Store, args: argparse.Namespace) -> None:
     """With --boundary-tolerance-ft, join again (only when it differs from the stored join's)."""
     if args.boundary_tolerance_ft is not None:
         from geo_lead.spatial_join import join_store
@@ -93,7 +97,7 @@ def _rejoin_if_tolerance(store: object, args: argparse.Namespace) -> None:
 
 
 def _run_hotspots(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.hotspots import format_hotspots, hotspots_store
     from geo_lead.store import opened
 
@@ -111,7 +115,7 @@ def _run_hotspots(args: argparse.Namespace) -> int:
 
 
 def _run_site(args: argparse.Namespace) -> int:
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.progress import Progress
     from geo_lead.siting import format_site, site_store
     from geo_lead.store import opened
@@ -137,7 +141,7 @@ def _run_site(args: argparse.Namespace) -> int:
 
 def _run_site_by_year(args: argparse.Namespace) -> int:
     from geo_lead.by_year import format_sites_by_year, site_by_year_store
-    from geo_lead.cli import print_json
+    from geo_lead.console import print_json
     from geo_lead.errors import GeoLeadError
     from geo_lead.store import opened
 

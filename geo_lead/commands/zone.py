@@ -105,7 +105,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
         answer = check_address(_checker(args), args.address, args.zip_code)
     if args.json:
-        from geo_lead.cli import print_json
+        from geo_lead.console import print_json
 
         print_json(answer)
     else:
@@ -152,7 +152,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _run_page(args: argparse.Namespace) -> int:
-    from geo_lead.cli import writable_output
+    from geo_lead.console import writable_output
     from geo_lead.zone_page import write_page
 
     out = write_page(writable_output(args.out), _checker(args))

@@ -7,12 +7,23 @@ store's records through the ``geocode_cache`` table), `parse_address` / `normali
 
 from __future__ import annotations
 
-from geo_lead.geocode.cache import geocode_store
-from geo_lead.geocode.geocoder import MATCH_TYPES, RESULT_COLUMNS, Geocoder
+from typing import Any
+
+from geo_lead.geocode.geocoder import MATCH_TYPES, RESULT_COLUMNS, GeocodeResult, Geocoder
 from geo_lead.geocode.normalize import ParsedAddress, Street, normalize_address, parse_address
 from geo_lead.geocode.reference import Reference, load_reference
 
 __all__ = [
-    "MATCH_TYPES", "RESULT_COLUMNS", "Geocoder", "ParsedAddress", "Reference", "Street",
+    "MATCH_TYPES", "RESULT_COLUMNS", "GeocodeResult", "Geocoder", "ParsedAddress", "Reference", "Street",
     "geocode_store", "load_reference", "normalize_address", "parse_address",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The store's geocoding (`geo_lead.geocode.cache`, pandas) loads on first use, so one
+    # address (the zone check) imports only the matcher and its index.
+    if name == "geocode_store":
+        from geo_lead.geocode.cache import geocode_store
+
+        return geocode_store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,13 +10,16 @@ streets are shared. ``other`` records are listed for a person to look at (`revie
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from geo_lead.beats import BEAT_CHECKS, BeatIndex, beat_check, read_beat_index
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def checks_for(lon: np.ndarray, lat: np.ndarray, beats: Any, index: BeatIndex | 
     return out
 
 
-def refresh_store(store: Any, index: BeatIndex | None = None) -> int:
+def refresh_store(store: Store, index: BeatIndex | None = None) -> int:
     """Compute ``beat_check`` for the placed records that have none (all of them when the beats
     changed); returns how many records were written. Runs inside its own write."""
     index = index if index is not None else shipped_index()
@@ -73,10 +76,8 @@ def refresh_store(store: Any, index: BeatIndex | None = None) -> int:
     cols = set(store.columns("records"))
     if not {"lon", "lat", "beat"} <= cols:
         return 0
-    where = "lon IS NOT NULL AND lat IS NOT NULL"
-    if "beat_check" in cols and store.get_json(META_BEATS_HASH) == fingerprint:
-        where += " AND beat_check IS NULL"
-    todo = store.read_records(["record_id", "lon", "lat", "beat"], where=where)
+    unchecked_only = "beat_check" in cols and store.get_json(META_BEATS_HASH) == fingerprint
+    todo = store.placed_records(["record_id", "lon", "lat", "beat"], unchecked_only=unchecked_only)
     with store.write():
         if len(todo):
             checks = checks_for(todo["lon"].to_numpy(float), todo["lat"].to_numpy(float), todo["beat"], index)
@@ -110,7 +111,7 @@ def rates_table(counts: pd.DataFrame) -> pd.DataFrame:
     return out.rename_axis("match_type").reset_index()
 
 
-def beat_check_table(store: Any) -> pd.DataFrame:
+def beat_check_table(store: Store) -> pd.DataFrame:
     """`rates_table` of every stored record (empty before the first geocode with beats)."""
     return rates_table(store.beat_check_counts())
 
@@ -125,7 +126,7 @@ def rates_json(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def review_records(store: Any, index: BeatIndex | None = None) -> pd.DataFrame:
+def review_records(store: Store, index: BeatIndex | None = None) -> pd.DataFrame:
     """The records whose point lies in neither their beat nor one touching it (``other``).
 
     Returns
@@ -138,7 +139,7 @@ def review_records(store: Any, index: BeatIndex | None = None) -> pd.DataFrame:
     if "beat_check" not in store.columns("records"):
         return pd.DataFrame(columns=list(REVIEW_COLUMNS))
     cols = [c for c in REVIEW_COLUMNS if c != "beat_at_point"]
-    rows = store.read_records(cols, where="beat_check = 'other'")
+    rows = store.records_with_beat_check(cols, "other")
     index = index if index is not None else shipped_index()
     at = np.full(len(rows), "", dtype=object)
     if index is not None and len(rows):

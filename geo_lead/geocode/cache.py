@@ -22,17 +22,14 @@ from geo_lead.beats import normalize_beat
 import geo_lead.geocode.beat_check as bc
 from geo_lead.geocode.geocoder import Geocoder
 from geo_lead.geocode.normalize import parse_address
+from geo_lead.progress import Progress
+from geo_lead.store import GEOCODE_CACHE_COLUMNS, GEOCODE_CACHE_TABLE, Store
 
 log = logging.getLogger(__name__)
 
-CACHE_TABLE = "geocode_cache"
-CACHE_COLUMNS: tuple[str, ...] = ("key", "lon", "lat", "match_type", "score", "matched_address",
-                                  "reason", "reference_hash", "created_at")
+CACHE_TABLE = GEOCODE_CACHE_TABLE
+CACHE_COLUMNS: tuple[str, ...] = GEOCODE_CACHE_COLUMNS
 META_REFERENCE_HASH = "geocode_reference_hash"
-
-_DDL = f"""CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (fid INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL UNIQUE, lon REAL, lat REAL, match_type TEXT, score REAL,
-    matched_address TEXT, reason TEXT, reference_hash TEXT, created_at TEXT)"""
 
 
 def cache_key(address: object, zip_code: object = "", beat: object = "") -> str:
@@ -54,22 +51,19 @@ def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = 
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
-def ensure_cache(store: Any) -> None:
+def ensure_cache(store: Store) -> None:
     """Create the cache table (inside the caller's write transaction)."""
-    store.conn.execute(_DDL)
-    store.register_attributes(CACHE_TABLE, "geocoder results by normalised address + ZIP")
+    store.ensure_geocode_cache()
 
 
-def read_cache(store: Any, reference_hash: str) -> pd.DataFrame:
+def read_cache(store: Store, reference_hash: str) -> pd.DataFrame:
     """Cache rows computed with `reference_hash`, indexed by key."""
     if CACHE_TABLE not in store.tables():
         return pd.DataFrame(columns=list(CACHE_COLUMNS)).set_index("key")
-    frame = store.read_table(CACHE_TABLE, list(CACHE_COLUMNS), where="reference_hash = ?",
-                             params=(reference_hash,))
-    return frame.set_index("key")
+    return store.cached_geocodes(reference_hash).set_index("key")
 
 
-def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = None,
+def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Progress | None = None,
                   only_missing: bool = True, online: Any = None) -> dict[str, Any]:
     """Geocode the store's records that have no point yet, through the cache.
 
@@ -104,23 +98,19 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     ref_hash = geocoder.reference_hash
     previous = store.get_json(META_REFERENCE_HASH)
     have_cols = set(store.columns("records"))
-    where = ""
-    if only_missing and "lon" in have_cols and previous == ref_hash:
-        where = "lon IS NULL OR lat IS NULL"
-        if online is None and "match_type" in have_cols:
-            # Records the cache already answered "unmatched" with this very reference would
-            # get the same answer again: skip them (re-reading ~50,000 of them per run cost
-            # ~1 s at a million records). NULL match_type = never geocoded, or an address a
-            # re-download changed (`Store._forget_moved_points`). A new reference (where = "")
-            # or an online provider (which gets another chance at them) still retries them.
-            # (as two indexed selects: `Store.ensure_record_indexes`; fid order kept)
-            where = ("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
-                     "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
     stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason", "beat_check")
               if c in have_cols]
     has_beat = "beat" in have_cols
-    records = store.read_records(["record_id", "address_raw", "zip", *(["beat"] if has_beat else []), *stored],
-                                 where=where)
+    columns = ["record_id", "address_raw", "zip", *(["beat"] if has_beat else []), *stored]
+    if only_missing and "lon" in have_cols and previous == ref_hash:
+        # Records the cache already answered "unmatched" with this very reference would get
+        # the same answer again: skip them (re-reading ~50,000 of them per run cost ~1 s at a
+        # million records). NULL match_type = never geocoded, or an address a re-download
+        # changed (`Store._forget_moved_points`). A new reference (every record) or an online
+        # provider (which gets another chance at them) still retries them.
+        records = store.ungeocoded_records(columns, skip_unmatched=online is None and "match_type" in have_cols)
+    else:
+        records = store.read_records(columns)
     beat_index = bc.shipped_index() if has_beat else None
     counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
                               "by_match_type": {}, "unmatched_reasons": {}, "addresses_new": 0,
@@ -128,9 +118,9 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
                               "reference_hash": ref_hash}
     with store.write():
         ensure_cache(store)
-        stale = store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE reference_hash IS NOT ?", (ref_hash,))
-        if stale.rowcount:
-            log.info("geocode cache: dropped %d rows computed with another reference", stale.rowcount)
+        stale = store.drop_stale_geocodes(ref_hash)
+        if stale:
+            log.info("geocode cache: dropped %d rows computed with another reference", stale)
     if records.empty:
         store.put_json(META_REFERENCE_HASH, ref_hash)
         bc.refresh_store(store, beat_index)
@@ -182,17 +172,13 @@ def geocode_store(store: Any, geocoder: Geocoder | None = None, progress: Any = 
     with store.write():
         ensure_cache(store)
         if len(new_rows):
-            keys_new = new_rows["key"].tolist()
-            for i in range(0, len(keys_new), 900):  # SQLite's bound-parameter limit
-                batch = keys_new[i:i + 900]
-                store.conn.execute(f"DELETE FROM {CACHE_TABLE} WHERE key IN ({','.join('?' * len(batch))})", batch)
+            store.drop_geocodes(new_rows["key"].tolist())
         store.insert_rows(CACHE_TABLE, new_rows)
         changed = _changed(records, updates, stored)
         counts["records_written"] = int(changed.sum())
         store.update_records(updates[changed])
         store.ensure_record_indexes()  # built once, after the first (big) update
-        store.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           (META_REFERENCE_HASH, f'"{ref_hash}"'))
+        store.set_json(META_REFERENCE_HASH, ref_hash)
     bc.refresh_store(store, beat_index)  # placed records checked before beats existed
     counts["geocoded_new"] = int((~hit[inverse]).sum())
     counts["geocoded_from_cache"] = int(hit[inverse].sum())

@@ -33,12 +33,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from geo_lead import settings
 from geo_lead.geocode.normalize import (
@@ -58,6 +57,9 @@ from geo_lead.geocode.reference import (
     load_reference,
     to_lonlat,
 )
+
+if TYPE_CHECKING:  # only `Geocoder.geocode` (many addresses -> a DataFrame) needs pandas;
+    import pandas as pd  # one address (`Geocoder.locate`, the zone check) needs numpy alone
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,26 @@ class _Hit:
 
 def _miss(reason: str) -> _Hit:
     return _Hit(np.nan, np.nan, "unmatched", 0.0, "", reason)
+
+
+@dataclass(frozen=True, slots=True)
+class GeocodeResult:
+    """One address placed: the `RESULT_COLUMNS` of `Geocoder.geocode`'s row for it.
+
+    ``lon``/``lat`` (EPSG:4326, 7 decimals) are NaN when ``match_type`` is ``unmatched``
+    (``reason`` says why).
+    """
+
+    input: str
+    lon: float
+    lat: float
+    match_type: str
+    score: float
+    matched_address: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Geocoder:
@@ -174,6 +196,8 @@ class Geocoder:
             ``lat`` (EPSG:4326, NaN when unmatched), ``match_type``, ``score``,
             ``matched_address``, ``reason``.
         """
+        import pandas as pd
+
         addr = pd.Series(list(addresses), dtype=object)
         n = len(addr)
         if zips is None:
@@ -204,6 +228,20 @@ class Geocoder:
     def geocode_one(self, address: str, zip_code: str = "", beat: str = "") -> dict[str, Any]:
         """One address as a dict with the `RESULT_COLUMNS` keys."""
         return self.geocode([address], [zip_code], beats=[beat]).iloc[0].to_dict()
+
+    def locate(self, address: str, zip_code: str | None = "", beat: str = "") -> GeocodeResult:
+        """One address, without pandas: the same answer as ``geocode([address], [zip_code],
+        beats=[beat])`` gives for it (the officer's zone check takes this path)."""
+        text = address if isinstance(address, str) else ""
+        code = ""
+        if beat:
+            from geo_lead.beats import normalize_beat
+
+            code = normalize_beat(beat)
+        hit = self._geocode_one(text, _zip_text(zip_code), code)
+        lon, lat, mtype, score, matched, reason = _placements([hit])
+        return GeocodeResult(address, float(lon[0]), float(lat[0]), str(mtype[0]), float(score[0]),
+                             str(matched[0]), str(reason[0]))
 
     # --- matching ---------------------------------------------------------------------
     def _geocode_one(self, text: str, zip_code: str, beat: str = "") -> _Hit:
@@ -813,8 +851,8 @@ class Geocoder:
         g = self._gradients()
         if g is None:
             return None
-        tree, gst = g[0], g[7]
-        idx = np.asarray(tree.query_ball_point((x, y), radius_ft), np.int64)
+        grid, gst = g[0], g[7]
+        idx = grid.query_ball_point((x, y), radius_ft)
         if idx.size == 0:
             return None
         return g, idx[gst[idx] != sid]
@@ -822,7 +860,7 @@ class Geocoder:
     def _gradients(self) -> Any:
         """Point pairs 40-400 numbers apart on one street: position, number, direction, ft/number."""
         if self._grad is None:
-            from scipy.spatial import cKDTree
+            from geo_lead.geocode.grid_index import GridIndex
 
             ref = self.ref
             st, pos, x, y = ref.pt_street, self._pos, ref.pt_x, ref.pt_y
@@ -842,7 +880,8 @@ class Geocoder:
             if i.size == 0:
                 self._grad = False
                 return None
-            self._grad = (cKDTree(np.column_stack([x[i], y[i]])), x[i], y[i], pos[i],
+            cell_ft = max(settings.GEOCODE_ALIGN_RADIUS_FT, settings.GEOCODE_LOCAL_NUMBERING_RADIUS_FT)
+            self._grad = (GridIndex(np.column_stack([x[i], y[i]]), cell_ft), x[i], y[i], pos[i],
                           dx / dist, dy / dist, dist / dn, st[i], dn)
         return self._grad or None
 
@@ -1217,7 +1256,9 @@ def _points_of(geom: Any) -> np.ndarray:
     return coords[:, :2]
 
 
-def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFrame:
+def _placements(hits: list[_Hit]) -> tuple[np.ndarray, ...]:
+    """Per hit: lon, lat (EPSG:4326, 7 decimals), match_type, score, matched, reason; a point
+    outside Jefferson County becomes ``unmatched``."""
     ux = np.array([h.x for h in hits], float)
     uy = np.array([h.y for h in hits], float)
     ok = np.isfinite(ux) & np.isfinite(uy)
@@ -1241,6 +1282,13 @@ def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFr
         matched[out_of_county] = ""
         reason[out_of_county] = "placed outside Jefferson County"
         lon[out_of_county] = lat[out_of_county] = np.nan
+    return lon, lat, mtype, score, matched, reason
+
+
+def _assemble(addr: pd.Series, codes: np.ndarray, hits: list[_Hit]) -> pd.DataFrame:
+    import pandas as pd
+
+    lon, lat, mtype, score, matched, reason = _placements(hits)
     if len(codes) == 0:
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("lon", "lat", "score") else object)
                              for c in RESULT_COLUMNS})

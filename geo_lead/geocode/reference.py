@@ -30,14 +30,16 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeocodeError
 from geo_lead.geocode.normalize import NAME_WORDS, Street, parse_address, parse_street
+
+if TYPE_CHECKING:  # pandas reads the reference files (building the index) only: a loaded
+    import pandas as pd  # index and the matcher need numpy alone (the zone check's path)
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,8 @@ def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
 
 
 def _read_any(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.exists():
         raise GeocodeError(f"{path}: reference file not found.")
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):
@@ -181,6 +185,8 @@ def _read_any(path: Path) -> pd.DataFrame:
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
+    import pandas as pd
+
     return pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{1,6})", expand=False),
                          errors="coerce").to_numpy(float)
 
@@ -188,11 +194,15 @@ def _numbers(series: pd.Series) -> np.ndarray:
 def _zips(series: pd.Series | None, n: int) -> np.ndarray:
     if series is None:
         return np.zeros(n, np.int64)
+    import pandas as pd
+
     z = pd.to_numeric(series.astype(str).str.extract(r"^\s*(\d{5})", expand=False), errors="coerce")
     return z.fillna(0).to_numpy(np.int64)
 
 
 def _parse_unique(texts: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    import pandas as pd
+
     codes, uniques = pd.factorize(texts)
     return codes, [parse_address(u) for u in uniques]
 
@@ -301,12 +311,11 @@ def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np
     cen = (src == SRC_CENSUS) & (number % 100 == 0)
     if cen.sum() < 2:
         return None
-    anchors = pd.DataFrame({"s": street[cen], "h": number[cen].astype(np.int64), "x": x[cen], "y": y[cen]})
-    anchors = anchors.groupby(["s", "h"], sort=False)[["x", "y"]].mean()
+    keys, ax, ay = _group_mean(_street_number_key(street[cen], number[cen]), x[cen], y[cen])
     roof = np.flatnonzero((src == SRC_POINT) & (number % 100 != 0))
     h = (number[roof] // 100 * 100).astype(np.int64)
-    a = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h])).to_numpy()
-    b = anchors.reindex(pd.MultiIndex.from_arrays([street[roof], h + 100])).to_numpy()
+    a = _lookup(keys, ax, ay, _street_number_key(street[roof], h))
+    b = _lookup(keys, ax, ay, _street_number_key(street[roof], h + 100))
     ok = np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
     d = b[ok] - a[ok]
     chord = np.hypot(d[:, 0], d[:, 1])
@@ -315,6 +324,49 @@ def _rooftops_beside_census_blocks(street: np.ndarray, number: np.ndarray, x: np
         left = (d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0]) / chord
         t = (v * d).sum(axis=1) / chord**2
     return roof[ok], t, left, chord
+
+
+def _street_number_key(street: np.ndarray, number: np.ndarray) -> np.ndarray:
+    """One int64 per (street id, whole house number): numbers stay below 10**7."""
+    return np.asarray(street, np.int64) * 10_000_000 + np.asarray(number).astype(np.int64)
+
+
+def _group_mean(keys: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct `keys` and the mean `x`, `y` of each.
+
+    Sums run in input order with Kahan compensation, as pandas' ``groupby(...).mean()`` does,
+    so the means are those pandas gives, to the last bit.
+    """
+    uniq, inv = np.unique(keys, return_inverse=True)
+    order = np.argsort(inv, kind="stable")  # by group, input order within each
+    first = np.searchsorted(inv[order], np.arange(uniq.size))
+    rank = np.empty(inv.size, np.int64)
+    rank[order] = np.arange(inv.size) - first[inv[order]]
+    count = np.bincount(inv, minlength=uniq.size).astype(float)
+    means = []
+    for v in (np.asarray(x, float), np.asarray(y, float)):
+        total = np.zeros(uniq.size)
+        comp = np.zeros(uniq.size)
+        for r in range(int(rank.max()) + 1 if rank.size else 0):
+            sel = np.flatnonzero(rank == r)
+            g = inv[sel]
+            step = v[sel] - comp[g]
+            t = total[g] + step
+            comp[g] = (t - total[g]) - step
+            total[g] = t
+        means.append(total / np.maximum(count, 1.0))
+    return uniq, means[0], means[1]
+
+
+def _lookup(keys: np.ndarray, x: np.ndarray, y: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` x, y of each `query` key among the sorted `keys` (NaN when absent)."""
+    pos = np.searchsorted(keys, query)
+    clipped = np.minimum(pos, max(keys.size - 1, 0))
+    found = (pos < keys.size) & (keys[clipped] == query) if keys.size else np.zeros(query.shape, bool)
+    out = np.full((query.size, 2), np.nan)
+    out[found, 0] = x[clipped[found]]
+    out[found, 1] = y[clipped[found]]
+    return out
 
 
 def learn_block_curve(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -416,9 +468,10 @@ def learn_side_model(street: np.ndarray, number: np.ndarray, x: np.ndarray, y: n
         return None
     odd = number[roof][use].astype(np.int64) % 2 == 1
     odd_left = np.where(odd, left[use], -left[use])  # > 0: the point follows the odd-left rule
-    votes = pd.Series(np.sign(odd_left).astype(np.int64)).groupby(street[roof][use]).sum()
+    streets, inv = np.unique(street[roof][use], return_inverse=True)
+    votes = np.bincount(inv, weights=np.sign(odd_left), minlength=streets.size).astype(np.int64)
     model = SideModel(float(np.median(np.abs(odd_left))), float((odd_left > 0).mean()),
-                      {int(k): int(v) for k, v in votes.items() if v})
+                      {int(k): int(v) for k, v in zip(streets, votes, strict=True) if v})
     log.info("side model from %d address points: %.0f ft off the range line, %.0f%% odd-left, "
              "%d streets lean one way", int(use.sum()), model.offset_ft, 100 * model.odd_left_share,
              len(model.street_votes))
@@ -453,6 +506,8 @@ def _raw_name(text: str) -> str:
 
 
 def _lonlat(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    import pandas as pd
+
     if hasattr(frame, "geometry") and "geometry" in getattr(frame, "columns", []):
         geom = frame.geometry
         if len(geom) and (geom.geom_type == "Point").all():
