@@ -7,6 +7,9 @@ accepted = added + unchanged + updated (see `Store.upsert_records` for the updat
 Each file is stored with its declared sample fraction (`geo_lead.frames.declared_fraction`:
 a shipped file's from ``data/lmpd/sampling.csv`` by sha256, else the caller's, default 1),
 its report years and its report-date span (`Store.put_file_frame`).
+
+A file already ingested (same sha256, sample fraction and source) is not parsed again: its
+counts are taken from that ingest (``FileReport.skipped``), every accepted row unchanged.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class FileReport:
     sample_fraction: float = 1.0
     fraction_from: str = ""
     years: tuple[int, ...] = ()
+    #: True when the file (same sha256, source and sample fraction) was ingested before and
+    #: so was not parsed again: its counts are the earlier ingest's, all accepted unchanged.
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -114,6 +120,10 @@ def ingest_files(
             fraction, origin = frames.declared_fraction(sha, sample_fraction, path.name)
             report = FileReport(file=path.name, source=source or "", sha256=sha,
                                 sample_fraction=fraction, fraction_from=origin)
+            if _skip_known_file(store, report, source):
+                _record_ingest(store, report, path, now)
+                reports.append(report)
+                continue
             dates: list[pd.Series] = []
             for chunk in iter_chunks(path, source=source, mapping=mapping_data, encoding=encoding):
                 dates.append(frames.report_dates(chunk.records))
@@ -146,21 +156,49 @@ def ingest_files(
                 log.warning("%s: %d of its records were already stored from another file: samples of a "
                             "year must be disjoint, or the frame's fraction overstates them",
                             path.name, report.unchanged)
-            row = pd.DataFrame([{
-                "source_file": path.name, "path": str(path.resolve()), "file_sha256": sha,
-                "source": report.source, "rows_read": report.rows_read,
-                "accepted": report.accepted, "rejected": report.rejected, "added": report.added,
-                "unchanged": report.unchanged, "updated": report.updated, "ingested_at": now,
-                "sample_fraction": fraction}])
-            store.ensure_columns("ingests", row)
-            store.insert_rows("ingests", row)
-            log.info("%s: %d read, %d accepted, %d rejected, %d added", path.name,
-                     report.rows_read, report.accepted, report.rejected, report.added)
+            _record_ingest(store, report, path, now)
             reports.append(report)
         store.touch("records")
         _crash_point("before-commit")
     _crash_point("after-commit")
     return reports
+
+
+def _skip_known_file(store: Store, report: FileReport, source: str | None) -> bool:
+    """Fill `report` from the earlier ingest of the same file and return True, when there is one.
+
+    Same file = same sha256, and the same sample fraction and source as asked for now (a new
+    declaration or a forced format parses it again). Its records, rejects and person fields
+    are already stored (keyed by record_id and by sha256 and line), so parsing would only find
+    them unchanged: rows_read = accepted + rejected come from that ingest, accepted = unchanged.
+    """
+    before = store.previous_ingest(report.sha256)
+    if before is None or float(before["sample_fraction"]) != report.sample_fraction:
+        return False
+    if source and (before["source"] or "") != source:
+        return False
+    report.source = before["source"] or ""
+    report.rows_read, report.accepted = int(before["rows_read"]), int(before["accepted"])
+    report.rejected, report.unchanged = int(before["rejected"]), int(before["accepted"])
+    report.years = tuple(int(y) for y in str(before["years"] or "").split(";") if y.strip().isdigit())
+    report.skipped = True
+    log.info("%s: already ingested (sha256 %s...): not parsed again; %d rows = %d accepted + %d rejected",
+             report.file, report.sha256[:12], report.rows_read, report.accepted, report.rejected)
+    return True
+
+
+def _record_ingest(store: Store, report: FileReport, path: Path, now: str) -> None:
+    """Add `report` as one row of the ``ingests`` table (inside `write`)."""
+    row = pd.DataFrame([{
+        "source_file": report.file, "path": str(path.resolve()), "file_sha256": report.sha256,
+        "source": report.source, "rows_read": report.rows_read,
+        "accepted": report.accepted, "rejected": report.rejected, "added": report.added,
+        "unchanged": report.unchanged, "updated": report.updated, "ingested_at": now,
+        "sample_fraction": report.sample_fraction}])
+    store.ensure_columns("ingests", row)
+    store.insert_rows("ingests", row)
+    log.info("%s: %d read, %d accepted, %d rejected, %d added", report.file,
+             report.rows_read, report.accepted, report.rejected, report.added)
 
 
 #: Store meta key: the indicator rules (sha256, path, version) that flagged the stored records.

@@ -67,7 +67,8 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
             f" added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,};"
-            f" sample fraction {r.sample_fraction:g} ({r.fraction_from})")
+            f" sample fraction {r.sample_fraction:g} ({r.fraction_from})"
+            + ("; already ingested (same sha256): not parsed again" if r.skipped else ""))
     keys = ("rows_read", "accepted", "rejected", "added", "unchanged", "updated")
     return {**{k: sum(getattr(r, k) for r in reports) for k in keys}, "reflagged": reflagged,
             "files": [r.as_dict() for r in reports]}

@@ -83,7 +83,8 @@ def _run_ingest(args: argparse.Namespace) -> int:
         print(f"{r.file} ({r.source}): {r.rows_read:,} rows read = {r.accepted:,} accepted + "
               f"{r.rejected:,} rejected; added {r.added:,}, unchanged {r.unchanged:,}, updated {r.updated:,}; "
               f"sample fraction {r.sample_fraction:g} ({r.fraction_from}), report years "
-              f"{', '.join(map(str, r.years)) or '-'}")
+              f"{', '.join(map(str, r.years)) or '-'}"
+              + ("; already ingested (same sha256): not parsed again" if r.skipped else ""))
     if len(reports) > 1:
         print(f"total: {totals['rows_read']:,} rows read = {totals['accepted']:,} accepted + "
               f"{totals['rejected']:,} rejected; added {totals['added']:,}")

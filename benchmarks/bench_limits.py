@@ -1,0 +1,173 @@
+"""Limits benchmark: each heavy stage of geo_lead beside the fastest plain-library way to do it.
+
+SYNTHETIC DATA, FOR TIMING ONLY: the CSV rows are the shipped LMPD rows replicated with new
+incident numbers (`bench_scale.make_synthetic`), the points uniform over the neighborhoods'
+bounding box. Nothing here is a real incident.
+
+In one process, on the same generated data, best of ``--repeat`` runs per step:
+
+* join        -- `spatial_join.join_records` (kernel + boundary units) and the old
+                 ``sjoin(predicate="intersects")`` + first unit, each against the bare prepared
+                 kernel `spatial_join.first_unit_containing`;
+* store write -- geo_lead's write of the records (insert at ingest, then the geocode's points
+                 and the join's neighborhoods as updates) against ``pyogrio.write_dataframe``
+                 of the same finished frame to a GeoPackage with its spatial index;
+* CSV read    -- `sources.iter_chunks` (parse, clean, dates, hashes) against
+                 ``pyarrow.csv.read_csv`` + vectorised trim + two ``to_datetime``.
+
+It prints seconds and the ratio geo_lead / limit (the issue's target: within 2x).
+
+usage::
+
+    python benchmarks/bench_limits.py                 # 200,000 rows
+    python benchmarks/bench_limits.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import geopandas as gpd  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import shapely  # noqa: E402
+
+from geo_lead import settings, spatial_join  # noqa: E402
+from geo_lead.boundaries import load_neighborhoods  # noqa: E402
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _sjoin_first(x: np.ndarray, y: np.ndarray, polys: gpd.GeoDataFrame) -> np.ndarray:
+    pts = gpd.GeoDataFrame({"rec_pos": np.arange(len(x))}, geometry=shapely.points(x, y), crs=polys.crs)
+    hits = gpd.sjoin(pts, polys.assign(nh_pos=np.arange(len(polys)))[["nh_pos", "geometry"]],
+                     how="inner", predicate="intersects").sort_values(["rec_pos", "nh_pos"])
+    first = hits.drop_duplicates("rec_pos")
+    unit = np.full(len(x), -1, dtype=np.int64)
+    unit[first["rec_pos"].to_numpy()] = first["nh_pos"].to_numpy()
+    return unit
+
+
+def bench_join(n: int, repeat: int) -> list[tuple[str, float, float]]:
+    nh = load_neighborhoods()
+    polys = nh.to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
+    rng = np.random.default_rng(19)
+    minx, miny, maxx, maxy = polys.total_bounds
+    x, y = rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n)
+    lonlat = gpd.GeoSeries(shapely.points(x, y), crs=settings.CRS_PROJECTED).to_crs(settings.CRS_STORE)
+    recs = spatial_join.points_from_lonlat(pd.DataFrame({"lon": lonlat.x, "lat": lonlat.y}))
+    nh4326 = nh.to_crs(settings.CRS_STORE)
+    geoms = np.asarray(polys.geometry.values)
+    limit = best(lambda: spatial_join.first_unit_containing(x, y, geoms), repeat)
+    join = best(lambda: spatial_join.join_records(recs, nh4326, beats=None), repeat)
+    old = best(lambda: _sjoin_first(x, y, polys), 1)
+    return [("join: join_records vs kernel", join, limit), ("join: old sjoin vs kernel", old, limit)]
+
+
+def _records_frame(path: Path) -> pd.DataFrame:
+    from geo_lead.sources import iter_chunks
+
+    return pd.concat([c.records for c in iter_chunks(path)], ignore_index=True)
+
+
+def bench_store(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, float]]:
+    from geo_lead import indicators
+    from geo_lead.store import open_store
+
+    rules = indicators.load_rules()
+    flagged = pd.concat([records, indicators.classify(records, rules)], axis=1)
+    rng = np.random.default_rng(7)
+    n = len(flagged)
+    geo = pd.DataFrame({"record_id": flagged["record_id"], "lon": rng.uniform(-85.9, -85.6, n),
+                        "lat": rng.uniform(38.1, 38.3, n), "match_type": "block"})
+    hood = pd.DataFrame({"record_id": flagged["record_id"], "neighborhood": "RUSSELL", "boundary_units": ""})
+    tmp = Path(tempfile.mkdtemp(prefix="bench_limits_"))
+
+    def geo_lead_write() -> None:
+        path = tmp / f"s{time.monotonic_ns()}.gpkg"
+        store = open_store(path)
+        with store.write():
+            store.upsert_records(flagged, "2026-01-01T00:00:00Z")
+        with store.write():
+            store.update_records(geo)
+        with store.write():
+            store.update_records(hood)
+        store.close()
+
+    finished = flagged.merge(geo, on="record_id").merge(hood, on="record_id")
+    gdf = gpd.GeoDataFrame(finished, geometry=shapely.points(finished["lon"], finished["lat"]), crs=4326)
+
+    def limit_write() -> None:
+        import pyogrio
+
+        pyogrio.write_dataframe(gdf, tmp / f"l{time.monotonic_ns()}.gpkg", layer="records",
+                                driver="GPKG", layer_options={"SPATIAL_INDEX": "YES"})
+
+    return [("store write vs pyogrio GPKG", best(geo_lead_write, repeat), best(limit_write, repeat))]
+
+
+def bench_csv(path: Path, repeat: int) -> list[tuple[str, float, float]]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from geo_lead.sources import iter_chunks
+
+    def geo_lead_read() -> None:
+        for _ in iter_chunks(path):
+            pass
+
+    def limit_read() -> None:
+        header = path.open(encoding="utf-8").readline().strip().split(",")
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header}))
+        frame = table.to_pandas()
+        for col in frame.columns:
+            frame[col] = frame[col].str.strip().str.replace(r"\s+", " ", regex=True)
+        for col in ("DATE_REPORTED", "DATE_OCCURED"):  # this file's one format, then ISO text
+            pd.to_datetime(frame[col], errors="coerce", format="%m/%d/%y %I:%M %p").dt.strftime("%Y-%m-%dT%H:%M:%S")
+
+    return [("CSV read vs pyarrow.csv", best(geo_lead_read, repeat), best(limit_read, repeat))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    from bench_scale import make_synthetic
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_limits_csv_"))
+    t0 = time.perf_counter()
+    files = make_synthetic(tmp, args.rows, seed=19, tag="L")
+    csv_path = files[0]  # the pre-2023 crime format (the largest share)
+    print(f"synthetic data: {args.rows:,} rows in {len(files)} files ({time.perf_counter() - t0:.1f} s); "
+          f"CSV stage on {csv_path.name}")
+    rows = bench_join(args.rows, args.repeat)
+    rows += bench_csv(csv_path, args.repeat)
+    rows += bench_store(_records_frame(csv_path), args.repeat)
+    print(f"{'stage':34s} {'geo_lead s':>11s} {'limit s':>9s} {'ratio':>7s}")
+    for name, ours, limit in rows:
+        print(f"{name:34s} {ours:11.2f} {limit:9.2f} {ours / limit:6.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
