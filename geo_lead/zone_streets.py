@@ -30,7 +30,8 @@ The page therefore reproduces the geocoder's point within the tolerance (plus 1e
 rounding); where that could change the answer (a point that close to the zone boundary, or
 to the near-boundary distance) it says so instead of answering. Building takes seconds, so
 the index is cached as JSON next to the geocoder's reference index, keyed by the geocoder's
-reference hash (which includes its matcher version), the zone and the settings here.
+reference hash (which includes its matcher version), its source files, the zone and the
+settings here.
 """
 
 from __future__ import annotations
@@ -471,6 +472,11 @@ def _cache_key(zone_ft: shapely.Geometry, geocoder: Any, radius_ft: float, tol_f
                  repr(settings.ZONE_PAGE_CROSSING_NEAR_FT)):
         h.update(part.encode())
     h.update(shapely.to_wkb(shapely.normalize(zone_ft)))
+    # the geocoder's source too: a placement change without a MATCHER_VERSION bump must not
+    # leave the page answering as the old geocoder did
+    for path in sorted((Path(__file__).parent / "geocode").glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
