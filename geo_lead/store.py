@@ -367,8 +367,8 @@ class Store:
 
     def _holds_nothing(self) -> bool:
         """No row in any table geo_lead writes data to (only the empty schema)."""
-        skip = {"gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "meta",
-                "sqlite_sequence"}
+        skip = {"gpkg_spatial_ref_sys", "gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions",
+                "meta", "sqlite_sequence"}
         names = [t for t in self.tables() if t not in skip and not t.startswith(("sqlite_", "rtree_"))]
         return all(self.conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in names)
 
