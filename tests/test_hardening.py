@@ -276,7 +276,9 @@ def _leave_hot_journal(store: Path) -> None:
     """Kill a writer after SQLite has written pages into the store: a hot rollback journal."""
     code = textwrap.dedent(f"""
         import os, signal, sqlite3
+        from geo_lead.store import register_gpkg_functions
         c = sqlite3.connect({str(store)!r}, isolation_level=None)
+        register_gpkg_functions(c)  # the records RTree triggers call ST_* (as GDAL provides)
         c.execute("PRAGMA cache_size = 2")  # spill pages to the file before the commit
         c.execute("BEGIN IMMEDIATE")
         c.execute("CREATE TABLE IF NOT EXISTS filler (x TEXT)")
