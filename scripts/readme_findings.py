@@ -23,14 +23,14 @@ BEGIN, END = "<!-- findings:begin", "<!-- findings:end -->"
 #: Printed lines worth quoting: stage headers, allocation/frames, the ranking table, verdict and checks.
 KEEP = re.compile(r"^(\[\d/\d\]|  (store|in the record|\d+ records =|allocation|indicator|rank|"
                   r" +\d+ +\d+-\d+|RUSSELL|PORTLAND|Verdict|  \[|  pilot zone|  best zone|  holdout|"
-                  r"  capacity|  comparison area|    crime-))")
+                  r"  capacity|  comparison area|    crime-|    k=\d))")
 
 
 def run_output(store: Path, out: Path) -> str:
     """`geo-lead run` on the shipped data, its stdout."""
     cmd = [sys.executable, "-m", "geo_lead", "run", "--store", str(store), "--out", str(out), "--force"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
-    return done.stdout
+    return done.stdout.replace(f"{store.parent}/", "")  # the temp folder says nothing to a reader
 
 
 def quoted_lines(stdout: str) -> list[str]:
