@@ -160,7 +160,7 @@ def division_majority(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) ->
     totals = table.groupby("neighborhood")["n"].sum()
     names = neighborhoods["NH_NAME"]
     n_records = names.map(totals).fillna(0).astype(int)
-    division = names.map(top["division"]).fillna("")
+    division = names.map(top["division"]).astype(object).fillna("")  # object: empty records map to float NaN
     share = (names.map(top["n"]) / n_records.where(n_records > 0)).astype(float)
     return pd.DataFrame({"NH_NAME": names, "n_records": n_records, "division": division,
                          "share": share}, index=neighborhoods.index)
