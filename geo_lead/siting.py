@@ -88,6 +88,25 @@ def _parse_range(text: str, what: str) -> tuple[pd.Timestamp | None, pd.Timestam
     return start, end
 
 
+def _naive_times(occurred_at: pd.Series) -> pd.Series:
+    """ISO texts as naive local timestamps (NaT when unreadable)."""
+    when = pd.to_datetime(occurred_at, errors="coerce", format="ISO8601")
+    if getattr(when.dt, "tz", None) is not None:
+        when = when.dt.tz_localize(None)
+    return when
+
+
+def _range_mask(when: pd.Series, text: str, what: str) -> pd.Series:
+    """Dated rows of `when` inside the START:END range `text` (END inclusive)."""
+    start, end = _parse_range(text, what)
+    keep = when.notna()
+    if start is not None:
+        keep &= when >= start
+    if end is not None:
+        keep &= when < end
+    return keep
+
+
 def split_periods(occurred_at: pd.Series, train: str | None = None,
                   test: str | None = None) -> tuple[pd.Series, pd.Series, dict[str, Any]]:
     """Boolean train/test masks; default months 1-8 vs 9-12 of each calendar year.
@@ -100,9 +119,7 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
     train_mask, test_mask, info
         ``info`` names the rule and counts train / test / neither / undated rows.
     """
-    when = pd.to_datetime(occurred_at, errors="coerce", format="ISO8601")
-    if getattr(when.dt, "tz", None) is not None:
-        when = when.dt.tz_localize(None)
+    when = _naive_times(occurred_at)
     dated = when.notna()
     if train is None and test is None:
         tr = dated & (when.dt.month <= 8)
@@ -110,13 +127,7 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
         rule = "calendar months 1-8 (train) vs 9-12 (test) of every year"
     else:
         def mask(text: str, what: str) -> pd.Series:
-            start, end = _parse_range(text, what)
-            m = dated.copy()
-            if start is not None:
-                m &= when >= start
-            if end is not None:
-                m &= when < end
-            return m
+            return _range_mask(when, text, what)
 
         # one period given: the other is every dated record outside it
         tr = mask(train, "train") if train is not None else None
@@ -592,16 +603,7 @@ def in_window(occurred_at: pd.Series, window: str | None) -> pd.Series:
     """Rows whose ``occurred_at`` lies in `window` (START:END, END inclusive; None: all rows)."""
     if window is None:
         return pd.Series(True, index=occurred_at.index)
-    lo, hi = _parse_range(window, "window")
-    when = pd.to_datetime(occurred_at, errors="coerce", format="ISO8601")
-    if getattr(when.dt, "tz", None) is not None:
-        when = when.dt.tz_localize(None)
-    keep = when.notna()
-    if lo is not None:
-        keep &= when >= lo
-    if hi is not None:
-        keep &= when < hi
-    return keep
+    return _range_mask(_naive_times(occurred_at), window, "window")
 
 
 def year_windows(occurred_at: pd.Series) -> list[str]:
