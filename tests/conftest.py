@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,27 +38,41 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def offline_page(browser: object) -> Iterator[object]:
-    """A page in a fresh context that records every request and aborts any to the network.
+def offline_page_factory(browser: object) -> Iterator[Callable[..., object]]:
+    """Make pages in fresh contexts (keyword arguments go to ``browser.new_context``) that
+    record every request and abort any to the network.
 
     ``page.external_requests`` lists URLs that are not file:// or data:/blob: (must stay empty
     for offline pages); ``page.console_errors`` collects console errors and page errors.
     """
-    context = browser.new_context()  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.external_requests = []
-    page.console_errors = []
+    contexts: list[object] = []
 
-    def route(r: object) -> None:
-        url = r.request.url  # type: ignore[attr-defined]
-        if url.startswith(("file:", "data:", "blob:")):
-            r.continue_()  # type: ignore[attr-defined]
-        else:
-            page.external_requests.append(url)
-            r.abort()  # type: ignore[attr-defined]
+    def make(**context_args: object) -> object:
+        context = browser.new_context(**context_args)  # type: ignore[attr-defined]
+        contexts.append(context)
+        page = context.new_page()
+        page.external_requests = []
+        page.console_errors = []
 
-    page.route("**/*", route)
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-    yield page
-    context.close()
+        def route(r: object) -> None:
+            url = r.request.url  # type: ignore[attr-defined]
+            if url.startswith(("file:", "data:", "blob:")):
+                r.continue_()  # type: ignore[attr-defined]
+            else:
+                page.external_requests.append(url)
+                r.abort()  # type: ignore[attr-defined]
+
+        page.route("**/*", route)
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def offline_page(offline_page_factory: Callable[..., object]) -> object:
+    """A page in a fresh context that records every request and aborts any to the network."""
+    return offline_page_factory()

@@ -6,7 +6,7 @@ address points, made-up numbers); the report is that of a real run on the shippe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,26 +43,11 @@ def pages(inputs: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(params=list(SIZES))
-def page(request: pytest.FixtureRequest, browser: object) -> Iterator[object]:
+def page(request: pytest.FixtureRequest, offline_page_factory: Callable[..., object]) -> object:
     w, h = SIZES[request.param]
-    context = browser.new_context(viewport={"width": w, "height": h})  # type: ignore[attr-defined]
-    pg = context.new_page()
+    pg = offline_page_factory(viewport={"width": w, "height": h})
     pg.size_name = request.param
-    pg.external_requests, pg.console_errors = [], []
-
-    def route(r: object) -> None:
-        url = r.request.url  # type: ignore[attr-defined]
-        if url.startswith(("file:", "data:", "blob:")):
-            r.continue_()  # type: ignore[attr-defined]
-        else:
-            pg.external_requests.append(url)
-            r.abort()  # type: ignore[attr-defined]
-
-    pg.route("**/*", route)
-    pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
-    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
-    yield pg
-    context.close()
+    return pg
 
 
 def _open_map(pg: object, path: Path) -> None:
