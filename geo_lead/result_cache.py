@@ -10,7 +10,8 @@ library gives another key, so an entry is never stale, only unused.
 Users: `geo_lead.population.interpolate_population` (kind ``population``) and
 `geo_lead.hotspots.kde_surface` (kinds ``kde_bandwidth`` and ``kde_surface``).
 
-Where: `cache_dir` -- ``$GEO_LEAD_CACHE_DIR/results`` when that variable is set, else
+Where: `cache_dir` -- ``$GEO_LEAD_RESULT_CACHE_DIR`` when set (benchmarks start cold with
+it), else ``$GEO_LEAD_CACHE_DIR/results`` when that variable is set, else
 ``$XDG_CACHE_HOME/geo_lead/results`` (``~/.cache/geo_lead/results``), beside the geocoder's
 reference index and the zone page's street index. Files, not the store's meta, because the
 hotspots and the site of `geo-lead run` are computed in forked children, which never write
@@ -37,6 +38,9 @@ ENV_SWITCH = "GEO_LEAD_RESULT_CACHE"
 
 def cache_dir() -> Path:
     """The folder cached results live in (created on first write)."""
+    own = os.environ.get("GEO_LEAD_RESULT_CACHE_DIR")
+    if own:
+        return Path(own)
     env = os.environ.get("GEO_LEAD_CACHE_DIR")
     if env:
         return Path(env) / "results"
