@@ -240,7 +240,7 @@ COLUMN_NAMES: dict[str, str] = {
     "rows_read": "Rows read", "accepted": "Accepted", "rejected": "Rejected", "added": "Added",
     "unchanged": "Unchanged", "updated": "Updated", "ingested_at": "Ingested at",
     "check": "Check", "result": "Result", "value": "Value", "threshold": "Threshold", "why": "Why",
-    "passed": "Passed",
+    "passed": "Passed", "no_beat": "no beat on record",
 }
 MEASURE_NAMES: dict[str, str] = {"density_per_sqmi": "records per sq mi",
                                  "eb_rate_per_1000": "smoothed rate per 1,000 residents (EB)",
@@ -900,7 +900,8 @@ def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str
     def section(data: dict[str, Any]) -> tuple[Block, ...]:
         pilot = data.get("pilot")
         html = build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
-        return (RawHtml(Markup(html)),) if html else ()  # built and escaped by pilot_report
+        # built and escaped by pilot_report; its check names (top_on_train...) read as words
+        return (RawHtml(Markup(plain_words(html))),) if html else ()
     return section
 
 
