@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 import folium
-from branca.element import Element, MacroElement
+from branca.element import Element, Figure, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
@@ -43,10 +43,17 @@ def static_text(*parts: str) -> str:
     return resources.files("geo_lead").joinpath("static", *parts).read_text(encoding="utf-8")
 
 
+def _root(element: Element) -> Figure:
+    root = element.get_root()
+    if not isinstance(root, Figure):
+        raise TypeError(f"{type(element).__name__} is not in a folium page (add it to a map first)")
+    return root
+
+
 def _include_script(element: Element, filename: str) -> None:
     """Put ``static/maps/<filename>`` into the page header once (keyed by the file name)."""
     name = "geo_lead_" + filename.replace(".", "_")
-    element.get_root().header.add_child(Element(f"<script>{static_text('maps', filename)}</script>"), name=name)
+    _root(element).header.add_child(Element(f"<script>{static_text('maps', filename)}</script>"), name=name)
 
 
 class _ScriptElement(MacroElement):
@@ -54,9 +61,9 @@ class _ScriptElement(MacroElement):
 
     SCRIPT: ClassVar[str] = ""
 
-    def render(self, **kwargs: Any) -> None:
+    def render(self, **kwargs: Any) -> str:
         _include_script(self, self.SCRIPT)
-        super().render(**kwargs)
+        return super().render(**kwargs)
 
 
 class DataLayer(folium.map.Layer):
@@ -74,9 +81,9 @@ class DataLayer(folium.map.Layer):
         self.options = script_json({"className": css_class, "interactive": bool(interactive),
                                     "baseStyle": {**base_style, "className": css_class}})
 
-    def render(self, **kwargs: Any) -> None:
+    def render(self, **kwargs: Any) -> str:
         _include_script(self, "data_layer.js")
-        super().render(**kwargs)
+        return super().render(**kwargs)
 
 
 class PointLayer(JSCSSMixin, folium.map.Layer):
@@ -90,18 +97,18 @@ class PointLayer(JSCSSMixin, folium.map.Layer):
                          "var {{ this.get_name() }} = geoLeadPointLayer({{ this.data }});"
                          "{% endmacro %}")
 
-    default_js: ClassVar[list[tuple[str, str]]] = [("markerclusterjs", CLUSTER_JS)]
-    default_css: ClassVar[list[tuple[str, str]]] = [("markerclustercss", CLUSTER_CSS[0]),
-                                                    ("markerclusterdefaultcss", CLUSTER_CSS[1])]
+    default_js: list[tuple[str, str]] = [("markerclusterjs", CLUSTER_JS)]  # noqa: RUF012 - JSCSSMixin's API
+    default_css: list[tuple[str, str]] = [("markerclustercss", CLUSTER_CSS[0]),  # noqa: RUF012
+                                          ("markerclusterdefaultcss", CLUSTER_CSS[1])]
 
     def __init__(self, payload: dict[str, Any], name: str, show: bool = True) -> None:
         super().__init__(name=name, overlay=True, control=True, show=show)
         self._name = "PointLayer"
         self.data = script_json(payload)
 
-    def render(self, **kwargs: Any) -> None:
+    def render(self, **kwargs: Any) -> str:
         _include_script(self, "point_layer.js")
-        super().render(**kwargs)
+        return super().render(**kwargs)
 
 
 class Control(_ScriptElement):
@@ -186,7 +193,7 @@ def new_map(tiles: bool, title: str) -> folium.Map:
     m.options["minZoom"] = 9
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
-    root = m.get_root()
+    root = _root(m)
     root.header.add_child(Element(f"<title>{esc(title)}</title>"), name="page_title")
     root.header.add_child(Element(f"<style>{static_text('maps', 'map.css')}</style>"), name="geo_lead_css")
     root.header.add_child(Element(f"<script>{static_text('maps', 'layout.js')}</script>"),

@@ -703,7 +703,7 @@ def _add_zones(page: SitePage, first_division: gpd.GeoDataFrame | None, zones: g
         outline_rows.append((color, label, ""))
     else:
         page.notes.append("First Division outline not available (no boundary file).")
-    if _usable(zones) and "role" in zones:
+    if zones is not None and _usable(zones) and "role" in zones:
         outline_rows += _zone_outlines(page, for_display(zones))
     else:
         page.notes.append("No site-selection zones in the store (run <code>geo-lead site</code>): "

@@ -370,13 +370,12 @@ def _kv_table(obj: dict[str, Any]) -> Table:
     return Table((), rows, keyed=True)
 
 
-#: Code names that reach a reader through stored text (rules, sources), in words.
+#: Code names that reach a reader through stored text (rules, sources), in words. Indicator
+#: flags (``lead_eligible``) stay: they are the names the reader types (``--indicator``).
 CODE_WORDS: dict[str, str] = {
     "settings.SITE_TAKE_UP_RATE": "the configured take-up rate",
     "geo_lead.frames": "the sampling frames",
     "geo_lead.allocation": "the boundary rule",
-    "lead_eligible": "lead-eligible",
-    "other_drug": "other-drug",
     "top_on_train": "training rank",
 }
 
@@ -433,7 +432,7 @@ def _answer(data: dict[str, Any]) -> Answer:
         word = ""
     return Answer(question=question, verdict=verdict or "none", verdict_word=word,
                   verdict_sentence=sentence, reasons=reasons[:3], limit=main_limit(limits, [sentence, *reasons[:3]]),
-                  parameters="Made with: " + plain_words(describe(params)) if params else "")
+                  parameters="Made with: " + describe(params) if params else "")
 
 
 def main_limit(limits: list[str], said: list[str]) -> str:

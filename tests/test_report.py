@@ -163,8 +163,9 @@ def test_rule_words_names_checks_by_their_labels() -> None:
 
 def test_plain_words_replaces_code_names_only_as_whole_names() -> None:
     assert report.plain_words("assumption (settings.SITE_TAKE_UP_RATE); indicator lead_eligible") == \
-        "assumption (the configured take-up rate); indicator lead-eligible"
-    assert report.plain_words("not_lead_eligible stays") == "not_lead_eligible stays"
+        "assumption (the configured take-up rate); indicator lead_eligible"  # a flag is a name users type
+    assert report.plain_words("(geo_lead.frames) x (geo_lead.allocation); my_top_on_train stays") == \
+        "(the sampling frames) x (the boundary rule); my_top_on_train stays"
     assert report.key_words("capacity_zone.parameters.take_up_rate") == "capacity zone / parameters / take up rate"
 
 
