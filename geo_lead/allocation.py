@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -77,8 +78,7 @@ def boundary_units(points: gpd.GeoSeries, neighborhoods: gpd.GeoDataFrame, place
         Distance in US survey feet (EPSG:2246); default `settings.BOUNDARY_TOLERANCE_FT`.
     unit_index
         Optional position (in `neighborhoods`) of the unit each point was joined to: points
-        deeper than the tolerance inside it are skipped without a distance query (the answer
-        is the same; a million points take seconds instead of tens of seconds).
+        deeper than the tolerance inside it are skipped without a distance query (same answer).
 
     Returns
     -------
@@ -86,38 +86,144 @@ def boundary_units(points: gpd.GeoSeries, neighborhoods: gpd.GeoDataFrame, place
         Object array of ``;``-joined NH_NAMEs in the units' file order, "" for most records.
     """
     tol = check_tolerance(tolerance_ft)
-    out = np.full(len(points), "", dtype=object)
     placed = np.asarray(placed, dtype=bool)
+    out = np.full(len(points), "", dtype=object)
     if not placed.any():
         return out
     pos = np.flatnonzero(placed)
-    pts = gpd.GeoSeries(np.asarray(points.to_numpy())[pos], crs=points.crs).to_crs(settings.CRS_PROJECTED)
-    polys = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy()
-    if unit_index is not None:
-        # deeper inside its own unit than the tolerance: no other unit is that close
-        cores = shapely.buffer(polys, -tol) if tol > 0 else polys.copy()
-        shapely.prepare(cores)
-        own = np.asarray(unit_index)[pos]
-        deep = np.zeros(len(pos), dtype=bool)
-        ok = own >= 0
-        deep[ok] = shapely.contains_properly(cores[own[ok]], pts.to_numpy()[ok])
-        pos, pts = pos[~deep], pts[~deep]
-        if not len(pos):
-            return out
-    tree = shapely.STRtree(polys)
-    # dwithin: a point on the edge (distance 0) counts for both units, as intersects does.
-    rec_ix, nh_ix = tree.query(pts.to_numpy(), predicate="dwithin", distance=tol)
-    if len(rec_ix) == 0:
-        return out
-    hits = pd.DataFrame({"rec": rec_ix, "nh": nh_ix}).sort_values(["rec", "nh"])
-    n = hits.groupby("rec")["nh"].transform("size")
-    hits = hits[n >= 2]
-    if hits.empty:
-        return out
-    names = neighborhoods[name_column].astype(str).to_numpy()
-    joined = hits.assign(name=names[hits["nh"].to_numpy()]).groupby("rec")["name"].agg(SEPARATOR.join)
-    out[pos[joined.index.to_numpy()]] = joined.to_numpy()
+    xy = shapely.get_coordinates(gpd.GeoSeries(np.asarray(points.to_numpy())[pos], crs=points.crs)
+                                 .to_crs(settings.CRS_PROJECTED).to_numpy())
+    units = ProjectedUnits.from_frame(neighborhoods, name_column)
+    own = None if unit_index is None else np.asarray(unit_index)[pos]
+    out[pos] = near_units_xy(xy[:, 0], xy[:, 1], units, tol, own)
     return out
+
+
+@dataclass(frozen=True)
+class ProjectedUnits:
+    """Neighborhood units in EPSG:2246, in file order, for the join's distance tests.
+
+    Attributes
+    ----------
+    polygons
+        shapely geometries (None/empty: matches nothing).
+    names
+        The units' names (str), aligned with `polygons`.
+    """
+
+    polygons: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def from_frame(cls, neighborhoods: gpd.GeoDataFrame, name_column: str = "NH_NAME") -> ProjectedUnits:
+        """The units of a GeoDataFrame in any CRS, projected to EPSG:2246."""
+        polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
+        return cls(polys, neighborhoods[name_column].astype(str).to_numpy(dtype=object))
+
+
+def near_units_xy(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance_ft: float,
+                  own: np.ndarray | None = None) -> np.ndarray:
+    """`boundary_units` of placed points given by EPSG:2246 coordinates.
+
+    Each unit, prepared, is tested (`shapely.dwithin`, so a point on an edge counts for both
+    units) only against the points within `tolerance_ft` of its bounding box. A point deeper
+    than the tolerance inside its own unit (`own`: position of the unit it was joined to, -1
+    for none) is not tested at all: no other unit is that close.
+
+    Parameters
+    ----------
+    x, y
+        Coordinates in US survey feet, float arrays of equal length.
+    units
+        The units (`ProjectedUnits`).
+    tolerance_ft
+        Distance >= 0 in US survey feet.
+    own
+        Optional unit position per point (see above).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array aligned with `x`: ``;``-joined names in file order when two or more units
+        are within the tolerance, else "".
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"near_units_xy: x and y differ in shape: {x.shape} vs {y.shape}")
+    tol = check_tolerance(tolerance_ft)
+    out = np.full(len(x), "", dtype=object)
+    todo = np.arange(len(x))
+    if own is not None:
+        todo = todo[~_deep_inside(x, y, np.asarray(own), units.polygons, tol)]
+    if not len(todo):
+        return out
+    rec, unit = _units_within(x[todo], y[todo], units.polygons, tol)
+    got, names = _listed_names(rec, unit, units.names)
+    out[todo[got]] = names
+    return out
+
+
+def _deep_inside(x: np.ndarray, y: np.ndarray, own: np.ndarray, polygons: np.ndarray,
+                 tol: float) -> np.ndarray:
+    """Points in the interior of their own unit shrunk by `tol` (``buffer(-tol)``)."""
+    deep = np.zeros(len(x), dtype=bool)
+    for pos in np.unique(own[own >= 0]):
+        poly = polygons[pos]
+        if poly is None or shapely.is_empty(poly):
+            continue
+        core = shapely.buffer(poly, -tol) if tol > 0 else poly
+        mine = np.flatnonzero(own == pos)
+        shapely.prepare(core)
+        # a point has no boundary: "contains" is "contains properly" for it
+        deep[mine] = shapely.contains_xy(core, x[mine], y[mine])
+    return deep
+
+
+def _units_within(x: np.ndarray, y: np.ndarray, polygons: np.ndarray,
+                  tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(point, unit) position pairs with the point within `tol` of the unit, sorted."""
+    recs: list[np.ndarray] = []
+    units: list[np.ndarray] = []
+    pts = shapely.points(x, y)
+    for pos, poly in enumerate(polygons):
+        if poly is None or shapely.is_empty(poly):
+            continue
+        minx, miny, maxx, maxy = shapely.bounds(poly)
+        cand = np.flatnonzero((x >= minx - tol) & (x <= maxx + tol) & (y >= miny - tol) & (y <= maxy + tol))
+        if not len(cand):
+            continue
+        shapely.prepare(poly)
+        hit = cand[shapely.dwithin(poly, pts[cand], tol)]
+        recs.append(hit)
+        units.append(np.full(len(hit), pos, dtype=np.int64))
+    if not recs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rec, unit = np.concatenate(recs), np.concatenate(units)
+    order = np.lexsort((unit, rec))
+    return rec[order], unit[order]
+
+
+def _listed_names(rec: np.ndarray, unit: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points with two or more units and their ``;``-joined names (pairs sorted by point, unit).
+
+    Each distinct combination of units is joined once (a few hundred combinations among
+    hundreds of thousands of points).
+    """
+    starts, counts = np.unique(rec, return_index=True, return_counts=True)[1:]
+    if not len(starts):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+    multi = counts >= 2
+    starts, counts = starts[multi], counts[multi]
+    if not len(starts):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+    width = int(counts.max())
+    table = np.full((len(starts), width), -1, dtype=np.int64)
+    for k in range(width):
+        has = counts > k
+        table[has, k] = unit[starts[has] + k]
+    combos, inverse = np.unique(table, axis=0, return_inverse=True)
+    joined = np.array([SEPARATOR.join(names[u] for u in row if u >= 0) for row in combos], dtype=object)
+    return rec[starts], joined[inverse.reshape(-1)]
 
 
 def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,

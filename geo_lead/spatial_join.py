@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 from geo_lead import settings
@@ -33,6 +34,7 @@ from geo_lead.boundaries import load_neighborhoods
 from geo_lead.errors import CRSMismatchError, GeoLeadError
 
 if TYPE_CHECKING:
+    from geo_lead.allocation import ProjectedUnits
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -114,41 +116,60 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
             "reproject one to the other's CRS first.")
     if name_column not in neighborhoods.columns:
         raise GeoLeadError(f"neighborhoods: column {name_column!r} missing; have {list(neighborhoods.columns)}.")
-    geom = records.geometry
-    has_point = ~(geom.isna() | geom.is_empty)
-    pts = gpd.GeoDataFrame({"rec_pos": np.flatnonzero(has_point.to_numpy())},
-                           geometry=geom[has_point].to_crs(settings.CRS_PROJECTED).to_numpy(),
-                           crs=settings.CRS_PROJECTED)
-    polys = gpd.GeoDataFrame({"nh_pos": np.arange(len(neighborhoods))},
-                             geometry=neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(),
-                             crs=settings.CRS_PROJECTED)
-    # "intersects" rather than "within": a point on an edge still belongs somewhere.
-    xy = shapely.get_coordinates(np.asarray(pts.geometry.values))
-    unit, ties = first_unit_containing(xy[:, 0], xy[:, 1], np.asarray(polys.geometry.values))
-    if ties:
-        log.info("%d record(s) lie on a shared edge; each goes to the first neighborhood", ties)
-    inside = unit >= 0
-    first = pd.DataFrame({"rec_pos": pts["rec_pos"].to_numpy()[inside], "nh_pos": unit[inside]})
-    names = np.full(len(records), "", dtype=object)
-    names[first["rec_pos"].to_numpy()] = neighborhoods[name_column].to_numpy()[first["nh_pos"].to_numpy()]
-    status = np.where(~has_point.to_numpy(), "not_geocoded",
-                      np.where(names != "", "joined", "outside"))
-    from geo_lead.allocation import boundary_units, settle_by_beat
+    from geo_lead.allocation import ProjectedUnits, check_tolerance, settle_by_beat
 
-    own = np.full(len(records), -1, dtype=int)
-    own[first["rec_pos"].to_numpy()] = first["nh_pos"].to_numpy()
-    near = boundary_units(geom, neighborhoods, names != "", tolerance_ft, name_column, unit_index=own)
+    tol = check_tolerance(tolerance_ft)
+    geom = records.geometry
+    has_point = ~(geom.isna() | geom.is_empty).to_numpy()
+    units = ProjectedUnits.from_frame(neighborhoods, name_column)
+    own, near = _join_points(projected_xy(geom[has_point]), units, tol)
+    unit = np.full(len(records), -1, dtype=np.int64)
+    unit[has_point] = own
+    names = np.full(len(records), "", dtype=object)
+    names[unit >= 0] = units.names[unit[unit >= 0]]
+    boundary = np.full(len(records), "", dtype=object)
+    boundary[has_point] = near
     out = records.copy()
     out["neighborhood"] = names
-    out["boundary_units"] = near
+    out["boundary_units"] = boundary
     if beats is not None and "beat" in out:
-        settled = settle_by_beat(out, neighborhoods, beats, tolerance_ft, name_column=name_column)
+        settled = settle_by_beat(out, neighborhoods, beats, tol, name_column=name_column)
         hit = (settled != "").to_numpy()
-        near[hit] = settled.to_numpy()[hit]
-        out["boundary_units"] = near
+        boundary[hit] = settled.to_numpy()[hit]
+        out["boundary_units"] = boundary
         log.info("%d boundary record(s) settled by their own beat", int(hit.sum()))
-    out["join_status"] = status
+    out["join_status"] = np.where(~has_point, "not_geocoded", np.where(unit >= 0, "joined", "outside"))
     return out
+
+
+def projected_xy(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:2246 coordinates (US survey feet) of non-empty points in any CRS: one transform."""
+    xy = shapely.get_coordinates(np.asarray(points.to_numpy()))
+    if len(xy) != len(points):
+        raise ValueError(f"projected_xy: {len(points)} points gave {len(xy)} coordinates; "
+                         "pass only non-empty single points")
+    if points.crs is None:
+        raise ValueError("projected_xy: the points have no CRS")
+    if points.crs == pyproj.CRS.from_user_input(settings.CRS_PROJECTED):
+        return xy[:, 0].copy(), xy[:, 1].copy()
+    to_ft = pyproj.Transformer.from_crs(points.crs, settings.CRS_PROJECTED, always_xy=True)
+    x, y = to_ft.transform(xy[:, 0], xy[:, 1])
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _join_points(xy: tuple[np.ndarray, np.ndarray], units: ProjectedUnits,
+                 tolerance_ft: float) -> tuple[np.ndarray, np.ndarray]:
+    """First unit (-1: none) and boundary units ("" when fewer than two) of projected points."""
+    from geo_lead.allocation import near_units_xy
+
+    x, y = xy
+    unit, ties = first_unit_containing(x, y, units.polygons)
+    if ties:
+        log.info("%d record(s) lie on a shared edge; each goes to the first neighborhood", ties)
+    near = np.full(len(x), "", dtype=object)
+    placed = unit >= 0
+    near[placed] = near_units_xy(x[placed], y[placed], units, tolerance_ft, own=unit[placed])
+    return unit, near
 
 
 def first_unit_containing(x: np.ndarray, y: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, int]:
@@ -247,7 +268,7 @@ def _beats_fingerprint(beats: gpd.GeoDataFrame | None) -> str | None:
 
 
 def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
-               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | None | bool = True) -> dict[str, int]:
+               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | bool | None = True) -> dict[str, int]:
     """Join the store's records to neighborhoods; write ``neighborhood`` and ``boundary_units``.
 
     Incremental: only records whose ``neighborhood`` is NULL are joined and written (new
