@@ -238,6 +238,10 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     to that unit (the caller stores that one name as ``boundary_units``; ``neighborhood``
     keeps the join's first unit, so ``rule="first"`` is unchanged). Otherwise the list is kept.
 
+    The disc of `radius_ft` around the point meets a (shrunk beat n unit) piece in a positive
+    area exactly when the point lies closer than the radius to that piece; each distinct
+    piece is built and prepared once and tested against all its points.
+
     Parameters
     ----------
     records
@@ -262,6 +266,56 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     todo &= records["beat"].fillna("").astype(str).str.strip() != ""
     if not todo.any():
         return settled
+    sub = records[todo]
+    pairs = _BeatPairs.of(sub)
+    pieces = _settle_pieces(pairs, beats, neighborhoods, tol, name_column)
+    pts = np.asarray(gpd.GeoSeries(sub.geometry, crs=records.crs).to_crs(settings.CRS_PROJECTED).to_numpy(),
+                     dtype=object)
+    near = _near_pieces(pts[pairs.rec], pairs.key, pieces, radius_ft)
+    n_near = np.bincount(pairs.rec[near], minlength=len(sub))
+    one = np.full(len(sub), "", dtype=object)
+    one[pairs.rec[near]] = pairs.unit[near]  # the one name where n_near == 1
+    hit = n_near == 1
+    settled.loc[sub.index[hit]] = one[hit]
+    return settled
+
+
+@dataclass(frozen=True)
+class _BeatPairs:
+    """(record, candidate unit) pairs of the records to settle, and their (beat, unit) key."""
+
+    rec: np.ndarray  # position of the record in the frame
+    unit: np.ndarray  # candidate unit name
+    key: np.ndarray  # position of the pair's (beat, unit) in `keys`
+    keys: list[tuple[str, str]]  # distinct (normalised beat code, unit name)
+
+    @classmethod
+    def of(cls, sub: pd.DataFrame) -> _BeatPairs:
+        """Pairs from ``boundary_units`` (split once per distinct list) and ``beat``
+        (normalised once per distinct text)."""
+        from geo_lead.beats import normalize_beat
+
+        beat_ix, beat_texts = pd.factorize(sub["beat"], use_na_sentinel=False)
+        beat_codes = np.array([normalize_beat(b) for b in beat_texts], dtype=object)[beat_ix]
+        list_ix, lists = pd.factorize(sub["boundary_units"].astype(str))
+        split = [str(s).split(SEPARATOR) for s in lists]
+        sizes = np.array([len(s) for s in split], dtype=np.int64)[list_ix]
+        rec = np.repeat(np.arange(len(sub)), sizes)
+        starts = np.concatenate([[0], np.cumsum([len(s) for s in split])])
+        flat = np.array([u for s in split for u in s], dtype=object)
+        # k-th unit of each record's list: start of its list in `flat` + rank within the record
+        rank = np.arange(len(rec)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        unit = flat[starts[list_ix][rec] + rank]
+        b_ix, b_names = pd.factorize(beat_codes[rec])
+        u_ix, u_names = pd.factorize(unit)
+        pair_code, key = np.unique(b_ix.astype(np.int64) * len(u_names) + u_ix, return_inverse=True)
+        keys = [(str(b_names[c // len(u_names)]), str(u_names[c % len(u_names)])) for c in pair_code]
+        return cls(rec, unit, key.reshape(-1), keys)
+
+
+def _settle_pieces(pairs: _BeatPairs, beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+                   tol: float, name_column: str) -> np.ndarray:
+    """The polygonal (shrunk beat n unit) piece of every distinct key (None: no such piece)."""
     from geo_lead.beats import normalize_beat
 
     proj_beats = beats.to_crs(settings.CRS_PROJECTED)
@@ -269,36 +323,35 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
                       shapely.buffer(proj_beats.geometry.to_numpy(), -tol), strict=True))
     nh = neighborhoods.to_crs(settings.CRS_PROJECTED)
     unit_geom = dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True))
-    sub = records[todo]
-    pts = gpd.GeoSeries(sub.geometry, crs=records.crs).to_crs(settings.CRS_PROJECTED)
-    codes = sub["beat"].map(normalize_beat).to_numpy(object)
-    # One (record, candidate unit) pair per row. The disc of `radius_ft` around the point meets
-    # (shrunk beat n unit) in a positive area exactly when the point lies closer than the
-    # radius to that polygonal piece: one vectorised distance instead of two overlays a record.
-    lists = sub["boundary_units"].astype(str).str.split(SEPARATOR)
-    pair = lists.explode()
-    rec_pos = pd.Index(sub.index).get_indexer(pair.index)
-    pieces: dict[tuple[str, str], Any] = {}
-    for beat, unit in set(zip(codes[rec_pos], pair.to_numpy(object), strict=True)):
+    pieces = np.full(len(pairs.keys), None, dtype=object)
+    for i, (beat, unit) in enumerate(pairs.keys):
         poly, ug = shrunk.get(beat), unit_geom.get(unit)
-        piece = None
-        if poly is not None and ug is not None and not poly.is_empty:
-            cut = shapely.intersection(poly, ug)
-            cut = _polygonal(cut)
-            piece = cut if cut is not None and cut.area > 0 else None
-        pieces[(beat, unit)] = piece
-    geoms = np.array([pieces[(b, u)] for b, u in zip(codes[rec_pos], pair.to_numpy(object), strict=True)],
-                     dtype=object)
-    point_arr = np.asarray(pts.to_numpy(), dtype=object)[rec_pos]
-    has = np.array([g is not None for g in geoms]) & ~shapely.is_missing(point_arr)
-    near = np.zeros(len(pair), dtype=bool)
-    if has.any():
-        near[has] = shapely.distance(point_arr[has], np.asarray(list(geoms[has]), dtype=object)) < radius_ft
-    hits = pd.DataFrame({"rec": rec_pos, "unit": pair.to_numpy(object), "near": near})
-    over = hits[hits["near"]].groupby("rec")["unit"].agg(list)
-    one = over[over.map(len) == 1]
-    settled.loc[sub.index[one.index.to_numpy()]] = [u[0] for u in one]
-    return settled
+        if poly is None or ug is None or poly.is_empty:
+            continue
+        cut = _polygonal(shapely.intersection(poly, ug))
+        pieces[i] = cut if cut is not None and cut.area > 0 else None
+    return pieces
+
+
+def _near_pieces(points: np.ndarray, key: np.ndarray, pieces: np.ndarray, radius_ft: float) -> np.ndarray:
+    """Per (point, key) pair: the point lies closer than `radius_ft` to the key's piece.
+
+    Each piece is prepared and tested once against all its points (``dwithin`` at the
+    largest float below the radius: "closer than", as ``distance < radius_ft``).
+    """
+    near = np.zeros(len(points), dtype=bool)
+    ok = ~shapely.is_missing(points)
+    order = np.argsort(key, kind="stable")
+    cuts = np.searchsorted(key[order], np.arange(len(pieces) + 1))
+    below = float(np.nextafter(radius_ft, -np.inf))
+    for k, piece in enumerate(pieces):
+        mine = order[cuts[k]:cuts[k + 1]]
+        mine = mine[ok[mine]]
+        if piece is None or not len(mine):
+            continue
+        shapely.prepare(piece)
+        near[mine] = shapely.dwithin(piece, points[mine], below)
+    return near
 
 
 def _polygonal(geom: Any) -> Any:
