@@ -147,32 +147,41 @@ def near_units_xy(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance
         Object array aligned with `x`: ``;``-joined names in file order when two or more units
         are within the tolerance, else "".
     """
+    codes, labels = near_unit_codes(x, y, units, tolerance_ft, own)
+    return np.concatenate([labels, np.array([""], dtype=object)])[codes]
+
+
+def near_unit_codes(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance_ft: float,
+                    own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`near_units_xy` as codes: per point a position in the labels (-1: ""), and the labels
+    (each distinct ``;``-joined list once)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"near_units_xy: x and y differ in shape: {x.shape} vs {y.shape}")
     tol = check_tolerance(tolerance_ft)
-    out = np.full(len(x), "", dtype=object)
+    codes = np.full(len(x), -1, dtype=np.int64)
     todo = np.arange(len(x))
     if own is not None:
         todo = todo[~_deep_inside(x, y, np.asarray(own), units.polygons, tol)]
     if not len(todo):
-        return out
+        return codes, np.zeros(0, dtype=object)
     rec, unit = _units_within(x[todo], y[todo], units.polygons, tol)
-    got, names = _listed_names(rec, unit, units.names)
-    out[todo[got]] = names
-    return out
+    got, combo, labels = _listed_names(rec, unit, units.names)
+    codes[todo[got]] = combo
+    return codes, labels
 
 
 def _deep_inside(x: np.ndarray, y: np.ndarray, own: np.ndarray, polygons: np.ndarray,
                  tol: float) -> np.ndarray:
     """Points in the interior of their own unit shrunk by `tol` (``buffer(-tol)``)."""
     deep = np.zeros(len(x), dtype=bool)
-    for pos in np.unique(own[own >= 0]):
-        poly = polygons[pos]
-        if poly is None or shapely.is_empty(poly):
+    order = np.argsort(own, kind="stable")
+    cuts = np.searchsorted(own[order], np.arange(len(polygons) + 1))
+    for pos, poly in enumerate(polygons):
+        mine = order[cuts[pos]:cuts[pos + 1]]
+        if not len(mine) or poly is None or shapely.is_empty(poly):
             continue
         core = shapely.buffer(poly, -tol) if tol > 0 else poly
-        mine = np.flatnonzero(own == pos)
         shapely.prepare(core)
         # a point has no boundary: "contains" is "contains properly" for it
         deep[mine] = shapely.contains_xy(core, x[mine], y[mine])
@@ -203,27 +212,24 @@ def _units_within(x: np.ndarray, y: np.ndarray, polygons: np.ndarray,
     return rec[order], unit[order]
 
 
-def _listed_names(rec: np.ndarray, unit: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points with two or more units and their ``;``-joined names (pairs sorted by point, unit).
-
-    Each distinct combination of units is joined once (a few hundred combinations among
-    hundreds of thousands of points).
-    """
+def _listed_names(rec: np.ndarray, unit: np.ndarray,
+                  names: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points with two or more units, the position of their combination, and each distinct
+    combination's ``;``-joined names (pairs sorted by point, then unit)."""
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
     starts, counts = np.unique(rec, return_index=True, return_counts=True)[1:]
-    if not len(starts):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
     multi = counts >= 2
     starts, counts = starts[multi], counts[multi]
     if not len(starts):
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+        return empty
     width = int(counts.max())
     table = np.full((len(starts), width), -1, dtype=np.int64)
     for k in range(width):
         has = counts > k
         table[has, k] = unit[starts[has] + k]
     combos, inverse = np.unique(table, axis=0, return_inverse=True)
-    joined = np.array([SEPARATOR.join(names[u] for u in row if u >= 0) for row in combos], dtype=object)
-    return rec[starts], joined[inverse.reshape(-1)]
+    labels = np.array([SEPARATOR.join(names[u] for u in row if u >= 0) for row in combos], dtype=object)
+    return rec[starts], inverse.reshape(-1), labels
 
 
 def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,

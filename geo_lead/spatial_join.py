@@ -122,24 +122,36 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
     geom = records.geometry
     has_point = ~(geom.isna() | geom.is_empty).to_numpy()
     units = ProjectedUnits.from_frame(neighborhoods, name_column)
-    own, near = _join_points(projected_xy(geom[has_point]), units, tol)
+    own, (near, labels) = _join_points(projected_xy(geom[has_point]), units, tol)
     unit = np.full(len(records), -1, dtype=np.int64)
     unit[has_point] = own
-    names = np.full(len(records), "", dtype=object)
-    names[unit >= 0] = units.names[unit[unit >= 0]]
-    boundary = np.full(len(records), "", dtype=object)
+    boundary = np.full(len(records), -1, dtype=np.int64)
     boundary[has_point] = near
     out = records.copy()
-    out["neighborhood"] = names
-    out["boundary_units"] = boundary
+    out["neighborhood"] = _text_column(units.names, unit, out.index)
     if beats is not None and "beat" in out:
-        settled = settle_by_beat(out, neighborhoods, beats, tol, name_column=name_column)
-        hit = (settled != "").to_numpy()
-        boundary[hit] = settled.to_numpy()[hit]
-        out["boundary_units"] = boundary
+        out["boundary_units"] = _text_column(labels, boundary, out.index)
+        settled = settle_by_beat(out, neighborhoods, beats, tol, name_column=name_column).to_numpy()
+        hit = settled != ""
+        new_labels, which = np.unique(settled[hit].astype(str), return_inverse=True)
+        boundary[hit] = len(labels) + which.reshape(-1)
+        labels = np.concatenate([labels, new_labels.astype(object)])
         log.info("%d boundary record(s) settled by their own beat", int(hit.sum()))
-    out["join_status"] = np.where(~has_point, "not_geocoded", np.where(unit >= 0, "joined", "outside"))
+    out["boundary_units"] = _text_column(labels, boundary, out.index)
+    status = np.where(~has_point, 2, np.where(unit >= 0, 0, 1))  # positions in JOIN_STATUSES
+    out["join_status"] = _text_column(np.array(JOIN_STATUSES, dtype=object), status, out.index)
     return out
+
+
+def _text_column(labels: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Text per row: ``labels[code]``, "" where the code is -1 (one take in Arrow: building a
+    text column from a million Python strings costs several times more)."""
+    import pyarrow as pa
+
+    table = pa.array(["", *(str(v) for v in labels)], type=pa.large_string())
+    text = table.take(pa.array(np.asarray(codes, dtype=np.int64) + 1)).to_pandas()
+    text.index = index
+    return text
 
 
 def projected_xy(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray]:
@@ -158,18 +170,19 @@ def projected_xy(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _join_points(xy: tuple[np.ndarray, np.ndarray], units: ProjectedUnits,
-                 tolerance_ft: float) -> tuple[np.ndarray, np.ndarray]:
-    """First unit (-1: none) and boundary units ("" when fewer than two) of projected points."""
-    from geo_lead.allocation import near_units_xy
+                 tolerance_ft: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """First unit (-1: none) of projected points, and their boundary units as
+    (code per point, -1 when fewer than two units; labels) (`allocation.near_unit_codes`)."""
+    from geo_lead.allocation import near_unit_codes
 
     x, y = xy
     unit, ties = first_unit_containing(x, y, units.polygons)
     if ties:
         log.info("%d record(s) lie on a shared edge; each goes to the first neighborhood", ties)
-    near = np.full(len(x), "", dtype=object)
+    near = np.full(len(x), -1, dtype=np.int64)
     placed = unit >= 0
-    near[placed] = near_units_xy(x[placed], y[placed], units, tolerance_ft, own=unit[placed])
-    return unit, near
+    near[placed], labels = near_unit_codes(x[placed], y[placed], units, tolerance_ft, own=unit[placed])
+    return unit, (near, labels)
 
 
 def first_unit_containing(x: np.ndarray, y: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, int]:
