@@ -21,6 +21,7 @@ candidates); the dask engine runs the same `join_records` on its partitions.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
@@ -280,6 +281,66 @@ def _beats_fingerprint(beats: gpd.GeoDataFrame | None) -> str | None:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class JoinPlan:
+    """What a store's join is computed from, and the meta that records it: both engines
+    (`join_store`, `geo_lead.dask_engine.join_store`) read, join and record through one plan,
+    so either finds the other's join current.
+
+    Attributes
+    ----------
+    neighborhoods
+        The units.
+    tolerance_ft
+        The checked boundary tolerance.
+    beats
+        Beat polygons for settling, or None.
+    fingerprint
+        `neighborhoods_fingerprint` (meta `META_JOIN_HASH`).
+    boundary_key
+        Tolerance and beats' fingerprint (meta `META_JOIN_BOUNDARY`).
+    """
+
+    neighborhoods: gpd.GeoDataFrame
+    tolerance_ft: float
+    beats: gpd.GeoDataFrame | None
+    fingerprint: str
+    boundary_key: dict[str, object]
+
+    @classmethod
+    def make(cls, neighborhoods: gpd.GeoDataFrame | None = None, tolerance_ft: float | None = None,
+             beats: gpd.GeoDataFrame | bool | None = True) -> JoinPlan:
+        """The plan for `join_store`'s arguments (same defaults)."""
+        from geo_lead.allocation import check_tolerance
+
+        nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+        tol = check_tolerance(tolerance_ft)
+        beat_polys = default_beats() if beats is True else (beats or None)
+        return cls(nh, tol, beat_polys, neighborhoods_fingerprint(nh),
+                   {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)})
+
+    def is_current(self, store: Store) -> bool:
+        """The stored ``neighborhood``/``boundary_units`` come from this plan's inputs."""
+        have = set(store.columns("records"))
+        return ("neighborhood" in have and "boundary_units" in have
+                and store.get_json(META_JOIN_HASH) == self.fingerprint
+                and store.get_json(META_JOIN_BOUNDARY) == self.boundary_key)
+
+    def read_records(self, store: Store) -> pd.DataFrame:
+        """``record_id``, ``lon``, ``lat`` (and ``beat`` when settling) of the records to join:
+        those with no ``neighborhood`` when the store is current, else all."""
+        have = set(store.columns("records"))
+        cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if self.beats is not None else ()))
+                if c in have]
+        # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
+        return store.read_unjoined_records(cols) if self.is_current(store) else store.read_records(cols)
+
+    def record(self, store: Store) -> None:
+        """Write the meta that makes the next join with this plan skip the joined records."""
+        store.set_json(META_JOIN_HASH, self.fingerprint)
+        store.set_json(META_JOIN_BOUNDARY, self.boundary_key)
+
+
 def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
                tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | bool | None = True) -> dict[str, int]:
     """Join the store's records to neighborhoods; write ``neighborhood`` and ``boundary_units``.
@@ -307,20 +368,10 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
     dict
         ``records``, ``joined``, ``outside``, ``not_geocoded`` (records = the other three).
     """
-    from geo_lead.allocation import check_tolerance
-
-    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
-    tol = check_tolerance(tolerance_ft)
-    beat_polys = default_beats() if beats is True else (beats or None)
-    fingerprint = neighborhoods_fingerprint(nh)
-    boundary_key = {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)}
-    have = set(store.columns("records"))
-    # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
-    current = ("neighborhood" in have and "boundary_units" in have
-               and store.get_json(META_JOIN_HASH) == fingerprint
-               and store.get_json(META_JOIN_BOUNDARY) == boundary_key)
-    cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if beat_polys is not None else ())) if c in have]
-    recs = points_from_lonlat(store.read_unjoined_records(cols) if current else store.read_records(cols))
+    plan = JoinPlan.make(neighborhoods, tolerance_ft, beats)
+    nh, tol, beat_polys = plan.neighborhoods, plan.tolerance_ft, plan.beats
+    fingerprint, boundary_key = plan.fingerprint, plan.boundary_key
+    recs = points_from_lonlat(plan.read_records(store))
     if nh.crs is not None and nh.crs != recs.crs:
         nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
     joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys) if len(recs) \
