@@ -15,6 +15,8 @@ In one process, on the same generated data, best of ``--repeat`` runs per step:
 * store write -- geo_lead's write of the records (insert at ingest, then the geocode's points
                  and the join's neighborhoods as updates) against ``pyogrio.write_dataframe``
                  of the same finished frame to a GeoPackage with its spatial index;
+* flags       -- `indicators.classify` against a plain factorize of each record's text + the
+                 rules once per distinct text + numpy takes (same columns, checked equal);
 * CSV read    -- `sources.iter_chunks` (parse, clean, dates, hashes) against
                  ``pyarrow.csv.read_csv`` + vectorised trim + two ``to_datetime``.
 
@@ -169,6 +171,32 @@ def bench_store(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, fl
     return [("store write vs pyogrio GPKG", best(geo_lead_write, repeat), best(limit_write, repeat))]
 
 
+def _limit_flags(records: pd.DataFrame, rules: object) -> pd.DataFrame:
+    """The flag columns the plain way: one vectorised text per record, ``pd.factorize``, the
+    rules once per distinct text, numpy takes into a new frame."""
+    from geo_lead import indicators
+
+    text = (records["offense_text"].fillna("").astype(str) + " "
+            + records["statute"].fillna("").astype(str)).str.strip()
+    codes, uniques = pd.factorize(text)
+    answers = [indicators.classify_text(t, rules) for t in uniques]  # type: ignore[arg-type]
+    cols: dict[str, np.ndarray] = {}
+    for flag in rules.all_flags:  # type: ignore[attr-defined]
+        cols[flag] = np.array([flag in a for a in answers], dtype=bool)[codes]
+        cols[f"{flag}_rule"] = np.array([a.get(flag, "") for a in answers], dtype=object)[codes]
+    return pd.DataFrame(cols, index=records.index)
+
+
+def bench_flags(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, float]]:
+    """`indicators.classify` (seven flags and their rule ids) against `_limit_flags`."""
+    from geo_lead import indicators
+
+    rules = indicators.load_rules()
+    pd.testing.assert_frame_equal(indicators.classify(records, rules), _limit_flags(records, rules))
+    ours = best(lambda: indicators.classify(records, rules), repeat)
+    return [("flags: classify vs factorize+rules", ours, best(lambda: _limit_flags(records, rules), repeat))]
+
+
 def bench_csv(path: Path, repeat: int) -> list[tuple[str, float, float]]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -209,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_join(args.rows, args.repeat)
     rows += bench_csv(csv_path, args.repeat)
     rows += bench_store(_records_frame(csv_path), args.repeat)
+    rows += bench_flags(_records_frame(csv_path), args.repeat)
     print(f"{'stage':34s} {'geo_lead s':>11s} {'limit s':>9s} {'ratio':>7s}")
     for name, ours, limit in rows:
         print(f"{name:34s} {ours:11.2f} {limit:9.2f} {ours / limit:6.1f}x")

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from geo_lead import settings
@@ -142,6 +143,11 @@ def classify_text(text: str, rules: Rules) -> dict[str, str]:
 def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
     """Flags and rule ids for each record, aligned with ``records.index``.
 
+    A record's text is its ``offense_text``, then a space and its ``statute`` when that
+    column exists, stripped (missing values count as ""). The rules run once per distinct
+    (offense text, statute) pair (`classify_text`); the records' columns are gathered from
+    those answers by position.
+
     Parameters
     ----------
     records
@@ -153,19 +159,41 @@ def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
         One bool column per flag (plus ``lead_eligible``) and one ``<flag>_rule`` text column.
     """
     rules = rules or load_rules()
-    text = records["offense_text"].fillna("").astype(str)
-    if "statute" in records:
-        text = (text + " " + records["statute"].fillna("").astype(str)).str.strip()
-    uniques = pd.unique(text)
-    table = pd.DataFrame([classify_text(t, rules) for t in uniques], index=uniques,
-                         columns=list(rules.all_flags))
-    mapped = table.reindex(text.to_numpy())
+    codes, texts = _record_texts(records)
+    answers = [classify_text(t, rules) for t in texts]
     out = pd.DataFrame(index=records.index)
     for flag in rules.all_flags:
-        ids = mapped[flag].to_numpy()
-        out[flag] = pd.notna(ids)
-        out[f"{flag}_rule"] = pd.Series(ids, index=records.index, dtype=object).fillna("").astype(str)
+        out[flag] = np.array([flag in a for a in answers], dtype=bool)[codes]
+        out[f"{flag}_rule"] = _text_column([a.get(flag, "") for a in answers], codes, records.index)
     return out
+
+
+def _record_texts(records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Per record the position of its text among the distinct texts, and those texts."""
+    off_codes, off_texts = _factorized_text(records["offense_text"])
+    if "statute" not in records:
+        return off_codes, off_texts
+    st_codes, st_texts = _factorized_text(records["statute"])
+    codes, pairs = pd.factorize(off_codes * len(st_texts) + st_codes)
+    texts = [(off_texts[p // len(st_texts)] + " " + st_texts[p % len(st_texts)]).strip() for p in pairs]
+    return np.asarray(codes, dtype=np.int64), texts
+
+
+def _factorized_text(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes into the column's distinct values as text (``astype(str)``); missing -> ""."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    texts = [*pd.Series(uniques, dtype=object).astype(str).tolist(), ""]
+    return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
+
+
+def _text_column(labels: list[str], codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """``labels[code]`` per row, gathered in Arrow (a million Python strings converted to a
+    text column cost several times more)."""
+    import pyarrow as pa
+
+    text = pa.array(labels, type=pa.large_string()).take(pa.array(codes)).to_pandas()
+    text.index = index
+    return text
 
 
 def offense_class(flags: pd.Series | dict[str, bool]) -> str:
