@@ -14,6 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -78,25 +79,8 @@ def load_rules(path: Path | str | None = None) -> Rules:
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules, start=1):
-        where = f"{path}: rule #{i} ({raw.get('id', 'no id')})"
-        for key in ("id", "flag", "pattern"):
-            if key not in raw:
-                raise RulesError(f"{where}: missing `{key}`.")
-            if not isinstance(raw[key], str):
-                raise RulesError(f"{where}: `{key}` must be a string, not {raw[key]!r}.")
-        if not isinstance(raw.get("unless", ""), str) or not _is_str_list(raw.get("unless_flags", [])):
-            raise RulesError(f"{where}: `unless` must be a string and `unless_flags` a list of flags.")
-        if raw["flag"] not in flags:
-            raise RulesError(f"{where}: flag {raw['flag']!r} is not one of {list(flags)}.")
-        if raw["id"] in seen:
-            raise RulesError(f"{where}: duplicate rule id {raw['id']!r}.")
+        rules.append(_parse_rule(raw, f"{path}: rule #{i} ({raw.get('id', 'no id')})", flags, seen))
         seen.add(raw["id"])
-        bad_flags = [f for f in raw.get("unless_flags", []) if f not in flags]
-        if bad_flags:
-            raise RulesError(f"{where}: unless_flags names unknown flag(s) {bad_flags}.")
-        rules.append(Rule(raw["id"], raw["flag"], _compile(raw["pattern"], where),
-                          _compile(raw["unless"], where) if raw.get("unless") else None,
-                          tuple(raw.get("unless_flags", ()))))
     elig = data.get("eligibility", {})
     if not isinstance(elig, dict) or not _is_str_list(elig.get("all", [])) or not _is_str_list(
             elig.get("none", [])):
@@ -110,7 +94,29 @@ def load_rules(path: Path | str | None = None) -> Rules:
                  hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def _is_str_list(value: object) -> bool:
+def _parse_rule(raw: dict[str, object], where: str, flags: tuple[str, ...], seen: set[str]) -> Rule:
+    """One ``[[rule]]`` table, validated against the file's flags and the ids before it."""
+    for key in ("id", "flag", "pattern"):
+        if key not in raw:
+            raise RulesError(f"{where}: missing `{key}`.")
+        if not isinstance(raw[key], str):
+            raise RulesError(f"{where}: `{key}` must be a string, not {raw[key]!r}.")
+    unless, unless_flags = raw.get("unless", ""), raw.get("unless_flags", [])
+    if not isinstance(unless, str) or not _is_str_list(unless_flags):
+        raise RulesError(f"{where}: `unless` must be a string and `unless_flags` a list of flags.")
+    rule_id, flag, pattern = str(raw["id"]), str(raw["flag"]), str(raw["pattern"])
+    if flag not in flags:
+        raise RulesError(f"{where}: flag {flag!r} is not one of {list(flags)}.")
+    if rule_id in seen:
+        raise RulesError(f"{where}: duplicate rule id {rule_id!r}.")
+    bad_flags = [f for f in unless_flags if f not in flags]
+    if bad_flags:
+        raise RulesError(f"{where}: unless_flags names unknown flag(s) {bad_flags}.")
+    return Rule(rule_id, flag, _compile(pattern, where), _compile(unless, where) if unless else None,
+                tuple(unless_flags))
+
+
+def _is_str_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
