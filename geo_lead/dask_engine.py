@@ -23,7 +23,8 @@ Join rule
 A point belongs to the unit whose polygon contains it or touches it (``intersects``); a
 point on a shared edge is given to the first unit in the layer's order, so it is counted
 once. Records without coordinates are ``not_geocoded``; points in no unit are ``outside``.
-records = joined + outside + not_geocoded.
+records = joined + outside + not_geocoded. ``join_store`` also writes ``boundary_units``
+with the boundary tolerance and beat settling of the pandas join, and the same join meta.
 """
 
 from __future__ import annotations
