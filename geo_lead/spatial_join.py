@@ -14,8 +14,11 @@ also gets ``boundary_units`` (`geo_lead.allocation.boundary_units`): the units w
 beat when beat polygons are available (`allocation.settle_by_beat`); scoring, hotspots and
 siting count such records in shares (`allocation.unit_shares`).
 
-The point-in-polygon test is `first_unit_containing` (prepared polygons on bounding-box
-candidates); the dask engine runs the same `join_records` on its partitions.
+The points are projected once (`projected_xy`); the point-in-polygon test is
+`first_unit_containing` (prepared polygons on bounding-box candidates) and the boundary test
+`allocation.near_unit_codes` (prepared polygons, ``dwithin`` on bounding-box candidates). The
+dask engine runs the same `join_records` on its partitions, and both engines read, skip and
+record the join through one `JoinPlan`.
 """
 
 from __future__ import annotations
