@@ -106,7 +106,7 @@ def stage_join(store: Store, say: Say, engine: str = "pandas",
     else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
         from geo_lead.dask_engine import join_store as dask_join_store
 
-        counts = dask_join_store(store, engine=engine)
+        counts = dask_join_store(store, engine=engine, tolerance_ft=tolerance_ft)
     say(f"  {counts['records']:,} records = {counts['joined']:,} in a neighborhood + "
         f"{counts['outside']:,} outside every neighborhood + {counts['not_geocoded']:,} not geocoded")
     return counts
@@ -230,9 +230,9 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
                   map_records: Any = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
+    from geo_lead.outputs import write_text
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
-    from geo_lead.outputs import write_text
     from geo_lead.zone_page import write_page
 
     # The report's figures render in a child while the maps are drawn here (`write_report`,
