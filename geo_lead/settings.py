@@ -286,6 +286,10 @@ STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT
 #: `geo_lead.ingest` (see ingest.CRASH_POINTS), the process writes its pid to the file
 #: GEO_LEAD_PAUSE_FLAG and sleeps GEO_LEAD_PAUSE_S seconds there, so a test can SIGKILL it.
 PAUSE_AT_ENV: Final[str] = "GEO_LEAD_PAUSE_AT"
+#: A forked child of `geo-lead run` (`geo_lead.parallel`) that has not answered after this many
+#: seconds is killed and its work is done in the parent, with a warning (its jobs take seconds
+#: at a million records). Override with the environment variable GEO_LEAD_CHILD_TIMEOUT_S.
+CHILD_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_TIMEOUT_S", "120"))
 
 # --- geocoding: house numbers along a hundred-block (geo_lead/geocode, geocode3) -------------
 #: The rooftop-vs-block curve (`geo_lead.geocode.reference.learn_block_curve`) is learned only
