@@ -12,9 +12,10 @@ Contract of a child job (`Deferred`, `Worker.submit`):
   by the fork itself; a `Worker`'s job is pickled.
 * An exception raised in the child is raised here, by `result`, with the child's formatted
   traceback as its ``__cause__`` (`ChildTraceback`); it is not computed again.
-* A child that cannot answer (it died, its answer or its error does not pickle, or it gave no
-  answer within `settings.CHILD_TIMEOUT_S`) is logged as a warning naming what happened, and
-  the same computation is done here, so the result is the same as a sequential run's.
+* A child that cannot answer (it died, its answer or its error does not pickle, it used no CPU
+  time for `settings.CHILD_IDLE_S`, or it gave no answer within `settings.CHILD_TIMEOUT_S`) is
+  logged as a warning naming what happened, and the same computation is done here, so the
+  result is the same as a sequential run's.
 * Nothing is forked when ``fork`` is unavailable (Windows), `GEO_LEAD_NO_FORK` is set, there
   is one core, or another thread runs that a fork could copy while it holds a lock
   (`fork_blocker`); everything is then computed here.
@@ -154,6 +155,26 @@ def _timeout_s() -> float:
     return float(settings.CHILD_TIMEOUT_S)
 
 
+def _idle_s() -> float:
+    from geo_lead import settings
+
+    return float(settings.CHILD_IDLE_S)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process `pid` has used, from ``/proc/<pid>/stat``; None where
+    that cannot be read (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    try:  # fields 14 and 15 of stat(5): utime, stime in clock ticks (here from field 3 on)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError, OSError):
+        return None
+
+
 def refuse_open_resources(args: Sequence[object], kwargs: Mapping[str, object]) -> None:
     """Raise `TypeError` when an argument is an open database connection or holds one (a store).
 
@@ -237,16 +258,28 @@ class Deferred(Generic[T]):
             proc.join()
 
     def _wait(self, proc: BaseProcess, conn: Connection) -> _Answer | None:
-        """None once an answer is ready; else why none will come (died; no answer in time: killed)."""
-        timeout_s = _timeout_s()
-        deadline = time.monotonic() + timeout_s
-        while not conn.poll(0.05):
+        """None once an answer is ready; else why none will come: the child died, or it hung
+        (no CPU time used for `settings.CHILD_IDLE_S`, or no answer within
+        `settings.CHILD_TIMEOUT_S`) and was killed."""
+        timeout_s, idle_s = _timeout_s(), _idle_s()
+        started = time.monotonic()
+        cpu, busy_at = cpu_seconds(proc.pid or 0), started
+        while not conn.poll(0.25):  # returns as soon as the answer arrives
             if not proc.is_alive():
                 if conn.poll(0):
                     return None
                 proc.join()
                 return _Answer("unsent", text=f"it ended without answering (exit code {proc.exitcode})")
-            if time.monotonic() > deadline:
+            now, used = time.monotonic(), cpu_seconds(proc.pid or 0)
+            if used is None or used != cpu:
+                cpu, busy_at = used, now
+            if now - busy_at > idle_s:
+                proc.kill()
+                return _Answer("unsent", text=(
+                    f"it used no CPU time for {idle_s:g} s: hung (settings.CHILD_IDLE_S, environment "
+                    f"variable GEO_LEAD_CHILD_IDLE_S; {NO_FORK_ENV}=1 computes everything in one "
+                    "process); the child was killed"))
+            if now - started > timeout_s:
                 proc.kill()
                 return _Answer("unsent", text=(
                     f"no answer within {timeout_s:g} s (settings.CHILD_TIMEOUT_S; raise it with the "

@@ -282,10 +282,14 @@ GEOCODE_SIBLING_MAX_GAP_NUMBERS: Final[int] = 100
 #: How long a command waits for another geo-lead process to finish writing the store before
 #: failing with StoreBusyError. Override with the environment variable GEO_LEAD_BUSY_TIMEOUT_S.
 STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT_S", "30"))
-#: A forked child of `geo-lead run` (`geo_lead.parallel`) that has not answered after this many
-#: seconds is killed and its work is done in the parent, with a warning (its jobs take seconds
-#: at a million records). Override with the environment variable GEO_LEAD_CHILD_TIMEOUT_S.
-CHILD_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_TIMEOUT_S", "120"))
+#: A forked child of `geo-lead run` (`geo_lead.parallel`) that has used no CPU time for this many
+#: seconds (a deadlock: Linux, from /proc) is killed and its work is done in the parent, with a
+#: warning (more than STORE_BUSY_TIMEOUT_S: a child waiting on the store is not hung). Override
+#: with the environment variable GEO_LEAD_CHILD_IDLE_S.
+CHILD_IDLE_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_IDLE_S", "60"))
+#: ... and so is one that has not answered after this many seconds (everywhere; its jobs take
+#: seconds at a million records). Override with the environment variable GEO_LEAD_CHILD_TIMEOUT_S.
+CHILD_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_TIMEOUT_S", "600"))
 
 # --- geocoding: house numbers along a hundred-block (geo_lead/geocode, geocode3) -------------
 #: The rooftop-vs-block curve (`geo_lead.geocode.reference.learn_block_curve`) is learned only

@@ -99,8 +99,10 @@ def test_first_division_file_is_read_at_call_time(monkeypatch: pytest.MonkeyPatc
     assert default is None
 
 
-def test_child_timeout_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_timeouts_are_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from geo_lead import parallel
 
     monkeypatch.setattr(settings, "CHILD_TIMEOUT_S", 7.5)
     assert parallel._timeout_s() == 7.5
+    monkeypatch.setattr(settings, "CHILD_IDLE_S", 2.5)
+    assert parallel._idle_s() == 2.5

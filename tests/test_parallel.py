@@ -292,11 +292,22 @@ def _hangs() -> str:
 
     if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
         return "computed here"
-    time.sleep(600)
+    time.sleep(600)  # uses no CPU: as a deadlocked child
     return "never"
 
 
-def _case_a_hung_child_is_killed_after_the_timeout() -> None:
+def _spins() -> str:
+    import time
+
+    if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
+        return "computed here"
+    end = time.monotonic() + 600
+    while time.monotonic() < end:  # busy, never answers
+        pass
+    return "never"
+
+
+def _case_hung_children_are_killed() -> None:
     import logging
     import time
 
@@ -304,19 +315,36 @@ def _case_a_hung_child_is_killed_after_the_timeout() -> None:
 
     logging.basicConfig(level=logging.WARNING)
     os.environ["_GEO_LEAD_TEST_PARENT"] = str(os.getpid())
-    assert settings.CHILD_TIMEOUT_S == 1.5  # from GEO_LEAD_CHILD_TIMEOUT_S
-    job = Deferred(_hangs)
-    assert _forked(job)
-    pid = job._proc.pid  # type: ignore[union-attr]
-    started = time.monotonic()
-    assert job.result() == "computed here"
-    assert time.monotonic() - started < 30
-    assert not _alive(pid)
+    assert settings.CHILD_IDLE_S == 1.5 and settings.CHILD_TIMEOUT_S == 6  # from the environment
+    for fn in (_hangs, _spins):
+        job = Deferred(fn)
+        assert _forked(job)
+        pid = job._proc.pid  # type: ignore[union-attr]
+        started = time.monotonic()
+        assert job.result() == "computed here"
+        assert time.monotonic() - started < 60
+        assert not _alive(pid)
 
 
-def test_a_hung_child_is_killed_after_the_settings_timeout() -> None:
-    err = _in_fresh_process("_case_a_hung_child_is_killed_after_the_timeout", GEO_LEAD_CHILD_TIMEOUT_S="1.5")
-    assert "no answer within 1.5 s (settings.CHILD_TIMEOUT_S" in err and "GEO_LEAD_CHILD_TIMEOUT_S" in err
+def test_hung_children_are_killed_after_the_settings_timeouts() -> None:
+    err = _in_fresh_process("_case_hung_children_are_killed", GEO_LEAD_CHILD_IDLE_S="1.5",
+                            GEO_LEAD_CHILD_TIMEOUT_S="6")
+    assert "computing _hangs gave no result (it used no CPU time for 1.5 s: hung (settings.CHILD_IDLE_S" in err
+    assert "computing _spins gave no result (no answer within 6 s (settings.CHILD_TIMEOUT_S" in err
+    assert "GEO_LEAD_CHILD_TIMEOUT_S" in err and "GEO_LEAD_CHILD_IDLE_S" in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_cpu_seconds_of_a_process() -> None:
+    import time
+
+    before = parallel.cpu_seconds(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    after = parallel.cpu_seconds(os.getpid())
+    assert before is not None and after is not None and after - before >= 0.2
+    assert parallel.cpu_seconds(2**22 + 12345) is None  # no such process
 
 
 def _case_worker() -> None:
