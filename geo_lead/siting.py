@@ -1058,25 +1058,33 @@ SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at"
                                  "neighborhood", "boundary_units", "lon", "lat")
 
 
-def compute_site(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,  # noqa: PLR0913  public keyword API (pipeline, commands, tests); its split belongs to the verdict issue
+def compute_site(store: Store | str, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,  # noqa: PLR0913  public keyword API (pipeline, commands, tests)
                  months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                  area: str = "first-division", candidates: Sequence[str] | None = None,
                  records: pd.DataFrame | None = None, adjacency: Adjacency | None = None,
                  **params: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """`site_store`'s computation without its writes: ``(site_zones layer, result)``.
 
-    With `records` and `adjacency` (`stored_queen_adjacency`) given the store is not
-    touched (only its path names it in errors), so `geo-lead run` can compute this in a
-    child process (`geo_lead.parallel.Deferred`).
+    `store` is an open store, or its path when nothing needs reading: `records` (with their
+    ``weight``), `adjacency` (`stored_queen_adjacency`) and ``sampling``
+    (`frames.load_frames`) given; the path then only names the store in errors. That is how
+    `geo-lead run` computes this in a forked child (`geo_lead.parallel.Deferred`), which never
+    gets an open store. A path without those inputs raises `TypeError`.
     """
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.hotspots import records_from_store, resolve_area, store_columns
+    from geo_lead.hotspots import located_records, records_from_store, resolve_area, store_columns
 
+    if isinstance(store, str) and (records is None or adjacency is None or params.get("sampling") is None):
+        msg = "compute_site(store=path) needs records, adjacency and sampling: with a path nothing is read"
+        raise TypeError(msg)
     neighborhoods = load_neighborhoods()
     given = records
-    records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
-                                 records=records)
-    if given is None and "weight" not in records:
+    if isinstance(store, str):
+        records = located_records(records, neighborhoods, store)
+    else:
+        records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
+                                     records=records)
+    if given is None and "weight" not in records and not isinstance(store, str):
         from geo_lead.frames import attach_weights
 
         attach_weights(store, records)  # read here; a shared read carries its weights already
@@ -1090,15 +1098,15 @@ def compute_site(store: Store, k: int | None = None, capacity: int = settings.PI
     progress = params.pop("progress", None)
     # the store's declarations: read here unless given (a forked child must not read the store)
     sampling = params.pop("sampling", None)
-    if sampling is None and given is None:
+    if sampling is None and given is None and not isinstance(store, str):
         sampling = frames.load_frames(store)
     if params.get("boundary") is None:
         params.pop("boundary", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
+    if adjacency is None and not isinstance(store, str):
+        adjacency = stored_queen_adjacency(store, neighborhoods)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
-                         population=population, progress=progress,
-                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency,
-                         sampling=sampling)
+                         population=population, progress=progress, adjacency=adjacency, sampling=sampling)
     result["area"] = "candidates" if candidates else area
     return layer, result
 

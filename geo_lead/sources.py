@@ -625,6 +625,41 @@ def iter_chunks(
     encoding: str = "utf-8",
     chunk_rows: int = settings.READ_CHUNK_ROWS,
 ) -> Iterator[Chunk]:
+    """Stream a file as canonical chunks (`_read_chunks`: parameters and errors).
+
+    csv's field size limit (process-wide state of the `csv` module) is
+    `settings.MAX_FIELD_CHARS` only while a chunk is being read: the caller's limit is back
+    whenever a chunk is handed on, the file is done, or reading fails.
+    """
+    return _field_size_limited(_read_chunks(path, source, mapping, encoding, chunk_rows),
+                               max(int(settings.MAX_FIELD_CHARS), 1))
+
+
+def _field_size_limited(chunks: Iterator[Chunk], limit: int) -> Iterator[Chunk]:
+    """`chunks`, each one read with ``csv.field_size_limit(limit)`` and the previous limit restored."""
+    try:
+        while True:
+            before = csv.field_size_limit(limit)
+            try:
+                chunk = next(chunks, None)
+            finally:
+                csv.field_size_limit(before)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_chunks(
+    path: Path | str,
+    source: str | None = None,
+    mapping: dict[str, object] | Path | str | None = None,
+    encoding: str = "utf-8",
+    chunk_rows: int = settings.READ_CHUNK_ROWS,
+) -> Iterator[Chunk]:
     """Stream a file as canonical chunks.
 
     Parameters
@@ -706,9 +741,9 @@ def iter_chunks(
         rows_read = 0
         yielded = False
         last_line = header_line  # physical line numbers: the reader counts from after the header
-        # A field longer than this (an unclosed quote swallowing the file) is a csv.Error:
-        # the row is rejected, and memory is bounded by the limit.
-        csv.field_size_limit(max(int(settings.MAX_FIELD_CHARS), 1))
+        # A field longer than csv's field size limit, MAX_FIELD_CHARS (set by `iter_chunks`: an
+        # unclosed quote swallowing the file) is a csv.Error: the row is rejected, and memory is
+        # bounded by the limit.
         while True:
             try:
                 row = next(reader)
