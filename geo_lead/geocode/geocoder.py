@@ -200,7 +200,8 @@ class Geocoder:
 
     def geocode_one(self, address: str, zip_code: str = "", beat: str = "") -> dict[str, Any]:
         """One address as a dict with the `RESULT_COLUMNS` keys."""
-        return self.geocode([address], [zip_code], beats=[beat]).iloc[0].to_dict()
+        row: dict[str, Any] = self.geocode([address], [zip_code], beats=[beat]).iloc[0].to_dict()
+        return row
 
     def locate(self, address: str, zip_code: str | None = "", beat: str = "") -> GeocodeResult:
         """One address, without pandas: the same answer as ``geocode([address], [zip_code],

@@ -458,5 +458,5 @@ def _points_of(geom: shapely.Geometry) -> np.ndarray:
 
     if geom.is_empty:
         return np.empty((0, 2))
-    coords = shapely.get_coordinates(geom)
+    coords: np.ndarray = shapely.get_coordinates(geom)
     return coords[:, :2]

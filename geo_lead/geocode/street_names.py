@@ -166,7 +166,8 @@ def deletions(word: str) -> set[str]:
 
 
 def levenshtein(a: str, b: str, cap: int) -> int:
-    """Edit distance (insert/delete/substitute); ``cap + 1`` as soon as it must exceed `cap`."""
+    """Edit distance (insert/delete/substitute) when it is at most `cap`; some value above
+    `cap` otherwise (the table stops as soon as a row exceeds it)."""
     if abs(len(a) - len(b)) > cap:
         return cap + 1
     prev = list(range(len(b) + 1))
