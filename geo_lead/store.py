@@ -175,6 +175,9 @@ RECORDS_RTREE = "rtree_records_geom"
 #: `Store.update_records` refills the whole records RTree (instead of replacing the updated
 #: records' entries) when it sets the points of at least this share of the records.
 RTREE_REBUILD_SHARE = 0.5
+#: Writes of at least this many rows that change no geometry run with the RTree triggers off
+#: (`Store._rtree_triggers_off`): evaluating them cost ~40% of a 200k-row insert.
+TRIGGERS_OFF_MIN_ROWS = 1_000
 
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 _last_envelope: list[Any] = [None, None]  # (blob, (minx, maxx, miny, maxy, empty)): one-entry memo
@@ -481,9 +484,30 @@ class Store:
         verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
-        cur = self.conn.executemany(sql, _row_tuples(frame))
+        quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
+        with self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
+            # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
+            cur = self.conn.executemany(sql, _row_tuples(frame))
         return max(cur.rowcount, 0)
+
+    @contextlib.contextmanager
+    def _rtree_triggers_off(self, table: str, column: str = "geom") -> Iterator[None]:
+        """Drop `table`'s RTree triggers for the block and create them again after it (inside
+        `write`, so a crash leaves them as they were; no-op without an index).
+
+        For writes that leave every geometry and fid as it was (rows inserted without one,
+        attribute updates), where a trigger would change nothing but is still evaluated for
+        each row, or that bring the index in step themselves (`_update_points`).
+        """
+        rtree = f"rtree_{table}_{column}"
+        if rtree not in self.tables():
+            yield
+            return
+        for suffix in _RTREE_TRIGGERS:
+            self.conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{suffix}"')
+        yield
+        for suffix, body in _RTREE_TRIGGERS.items():
+            self.conn.execute(f'CREATE TRIGGER "{rtree}_{suffix}" ' + body.format(t=table, g=column, r=rtree))
 
     def replace_features(self, table: str, gdf: Any, geometry_type: str = "GEOMETRY",
                          description: str = "") -> None:
@@ -545,12 +569,7 @@ class Store:
                 "old_json": [json.dumps({k: _py(v) for k, v in row.items()}) for row in old.to_dict("records")],
             })
             self.insert_rows("record_history", hist)
-            cols = [c for c in upd.columns if c != "record_id"]
-            sql = (f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=?" for c in cols)}, '
-                   f'updated_at=? WHERE record_id=?')
-            self.conn.executemany(sql, (
-                (*[_py(v) for v in row[1:]], ingested_at, row[0])
-                for row in upd[["record_id", *cols]].itertuples(index=False)))
+            self.update_records(upd.assign(updated_at=ingested_at))
             self._forget_moved_points(old, upd)
             updated = len(upd)
         self.ensure_record_indexes()
@@ -562,11 +581,11 @@ class Store:
         after = new.set_index("record_id")[["address_raw", "zip"]].fillna("").reindex(before.index)
         moved = before.index[(before != after).any(axis=1)].tolist()
         have = set(self.columns("records"))
-        cols = ["geom", *[c for c in (*GEOCODE_COLUMNS, "neighborhood") if c in have]]
+        cols = [c for c in (*GEOCODE_COLUMNS, "neighborhood") if c in have]
+        if not {"lon", "lat"} <= set(cols):  # (with lon/lat, update_records sets geom from them)
+            cols.append("geom")
         if moved:
-            self.conn.executemany(
-                f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=NULL" for c in cols)} WHERE record_id=?',
-                ((rid,) for rid in moved))
+            self.update_records(pd.DataFrame({"record_id": moved, **dict.fromkeys(cols)}))
 
     def _existing_hashes(self, record_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -675,8 +694,10 @@ class Store:
             sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
             if points and RECORDS_RTREE in self.tables():
                 changed = self._update_points(sql, key, given)
-            else:
-                changed = int(self.conn.execute(sql).rowcount)
+            else:  # the triggers act only on a new geometry or fid: neither is set here
+                quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
+                with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
+                    changed = int(self.conn.execute(sql).rowcount)
             if changed != given:
                 self._raise_missing_keys(key)
             self.conn.execute("DROP TABLE temp._upd")
@@ -710,24 +731,20 @@ class Store:
         The index left is the one the triggers would leave (a point's box is its lon/lat; no
         point, no entry), cheaper: the triggers call ST_* up to eight times a row. From
         `RTREE_REBUILD_SHARE` of the records on, the whole index is refilled; below it only
-        the entries of the updated records are replaced. The triggers come back in the same
-        transaction, so a crash leaves them as they were.
+        the entries of the updated records are replaced.
         """
         rtree = RECORDS_RTREE
-        for suffix in _RTREE_TRIGGERS:
-            self.conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{suffix}"')
-        changed = int(self.conn.execute(sql).rowcount)
         placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
-        if given >= RTREE_REBUILD_SHARE * self.count("records"):
-            self.conn.execute(f'DELETE FROM "{rtree}"')
-            self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records WHERE {placed}')
-        else:
-            moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._upd)'
-            self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
-            self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
-                              f'WHERE "{key}" IN (SELECT k FROM temp._upd) AND {placed}')
-        for suffix, body in _RTREE_TRIGGERS.items():
-            self.conn.execute(f'CREATE TRIGGER "{rtree}_{suffix}" ' + body.format(t="records", g="geom", r=rtree))
+        with self._rtree_triggers_off("records"):
+            changed = int(self.conn.execute(sql).rowcount)
+            if given >= RTREE_REBUILD_SHARE * self.count("records"):
+                self.conn.execute(f'DELETE FROM "{rtree}"')
+                self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records WHERE {placed}')
+            else:
+                moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._upd)'
+                self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
+                self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
+                                  f'WHERE "{key}" IN (SELECT k FROM temp._upd) AND {placed}')
         return changed
 
     def beat_check_counts(self) -> pd.DataFrame:

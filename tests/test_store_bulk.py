@@ -139,11 +139,15 @@ def test_unknown_key_is_named_and_nothing_changes(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("triggers_off_from", [1, 10**9])
 @pytest.mark.parametrize("share", [0.1, 1.0])
-def test_index_correct_for_small_and_large_updates(tmp_path: Path, share: float) -> None:
+def test_index_correct_for_small_and_large_updates(tmp_path: Path, share: float, triggers_off_from: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Below `RTREE_REBUILD_SHARE` the updated records' entries are replaced; from it on the
     index is refilled. Both leave the index a trigger-kept one would: checked after placing,
-    moving, clearing and adding records."""
+    moving, clearing and adding records, and after attribute updates, with the triggers off
+    (from `TRIGGERS_OFF_MIN_ROWS` rows) or on."""
+    monkeypatch.setattr(store_mod, "TRIGGERS_OFF_MIN_ROWS", triggers_off_from)
     path = tmp_path / "s.gpkg"
     n = 400
     recs = _records(n)
@@ -162,6 +166,7 @@ def test_index_correct_for_small_and_large_updates(tmp_path: Path, share: float)
         store.upsert_records(more, "t2")
         nlon, nlat = _points(5, seed=5)
         store.update_records(pd.DataFrame({"record_id": more["record_id"], "lon": nlon, "lat": nlat}))
+        store.update_records(pd.DataFrame({"record_id": recs["record_id"], "neighborhood": "X"}))
     store.close()
     _check_index(path)
     pts = _points_by_id(path)
