@@ -20,7 +20,7 @@ import shapely
 
 from geo_lead import store as store_mod
 from geo_lead.sources import RECORD_COLUMNS
-from geo_lead.store import gpkg_blob, open_store, point_blobs
+from geo_lead.store import gpkg_blob, open_store, point_blobs, rtree_pages
 
 BBOX = (-85.80, 38.20, -85.70, 38.28)  # minx, miny, maxx, maxy
 
@@ -187,3 +187,45 @@ def test_moved_point_clears_its_neighborhood(tmp_path: Path) -> None:
                                            "neighborhood": ["D"]}))
         assert _values(store.read_records(["neighborhood"])["neighborhood"]) == ["A", None, "D"]
     store.close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 51, 52, 5_000])
+def test_bulk_loaded_rtree_is_one_the_module_accepts(n: int) -> None:
+    """`rtree_pages` written into a fresh rtree's shadow tables: SQLite's ``rtreecheck`` says
+    ok, box queries equal a brute-force filter, and the module's own inserts and deletes
+    afterwards keep it consistent (1 leaf, 2 leaves, 3 levels)."""
+    rng = np.random.default_rng(n)
+    x, y = rng.uniform(-85.95, -85.45, n), rng.uniform(38.0, 38.4, n)
+    ids = rng.permutation(np.arange(10, 10 + 3 * n, 3))[:n].astype(np.int64)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING rtree(id, minx, maxx, miny, maxy)")
+    node_bytes = conn.execute("SELECT length(data) FROM t_node WHERE nodeno = 1").fetchone()[0]
+    pages = rtree_pages(ids, x, y, node_bytes)
+    for shadow, rows in (("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent)):
+        conn.execute(f"DELETE FROM t_{shadow}")
+        conn.executemany(f"INSERT INTO t_{shadow} VALUES (?, ?)", rows)
+    assert conn.execute("SELECT rtreecheck('t')").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == n
+
+    def query(x0: float, y0: float, x1: float, y1: float) -> list[int]:
+        return sorted(int(r[0]) for r in conn.execute(
+            "SELECT id FROM t WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?", (x0, x1, y0, y1)))
+
+    box = (-85.80, 38.20, -85.70, 38.28)
+    inside = (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+    assert query(*box) == sorted(ids[inside].tolist())
+    for i in range(n):  # every point is found by its own degenerate box
+        if i % max(1, n // 50) == 0:
+            assert int(ids[i]) in query(x[i], y[i], x[i], y[i])
+    conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", [(1_000_000 + i, -85.7, -85.7, 38.2, 38.2) for i in range(60)])
+    conn.executemany("DELETE FROM t WHERE id = ?", [(int(i),) for i in ids[: n // 2]])
+    assert conn.execute("SELECT rtreecheck('t')").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == n - n // 2 + 60
+    conn.close()
+
+
+def test_rtree_pages_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        rtree_pages(np.arange(3), np.zeros(3), np.zeros(2), 1228)
+    with pytest.raises(ValueError, match="fewer than 2 cells"):
+        rtree_pages(np.arange(3), np.zeros(3), np.zeros(3), 40)
