@@ -31,8 +31,11 @@ usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -135,7 +138,37 @@ def _records_frame(path: Path) -> pd.DataFrame:
     return pd.concat([c.records for c in iter_chunks(path)], ignore_index=True)
 
 
+class _JournalPeak:
+    """Largest size of ``<store>-journal`` / ``-wal`` seen while it runs (sampled every 20 ms)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            if self.path is None:
+                continue
+            for suffix in ("-journal", "-wal"):
+                with contextlib.suppress(OSError):
+                    self.peak_bytes = max(self.peak_bytes, os.path.getsize(f"{self.path}{suffix}"))
+
+    def __enter__(self) -> _JournalPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def bench_store(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, float]]:
+    """geo_lead's writes of a run (ingest insert, geocode update with points, join update; one
+    transaction each, as the stages do them) against ``pyogrio.write_dataframe`` of the
+    finished frame to a GeoPackage with its spatial index. Also prints each write's time in
+    the best run and the journal's peak size."""
     from geo_lead import indicators
     from geo_lead.store import open_store
 
@@ -147,17 +180,22 @@ def bench_store(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, fl
                         "lat": rng.uniform(38.1, 38.3, n), "match_type": "block"})
     hood = pd.DataFrame({"record_id": flagged["record_id"], "neighborhood": "RUSSELL", "boundary_units": ""})
     tmp = Path(tempfile.mkdtemp(prefix="bench_limits_"))
+    parts: list[tuple[float, ...]] = []
 
     def geo_lead_write() -> None:
         path = tmp / f"s{time.monotonic_ns()}.gpkg"
-        store = open_store(path)
-        with store.write():
-            store.upsert_records(flagged, "2026-01-01T00:00:00Z")
-        with store.write():
-            store.update_records(geo)
-        with store.write():
-            store.update_records(hood)
-        store.close()
+        with _JournalPeak() as journal:
+            journal.path = path
+            store = open_store(path)
+            t = [time.perf_counter()]
+            for step in (lambda: store.upsert_records(flagged, "2026-01-01T00:00:00Z"),
+                         lambda: store.update_records(geo), lambda: store.update_records(hood)):
+                with store.write():
+                    step()
+                t.append(time.perf_counter())
+            store.close()
+        parts.append((*np.diff(t), journal.peak_bytes / 2**20))
+        path.unlink()
 
     finished = flagged.merge(geo, on="record_id").merge(hood, on="record_id")
     gdf = gpd.GeoDataFrame(finished, geometry=shapely.points(finished["lon"], finished["lat"]), crs=4326)
@@ -165,10 +203,15 @@ def bench_store(records: pd.DataFrame, repeat: int) -> list[tuple[str, float, fl
     def limit_write() -> None:
         import pyogrio
 
-        pyogrio.write_dataframe(gdf, tmp / f"l{time.monotonic_ns()}.gpkg", layer="records",
-                                driver="GPKG", layer_options={"SPATIAL_INDEX": "YES"})
+        out = tmp / f"l{time.monotonic_ns()}.gpkg"
+        pyogrio.write_dataframe(gdf, out, layer="records", driver="GPKG", layer_options={"SPATIAL_INDEX": "YES"})
+        out.unlink()
 
-    return [("store write vs pyogrio GPKG", best(geo_lead_write, repeat), best(limit_write, repeat))]
+    ours, limit = best(geo_lead_write, repeat), best(limit_write, repeat)
+    fastest = min(parts, key=lambda p: sum(p[:3]))
+    print(f"store write, {n:,} records: insert {fastest[0]:.2f} s + geocode update {fastest[1]:.2f} s + "
+          f"join update {fastest[2]:.2f} s (best run); journal peak {max(p[3] for p in parts):.0f} MB")
+    return [("store write vs pyogrio GPKG", ours, limit)]
 
 
 def _limit_flags(records: pd.DataFrame, rules: object) -> pd.DataFrame:
