@@ -671,30 +671,28 @@ def records_from_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = No
                        records: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
 
-    Uses ``geo_lead.spatial_join.records_gdf`` when that module exists; otherwise builds the
-    points from lon/lat and joins them to `neighborhoods` itself. `columns`: the record
-    columns to read (default: all; ``lon``/``lat`` always). `records`: the store's records
-    already read (`records_gdf`, e.g. once per `geo-lead run` for every stage); not re-read.
+    `columns`: the record columns to read (`geo_lead.spatial_join.records_gdf`; default: all;
+    ``lon``/``lat`` always). `records`: the store's records already read (`records_gdf`, e.g.
+    once per `geo-lead run` for every stage); not re-read. See `located_records`.
     """
-    try:
-        from geo_lead.spatial_join import records_gdf  # type: ignore[import-not-found]
-    except ImportError:
-        records_gdf = None
-    if records is not None:
-        gdf = records
-    elif records_gdf is not None:
-        gdf = records_gdf(store, None if columns is None else list(columns))
-    else:
-        frame = store.read_records()
-        if frame.empty:
-            raise GeoLeadError(f"{store.path}: no records in the store; run `geo-lead ingest` first.")
-        lon = pd.to_numeric(frame.get("lon"), errors="coerce") if "lon" in frame else pd.Series(np.nan, index=frame.index)
-        lat = pd.to_numeric(frame.get("lat"), errors="coerce") if "lat" in frame else pd.Series(np.nan, index=frame.index)
-        geom = gpd.points_from_xy(lon, lat)
-        geom = [None if (np.isnan(x) or np.isnan(y)) else g for g, x, y in zip(geom, lon, lat, strict=True)]
-        gdf = gpd.GeoDataFrame(frame, geometry=geom, crs=settings.CRS_STORE)
+    if records is None:
+        from geo_lead.spatial_join import records_gdf
+
+        records = records_gdf(store, None if columns is None else list(columns))
+    return located_records(records, neighborhoods, str(store.path))
+
+
+def located_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame | None,
+                    source: str) -> gpd.GeoDataFrame:
+    """`records` (points) with a ``neighborhood`` column of text; reads no store.
+
+    Raises `GeoLeadError` naming `source` (the store's path) when no record has a point. An
+    absent or all-empty ``neighborhood`` is filled by joining the points to `neighborhoods`
+    (default: `boundaries.load_neighborhoods`). Modifies and returns `records`.
+    """
+    gdf = records
     if not gdf.geometry.notna().any():
-        raise GeoLeadError(f"{store.path}: no record is geocoded yet; run `geo-lead geocode` first.")
+        raise GeoLeadError(f"{source}: no record is geocoded yet; run `geo-lead geocode` first.")
     if "neighborhood" not in gdf or (gdf["neighborhood"].fillna("").astype(str) == "").all():
         from geo_lead.boundaries import load_neighborhoods
 
