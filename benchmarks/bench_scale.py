@@ -329,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
               f"from cache {js_inc.get('geocoded_from_cache')}")
     ok = ok and share <= TARGET_RERUN_SHARE
     if not args.no_limits:
-        limit, lines = limits_seconds(files, largest.rows)
+        try:
+            limit, lines = limits_seconds(files, largest.rows)
+        except AssertionError as exc:  # bench_limits checks its limits give geo_lead's answers
+            print(f"stage limits not measured: {exc}")
+            limit, lines = float("nan"), []
         print(f"stage limits at {largest.rows:,} records (bench_limits, this process):")
         for line in lines:
             print(line)
