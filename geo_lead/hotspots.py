@@ -30,6 +30,7 @@ record's parts lie on its one point, so the KDE and grid sums are unchanged by t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -274,21 +275,23 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
                 hotspot_sd: float = 2.0) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Gaussian kernel density of projected `points` on a grid clipped to `area`.
 
+    The bandwidth and the density are pure functions of the points (x, y, weight), the grid
+    and the bandwidth settings; each is kept across runs under the sha256 of exactly those
+    (`cached_bandwidth_ft`, `kde_density`), so unchanged inputs give the same surface
+    without the fit, and any changed point, weight or setting recomputes it in full.
+
     Returns
     -------
     surface, info
         ``surface`` (EPSG:2246): cell_id, density_per_sqmi (expected weighted records per
         square mile), is_hotspot, bandwidth_ft. ``info``: bandwidth_ft, method, threshold.
     """
-    from sklearn.neighbors import KernelDensity
-
     xy = np.column_stack([points.geometry.x, points.geometry.y])
     w = points["weight"].to_numpy(float) if "weight" in points else np.ones(len(points))
-    bw = float(bandwidth) if bandwidth else bandwidth_ft(xy, method)
+    bw = float(bandwidth) if bandwidth else cached_bandwidth_ft(xy, method)
     grid = make_grid(area, cell_ft)
-    kde = KernelDensity(kernel="gaussian", bandwidth=bw).fit(xy, sample_weight=w)
     centres = np.column_stack([grid.geometry.centroid.x, grid.geometry.centroid.y])
-    per_sqft = np.exp(kde.score_samples(centres))  # a probability density per square foot
+    per_sqft = kde_density(xy, w, bw, centres)  # a probability density per square foot
     density = per_sqft * w.sum() * settings.SQFT_PER_SQMI
     threshold = float(density.mean() + hotspot_sd * density.std())
     surface = grid[["cell_id", "geometry"]].copy()
@@ -300,6 +303,68 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
             "threshold_per_sqmi": threshold, "hotspot_cells": int(surface["is_hotspot"].sum()),
             "cells": len(surface), "points": len(points), "weighted_points": float(w.sum())}
     return surface, info
+
+
+#: `geo_lead.result_cache` kinds of the KDE's bandwidth and density.
+KDE_BANDWIDTH_CACHE, KDE_DENSITY_CACHE = "kde_bandwidth", "kde_surface"
+
+
+@functools.cache
+def _kde_version() -> str:
+    """This module's source, the CV settings and the libraries the fit runs on."""
+    from geo_lead import result_cache
+
+    return "|".join((result_cache.source_version(__file__), f"seed={settings.RANDOM_SEED}",
+                     result_cache.library_versions("scikit-learn", "numpy", "scipy")))
+
+
+def _points_key(kind: str, arrays: Sequence[np.ndarray], *settings_text: str) -> str:
+    from geo_lead import result_cache
+
+    return result_cache.digest([kind, _kde_version(), *settings_text,
+                                *(np.ascontiguousarray(a, dtype=float).tobytes() for a in arrays)])
+
+
+def cached_bandwidth_ft(xy: np.ndarray, method: str = "cv") -> float:
+    """`bandwidth_ft`, reused across runs when `xy` and `method` are unchanged.
+
+    Only the likelihood cross-validation (``cv``) is cached: key = sha256 of the points'
+    coordinates (not their weights: the CV does not read them), the method, the CV settings
+    and the code; any other point set computes it afresh.
+    """
+    from geo_lead import result_cache
+
+    if method != "cv" or len(xy) < 10:
+        return bandwidth_ft(xy, method)
+    key = _points_key(KDE_BANDWIDTH_CACHE, [xy], method, f"{CV_MAX_POINTS}|{CV_GRID}")
+    hit = result_cache.read(KDE_BANDWIDTH_CACHE, key)
+    if hit is not None:
+        return float(hit["bandwidth_ft"])
+    bw = bandwidth_ft(xy, method)
+    result_cache.write(KDE_BANDWIDTH_CACHE, key, {"bandwidth_ft": bw})
+    return bw
+
+
+def kde_density(xy: np.ndarray, weights: np.ndarray, bandwidth: float, at: np.ndarray) -> np.ndarray:
+    """Weighted Gaussian KDE (scikit-learn ``KernelDensity``) of `xy` at the points `at`:
+    a probability density per square unit of the coordinates.
+
+    Reused across runs when the points, weights, bandwidth and evaluation points are
+    unchanged (key = sha256 of those arrays, the code and the libraries' versions).
+    """
+    from geo_lead import result_cache
+
+    key = _points_key(KDE_DENSITY_CACHE, [xy, weights, at], repr(float(bandwidth)))
+    hit = result_cache.read(KDE_DENSITY_CACHE, key)
+    if hit is not None and len(hit.get("density") or ()) == len(at):
+        log.info("kernel density reused (points, weights, grid and bandwidth sha256 %s)", key[:12])
+        return np.asarray(hit["density"], dtype=float)
+    from sklearn.neighbors import KernelDensity
+
+    kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(xy, sample_weight=weights)
+    density = np.exp(kde.score_samples(at))
+    result_cache.write(KDE_DENSITY_CACHE, key, {"density": density.tolist()})
+    return density
 
 
 # --- Getis-Ord Gi* -----------------------------------------------------------------------

@@ -114,7 +114,7 @@ def stage_join(store: Store, say: Say, engine: str = "pandas",
     else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
         from geo_lead.dask_engine import join_store as dask_join_store
 
-        counts = dask_join_store(store, engine=engine)
+        counts = dask_join_store(store, engine=engine, tolerance_ft=tolerance_ft)
     say(f"  {counts['records']:,} records = {counts['joined']:,} in a neighborhood + "
         f"{counts['outside']:,} outside every neighborhood + {counts['not_geocoded']:,} not geocoded")
     return counts
