@@ -706,15 +706,19 @@ class Store:
         return len(updates)
 
     def _load_temp_updates(self, frame: pd.DataFrame) -> int:
-        """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` PRIMARY KEY and the
-        frame's other columns by name; the last row of a repeated key wins). Returns the
-        distinct keys loaded."""
+        """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` and the frame's other
+        columns by name; of a repeated key only the last row). Returns the rows loaded.
+
+        No index on ``k``: the update scans ``temp._upd`` and finds each record by its key's
+        index (building one on ``k`` cost more than the update's lookups).
+        """
+        frame = frame[~frame.iloc[:, 0].duplicated(keep="last").to_numpy()]
         self.conn.execute("DROP TABLE IF EXISTS temp._upd")
         names = "".join(f', "{c}"' for c in frame.columns[1:])
-        self.conn.execute(f"CREATE TEMP TABLE _upd (k PRIMARY KEY{names})")
+        self.conn.execute(f"CREATE TEMP TABLE _upd (k{names})")
         marks = ", ".join("?" * frame.shape[1])
-        self.conn.executemany(f"INSERT OR REPLACE INTO temp._upd VALUES ({marks})", _row_tuples(frame))
-        return int(self.conn.execute("SELECT COUNT(*) FROM temp._upd").fetchone()[0])
+        self.conn.executemany(f"INSERT INTO temp._upd VALUES ({marks})", _row_tuples(frame))
+        return len(frame)
 
     def _raise_missing_keys(self, key: str) -> None:
         """Raise the ValueError naming the keys of ``temp._upd`` that are not stored records."""
