@@ -48,17 +48,27 @@ import json
 import logging
 import re
 import tomllib
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import AnyStr, BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geo_lead import settings
 from geo_lead.errors import InputFileError, MissingColumnError
+from geo_lead.sources_arrow import (
+    clean_column,
+    is_simple_block,
+    parse_block,
+    quoting_is_simple,
+    split_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,13 +245,20 @@ def normalize_division(value: str) -> str:
 def normalize_zip(values: pd.Series) -> pd.Series:
     """ZIP text -> its first five ASCII digits, or "" when it does not start with five.
 
-    Compatibility forms are folded first (NFKC: fullwidth ``４０２０２`` -> ``40202``); other
+    Compatibility forms are folded first (NFKC: fullwidth digits U+FF10..U+FF19 -> ASCII); other
     non-ASCII digits (Arabic-Indic, ...) are not a ZIP and give "".
     """
-    import unicodedata
+    codes, distinct = pd.factorize(values.astype(str), sort=False)  # few distinct ZIPs
+    zips = np.array([_zip5(v) for v in distinct], dtype=object)
+    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype=object)
 
-    folded = values.astype(str).map(lambda v: unicodedata.normalize("NFKC", v) if not v.isascii() else v)
-    return folded.str.extract(r"^([0-9]{5})", expand=False).fillna("")
+
+_ZIP5 = re.compile(r"^([0-9]{5})")
+
+
+def _zip5(value: str) -> str:
+    match = _ZIP5.match(value if value.isascii() else unicodedata.normalize("NFKC", value))
+    return match.group(1) if match else ""
 
 
 def load_mapping(path: Path | str) -> dict[str, object]:
@@ -386,23 +403,25 @@ def _decoded_lines(fh: BinaryIO, encoding: str, bad_lines: set[int], path: Path,
         raise InputFileError(f"{path}: cannot read past some point of the file ({exc}).") from None
 
 
-def _bounded_lines(readline: Callable[[int], bytes | str], limit: int,
-                   long_lines: set[int]) -> Iterator[bytes | str]:
-    """Lines from ``readline(limit)``; a longer line is skipped piece by piece and noted."""
+def _bounded_lines(readline: Callable[[int], AnyStr], limit: int, long_lines: set[int],
+                   newline: AnyStr) -> Iterator[AnyStr]:
+    """Lines from ``readline(limit)``; a longer line is skipped piece by piece and noted.
+
+    ``newline`` is the line break in the type ``readline`` returns (``"\\n"`` or ``b"\\n"``).
+    """
     lineno = 0
     while True:
         line = readline(limit)
         if not line:
             return
         lineno += 1
-        ends = line.endswith(b"\n" if isinstance(line, bytes) else "\n")
-        if len(line) >= limit and not ends:
+        if len(line) >= limit and not line.endswith(newline):
             long_lines.add(lineno)
             while True:  # discard the rest of the line without holding it
                 more = readline(limit)
-                if not more or more.endswith(b"\n" if isinstance(more, bytes) else "\n"):
+                if not more or more.endswith(newline):
                     break
-            line = line[:0] + ("\n" if isinstance(line, str) else b"\n")  # type: ignore[operator]
+            line = newline
         yield line
 
 
@@ -412,23 +431,22 @@ def _decode(fh: BinaryIO, encoding: str, bad_lines: set[int], long_lines: set[in
         # UTF-16/32: a newline is not the byte 0x0A, so decode as a stream; a line holding a
         # replacement character had bytes that are not valid in the encoding.
         text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
-        for lineno, line in enumerate(_bounded_lines(text.readline, limit, long_lines), start=1):
-            if "\ufffd" in line or "\x00" in line:  # type: ignore[operator]
+        for lineno, line in enumerate(_bounded_lines(text.readline, limit, long_lines, "\n"), start=1):
+            if "\ufffd" in line or "\x00" in line:
                 bad_lines.add(lineno)
             yield str(line)
         return
-    for lineno, line in enumerate(_bounded_lines(fh.readline, limit, long_lines), start=1):
-        assert isinstance(line, bytes)
+    for lineno, raw in enumerate(_bounded_lines(fh.readline, limit, long_lines, b"\n"), start=1):
         # A NUL byte is never text in a CSV: it means corruption or a UTF-16 file without BOM.
-        if b"\x00" in line:
+        if b"\x00" in raw:
             bad_lines.add(lineno)
-            yield line.replace(b"\x00", b"").decode(encoding, errors="replace")
+            yield raw.replace(b"\x00", b"").decode(encoding, errors="replace")
             continue
         try:
-            yield line.decode(encoding)
+            yield raw.decode(encoding)
         except UnicodeDecodeError:
             bad_lines.add(lineno)
-            yield line.decode(encoding, errors="replace")
+            yield raw.decode(encoding, errors="replace")
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
@@ -440,8 +458,16 @@ def parse_dates(values: pd.Series) -> pd.Series:
     outside `settings.DATE_MIN` .. `settings.DATE_MAX` (typos such as year 1500), become
     NaT; the caller decides what that means. Never raises on bad text.
     """
+    text = values.astype(object).where(values.notna(), "").astype(str)
+    codes, distinct = pd.factorize(text, sort=False)  # each distinct text is parsed once
+    parsed = _parse_distinct(pd.Series(distinct, dtype=object)).to_numpy()
+    return pd.Series(parsed[codes], index=values.index, dtype="datetime64[ns]")
+
+
+def _parse_distinct(values: pd.Series) -> pd.Series:
+    """`parse_dates` on a column of str (a RangeIndex)."""
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    text = values.astype(object).where(values.notna(), "").astype(str).str.strip()
+    text = values.str.strip()
     todo = text != ""
     aware = todo & text.str.match(_ISO_WITH_OFFSET)
     if aware.any():
@@ -497,8 +523,9 @@ def _store_parsed(out: pd.Series, parsed: pd.Series) -> pd.Index:
 def _hash_strings(parts: pd.DataFrame) -> list[str]:
     # Row-wise DataFrame.agg is ~100x slower than zipping plain lists (profiled on 50 MB).
     columns = [parts[c].astype(str).tolist() for c in parts.columns]
-    return [hashlib.blake2b("\x1f".join(row).encode("utf-8"), digest_size=8).hexdigest()
-            for row in zip(*columns, strict=True)]
+    blake = hashlib.blake2b
+    return [blake(text.encode("utf-8"), digest_size=8).hexdigest()
+            for text in map("\x1f".join, zip(*columns, strict=True))]
 
 
 def _offense_key(text: pd.Series) -> pd.Series:
@@ -512,7 +539,7 @@ _COLLAPSED = ("address_raw", "offense_text")
 
 
 class _RecordBuilder:
-    """Turns raw rows of one file into canonical chunks; keeps per-file state (repeat counters)."""
+    """Turns rows of one file into canonical chunks; keeps per-file state (repeat counters)."""
 
     def __init__(self, path: Path, source: str, index: dict[str, int]) -> None:
         self.path, self.source, self.index = path, source, index
@@ -521,32 +548,25 @@ class _RecordBuilder:
         # offence) pair seen, plus a count for the rare repeats (about 60 bytes per row).
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
-        self.raw_text: Callable[[list[str]], str] = lambda row: ",".join(row)[:500]
         # Dates after the day of the ingest (a 2099 typo) or before settings.DATE_FLOOR are
         # rejected: they would stretch the data's time span and every figure per year.
         self.date_floor = pd.Timestamp(settings.DATE_FLOOR)
         self.date_ceiling = pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
 
-    def build(self, rows: list[list[str]], lines: list[int]) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
-        if not rows:
-            empty = pd.DataFrame(columns=list(RECORD_COLUMNS))
-            return empty, [], pd.DataFrame(columns=["record_id", *PERSON_FIELDS])
+    def _frame(self, table: pa.Table, lines: np.ndarray) -> pd.DataFrame:
+        """Cleaned text of the mapped columns (free text collapsed, NULL spellings -> "")."""
         nulls = settings.NULL_STRINGS
-        data = {fld: [v if (v := r[i].strip()) not in nulls else "" for r in rows]
-                for fld, i in self.index.items() if fld not in _COLLAPSED}
-        for fld in _COLLAPSED:  # free text: runs of whitespace become one space
-            if fld in self.index:
-                i = self.index[fld]
-                data[fld] = [v if (v := " ".join(r[i].split())) not in nulls else "" for r in rows]
+        fields = [f for f in self.index if f not in _COLLAPSED] + [f for f in _COLLAPSED if f in self.index]
+        data = {fld: clean_column(table.column(self.index[fld]), fld in _COLLAPSED, nulls) for fld in fields}
         df = pd.DataFrame(data, dtype=object)
-        for fld in COLUMN_CANDIDATES[self.source]:
-            if fld not in df:
-                df[fld] = ""
-        for fld in ("statute",):
+        for fld in (*COLUMN_CANDIDATES[self.source], "statute"):
             if fld not in df:
                 df[fld] = ""
         df["source_line"] = lines
+        return df
 
+    def _check(self, df: pd.DataFrame) -> tuple[pd.Series, list[dict[str, object]], pd.Series, pd.Series]:
+        """Rows to reject (mask and reasons, first reason wins) and the parsed dates."""
         rejects: list[dict[str, object]] = []
         bad = pd.Series(False, index=df.index)
 
@@ -562,8 +582,9 @@ class _RecordBuilder:
 
         limit = settings.MAX_TEXT_CHARS
         for fld in [c for c in df.columns if c != "source_line"]:
-            too_long = df[fld].str.len() > limit
-            if too_long.any():  # corrupt, and slow for every rule and regex downstream
+            lengths = np.fromiter(map(len, df[fld].to_numpy()), dtype=np.int64, count=len(df))
+            if lengths.max(initial=0) > limit:
+                too_long = pd.Series(lengths > limit, index=df.index)  # corrupt, and slow for every rule and regex downstream
                 reject(too_long, f"{fld} longer than {limit:,} characters", fld)
         reject(df["incident_number"] == "", "empty incident number", "incident_number")
         reject(df["address_raw"] == "", "empty address", "address_raw")
@@ -578,11 +599,19 @@ class _RecordBuilder:
                    f"date before {settings.DATE_FLOOR} (settings.DATE_FLOOR)", col)
         occurred = occurred.fillna(reported)
         reject(occurred.isna(), "no occurrence or report date", "occurred_at")
+        return bad, rejects, occurred, reported
 
+    def build(self, table: pa.Table, lines: np.ndarray
+              ) -> tuple[pd.DataFrame, list[dict[str, object]], pd.DataFrame]:
+        """Records, rejects (without ``raw``) and person fields of rows read from a file."""
+        if not table.num_rows:
+            empty = pd.DataFrame(columns=list(RECORD_COLUMNS))
+            return empty, [], pd.DataFrame(columns=["record_id", *PERSON_FIELDS])
+        df = self._frame(table, lines)
+        bad, rejects, occurred, reported = self._check(df)
         df = df[~bad].copy()
-        occurred, reported = occurred[~bad], reported[~bad]
-        df["occurred_at"] = occurred.dt.strftime("%Y-%m-%dT%H:%M:%S")
-        df["reported_at"] = reported.dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("")
+        df["occurred_at"] = _iso_text(occurred[~bad])
+        df["reported_at"] = _iso_text(reported[~bad])
         divisions = {d: normalize_division(d) for d in pd.unique(df["division"])}
         df["division"] = df["division"].map(divisions)
         df["zip"] = normalize_zip(df["zip"])
@@ -605,9 +634,9 @@ class _RecordBuilder:
         incidents = df["incident_number"].tolist()
         hashes = df["content_hash"].tolist()
         ids = [""] * len(df)
-        for pos in sorted(range(len(df)), key=lambda i: hashes[i]):
+        for pos in sorted(range(len(df)), key=hashes.__getitem__):
             incident, key = incidents[pos], keys[pos]
-            pair = int.from_bytes(hashlib.blake2b(f"{incident}\x1f{key}".encode(), digest_size=8).digest())
+            pair = hash((incident, key))  # 64 bits, like the ids it numbers: no need for more
             if pair not in self._seen:
                 self._seen.add(pair)
                 n = 0
@@ -618,6 +647,336 @@ class _RecordBuilder:
         return ids
 
 
+def _iso_text(when: pd.Series) -> pd.Series:
+    """Datetimes -> ``YYYY-MM-DDTHH:MM:SS`` text (seconds floored, as strftime); NaT -> "".
+
+    The text dtype is pandas' ``str``, as ``Series.dt.strftime`` returns.
+    """
+    text = np.datetime_as_string(when.to_numpy(dtype="datetime64[ns]").astype("datetime64[s]"), unit="s")
+    return pd.Series(np.where(when.isna().to_numpy(), "", text), index=when.index, dtype="str")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the header says about every row of one file."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    n_fields: int
+    header_first: str  # first header cell, stripped and upper-cased (cheap repeat test)
+    header_norm: tuple[str, ...]
+    #: Columns withheld from a reject's raw text (person fields).
+    person_positions: frozenset[int]
+
+    def raw(self, row: list[str]) -> str:
+        return _raw_text(row, self.delimiter, self.n_fields, self.person_positions)
+
+    def reject(self, line: int, reason: str, raw: str = "") -> dict[str, object]:
+        return {"source_file": self.path.name, "source_line": line, "reason": reason,
+                "column": "", "value": "", "raw": raw}
+
+    def empty_table(self) -> pa.Table:
+        return pa.table({f"f{i}": pa.array([], pa.string()) for i in range(self.n_fields)})
+
+
+@dataclass
+class _Piece:
+    """Consecutive rows of a file: rows to build (one string column per field) and early rejects."""
+
+    table: pa.Table
+    lines: np.ndarray  # physical line of each table row, increasing
+    rejects: list[dict[str, object]]
+
+    @property
+    def counted(self) -> int:
+        return int(self.table.num_rows) + len(self.rejects)
+
+
+@dataclass
+class _LineMarks:
+    """Line numbers (counted from ``offset`` + 1) the decoder found too long or not decodable."""
+
+    bad: set[int] = field(default_factory=set)
+    long: set[int] = field(default_factory=set)
+    offset: int = 0
+
+    def any_in(self, marks: set[int], start: int, end: int) -> bool:
+        return bool(marks) and any(ln - self.offset in marks for ln in range(start, end + 1))
+
+
+_MALFORMED = "malformed CSV: "
+
+
+def _next_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The csv module's next row, with the field cap set only while it reads (it is process-wide).
+
+    A field longer than `settings.MAX_FIELD_CHARS` (an unclosed quote swallowing the file) is a
+    csv.Error: the row is rejected, and memory is bounded by the cap.
+    """
+    previous = csv.field_size_limit(max(int(settings.MAX_FIELD_CHARS), 1))
+    try:
+        return next(reader, None)
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _classify_row(row: list[str], start: int, end: int, layout: _Layout,
+                  marks: _LineMarks) -> list[str] | dict[str, object] | None:
+    """A row read by the csv module from lines ``start``..``end`` -> the row, a reject, or None (blank)."""
+    if (not row or (len(row) == 1 and not row[0].strip())) and not marks.any_in(marks.long, start, start):
+        return None
+    if len(row) == layout.n_fields + 1 and not row[-1].strip():
+        row = row[:-1]  # a trailing delimiter (some exports end every line with one)
+    raw = layout.raw(row)
+    if marks.any_in(marks.long, start, end):
+        return layout.reject(start, f"line longer than {settings.MAX_LINE_BYTES:,} bytes (not read)",
+                             "" if layout.person_positions else raw[:200])
+    if marks.any_in(marks.bad, start, end):
+        return layout.reject(start, f"undecodable bytes (not valid {layout.encoding})", raw)
+    if (len(row) == layout.n_fields and row[0].strip().upper() == layout.header_first
+            and tuple(normalize_header(c) for c in row) == layout.header_norm):
+        return layout.reject(start, "repeated header line", raw)
+    if len(row) != layout.n_fields:
+        return layout.reject(start, f"wrong field count: expected {layout.n_fields}, found {len(row)}", raw)
+    return row
+
+
+def _rows_piece(layout: _Layout, rows: list[list[str]], lines: list[int],
+                rejects: list[dict[str, object]]) -> _Piece:
+    if not rows:
+        return _Piece(layout.empty_table(), np.array([], dtype=np.int64), rejects)
+    table = pa.table({f"f{i}": pa.array([r[i] for r in rows], pa.string()) for i in range(layout.n_fields)})
+    return _Piece(table, np.asarray(lines, dtype=np.int64), rejects)
+
+
+def _csv_module_pieces(lines: Iterator[str], layout: _Layout, base_line: int, marks: _LineMarks,
+                       piece_rows: int) -> Iterator[_Piece]:
+    """The row-by-row reader (csv module): the fallback for what pyarrow cannot read exactly.
+
+    ``lines`` are decoded physical lines; the first is line ``base_line + 1``.
+    """
+    reader = csv.reader(lines, delimiter=layout.delimiter)
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
+    rejects: list[dict[str, object]] = []
+    last_line = base_line
+    while True:
+        try:
+            row = _next_row(reader)
+        except csv.Error as exc:
+            last_line = reader.line_num + base_line
+            rejects.append(layout.reject(last_line, f"{_MALFORMED}{exc}"))
+            continue
+        if row is None:
+            break
+        start_line, last_line = last_line + 1, reader.line_num + base_line
+        outcome = _classify_row(row, start_line, last_line, layout, marks)
+        if isinstance(outcome, dict):
+            rejects.append(outcome)
+        elif outcome is not None:
+            rows.append(outcome)
+            row_lines.append(start_line)
+        if len(rows) + len(rejects) >= piece_rows:
+            yield _rows_piece(layout, rows, row_lines, rejects)
+            rows, row_lines, rejects = [], [], []
+    if rows or rejects:
+        yield _rows_piece(layout, rows, row_lines, rejects)
+
+
+def _cut_line(piece: _Piece, chunk_rows: int) -> int | None:
+    """The line ending the next chunk, or None while fewer rows are pending.
+
+    As the row-by-row reader always did, a chunk closes at the first row, counted from
+    ``chunk_rows``, that is not a malformed-CSV reject.
+    """
+    if piece.counted < chunk_rows:
+        return None
+    rej_lines = np.array([int(r["source_line"]) for r in piece.rejects], dtype=np.int64)  # type: ignore[call-overload]
+    rej_ok = np.array([not str(r["reason"]).startswith(_MALFORMED) for r in piece.rejects], dtype=bool)
+    all_lines = np.concatenate([piece.lines, rej_lines])
+    order = np.argsort(all_lines, kind="stable")
+    ok = np.concatenate([np.ones(len(piece.lines), dtype=bool), rej_ok])[order]
+    ok[: chunk_rows - 1] = False
+    hits = np.flatnonzero(ok)
+    return int(all_lines[order][hits[0]]) if hits.size else None
+
+
+def _split_piece(piece: _Piece, line: int) -> tuple[_Piece, _Piece]:
+    """Rows up to ``line`` and the rest."""
+    k = int(np.searchsorted(piece.lines, line, side="right"))
+    head = _Piece(piece.table.slice(0, k), piece.lines[:k],
+                  [r for r in piece.rejects if int(r["source_line"]) <= line])  # type: ignore[call-overload]
+    tail = _Piece(piece.table.slice(k), piece.lines[k:],
+                  [r for r in piece.rejects if int(r["source_line"]) > line])  # type: ignore[call-overload]
+    return head, tail
+
+
+def _join_pieces(a: _Piece, b: _Piece) -> _Piece:
+    return _Piece(pa.concat_tables([a.table, b.table]), np.concatenate([a.lines, b.lines]),
+                  a.rejects + b.rejects)
+
+
+def _chunked(pieces: Iterator[_Piece], layout: _Layout, chunk_rows: int) -> Iterator[_Piece]:
+    """Pieces re-cut into chunks of ``chunk_rows`` counted rows (the last one shorter).
+
+    A file with no rows still gives one empty chunk, so callers learn its format.
+    """
+    pending = _Piece(layout.empty_table(), np.array([], dtype=np.int64), [])
+    yielded = False
+    for piece in pieces:
+        pending = _join_pieces(pending, piece)
+        while (line := _cut_line(pending, max(chunk_rows, 1))) is not None:
+            head, pending = _split_piece(pending, line)
+            yield head
+            yielded = True
+    if pending.counted or not yielded:
+        yield pending
+
+
+#: Bytes read per block on the columnar path (about 5,000 LMPD rows; larger blocks are no
+#: faster and leave more memory behind in the allocators).
+_BLOCK_BYTES = 1 << 20
+
+
+def _repeated_headers(table: pa.Table, lines: np.ndarray, layout: _Layout) -> tuple[pa.Table, np.ndarray, list[dict[str, object]]]:
+    """Header lines repeated inside the data (files concatenated) -> rejects."""
+    first = table.column(0)
+    maybe = pc.or_(pc.invert(pc.string_is_ascii(first)),
+                   pc.match_substring(first, layout.header_first, ignore_case=True))
+    candidates = np.flatnonzero(np.asarray(maybe.to_numpy(zero_copy_only=False), dtype=bool))
+    repeats: list[int] = []
+    for pos in candidates.tolist():
+        row = [str(v) for v in table.slice(pos, 1).to_pylist()[0].values()]
+        if row[0].strip().upper() == layout.header_first and \
+                tuple(normalize_header(c) for c in row) == layout.header_norm:
+            repeats.append(pos)
+    if not repeats:
+        return table, lines, []
+    rejects = [layout.reject(int(lines[p]), "repeated header line",
+                             layout.raw([str(v) for v in table.slice(p, 1).to_pylist()[0].values()]))
+               for p in repeats]
+    keep = np.ones(len(lines), dtype=bool)
+    keep[repeats] = False
+    return table.filter(pa.array(keep)), lines[keep], rejects
+
+
+def _block_pieces(block: bytes, first_line: int, layout: _Layout, chunk_rows: int) -> Iterator[_Piece] | None:
+    """One block of whole lines as pieces; None when the rest of the file needs the csv module.
+
+    pyarrow reads it when `sources_arrow.is_simple_block` holds and every row has the header's
+    field count; otherwise the csv module reads the block alone (its rows end inside it). A
+    block whose quoting is not simple may open a quoted line break: None.
+    """
+    cap = min(max(int(settings.MAX_LINE_BYTES), 2), max(int(settings.MAX_FIELD_CHARS), 1))
+    if is_simple_block(block, layout.delimiter, cap):
+        table = parse_block(block, layout.delimiter, layout.n_fields)
+        if table is not None:
+            lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+            return iter([_Piece(*_repeated_headers(table, lines, layout))])
+    elif not quoting_is_simple(block, layout.delimiter):
+        return None
+    log.debug("%s: lines from %d read by the csv module", layout.path, first_line)
+    marks = _LineMarks(offset=first_line - 1)
+    lines_iter = _decode(io.BytesIO(block), layout.encoding, marks.bad, marks.long)
+    return _csv_module_pieces(lines_iter, layout, first_line - 1, marks, chunk_rows)
+
+
+def _columnar_pieces(fh: BinaryIO, layout: _Layout, first_line: int, chunk_rows: int) -> Iterator[_Piece]:
+    """Blocks of a UTF-8 file after its header; from the first block pyarrow cannot read
+    exactly (a quoted line break, a line over the cap, a read error), the csv module reads on."""
+    carry, line, offset = b"", first_line, fh.tell()
+    cap = max(int(settings.MAX_LINE_BYTES), 2)
+    while True:
+        try:
+            data = fh.read(_BLOCK_BYTES)
+        except (EOFError, OSError, zlib.error):
+            data = None
+        block, rest = (carry, b"") if not data else split_block(carry + data)
+        pieces = _block_pieces(block, line, layout, chunk_rows) if block and data is not None else None
+        if data is None or (block and pieces is None) or (not block and len(rest) >= cap):
+            log.info("%s: lines from %d read by the csv module", layout.path, line)
+            yield from _csv_module_tail(layout, offset, line, chunk_rows)
+            return
+        if pieces is not None:
+            yield from pieces
+        if not data:
+            return
+        carry, line, offset = rest, line + block.count(b"\n"), offset + len(block)
+
+
+def _csv_module_tail(layout: _Layout, offset: int, first_line: int, chunk_rows: int) -> Iterator[_Piece]:
+    """The csv module reads the file from byte ``offset`` (line ``first_line``) to its end."""
+    with _open_binary(layout.path) as fh:
+        try:
+            fh.seek(offset)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputFileError(f"{layout.path}: cannot read past some point of the file ({exc}).") from None
+        marks = _LineMarks(offset=first_line - 1)
+        lines = _decoded_lines(fh, layout.encoding, marks.bad, layout.path, marks.long)
+        yield from _csv_module_pieces(lines, layout, first_line - 1, marks, chunk_rows)
+
+
+@dataclass
+class _Header:
+    """The header row found at the top of a file, and the decoder state after it."""
+
+    cells: list[str]
+    delimiter: str
+    line: int  # its physical line number
+    encoding: str
+
+
+def _read_header(lines: Iterator[str], path: Path, encoding: str, marks: _LineMarks) -> _Header:
+    """Skip blank lines and an Excel ``sep=`` line; the header row and its delimiter."""
+    first = next(lines, None)
+    header_line = 1
+    while first is not None and not first.strip():
+        first = next(lines, None)
+        header_line += 1
+    if first is None:
+        raise InputFileError(f"{path}: the file is empty (no header row).")
+    if marks.long:  # the header, or a line before it, is over the cap
+        raise InputFileError(f"{path}: line {min(marks.long)} is longer than "
+                             f"{settings.MAX_LINE_BYTES:,} bytes before any header: not an "
+                             "LMPD CSV file (binary or corrupt?).")
+    if header_line in marks.bad:
+        raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
+    first = first.lstrip("\ufeff")
+    forced_delimiter = _excel_sep_line(first)
+    if forced_delimiter:  # Excel's "sep=;" line names the delimiter; the header follows
+        first = next(lines, None)
+        header_line += 1
+        if first is None or not first.strip():
+            raise InputFileError(f"{path}: no header row after the 'sep=' line.")
+    delimiter = forced_delimiter or _sniff_delimiter(first)
+    return _Header(next(csv.reader([first], delimiter=delimiter)), delimiter, header_line, encoding)
+
+
+def _layout(header: _Header, index: dict[str, int], path: Path) -> _Layout:
+    cells = header.cells
+    # Rejects keep the raw row for review, but never a person column (sex, race, age,
+    # home city/state/ZIP, any PERSON* column).
+    person_positions = frozenset({index[f] for f in PERSON_FIELDS if f in index}
+                                 | {i for i, h in enumerate(cells) if is_person_column(h)})
+    return _Layout(path=path, encoding=header.encoding, delimiter=header.delimiter,
+                   n_fields=len(cells), header_first=cells[0].strip().upper(),
+                   header_norm=tuple(normalize_header(h) for h in cells),
+                   person_positions=person_positions)
+
+
+def _resolve_options(path: Path, source: str | None,
+                     mapping: dict[str, object] | Path | str | None
+                     ) -> tuple[str | None, dict[str, object] | None]:
+    if source is not None and source not in SOURCES:
+        raise InputFileError(f"unknown source {source!r}; choose one of {list(SOURCES)}.")
+    if isinstance(mapping, (str, Path)):
+        mapping = load_mapping(mapping)
+    if mapping and mapping.get("source") and source is None:
+        source = str(mapping["source"])
+    return source, mapping
+
+
 def iter_chunks(
     path: Path | str,
     source: str | None = None,
@@ -626,6 +985,13 @@ def iter_chunks(
     chunk_rows: int = settings.READ_CHUNK_ROWS,
 ) -> Iterator[Chunk]:
     """Stream a file as canonical chunks.
+
+    UTF-8 files are read in blocks by ``pyarrow.csv`` and cleaned, dated and hashed column by
+    column; a block pyarrow cannot read exactly as the csv module would (a wrong field count,
+    a blank line, bad bytes, a quoted line break, an over-long line) is read by the csv
+    module, from that block to the end of the file when a row may span blocks. Other
+    encodings are read by the csv module. Either way the chunks, line numbers and rejects are
+    the same.
 
     Parameters
     ----------
@@ -640,7 +1006,8 @@ def iter_chunks(
         Text encoding of the file; rows that are not valid in it are rejected with their line
         number, not guessed (e.g. Latin-1 bytes under the utf-8 default).
     chunk_rows
-        Rows per chunk.
+        Rows per chunk (every chunk holds exactly this many rows read, counting rejects, but
+        the last; a malformed-CSV reject never closes a chunk).
 
     Raises
     ------
@@ -651,124 +1018,36 @@ def iter_chunks(
         A required column is absent (the message lists the columns found).
     """
     path = Path(path)
-    if source is not None and source not in SOURCES:
-        raise InputFileError(f"unknown source {source!r}; choose one of {list(SOURCES)}.")
-    if isinstance(mapping, (str, Path)):
-        mapping = load_mapping(mapping)
-    if mapping and mapping.get("source") and source is None:
-        source = str(mapping["source"])
+    source, mapping = _resolve_options(path, source, mapping)
     fh = _open_binary(path)
     with fh:
-        bad_lines: set[int] = set()
-        long_lines: set[int] = set()
+        marks = _LineMarks()
         encoding = _resolve_encoding(fh, encoding, path)
-        lines = _decoded_lines(fh, encoding, bad_lines, path, long_lines)
-        first = next(lines, None)
-        header_line = 1
-        while first is not None and not first.strip():
-            first = next(lines, None)
-            header_line += 1
-        if first is None:
-            raise InputFileError(f"{path}: the file is empty (no header row).")
-        if long_lines:  # the header, or a line before it, is over the cap
-            raise InputFileError(f"{path}: line {min(long_lines)} is longer than "
-                                 f"{settings.MAX_LINE_BYTES:,} bytes before any header: not an "
-                                 "LMPD CSV file (binary or corrupt?).")
-        if header_line in bad_lines:
-            raise InputFileError(f"{path}: the header row is not valid {encoding}; pass --encoding.")
-        first = first.lstrip("\ufeff")
-        forced_delimiter = _excel_sep_line(first)
-        if forced_delimiter:  # Excel's "sep=;" line names the delimiter; the header follows
-            first = next(lines, None)
-            header_line += 1
-            if first is None or not first.strip():
-                raise InputFileError(f"{path}: no header row after the 'sep=' line.")
-        delimiter = forced_delimiter or _sniff_delimiter(first)
-        header = next(csv.reader([first], delimiter=delimiter))
-        source = source or detect_source(header, path)
-        index = _column_index(header, source, mapping, path)
-        header_norm = [normalize_header(h) for h in header]
-        n_fields = len(header)
-        header_first = header[0].strip().upper()  # cheap test before normalising a row
+        lines = _decoded_lines(fh, encoding, marks.bad, path, marks.long)
+        header = _read_header(lines, path, encoding, marks)
+        source = source or detect_source(header.cells, path)
+        index = _column_index(header.cells, source, mapping, path)
+        _refuse_person_sources(index, header.cells, path)
+        layout = _layout(header, index, path)
         builder = _RecordBuilder(path, source, index)
-        # Rejects keep the raw row for review, but never a person column (sex, race, age,
-        # home city/state/ZIP, any PERSON* column).
-        person_positions = frozenset({index[f] for f in PERSON_FIELDS if f in index}
-                                     | {i for i, h in enumerate(header) if is_person_column(h)})
-        _refuse_person_sources(index, header, path)
-        builder.raw_text = lambda row: _raw_text(row, delimiter, n_fields, person_positions)
-
-        # csv.reader counts lines itself; it starts after the header we consumed.
-        reader = csv.reader(lines, delimiter=delimiter)
-        rows: list[list[str]] = []
-        row_lines: list[int] = []
-        pre_rejects: list[dict[str, object]] = []
-        rows_read = 0
-        yielded = False
-        last_line = header_line  # physical line numbers: the reader counts from after the header
-        # A field longer than this (an unclosed quote swallowing the file) is a csv.Error:
-        # the row is rejected, and memory is bounded by the limit.
-        csv.field_size_limit(max(int(settings.MAX_FIELD_CHARS), 1))
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                line = reader.line_num + header_line
-                pre_rejects.append({"source_file": path.name, "source_line": line,
-                                    "reason": f"malformed CSV: {exc}", "column": "", "value": ""})
-                rows_read += 1
-                last_line = line
-                continue
-            start_line = last_line + 1
-            last_line = reader.line_num + header_line  # lines up to the header were read outside the reader
-            if (not row or (len(row) == 1 and not row[0].strip())) and start_line not in long_lines:
-                continue  # blank line: not a row
-            rows_read += 1
-            if len(row) == n_fields + 1 and not row[-1].strip():
-                row = row[:-1]  # a trailing delimiter (some exports end every line with one)
-            raw = _raw_text(row, delimiter, n_fields, person_positions)
-            span = range(start_line, last_line + 1)
-            if long_lines and any(ln in long_lines for ln in span):
-                pre_rejects.append({"source_file": path.name, "source_line": start_line,
-                                    "reason": f"line longer than {settings.MAX_LINE_BYTES:,} bytes "
-                                              "(not read)", "column": "", "value": "",
-                                    "raw": "" if person_positions else raw[:200]})
-            elif any(ln in bad_lines for ln in span):
-                pre_rejects.append({"source_file": path.name, "source_line": start_line,
-                                    "reason": f"undecodable bytes (not valid {encoding})",
-                                    "column": "", "value": "", "raw": raw})
-            elif (len(row) == n_fields and row[0].strip().upper() == header_first
-                  and [normalize_header(c) for c in row] == header_norm):
-                pre_rejects.append({"source_file": path.name, "source_line": start_line,
-                                    "reason": "repeated header line", "column": "",
-                                    "value": "", "raw": raw})
-            elif len(row) != n_fields:
-                pre_rejects.append({"source_file": path.name, "source_line": start_line,
-                                    "reason": f"wrong field count: expected {n_fields}, found {len(row)}",
-                                    "column": "", "value": "", "raw": raw})
-            else:
-                rows.append(row)
-                row_lines.append(start_line)
-            if len(rows) + len(pre_rejects) >= chunk_rows:
-                yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
-                rows, row_lines, pre_rejects, rows_read = [], [], [], 0
-                yielded = True
-        if rows or pre_rejects or rows_read or not yielded:
-            # A header-only file still yields one (empty) chunk, so callers learn its format.
-            yield _make_chunk(builder, rows, row_lines, pre_rejects, rows_read)
+        if encoding == "utf-8" and layout.n_fields > 1:
+            pieces = _columnar_pieces(fh, layout, header.line + 1, chunk_rows)
+        else:
+            pieces = _csv_module_pieces(lines, layout, header.line, marks, chunk_rows)
+        for piece in _chunked(pieces, layout, chunk_rows):
+            yield _make_chunk(builder, layout, piece)
 
 
-def _make_chunk(builder: _RecordBuilder, rows: list[list[str]], lines: list[int],
-                pre_rejects: list[dict[str, object]], rows_read: int) -> Chunk:
-    records, rejects, persons = builder.build(rows, lines)
-    raw_by_line = {ln: builder.raw_text(r) for r, ln in zip(rows, lines, strict=True)} if rejects else {}
-    for rej in rejects:
-        rej["raw"] = raw_by_line.get(int(rej["source_line"]), "")  # type: ignore[call-overload]
-    all_rejects = pd.DataFrame(pre_rejects + rejects, columns=list(REJECT_COLUMNS))
+def _make_chunk(builder: _RecordBuilder, layout: _Layout, piece: _Piece) -> Chunk:
+    records, rejects, persons = builder.build(piece.table, piece.lines)
+    if rejects:
+        positions = np.searchsorted(piece.lines, [int(r["source_line"]) for r in rejects])  # type: ignore[call-overload]
+        rows = piece.table.take(pa.array(positions)).to_pylist()
+        for rej, row in zip(rejects, rows, strict=True):
+            rej["raw"] = layout.raw([str(v) for v in row.values()])
+    all_rejects = pd.DataFrame(piece.rejects + rejects, columns=list(REJECT_COLUMNS))
     all_rejects = all_rejects.fillna("").sort_values("source_line", kind="stable").reset_index(drop=True)
-    chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=rows_read,
+    chunk = Chunk(records=records, rejects=all_rejects, persons=persons, rows_read=piece.counted,
                   source=builder.source)
     assert chunk.rows_read == len(chunk.records) + len(chunk.rejects), "row accounting broke"
     return chunk
