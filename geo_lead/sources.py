@@ -522,10 +522,18 @@ def _store_parsed(out: pd.Series, parsed: pd.Series) -> pd.Index:
 
 def _hash_strings(parts: pd.DataFrame) -> list[str]:
     # Row-wise DataFrame.agg is ~100x slower than zipping plain lists (profiled on 50 MB).
-    columns = [parts[c].astype(str).tolist() for c in parts.columns]
+    columns = [_texts(parts[c]) for c in parts.columns]
     blake = hashlib.blake2b
     return [blake(text.encode("utf-8"), digest_size=8).hexdigest()
             for text in map("\x1f".join, zip(*columns, strict=True))]
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """``column.astype(str).tolist()``, without the round trip when every value is a str."""
+    values: list[str] = column.tolist()
+    if all(type(v) is str for v in values):
+        return values
+    return [str(v) for v in column.astype(str)]
 
 
 def _offense_key(text: pd.Series) -> pd.Series:
