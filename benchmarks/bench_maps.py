@@ -125,8 +125,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="bench_maps_"))
     t0 = time.perf_counter()
     points = maps.aggregate_points(inp["records"])
-    site = maps.build_site_map(inp["scores"], inp["kde"], None, None, points,
-                               neighborhoods=inp["neighborhoods"])
+    site = maps.build_site_map(maps.SiteMapInputs(inp["scores"], inp["kde"], None, None, points,
+                                                  neighborhoods=inp["neighborhoods"]))
     site_path = offline.save_map(site, out / "site_selection.html")
     t_site = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -77,8 +78,7 @@ def boundary_units(points: gpd.GeoSeries, neighborhoods: gpd.GeoDataFrame, place
         Distance in US survey feet (EPSG:2246); default `settings.BOUNDARY_TOLERANCE_FT`.
     unit_index
         Optional position (in `neighborhoods`) of the unit each point was joined to: points
-        deeper than the tolerance inside it are skipped without a distance query (the answer
-        is the same; a million points take seconds instead of tens of seconds).
+        deeper than the tolerance inside it are skipped without a distance query (same answer).
 
     Returns
     -------
@@ -86,38 +86,150 @@ def boundary_units(points: gpd.GeoSeries, neighborhoods: gpd.GeoDataFrame, place
         Object array of ``;``-joined NH_NAMEs in the units' file order, "" for most records.
     """
     tol = check_tolerance(tolerance_ft)
-    out = np.full(len(points), "", dtype=object)
     placed = np.asarray(placed, dtype=bool)
+    out = np.full(len(points), "", dtype=object)
     if not placed.any():
         return out
     pos = np.flatnonzero(placed)
-    pts = gpd.GeoSeries(np.asarray(points.to_numpy())[pos], crs=points.crs).to_crs(settings.CRS_PROJECTED)
-    polys = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy()
-    if unit_index is not None:
-        # deeper inside its own unit than the tolerance: no other unit is that close
-        cores = shapely.buffer(polys, -tol) if tol > 0 else polys.copy()
-        shapely.prepare(cores)
-        own = np.asarray(unit_index)[pos]
-        deep = np.zeros(len(pos), dtype=bool)
-        ok = own >= 0
-        deep[ok] = shapely.contains_properly(cores[own[ok]], pts.to_numpy()[ok])
-        pos, pts = pos[~deep], pts[~deep]
-        if not len(pos):
-            return out
-    tree = shapely.STRtree(polys)
-    # dwithin: a point on the edge (distance 0) counts for both units, as intersects does.
-    rec_ix, nh_ix = tree.query(pts.to_numpy(), predicate="dwithin", distance=tol)
-    if len(rec_ix) == 0:
-        return out
-    hits = pd.DataFrame({"rec": rec_ix, "nh": nh_ix}).sort_values(["rec", "nh"])
-    n = hits.groupby("rec")["nh"].transform("size")
-    hits = hits[n >= 2]
-    if hits.empty:
-        return out
-    names = neighborhoods[name_column].astype(str).to_numpy()
-    joined = hits.assign(name=names[hits["nh"].to_numpy()]).groupby("rec")["name"].agg(SEPARATOR.join)
-    out[pos[joined.index.to_numpy()]] = joined.to_numpy()
+    xy = shapely.get_coordinates(gpd.GeoSeries(np.asarray(points.to_numpy())[pos], crs=points.crs)
+                                 .to_crs(settings.CRS_PROJECTED).to_numpy())
+    units = ProjectedUnits.from_frame(neighborhoods, name_column)
+    own = None if unit_index is None else np.asarray(unit_index)[pos]
+    out[pos] = near_units_xy(xy[:, 0], xy[:, 1], units, tol, own)
     return out
+
+
+@dataclass(frozen=True)
+class ProjectedUnits:
+    """Neighborhood units in EPSG:2246, in file order, for the join's distance tests.
+
+    Attributes
+    ----------
+    polygons
+        shapely geometries (None/empty: matches nothing).
+    names
+        The units' names (str), aligned with `polygons`.
+    """
+
+    polygons: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def from_frame(cls, neighborhoods: gpd.GeoDataFrame, name_column: str = "NH_NAME") -> ProjectedUnits:
+        """The units of a GeoDataFrame in any CRS, projected to EPSG:2246."""
+        polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
+        return cls(polys, neighborhoods[name_column].astype(str).to_numpy(dtype=object))
+
+
+def near_units_xy(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance_ft: float,
+                  own: np.ndarray | None = None) -> np.ndarray:
+    """`boundary_units` of placed points given by EPSG:2246 coordinates.
+
+    Each unit, prepared, is tested (`shapely.dwithin`, so a point on an edge counts for both
+    units) only against the points within `tolerance_ft` of its bounding box. A point deeper
+    than the tolerance inside its own unit (`own`: position of the unit it was joined to, -1
+    for none) is not tested at all: no other unit is that close.
+
+    Parameters
+    ----------
+    x, y
+        Coordinates in US survey feet, float arrays of equal length.
+    units
+        The units (`ProjectedUnits`).
+    tolerance_ft
+        Distance >= 0 in US survey feet.
+    own
+        Optional unit position per point (see above).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array aligned with `x`: ``;``-joined names in file order when two or more units
+        are within the tolerance, else "".
+    """
+    codes, labels = near_unit_codes(x, y, units, tolerance_ft, own)
+    return np.concatenate([labels, np.array([""], dtype=object)])[codes]
+
+
+def near_unit_codes(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance_ft: float,
+                    own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`near_units_xy` as codes: per point a position in the labels (-1: ""), and the labels
+    (each distinct ``;``-joined list once)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"near_units_xy: x and y differ in shape: {x.shape} vs {y.shape}")
+    tol = check_tolerance(tolerance_ft)
+    codes = np.full(len(x), -1, dtype=np.int64)
+    todo = np.arange(len(x))
+    if own is not None:
+        todo = todo[~_deep_inside(x, y, np.asarray(own), units.polygons, tol)]
+    if not len(todo):
+        return codes, np.zeros(0, dtype=object)
+    rec, unit = _units_within(x[todo], y[todo], units.polygons, tol)
+    got, combo, labels = _listed_names(rec, unit, units.names)
+    codes[todo[got]] = combo
+    return codes, labels
+
+
+def _deep_inside(x: np.ndarray, y: np.ndarray, own: np.ndarray, polygons: np.ndarray,
+                 tol: float) -> np.ndarray:
+    """Points in the interior of their own unit shrunk by `tol` (``buffer(-tol)``)."""
+    deep = np.zeros(len(x), dtype=bool)
+    order = np.argsort(own, kind="stable")
+    cuts = np.searchsorted(own[order], np.arange(len(polygons) + 1))
+    for pos, poly in enumerate(polygons):
+        mine = order[cuts[pos]:cuts[pos + 1]]
+        if not len(mine) or poly is None or shapely.is_empty(poly):
+            continue
+        core = shapely.buffer(poly, -tol) if tol > 0 else poly
+        shapely.prepare(core)
+        # a point has no boundary: "contains" is "contains properly" for it
+        deep[mine] = shapely.contains_xy(core, x[mine], y[mine])
+    return deep
+
+
+def _units_within(x: np.ndarray, y: np.ndarray, polygons: np.ndarray,
+                  tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(point, unit) position pairs with the point within `tol` of the unit, sorted."""
+    recs: list[np.ndarray] = []
+    units: list[np.ndarray] = []
+    pts = shapely.points(x, y)
+    for pos, poly in enumerate(polygons):
+        if poly is None or shapely.is_empty(poly):
+            continue
+        minx, miny, maxx, maxy = shapely.bounds(poly)
+        cand = np.flatnonzero((x >= minx - tol) & (x <= maxx + tol) & (y >= miny - tol) & (y <= maxy + tol))
+        if not len(cand):
+            continue
+        shapely.prepare(poly)
+        hit = cand[shapely.dwithin(poly, pts[cand], tol)]
+        recs.append(hit)
+        units.append(np.full(len(hit), pos, dtype=np.int64))
+    if not recs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rec, unit = np.concatenate(recs), np.concatenate(units)
+    order = np.lexsort((unit, rec))
+    return rec[order], unit[order]
+
+
+def _listed_names(rec: np.ndarray, unit: np.ndarray,
+                  names: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points with two or more units, the position of their combination, and each distinct
+    combination's ``;``-joined names (pairs sorted by point, then unit)."""
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object))
+    starts, counts = np.unique(rec, return_index=True, return_counts=True)[1:]
+    multi = counts >= 2
+    starts, counts = starts[multi], counts[multi]
+    if not len(starts):
+        return empty
+    width = int(counts.max())
+    table = np.full((len(starts), width), -1, dtype=np.int64)
+    for k in range(width):
+        has = counts > k
+        table[has, k] = unit[starts[has] + k]
+    combos, inverse = np.unique(table, axis=0, return_inverse=True)
+    labels = np.array([SEPARATOR.join(names[u] for u in row if u >= 0) for row in combos], dtype=object)
+    return rec[starts], inverse.reshape(-1), labels
 
 
 def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
@@ -131,6 +243,10 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     with each candidate unit; when exactly one candidate overlaps it, the record goes whole
     to that unit (the caller stores that one name as ``boundary_units``; ``neighborhood``
     keeps the join's first unit, so ``rule="first"`` is unchanged). Otherwise the list is kept.
+
+    The disc of `radius_ft` around the point meets a (shrunk beat n unit) piece in a positive
+    area exactly when the point lies closer than the radius to that piece; each distinct
+    piece is built and prepared once and tested against all its points.
 
     Parameters
     ----------
@@ -156,6 +272,56 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     todo &= records["beat"].fillna("").astype(str).str.strip() != ""
     if not todo.any():
         return settled
+    sub = records[todo]
+    pairs = _BeatPairs.of(sub)
+    pieces = _settle_pieces(pairs, beats, neighborhoods, tol, name_column)
+    pts = np.asarray(gpd.GeoSeries(sub.geometry, crs=records.crs).to_crs(settings.CRS_PROJECTED).to_numpy(),
+                     dtype=object)
+    near = _near_pieces(pts[pairs.rec], pairs.key, pieces, radius_ft)
+    n_near = np.bincount(pairs.rec[near], minlength=len(sub))
+    one = np.full(len(sub), "", dtype=object)
+    one[pairs.rec[near]] = pairs.unit[near]  # the one name where n_near == 1
+    hit = n_near == 1
+    settled.loc[sub.index[hit]] = one[hit]
+    return settled
+
+
+@dataclass(frozen=True)
+class _BeatPairs:
+    """(record, candidate unit) pairs of the records to settle, and their (beat, unit) key."""
+
+    rec: np.ndarray  # position of the record in the frame
+    unit: np.ndarray  # candidate unit name
+    key: np.ndarray  # position of the pair's (beat, unit) in `keys`
+    keys: list[tuple[str, str]]  # distinct (normalised beat code, unit name)
+
+    @classmethod
+    def of(cls, sub: pd.DataFrame) -> _BeatPairs:
+        """Pairs from ``boundary_units`` (split once per distinct list) and ``beat``
+        (normalised once per distinct text)."""
+        from geo_lead.beats import normalize_beat
+
+        beat_ix, beat_texts = pd.factorize(sub["beat"], use_na_sentinel=False)
+        beat_codes = np.array([normalize_beat(b) for b in beat_texts], dtype=object)[beat_ix]
+        list_ix, lists = pd.factorize(sub["boundary_units"].astype(str))
+        split = [str(s).split(SEPARATOR) for s in lists]
+        sizes = np.array([len(s) for s in split], dtype=np.int64)[list_ix]
+        rec = np.repeat(np.arange(len(sub)), sizes)
+        starts = np.concatenate([[0], np.cumsum([len(s) for s in split])])
+        flat = np.array([u for s in split for u in s], dtype=object)
+        # k-th unit of each record's list: start of its list in `flat` + rank within the record
+        rank = np.arange(len(rec)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        unit = flat[starts[list_ix][rec] + rank]
+        b_ix, b_names = pd.factorize(beat_codes[rec])
+        u_ix, u_names = pd.factorize(unit)
+        pair_code, key = np.unique(b_ix.astype(np.int64) * len(u_names) + u_ix, return_inverse=True)
+        keys = [(str(b_names[c // len(u_names)]), str(u_names[c % len(u_names)])) for c in pair_code]
+        return cls(rec, unit, key.reshape(-1), keys)
+
+
+def _settle_pieces(pairs: _BeatPairs, beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+                   tol: float, name_column: str) -> np.ndarray:
+    """The polygonal (shrunk beat n unit) piece of every distinct key (None: no such piece)."""
     from geo_lead.beats import normalize_beat
 
     proj_beats = beats.to_crs(settings.CRS_PROJECTED)
@@ -163,36 +329,35 @@ def settle_by_beat(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
                       shapely.buffer(proj_beats.geometry.to_numpy(), -tol), strict=True))
     nh = neighborhoods.to_crs(settings.CRS_PROJECTED)
     unit_geom = dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True))
-    sub = records[todo]
-    pts = gpd.GeoSeries(sub.geometry, crs=records.crs).to_crs(settings.CRS_PROJECTED)
-    codes = sub["beat"].map(normalize_beat).to_numpy(object)
-    # One (record, candidate unit) pair per row. The disc of `radius_ft` around the point meets
-    # (shrunk beat n unit) in a positive area exactly when the point lies closer than the
-    # radius to that polygonal piece: one vectorised distance instead of two overlays a record.
-    lists = sub["boundary_units"].astype(str).str.split(SEPARATOR)
-    pair = lists.explode()
-    rec_pos = pd.Index(sub.index).get_indexer(pair.index)
-    pieces: dict[tuple[str, str], Any] = {}
-    for beat, unit in set(zip(codes[rec_pos], pair.to_numpy(object), strict=True)):
+    pieces = np.full(len(pairs.keys), None, dtype=object)
+    for i, (beat, unit) in enumerate(pairs.keys):
         poly, ug = shrunk.get(beat), unit_geom.get(unit)
-        piece = None
-        if poly is not None and ug is not None and not poly.is_empty:
-            cut = shapely.intersection(poly, ug)
-            cut = _polygonal(cut)
-            piece = cut if cut is not None and cut.area > 0 else None
-        pieces[(beat, unit)] = piece
-    geoms = np.array([pieces[(b, u)] for b, u in zip(codes[rec_pos], pair.to_numpy(object), strict=True)],
-                     dtype=object)
-    point_arr = np.asarray(pts.to_numpy(), dtype=object)[rec_pos]
-    has = np.array([g is not None for g in geoms]) & ~shapely.is_missing(point_arr)
-    near = np.zeros(len(pair), dtype=bool)
-    if has.any():
-        near[has] = shapely.distance(point_arr[has], np.asarray(list(geoms[has]), dtype=object)) < radius_ft
-    hits = pd.DataFrame({"rec": rec_pos, "unit": pair.to_numpy(object), "near": near})
-    over = hits[hits["near"]].groupby("rec")["unit"].agg(list)
-    one = over[over.map(len) == 1]
-    settled.loc[sub.index[one.index.to_numpy()]] = [u[0] for u in one]
-    return settled
+        if poly is None or ug is None or poly.is_empty:
+            continue
+        cut = _polygonal(shapely.intersection(poly, ug))
+        pieces[i] = cut if cut is not None and cut.area > 0 else None
+    return pieces
+
+
+def _near_pieces(points: np.ndarray, key: np.ndarray, pieces: np.ndarray, radius_ft: float) -> np.ndarray:
+    """Per (point, key) pair: the point lies closer than `radius_ft` to the key's piece.
+
+    Each piece is prepared and tested once against all its points (``dwithin`` at the
+    largest float below the radius: "closer than", as ``distance < radius_ft``).
+    """
+    near = np.zeros(len(points), dtype=bool)
+    ok = ~shapely.is_missing(points)
+    order = np.argsort(key, kind="stable")
+    cuts = np.searchsorted(key[order], np.arange(len(pieces) + 1))
+    below = float(np.nextafter(radius_ft, -np.inf))
+    for k, piece in enumerate(pieces):
+        mine = order[cuts[k]:cuts[k + 1]]
+        mine = mine[ok[mine]]
+        if piece is None or not len(mine):
+            continue
+        shapely.prepare(piece)
+        near[mine] = shapely.dwithin(piece, points[mine], below)
+    return near
 
 
 def _polygonal(geom: Any) -> Any:

@@ -272,9 +272,10 @@ def official_first_division(path: Path) -> gpd.GeoDataFrame:
                          f"(e.g. '1st Division' or 1); columns and first values: {samples}.")
 
 
-def load_first_division(path: Path = settings.FIRST_DIVISION_FILE) -> gpd.GeoDataFrame:
-    """The First Division feature (EPSG:4326) with name, members, method."""
-    return _read(path)
+def load_first_division(path: Path | None = None) -> gpd.GeoDataFrame:
+    """The First Division feature (EPSG:4326) with name, members, method (default file:
+    `settings.FIRST_DIVISION_FILE`, read at call time)."""
+    return _read(settings.FIRST_DIVISION_FILE if path is None else path)
 
 
 def rebuild(out_dir: Path = settings.BOUNDARIES_DIR,

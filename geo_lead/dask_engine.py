@@ -23,14 +23,15 @@ Join rule
 A point belongs to the unit whose polygon contains it or touches it (``intersects``); a
 point on a shared edge is given to the first unit in the layer's order, so it is counted
 once. Records without coordinates are ``not_geocoded``; points in no unit are ``outside``.
-records = joined + outside + not_geocoded.
+records = joined + outside + not_geocoded. ``join_store`` also writes ``boundary_units``
+with the boundary tolerance and beat settling of the pandas join, and the same join meta.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,11 @@ import pandas as pd
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.store import FLAG_COLUMNS, Store
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geo_lead.spatial_join import JoinPlan
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +96,25 @@ def join_partition(records: pd.DataFrame, units: Any,
     return table.groupby("unit", sort=True)[["records", *flags]].sum()
 
 
-def _join(records: pd.DataFrame, units: Any) -> Any:
-    """`spatial_join.join_records` on lon/lat points against the units (EPSG:4326)."""
+def _join(records: pd.DataFrame, units: gpd.GeoDataFrame, tolerance_ft: float | None = None,
+          beats: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
+    """`spatial_join.join_records` on lon/lat points (and ``beat`` when present) against the
+    units (EPSG:4326)."""
     from geo_lead.spatial_join import join_records, points_from_lonlat
 
-    frame = pd.DataFrame({"lon": records["lon"].to_numpy(), "lat": records["lat"].to_numpy()})
-    return join_records(points_from_lonlat(frame), units)
+    cols = {c: records[c].to_numpy() for c in ("lon", "lat", "beat") if c in records}
+    return join_records(points_from_lonlat(pd.DataFrame(cols)), units, tolerance_ft=tolerance_ft, beats=beats)
 
 
-def neighborhoods_partition(records: pd.DataFrame, units: Any) -> pd.DataFrame:
+def neighborhoods_partition(records: pd.DataFrame, units: gpd.GeoDataFrame,
+                            tolerance_ft: float | None = None,
+                            beats: gpd.GeoDataFrame | None = None) -> pd.DataFrame:
     """``record_id`` -> ``neighborhood`` ('' when outside or not geocoded) and
-    ``boundary_units`` (`geo_lead.allocation`) for one partition."""
-    joined = _join(records, units)
+    ``boundary_units`` (`geo_lead.allocation`; settled by ``beat`` when `beats` are given)
+    for one partition."""
+    if not len(records):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("record_id", "neighborhood", "boundary_units")})
+    joined = _join(records, units, tolerance_ft, beats)
     return pd.DataFrame({"record_id": records["record_id"].to_numpy(),
                          "neighborhood": joined["neighborhood"].to_numpy().astype(object),
                          "boundary_units": joined["boundary_units"].to_numpy().astype(object)})
@@ -251,48 +264,60 @@ def _compute(collection: Any, scheduler: str | None) -> Any:
 
 
 def join_store(store: Store, engine: str = "dask", npartitions: int | None = None,
-               scheduler: str | None = None, neighborhoods: Any = None) -> dict[str, int]:
+               scheduler: str | None = None, neighborhoods: Any = None,
+               tolerance_ft: float | None = None,
+               beats: gpd.GeoDataFrame | bool | None = True) -> dict[str, int]:
     """The join stage with a choice of engine: write ``neighborhood`` onto every record.
 
     ``engine="pandas"`` is `geo_lead.spatial_join.join_store`; ``engine="dask"`` runs the
-    same `spatial_join.join_records` on dask partitions of the records and writes the same
-    values (tests/test_dask_engine.py compares the two on a real store).
+    same `spatial_join.join_records` (same tolerance, same beat settling) on dask partitions
+    of the records, writes the same values and the same join meta (`spatial_join.JoinPlan`):
+    either engine finds the other's join current and joins only records without a
+    ``neighborhood`` (tests/test_dask_engine.py compares the two on a real store).
+
+    Parameters
+    ----------
+    tolerance_ft, beats
+        As for `geo_lead.spatial_join.join_store` (beats: True = the shipped beat polygons).
 
     Returns
     -------
     dict
-        ``records``, ``joined``, ``outside``, ``not_geocoded``.
+        ``records``, ``joined``, ``outside``, ``not_geocoded`` over every stored record.
     """
-    import os
-
     if engine not in ENGINES:
         raise GeoLeadError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}.")
-    from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.spatial_join import JoinPlan
+    from geo_lead.spatial_join import join_store as pandas_join_store
 
-    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
     if engine == "pandas":
-        from geo_lead.spatial_join import join_store as pandas_join_store
+        return pandas_join_store(store, neighborhoods, tolerance_ft=tolerance_ft, beats=beats)
+    plan = JoinPlan.make(neighborhoods, tolerance_ft, beats)
+    frame = plan.read_records(store)
+    joined = _dask_neighborhoods(frame, plan, npartitions, scheduler)
+    with store.write():
+        store.update_records(joined[["record_id", "neighborhood", "boundary_units"]])
+        store.ensure_text_columns("records", ("neighborhood", "boundary_units"))
+        plan.record(store)
+        store.ensure_record_indexes()
+    counts = store.join_counts()
+    log.info("spatial join (dask): %s (%d record(s) joined in this call)", counts, len(frame))
+    return counts
 
-        return pandas_join_store(store, nh)
+
+def _dask_neighborhoods(frame: pd.DataFrame, plan: JoinPlan, npartitions: int | None,
+                        scheduler: str | None) -> pd.DataFrame:
+    """`neighborhoods_partition` on dask partitions of `frame` (record_id, lon, lat, beat)."""
+    import os
+
     import dask.dataframe as dd
 
-    units = prepare_units(nh)
-    have = set(store.columns("records"))
-    cols = ["record_id", *[c for c in ("lon", "lat") if c in have]]
-    frame = store.read_table("records", cols)
     for col in ("lon", "lat"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
     parts = npartitions or 2 * (os.cpu_count() or 1)
     ddf = dd.from_pandas(frame, npartitions=max(1, min(parts, len(frame) or 1)))
     meta = pd.DataFrame({"record_id": pd.Series(dtype=object), "neighborhood": pd.Series(dtype=object),
                          "boundary_units": pd.Series(dtype=object)})
-    joined = _compute(ddf.map_partitions(neighborhoods_partition, units, meta=meta), scheduler)
-    with store.write():
-        store.update_records(joined[["record_id", "neighborhood", "boundary_units"]])
-    located = frame["lon"].notna() & frame["lat"].notna()
-    named = joined["neighborhood"].fillna("").astype(str) != ""
-    counts = {"records": len(frame), "joined": int(named.sum()),
-              "outside": int((located.to_numpy() & ~named.to_numpy()).sum()),
-              "not_geocoded": int((~located).sum())}
-    log.info("spatial join (dask): %s", counts)
-    return counts
+    units = prepare_units(plan.neighborhoods)
+    return _compute(ddf.map_partitions(neighborhoods_partition, units, plan.tolerance_ft, plan.beats,
+                                       meta=meta), scheduler)

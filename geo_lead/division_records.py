@@ -25,7 +25,12 @@ from geo_lead.boundaries import (
     first_division_members,
     load_first_division,
 )
-from geo_lead.spatial_join import META_JOIN_HASH, join_records, neighborhoods_fingerprint, points_from_lonlat
+from geo_lead.spatial_join import (
+    META_JOIN_HASH,
+    join_records,
+    neighborhoods_fingerprint,
+    points_from_lonlat,
+)
 from geo_lead.store import Store
 
 
@@ -82,13 +87,15 @@ def _given_join_current(store: Store, neighborhoods: gpd.GeoDataFrame, records: 
 
 
 def first_division_for_store(store: Store, neighborhoods: gpd.GeoDataFrame,
-                             path: Path = settings.FIRST_DIVISION_FILE,
+                             path: Path | None = None,
                              records: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
-    """The First Division to score with: an installed official file wins; otherwise it is
-    derived from the store's current records (so new data moves it reproducibly).
+    """The First Division to score with: an installed official file (`path`, default
+    `settings.FIRST_DIVISION_FILE` read at call time) wins; otherwise it is derived from the
+    store's current records (so new data moves it reproducibly).
 
     `records`: the store's records (``neighborhood``, ``division``) already read, to save a
     read; see `derive_first_division`."""
+    path = settings.FIRST_DIVISION_FILE if path is None else path
     if Path(path).exists():
         fd = load_first_division(path)
         if "method" in fd and str(fd["method"].iloc[0]).startswith(METHOD_OFFICIAL):

@@ -35,13 +35,16 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +334,7 @@ def _contrast(against: str, estimate: float | None, reps: np.ndarray, level: flo
     def rel(v: float | None) -> float | None:
         return None if v is None else math.exp(v) - 1.0
 
-    return Contrast(against, estimate, lo, hi, rel(estimate), rel(lo), rel(hi), int(len(valid)), n_undef)
+    return Contrast(against, estimate, lo, hi, rel(estimate), rel(lo), rel(hi), len(valid), n_undef)
 
 
 # --- the whole answer ---------------------------------------------------------------------
@@ -477,8 +480,8 @@ def sample_fractions_text(records: pd.DataFrame) -> str:
     return ", ".join(f"{int(y)} {1.0 / v:.3f}" for y, v in w.items() if v > 0 and not math.isnan(y))
 
 
-def evaluate_store(store: Any, params: EvaluationParams | None = None,
-                   comparison: Sequence[str] | None = None, records: Any = None,
+def evaluate_store(store: Store, params: EvaluationParams | None = None,
+                   comparison: Sequence[str] | None = None, records: pd.DataFrame | None = None,
                    rule: str = settings.BOUNDARY_RULE) -> EvaluationResult:
     """`evaluate` on the store's records, zones from the stored ``site_result``.
 

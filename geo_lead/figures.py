@@ -161,7 +161,7 @@ def concentration_figure(point_counts: Sequence[float] | np.ndarray | None,
     Parameters
     ----------
     point_counts
-        Records per geocoded block point (``n`` of `geo_lead.maps.aggregate_points`).
+        Records per geocoded block point (``n`` of `geo_lead.map_layers.aggregate_points`).
     area_counts
         ``count`` and ``area_sqmi`` per neighborhood (the ``scores`` layer), optional.
     """

@@ -30,6 +30,7 @@ record's parts lie on its one point, so the KDE and grid sums are unchanged by t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -274,21 +275,23 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
                 hotspot_sd: float = 2.0) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Gaussian kernel density of projected `points` on a grid clipped to `area`.
 
+    The bandwidth and the density are pure functions of the points (x, y, weight), the grid
+    and the bandwidth settings; each is kept across runs under the sha256 of exactly those
+    (`cached_bandwidth_ft`, `kde_density`), so unchanged inputs give the same surface
+    without the fit, and any changed point, weight or setting recomputes it in full.
+
     Returns
     -------
     surface, info
         ``surface`` (EPSG:2246): cell_id, density_per_sqmi (expected weighted records per
         square mile), is_hotspot, bandwidth_ft. ``info``: bandwidth_ft, method, threshold.
     """
-    from sklearn.neighbors import KernelDensity
-
     xy = np.column_stack([points.geometry.x, points.geometry.y])
     w = points["weight"].to_numpy(float) if "weight" in points else np.ones(len(points))
-    bw = float(bandwidth) if bandwidth else bandwidth_ft(xy, method)
+    bw = float(bandwidth) if bandwidth else cached_bandwidth_ft(xy, method)
     grid = make_grid(area, cell_ft)
-    kde = KernelDensity(kernel="gaussian", bandwidth=bw).fit(xy, sample_weight=w)
     centres = np.column_stack([grid.geometry.centroid.x, grid.geometry.centroid.y])
-    per_sqft = np.exp(kde.score_samples(centres))  # a probability density per square foot
+    per_sqft = kde_density(xy, w, bw, centres)  # a probability density per square foot
     density = per_sqft * w.sum() * settings.SQFT_PER_SQMI
     threshold = float(density.mean() + hotspot_sd * density.std())
     surface = grid[["cell_id", "geometry"]].copy()
@@ -300,6 +303,68 @@ def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
             "threshold_per_sqmi": threshold, "hotspot_cells": int(surface["is_hotspot"].sum()),
             "cells": len(surface), "points": len(points), "weighted_points": float(w.sum())}
     return surface, info
+
+
+#: `geo_lead.result_cache` kinds of the KDE's bandwidth and density.
+KDE_BANDWIDTH_CACHE, KDE_DENSITY_CACHE = "kde_bandwidth", "kde_surface"
+
+
+@functools.cache
+def _kde_version() -> str:
+    """This module's source, the CV settings and the libraries the fit runs on."""
+    from geo_lead import result_cache
+
+    return "|".join((result_cache.source_version(__file__), f"seed={settings.RANDOM_SEED}",
+                     result_cache.library_versions("scikit-learn", "numpy", "scipy")))
+
+
+def _points_key(kind: str, arrays: Sequence[np.ndarray], *settings_text: str) -> str:
+    from geo_lead import result_cache
+
+    return result_cache.digest([kind, _kde_version(), *settings_text,
+                                *(np.ascontiguousarray(a, dtype=float).tobytes() for a in arrays)])
+
+
+def cached_bandwidth_ft(xy: np.ndarray, method: str = "cv") -> float:
+    """`bandwidth_ft`, reused across runs when `xy` and `method` are unchanged.
+
+    Only the likelihood cross-validation (``cv``) is cached: key = sha256 of the points'
+    coordinates (not their weights: the CV does not read them), the method, the CV settings
+    and the code; any other point set computes it afresh.
+    """
+    from geo_lead import result_cache
+
+    if method != "cv" or len(xy) < 10:
+        return bandwidth_ft(xy, method)
+    key = _points_key(KDE_BANDWIDTH_CACHE, [xy], method, f"{CV_MAX_POINTS}|{CV_GRID}")
+    hit = result_cache.read(KDE_BANDWIDTH_CACHE, key)
+    if hit is not None:
+        return float(hit["bandwidth_ft"])
+    bw = bandwidth_ft(xy, method)
+    result_cache.write(KDE_BANDWIDTH_CACHE, key, {"bandwidth_ft": bw})
+    return bw
+
+
+def kde_density(xy: np.ndarray, weights: np.ndarray, bandwidth: float, at: np.ndarray) -> np.ndarray:
+    """Weighted Gaussian KDE (scikit-learn ``KernelDensity``) of `xy` at the points `at`:
+    a probability density per square unit of the coordinates.
+
+    Reused across runs when the points, weights, bandwidth and evaluation points are
+    unchanged (key = sha256 of those arrays, the code and the libraries' versions).
+    """
+    from geo_lead import result_cache
+
+    key = _points_key(KDE_DENSITY_CACHE, [xy, weights, at], repr(float(bandwidth)))
+    hit = result_cache.read(KDE_DENSITY_CACHE, key)
+    if hit is not None and len(hit.get("density") or ()) == len(at):
+        log.info("kernel density reused (points, weights, grid and bandwidth sha256 %s)", key[:12])
+        return np.asarray(hit["density"], dtype=float)
+    from sklearn.neighbors import KernelDensity
+
+    kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(xy, sample_weight=weights)
+    density = np.exp(kde.score_samples(at))
+    result_cache.write(KDE_DENSITY_CACHE, key, {"density": density.tolist()})
+    return density
 
 
 # --- Getis-Ord Gi* -----------------------------------------------------------------------
@@ -580,30 +645,28 @@ def records_from_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = No
                        records: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
     """Geocoded records from the store as EPSG:4326 points with a ``neighborhood`` column.
 
-    Uses ``geo_lead.spatial_join.records_gdf`` when that module exists; otherwise builds the
-    points from lon/lat and joins them to `neighborhoods` itself. `columns`: the record
-    columns to read (default: all; ``lon``/``lat`` always). `records`: the store's records
-    already read (`records_gdf`, e.g. once per `geo-lead run` for every stage); not re-read.
+    `columns`: the record columns to read (`geo_lead.spatial_join.records_gdf`; default: all;
+    ``lon``/``lat`` always). `records`: the store's records already read (`records_gdf`, e.g.
+    once per `geo-lead run` for every stage); not re-read. See `located_records`.
     """
-    try:
-        from geo_lead.spatial_join import records_gdf  # type: ignore[import-not-found]
-    except ImportError:
-        records_gdf = None
-    if records is not None:
-        gdf = records
-    elif records_gdf is not None:
-        gdf = records_gdf(store, None if columns is None else list(columns))
-    else:
-        frame = store.read_records()
-        if frame.empty:
-            raise GeoLeadError(f"{store.path}: no records in the store; run `geo-lead ingest` first.")
-        lon = pd.to_numeric(frame.get("lon"), errors="coerce") if "lon" in frame else pd.Series(np.nan, index=frame.index)
-        lat = pd.to_numeric(frame.get("lat"), errors="coerce") if "lat" in frame else pd.Series(np.nan, index=frame.index)
-        geom = gpd.points_from_xy(lon, lat)
-        geom = [None if (np.isnan(x) or np.isnan(y)) else g for g, x, y in zip(geom, lon, lat, strict=True)]
-        gdf = gpd.GeoDataFrame(frame, geometry=geom, crs=settings.CRS_STORE)
+    if records is None:
+        from geo_lead.spatial_join import records_gdf
+
+        records = records_gdf(store, None if columns is None else list(columns))
+    return located_records(records, neighborhoods, str(store.path))
+
+
+def located_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame | None,
+                    source: str) -> gpd.GeoDataFrame:
+    """`records` (points) with a ``neighborhood`` column of text; reads no store.
+
+    Raises `GeoLeadError` naming `source` (the store's path) when no record has a point. An
+    absent or all-empty ``neighborhood`` is filled by joining the points to `neighborhoods`
+    (default: `boundaries.load_neighborhoods`). Modifies and returns `records`.
+    """
+    gdf = records
     if not gdf.geometry.notna().any():
-        raise GeoLeadError(f"{store.path}: no record is geocoded yet; run `geo-lead geocode` first.")
+        raise GeoLeadError(f"{source}: no record is geocoded yet; run `geo-lead geocode` first.")
     if "neighborhood" not in gdf or (gdf["neighborhood"].fillna("").astype(str) == "").all():
         from geo_lead.boundaries import load_neighborhoods
 

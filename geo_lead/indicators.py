@@ -14,7 +14,9 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
+import numpy as np
 import pandas as pd
 
 from geo_lead import settings
@@ -77,25 +79,8 @@ def load_rules(path: Path | str | None = None) -> Rules:
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules, start=1):
-        where = f"{path}: rule #{i} ({raw.get('id', 'no id')})"
-        for key in ("id", "flag", "pattern"):
-            if key not in raw:
-                raise RulesError(f"{where}: missing `{key}`.")
-            if not isinstance(raw[key], str):
-                raise RulesError(f"{where}: `{key}` must be a string, not {raw[key]!r}.")
-        if not isinstance(raw.get("unless", ""), str) or not _is_str_list(raw.get("unless_flags", [])):
-            raise RulesError(f"{where}: `unless` must be a string and `unless_flags` a list of flags.")
-        if raw["flag"] not in flags:
-            raise RulesError(f"{where}: flag {raw['flag']!r} is not one of {list(flags)}.")
-        if raw["id"] in seen:
-            raise RulesError(f"{where}: duplicate rule id {raw['id']!r}.")
+        rules.append(_parse_rule(raw, f"{path}: rule #{i} ({raw.get('id', 'no id')})", flags, seen))
         seen.add(raw["id"])
-        bad_flags = [f for f in raw.get("unless_flags", []) if f not in flags]
-        if bad_flags:
-            raise RulesError(f"{where}: unless_flags names unknown flag(s) {bad_flags}.")
-        rules.append(Rule(raw["id"], raw["flag"], _compile(raw["pattern"], where),
-                          _compile(raw["unless"], where) if raw.get("unless") else None,
-                          tuple(raw.get("unless_flags", ()))))
     elig = data.get("eligibility", {})
     if not isinstance(elig, dict) or not _is_str_list(elig.get("all", [])) or not _is_str_list(
             elig.get("none", [])):
@@ -109,7 +94,29 @@ def load_rules(path: Path | str | None = None) -> Rules:
                  hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
-def _is_str_list(value: object) -> bool:
+def _parse_rule(raw: dict[str, object], where: str, flags: tuple[str, ...], seen: set[str]) -> Rule:
+    """One ``[[rule]]`` table, validated against the file's flags and the ids before it."""
+    for key in ("id", "flag", "pattern"):
+        if key not in raw:
+            raise RulesError(f"{where}: missing `{key}`.")
+        if not isinstance(raw[key], str):
+            raise RulesError(f"{where}: `{key}` must be a string, not {raw[key]!r}.")
+    unless, unless_flags = raw.get("unless", ""), raw.get("unless_flags", [])
+    if not isinstance(unless, str) or not _is_str_list(unless_flags):
+        raise RulesError(f"{where}: `unless` must be a string and `unless_flags` a list of flags.")
+    rule_id, flag, pattern = str(raw["id"]), str(raw["flag"]), str(raw["pattern"])
+    if flag not in flags:
+        raise RulesError(f"{where}: flag {flag!r} is not one of {list(flags)}.")
+    if rule_id in seen:
+        raise RulesError(f"{where}: duplicate rule id {rule_id!r}.")
+    bad_flags = [f for f in unless_flags if f not in flags]
+    if bad_flags:
+        raise RulesError(f"{where}: unless_flags names unknown flag(s) {bad_flags}.")
+    return Rule(rule_id, flag, _compile(pattern, where), _compile(unless, where) if unless else None,
+                tuple(unless_flags))
+
+
+def _is_str_list(value: object) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
@@ -142,6 +149,11 @@ def classify_text(text: str, rules: Rules) -> dict[str, str]:
 def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
     """Flags and rule ids for each record, aligned with ``records.index``.
 
+    A record's text is its ``offense_text``, then a space and its ``statute`` when that
+    column exists, stripped (missing values count as ""). The rules run once per distinct
+    (offense text, statute) pair (`classify_text`); the records' columns are gathered from
+    those answers by position.
+
     Parameters
     ----------
     records
@@ -153,19 +165,41 @@ def classify(records: pd.DataFrame, rules: Rules | None = None) -> pd.DataFrame:
         One bool column per flag (plus ``lead_eligible``) and one ``<flag>_rule`` text column.
     """
     rules = rules or load_rules()
-    text = records["offense_text"].fillna("").astype(str)
-    if "statute" in records:
-        text = (text + " " + records["statute"].fillna("").astype(str)).str.strip()
-    uniques = pd.unique(text)
-    table = pd.DataFrame([classify_text(t, rules) for t in uniques], index=uniques,
-                         columns=list(rules.all_flags))
-    mapped = table.reindex(text.to_numpy())
+    codes, texts = _record_texts(records)
+    answers = [classify_text(t, rules) for t in texts]
     out = pd.DataFrame(index=records.index)
     for flag in rules.all_flags:
-        ids = mapped[flag].to_numpy()
-        out[flag] = pd.notna(ids)
-        out[f"{flag}_rule"] = pd.Series(ids, index=records.index, dtype=object).fillna("").astype(str)
+        out[flag] = np.array([flag in a for a in answers], dtype=bool)[codes]
+        out[f"{flag}_rule"] = _text_column([a.get(flag, "") for a in answers], codes, records.index)
     return out
+
+
+def _record_texts(records: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Per record the position of its text among the distinct texts, and those texts."""
+    off_codes, off_texts = _factorized_text(records["offense_text"])
+    if "statute" not in records:
+        return off_codes, off_texts
+    st_codes, st_texts = _factorized_text(records["statute"])
+    codes, pairs = pd.factorize(off_codes * len(st_texts) + st_codes)
+    texts = [(off_texts[p // len(st_texts)] + " " + st_texts[p % len(st_texts)]).strip() for p in pairs]
+    return np.asarray(codes, dtype=np.int64), texts
+
+
+def _factorized_text(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes into the column's distinct values as text (``astype(str)``); missing -> ""."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    texts = [*pd.Series(uniques, dtype=object).astype(str).tolist(), ""]
+    return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
+
+
+def _text_column(labels: list[str], codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """``labels[code]`` per row, gathered in Arrow (a million Python strings converted to a
+    text column cost several times more)."""
+    import pyarrow as pa
+
+    text = pa.array(labels, type=pa.large_string()).take(pa.array(codes)).to_pandas()
+    text.index = index
+    return text
 
 
 def offense_class(flags: pd.Series | dict[str, bool]) -> str:

@@ -16,41 +16,36 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from geo_lead import frames, indicators, settings
+from geo_lead import frames, indicators
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import iter_chunks, load_mapping
 from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
-#: Named points of `ingest_files` where the crash-test hook can pause (see `_crash_point`).
+#: Named points of `ingest_files` at which `checkpoint_hook` is called.
 CRASH_POINTS: tuple[str, ...] = ("before-write", "after-begin", "after-first-chunk",
                                  "before-commit", "after-commit")
 
+#: Called with the name of each point of `CRASH_POINTS` that `ingest_files` passes ("after-first-chunk"
+#: once per chunk of records); None: nothing is called. Production code never sets it;
+#: tests/test_crash_safety.py sets it in the ingest process it starts, to pause at a point and
+#: SIGKILL the process there.
+checkpoint_hook: Callable[[str], None] | None = None
+
 
 def _crash_point(name: str) -> None:
-    """Test hook: pause at a named point so a crash test can SIGKILL the process there.
-
-    Active only when the environment variable ``GEO_LEAD_PAUSE_AT`` equals `name`; it then
-    writes the pid to ``GEO_LEAD_PAUSE_FLAG`` (the test waits for that file) and sleeps
-    ``GEO_LEAD_PAUSE_S`` seconds (default 60). Costs one dict lookup otherwise.
-    """
-    if os.environ.get(settings.PAUSE_AT_ENV) != name:
-        return
-    flag = os.environ.get("GEO_LEAD_PAUSE_FLAG")
-    if flag:
-        Path(flag).write_text(str(os.getpid()), encoding="utf-8")
-    log.warning("crash-test hook: pausing at %s", name)
-    time.sleep(float(os.environ.get("GEO_LEAD_PAUSE_S", "60")))
+    """Call `checkpoint_hook` with `name`, when one is set."""
+    hook = checkpoint_hook
+    if hook is not None:
+        hook(name)
 
 
 @dataclass

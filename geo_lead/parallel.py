@@ -1,15 +1,24 @@
 """Run a pure computation in a forked child process while this process does other work.
 
-`geo-lead run` spends ~3 s of an incremental run on hotspots (KDE, Gi*) and ~1 s rendering the
-report's figures; neither needs the store, so on a machine with two cores they run in a
-forked child while the parent scores, sites and draws the maps. The child only computes and
-sends its result back through a pipe: every store write stays in the parent, so crash
-safety and the single-writer rule are unchanged, and a killed child writes nothing.
+`geo-lead run` computes hotspots, site and the report's figures in forked children while the
+parent scores and draws the maps. A child only computes and sends its result back through a
+pipe: every store write stays in the parent, so crash safety and the single-writer rule are
+unchanged, and a killed child writes nothing.
 
-Nothing depends on the child: when ``fork`` is unavailable (Windows), `GEO_LEAD_NO_FORK` is
-set, or the child fails in any way (an error, killed, a result that cannot be pickled), the
-parent computes the same thing itself, so results and error messages are the same as a
-sequential run's.
+Contract of a child job (`Deferred`, `Worker.submit`):
+
+* Its inputs are plain data (frames, paths, numbers): never an open store or database
+  connection (`Deferred` raises `TypeError` for one). A `Deferred`'s inputs reach the child
+  by the fork itself; a `Worker`'s job is pickled.
+* An exception raised in the child is raised here, by `result`, with the child's formatted
+  traceback as its ``__cause__`` (`ChildTraceback`); it is not computed again.
+* A child that cannot answer (it died, its answer or its error does not pickle, it used no CPU
+  time for `settings.CHILD_IDLE_S`, or it gave no answer within `settings.CHILD_TIMEOUT_S`) is
+  logged as a warning naming what happened, and the same computation is done here, so the
+  result is the same as a sequential run's.
+* Nothing is forked when ``fork`` is unavailable (Windows), `GEO_LEAD_NO_FORK` is set, there
+  is one core, or another thread runs that a fork could copy while it holds a lock
+  (`fork_blocker`); everything is then computed here.
 """
 
 from __future__ import annotations
@@ -18,103 +27,294 @@ import contextlib
 import importlib
 import logging
 import os
+import pickle
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Set this environment variable (to anything) to compute everything in one process.
 NO_FORK_ENV = "GEO_LEAD_NO_FORK"
-#: A child still computing after this long is killed and the parent computes instead.
-CHILD_TIMEOUT_S = 900
+#: Name of the threads jemalloc (pyarrow's allocator) runs; it re-creates them after a fork.
+_FORK_SAFE_THREAD_NAMES = frozenset({"jemalloc_bg_thd"})
+
+_forks = 0
+
+
+def forks() -> int:
+    """How many children this process has forked so far (tests check the fork path is taken)."""
+    return _forks
 
 
 def fork_available() -> bool:
-    """True where a child can be forked (POSIX, more than one core) and it is not switched off.
+    """True where a child can be forked now (`fork_blocker` gives no reason not to)."""
+    return fork_blocker() is None
 
-    Not while other Python threads run (a notebook's, a dask client's): a lock one of them
-    holds at the fork would stay locked in the child forever, so then everything is
-    computed in this process (slower, same results).
+
+def fork_blocker() -> str | None:
+    """Why no child can be forked now, or None when one can.
+
+    A fork copies only the calling thread: a lock another thread holds at that moment stays
+    locked in the child forever. So no child is forked while any other thread runs, counted
+    by the operating system (``/proc/self/task`` on Linux; Python threads elsewhere), except
+    the native pools known to re-initialise in a child: OpenBLAS's workers (counted through
+    threadpoolctl) and jemalloc's background thread.
     """
     import multiprocessing as mp
+
+    if os.environ.get(NO_FORK_ENV):
+        return f"{NO_FORK_ENV} is set"
+    if "fork" not in mp.get_all_start_methods():
+        return "this platform cannot fork"
+    if (os.cpu_count() or 1) < 2:
+        return "one core"
+    others = other_threads()
+    if others:
+        return f"{others} other thread(s) run in this process"
+    return None
+
+
+def other_threads() -> int:
+    """Threads of this process besides the calling one that make a fork unsafe.
+
+    Every other Python thread counts. On Linux the OS threads that are not Python threads
+    count too, less OpenBLAS's workers and jemalloc's background thread (both fork-safe).
+    """
     import threading
 
-    return (not os.environ.get(NO_FORK_ENV) and "fork" in mp.get_all_start_methods()
-            and (os.cpu_count() or 1) > 1 and threading.active_count() == 1)
+    current = threading.current_thread()
+    python = [t for t in threading.enumerate() if t is not current and t.is_alive()]
+    if python:
+        return len(python)
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:  # no /proc: Python threads are all that can be counted
+        return 0
+    native = [t for t in tids if int(t) != threading.get_native_id()]
+    if not native:
+        return 0
+    named_safe = sum(_thread_name(t) in _FORK_SAFE_THREAD_NAMES for t in native)
+    return max(0, len(native) - named_safe - _openblas_workers())
 
 
-class Deferred:
+def _thread_name(tid: str) -> str:
+    try:
+        with open(f"/proc/self/task/{tid}/comm", encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:  # the thread ended meanwhile
+        return ""
+
+
+def _openblas_workers() -> int:
+    """Worker threads of the OpenBLAS libraries loaded (each runs ``num_threads - 1``)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # without it OpenBLAS's workers are not told apart: no fork
+        return 0
+    return sum(max(0, int(info.get("num_threads", 1)) - 1) for info in threadpool_info()
+               if info.get("internal_api") == "openblas")
+
+
+class ChildTraceback(Exception):
+    """The formatted traceback of an exception raised in a child: the ``__cause__`` of the
+    exception `Deferred.result` raises here."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What a child sends back: its value, or the error it raised (None when the error does
+    not pickle) with the formatted traceback, or why its answer could not be sent."""
+
+    kind: str  # "value", "raised" or "unsent"
+    value: object = None
+    error: BaseException | None = None
+    text: str = ""
+
+
+def _timeout_s() -> float:
+    from geo_lead import settings
+
+    return float(settings.CHILD_TIMEOUT_S)
+
+
+def _idle_s() -> float:
+    from geo_lead import settings
+
+    return float(settings.CHILD_IDLE_S)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process `pid` has used, from ``/proc/<pid>/stat``; None where
+    that cannot be read (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    try:  # fields 14 and 15 of stat(5): utime, stime in clock ticks (here from field 3 on)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError, OSError):
+        return None
+
+
+def refuse_open_resources(args: Sequence[object], kwargs: Mapping[str, object]) -> None:
+    """Raise `TypeError` when an argument is an open database connection or holds one (a store).
+
+    A forked child must not use the parent's connection: SQLite's locks and journal state
+    belong to the process that opened it. Pass the store's path, or read what the job needs
+    first.
+    """
+    for name, value in [*((f"argument {i + 1}", a) for i, a in enumerate(args)), *kwargs.items()]:
+        if isinstance(value, sqlite3.Connection) or isinstance(getattr(value, "conn", None), sqlite3.Connection):
+            msg = (f"{name} of a child job is {type(value).__name__} with an open database connection;"
+                   " pass the store's path, or read what the job needs before forking")
+            raise TypeError(msg)
+
+
+class Deferred(Generic[T]):
     """``fn(*args, **kwargs)``, computed in a forked child when possible; `result()` gets it.
 
-    `fn` must not touch the store or any open file (the child shares the parent's
-    descriptors); it may read files by path. Its return value must pickle.
+    The inputs reach the child by the fork (they are not pickled) and must not be an open
+    store or connection (`TypeError`); the return value must pickle. `fn` may read files by
+    path.
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., T], *args: object, **kwargs: object) -> None:
+        refuse_open_resources(args, kwargs)
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self._proc: Any = None
-        self._conn: Any = None
+        self._name: str | None = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
         if fork_available():
             self._proc, self._conn = _fork(_child, (fn, args, kwargs), duplex=False)
 
     @classmethod
-    def here(cls, fn: Callable[[], Any]) -> Deferred:
-        """A `Deferred` that computes ``fn()`` in this process when asked (no child)."""
-        job = cls.__new__(cls)
+    def here(cls, fn: Callable[[], T], name: str | None = None) -> Deferred[T]:
+        """A `Deferred` that computes ``fn()`` in this process when asked (no child); `name`
+        names the job in warnings (default: `fn`'s)."""
+        job: Deferred[T] = cls.__new__(cls)
         job.fn, job.args, job.kwargs = fn, (), {}
         job._proc = job._conn = None
+        job._name = name
         return job
 
-    def result(self) -> Any:
-        """The child's result, or the same computation done here when the child failed."""
-        if self._proc is not None:
-            ok, value = False, None
-            try:
-                if self._wait():
-                    ok, value = self._conn.recv()  # before join: a big result would fill the pipe
-            except (EOFError, OSError) as exc:  # the child died without answering
-                log.debug("child for %s gave no result (%s)", getattr(self.fn, "__name__", self.fn), exc)
-            except Exception as exc:  # an unreadable answer (unpickling failed): compute it here
-                log.debug("child result unreadable (%s)", exc)
-            finally:
-                self._conn.close()
-                self._proc.join()
-                self._proc = None
-            if ok:
-                return value
+    @property
+    def name(self) -> str:
+        """The job's name in warnings."""
+        return getattr(self, "_name", None) or _name(self.fn)
+
+    def result(self) -> T:
+        """The child's result; its exception raised here; or, when the child could not answer,
+        the same computation done here (with a warning saying why)."""
+        if self._proc is None or self._conn is None:
+            return self.fn(*self.args, **self.kwargs)
+        answer = self._collect(self._proc, self._conn)
+        self._proc = self._conn = None
+        if answer.kind == "value":
+            return answer.value  # type: ignore[return-value]
+        if answer.kind == "raised" and answer.error is not None:
+            raise answer.error from ChildTraceback(answer.text)
+        if answer.kind == "raised":
+            log.warning("the child computing %s raised an error that does not pickle; computing it in"
+                        " this process. The child's traceback:\n%s", self.name, answer.text)
+        else:
+            log.warning("the child computing %s gave no result (%s); computing it in this process",
+                        self.name, answer.text)
         return self.fn(*self.args, **self.kwargs)
 
-    def _wait(self) -> bool:
-        """Wait for the child's answer; False when it died or hangs past `CHILD_TIMEOUT_S`."""
-        import time
+    def _collect(self, proc: BaseProcess, conn: Connection) -> _Answer:
+        """Wait for the child's answer and end the child."""
+        try:
+            waited = self._wait(proc, conn)
+            if waited is not None:
+                return waited
+            answer = conn.recv()  # before join: a big result would fill the pipe
+            return answer if isinstance(answer, _Answer) else _Answer("unsent", text="an unknown answer")
+        except (EOFError, OSError):
+            proc.join(timeout=5)
+            return _Answer("unsent", text=f"it ended without answering (exit code {proc.exitcode})")
+        except Exception as exc:  # its answer does not unpickle here
+            return _Answer("unsent", text=f"its answer could not be read: {exc!r}")
+        finally:
+            conn.close()
+            proc.join()
 
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while not self._conn.poll(0.05):
-            if not self._proc.is_alive():
-                return bool(self._conn.poll(0))
-            if time.monotonic() > deadline:
-                log.warning("child for %s took over %d s; computing it here",
-                            getattr(self.fn, "__name__", self.fn), CHILD_TIMEOUT_S)
-                self._proc.kill()
-                return False
-        return True
+    def _wait(self, proc: BaseProcess, conn: Connection) -> _Answer | None:
+        """None once an answer is ready; else why none will come: the child died, or it hung
+        (no CPU time used for `settings.CHILD_IDLE_S`, or no answer within
+        `settings.CHILD_TIMEOUT_S`) and was killed."""
+        timeout_s, idle_s = _timeout_s(), _idle_s()
+        started = time.monotonic()
+        cpu, busy_at = cpu_seconds(proc.pid or 0), started
+        while not conn.poll(0.25):  # returns as soon as the answer arrives
+            if not proc.is_alive():
+                if conn.poll(0):
+                    return None
+                proc.join()
+                return _Answer("unsent", text=f"it ended without answering (exit code {proc.exitcode})")
+            now, used = time.monotonic(), cpu_seconds(proc.pid or 0)
+            if used is None or used != cpu:
+                cpu, busy_at = used, now
+            if now - busy_at > idle_s:
+                proc.kill()
+                return _Answer("unsent", text=(
+                    f"it used no CPU time for {idle_s:g} s: hung (settings.CHILD_IDLE_S, environment "
+                    f"variable GEO_LEAD_CHILD_IDLE_S; {NO_FORK_ENV}=1 computes everything in one "
+                    "process); the child was killed"))
+            if now - started > timeout_s:
+                proc.kill()
+                return _Answer("unsent", text=(
+                    f"no answer within {timeout_s:g} s (settings.CHILD_TIMEOUT_S; raise it with the "
+                    f"environment variable GEO_LEAD_CHILD_TIMEOUT_S, or set {NO_FORK_ENV}=1 to compute "
+                    "everything in one process); the child was killed"))
+        return None
 
 
-def _child(send: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """In the child: compute, send ``(True, value)``; on any failure ``(False, None)``."""
+def _name(fn: Callable[..., object]) -> str:
+    return str(getattr(fn, "__qualname__", fn))
+
+
+def _child(send: Connection, fn: Callable[..., object], args: tuple[object, ...],
+           kwargs: dict[str, object]) -> None:
+    """In the child: compute and send a `_Answer` (the value, or the error with its traceback)."""
     try:
-        value = fn(*args, **kwargs)
-        payload = (True, value)
-    except BaseException:  # the parent computes it again and raises the error itself
-        payload = (False, None)
+        answer = _Answer("value", value=fn(*args, **kwargs))
+    except BaseException as exc:  # sent to the parent, which raises it
+        answer = _Answer("raised", error=_picklable(exc), text="".join(traceback.format_exception(exc)))
     try:
-        send.send(payload)
-    except Exception:  # e.g. an unpicklable value: tell the parent to compute it
+        send.send(answer)
+    except Exception as exc:  # e.g. an unpicklable value: the parent computes it itself
         with contextlib.suppress(Exception):
-            send.send((False, None))
+            send.send(_Answer("unsent", text=f"its result does not pickle: {exc!r}"))
     finally:
         send.close()
+
+
+def _picklable(exc: BaseException) -> BaseException | None:
+    """`exc` when it survives a pickle round trip (its traceback is sent as text), else None."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return None
+    return exc
 
 
 class Worker:
@@ -127,24 +327,27 @@ class Worker:
     """
 
     def __init__(self, modules: Sequence[str] = ()) -> None:
-        self._proc: Any = None
-        self._conn: Any = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
         if fork_available():
             self._proc, self._conn = _fork(_worker, (tuple(modules),), duplex=True)
 
-    def submit(self, fn: Callable[..., Any], args: Sequence[Any] = (),
-               fallback: Callable[[], Any] | None = None) -> Deferred:
-        """``fn(*args)`` in the child (`fn` and `args` must pickle); the `Deferred`'s result is
-        its value, or ``fallback()`` (default ``fn(*args)``) computed here if the child fails."""
-        job = Deferred.here(fallback or (lambda: fn(*args)))
-        if self._proc is None:
+    def submit(self, fn: Callable[..., T], args: Sequence[object] = (),
+               fallback: Callable[[], T] | None = None) -> Deferred[T]:
+        """``fn(*args)`` in the child (`fn` and `args` must pickle). The `Deferred`'s result is
+        its value, or the error it raised; ``fallback()`` (default ``fn(*args)``) is computed
+        here when there is no child or it cannot answer."""
+        refuse_open_resources(args, {})
+        job = Deferred.here(fallback or (lambda: fn(*args)), name=_name(fn))
+        if self._proc is None or self._conn is None:
             return job
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
         try:
             conn.send((fn, tuple(args)))
         except Exception as exc:  # unpicklable job or a dead child: compute here
-            log.debug("worker job not sent (%s)", exc)
+            log.warning("the job %s could not be sent to its child (%r); computing it in this process",
+                        _name(fn), exc)
             conn.close()
             proc.kill()
             proc.join()
@@ -154,7 +357,7 @@ class Worker:
 
     def close(self) -> None:
         """End the child if no job was submitted (a no-op otherwise)."""
-        if self._proc is None:
+        if self._proc is None or self._conn is None:
             return
         with contextlib.suppress(Exception):
             self._conn.send(None)
@@ -166,11 +369,13 @@ class Worker:
         self._proc = self._conn = None
 
 
-def _fork(target: Callable[..., None], args: tuple[Any, ...], duplex: bool) -> tuple[Any, Any]:
+def _fork(target: Callable[..., None], args: tuple[object, ...],
+          duplex: bool) -> tuple[BaseProcess | None, Connection | None]:
     """Fork a daemon child running ``target(child_end, *args)``: ``(process, parent_end)``, or
     ``(None, None)`` when the fork fails (no memory, process limits, ...)."""
     import multiprocessing as mp
 
+    global _forks
     ctx = mp.get_context("fork")
     _flush_std_streams()
     parent_end, child_end = ctx.Pipe(duplex=duplex)  # one-way pipes return (receiver, sender)
@@ -179,10 +384,11 @@ def _fork(target: Callable[..., None], args: tuple[Any, ...], duplex: bool) -> t
                            daemon=True)
         proc.start()
     except OSError as exc:
-        log.debug("no child process (%s); computing here", exc)
+        log.warning("no child process (%s); computing in this process", exc)
         parent_end.close()
         child_end.close()
         return None, None
+    _forks += 1
     child_end.close()
     return proc, parent_end
 
@@ -192,8 +398,8 @@ PARENT_POLL_S = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _child_main(parent_pid: int, parent_end: Any, target: Callable[..., None], child_end: Any,
-                *args: Any) -> None:
+def _child_main(parent_pid: int, parent_end: Connection, target: Callable[..., None], child_end: Connection,
+                *args: object) -> None:
     """Start of every child: make sure it dies with its parent, then run `target`.
 
     * The parent's end of the pipe, inherited at the fork, is closed here: otherwise the child
@@ -215,7 +421,6 @@ def _child_main(parent_pid: int, parent_end: Any, target: Callable[..., None], c
 def _die_with_parent(parent_pid: int) -> None:
     import signal
     import threading
-    import time
 
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
@@ -242,7 +447,7 @@ def _flush_std_streams() -> None:
             stream.flush()
 
 
-def _worker(conn: Any, modules: tuple[str, ...]) -> None:
+def _worker(conn: Connection, modules: tuple[str, ...]) -> None:
     """In the worker child: import `modules`, wait for one ``(fn, args)`` job, answer it."""
     for name in modules:
         with contextlib.suppress(Exception):  # a missing optional module: the job will say

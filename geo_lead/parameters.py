@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
+
+if TYPE_CHECKING:
+    from geo_lead.store import Store
 
 #: Keys every stored result must agree on before a page shows them side by side.
 SHARED_KEYS: tuple[str, ...] = ("indicator", "since", "until", "area", "boundary_rule", "frames")
@@ -46,7 +50,7 @@ def frames_fingerprint(frames: Mapping[str, Any] | None = None) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def store_frames_fingerprint(store: Any) -> str | None:
+def store_frames_fingerprint(store: Store) -> str | None:
     """`frames_fingerprint` of the store's declared frames (`geo_lead.frames.load_frames`)."""
     try:
         from geo_lead.frames import load_frames
@@ -55,15 +59,15 @@ def store_frames_fingerprint(store: Any) -> str | None:
     return frames_fingerprint(load_frames(store).to_dict())
 
 
-def _day(value: Any) -> str | None:
+def _day(value: str | date | None) -> str | None:
     if value is None or value == "":
         return None
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    text = value.isoformat() if isinstance(value, date) else str(value)
     return text[:10]
 
 
-def result_parameters(*, indicator: str, area: str, since: Any = None, until: Any = None,
-                      candidates: Any = None, k: int | None = None, boundary_rule: str | None = None,
+def result_parameters(*, indicator: str, area: str, since: str | date | None = None,
+                      until: str | date | None = None, candidates: Iterable[str] | None = None, k: int | None = None, boundary_rule: str | None = None,
                       frames: str | None = None) -> dict[str, Any]:
     """The parameters stored with a result (JSON-ready).
 

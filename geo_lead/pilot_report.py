@@ -13,15 +13,20 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geo_lead.store import Store
+
 log = logging.getLogger(__name__)
 
 
-def collect_pilot_data(store: Any) -> dict[str, Any]:
+def collect_pilot_data(store: Store) -> dict[str, Any]:
     """Everything the pilot sections show, from an open store (each part None + a note on failure)."""
     from geo_lead.boundaries import load_neighborhoods
 
@@ -32,7 +37,7 @@ def collect_pilot_data(store: Any) -> dict[str, Any]:
     nh = load_neighborhoods()
     out["neighborhoods"] = nh
 
-    def attempt(key: str, fn: Any) -> None:
+    def attempt(key: str, fn: Callable[[], object]) -> None:
         try:
             out[key] = fn()
         except GeoLeadError as exc:
@@ -55,7 +60,7 @@ def collect_pilot_data(store: Any) -> dict[str, Any]:
 
 
 # --- html -----------------------------------------------------------------------------------
-def _esc(v: Any) -> str:
+def _esc(v: object) -> str:
     import html
 
     return html.escape(str(v), quote=True)
@@ -65,7 +70,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _f(v: Any, fmt: str = "{:.2f}") -> str:
+def _f(v: object, fmt: str = "{:.2f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
@@ -73,7 +78,7 @@ def _title(names: list[str]) -> str:
     return " + ".join(n.title() for n in names) or "(none)"
 
 
-def by_year_html(by: dict[str, Any], nh: Any = None, with_figures: bool = True) -> str:
+def by_year_html(by: dict[str, Any], nh: gpd.GeoDataFrame | None = None, with_figures: bool = True) -> str:
     """The pilot's place per year (table), the small multiples, and each year's checks."""
     places = by.get("pilot_places") or []
     pilot = list(settings.PILOT_NEIGHBORHOODS)

@@ -10,13 +10,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
 from geo_lead.ingest import ingest_files
 from geo_lead.progress import Progress
 from geo_lead.store import Store, opened
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geo_lead.indicators import Rules
+    from geo_lead.parallel import Worker
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +113,7 @@ def stage_join(store: Store, say: Say, engine: str = "pandas",
     else:  # the same spatial_join.join_records, on dask partitions (geo_lead.dask_engine)
         from geo_lead.dask_engine import join_store as dask_join_store
 
-        counts = dask_join_store(store, engine=engine)
+        counts = dask_join_store(store, engine=engine, tolerance_ft=tolerance_ft)
     say(f"  {counts['records']:,} records = {counts['joined']:,} in a neighborhood + "
         f"{counts['outside']:,} outside every neighborhood + {counts['not_geocoded']:,} not geocoded")
     return counts
@@ -230,9 +237,9 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
                   map_records: Any = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
+    from geo_lead.outputs import write_text
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
-    from geo_lead.outputs import write_text
     from geo_lead.zone_page import write_page
 
     # The report's figures render in a child while the maps are drawn here (`write_report`,
@@ -295,10 +302,6 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     from geo_lead.indicators import load_rules
 
     rules = load_rules(rules_path)  # a bad rules file fails here, before any work
-    say: Say = echo or (lambda _msg: None)
-    summary: dict[str, Any] = {"store": str(store_path)}
-    stages = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
-    n = len(stages)
     params = {"out_dir": str(out_dir), "files": [str(f) for f in files], "engine": engine,
               "rules": str(rules.path), "rules_sha256": rules.sha256, "sample_fraction": sample_fraction,
               "boundary": check_rule(boundary), "boundary_tolerance_ft": check_tolerance(boundary_tolerance_ft)}
@@ -312,7 +315,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # join is committed; the layers are written here, in the usual order.
     worker = Worker(HOTSPOT_MODULES)
     try:
-        return _run(store_path, files, out_dir, echo, engine, say, summary, n, params, worker, rules)
+        return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker)
     finally:
         worker.close()
 
@@ -322,10 +325,11 @@ HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "esda
                                     "sklearn.neighbors", "scipy.special", "pyogrio")
 
 
-def hotspots_at(store_path: str, indicator: str = "lead_eligible", boundary: str | None = None) -> Any:
+def hotspots_at(store_path: str, indicator: str = "lead_eligible",
+                boundary: str | None = None) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """`hotspots.compute_hotspots` on the store at `store_path`, opened read-only here (the
-    hotspots child's job: it reads the records itself; points of flagged records only, as
-    `flagged_points` says)."""
+    hotspots child's job: forked before the parent opened the store, it reads the records
+    itself; points of flagged records only, as `flagged_points` says)."""
     from geo_lead.hotspots import HOTSPOT_COLUMNS, compute_hotspots, store_columns
 
     with bulk_gc(), opened(store_path, create=False) as store:
@@ -338,10 +342,36 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible", boundary: str
         return compute_hotspots(store, indicator, records=flagged_points(frame, indicator), boundary=boundary)
 
 
-def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | None, engine: str, say: Say,
-         summary: dict[str, Any], n: int, params: dict[str, Any], worker: Any, rules: Any) -> dict[str, Any]:
+#: The stages `geo-lead run` numbers in its progress lines.
+STAGES: tuple[str, ...] = ("ingest", "geocode", "join", "score", "hotspots", "site", "maps and report")
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """What one `geo-lead run` works on (`run_pipeline`'s checked arguments)."""
+
+    store_path: Path
+    files: tuple[Path, ...]
+    out_dir: Path
+    echo: Say | None
+    engine: str
+    params: dict[str, Any]
+    rules: Rules
+
+    def say(self, message: str) -> None:
+        """A progress line (to `echo`, if any)."""
+        if self.echo is not None:
+            self.echo(message)
+
+
+def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
+
+    store_path, files, out_dir, echo, engine, params = (job.store_path, job.files, job.out_dir, job.echo,
+                                                        job.engine, job.params)
+    say, rules, n = job.say, job.rules, len(STAGES)
+    summary: dict[str, Any] = {"store": str(store_path)}
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
@@ -391,7 +421,9 @@ def _run(store_path: Path, files: Sequence[Path], out_dir: Path, echo: Say | Non
         # Site needs nothing of score or the hotspots either: a child forked here (it has the
         # records) computes it while this process scores and reads the maps' records (they
         # depend on the scores only); written here, printed after the hotspots as before.
-        site_job = Deferred(compute_site, store, records=records,
+        # The child gets the store's path (errors name it), never the open store: what it
+        # would read (records, adjacency, declarations) is read here first.
+        site_job = Deferred(compute_site, str(store.path), records=records,
                             adjacency=stored_queen_adjacency(store, load_neighborhoods()),
                             sampling=sampling, boundary=params["boundary"])
         summary["score"] = stage_score(store, say, records, params["boundary"])

@@ -14,6 +14,7 @@ neighborhood values plus the population of tract parts outside every neighborhoo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from geo_lead import settings
+from geo_lead import result_cache, settings
 from geo_lead.boundaries import check_same_crs
 from geo_lead.errors import GeoLeadError, InputFileError, MissingColumnError
 
@@ -46,19 +47,36 @@ class Interpolation:
         Sum of the tracts' population.
     unallocated : float
         Residents of tract parts outside every neighborhood.
+    overlap_sqft : float
+        Area (sq ft) covered by more than one neighborhood (their residents count in each).
     """
 
     population: pd.Series
     tracts_total: float
     unallocated: float
+    overlap_sqft: float = 0.0
 
 
 def load_tracts(path: Path = settings.POPULATION_TRACTS,
                 column: str = POPULATION_COLUMN) -> gpd.GeoDataFrame:
-    """Read the tracts file (any GDAL vector format) and check its population column."""
+    """Read the tracts file (any GDAL vector format) and check its population column.
+
+    A file read before in this process (same path, column and sha256 of its bytes) is not
+    parsed again: the caller gets a copy of the frame read then.
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: population tracts file not found.")
+    memo_key = (str(path.resolve()), column, hashlib.sha256(path.read_bytes()).hexdigest())
+    if memo_key in _TRACTS:
+        return _TRACTS[memo_key].copy()
+    tracts = _read_tracts(path, column)
+    _TRACTS.clear()  # one entry: the tracts of this run
+    _TRACTS[memo_key] = tracts
+    return tracts.copy()
+
+
+def _read_tracts(path: Path, column: str) -> gpd.GeoDataFrame:
     tracts = gpd.read_file(path)
     if column not in tracts.columns:
         raise MissingColumnError(str(path), column, list(tracts.columns),
@@ -78,6 +96,10 @@ def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataF
                            column: str = POPULATION_COLUMN) -> Interpolation:
     """Areally interpolate tract population onto neighborhoods.
 
+    The result is a pure function of the inputs; it is kept under `inputs_key` in this
+    process and across runs (`geo_lead.result_cache`, kind ``population``), and a cached
+    result equals the computed one exactly.
+
     Parameters
     ----------
     tracts
@@ -90,7 +112,8 @@ def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataF
     Returns
     -------
     Interpolation
-        Population per neighborhood plus the totals that show conservation.
+        Population per neighborhood plus the totals that show conservation (a new object
+        each call: changing it changes no cache).
 
     Raises
     ------
@@ -100,28 +123,46 @@ def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataF
     check_same_crs(tracts=tracts, neighborhoods=neighborhoods)
     if column not in tracts.columns:
         raise GeoLeadError(f"tracts: population column {column!r} missing; have {list(tracts.columns)}.")
-    key = _inputs_key(tracts, neighborhoods, column)
-    if key in _MEMO:  # the overlay (~1.7 s) is done once per process per pair of inputs
-        done = _MEMO[key]
-        return Interpolation(done.population.copy(), done.tracts_total, done.unallocated)
-    result = _interpolate(tracts, neighborhoods, column)
+    key = inputs_key(tracts, neighborhoods, column)
+    done = _MEMO.get(key) or _cached(key, neighborhoods.index)
+    if done is None:
+        done = _interpolate(tracts, neighborhoods, column)
+        result_cache.write(CACHE_KIND, key, {
+            "population": done.population.to_numpy(float).tolist(), "tracts_total": done.tracts_total,
+            "unallocated": done.unallocated, "overlap_sqft": done.overlap_sqft})
     _MEMO.clear()  # one entry: the boundaries of this run
-    _MEMO[key] = result
-    return Interpolation(result.population.copy(), result.tracts_total, result.unallocated)
+    _MEMO[key] = done
+    return Interpolation(done.population.copy(), done.tracts_total, done.unallocated, done.overlap_sqft)
 
 
-#: `interpolate_population` results by `_inputs_key` (scoring, siting and by-year reuse it).
+#: `interpolate_population` results by `inputs_key` (scoring, siting and by-year reuse it).
 _MEMO: dict[str, Interpolation] = {}
+#: `load_tracts` frames by (path, column, sha256 of the file).
+_TRACTS: dict[tuple[str, str, str], gpd.GeoDataFrame] = {}
+#: `geo_lead.result_cache` kind of the interpolation.
+CACHE_KIND = "population"
 
 
-def _inputs_key(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, column: str) -> str:
-    """sha256 of everything the interpolation reads: CRS, geometries (WKB), population,
-    and the neighborhoods' index (the result is aligned to it)."""
-    import hashlib
+def _cached(key: str, index: pd.Index) -> Interpolation | None:
+    """The interpolation cached across runs under `key`, aligned to `index`; None if absent."""
+    hit = result_cache.read(CACHE_KIND, key)
+    if hit is None or len(hit.get("population") or ()) != len(index):
+        return None
+    overlap = float(hit["overlap_sqft"])
+    _warn_if_overlap(overlap)  # the same warning the computation gives
+    log.info("population interpolation reused (inputs sha256 %s)", key[:12])
+    return Interpolation(pd.Series(np.asarray(hit["population"], dtype=float), index=index, name="population"),
+                         float(hit["tracts_total"]), float(hit["unallocated"]), overlap)
 
+
+def inputs_key(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, column: str) -> str:
+    """sha256 of everything the interpolation reads: CRS, geometries (WKB), population, the
+    neighborhoods' index (the result is aligned to it), this module's source (the method's
+    code version) and the versions of the libraries that compute the overlay."""
     import shapely
 
     h = hashlib.sha256(f"{tracts.crs}|{column}|".encode())
+    h.update(_METHOD_VERSION.encode())
     for wkb in shapely.to_wkb(np.asarray(tracts.geometry.values)):
         h.update(wkb or b"")
     h.update(np.asarray(pd.to_numeric(tracts[column]), dtype=float).tobytes())
@@ -131,13 +172,25 @@ def _inputs_key(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, colum
     return h.hexdigest()
 
 
+def _method_version() -> str:
+    import shapely
+
+    return "|".join((result_cache.source_version(__file__), f"geos={shapely.geos_version_string}",
+                     result_cache.library_versions("geopandas", "shapely", "numpy", "pandas", "pyproj")))
+
+
+#: The interpolation's code version (this file's sha256) and library versions, part of every key.
+_METHOD_VERSION = _method_version()
+
+
 def _interpolate(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, column: str) -> Interpolation:
     t = tracts[[column, tracts.geometry.name]].to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
     t["tract_ix"] = np.arange(len(t))
     t["tract_area"] = t.geometry.area
     n = neighborhoods[[neighborhoods.geometry.name]].to_crs(settings.CRS_PROJECTED)
     n = n.assign(nh_pos=np.arange(len(n))).reset_index(drop=True)
-    _warn_overlaps(n)
+    overlap = _overlap_sqft(n)
+    _warn_if_overlap(overlap)
     pieces = gpd.overlay(t, n, how="intersection", keep_geom_type=True)
     share = np.where(pieces["tract_area"] > 0, pieces.geometry.area / pieces["tract_area"], 0.0)
     pieces_pop = pieces[column].to_numpy(float) * share
@@ -147,11 +200,14 @@ def _interpolate(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, colu
     log.info("interpolated %.0f of %.0f residents onto %d neighborhoods (%.0f outside them)",
              pop.sum(), total, len(n), unallocated)
     return Interpolation(pd.Series(pop, index=neighborhoods.index, name="population"),
-                         total, unallocated)
+                         total, unallocated, overlap)
 
 
-def _warn_overlaps(n: gpd.GeoDataFrame) -> None:
-    overlap = float(n.geometry.area.sum() - n.geometry.union_all().area)
+def _overlap_sqft(n: gpd.GeoDataFrame) -> float:
+    return float(n.geometry.area.sum() - n.geometry.union_all().area)
+
+
+def _warn_if_overlap(overlap: float) -> None:
     if overlap > OVERLAP_TOLERANCE_SQFT:
         log.warning("neighborhoods overlap by %.0f sq ft: residents there are counted in each "
                     "overlapping neighborhood, so the total is not conserved", overlap)

@@ -9,7 +9,6 @@ page, never fatal. Person fields are never read.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -25,9 +24,27 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from geo_lead import settings
-from geo_lead.maps import esc, parse_when
+from geo_lead.map_layers import parse_when
 from geo_lead.outputs import write_text
 from geo_lead.pilot_report import PILOT_SECTIONS
+from geo_lead.report_blocks import (
+    Block,
+    Bullets,
+    Cell,
+    Details,
+    Glossary,
+    Heading,
+    Image,
+    Para,
+    RawHtml,
+    Span,
+    Table,
+    blocks,
+    bold,
+    code,
+    inline,
+    warn,
+)
 
 if TYPE_CHECKING:
     from geo_lead.store import Store
@@ -83,7 +100,7 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> di
     ``geocode_reason`` (e.g. `geo_lead.pipeline.analysis_records`); used instead of a second
     full read when it fits (`_given_records`), else the records are read here.
     """
-    from geo_lead.maps import read_layer, stored_parameters
+    from geo_lead.map_data import read_layer, stored_parameters
     from geo_lead.parameters import consistent_parameters
 
     have = set(store.columns("records")) if "records" in store.tables() else set()
@@ -223,7 +240,7 @@ COLUMN_NAMES: dict[str, str] = {
     "rows_read": "Rows read", "accepted": "Accepted", "rejected": "Rejected", "added": "Added",
     "unchanged": "Unchanged", "updated": "Updated", "ingested_at": "Ingested at",
     "check": "Check", "result": "Result", "value": "Value", "threshold": "Threshold", "why": "Why",
-    "passed": "Passed",
+    "passed": "Passed", "no_beat": "no beat on record",
 }
 MEASURE_NAMES: dict[str, str] = {"density_per_sqmi": "records per sq mi",
                                  "eb_rate_per_1000": "smoothed rate per 1,000 residents (EB)",
@@ -250,13 +267,20 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
 )
 
 
+def _text(v: Any) -> str:
+    """A value as plain text for a cell (None/NaN -> empty); the template escapes it."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v)
+
+
 def _num(v: Any, digits: int = 0) -> str:
     if v is None or isinstance(v, bool):
         return "n/a" if v is None else ("yes" if v else "no")
     try:
         f = float(v)
     except (TypeError, ValueError):
-        return esc(v)
+        return _text(v)
     if not np.isfinite(f):
         return "n/a"
     return f"{f:,.{digits}f}"
@@ -265,11 +289,11 @@ def _num(v: Any, digits: int = 0) -> str:
 def people_number(v: Any) -> str:
     """A number as people read it: counts whole (or one decimal when weighted), others 2-3 figures."""
     if v is None or isinstance(v, (bool, str)):
-        return esc(v) if v is not None else "n/a"
+        return _text(v) if v is not None else "n/a"
     try:
         f = float(v)
     except (TypeError, ValueError):
-        return esc(v)
+        return _text(v)
     if not np.isfinite(f):
         return "n/a"
     if abs(f - round(f)) < 1e-9:
@@ -286,32 +310,25 @@ def _pct(v: Any, digits: int = 1) -> str:
     return f"{f:.{digits}%}" if np.isfinite(f) else "n/a"
 
 
+def _cell(v: Any, fmt: Any) -> Cell:
+    """A cell in the column's format: ``"%"``, ``"w"`` (weighted count), digits, or None (text)."""
+    if fmt == "%":
+        return Cell(_pct(v), numeric=True)
+    if fmt == "w":
+        return Cell(people_number(v), numeric=True)
+    if fmt is not None:
+        return Cell(_num(v, fmt), numeric=True)
+    return Cell(_text(v))
+
+
 def _table(frame: pd.DataFrame, formats: dict[str, Any] | None = None,
-           row_class: list[str] | None = None) -> str:
-    """An HTML table with human headings (`COLUMN_NAMES`); `formats`: column -> digits or "%"."""
+           row_class: list[str] | None = None) -> Table:
+    """A table with human headings (`COLUMN_NAMES`); `formats`: column -> digits, "w" or "%"."""
     formats = formats or {}
-    head = "".join(f'<th class="{"n" if c in formats else ""}">{esc(COLUMN_NAMES.get(c, c))}</th>'
-                   for c in frame.columns)
-    rows = []
-    for i, row in enumerate(frame.itertuples(index=False)):
-        cells = []
-        for c, v in zip(frame.columns, row, strict=True):
-            fmt = formats.get(c)
-            if fmt == "%":
-                cells.append(f'<td class="n">{_pct(v)}</td>')
-            elif fmt == "w":
-                cells.append(f'<td class="n">{people_number(v)}</td>')
-            elif fmt is not None:
-                cells.append(f'<td class="n">{_num(v, fmt)}</td>')
-            else:
-                cells.append(f"<td>{esc(v)}</td>")
-        cls = f' class="{row_class[i]}"' if row_class and row_class[i] else ""
-        rows.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+    head = tuple(Cell(COLUMN_NAMES.get(c, c), numeric=c in formats) for c in frame.columns)
+    rows = tuple(tuple(_cell(v, formats.get(c)) for c, v in zip(frame.columns, row, strict=True))
+                 for row in frame.itertuples(index=False))
+    return Table(head, rows, tuple(row_class or ()))
 
 
 def _names(value: Any) -> str:
@@ -341,10 +358,35 @@ def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, obj)]
 
 
-def _kv_table(obj: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{people_number(v) if isinstance(v, float) else esc(_cite(v))}</td></tr>"
-                   for k, v in _flatten(obj))
-    return f'<div class="scroll"><table>{rows}</table></div>'
+def key_words(key: str) -> str:
+    """A stored key path (``capacity_zone.parameters.take_up_rate``) in words
+    (``capacity zone / parameters / take up rate``)."""
+    return " / ".join(part.replace("_", " ") for part in key.split("."))
+
+
+def _kv_table(obj: dict[str, Any]) -> Table:
+    rows = tuple((Cell(key_words(k)), Cell(people_number(v) if isinstance(v, float) else plain_words(_cite(v))))
+                 for k, v in _flatten(obj))
+    return Table((), rows, keyed=True)
+
+
+#: Code names that reach a reader through stored text (rules, sources), in words. Indicator
+#: flags (``lead_eligible``) stay: they are the names the reader types (``--indicator``).
+CODE_WORDS: dict[str, str] = {
+    "settings.SITE_TAKE_UP_RATE": "the configured take-up rate",
+    "geo_lead.frames": "the sampling frames",
+    "geo_lead.allocation": "the boundary rule",
+    "top_on_train": "training rank",
+}
+
+
+def plain_words(text: Any, names: dict[str, str] | None = None) -> str:
+    """`text` with code names (`CODE_WORDS`, then `names`: e.g. check name -> label) in words."""
+    out = str(text)
+    table = {**CODE_WORDS, **(names or {})}
+    for name, words in sorted(table.items(), key=lambda kv: -len(kv[0])):
+        out = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w])", words, out)
+    return out
 
 
 # --- the answer (first screen) ------------------------------------------------------------------
@@ -438,22 +480,24 @@ def _score_rows(scores: Any) -> list[dict[str, Any]]:
     return pd.DataFrame(scores[cols]).to_dict("records")
 
 
-def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(html blocks, notes) for the three figures; a figure whose input is missing is noted."""
+def _figures(data: dict[str, Any]) -> tuple[list[Block], list[str]]:
+    """(blocks, notes) for the three figures; a figure whose input is missing is noted."""
     from geo_lead import figures
-    from geo_lead.maps import aggregate_points, indicator_records
+    from geo_lead.map_data import indicator_records
+    from geo_lead.map_layers import aggregate_points
 
-    blocks, notes = [], []
+    out: list[Block] = []
+    notes = []
     scores = data.get("scores")
     if scores is not None and len(scores) and "rank" in scores:
-        blocks.append("<h3>Ranking with bootstrap rank intervals</h3>" + _img(
-            figures.png_bytes(figures.rank_interval_figure(scores)), "ranked neighborhoods"))
+        out += [Heading("Ranking with bootstrap rank intervals"),
+                Image("ranked neighborhoods", figures.png_bytes(figures.rank_interval_figure(scores)))]
     else:
         notes.append("ranking figure: no scores")
     if scores is not None and len(scores):
         col = "score" if "score" in scores else "count"
-        blocks.append("<h3>Choropleth</h3>" + _img(
-            figures.png_bytes(figures.choropleth_figure(scores, data.get("zones"), column=col)), "choropleth"))
+        out += [Heading("Choropleth"), Image("choropleth", figures.png_bytes(
+            figures.choropleth_figure(scores, data.get("zones"), column=col)))]
     else:
         notes.append("choropleth: no scores")
     records, _ = indicator_records(data.get("records"), scores)  # same records as the choropleth
@@ -461,35 +505,35 @@ def _figures(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     area = pd.DataFrame(scores[["count", "area_sqmi"]]) if scores is not None and len(scores) and \
         {"count", "area_sqmi"} <= set(scores.columns) else None
     if (points is not None and len(points)) or area is not None:
-        blocks.append("<h3>Concentration</h3>" + _img(figures.png_bytes(figures.concentration_figure(
-            points["n"].to_numpy() if points is not None and len(points) else None, area)), "concentration curve"))
+        out += [Heading("Concentration"), Image("concentration curve", figures.png_bytes(figures.concentration_figure(
+            points["n"].to_numpy() if points is not None and len(points) else None, area)))]
     else:
         notes.append("concentration curve: no geocoded records and no scores")
-    return blocks, notes
-
+    return out, notes
 
 
 # --- the detail sections ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Section:
-    """One detail section: anchor id, heading, and HTML built here from escaped parts."""
+    """One detail section: anchor id, heading, and its blocks (`geo_lead.report_blocks`)."""
 
     id: str
     title: str
-    html: Markup
+    blocks: tuple[Block, ...]
 
 
-def _section_changes(data: dict[str, Any]) -> str:
+def _missing(*parts: str | Span, css: str = "warn") -> tuple[Block, ...]:
+    return (Para(inline(*parts), css),)
+
+
+def _section_changes(data: dict[str, Any]) -> tuple[Block, ...]:
     lines = data.get("changes") or ["no change report available."]
     head, rest = lines[0], lines[1:]
-    return (f"<p>{esc(head)}</p>" + ("<ul>" + "".join(f"<li>{esc(x.strip())}</li>" for x in rest) + "</ul>"
-                                     if rest else ""))
+    return blocks(Para(inline(head)), Bullets(tuple(inline(x.strip()) for x in rest)) if rest else None)
 
 
-def _section_ranking(data: dict[str, Any]) -> str:
-    scores = data.get("scores")
-    if scores is None or not len(scores):
-        return "<p class=warn>No scores in the store: run <code>geo-lead score</code>.</p>"
+def _ranking_frame(scores: Any) -> pd.DataFrame:
+    """The study area's score rows, best first, with the rank ranges as text."""
     sc = pd.DataFrame(scores.drop(columns=scores.geometry.name) if hasattr(scores, "geometry") else scores)
     if "in_area" in sc:
         sc = sc[sc["in_area"].astype(bool)]
@@ -500,6 +544,14 @@ def _section_ranking(data: dict[str, Any]) -> str:
     if {"rank_boundary_best", "rank_boundary_worst"} <= set(sc.columns):
         sc["rank_boundary"] = [f"{_num(b)} / {_num(w)}" for b, w in
                                zip(sc["rank_boundary_best"], sc["rank_boundary_worst"], strict=True)]
+    return sc
+
+
+def _section_ranking(data: dict[str, Any]) -> tuple[Block, ...]:
+    scores = data.get("scores")
+    if scores is None or not len(scores):
+        return _missing("No scores in the store: run ", code("geo-lead score"), ".")
+    sc = _ranking_frame(scores)
     cols = [c for c in ("rank", "rank_range", "neighborhood", "count", "count_shared", "rank_boundary",
                         "density_per_sqmi", "rate_per_1000", "eb_rate_per_1000", "score") if c in sc]
     fmt = {"rank": 0, "count": "w", "count_shared": "w", "density_per_sqmi": 1, "rate_per_1000": 1,
@@ -507,10 +559,10 @@ def _section_ranking(data: dict[str, Any]) -> str:
     pilot = [h.upper() for h in settings.PILOT_NEIGHBORHOODS]
     classes = ["pilot" if str(v).upper() in pilot else "" for v in sc.get("neighborhood", [])]
     weighted = "count" in sc and bool((pd.to_numeric(sc["count"], errors="coerce").fillna(0) % 1 != 0).any())
-    return ("<p>Neighborhoods of the study area, best first; pilot neighborhoods highlighted. The likely rank "
-            f"range comes from {settings.BOOTSTRAP_REPLICATES} resamples of the records (see the glossary)."
-            + (" Records are weighted counts, hence the decimals." if weighted else "") + "</p>"
-            + _table(sc[cols], {c: d for c, d in fmt.items() if c in cols}, classes))
+    return (Para(inline("Neighborhoods of the study area, best first; pilot neighborhoods highlighted. The likely rank "
+                        f"range comes from {settings.BOOTSTRAP_REPLICATES} resamples of the records (see the glossary)."
+                        + (" Records are weighted counts, hence the decimals." if weighted else ""))),
+            _table(sc[cols], {c: d for c, d in fmt.items() if c in cols}, classes))
 
 
 ZONE_KEYS: tuple[tuple[str, str], ...] = (
@@ -522,259 +574,339 @@ ZONE_FORMATS: dict[str, Any] = {"k": 0, "area_sqmi": 2, "records": "w", "share":
                                 "pai_test": 2, "pei_test": 2, "expected_participants": 0}
 
 
-def _zone_rows(rows: list[dict[str, Any]]) -> str:
+def _zone_rows(rows: list[dict[str, Any]]) -> Table:
     frame = pd.DataFrame(rows)
     if "neighborhoods" in frame:
         frame["neighborhoods"] = frame["neighborhoods"].map(_names)
     return _table(frame, {c: f for c, f in ZONE_FORMATS.items() if c in frame})
 
 
-def _section_verdict(data: dict[str, Any]) -> str:
+def _section_verdict(data: dict[str, Any]) -> tuple[Block, ...]:
     result = data.get("site_result")
     if not isinstance(result, dict) or not result:
-        return ("<p class=warn>No site-selection result in the store: run <code>geo-lead site</code>.</p>"
-                if not result else f"<p>{esc(result)}</p>")
-    return verdict_html(result, _found(data), data.get("zones"))
+        return (_missing("No site-selection result in the store: run ", code("geo-lead site"), ".")
+                if not result else (Para(inline(str(result))),))
+    return verdict_blocks(result, _found(data), data.get("zones"))
 
 
-def verdict_html(result: dict[str, Any], found: Any = None, zones: Any = None) -> str:
+def _check_names(result: dict[str, Any]) -> dict[str, str]:
+    """Check name -> its label (``top_on_train`` -> ``training rank``), from ``result["checks"]``."""
+    checks = result.get("checks")
+    if not isinstance(checks, list):
+        return {}
+    return {str(c["name"]): str(c["label"]) for c in checks
+            if isinstance(c, dict) and c.get("name") and c.get("label")}
+
+
+def rule_words(rule: str, labels: dict[str, str]) -> str:
+    """The verdict rule with each numbered check's name as its label: ``(1) top_on_train:`` ->
+    ``(1) training rank:`` (`labels`: check name -> label); other code names in words."""
+    def label(m: re.Match[str]) -> str:
+        return f"({m.group(1)}) {labels.get(m.group(2), m.group(2).replace('_', ' '))}:"
+    return plain_words(re.sub(r"\((\d+)\) (\w+):", label, str(rule)))
+
+
+def _checks_blocks(result: dict[str, Any]) -> tuple[Block, ...]:
+    checks = result.get("checks")
+    if isinstance(checks, list) and checks and all(isinstance(c, dict) for c in checks):
+        return (Heading("Checks"), _table(pd.DataFrame(
+            [{"check": c.get("label", c.get("name")), "measure": c.get("measure", ""), "result": c.get("status"),
+              "value": people_number(c.get("value")), "threshold": people_number(c.get("threshold")),
+              "why": c.get("detail", "")} for c in checks])))
+    if isinstance(result.get("verdict_checks"), dict) and result["verdict_checks"]:
+        vc = result["verdict_checks"]
+        return (Heading("Checks"), _table(pd.DataFrame(
+            {"check": [k.replace("_", " ") for k in vc], "passed": ["yes" if v else "NO" for v in vc.values()]})))
+    return ()
+
+
+def _zones_compared(result: dict[str, Any]) -> tuple[Block, ...]:
+    rows = [{"zone": label, **{f: z.get(f) for f in ZONE_FIELDS if f in z}}
+            for key, label in ZONE_KEYS
+            if isinstance(z := result.get(key), dict) and z.get("neighborhoods")]
+    if not rows:
+        return ()
+    return (Heading("Zones compared"),
+            Para(inline("Share = share of the indicator's records in the candidate area; PAI on the months that "
+                        "chose the zone and on later months; PEI on the later months (see the glossary). Records "
+                        "are weighted, so they can have decimals."), "muted"),
+            _zone_rows(rows))
+
+
+def _capacity_blocks(result: dict[str, Any]) -> tuple[Block, ...]:
+    cap = result.get("capacity_zone")
+    if not isinstance(cap, dict) or not cap.get("neighborhoods"):
+        return ()
+    params = cap.get("parameters") or {}
+    exp = cap.get("expected_participants")
+    out: list[Block] = [Heading("Capacity"), Para(inline(
+        f"Smallest best zone expected to fill {params.get('capacity', settings.PILOT_CAPACITY_PARTICIPANTS)} "
+        f"places in {params.get('months', settings.PILOT_MONTHS)} months: ", bold(_names(cap["neighborhoods"])),
+        f" (about {_num(exp)} expected participants)" if exp is not None else "",
+        *(() if cap.get("reached", True) else (" \u2014 ", warn("capacity not reached"))), "."))]
+    sources = params.get("sources")
+    if isinstance(sources, dict):
+        def value(k: str) -> str:
+            v = params.get(k)
+            return people_number(v) if isinstance(v, (int, float)) else plain_words(_cite(params.get(k, "")))
+        out.append(Para(inline("Assumptions: " + "; ".join(
+            f"{k.replace('_', ' ')} = {value(k)} ({plain_words(_cite(v))})" for k, v in sources.items()) + "."),
+            "muted"))
+    return tuple(out)
+
+
+def _map_zones(zones: Any) -> tuple[Block, ...]:
+    if zones is None or not len(zones):
+        return ()
+    z = pd.DataFrame(zones.drop(columns=zones.geometry.name))
+    cols = [c for c in ("role", "neighborhoods", "k", "share", "pai_train", "pai_test") if c in z]
+    z = z[cols].copy()
+    if "role" in z:
+        z["role"] = z["role"].map(lambda r: ROLE_NAMES.get(str(r), str(r)))
+    if "neighborhoods" in z:
+        z["neighborhoods"] = z["neighborhoods"].map(_names)
+    return (Heading("Zones on the map"), _table(z, {c: f for c, f in ZONE_FORMATS.items() if c in cols}))
+
+
+def verdict_blocks(result: dict[str, Any], found: Any = None, zones: Any = None) -> tuple[Block, ...]:
     """The verdict with its sentence (`geo_lead.findings`, never written here), the checks,
     the zones compared, capacity and the best zone by size, from ``site_result``."""
     if found is None:
         from geo_lead.findings import findings
 
         found = findings(result)
-    out = []
+    out: list[Block] = []
     verdict = result.get("verdict")
     if verdict is not None:
-        out.append(f"<p><b>Verdict: {esc(str(verdict).upper())}</b></p>"
-                   f"<p>{esc(in_words(found.verdict_sentence))}</p>")
+        out += [Para(inline(bold(f"Verdict: {str(verdict).upper()}"))), Para(inline(in_words(found.verdict_sentence)))]
     if result.get("verdict_rule"):
-        out.append(f"<p class=muted>Rule: {esc(result['verdict_rule'])}</p>")
-    checks = result.get("checks")
-    if isinstance(checks, list) and checks and all(isinstance(c, dict) for c in checks):
-        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
-            [{"check": c.get("label", c.get("name")), "measure": c.get("measure", ""), "result": c.get("status"),
-              "value": people_number(c.get("value")), "threshold": people_number(c.get("threshold")),
-              "why": c.get("detail", "")} for c in checks])))
-    elif isinstance(result.get("verdict_checks"), dict) and result["verdict_checks"]:
-        vc = result["verdict_checks"]
-        out.append("<h3>Checks</h3>" + _table(pd.DataFrame(
-            {"check": [k.replace("_", " ") for k in vc], "passed": ["yes" if v else "NO" for v in vc.values()]})))
-    rows = []
-    for key, label in ZONE_KEYS:
-        z = result.get(key)
-        if isinstance(z, dict) and z.get("neighborhoods"):
-            rows.append({"zone": label, **{f: z.get(f) for f in ZONE_FIELDS if f in z}})
-    if rows:
-        out.append("<h3>Zones compared</h3><p class=muted>Share = share of the indicator's records in the "
-                   "candidate area; PAI on the months that chose the zone and on later months; PEI on the later "
-                   "months (see the glossary). Records are weighted, so they can have decimals.</p>"
-                   + _zone_rows(rows))
+        out.append(Para(inline("Rule: " + rule_words(result["verdict_rule"], _check_names(result))), "muted"))
+    out += _checks_blocks(result)
+    out += _zones_compared(result)
     periods = result.get("periods")
     if isinstance(periods, dict) and periods.get("rule"):
-        out.append(f"<p class=muted>Periods: {esc(periods['rule'])} "
-                   f"(choosing {esc(periods.get('train', '?'))}, later {esc(periods.get('test', '?'))} records).</p>")
-    cap = result.get("capacity_zone")
-    if isinstance(cap, dict) and cap.get("neighborhoods"):
-        params = cap.get("parameters") or {}
-        exp = cap.get("expected_participants")
-        out.append(f"<h3>Capacity</h3><p>Smallest best zone expected to fill "
-                   f"{esc(params.get('capacity', settings.PILOT_CAPACITY_PARTICIPANTS))} places in "
-                   f"{esc(params.get('months', settings.PILOT_MONTHS))} months: <b>{esc(_names(cap['neighborhoods']))}</b>"
-                   + (f" (about {_num(exp)} expected participants)" if exp is not None else "")
-                   + ("" if cap.get("reached", True) else " &mdash; <span class=warn>capacity not reached</span>") + ".</p>")
-        sources = params.get("sources")
-        if isinstance(sources, dict):
-            out.append("<p class=muted>Assumptions: " + "; ".join(
-                f"{esc(k.replace('_', ' '))} = {people_number(params.get(k)) if isinstance(params.get(k), (int, float)) else esc(_cite(params.get(k, '')))}"
-                f" ({esc(_cite(v))})" for k, v in sources.items()) + ".</p>")
+        out.append(Para(inline(f"Periods: {periods['rule']} (choosing {periods.get('train', '?')}, "
+                               f"later {periods.get('test', '?')} records)."), "muted"))
+    out += _capacity_blocks(result)
     by_k = result.get("zones_by_k")
     if isinstance(by_k, list) and by_k and all(isinstance(z, dict) for z in by_k):
         cols = [c for c in ("k", "neighborhoods", "records", "share", "pai_train", "pai_test") if c in by_k[0]]
-        out.append("<h3>Best zone by size</h3>" + _zone_rows([{c: z.get(c) for c in cols} for z in by_k]))
-    if zones is not None and len(zones):
-        z = pd.DataFrame(zones.drop(columns=zones.geometry.name))
-        cols = [c for c in ("role", "neighborhoods", "k", "share", "pai_train", "pai_test") if c in z]
-        z = z[cols].copy()
-        if "role" in z:
-            z["role"] = z["role"].map(lambda r: ROLE_NAMES.get(str(r), str(r)))
-        if "neighborhoods" in z:
-            z["neighborhoods"] = z["neighborhoods"].map(_names)
-        out.append("<h3>Zones on the map</h3>" + _table(z, {c: f for c, f in ZONE_FORMATS.items() if c in cols}))
-    return "".join(out)
+        out += [Heading("Best zone by size"), _zone_rows([{c: z.get(c) for c in cols} for z in by_k])]
+    out += _map_zones(zones)
+    return tuple(out)
 
 
-def _section_findings(data: dict[str, Any]) -> str:
+def _section_findings(data: dict[str, Any]) -> tuple[Block, ...]:
     """Every computed claim and limit (`geo_lead.findings`), never hand-written."""
     site = data.get("site_result")
     if not isinstance(site, dict) or not site or _findings(data) is None:
-        return "<p class=muted>No site-selection result: no findings.</p>"
+        return _missing("No site-selection result: no findings.", css="muted")
     found = _found(data)
-    out = []
+    out: list[Block] = []
     for title, items in (("Why", found.reasons), ("What the data show", found.statements),
                          ("Limits of these data", found.limits)):
         if items:
-            out.append(f"<h3>{title}</h3><ul>" + "".join(f"<li>{esc(in_words(t))}</li>" for t in items) + "</ul>")
-    return "".join(out)
+            out += [Heading(title), Bullets(tuple(inline(in_words(t)) for t in items))]
+    return tuple(out)
 
 
-def _section_comparison(data: dict[str, Any]) -> str:
-    zones = data.get("zones")
-    result = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
-    comp_zone = None
+def _comparison_zone(zones: Any) -> Any:
     if zones is not None and len(zones) and "role" in zones:
         part = zones[zones["role"].astype(str) == "comparison"]
-        comp_zone = part.iloc[0] if len(part) else None
+        return part.iloc[0] if len(part) else None
+    return None
+
+
+def _balance_blocks(comp: dict[str, Any]) -> tuple[Block, ...]:
+    out: list[Block] = []
+    if comp.get("balanced") is not None:
+        detail = (f" (largest |SMD| {_num(comp['max_abs_std_mean_diff'], 2)}; rule: {comp.get('balance_rule', '')})"
+                  if comp.get("max_abs_std_mean_diff") is not None else "")
+        out.append(Para(inline("Balance: ", "balanced" if comp["balanced"] else warn("NOT balanced"), detail, ".")))
+    if comp.get("rule"):
+        out.append(Para(inline(f"How it is chosen: {comp['rule']}."), "muted"))
+    bal = comp.get("balance")
+    if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
+        frame = pd.DataFrame(bal).rename(columns={"feature": "measure", "pilot_mean": "pilot",
+                                                  "comparison_mean": "comparison", "pool_mean": "pool"})
+        if "measure" in frame:
+            frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
+        frame = frame.rename(columns={"smd": "std_mean_diff"})
+        out.append(_table(frame, {c: 2 if c == "std_mean_diff" else "w" for c in frame.columns if c != "measure"}))
+    return tuple(out)
+
+
+def _section_comparison(data: dict[str, Any]) -> tuple[Block, ...]:
+    zones = data.get("zones")
+    result = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
     if zones is None or not len(zones):
-        return "<p class=warn>No zones in the store: run <code>geo-lead site</code>.</p>"
-    out = []
+        return _missing("No zones in the store: run ", code("geo-lead site"), ".")
+    comp_zone = _comparison_zone(zones)
+    out: list[Block] = []
     if comp_zone is not None:
         share = comp_zone.get("share") if hasattr(comp_zone, "get") else None
-        out.append(f"<p>The comparison area is <b>{esc(_names(comp_zone.get('neighborhoods', '')))}</b>"
-                   + (f", holding {_pct(share)} of the records" if share is not None and pd.notna(share) else "")
-                   + ". It is meant to resemble the pilot zone without receiving the program, so that outcomes can "
-                   "be compared (as Seattle's evaluation did with a &ldquo;system as usual&rdquo; group).</p>")
+        out.append(Para(inline(
+            "The comparison area is ", bold(_names(comp_zone.get("neighborhoods", ""))),
+            f", holding {_pct(share)} of the records" if share is not None and pd.notna(share) else "",
+            ". It is meant to resemble the pilot zone without receiving the program, so that outcomes can "
+            "be compared (as Seattle's evaluation did with a \u201csystem as usual\u201d group).")))
     else:
-        out.append("<p class=warn>No comparison area in the stored zones.</p>")
+        out += _missing("No comparison area in the stored zones.")
     comp = result.get("comparison_area") if isinstance(result, dict) else None
     if isinstance(comp, dict):
-        if comp.get("balanced") is not None:
-            ok = bool(comp["balanced"])
-            out.append(f"<p>Balance: {'balanced' if ok else '<span class=warn>NOT balanced</span>'}"
-                       + (f" (largest |SMD| {_num(comp['max_abs_std_mean_diff'], 2)}; rule: {esc(comp.get('balance_rule', ''))})"
-                          if comp.get("max_abs_std_mean_diff") is not None else "") + ".</p>")
-        if comp.get("rule"):
-            out.append(f"<p class=muted>How it is chosen: {esc(comp['rule'])}.</p>")
-        bal = comp.get("balance")
-        if isinstance(bal, list) and bal and all(isinstance(b, dict) for b in bal):
-            frame = pd.DataFrame(bal).rename(columns={"feature": "measure", "pilot_mean": "pilot",
-                                                      "comparison_mean": "comparison", "pool_mean": "pool"})
-            if "measure" in frame:
-                frame["measure"] = frame["measure"].map(lambda m: MEASURE_NAMES.get(str(m), str(m).replace("_", " ")))
-            frame = frame.rename(columns={"smd": "std_mean_diff"})
-            out.append(_table(frame, {c: 2 if c == "std_mean_diff" else "w" for c in frame.columns if c != "measure"}))
-    return "".join(out)
+        out += _balance_blocks(comp)
+    return tuple(out)
 
 
-def _section_hotspots(data: dict[str, Any]) -> str:
+def _section_hotspots(data: dict[str, Any]) -> tuple[Block, ...]:
     hot = data.get("hotspots_result")
     if not hot:
-        return "<p class=warn>No hot-spot result in the store: run <code>geo-lead hotspots</code>.</p>"
+        return _missing("No hot-spot result in the store: run ", code("geo-lead hotspots"), ".")
     if not isinstance(hot, dict):
-        return f"<p>{esc(hot)}</p>"
-    out = []
+        return (Para(inline(str(hot))),)
+    out: list[Block] = []
     kde = hot.get("kde")
     if isinstance(kde, dict):
-        out.append(f"<p>Kernel density: bandwidth {_num(kde.get('bandwidth_ft'))} ft "
-                   f"({esc(kde.get('bandwidth_method', ''))}), {_num(kde.get('cell_ft'))} ft cells; hot spot = "
-                   f"{esc(kde.get('hotspot_rule', ''))}: {_num(kde.get('hotspot_cells'))} of {_num(kde.get('cells'))} cells.</p>")
+        out.append(Para(inline(
+            f"Kernel density: bandwidth {_num(kde.get('bandwidth_ft'))} ft ({kde.get('bandwidth_method', '')}), "
+            f"{_num(kde.get('cell_ft'))} ft cells; hot spot = {kde.get('hotspot_rule', '')}: "
+            f"{_num(kde.get('hotspot_cells'))} of {_num(kde.get('cells'))} cells.")))
     for key, label in (("gistar_neighborhoods", "Gi* by neighborhood"), ("gistar_grid", "Gi* by grid cell")):
         g = hot.get(key)
         if isinstance(g, dict) and isinstance(g.get("labels"), dict):
-            out.append(f"<p>{label}: " + ", ".join(f"{esc(k)} {_num(v)}" for k, v in g["labels"].items())
-                       + (f" ({esc(g.get('fdr', ''))}, {_num(g.get('permutations'))} permutations)" if g.get("fdr") else "") + ".</p>")
-    return "".join(out) or _kv_table(hot)
+            out.append(Para(inline(
+                f"{label}: " + ", ".join(f"{k} {_num(v)}" for k, v in g["labels"].items())
+                + (f" ({g.get('fdr', '')}, {_num(g.get('permutations'))} permutations)" if g.get("fdr") else "")
+                + ".")))
+    return tuple(out) or (_kv_table(hot),)
 
 
-def _section_figures(data: dict[str, Any]) -> str:
-    blocks, notes = _figures(data)
-    return "".join(blocks) + (f"<p class=muted>Not drawn: {esc('; '.join(notes))}.</p>" if notes else "")
+def _section_figures(data: dict[str, Any]) -> tuple[Block, ...]:
+    figs, notes = _figures(data)
+    return blocks(figs, Para(inline(f"Not drawn: {'; '.join(notes)}."), "muted") if notes else None)
 
 
-def _section_data(data: dict[str, Any]) -> str:
-    records = data.get("records")
-    records = records if records is not None else pd.DataFrame()
-    parts = []
-    n = len(records)
-    parts.append(f"<p><b>{n:,}</b> records in the store"
-                 + (f"; {int(data.get('rejects') or 0):,} rows were rejected at ingest (with reasons in the "
-                    "store's <code>rejects</code> table)." if data.get("rejects") is not None else ".") + "</p>")
+def _data_counts(data: dict[str, Any], records: pd.DataFrame) -> tuple[Block, ...]:
+    """Records in the store, rejected rows, sources, ingests and the flags' counts."""
+    rejects = data.get("rejects")
+    out: list[Block] = [Para(inline(
+        bold(f"{len(records):,}"), " records in the store",
+        *((f"; {int(rejects or 0):,} rows were rejected at ingest (with reasons in the store's ", code("rejects"),
+           " table).") if rejects is not None else (".",))))]
     src = source_summary(records)
     if len(src):
-        parts.append("<h3>Sources</h3>" + _table(src, {"records": 0}))
+        out += [Heading("Sources"), _table(src, {"records": 0})]
     ingests = data.get("ingests")
     if ingests is not None and len(ingests):
-        cols = [c for c in ("source_file", "rows_read", "accepted", "rejected", "added", "unchanged", "updated", "ingested_at")
-                if c in ingests]
-        parts.append("<h3>Ingests</h3>" + _table(ingests[cols], {c: 0 for c in cols if c not in ("source_file", "ingested_at")}))
+        cols = [c for c in ("source_file", "rows_read", "accepted", "rejected", "added", "unchanged", "updated",
+                            "ingested_at") if c in ingests]
+        out += [Heading("Ingests"), _table(ingests[cols], {c: 0 for c in cols if c not in ("source_file", "ingested_at")})]
     reasons = data.get("reject_reasons")
     if reasons is not None and len(reasons):
-        parts.append("<h3>Rejected rows by reason</h3>" + _table(reasons.head(15), {"rows": 0}))
+        out += [Heading("Rejected rows by reason"), _table(reasons.head(15), {"rows": 0})]
     flag_text = [f"{int(records[flag].astype(bool).sum()):,} {label}" for flag, label in
                  (("opiate", "carry the opiate indicator"), ("lead_eligible", "are LEAD-eligible by the rules"))
                  if flag in records]
     if flag_text:
-        parts.append(f"<p>Of these, {' and '.join(flag_text)} (<code>geo_lead/rules/opiate_rules.toml</code>).</p>")
+        out.append(Para(inline(f"Of these, {' and '.join(flag_text)} (", code("geo_lead/rules/opiate_rules.toml"), ").")))
+    return tuple(out)
+
+
+def _geocoding_blocks(data: dict[str, Any], records: pd.DataFrame, rates: pd.DataFrame) -> tuple[Block, ...]:
+    """Match rates by type, the hit rate, why records were not placed, the beat check."""
+    geocoded = rates.loc[~rates["match_type"].isin(["unmatched", "not geocoded yet"]), "records"].sum()
+    total = int(rates["records"].sum())
+    hit = geocoded / max(total, 1)
+    out: list[Block] = [
+        Heading("Geocoding match rates by type"),
+        _table(rates.assign(share=rates["share"] * 100).rename(columns={"share": "percent"}),
+               {"records": 0, "percent": 1}),
+        Para(inline(f"Hit rate {hit:.1%} ({int(geocoded):,} of {total:,} records placed on the map).",
+                    *(() if hit >= MIN_HIT_RATE else (" ", warn(f"Below the {MIN_HIT_RATE:.0%} minimum for "
+                                                                 "reliable crime maps (Ratcliffe 2004)."))))),
+    ]
+    if "geocode_reason" in records and "match_type" in records:
+        why = records.loc[records["match_type"] == "unmatched", "geocode_reason"].fillna("(no reason)")
+        if len(why):
+            top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
+            out += [Heading("Why records were not placed (top 10 reasons)", 4), _table(top, {"records": 0})]
+    beats = data.get("beat_checks")
+    if beats is not None and len(beats):
+        out += [Heading("Points in the record's own LMPD beat, by match type", 4), _table(
+            beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
+                same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
+            {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1})]
+    return tuple(out)
+
+
+def _section_data(data: dict[str, Any]) -> tuple[Block, ...]:
+    records = data.get("records")
+    records = records if records is not None else pd.DataFrame()
     rates = match_rates(records)
-    if len(rates):
-        geocoded = rates.loc[~rates["match_type"].isin(["unmatched", "not geocoded yet"]), "records"].sum()
-        hit = geocoded / max(int(rates["records"].sum()), 1)
-        warn = "" if hit >= MIN_HIT_RATE else (f' <span class="warn">Below the {MIN_HIT_RATE:.0%} minimum '
-                                              "for reliable crime maps (Ratcliffe 2004).</span>")
-        parts.append("<h3>Geocoding match rates by type</h3>" + _table(
-            rates.assign(share=rates["share"] * 100).rename(columns={"share": "percent"}),
-            {"records": 0, "percent": 1})
-            + f"<p>Hit rate {hit:.1%} ({int(geocoded):,} of {int(rates['records'].sum()):,} records placed on the map).{warn}</p>")
-        if "geocode_reason" in records and "match_type" in records:
-            why = records.loc[records["match_type"] == "unmatched", "geocode_reason"].fillna("(no reason)")
-            if len(why):
-                top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
-                parts.append("<h4>Why records were not placed (top 10 reasons)</h4>" + _table(top, {"records": 0}))
-        beats = data.get("beat_checks")
-        if beats is not None and len(beats):
-            parts.append("<h4>Points in the record's own LMPD beat, by match type</h4>" + _table(
-                beats[["match_type", "same", "adjacent", "other", "no_beat", "same_share"]].assign(
-                    same_share=beats["same_share"] * 100).rename(columns={"same_share": "percent same"}),
-                {"same": 0, "adjacent": 0, "other": 0, "no_beat": 0, "percent same": 1}))
-    else:
-        parts.append("<p class=warn>No records in the store yet: run <code>geo-lead ingest</code>.</p>")
-    return "".join(parts)
+    if not len(rates):
+        return blocks(_data_counts(data, records),
+                      _missing("No records in the store yet: run ", code("geo-lead ingest"), "."))
+    return blocks(_data_counts(data, records), _geocoding_blocks(data, records, rates))
 
 
-def _section_glossary(data: dict[str, Any]) -> str:
-    return '<dl class="glossary">' + "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in GLOSSARY) + "</dl>"
+def _section_glossary(data: dict[str, Any]) -> tuple[Block, ...]:
+    return (Glossary(GLOSSARY),)
 
 
-def _section_method(data: dict[str, Any]) -> str:
-    return """<ul>
-<li>Records: LMPD crime extracts, ingested with every rejected row kept with its reason; opiate and LEAD-eligibility flags from the rules file.</li>
-<li>Geocoding: offline, against address points and street ranges; hundred-blocks are placed mid-block and intersections at the crossing, each with a match type and score.</li>
-<li>Scoring: counts, density per square mile, rates per 1,000 residents (2020 tracts, areal interpolation), Empirical Bayes smoothing of rates, and bootstrap rank intervals.</li>
-<li>Hot spots: kernel density on projected coordinates (Kentucky North state plane, bandwidth in feet) and Getis-Ord Gi* with conditional permutations and false-discovery-rate correction.</li>
-<li>Siting: the exact best contiguous zone of the same number of neighborhoods (mixed-integer program, CBC), compared with the pilot zone by PAI on later months than the ones that chose it.</li>
-</ul>"""
+METHOD: tuple[str, ...] = (
+    "Records: LMPD crime extracts, ingested with every rejected row kept with its reason; opiate and "
+    "LEAD-eligibility flags from the rules file.",
+    "Geocoding: offline, against address points and street ranges; hundred-blocks are placed mid-block and "
+    "intersections at the crossing, each with a match type and score.",
+    "Scoring: counts, density per square mile, rates per 1,000 residents (2020 tracts, areal interpolation), "
+    "Empirical Bayes smoothing of rates, and bootstrap rank intervals.",
+    "Hot spots: kernel density on projected coordinates (Kentucky North state plane, bandwidth in feet) and "
+    "Getis-Ord Gi* with conditional permutations and false-discovery-rate correction.",
+    "Siting: the exact best contiguous zone of the same number of neighborhoods (mixed-integer program, CBC), "
+    "compared with the pilot zone by PAI on later months than the ones that chose it.",
+)
+LIMITS: tuple[str, ...] = (
+    "Records are incidents, not people; one person can appear many times and a diversion needs an officer's "
+    "contact, not a report.",
+    "Shipped LMPD files are samples (15% of 2016, 14% of 2017, 11.9% of 2018, 11.85% of 2019): comparisons "
+    "between areas hold, yearly totals are weighted estimates.",
+    "Block addresses locate an incident to a hundred-block or an intersection, not a door; points near a "
+    "boundary may fall on either side.",
+    "The LOJIC neighborhoods cover the pre-merger city only; the remainder pieces are counted but not ranked.",
+    "Population comes from 2020 tracts split by area, which assumes residents spread evenly within a tract.",
+    "Other programs in the same area (the Living Room crisis drop-off) confound a before/after comparison.",
+)
 
 
-def _section_limits(data: dict[str, Any]) -> str:
-    return """<ul>
-<li>Records are incidents, not people; one person can appear many times and a diversion needs an officer's contact, not a report.</li>
-<li>Shipped LMPD files are samples (15% of 2016, 14% of 2017, 11.9% of 2018, 11.85% of 2019): comparisons between areas hold, yearly totals are weighted estimates.</li>
-<li>Block addresses locate an incident to a hundred-block or an intersection, not a door; points near a boundary may fall on either side.</li>
-<li>The LOJIC neighborhoods cover the pre-merger city only; the remainder pieces are counted but not ranked.</li>
-<li>Population comes from 2020 tracts split by area, which assumes residents spread evenly within a tract.</li>
-<li>Other programs in the same area (the Living Room crisis drop-off) confound a before/after comparison.</li>
-</ul>"""
+def _section_method(data: dict[str, Any]) -> tuple[Block, ...]:
+    return (Bullets(tuple(inline(t) for t in METHOD)),)
 
 
-def _section_numbers(data: dict[str, Any]) -> str:
+def _section_limits(data: dict[str, Any]) -> tuple[Block, ...]:
+    return (Bullets(tuple(inline(t) for t in LIMITS)),)
+
+
+def _section_numbers(data: dict[str, Any]) -> tuple[Block, ...]:
     result = data.get("site_result")
     if not isinstance(result, dict) or not result:
-        return "<p class=muted>No site-selection result.</p>"
-    return "<details><summary>Show every stored number</summary>" + _kv_table(result) + "</details>"
+        return _missing("No site-selection result.", css="muted")
+    return (Details("Show every stored number", (_kv_table(result),)),)
 
 
-def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
-    """A `geo_lead.pilot_report` section as a report section (empty without pilot data)."""
-    def section(data: dict[str, Any]) -> str:
+def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], tuple[Block, ...]]:
+    """A `geo_lead.pilot_report` section (HTML it escapes itself) as report blocks (none without
+    pilot data)."""
+    def section(data: dict[str, Any]) -> tuple[Block, ...]:
         pilot = data.get("pilot")
-        return build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
+        html = build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
+        # built and escaped by pilot_report; its check names (top_on_train...) read as words
+        return (RawHtml(Markup(plain_words(html))),) if html else ()
     return section
 
 
-#: The detail sections after the answer, in page order: (id, heading, builder(data) -> HTML).
+#: The detail sections after the answer, in page order: (id, heading, builder(data) -> blocks).
 #: Add a section by adding a builder here (e.g. a year-by-year section, a before/after figure).
-SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[Block, ...]]]] = [
     ("changes", "Changes since the last run", _section_changes),
     ("ranking", "Ranked neighborhoods", _section_ranking),
     ("verdict-detail", "Verdict in detail", _section_verdict),
@@ -797,7 +929,7 @@ def report_sections(data: dict[str, Any], with_figures: bool = True) -> list[Sec
     data = {**data, "with_figures": with_figures}
     built = ((sid, title, build(data)) for sid, title, build in SECTION_BUILDERS
              if with_figures or sid != "figures")
-    return [Section(sid, title, Markup(body)) for sid, title, body in built if body]
+    return [Section(sid, title, body) for sid, title, body in built if body]
 
 
 def report_links(data: dict[str, Any]) -> list[dict[str, str]]:

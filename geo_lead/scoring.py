@@ -38,9 +38,10 @@ the area's total) but are not ranked: they are leftover pieces, not neighborhood
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import geopandas as gpd
 import numpy as np
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
+
+#: A window end as callers give it: ``YYYY-MM-DD`` text, a date or datetime (pandas'
+#: Timestamp is one), or None / ``""`` for an open end.
+Day: TypeAlias = str | date | None
 
 AREAS: tuple[str, ...] = ("first-division", "city")
 #: Composite weights (each metric is divided by its maximum over the ranked units first).
@@ -85,13 +90,18 @@ def empirical_bayes(events: np.ndarray, population: np.ndarray) -> np.ndarray:
     ----------
     events, population
         Counts and populations (population > 0) of the units.
+
+    Raises
+    ------
+    ValueError
+        A population is <= 0 (callers pass only units with population).
     """
     e = np.asarray(events, dtype=float)
     b = np.asarray(population, dtype=float)
     if len(e) == 0:
         return np.array([], dtype=float)
     if np.any(b <= 0):
-        raise GeoLeadError("Empirical Bayes needs a positive population for every unit.")
+        raise ValueError("Empirical Bayes needs a positive population for every unit.")
     theta = e.sum() / b.sum()
     r = e / b
     s2 = float((b * (r - theta) ** 2).sum() / b.sum())
@@ -99,7 +109,7 @@ def empirical_bayes(events: np.ndarray, population: np.ndarray) -> np.ndarray:
     if phi == 0.0:
         return np.full_like(r, theta)
     w = phi / (phi + theta / b)
-    return w * r + (1.0 - w) * theta
+    return np.asarray(w * r + (1.0 - w) * theta, dtype=float)
 
 
 def composite_score(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
@@ -121,7 +131,7 @@ def descending_ranks(score: np.ndarray) -> np.ndarray:
     """Competition ranks (1 = highest; ties share the best rank) along the last axis."""
     s = np.asarray(score, dtype=float)
     # rank = 1 + number of strictly greater scores
-    return 1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1)
+    return np.asarray(1 + (s[..., None, :] > s[..., :, None]).sum(axis=-1))
 
 
 def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
@@ -145,7 +155,7 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
         sizes, contrib = np.asarray(counts, float), np.eye(len(counts))
     else:
         sizes, contrib = classes
-    n_total = int(round(float(sizes.sum())))
+    n_total = round(float(sizes.sum()))
     k = int(ranked.sum())
     if k == 0:
         return np.array([], dtype=int), np.array([], dtype=int)
@@ -168,7 +178,7 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
 
 
 # --- time windows and yearly scaling ----------------------------------------------------
-def _parse_day(value: str | datetime | None, name: str) -> pd.Timestamp | None:
+def _parse_day(value: Day, name: str) -> pd.Timestamp | None:
     if value is None or value == "":
         return None
     try:
@@ -177,7 +187,7 @@ def _parse_day(value: str | datetime | None, name: str) -> pd.Timestamp | None:
         raise GeoLeadError(f"--{name} {value!r}: not a date; use YYYY-MM-DD.") from None
 
 
-def window_mask(records: pd.DataFrame, since: Any = None, until: Any = None) -> pd.Series:
+def window_mask(records: pd.DataFrame, since: Day = None, until: Day = None) -> pd.Series:
     """Records whose ``occurred_at`` is in [since, until] (until is inclusive of its day)."""
     start, end = _parse_day(since, "since"), _parse_day(until, "until")
     if start is not None and end is not None and end < start:
@@ -193,7 +203,7 @@ def window_mask(records: pd.DataFrame, since: Any = None, until: Any = None) -> 
     return mask
 
 
-def years_covered(records: pd.DataFrame, since: Any = None, until: Any = None,
+def years_covered(records: pd.DataFrame, since: Day = None, until: Day = None,
                   frames_: frames.Frames | None = None) -> float:
     """Years the data cover, clipped to the window: `geo_lead.frames.coverage` of the stored
     declarations (`frames_`), else of the records' own files (report dates; occurrence date
@@ -259,9 +269,9 @@ def area_members(neighborhoods: gpd.GeoDataFrame, area: str,
 
 
 # --- scoring --------------------------------------------------------------------------------
-def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
+def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,  # noqa: PLR0913  public keyword API (by_year, tests); a ScoreParams dataclass is a follow-up
                         population: pd.Series | np.ndarray, indicator: str = "lead_eligible",
-                        area: str = "first-division", since: Any = None, until: Any = None,
+                        area: str = "first-division", since: Day = None, until: Day = None,
                         weights: dict[str, float] | None = None, seed: int = settings.RANDOM_SEED,
                         n_boot: int = settings.BOOTSTRAP_REPLICATES,
                         first_division: gpd.GeoDataFrame | None = None,
@@ -315,7 +325,7 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
                            "(geo_lead.spatial_join.join_store).")
     pop = np.asarray(population, dtype=float)
     if len(pop) != len(neighborhoods):
-        raise GeoLeadError(f"population has {len(pop)} values for {len(neighborhoods)} neighborhoods.")
+        raise ValueError(f"population has {len(pop)} values for {len(neighborhoods)} neighborhoods.")
     in_area = area_members(neighborhoods, area, first_division)
     names = neighborhoods["NH_NAME"].astype(str).to_numpy()
     is_named = neighborhoods["is_named"].astype(bool).to_numpy() if "is_named" in neighborhoods \
@@ -348,13 +358,16 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame,
     best = np.full(len(names), np.nan)
     worst = np.full(len(names), np.nan)
     classes = record_classes(sel, shares, len(names), pos, in_area)
+
+    def interval(w: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        return bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed, classes)
+
     if ranked.any():
         score[ranked] = composite_score({k: v[ranked] for k, v in metrics.items()}, weights)
         rank[ranked] = descending_ranks(score[ranked])
-        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, weights, n_boot, seed, classes)
-        low[ranked], high[ranked] = lo, hi
+        low[ranked], high[ranked] = interval(weights)
         best, worst = boundary_sensitivity(sel, shares, pos, counts, ranked, area_sqmi, pop, weights)
-    by_metric = _metric_ranks(names, ranked, metrics, area_counts, area_sqmi, pop, n_boot, seed, classes)
+    by_metric = _metric_ranks(names, ranked, metrics, interval)
     log.info("%s: %d records in window, %.1f weighted in %s (%d outside every unit or not geocoded; "
              "%d shared among units, rule %s)", indicator, len(sel), float(area_total), area,
              len(sel) - len(placed), int(shares.loc[shares["shared"], "row"].nunique()), rule)
@@ -414,7 +427,7 @@ def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index
         return int(descending_ranks(sc)[int(np.flatnonzero(ranked).tolist().index(u))])
 
     by_unit = dict(tuple(sh.groupby("ix")["row"]))
-    for u in np.flatnonzero(ranked):
+    for u in np.flatnonzero(ranked).tolist():
         rows = by_unit.get(u)
         if rows is None or len(rows) == 0:
             best[u] = worst[u] = rank_of(counts, u)
@@ -436,17 +449,17 @@ def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index
 
 
 def _metric_ranks(names: np.ndarray, ranked: np.ndarray, metrics: dict[str, np.ndarray],
-                  area_counts: np.ndarray, area_sqmi: np.ndarray, pop: np.ndarray, n_boot: int,
-                  seed: int, classes: tuple[np.ndarray, np.ndarray] | None = None,
+                  interval: Callable[[dict[str, float]], tuple[np.ndarray, np.ndarray]],
                   ) -> dict[str, dict[str, list[int]]]:
-    """Per ranked unit and metric of `RANKED_METRICS`: [rank, rank_low, rank_high]."""
+    """Per ranked unit and metric of `RANKED_METRICS`: [rank, rank_low, rank_high];
+    `interval(weights)` gives the ranked units' bootstrap (rank_low, rank_high)."""
     out: dict[str, dict[str, list[int]]] = {str(n): {} for n in names[ranked]}
     if not ranked.any():
         return out
     for metric in RANKED_METRICS:
         w = {metric: 1.0}
         r = descending_ranks(composite_score({metric: metrics[metric][ranked]}, w))
-        lo, hi = bootstrap_rank_interval(area_counts, ranked, area_sqmi, pop, w, n_boot, seed, classes)
+        lo, hi = interval(w)
         for name, a, b, c in zip(names[ranked], r, lo, hi, strict=True):
             out[str(name)][metric] = [int(a), int(b), int(c)]
     return out
@@ -501,8 +514,8 @@ SCORE_RECORD_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source",
                                          "boundary_units")
 
 
-def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
-                since: Any = None, until: Any = None, weights: dict[str, float] | None = None,
+def score_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",  # noqa: PLR0913  public keyword API (pipeline, commands, tests); a ScoreParams dataclass is a follow-up
+                since: Day = None, until: Day = None, weights: dict[str, float] | None = None,
                 seed: int = settings.RANDOM_SEED, n_boot: int = settings.BOOTSTRAP_REPLICATES,
                 neighborhoods: gpd.GeoDataFrame | None = None,
                 population: pd.Series | None = None,

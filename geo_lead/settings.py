@@ -278,14 +278,18 @@ GEOCODE_SIBLING_STREET_SCORE: Final[float] = 0.3
 #: its nearest known number: extrapolating along another street erred by 350-900 m).
 GEOCODE_SIBLING_MAX_GAP_NUMBERS: Final[int] = 100
 
-# --- reruns: store concurrency, crash-test hook (issue #7) --------------------------------
+# --- reruns: store concurrency, child processes (issue #7) --------------------------------
 #: How long a command waits for another geo-lead process to finish writing the store before
 #: failing with StoreBusyError. Override with the environment variable GEO_LEAD_BUSY_TIMEOUT_S.
 STORE_BUSY_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_BUSY_TIMEOUT_S", "30"))
-#: Crash-test hook (tests/test_crash_safety.py): when GEO_LEAD_PAUSE_AT names a point of
-#: `geo_lead.ingest` (see ingest.CRASH_POINTS), the process writes its pid to the file
-#: GEO_LEAD_PAUSE_FLAG and sleeps GEO_LEAD_PAUSE_S seconds there, so a test can SIGKILL it.
-PAUSE_AT_ENV: Final[str] = "GEO_LEAD_PAUSE_AT"
+#: A forked child of `geo-lead run` (`geo_lead.parallel`) that has used no CPU time for this many
+#: seconds (a deadlock: Linux, from /proc) is killed and its work is done in the parent, with a
+#: warning (more than STORE_BUSY_TIMEOUT_S: a child waiting on the store is not hung). Override
+#: with the environment variable GEO_LEAD_CHILD_IDLE_S.
+CHILD_IDLE_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_IDLE_S", "60"))
+#: ... and so is one that has not answered after this many seconds (everywhere; its jobs take
+#: seconds at a million records). Override with the environment variable GEO_LEAD_CHILD_TIMEOUT_S.
+CHILD_TIMEOUT_S: Final[float] = float(os.environ.get("GEO_LEAD_CHILD_TIMEOUT_S", "600"))
 
 # --- geocoding: house numbers along a hundred-block (geo_lead/geocode, geocode3) -------------
 #: The rooftop-vs-block curve (`geo_lead.geocode.reference.learn_block_curve`) is learned only

@@ -47,6 +47,9 @@ from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capt
 from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
 
 if TYPE_CHECKING:
+    from scipy import sparse
+
+    from geo_lead.progress import Progress
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -126,13 +129,12 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
         te = dated & (when.dt.month >= 9)
         rule = "calendar months 1-8 (train) vs 9-12 (test) of every year"
     else:
-        def mask(text: str, what: str) -> pd.Series:
-            return _range_mask(when, text, what)
-
         # one period given: the other is every dated record outside it
-        tr = mask(train, "train") if train is not None else None
-        te = mask(test, "test") if test is not None else dated & ~tr
-        if tr is None:
+        if train is not None:
+            tr = _range_mask(when, train, "train")
+            te = _range_mask(when, test, "test") if test is not None else dated & ~tr
+        elif test is not None:
+            te = _range_mask(when, test, "test")
             tr = dated & ~te
         rule = f"train {train or 'every date outside test'}, test {test or 'every date outside train'}"
     info = {"rule": rule, "train": int(tr.sum()), "test": int(te.sum()),
@@ -371,7 +373,7 @@ class SiteInputs:
     pilot: list[str]
     cands: list[str]
     points: gpd.GeoDataFrame
-    weights: Any
+    weights: sparse.csr_matrix  #: `unit_weights` of the points
     in_area: np.ndarray  #: per point, its share inside the candidate units (1 unless split)
     accounting: dict[str, int]
     data: UnitData
@@ -557,7 +559,7 @@ def measures_statement(objective: str) -> dict[str, Any]:
 
 # --- steps ----------------------------------------------------------------------------------
 def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = None,
-                 frame_weights: bool = True) -> Any:
+                 frame_weights: bool = True) -> sparse.csr_matrix:
     """The (points x units) sparse matrix of each record's frame weight x share in each unit.
 
     The one place siting attributes records to units: `geo_lead.allocation.unit_shares`
@@ -723,7 +725,8 @@ def _ranks(totals: np.ndarray) -> np.ndarray:
     return 1 + len(totals) - np.searchsorted(order, totals + 1e-9, side="right")
 
 
-def stability(inp: SiteInputs, rk: Ranking, params: SiteParams, progress: Any = None) -> Stability:
+def stability(inp: SiteInputs, rk: Ranking, params: SiteParams,
+              progress: Progress | None = None) -> Stability:
     """Step 3: bootstrap resamples of the records (top-set share, rank intervals of every zone)
     and calendar-year windows, all by reach."""
     p = params
@@ -883,6 +886,7 @@ def decide(checks: Sequence[Check], params: SiteParams) -> Verdict:
     from geo_lead import findings
 
     dicts = [c.to_dict() for c in checks]
+    deciding: str | None
     insufficient = [c for c in checks if c.status == INSUFFICIENT]
     failed = [c for c in checks if c.status == FAIL]
     if insufficient:
@@ -890,7 +894,7 @@ def decide(checks: Sequence[Check], params: SiteParams) -> Verdict:
     elif failed:
         verdict, deciding = REVISE, failed[0].name
     else:
-        verdict, deciding = JUSTIFIED, findings.weakest_check(dicts)
+        verdict, deciding = JUSTIFIED, findings.weakest_check(dicts)  # None: no check passed
     rule = VERDICT_RULE.format(top=params.top_fraction, stab=params.stability_min, tol=1 - params.pai_tolerance,
                                minw=params.min_window_records, lo=RANK_QUANTILES[0], hi=RANK_QUANTILES[1])
     return Verdict(verdict, deciding, findings.verdict_sentence(verdict, deciding, dicts), rule)
@@ -972,10 +976,10 @@ def zone_table(res: SiteResult) -> list[dict[str, Any]]:
 
 
 # --- the whole answer ------------------------------------------------------------------------
-def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
+def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],  # noqa: PLR0913  public keyword API (pipeline, commands, tests); its split belongs to the verdict issue
                   pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
                   params: SiteParams | None = None, population: pd.Series | None = None,
-                  progress: Any = None, adjacency: Adjacency | None = None,
+                  progress: Progress | None = None, adjacency: Adjacency | None = None,
                   sampling: frames.Frames | None = None) -> SiteResult:
     """Answer the siting question from records and neighborhoods (pure), as a `SiteResult`.
 
@@ -1022,10 +1026,10 @@ def evaluate_site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, ca
     return SiteResult(inp, p, rk, st, ho, checks, verdict, cap, comp, layer)
 
 
-def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],
+def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates: Sequence[str],  # noqa: PLR0913  public keyword API (pipeline, commands, tests); its split belongs to the verdict issue
          pilot: Sequence[str] = settings.PILOT_NEIGHBORHOODS, indicator: str = "lead_eligible",
          params: SiteParams | None = None, population: pd.Series | None = None,
-         progress: Any = None, adjacency: Adjacency | None = None,
+         progress: Progress | None = None, adjacency: Adjacency | None = None,
          sampling: frames.Frames | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """`evaluate_site` as ``(site_zones layer (EPSG:2246), the site --json object)``."""
     res = evaluate_site(records, neighborhoods, candidates, pilot, indicator, params, population,
@@ -1054,25 +1058,33 @@ SITE_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at"
                                  "neighborhood", "boundary_units", "lon", "lat")
 
 
-def compute_site(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+def compute_site(store: Store | str, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,  # noqa: PLR0913  public keyword API (pipeline, commands, tests)
                  months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                  area: str = "first-division", candidates: Sequence[str] | None = None,
-                 records: Any = None, adjacency: Adjacency | None = None,
+                 records: pd.DataFrame | None = None, adjacency: Adjacency | None = None,
                  **params: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """`site_store`'s computation without its writes: ``(site_zones layer, result)``.
 
-    With `records` and `adjacency` (`stored_queen_adjacency`) given the store is not
-    touched (only its path names it in errors), so `geo-lead run` can compute this in a
-    child process (`geo_lead.parallel.Deferred`).
+    `store` is an open store, or its path when nothing needs reading: `records` (with their
+    ``weight``), `adjacency` (`stored_queen_adjacency`) and ``sampling``
+    (`frames.load_frames`) given; the path then only names the store in errors. That is how
+    `geo-lead run` computes this in a forked child (`geo_lead.parallel.Deferred`), which never
+    gets an open store. A path without those inputs raises `TypeError`.
     """
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.hotspots import records_from_store, resolve_area, store_columns
+    from geo_lead.hotspots import located_records, records_from_store, resolve_area, store_columns
 
+    if isinstance(store, str) and (records is None or adjacency is None or params.get("sampling") is None):
+        msg = "compute_site(store=path) needs records, adjacency and sampling: with a path nothing is read"
+        raise TypeError(msg)
     neighborhoods = load_neighborhoods()
     given = records
-    records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
-                                 records=records)
-    if given is None and "weight" not in records:
+    if isinstance(store, str):
+        records = located_records(records, neighborhoods, store)
+    else:
+        records = records_from_store(store, neighborhoods, store_columns(store, SITE_COLUMNS, indicator),
+                                     records=records)
+    if given is None and "weight" not in records and not isinstance(store, str):
         from geo_lead.frames import attach_weights
 
         attach_weights(store, records)  # read here; a shared read carries its weights already
@@ -1086,23 +1098,23 @@ def compute_site(store: Store, k: int | None = None, capacity: int = settings.PI
     progress = params.pop("progress", None)
     # the store's declarations: read here unless given (a forked child must not read the store)
     sampling = params.pop("sampling", None)
-    if sampling is None and given is None:
+    if sampling is None and given is None and not isinstance(store, str):
         sampling = frames.load_frames(store)
     if params.get("boundary") is None:
         params.pop("boundary", None)
     sp = SiteParams(k=k, capacity=capacity, months=months, **params)
+    if adjacency is None and not isinstance(store, str):
+        adjacency = stored_queen_adjacency(store, neighborhoods)
     layer, result = site(records, neighborhoods, names, indicator=indicator, params=sp,
-                         population=population, progress=progress,
-                         adjacency=stored_queen_adjacency(store, neighborhoods) if adjacency is None else adjacency,
-                         sampling=sampling)
+                         population=population, progress=progress, adjacency=adjacency, sampling=sampling)
     result["area"] = "candidates" if candidates else area
     return layer, result
 
 
-def site_store(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,
+def site_store(store: Store, k: int | None = None, capacity: int = settings.PILOT_CAPACITY_PARTICIPANTS,  # noqa: PLR0913  public keyword API (pipeline, commands, tests); its split belongs to the verdict issue
                months: int = settings.PILOT_MONTHS, indicator: str = "lead_eligible",
                area: str = "first-division", candidates: Sequence[str] | None = None,
-               records: Any = None, computed: tuple[gpd.GeoDataFrame, dict[str, Any]] | None = None,
+               records: pd.DataFrame | None = None, computed: tuple[gpd.GeoDataFrame, dict[str, Any]] | None = None,
                **params: Any) -> dict[str, Any]:
     """Run `site` on the store's records; write the ``site_zones`` layer and ``site_result``.
 

@@ -14,18 +14,23 @@ also gets ``boundary_units`` (`geo_lead.allocation.boundary_units`): the units w
 beat when beat polygons are available (`allocation.settle_by_beat`); scoring, hotspots and
 siting count such records in shares (`allocation.unit_shares`).
 
-The point-in-polygon test is `first_unit_containing` (prepared polygons on bounding-box
-candidates); the dask engine runs the same `join_records` on its partitions.
+The points are projected once (`projected_xy`); the point-in-polygon test is
+`first_unit_containing` (prepared polygons on bounding-box candidates) and the boundary test
+`allocation.near_unit_codes` (prepared polygons, ``dwithin`` on bounding-box candidates). The
+dask engine runs the same `join_records` on its partitions, and both engines read, skip and
+record the join through one `JoinPlan`.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 from geo_lead import settings
@@ -33,6 +38,7 @@ from geo_lead.boundaries import load_neighborhoods
 from geo_lead.errors import CRSMismatchError, GeoLeadError
 
 if TYPE_CHECKING:
+    from geo_lead.allocation import ProjectedUnits
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -114,41 +120,73 @@ def join_records(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
             "reproject one to the other's CRS first.")
     if name_column not in neighborhoods.columns:
         raise GeoLeadError(f"neighborhoods: column {name_column!r} missing; have {list(neighborhoods.columns)}.")
+    from geo_lead.allocation import ProjectedUnits, check_tolerance, settle_by_beat
+
+    tol = check_tolerance(tolerance_ft)
     geom = records.geometry
-    has_point = ~(geom.isna() | geom.is_empty)
-    pts = gpd.GeoDataFrame({"rec_pos": np.flatnonzero(has_point.to_numpy())},
-                           geometry=geom[has_point].to_crs(settings.CRS_PROJECTED).to_numpy(),
-                           crs=settings.CRS_PROJECTED)
-    polys = gpd.GeoDataFrame({"nh_pos": np.arange(len(neighborhoods))},
-                             geometry=neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(),
-                             crs=settings.CRS_PROJECTED)
-    # "intersects" rather than "within": a point on an edge still belongs somewhere.
-    xy = shapely.get_coordinates(np.asarray(pts.geometry.values))
-    unit, ties = first_unit_containing(xy[:, 0], xy[:, 1], np.asarray(polys.geometry.values))
+    has_point = ~(geom.isna() | geom.is_empty).to_numpy()
+    units = ProjectedUnits.from_frame(neighborhoods, name_column)
+    own, (near, labels) = _join_points(projected_xy(geom[has_point]), units, tol)
+    unit = np.full(len(records), -1, dtype=np.int64)
+    unit[has_point] = own
+    boundary = np.full(len(records), -1, dtype=np.int64)
+    boundary[has_point] = near
+    out = records.copy()
+    out["neighborhood"] = _text_column(units.names, unit, out.index)
+    if beats is not None and "beat" in out:
+        out["boundary_units"] = _text_column(labels, boundary, out.index)
+        settled = settle_by_beat(out, neighborhoods, beats, tol, name_column=name_column).to_numpy()
+        hit = settled != ""
+        new_labels, which = np.unique(settled[hit].astype(str), return_inverse=True)
+        boundary[hit] = len(labels) + which.reshape(-1)
+        labels = np.concatenate([labels, new_labels.astype(object)])
+        log.info("%d boundary record(s) settled by their own beat", int(hit.sum()))
+    out["boundary_units"] = _text_column(labels, boundary, out.index)
+    status = np.where(~has_point, 2, np.where(unit >= 0, 0, 1))  # positions in JOIN_STATUSES
+    out["join_status"] = _text_column(np.array(JOIN_STATUSES, dtype=object), status, out.index)
+    return out
+
+
+def _text_column(labels: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    """Text per row: ``labels[code]``, "" where the code is -1 (one take in Arrow: building a
+    text column from a million Python strings costs several times more)."""
+    import pyarrow as pa
+
+    table = pa.array(["", *(str(v) for v in labels)], type=pa.large_string())
+    text = table.take(pa.array(np.asarray(codes, dtype=np.int64) + 1)).to_pandas()
+    text.index = index
+    return text
+
+
+def projected_xy(points: gpd.GeoSeries) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:2246 coordinates (US survey feet) of non-empty points in any CRS: one transform."""
+    xy = shapely.get_coordinates(np.asarray(points.to_numpy()))
+    if len(xy) != len(points):
+        raise ValueError(f"projected_xy: {len(points)} points gave {len(xy)} coordinates; "
+                         "pass only non-empty single points")
+    if points.crs is None:
+        raise ValueError("projected_xy: the points have no CRS")
+    if points.crs == pyproj.CRS.from_user_input(settings.CRS_PROJECTED):
+        return xy[:, 0].copy(), xy[:, 1].copy()
+    to_ft = pyproj.Transformer.from_crs(points.crs, settings.CRS_PROJECTED, always_xy=True)
+    x, y = to_ft.transform(xy[:, 0], xy[:, 1])
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+def _join_points(xy: tuple[np.ndarray, np.ndarray], units: ProjectedUnits,
+                 tolerance_ft: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """First unit (-1: none) of projected points, and their boundary units as
+    (code per point, -1 when fewer than two units; labels) (`allocation.near_unit_codes`)."""
+    from geo_lead.allocation import near_unit_codes
+
+    x, y = xy
+    unit, ties = first_unit_containing(x, y, units.polygons)
     if ties:
         log.info("%d record(s) lie on a shared edge; each goes to the first neighborhood", ties)
-    inside = unit >= 0
-    first = pd.DataFrame({"rec_pos": pts["rec_pos"].to_numpy()[inside], "nh_pos": unit[inside]})
-    names = np.full(len(records), "", dtype=object)
-    names[first["rec_pos"].to_numpy()] = neighborhoods[name_column].to_numpy()[first["nh_pos"].to_numpy()]
-    status = np.where(~has_point.to_numpy(), "not_geocoded",
-                      np.where(names != "", "joined", "outside"))
-    from geo_lead.allocation import boundary_units, settle_by_beat
-
-    own = np.full(len(records), -1, dtype=int)
-    own[first["rec_pos"].to_numpy()] = first["nh_pos"].to_numpy()
-    near = boundary_units(geom, neighborhoods, names != "", tolerance_ft, name_column, unit_index=own)
-    out = records.copy()
-    out["neighborhood"] = names
-    out["boundary_units"] = near
-    if beats is not None and "beat" in out:
-        settled = settle_by_beat(out, neighborhoods, beats, tolerance_ft, name_column=name_column)
-        hit = (settled != "").to_numpy()
-        near[hit] = settled.to_numpy()[hit]
-        out["boundary_units"] = near
-        log.info("%d boundary record(s) settled by their own beat", int(hit.sum()))
-    out["join_status"] = status
-    return out
+    near = np.full(len(x), -1, dtype=np.int64)
+    placed = unit >= 0
+    near[placed], labels = near_unit_codes(x[placed], y[placed], units, tolerance_ft, own=unit[placed])
+    return unit, (near, labels)
 
 
 def first_unit_containing(x: np.ndarray, y: np.ndarray, polygons: np.ndarray) -> tuple[np.ndarray, int]:
@@ -246,8 +284,68 @@ def _beats_fingerprint(beats: gpd.GeoDataFrame | None) -> str | None:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class JoinPlan:
+    """What a store's join is computed from, and the meta that records it: both engines
+    (`join_store`, `geo_lead.dask_engine.join_store`) read, join and record through one plan,
+    so either finds the other's join current.
+
+    Attributes
+    ----------
+    neighborhoods
+        The units.
+    tolerance_ft
+        The checked boundary tolerance.
+    beats
+        Beat polygons for settling, or None.
+    fingerprint
+        `neighborhoods_fingerprint` (meta `META_JOIN_HASH`).
+    boundary_key
+        Tolerance and beats' fingerprint (meta `META_JOIN_BOUNDARY`).
+    """
+
+    neighborhoods: gpd.GeoDataFrame
+    tolerance_ft: float
+    beats: gpd.GeoDataFrame | None
+    fingerprint: str
+    boundary_key: dict[str, object]
+
+    @classmethod
+    def make(cls, neighborhoods: gpd.GeoDataFrame | None = None, tolerance_ft: float | None = None,
+             beats: gpd.GeoDataFrame | bool | None = True) -> JoinPlan:
+        """The plan for `join_store`'s arguments (same defaults)."""
+        from geo_lead.allocation import check_tolerance
+
+        nh = load_neighborhoods() if neighborhoods is None else neighborhoods
+        tol = check_tolerance(tolerance_ft)
+        beat_polys = default_beats() if beats is True else (beats or None)
+        return cls(nh, tol, beat_polys, neighborhoods_fingerprint(nh),
+                   {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)})
+
+    def is_current(self, store: Store) -> bool:
+        """The stored ``neighborhood``/``boundary_units`` come from this plan's inputs."""
+        have = set(store.columns("records"))
+        return ("neighborhood" in have and "boundary_units" in have
+                and store.get_json(META_JOIN_HASH) == self.fingerprint
+                and store.get_json(META_JOIN_BOUNDARY) == self.boundary_key)
+
+    def read_records(self, store: Store) -> pd.DataFrame:
+        """``record_id``, ``lon``, ``lat`` (and ``beat`` when settling) of the records to join:
+        those with no ``neighborhood`` when the store is current, else all."""
+        have = set(store.columns("records"))
+        cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if self.beats is not None else ()))
+                if c in have]
+        # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
+        return store.read_unjoined_records(cols) if self.is_current(store) else store.read_records(cols)
+
+    def record(self, store: Store) -> None:
+        """Write the meta that makes the next join with this plan skip the joined records."""
+        store.set_json(META_JOIN_HASH, self.fingerprint)
+        store.set_json(META_JOIN_BOUNDARY, self.boundary_key)
+
+
 def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
-               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | None | bool = True) -> dict[str, int]:
+               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | bool | None = True) -> dict[str, int]:
     """Join the store's records to neighborhoods; write ``neighborhood`` and ``boundary_units``.
 
     Incremental: only records whose ``neighborhood`` is NULL are joined and written (new
@@ -273,20 +371,10 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
     dict
         ``records``, ``joined``, ``outside``, ``not_geocoded`` (records = the other three).
     """
-    from geo_lead.allocation import check_tolerance
-
-    nh = load_neighborhoods() if neighborhoods is None else neighborhoods
-    tol = check_tolerance(tolerance_ft)
-    beat_polys = default_beats() if beats is True else (beats or None)
-    fingerprint = neighborhoods_fingerprint(nh)
-    boundary_key = {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)}
-    have = set(store.columns("records"))
-    # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
-    current = ("neighborhood" in have and "boundary_units" in have
-               and store.get_json(META_JOIN_HASH) == fingerprint
-               and store.get_json(META_JOIN_BOUNDARY) == boundary_key)
-    cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if beat_polys is not None else ())) if c in have]
-    recs = points_from_lonlat(store.read_unjoined_records(cols) if current else store.read_records(cols))
+    plan = JoinPlan.make(neighborhoods, tolerance_ft, beats)
+    nh, tol, beat_polys = plan.neighborhoods, plan.tolerance_ft, plan.beats
+    fingerprint, boundary_key = plan.fingerprint, plan.boundary_key
+    recs = points_from_lonlat(plan.read_records(store))
     if nh.crs is not None and nh.crs != recs.crs:
         nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
     joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys) if len(recs) \

@@ -33,6 +33,7 @@ import logging
 import sqlite3
 import struct
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,15 @@ _RTREE_TRIGGERS: dict[str, str] = {
                'ST_IsEmpty(NEW."{g}")) BEGIN DELETE FROM "{r}" WHERE id IN (OLD."fid", NEW."fid"); END',
     "delete": 'AFTER DELETE ON "{t}" WHEN old."{g}" NOT NULL BEGIN DELETE FROM "{r}" WHERE id = OLD."fid"; END',
 }
+
+#: The RTree of the records layer.
+RECORDS_RTREE = "rtree_records_geom"
+#: `Store.update_records` refills the whole records RTree (instead of replacing the updated
+#: records' entries) when it sets the points of at least this share of the records.
+RTREE_REBUILD_SHARE = 0.5
+#: Writes of at least this many rows that change no geometry run with the RTree triggers off
+#: (`Store._rtree_triggers_off`): evaluating them cost ~40% of a 200k-row insert.
+TRIGGERS_OFF_MIN_ROWS = 1_000
 
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 _last_envelope: list[Any] = [None, None]  # (blob, (minx, maxx, miny, maxy, empty)): one-entry memo
@@ -475,9 +485,30 @@ class Store:
         verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
-        cur = self.conn.executemany(sql, _row_tuples(frame))
+        quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
+        with self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
+            # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
+            cur = self.conn.executemany(sql, _row_tuples(frame))
         return max(cur.rowcount, 0)
+
+    @contextlib.contextmanager
+    def _rtree_triggers_off(self, table: str, column: str = "geom") -> Iterator[None]:
+        """Drop `table`'s RTree triggers for the block and create them again after it (inside
+        `write`, so a crash leaves them as they were; no-op without an index).
+
+        For writes that leave every geometry and fid as it was (rows inserted without one,
+        attribute updates), where a trigger would change nothing but is still evaluated for
+        each row, or that bring the index in step themselves (`_update_points`).
+        """
+        rtree = f"rtree_{table}_{column}"
+        if rtree not in self.tables():
+            yield
+            return
+        for suffix in _RTREE_TRIGGERS:
+            self.conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{suffix}"')
+        yield
+        for suffix, body in _RTREE_TRIGGERS.items():
+            self.conn.execute(f'CREATE TRIGGER "{rtree}_{suffix}" ' + body.format(t=table, g=column, r=rtree))
 
     def replace_features(self, table: str, gdf: Any, geometry_type: str = "GEOMETRY",
                          description: str = "") -> None:
@@ -539,12 +570,7 @@ class Store:
                 "old_json": [json.dumps({k: _py(v) for k, v in row.items()}) for row in old.to_dict("records")],
             })
             self.insert_rows("record_history", hist)
-            cols = [c for c in upd.columns if c != "record_id"]
-            sql = (f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=?" for c in cols)}, '
-                   f'updated_at=? WHERE record_id=?')
-            self.conn.executemany(sql, (
-                (*[_py(v) for v in row[1:]], ingested_at, row[0])
-                for row in upd[["record_id", *cols]].itertuples(index=False)))
+            self.update_records(upd.assign(updated_at=ingested_at))
             self._forget_moved_points(old, upd)
             updated = len(upd)
         self.ensure_record_indexes()
@@ -556,11 +582,11 @@ class Store:
         after = new.set_index("record_id")[["address_raw", "zip"]].fillna("").reindex(before.index)
         moved = before.index[(before != after).any(axis=1)].tolist()
         have = set(self.columns("records"))
-        cols = ["geom", *[c for c in (*GEOCODE_COLUMNS, "neighborhood") if c in have]]
+        cols = [c for c in (*GEOCODE_COLUMNS, "neighborhood") if c in have]
+        if not {"lon", "lat"} <= set(cols):  # (with lon/lat, update_records sets geom from them)
+            cols.append("geom")
         if moved:
-            self.conn.executemany(
-                f'UPDATE records SET {", ".join(chr(34) + c + chr(34) + "=NULL" for c in cols)} WHERE record_id=?',
-                ((rid,) for rid in moved))
+            self.update_records(pd.DataFrame({"record_id": moved, **dict.fromkeys(cols)}))
 
     def _existing_hashes(self, record_ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -631,61 +657,113 @@ class Store:
     def update_records(self, updates: pd.DataFrame, key: str = "record_id") -> int:
         """Set columns of existing records from a frame keyed by `key` (inside `write`).
 
-        A ``lon``/``lat`` pair also sets the point geometry.
+        One set-based statement: the frame is bulk-loaded into a temporary table and applied
+        with ``UPDATE records ... FROM``. A ``lon``/``lat`` pair also sets the point geometry
+        (NULL when either is missing), keeps the RTree index in step (`_apply_points`) and,
+        unless the frame sets ``neighborhood`` too, clears ``neighborhood`` so the next
+        (incremental) join places the moved record again. When a key occurs twice, its last
+        row wins.
+
+        Returns
+        -------
+        int
+            The number of rows of `updates` (each names a stored record).
+
+        Raises
+        ------
+        ValueError
+            `updates` has no column `key`, or some key is not a stored record (the first few
+            are named; nothing is changed).
         """
         if updates.empty:
             return 0
+        if key not in updates.columns:
+            raise ValueError(f"update_records: the frame has no key column {key!r} (columns: {list(updates.columns)})")
         self.ensure_columns("records", updates)
-        cols = [c for c in updates.columns if c != key]
-        sets = [f'"{c}"=?' for c in cols]
-        rows = updates[[*cols, key]].itertuples(index=False)
-        if {"lon", "lat"} <= set(cols):
-            ilon, ilat = cols.index("lon"), cols.index("lat")
-            sets.append("geom=?")
-            rows = ((*r[:-1], _point_blob(r[ilon], r[ilat]), r[-1]) for r in rows)  # type: ignore[assignment]
+        cols = [str(c) for c in updates.columns if c != key]
+        frame = updates[[key, *cols]]
+        points = {"lon", "lat"} <= set(cols)
+        sets = [f'"{c}" = t."{c}"' for c in cols]
+        if points:
+            frame = frame.assign(geom=point_blobs(updates["lon"].to_numpy(float), updates["lat"].to_numpy(float)))
+            sets.append("geom = t.geom")
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
-                # A moved point invalidates its join: NULL marks it for the next (incremental)
-                # spatial join, which only joins records whose neighborhood IS NULL.
-                sets.append("neighborhood=NULL")
-        sql = f'UPDATE records SET {", ".join(sets)} WHERE "{key}"=?'
-        values = (tuple(_py(v) for v in r) for r in rows)
-        if {"lon", "lat"} <= set(cols) and "rtree_records_geom" in self.tables():
-            changed = self._update_points_bulk(sql, values, updates[key], key)
-        else:
-            cur = self.conn.executemany(sql, values)
-            changed = max(cur.rowcount, 0)  # records only (not the RTree triggers' writes)
-        self.touch("records")
-        return changed
+                # A moved point invalidates its join: NULL marks it for the next spatial join.
+                sets.append("neighborhood = NULL")
+        with self.write():  # a savepoint: a missing key undoes the whole update
+            given = self._load_temp_updates(frame)
+            sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
+            if points and RECORDS_RTREE in self.tables():
+                changed = self._update_points(sql, key, given)
+            else:  # the triggers act only on a new geometry or fid: neither is set here
+                quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
+                with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
+                    changed = int(self.conn.execute(sql).rowcount)
+            if changed != given:
+                self._raise_missing_keys(key)
+            self.conn.execute("DROP TABLE temp._upd")
+            self.touch("records")
+        return len(updates)
 
-    def _update_points_bulk(self, sql: str, values: Iterator[tuple[Any, ...]], keys: pd.Series,
-                            key: str) -> int:
-        """Run a point-setting UPDATE of records with the RTree triggers off, then set the
-        index of exactly those records set-based from ``lon``/``lat`` (inside `write`).
+    def _load_temp_updates(self, frame: pd.DataFrame) -> int:
+        """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` PRIMARY KEY and the
+        frame's other columns by name; the last row of a repeated key wins). Returns the
+        distinct keys loaded."""
+        self.conn.execute("DROP TABLE IF EXISTS temp._upd")
+        names = "".join(f', "{c}"' for c in frame.columns[1:])
+        self.conn.execute(f"CREATE TEMP TABLE _upd (k PRIMARY KEY{names})")
+        marks = ", ".join("?" * frame.shape[1])
+        self.conn.executemany(f"INSERT OR REPLACE INTO temp._upd VALUES ({marks})", _row_tuples(frame))
+        return int(self.conn.execute("SELECT COUNT(*) FROM temp._upd").fetchone()[0])
 
-        The same index the triggers would leave (a point's box is its lon/lat; no point, no
-        entry), cheaper: the triggers call ST_* up to eight times a row (100k moved points:
-        18.7 s with them, 10.4 s this way, 5.9 s with no index). The triggers come back in the same
-        transaction, so a crash leaves them as they were.
+    def _raise_missing_keys(self, key: str) -> None:
+        """Raise the ValueError naming the keys of ``temp._upd`` that are not stored records."""
+        missing = [r[0] for r in self.conn.execute(
+            f'SELECT k FROM temp._upd WHERE k NOT IN (SELECT "{key}" FROM records) LIMIT 6')]
+        self.conn.execute("DROP TABLE temp._upd")
+        more = ", ..." if len(missing) > 5 else ""
+        raise ValueError(f"update_records: {key} not in the store: "
+                         f"{', '.join(map(repr, missing[:5]))}{more}; nothing was updated")
+
+    def _update_points(self, sql: str, key: str, given: int) -> int:
+        """Run the point-setting `sql` with the RTree triggers off, then bring the index in
+        step set-based from ``lon``/``lat`` (inside `write`); returns the rows changed.
+
+        The index left is the one the triggers would leave (a point's box is its lon/lat; no
+        point, no entry), cheaper: the triggers call ST_* up to eight times a row. From
+        `RTREE_REBUILD_SHARE` of the records on, the whole index is refilled; below it only
+        the entries of the updated records are replaced.
         """
-        rtree = "rtree_records_geom"
-        for suffix in _RTREE_TRIGGERS:
-            self.conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{suffix}"')
-        cur = self.conn.executemany(sql, values)
-        changed = max(cur.rowcount, 0)
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _rtree_keys (k PRIMARY KEY)")
-        self.conn.execute("DELETE FROM temp._rtree_keys")
-        self.conn.executemany("INSERT OR IGNORE INTO temp._rtree_keys VALUES (?)",
-                              ((_py(k),) for k in keys.tolist()))
-        moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._rtree_keys)'
-        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
-        self.conn.execute(
-            f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records WHERE "{key}" IN '
-            "(SELECT k FROM temp._rtree_keys) AND lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL")
-        self.conn.execute("DELETE FROM temp._rtree_keys")
-        for suffix, body in _RTREE_TRIGGERS.items():
-            self.conn.execute(f'CREATE TRIGGER "{rtree}_{suffix}" '
-                              + body.format(t="records", g="geom", r=rtree))
+        rtree = RECORDS_RTREE
+        placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
+        with self._rtree_triggers_off("records"):
+            changed = int(self.conn.execute(sql).rowcount)
+            if given >= RTREE_REBUILD_SHARE * self.count("records"):
+                self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
+            else:
+                moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._upd)'
+                self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
+                self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
+                                  f'WHERE "{key}" IN (SELECT k FROM temp._upd) AND {placed}')
         return changed
+
+    def _refill_rtree(self, rtree: str, points_sql: str) -> None:
+        """Replace every entry of the RTree `rtree` with the points `points_sql` selects
+        (id, x, y), written bulk-loaded into its shadow tables (`rtree_pages`; inside `write`).
+
+        Inserting through the rtree module costs a search and often a split per point (200k
+        points: ~6 s); packing the nodes in numpy and writing them as rows, as GDAL does
+        when it creates an index, costs a fraction of that.
+        """
+        row = self.conn.execute(f'SELECT length(data) FROM "{rtree}_node" WHERE nodeno = 1').fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: the spatial index {rtree} has no root node; "
+                             "rebuild it (`geo-lead` recreates it when it is dropped)")
+        pts = np.array(self.conn.execute(points_sql).fetchall(), dtype=float).reshape(-1, 3)
+        pages = rtree_pages(pts[:, 0].astype(np.int64), pts[:, 1], pts[:, 2], int(row[0]))
+        for shadow, rows in (("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent)):
+            self.conn.execute(f'DELETE FROM "{rtree}_{shadow}"')
+            self.conn.executemany(f'INSERT INTO "{rtree}_{shadow}" VALUES (?, ?)', rows)
 
     def beat_check_counts(self) -> pd.DataFrame:
         """Placed records by (match_type, beat_check): columns match_type, beat_check, records."""
@@ -946,13 +1024,13 @@ _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})
 
 
 def _column_values(series: pd.Series) -> list[Any]:
-    """One column as sqlite-ready Python values (NaN/NA/None -> NULL), without per-cell dispatch."""
-    values = series.tolist()  # numpy scalars -> Python int/float/bool/str
-    missing = series.isna()
-    if missing.any():
-        values = [None if m else v for v, m in zip(values, missing.tolist(), strict=True)]
-    if series.dtype == object:  # mixed columns may still hold numpy scalars
-        values = [v if type(v) in _PLAIN_TYPES else _py(v) for v in values]
+    """One column as sqlite-ready Python values (NaN/NA/None -> NULL), built by numpy/pandas
+    (no per-cell Python dispatch except for object columns holding non-text values)."""
+    values: list[Any] = series.to_numpy(dtype=object, na_value=None).tolist()
+    if series.dtype.kind in "mM":  # NaT is not replaced by na_value
+        values = [None if m else v for v, m in zip(values, series.isna().tolist(), strict=True)]
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty", "bytes"):
+        values = [v if type(v) in _PLAIN_TYPES else _py(v) for v in values]  # numpy scalars in a mixed column
     return values
 
 
@@ -961,11 +1039,113 @@ def _row_tuples(frame: pd.DataFrame) -> Iterator[tuple[Any, ...]]:
     return zip(*(_column_values(frame.iloc[:, i]) for i in range(frame.shape[1])), strict=True)
 
 
-def _point_blob(lon: Any, lat: Any) -> bytes | None:
-    lon, lat = _py(lon), _py(lat)
-    if lon is None or lat is None:
-        return None
-    return gpkg_blob(struct.pack("<BIdd", 1, 1, float(lon), float(lat)))
+#: One GeoPackage point blob: header (magic, version, flags = little endian, no envelope;
+#: srs_id) and ISO WKB (byte order, type 1, x, y), packed (29 bytes).
+_POINT_BLOB = np.dtype([("magic", "S4"), ("srs_id", "<i4"), ("order", "u1"), ("wkb_type", "<u4"),
+                        ("x", "<f8"), ("y", "<f8")])
+
+
+def point_blobs(lon: np.ndarray, lat: np.ndarray, srs_id: int = WGS84_SRS_ID) -> list[bytes | None]:
+    """GeoPackage point blobs of `lon`/`lat` (what `gpkg_blob` of the ISO WKB gives), built
+    as one numpy buffer; None where either coordinate is NaN."""
+    if lon.shape != lat.shape:
+        raise ValueError(f"point_blobs: lon has shape {lon.shape}, lat {lat.shape}")
+    buf = np.zeros(lon.shape[0], _POINT_BLOB)
+    buf["magic"], buf["srs_id"], buf["order"], buf["wkb_type"] = b"GP\x00\x01", srs_id, 1, 1
+    buf["x"], buf["y"] = lon, lat
+    blobs: list[bytes | None] = buf.view(f"V{_POINT_BLOB.itemsize}").tolist()
+    for i in np.flatnonzero(np.isnan(lon) | np.isnan(lat)).tolist():
+        blobs[i] = None
+    return blobs
+
+
+#: One cell of an SQLite RTree node of 2 dimensions: rowid (or child node) and the float32 box
+#: minx, maxx, miny, maxy, all big-endian (the rtree module's on-disk format).
+_RTREE_CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny", ">f4"), ("maxy", ">f4")])
+
+
+@dataclass(frozen=True)
+class RTreePages:
+    """The rows of an RTree's three shadow tables (`rtree_pages`): ``node`` (nodeno, data),
+    ``rowid`` (rowid, leaf nodeno) and ``parent`` (nodeno, parent nodeno); node 1 is the root."""
+
+    node: list[tuple[int, bytes]]
+    rowid: list[tuple[int, int]]
+    parent: list[tuple[int, int]]
+
+
+def _f32_down(v: np.ndarray) -> np.ndarray:
+    f = v.astype(np.float32)
+    return np.where(f > v, np.nextafter(f, np.float32(-np.inf)), f)
+
+
+def _f32_up(v: np.ndarray) -> np.ndarray:
+    f = v.astype(np.float32)
+    return np.where(f < v, np.nextafter(f, np.float32(np.inf)), f)
+
+
+def _node_blobs(cells: np.ndarray, counts: np.ndarray, node_bytes: int, depth: int) -> list[bytes]:
+    """Node blobs from `cells` (nodes x max cells, zero-padded) and each node's cell count;
+    `depth` goes in the first two bytes (the tree depth in the root, 0 elsewhere)."""
+    raw = np.zeros((len(counts), node_bytes), np.uint8)
+    raw[:, 0:2] = np.frombuffer(np.array([depth], ">u2").tobytes(), np.uint8)
+    raw[:, 2:4] = counts.astype(">u2").view(np.uint8).reshape(-1, 2)
+    body = cells.view(np.uint8).reshape(len(counts), -1)
+    raw[:, 4:4 + body.shape[1]] = body
+    return [bytes(r) for r in raw]
+
+
+def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) -> RTreePages:
+    """An SQLite RTree of the points (`ids`, `x`, `y`), bulk-loaded (sort-tile-recursive).
+
+    The shadow-table rows the rtree module's own inserts would produce up to the tree's
+    shape: every point in one leaf cell (float32 box rounded outward, as the module rounds),
+    each node's box the union of its cells, all leaves at one depth, node 1 the root.
+    `node_bytes`: the tree's node size (the length of its root node blob).
+    """
+    if not (ids.shape == x.shape == y.shape) or ids.ndim != 1:
+        raise ValueError(f"rtree_pages: ids, x, y must be 1-d of one length ({ids.shape}, {x.shape}, {y.shape})")
+    per_node = (node_bytes - 4) // _RTREE_CELL.itemsize
+    if per_node < 2:
+        raise ValueError(f"rtree_pages: a node of {node_bytes} bytes holds fewer than 2 cells")
+    n = len(ids)
+    slices = max(1, int(np.ceil(np.sqrt(np.ceil(n / per_node)))))
+    by_x = np.argsort(x, kind="stable")
+    slice_of = np.empty(n, np.int64)
+    slice_of[by_x] = np.arange(n) // (slices * per_node)
+    order = np.lexsort((y, slice_of))
+    level = np.zeros(n, _RTREE_CELL)
+    level["id"] = ids[order]
+    level["minx"], level["maxx"] = _f32_down(x[order]), _f32_up(x[order])
+    level["miny"], level["maxy"] = _f32_down(y[order]), _f32_up(y[order])
+    node: list[tuple[int, bytes]] = []
+    parent: list[tuple[int, int]] = []
+    rowid: list[tuple[int, int]] = []
+    next_no, depth = 2, 0
+    while True:
+        k = max(1, -(-len(level) // per_node))  # nodes on this level
+        root = k == 1
+        numbers = np.array([1]) if root else np.arange(next_no, next_no + k)
+        next_no += 0 if root else k
+        padded = np.zeros(k * per_node, _RTREE_CELL)
+        padded[:len(level)] = level
+        cells = padded.reshape(k, per_node)
+        counts = np.minimum(per_node, len(level) - np.arange(k) * per_node)
+        node.extend(zip(numbers.tolist(), _node_blobs(cells, counts, node_bytes, depth if root else 0), strict=True))
+        owner = np.repeat(numbers, counts)
+        if depth == 0:
+            rowid = list(zip(level["id"].tolist(), owner.tolist(), strict=True))
+        else:
+            parent.extend(zip(level["id"].tolist(), owner.tolist(), strict=True))
+        if root:
+            return RTreePages(node=node, rowid=rowid, parent=parent)
+        up = np.zeros(k, _RTREE_CELL)
+        up["id"] = numbers
+        valid = np.arange(per_node)[None, :] < counts[:, None]
+        for lo, hi in (("minx", "maxx"), ("miny", "maxy")):
+            up[lo] = np.where(valid, cells[lo].astype(np.float32), np.inf).min(axis=1)
+            up[hi] = np.where(valid, cells[hi].astype(np.float32), -np.inf).max(axis=1)
+        level, depth = up, depth + 1
 
 
 _CORE_DDL = (

@@ -27,9 +27,10 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import shapely
@@ -37,6 +38,12 @@ from shapely.geometry import shape
 
 from geo_lead import settings
 from geo_lead.errors import CRSMismatchError, GeocodeError, InputFileError, ZoneInputError
+
+if TYPE_CHECKING:  # types only: at run time the zone path never imports pandas, and the
+    import pandas as pd  # geocoder only for an address
+    from pyproj import Transformer
+
+    from geo_lead.geocode import Geocoder
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ _LONLAT_CRS_NAMES = frozenset({
     "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326", "CRS84",
 })
 
-_TRANSFORMER: Any = None
+_TRANSFORMER: Transformer | None = None
 
 #: Batches of at least this many points use the cell grid in ``inside_many``.
 GRID_MIN_POINTS = 20_000
@@ -56,7 +63,7 @@ GRID_CELLS = 256
 GRID_EPSILON_DEG = 1e-7
 
 
-def _transformer() -> Any:
+def _transformer() -> Transformer:
     """The lon/lat -> EPSG:2246 transformer, built once (pyproj is imported on first use)."""
     global _TRANSFORMER
     if _TRANSFORMER is None:
@@ -171,7 +178,7 @@ def _read_geojson(path: Path) -> dict[str, Any]:
     return data
 
 
-def _polygon(coords: list) -> shapely.Geometry:
+def _polygon(coords: Sequence[Sequence[Sequence[float]]]) -> shapely.Geometry:
     rings = [shapely.linearrings(np.asarray(r, dtype=float)) for r in coords]
     return shapely.polygons(rings[0], rings[1:] or None)
 
@@ -373,9 +380,9 @@ class ZoneChecker:
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
         if lon.size < GRID_MIN_POINTS:
-            return shapely.intersects_xy(self.zone, lon, lat)
+            return np.asarray(shapely.intersects_xy(self.zone, lon, lat), dtype=bool)
         if lon.shape != lat.shape:
-            raise ZoneInputError(f"lat and lon arrays differ in shape: {lat.shape} vs {lon.shape}.")
+            raise ValueError(f"lat and lon arrays differ in shape: {lat.shape} vs {lon.shape}.")
         state, (x0, y0, dx, dy) = self._cell_grid()
         nx, ny = state.shape
         minx, miny, maxx, maxy = self.zone.bounds
@@ -485,7 +492,7 @@ class ZoneChecker:
         lat = np.asarray(lat, dtype=float)
         lon = np.asarray(lon, dtype=float)
         if lat.shape != lon.shape:
-            raise ZoneInputError(f"lat and lon arrays differ in shape: {lat.shape} vs {lon.shape}.")
+            raise ValueError(f"lat and lon arrays differ in shape: {lat.shape} vs {lon.shape}.")
         inside = self.inside_many(lat, lon)
         if distances:
             dist_ft = self.distance_many(lat, lon)
@@ -500,7 +507,26 @@ class ZoneChecker:
 
 # --- addresses (geocoded first; the geocoder is imported only on this path) ---------------
 
-def default_geocoder() -> Any:
+class _Placed(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Locator(Protocol):
+    """A geocoder that places one address without pandas (`geo_lead.geocode.Geocoder`)."""
+
+    def locate(self, address: str, zip_code: str | None = ...) -> _Placed: ...
+
+
+class BatchGeocoder(Protocol):
+    """A geocoder of many addresses: a frame with lon, lat, match_type, score,
+    matched_address, reason (one row per address, in order)."""
+
+    def geocode(self, addresses: Sequence[str],
+                zips: Sequence[str | None] | None = ...) -> pd.DataFrame: ...
+
+
+def default_geocoder() -> Geocoder:
     """The project's offline geocoder, ``geo_lead.geocode.Geocoder()``.
 
     Raises
@@ -519,7 +545,7 @@ def default_geocoder() -> Any:
 
 
 def check_address(checker: ZoneChecker, address: str, zip_code: str | None = None,
-                  geocoder: Any = None) -> dict[str, Any]:
+                  geocoder: Locator | BatchGeocoder | None = None) -> dict[str, Any]:
     """Geocode one address, then answer for the point it lands on.
 
     Parameters
@@ -552,16 +578,15 @@ def check_address(checker: ZoneChecker, address: str, zip_code: str | None = Non
     if geocoder is None:
         geocoder = default_geocoder()
     zip_text = str(zip_code).strip() if zip_code not in (None, "") else None
-    locate = getattr(geocoder, "locate", None)
-    if callable(locate):  # one address without pandas (`geo_lead.geocode.Geocoder.locate`)
-        row = locate(str(address).strip(), zip_text).to_dict()
+    if isinstance(geocoder, Locator):  # one address without pandas (`Geocoder.locate`)
+        row = geocoder.locate(str(address).strip(), zip_text).to_dict()
     else:
         result = geocoder.geocode([str(address).strip()], [zip_text])
         row = {k: result[k].iloc[0] for k in result.columns}
     lat, lon = row.get("lat"), row.get("lon")
     unmatched = (row.get("match_type") in (None, "unmatched") or lat is None or lon is None
                  or not (math.isfinite(float(lat)) and math.isfinite(float(lon))))
-    if unmatched:
+    if unmatched or lat is None or lon is None:
         reason = row.get("reason") or "no match"
         raise ZoneInputError(f"address {_shown(address, 120)}{f' (ZIP {_shown(zip_text)})' if zip_text else ''} "
                              f"could not be located: {reason}. Check the spelling, add the ZIP "

@@ -31,15 +31,24 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from geo_lead.errors import GeocodeError, GeoLeadError, ZoneInputError
-from geo_lead.zone import ZoneChecker, check_address, default_geocoder, parse_coordinate
+from geo_lead.zone import (
+    BatchGeocoder,
+    Locator,
+    ZoneChecker,
+    check_address,
+    default_geocoder,
+    parse_coordinate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +82,64 @@ def _cap(message: str) -> str:
     return message if len(message) <= ECHO_MAX_CHARS else message[:ECHO_MAX_CHARS - 1] + "…"
 
 
-def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
+@dataclass
+class _Service:
+    """What the app builds once and reuses: the geocoder (on the first address query) and the
+    page with its Content-Security-Policy (on the first page request)."""
+
+    checker: ZoneChecker
+    geocoder: Locator | BatchGeocoder | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    page: tuple[str, str] | None = None  #: (html, csp)
+
+    def get_geocoder(self) -> Locator | BatchGeocoder:
+        with self.lock:  # build the (possibly slow to load) geocoder once
+            if self.geocoder is None:
+                self.geocoder = default_geocoder()
+            return self.geocoder
+
+    def get_page(self) -> tuple[str, str]:
+        if self.page is None:
+            from geo_lead.zone_page import render_page
+
+            html = render_page(self.checker, "service")
+            self.page = (html, page_csp(html))
+        return self.page
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": _cap(message)}, status_code=status, headers=_NO_STORE)
+
+
+def _repeated(request: Request) -> JSONResponse | None:
+    """422 for a parameter given more than once (``?lat=1&lat=2``), else None."""
+    keys = [k for k, _ in request.query_params.multi_items()]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if not repeated:
+        return None
+    return _error(422, f"parameter {_cap(repeated[0])[:40]!r} given {keys.count(repeated[0])} "
+                       "times; give each parameter once.")
+
+
+async def _answer(service: _Service, lat: str | None, lon: str | None, address: str | None,
+                  zip_code: str | None) -> dict[str, Any]:
+    """The zone answer for a coordinate pair or an address; ZoneInputError for a bad query."""
+    has_coord = lat is not None or lon is not None
+    if has_coord and address is not None:
+        raise ZoneInputError("give either lat and lon, or address, not both.")
+    if has_coord:
+        return service.checker.check(parse_coordinate(lat, "lat"),
+                                     parse_coordinate(lon, "lon")).to_dict()
+    if address is not None:
+        geo = await run_in_threadpool(service.get_geocoder)
+        return await run_in_threadpool(check_address, service.checker, address, zip_code, geo)
+    raise ZoneInputError("missing parameters: give lat and lon "
+                         "(/zone?lat=38.2587&lon=-85.7930) or address "
+                         "(/zone?address=2700+BLOCK+W+MADISON+ST).")
+
+
+def create_app(checker: ZoneChecker | None = None, *,
+               geocoder: Locator | BatchGeocoder | None = None,
                log_queries: bool = False) -> FastAPI:
     """Build the zone-check web app.
 
@@ -82,8 +148,9 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
     checker
         The zone checker (default: the pilot zone, ``ZoneChecker()``).
     geocoder
-        Object with ``geocode(addresses, zips)``; default ``geo_lead.geocode.Geocoder()``,
-        created on the first address query and reused.
+        A `geo_lead.geocode.Geocoder` or anything with ``geocode(addresses, zips)`` (see
+        `geo_lead.zone.check_address`); default ``geo_lead.geocode.Geocoder()``, created on
+        the first address query and reused.
     log_queries
         Log each queried location and its answer at INFO (off by default for privacy).
 
@@ -91,23 +158,14 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
     -------
     FastAPI
     """
-    checker = checker or ZoneChecker()
+    service = _Service(checker or ZoneChecker(), geocoder)
+    checker = service.checker
     app = FastAPI(title="LEAD pilot zone check", docs_url=None, redoc_url=None,
                   openapi_url=None)
-    state: dict[str, Any] = {"geocoder": geocoder, "page": None}
-    lock = threading.Lock()
-
-    def _geocoder() -> Any:
-        with lock:  # build the (possibly slow to load) geocoder once
-            if state["geocoder"] is None:
-                state["geocoder"] = default_geocoder()
-            return state["geocoder"]
-
-    def _error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": _cap(message)}, status_code=status, headers=_NO_STORE)
 
     @app.middleware("http")
-    async def _security_headers(request: Request, call_next: Any) -> Any:
+    async def _security_headers(request: Request,
+                                call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -126,25 +184,11 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
     @app.api_route("/zone", methods=["GET", "HEAD"])
     async def zone(request: Request, lat: str | None = None, lon: str | None = None,
                    address: str | None = None, zip: str | None = None) -> JSONResponse:
-        keys = [k for k, _ in request.query_params.multi_items()]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        if repeated:
-            return _error(422, f"parameter {_cap(repeated[0])[:40]!r} given {keys.count(repeated[0])} "
-                               "times; give each parameter once.")
+        refused = _repeated(request)
+        if refused is not None:
+            return refused
         try:
-            has_coord = lat is not None or lon is not None
-            if has_coord and address is not None:
-                raise ZoneInputError("give either lat and lon, or address, not both.")
-            if has_coord:
-                answer = checker.check(parse_coordinate(lat, "lat"),
-                                       parse_coordinate(lon, "lon")).to_dict()
-            elif address is not None:
-                geo = await run_in_threadpool(_geocoder)
-                answer = await run_in_threadpool(check_address, checker, address, zip, geo)
-            else:
-                raise ZoneInputError("missing parameters: give lat and lon "
-                                     "(/zone?lat=38.2587&lon=-85.7930) or address "
-                                     "(/zone?address=2700+BLOCK+W+MADISON+ST).")
+            answer = await _answer(service, lat, lon, address, zip)
         except ZoneInputError as exc:
             return _error(422, str(exc))
         except GeocodeError as exc:
@@ -159,12 +203,8 @@ def create_app(checker: ZoneChecker | None = None, *, geocoder: Any = None,
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index() -> HTMLResponse:
-        if state["page"] is None:
-            from geo_lead.zone_page import render_page
-
-            state["page"] = render_page(checker, "service")
-            state["csp"] = page_csp(state["page"])
-        return HTMLResponse(state["page"], headers={"Content-Security-Policy": state["csp"]})
+        html, csp = service.get_page()
+        return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
     return app
 

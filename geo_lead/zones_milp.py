@@ -29,6 +29,8 @@ from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
+    import pulp
+
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -125,14 +127,16 @@ def best_zone(weights: Mapping[str, float], adjacency: Mapping[str, Iterable[str
 
     Raises
     ------
+    ValueError
+        k is out of range (a caller's error: callers choose k among the units).
     GeoLeadError
-        k is out of range or no connected zone of k units exists.
+        No connected zone of k units exists.
     """
     import pulp
 
     nodes = sorted(adjacency)
     if not 1 <= k <= len(nodes):
-        raise GeoLeadError(f"zone size k={k} must be between 1 and the {len(nodes)} candidate units")
+        raise ValueError(f"zone size k={k} must be between 1 and the {len(nodes)} candidate units")
     arcs = sorted({(a, b) for a in nodes for b in adjacency[a] if b in adjacency and a != b}
                   | {(b, a) for a in nodes for b in adjacency[a] if b in adjacency and a != b})
     idx = {n: i for i, n in enumerate(nodes)}
@@ -168,7 +172,7 @@ def best_zone(weights: Mapping[str, float], adjacency: Mapping[str, Iterable[str
     return chosen, total
 
 
-def _variable_factory(prob: object) -> Callable[..., object]:
+def _variable_factory(prob: pulp.LpProblem) -> Callable[..., pulp.LpVariable]:
     """``prob.add_variable`` on PuLP >= 3.3 (no deprecation warning), ``LpVariable`` before."""
     import pulp
 

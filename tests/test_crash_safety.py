@@ -102,11 +102,29 @@ def _ingest(store: Path, files: list[Path], **env: str) -> subprocess.CompletedP
     return subprocess.run(_cmd(store, files), capture_output=True, text=True, env=_env(**env), timeout=300)
 
 
+#: `geo-lead ingest` (the CLI, as `python -m geo_lead` runs it) with `ingest.checkpoint_hook` set:
+#: at the named point it writes its pid to the flag file and sleeps (argv: point, flag, pause_s,
+#: then the command's arguments).
+_PAUSING_INGEST = """
+import os, sys, time
+from pathlib import Path
+from geo_lead import ingest
+from geo_lead.cli import main
+point, flag, pause_s = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+def pause(name):
+    if name == point:
+        flag.write_text(str(os.getpid()), encoding="utf-8")
+        time.sleep(pause_s)
+ingest.checkpoint_hook = pause
+raise SystemExit(main(sys.argv[4:]))
+"""
+
+
 def _start_paused(store: Path, files: list[Path], point: str, flag: Path,
                   pause_s: float = 120) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(_cmd(store, files), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(GEO_LEAD_PAUSE_AT=point, GEO_LEAD_PAUSE_FLAG=str(flag),
-                                     GEO_LEAD_PAUSE_S=str(pause_s)))
+    assert point in CRASH_POINTS
+    cmd = [sys.executable, "-c", _PAUSING_INGEST, point, str(flag), str(pause_s), *_cmd(store, files)[3:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 120
     while not flag.exists():
         if proc.poll() is not None:

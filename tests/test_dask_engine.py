@@ -141,3 +141,38 @@ def test_join_store_dask_writes_what_pandas_writes(real_store: Path, tmp_path: P
     assert counts["dask"]["not_geocoded"] == UNGEOCODED
     pd.testing.assert_frame_equal(written["pandas"].reset_index(drop=True), written["dask"].reset_index(drop=True))
     assert (written["dask"]["neighborhood"] != "").sum() == counts["dask"]["joined"]
+
+
+def test_dask_join_store_honours_tolerance_and_beats_and_leaves_the_store_current(
+        real_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask and pandas write the same neighborhood and boundary_units (beat settling and a
+    non-default tolerance included) and the same join meta: a pandas join after a dask one
+    joins nothing."""
+    import shutil
+
+    from geo_lead import spatial_join
+    from geo_lead.dask_engine import join_store
+
+    written = {}
+    for engine in ("pandas", "dask"):
+        path = tmp_path / f"{engine}.gpkg"
+        shutil.copyfile(real_store, path)
+        with opened(path) as store:
+            join_store(store, engine=engine, npartitions=3, tolerance_ft=200.0)
+            written[engine] = store.read_records(["record_id", "neighborhood", "boundary_units"]) \
+                .sort_values("record_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(written["pandas"], written["dask"])
+    bu = written["dask"]["boundary_units"].fillna("")
+    assert bu.str.contains(";").any()  # some records are shared at 200 ft ...
+    assert ((bu != "") & ~bu.str.contains(";")).any()  # ... and some settled by their beat
+
+    def no_join(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the store was current: nothing should be joined")
+
+    monkeypatch.setattr(spatial_join, "join_records", no_join)
+    with opened(tmp_path / "dask.gpkg") as store:
+        counts = spatial_join.join_store(store, tolerance_ft=200.0)
+        assert store.read_records(["record_id", "neighborhood", "boundary_units"]).sort_values("record_id") \
+            .reset_index(drop=True).equals(written["dask"])
+    assert counts["records"] == len(written["dask"])
+    assert counts["joined"] == int((written["dask"]["neighborhood"].fillna("") != "").sum())

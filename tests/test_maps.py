@@ -147,10 +147,10 @@ def inputs() -> dict[str, object]:
 
 
 def _site_html(inputs: dict[str, object], **kw: object) -> str:
-    m = maps.build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
-                            inputs["records"], gistar_grid=inputs["gistar_grid"],
-                            neighborhoods=inputs["neighborhoods"],
-                            first_division=inputs["first_division"], **kw)
+    m = maps.build_site_map(maps.SiteMapInputs(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
+                                               inputs["records"], gistar_grid=inputs["gistar_grid"],
+                                               neighborhoods=inputs["neighborhoods"],
+                                               first_division=inputs["first_division"]), **kw)
     return offline.render_map(m)
 
 
@@ -200,6 +200,31 @@ def test_monthly_counts_hand_computed(inputs: dict[str, object]) -> None:
     assert by_point["n"].sum() == 3
 
 
+def test_monthly_counts_weight_times_boundary_share(inputs: dict[str, object]) -> None:
+    # hand-computed: record 1 (weight 4) is listed on the RUSSELL/PORTLAND edge, so under
+    # "split" it adds 4/2 = 2 to each; record 2 (weight 2) and record 3 (weight 1.5) count whole.
+    recs = pd.DataFrame({"occurred_at": ["2017-01-05T10:00:00", "2017-01-06T10:00:00", "2017-02-01T00:00:00"],
+                         "lon": [-85.8, -85.8, -85.7], "lat": [38.25, 38.25, 38.26],
+                         "neighborhood": ["RUSSELL", "RUSSELL", "PORTLAND"],
+                         "boundary_units": ["RUSSELL;PORTLAND", "", ""], "weight": [4.0, 2.0, 1.5]})
+    _, by_area, by_point = maps.monthly_counts(recs, inputs["neighborhoods"], rule="split")
+    assert by_area.set_index(["month", "area"])["n"].to_dict() == {
+        ("2017-01", "PORTLAND"): 2.0, ("2017-01", "RUSSELL"): 4.0, ("2017-02", "PORTLAND"): 1.5}
+    assert by_area["n"].sum() == pytest.approx(recs["weight"].sum())  # weight conserved
+    assert by_point["n"].sum() == 3  # block points count records, unweighted
+    _, first, _ = maps.monthly_counts(recs, inputs["neighborhoods"], rule="first")
+    assert first.set_index(["month", "area"])["n"].to_dict() == {
+        ("2017-01", "RUSSELL"): 6.0, ("2017-02", "PORTLAND"): 1.5}
+
+
+def test_timeline_page_shows_weighted_counts(inputs: dict[str, object]) -> None:
+    recs = pd.DataFrame({"occurred_at": ["2017-01-05T10:00:00"], "lon": [-85.8], "lat": [38.25],
+                         "neighborhood": ["RUSSELL"], "boundary_units": ["RUSSELL;PORTLAND"], "weight": [3.0]})
+    page = offline.render_map(maps.build_timeline_map(recs, inputs["neighborhoods"], rule="split"))
+    assert '"counts":[{' in page and ":1.5" in page  # 3 / 2 in each of the two units
+    assert "counts in equal parts" in page
+
+
 def test_monthly_counts_joins_points_when_no_neighborhood_column(inputs: dict[str, object]) -> None:
     recs = inputs["records"].drop(columns=["neighborhood"])
     _, by_area, _ = maps.monthly_counts(recs, inputs["neighborhoods"])
@@ -224,7 +249,7 @@ def test_indicator_records_follow_the_scores(inputs: dict[str, object]) -> None:
 
 def test_records_not_yet_geocoded(inputs: dict[str, object]) -> None:
     recs = inputs["records"].drop(columns=["lon", "lat", "neighborhood"])
-    site = offline.render_map(maps.build_site_map(record_points=recs))
+    site = offline.render_map(maps.build_site_map(maps.SiteMapInputs(record_points=recs)))
     assert "600 of 600 records are not geocoded" in site and "No record is geocoded yet" in site
     assert "Records by block point" not in site
     timeline = offline.render_map(maps.build_timeline_map(recs, inputs["neighborhoods"]))
@@ -251,7 +276,7 @@ def test_hostile_strings_are_escaped_in_the_page(inputs: dict[str, object]) -> N
 
 def test_no_person_fields_on_the_map(inputs: dict[str, object]) -> None:
     recs = inputs["records"].assign(sex="FEMALE_FIXTURE_SEX", race="RACE_FIXTURE", age="AGE_FIXTURE_77")
-    page = offline.render_map(maps.build_site_map(record_points=recs))
+    page = offline.render_map(maps.build_site_map(maps.SiteMapInputs(record_points=recs)))
     for secret in ("FEMALE_FIXTURE_SEX", "RACE_FIXTURE", "AGE_FIXTURE_77"):
         assert secret not in page
     assert "persons" not in maps.RECORD_MAP_COLUMNS and not set(maps.RECORD_MAP_COLUMNS) & {"sex", "race", "age", "ethnicity"}
@@ -284,7 +309,7 @@ def test_fine_grids_are_merged_by_class(inputs: dict[str, object]) -> None:
     grid = gpd.GeoDataFrame({"cell_id": np.arange(len(cells)), "gi_z": dens / dens.max() * 4,
                              "label": np.where(dens > dens.max() * 0.9, "hot 99%", "not significant")},
                             geometry=cells, crs=settings.CRS_PROJECTED)
-    page = offline.render_map(maps.build_site_map(kde=fine, gistar_grid=grid))
+    page = offline.render_map(maps.build_site_map(maps.SiteMapInputs(kde=fine, gistar_grid=grid)))
     assert f"Density grid cells merged by class for display ({len(cells):,} cells)" in page
     decoded = page.replace("\\u003c", "<").replace("\\u003e", ">").replace("\\u0026", "&")
     assert decoded.count("records per sq mi (") == 5  # 5 quantile classes, each with its range

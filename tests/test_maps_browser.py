@@ -21,9 +21,9 @@ pytestmark = pytest.mark.browser
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     inputs = map_inputs()
     out = tmp_path_factory.mktemp("maps")
-    site = maps.build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
-                               inputs["records"], neighborhoods=inputs["neighborhoods"],
-                               first_division=inputs["first_division"])
+    site = maps.build_site_map(maps.SiteMapInputs(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
+                                                  inputs["records"], neighborhoods=inputs["neighborhoods"],
+                                                  first_division=inputs["first_division"]))
     timeline = maps.build_timeline_map(inputs["records"], inputs["scores"], name_col="neighborhood")
     return {"site": offline.save_map(site, out / "site_selection.html"),
             "timeline": offline.save_map(timeline, out / "timeline.html"),

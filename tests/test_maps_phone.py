@@ -31,9 +31,9 @@ def inputs() -> dict[str, object]:
 @pytest.fixture(scope="module")
 def pages(inputs: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("phone")
-    site = maps.build_site_map(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
-                               inputs["records"], neighborhoods=inputs["neighborhoods"],
-                               first_division=inputs["first_division"],
+    site = maps.build_site_map(maps.SiteMapInputs(inputs["scores"], inputs["kde"], inputs["gistar"], inputs["zones"],
+                                                  inputs["records"], neighborhoods=inputs["neighborhoods"],
+                                                  first_division=inputs["first_division"]),
                                parameters="indicator lead_eligible \u00b7 all dates")
     timeline = maps.build_timeline_map(inputs["records"], inputs["scores"], name_col="neighborhood")
     # the report of a real run on the shipped 2017 LMPD sample (real data, real verdict)

@@ -1,10 +1,18 @@
-"""geo_lead.parallel.Deferred: a result computed in a forked child equals the one computed here,
-and any failure of the child falls back to computing here (same value, same error)."""
+"""geo_lead.parallel: a result computed in a forked child equals the one computed here; an error
+raised in the child is raised here with the child's traceback; a child that cannot answer (dead,
+unpicklable answer, hung past `settings.CHILD_TIMEOUT_S`) is replaced by the same computation
+here, with a warning.
+
+In a full test run earlier tests leave threads behind (dask's pools), so this process cannot fork
+(`parallel.fork_blocker`): every test that must see a real child runs its case in a fresh
+interpreter (`_in_fresh_process`) and checks `parallel.forks()` there, so the fork path is
+tested in the full suite too, not only the fallback."""
 
 from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +51,8 @@ worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is 
 pid, total = worker.submit(_pid_and_sum, (np.arange(4.0),)).result()
 assert pid != os.getpid() and total == 6.0, (pid, total)
 worker.close()
+from geo_lead import parallel
+assert parallel.forks() == 2, parallel.forks()
 print("forked ok")
 """
 
@@ -92,7 +102,9 @@ def test_worker_failure_uses_the_fallback_and_close_ends_an_idle_worker() -> Non
     from geo_lead.parallel import Worker
 
     worker = Worker()
-    job = worker.submit(_fails, ("child",), fallback=lambda: "computed here")
+    # A child that dies without answering: the fallback is computed here. (Until issue 18 a
+    # child's *error* also meant the fallback; now the error is raised here: `_case_worker`.)
+    job = worker.submit(_dies_here_raises, (), fallback=lambda: "computed here")
     assert job.result() == "computed here"
     idle = Worker(("json",))
     proc = idle._proc
@@ -188,3 +200,200 @@ def test_ctrl_c_prints_no_child_traceback() -> None:
     # The parent's own KeyboardInterrupt is its business; no child may add a traceback.
     assert err.count("Traceback") <= 1, err
     assert "Process ForkProcess" not in err, err
+
+
+# --- the fork path, in a fresh interpreter (issue 18) ----------------------------------------
+def _in_fresh_process(case: str, timeout_s: float = 180, **env: str) -> str:
+    """Run ``test_parallel.<case>()`` in a new interpreter (no threads but its own); its stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            f"import test_parallel\ntest_parallel.{case}()\nprint('case ok')")
+    full_env = {k: v for k, v in os.environ.items() if k != parallel.NO_FORK_ENV}
+    full_env.update(PYTHONPATH=str(Path(__file__).parent.parent), **env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s,
+                         env=full_env)
+    assert out.returncode == 0 and "case ok" in out.stdout, out.stdout[-2000:] + out.stderr[-4000:]
+    return out.stdout + out.stderr
+
+
+def _forked(job: Deferred[object]) -> bool:
+    return job._proc is not None
+
+
+def _case_error_comes_back_with_the_childs_traceback() -> None:
+    before = parallel.forks()
+    job = Deferred(_fails, "no points")
+    assert _forked(job) and parallel.forks() == before + 1
+    try:
+        job.result()
+    except GeoLeadError as exc:
+        cause = exc.__cause__
+        assert isinstance(cause, parallel.ChildTraceback), cause
+        assert "in _fails" in cause.text and "GeoLeadError: no points" in cause.text, cause.text
+        assert str(exc) == "no points"
+    else:
+        raise AssertionError("the child's error was not raised")
+
+
+def test_an_error_in_a_child_is_raised_here_with_its_traceback() -> None:
+    _in_fresh_process("_case_error_comes_back_with_the_childs_traceback")
+
+
+class _Unpicklable(GeoLeadError):
+    """An error whose constructor takes other arguments than its message: does not unpickle."""
+
+    def __init__(self, path: str, column: str) -> None:
+        super().__init__(f"{path}: no column {column}")
+
+
+def _fails_unpicklably() -> None:
+    if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
+        raise _Unpicklable("here.csv", "X")
+    raise _Unpicklable("child.csv", "X")
+
+
+def _case_failures_that_cannot_cross_are_computed_here_with_a_warning() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ["_GEO_LEAD_TEST_PARENT"] = str(os.getpid())
+    job = Deferred(_unpicklable)
+    assert _forked(job)
+    assert hasattr(job.result(), "acquire")  # computed here
+    job = Deferred(_dies_here_raises)
+    assert _forked(job)
+    try:
+        job.result()
+    except SystemExit as exc:
+        assert str(exc) == "computed in the parent"
+    else:
+        raise AssertionError("the dead child's job was not computed here")
+    job = Deferred(_fails_unpicklably)
+    assert _forked(job)
+    try:
+        job.result()
+    except _Unpicklable as exc:
+        assert str(exc) == "here.csv: no column X"  # computed (and raised) here
+    assert parallel.forks() == 3
+
+
+def test_unpicklable_answers_and_dead_children_are_computed_here_with_a_warning() -> None:
+    err = _in_fresh_process("_case_failures_that_cannot_cross_are_computed_here_with_a_warning")
+    assert "its result does not pickle" in err
+    assert "ended without answering (exit code 3)" in err
+    assert "raised an error that does not pickle" in err and "child.csv: no column X" in err
+
+
+def _hangs() -> str:
+    import time
+
+    if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
+        return "computed here"
+    time.sleep(600)  # uses no CPU: as a deadlocked child
+    return "never"
+
+
+def _spins() -> str:
+    import time
+
+    if os.environ.get("_GEO_LEAD_TEST_PARENT") == str(os.getpid()):
+        return "computed here"
+    end = time.monotonic() + 600
+    while time.monotonic() < end:  # busy, never answers
+        pass
+    return "never"
+
+
+def _case_hung_children_are_killed() -> None:
+    import logging
+    import time
+
+    from geo_lead import settings
+
+    logging.basicConfig(level=logging.WARNING)
+    os.environ["_GEO_LEAD_TEST_PARENT"] = str(os.getpid())
+    assert settings.CHILD_IDLE_S == 1.5 and settings.CHILD_TIMEOUT_S == 6  # from the environment
+    for fn in (_hangs, _spins):
+        job = Deferred(fn)
+        assert _forked(job)
+        pid = job._proc.pid  # type: ignore[union-attr]
+        started = time.monotonic()
+        assert job.result() == "computed here"
+        assert time.monotonic() - started < 60
+        assert not _alive(pid)
+
+
+def test_hung_children_are_killed_after_the_settings_timeouts() -> None:
+    err = _in_fresh_process("_case_hung_children_are_killed", GEO_LEAD_CHILD_IDLE_S="1.5",
+                            GEO_LEAD_CHILD_TIMEOUT_S="6")
+    assert "computing _hangs gave no result (it used no CPU time for 1.5 s: hung (settings.CHILD_IDLE_S" in err
+    assert "computing _spins gave no result (no answer within 6 s (settings.CHILD_TIMEOUT_S" in err
+    assert "GEO_LEAD_CHILD_TIMEOUT_S" in err and "GEO_LEAD_CHILD_IDLE_S" in err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_cpu_seconds_of_a_process() -> None:
+    import time
+
+    before = parallel.cpu_seconds(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    after = parallel.cpu_seconds(os.getpid())
+    assert before is not None and after is not None and after - before >= 0.2
+    assert parallel.cpu_seconds(2**22 + 12345) is None  # no such process
+
+
+def _case_worker() -> None:
+    from geo_lead.parallel import Worker
+
+    worker = Worker(("json",))
+    assert worker._proc is not None and parallel.forks() == 1
+    job = worker.submit(_fails, ("in the worker",), fallback=lambda: "not used")
+    try:
+        job.result()
+    except GeoLeadError as exc:
+        assert str(exc) == "in the worker" and isinstance(exc.__cause__, parallel.ChildTraceback)
+    else:
+        raise AssertionError("the worker's error was not raised")
+    pid, total = Worker().submit(_pid_and_sum, (np.arange(3.0),)).result()
+    assert pid != os.getpid() and total == 3.0 and parallel.forks() == 2
+
+
+def test_a_workers_error_is_raised_here() -> None:
+    _in_fresh_process("_case_worker")
+
+
+def test_a_store_is_never_handed_to_a_child(store_path: Path) -> None:
+    from geo_lead.parallel import Worker
+    from geo_lead.store import opened
+
+    with opened(store_path) as store:
+        with pytest.raises(TypeError, match="pass the store's path"):
+            Deferred(_pid_and_sum, store)
+        with pytest.raises(TypeError, match="open database connection"):
+            Deferred(_pid_and_sum, values=store.conn)
+        with pytest.raises(TypeError, match="pass the store's path"):
+            Worker().submit(_pid_and_sum, (store,))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc to count OS threads")
+def test_native_threads_count_not_only_python_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's OpenBLAS workers are OS threads no `threading` call sees: known fork-safe, they
+    are allowed; counted as unknown (no threadpoolctl answer), they stop the fork."""
+    monkeypatch.delenv(parallel.NO_FORK_ENV, raising=False)
+    import threading
+
+    python_threads = threading.active_count() - 1
+    os_threads = len(os.listdir("/proc/self/task")) - 1
+    if os_threads <= python_threads:
+        pytest.skip("no native thread in this process (OpenBLAS single-threaded)")
+    monkeypatch.setattr(parallel, "_openblas_workers", lambda: 0)
+    monkeypatch.setattr(parallel, "_FORK_SAFE_THREAD_NAMES", frozenset())
+    assert parallel.other_threads() >= 1
+    assert parallel.fork_blocker() is not None and not parallel.fork_available()
+    pid, _ = Deferred(_pid_and_sum, np.ones(2)).result()
+    assert pid == os.getpid()  # computed here

@@ -142,3 +142,39 @@ def test_cli_maps_flags(store_path: Path, tmp_path: Path, inputs: dict[str, obje
     online = (tmp_path / "o" / "site_selection.html").read_text(encoding="utf-8")
     assert "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js" in online
     assert (tmp_path / "o" / "site_selection.html").stat().st_size < len(page)
+
+
+# --- template and words -----------------------------------------------------------------------
+def test_report_builds_no_html_in_python() -> None:
+    # the page's markup lives in templates/report.html.j2 (autoescape); report.py builds data
+    import re
+
+    source = Path(report.__file__).read_text(encoding="utf-8")
+    assert not re.search(r"<(p|td|th|tr|table|ul|li|b|h\d|div|span|img|code|dl|details)\b", source)
+    assert "esc(" not in source
+
+
+def test_rule_words_names_checks_by_their_labels() -> None:
+    rule = "checks in order: (1) top_on_train: top set; (2) windows: yearly windows; (3) new_check: x"
+    labels = {"top_on_train": "training rank", "windows": "yearly windows"}
+    assert report.rule_words(rule, labels) == (
+        "checks in order: (1) training rank: top set; (2) yearly windows: yearly windows; (3) new check: x")
+
+
+def test_plain_words_replaces_code_names_only_as_whole_names() -> None:
+    assert report.plain_words("assumption (settings.SITE_TAKE_UP_RATE); indicator lead_eligible") == \
+        "assumption (the configured take-up rate); indicator lead_eligible"  # a flag is a name users type
+    assert report.plain_words("(geo_lead.frames) x (geo_lead.allocation); my_top_on_train stays") == \
+        "(the sampling frames) x (the boundary rule); my_top_on_train stays"
+    assert report.key_words("capacity_zone.parameters.take_up_rate") == "capacity zone / parameters / take up rate"
+
+
+def test_report_sections_escape_every_string(inputs: dict[str, object]) -> None:
+    page = report.build_report_html({
+        "store": "s.gpkg", "records": pd.DataFrame(), "scores": None, "zones": None,
+        "changes": ["<i>head</i>", "  <u>line</u>"], "hotspots_result": "<em>hot</em>",
+        "site_result": {"verdict": "revise", "verdict_rule": "(1) a_b: <x>", "k": 2}}, with_figures=False)
+    for raw in ("<i>head</i>", "<u>line</u>", "<em>hot</em>", "<x>"):
+        assert raw not in page
+    assert "&lt;i&gt;head&lt;/i&gt;" in page and "(1) a b: &lt;x&gt;" in page
+    assert '<p class="warn">No scores in the store: run <code>geo-lead score</code>.</p>' in page

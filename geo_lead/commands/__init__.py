@@ -10,7 +10,6 @@ import argparse
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from geo_lead import settings
 
@@ -28,7 +27,7 @@ _ASCII_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-
 _ASCII_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
-def ascii_number(text: str, kind: type = float) -> Any:
+def ascii_number(text: str, kind: type[int] | type[float] = float) -> int | float:
     """`text` as an int or float when it is plain ASCII decimal notation, else ValueError.
 
     Python's ``int``/``float`` also accept ``1_000`` and Arabic-Indic or fullwidth digits;
@@ -51,11 +50,11 @@ def port(text: str) -> int:
     return int(value)
 
 
-def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
+def at_least(minimum: float, kind: type[int] | type[float] = int) -> Callable[[str], int | float]:
     """An argparse ``type=``: a number (`kind`) no smaller than `minimum`, else a usage error
     that says so (``--k 0``, ``--capacity -5`` would otherwise run and print nonsense)."""
 
-    def parse(text: str) -> Any:
+    def parse(text: str) -> int | float:
         try:
             value = ascii_number(text, kind)
         except ValueError:

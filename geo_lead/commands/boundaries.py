@@ -45,7 +45,11 @@ def _run_rebuild(args: argparse.Namespace) -> int:
     from geo_lead.boundaries import rebuild
     from geo_lead.console import print_json, writable_output
     from geo_lead.division_records import deriver
-    from geo_lead.divisions import divisions_for_store, format_comparison, write_official_first_division
+    from geo_lead.divisions import (
+        divisions_for_store,
+        format_comparison,
+        write_official_first_division,
+    )
     from geo_lead.store import opened
 
     writable_output(args.out, directory=True)
@@ -71,9 +75,13 @@ def _run_rebuild(args: argparse.Namespace) -> int:
     print(f"wrote neighborhoods ({summary['neighborhoods']} units), pilot zone and First Division to {summary['out_dir']}")
     print(f"wrote LMPD beats ({summary['beats']}) and divisions ({summary['divisions']})")
     if comparison is None:
+        members = summary["first_division_members"]
+        assert isinstance(members, list)
         print(f"First Division ({summary['first_division_method']}): "
-              + (", ".join(summary["first_division_members"]) or "official polygon"))
-    for note in summary["disagreements"]:
+              + (", ".join(members) or "official polygon"))
+    notes = summary["disagreements"]
+    assert isinstance(notes, list)
+    for note in notes:
         print(f"  differs from LMPD's description: {note}")
     if comparison is not None:
         print(format_comparison(comparison))

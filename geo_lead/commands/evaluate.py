@@ -61,9 +61,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_store(store, params, comparison=comparison)
         store.put_json("evaluation_result", result.to_dict())
     if figure is not None:
-        from geo_lead.pilot_figures import monthly_series_figure
         from geo_lead.figures import png_bytes
         from geo_lead.outputs import write_bytes
+        from geo_lead.pilot_figures import monthly_series_figure
 
         write_bytes(figure, png_bytes(monthly_series_figure(result)))  # atomic
     if args.json:

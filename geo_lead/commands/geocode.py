@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geo_lead.commands import add_store_argument
+
+if TYPE_CHECKING:  # types only: this command imports pandas and the geocoder in its handlers
+    import pandas as pd
+
+    from geo_lead.geocode import Geocoder
 
 
 def _add_reference(p: argparse.ArgumentParser) -> None:
@@ -74,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_run_store)
 
 
-def _geocoder(args: argparse.Namespace):
+def _geocoder(args: argparse.Namespace) -> Geocoder:
     from geo_lead.geocode import Geocoder
 
     return Geocoder(reference_files=args.reference)
@@ -149,7 +155,7 @@ def _run_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def _beat_lines(rates) -> list[str]:  # noqa: ANN001 (a pandas frame: pandas is imported lazily)
+def _beat_lines(rates: pd.DataFrame) -> list[str]:
     """The beat agreement table (`geo_lead.geocode.beat_check.rates_table`) as text lines."""
     if not len(rates):
         return []

@@ -6,7 +6,11 @@ import argparse
 from pathlib import Path
 
 from geo_lead import settings
-from geo_lead.commands import add_boundary_arguments, add_sample_fraction_argument, add_store_argument
+from geo_lead.commands import (
+    add_boundary_arguments,
+    add_sample_fraction_argument,
+    add_store_argument,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

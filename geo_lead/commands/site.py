@@ -93,7 +93,7 @@ def _rejoin_if_tolerance(store: Store, args: argparse.Namespace) -> None:
     if args.boundary_tolerance_ft is not None:
         from geo_lead.spatial_join import join_store
 
-        join_store(store, tolerance_ft=args.boundary_tolerance_ft)  # type: ignore[arg-type]
+        join_store(store, tolerance_ft=args.boundary_tolerance_ft)
 
 
 def _run_hotspots(args: argparse.Namespace) -> int:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from geo_lead import settings
 from geo_lead.commands import at_least, port
+
+if TYPE_CHECKING:  # types only: shapely/pyproj load inside the handlers
+    from geo_lead.zone import ZoneChecker
 
 _ZONE_HELP = (f"zone GeoJSON in EPSG:4326 (default {settings.PILOT_ZONE_FILE.name}: "
               "Russell + Portland); its 'members' property names its neighborhoods")
@@ -77,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_run_page)
 
 
-def _checker(args: argparse.Namespace):  # -> ZoneChecker (imported lazily)
+def _checker(args: argparse.Namespace) -> ZoneChecker:
     from geo_lead.zone import ZoneChecker
 
     return ZoneChecker(args.zone, near_boundary_ft=args.near_boundary_ft)

@@ -1,7 +1,7 @@
 """A fixed-grid index of 2-D points for radius queries, in numpy alone.
 
 The geocoder asks, for one place at a time, which of its ~10^4-10^5 numbering segments lie
-within a radius (`Geocoder._other_streets_pairs`). Bucketing the points in square cells of
+within a radius (`geo_lead.geocode.numbering.Numbering`). Bucketing the points in square cells of
 about the query radius answers that from the few cells the circle touches, without scipy
 (which the officer's zone check must not load).
 """

@@ -266,10 +266,7 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     -------
     ParsedAddress
     """
-    zip5 = ""
-    if isinstance(zip_code, (str, int)) and not isinstance(zip_code, bool):
-        m = re.match(r"^\s*(\d{5})(?:\s*-?\s*\d{4})?(?:\.0)?\s*$", str(zip_code))
-        zip5 = m.group(1) if m else ""
+    zip5 = _zip5(zip_code)
     if not isinstance(text, str) or not text.strip():
         return ParsedAddress("empty", "", zip=zip5, reason="empty address")
     if len(text) > MAX_INPUT_CHARS:
@@ -322,6 +319,15 @@ def parse_address(text: object, zip_code: object = "") -> ParsedAddress:
     if street.name and re.search(r"[A-Z]", street.name):
         return ParsedAddress("street", street.key, street=street, zip=zip5)
     return ParsedAddress("invalid", "", zip=zip5, reason="no street name in the address")
+
+
+def _zip5(zip_code: object) -> str:
+    """The 5-digit ZIP of a ZIP column value (``40211``, ``40211-1234``, ``40211.0``); empty
+    when it is not one."""
+    if isinstance(zip_code, (str, int)) and not isinstance(zip_code, bool):
+        m = re.match(r"^\s*(\d{5})(?:\s*-?\s*\d{4})?(?:\.0)?\s*$", str(zip_code))
+        return m.group(1) if m else ""
+    return ""
 
 
 def _strip_number(part: str) -> str:

@@ -16,7 +16,7 @@ Accepted inputs (detected from the columns; CSV, or any file GeoPandas reads):
 * **intersections** -- two street-name columns (``MAINSTREET``/``CROSSSTREET``) and lon/lat.
 
 The index is built once per reference hash (sha256 of the files and `INDEX_VERSION`) and
-pickled into a cache directory, so later loads take a few tens of milliseconds.
+pickled into a cache directory; later loads read the pickle and build nothing.
 """
 
 from __future__ import annotations

@@ -1,0 +1,210 @@
+"""The folium elements of the maps: each one a single call into a static script.
+
+The JavaScript lives in ``geo_lead/static/maps/*.js`` (read with `importlib.resources`); an
+element adds its script to the page's header when it is rendered, once per page, so a page
+carries only the scripts of the elements it holds. Every JSON blob an element writes into the
+page goes through `script_json` (no ``</script>``, no ``<!--``), and every string in it was
+HTML-escaped by the layer builders (`geo_lead.map_layers`).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, ClassVar
+
+import folium
+from branca.element import Element, Figure, MacroElement
+from folium.elements import JSCSSMixin
+from jinja2 import Template
+
+from geo_lead.cartography import SCORE_COLORS
+from geo_lead.map_layers import Timeline, esc
+
+LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
+LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
+CLUSTER_JS = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"
+CLUSTER_CSS = (
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.Default.css",
+)
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+
+
+def script_json(obj: object) -> str:
+    """JSON safe to place inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def static_text(*parts: str) -> str:
+    """A file of ``geo_lead/static`` (the maps' own CSS/JS), read with importlib.resources."""
+    return resources.files("geo_lead").joinpath("static", *parts).read_text(encoding="utf-8")
+
+
+def _root(element: Element) -> Figure:
+    root = element.get_root()
+    if not isinstance(root, Figure):
+        raise TypeError(f"{type(element).__name__} is not in a folium page (add it to a map first)")
+    return root
+
+
+def _include_script(element: Element, filename: str) -> None:
+    """Put ``static/maps/<filename>`` into the page header once (keyed by the file name)."""
+    name = "geo_lead_" + filename.replace(".", "_")
+    _root(element).header.add_child(Element(f"<script>{static_text('maps', filename)}</script>"), name=name)
+
+
+class _ScriptElement(MacroElement):
+    """A macro element whose script is one call into `SCRIPT` (a file of ``static/maps``)."""
+
+    SCRIPT: ClassVar[str] = ""
+
+    def render(self, **kwargs: Any) -> str:
+        _include_script(self, self.SCRIPT)
+        return super().render(**kwargs)
+
+
+class DataLayer(folium.map.Layer):
+    """A GeoJSON overlay styled by per-feature ``_s`` and with escaped ``_tip``/``_popup``."""
+
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "var {{ this.get_name() }} = geoLeadDataLayer({{ this.data }}, {{ this.options }});"
+                         "{% endmacro %}")
+
+    def __init__(self, data: dict[str, Any], name: str, base_style: dict[str, Any],
+                 css_class: str, show: bool = True, interactive: bool = True) -> None:
+        super().__init__(name=name, overlay=True, control=True, show=show)
+        self._name = "DataLayer"
+        self.data = script_json(data)
+        self.options = script_json({"className": css_class, "interactive": bool(interactive),
+                                    "baseStyle": {**base_style, "className": css_class}})
+
+    def render(self, **kwargs: Any) -> str:
+        _include_script(self, "data_layer.js")
+        return super().render(**kwargs)
+
+
+class PointLayer(JSCSSMixin, folium.map.Layer):
+    """Aggregated block points in a marker cluster, built in the browser from a compact array.
+
+    The payload is `geo_lead.map_layers.point_rows`' output; clusters show the number of
+    *records* they hold.
+    """
+
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "var {{ this.get_name() }} = geoLeadPointLayer({{ this.data }});"
+                         "{% endmacro %}")
+
+    default_js: list[tuple[str, str]] = [("markerclusterjs", CLUSTER_JS)]  # noqa: RUF012 - JSCSSMixin's API
+    default_css: list[tuple[str, str]] = [("markerclustercss", CLUSTER_CSS[0]),  # noqa: RUF012
+                                          ("markerclusterdefaultcss", CLUSTER_CSS[1])]
+
+    def __init__(self, payload: dict[str, Any], name: str, show: bool = True) -> None:
+        super().__init__(name=name, overlay=True, control=True, show=show)
+        self._name = "PointLayer"
+        self.data = script_json(payload)
+
+    def render(self, **kwargs: Any) -> str:
+        _include_script(self, "point_layer.js")
+        return super().render(**kwargs)
+
+
+class Control(_ScriptElement):
+    """A collapsible box (``<details>``) of trusted HTML (built from escaped parts).
+
+    Open on wide screens, a one-line button on narrow ones (`static/maps/layout.js`).
+    """
+
+    SCRIPT = "control.js"
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "geoLeadControl({{ this._parent.get_name() }}, {{ this.options }});"
+                         "{% endmacro %}")
+
+    def __init__(self, inner_html: str, css_class: str, position: str = "bottomright",
+                 summary: str = "Legend") -> None:
+        super().__init__()
+        self._name = "Control"
+        self.options = script_json({"position": position, "cssClass": css_class, "summary": summary,
+                                    "html": inner_html})
+
+
+class LabelLayer(folium.map.Layer):
+    """Neighborhood names as non-interactive labels, each shown from its own zoom on.
+
+    `labels`: ``[lat, lon, escaped name, min zoom]`` rows; the markers are made in the
+    browser by `static/maps/layout.js`.
+    """
+
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "var {{ this.get_name() }} = L.layerGroup();"
+                         "{% endmacro %}")
+
+    def __init__(self, labels: list[list[Any]], name: str = "Neighborhood names") -> None:
+        super().__init__(name=name, overlay=True, control=True, show=True)
+        self._name = "LabelLayer"
+        self.labels = script_json(labels)
+
+
+class Layout(MacroElement):
+    """Fit, collapse and label logic of `static/maps/layout.js`; add it to the map last."""
+
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "window.geoLeadView = window.geoLeadLayout({{ this._parent.get_name() }}, {"
+                         "bounds: {{ this.bounds }}, maxZoom: {{ this.max_zoom }}, "
+                         "control: {{ this.control }}, "
+                         "labelLayer: {{ this.label_layer }}, labelData: {{ this.label_data }}});"
+                         "{% endmacro %}")
+
+    def __init__(self, bounds: list[list[float]] | None, control: folium.LayerControl | None = None,
+                 labels: LabelLayer | None = None, max_zoom: int = 16) -> None:
+        super().__init__()
+        self._name = "Layout"
+        self.bounds = script_json(bounds)
+        self.max_zoom = int(max_zoom)
+        self.control = control.get_name() if control is not None else "null"
+        self.label_layer = labels.get_name() if labels is not None else "null"
+        self.label_data = labels.labels if labels is not None else "[]"
+
+
+class TimelineElement(_ScriptElement):
+    """Monthly choropleth + block points with a range slider (`static/maps/timeline.js`)."""
+
+    SCRIPT = "timeline.js"
+    _template = Template("{% macro script(this, kwargs) %}"
+                         "geoLeadTimeline({{ this._parent.get_name() }}, {{ this.options }});"
+                         "{% endmacro %}")
+
+    def __init__(self, timeline: Timeline, title: str = "", parameters: str = "") -> None:
+        super().__init__()
+        self._name = "Timeline"
+        self.options = script_json({
+            "months": timeline.months, "areas": timeline.areas, "counts": timeline.counts,
+            "points": timeline.points, "table": timeline.point_table, "colors": list(SCORE_COLORS),
+            "breaks": timeline.breaks, "title": esc(title), "parameters": esc(parameters)})
+
+
+def new_map(tiles: bool, title: str) -> folium.Map:
+    """A bare Leaflet map: no CDN extras (jQuery, Bootstrap, awesome-markers), tiles optional."""
+    m = folium.Map(location=[38.25, -85.78], zoom_start=13, tiles=None, control_scale=True,
+                   prefer_canvas=False, zoom_snap=0.25, zoom_delta=0.5)
+    m.options["maxZoom"] = 19  # without tiles Leaflet has no max zoom; markercluster needs one
+    m.options["minZoom"] = 9
+    m.default_js = [("leaflet", LEAFLET_JS)]
+    m.default_css = [("leaflet_css", LEAFLET_CSS)]
+    root = _root(m)
+    root.header.add_child(Element(f"<title>{esc(title)}</title>"), name="page_title")
+    root.header.add_child(Element(f"<style>{static_text('maps', 'map.css')}</style>"), name="geo_lead_css")
+    root.header.add_child(Element(f"<script>{static_text('maps', 'layout.js')}</script>"),
+                          name="geo_lead_layout_js")
+    if tiles:
+        folium.TileLayer("OpenStreetMap", name="OpenStreetMap basemap",
+                         attr=OSM_ATTRIBUTION).add_to(m)
+    return m
+
+
+def notes_control(notes: list[str]) -> Control:
+    """The notes box (bottom left): one list item per note (escaped HTML lines)."""
+    return Control("<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
+                   "geo-lead-box geo-lead-notes", "bottomleft", "Notes")

@@ -1,0 +1,58 @@
+"""`geo-lead run` takes its fork path and gives what one process gives (issue 18, deliverable 5).
+
+In a full test run this process cannot fork (earlier tests leave dask's threads behind), so the
+pipeline runs in a fresh interpreter: once with its children (the hotspots worker, site, the
+report page, the zone page's street index: `parallel.forks()` counts them) and once with
+``GEO_LEAD_NO_FORK=1``; the stage results must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from geo_lead import parallel, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_RUN = """
+import json, os, sys
+from pathlib import Path
+from geo_lead import parallel
+from geo_lead.pipeline import run_pipeline
+
+out, data = Path(sys.argv[1]), Path(sys.argv[2])
+results = {}
+for mode in ("fork", "no_fork"):
+    if mode == "no_fork":
+        os.environ["GEO_LEAD_NO_FORK"] = "1"
+    before = parallel.forks()
+    summary = run_pipeline(out / mode / "lead.gpkg", [data], out_dir=out / mode / "maps", echo=None)
+    results[mode] = {"forks": parallel.forks() - before, "score": summary["score"],
+                     "hotspots": summary["hotspots"], "site": summary["site"],
+                     "records": summary["records_in_store"]}
+print(json.dumps(results, default=str, sort_keys=True))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork with PR_SET_PDEATHSIG: Linux")
+def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> None:
+    data = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv"
+    env = {k: v for k, v in os.environ.items() if k != parallel.NO_FORK_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path), str(data)], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    fork, one = results["fork"], results["no_fork"]
+    assert fork["forks"] == 4, fork["forks"]  # hotspots worker, site, report page, street index
+    assert one["forks"] == 0
+    assert fork["records"] == one["records"] > 0
+    for stage in ("score", "hotspots", "site"):
+        assert fork[stage] == one[stage], stage
+    assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
