@@ -250,7 +250,7 @@ def normalize_zip(values: pd.Series) -> pd.Series:
     """
     codes, distinct = pd.factorize(values.astype(str), sort=False)  # few distinct ZIPs
     zips = np.array([_zip5(v) for v in distinct], dtype=object)
-    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype=object)
+    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype="str")
 
 
 _ZIP5 = re.compile(r"^([0-9]{5})")
