@@ -250,7 +250,7 @@ def normalize_zip(values: pd.Series) -> pd.Series:
     """
     codes, distinct = pd.factorize(values.astype(str), sort=False)  # few distinct ZIPs
     zips = np.array([_zip5(v) for v in distinct], dtype=object)
-    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype=object)
+    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype="str")
 
 
 _ZIP5 = re.compile(r"^([0-9]{5})")
@@ -522,10 +522,18 @@ def _store_parsed(out: pd.Series, parsed: pd.Series) -> pd.Index:
 
 def _hash_strings(parts: pd.DataFrame) -> list[str]:
     # Row-wise DataFrame.agg is ~100x slower than zipping plain lists (profiled on 50 MB).
-    columns = [parts[c].astype(str).tolist() for c in parts.columns]
+    columns = [_texts(parts[c]) for c in parts.columns]
     blake = hashlib.blake2b
     return [blake(text.encode("utf-8"), digest_size=8).hexdigest()
             for text in map("\x1f".join, zip(*columns, strict=True))]
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """``column.astype(str).tolist()``, without the round trip when every value is a str."""
+    values: list[str] = column.tolist()
+    if all(type(v) is str for v in values):
+        return values
+    return [str(v) for v in column.astype(str)]
 
 
 def _offense_key(text: pd.Series) -> pd.Series:
