@@ -272,14 +272,16 @@ def bench_csv(path: Path, repeat: int) -> list[tuple[str, float, float]]:
 # --- the limits bench_scale sums (issue 19: the full run against the sum of its stages' limits)
 def stage_limits(csv_path: Path, n_points: int, repeat: int = 1) -> list[tuple[str, float, float, int]]:
     """``(stage, geo_lead s, limit s, rows measured)`` of each heavy stage: the join on
-    `n_points` uniform points (`bench_join`'s first row), the CSV read and the store write on
-    the rows of `csv_path` (`bench_csv`, `bench_store`). `bench_scale` scales each limit to
+    `n_points` uniform points (`bench_join`'s first row), the CSV read, the indicator flags
+    and the store write on the rows of `csv_path` (`bench_csv`, `bench_flags`, `bench_store`). `bench_scale` scales each limit to
     its run's records by rows and sums them."""
     with csv_path.open(encoding="utf-8") as fh:
         n_csv = sum(1 for _ in fh) - 1
     rows = [(*r, n_points) for r in bench_join(n_points, repeat)[:1]]
     rows += [(*r, n_csv) for r in bench_csv(csv_path, repeat)]
-    rows += [(*r, n_csv) for r in bench_store(_records_frame(csv_path), repeat)]
+    records = _records_frame(csv_path)
+    rows += [(*r, n_csv) for r in bench_flags(records, repeat)]
+    rows += [(*r, n_csv) for r in bench_store(records, repeat)]
     return rows
 
 

@@ -185,6 +185,9 @@ def make_grid(area: shapely.Geometry, cell_ft: float) -> gpd.GeoDataFrame:
     """Square cells of `cell_ft` feet covering `area` (EPSG:2246), clipped to it.
 
     Columns: cell_id, x_ft, y_ft (centre of the unclipped cell), area_sqft (clipped), geometry.
+    The clipping (every cell intersected with `area`) is kept across runs under the sha256
+    of `area`'s WKB, `cell_ft` and this module's source (`geo_lead.result_cache`, kind
+    ``grid``); the cells are stored as WKB, so a reused grid is the computed one exactly.
     """
     if cell_ft <= 0:
         raise GeoLeadError(f"grid cell size must be positive, got {cell_ft} ft")
@@ -192,16 +195,39 @@ def make_grid(area: shapely.Geometry, cell_ft: float) -> gpd.GeoDataFrame:
     xs = np.arange(math.floor(minx / cell_ft) * cell_ft, maxx, cell_ft)
     ys = np.arange(math.floor(miny / cell_ft) * cell_ft, maxy, cell_ft)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
-    boxes = shapely.box(gx, gy, gx + cell_ft, gy + cell_ft)
-    clipped = shapely.intersection(boxes, area)
-    keep = ~shapely.is_empty(clipped) & (shapely.area(clipped) > 0)
-    clipped = clipped[keep]
+    keep, clipped = _clipped_cells(area, cell_ft, gx, gy)
     grid = gpd.GeoDataFrame({
-        "cell_id": np.arange(int(keep.sum())),
+        "cell_id": np.arange(len(keep)),
         "x_ft": gx[keep] + cell_ft / 2, "y_ft": gy[keep] + cell_ft / 2,
         "area_sqft": shapely.area(clipped),
     }, geometry=clipped, crs=settings.CRS_PROJECTED)
     return grid
+
+
+#: `geo_lead.result_cache` kind of `make_grid`'s clipped cells.
+GRID_CACHE = "grid"
+
+
+def _clipped_cells(area: shapely.Geometry, cell_ft: float, gx: np.ndarray,
+                   gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the cells (lower-left corners `gx`, `gy`) that keep some of `area`, and
+    their parts inside it; reused across runs for the same `area` and `cell_ft`."""
+    from geo_lead import result_cache
+
+    key = result_cache.digest([GRID_CACHE, _kde_version(), f"geos={shapely.geos_version_string}",
+                               repr(float(cell_ft)), shapely.to_wkb(area)])
+    hit = result_cache.read(GRID_CACHE, key)
+    if hit is not None and len(hit.get("keep", ())) == len(hit.get("wkb", ())):
+        keep = np.asarray(hit["keep"], dtype=np.int64)
+        if len(keep) == 0 or int(keep.max()) < len(gx):
+            return keep, shapely.from_wkb(np.asarray(hit["wkb"], dtype=object))
+    boxes = shapely.box(gx, gy, gx + cell_ft, gy + cell_ft)
+    clipped = shapely.intersection(boxes, area)
+    keep = np.flatnonzero(~shapely.is_empty(clipped) & (shapely.area(clipped) > 0))
+    clipped = clipped[keep]
+    result_cache.write(GRID_CACHE, key, {"keep": keep.tolist(),
+                                         "wkb": [w.hex() for w in shapely.to_wkb(clipped)]})
+    return keep, clipped
 
 
 def grid_counts(points: gpd.GeoDataFrame, grid: gpd.GeoDataFrame, cell_ft: float) -> np.ndarray:

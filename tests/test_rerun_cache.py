@@ -151,7 +151,7 @@ def test_kde_reused_for_unchanged_points_is_identical(cache_dir: Path, monkeypat
     pts = _points(300)
     oracle = _uncached(pts, monkeypatch)
     first = hotspots.kde_surface(pts, AREA, 500.0)
-    assert {p.name.split("-")[0] for p in cache_dir.glob("*.json")} == {"kde_bandwidth", "kde_surface"}
+    assert {p.name.split("-")[0] for p in cache_dir.glob("*.json")} == {"grid", "kde_bandwidth", "kde_surface"}
     monkeypatch.setattr(hotspots, "bandwidth_ft", _fail)
     monkeypatch.setattr("sklearn.neighbors.KernelDensity.fit", _fail)
     again = hotspots.kde_surface(pts.copy(), AREA, 500.0)
@@ -200,3 +200,22 @@ def test_result_cache_rejects_keys_that_are_not_digests(cache_dir: Path) -> None
     assert result_cache.read("population", other) is None  # a file under the wrong name
     hit = result_cache.read("population", key)
     assert hit is not None and hit["x"][0] == 0.1 and np.isnan(hit["x"][1])
+
+
+def test_grid_reused_across_runs_is_the_computed_grid_exactly(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nh = load_neighborhoods()
+    area = hotspots.study_area(nh, sorted(nh.loc[nh["is_named"].astype(bool), "NH_NAME"])[:3])
+    with monkeypatch.context() as m:
+        m.setenv(result_cache.ENV_SWITCH, "0")
+        oracle = hotspots.make_grid(area, 500.0)
+    first = hotspots.make_grid(area, 500.0)
+    monkeypatch.setattr(shapely, "intersection", _fail)
+    again = hotspots.make_grid(area, 500.0)
+    for got in (first, again):
+        pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
+                                      pd.DataFrame(oracle.drop(columns="geometry")), check_exact=True)
+        assert list(shapely.to_wkb(got.geometry.values)) == list(shapely.to_wkb(oracle.geometry.values))
+    monkeypatch.undo()
+    monkeypatch.setenv("GEO_LEAD_CACHE_DIR", str(cache_dir.parent))
+    assert len(hotspots.make_grid(area, 1000.0)) < len(oracle)  # another cell size: computed
+    assert len(list(cache_dir.glob("grid-*.json"))) == 2
