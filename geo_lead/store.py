@@ -696,7 +696,8 @@ class Store:
         points = {"lon", "lat"} <= set(cols)
         sets = [f'"{c}" = t."{c}"' for c in cols]
         if points:
-            frame = frame.assign(geom=point_blobs(updates["lon"].to_numpy(float), updates["lat"].to_numpy(float)))
+            lon, lat = (updates[c].to_numpy(dtype=float, na_value=np.nan) for c in ("lon", "lat"))
+            frame = frame.assign(geom=point_blobs(lon, lat))
             sets.append("geom = t.geom")
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
                 # A moved point invalidates its join: NULL marks it for the next spatial join.

@@ -250,3 +250,17 @@ def test_writes_in_chunks_keep_every_row(tmp_path: Path, monkeypatch: pytest.Mon
     assert back["lon"].tolist() == lon.tolist() and back["lat"].tolist() == lat.tolist()
     assert back["match_type"].tolist() == [f"m{i}" for i in range(10)]
     _check_index(path)
+
+
+def test_missing_coordinates_of_any_kind_clear_the_point(tmp_path: Path) -> None:
+    path = tmp_path / "s.gpkg"
+    store = open_store(path)
+    with store.write():
+        store.upsert_records(_records(3), "t")
+        store.update_records(pd.DataFrame({"record_id": ["r0", "r1", "r2"], "lon": [-85.7, -85.71, -85.72],
+                                           "lat": [38.2, 38.21, 38.22]}))
+        store.update_records(pd.DataFrame({"record_id": ["r0", "r1"], "lon": pd.Series([None, pd.NA], dtype=object),
+                                           "lat": pd.Series([38.2, 38.21], dtype="Float64")}))
+    store.close()
+    assert set(_points_by_id(path)) == {"r2"}
+    _check_index(path)
