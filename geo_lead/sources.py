@@ -6,7 +6,9 @@ Three Louisville Open Data formats are recognised from their header:
 * ``crime-2023``    -- Crime Data 2023+ ("Incident Number", "Offense Code Name", ...);
 * ``citations``     -- Uniform Citation Data (CITATION_CONTROL_NUMBER, CHARGE_DESC, ...).
 
-Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice.
+Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice. UTF-8
+files are parsed in blocks by ``pyarrow.csv`` (`geo_lead.sources_arrow`) and cleaned by column;
+what pyarrow cannot read exactly as the csv module would is read by the csv module.
 Every physical row ends up either in a chunk's ``records`` or in its ``rejects``, with the
 file, the line number and a reason: rows read = rows accepted + rows rejected. A date after
 the day of the ingest ("date after the ingest date") or before `settings.DATE_FLOOR` is a
