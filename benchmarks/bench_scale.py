@@ -265,13 +265,16 @@ def _extras(work: Path, store: Path, engine: str, seed: int) -> None:
               f"peak RSS {rss:,.0f} MB (driver process)")
 
 
+def _print_size(r: SizeResult, command: str) -> None:
+    """One size's full run, printed as soon as it is measured."""
+    print(f"full {command}: {r.rows:,} rows -> {r.added:,} added in {r.seconds:.1f} s "
+          f"({r.us_per_record:.1f} us per record), peak RSS {r.rss_mb:,.0f} MB; {_load()}", flush=True)
+    if r.stages:
+        print(f"  stages: {r.stages}", flush=True)
+
+
 def _report_sizes(results: list[SizeResult], command: str) -> bool:
-    """Print each size's figures and whether cost is linear; True when linear and RSS is in target."""
-    for r in results:
-        print(f"full {command}: {r.rows:,} rows -> {r.added:,} added in {r.seconds:.1f} s "
-              f"({r.us_per_record:.1f} us per record), peak RSS {r.rss_mb:,.0f} MB")
-        if r.stages:
-            print(f"  stages: {r.stages}")
+    """Print whether cost is linear and RSS in target; True when both."""
     small, large = results[0], results[-1]
     growth = large.us_per_record / small.us_per_record
     linear = growth <= LINEAR_TOLERANCE
@@ -311,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[SizeResult] = []
     for rows in sizes:
         result, store, files = full_run(work, rows, args.seed, args.command)
+        _print_size(result, args.command)
         results.append(result)
     ok = _report_sizes(results, args.command)
     largest = results[-1]
