@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import matplotlib
 
@@ -137,7 +138,7 @@ def choropleth_figure(scores: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None =
         z = for_figure(zones)
         for role, part in z.groupby("role", sort=False):
             color, dash, label = ZONE_STYLES.get(str(role), ("#e7298a", "4 4", str(role)))
-            style = "-" if dash is None else "--"
+            style: Literal["-", "--"] = "-" if dash is None else "--"
             part.boundary.plot(ax=ax, color=color, linewidth=2.2, linestyle=style)
             handles.append(Line2D([0], [0], color=color, linewidth=2.2, linestyle=style, label=label))
     study = sc[in_area] if in_area.any() else sc

@@ -21,6 +21,7 @@ from geo_lead.store import Store, opened
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
     from geo_lead.indicators import Rules
     from geo_lead.parallel import Worker
@@ -234,8 +235,8 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
     return result
 
 
-def stage_outputs(store: Store, out_dir: Path, say: Say, records: Any = None,
-                  map_records: Any = None) -> dict[str, str]:
+def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
+                  map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None) -> dict[str, str]:
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
     from geo_lead.parallel import Deferred

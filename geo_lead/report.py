@@ -415,7 +415,8 @@ def _answer(data: dict[str, Any]) -> Answer:
     from geo_lead.parameters import AREA_WORDS, describe
 
     params = data.get("parameters") or {}
-    site = data.get("site_result") if isinstance(data.get("site_result"), dict) else {}
+    stored = data.get("site_result")
+    site: dict[str, Any] = stored if isinstance(stored, dict) else {}
     pilot = " + ".join(n.title() for n in (site.get("pilot_zone") or {}).get("neighborhoods", [])
                        or settings.PILOT_NEIGHBORHOODS)
     indicator = params.get("indicator") or site.get("indicator") or "lead_eligible"

@@ -6,7 +6,9 @@ Three Louisville Open Data formats are recognised from their header:
 * ``crime-2023``    -- Crime Data 2023+ ("Incident Number", "Offense Code Name", ...);
 * ``citations``     -- Uniform Citation Data (CITATION_CONTROL_NUMBER, CHARGE_DESC, ...).
 
-Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice.
+Files are streamed in chunks (`iter_chunks`), so a large extract is never held twice. UTF-8
+files are parsed in blocks by ``pyarrow.csv`` (`geo_lead.sources_arrow`) and cleaned by column;
+what pyarrow cannot read exactly as the csv module would is read by the csv module.
 Every physical row ends up either in a chunk's ``records`` or in its ``rejects``, with the
 file, the line number and a reason: rows read = rows accepted + rows rejected. A date after
 the day of the ingest ("date after the ingest date") or before `settings.DATE_FLOOR` is a
@@ -250,7 +252,7 @@ def normalize_zip(values: pd.Series) -> pd.Series:
     """
     codes, distinct = pd.factorize(values.astype(str), sort=False)  # few distinct ZIPs
     zips = np.array([_zip5(v) for v in distinct], dtype=object)
-    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype=object)
+    return pd.Series(zips[codes] if len(values) else [], index=values.index, dtype="str")
 
 
 _ZIP5 = re.compile(r"^([0-9]{5})")
@@ -522,10 +524,18 @@ def _store_parsed(out: pd.Series, parsed: pd.Series) -> pd.Index:
 
 def _hash_strings(parts: pd.DataFrame) -> list[str]:
     # Row-wise DataFrame.agg is ~100x slower than zipping plain lists (profiled on 50 MB).
-    columns = [parts[c].astype(str).tolist() for c in parts.columns]
+    columns = [_texts(parts[c]) for c in parts.columns]
     blake = hashlib.blake2b
     return [blake(text.encode("utf-8"), digest_size=8).hexdigest()
             for text in map("\x1f".join, zip(*columns, strict=True))]
+
+
+def _texts(column: pd.Series) -> list[str]:
+    """``column.astype(str).tolist()``, without the round trip when every value is a str."""
+    values: list[str] = column.tolist()
+    if all(type(v) is str for v in values):
+        return values
+    return [str(v) for v in column.astype(str)]
 
 
 def _offense_key(text: pd.Series) -> pd.Series:

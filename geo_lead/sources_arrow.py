@@ -3,12 +3,12 @@
 `sources.iter_chunks` reads a UTF-8 file after its header in byte blocks that end on a line
 break (`split_block`). A block goes to ``pyarrow.csv`` only when every physical line in it is
 one complete row that the csv module would read the same way (`is_simple_block`): no NUL
-byte, valid UTF-8, no carriage return except in ``\\r\\n``, no empty line, no line at or over
-the byte cap, every quoted field well formed and on one line. Then row ``i`` of the block is
-physical line ``first_line + i``, which keeps today's line numbers exact. `parse_block`
+byte, valid UTF-8, no carriage return except in ``\\r\\n``, no empty line, no byte-order
+mark at its start, no line at or over the byte cap, every quoted field well formed and on
+one line. Then row ``i`` of the block is physical line ``first_line + i``. `parse_block`
 returns None when pyarrow finds a row with the wrong number of fields; the caller reads that
 block with the csv module instead. `clean_column` is the vectorised form of the reader's
-per-field clean-up (trim, whitespace collapse, the NULL spellings), identical to Python's
+per-field clean-up (trim, whitespace collapse, the NULL spellings), equal to Python's
 ``str.strip`` / ``str.split`` on every value.
 
 This module reads no file and imports nothing from geo_lead: it works on bytes and arrays.

@@ -179,6 +179,8 @@ RTREE_REBUILD_SHARE = 0.5
 #: Writes of at least this many rows that change no geometry run with the RTree triggers off
 #: (`Store._rtree_triggers_off`): evaluating them cost ~40% of a 200k-row insert.
 TRIGGERS_OFF_MIN_ROWS = 1_000
+#: Rows converted to Python values per executemany (`Store._executemany`).
+WRITE_CHUNK_ROWS = 50_000
 
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 _last_envelope: list[Any] = [None, None]  # (blob, (minx, maxx, miny, maxy, empty)): one-entry memo
@@ -488,8 +490,17 @@ class Store:
         quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
         with self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
             # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
-            cur = self.conn.executemany(sql, _row_tuples(frame))
-        return max(cur.rowcount, 0)
+            return self._executemany(sql, frame)
+
+    def _executemany(self, sql: str, frame: pd.DataFrame) -> int:
+        """Run `sql` once per row of `frame` (values converted column by column,
+        `WRITE_CHUNK_ROWS` rows at a time so a million rows never exist as Python tuples at
+        once); returns the summed rowcount."""
+        done = 0
+        for start in range(0, len(frame), WRITE_CHUNK_ROWS):
+            cur = self.conn.executemany(sql, _row_tuples(frame.iloc[start:start + WRITE_CHUNK_ROWS]))
+            done += max(cur.rowcount, 0)
+        return done
 
     @contextlib.contextmanager
     def _rtree_triggers_off(self, table: str, column: str = "geom") -> Iterator[None]:
@@ -685,7 +696,8 @@ class Store:
         points = {"lon", "lat"} <= set(cols)
         sets = [f'"{c}" = t."{c}"' for c in cols]
         if points:
-            frame = frame.assign(geom=point_blobs(updates["lon"].to_numpy(float), updates["lat"].to_numpy(float)))
+            lon, lat = (updates[c].to_numpy(dtype=float, na_value=np.nan) for c in ("lon", "lat"))
+            frame = frame.assign(geom=point_blobs(lon, lat))
             sets.append("geom = t.geom")
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
                 # A moved point invalidates its join: NULL marks it for the next spatial join.
@@ -706,15 +718,19 @@ class Store:
         return len(updates)
 
     def _load_temp_updates(self, frame: pd.DataFrame) -> int:
-        """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` PRIMARY KEY and the
-        frame's other columns by name; the last row of a repeated key wins). Returns the
-        distinct keys loaded."""
+        """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` and the frame's other
+        columns by name; of a repeated key only the last row). Returns the rows loaded.
+
+        No index on ``k``: the update scans ``temp._upd`` and finds each record by its key's
+        index (building one on ``k`` cost more than the update's lookups).
+        """
+        frame = frame[~frame.iloc[:, 0].duplicated(keep="last").to_numpy()]
         self.conn.execute("DROP TABLE IF EXISTS temp._upd")
         names = "".join(f', "{c}"' for c in frame.columns[1:])
-        self.conn.execute(f"CREATE TEMP TABLE _upd (k PRIMARY KEY{names})")
+        self.conn.execute(f"CREATE TEMP TABLE _upd (k{names})")
         marks = ", ".join("?" * frame.shape[1])
-        self.conn.executemany(f"INSERT OR REPLACE INTO temp._upd VALUES ({marks})", _row_tuples(frame))
-        return int(self.conn.execute("SELECT COUNT(*) FROM temp._upd").fetchone()[0])
+        self._executemany(f"INSERT INTO temp._upd VALUES ({marks})", frame)
+        return len(frame)
 
     def _raise_missing_keys(self, key: str) -> None:
         """Raise the ValueError naming the keys of ``temp._upd`` that are not stored records."""

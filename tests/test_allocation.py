@@ -178,7 +178,7 @@ def test_join_store_keeps_boundary_units_incremental(tmp_path: Path) -> None:
     units = _units().to_crs(settings.CRS_STORE)
     lonlat = _points([(1000, 500), (1030, 500), (1500, 500)]).to_crs(settings.CRS_STORE).geometry
     rows = []
-    for i, p in enumerate(lonlat):
+    for i in range(len(lonlat)):
         row = {c: "" for c in RECORD_COLUMNS}
         row.update(record_id=f"r{i}", occurred_at="2017-03-01T10:00:00", source_line=i + 2, content_hash=f"h{i}")
         rows.append(row)

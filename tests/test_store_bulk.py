@@ -229,3 +229,38 @@ def test_rtree_pages_rejects_bad_input() -> None:
         rtree_pages(np.arange(3), np.zeros(3), np.zeros(2), 1228)
     with pytest.raises(ValueError, match="fewer than 2 cells"):
         rtree_pages(np.arange(3), np.zeros(3), np.zeros(3), 40)
+
+
+def test_writes_in_chunks_keep_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inserts and updates converted `WRITE_CHUNK_ROWS` rows at a time: every row written once."""
+    monkeypatch.setattr(store_mod, "WRITE_CHUNK_ROWS", 3)
+    monkeypatch.setattr(store_mod, "TRIGGERS_OFF_MIN_ROWS", 4)
+    path = tmp_path / "s.gpkg"
+    recs = _records(10)
+    lon, lat = _points(10, seed=9)
+    store = open_store(path)
+    with store.write():
+        assert store.upsert_records(recs, "t") == {"added": 10, "unchanged": 0, "updated": 0}
+        assert store.update_records(pd.DataFrame({"record_id": recs["record_id"][::-1], "lon": lon[::-1],
+                                                  "lat": lat[::-1], "match_type": [f"m{i}" for i in range(10)][::-1]})) == 10
+        back = store.read_records(["record_id", "source_line", "lon", "lat", "match_type"])
+    store.close()
+    assert back["record_id"].tolist() == recs["record_id"].tolist()
+    assert back["source_line"].tolist() == list(range(2, 12))
+    assert back["lon"].tolist() == lon.tolist() and back["lat"].tolist() == lat.tolist()
+    assert back["match_type"].tolist() == [f"m{i}" for i in range(10)]
+    _check_index(path)
+
+
+def test_missing_coordinates_of_any_kind_clear_the_point(tmp_path: Path) -> None:
+    path = tmp_path / "s.gpkg"
+    store = open_store(path)
+    with store.write():
+        store.upsert_records(_records(3), "t")
+        store.update_records(pd.DataFrame({"record_id": ["r0", "r1", "r2"], "lon": [-85.7, -85.71, -85.72],
+                                           "lat": [38.2, 38.21, 38.22]}))
+        store.update_records(pd.DataFrame({"record_id": ["r0", "r1"], "lon": pd.Series([None, pd.NA], dtype=object),
+                                           "lat": pd.Series([38.2, 38.21], dtype="Float64")}))
+    store.close()
+    assert set(_points_by_id(path)) == {"r2"}
+    _check_index(path)

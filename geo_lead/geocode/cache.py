@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo_lead.beats import normalize_beat
 import geo_lead.geocode.beat_check as bc
+from geo_lead.beats import normalize_beat
 from geo_lead.geocode.geocoder import Geocoder
 from geo_lead.geocode.normalize import parse_address
 from geo_lead.progress import Progress
@@ -156,8 +156,7 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
         if len(new_rows) else cached.loc[ukeys[hit]].reset_index()
     table = table.set_index("key").loc[ukeys]
     per = table.iloc[inverse]
-    # object dtype on purpose: update_records iterates rows, and Arrow-backed string
-    # columns iterate several times slower
+    # object dtype: the values as the geocoder gave them (`_changed` compares them as objects)
     updates = pd.DataFrame({
         "record_id": pd.Series(records["record_id"].to_numpy(object), dtype=object),
         "lon": per["lon"].to_numpy(float), "lat": per["lat"].to_numpy(float),

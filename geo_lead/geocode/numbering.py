@@ -77,7 +77,7 @@ class _Near(NamedTuple):
     idx: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per query, and a frozen __init__ is slower
 class _Target:
     """A number to place on street ``sid`` (``key``): ``q`` is its range-scale position;
     ``pos`` is given for a hundred-block's middle (placed on the range line)."""
@@ -93,7 +93,7 @@ class _Target:
         return f"{int(self.number)} {self.key}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per query, and a frozen __init__ is slower
 class _Points:
     """One street's points in number order: number, x, y, source, parity, ZIP, range position."""
 
@@ -110,7 +110,7 @@ class _Points:
                        self.zips[sel], self.pp[sel])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per query, and a frozen __init__ is slower
 class _Edge:
     """The street's known end nearest a number past its range: index ``i`` into the points,
     ``below`` (the number lies below the range), range-scale distance ``gap`` (shortened to the
@@ -222,10 +222,12 @@ class Numbering:
         """Interpolate between the known numbers that bracket the number: its own side's
         (`side_only`) or both sides'; None when none bracket it (or, on its own side, only a
         bracket much wider than both sides' gives)."""
-        m = pts.par == int(tg.number) % 2 if side_only else np.ones(pts.nums.size, bool)
-        if not m.any():
-            return None
-        side = pts.take(m)
+        side = pts
+        if side_only:
+            m = pts.par == int(tg.number) % 2
+            if not m.any():
+                return None
+            side = pts.take(m)
         p_ = side.pp
         hi = int(np.searchsorted(p_, tg.q, side="right"))
         lo = hi - 1

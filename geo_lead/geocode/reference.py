@@ -631,7 +631,7 @@ def _add_centerlines(b: _Builder, gdf: Any, path: Path) -> str:
     if name_c is None or any(v is None for v in rng.values()):
         raise GeocodeError(f"{path}: centerlines need a street name column ({', '.join(_CL_NAME[:3])}) "
                            f"and from/to numbers per side (e.g. LFROMHN, LTOHN, RFROMHN, RTOHN).")
-    ranges = {k: _numbers(gdf[c]) for k, c in rng.items()}  # type: ignore[index]
+    ranges = {k: _numbers(gdf[c]) for k, c in rng.items()}
     zips = {s: _zips(gdf[c], len(gdf)) if (c := _pick(cols, v)) else np.zeros(len(gdf), np.int64)
             for s, v in _CL_ZIP.items()}
     names = gdf[name_c].astype(str).map(_clean_simple)
@@ -683,12 +683,12 @@ def _add_centerlines(b: _Builder, gdf: Any, path: Path) -> str:
 
 def build_reference(paths: Sequence[Path | str], ref_hash: str | None = None) -> Reference:
     """Read reference files and build the index (no caching; see `load_reference`)."""
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise GeocodeError("no reference files given.")
     b = _Builder()
-    kinds = [f"{p.name}:{_add_file(b, p)}" for p in paths]
-    ref = b.finish(ref_hash or reference_hash(paths), kinds)
+    kinds = [f"{p.name}:{_add_file(b, p)}" for p in files]
+    ref = b.finish(ref_hash or reference_hash(files), kinds)
     log.info("reference built: %d streets, %d points, %d intersections from %s; %s",
              len(ref.street_keys), ref.n_points, len(ref.intersections), ", ".join(kinds),
              ", ".join(f"{k} {v:,}" for k, v in sorted(ref.counts.items())))
@@ -717,16 +717,16 @@ def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | 
     use_cache
         False builds from scratch and writes nothing.
     """
-    paths = [Path(p) for p in (paths if paths else shipped_reference_files())]
-    if not paths:
+    files = [Path(p) for p in (paths if paths else shipped_reference_files())]
+    if not files:
         raise GeocodeError(f"no reference files in {settings.REFERENCE_DIR}; pass --reference FILE.")
-    for path in paths:
+    for path in files:
         if not path.is_file():
             raise GeocodeError(f"{path}: reference file not found (give address points, centerlines, "
                                "Census results or an intersection table).")
-    ref_hash = reference_hash(paths)
+    ref_hash = reference_hash(files)
     if not use_cache:
-        return build_reference(paths, ref_hash)
+        return build_reference(files, ref_hash)
     cache = (index_dir or default_index_dir()) / f"reference-{ref_hash[:24]}.pkl"
     if cache.exists():
         try:
@@ -736,7 +736,7 @@ def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | 
                 return ref
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
             log.warning("ignoring unreadable index cache %s (%s)", cache, exc)
-    ref = build_reference(paths, ref_hash)
+    ref = build_reference(files, ref_hash)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache.parent, delete=False, suffix=".tmp") as tmp:
