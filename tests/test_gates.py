@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from import_graph import imports_of, sources
 
 from geo_lead import settings
 
@@ -218,31 +219,6 @@ def test_mypy_gate_passes() -> None:
 ZONE_PATH = "zone path"
 
 
-def _modules() -> dict[str, tuple[Path, ast.Module]]:
-    out = {}
-    for f in sorted(PACKAGE.rglob("*.py")):
-        name = ".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-        out[name] = (f, ast.parse(f.read_text(encoding="utf-8")))
-    return out
-
-
-def _imports(name: str, path: Path, tree: ast.Module, modules: set[str]) -> set[str]:
-    """geo_lead modules `name` imports anywhere (top level, in functions, under TYPE_CHECKING)."""
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join([*anchor, *([node.module] if node.module else [])])
-            out.add(base)
-            out |= {f"{base}.{a.name}" for a in node.names}
-    return {m for m in out if m in modules and m != name}
-
-
 def _layers() -> list[tuple[str, list[str]]]:
     """(layer, module patterns) from docs/ARCHITECTURE.md's diagram, lowest layer first."""
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
@@ -282,15 +258,15 @@ def _assign(modules: set[str], layers: list[tuple[str, list[str]]]) -> dict[str,
     return out
 
 
-def test_the_layer_diagram_names_only_existing_modules() -> None:
-    modules = set(_modules())
+def test_the_layer_diagram_names_only_existingsources() -> None:
+    modules = set(sources())
     stale = [p for _, patterns in _layers() for p in patterns
              if ("geo_lead." + p if p != "geo_lead" else p).removesuffix(".*") not in modules]
     assert stale == [], f"docs/ARCHITECTURE.md's layer diagram names modules that are gone: {stale}"
 
 
 def test_every_module_has_a_layer_and_imports_flow_downward() -> None:
-    src = _modules()
+    src = sources()
     modules = set(src)
     layers = _layers()
     names = [layer for layer, _ in layers]
@@ -305,7 +281,7 @@ def test_every_module_has_a_layer_and_imports_flow_downward() -> None:
     level[ZONE_PATH] = level["geocode"] + 0.5
     upward = []
     for mod, (path, tree) in src.items():
-        for dep in _imports(mod, path, tree, modules):
+        for dep in imports_of(mod, path, tree, modules):
             a, b = where[mod], where[dep]
             if a == b:
                 continue

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from import_graph import import_graph, sources
 
 from geo_lead import settings
 
@@ -28,41 +29,9 @@ PACKAGE = settings.PROJECT_ROOT / "geo_lead"
 HEAVY = ("pandas", "geopandas", "pyarrow", "scipy", "folium")
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    name = ".".join(parts)
-    return name.removesuffix(".__init__")
-
-
-def _sources() -> dict[str, tuple[Path, ast.Module]]:
-    return {_module_name(f): (f, ast.parse(f.read_text(encoding="utf-8"), filename=str(f)))
-            for f in sorted(PACKAGE.rglob("*.py"))}
-
-
-def _imports(name: str, path: Path, tree: ast.Module, modules: set[str]) -> set[str]:
-    """geo_lead modules `name` imports anywhere in its source (``from x import y`` counts x,
-    and x.y when that is a module)."""
-    is_pkg = path.name == "__init__.py"
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = name.split(".") if is_pkg else name.split(".")[:-1]
-                anchor = anchor[: len(anchor) - (node.level - 1)]
-                base = ".".join([*anchor, *([node.module] if node.module else [])])
-            out.add(base)
-            out |= {f"{base}.{a.name}" for a in node.names}
-    return {m for m in out if m in modules and m != name}
-
-
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
-    src = _sources()
-    modules = set(src)
-    return {name: _imports(name, path, tree, modules) for name, (path, tree) in src.items()}
+    return import_graph()
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -156,7 +125,7 @@ def test_sql_finder_finds_planted_sql() -> None:
 
 
 def test_no_sql_outside_the_store() -> None:
-    found = {name: uses for name, (_path, tree) in _sources().items()
+    found = {name: uses for name, (_path, tree) in sources().items()
              if name != "geo_lead.store" and (uses := _sql_uses(tree))}
     assert found == {}
 
