@@ -91,3 +91,19 @@ def test_join_records_boundary_units_and_settling_match_loops() -> None:
                 want, moved = near[0], moved + 1
         assert settled[i] == want, (i, listed, beat)
     assert moved > 0
+
+
+def test_a_point_just_inside_the_tolerance_at_an_inner_corner_is_shared() -> None:
+    """buffer(-tol) draws inner corners as chords, up to 0.24 ft nearer the edge than 50 ft: the
+    deep-core skip must not drop a point there. This one (found by bench_limits' plain-library
+    limit among 300,000 uniform points) lies inside HIKES POINT, 49.98 ft from UNNAMED #49."""
+    x, y = 1243433.748319058, 265880.811328494
+    nh = load_neighborhoods()
+    polys = nh.to_crs(FT).set_index("NH_NAME").geometry
+    assert polys["HIKES POINT"].contains(shapely.Point(x, y))
+    assert 49.9 < polys["UNNAMED #49"].distance(shapely.Point(x, y)) < 50.0  # the oracle
+    lonlat = gpd.GeoSeries([shapely.Point(x, y)], crs=FT).to_crs(settings.CRS_STORE)
+    recs = points_from_lonlat(pd.DataFrame({"lon": lonlat.x, "lat": lonlat.y}))
+    got = join_records(recs, nh.to_crs(settings.CRS_STORE), tolerance_ft=50.0, beats=None)
+    assert got["neighborhood"].tolist() == ["HIKES POINT"]
+    assert set(got["boundary_units"].iloc[0].split(SEPARATOR)) == {"HIKES POINT", "UNNAMED #49"}
