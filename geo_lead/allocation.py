@@ -171,6 +171,10 @@ def near_unit_codes(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, toleran
     return codes, labels
 
 
+#: Stored in the join meta: a store joined under another version is joined again (2: the
+#: deep-core margin below; version 1 could leave a point within 0.24 ft of the tolerance unshared).
+BOUNDARY_RULE_VERSION = 2
+
 #: Extra shrink of the deep-core test, as a share of the tolerance: more than buffer()'s chord
 #: error at the inner corners, tol * (1 - cos(pi / 32)) < 0.005 * tol.
 CORE_MARGIN_SHARE = 0.01

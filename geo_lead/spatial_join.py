@@ -301,7 +301,8 @@ class JoinPlan:
     fingerprint
         `neighborhoods_fingerprint` (meta `META_JOIN_HASH`).
     boundary_key
-        Tolerance and beats' fingerprint (meta `META_JOIN_BOUNDARY`).
+        Tolerance, beats' fingerprint and `allocation.BOUNDARY_RULE_VERSION` (meta
+        `META_JOIN_BOUNDARY`).
     """
 
     neighborhoods: gpd.GeoDataFrame
@@ -314,13 +315,14 @@ class JoinPlan:
     def make(cls, neighborhoods: gpd.GeoDataFrame | None = None, tolerance_ft: float | None = None,
              beats: gpd.GeoDataFrame | bool | None = True) -> JoinPlan:
         """The plan for `join_store`'s arguments (same defaults)."""
-        from geo_lead.allocation import check_tolerance
+        from geo_lead.allocation import BOUNDARY_RULE_VERSION, check_tolerance
 
         nh = load_neighborhoods() if neighborhoods is None else neighborhoods
         tol = check_tolerance(tolerance_ft)
         beat_polys = default_beats() if beats is True else (beats or None)
         return cls(nh, tol, beat_polys, neighborhoods_fingerprint(nh),
-                   {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys)})
+                   {"tolerance_ft": tol, "beats": _beats_fingerprint(beat_polys),
+                    "rule_version": BOUNDARY_RULE_VERSION})
 
     def is_current(self, store: Store) -> bool:
         """The stored ``neighborhood``/``boundary_units`` come from this plan's inputs."""
