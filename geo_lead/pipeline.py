@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
-from geo_lead.ingest import ingest_files
+from geo_lead.ingest import ingest_files, sha256_file
 from geo_lead.progress import Progress
 from geo_lead.store import Store, opened
 
@@ -447,7 +447,7 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),
-                              "sha256": {p: _sha256(Path(p)) for p in summary["outputs"].values()}})
+                              "sha256": {p: sha256_file(Path(p)) for p in summary["outputs"].values()}})
         summary["records_in_store"] = store.count("records")
         run.stage("store", {"records": summary["records_in_store"]})
         # the manifest row is the one write left (one transaction): after it, the store's
@@ -464,16 +464,6 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
 
 
 # --- a rerun with nothing new (issue 16) -----------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def store_change_counter(store_path: Path | str) -> int:
     """SQLite's file change counter (header offset 24): every committed write transaction of a
@@ -519,14 +509,14 @@ def run_fingerprint(files: Sequence[Path | str], parameters: dict[str, Any]) -> 
         h = hashlib.sha256()
         for p in paths:
             h.update(str(p.name).encode())
-            h.update(_sha256(p).encode())
+            h.update(sha256_file(p).encode())
         return h.hexdigest()
 
     data_files = [*_tree_files(settings.BOUNDARIES_DIR, ("*.geojson",)),
                   *_tree_files(settings.REFERENCE_DIR, ("*.csv",)),
                   settings.POPULATION_TRACTS, settings.RULES_FILE]
     fp: dict[str, Any] = {
-        "inputs": [{"name": Path(f).name, "sha256": _sha256(Path(f)) if Path(f).is_file() else ""}
+        "inputs": [{"name": Path(f).name, "sha256": sha256_file(Path(f)) if Path(f).is_file() else ""}
                    for f in files],
         "parameters": json.loads(json.dumps(parameters, default=str, sort_keys=True)),
         "data": digest([p for p in data_files if Path(p).is_file()]),
@@ -568,6 +558,6 @@ def unchanged_since(store_path: Path | str, fingerprint: dict[str, Any]) -> tupl
     if not hashes:
         return None, "the last run recorded no outputs"
     for path, digest in hashes.items():
-        if not Path(path).is_file() or _sha256(Path(path)) != digest:
+        if not Path(path).is_file() or sha256_file(Path(path)) != digest:
             return None, f"output {path} is missing or changed"
     return last, ""
