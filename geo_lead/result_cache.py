@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from geo_lead import settings
+
 log = logging.getLogger(__name__)
 
 #: Environment variable that turns the cache off when set to ``0``.
@@ -41,11 +43,8 @@ def cache_dir() -> Path:
     own = os.environ.get("GEO_LEAD_RESULT_CACHE_DIR")
     if own:
         return Path(own)
-    env = os.environ.get("GEO_LEAD_CACHE_DIR")
-    if env:
-        return Path(env) / "results"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "geo_lead" / "results"
+    env = os.environ.get(settings.CACHE_DIR_ENV)
+    return Path(env) / "results" if env else settings.user_cache_dir("results")
 
 
 def enabled() -> bool:

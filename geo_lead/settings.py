@@ -35,6 +35,18 @@ def _data_root() -> Path:
 #: The folder holding ``data/`` and ``boundaries/`` (see `_data_root`).
 DATA_ROOT: Final[Path] = _data_root()
 
+#: Overrides the folder of geo_lead's caches (the geocoder's index is kept in it directly,
+#: results in ``results/`` below it).
+CACHE_DIR_ENV: Final[str] = "GEO_LEAD_CACHE_DIR"
+
+
+def user_cache_dir(kind: str) -> Path:
+    """``$XDG_CACHE_HOME/geo_lead/<kind>`` (default ``~/.cache``): where a cache of `kind`
+    lives when ``$GEO_LEAD_CACHE_DIR`` is not set (read at call time)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "geo_lead" / kind
+
+
 # --- coordinate reference systems -------------------------------------------------------
 #: Storage and exchange: lon/lat on WGS 84.
 CRS_STORE: Final[str] = "EPSG:4326"

@@ -697,11 +697,8 @@ def build_reference(paths: Sequence[Path | str], ref_hash: str | None = None) ->
 
 def default_index_dir() -> Path:
     """Where built indexes are cached: ``$GEO_LEAD_CACHE_DIR`` or ``~/.cache/geo_lead/geocode``."""
-    env = os.environ.get("GEO_LEAD_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "geo_lead" / "geocode"
+    env = os.environ.get(settings.CACHE_DIR_ENV)
+    return Path(env) if env else settings.user_cache_dir("geocode")
 
 
 def load_reference(paths: Sequence[Path | str] | None = None, index_dir: Path | None = None,
