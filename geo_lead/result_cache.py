@@ -25,12 +25,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from geo_lead import settings
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,7 @@ def write(kind: str, key: str, value: dict[str, Any]) -> None:
     text = json.dumps({**value, "key": key})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp",
-                                         encoding="utf-8") as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, path)
+        write_text(path, text)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
                     path.parent, exc)

@@ -39,8 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +48,7 @@ import numpy as np
 import shapely
 
 from geo_lead import settings
+from geo_lead.outputs import write_text
 
 log = logging.getLogger(__name__)
 
@@ -516,10 +515,7 @@ def street_index(zone_ft: shapely.Geometry, geocoder: Any = None, *, index_dir: 
     if use_cache:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=cache.parent, delete=False, suffix=".tmp",
-                                             encoding="utf-8") as tmp:
-                json.dump(data, tmp, separators=(",", ":"))
-            os.replace(tmp.name, cache)
+            write_text(cache, json.dumps(data, separators=(",", ":")))
         except OSError as exc:
             log.warning("cannot cache the street index in %s (%s)", cache, exc)
     return data
