@@ -274,6 +274,19 @@ def aggregate_points(records: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def point_record_counts(records: pd.DataFrame | None) -> np.ndarray:
+    """Records per geocoded point, largest first: `aggregate_points`' ``n`` column, counted
+    without the addresses and offence mix (int64; empty without coordinates)."""
+    if records is None or len(records) == 0 or not {"lon", "lat"} <= set(records.columns):
+        return np.zeros(0, dtype=np.int64)
+    lon = pd.to_numeric(records["lon"], errors="coerce")
+    lat = pd.to_numeric(records["lat"], errors="coerce")
+    ok = (lon.notna() & lat.notna()).to_numpy(bool)
+    frame = pd.DataFrame({"lon": lon[ok].round(COORD_DECIMALS), "lat": lat[ok].round(COORD_DECIMALS)})
+    counts = frame.groupby(["lon", "lat"], sort=False).size().to_numpy(np.int64)
+    return -np.sort(-counts)
+
+
 def _ranked_values(frame: pd.DataFrame, keys: list[str], col: str,
                    k: int) -> tuple[pd.MultiIndex, np.ndarray, np.ndarray, np.ndarray]:
     """The `k` most common non-empty values of `col` per group of `keys`, by column arrays.
