@@ -76,6 +76,23 @@ def read_analysis_records(store: Store, columns: Sequence[str], indicator: str,
     return store.read_records(columns)
 
 
+def read_analysis_points(store: Store, columns: Sequence[str], indicator: str) -> Any:
+    """`columns` (+ ``lon``, ``lat`` and the weights' columns) of the records
+    `read_analysis_records` reads, as EPSG:4326 points with their frame ``weight`` (the frame
+    `geo_lead.spatial_join.records_gdf` gives for every record). A flagged read is kept only
+    when every stored date is ISO text (`Store.odd_record_dates`), so that the store's date
+    aggregates equal pandas on the records left out."""
+    from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
+    from geo_lead.spatial_join import points_from_lonlat
+
+    have = set(store.columns("records"))
+    cols = [c for c in dict.fromkeys([*columns, "lon", "lat", *WEIGHT_COLUMNS]) if c in have]
+    frame = read_analysis_records(store, cols, indicator)
+    if len(frame) < store.count("records") and store.odd_record_dates():
+        frame = store.read_records(cols)
+    return points_from_lonlat(attach_weights(store, frame))
+
+
 def left_out(store: Store, records: pd.DataFrame) -> int:
     """Stored records `records` does not hold: the unflagged records a flagged read left out
     (0 after a read of every record)."""

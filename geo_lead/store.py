@@ -130,6 +130,13 @@ def iso_date_sql(column: str) -> str:
     return (f"({column} GLOB '{_ISO_SECONDS_GLOB}' AND substr({column}, 1, 4) BETWEEN '1678' AND '2261' "
             f"AND datetime({spaced}) = {spaced})")
 
+
+def _report_date_sql() -> str:
+    """A record's report date as `geo_lead.frames.report_dates` takes it: ``reported_at``, else
+    ``occurred_at``, else NULL (ISO-format values only, `iso_date_sql`)."""
+    return (f"(CASE WHEN {iso_date_sql('reported_at')} THEN reported_at "
+            f"WHEN {iso_date_sql('occurred_at')} THEN occurred_at END)")
+
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
     'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]'
@@ -1065,6 +1072,33 @@ class Store:
             f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COALESCE(source_file, ''), MIN({when}), "
             f"MAX({when}) FROM records WHERE {occurred} GROUP BY 1, 2").fetchall()
         return pd.DataFrame(rows, columns=["year", "source_file", "first", "last"])
+
+    def report_spans_by_source_file(self) -> pd.DataFrame:
+        """Per ``source_file`` (NULL read as ""): ``first`` / ``last`` report date (``reported_at``,
+        else ``occurred_at``) of its records that have one; ISO-format values only (see
+        `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT COALESCE(source_file, ''), MIN({when}), MAX({when}) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "first", "last"])
+
+    def occurred_months(self) -> list[str]:
+        """The ``YYYY-MM`` months of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`), sorted."""
+        iso = iso_date_sql("occurred_at")
+        return [r[0] for r in self.conn.execute(
+            f"SELECT DISTINCT substr(occurred_at, 1, 7) FROM records WHERE {iso} ORDER BY 1")]
+
+    def report_year_source_counts(self) -> pd.DataFrame:
+        """``year``, ``source`` (NULL read as ""), ``records``: records per calendar year of their
+        report date (``reported_at``, else ``occurred_at``) and source; ISO-format values only
+        (see `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT CAST(substr({when}, 1, 4) AS INTEGER), COALESCE(source, ''), COUNT(*) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["year", "source", "records"])
 
     # the geocode cache (geo_lead.geocode.cache)
     def ensure_geocode_cache(self) -> None:
