@@ -234,3 +234,21 @@ def test_by_year_equals_the_full_read(store: Store) -> None:
     full = by_year_store(store, records=records_gdf(store, cols), **params)  # every record, as before
     assert own.to_dict() == full.to_dict()
     assert own.years == [2015, 2016, 2017]
+
+
+def test_evaluation_equals_the_full_read(store: Store) -> None:
+    from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store, weighted_median
+    from geo_lead.spatial_join import records_gdf
+
+    params = EvaluationParams(pilot_start="2016-09-01", replicates=50, min_months=2)
+    comparison = ["SHAWNEE", "CHICKASAW"]
+    own = evaluate_store(store, params, comparison=comparison)  # the flagged records + store counts
+    full = evaluate_store(store, params, comparison=comparison,
+                          records=records_gdf(store, [*EVALUATION_COLUMNS, "lead_eligible"]))
+    assert own.to_dict() == full.to_dict()
+    every = _full(store, ["lead_eligible"])
+    assert own.accounting["records_in"] == len(every)
+    assert own.accounting["not_flagged"] == int((~every["lead_eligible"]).sum())
+    values = np.array([4.0, 1.0, 2.5, 7.0])
+    for counts in ([1, 1, 1, 1], [3, 1, 2, 1], [0, 2, 2, 0], [5, 1, 1, 1]):
+        assert weighted_median(values, np.array(counts)) == float(pd.Series(np.repeat(values, counts)).median())
