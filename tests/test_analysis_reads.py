@@ -237,7 +237,12 @@ def test_by_year_equals_the_full_read(store: Store) -> None:
 
 
 def test_evaluation_equals_the_full_read(store: Store) -> None:
-    from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store, weighted_median
+    from geo_lead.evaluation import (
+        EVALUATION_COLUMNS,
+        EvaluationParams,
+        evaluate_store,
+        weighted_median,
+    )
     from geo_lead.spatial_join import records_gdf
 
     params = EvaluationParams(pilot_start="2016-09-01", replicates=50, min_months=2)
