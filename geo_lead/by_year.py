@@ -208,22 +208,17 @@ def _read(store: Store, indicator: str, records: Any = None) -> Any:
 
 
 def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
-    """`columns` (+ ``lon``, ``lat``) of the records as points with their frame ``weight``
-    (`spatial_join.records_gdf`'s frame): only the flagged ones when
-    `analysis_reads.read_analysis_records` reads only them, the store's dates are all ISO
-    text (`Store.odd_record_dates`: its year counts and spans equal pandas') and every year
-    of data has a flagged point (siting a year without one fails with the message a full read
-    gives); else every record."""
-    from geo_lead.analysis_reads import read_analysis_records
-    from geo_lead.frames import attach_weights
-    from geo_lead.spatial_join import points_from_lonlat
+    """`columns` of the records as points with their frame ``weight`` (`spatial_join.records_gdf`'s
+    frame): only the flagged ones when `analysis_reads.read_analysis_points` reads only them
+    and every year of data has a flagged point (siting a year without one fails with the
+    message a full read gives); else every record."""
+    from geo_lead.analysis_reads import read_analysis_points
+    from geo_lead.spatial_join import records_gdf
 
-    columns = list(dict.fromkeys([*columns, "lon", "lat"]))
-    frame = read_analysis_records(store, columns, indicator)
-    if len(frame) < store.count("records") and (
-            store.odd_record_dates() or not set(store_data_years(store)) <= _point_years(frame, indicator)):
-        frame = store.read_records(columns)
-    return points_from_lonlat(attach_weights(store, frame))
+    points = read_analysis_points(store, columns, indicator)
+    if len(points) < store.count("records") and not set(store_data_years(store)) <= _point_years(points, indicator):
+        points = records_gdf(store, list(columns))
+    return points
 
 
 def _point_years(frame: pd.DataFrame, indicator: str) -> set[int]:
