@@ -31,6 +31,7 @@ record's parts lie on its one point, so the KDE and grid sums are unchanged by t
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import warnings
@@ -451,6 +452,42 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
         both sides; with R = 0, of esda's normal ``p_norm``).
     """
     y = np.asarray(y, dtype=float)
+    from geo_lead import result_cache
+
+    key = _gistar_key(y, w, permutations, seed)
+    hit = result_cache.read(GISTAR_CACHE, key) if key else None
+    if hit is not None and all(len(hit.get(c, ())) == len(y) for c in GISTAR_COLUMNS):
+        return pd.DataFrame({c: np.asarray(hit[c], dtype=float) for c in GISTAR_COLUMNS})
+    out = _gistar(y, w, permutations, seed)
+    if key:
+        result_cache.write(GISTAR_CACHE, key, {c: out[c].to_numpy(float).tolist() for c in GISTAR_COLUMNS})
+    return out
+
+
+#: `geo_lead.result_cache` kind of `gistar`'s statistics, and their columns.
+GISTAR_CACHE = "gistar"
+GISTAR_COLUMNS: tuple[str, ...] = ("gi_z", "p_sim", "p_two_sided")
+
+
+def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | None:
+    """sha256 of y, the weights (ids, neighbours and weights in ``w.id_order``), R, seed, the
+    package's code and esda/libpysal/numpy/scipy versions; None for weights without
+    ``neighbors``/``weights``/``id_order`` (not cached)."""
+    from geo_lead import result_cache
+
+    try:
+        ids = list(w.id_order)
+        neigh = [[str(i), [str(j) for j in w.neighbors[i]], [repr(float(x)) for x in w.weights[i]]] for i in ids]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return result_cache.digest([GISTAR_CACHE, result_cache.code_version(),
+                                result_cache.library_versions("esda", "libpysal", "numpy", "scipy"),
+                                y.tobytes(), json.dumps(neigh), f"R={int(permutations)}", f"seed={int(seed)}",
+                                f"max={SIMULATION_VALUES_MAX}"])
+
+
+def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame:
+    """`gistar` computed (no cache)."""
     if not permutations:
         g = _g_local(y, w, 0, seed)
         z = np.nan_to_num(np.asarray(g.Zs, dtype=float))

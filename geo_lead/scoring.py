@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -326,20 +327,76 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, 
     pop = np.asarray(population, dtype=float)
     if len(pop) != len(neighborhoods):
         raise ValueError(f"population has {len(pop)} values for {len(neighborhoods)} neighborhoods.")
+    in_window = window_mask(records, since, until)
+    cols = [c for c in dict.fromkeys([*SCORE_MEMO_COLUMNS, indicator]) if c in records.columns]
+    win = pd.DataFrame(records.loc[in_window.to_numpy(), cols])
+    job = ScoreJob(indicator, area, weights, seed, n_boot, rule, years_covered(win, since, until, sampling))
+    key = score_key(win, neighborhoods, pop, first_division, job)
+    from geo_lead import result_cache
+
+    hit = result_cache.read_object(SCORES_CACHE, key)
+    if hit is not None:
+        return hit
+    out = _score_window(win, neighborhoods, pop, first_division, job)
+    result_cache.write_object(SCORES_CACHE, key, out)
+    return out
+
+
+#: `geo_lead.result_cache` kind of `score_neighborhoods`' tables.
+SCORES_CACHE = "scores"
+#: The record columns scoring reads (with the indicator flag): `SCORE_RECORD_COLUMNS` and those
+#: `geo_lead.allocation` reads when present (frame weight, beat).
+SCORE_MEMO_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source", "source_file", "neighborhood",
+                                       "boundary_units", "weight", "beat", "division")
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """`score_neighborhoods`' checked settings and the years its window covers."""
+
+    indicator: str
+    area: str
+    weights: dict[str, float]
+    seed: int
+    n_boot: int
+    rule: str
+    years: float
+
+
+def score_key(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarray,
+              first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> str:
+    """sha256 of what a score table depends on: the window's records (`SCORE_MEMO_COLUMNS`, index),
+    the neighborhoods and First Division (every column, WKB), population, `job`, the package's
+    code and the libraries' versions."""
+    from geo_lead import result_cache
+
+    fd = "none" if first_division is None else result_cache.frame_digest(first_division,
+                                                                         list(first_division.columns))
+    return result_cache.digest([
+        SCORES_CACHE, result_cache.code_version(),
+        result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj"),
+        result_cache.frame_digest(win, list(win.columns)),
+        result_cache.frame_digest(neighborhoods, list(neighborhoods.columns)), fd,
+        np.ascontiguousarray(pop, dtype=float).tobytes(), repr(job)])
+
+
+def _score_window(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarray,
+                  first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> gpd.GeoDataFrame:
+    """`score_neighborhoods` on the records of its window (`win`), `job` checked."""
+    indicator, area, weights, seed, n_boot, rule, years = (job.indicator, job.area, job.weights, job.seed,
+                                                           job.n_boot, job.rule, job.years)
     in_area = area_members(neighborhoods, area, first_division)
     names = neighborhoods["NH_NAME"].astype(str).to_numpy()
     is_named = neighborhoods["is_named"].astype(bool).to_numpy() if "is_named" in neighborhoods \
         else np.ones(len(names), dtype=bool)
 
-    in_window = window_mask(records, since, until)
-    flag = records[indicator].fillna(False).astype(bool)
-    sel = records[in_window & flag]
+    flag = win[indicator].fillna(False).astype(bool)
+    sel = win[flag]
     pos = pd.Series(np.arange(len(names)), index=names)
     shares = allocation.unit_shares(sel, rule)
     counts = allocation.unit_counts(sel, shares, names)
     counts_shared = allocation.unit_counts(sel, shares, names, only_shared=True)
     placed = shares["row"].unique()
-    years = years_covered(records[in_window], since, until, sampling)
 
     area_sqmi = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).area.to_numpy() / settings.SQFT_PER_SQMI
     area_counts = np.where(in_area, counts, 0.0)
