@@ -238,11 +238,15 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
     A year whose records cannot be sited (no record in its train or test months) gets a note
     instead of an entry.
     """
+    from geo_lead.boundaries import load_neighborhoods
     from geo_lead.siting import compute_site
+    from geo_lead.zones_milp import stored_queen_adjacency
 
     recs = _read(store, indicator, records)
     yrs = list(years) if years else data_years(recs)
     out = ByYearResult(indicator=indicator, area=area, years=yrs)
+    if params.get("adjacency") is None:  # the same for every year: read once
+        params["adjacency"] = stored_queen_adjacency(store, load_neighborhoods())
     for y in yrs:
         try:
             _layer, res = compute_site(store, indicator=indicator, area=area, records=recs[year_mask(recs, y)],

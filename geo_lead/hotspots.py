@@ -156,7 +156,9 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
     """
     named = neighborhoods[neighborhoods["is_named"].astype(bool)]
     if settings.FIRST_DIVISION_FILE.exists():
-        div = gpd.read_file(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
+        from geo_lead.boundaries import load_first_division  # parsed once per process per content
+
+        div = load_first_division(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
         proj = named.to_crs(settings.CRS_PROJECTED)
         share = proj.geometry.intersection(div).area / proj.geometry.area
         return sorted(named.loc[share >= 0.5, "NH_NAME"])

@@ -81,8 +81,10 @@ def source_version(*files: Path | str) -> str:
     return digest(Path(f).read_bytes() for f in files)
 
 
+@functools.cache
 def library_versions(*names: str) -> str:
-    """``name=version`` of each installed distribution (``name=?`` when not installed)."""
+    """``name=version`` of each installed distribution (``name=?`` when not installed); looked up
+    once per process per `names`."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
@@ -126,9 +128,10 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         if str(values.dtype) == "geometry":
             import shapely
 
-            wkb = shapely.to_wkb(np.asarray(values.array, dtype=object), hex=False)
-            parts.append(pd.util.hash_pandas_object(pd.Series(wkb, dtype=object), index=False).to_numpy().tobytes())
-            parts.append(str(getattr(values, "crs", None)))
+            wkb = [b or b"" for b in shapely.to_wkb(np.asarray(values.array, dtype=object), hex=False)]
+            missing = np.asarray([b == b"" for b in wkb])
+            parts.extend([np.asarray([len(b) for b in wkb], dtype=np.int64).tobytes(), missing.tobytes(),
+                          b"".join(wkb), str(getattr(values, "crs", None))])
         else:
             parts.append(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return digest(parts)

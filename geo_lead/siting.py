@@ -273,8 +273,32 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
     names, balance
         Matched units (one per pilot unit, nearest neighbour on z-scores without
         replacement), and per feature the pilot, comparison and pool means with the
-        standardised mean difference (pilot - comparison) / pooled sd.
+        standardised mean difference (pilot - comparison) / pooled sd. Reused across runs
+        (`geo_lead.result_cache`, kind ``comparison_area``) when the features (values, index,
+        columns), pilot, `n` and adjacency hash as before.
     """
+    from geo_lead import result_cache
+
+    key = result_cache.digest([
+        COMPARISON_CACHE, result_cache.code_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
+        result_cache.frame_digest(features, list(features.columns)), json.dumps(list(map(str, features.columns))),
+        json.dumps([list(map(str, pilot)), n]),
+        json.dumps({str(k): sorted(map(str, v)) for k, v in adjacency.items()}, sort_keys=True)])
+    hit = result_cache.read(COMPARISON_CACHE, key)
+    if hit is not None:
+        return list(hit["names"]), list(hit["balance"])
+    names, balance = _comparison_area(features, pilot, adjacency, n)
+    result_cache.write(COMPARISON_CACHE, key, {"names": names, "balance": balance})
+    return names, balance
+
+
+#: `geo_lead.result_cache` kind of `comparison_area`'s answers (names and balance: plain JSON).
+COMPARISON_CACHE = "comparison_area"
+
+
+def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adjacency,
+                     n: int | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """`comparison_area` computed (no cache)."""
     from sklearn.neighbors import NearestNeighbors
 
     pilot = list(pilot)

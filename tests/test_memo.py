@@ -306,3 +306,26 @@ def test_boundary_files_are_parsed_once_and_each_caller_gets_its_own_copy(
     text = path.read_text("utf-8")
     path.write_text(text.replace(str(b.loc[0, "NH_NAME"]), str(b.loc[0, "NH_NAME"]) + "X", 1), "utf-8")
     assert boundaries.load_neighborhoods(path).loc[0, "NH_NAME"] == str(b.loc[0, "NH_NAME"]) + "X"
+
+
+def test_comparison_area_reused_equals_the_computation_and_misses_on_a_changed_feature(
+        cache_dir: Path, adjacency: dict[str, set[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    names = sorted(adjacency)
+    rng = np.random.default_rng(5)
+    feats = pd.DataFrame({"density_per_sqmi": rng.gamma(2.0, 50.0, len(names)),
+                          "population": rng.integers(500, 9000, len(names)).astype(float)}, index=names)
+    pilot = ["PORTLAND", "RUSSELL"]
+    oracle = siting._comparison_area(feats, pilot, adjacency)
+    first = siting.comparison_area(feats, pilot, adjacency)
+    with monkeypatch.context() as m:
+        m.setattr(siting, "_comparison_area", _fail)
+        again = siting.comparison_area(feats.copy(), list(pilot), adjacency)
+    for got in (first, again):
+        _same_json(got, oracle)
+        assert got[0] == oracle[0] and [b["std_mean_diff"] for b in got[1]] == [b["std_mean_diff"] for b in oracle[1]]
+    calls = _counting(monkeypatch, siting, "_comparison_area")
+    other = feats.copy()
+    other.iloc[7, 0] += 0.001
+    siting.comparison_area(other, pilot, adjacency)
+    siting.comparison_area(feats, pilot, adjacency, n=3)
+    assert calls == [1, 1]
