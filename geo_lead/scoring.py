@@ -37,6 +37,7 @@ the area's total) but are not ranked: they are leftover pieces, not neighborhood
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,14 +149,37 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
     recomputed. `classes` = (sizes, contributions: classes x units) from `record_classes`;
     None: one class per unit of whole records of weight 1 (``counts`` = their numbers).
 
+    Reused across runs (`geo_lead.result_cache`, kind ``rank_interval``) when the classes,
+    ranked units, areas, population, weights, `n_boot` and `seed` hash as before.
+
     Returns
     -------
     (rank_low, rank_high) for the ranked units, integers.
     """
-    if classes is None:
-        sizes, contrib = np.asarray(counts, float), np.eye(len(counts))
-    else:
-        sizes, contrib = classes
+    from geo_lead import result_cache
+
+    sizes, contrib = (np.asarray(counts, float), np.eye(len(counts))) if classes is None else classes
+    arrays = [np.ascontiguousarray(a) for a in (sizes, contrib, ranked, area_sqmi, population)]
+    key = result_cache.digest([RANK_INTERVAL_CACHE, result_cache.code_version(), result_cache.library_versions("numpy"),
+                               *(f"{a.dtype.str}{a.shape}" for a in arrays), *(a.tobytes() for a in arrays),
+                               json.dumps(sorted(weights.items())), f"n_boot={int(n_boot)}", f"seed={int(seed)}"])
+    hit = result_cache.read(RANK_INTERVAL_CACHE, key)
+    k = int(np.asarray(ranked, bool).sum())
+    if hit is not None and len(hit.get("low", ())) == len(hit.get("high", ())) == k:
+        return np.asarray(hit["low"], dtype=int), np.asarray(hit["high"], dtype=int)
+    low, high = _bootstrap_rank_interval(sizes, contrib, ranked, area_sqmi, population, weights, n_boot, seed)
+    result_cache.write(RANK_INTERVAL_CACHE, key, {"low": low.tolist(), "high": high.tolist()})
+    return low, high
+
+
+#: `geo_lead.result_cache` kind of `bootstrap_rank_interval`'s intervals.
+RANK_INTERVAL_CACHE = "rank_interval"
+
+
+def _bootstrap_rank_interval(sizes: np.ndarray, contrib: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
+                             population: np.ndarray, weights: dict[str, float], n_boot: int,
+                             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`bootstrap_rank_interval` computed (no cache), on the classes' sizes and contributions."""
     n_total = round(float(sizes.sum()))
     k = int(ranked.sum())
     if k == 0:

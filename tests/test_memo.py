@@ -329,3 +329,35 @@ def test_comparison_area_reused_equals_the_computation_and_misses_on_a_changed_f
     siting.comparison_area(other, pilot, adjacency)
     siting.comparison_area(feats, pilot, adjacency, n=3)
     assert calls == [1, 1]
+
+
+def test_rank_intervals_reused_equal_the_computation_and_miss_on_other_inputs(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    counts = rng.integers(0, 40, 12).astype(float)
+    ranked = counts > 3
+    area = rng.uniform(0.2, 3.0, 12)
+    pop = rng.uniform(500, 9000, 12)
+    weights = dict(scoring.DEFAULT_WEIGHTS)
+
+    def interval(**over: Any) -> tuple[np.ndarray, np.ndarray]:
+        args: dict[str, Any] = {"counts": counts, "ranked": ranked, "area_sqmi": area, "population": pop,
+                                "weights": weights, "n_boot": 200, "seed": 4, **over}
+        return scoring.bootstrap_rank_interval(**args)
+
+    oracle = _uncached(monkeypatch, interval)
+    first = interval()
+    with monkeypatch.context() as m:
+        m.setattr(scoring, "_bootstrap_rank_interval", _fail)
+        again = interval()
+    for got in (first, again):
+        for g, o in zip(got, oracle, strict=True):
+            assert g.dtype == o.dtype and g.tolist() == o.tolist()
+    calls = _counting(monkeypatch, scoring, "_bootstrap_rank_interval")
+    more = counts.copy()
+    more[2] += 1
+    interval(counts=more)
+    interval(seed=5)
+    interval(n_boot=201)
+    interval(weights={**weights, "count": weights.get("count", 0.0) + 0.1})
+    assert calls == [1, 1, 1, 1]
