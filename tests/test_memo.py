@@ -361,3 +361,28 @@ def test_rank_intervals_reused_equal_the_computation_and_miss_on_other_inputs(
     interval(n_boot=201)
     interval(weights={**weights, "count": weights.get("count", 0.0) + 0.1})
     assert calls == [1, 1, 1, 1]
+
+
+def test_gistar_layers_reused_without_building_their_weights(cache_dir: Path, neighborhoods: gpd.GeoDataFrame,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import libpysal.weights
+
+    points, _ = hotspots.indicator_points(records_in(neighborhoods))
+    area = hotspots.study_area(neighborhoods, FIRST_DIVISION)
+    oracle_nh = _uncached(monkeypatch, lambda: hotspots.gistar_neighborhoods(neighborhoods, points, 199))
+    oracle_grid = _uncached(monkeypatch, lambda: hotspots.gistar_grid(points, area, 1000.0, None, 199))
+    hotspots.gistar_neighborhoods(neighborhoods, points, 199)
+    hotspots.gistar_grid(points, area, 1000.0, None, 199)
+    with monkeypatch.context() as m:
+        m.setattr(libpysal.weights.Queen, "from_dataframe", _fail)
+        m.setattr(libpysal.weights, "DistanceBand", _fail)
+        got_nh = hotspots.gistar_neighborhoods(neighborhoods, points, 199)
+        got_grid = hotspots.gistar_grid(points, area, 1000.0, None, 199)
+    pd.testing.assert_frame_equal(got_nh, oracle_nh, check_exact=True)
+    pd.testing.assert_frame_equal(got_grid, oracle_grid, check_exact=True)
+    assert got_nh.attrs == oracle_nh.attrs and got_grid.attrs == oracle_grid.attrs
+    calls = _counting(monkeypatch, hotspots, "gistar")
+    hotspots.gistar_neighborhoods(neighborhoods, points.iloc[1:], 199)  # one record fewer
+    hotspots.gistar_grid(points, area, 1000.0, 2000.0, 199)  # another band
+    hotspots.gistar_neighborhoods(neighborhoods, points, 199, seed=settings.RANDOM_SEED + 1)
+    assert calls == [1, 1, 1]
