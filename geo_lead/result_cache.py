@@ -32,6 +32,7 @@ is always safe. ``GEO_LEAD_RESULT_CACHE=0`` turns reading and writing off.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -157,6 +158,7 @@ def read(kind: str, key: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or value.get("key") != key:
         return None
+    _touch(path)
     return value
 
 
@@ -172,6 +174,7 @@ def write(kind: str, key: str, value: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, text)
+        prune(kind)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
                     path.parent, exc)
@@ -196,6 +199,7 @@ def read_object(kind: str, key: str) -> Any | None:
     if not isinstance(held, dict) or held.get("key") != key or held.get("format") != OBJECT_FORMAT:
         log.info("cached result %s holds another key or format; computing it again", path)
         return None
+    _touch(path)
     return held.get("value")
 
 
@@ -211,6 +215,43 @@ def write_object(kind: str, key: str, value: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes(path, data)
+        prune(kind)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
                     path.parent, exc)
+
+
+#: Files of one kind kept (`prune`): the most recently used; each rerun with new data adds one
+#: per memoised computation whose inputs changed, and every code change starts new keys.
+MAX_FILES_PER_KIND = 200
+
+
+def _touch(path: Path) -> None:
+    """Mark `path` as used now (its mtime orders `prune`); a read-only folder only costs the order."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune(kind: str, keep: int | None = None) -> int:
+    """Delete all but the `keep` (default `MAX_FILES_PER_KIND`) most recently used files of
+    `kind`; returns how many were deleted (a file that cannot be deleted is left)."""
+    keep = MAX_FILES_PER_KIND if keep is None else keep
+    try:
+        files = [p for p in cache_dir().glob(f"{kind}-*.*") if p.suffix in (".json", ".pkl")]
+    except OSError:
+        return 0
+    if len(files) <= keep:
+        return 0
+
+    def used(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    deleted = 0
+    for old in sorted(files, key=used)[: len(files) - keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+            deleted += 1
+    return deleted

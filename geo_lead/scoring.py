@@ -359,10 +359,20 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, 
     from geo_lead import result_cache
 
     hit = result_cache.read_object(SCORES_CACHE, key)
-    if hit is not None:
-        return hit
-    out = _score_window(win, neighborhoods, pop, first_division, job)
-    result_cache.write_object(SCORES_CACHE, key, out)
+    if isinstance(hit, tuple) and len(hit) == 2 and len(hit[1]) == len(neighborhoods):
+        table, order = hit  # kept without the units' geometry: it is the key's neighborhoods'
+        return _with_geometry(table, neighborhoods, np.asarray(order, dtype=np.int64))
+    out, order = _score_window(win, neighborhoods, pop, first_division, job)
+    table = pd.DataFrame(out.drop(columns=out.geometry.name))
+    table.attrs = dict(out.attrs)
+    result_cache.write_object(SCORES_CACHE, key, (table, order.tolist()))
+    return out
+
+
+def _with_geometry(table: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, order: np.ndarray) -> gpd.GeoDataFrame:
+    """A cached score `table` (rows in `order` of the neighborhoods) with their geometry again."""
+    out = gpd.GeoDataFrame(table, geometry=neighborhoods.geometry.to_numpy()[order], crs=neighborhoods.crs)
+    out.attrs = table.attrs
     return out
 
 
@@ -405,8 +415,9 @@ def score_key(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarra
 
 
 def _score_window(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarray,
-                  first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> gpd.GeoDataFrame:
-    """`score_neighborhoods` on the records of its window (`win`), `job` checked."""
+                  first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """`score_neighborhoods` on the records of its window (`win`), `job` checked; and the
+    table's rows as positions in `neighborhoods`."""
     indicator, area, weights, seed, n_boot, rule, years = (job.indicator, job.area, job.weights, job.seed,
                                                            job.n_boot, job.rule, job.years)
     in_area = area_members(neighborhoods, area, first_division)
@@ -468,7 +479,7 @@ def _score_window(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.nd
                       "metric_ranks": by_metric, "n_ranked": int(ranked.sum()), "boundary": rule,
                       "shared_records": int(shares.loc[shares["shared"], "row"].nunique())})
     order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
-    return out.iloc[order].reset_index(drop=True)
+    return out.iloc[order].reset_index(drop=True), order
 
 
 #: Single metrics ranked on their own (with bootstrap intervals) next to the composite.

@@ -386,3 +386,19 @@ def test_gistar_layers_reused_without_building_their_weights(cache_dir: Path, ne
     hotspots.gistar_grid(points, area, 1000.0, 2000.0, 199)  # another band
     hotspots.gistar_neighborhoods(neighborhoods, points, 199, seed=settings.RANDOM_SEED + 1)
     assert calls == [1, 1, 1]
+
+
+def test_each_kind_keeps_only_its_most_recently_used_files(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(result_cache, "MAX_FILES_PER_KIND", 3)
+    keys = [f"{i:x}" * 64 for i in range(1, 6)]
+    for i, key in enumerate(keys[:3]):
+        result_cache.write("gistar", key[:64], {"i": i})
+        os.utime(next(cache_dir.glob(f"gistar-{key[:32]}.json")), (1000 + i, 1000 + i))
+    result_cache.write_object("site", keys[0][:64], 1)  # another kind: not counted
+    assert result_cache.read("gistar", keys[0][:64]) == {"i": 0, "key": keys[0][:64]}  # used now: kept
+    result_cache.write("gistar", keys[3][:64], {"i": 3})
+    left = {p.name.split("-")[1][:32] for p in cache_dir.glob("gistar-*.json")}
+    assert left == {keys[0][:32], keys[2][:32], keys[3][:32]}  # the least recently used (1) went
+    assert result_cache.read_object("site", keys[0][:64]) == 1
