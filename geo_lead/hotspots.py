@@ -482,7 +482,7 @@ def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | No
         neigh = [[str(i), [str(j) for j in w.neighbors[i]], [repr(float(x)) for x in w.weights[i]]] for i in ids]
     except (AttributeError, KeyError, TypeError):
         return None
-    return result_cache.digest([GISTAR_CACHE, result_cache.code_version(),
+    return result_cache.digest([GISTAR_CACHE, result_cache.code_version(), result_cache.settings_version(),
                                 result_cache.library_versions("esda", "libpysal", "numpy", "scipy"),
                                 y.tobytes(), json.dumps(neigh), f"R={int(permutations)}", f"seed={int(seed)}",
                                 f"max={SIMULATION_VALUES_MAX}"])
@@ -605,7 +605,7 @@ def _lattice_gistar(lattice: tuple[str, str], y: np.ndarray, weights: Callable[[
     from geo_lead import result_cache
 
     y = np.asarray(y, dtype=float)
-    key = result_cache.digest([GISTAR_LATTICE_CACHE, result_cache.code_version(),
+    key = result_cache.digest([GISTAR_LATTICE_CACHE, result_cache.code_version(), result_cache.settings_version(),
                                result_cache.library_versions("esda", "libpysal", "numpy", "scipy"), *lattice,
                                y.tobytes(), f"R={int(permutations)}", f"seed={int(seed)}"])
     hit = result_cache.read(GISTAR_LATTICE_CACHE, key)

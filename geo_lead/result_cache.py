@@ -109,6 +109,24 @@ def code_version() -> str:
     return digest(part for p in files for part in (p.relative_to(root).as_posix(), p.read_bytes()))
 
 
+def _canonical(value: Any) -> str:
+    """`repr` with sets and dicts in sorted order (a set's own order changes between processes)."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(sorted(f"{_canonical(k)}: {_canonical(v)}" for k, v in value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "(" + ", ".join(_canonical(v) for v in value) + ")"
+    return repr(value)
+
+
+def settings_version() -> str:
+    """sha256 of every constant of `geo_lead.settings` (UPPERCASE names, canonical repr), read
+    at call time: a setting changed in the environment or at run time changes every key."""
+    values = vars(settings)
+    return digest(f"{name}={_canonical(values[name])}" for name in sorted(values) if name.isupper())
+
+
 def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     """sha256 of `frame`'s `columns` (those present, in the order given) and its index.
 

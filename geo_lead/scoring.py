@@ -160,7 +160,7 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
 
     sizes, contrib = (np.asarray(counts, float), np.eye(len(counts))) if classes is None else classes
     arrays = [np.ascontiguousarray(a) for a in (sizes, contrib, ranked, area_sqmi, population)]
-    key = result_cache.digest([RANK_INTERVAL_CACHE, result_cache.code_version(), result_cache.library_versions("numpy"),
+    key = result_cache.digest([RANK_INTERVAL_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("numpy"),
                                *(f"{a.dtype.str}{a.shape}" for a in arrays), *(a.tobytes() for a in arrays),
                                json.dumps(sorted(weights.items())), f"n_boot={int(n_boot)}", f"seed={int(seed)}"])
     hit = result_cache.read(RANK_INTERVAL_CACHE, key)
@@ -407,7 +407,7 @@ def score_key(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarra
     fd = "none" if first_division is None else result_cache.frame_digest(first_division,
                                                                          list(first_division.columns))
     return result_cache.digest([
-        SCORES_CACHE, result_cache.code_version(),
+        SCORES_CACHE, result_cache.code_version(), result_cache.settings_version(),
         result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj"),
         result_cache.frame_digest(win, list(win.columns)),
         result_cache.frame_digest(neighborhoods, list(neighborhoods.columns)), fd,

@@ -280,7 +280,7 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
     from geo_lead import result_cache
 
     key = result_cache.digest([
-        COMPARISON_CACHE, result_cache.code_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
+        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
         result_cache.frame_digest(features, list(features.columns)), json.dumps(list(map(str, features.columns))),
         json.dumps([list(map(str, pilot)), n]),
         json.dumps({str(k): sorted(map(str, v)) for k, v in adjacency.items()}, sort_keys=True)])
@@ -1116,7 +1116,7 @@ def site_key(inp: SiteMemoInputs) -> str:
            result_cache.frame_digest(inp.population.rename("population").to_frame(), ["population"]))
     adjacency = json.dumps({str(k): sorted(map(str, v)) for k, v in inp.adjacency.items()}, sort_keys=True)
     return result_cache.digest([
-        SITE_CACHE, result_cache.code_version(), _memo_libraries(),
+        SITE_CACHE, result_cache.code_version(), result_cache.settings_version(), _memo_libraries(),
         result_cache.frame_digest(records, cols),
         result_cache.frame_digest(inp.neighborhoods, list(inp.neighborhoods.columns)),
         json.dumps([list(map(str, inp.candidates)), list(map(str, inp.pilot)), inp.indicator]),

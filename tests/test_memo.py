@@ -402,3 +402,17 @@ def test_each_kind_keeps_only_its_most_recently_used_files(cache_dir: Path, monk
     left = {p.name.split("-")[1][:32] for p in cache_dir.glob("gistar-*.json")}
     assert left == {keys[0][:32], keys[2][:32], keys[3][:32]}  # the least recently used (1) went
     assert result_cache.read_object("site", keys[0][:64]) == 1
+
+
+def test_a_changed_setting_changes_every_key(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from libpysal.weights import lat2W
+
+    y = np.arange(16, dtype=float)
+    w = lat2W(4, 4)
+    before = result_cache.settings_version()
+    hotspots.gistar(y, w, 99, 1)
+    calls = _counting(monkeypatch, hotspots, "_gistar")
+    monkeypatch.setattr(settings, "SITE_BALANCE_MAX_SMD", settings.SITE_BALANCE_MAX_SMD + 0.01)
+    assert result_cache.settings_version() != before
+    hotspots.gistar(y, w, 99, 1)
+    assert calls == [1]
