@@ -43,13 +43,21 @@ def cache_key(address: object, zip_code: object = "", beat: object = "") -> str:
     return f"{p.kind}|{p.normalized or p.reason}|{p.zip}" + (f"|{code}" if code else "")
 
 
-def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = None) -> np.ndarray:
-    """Keys for many addresses: each distinct (address, ZIP, beat) string triple is parsed once."""
+def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = None,
+               memo: dict[str, str] | None = None) -> np.ndarray:
+    """Keys for many addresses: each distinct (address, ZIP, beat) string triple is parsed once
+    (once across calls sharing `memo`, a dict this function fills: triple -> key)."""
     a = addresses.fillna("").astype(str)
     z = zips.fillna("").astype(str)
     b = beats.fillna("").astype(str).to_numpy() if beats is not None else ""
     codes, uniques = pd.factorize(a + "\x1f" + z + "\x1f" + b)
-    keys = np.array([cache_key(*u.rsplit("\x1f", 2)) for u in uniques], dtype=object)  # the address may hold \x1f
+    memo = {} if memo is None else memo
+    keys = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(uniques.tolist()):
+        key = memo.get(u)
+        if key is None:
+            key = memo[u] = cache_key(*u.rsplit("\x1f", 2))  # the address may hold \x1f
+        keys[i] = key
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
@@ -100,12 +108,13 @@ def key_records(store: Store, fids: np.ndarray, has_beat: bool, chunk_rows: int 
         raise ValueError(f"key_records: chunk_rows must be >= 1, got {chunk_rows}")
     out = KeyedRecords(fids, np.zeros(len(fids), np.int64))
     index: dict[str, int] = {}
+    parsed: dict[str, str] = {}  # address triples seen in earlier chunks are not parsed again
     cols = ["address_raw", "zip", *(["beat"] if has_beat else [])]
     for start in range(0, len(fids), chunk_rows):
         part = store.read_records_at(cols, fids[start:start + chunk_rows])
         zips = part["zip"].fillna("")
         beats = part["beat"].fillna("") if has_beat else None
-        local, uniq = pd.factorize(cache_keys(part["address_raw"], zips, beats))
+        local, uniq = pd.factorize(cache_keys(part["address_raw"], zips, beats, parsed))
         first = np.full(len(uniq), -1, np.int64)
         first[local[::-1]] = np.arange(len(local))[::-1]  # first record of each key
         glob = np.empty(len(uniq), np.int64)
