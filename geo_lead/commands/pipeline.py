@@ -69,11 +69,14 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if not args.json:
             print(f"[run] {why}: running every stage")
-    summary = run_pipeline(args.store, files,
-                           out_dir=args.out, echo=None if args.json else print, engine=args.engine,
-                           rules_path=args.rules, sample_fraction=args.sample_fraction,
-                           boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft,
-                           fingerprint=fingerprint["key"])
+    from geo_lead.page_reuse import rebuilding
+
+    with rebuilding(args.force):  # --force writes every page, even those whose inputs are unchanged
+        summary = run_pipeline(args.store, files,
+                               out_dir=args.out, echo=None if args.json else print, engine=args.engine,
+                               rules_path=args.rules, sample_fraction=args.sample_fraction,
+                               boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft,
+                               fingerprint=fingerprint["key"])
     if args.json:
         print_json(summary)
     return 0
