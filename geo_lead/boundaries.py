@@ -13,6 +13,7 @@ shapefile (`boundaries/source/`) by `build_neighborhoods`:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -104,13 +105,27 @@ def load_pilot_zone(path: Path = settings.PILOT_ZONE_FILE) -> gpd.GeoDataFrame:
     return _read(path)
 
 
+#: Boundary files parsed in this process: (resolved path, sha256 of the bytes) -> the frame.
+_PARSED: dict[tuple[str, str], gpd.GeoDataFrame] = {}
+#: Most boundary files `_read` keeps parsed (neighborhoods, pilot zone, First Division, ...).
+PARSED_MAX = 8
+
+
 def _read(path: Path) -> gpd.GeoDataFrame:
+    """The boundary file at `path`, parsed once per process per content (sha256 of its bytes):
+    each caller gets its own copy, so a caller that changes it changes no other's."""
     if not Path(path).exists():
         raise GeoLeadError(f"{path}: boundary file missing; run `geo-lead boundaries rebuild`.")
-    gdf = gpd.read_file(path)
-    if gdf.crs is None:
-        raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
-    return gdf
+    key = (str(Path(path).resolve()), hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    gdf = _PARSED.get(key)
+    if gdf is None:
+        gdf = gpd.read_file(path)
+        if gdf.crs is None:
+            raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
+        if len(_PARSED) >= PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = gdf
+    return gdf.copy()
 
 
 def check_same_crs(**frames: gpd.GeoDataFrame | gpd.GeoSeries) -> None:

@@ -299,13 +299,17 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
     A year whose records cannot be sited (no record in its train or test months) gets a note
     instead of an entry.
     """
+    from geo_lead.boundaries import load_neighborhoods
     from geo_lead.frames import Frames
     from geo_lead.siting import compute_site
+    from geo_lead.zones_milp import stored_queen_adjacency
 
     recs = _read(store, indicator, records)
     yrs = _years(store, recs, years)
     spans = _year_sampling(store, recs) if "sampling" not in params else None
     out = ByYearResult(indicator=indicator, area=area, years=yrs)
+    if params.get("adjacency") is None:  # the same for every year: read once
+        params["adjacency"] = stored_queen_adjacency(store, load_neighborhoods())
     for y in yrs:
         year_spans = {} if spans is None else {"sampling": spans.get(y, Frames())}
         try:

@@ -32,7 +32,7 @@ import json
 import logging
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +85,10 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
     "records_beat_unchecked": (("lon", "lat", "beat_check"),
                                "ON records(fid) WHERE lon IS NOT NULL AND lat IS NOT NULL AND beat_check IS NULL"),
+    # the beat-check tally by match type (`beat_check_counts`, covering: a rerun's report of
+    # the beat check reads this index, not every record)
+    "records_match_beat": (("match_type", "beat_check"),
+                           "ON records(match_type, beat_check) WHERE beat_check IS NOT NULL"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
@@ -511,7 +515,7 @@ class Store:
 
         For writes that leave every geometry and fid as it was (rows inserted without one,
         attribute updates), where a trigger would change nothing but is still evaluated for
-        each row, or that bring the index in step themselves (`_update_points`).
+        each row, or that bring the index in step themselves (`_sync_moved_points`).
         """
         rtree = f"rtree_{table}_{column}"
         if rtree not in self.tables():
@@ -672,7 +676,7 @@ class Store:
 
         One set-based statement: the frame is bulk-loaded into a temporary table and applied
         with ``UPDATE records ... FROM``. A ``lon``/``lat`` pair also sets the point geometry
-        (NULL when either is missing), keeps the RTree index in step (`_apply_points`) and,
+        (NULL when either is missing), keeps the RTree index in step (`_sync_moved_points`) and,
         unless the frame sets ``neighborhood`` too, clears ``neighborhood`` so the next
         (incremental) join places the moved record again. When a key occurs twice, its last
         row wins.
@@ -692,6 +696,39 @@ class Store:
             return 0
         if key not in updates.columns:
             raise ValueError(f"update_records: the frame has no key column {key!r} (columns: {list(updates.columns)})")
+        return self.update_records_chunks([updates], key)
+
+    def update_records_chunks(self, chunks: Iterable[pd.DataFrame], key: str = "record_id") -> int:
+        """`update_records` for frames that arrive one at a time (a generator holding one chunk
+        of a million-record stage in memory), applied in order in one savepoint (inside `write`).
+
+        Each frame is applied as `update_records` applies one (the later frame's row wins for a
+        key given twice); the RTree index is brought in step once, after the last frame, for
+        every record whose point was set (refilled when they are >= `RTREE_REBUILD_SHARE` of
+        the records), so the store and its index end as one `update_records` of the frames'
+        concatenation leaves them. Returns the rows given; raises ValueError as
+        `update_records` does (a missing key undoes every frame).
+        """
+        given = moved = 0
+        with self.write():
+            self.conn.execute("DROP TABLE IF EXISTS temp._moved")
+            self.conn.execute("CREATE TEMP TABLE _moved (k)")
+            for frame in chunks:
+                if frame.empty:
+                    continue
+                if key not in frame.columns:
+                    raise ValueError(f"update_records: the frame has no key column {key!r} "
+                                     f"(columns: {list(frame.columns)})")
+                moved += self._update_chunk(frame, key)
+                given += len(frame)
+            if moved:
+                self._sync_moved_points(key, moved)
+            self.conn.execute("DROP TABLE temp._moved")
+        return given
+
+    def _update_chunk(self, updates: pd.DataFrame, key: str) -> int:
+        """Apply one frame of `update_records_chunks` (its keys of moved points go to
+        ``temp._moved``); returns how many points it set (0 without an RTree or lon/lat)."""
         self.ensure_columns("records", updates)
         cols = [str(c) for c in updates.columns if c != key]
         frame = updates[[key, *cols]]
@@ -704,20 +741,23 @@ class Store:
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
                 # A moved point invalidates its join: NULL marks it for the next spatial join.
                 sets.append("neighborhood = NULL")
-        with self.write():  # a savepoint: a missing key undoes the whole update
-            given = self._load_temp_updates(frame)
-            sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
-            if points and RECORDS_RTREE in self.tables():
-                changed = self._update_points(sql, key, given)
-            else:  # the triggers act only on a new geometry or fid: neither is set here
-                quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
-                with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
-                    changed = int(self.conn.execute(sql).rowcount)
-            if changed != given:
-                self._raise_missing_keys(key)
-            self.conn.execute("DROP TABLE temp._upd")
-            self.touch("records")
-        return len(updates)
+        given = self._load_temp_updates(frame)
+        sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
+        moved = 0
+        if points and RECORDS_RTREE in self.tables():
+            with self._rtree_triggers_off("records"):  # the index is brought in step after
+                changed = int(self.conn.execute(sql).rowcount)
+            self.conn.execute("INSERT INTO temp._moved SELECT k FROM temp._upd")
+            moved = given
+        else:  # the triggers act only on a new geometry or fid: neither is set here
+            quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
+            with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
+                changed = int(self.conn.execute(sql).rowcount)
+        if changed != given:
+            self._raise_missing_keys(key)
+        self.conn.execute("DROP TABLE temp._upd")
+        self.touch("records")
+        return moved
 
     def _load_temp_updates(self, frame: pd.DataFrame) -> int:
         """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` and the frame's other
@@ -743,27 +783,24 @@ class Store:
         raise ValueError(f"update_records: {key} not in the store: "
                          f"{', '.join(map(repr, missing[:5]))}{more}; nothing was updated")
 
-    def _update_points(self, sql: str, key: str, given: int) -> int:
-        """Run the point-setting `sql` with the RTree triggers off, then bring the index in
-        step set-based from ``lon``/``lat`` (inside `write`); returns the rows changed.
+    def _sync_moved_points(self, key: str, moved: int) -> None:
+        """Bring the records RTree in step, set-based, for the records whose keys are in
+        ``temp._moved`` (their points were set with the triggers off; inside `write`).
 
         The index left is the one the triggers would leave (a point's box is its lon/lat; no
         point, no entry), cheaper: the triggers call ST_* up to eight times a row. From
         `RTREE_REBUILD_SHARE` of the records on, the whole index is refilled; below it only
-        the entries of the updated records are replaced.
+        the entries of the moved records are replaced.
         """
         rtree = RECORDS_RTREE
         placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
-        with self._rtree_triggers_off("records"):
-            changed = int(self.conn.execute(sql).rowcount)
-            if given >= RTREE_REBUILD_SHARE * self.count("records"):
-                self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
-            else:
-                moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._upd)'
-                self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
-                self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
-                                  f'WHERE "{key}" IN (SELECT k FROM temp._upd) AND {placed}')
-        return changed
+        if moved >= RTREE_REBUILD_SHARE * self.count("records"):
+            self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
+            return
+        ids = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._moved)'
+        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({ids})')
+        self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
+                          f'WHERE "{key}" IN (SELECT k FROM temp._moved) AND {placed}')
 
     def _refill_rtree(self, rtree: str, points_sql: str) -> None:
         """Replace every entry of the RTree `rtree` with the points `points_sql` selects
@@ -777,7 +814,11 @@ class Store:
         if row is None:
             raise StoreError(f"{self.path}: the spatial index {rtree} has no root node; "
                              "rebuild it (`geo-lead` recreates it when it is dropped)")
-        pts = np.array(self.conn.execute(points_sql).fetchall(), dtype=float).reshape(-1, 3)
+        cur = self.conn.execute(points_sql)
+        parts = [np.zeros((0, 3))]
+        while rows := cur.fetchmany(WRITE_CHUNK_ROWS):  # numpy a chunk at a time, not a million tuples
+            parts.append(np.array(rows, dtype=float).reshape(-1, 3))
+        pts = np.concatenate(parts)
         pages = rtree_pages(pts[:, 0].astype(np.int64), pts[:, 1], pts[:, 2], int(row[0]))
         for shadow, rows in (("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent)):
             self.conn.execute(f'DELETE FROM "{rtree}_{shadow}"')
@@ -952,6 +993,48 @@ class Store:
         joined = named - named_unlocated
         return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
                 "not_geocoded": int(not_geo)}
+
+    # records a chunk at a time (the geocode and join stages at a million records)
+    def _fids(self, where: str = "") -> np.ndarray:
+        """Sorted int64 fids of the records matching `where` (all without one)."""
+        if "records" not in self.tables():
+            return np.zeros(0, np.int64)
+        sql = "SELECT fid FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY fid"
+        return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
+
+    def record_fids(self) -> np.ndarray:
+        """The fid of every record, sorted (for `read_records_at`)."""
+        return self._fids()
+
+    def ungeocoded_fids(self, skip_unmatched: bool) -> np.ndarray:
+        """The sorted fids of the records `ungeocoded_records` reads (same `skip_unmatched`)."""
+        if not skip_unmatched:
+            return self._fids("lon IS NULL OR lat IS NULL")
+        return self._fids("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
+                          "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
+
+    def placed_fids(self, unchecked_only: bool) -> np.ndarray:
+        """The sorted fids of the records `placed_records` reads (same `unchecked_only`)."""
+        return self._fids("lon IS NOT NULL AND lat IS NOT NULL" + (" AND beat_check IS NULL" if unchecked_only else ""))
+
+    def unjoined_fids(self) -> np.ndarray:
+        """The sorted fids of the records `read_unjoined_records` reads (``neighborhood`` IS NULL)."""
+        return self._fids("neighborhood IS NULL")
+
+    def read_records_at(self, columns: Sequence[str], fids: np.ndarray) -> pd.DataFrame:
+        """`columns` of the records whose fid is in `fids` (sorted ascending), in fid order,
+        as `read_records` gives them (sqlite3 values; flags as bool). One range read from the
+        first to the last fid, the rows between that are not asked for dropped."""
+        fids = np.asarray(fids, dtype=np.int64)
+        if len(fids) == 0:
+            return self.read_table("records", list(columns), where="0")
+        if len(fids) > 1 and bool((np.diff(fids) <= 0).any()):
+            raise ValueError("read_records_at: fids must be sorted ascending without repeats")
+        lo, hi = int(fids[0]), int(fids[-1])
+        frame = self.read_records(["fid", *columns], where="fid BETWEEN ? AND ?", params=(lo, hi))
+        if len(fids) != hi - lo + 1:  # some fids between were not asked for
+            frame = frame[np.isin(frame["fid"].to_numpy(np.int64), fids)]
+        return frame.drop(columns="fid").reset_index(drop=True)
 
     # records: the geocoder (geo_lead.geocode.cache, geo_lead.geocode.beat_check)
     def ungeocoded_records(self, columns: Sequence[str], skip_unmatched: bool) -> pd.DataFrame:
@@ -1131,6 +1214,17 @@ class Store:
         """The `GEOCODE_CACHE_COLUMNS` of the cache rows computed with `reference_hash`."""
         return self.read_table(GEOCODE_CACHE_TABLE, list(GEOCODE_CACHE_COLUMNS), where="reference_hash = ?",
                                params=(reference_hash,))
+
+    def cached_geocodes_for(self, reference_hash: str, keys: Sequence[str]) -> pd.DataFrame:
+        """`cached_geocodes` of only `keys` (each looked up on the key index: a rerun with a few
+        new records reads a few cache rows, not all of them); in key order of the table."""
+        if GEOCODE_CACHE_TABLE not in self.tables():
+            return pd.DataFrame(columns=list(GEOCODE_CACHE_COLUMNS))
+        cols = ", ".join(f'"{c}"' for c in GEOCODE_CACHE_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT {cols} FROM {GEOCODE_CACHE_TABLE} WHERE reference_hash = ? AND key IN "
+            "(SELECT value FROM json_each(?)) ORDER BY fid", (reference_hash, json.dumps(list(keys)))).fetchall()
+        return pd.DataFrame(rows, columns=list(GEOCODE_CACHE_COLUMNS))
 
     def drop_stale_geocodes(self, reference_hash: str) -> int:
         """Delete the cache rows of any other reference (inside `write`); returns how many."""
