@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import geo_lead.geocode.beat_check as bc
-from geo_lead.beats import normalize_beat
+from geo_lead.beats import BeatIndex, normalize_beat
 from geo_lead.geocode.geocoder import Geocoder
 from geo_lead.geocode.normalize import parse_address
 from geo_lead.progress import Progress
@@ -267,7 +267,7 @@ class _ChunkWriter:
     """Pass 2 of `geocode_store`: each chunk of records' updates (only the rows whose stored
     result changes), tallied as they go by."""
 
-    def __init__(self, store: Store, keyed: KeyedRecords, table: pd.DataFrame, beat_index: Any,
+    def __init__(self, store: Store, keyed: KeyedRecords, table: pd.DataFrame, beat_index: BeatIndex | None,
                  stored: list[str], chunk_rows: int) -> None:
         self.store, self.keyed, self.beat_index, self.stored = store, keyed, beat_index, stored
         self.chunk_rows = chunk_rows
