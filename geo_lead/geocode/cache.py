@@ -138,9 +138,9 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
 
     The records are read, keyed, checked against their beat and written `chunk_rows` at a
     time (the stage holds one chunk, the distinct keys and address triples, and two integers
-    per record); every
-    distinct key not in the cache is geocoded once, all in one batch; the records' results
-    are written in one transaction. The stored results do not depend on `chunk_rows`.
+    per record); every distinct key not in the cache is geocoded once, all in one batch; the
+    records' results are written in one transaction. The stored results do not depend on
+    `chunk_rows`.
 
     Parameters
     ----------
