@@ -31,10 +31,11 @@ record's parts lie on its one point, so the KDE and grid sums are unchanged by t
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -155,7 +156,9 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
     """
     named = neighborhoods[neighborhoods["is_named"].astype(bool)]
     if settings.FIRST_DIVISION_FILE.exists():
-        div = gpd.read_file(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
+        from geo_lead.boundaries import load_first_division  # parsed once per process per content
+
+        div = load_first_division(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
         proj = named.to_crs(settings.CRS_PROJECTED)
         share = proj.geometry.intersection(div).area / proj.geometry.area
         return sorted(named.loc[share >= 0.5, "NH_NAME"])
@@ -451,6 +454,42 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
         both sides; with R = 0, of esda's normal ``p_norm``).
     """
     y = np.asarray(y, dtype=float)
+    from geo_lead import result_cache
+
+    key = _gistar_key(y, w, permutations, seed)
+    hit = result_cache.read(GISTAR_CACHE, key) if key else None
+    if hit is not None and all(len(hit.get(c, ())) == len(y) for c in GISTAR_COLUMNS):
+        return pd.DataFrame({c: np.asarray(hit[c], dtype=float) for c in GISTAR_COLUMNS})
+    out = _gistar(y, w, permutations, seed)
+    if key:
+        result_cache.write(GISTAR_CACHE, key, {c: out[c].to_numpy(float).tolist() for c in GISTAR_COLUMNS})
+    return out
+
+
+#: `geo_lead.result_cache` kind of `gistar`'s statistics, and their columns.
+GISTAR_CACHE = "gistar"
+GISTAR_COLUMNS: tuple[str, ...] = ("gi_z", "p_sim", "p_two_sided")
+
+
+def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | None:
+    """sha256 of y, the weights (ids, neighbours and weights in ``w.id_order``), R, seed, the
+    package's code and esda/libpysal/numpy/scipy versions; None for weights without
+    ``neighbors``/``weights``/``id_order`` (not cached)."""
+    from geo_lead import result_cache
+
+    try:
+        ids = list(w.id_order)
+        neigh = [[str(i), [str(j) for j in w.neighbors[i]], [repr(float(x)) for x in w.weights[i]]] for i in ids]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return result_cache.digest([GISTAR_CACHE, result_cache.code_version(), result_cache.settings_version(),
+                                result_cache.library_versions("esda", "libpysal", "numpy", "scipy"),
+                                y.tobytes(), json.dumps(neigh), f"R={int(permutations)}", f"seed={int(seed)}",
+                                f"max={SIMULATION_VALUES_MAX}"])
+
+
+def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame:
+    """`gistar` computed (no cache)."""
     if not permutations:
         g = _g_local(y, w, 0, seed)
         z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
@@ -558,6 +597,29 @@ def _significance(n_tests: int, permutations: int | None) -> tuple[int, tuple[fl
     return r, attainable_levels(n_tests, r) if r else FDR_LEVELS
 
 
+def _lattice_gistar(lattice: tuple[str, str], y: np.ndarray, weights: Callable[[], Any], permutations: int,
+                    seed: int) -> pd.DataFrame:
+    """`gistar` of `y` on the weights `weights()` builds, reused across runs by what builds them
+    (`lattice`: the weights' kind and a digest of their geometry and settings), y, R and seed,
+    so a reused answer needs neither the weights nor libpysal (kind ``gistar_lattice``)."""
+    from geo_lead import result_cache
+
+    y = np.asarray(y, dtype=float)
+    key = result_cache.digest([GISTAR_LATTICE_CACHE, result_cache.code_version(), result_cache.settings_version(),
+                               result_cache.library_versions("esda", "libpysal", "numpy", "scipy"), *lattice,
+                               y.tobytes(), f"R={int(permutations)}", f"seed={int(seed)}"])
+    hit = result_cache.read(GISTAR_LATTICE_CACHE, key)
+    if hit is not None and all(len(hit.get(c, ())) == len(y) for c in GISTAR_COLUMNS):
+        return pd.DataFrame({c: np.asarray(hit[c], dtype=float) for c in GISTAR_COLUMNS})
+    out = gistar(y, weights(), permutations, seed)
+    result_cache.write(GISTAR_LATTICE_CACHE, key, {c: out[c].to_numpy(float).tolist() for c in GISTAR_COLUMNS})
+    return out
+
+
+#: `geo_lead.result_cache` kind of `_lattice_gistar`'s statistics.
+GISTAR_LATTICE_CACHE = "gistar_lattice"
+
+
 def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFrame,
                          permutations: int | None = None,
                          seed: int = settings.RANDOM_SEED) -> gpd.GeoDataFrame:
@@ -568,18 +630,23 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
     None: `permutations_for` the number of units. The layer's ``attrs`` hold
     ``permutations`` and ``fdr_levels`` (the levels offered, `attainable_levels`).
     """
-    from libpysal.weights import Queen
-
     proj = neighborhoods.to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
     unit = units_of(points, neighborhoods)
     count = points["weight"].groupby(unit.to_numpy()).sum().reindex(proj["NH_NAME"]).fillna(0.0).to_numpy()
     area_sqmi = proj.geometry.area.to_numpy() / settings.SQFT_PER_SQMI
     density = count / area_sqmi
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        w = Queen.from_dataframe(proj, use_index=False)
+    def weights() -> Any:
+        from libpysal.weights import Queen
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return Queen.from_dataframe(proj, use_index=False)
+
     r, levels = _significance(len(proj), permutations)
-    stats = gistar(density, w, r, seed)
+    from geo_lead import result_cache
+
+    lattice = result_cache.frame_digest(proj, ["NH_NAME", proj.geometry.name])
+    stats = _lattice_gistar(("queen", lattice), density, weights, r, seed)
     out = gpd.GeoDataFrame({"neighborhood": proj["NH_NAME"], "count": count,
                             "density_per_sqmi": density, "gi_z": stats["gi_z"],
                             "p_sim": stats["p_sim"], "p_two_sided": stats["p_two_sided"],
@@ -599,17 +666,22 @@ def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
     (edge cells clipped by the study-area boundary keep their full-cell role).
     `permutations` and the layer's ``attrs`` as in `gistar_neighborhoods`.
     """
-    from libpysal.weights import DistanceBand
-
     grid = make_grid(area, cell_ft)
     counts = grid_counts(points, grid, cell_ft)
     band = float(band_ft) if band_ft else 1.5 * cell_ft
     centres = np.column_stack([grid["x_ft"], grid["y_ft"]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        w = DistanceBand(centres, threshold=band, binary=True, silence_warnings=True)
+    def weights() -> Any:
+        from libpysal.weights import DistanceBand
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return DistanceBand(centres, threshold=band, binary=True, silence_warnings=True)
+
     r, levels = _significance(len(grid), permutations)
-    stats = gistar(counts, w, r, seed)
+    from geo_lead import result_cache
+
+    lattice = result_cache.digest([np.ascontiguousarray(centres, dtype=float).tobytes(), repr(band)])
+    stats = _lattice_gistar(("distance_band", lattice), counts, weights, r, seed)
     out = grid[["cell_id", "geometry"]].copy()
     out["count"] = counts
     out["gi_z"] = stats["gi_z"].to_numpy()

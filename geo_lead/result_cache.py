@@ -7,8 +7,19 @@ instead of computing it, and reads exactly what the computation gave (floats are
 with ``repr``, which round-trips every float64). Any change of input, setting, code or
 library gives another key, so an entry is never stale, only unused.
 
-Users: `geo_lead.population.interpolate_population` (kind ``population``) and
-`geo_lead.hotspots.kde_surface` (kinds ``kde_bandwidth`` and ``kde_surface``).
+Users: `geo_lead.population.interpolate_population` (kind ``population``),
+`geo_lead.hotspots.kde_surface` (kinds ``kde_bandwidth`` and ``kde_surface``),
+`geo_lead.hotspots.gistar` (kind ``gistar``), `geo_lead.siting.comparison_area` (kind
+``comparison_area``) and `geo_lead.scoring.bootstrap_rank_interval` (kind ``rank_interval``),
+as JSON; `geo_lead.siting.site` (kind ``site``)
+and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are frames, as
+pickles (`read_object` / `write_object`): the user's own cache folder, written only by
+geo_lead, each file holding its key and `OBJECT_FORMAT`; a file that cannot be read, or holds
+another key or format, is computed again (with a log line).
+
+Keys: `digest` of the parts, with `code_version` (every ``.py`` and ``.toml`` file of the
+package, one digest per process), `library_versions` and, for frames, `frame_digest` (the
+columns named, in a fixed order, with their dtypes, values and index).
 
 Where: `cache_dir` -- ``$GEO_LEAD_RESULT_CACHE_DIR`` when set (benchmarks start cold with
 it), else ``$GEO_LEAD_CACHE_DIR/results`` when that variable is set, else
@@ -21,16 +32,22 @@ is always safe. ``GEO_LEAD_RESULT_CACHE=0`` turns reading and writing off.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+import pickle
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
-from geo_lead.outputs import write_text
+from geo_lead.outputs import write_bytes, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +84,10 @@ def source_version(*files: Path | str) -> str:
     return digest(Path(f).read_bytes() for f in files)
 
 
+@functools.cache
 def library_versions(*names: str) -> str:
-    """``name=version`` of each installed distribution (``name=?`` when not installed)."""
+    """``name=version`` of each installed distribution (``name=?`` when not installed); looked up
+    once per process per `names`."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
@@ -80,10 +99,69 @@ def library_versions(*names: str) -> str:
     return ";".join(out)
 
 
-def _path(kind: str, key: str) -> Path:
+@functools.cache
+def code_version() -> str:
+    """sha256 over every ``.py`` and ``.toml`` file of the installed package (path and bytes),
+    computed once per process: the code version of every cached computation."""
+    root = Path(__file__).resolve().parent
+    files = sorted(p for pat in ("**/*.py", "**/*.toml") for p in root.glob(pat)
+                   if p.is_file() and "__pycache__" not in p.parts)
+    return digest(part for p in files for part in (p.relative_to(root).as_posix(), p.read_bytes()))
+
+
+def _canonical(value: Any) -> str:
+    """`repr` with sets and dicts in sorted order (a set's own order changes between processes)."""
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(sorted(f"{_canonical(k)}: {_canonical(v)}" for k, v in value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "(" + ", ".join(_canonical(v) for v in value) + ")"
+    return repr(value)
+
+
+def settings_version() -> str:
+    """sha256 of every constant of `geo_lead.settings` (UPPERCASE names, canonical repr), read
+    at call time: a setting changed in the environment or at run time changes every key."""
+    values = vars(settings)
+    return digest(f"{name}={_canonical(values[name])}" for name in sorted(values) if name.isupper())
+
+
+def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """sha256 of `frame`'s `columns` (those present, in the order given) and its index.
+
+    Each column contributes its name, dtype and `pandas.util.hash_pandas_object` of its values
+    (geometries: their WKB); the index contributes its values' hashes. Two frames with the same
+    digest hold equal values in those columns, in the same rows and order (up to sha256 and
+    pandas' 64-bit row hashes, whose sequence is hashed whole).
+    """
+    import numpy as np
+    import pandas as pd
+
+    parts: list[bytes | str] = [f"rows={len(frame)}",
+                                pd.util.hash_pandas_object(frame.index.to_series(), index=False).to_numpy().tobytes()]
+    for col in columns:
+        if col not in frame.columns:
+            parts.append(f"{col}:absent")
+            continue
+        values = frame[col]
+        parts.append(f"{col}:{values.dtype}")
+        if str(values.dtype) == "geometry":
+            import shapely
+
+            wkb = [b or b"" for b in shapely.to_wkb(np.asarray(values.array, dtype=object), hex=False)]
+            missing = np.asarray([b == b"" for b in wkb])
+            parts.extend([np.asarray([len(b) for b in wkb], dtype=np.int64).tobytes(), missing.tobytes(),
+                          b"".join(wkb), str(getattr(values, "crs", None))])
+        else:
+            parts.append(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return digest(parts)
+
+
+def _path(kind: str, key: str, suffix: str = "json") -> Path:
     if not kind.isidentifier() or len(key) < 32 or not all(c in "0123456789abcdef" for c in key):
         raise ValueError(f"cache kind {kind!r} must be an identifier and key {key!r} a sha256 hex digest")
-    return cache_dir() / f"{kind}-{key[:32]}.json"
+    return cache_dir() / f"{kind}-{key[:32]}.{suffix}"
 
 
 def read(kind: str, key: str) -> dict[str, Any] | None:
@@ -98,6 +176,7 @@ def read(kind: str, key: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict) or value.get("key") != key:
         return None
+    _touch(path)
     return value
 
 
@@ -113,6 +192,84 @@ def write(kind: str, key: str, value: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, text)
+        prune(kind)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
                     path.parent, exc)
+
+
+#: Format of the pickled files (`write_object`); another format is computed again.
+OBJECT_FORMAT = 1
+
+
+def read_object(kind: str, key: str) -> Any | None:
+    """The object cached as `kind` under `key` (a fresh copy: unpickled per call), or None
+    (absent, unreadable, another key or `OBJECT_FORMAT`, cache off); a bad file is logged."""
+    path = _path(kind, key, "pkl")
+    if not enabled() or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            held = pickle.load(fh)  # the user's own cache folder, written by write_object
+    except Exception as exc:  # any unreadable pickle only costs the reuse
+        log.warning("ignoring unreadable cached result %s (%s); computing it again", path, exc)
+        return None
+    if not isinstance(held, dict) or held.get("key") != key or held.get("format") != OBJECT_FORMAT:
+        log.info("cached result %s holds another key or format; computing it again", path)
+        return None
+    _touch(path)
+    return held.get("value")
+
+
+def write_object(kind: str, key: str, value: Any) -> None:
+    """Keep `value` (picklable) as `kind` under `key`, with the key and `OBJECT_FORMAT`; atomic.
+
+    A folder that cannot be written only costs the reuse: logged, never raised.
+    """
+    path = _path(kind, key, "pkl")
+    if not enabled():
+        return
+    data = pickle.dumps({"format": OBJECT_FORMAT, "key": key, "value": value}, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, data)
+        prune(kind)
+    except OSError as exc:
+        log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
+                    path.parent, exc)
+
+
+#: Files of one kind kept (`prune`): the most recently used; each rerun with new data adds one
+#: per memoised computation whose inputs changed, and every code change starts new keys.
+MAX_FILES_PER_KIND = 200
+
+
+def _touch(path: Path) -> None:
+    """Mark `path` as used now (its mtime orders `prune`); a read-only folder only costs the order."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune(kind: str, keep: int | None = None) -> int:
+    """Delete all but the `keep` (default `MAX_FILES_PER_KIND`) most recently used files of
+    `kind`; returns how many were deleted (a file that cannot be deleted is left)."""
+    keep = MAX_FILES_PER_KIND if keep is None else keep
+    try:
+        files = [p for p in cache_dir().glob(f"{kind}-*.*") if p.suffix in (".json", ".pkl")]
+    except OSError:
+        return 0
+    if len(files) <= keep:
+        return 0
+
+    def used(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    deleted = 0
+    for old in sorted(files, key=used)[: len(files) - keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+            deleted += 1
+    return deleted

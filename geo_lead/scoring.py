@@ -37,8 +37,10 @@ the area's total) but are not ranked: they are leftover pieces, not neighborhood
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -147,14 +149,37 @@ def bootstrap_rank_interval(counts: np.ndarray, ranked: np.ndarray, area_sqmi: n
     recomputed. `classes` = (sizes, contributions: classes x units) from `record_classes`;
     None: one class per unit of whole records of weight 1 (``counts`` = their numbers).
 
+    Reused across runs (`geo_lead.result_cache`, kind ``rank_interval``) when the classes,
+    ranked units, areas, population, weights, `n_boot` and `seed` hash as before.
+
     Returns
     -------
     (rank_low, rank_high) for the ranked units, integers.
     """
-    if classes is None:
-        sizes, contrib = np.asarray(counts, float), np.eye(len(counts))
-    else:
-        sizes, contrib = classes
+    from geo_lead import result_cache
+
+    sizes, contrib = (np.asarray(counts, float), np.eye(len(counts))) if classes is None else classes
+    arrays = [np.ascontiguousarray(a) for a in (sizes, contrib, ranked, area_sqmi, population)]
+    key = result_cache.digest([RANK_INTERVAL_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("numpy"),
+                               *(f"{a.dtype.str}{a.shape}" for a in arrays), *(a.tobytes() for a in arrays),
+                               json.dumps(sorted(weights.items())), f"n_boot={int(n_boot)}", f"seed={int(seed)}"])
+    hit = result_cache.read(RANK_INTERVAL_CACHE, key)
+    k = int(np.asarray(ranked, bool).sum())
+    if hit is not None and len(hit.get("low", ())) == len(hit.get("high", ())) == k:
+        return np.asarray(hit["low"], dtype=int), np.asarray(hit["high"], dtype=int)
+    low, high = _bootstrap_rank_interval(sizes, contrib, ranked, area_sqmi, population, weights, n_boot, seed)
+    result_cache.write(RANK_INTERVAL_CACHE, key, {"low": low.tolist(), "high": high.tolist()})
+    return low, high
+
+
+#: `geo_lead.result_cache` kind of `bootstrap_rank_interval`'s intervals.
+RANK_INTERVAL_CACHE = "rank_interval"
+
+
+def _bootstrap_rank_interval(sizes: np.ndarray, contrib: np.ndarray, ranked: np.ndarray, area_sqmi: np.ndarray,
+                             population: np.ndarray, weights: dict[str, float], n_boot: int,
+                             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`bootstrap_rank_interval` computed (no cache), on the classes' sizes and contributions."""
     n_total = round(float(sizes.sum()))
     k = int(ranked.sum())
     if k == 0:
@@ -326,20 +351,87 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, 
     pop = np.asarray(population, dtype=float)
     if len(pop) != len(neighborhoods):
         raise ValueError(f"population has {len(pop)} values for {len(neighborhoods)} neighborhoods.")
+    in_window = window_mask(records, since, until)
+    cols = [c for c in dict.fromkeys([*SCORE_MEMO_COLUMNS, indicator]) if c in records.columns]
+    win = pd.DataFrame(records.loc[in_window.to_numpy(), cols])
+    job = ScoreJob(indicator, area, weights, seed, n_boot, rule, years_covered(win, since, until, sampling))
+    key = score_key(win, neighborhoods, pop, first_division, job)
+    from geo_lead import result_cache
+
+    hit = result_cache.read_object(SCORES_CACHE, key)
+    if isinstance(hit, tuple) and len(hit) == 2 and len(hit[1]) == len(neighborhoods):
+        table, order = hit  # kept without the units' geometry: it is the key's neighborhoods'
+        return _with_geometry(table, neighborhoods, np.asarray(order, dtype=np.int64))
+    out, order = _score_window(win, neighborhoods, pop, first_division, job)
+    table = pd.DataFrame(out.drop(columns=out.geometry.name))
+    table.attrs = dict(out.attrs)
+    result_cache.write_object(SCORES_CACHE, key, (table, order.tolist()))
+    return out
+
+
+def _with_geometry(table: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, order: np.ndarray) -> gpd.GeoDataFrame:
+    """A cached score `table` (rows in `order` of the neighborhoods) with their geometry again."""
+    out = gpd.GeoDataFrame(table, geometry=neighborhoods.geometry.to_numpy()[order], crs=neighborhoods.crs)
+    out.attrs = table.attrs
+    return out
+
+
+#: `geo_lead.result_cache` kind of `score_neighborhoods`' tables.
+SCORES_CACHE = "scores"
+#: The record columns scoring reads (with the indicator flag): `SCORE_RECORD_COLUMNS` and those
+#: `geo_lead.allocation` reads when present (frame weight, beat).
+SCORE_MEMO_COLUMNS: tuple[str, ...] = ("occurred_at", "reported_at", "source", "source_file", "neighborhood",
+                                       "boundary_units", "weight", "beat", "division")
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """`score_neighborhoods`' checked settings and the years its window covers."""
+
+    indicator: str
+    area: str
+    weights: dict[str, float]
+    seed: int
+    n_boot: int
+    rule: str
+    years: float
+
+
+def score_key(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarray,
+              first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> str:
+    """sha256 of what a score table depends on: the window's records (`SCORE_MEMO_COLUMNS`, index),
+    the neighborhoods and First Division (every column, WKB), population, `job`, the package's
+    code and the libraries' versions."""
+    from geo_lead import result_cache
+
+    fd = "none" if first_division is None else result_cache.frame_digest(first_division,
+                                                                         list(first_division.columns))
+    return result_cache.digest([
+        SCORES_CACHE, result_cache.code_version(), result_cache.settings_version(),
+        result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj"),
+        result_cache.frame_digest(win, list(win.columns)),
+        result_cache.frame_digest(neighborhoods, list(neighborhoods.columns)), fd,
+        np.ascontiguousarray(pop, dtype=float).tobytes(), repr(job)])
+
+
+def _score_window(win: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, pop: np.ndarray,
+                  first_division: gpd.GeoDataFrame | None, job: ScoreJob) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """`score_neighborhoods` on the records of its window (`win`), `job` checked; and the
+    table's rows as positions in `neighborhoods`."""
+    indicator, area, weights, seed, n_boot, rule, years = (job.indicator, job.area, job.weights, job.seed,
+                                                           job.n_boot, job.rule, job.years)
     in_area = area_members(neighborhoods, area, first_division)
     names = neighborhoods["NH_NAME"].astype(str).to_numpy()
     is_named = neighborhoods["is_named"].astype(bool).to_numpy() if "is_named" in neighborhoods \
         else np.ones(len(names), dtype=bool)
 
-    in_window = window_mask(records, since, until)
-    flag = records[indicator].fillna(False).astype(bool)
-    sel = records[in_window & flag]
+    flag = win[indicator].fillna(False).astype(bool)
+    sel = win[flag]
     pos = pd.Series(np.arange(len(names)), index=names)
     shares = allocation.unit_shares(sel, rule)
     counts = allocation.unit_counts(sel, shares, names)
     counts_shared = allocation.unit_counts(sel, shares, names, only_shared=True)
     placed = shares["row"].unique()
-    years = years_covered(records[in_window], since, until, sampling)
 
     area_sqmi = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).area.to_numpy() / settings.SQFT_PER_SQMI
     area_counts = np.where(in_area, counts, 0.0)
@@ -387,7 +479,7 @@ def score_neighborhoods(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame, 
                       "metric_ranks": by_metric, "n_ranked": int(ranked.sum()), "boundary": rule,
                       "shared_records": int(shares.loc[shares["shared"], "row"].nunique())})
     order = np.lexsort((names, ~in_area, np.nan_to_num(rank, nan=np.inf)))
-    return out.iloc[order].reset_index(drop=True)
+    return out.iloc[order].reset_index(drop=True), order
 
 
 #: Single metrics ranked on their own (with bootstrap intervals) next to the composite.
@@ -524,7 +616,9 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     """Score from the store's (joined) records and write the ``scores`` layer.
 
     `records`: the store's records already read (with at least `SCORE_RECORD_COLUMNS` and
-    `indicator`, e.g. once per `geo-lead run` for every stage); default: read them here.
+    `indicator`, e.g. once per `geo-lead run` for every stage: every record, or only the
+    flagged ones); default: read them here, only the flagged ones when that is exact
+    (`geo_lead.analysis_reads.read_analysis_records`).
     Their frame ``weight`` comes from the store's sampling declarations
     (`geo_lead.frames.attach_weights`) unless they carry one. `boundary`: ``split`` or
     ``first`` (default `settings.BOUNDARY_RULE`).
@@ -533,6 +627,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     `geo_lead.division_records.first_division_for_store` (an official division file when one was
     installed, otherwise derived from the store's records).
     """
+    from geo_lead.analysis_reads import read_analysis_records
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.division_records import first_division_for_store
     from geo_lead.parameters import result_parameters, store_frames_fingerprint
@@ -552,14 +647,15 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
     want = [c for c in (*SCORE_RECORD_COLUMNS, indicator) if c in cols]
     given = records
-    # Only these columns: every text column of a million records would cost seconds and GBs.
+    sampling = frames.load_frames(store)
+    # Only these columns, and only the flagged records when that is exact: every text column
+    # of a million records would cost seconds and GBs.
     if records is None:
-        records = store.read_records(want)
+        records = read_analysis_records(store, want, indicator, sampling, require_point=False)
     else:
         records = pd.DataFrame(records[[c for c in (*want, "weight") if c in records]]).copy()
     records[indicator] = records[indicator].astype(bool)
     records["neighborhood"] = records["neighborhood"].fillna("")
-    sampling = frames.load_frames(store)
     if "weight" not in records:
         frames.attach_weights(store, records, sampling)
     if area == "first-division" and first_division is None:

@@ -31,6 +31,7 @@ result with ``to_dict()``; `evaluate_site` runs them in order and returns a `Sit
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -272,8 +273,32 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
     names, balance
         Matched units (one per pilot unit, nearest neighbour on z-scores without
         replacement), and per feature the pilot, comparison and pool means with the
-        standardised mean difference (pilot - comparison) / pooled sd.
+        standardised mean difference (pilot - comparison) / pooled sd. Reused across runs
+        (`geo_lead.result_cache`, kind ``comparison_area``) when the features (values, index,
+        columns), pilot, `n` and adjacency hash as before.
     """
+    from geo_lead import result_cache
+
+    key = result_cache.digest([
+        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
+        result_cache.frame_digest(features, list(features.columns)), json.dumps(list(map(str, features.columns))),
+        json.dumps([list(map(str, pilot)), n]),
+        json.dumps({str(k): sorted(map(str, v)) for k, v in adjacency.items()}, sort_keys=True)])
+    hit = result_cache.read(COMPARISON_CACHE, key)
+    if hit is not None:
+        return list(hit["names"]), list(hit["balance"])
+    names, balance = _comparison_area(features, pilot, adjacency, n)
+    result_cache.write(COMPARISON_CACHE, key, {"names": names, "balance": balance})
+    return names, balance
+
+
+#: `geo_lead.result_cache` kind of `comparison_area`'s answers (names and balance: plain JSON).
+COMPARISON_CACHE = "comparison_area"
+
+
+def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adjacency,
+                     n: int | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """`comparison_area` computed (no cache)."""
     from sklearn.neighbors import NearestNeighbors
 
     pilot = list(pilot)
@@ -1031,10 +1056,78 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
          params: SiteParams | None = None, population: pd.Series | None = None,
          progress: Progress | None = None, adjacency: Adjacency | None = None,
          sampling: frames.Frames | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
-    """`evaluate_site` as ``(site_zones layer (EPSG:2246), the site --json object)``."""
-    res = evaluate_site(records, neighborhoods, candidates, pilot, indicator, params, population,
+    """`evaluate_site` as ``(site_zones layer (EPSG:2246), the site --json object)``.
+
+    Reused across runs (`geo_lead.result_cache`, kind ``site``) when every input hashes as
+    before (`site_key`); evaluated on the records' `SITE_MEMO_COLUMNS` only, so the key covers
+    all it reads. A reused answer equals the evaluated one; `progress` is not advanced then.
+    """
+    from geo_lead import result_cache
+
+    p = params or SiteParams()
+    if adjacency is None:
+        adjacency = queen_adjacency(neighborhoods)
+    cols = [c for c in dict.fromkeys([*SITE_MEMO_COLUMNS, indicator]) if c in records.columns]
+    records = records[[*cols, records.geometry.name]] if hasattr(records, "geometry") else records[cols]
+    key = site_key(SiteMemoInputs(records, neighborhoods, candidates, pilot, indicator, p, population,
+                                  adjacency, sampling))
+    hit = result_cache.read_object(SITE_CACHE, key)
+    if hit is not None:
+        return hit
+    res = evaluate_site(records, neighborhoods, candidates, pilot, indicator, p, population,
                         progress, adjacency, sampling)
-    return res.zones, res.to_dict()
+    answer = res.zones, res.to_dict()
+    result_cache.write_object(SITE_CACHE, key, answer)
+    return answer
+
+
+#: `geo_lead.result_cache` kind of `site`'s answers.
+SITE_CACHE = "site"
+#: The record columns `site` evaluates (with the indicator flag and the geometry): `SITE_COLUMNS`
+#: and those its steps read when present (frame weight, division, beat).
+SITE_MEMO_COLUMNS: tuple[str, ...] = ("incident_number", "occurred_at", "reported_at", "source", "source_file",
+                                      "neighborhood", "boundary_units", "weight", "division", "beat")
+
+
+@dataclass(frozen=True)
+class SiteMemoInputs:
+    """Everything `site`'s answer depends on (`site_key` hashes it)."""
+
+    records: pd.DataFrame
+    neighborhoods: gpd.GeoDataFrame
+    candidates: Sequence[str]
+    pilot: Sequence[str]
+    indicator: str
+    params: SiteParams
+    population: pd.Series | None
+    adjacency: Adjacency
+    sampling: frames.Frames | None
+
+
+def site_key(inp: SiteMemoInputs) -> str:
+    """sha256 of `inp`: the records' columns and index, the neighborhoods (every column, WKB),
+    candidates, pilot, indicator, every `SiteParams` field, population, adjacency, sampling
+    declarations, the package's code and the libraries' versions."""
+    from geo_lead import result_cache
+
+    records = inp.records
+    cols = [*records.columns]
+    pop = ("none" if inp.population is None else
+           result_cache.frame_digest(inp.population.rename("population").to_frame(), ["population"]))
+    adjacency = json.dumps({str(k): sorted(map(str, v)) for k, v in inp.adjacency.items()}, sort_keys=True)
+    return result_cache.digest([
+        SITE_CACHE, result_cache.code_version(), result_cache.settings_version(), _memo_libraries(),
+        result_cache.frame_digest(records, cols),
+        result_cache.frame_digest(inp.neighborhoods, list(inp.neighborhoods.columns)),
+        json.dumps([list(map(str, inp.candidates)), list(map(str, inp.pilot)), inp.indicator]),
+        repr(inp.params), pop, adjacency, repr(inp.sampling)])
+
+
+def _memo_libraries() -> str:
+    from geo_lead import result_cache
+
+    return result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj", "scipy",
+                                         "PuLP", "libpysal", "scikit-learn")
 
 
 def zones_layer(proj: gpd.GeoDataFrame, roles: list[tuple[str, Mapping[str, Any]]]) -> gpd.GeoDataFrame:

@@ -118,6 +118,29 @@ _GEOCODE_CACHE_DDL = f"""CREATE TABLE IF NOT EXISTS {GEOCODE_CACHE_TABLE} (fid I
 #: ``occurred_at`` values that start with a ``YYYY-MM`` month (`Store.iter_record_rows`).
 _ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
 
+#: Ingest's date format (`geo_lead.sources`: ``YYYY-MM-DDTHH:MM:SS``) as a GLOB.
+_ISO_SECONDS_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+
+
+def iso_date_sql(column: str) -> str:
+    """SQL truth of "`column` holds a date-time in ingest's ISO format that pandas reads".
+
+    The GLOB of the format, a year inside pandas' datetime range, and a real calendar date and
+    time (SQLite's ``datetime`` gives it back unchanged). Such values order as text as their
+    datetimes order, and their first four characters are the year, so MIN/MAX/GROUP BY on
+    them in SQL equal pandas on the parsed column.
+    """
+    spaced = f"replace({column}, 'T', ' ')"
+    return (f"({column} GLOB '{_ISO_SECONDS_GLOB}' AND substr({column}, 1, 4) BETWEEN '1678' AND '2261' "
+            f"AND datetime({spaced}) = {spaced})")
+
+
+def _report_date_sql() -> str:
+    """A record's report date as `geo_lead.frames.report_dates` takes it: ``reported_at``, else
+    ``occurred_at``, else NULL (ISO-format values only, `iso_date_sql`)."""
+    return (f"(CASE WHEN {iso_date_sql('reported_at')} THEN reported_at "
+            f"WHEN {iso_date_sql('occurred_at')} THEN occurred_at END)")
+
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
     'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]'
@@ -1074,6 +1097,93 @@ class Store:
             raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
         # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
         return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
+
+    # records: the all-record facts of the analysis stages, which read only the flagged
+    # records' rows (`geo_lead.analysis_reads`): counted here, never a million rows in pandas
+    def count_flagged(self, flag: str) -> int:
+        """Records whose indicator `flag` (one of `FLAG_COLUMNS`) is set: the rows
+        `flagged_records` reads (0 when the store has no such column)."""
+        if flag not in FLAG_COLUMNS:
+            raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
+        if "records" not in self.tables() or flag not in self.columns("records"):
+            return 0
+        return self.count("records", where=f'COALESCE("{flag}", 0) <> 0')
+
+    def division_counts(self) -> pd.DataFrame:
+        """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
+        ``neighborhood`` and a non-empty ``division`` (the table
+        `geo_lead.boundaries.division_majority` counts from a frame); needs both columns."""
+        rows = self.conn.execute(
+            "SELECT neighborhood, division, COUNT(*) FROM records "
+            "WHERE neighborhood <> '' AND division <> '' GROUP BY neighborhood, division").fetchall()
+        return pd.DataFrame(rows, columns=["neighborhood", "division", "n"]).astype({"n": "int64"})
+
+    def odd_record_dates(self) -> int:
+        """Records whose ``occurred_at`` or ``reported_at`` is neither NULL, empty nor in
+        ingest's ISO format (`iso_date_sql`). When 0, the date aggregates below equal what pandas
+        computes from the parsed columns; otherwise the caller reads the dates itself."""
+        have = set(self.columns("records")) if "records" in self.tables() else set()
+        terms = [f"NOT (COALESCE({c}, '') = '' OR {iso_date_sql(c)})" for c in ("occurred_at", "reported_at")
+                 if c in have]
+        return self.count("records", where=" OR ".join(terms)) if terms else 0
+
+    def records_by_file(self) -> pd.DataFrame:
+        """Per ``source_file`` and ``source`` (NULL read as ``(unknown)`` and ``""``): ``records``,
+        and ``first`` / ``last``, the least and greatest ``occurred_at`` in ingest's ISO format
+        (None when the group has none); exact for pandas only when `odd_record_dates` is 0."""
+        iso = iso_date_sql("occurred_at")
+        rows = self.conn.execute(
+            "SELECT COALESCE(source_file, '(unknown)'), COALESCE(source, ''), COUNT(*), "
+            f"MIN(CASE WHEN {iso} THEN occurred_at END), MAX(CASE WHEN {iso} THEN occurred_at END) "
+            "FROM records GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "source", "records", "first", "last"])
+
+    def occurred_year_counts(self) -> dict[int, int]:
+        """Records per calendar year of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`)."""
+        iso = iso_date_sql("occurred_at")
+        rows = self.conn.execute(
+            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COUNT(*) FROM records WHERE {iso} GROUP BY 1")
+        return {int(y): int(n) for y, n in rows.fetchall()}
+
+    def report_spans_by_year(self) -> pd.DataFrame:
+        """Per calendar year of ``occurred_at`` (``year``) and ``source_file`` (NULL read as ""):
+        ``first`` / ``last`` report date (``reported_at``, else ``occurred_at``) of its records,
+        as `geo_lead.frames.spans_from_records` takes them from a year's records; ISO-format
+        values only (see `odd_record_dates`)."""
+        occurred, reported = iso_date_sql("occurred_at"), iso_date_sql("reported_at")
+        when = f"CASE WHEN {reported} THEN reported_at ELSE occurred_at END"
+        rows = self.conn.execute(
+            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COALESCE(source_file, ''), MIN({when}), "
+            f"MAX({when}) FROM records WHERE {occurred} GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["year", "source_file", "first", "last"])
+
+    def report_spans_by_source_file(self) -> pd.DataFrame:
+        """Per ``source_file`` (NULL read as ""): ``first`` / ``last`` report date (``reported_at``,
+        else ``occurred_at``) of its records that have one; ISO-format values only (see
+        `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT COALESCE(source_file, ''), MIN({when}), MAX({when}) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "first", "last"])
+
+    def occurred_months(self) -> list[str]:
+        """The ``YYYY-MM`` months of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`), sorted."""
+        iso = iso_date_sql("occurred_at")
+        return [r[0] for r in self.conn.execute(
+            f"SELECT DISTINCT substr(occurred_at, 1, 7) FROM records WHERE {iso} ORDER BY 1")]
+
+    def report_year_source_counts(self) -> pd.DataFrame:
+        """``year``, ``source`` (NULL read as ""), ``records``: records per calendar year of their
+        report date (``reported_at``, else ``occurred_at``) and source; ISO-format values only
+        (see `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT CAST(substr({when}, 1, 4) AS INTEGER), COALESCE(source, ''), COUNT(*) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["year", "source", "records"])
 
     # the geocode cache (geo_lead.geocode.cache)
     def ensure_geocode_cache(self) -> None:

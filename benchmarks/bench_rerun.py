@@ -1,0 +1,221 @@
+"""Rerun benchmark: a `geo-lead run` that adds ONE real record, as a share of a full run.
+
+Issue 19's target: a rerun that adds one new record to the shipped data costs at most 35% of
+a full run. Every measured step is a fresh ``python -m geo_lead run`` subprocess (what a user
+waits for), timed by wall clock in this process.
+
+1. A fully cold run: the shipped data into a fresh store with an empty cache folder
+   (``GEO_LEAD_CACHE_DIR``: geocoder index and result cache built). It is also the warm-up.
+2. Full runs on a fresh store each, caches warm (``--repeats``, default 3). The first store
+   is the base of the reruns; the median is the denominator of the shares.
+3. The records to add are chosen from the 2023 sample by what the store says of them: a
+   scratch copy of the base ingests, geocodes and joins the whole 2023 file (one more run,
+   not timed), then for each kind the first record (file order) with its stored flag and
+   neighborhood: ``not_eligible`` (``lead_eligible`` false), ``eligible_outside``
+   (eligible, in a neighborhood outside the run's First Division: the ``scores`` layer's
+   ``in_area``), ``eligible_inside`` (eligible, inside it) -- a kind the file lacks is
+   skipped, never invented. ``LMPD23128332`` is preferred for ``eligible_outside`` (the
+   lead's reference measurement).
+4. Each kind, ``--repeats`` times: a copy of the base store and the result cache as the full
+   runs left it (so no repeat reuses what an earlier repeat computed), ``geo-lead run ONE.csv`` where
+   ONE.csv is the 2023 file's header + that one physical line (written to the work folder;
+   shipped files are never edited). Printed: wall seconds, share of the full run's median,
+   min/median/max, the stage seconds of the run's manifest row (``counts_json``), and
+   whether the target is met.
+
+usage::
+
+    python benchmarks/bench_rerun.py                    # 3 repeats of each
+    python benchmarks/bench_rerun.py --repeats 5 --work /tmp/rerun --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from geo_lead import settings  # noqa: E402
+
+#: Issue 19: a rerun adding one record costs at most this share of a full run.
+TARGET_SHARE = 0.35
+#: The 2023 sample the added records come from (not part of the shipped run's 2016-2019 files).
+SAMPLE_2023 = settings.DATA_ROOT / "data" / "lmpd" / "crime_data_2023_sample.csv"
+#: The lead's reference record for ``eligible_outside`` (row 832 of the 2023 sample).
+PREFERRED = {"eligible_outside": "LMPD23128332"}
+KINDS = ("not_eligible", "eligible_outside", "eligible_inside")
+#: Stages of the manifest row, in run order (``counts_json`` keys).
+STAGE_ORDER = ("ingest", "geocode", "join", "score", "hotspots", "site", "outputs")
+
+
+@dataclass
+class Timing:
+    """Wall seconds of one `geo-lead run` and the stage seconds its manifest row holds."""
+
+    wall_s: float
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GEO_LEAD_RESULT_CACHE_DIR", "GEO_LEAD_RESULT_CACHE")}
+    env["GEO_LEAD_CACHE_DIR"] = str(cache)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_cli(args: list[str], cache: Path) -> float:
+    """Wall seconds of ``python -m geo_lead ARGS`` (raises on a non-zero exit)."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "geo_lead", *args], env=_env(cache), cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"geo-lead {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+                         f"{done.stderr[-4000:]}")
+    return wall
+
+
+def stage_seconds(store_path: Path) -> dict[str, float]:
+    """``{stage: seconds}`` of the store's newest manifest row."""
+    import json
+
+    from geo_lead.store import opened
+
+    with opened(store_path, create=False) as store:
+        rows = store.read_runs(["counts_json"], limit=1)
+    counts = json.loads(rows[0][0]) if rows else {}
+    return {k: float(v["seconds"]) for k, v in counts.items() if isinstance(v, dict) and "seconds" in v}
+
+
+def timed_run(files: list[Path], store: Path, out: Path, cache: Path) -> Timing:
+    wall = run_cli(["run", *map(str, files), "--store", str(store), "--out", str(out)], cache)
+    return Timing(wall, stage_seconds(store))
+
+
+def first_division_units(store_path: Path) -> set[str]:
+    """The run's First Division: the ``scores`` layer's units with ``in_area``."""
+    import pyogrio
+
+    scores = pyogrio.read_dataframe(store_path, layer="scores", read_geometry=False)
+    return set(scores.loc[scores["in_area"].astype(bool), "neighborhood"].astype(str))
+
+
+def choose_records(base: Path, work: Path, cache: Path) -> dict[str, tuple[str, int]]:
+    """``{kind: (incident_number, source_line)}`` chosen by the stored flag and join (see the module doc)."""
+    from geo_lead.store import opened
+
+    scratch = work / "scratch.gpkg"
+    shutil.copy(base, scratch)
+    run_cli(["run", str(SAMPLE_2023), "--store", str(scratch), "--out", str(work / "out_scratch")], cache)
+    fd = first_division_units(base)
+    with opened(scratch, create=False) as store:
+        recs = store.read_records(["incident_number", "source_file", "source_line", "lead_eligible", "neighborhood"])
+    recs = recs[recs["source_file"].astype(str).str.endswith(SAMPLE_2023.name)].sort_values("source_line")
+    eligible = recs["lead_eligible"].fillna(False).astype(bool)
+    placed = recs["neighborhood"].notna() & (recs["neighborhood"].astype(str) != "")
+    inside = recs["neighborhood"].astype(str).isin(fd)
+    pools = {"not_eligible": recs[~eligible], "eligible_outside": recs[eligible & placed & ~inside],
+             "eligible_inside": recs[eligible & placed & inside]}
+    chosen: dict[str, tuple[str, int]] = {}
+    for kind, pool in pools.items():
+        if pool.empty:
+            print(f"  {kind}: no such record in {SAMPLE_2023.name}; skipped")
+            continue
+        want = pool[pool["incident_number"] == PREFERRED.get(kind)]
+        row = (want if len(want) else pool).iloc[0]
+        chosen[kind] = (str(row["incident_number"]), int(row["source_line"]))
+        print(f"  {kind}: {row['incident_number']} (line {int(row['source_line'])}, "
+              f"neighborhood {row['neighborhood']})")
+    return chosen
+
+
+def one_row_file(line_no: int, dest: Path) -> Path:
+    """The 2023 sample's header + its physical line `line_no` (1 = header) as `dest`."""
+    with SAMPLE_2023.open(newline="", encoding="utf-8") as fh:
+        lines = fh.readlines()
+    row = next(csv.reader([lines[line_no - 1]]))
+    if not row:
+        raise SystemExit(f"{SAMPLE_2023}: line {line_no} is empty")
+    dest.write_text(lines[0] + lines[line_no - 1].rstrip("\r\n") + "\n", encoding="utf-8")
+    return dest
+
+
+def spread(values: list[float]) -> str:
+    return f"min {min(values):6.2f}  median {statistics.median(values):6.2f}  max {max(values):6.2f}"
+
+
+def stage_line(timings: list[Timing]) -> str:
+    names = [s for s in STAGE_ORDER if any(s in t.stages for t in timings)]
+    return "  ".join(f"{s} {statistics.median(t.stages.get(s, 0.0) for t in timings):.2f}" for s in names)
+
+
+def report(label: str, timings: list[Timing], full_median: float | None) -> bool:
+    walls = [t.wall_s for t in timings]
+    print(f"{label:<18} wall s: " + " ".join(f"{w:6.2f}" for w in walls) + f"   ({spread(walls)})")
+    print(f"{'':<18} stage s (median): {stage_line(timings)}")
+    if full_median is None:
+        return True
+    shares = [w / full_median for w in walls]
+    ok = statistics.median(shares) <= TARGET_SHARE
+    print(f"{'':<18} share of the full run: " + " ".join(f"{s:6.1%}" for s in shares)
+          + f"   median {statistics.median(shares):.1%} -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}")
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_rerun_"))
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    print(f"geo_lead rerun benchmark: Python {platform.python_version()}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; work folder {work}")
+    try:
+        cold = timed_run([], work / "cold.gpkg", work / "out_cold", cache)
+        report("full, cold caches", [cold], None)
+        fulls = [timed_run([], work / f"full{i}.gpkg", work / f"out_full{i}", cache) for i in range(args.repeats)]
+        full_median = statistics.median(t.wall_s for t in fulls)
+        report("full, warm caches", fulls, None)
+        results = cache / "results"
+        snapshot = work / "results_after_full_runs"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        shutil.copytree(results, snapshot)
+        print("records added (from the stored flags and join of the 2023 sample):")
+        chosen = choose_records(work / "full0.gpkg", work, cache)
+        met = True
+        for kind, (_incident, line_no) in chosen.items():
+            one = one_row_file(line_no, work / f"one_{kind}.csv")
+            timings = []
+            for i in range(args.repeats):
+                store = work / f"rerun_{kind}{i}.gpkg"
+                shutil.copy(work / "full0.gpkg", store)
+                shutil.rmtree(results, ignore_errors=True)  # as the full runs left it: an
+                shutil.copytree(snapshot, results)  # earlier repeat's results are not reused
+                timings.append(timed_run([one], store, work / f"out_{kind}{i}", cache))
+            met &= report(f"+1 {kind}", timings, full_median)
+        print(f"target (every kind's median rerun <= {TARGET_SHARE:.0%} of the full run's median "
+              f"{full_median:.2f} s): {'met' if met else 'NOT met'}")
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
