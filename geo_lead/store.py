@@ -820,9 +820,11 @@ class Store:
             parts.append(np.array(rows, dtype=float).reshape(-1, 3))
         pts = np.concatenate(parts)
         pages = rtree_pages(pts[:, 0].astype(np.int64), pts[:, 1], pts[:, 2], int(row[0]))
-        for shadow, rows in (("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent)):
+        shadows: tuple[tuple[str, Iterable[tuple[int, Any]]], ...] = (
+            ("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent))
+        for shadow, shadow_rows in shadows:
             self.conn.execute(f'DELETE FROM "{rtree}_{shadow}"')
-            self.conn.executemany(f'INSERT INTO "{rtree}_{shadow}" VALUES (?, ?)', rows)
+            self.conn.executemany(f'INSERT INTO "{rtree}_{shadow}" VALUES (?, ?)', shadow_rows)
 
     def beat_check_counts(self) -> pd.DataFrame:
         """Placed records by (match_type, beat_check): columns match_type, beat_check, records."""
@@ -1385,13 +1387,32 @@ def point_blobs(lon: np.ndarray, lat: np.ndarray, srs_id: int = WGS84_SRS_ID) ->
 _RTREE_CELL = np.dtype([("id", ">i8"), ("minx", ">f4"), ("maxx", ">f4"), ("miny", ">f4"), ("maxy", ">f4")])
 
 
+class PairRows:
+    """Rows ``(a[i], b[i])`` of two integer arrays, made as they are iterated (`WRITE_CHUNK_ROWS`
+    at a time: a million leaf entries never exist as Python tuples at once); iterable again."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        if a.shape != b.shape:
+            raise ValueError(f"PairRows: arrays of shapes {a.shape} and {b.shape}")
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, len(self.a), WRITE_CHUNK_ROWS):
+            stop = start + WRITE_CHUNK_ROWS
+            yield from zip(self.a[start:stop].tolist(), self.b[start:stop].tolist(), strict=True)
+
+
 @dataclass(frozen=True)
 class RTreePages:
     """The rows of an RTree's three shadow tables (`rtree_pages`): ``node`` (nodeno, data),
-    ``rowid`` (rowid, leaf nodeno) and ``parent`` (nodeno, parent nodeno); node 1 is the root."""
+    ``rowid`` (rowid, leaf nodeno; one per point, so made as they are written: `PairRows`) and
+    ``parent`` (nodeno, parent nodeno); node 1 is the root."""
 
     node: list[tuple[int, bytes]]
-    rowid: list[tuple[int, int]]
+    rowid: PairRows
     parent: list[tuple[int, int]]
 
 
@@ -1441,7 +1462,7 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
     level["miny"], level["maxy"] = _f32_down(y[order]), _f32_up(y[order])
     node: list[tuple[int, bytes]] = []
     parent: list[tuple[int, int]] = []
-    rowid: list[tuple[int, int]] = []
+    rowid = PairRows(np.zeros(0, np.int64), np.zeros(0, np.int64))
     next_no, depth = 2, 0
     while True:
         k = max(1, -(-len(level) // per_node))  # nodes on this level
@@ -1455,7 +1476,7 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
         node.extend(zip(numbers.tolist(), _node_blobs(cells, counts, node_bytes, depth if root else 0), strict=True))
         owner = np.repeat(numbers, counts)
         if depth == 0:
-            rowid = list(zip(level["id"].tolist(), owner.tolist(), strict=True))
+            rowid = PairRows(level["id"].astype(np.int64), owner.astype(np.int64))
         else:
             parent.extend(zip(level["id"].tolist(), owner.tolist(), strict=True))
         if root:
