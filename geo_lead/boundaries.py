@@ -169,8 +169,14 @@ def division_majority(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) ->
         Ties go to the alphabetically first division (deterministic).
     """
     r = records[(records["neighborhood"].fillna("") != "") & (records["division"].fillna("") != "")]
-    table = r.groupby(["neighborhood", "division"]).size().rename("n").reset_index()
-    table = table.sort_values(["neighborhood", "n", "division"], ascending=[True, False, True])
+    return majority_of_counts(r.groupby(["neighborhood", "division"]).size().rename("n").reset_index(),
+                              neighborhoods)
+
+
+def majority_of_counts(counts: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) -> pd.DataFrame:
+    """`division_majority` from its counts already made: ``neighborhood``, ``division``, ``n``
+    (records per non-empty pair, e.g. `geo_lead.store.Store.division_counts`)."""
+    table = counts.sort_values(["neighborhood", "n", "division"], ascending=[True, False, True])
     top = table.drop_duplicates("neighborhood").set_index("neighborhood")
     totals = table.groupby("neighborhood")["n"].sum()
     names = neighborhoods["NH_NAME"]
@@ -182,13 +188,15 @@ def division_majority(records: pd.DataFrame, neighborhoods: gpd.GeoDataFrame) ->
 
 
 def first_division_members(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame | None = None,
-                           min_records: int = settings.DIVISION_MIN_RECORDS) -> pd.DataFrame:
+                           min_records: int = settings.DIVISION_MIN_RECORDS,
+                           counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Decide which units form the First Division.
 
     A unit with at least `min_records` geocoded records carrying a division belongs when
     ``1ST DIVISION`` holds the most of them; any other unit (and every unit when `records`
     is None, i.e. before geocoding) belongs when LMPD's description names it
-    (``settings.FIRST_DIVISION_DESCRIBED``).
+    (``settings.FIRST_DIVISION_DESCRIBED``). `counts`: the records' (neighborhood, division)
+    pairs already counted (`majority_of_counts`), used instead of `records`.
 
     Returns
     -------
@@ -197,7 +205,9 @@ def first_division_members(neighborhoods: gpd.GeoDataFrame, records: pd.DataFram
         (``records`` / ``description``).
     """
     described = neighborhoods["NH_NAME"].isin(settings.FIRST_DIVISION_DESCRIBED)
-    if records is None or records.empty:
+    if counts is not None and not counts.empty:  # the records' pairs counted already
+        maj = majority_of_counts(counts, neighborhoods)
+    elif counts is not None or records is None or records.empty:
         maj = pd.DataFrame({"NH_NAME": neighborhoods["NH_NAME"], "n_records": 0, "division": "",
                             "share": float("nan")}, index=neighborhoods.index)
     else:

@@ -184,7 +184,10 @@ def site_for_year(year: int, result: Any) -> YearSite:
 
 # --- the store edges ------------------------------------------------------------------------
 def _read(store: Store, indicator: str, records: Any = None) -> Any:
-    """The store's records as points with a frame ``weight`` (`records`: already read)."""
+    """The store's records as points with a frame ``weight`` (`records`: already read).
+
+    Read here: only the records `indicator` flags when that is exact (`_read_frame`); the
+    facts of the others come from the store (`_years`, `_year_sampling`)."""
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
     from geo_lead.hotspots import records_from_store
@@ -195,10 +198,68 @@ def _read(store: Store, indicator: str, records: Any = None) -> Any:
     have = set(store.columns("records"))
     if indicator not in have:
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
-    recs = records_from_store(store, load_neighborhoods(), [c for c in cols if c in have], records=records)
+    cols = [c for c in cols if c in have]
+    if records is None:
+        records = _read_frame(store, cols, indicator)
+    recs = records_from_store(store, load_neighborhoods(), cols, records=records)
     if "weight" not in recs:
         recs = attach_weights(store, recs.copy())
     return recs
+
+
+def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
+    """`columns` of the records as points with their frame ``weight`` (`spatial_join.records_gdf`'s
+    frame): only the flagged ones when `analysis_reads.read_analysis_points` reads only them
+    and every year of data has a flagged point (siting a year without one fails with the
+    message a full read gives); else every record."""
+    from geo_lead.analysis_reads import read_analysis_points
+    from geo_lead.spatial_join import records_gdf
+
+    points = read_analysis_points(store, columns, indicator)
+    if len(points) < store.count("records") and not set(store_data_years(store)) <= _point_years(points, indicator):
+        points = records_gdf(store, list(columns))
+    return points
+
+
+def _point_years(frame: pd.DataFrame, indicator: str) -> set[int]:
+    """Calendar years of the flagged records of `frame` that have a point."""
+    flag = frame[indicator].fillna(False).astype(bool)
+    placed = pd.to_numeric(frame["lon"], errors="coerce").notna() & pd.to_numeric(frame["lat"], errors="coerce").notna()
+    years = pd.to_datetime(frame.loc[flag & placed, "occurred_at"], errors="coerce", format="ISO8601").dt.year
+    return {int(y) for y in years.dropna().unique()}
+
+
+def store_data_years(store: Store, min_records: int = MIN_RECORDS_PER_YEAR) -> list[int]:
+    """`data_years` of every stored record, counted in the store (ISO-text dates:
+    `Store.odd_record_dates`)."""
+    return sorted(y for y, n in store.occurred_year_counts().items() if n >= min_records)
+
+
+def _holds_every_record(store: Store, recs: pd.DataFrame) -> bool:
+    return len(recs) >= store.count("records")
+
+
+def _years(store: Store, recs: pd.DataFrame, years: Sequence[int] | None) -> list[int]:
+    """`years`, else the years of data: of `recs` when it holds every record, else of the store."""
+    if years:
+        return list(years)
+    return data_years(recs) if _holds_every_record(store, recs) else store_data_years(store)
+
+
+def _year_sampling(store: Store, recs: pd.DataFrame) -> dict[int, Any] | None:
+    """Per year, the report-date spans of all its records per file as `frames.Frames`: what
+    `siting.compute_site` takes the months of data from when given a year's records alone
+    (`frames.spans_from_records` of them). None when `recs` holds every record (compute_site
+    then takes the spans from the year's records, as always)."""
+    if _holds_every_record(store, recs):
+        return None
+    from geo_lead.frames import FileFrame, Frames
+
+    out: dict[int, Any] = {}
+    for row in store.report_spans_by_year().itertuples(index=False):
+        out.setdefault(int(row.year), Frames()).files.append(
+            FileFrame("", str(row.source_file), "", 1.0, (int(row.year),), str(row.first), str(row.last)))
+    return out
 
 
 def score_by_year_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
@@ -217,7 +278,7 @@ def score_by_year_store(store: Store, indicator: str = "lead_eligible", area: st
     nh = load_neighborhoods()
     population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
     fd = first_division_for_store(store, nh, records=recs) if area == "first-division" else None
-    yrs = list(years) if years else data_years(recs)
+    yrs = _years(store, recs, years)
     sampling = load_frames(store)
     out = ByYearResult(indicator=indicator, area=area, years=yrs)
     flagged = recs[indicator].fillna(False).astype(bool)
@@ -239,18 +300,21 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
     instead of an entry.
     """
     from geo_lead.boundaries import load_neighborhoods
+    from geo_lead.frames import Frames
     from geo_lead.siting import compute_site
     from geo_lead.zones_milp import stored_queen_adjacency
 
     recs = _read(store, indicator, records)
-    yrs = list(years) if years else data_years(recs)
+    yrs = _years(store, recs, years)
+    spans = _year_sampling(store, recs) if "sampling" not in params else None
     out = ByYearResult(indicator=indicator, area=area, years=yrs)
     if params.get("adjacency") is None:  # the same for every year: read once
         params["adjacency"] = stored_queen_adjacency(store, load_neighborhoods())
     for y in yrs:
+        year_spans = {} if spans is None else {"sampling": spans.get(y, Frames())}
         try:
             _layer, res = compute_site(store, indicator=indicator, area=area, records=recs[year_mask(recs, y)],
-                                       **params)
+                                       **year_spans, **params)
         except GeoLeadError as exc:
             out.notes.append(f"{y}: not sited ({exc})")
             continue

@@ -38,28 +38,30 @@ def derive_first_division(store: Store, neighborhoods: gpd.GeoDataFrame,
                           records: pd.DataFrame | None = None) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     """First Division from a store's joined records (or LMPD's description before geocoding).
 
-    `records`: every stored record's ``neighborhood`` and ``division``, already read (e.g.
-    `geo_lead.pipeline.analysis_records`); used instead of reading them again when they hold
-    the current join (as `_join_current` checks on the store), else ignored.
+    `records`: every stored record's ``neighborhood`` and ``division``, already read; used
+    when they hold the current join of every stored record (`_given_join_current`), else
+    ignored (e.g. the flagged records `geo_lead.pipeline.analysis_records` reads). With the
+    store's join current the pairs are counted in the store (`Store.division_counts`), else
+    the points are joined in memory.
 
     Returns the feature and the per-unit membership table (`first_division_members`).
     """
     cols = set(store.columns("records"))
     given = records
-    records = None
+    records = counts = None
     if given is not None and {"lon", "lat", "division"} <= cols and _given_join_current(store, neighborhoods, given):
-        # Same values the read below would give, without a second read (and scan) of the store.
+        # Same values the count below would give, without a scan of the store.
         records = pd.DataFrame({"neighborhood": given["neighborhood"].fillna(""), "division": given["division"]})
     elif {"lon", "lat", "division"} <= cols and _join_current(store, neighborhoods, cols):
         # The store's `neighborhood` column is the join of these very neighborhoods for every
-        # record: read it instead of joining a million points again (same values).
-        records = store.read_records(["neighborhood", "division"])
-        records["neighborhood"] = records["neighborhood"].fillna("")
+        # record: count its (neighborhood, division) pairs there instead of joining a million
+        # points again or reading them (same counts).
+        counts = store.division_counts()
     elif {"lon", "lat", "division"} <= cols:
         # Join in memory: the store's `neighborhood` column may be stale or not written yet.
         pts = points_from_lonlat(store.read_records(["lon", "lat", "division"]))
         records = pd.DataFrame(join_records(pts, neighborhoods.to_crs(pts.crs))[["neighborhood", "division"]])
-    members = first_division_members(neighborhoods, records)
+    members = first_division_members(neighborhoods, records, counts=counts)
     method = METHOD_RECORDS if (members["basis"] == "records").any() else METHOD_FALLBACK
     return build_first_division(neighborhoods, members, method), members
 

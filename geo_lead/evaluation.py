@@ -162,6 +162,68 @@ def group_shares(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequen
 
 
 # --- step 2: monthly series ---------------------------------------------------------------
+@dataclass(frozen=True)
+class OtherRecords:
+    """What the monthly series needs of every record when it is given only the flagged ones
+    (issue 19), counted in the store (`Store.report_spans_by_source_file`,
+    `Store.occurred_months`): see `others_of_store`."""
+
+    left_out: int  #: records not given (all unflagged)
+    file_spans: tuple[tuple[str, str], ...]  #: per source file: first and last report date of every record
+    months: tuple[str, ...]  #: ``YYYY-MM`` of every record's occurrence date
+
+    def covered_months(self) -> pd.PeriodIndex:
+        """`covered_months` of every record."""
+        months: set[pd.Period] = set()
+        for first, last in self.file_spans:
+            months.update(pd.period_range(pd.Timestamp(first).to_period("M"), pd.Timestamp(last).to_period("M"),
+                                          freq="M"))
+        return pd.PeriodIndex(sorted(months), freq="M")
+
+    def data_months(self) -> set[pd.Period]:
+        """Months in which some record occurred."""
+        return {pd.Period(m, freq="M") for m in self.months}
+
+
+def others_of_store(store: Store, records: pd.DataFrame) -> OtherRecords:
+    """`OtherRecords` of `store` for `records` (a subset of its records; every stored date ISO
+    text: `Store.odd_record_dates`)."""
+    spans = store.report_spans_by_source_file()
+    return OtherRecords(max(store.count("records") - len(records), 0),
+                        tuple(zip(spans["first"], spans["last"], strict=True)), tuple(store.occurred_months()))
+
+
+def store_sample_fractions_text(store: Store) -> str:
+    """`sample_fractions_text` of every stored record, from their count per report year and
+    source (`Store.report_year_source_counts`) and the frames' weights."""
+    from geo_lead.frames import load_frames
+
+    table = load_frames(store).frames()
+    weight = {(fr.source, fr.year): 1.0 / fr.fraction for fr in table}
+    counts = store.report_year_source_counts()
+    parts = []
+    for year, group in counts.groupby("year"):
+        w = group["source"].map(lambda src, y=int(year): weight.get((str(src), y), 1.0)).to_numpy(float)
+        med = weighted_median(w, group["records"].to_numpy(int))
+        if med > 0:
+            parts.append(f"{int(year)} {1.0 / med:.3f}")
+    return ", ".join(parts)
+
+
+def weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """The median of `values` each repeated `counts` times (pandas' median of that series: the
+    middle value, or the mean of the two middle ones)."""
+    order = np.argsort(values, kind="stable")
+    v, c = np.asarray(values, float)[order], np.asarray(counts, int)[order]
+    n = int(c.sum())
+    if n <= 0:
+        raise ValueError("weighted_median of no values")
+    ends = np.cumsum(c)
+    lo, hi = v[np.searchsorted(ends, (n - 1) // 2, side="right")], v[np.searchsorted(ends, n // 2, side="right")]
+    return float(lo) if lo == hi else float(np.mean([lo, hi]))
+
+
+
 def parse_start(text: str) -> pd.Timestamp:
     """``YYYY-MM-DD`` -> a timestamp, or a GeoLeadError saying what to type."""
     from datetime import datetime
@@ -178,7 +240,8 @@ def parse_start(text: str) -> pd.Timestamp:
 
 def monthly_series(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequence[str],
                    pilot_start: str, indicator: str = "lead_eligible",
-                   shares: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                   shares: pd.DataFrame | None = None,
+                   others: OtherRecords | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Weighted indicator records per calendar month in each group, with their period.
 
     Parameters
@@ -193,6 +256,10 @@ def monthly_series(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequ
         First day of the pilot (YYYY-MM-DD).
     shares
         ``row, unit, share`` (see `group_shares`).
+    others
+        When `records` are only the flagged ones: what the series needs of every record,
+        counted in the store (`OtherRecords`); its covered months and months with data then
+        replace those of `records`, and its left-out records count as not flagged.
 
     Returns
     -------
@@ -213,8 +280,8 @@ def monthly_series(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequ
     flagged = records[indicator].fillna(False).astype(bool)
     located = _located(records)
     dated = when.notna()
-    covered = covered_months(records, when)
-    with_data = set(month[dated].unique())
+    covered = covered_months(records, when) if others is None else others.covered_months()
+    with_data = set(month[dated].unique()) if others is None else others.data_months()
     months = pd.PeriodIndex([m for m in covered if m in with_data], freq="M")
     gaps = [str(m) for m in covered if m not in with_data]
     in_cover = month.isin(months)
@@ -237,7 +304,8 @@ def monthly_series(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequ
     period_of = pd.Series(np.where(m_kept < start_month, "before", np.where(
         m_kept > start_month, "after", "after" if start.day == 1 else "transition")), index=kept.index)
     acc: dict[str, Any] = {
-        "records_in": len(records), "not_flagged": int((~flagged).sum()),
+        "records_in": len(records) + (others.left_out if others else 0),
+        "not_flagged": int((~flagged).sum()) + (others.left_out if others else 0),
         "undated": int((flagged & ~dated).sum()), "not_geocoded": int((flagged & dated & ~located).sum()),
         "outside_covered_months": int(outside.sum()),
         "placed": int(keep.sum()),
@@ -340,7 +408,7 @@ def _contrast(against: str, estimate: float | None, reps: np.ndarray, level: flo
 # --- the whole answer ---------------------------------------------------------------------
 def evaluate(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequence[str],
              params: EvaluationParams | None = None, shares: pd.DataFrame | None = None,
-             context: dict[str, Any] | None = None) -> EvaluationResult:
+             context: dict[str, Any] | None = None, others: OtherRecords | None = None) -> EvaluationResult:
     """Before/after the pilot start: monthly series, DiD and its block-bootstrap interval.
 
     Parameters
@@ -357,6 +425,8 @@ def evaluate(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequence[s
         What `limits` says about the comparison area: ``comparison_balanced`` (bool),
         ``comparison_max_smd``, ``balance_rule``, ``comparison_chosen_on`` (text), and
         ``sample_fractions`` (text), when known.
+    others
+        See `monthly_series` (`records` holds only the flagged records).
 
     Returns
     -------
@@ -373,7 +443,7 @@ def evaluate(records: pd.DataFrame, pilot: Sequence[str], comparison: Sequence[s
     if not pilot or not comparison:
         raise GeoLeadError("the evaluation needs a pilot zone and a comparison area; run `geo-lead site` "
                            "first (it stores both) or pass --comparison NAMES")
-    series, acc = monthly_series(records, pilot, comparison, p.pilot_start, p.indicator, shares)
+    series, acc = monthly_series(records, pilot, comparison, p.pilot_start, p.indicator, shares, others)
     before, after = series[series["period"] == "before"], series[series["period"] == "after"]
     if len(before) < p.min_months or len(after) < p.min_months:
         span = f"{series.index[0]} .. {series.index[-1]}" if len(series) else "no dated records"
@@ -515,11 +585,20 @@ def evaluate_store(store: Store, params: EvaluationParams | None = None,
         raise GeoLeadError(f"{store.path}: no comparison area stored; run `geo-lead site` first "
                            "(it stores one) or pass --comparison NAME,NAME")
     cols = list(dict.fromkeys([*EVALUATION_COLUMNS, p.indicator]))
+    if records is None:  # only the flagged records when exact; the others counted in the store
+        from geo_lead.analysis_reads import read_analysis_points
+
+        records = read_analysis_points(store, cols, p.indicator)
     recs = records_from_store(store, load_neighborhoods(), cols, records=records)
     if "weight" not in recs:
         recs = attach_weights(store, recs.copy())
-    ctx["sample_fractions"] = sample_fractions_text(recs)
-    return evaluate(recs, pilot, comp, p, shares=unit_shares(recs, rule), context=ctx)
+    others = None
+    if len(recs) < store.count("records"):
+        others = others_of_store(store, recs)
+        ctx["sample_fractions"] = store_sample_fractions_text(store)
+    else:
+        ctx["sample_fractions"] = sample_fractions_text(recs)
+    return evaluate(recs, pilot, comp, p, shares=unit_shares(recs, rule), context=ctx, others=others)
 
 
 def format_evaluation(result: EvaluationResult) -> str:

@@ -15,6 +15,7 @@ elements that draw them are in `geo_lead.map_elements`; `geo_lead.maps` assemble
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,27 +274,70 @@ def aggregate_points(records: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def point_record_counts(records: pd.DataFrame | None) -> np.ndarray:
+    """Records per geocoded point, largest first: `aggregate_points`' ``n`` column, counted
+    without the addresses and offence mix (int64; empty without coordinates)."""
+    if records is None or len(records) == 0 or not {"lon", "lat"} <= set(records.columns):
+        return np.zeros(0, dtype=np.int64)
+    lon = pd.to_numeric(records["lon"], errors="coerce")
+    lat = pd.to_numeric(records["lat"], errors="coerce")
+    ok = (lon.notna() & lat.notna()).to_numpy(bool)
+    frame = pd.DataFrame({"lon": lon[ok].round(COORD_DECIMALS), "lat": lat[ok].round(COORD_DECIMALS)})
+    counts = frame.groupby(["lon", "lat"], sort=False).size().to_numpy(np.int64)
+    return -np.sort(-counts)
+
+
+def _ranked_values(frame: pd.DataFrame, keys: list[str], col: str,
+                   k: int) -> tuple[pd.MultiIndex, np.ndarray, np.ndarray, np.ndarray]:
+    """The `k` most common non-empty values of `col` per group of `keys`, by column arrays.
+
+    Returns ``(groups, group, value, count)``: ``groups`` the distinct key tuples in order of
+    first appearance in `frame`; then one entry per kept (group, value) pair, sorted by group
+    position, count descending, value ascending (code-point order): ``group`` positions into
+    ``groups``, ``value`` the values (object array of str), ``count`` their counts (int64).
+    """
+    gcodes = frame.groupby(keys, sort=False).ngroup().to_numpy(np.int64)
+    firsts = np.unique(gcodes, return_index=True)[1]
+    groups = pd.MultiIndex.from_arrays([frame[c].to_numpy()[firsts] for c in keys], names=keys)
+    text = frame[col]
+    keep = (text != "").to_numpy(dtype=bool, na_value=False)
+    vcodes, uniques = pd.factorize(text[keep])
+    texts = np.asarray(uniques, dtype=object)
+    order = np.asarray(sorted(range(len(texts)), key=texts.__getitem__), dtype=np.int64)
+    rank = np.empty(len(texts), dtype=np.int64)
+    rank[order] = np.arange(len(texts))
+    width = max(len(texts), 1)
+    pairs, count = np.unique(gcodes[keep] * width + rank[vcodes], return_counts=True)
+    group, vrank = np.divmod(pairs, width)
+    sort = np.lexsort((vrank, -count, group))
+    group, vrank, count = group[sort], vrank[sort], count[sort]
+    first = np.r_[True, group[1:] != group[:-1]] if len(group) else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(len(group)), 0)) if len(group) else group
+    top = (np.arange(len(group)) - start) < k
+    return groups, group[top], texts[order][vrank[top]], count[top]
+
+
 def _group_mode(frame: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
-    """Most common non-empty value of `col` per group (ties: first in sort order); '' if none."""
-    sub = frame[frame[col] != ""]
-    counts = sub.groupby([*keys, col], sort=False).size().rename("_c").reset_index()
-    counts = counts.sort_values(["_c", col], ascending=[False, True], kind="stable")
-    best = counts.drop_duplicates(keys).set_index(keys)[col]
-    index = frame.groupby(keys, sort=False).size().index
-    return best.reindex(index).fillna("")
+    """Most common non-empty value of `col` per group (ties: first in sort order); '' if none.
+
+    Indexed by the groups in order of first appearance in `frame`.
+    """
+    groups, group, values, _ = _ranked_values(frame, keys, col, 1)
+    out = np.full(len(groups), "", dtype=object)
+    out[group] = values
+    return pd.Series(out, index=groups, name=col)
 
 
 def _group_top(frame: pd.DataFrame, keys: list[str], col: str, k: int) -> pd.Series:
-    """The `k` most common non-empty values of `col` per group as [(value, count), ...]."""
-    sub = frame[frame[col] != ""]
-    if sub.empty:
+    """The `k` most common non-empty values of `col` per group as [(value, count), ...].
+
+    Indexed by the groups that have one (empty when none has).
+    """
+    groups, group, values, count = _ranked_values(frame, keys, col, k)
+    if not len(group):
         return pd.Series(dtype=object)
-    counts = sub.groupby([*keys, col], sort=False).size().rename("_c").reset_index()
-    counts = counts.sort_values(["_c", col], ascending=[False, True], kind="stable")
-    counts = counts.groupby(keys, sort=False).head(k)
-    pairs = list(zip(counts[col], counts["_c"].astype(int), strict=True))
-    counts = counts.assign(_p=pairs)
-    return counts.groupby(keys, sort=False)["_p"].agg(list)
+    firsts, lists = _runs(group, list(zip(values.tolist(), count.tolist(), strict=True)))
+    return pd.Series(lists, index=groups[np.asarray(firsts, dtype=np.int64)], dtype=object)
 
 
 def _mode(s: pd.Series) -> str:
@@ -313,17 +357,42 @@ def point_rows(points: pd.DataFrame) -> dict[str, Any]:
         already-escaped pieces and integers only.
     """
     flags = [f for f in MIX_FLAGS if f in points]
+    n = len(points)
+    blank = [""] * n
+    mt_text = _escape_each(points["match_type"].tolist() if "match_type" in points else blank, capped=False)
     mts: dict[str, int] = {}
+    mt_codes = [mts.setdefault(t, len(mts)) for t in mt_text]
+    # free text is capped (`cap_text`): one record's 10 MB description cannot bloat a page
+    addresses = _escape_each(points["address"].tolist() if "address" in points else blank, capped=True)
+    tops = points["offences"].tolist() if "offences" in points else [None] * n
+    pairs = [p for top in tops for p in (top or [])]
     offs: dict[str, int] = {}
-    rows = []
-    for r in points.to_dict("records"):
-        mt = mts.setdefault(esc(r.get("match_type", "")), len(mts))
-        # free text is capped (`cap_text`): one record's 10 MB description cannot bloat a page
-        top = [[offs.setdefault(esc(cap_text(t)), len(offs)), int(c)] for t, c in (r.get("offences") or [])]
-        rows.append([float(r["lat"]), float(r["lon"]), int(r["n"]), esc(cap_text(r.get("address", ""))), mt,
-                     [int(r[f]) for f in flags], top])
+    codes = [offs.setdefault(t, len(offs)) for t in _escape_each([t for t, _ in pairs], capped=True)]
+    flat = [[code, int(c)] for code, (_, c) in zip(codes, pairs, strict=True)]
+    ends = np.cumsum([len(top or []) for top in tops]).tolist()
+    counts = (np.column_stack([points[f].to_numpy() for f in flags]).astype(np.int64).tolist() if flags
+              else [[] for _ in range(n)])
+    rows = [[la, lo, k, ad, mt, fl, flat[end - len(top or []):end]]
+            for la, lo, k, ad, mt, fl, top, end in zip(
+                points["lat"].to_numpy(float).tolist(), points["lon"].to_numpy(float).tolist(),
+                points["n"].to_numpy(np.int64).tolist(), addresses, mt_codes, counts, tops, ends, strict=True)]
     return {"rows": rows, "match_types": list(mts), "flags": [esc(f.replace("_", " ")) for f in flags],
             "offences": list(offs)}
+
+
+def _escape_each(values: list[Any], capped: bool) -> list[str]:
+    """`esc` (of `cap_text` when `capped`) of each value; computed once per distinct text."""
+    memo: dict[str, str] = {}
+    out = []
+    for v in values:
+        if type(v) is str and v in memo:
+            out.append(memo[v])
+            continue
+        text = esc(cap_text(v)) if capped else esc(v)
+        if type(v) is str:
+            memo[v] = text
+        out.append(text)
+    return out
 
 
 def _weighted(value: Any) -> str:
@@ -535,6 +604,14 @@ def _record_units(records: pd.DataFrame, frame: pd.DataFrame, areas: gpd.GeoData
     return units.drop(columns=["boundary_units"], errors="ignore")
 
 
+def _month_labels(when: pd.Series) -> pd.Series:
+    """``YYYY-MM`` of each timestamp (as ``dt.strftime("%Y-%m")``, formatted once per month)."""
+    ym = (when.dt.year * 100 + when.dt.month).to_numpy(np.int64)
+    codes, months = pd.factorize(ym)
+    labels = np.asarray([f"{v // 100:04d}-{v % 100:02d}" for v in months.tolist()], dtype=object)
+    return pd.Series(labels[codes], index=when.index, dtype=object)
+
+
 def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame, name_col: str = "NH_NAME",
                    rule: str = settings.BOUNDARY_RULE) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """Records -> months, weighted counts per (month, area) and record counts per (month, point).
@@ -564,7 +641,7 @@ def monthly_counts(records: pd.DataFrame, areas: gpd.GeoDataFrame, name_col: str
     lon = pd.to_numeric(records.get("lon", missing), errors="coerce")
     lat = pd.to_numeric(records.get("lat", missing), errors="coerce")
     ok = when.notna() & lon.notna() & lat.notna()
-    frame = pd.DataFrame({"month": when[ok].dt.strftime("%Y-%m"),
+    frame = pd.DataFrame({"month": _month_labels(when[ok]),
                           "lon": lon[ok].round(COORD_DECIMALS), "lat": lat[ok].round(COORD_DECIMALS),
                           "address": records.loc[ok, "address_raw"].fillna("").astype(str)
                           if "address_raw" in records else ""})
@@ -834,17 +911,35 @@ def _count_value(n: float) -> float:
 
 
 def _point_table(point_counts: pd.DataFrame, months: list[str]) -> tuple[list[list[Any]], dict[str, list[list[int]]]]:
-    """One table of points, then per month [point index, records] pairs: a small page."""
-    pt_index: dict[tuple[float, float], int] = {}
-    table: list[list[Any]] = []
+    """One table of points, then per month [point index, records] pairs: a small page.
+
+    Points are numbered in order of first appearance in `point_counts`; each month's pairs
+    keep `point_counts`' row order.
+    """
     by_month: dict[str, list[list[int]]] = {mo: [] for mo in months}
-    for r in point_counts.itertuples(index=False):
-        key = (float(r.lat), float(r.lon))
-        if key not in pt_index:
-            pt_index[key] = len(table)
-            table.append([key[0], key[1], esc(cap_text(r.address)) or "geocoded point"])
-        by_month[r.month].append([pt_index[key], int(r.n)])
+    if not len(point_counts):
+        return [], by_month
+    lat = point_counts["lat"].to_numpy(float)
+    lon = point_counts["lon"].to_numpy(float)
+    codes = pd.DataFrame({"lat": lat, "lon": lon}).groupby(["lat", "lon"], sort=False).ngroup().to_numpy(np.int64)
+    firsts = np.unique(codes, return_index=True)[1]
+    address = point_counts["address"].to_numpy(dtype=object)[firsts]
+    table = [[la, lo, esc(cap_text(ad)) or "geocoded point"]
+             for la, lo, ad in zip(lat[firsts].tolist(), lon[firsts].tolist(), address.tolist(), strict=True)]
+    month = point_counts["month"].to_numpy(dtype=object)
+    pairs = np.column_stack([codes, point_counts["n"].to_numpy(np.int64)]).tolist()
+    for mo, rows in zip(*_runs(month, pairs), strict=True):
+        by_month[mo].extend(rows)
     return table, by_month
+
+
+def _runs(keys: np.ndarray, rows: list[Any]) -> tuple[list[Any], list[list[Any]]]:
+    """`rows` cut into runs of equal consecutive `keys`: (the run keys, the runs)."""
+    if not len(rows):
+        return [], []
+    cuts = (np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist()
+    bounds = [0, *cuts, len(rows)]
+    return [keys[i] for i in bounds[:-1]], [rows[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _timeline_notes(months: list[str], mapped: int, n_records: int) -> list[str]:

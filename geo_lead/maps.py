@@ -16,6 +16,7 @@ page needs are Leaflet and Leaflet.markercluster (vendored in ``geo_lead/static`
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -241,7 +242,8 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
         When the stored scores, hot spots and site result were made with different
         parameters (the message says what to rerun); nothing is written.
     """
-    from geo_lead.offline import save_map
+    from geo_lead.offline import render_map
+    from geo_lead.page_reuse import write_if_changed
     from geo_lead.parameters import consistent_parameters, describe
 
     params = consistent_parameters(stored_parameters(store), "maps")
@@ -263,12 +265,59 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
                            first_division=ctx["first_division"])
     rule = str((params or {}).get("boundary_rule") or settings.BOUNDARY_RULE)
     paths: dict[str, Path] = {}
+    site_data = (layers.scores, layers.kde, layers.gistar, layers.zones, records, layers.gistar_grid,
+                 layers.neighborhoods, layers.first_division, notes, line)
+    timeline_data = (records, areas, name_col, notes, line, rule)
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
-        site = build_site_map(layers, tiles=with_tiles, notes=notes, parameters=line)
-        monthly = build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
-                                     parameters=line, rule=rule)
-        for name, page in (("site_selection", site), ("timeline", monthly)):
-            paths[name + suffix] = save_map(page, out_dir / f"{name}{suffix}.html", offline=offline)
+
+        def site(with_tiles: bool = with_tiles) -> str:
+            return render_map(build_site_map(layers, tiles=with_tiles, notes=notes, parameters=line), offline)
+
+        def monthly(with_tiles: bool = with_tiles) -> str:
+            return render_map(build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
+                                                 parameters=line, rule=rule), offline)
+
+        for name, render, data in (("site_selection", site, site_data), ("timeline", monthly, timeline_data)):
+            path = out_dir / f"{name}{suffix}.html"
+            write_if_changed(path, page_key(name, with_tiles, offline, *data), render)
+            paths[name + suffix] = path
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+#: Modules whose source is in every map page's key (what reads, lays out, draws and writes).
+MAP_SOURCES: tuple[str, ...] = ("maps.py", "map_data.py", "map_layers.py", "map_elements.py", "cartography.py",
+                                "offline.py", "outputs.py", "settings.py", "allocation.py", "page_reuse.py",
+                                "figure_cache.py")
+#: Distributions whose versions are in every map page's key.
+MAP_LIBRARIES: tuple[str, ...] = ("folium", "branca", "jinja2", "markupsafe", "geopandas", "shapely", "pyproj",
+                                  "numpy", "pandas")
+
+
+@functools.cache
+def map_code_version() -> str:
+    """sha256 of `MAP_SOURCES`, every file under ``geo_lead/static`` (the pages' scripts, styles
+    and the vendored Leaflet they inline) and the versions of `MAP_LIBRARIES`."""
+    from geo_lead import result_cache
+
+    static = sorted(p for p in (settings.PACKAGE_DIR / "static").rglob("*") if p.is_file())
+    parts: list[bytes | str] = [result_cache.source_version(*(settings.PACKAGE_DIR / f for f in MAP_SOURCES)),
+                                result_cache.library_versions(*MAP_LIBRARIES)]
+    for path in static:
+        parts += [path.relative_to(settings.PACKAGE_DIR).as_posix(), path.read_bytes()]
+    return result_cache.digest(parts)
+
+
+def page_key(name: str, *data: Any) -> str:
+    """The key of map page `name` (`geo_lead.page_reuse`): the page's name, every input it
+    shows (`data`, hashed by `geo_lead.figure_cache.data_digest`: the store's layers and the
+    records column by column, the notes, the parameters line, the boundary rule, the tiles
+    and offline switches) and `map_code_version`."""
+    import sys
+
+    from geo_lead import cartography, map_elements, map_layers, result_cache
+    from geo_lead.figure_cache import constants_digest, data_digest
+
+    constants = constants_digest(settings, cartography, map_layers, map_elements, sys.modules[__name__])
+    return result_cache.digest(["map_page", name, data_digest(*data), constants, map_code_version()])

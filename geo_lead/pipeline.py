@@ -147,25 +147,27 @@ def parse_iso_columns(frame: Any, columns: Sequence[str] = ("occurred_at", "repo
 
 
 def analysis_frame(store: Store, indicator: str = "lead_eligible") -> Any:
-    """The records score, hotspots, site and the report use, read once (only the columns they need).
+    """The records score, hotspots, site and the report use, read once: only the columns they
+    need, and only the records `indicator` flags when that gives the same answers
+    (`geo_lead.analysis_reads.read_analysis_records`; `analysis_reads.left_out` counts the rest).
 
-    Three separate full reads of a million records' text columns cost ~12 s each run; one
-    read of the union of their columns, shared, costs one. ``division`` comes too, so the
-    First Division is derived from this read (`division_records.first_division_for_store`), and
-    the dates are parsed once (`parse_iso_columns`).
+    Their statistics use only flagged records; of the others they use counts, spans and the
+    division majority, which the store aggregates (`geo_lead.analysis_reads`). ``division``
+    comes too, for the First Division derived from a full read
+    (`division_records.first_division_for_store`).
     """
+    from geo_lead.analysis_reads import read_analysis_records
     from geo_lead.hotspots import HOTSPOT_COLUMNS, store_columns
-    from geo_lead.report import REPORT_RECORD_COLUMNS
+    from geo_lead.report import FIGURE_COLUMNS
     from geo_lead.scoring import SCORE_RECORD_COLUMNS
     from geo_lead.siting import SITE_COLUMNS
 
-    # + the report's columns but the long geocode_reason (`report.collect_report_data`)
-    report = [c for c in REPORT_RECORD_COLUMNS if c != "geocode_reason"]
-    cols = store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS, "division", *report],
-                         indicator)
+    # + the columns of the report's figure (`report.collect_report_data`; its tallies are counted in the store)
+    cols = store_columns(store, [*SCORE_RECORD_COLUMNS, *HOTSPOT_COLUMNS, *SITE_COLUMNS, "division",
+                                 *FIGURE_COLUMNS], indicator)
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*cols, "lon", "lat"]) if c in have]  # as spatial_join.records_gdf
-    return store.read_records(cols)
+    return read_analysis_records(store, cols, indicator)
 
 
 def analysis_records(store: Store, indicator: str = "lead_eligible") -> Any:
@@ -330,17 +332,29 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible",
                 boundary: str | None = None) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, Any]]:
     """`hotspots.compute_hotspots` on the store at `store_path`, opened read-only here (the
     hotspots child's job: forked before the parent opened the store, it reads the records
-    itself; points of flagged records only, as `flagged_points` says)."""
+    itself: only the flagged records when `analysis_reads.read_analysis_records` can, the
+    others counted in its accounting, `analysis_reads.count_left_out`)."""
+    from geo_lead.analysis_reads import count_left_out, left_out, read_analysis_records
+    from geo_lead.frames import attach_weights
     from geo_lead.hotspots import HOTSPOT_COLUMNS, compute_hotspots, store_columns
 
     with bulk_gc(), opened(store_path, create=False) as store:
         have = set(store.columns("records"))
         cols = [c for c in dict.fromkeys([*store_columns(store, HOTSPOT_COLUMNS, indicator), "lon", "lat"])
                 if c in have]  # as spatial_join.records_gdf reads them
-        from geo_lead.frames import attach_weights
+        frame = attach_weights(store, read_analysis_records(store, cols, indicator))
+        layers, result = compute_hotspots(store, indicator, records=flagged_points(frame, indicator),
+                                          boundary=boundary)
+        return layers, count_left_out(result, left_out(store, frame))
 
-        frame = attach_weights(store, store.read_records(cols))
-        return compute_hotspots(store, indicator, records=flagged_points(frame, indicator), boundary=boundary)
+
+def _hotspots_here(store: Store, records: Any, boundary: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`hotspots_at`'s answer computed in this process from the shared read (when the child failed)."""
+    from geo_lead.analysis_reads import count_left_out, left_out
+    from geo_lead.hotspots import compute_hotspots
+
+    layers, result = compute_hotspots(store, records=records, boundary=boundary)
+    return layers, count_left_out(result, left_out(store, records))
 
 
 #: The stages `geo-lead run` numbers in its progress lines.
@@ -394,15 +408,16 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
         summary["join"] = stage_join(store, say, engine, params["boundary_tolerance_ft"])
         run.stage("join", stage_counts(summary["join"]))
-        from geo_lead.hotspots import compute_hotspots
-
         # the join is committed: the child reads the records (if it fails: computed here)
         shared: dict[str, Any] = {}
         hot = worker.submit(hotspots_at, (str(store_path), "lead_eligible", params["boundary"]),
-                            fallback=lambda: compute_hotspots(store, records=shared["records"],
-                                                              boundary=params["boundary"]))
+                            fallback=lambda: _hotspots_here(store, shared["records"], params["boundary"]))
         say(f"[4/{n}] score First Division neighborhoods")
-        records = shared["records"] = analysis_records(store)  # one read for score, site and the report
+        # one read for score, site and the report: the flagged records (`analysis_frame`)
+        records = shared["records"] = analysis_records(store)
+        from geo_lead.analysis_reads import count_left_out, left_out
+
+        unflagged = left_out(store, records)  # counted in the hotspots' and site's accounting
         from geo_lead.allocation import summary as allocation_summary
 
         alloc = allocation_summary(records[records["lead_eligible"].fillna(False).astype(bool)]
@@ -432,7 +447,9 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
         import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it
         site_lines: list[str] = []
-        site = stage_site(store, site_lines.append, echo, records, computed=site_job.result())
+        site_layer, site_result = site_job.result()
+        site = stage_site(store, site_lines.append, echo, records,
+                          computed=(site_layer, count_left_out(site_result, unflagged)))
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's

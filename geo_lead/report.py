@@ -24,7 +24,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from geo_lead import settings
-from geo_lead.map_layers import parse_when
 from geo_lead.outputs import write_text
 from geo_lead.pilot_report import PILOT_SECTIONS
 from geo_lead.report_blocks import (
@@ -45,6 +44,14 @@ from geo_lead.report_blocks import (
     inline,
     warn,
 )
+from geo_lead.report_tallies import (  # noqa: F401 - match_rates, source_summary: the report's names for them
+    MATCH_TYPES,
+    RecordTallies,
+    match_rates,
+    source_summary,
+    tallies_of_frame,
+    tallies_of_store,
+)
 
 if TYPE_CHECKING:
     from geo_lead.store import Store
@@ -54,7 +61,6 @@ log = logging.getLogger(__name__)
 DEFAULT_REPORT: Path = settings.MAPS_DIR / "report.html"
 #: Ratcliffe (2004): the minimum geocoding hit rate for reliable crime maps.
 MIN_HIT_RATE: float = 0.85
-MATCH_TYPES: tuple[str, ...] = ("exact", "interpolated", "block", "intersection", "street", "unmatched")
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 980px;
@@ -88,7 +94,7 @@ code { background: #f4f4f4; padding: 0 3px; }
 
 
 # --- store -> data ----------------------------------------------------------------------------
-#: Record columns the report reads.
+#: Record columns the report reads (rows: the figure's records; counts: the tallies of all).
 REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at", "match_type",
                                           "geocode_reason", "opiate", "lead_eligible", "lon", "lat")
 
@@ -96,28 +102,27 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
 def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
-    `records`: every stored record, already read with `REPORT_RECORD_COLUMNS` but
-    ``geocode_reason`` (e.g. `geo_lead.pipeline.analysis_records`); used instead of a second
-    full read when it fits (`_given_records`), else the records are read here.
+    ``tallies``: every stored record counted in the store (`report_tallies.tallies_of_store`);
+    ``records``: the records the concentration figure counts, those of the scores' indicator
+    (`map_data.indicator_records`), `FIGURE_COLUMNS` of them. `records`: records already read
+    (e.g. the flagged ones `geo_lead.pipeline.analysis_records` reads); taken when they hold
+    every record of that indicator, else those are read here.
     """
     from geo_lead.map_data import read_layer, stored_parameters
     from geo_lead.parameters import consistent_parameters
 
-    have = set(store.columns("records")) if "records" in store.tables() else set()
-    cols = [c for c in REPORT_RECORD_COLUMNS if c in have]
-    given = _given_records(store, records, cols) if records is not None and cols else None
-    records = given if given is not None else store.read_records(cols) if cols else pd.DataFrame()
-    ingests = store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame()
+    scores = read_layer(store, "scores")
     site, hot = store.get_json("site_result"), store.get_json("hotspots_result")
     return {
         "store": str(store.path),
-        "records": records,
-        "ingests": ingests,
+        "records": _figure_records(store, scores, records),
+        "tallies": tallies_of_store(store),
+        "ingests": store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame(),
         "rejects": store.count("rejects"),
         "reject_reasons": (store.read_table("rejects", ["reason"])["reason"].fillna("(none)")
                            .value_counts().rename_axis("reason").rename("rows").reset_index()
                            if "rejects" in store.tables() else pd.DataFrame()),
-        "scores": read_layer(store, "scores"),
+        "scores": scores,
         "zones": read_layer(store, "site_zones"),
         "site_result": site,
         "hotspots_result": hot,
@@ -127,6 +132,33 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> di
         "beat_checks": _beat_check_table(store),
         "pilot": _pilot_data(store),
     }
+
+
+#: Record columns of the concentration figure's records (`map_layers.aggregate_points`).
+FIGURE_COLUMNS: tuple[str, ...] = ("match_type", "opiate", "lead_eligible", "lon", "lat")
+
+
+def _figure_records(store: Store, scores: Any, given: pd.DataFrame | None) -> pd.DataFrame:
+    """`FIGURE_COLUMNS` of the records `map_data.indicator_records` keeps for `scores`, in fid
+    order: only the indicator's when it is a flag (from `given` when it holds every one of
+    them, else read), every record otherwise."""
+    from geo_lead.map_layers import MIX_FLAGS
+    from geo_lead.store import FLAG_COLUMNS
+
+    have = set(store.columns("records")) if "records" in store.tables() else set()
+    cols = [c for c in FIGURE_COLUMNS if c in have]
+    if not cols:
+        return pd.DataFrame()
+    indicator = None
+    if scores is not None and "indicator" in scores and scores["indicator"].notna().any():
+        indicator = str(scores["indicator"].dropna().iloc[0])
+    if not (indicator and indicator in cols and indicator in MIX_FLAGS and indicator in FLAG_COLUMNS):
+        return store.read_records(cols)
+    if given is not None and set(cols) <= set(given.columns):
+        flagged = given[indicator].fillna(False).astype(bool)
+        if int(flagged.sum()) == store.count_flagged(indicator):
+            return pd.DataFrame({c: given.loc[flagged, c] for c in cols}).reset_index(drop=True)
+    return store.flagged_records(cols, indicator)
 
 
 def _pilot_data(store: Store) -> dict[str, Any] | None:
@@ -165,60 +197,6 @@ def changes_since_last_run(store: Store) -> list[str]:
         lines += [f"run {prev.get('run_id')} itself changed, against run {earlier.get('previous_run')}:",
                   *describe(earlier)[1:]]
     return lines
-
-
-def _given_records(store: Store, records: pd.DataFrame, cols: list[str]) -> pd.DataFrame | None:
-    """`cols` of every stored record from `records` (read earlier), or None when they do not fit.
-
-    The report uses ``geocode_reason`` only for unmatched records, so only those few reasons
-    are read (a full read of that long text column cost ~0.3 s at a million records); they
-    are put back in fid order, which is `records`' order (`Store.read_records`).
-    """
-    plain = [c for c in cols if c != "geocode_reason"]
-    if any(c not in records for c in plain) or len(records) != store.count("records"):
-        return None
-    out = pd.DataFrame({c: records[c] for c in plain}, index=records.index)
-    if "geocode_reason" in cols:
-        if "match_type" not in out:
-            return None
-        reasons = store.unmatched_reasons()
-        unmatched = (out["match_type"] == "unmatched").fillna(False).to_numpy(bool)
-        if int(unmatched.sum()) != len(reasons):  # a writer in between: read it all instead
-            return None
-        values = np.full(len(out), None, dtype=object)
-        values[unmatched] = reasons
-        out["geocode_reason"] = pd.Series(values, index=out.index, dtype=out["match_type"].dtype)
-    return out[cols].reset_index(drop=True)
-
-
-def source_summary(records: pd.DataFrame) -> pd.DataFrame:
-    """Records per source file with the date range of ``occurred_at``."""
-    if records.empty or "source_file" not in records:
-        return pd.DataFrame(columns=["source_file", "source", "records", "first", "last"])
-    when = parse_when(records["occurred_at"]) if "occurred_at" in records else pd.Series(pd.NaT, index=records.index)
-    frame = pd.DataFrame({"source_file": records["source_file"].fillna("(unknown)"),
-                          "source": records.get("source", pd.Series("", index=records.index)).fillna(""),
-                          "when": when})
-    out = frame.groupby(["source_file", "source"], dropna=False).agg(
-        records=("when", "size"), first=("when", "min"), last=("when", "max")).reset_index()
-    for c in ("first", "last"):
-        out[c] = out[c].dt.strftime("%Y-%m-%d").fillna("n/a")
-    return out
-
-
-def match_rates(records: pd.DataFrame) -> pd.DataFrame:
-    """Records by geocode match type (plus ``not geocoded yet``), with shares summing to 1."""
-    if records.empty:
-        return pd.DataFrame(columns=["match_type", "records", "share"])
-    mt = records["match_type"].fillna("not geocoded yet") if "match_type" in records else \
-        pd.Series("not geocoded yet", index=records.index)
-    mt = mt.replace("", "not geocoded yet")
-    counts = mt.value_counts()
-    order = [t for t in (*MATCH_TYPES, "not geocoded yet") if t in counts.index]
-    order += [t for t in counts.index if t not in order]
-    out = pd.DataFrame({"match_type": order, "records": [int(counts[t]) for t in order]})
-    out["share"] = out["records"] / out["records"].sum()
-    return out
 
 
 # --- numbers and tables for people ------------------------------------------------------------
@@ -482,35 +460,74 @@ def _score_rows(scores: Any) -> list[dict[str, Any]]:
 
 
 def _figures(data: dict[str, Any]) -> tuple[list[Block], list[str]]:
-    """(blocks, notes) for the three figures; a figure whose input is missing is noted."""
-    from geo_lead import figures
+    """(blocks, notes) for the three figures; a figure whose input is missing is noted.
+
+    Each PNG is drawn once per distinct input (`geo_lead.figure_cache.cached_png`, keyed by
+    what the figure plots: the ranking's columns, the choropleth's shapes, colours and zone
+    outlines, the concentration curve's counts).
+    """
     from geo_lead.map_data import indicator_records
-    from geo_lead.map_layers import aggregate_points
 
     out: list[Block] = []
     notes = []
     scores = data.get("scores")
     if scores is not None and len(scores) and "rank" in scores:
-        out += [Heading("Ranking with bootstrap rank intervals"),
-                Image("ranked neighborhoods", figures.png_bytes(figures.rank_interval_figure(scores)))]
+        out += [Heading("Ranking with bootstrap rank intervals"), Image("ranked neighborhoods", _rank_png(scores))]
     else:
         notes.append("ranking figure: no scores")
     if scores is not None and len(scores):
-        col = "score" if "score" in scores else "count"
-        out += [Heading("Choropleth"), Image("choropleth", figures.png_bytes(
-            figures.choropleth_figure(scores, data.get("zones"), column=col)))]
+        out += [Heading("Choropleth"), Image("choropleth", _choropleth_png(scores, data.get("zones")))]
     else:
         notes.append("choropleth: no scores")
     records, _ = indicator_records(data.get("records"), scores)  # same records as the choropleth
-    points = aggregate_points(records) if records is not None and len(records) else None
-    area = pd.DataFrame(scores[["count", "area_sqmi"]]) if scores is not None and len(scores) and \
-        {"count", "area_sqmi"} <= set(scores.columns) else None
+    points = _point_counts(records)
+    area = pd.DataFrame(scores[["count", "area_sqmi"]]).reset_index(drop=True) if scores is not None and \
+        len(scores) and {"count", "area_sqmi"} <= set(scores.columns) else None
     if (points is not None and len(points)) or area is not None:
-        out += [Heading("Concentration"), Image("concentration curve", figures.png_bytes(figures.concentration_figure(
-            points["n"].to_numpy() if points is not None and len(points) else None, area)))]
+        out += [Heading("Concentration"), Image("concentration curve", _concentration_png(points, area))]
     else:
         notes.append("concentration curve: no geocoded records and no scores")
     return out, notes
+
+
+#: Score columns the ranking figure reads (`geo_lead.figures.rank_interval_figure`).
+RANK_FIGURE_COLUMNS: tuple[str, ...] = ("neighborhood", "rank", "rank_low", "rank_high", "in_area", "is_named")
+
+
+def _rank_png(scores: pd.DataFrame) -> bytes:
+    from geo_lead import figures
+    from geo_lead.figure_cache import cached_png
+
+    frame = pd.DataFrame(scores[[c for c in RANK_FIGURE_COLUMNS if c in scores]]).reset_index(drop=True)
+    highlight = list(settings.PILOT_NEIGHBORHOODS)
+    return cached_png("rank_intervals", (frame, highlight),
+                      lambda: figures.rank_interval_figure(frame, highlight=highlight))
+
+
+def _choropleth_png(scores: Any, zones: Any) -> bytes:
+    from geo_lead import figures
+    from geo_lead.figure_cache import cached_png
+
+    col = "score" if "score" in scores else "count"
+    colors, breaks = figures.choropleth_classes(scores, col)
+    shapes, outlines = figures.choropleth_shapes(scores), figures.zone_outlines(zones)
+    return cached_png("choropleth", (shapes, colors, breaks, outlines, col),
+                      lambda: figures.draw_choropleth(shapes, colors, breaks, outlines, col))
+
+
+def _point_counts(records: pd.DataFrame | None) -> np.ndarray | None:
+    """Records per geocoded block point (`geo_lead.map_layers.point_record_counts`), None without records."""
+    from geo_lead.map_layers import point_record_counts
+
+    return point_record_counts(records) if records is not None and len(records) else None
+
+
+def _concentration_png(points: np.ndarray | None, area: pd.DataFrame | None) -> bytes:
+    from geo_lead import figures
+    from geo_lead.figure_cache import cached_png
+
+    counts = points if points is not None and len(points) else None
+    return cached_png("concentration", (counts, area), lambda: figures.concentration_figure(counts, area))
 
 
 # --- the detail sections ------------------------------------------------------------------------
@@ -787,14 +804,14 @@ def _section_figures(data: dict[str, Any]) -> tuple[Block, ...]:
     return blocks(figs, Para(inline(f"Not drawn: {'; '.join(notes)}."), "muted") if notes else None)
 
 
-def _data_counts(data: dict[str, Any], records: pd.DataFrame) -> tuple[Block, ...]:
+def _data_counts(data: dict[str, Any], tallies: RecordTallies) -> tuple[Block, ...]:
     """Records in the store, rejected rows, sources, ingests and the flags' counts."""
     rejects = data.get("rejects")
     out: list[Block] = [Para(inline(
-        bold(f"{len(records):,}"), " records in the store",
+        bold(f"{tallies.total:,}"), " records in the store",
         *((f"; {int(rejects or 0):,} rows were rejected at ingest (with reasons in the store's ", code("rejects"),
            " table).") if rejects is not None else (".",))))]
-    src = source_summary(records)
+    src = tallies.sources
     if len(src):
         out += [Heading("Sources"), _table(src, {"records": 0})]
     ingests = data.get("ingests")
@@ -805,16 +822,17 @@ def _data_counts(data: dict[str, Any], records: pd.DataFrame) -> tuple[Block, ..
     reasons = data.get("reject_reasons")
     if reasons is not None and len(reasons):
         out += [Heading("Rejected rows by reason"), _table(reasons.head(15), {"rows": 0})]
-    flag_text = [f"{int(records[flag].astype(bool).sum()):,} {label}" for flag, label in
+    flag_text = [f"{tallies.flags[flag]:,} {label}" for flag, label in
                  (("opiate", "carry the opiate indicator"), ("lead_eligible", "are LEAD-eligible by the rules"))
-                 if flag in records]
+                 if flag in tallies.flags]
     if flag_text:
         out.append(Para(inline(f"Of these, {' and '.join(flag_text)} (", code("geo_lead/rules/opiate_rules.toml"), ").")))
     return tuple(out)
 
 
-def _geocoding_blocks(data: dict[str, Any], records: pd.DataFrame, rates: pd.DataFrame) -> tuple[Block, ...]:
+def _geocoding_blocks(data: dict[str, Any], tallies: RecordTallies) -> tuple[Block, ...]:
     """Match rates by type, the hit rate, why records were not placed, the beat check."""
+    rates = tallies.match_rates
     geocoded = rates.loc[~rates["match_type"].isin(["unmatched", "not geocoded yet"]), "records"].sum()
     total = int(rates["records"].sum())
     hit = geocoded / max(total, 1)
@@ -826,11 +844,9 @@ def _geocoding_blocks(data: dict[str, Any], records: pd.DataFrame, rates: pd.Dat
                     *(() if hit >= MIN_HIT_RATE else (" ", warn(f"Below the {MIN_HIT_RATE:.0%} minimum for "
                                                                  "reliable crime maps (Ratcliffe 2004)."))))),
     ]
-    if "geocode_reason" in records and "match_type" in records:
-        why = records.loc[records["match_type"] == "unmatched", "geocode_reason"].fillna("(no reason)")
-        if len(why):
-            top = why.value_counts().head(10).rename_axis("reason").rename("records").reset_index()
-            out += [Heading("Why records were not placed (top 10 reasons)", 4), _table(top, {"records": 0})]
+    top = tallies.unmatched_reasons
+    if top is not None and len(top):
+        out += [Heading("Why records were not placed (top 10 reasons)", 4), _table(top, {"records": 0})]
     beats = data.get("beat_checks")
     if beats is not None and len(beats):
         out += [Heading("Points in the record's own LMPD beat, by match type", 4), _table(
@@ -841,13 +857,14 @@ def _geocoding_blocks(data: dict[str, Any], records: pd.DataFrame, rates: pd.Dat
 
 
 def _section_data(data: dict[str, Any]) -> tuple[Block, ...]:
-    records = data.get("records")
-    records = records if records is not None else pd.DataFrame()
-    rates = match_rates(records)
-    if not len(rates):
-        return blocks(_data_counts(data, records),
+    tallies = data.get("tallies")
+    if tallies is None:  # data made without the store (`collect_report_data` counts there): every record given
+        records = data.get("records")
+        tallies = tallies_of_frame(records if records is not None else pd.DataFrame())
+    if not len(tallies.match_rates):
+        return blocks(_data_counts(data, tallies),
                       _missing("No records in the store yet: run ", code("geo-lead ingest"), "."))
-    return blocks(_data_counts(data, records), _geocoding_blocks(data, records, rates))
+    return blocks(_data_counts(data, tallies), _geocoding_blocks(data, tallies))
 
 
 def _section_glossary(data: dict[str, Any]) -> tuple[Block, ...]:

@@ -616,7 +616,9 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     """Score from the store's (joined) records and write the ``scores`` layer.
 
     `records`: the store's records already read (with at least `SCORE_RECORD_COLUMNS` and
-    `indicator`, e.g. once per `geo-lead run` for every stage); default: read them here.
+    `indicator`, e.g. once per `geo-lead run` for every stage: every record, or only the
+    flagged ones); default: read them here, only the flagged ones when that is exact
+    (`geo_lead.analysis_reads.read_analysis_records`).
     Their frame ``weight`` comes from the store's sampling declarations
     (`geo_lead.frames.attach_weights`) unless they carry one. `boundary`: ``split`` or
     ``first`` (default `settings.BOUNDARY_RULE`).
@@ -625,6 +627,7 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     `geo_lead.division_records.first_division_for_store` (an official division file when one was
     installed, otherwise derived from the store's records).
     """
+    from geo_lead.analysis_reads import read_analysis_records
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.division_records import first_division_for_store
     from geo_lead.parameters import result_parameters, store_frames_fingerprint
@@ -644,14 +647,15 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
         raise GeoLeadError(f"{store.path}: indicator {indicator!r} is not a column of the records.")
     want = [c for c in (*SCORE_RECORD_COLUMNS, indicator) if c in cols]
     given = records
-    # Only these columns: every text column of a million records would cost seconds and GBs.
+    sampling = frames.load_frames(store)
+    # Only these columns, and only the flagged records when that is exact: every text column
+    # of a million records would cost seconds and GBs.
     if records is None:
-        records = store.read_records(want)
+        records = read_analysis_records(store, want, indicator, sampling, require_point=False)
     else:
         records = pd.DataFrame(records[[c for c in (*want, "weight") if c in records]]).copy()
     records[indicator] = records[indicator].astype(bool)
     records["neighborhood"] = records["neighborhood"].fillna("")
-    sampling = frames.load_frames(store)
     if "weight" not in records:
         frames.attach_weights(store, records, sampling)
     if area == "first-division" and first_division is None:

@@ -24,6 +24,7 @@ record the join through one `JoinPlan`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOIN_STATUSES: tuple[str, ...] = ("joined", "outside", "not_geocoded")
+#: Records `join_store` holds at once.
+CHUNK_ROWS = 100_000
 
 
 def records_gdf(store: Store, columns: list[str] | None = None) -> gpd.GeoDataFrame:
@@ -331,14 +334,22 @@ class JoinPlan:
                 and store.get_json(META_JOIN_HASH) == self.fingerprint
                 and store.get_json(META_JOIN_BOUNDARY) == self.boundary_key)
 
-    def read_records(self, store: Store) -> pd.DataFrame:
-        """``record_id``, ``lon``, ``lat`` (and ``beat`` when settling) of the records to join:
-        those with no ``neighborhood`` when the store is current, else all."""
+    def columns(self, store: Store) -> list[str]:
+        """``record_id``, ``lon``, ``lat`` (and ``beat`` when settling): what the join reads."""
         have = set(store.columns("records"))
-        cols = [c for c in ("record_id", "lon", "lat", *(("beat",) if self.beats is not None else ()))
+        return [c for c in ("record_id", "lon", "lat", *(("beat",) if self.beats is not None else ()))
                 if c in have]
+
+    def read_records(self, store: Store) -> pd.DataFrame:
+        """`columns` of the records to join: those with no ``neighborhood`` when the store is
+        current, else all."""
+        cols = self.columns(store)
         # Re-reading and rewriting a million unchanged neighborhoods cost ~15 s per run.
         return store.read_unjoined_records(cols) if self.is_current(store) else store.read_records(cols)
+
+    def record_fids(self, store: Store) -> np.ndarray:
+        """The fids of the records `read_records` reads (sorted), for a read a chunk at a time."""
+        return store.unjoined_fids() if self.is_current(store) else store.record_fids()
 
     def record(self, store: Store) -> None:
         """Write the meta that makes the next join with this plan skip the joined records."""
@@ -347,9 +358,12 @@ class JoinPlan:
 
 
 def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
-               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | bool | None = True) -> dict[str, int]:
+               tolerance_ft: float | None = None, beats: gpd.GeoDataFrame | bool | None = True,
+               chunk_rows: int = CHUNK_ROWS) -> dict[str, int]:
     """Join the store's records to neighborhoods; write ``neighborhood`` and ``boundary_units``.
 
+    The records are read, joined and written `chunk_rows` at a time, in one transaction (the
+    answers do not depend on `chunk_rows`: each record is joined on its own point and beat).
     Incremental: only records whose ``neighborhood`` is NULL are joined and written (new
     records, and records whose point the geocoder moved: `Store.update_records` clears it).
     Every record is joined again when the neighborhoods differ from the last join's
@@ -367,6 +381,8 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
     beats
         Beat polygons for `allocation.settle_by_beat`; True (default): `default_beats`
         (None when the beats module or file is missing); None/False: no settling.
+    chunk_rows
+        Records held at once (>= 1).
 
     Returns
     -------
@@ -375,23 +391,28 @@ def join_store(store: Store, neighborhoods: gpd.GeoDataFrame | None = None,
     """
     plan = JoinPlan.make(neighborhoods, tolerance_ft, beats)
     nh, tol, beat_polys = plan.neighborhoods, plan.tolerance_ft, plan.beats
-    fingerprint, boundary_key = plan.fingerprint, plan.boundary_key
-    recs = points_from_lonlat(plan.read_records(store))
-    if nh.crs is not None and nh.crs != recs.crs:
-        nh = nh.to_crs(recs.crs)  # the store is EPSG:4326 by definition; boundaries may not be
-    joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys) if len(recs) \
-        else recs.assign(neighborhood="", boundary_units="", join_status="")
+    if nh.crs is not None and nh.crs != settings.CRS_STORE:
+        nh = nh.to_crs(settings.CRS_STORE)  # the store is EPSG:4326 by definition; boundaries may not be
+    fids, cols = plan.record_fids(store), plan.columns(store)
+    if chunk_rows < 1:
+        raise ValueError(f"join_store: chunk_rows must be >= 1, got {chunk_rows}")
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(fids), chunk_rows):
+            recs = points_from_lonlat(store.read_records_at(cols, fids[start:start + chunk_rows]))
+            joined = join_records(recs, nh, tolerance_ft=tol, beats=beat_polys)
+            yield pd.DataFrame({
+                "record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
+                "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object),
+                "boundary_units": pd.Series(joined["boundary_units"].to_numpy(object), dtype=object)})
+
     with store.write():
-        store.update_records(pd.DataFrame({
-            "record_id": pd.Series(joined["record_id"].to_numpy(object), dtype=object),
-            "neighborhood": pd.Series(joined["neighborhood"].to_numpy(object), dtype=object),
-            "boundary_units": pd.Series(joined["boundary_units"].to_numpy(object), dtype=object)}))
+        store.update_records_chunks(chunks())
         store.ensure_text_columns("records", ("neighborhood", "boundary_units"))  # an empty store: the columns, still
-        store.set_json(META_JOIN_HASH, fingerprint)
-        store.set_json(META_JOIN_BOUNDARY, boundary_key)
+        plan.record(store)
         store.ensure_record_indexes()  # built once, after the first (big) join
     counts = store_join_counts(store)
-    log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(joined))
+    log.info("spatial join: %s (%d record(s) joined in this call)", counts, len(fids))
     return counts
 
 

@@ -32,7 +32,7 @@ import json
 import logging
 import sqlite3
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +85,10 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
     "records_beat_unchecked": (("lon", "lat", "beat_check"),
                                "ON records(fid) WHERE lon IS NOT NULL AND lat IS NOT NULL AND beat_check IS NULL"),
+    # the beat-check tally by match type (`beat_check_counts`, covering: a rerun's report of
+    # the beat check reads this index, not every record)
+    "records_match_beat": (("match_type", "beat_check"),
+                           "ON records(match_type, beat_check) WHERE beat_check IS NOT NULL"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
 }
@@ -113,6 +117,29 @@ _GEOCODE_CACHE_DDL = f"""CREATE TABLE IF NOT EXISTS {GEOCODE_CACHE_TABLE} (fid I
 
 #: ``occurred_at`` values that start with a ``YYYY-MM`` month (`Store.iter_record_rows`).
 _ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
+
+#: Ingest's date format (`geo_lead.sources`: ``YYYY-MM-DDTHH:MM:SS``) as a GLOB.
+_ISO_SECONDS_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+
+
+def iso_date_sql(column: str) -> str:
+    """SQL truth of "`column` holds a date-time in ingest's ISO format that pandas reads".
+
+    The GLOB of the format, a year inside pandas' datetime range, and a real calendar date and
+    time (SQLite's ``datetime`` gives it back unchanged). Such values order as text as their
+    datetimes order, and their first four characters are the year, so MIN/MAX/GROUP BY on
+    them in SQL equal pandas on the parsed column.
+    """
+    spaced = f"replace({column}, 'T', ' ')"
+    return (f"({column} GLOB '{_ISO_SECONDS_GLOB}' AND substr({column}, 1, 4) BETWEEN '1678' AND '2261' "
+            f"AND datetime({spaced}) = {spaced})")
+
+
+def _report_date_sql() -> str:
+    """A record's report date as `geo_lead.frames.report_dates` takes it: ``reported_at``, else
+    ``occurred_at``, else NULL (ISO-format values only, `iso_date_sql`)."""
+    return (f"(CASE WHEN {iso_date_sql('reported_at')} THEN reported_at "
+            f"WHEN {iso_date_sql('occurred_at')} THEN occurred_at END)")
 
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
@@ -509,7 +536,7 @@ class Store:
 
         For writes that leave every geometry and fid as it was (rows inserted without one,
         attribute updates), where a trigger would change nothing but is still evaluated for
-        each row, or that bring the index in step themselves (`_update_points`).
+        each row, or that bring the index in step themselves (`_sync_moved_points`).
         """
         rtree = f"rtree_{table}_{column}"
         if rtree not in self.tables():
@@ -670,7 +697,7 @@ class Store:
 
         One set-based statement: the frame is bulk-loaded into a temporary table and applied
         with ``UPDATE records ... FROM``. A ``lon``/``lat`` pair also sets the point geometry
-        (NULL when either is missing), keeps the RTree index in step (`_apply_points`) and,
+        (NULL when either is missing), keeps the RTree index in step (`_sync_moved_points`) and,
         unless the frame sets ``neighborhood`` too, clears ``neighborhood`` so the next
         (incremental) join places the moved record again. When a key occurs twice, its last
         row wins.
@@ -690,6 +717,39 @@ class Store:
             return 0
         if key not in updates.columns:
             raise ValueError(f"update_records: the frame has no key column {key!r} (columns: {list(updates.columns)})")
+        return self.update_records_chunks([updates], key)
+
+    def update_records_chunks(self, chunks: Iterable[pd.DataFrame], key: str = "record_id") -> int:
+        """`update_records` for frames that arrive one at a time (a generator holding one chunk
+        of a million-record stage in memory), applied in order in one savepoint (inside `write`).
+
+        Each frame is applied as `update_records` applies one (the later frame's row wins for a
+        key given twice); the RTree index is brought in step once, after the last frame, for
+        every record whose point was set (refilled when they are >= `RTREE_REBUILD_SHARE` of
+        the records), so the store and its index end as one `update_records` of the frames'
+        concatenation leaves them. Returns the rows given; raises ValueError as
+        `update_records` does (a missing key undoes every frame).
+        """
+        given = moved = 0
+        with self.write():
+            self.conn.execute("DROP TABLE IF EXISTS temp._moved")
+            self.conn.execute("CREATE TEMP TABLE _moved (k)")
+            for frame in chunks:
+                if frame.empty:
+                    continue
+                if key not in frame.columns:
+                    raise ValueError(f"update_records: the frame has no key column {key!r} "
+                                     f"(columns: {list(frame.columns)})")
+                moved += self._update_chunk(frame, key)
+                given += len(frame)
+            if moved:
+                self._sync_moved_points(key, moved)
+            self.conn.execute("DROP TABLE temp._moved")
+        return given
+
+    def _update_chunk(self, updates: pd.DataFrame, key: str) -> int:
+        """Apply one frame of `update_records_chunks` (its keys of moved points go to
+        ``temp._moved``); returns how many points it set (0 without an RTree or lon/lat)."""
         self.ensure_columns("records", updates)
         cols = [str(c) for c in updates.columns if c != key]
         frame = updates[[key, *cols]]
@@ -702,20 +762,23 @@ class Store:
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
                 # A moved point invalidates its join: NULL marks it for the next spatial join.
                 sets.append("neighborhood = NULL")
-        with self.write():  # a savepoint: a missing key undoes the whole update
-            given = self._load_temp_updates(frame)
-            sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
-            if points and RECORDS_RTREE in self.tables():
-                changed = self._update_points(sql, key, given)
-            else:  # the triggers act only on a new geometry or fid: neither is set here
-                quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
-                with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
-                    changed = int(self.conn.execute(sql).rowcount)
-            if changed != given:
-                self._raise_missing_keys(key)
-            self.conn.execute("DROP TABLE temp._upd")
-            self.touch("records")
-        return len(updates)
+        given = self._load_temp_updates(frame)
+        sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
+        moved = 0
+        if points and RECORDS_RTREE in self.tables():
+            with self._rtree_triggers_off("records"):  # the index is brought in step after
+                changed = int(self.conn.execute(sql).rowcount)
+            self.conn.execute("INSERT INTO temp._moved SELECT k FROM temp._upd")
+            moved = given
+        else:  # the triggers act only on a new geometry or fid: neither is set here
+            quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
+            with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
+                changed = int(self.conn.execute(sql).rowcount)
+        if changed != given:
+            self._raise_missing_keys(key)
+        self.conn.execute("DROP TABLE temp._upd")
+        self.touch("records")
+        return moved
 
     def _load_temp_updates(self, frame: pd.DataFrame) -> int:
         """Bulk-load `frame` (key column first) into ``temp._upd`` (``k`` and the frame's other
@@ -741,27 +804,24 @@ class Store:
         raise ValueError(f"update_records: {key} not in the store: "
                          f"{', '.join(map(repr, missing[:5]))}{more}; nothing was updated")
 
-    def _update_points(self, sql: str, key: str, given: int) -> int:
-        """Run the point-setting `sql` with the RTree triggers off, then bring the index in
-        step set-based from ``lon``/``lat`` (inside `write`); returns the rows changed.
+    def _sync_moved_points(self, key: str, moved: int) -> None:
+        """Bring the records RTree in step, set-based, for the records whose keys are in
+        ``temp._moved`` (their points were set with the triggers off; inside `write`).
 
         The index left is the one the triggers would leave (a point's box is its lon/lat; no
         point, no entry), cheaper: the triggers call ST_* up to eight times a row. From
         `RTREE_REBUILD_SHARE` of the records on, the whole index is refilled; below it only
-        the entries of the updated records are replaced.
+        the entries of the moved records are replaced.
         """
         rtree = RECORDS_RTREE
         placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
-        with self._rtree_triggers_off("records"):
-            changed = int(self.conn.execute(sql).rowcount)
-            if given >= RTREE_REBUILD_SHARE * self.count("records"):
-                self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
-            else:
-                moved = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._upd)'
-                self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({moved})')
-                self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
-                                  f'WHERE "{key}" IN (SELECT k FROM temp._upd) AND {placed}')
-        return changed
+        if moved >= RTREE_REBUILD_SHARE * self.count("records"):
+            self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
+            return
+        ids = f'SELECT fid FROM records WHERE "{key}" IN (SELECT k FROM temp._moved)'
+        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN ({ids})')
+        self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
+                          f'WHERE "{key}" IN (SELECT k FROM temp._moved) AND {placed}')
 
     def _refill_rtree(self, rtree: str, points_sql: str) -> None:
         """Replace every entry of the RTree `rtree` with the points `points_sql` selects
@@ -775,7 +835,11 @@ class Store:
         if row is None:
             raise StoreError(f"{self.path}: the spatial index {rtree} has no root node; "
                              "rebuild it (`geo-lead` recreates it when it is dropped)")
-        pts = np.array(self.conn.execute(points_sql).fetchall(), dtype=float).reshape(-1, 3)
+        cur = self.conn.execute(points_sql)
+        parts = [np.zeros((0, 3))]
+        while rows := cur.fetchmany(WRITE_CHUNK_ROWS):  # numpy a chunk at a time, not a million tuples
+            parts.append(np.array(rows, dtype=float).reshape(-1, 3))
+        pts = np.concatenate(parts)
         pages = rtree_pages(pts[:, 0].astype(np.int64), pts[:, 1], pts[:, 2], int(row[0]))
         for shadow, rows in (("node", pages.node), ("rowid", pages.rowid), ("parent", pages.parent)):
             self.conn.execute(f'DELETE FROM "{rtree}_{shadow}"')
@@ -951,6 +1015,48 @@ class Store:
         return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
                 "not_geocoded": int(not_geo)}
 
+    # records a chunk at a time (the geocode and join stages at a million records)
+    def _fids(self, where: str = "") -> np.ndarray:
+        """Sorted int64 fids of the records matching `where` (all without one)."""
+        if "records" not in self.tables():
+            return np.zeros(0, np.int64)
+        sql = "SELECT fid FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY fid"
+        return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
+
+    def record_fids(self) -> np.ndarray:
+        """The fid of every record, sorted (for `read_records_at`)."""
+        return self._fids()
+
+    def ungeocoded_fids(self, skip_unmatched: bool) -> np.ndarray:
+        """The sorted fids of the records `ungeocoded_records` reads (same `skip_unmatched`)."""
+        if not skip_unmatched:
+            return self._fids("lon IS NULL OR lat IS NULL")
+        return self._fids("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
+                          "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
+
+    def placed_fids(self, unchecked_only: bool) -> np.ndarray:
+        """The sorted fids of the records `placed_records` reads (same `unchecked_only`)."""
+        return self._fids("lon IS NOT NULL AND lat IS NOT NULL" + (" AND beat_check IS NULL" if unchecked_only else ""))
+
+    def unjoined_fids(self) -> np.ndarray:
+        """The sorted fids of the records `read_unjoined_records` reads (``neighborhood`` IS NULL)."""
+        return self._fids("neighborhood IS NULL")
+
+    def read_records_at(self, columns: Sequence[str], fids: np.ndarray) -> pd.DataFrame:
+        """`columns` of the records whose fid is in `fids` (sorted ascending), in fid order,
+        as `read_records` gives them (sqlite3 values; flags as bool). One range read from the
+        first to the last fid, the rows between that are not asked for dropped."""
+        fids = np.asarray(fids, dtype=np.int64)
+        if len(fids) == 0:
+            return self.read_table("records", list(columns), where="0")
+        if len(fids) > 1 and bool((np.diff(fids) <= 0).any()):
+            raise ValueError("read_records_at: fids must be sorted ascending without repeats")
+        lo, hi = int(fids[0]), int(fids[-1])
+        frame = self.read_records(["fid", *columns], where="fid BETWEEN ? AND ?", params=(lo, hi))
+        if len(fids) != hi - lo + 1:  # some fids between were not asked for
+            frame = frame[np.isin(frame["fid"].to_numpy(np.int64), fids)]
+        return frame.drop(columns="fid").reset_index(drop=True)
+
     # records: the geocoder (geo_lead.geocode.cache, geo_lead.geocode.beat_check)
     def ungeocoded_records(self, columns: Sequence[str], skip_unmatched: bool) -> pd.DataFrame:
         """`columns` of the records without a point (fid order).
@@ -990,6 +1096,93 @@ class Store:
         # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
         return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
 
+    # records: the all-record facts of the analysis stages, which read only the flagged
+    # records' rows (`geo_lead.analysis_reads`): counted here, never a million rows in pandas
+    def count_flagged(self, flag: str) -> int:
+        """Records whose indicator `flag` (one of `FLAG_COLUMNS`) is set: the rows
+        `flagged_records` reads (0 when the store has no such column)."""
+        if flag not in FLAG_COLUMNS:
+            raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
+        if "records" not in self.tables() or flag not in self.columns("records"):
+            return 0
+        return self.count("records", where=f'COALESCE("{flag}", 0) <> 0')
+
+    def division_counts(self) -> pd.DataFrame:
+        """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
+        ``neighborhood`` and a non-empty ``division`` (the table
+        `geo_lead.boundaries.division_majority` counts from a frame); needs both columns."""
+        rows = self.conn.execute(
+            "SELECT neighborhood, division, COUNT(*) FROM records "
+            "WHERE neighborhood <> '' AND division <> '' GROUP BY neighborhood, division").fetchall()
+        return pd.DataFrame(rows, columns=["neighborhood", "division", "n"]).astype({"n": "int64"})
+
+    def odd_record_dates(self) -> int:
+        """Records whose ``occurred_at`` or ``reported_at`` is neither NULL, empty nor in
+        ingest's ISO format (`iso_date_sql`). When 0, the date aggregates below equal what pandas
+        computes from the parsed columns; otherwise the caller reads the dates itself."""
+        have = set(self.columns("records")) if "records" in self.tables() else set()
+        terms = [f"NOT (COALESCE({c}, '') = '' OR {iso_date_sql(c)})" for c in ("occurred_at", "reported_at")
+                 if c in have]
+        return self.count("records", where=" OR ".join(terms)) if terms else 0
+
+    def records_by_file(self) -> pd.DataFrame:
+        """Per ``source_file`` and ``source`` (NULL read as ``(unknown)`` and ``""``): ``records``,
+        and ``first`` / ``last``, the least and greatest ``occurred_at`` in ingest's ISO format
+        (None when the group has none); exact for pandas only when `odd_record_dates` is 0."""
+        iso = iso_date_sql("occurred_at")
+        rows = self.conn.execute(
+            "SELECT COALESCE(source_file, '(unknown)'), COALESCE(source, ''), COUNT(*), "
+            f"MIN(CASE WHEN {iso} THEN occurred_at END), MAX(CASE WHEN {iso} THEN occurred_at END) "
+            "FROM records GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "source", "records", "first", "last"])
+
+    def occurred_year_counts(self) -> dict[int, int]:
+        """Records per calendar year of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`)."""
+        iso = iso_date_sql("occurred_at")
+        rows = self.conn.execute(
+            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COUNT(*) FROM records WHERE {iso} GROUP BY 1")
+        return {int(y): int(n) for y, n in rows.fetchall()}
+
+    def report_spans_by_year(self) -> pd.DataFrame:
+        """Per calendar year of ``occurred_at`` (``year``) and ``source_file`` (NULL read as ""):
+        ``first`` / ``last`` report date (``reported_at``, else ``occurred_at``) of its records,
+        as `geo_lead.frames.spans_from_records` takes them from a year's records; ISO-format
+        values only (see `odd_record_dates`)."""
+        occurred, reported = iso_date_sql("occurred_at"), iso_date_sql("reported_at")
+        when = f"CASE WHEN {reported} THEN reported_at ELSE occurred_at END"
+        rows = self.conn.execute(
+            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COALESCE(source_file, ''), MIN({when}), "
+            f"MAX({when}) FROM records WHERE {occurred} GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["year", "source_file", "first", "last"])
+
+    def report_spans_by_source_file(self) -> pd.DataFrame:
+        """Per ``source_file`` (NULL read as ""): ``first`` / ``last`` report date (``reported_at``,
+        else ``occurred_at``) of its records that have one; ISO-format values only (see
+        `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT COALESCE(source_file, ''), MIN({when}), MAX({when}) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1").fetchall()
+        return pd.DataFrame(rows, columns=["source_file", "first", "last"])
+
+    def occurred_months(self) -> list[str]:
+        """The ``YYYY-MM`` months of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`), sorted."""
+        iso = iso_date_sql("occurred_at")
+        return [r[0] for r in self.conn.execute(
+            f"SELECT DISTINCT substr(occurred_at, 1, 7) FROM records WHERE {iso} ORDER BY 1")]
+
+    def report_year_source_counts(self) -> pd.DataFrame:
+        """``year``, ``source`` (NULL read as ""), ``records``: records per calendar year of their
+        report date (``reported_at``, else ``occurred_at``) and source; ISO-format values only
+        (see `odd_record_dates`)."""
+        when = _report_date_sql()
+        rows = self.conn.execute(
+            f"SELECT CAST(substr({when}, 1, 4) AS INTEGER), COALESCE(source, ''), COUNT(*) FROM records "
+            f"WHERE {when} IS NOT NULL GROUP BY 1, 2").fetchall()
+        return pd.DataFrame(rows, columns=["year", "source", "records"])
+
     # the geocode cache (geo_lead.geocode.cache)
     def ensure_geocode_cache(self) -> None:
         """Create the ``geocode_cache`` table (inside the caller's write transaction)."""
@@ -1000,6 +1193,17 @@ class Store:
         """The `GEOCODE_CACHE_COLUMNS` of the cache rows computed with `reference_hash`."""
         return self.read_table(GEOCODE_CACHE_TABLE, list(GEOCODE_CACHE_COLUMNS), where="reference_hash = ?",
                                params=(reference_hash,))
+
+    def cached_geocodes_for(self, reference_hash: str, keys: Sequence[str]) -> pd.DataFrame:
+        """`cached_geocodes` of only `keys` (each looked up on the key index: a rerun with a few
+        new records reads a few cache rows, not all of them); in key order of the table."""
+        if GEOCODE_CACHE_TABLE not in self.tables():
+            return pd.DataFrame(columns=list(GEOCODE_CACHE_COLUMNS))
+        cols = ", ".join(f'"{c}"' for c in GEOCODE_CACHE_COLUMNS)
+        rows = self.conn.execute(
+            f"SELECT {cols} FROM {GEOCODE_CACHE_TABLE} WHERE reference_hash = ? AND key IN "
+            "(SELECT value FROM json_each(?)) ORDER BY fid", (reference_hash, json.dumps(list(keys)))).fetchall()
+        return pd.DataFrame(rows, columns=list(GEOCODE_CACHE_COLUMNS))
 
     def drop_stale_geocodes(self, reference_hash: str) -> int:
         """Delete the cache rows of any other reference (inside `write`); returns how many."""

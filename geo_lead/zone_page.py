@@ -32,7 +32,6 @@ import numpy as np
 import shapely
 
 from geo_lead import settings
-from geo_lead.outputs import write_text
 from geo_lead.zone import ZoneChecker
 
 log = logging.getLogger(__name__)
@@ -119,10 +118,13 @@ def render_page(checker: ZoneChecker, mode: str = "offline",
 def write_page(out: Path, checker: ZoneChecker | None = None,
                streets: dict[str, Any] | bool | None = None) -> Path:
     """Write the offline page to ``out`` (parent folders created) and return the path
-    (`streets`: as in `render_page`)."""
+    (`streets`: as in `render_page`); a file that already holds this page byte for byte is
+    kept as it is (`geo_lead.page_reuse.write_if_different`)."""
+    from geo_lead.page_reuse import write_if_different
+
     checker = checker or ZoneChecker()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out, render_page(checker, "offline", streets))  # atomic: never a half-written page
-    log.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    # atomic, and a file that already is this page is left as it is
+    if write_if_different(out, render_page(checker, "offline", streets)):
+        log.info("wrote %s (%d bytes)", out, out.stat().st_size)
     return out

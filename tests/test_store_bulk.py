@@ -264,3 +264,77 @@ def test_missing_coordinates_of_any_kind_clear_the_point(tmp_path: Path) -> None
     store.close()
     assert set(_points_by_id(path)) == {"r2"}
     _check_index(path)
+
+
+@pytest.mark.parametrize("share", [0.1, 1.0])
+def test_update_in_chunks_equals_one_update(tmp_path: Path, share: float) -> None:
+    """`update_records_chunks` leaves the records and their index exactly as one
+    `update_records` of the frames' concatenation (the index brought in step once: entries
+    replaced below `RTREE_REBUILD_SHARE`, refilled from it); a key given in two chunks takes
+    the later chunk's row."""
+    n = 300
+    recs = _records(n)
+    lon, lat = _points(n, seed=11)
+    k = int(share * n)
+    mlon, mlat = _points(k, seed=12)
+    frame = pd.DataFrame({"record_id": recs["record_id"][:k], "lon": mlon, "lat": mlat, "match_type": "m"})
+    frame.loc[frame.index[::5], ["lon", "lat"]] = np.nan
+    again = frame.iloc[[1, 2]].assign(lon=-85.7, lat=38.2, match_type="later")  # repeated keys: last wins
+    paths = {}
+    for how in ("one", "chunks"):
+        paths[how] = path = tmp_path / f"{how}.gpkg"
+        store = open_store(path)
+        with store.write():
+            store.upsert_records(recs, "t")
+            store.update_records(pd.DataFrame({"record_id": recs["record_id"], "lon": lon, "lat": lat}))
+            store.update_records(pd.DataFrame({"record_id": recs["record_id"], "neighborhood": "X"}))
+        with store.write():
+            if how == "one":
+                assert store.update_records(pd.concat([frame, again], ignore_index=True)) == k + 2
+            else:
+                parts = [frame.iloc[i:i + 7] for i in range(0, k, 7)] + [frame.iloc[:0], again]
+                assert store.update_records_chunks(iter(parts)) == k + 2
+        store.close()
+        _check_index(path)
+    rows = {}
+    for how, path in paths.items():
+        conn = sqlite3.connect(path)
+        rows[how] = (conn.execute("SELECT record_id, lon, lat, match_type, geom, neighborhood FROM records "
+                                  "ORDER BY fid").fetchall(),
+                     conn.execute("SELECT * FROM rtree_records_geom ORDER BY id").fetchall())
+        conn.close()
+    assert rows["one"] == rows["chunks"]
+    assert _points_by_id(paths["chunks"])["r1"] == (-85.7, 38.2)
+
+
+def test_update_in_chunks_missing_key_undoes_every_chunk(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.gpkg")
+    with store.write():
+        store.upsert_records(_records(4), "t")
+        store.update_records(pd.DataFrame({"record_id": ["r0", "r1", "r2", "r3"], "match_type": "x"}))
+    parts = [pd.DataFrame({"record_id": ["r0", "r1"], "match_type": ["a", "a"]}),
+             pd.DataFrame({"record_id": ["r2", "nope"], "match_type": ["b", "b"]})]
+    with pytest.raises(ValueError, match="'nope'"), store.write():
+        store.update_records_chunks(iter(parts))
+    assert store.read_records(["match_type"])["match_type"].tolist() == ["x"] * 4
+    with pytest.raises(ValueError, match="no key column"), store.write():
+        store.update_records_chunks([pd.DataFrame({"match_type": ["y"]})])
+    store.close()
+
+
+def test_read_records_at_reads_exactly_the_fids_asked(tmp_path: Path) -> None:
+    """Oracle: the same columns read whole and indexed by fid."""
+    store = open_store(tmp_path / "s.gpkg")
+    with store.write():
+        store.upsert_records(_records(30), "t")
+    every = store.read_records(["record_id", "source_line"])
+    fids = store.record_fids()
+    assert fids.tolist() == list(range(1, 31))
+    for ask in ([3, 4, 5], [1, 7, 30], [12], []):
+        got = store.read_records_at(["record_id", "source_line"], np.array(ask, dtype=np.int64))
+        want = every.iloc[[f - 1 for f in ask]].reset_index(drop=True)
+        assert got["record_id"].tolist() == want["record_id"].tolist()
+        assert got["source_line"].tolist() == want["source_line"].tolist()
+    with pytest.raises(ValueError, match="sorted"):
+        store.read_records_at(["record_id"], np.array([5, 2]))
+    store.close()

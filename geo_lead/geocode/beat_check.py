@@ -10,6 +10,7 @@ streets are shared. ``other`` records are listed for a person to look at (`revie
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,9 +67,12 @@ def checks_for(lon: np.ndarray, lat: np.ndarray, beats: Any, index: BeatIndex | 
     return out
 
 
-def refresh_store(store: Store, index: BeatIndex | None = None) -> int:
+def refresh_store(store: Store, index: BeatIndex | None = None, chunk_rows: int = 100_000) -> int:
     """Compute ``beat_check`` for the placed records that have none (all of them when the beats
-    changed); returns how many records were written. Runs inside its own write."""
+    changed), `chunk_rows` records at a time; returns how many records were written. Runs
+    inside its own write."""
+    if chunk_rows < 1:
+        raise ValueError(f"refresh_store: chunk_rows must be >= 1, got {chunk_rows}")
     index = index if index is not None else shipped_index()
     if index is None:
         return 0
@@ -77,15 +81,20 @@ def refresh_store(store: Store, index: BeatIndex | None = None) -> int:
     if not {"lon", "lat", "beat"} <= cols:
         return 0
     unchecked_only = "beat_check" in cols and store.get_json(META_BEATS_HASH) == fingerprint
-    todo = store.placed_records(["record_id", "lon", "lat", "beat"], unchecked_only=unchecked_only)
-    with store.write():
-        if len(todo):
+    fids = store.placed_fids(unchecked_only=unchecked_only)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(fids), chunk_rows):
+            todo = store.read_records_at(["record_id", "lon", "lat", "beat"], fids[start:start + chunk_rows])
             checks = checks_for(todo["lon"].to_numpy(float), todo["lat"].to_numpy(float), todo["beat"], index)
-            store.update_records(pd.DataFrame({
-                "record_id": pd.Series(todo["record_id"].to_numpy(object), dtype=object),
-                "beat_check": pd.Series(checks, dtype=object)}))
+            yield pd.DataFrame({"record_id": pd.Series(todo["record_id"].to_numpy(object), dtype=object),
+                                "beat_check": pd.Series(checks, dtype=object)})
+
+    with store.write():
+        if len(fids):
+            store.update_records_chunks(chunks())
         store.put_json(META_BEATS_HASH, fingerprint)
-    return len(todo)
+    return len(fids)
 
 
 def rates_table(counts: pd.DataFrame) -> pd.DataFrame:

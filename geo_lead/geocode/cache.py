@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,13 +43,21 @@ def cache_key(address: object, zip_code: object = "", beat: object = "") -> str:
     return f"{p.kind}|{p.normalized or p.reason}|{p.zip}" + (f"|{code}" if code else "")
 
 
-def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = None) -> np.ndarray:
-    """Keys for many addresses: each distinct (address, ZIP, beat) string triple is parsed once."""
+def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = None,
+               memo: dict[str, str] | None = None) -> np.ndarray:
+    """Keys for many addresses: each distinct (address, ZIP, beat) string triple is parsed once
+    (once across calls sharing `memo`, a dict this function fills: triple -> key)."""
     a = addresses.fillna("").astype(str)
     z = zips.fillna("").astype(str)
     b = beats.fillna("").astype(str).to_numpy() if beats is not None else ""
     codes, uniques = pd.factorize(a + "\x1f" + z + "\x1f" + b)
-    keys = np.array([cache_key(*u.rsplit("\x1f", 2)) for u in uniques], dtype=object)  # the address may hold \x1f
+    memo = {} if memo is None else memo
+    keys = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(uniques.tolist()):
+        key = memo.get(u)
+        if key is None:
+            key = memo[u] = cache_key(*u.rsplit("\x1f", 2))  # the address may hold \x1f
+        keys[i] = key
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
@@ -63,9 +73,73 @@ def read_cache(store: Store, reference_hash: str) -> pd.DataFrame:
     return store.cached_geocodes(reference_hash).set_index("key")
 
 
+#: Records the geocode stage holds at once: `geocode_store` reads, keys, checks and writes the
+#: records a chunk at a time (its memory does not grow with the store; distinct addresses are
+#: still geocoded once, in one batch).
+CHUNK_ROWS = 100_000
+
+
+@dataclass
+class KeyedRecords:
+    """The records to geocode, keyed (pass 1 of `geocode_store`).
+
+    Attributes
+    ----------
+    fids
+        The records' fids, ascending.
+    codes
+        Per record, the position of its cache key in `keys`.
+    keys
+        The distinct cache keys, in order of first record.
+    reps
+        Per key, its first record's ``address_raw``, ZIP and beat (``""`` for NULL ZIP/beat):
+        the address the geocoder is asked about.
+    """
+
+    fids: np.ndarray
+    codes: np.ndarray
+    keys: list[str] = field(default_factory=list)
+    reps: list[tuple[Any, str, str]] = field(default_factory=list)
+
+
+def key_records(store: Store, fids: np.ndarray, has_beat: bool, chunk_rows: int = CHUNK_ROWS) -> KeyedRecords:
+    """Key the records `fids` (`cache_keys`), reading `chunk_rows` of them at a time."""
+    if chunk_rows < 1:
+        raise ValueError(f"key_records: chunk_rows must be >= 1, got {chunk_rows}")
+    out = KeyedRecords(fids, np.zeros(len(fids), np.int64))
+    index: dict[str, int] = {}
+    parsed: dict[str, str] = {}  # address triples seen in earlier chunks are not parsed again
+    cols = ["address_raw", "zip", *(["beat"] if has_beat else [])]
+    for start in range(0, len(fids), chunk_rows):
+        part = store.read_records_at(cols, fids[start:start + chunk_rows])
+        zips = part["zip"].fillna("")
+        beats = part["beat"].fillna("") if has_beat else None
+        local, uniq = pd.factorize(cache_keys(part["address_raw"], zips, beats, parsed))
+        first = np.full(len(uniq), -1, np.int64)
+        first[local[::-1]] = np.arange(len(local))[::-1]  # first record of each key
+        glob = np.empty(len(uniq), np.int64)
+        addresses, zip_list = part["address_raw"].tolist(), zips.tolist()
+        beat_list = beats.tolist() if beats is not None else [""] * len(part)
+        for j, key in enumerate(uniq.tolist()):
+            at = index.get(key)
+            if at is None:
+                at = index[key] = len(out.keys)
+                r = int(first[j])
+                out.keys.append(key)
+                out.reps.append((addresses[r], zip_list[r], beat_list[r]))
+            glob[j] = at
+        out.codes[start:start + len(part)] = glob[local]
+    return out
+
+
 def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Progress | None = None,
-                  only_missing: bool = True, online: Any = None) -> dict[str, Any]:
+                  only_missing: bool = True, online: Any = None, chunk_rows: int = CHUNK_ROWS) -> dict[str, Any]:
     """Geocode the store's records that have no point yet, through the cache.
+
+    The records are read, keyed, checked against their beat and written `chunk_rows` at a
+    time (the stage holds one chunk, the distinct keys and an integer per record); every
+    distinct key not in the cache is geocoded once, all in one batch; the records' results
+    are written in one transaction. The stored results do not depend on `chunk_rows`.
 
     Parameters
     ----------
@@ -83,6 +157,8 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
         Optional online provider (`geo_lead.geocode.census.CensusBatchGeocoder`) asked about
         the addresses the offline geocoder leaves unmatched (including those cached as
         unmatched); its answers go into the same cache. Off unless given.
+    chunk_rows
+        Records held at once (>= 1).
 
     Returns
     -------
@@ -101,18 +177,16 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
     stored = [c for c in ("lon", "lat", "match_type", "score", "matched_address", "geocode_reason", "beat_check")
               if c in have_cols]
     has_beat = "beat" in have_cols
-    columns = ["record_id", "address_raw", "zip", *(["beat"] if has_beat else []), *stored]
     if only_missing and "lon" in have_cols and previous == ref_hash:
         # Records the cache already answered "unmatched" with this very reference would get
-        # the same answer again: skip them (re-reading ~50,000 of them per run cost ~1 s at a
-        # million records). NULL match_type = never geocoded, or an address a re-download
-        # changed (`Store._forget_moved_points`). A new reference (every record) or an online
-        # provider (which gets another chance at them) still retries them.
-        records = store.ungeocoded_records(columns, skip_unmatched=online is None and "match_type" in have_cols)
+        # the same answer again: skip them. NULL match_type = never geocoded, or an address a
+        # re-download changed (`Store._forget_moved_points`). A new reference (every record)
+        # or an online provider (which gets another chance at them) still retries them.
+        fids = store.ungeocoded_fids(skip_unmatched=online is None and "match_type" in have_cols)
     else:
-        records = store.read_records(columns)
+        fids = store.record_fids()
     beat_index = bc.shipped_index() if has_beat else None
-    counts: dict[str, Any] = {"records": len(records), "geocoded_new": 0, "geocoded_from_cache": 0,
+    counts: dict[str, Any] = {"records": len(fids), "geocoded_new": 0, "geocoded_from_cache": 0,
                               "by_match_type": {}, "unmatched_reasons": {}, "addresses_new": 0,
                               "addresses_from_cache": 0, "records_written": 0,
                               "reference_hash": ref_hash}
@@ -121,17 +195,51 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
         stale = store.drop_stale_geocodes(ref_hash)
         if stale:
             log.info("geocode cache: dropped %d rows computed with another reference", stale)
-    if records.empty:
+    if len(fids) == 0:
         store.put_json(META_REFERENCE_HASH, ref_hash)
-        bc.refresh_store(store, beat_index)
+        bc.refresh_store(store, beat_index, chunk_rows)
         counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
         return counts
-    beats = records["beat"].fillna("") if has_beat else None
-    keys = cache_keys(records["address_raw"], records["zip"].fillna(""), beats)
-    inverse, uniq = pd.factorize(keys)
-    ukeys = np.asarray(uniq, dtype=object)
-    cached = read_cache(store, ref_hash)
-    if online is not None:
+    keyed = key_records(store, fids, has_beat, chunk_rows)
+    hit, new_rows, table = _results_by_key(store, keyed, geocoder, _Ask(ref_hash, progress, has_beat, online))
+    writer = _ChunkWriter(store, keyed, table, beat_index, stored, chunk_rows)
+    with store.write():
+        ensure_cache(store)
+        if len(new_rows):
+            store.drop_geocodes(new_rows["key"].tolist())
+        store.insert_rows(CACHE_TABLE, new_rows)
+        store.update_records_chunks(writer.chunks())
+        store.ensure_record_indexes()  # built once, after the first (big) update
+        store.set_json(META_REFERENCE_HASH, ref_hash)
+    bc.refresh_store(store, beat_index, chunk_rows)  # placed records checked before beats existed
+    per_record_hit = hit[keyed.codes]
+    counts["geocoded_new"] = int((~per_record_hit).sum())
+    counts["geocoded_from_cache"] = int(per_record_hit.sum())
+    counts["addresses_new"] = int((~hit).sum())  # distinct normalised address + ZIP keys
+    counts["addresses_from_cache"] = int(hit.sum())
+    counts["records_written"] = writer.written
+    counts["by_match_type"] = dict(writer.by_match_type)
+    counts["unmatched_reasons"] = dict(writer.unmatched_reasons)
+    counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
+    return counts
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """How `_results_by_key` asks about the keys the cache lacks."""
+
+    ref_hash: str
+    progress: Progress | None
+    has_beat: bool
+    online: Any
+
+
+def _results_by_key(store: Store, keyed: KeyedRecords, geocoder: Geocoder,
+                    ask: _Ask) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """(which keys the cache had, the new cache rows, one result row per key in key order)."""
+    ukeys = np.asarray(keyed.keys, dtype=object)
+    cached = store.cached_geocodes_for(ask.ref_hash, keyed.keys).set_index("key")
+    if ask.online is not None:
         # the online provider gets another chance at addresses the cache has as unmatched
         cached = cached[cached["match_type"] != "unmatched"]
     hit = pd.Index(ukeys).isin(cached.index)
@@ -139,55 +247,64 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
     new_rows = pd.DataFrame(columns=list(CACHE_COLUMNS))
     if todo.size:
         # geocode one representative raw address per missing key
-        first_row = np.full(len(ukeys), -1, np.int64)
-        first_row[inverse[::-1]] = np.arange(len(keys))[::-1]  # first record of each key
-        rep = records.iloc[first_row[~hit]]
-        res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].fillna("").tolist(), progress=progress,
-                               beats=rep["beat"].fillna("").tolist() if has_beat else None)
-        if online is not None:
-            res = _ask_online(online, rep, res)
+        rep = pd.DataFrame([keyed.reps[i] for i in np.flatnonzero(~hit)], columns=["address_raw", "zip", "beat"])
+        res = geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].tolist(), progress=ask.progress,
+                               beats=rep["beat"].tolist() if ask.has_beat else None)
+        if ask.online is not None:
+            res = _ask_online(ask.online, rep, res)
         new_rows = pd.DataFrame({
             "key": todo, "lon": res["lon"].to_numpy(), "lat": res["lat"].to_numpy(),
             "match_type": res["match_type"].to_numpy(), "score": res["score"].to_numpy(),
             "matched_address": res["matched_address"].to_numpy(), "reason": res["reason"].to_numpy(),
-            "reference_hash": ref_hash, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "reference_hash": ask.ref_hash, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         })
     table = pd.concat([cached.loc[ukeys[hit]].reset_index(), new_rows], ignore_index=True) \
         if len(new_rows) else cached.loc[ukeys[hit]].reset_index()
-    table = table.set_index("key").loc[ukeys]
-    per = table.iloc[inverse]
-    # object dtype: the values as the geocoder gave them (`_changed` compares them as objects)
-    updates = pd.DataFrame({
-        "record_id": pd.Series(records["record_id"].to_numpy(object), dtype=object),
-        "lon": per["lon"].to_numpy(float), "lat": per["lat"].to_numpy(float),
-        "match_type": pd.Series(per["match_type"].to_numpy(object), dtype=object),
-        "score": per["score"].to_numpy(float),
-        "matched_address": pd.Series(per["matched_address"].to_numpy(object), dtype=object),
-        "geocode_reason": pd.Series(per["reason"].to_numpy(object), dtype=object),
-    })
-    if beat_index is not None:
-        updates["beat_check"] = pd.Series(bc.checks_for(updates["lon"].to_numpy(float), updates["lat"].to_numpy(float),
-                                                        beats, beat_index), dtype=object)
-    with store.write():
-        ensure_cache(store)
-        if len(new_rows):
-            store.drop_geocodes(new_rows["key"].tolist())
-        store.insert_rows(CACHE_TABLE, new_rows)
-        changed = _changed(records, updates, stored)
-        counts["records_written"] = int(changed.sum())
-        store.update_records(updates[changed])
-        store.ensure_record_indexes()  # built once, after the first (big) update
-        store.set_json(META_REFERENCE_HASH, ref_hash)
-    bc.refresh_store(store, beat_index)  # placed records checked before beats existed
-    counts["geocoded_new"] = int((~hit[inverse]).sum())
-    counts["geocoded_from_cache"] = int(hit[inverse].sum())
-    counts["addresses_new"] = int((~hit).sum())  # distinct normalised address + ZIP keys
-    counts["addresses_from_cache"] = int(hit.sum())
-    counts["by_match_type"] = dict(Counter(updates["match_type"]))
-    um = updates["match_type"] == "unmatched"
-    counts["unmatched_reasons"] = dict(Counter(updates.loc[um, "geocode_reason"].fillna("")))
-    counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
-    return counts
+    return hit, new_rows, table.set_index("key").loc[ukeys]
+
+
+class _ChunkWriter:
+    """Pass 2 of `geocode_store`: each chunk of records' updates (only the rows whose stored
+    result changes), tallied as they go by."""
+
+    def __init__(self, store: Store, keyed: KeyedRecords, table: pd.DataFrame, beat_index: Any,
+                 stored: list[str], chunk_rows: int) -> None:
+        self.store, self.keyed, self.beat_index, self.stored = store, keyed, beat_index, stored
+        self.chunk_rows = chunk_rows
+        # per key, as the geocoder gave them (object columns compared as objects by `_changed`)
+        self.lon, self.lat, self.score = (table[c].to_numpy(float) for c in ("lon", "lat", "score"))
+        self.text = {c: table[c].to_numpy(object) for c in ("match_type", "matched_address", "reason")}
+        self.written = 0
+        self.by_match_type: Counter[Any] = Counter()
+        self.unmatched_reasons: Counter[Any] = Counter()
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        cols = ["record_id", *(["beat"] if self.beat_index is not None else []), *self.stored]
+        fids, codes = self.keyed.fids, self.keyed.codes
+        for start in range(0, len(fids), self.chunk_rows):
+            part = self.store.read_records_at(cols, fids[start:start + self.chunk_rows])
+            updates = self._updates(part, codes[start:start + len(part)])
+            changed = _changed(part, updates, self.stored)
+            self.written += int(changed.sum())
+            self.by_match_type.update(updates["match_type"])
+            um = updates["match_type"] == "unmatched"
+            self.unmatched_reasons.update(updates.loc[um, "geocode_reason"].fillna(""))
+            yield updates[changed]
+
+    def _updates(self, part: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+        updates = pd.DataFrame({
+            "record_id": pd.Series(part["record_id"].to_numpy(object), dtype=object),
+            "lon": self.lon[at], "lat": self.lat[at],
+            "match_type": pd.Series(self.text["match_type"][at], dtype=object),
+            "score": self.score[at],
+            "matched_address": pd.Series(self.text["matched_address"][at], dtype=object),
+            "geocode_reason": pd.Series(self.text["reason"][at], dtype=object),
+        })
+        if self.beat_index is not None:
+            updates["beat_check"] = pd.Series(bc.checks_for(updates["lon"].to_numpy(float),
+                                                            updates["lat"].to_numpy(float),
+                                                            part["beat"].fillna(""), self.beat_index), dtype=object)
+        return updates
 
 
 def _changed(records: pd.DataFrame, updates: pd.DataFrame, stored: list[str]) -> np.ndarray:

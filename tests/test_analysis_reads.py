@@ -1,0 +1,259 @@
+"""The analysis stages read only the flagged records; what they need of the others is counted
+in the store (issue 19). Every answer must equal the one computed from a read of every record.
+
+The store (two shipped LMPD files, geocoded and joined) is altered so that the unflagged
+records decide answers a flagged-only computation would get wrong if it dropped them:
+PORTLAND's and RUSSELL's unflagged records say ``2ND DIVISION`` (the records' First Division
+loses them), 150 unflagged records occurred in 2015 (a year of data only by their number), and
+40 unflagged unmatched records share their own reason (the report's tallies). The oracles
+compute from a full read with pandas (or run the old full-read code path), never from the
+store's aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geo_lead import settings
+from geo_lead.analysis_reads import (
+    count_left_out,
+    flagged_read_is_exact,
+    left_out,
+    read_analysis_records,
+)
+from geo_lead.boundaries import first_division_members, load_neighborhoods
+from geo_lead.store import FLAG_COLUMNS, Store, open_store
+
+EXTRA_2015 = 150
+FLAGGED_2015 = 3
+
+
+def _add_2015_records(store: Store) -> None:
+    """`EXTRA_2015` unflagged + `FLAGGED_2015` flagged copies of placed 2016 records, dated 2015."""
+    every = store.read_records([c for c in store.columns("records") if c not in ("fid", "geom")])
+    placed = every[every["lon"].notna() & every["occurred_at"].str.startswith("2016-")]
+    flagged = placed[placed["lead_eligible"]].head(FLAGGED_2015)
+    other = placed[~placed["lead_eligible"]].head(EXTRA_2015)
+    rows = pd.concat([flagged, other], ignore_index=True)
+    rows["record_id"] = [f"y2015-{i}" for i in range(len(rows))]
+    rows["content_hash"] = [f"h2015-{i}" for i in range(len(rows))]
+    rows["occurred_at"] = "2015-06-15T10:00:00"
+    rows["reported_at"] = "2015-06-20T10:00:00"
+    canonical = rows.drop(columns=[c for c in ("lon", "lat", "match_type", "score", "matched_address",
+                                               "geocode_reason", "beat_check", "neighborhood", "boundary_units")
+                                   if c in rows])
+    for flag in FLAG_COLUMNS:
+        canonical[flag] = canonical[flag].astype(int)
+    with store.write():
+        store.upsert_records(canonical, "2026-01-01T00:00:00Z")
+        store.update_records(rows[["record_id", "lon", "lat", "match_type", "score", "matched_address",
+                                   "geocode_reason"]])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    from geo_lead.geocode import geocode_store
+    from geo_lead.ingest import ingest_files
+    from geo_lead.spatial_join import join_store
+
+    path = tmp_path_factory.mktemp("analysis_reads") / "s.gpkg"
+    s = open_store(path)
+    files = [f for f in settings.SHIPPED_LMPD_FILES if "2016" in f.name or "2017" in f.name]
+    ingest_files(s, files)
+    geocode_store(s)
+    _add_2015_records(s)
+    join_store(s)
+    recs = s.read_records(["record_id", "neighborhood", "lead_eligible", "match_type"])
+    moved = recs[recs["neighborhood"].isin(["PORTLAND", "RUSSELL"]) & ~recs["lead_eligible"]]
+    odd = recs[(recs["match_type"] == "unmatched") & ~recs["lead_eligible"]].head(40)
+    with s.write():
+        s.update_records(pd.DataFrame({"record_id": moved["record_id"], "division": "2ND DIVISION"}))
+        s.update_records(pd.DataFrame({"record_id": odd["record_id"], "geocode_reason": "only-an-unflagged-reason"}))
+    yield s
+    s.close()
+
+
+def _full(store: Store, columns: list[str]) -> pd.DataFrame:
+    return store.read_records([c for c in columns if c in store.columns("records")])
+
+
+def test_the_store_makes_unflagged_records_matter(store: Store) -> None:
+    full = _full(store, ["neighborhood", "division", "lead_eligible", "occurred_at", "geocode_reason"])
+    flag = full["lead_eligible"]
+    assert 0 < int(flag.sum()) < len(full)
+    by_all = first_division_members(load_neighborhoods(), full).set_index("NH_NAME")
+    by_flagged = first_division_members(load_neighborhoods(), full[flag]).set_index("NH_NAME")
+    assert by_all.loc["PORTLAND", "division"] == "2ND DIVISION"
+    assert by_flagged.loc["PORTLAND", "division"] == "1ST DIVISION"
+    years = pd.to_datetime(full["occurred_at"], format="ISO8601").dt.year
+    assert int((years == 2015).sum()) >= 100 > int((years[flag] == 2015).sum()) > 0
+    assert "only-an-unflagged-reason" in set(full.loc[~flag, "geocode_reason"])
+
+
+def test_flagged_read_holds_exactly_the_flagged_records(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    cols = ["record_id", "lead_eligible", "lon", "lat", "occurred_at"]
+    full = _full(store, cols)
+    assert flagged_read_is_exact(store, "lead_eligible")
+    got = read_analysis_records(store, cols, "lead_eligible")
+    want = full[full["lead_eligible"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert left_out(store, got) == int((~full["lead_eligible"]).sum())
+    # no First Division file: the study area comes from every record's division -> full read
+    monkeypatch.setattr(settings, "FIRST_DIVISION_FILE", Path("/nonexistent/first_division.geojson"))
+    assert not flagged_read_is_exact(store, "lead_eligible")
+    assert len(read_analysis_records(store, cols, "lead_eligible")) == len(full)
+
+
+def test_count_left_out_keeps_the_accounting_equation() -> None:
+    result = {"indicator": "x", "records": {"records_in": 10, "not_flagged": 0, "not_geocoded": 2, "kept": 8}}
+    out = count_left_out(result, 5)
+    assert out["records"] == {"records_in": 15, "not_flagged": 5, "not_geocoded": 2, "kept": 8}
+    assert list(out) == list(result) and result["records"]["records_in"] == 10
+    assert count_left_out(result, 0) is result
+    with pytest.raises(ValueError):
+        count_left_out(result, -1)
+
+
+def test_score_equals_the_full_read(store: Store) -> None:
+    from geo_lead.scoring import SCORE_RECORD_COLUMNS, score_store
+
+    nh = load_neighborhoods()
+    pop = pd.Series(np.full(len(nh), 1000.0))
+    own = score_store(store, neighborhoods=nh, population=pop, n_boot=40)  # reads the flagged records
+    full = score_store(store, neighborhoods=nh, population=pop, n_boot=40,
+                       records=_full(store, [*SCORE_RECORD_COLUMNS, "lead_eligible", "division"]))
+    pd.testing.assert_frame_equal(pd.DataFrame(own.drop(columns="geometry")),
+                                  pd.DataFrame(full.drop(columns="geometry")), check_exact=True)
+    assert own.attrs == full.attrs
+    flagged = _full(store, ["lead_eligible", "neighborhood"])
+    assert own.attrs["records_in_window"] == int(flagged["lead_eligible"].sum())
+
+
+def test_site_and_hotspots_equal_the_full_read(store: Store) -> None:
+    from geo_lead.frames import load_frames
+    from geo_lead.hotspots import compute_hotspots
+    from geo_lead.pipeline import analysis_records
+    from geo_lead.siting import compute_site
+    from geo_lead.zones_milp import stored_queen_adjacency
+
+    nh = load_neighborhoods()
+    shared = analysis_records(store)
+    n_left = left_out(store, shared)
+    full = _full(store, ["lead_eligible", "lon", "lat"])
+    assert len(shared) == int(full["lead_eligible"].sum()) and n_left == len(full) - len(shared)
+
+    _layer, site = compute_site(str(store.path), records=shared, adjacency=stored_queen_adjacency(store, nh),
+                                sampling=load_frames(store), replicates=40)
+    _layer_full, site_full = compute_site(store, replicates=40)  # every record read, as before
+    assert count_left_out(site, n_left) == site_full
+    assert site_full["records"]["records_in"] == len(full)
+    assert site_full["records"]["not_flagged"] == int((~full["lead_eligible"]).sum())
+
+    layers, hot = compute_hotspots(store, records=shared, permutations=99)
+    layers_full, hot_full = compute_hotspots(store, permutations=99)
+    assert count_left_out(hot, n_left) == hot_full
+    for name, layer in layers.items():
+        pd.testing.assert_frame_equal(pd.DataFrame(layer), pd.DataFrame(layers_full[name]), check_exact=True)
+
+
+def test_report_tallies_equal_the_full_frame(store: Store) -> None:
+    from geo_lead.report import collect_report_data
+    from geo_lead.report_tallies import TALLY_COLUMNS, tallies_of_frame, tallies_of_store
+
+    full = _full(store, list(TALLY_COLUMNS))
+    got, want = tallies_of_store(store), tallies_of_frame(full)
+    assert got.total == want.total == len(full)
+    assert got.flags == want.flags == {f: int(full[f].sum()) for f in ("opiate", "lead_eligible")}
+    pd.testing.assert_frame_equal(got.sources, want.sources)
+    pd.testing.assert_frame_equal(got.match_rates, want.match_rates)
+    assert got.match_rates.set_index("match_type")["records"].sum() == len(full)
+    pd.testing.assert_frame_equal(got.unmatched_reasons, want.unmatched_reasons)
+    assert "only-an-unflagged-reason" in set(got.unmatched_reasons["reason"])
+    # the report's own data: its tallies, and the scores' indicator records for the figure
+    data = collect_report_data(store)
+    assert data["tallies"].total == len(full)
+    if data["scores"] is not None and len(data["scores"]):
+        assert len(data["records"]) == int(full[str(data["scores"]["indicator"].iloc[0])].sum())
+
+
+def test_report_sources_with_dates_sql_cannot_read(tmp_path: Path) -> None:
+    """A date not in ingest's ISO format: the per-file range is parsed in pandas, as before."""
+    from geo_lead.report_tallies import tallies_of_frame, tallies_of_store
+    from geo_lead.sources import RECORD_COLUMNS
+
+    rows = []
+    for i, when in enumerate(["2017-05-01T10:00:00", "2017-05-03", "2016-02-30T00:00:00", "", None]):
+        row = {c: "" for c in RECORD_COLUMNS}
+        row.update(record_id=f"r{i}", occurred_at=when, source_line=i + 2, source_file="x.csv" if i < 3 else None,
+                   content_hash=f"h{i}", source="crime-pre2023")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["lead_eligible"] = [1, 0, 0, 1, 0]
+    s = open_store(tmp_path / "odd.gpkg")
+    try:
+        with s.write():
+            s.upsert_records(frame, "2026-01-01T00:00:00Z")
+        assert s.odd_record_dates() == 1  # only "2017-05-03"; the 30th of February is no date
+        full = _full(s, ["source", "source_file", "occurred_at", "match_type", "lead_eligible"])
+        assert "match_type" not in full  # never geocoded: every record "not geocoded yet"
+        got, want = tallies_of_store(s), tallies_of_frame(full)
+        pd.testing.assert_frame_equal(got.sources, want.sources)
+        pd.testing.assert_frame_equal(got.match_rates, want.match_rates)
+        assert got.flags == want.flags == {"lead_eligible": 2}
+    finally:
+        s.close()
+
+
+def test_derived_first_division_and_years_count_every_record(store: Store) -> None:
+    from geo_lead.by_year import data_years, store_data_years
+    from geo_lead.division_records import derive_first_division
+
+    nh = load_neighborhoods()
+    full = _full(store, ["neighborhood", "division", "occurred_at"])
+    full["neighborhood"] = full["neighborhood"].fillna("")
+    _fd, members = derive_first_division(store, nh)  # counted in the store
+    pd.testing.assert_frame_equal(members, first_division_members(nh, full))
+    assert not bool(members.set_index("NH_NAME").loc["PORTLAND", "member"])
+    assert store_data_years(store) == data_years(full) == [2015, 2016, 2017]
+
+
+def test_by_year_equals_the_full_read(store: Store) -> None:
+    from geo_lead.by_year import _read, by_year_store
+    from geo_lead.spatial_join import records_gdf
+
+    params = {"site_params": {"replicates": 20}, "score_params": {"n_boot": 20}}
+    own = by_year_store(store, **params)
+    assert len(_read(store, "lead_eligible")) < store.count("records")  # it read the flagged records
+    cols = ["occurred_at", "reported_at", "source", "source_file", "neighborhood", "boundary_units",
+            "incident_number", "lead_eligible", "division"]
+    full = by_year_store(store, records=records_gdf(store, cols), **params)  # every record, as before
+    assert own.to_dict() == full.to_dict()
+    assert own.years == [2015, 2016, 2017]
+
+
+def test_evaluation_equals_the_full_read(store: Store) -> None:
+    from geo_lead.evaluation import (
+        EVALUATION_COLUMNS,
+        EvaluationParams,
+        evaluate_store,
+        weighted_median,
+    )
+    from geo_lead.spatial_join import records_gdf
+
+    params = EvaluationParams(pilot_start="2016-09-01", replicates=50, min_months=2)
+    comparison = ["SHAWNEE", "CHICKASAW"]
+    own = evaluate_store(store, params, comparison=comparison)  # the flagged records + store counts
+    full = evaluate_store(store, params, comparison=comparison,
+                          records=records_gdf(store, [*EVALUATION_COLUMNS, "lead_eligible"]))
+    assert own.to_dict() == full.to_dict()
+    every = _full(store, ["lead_eligible"])
+    assert own.accounting["records_in"] == len(every)
+    assert own.accounting["not_flagged"] == int((~every["lead_eligible"]).sum())
+    values = np.array([4.0, 1.0, 2.5, 7.0])
+    for counts in ([1, 1, 1, 1], [3, 1, 2, 1], [0, 2, 2, 0], [5, 1, 1, 1]):
+        assert weighted_median(values, np.array(counts)) == float(pd.Series(np.repeat(values, counts)).median())

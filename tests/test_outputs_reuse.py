@@ -1,0 +1,237 @@
+"""Reuse of rendered outputs: figure PNGs (geo_lead.figure_cache), map pages and the zone page
+(geo_lead.page_reuse).
+
+Oracles are independent of the reuse: a reused PNG is compared with the PNG the public figure
+builder draws afresh, a kept page with the file an earlier build wrote, and a changed input
+or an edited file must give a new rendering. The layers are the TEST FIXTURE of
+tests/test_maps.py (real boundaries and address points, made-up counts).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from matplotlib.figure import Figure
+from test_maps import fill_store, map_inputs
+
+from geo_lead import figure_cache, figures, maps, offline, page_reuse, report, result_cache
+from geo_lead.store import opened
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty result cache of this test's own."""
+    folder = tmp_path / "results"
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(folder))
+    monkeypatch.delenv(result_cache.ENV_SWITCH, raising=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, Any]:
+    return map_inputs()
+
+
+def _line_figure(values: list[float]) -> Figure:
+    fig = Figure(figsize=(2.0, 1.5))
+    fig.subplots().plot(values)
+    return fig
+
+
+class Counter:
+    """Wraps a callable and counts its calls."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+# --- figures ------------------------------------------------------------------------------------
+def test_cached_png_is_the_fresh_drawing_and_is_drawn_once_per_input(cache_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = figures.png_bytes(_line_figure([1.0, 3.0, 2.0]))
+    build = Counter(lambda: _line_figure([1.0, 3.0, 2.0]))
+    first = figure_cache.cached_png("test_line", ([1.0, 3.0, 2.0],), build)
+    second = figure_cache.cached_png("test_line", ([1.0, 3.0, 2.0],), build)
+    assert first == second == fresh and first.startswith(b"\x89PNG")
+    assert build.calls == 1
+    assert len(list(cache_dir.glob("figure_png-*.json"))) == 1
+    # other data: drawn again (and kept beside the first)
+    other = Counter(lambda: _line_figure([1.0, 3.0, 2.5]))
+    assert figure_cache.cached_png("test_line", ([1.0, 3.0, 2.5],), other) == \
+        figures.png_bytes(_line_figure([1.0, 3.0, 2.5]))
+    assert other.calls == 1 and len(list(cache_dir.glob("figure_png-*.json"))) == 2
+    # the cache switched off: drawn every time
+    monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
+    figure_cache.cached_png("test_line", ([1.0, 3.0, 2.0],), build)
+    assert build.calls == 2
+
+
+def test_cached_png_with_a_damaged_entry_is_drawn_again(cache_dir: Path) -> None:
+    build = Counter(lambda: _line_figure([0.0, 1.0]))
+    png = figure_cache.cached_png("test_line", ([0.0, 1.0],), build)
+    (entry,) = cache_dir.glob("figure_png-*.json")
+    entry.write_text(entry.read_text().replace('"png": "', '"png": "!!not base64!!'), encoding="utf-8")
+    assert figure_cache.cached_png("test_line", ([0.0, 1.0],), build) == png
+    assert build.calls == 2
+
+
+def test_data_digest_tells_apart_what_a_figure_could_show() -> None:
+    geoms = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]
+    base = gpd.GeoDataFrame({"name": ["A", "B"], "v": [1, 2]}, geometry=geoms, crs=4326)
+    d = figure_cache.data_digest
+    assert d(base) == d(base.copy())
+    variants = [
+        base.assign(v=[1, 3]),  # a value
+        base.assign(v=[1.0, 2.0]),  # a dtype
+        base.assign(name=["A", "C"]),  # a text
+        base.assign(name=["A", None]),  # missing text is not empty text ...
+        base.assign(name=["A", ""]),
+        base.set_crs(2246, allow_override=True),  # the CRS
+        base.set_geometry([shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 2)]),  # a shape
+        base.rename(columns={"v": "w"}),  # a column name
+        base.iloc[::-1],  # the order
+    ]
+    digests = {d(v) for v in variants}
+    assert len(digests) == len(variants) and d(base) not in digests
+    assert d(np.array([1, 2])) != d(np.array([1.0, 2.0])) != d([1, 2])
+    assert d({"a": 1, "b": [1, 2]}) == d({"b": [1, 2], "a": 1})
+    assert d(pd.Series(["x", "y"], dtype="string[pyarrow]")) == d(pd.Series(["x", "y"], dtype="string[pyarrow]"))
+    with pytest.raises(TypeError, match="figure cache"):
+        d({"a": object()})
+
+
+def test_report_choropleth_is_the_fresh_figure_and_ignores_values_it_does_not_draw(
+        cache_dir: Path, inputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    scores, zones = inputs["scores"], inputs["zones"]
+    draw = Counter(figures.draw_choropleth)
+    monkeypatch.setattr(figures, "draw_choropleth", draw)
+    png = report._choropleth_png(scores, zones)
+    assert png == figures.png_bytes(figures.choropleth_figure(scores, zones, column="score"))
+    assert draw.calls == 2  # ours, then the oracle's
+    outside = scores.index[~scores["in_area"].astype(bool)][0]
+    moved = scores.copy()
+    moved.loc[outside, "score"] = 0.987654  # drawn grey whatever its value: same picture
+    assert report._choropleth_png(moved, zones) == png and draw.calls == 2
+    inside = scores.index[scores["in_area"].astype(bool)]
+    swapped = scores.copy()
+    swapped.loc[inside, "score"] = scores.loc[inside, "score"].to_numpy()[::-1]  # the colours move
+    assert report._choropleth_png(swapped, zones) != png and draw.calls == 3
+
+
+def test_point_record_counts_are_aggregate_points_counts(inputs: dict[str, Any]) -> None:
+    recs = inputs["records"]
+    assert maps.aggregate_points(recs)["n"].tolist() == report._point_counts(recs).tolist()
+    assert len(report._point_counts(recs.assign(lon=np.nan))) == 0
+
+
+# --- map pages ----------------------------------------------------------------------------------
+def _write_maps(store_path: Path, out: Path) -> dict[str, Path]:
+    with opened(store_path) as store:
+        return maps.write_maps(store, out)
+
+
+def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fill_store(store_path, inputs)
+    out = tmp_path / "maps"
+    render = Counter(offline.render_map)
+    monkeypatch.setattr(offline, "render_map", render)
+    paths = _write_maps(store_path, out)
+    assert render.calls == 2
+    written = {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()}
+    # same inputs, files intact: nothing rendered, the files are the ones written
+    _write_maps(store_path, out)
+    assert render.calls == 2
+    assert {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()} == written
+    # a page edited on disk is rendered again (with the same content as a fresh build)
+    paths["timeline"].write_text("<html>edited</html>", encoding="utf-8")
+    _write_maps(store_path, out)
+    assert render.calls == 3
+    rebuilt = paths["timeline"].read_text(encoding="utf-8")
+    assert "edited" not in rebuilt and len(rebuilt) == len(written["timeline"][0].decode("utf-8"))
+    # a removed page likewise
+    paths["site_selection"].unlink()
+    _write_maps(store_path, out)
+    assert render.calls == 4 and paths["site_selection"].is_file()
+
+
+def test_map_pages_are_rebuilt_when_an_input_changes(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fill_store(store_path, inputs)
+    out = tmp_path / "maps"
+    _write_maps(store_path, out)
+    before = {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.html")}
+    render = Counter(offline.render_map)
+    monkeypatch.setattr(offline, "render_map", render)
+    kde = inputs["kde"].copy()
+    kde["density_per_sqmi"] = kde["density_per_sqmi"] * 2.0
+    with opened(store_path) as store:
+        store.replace_features("hotspot_kde", kde)
+    _write_maps(store_path, out)
+    assert render.calls == 1  # the site map shows the density surface; the timeline does not
+    assert (out / "site_selection.html").read_text(encoding="utf-8") != before["site_selection.html"]
+    assert (out / "timeline.html").read_text(encoding="utf-8") == before["timeline.html"]
+    # a setting the pages read (free text cut to 12 characters), changed at run time: both rebuilt
+    monkeypatch.setattr(maps.settings, "PAGE_TEXT_MAX_CHARS", 12)
+    _write_maps(store_path, out)
+    assert render.calls == 3
+    assert (out / "timeline.html").read_text(encoding="utf-8") != before["timeline.html"]
+    # the reuse switched off: rendered every time
+    monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
+    _write_maps(store_path, out)
+    assert render.calls == 5
+
+
+def test_map_page_key_covers_the_records_shown(inputs: dict[str, Any]) -> None:
+    recs = inputs["records"]
+    key = maps.page_key("timeline", recs, None, "x")
+    assert maps.page_key("timeline", recs.copy(), None, "x") == key
+    edited = recs.copy()
+    edited.loc[edited.index[0], "address_raw"] = edited["address_raw"].iloc[0] + " "
+    assert maps.page_key("timeline", edited, None, "x") != key
+    assert maps.page_key("site_selection", recs, None, "x") != key
+
+
+# --- the zone page ------------------------------------------------------------------------------
+def test_zone_page_is_not_rewritten_when_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_lead import outputs
+    from geo_lead.zone_page import write_page
+
+    out = write_page(tmp_path / "zone_check.html", streets=False)
+    first = out.read_bytes()
+    replaced: list[str] = []
+    real = os.replace
+    monkeypatch.setattr(outputs.os, "replace", lambda a, b: (replaced.append(str(b)), real(a, b))[1])
+    write_page(out, streets=False)
+    assert replaced == [] and out.read_bytes() == first
+    out.write_text(first.decode("utf-8").replace("<title>", "<title>EDITED "), encoding="utf-8")
+    write_page(out, streets=False)
+    assert replaced == [str(out)] and out.read_bytes() == first
+
+
+def test_write_if_changed_records_and_checks_the_file(cache_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    key = result_cache.digest(["test page"])
+    assert page_reuse.write_if_changed(page, key, lambda: "<html>one</html>") is True
+    assert page_reuse.is_current(page, key)
+    assert page_reuse.write_if_changed(page, key, lambda: "<html>two</html>") is False
+    assert page.read_text(encoding="utf-8") == "<html>one</html>"
+    other = result_cache.digest(["test page", "v2"])
+    assert not page_reuse.is_current(page, other)
+    assert page_reuse.write_if_changed(page, other, lambda: "<html>two</html>") is True
+    assert page.read_text(encoding="utf-8") == "<html>two</html>"
+    assert not page_reuse.is_current(page, key)  # the file is no longer the page of `key`
