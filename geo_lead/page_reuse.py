@@ -11,17 +11,15 @@ file that was edited, replaced or removed since, is rendered and written again (
 the same inputs. A page whose text costs little to make (the zone page) is compared with
 its text instead (`write_if_different`).
 
-``GEO_LEAD_RESULT_CACHE=0`` turns the reuse off (every page is written), and so does
-`rebuilding(True)` for the pages written inside it (``geo-lead run --force``).
+``GEO_LEAD_RESULT_CACHE=0`` (and so `geo-lead run --force`, `result_cache.switched_off`) turns
+the reuse off: every page is written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from geo_lead import result_cache
@@ -31,17 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Result-cache kind of the page records.
 KIND = "page"
-_FORCED: contextvars.ContextVar[bool] = contextvars.ContextVar("geo_lead_pages_forced", default=False)
-
-
-@contextlib.contextmanager
-def rebuilding(force: bool = True) -> Iterator[None]:
-    """Inside: with `force`, every page is rendered and written (none kept), as before reuse."""
-    token = _FORCED.set(bool(force))
-    try:
-        yield
-    finally:
-        _FORCED.reset(token)
 
 
 def file_sha256(path: Path) -> str | None:
@@ -84,7 +71,7 @@ def write_if_changed(path: Path, key: str, render: Callable[[], str]) -> bool:
         True when the page was rendered and written, False when the file was kept.
     """
     path = Path(path)
-    if not _FORCED.get() and is_current(path, key):
+    if is_current(path, key):
         log.info("%s unchanged (same inputs, file intact): kept", path)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +87,7 @@ def write_if_different(path: Path, text: str) -> bool:
     file is compared with the text itself. Returns True when written.
     """
     path = Path(path)
-    if not _FORCED.get() and file_sha256(path) == hashlib.sha256(text.encode("utf-8")).hexdigest():
+    if result_cache.enabled() and file_sha256(path) == hashlib.sha256(text.encode("utf-8")).hexdigest():
         log.info("%s unchanged (same text): kept", path)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

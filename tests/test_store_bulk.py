@@ -338,3 +338,12 @@ def test_read_records_at_reads_exactly_the_fids_asked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sorted"):
         store.read_records_at(["record_id"], np.array([5, 2]))
     store.close()
+
+
+def test_pair_rows_iterate_like_zip_again_and_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "WRITE_CHUNK_ROWS", 3)
+    a, b = np.arange(8, dtype=np.int64), np.arange(8, dtype=np.int64) * 10
+    rows = store_mod.PairRows(a, b)
+    assert list(rows) == list(zip(a.tolist(), b.tolist(), strict=True)) == list(rows) and len(rows) == 8
+    with pytest.raises(ValueError, match="shapes"):
+        store_mod.PairRows(a, b[:3])

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import geo_lead.geocode.beat_check as bc
-from geo_lead.beats import normalize_beat
+from geo_lead.beats import BeatIndex, normalize_beat
 from geo_lead.geocode.geocoder import Geocoder
 from geo_lead.geocode.normalize import parse_address
 from geo_lead.progress import Progress
@@ -137,9 +137,10 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
     """Geocode the store's records that have no point yet, through the cache.
 
     The records are read, keyed, checked against their beat and written `chunk_rows` at a
-    time (the stage holds one chunk, the distinct keys and an integer per record); every
-    distinct key not in the cache is geocoded once, all in one batch; the records' results
-    are written in one transaction. The stored results do not depend on `chunk_rows`.
+    time (the stage holds one chunk, the distinct keys and address triples, and two integers
+    per record); every distinct key not in the cache is geocoded once, all in one batch; the
+    records' results are written in one transaction. The stored results do not depend on
+    `chunk_rows`.
 
     Parameters
     ----------
@@ -267,7 +268,7 @@ class _ChunkWriter:
     """Pass 2 of `geocode_store`: each chunk of records' updates (only the rows whose stored
     result changes), tallied as they go by."""
 
-    def __init__(self, store: Store, keyed: KeyedRecords, table: pd.DataFrame, beat_index: Any,
+    def __init__(self, store: Store, keyed: KeyedRecords, table: pd.DataFrame, beat_index: BeatIndex | None,
                  stored: list[str], chunk_rows: int) -> None:
         self.store, self.keyed, self.beat_index, self.stored = store, keyed, beat_index, stored
         self.chunk_rows = chunk_rows
