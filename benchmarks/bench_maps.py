@@ -13,6 +13,20 @@ every record to its own point (the worst case: no aggregation possible).
 Prints: build time, HTML sizes, and the time headless Chromium takes from navigation to
 the map's layers being in the DOM (load event + markers/polygons drawn), median of 3 runs.
 Targets (issue #6): the map <= 10 MB, opening < 3 s.
+
+With ``--store STORE [--next NEXT]`` it times instead, in this one process, what the outputs
+stage renders from a store made by ``geo-lead run``: the map pages (`maps.write_maps`), the
+report page (`report.build_report_html`; the data it reads from the store, collected first,
+is not timed) and the zone page, each ``--repeats`` times:
+
+* ``cold``: nothing reused (``GEO_LEAD_RESULT_CACHE=0``: every figure drawn, every page rendered);
+* ``same``: again on the same store with the figure and page records of the previous build;
+* ``next`` (with ``--next``, a copy of STORE after a rerun that added records): built on STORE
+  first, then timed on NEXT (what changed is drawn again, the rest reused).
+
+and prints each as seconds with the min-max over the repeats and as a share of ``cold``
+(ratios from one process; absolute times move with the machine's load). The result cache is a
+temporary folder of its own.
 """
 
 from __future__ import annotations
@@ -114,11 +128,85 @@ def open_time_s(path: Path, selector: str, runs: int = 3, done_js: str | None = 
     return statistics.median(times)
 
 
+def _render_outputs(store_path: Path, out: Path) -> dict[str, float]:
+    """Seconds of the maps, the report page and the zone page rendered from `store_path` into `out`."""
+    from geo_lead import pipeline
+    from geo_lead.maps import read_layer, read_map_records, write_maps
+    from geo_lead.report import build_report_html, collect_report_data
+    from geo_lead.store import open_store
+    from geo_lead.zone_page import write_page
+
+    store = open_store(store_path)
+    try:
+        records = pipeline.analysis_records(store)
+        map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
+        data = collect_report_data(store, records)
+        streets = pipeline.zone_street_index()
+        times = {}
+        t0 = time.perf_counter()
+        write_maps(store, out, offline=True, prefetched=map_records)
+        times["maps"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build_report_html(data)
+        times["report"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_page(out / "zone_check.html", streets=streets)
+        times["zone page"] = time.perf_counter() - t0
+    finally:
+        store.close()
+    times["total"] = sum(times.values())
+    return times
+
+
+def reuse_main(store: Path, nxt: Path | None, repeats: int) -> None:
+    """`--store`: cold / same / next timings of the rendered outputs (see the module docstring)."""
+    import os
+
+    work = Path(tempfile.mkdtemp(prefix="bench_outputs_"))
+    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(work / "results")
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "same": [], "next": []}
+    for i in range(repeats):
+        out = work / f"out{i}"
+        os.environ["GEO_LEAD_RESULT_CACHE"] = "0"
+        runs["cold"].append(_render_outputs(store, out))
+        os.environ["GEO_LEAD_RESULT_CACHE"] = "1"
+        shutil.rmtree(work / "results", ignore_errors=True)
+        _render_outputs(store, out)  # the records of this build
+        runs["same"].append(_render_outputs(store, out))
+        if nxt is not None:
+            runs["next"].append(_render_outputs(nxt, out))
+    print(f"store {store}" + (f", next {nxt}" if nxt else "") + f"; {repeats} repeats; {_load()}")
+    cold = {k: statistics.median(r[k] for r in runs["cold"]) for k in runs["cold"][0]}
+    for kind, rows in runs.items():
+        if not rows:
+            continue
+        cells = []
+        for part in rows[0]:
+            vals = [r[part] for r in rows]
+            med = statistics.median(vals)
+            cells.append(f"{part} {med:.2f} s ({min(vals):.2f}-{max(vals):.2f}, {med / cold[part]:.0%} of cold)")
+        print(f"  {kind:>4}: " + "; ".join(cells))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _load() -> str:
+    import os
+
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--distinct", action="store_true", help="every record at its own point (worst case)")
+    ap.add_argument("--store", type=Path, help="time the outputs rendered from this store (see above)")
+    ap.add_argument("--next", type=Path, help="with --store: the same store after a rerun that added records")
+    ap.add_argument("--repeats", type=int, default=3, help="with --store: repeats of each measurement")
     args = ap.parse_args()
+    if args.store is not None:
+        reuse_main(args.store, args.next, args.repeats)
+        return
     t0 = time.perf_counter()
     inp = synthetic_inputs(args.records, args.distinct)
     t_inputs = time.perf_counter() - t0

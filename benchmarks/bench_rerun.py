@@ -6,8 +6,11 @@ waits for), timed by wall clock in this process.
 
 1. A fully cold run: the shipped data into a fresh store with an empty cache folder
    (``GEO_LEAD_CACHE_DIR``: geocoder index and result cache built). It is also the warm-up.
-2. Full runs on a fresh store each, caches warm (``--repeats``, default 3). The first store
-   is the base of the reruns; the median is the denominator of the shares.
+2. Full runs on a fresh store each, caches warm (``--repeats``, default 3), twice: first with
+   the memoised statistics removed from the result cache before each run (`MEMO_KINDS`:
+   site, scores, rank intervals, Gi*, comparison area are computed; the geocoder index,
+   population, KDE and grids are reused, as before issue 19's memo), then with everything
+   reused. The first store is the base of the reruns; both medians are denominators.
 3. The records to add are chosen from the 2023 sample by what the store says of them: a
    scratch copy of the base ingests, geocodes and joins the whole 2023 file (one more run,
    not timed), then for each kind the first record (file order) with its stored flag and
@@ -56,6 +59,8 @@ SAMPLE_2023 = settings.DATA_ROOT / "data" / "lmpd" / "crime_data_2023_sample.csv
 #: The lead's reference record for ``eligible_outside`` (row 832 of the 2023 sample).
 PREFERRED = {"eligible_outside": "LMPD23128332"}
 KINDS = ("not_eligible", "eligible_outside", "eligible_inside")
+#: `geo_lead.result_cache` kinds of the memoised statistics (removed for the "computed" full runs).
+MEMO_KINDS = ("site", "scores", "rank_interval", "gistar", "gistar_lattice", "comparison_area")
 #: Stages of the manifest row, in run order (``counts_json`` keys).
 STAGE_ORDER = ("ingest", "geocode", "join", "score", "hotspots", "site", "outputs")
 
@@ -152,6 +157,13 @@ def one_row_file(line_no: int, dest: Path) -> Path:
     return dest
 
 
+def drop_memo(results: Path) -> None:
+    """Remove the memoised statistics (`MEMO_KINDS`) from the result cache folder `results`."""
+    for kind in MEMO_KINDS:
+        for path in results.glob(f"{kind}-*.*"):
+            path.unlink()
+
+
 def spread(values: list[float]) -> str:
     return f"min {min(values):6.2f}  median {statistics.median(values):6.2f}  max {max(values):6.2f}"
 
@@ -161,17 +173,21 @@ def stage_line(timings: list[Timing]) -> str:
     return "  ".join(f"{s} {statistics.median(t.stages.get(s, 0.0) for t in timings):.2f}" for s in names)
 
 
-def report(label: str, timings: list[Timing], full_median: float | None) -> bool:
+def report(label: str, timings: list[Timing], fulls: dict[str, float] | None = None) -> bool:
+    """Print `timings`; with `fulls` (``{label: full run median}``), each share and whether the
+    target is met against the first of them (the full run that computes its statistics)."""
     walls = [t.wall_s for t in timings]
-    print(f"{label:<18} wall s: " + " ".join(f"{w:6.2f}" for w in walls) + f"   ({spread(walls)})")
-    print(f"{'':<18} stage s (median): {stage_line(timings)}")
-    if full_median is None:
-        return True
-    shares = [w / full_median for w in walls]
-    ok = statistics.median(shares) <= TARGET_SHARE
-    print(f"{'':<18} share of the full run: " + " ".join(f"{s:6.1%}" for s in shares)
-          + f"   median {statistics.median(shares):.1%} -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}")
-    return ok
+    print(f"{label:<20} wall s: " + " ".join(f"{w:6.2f}" for w in walls) + f"   ({spread(walls)})")
+    print(f"{'':<20} stage s (median): {stage_line(timings)}")
+    met = True
+    for i, (name, full_median) in enumerate((fulls or {}).items()):
+        shares = [w / full_median for w in walls]
+        ok = statistics.median(shares) <= TARGET_SHARE
+        met = ok if i == 0 else met
+        print(f"{'':<20} share of the full run ({name}): " + " ".join(f"{s:6.1%}" for s in shares)
+              + f"   median {statistics.median(shares):.1%}" + (
+                  f" -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}" if i == 0 else ""))
+    return met
 
 
 def main() -> int:
@@ -188,11 +204,18 @@ def main() -> int:
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; work folder {work}")
     try:
         cold = timed_run([], work / "cold.gpkg", work / "out_cold", cache)
-        report("full, cold caches", [cold], None)
-        fulls = [timed_run([], work / f"full{i}.gpkg", work / f"out_full{i}", cache) for i in range(args.repeats)]
-        full_median = statistics.median(t.wall_s for t in fulls)
-        report("full, warm caches", fulls, None)
+        report("full, cold caches", [cold])
         results = cache / "results"
+        computed = []
+        for i in range(args.repeats):
+            drop_memo(results)
+            computed.append(timed_run([], work / f"full{i}.gpkg", work / f"out_full{i}", cache))
+        report("full, stats computed", computed)
+        reused = [timed_run([], work / f"full_reused{i}.gpkg", work / f"out_full_reused{i}", cache)
+                  for i in range(args.repeats)]
+        report("full, stats reused", reused)
+        fulls = {"statistics computed": statistics.median(t.wall_s for t in computed),
+                 "statistics reused": statistics.median(t.wall_s for t in reused)}
         snapshot = work / "results_after_full_runs"
         shutil.rmtree(snapshot, ignore_errors=True)
         shutil.copytree(results, snapshot)
@@ -208,9 +231,9 @@ def main() -> int:
                 shutil.rmtree(results, ignore_errors=True)  # as the full runs left it: an
                 shutil.copytree(snapshot, results)  # earlier repeat's results are not reused
                 timings.append(timed_run([one], store, work / f"out_{kind}{i}", cache))
-            met &= report(f"+1 {kind}", timings, full_median)
-        print(f"target (every kind's median rerun <= {TARGET_SHARE:.0%} of the full run's median "
-              f"{full_median:.2f} s): {'met' if met else 'NOT met'}")
+            met &= report(f"+1 {kind}", timings, fulls)
+        print(f"target (every kind's median rerun <= {TARGET_SHARE:.0%} of the median full run computing its "
+              f"statistics, {fulls['statistics computed']:.2f} s): {'met' if met else 'NOT met'}")
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,6 +17,7 @@ from geo_lead import settings
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
 #: ColorBrewer YlOrRd, 5 classes (score choropleth) and PuBu (density surface).
 SCORE_COLORS: tuple[str, ...] = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
@@ -78,3 +79,37 @@ def color_for(value: Any, breaks: Sequence[float], colors: Sequence[str]) -> str
         if float(value) <= b:
             return colors[offset + i]
     return colors[-1]
+
+
+# --- what a choropleth draws (the report's figure and its cache key) ---------------------------
+def choropleth_classes(scores: pd.DataFrame, column: str = "score") -> tuple[list[str], list[float]]:
+    """The colour of each unit and the class breaks (quantiles of the study area's values) of
+    `geo_lead.figures.choropleth_figure`: units outside the study area (``in_area`` false) get `NO_DATA_COLOR`."""
+    import pandas as pd
+
+    in_area = scores["in_area"].astype(bool) if "in_area" in scores else pd.Series(True, index=scores.index)
+    vals = pd.to_numeric(scores[column], errors="coerce")
+    breaks = class_breaks(vals[in_area])
+    colors = [color_for(v, breaks, SCORE_COLORS) if a else NO_DATA_COLOR for v, a in zip(vals, in_area, strict=True)]
+    return colors, breaks
+
+
+def choropleth_shapes(scores: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """What `geo_lead.figures.draw_choropleth` reads of the units: their geometry and ``in_area`` (all True when
+    absent), in their CRS."""
+    import geopandas as gpd
+    import pandas as pd
+
+    in_area = scores["in_area"].astype(bool) if "in_area" in scores else pd.Series(True, index=scores.index)
+    return gpd.GeoDataFrame({"in_area": in_area.to_numpy(bool)}, geometry=scores.geometry.to_numpy(),
+                            crs=scores.crs)
+
+
+def zone_outlines(zones: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | None:
+    """What `geo_lead.figures.draw_choropleth` reads of the zones (``role`` and geometry), None without zones."""
+    import geopandas as gpd
+
+    if zones is None or not len(zones) or "role" not in zones:
+        return None
+    return gpd.GeoDataFrame({"role": zones["role"].astype(str).to_numpy(object)},
+                            geometry=zones.geometry.to_numpy(), crs=zones.crs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -38,7 +39,7 @@ KIND = "figure_png"
 _PACKAGE = Path(__file__).resolve().parent
 #: The modules whose source is in every figure's key: what draws, colours and projects.
 FIGURE_SOURCES: tuple[Path, ...] = tuple(_PACKAGE / f for f in (
-    "figures.py", "pilot_figures.py", "cartography.py", "figure_cache.py", "settings.py"))
+    "figures.py", "pilot_figures.py", "figure_data.py", "cartography.py", "figure_cache.py", "settings.py"))
 #: Distributions whose versions are in every figure's key (drawing, projection, PNG writing).
 FIGURE_LIBRARIES: tuple[str, ...] = ("matplotlib", "numpy", "pandas", "geopandas", "shapely", "pyproj",
                                      "pillow", "contourpy", "kiwisolver", "fonttools")
@@ -124,8 +125,13 @@ def figure_key(name: str, *data: Any, dpi: int = settings.FIGURE_DPI) -> str:
     from geo_lead import cartography
 
     return result_cache.digest([KIND, name, str(dpi), data_digest(*data),
-                                constants_digest(settings, cartography),
-                                result_cache.source_version(*FIGURE_SOURCES),
+                                constants_digest(settings, cartography), _code_version()])
+
+
+@functools.cache
+def _code_version() -> str:
+    """`FIGURE_SOURCES`' sha256 and `FIGURE_LIBRARIES`' versions (read once per process)."""
+    return result_cache.digest([result_cache.source_version(*FIGURE_SOURCES),
                                 result_cache.library_versions(*FIGURE_LIBRARIES)])
 
 
@@ -143,8 +149,6 @@ def cached_png(name: str, data: tuple[Any, ...], build: Callable[[], Figure],
     build
         Draws the figure (called only when no PNG is cached under the key).
     """
-    from geo_lead.figures import png_bytes
-
     key = figure_key(name, *data, dpi=dpi)
     cached = result_cache.read(KIND, key)
     if cached is not None and isinstance(cached.get("png"), str):
@@ -152,6 +156,8 @@ def cached_png(name: str, data: tuple[Any, ...], build: Callable[[], Figure],
             return base64.b64decode(cached["png"], validate=True)
         except (binascii.Error, ValueError) as exc:
             log.warning("ignoring a cached %s figure that is not base64 (%s); drawing it again", name, exc)
+    from geo_lead.figures import png_bytes  # matplotlib: only when drawing
+
     png = png_bytes(build(), dpi=dpi)
     result_cache.write(KIND, key, {"name": name, "png": base64.b64encode(png).decode("ascii")})
     return png

@@ -32,8 +32,8 @@ from geo_lead.cartography import (
     NO_DATA_COLOR,
     SCORE_COLORS,
     ZONE_STYLES,
-    class_breaks,
-    color_for,
+    choropleth_classes,
+    choropleth_shapes,
     for_figure,
 )
 
@@ -122,35 +122,10 @@ def choropleth_figure(scores: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None =
     return draw_choropleth(choropleth_shapes(scores), colors, breaks, zones, column)
 
 
-def choropleth_classes(scores: pd.DataFrame, column: str = "score") -> tuple[list[str], list[float]]:
-    """The colour of each unit and the class breaks (quantiles of the study area's values) of
-    `choropleth_figure`: units outside the study area (``in_area`` false) get `NO_DATA_COLOR`."""
-    in_area = scores["in_area"].astype(bool) if "in_area" in scores else pd.Series(True, index=scores.index)
-    vals = pd.to_numeric(scores[column], errors="coerce")
-    breaks = class_breaks(vals[in_area])
-    colors = [color_for(v, breaks, SCORE_COLORS) if a else NO_DATA_COLOR for v, a in zip(vals, in_area, strict=True)]
-    return colors, breaks
-
-
-def choropleth_shapes(scores: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """What `draw_choropleth` reads of the units: their geometry and ``in_area`` (all True when
-    absent), in their CRS."""
-    in_area = scores["in_area"].astype(bool) if "in_area" in scores else pd.Series(True, index=scores.index)
-    return gpd.GeoDataFrame({"in_area": in_area.to_numpy(bool)}, geometry=scores.geometry.to_numpy(),
-                            crs=scores.crs)
-
-
-def zone_outlines(zones: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame | None:
-    """What `draw_choropleth` reads of the zones (``role`` and geometry), None without zones."""
-    if zones is None or not len(zones) or "role" not in zones:
-        return None
-    return gpd.GeoDataFrame({"role": zones["role"].astype(str).to_numpy(object)},
-                            geometry=zones.geometry.to_numpy(), crs=zones.crs)
-
-
 def draw_choropleth(shapes: gpd.GeoDataFrame, colors: Sequence[str], breaks: Sequence[float],
                     zones: gpd.GeoDataFrame | None = None, column: str = "score") -> Figure:
-    """`choropleth_figure` from its parts: `choropleth_shapes`, `choropleth_classes` and the zones."""
+    """`choropleth_figure` from its parts (`geo_lead.cartography`: `choropleth_shapes`,
+    `choropleth_classes`, `zone_outlines`)."""
     sc = for_figure(shapes)
     in_area = sc["in_area"].astype(bool)
     fig = Figure(figsize=(8.5, 6.0))

@@ -215,6 +215,10 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
                ) -> dict[str, Path]:
     """Write ``site_selection.html`` and ``timeline.html`` from the store.
 
+    A page whose `page_key` (what it shows, the code and libraries that draw it) is the one
+    recorded for its file, and whose file is intact, is kept as it is and not rendered
+    (`geo_lead.page_reuse.write_if_changed`).
+
     Parameters
     ----------
     store
@@ -242,6 +246,7 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
         When the stored scores, hot spots and site result were made with different
         parameters (the message says what to rerun); nothing is written.
     """
+    from geo_lead.figure_cache import data_digest
     from geo_lead.offline import render_map
     from geo_lead.page_reuse import write_if_changed
     from geo_lead.parameters import consistent_parameters, describe
@@ -265,9 +270,10 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
                            first_division=ctx["first_division"])
     rule = str((params or {}).get("boundary_rule") or settings.BOUNDARY_RULE)
     paths: dict[str, Path] = {}
-    site_data = (layers.scores, layers.kde, layers.gistar, layers.zones, records, layers.gistar_grid,
+    shown = data_digest(records)  # both pages show the records: hashed once
+    site_data = (layers.scores, layers.kde, layers.gistar, layers.zones, shown, layers.gistar_grid,
                  layers.neighborhoods, layers.first_division, notes, line)
-    timeline_data = (records, areas, name_col, notes, line, rule)
+    timeline_data = (shown, areas, name_col, notes, line, rule)
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
 

@@ -11,7 +11,8 @@ file that was edited, replaced or removed since, is rendered and written again (
 the same inputs. A page whose text costs little to make (the zone page) is compared with
 its text instead (`write_if_different`).
 
-``GEO_LEAD_RESULT_CACHE=0`` turns the reuse off (every page is written).
+``GEO_LEAD_RESULT_CACHE=0`` (and so `geo-lead run --force`, `result_cache.switched_off`) turns
+the reuse off: every page is written.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def write_if_different(path: Path, text: str) -> bool:
     file is compared with the text itself. Returns True when written.
     """
     path = Path(path)
-    if file_sha256(path) == hashlib.sha256(text.encode("utf-8")).hexdigest():
+    if result_cache.enabled() and file_sha256(path) == hashlib.sha256(text.encode("utf-8")).hexdigest():
         log.info("%s unchanged (same text): kept", path)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,6 @@ Kept apart from `geo_lead.figures` (the report's other figures); each builder re
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers / CI
@@ -128,27 +126,3 @@ def year_choropleths_figure(neighborhoods: gpd.GeoDataFrame, by_year: dict, valu
                  "blue: official First Division, dashed: pilot zone", fontsize=8)
     return fig
 
-
-def monthly_series_png(result: dict[str, Any]) -> bytes:
-    """`monthly_series_figure` of `result` (a stored ``evaluation_result``) as PNG bytes, drawn
-    once per distinct result (`geo_lead.figure_cache.cached_png`)."""
-    from geo_lead.figure_cache import cached_png
-
-    return cached_png("monthly_series", (result,), lambda: monthly_series_figure(result))
-
-
-def year_choropleths_png(neighborhoods: gpd.GeoDataFrame, by_year: dict[str, Any],
-                         first_division: gpd.GeoDataFrame | None = None,
-                         pilot: gpd.GeoDataFrame | None = None) -> bytes:
-    """`year_choropleths_figure` (default value) as PNG bytes, drawn once per distinct input:
-    the units' names and shapes, each year's values and the two outlines."""
-    from geo_lead.figure_cache import cached_png
-
-    value = "density_per_sqmi"
-    nh = gpd.GeoDataFrame({"NH_NAME": neighborhoods["NH_NAME"].to_numpy(object)},
-                          geometry=neighborhoods.geometry.to_numpy(), crs=neighborhoods.crs)
-    years = {"scores": [{"year": s["year"], value: s.get(value, {})} for s in by_year.get("scores", [])]}
-    fd, pz = (None if g is None else gpd.GeoDataFrame(geometry=g.geometry.to_numpy(), crs=g.crs)
-              for g in (first_division, pilot))
-    return cached_png("year_choropleths", (nh, years, fd, pz),
-                      lambda: year_choropleths_figure(nh, years, value, first_division=fd, pilot=pz))

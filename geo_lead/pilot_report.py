@@ -107,15 +107,14 @@ def by_year_html(by: dict[str, Any], nh: gpd.GeoDataFrame | None = None, with_fi
              f"<div class=\"scroll\"><table>{head}{''.join(rows)}</table></div>"]
     if with_figures and nh is not None and by.get("scores"):
         from geo_lead.boundaries import load_first_division, load_pilot_zone
-        from geo_lead.figures import png_bytes
-        from geo_lead.pilot_figures import year_choropleths_figure
+        from geo_lead.figure_data import year_choropleths_png
 
         try:
             fd, pz = load_first_division(), load_pilot_zone()
         except (GeoLeadError, OSError):
             fd = pz = None
         parts.append("<h3>Eligible records per square mile, one map per year</h3>" + _img(
-            png_bytes(year_choropleths_figure(nh, by, first_division=fd, pilot=pz)), "one choropleth per year"))
+            year_choropleths_png(nh, by, first_division=fd, pilot=pz), "one choropleth per year"))
     for note in by.get("notes") or []:
         parts.append(f"<p class=muted>{_esc(note)}</p>")
     return "".join(parts)
@@ -181,10 +180,9 @@ def evaluation_html(e: dict[str, Any], announcement: str, with_figures: bool = T
              f"{e['bootstrap']['block_months']} months, {e['bootstrap']['replicates']} replicates, seed "
              f"{e['bootstrap']['seed']}.</p>"]
     if with_figures:
-        from geo_lead.figures import png_bytes
-        from geo_lead.pilot_figures import monthly_series_figure
+        from geo_lead.figure_data import monthly_series_png
 
-        parts.append(_img(png_bytes(monthly_series_figure(e)), "monthly eligible records with the pilot start"))
+        parts.append(_img(monthly_series_png(e), "monthly eligible records with the pilot start"))
     parts.append("<h3>What this comparison cannot show</h3><ul>"
                  + "".join(f"<li>{_esc(t)}</li>" for t in e["limits"]) + "</ul>")
     return "".join(parts)

@@ -462,72 +462,33 @@ def _score_rows(scores: Any) -> list[dict[str, Any]]:
 def _figures(data: dict[str, Any]) -> tuple[list[Block], list[str]]:
     """(blocks, notes) for the three figures; a figure whose input is missing is noted.
 
-    Each PNG is drawn once per distinct input (`geo_lead.figure_cache.cached_png`, keyed by
-    what the figure plots: the ranking's columns, the choropleth's shapes, colours and zone
-    outlines, the concentration curve's counts).
+    Each PNG is drawn once per distinct input (`geo_lead.figure_data`, keyed by what the
+    figure plots: the ranking's columns, the choropleth's shapes, colours and zone outlines,
+    the concentration curve's counts).
     """
+    from geo_lead.figure_data import choropleth_png, concentration_png, point_counts, rank_png
     from geo_lead.map_data import indicator_records
 
     out: list[Block] = []
     notes = []
     scores = data.get("scores")
     if scores is not None and len(scores) and "rank" in scores:
-        out += [Heading("Ranking with bootstrap rank intervals"), Image("ranked neighborhoods", _rank_png(scores))]
+        out += [Heading("Ranking with bootstrap rank intervals"), Image("ranked neighborhoods", rank_png(scores))]
     else:
         notes.append("ranking figure: no scores")
     if scores is not None and len(scores):
-        out += [Heading("Choropleth"), Image("choropleth", _choropleth_png(scores, data.get("zones")))]
+        out += [Heading("Choropleth"), Image("choropleth", choropleth_png(scores, data.get("zones")))]
     else:
         notes.append("choropleth: no scores")
     records, _ = indicator_records(data.get("records"), scores)  # same records as the choropleth
-    points = _point_counts(records)
+    points = point_counts(records)
     area = pd.DataFrame(scores[["count", "area_sqmi"]]).reset_index(drop=True) if scores is not None and \
         len(scores) and {"count", "area_sqmi"} <= set(scores.columns) else None
     if (points is not None and len(points)) or area is not None:
-        out += [Heading("Concentration"), Image("concentration curve", _concentration_png(points, area))]
+        out += [Heading("Concentration"), Image("concentration curve", concentration_png(points, area))]
     else:
         notes.append("concentration curve: no geocoded records and no scores")
     return out, notes
-
-
-#: Score columns the ranking figure reads (`geo_lead.figures.rank_interval_figure`).
-RANK_FIGURE_COLUMNS: tuple[str, ...] = ("neighborhood", "rank", "rank_low", "rank_high", "in_area", "is_named")
-
-
-def _rank_png(scores: pd.DataFrame) -> bytes:
-    from geo_lead import figures
-    from geo_lead.figure_cache import cached_png
-
-    frame = pd.DataFrame(scores[[c for c in RANK_FIGURE_COLUMNS if c in scores]]).reset_index(drop=True)
-    highlight = list(settings.PILOT_NEIGHBORHOODS)
-    return cached_png("rank_intervals", (frame, highlight),
-                      lambda: figures.rank_interval_figure(frame, highlight=highlight))
-
-
-def _choropleth_png(scores: Any, zones: Any) -> bytes:
-    from geo_lead import figures
-    from geo_lead.figure_cache import cached_png
-
-    col = "score" if "score" in scores else "count"
-    colors, breaks = figures.choropleth_classes(scores, col)
-    shapes, outlines = figures.choropleth_shapes(scores), figures.zone_outlines(zones)
-    return cached_png("choropleth", (shapes, colors, breaks, outlines, col),
-                      lambda: figures.draw_choropleth(shapes, colors, breaks, outlines, col))
-
-
-def _point_counts(records: pd.DataFrame | None) -> np.ndarray | None:
-    """Records per geocoded block point (`geo_lead.map_layers.point_record_counts`), None without records."""
-    from geo_lead.map_layers import point_record_counts
-
-    return point_record_counts(records) if records is not None and len(records) else None
-
-
-def _concentration_png(points: np.ndarray | None, area: pd.DataFrame | None) -> bytes:
-    from geo_lead import figures
-    from geo_lead.figure_cache import cached_png
-
-    counts = points if points is not None and len(points) else None
-    return cached_png("concentration", (counts, area), lambda: figures.concentration_figure(counts, area))
 
 
 # --- the detail sections ------------------------------------------------------------------------

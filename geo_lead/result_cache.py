@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,23 @@ def cache_dir() -> Path:
 def enabled() -> bool:
     """False when ``GEO_LEAD_RESULT_CACHE=0``."""
     return os.environ.get(ENV_SWITCH, "1").strip() != "0"
+
+
+@contextlib.contextmanager
+def switched_off() -> Iterator[None]:
+    """Nothing read from or written to the cache inside (``geo-lead run --force``); restored after.
+
+    Through the environment variable, so children forked inside compute everything too.
+    """
+    before = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_SWITCH, None)
+        else:
+            os.environ[ENV_SWITCH] = before
 
 
 def digest(parts: Iterable[bytes | str]) -> str:

@@ -1065,8 +1065,6 @@ def site(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidates:
     from geo_lead import result_cache
 
     p = params or SiteParams()
-    if adjacency is None:
-        adjacency = queen_adjacency(neighborhoods)
     cols = [c for c in dict.fromkeys([*SITE_MEMO_COLUMNS, indicator]) if c in records.columns]
     records = records[[*cols, records.geometry.name]] if hasattr(records, "geometry") else records[cols]
     key = site_key(SiteMemoInputs(records, neighborhoods, candidates, pilot, indicator, p, population,
@@ -1100,7 +1098,7 @@ class SiteMemoInputs:
     indicator: str
     params: SiteParams
     population: pd.Series | None
-    adjacency: Adjacency
+    adjacency: Adjacency | None  #: None: the neighborhoods' queen adjacency (computed on a miss only)
     sampling: frames.Frames | None
 
 
@@ -1114,7 +1112,8 @@ def site_key(inp: SiteMemoInputs) -> str:
     cols = [*records.columns]
     pop = ("none" if inp.population is None else
            result_cache.frame_digest(inp.population.rename("population").to_frame(), ["population"]))
-    adjacency = json.dumps({str(k): sorted(map(str, v)) for k, v in inp.adjacency.items()}, sort_keys=True)
+    adjacency = "queen" if inp.adjacency is None else json.dumps(
+        {str(k): sorted(map(str, v)) for k, v in inp.adjacency.items()}, sort_keys=True)
     return result_cache.digest([
         SITE_CACHE, result_cache.code_version(), result_cache.settings_version(), _memo_libraries(),
         result_cache.frame_digest(records, cols),

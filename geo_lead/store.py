@@ -118,29 +118,6 @@ _GEOCODE_CACHE_DDL = f"""CREATE TABLE IF NOT EXISTS {GEOCODE_CACHE_TABLE} (fid I
 #: ``occurred_at`` values that start with a ``YYYY-MM`` month (`Store.iter_record_rows`).
 _ISO_MONTH_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]*"
 
-#: Ingest's date format (`geo_lead.sources`: ``YYYY-MM-DDTHH:MM:SS``) as a GLOB.
-_ISO_SECONDS_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
-
-
-def iso_date_sql(column: str) -> str:
-    """SQL truth of "`column` holds a date-time in ingest's ISO format that pandas reads".
-
-    The GLOB of the format, a year inside pandas' datetime range, and a real calendar date and
-    time (SQLite's ``datetime`` gives it back unchanged). Such values order as text as their
-    datetimes order, and their first four characters are the year, so MIN/MAX/GROUP BY on
-    them in SQL equal pandas on the parsed column.
-    """
-    spaced = f"replace({column}, 'T', ' ')"
-    return (f"({column} GLOB '{_ISO_SECONDS_GLOB}' AND substr({column}, 1, 4) BETWEEN '1678' AND '2261' "
-            f"AND datetime({spaced}) = {spaced})")
-
-
-def _report_date_sql() -> str:
-    """A record's report date as `geo_lead.frames.report_dates` takes it: ``reported_at``, else
-    ``occurred_at``, else NULL (ISO-format values only, `iso_date_sql`)."""
-    return (f"(CASE WHEN {iso_date_sql('reported_at')} THEN reported_at "
-            f"WHEN {iso_date_sql('occurred_at')} THEN occurred_at END)")
-
 _SRS_WGS84_WKT = (
     'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
     'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AUTHORITY["EPSG","4326"]]'
@@ -320,6 +297,8 @@ class Store:
         #: `close_discarding_if_unused` removes them again if nothing was written.
         self.created: bool = False
         self.created_dirs: list[Path] = []
+        #: `record_dates` of the store as it was: (data_version, total_changes, records), dates
+        self._dates: tuple[tuple[int, int, int], RecordDates] | None = None
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -1113,77 +1092,119 @@ class Store:
         """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
         ``neighborhood`` and a non-empty ``division`` (the table
         `geo_lead.boundaries.division_majority` counts from a frame); needs both columns."""
-        rows = self.conn.execute(
-            "SELECT neighborhood, division, COUNT(*) FROM records "
-            "WHERE neighborhood <> '' AND division <> '' GROUP BY neighborhood, division").fetchall()
-        return pd.DataFrame(rows, columns=["neighborhood", "division", "n"]).astype({"n": "int64"})
+        table = self._record_columns(["neighborhood", "division"])
+        keys = {c: _codes(table.column(c)) for c in ("neighborhood", "division")}
+        ok = np.ones(table.num_rows, dtype=bool)
+        for codes, values in keys.values():
+            ok &= (codes >= 0) & (values[np.maximum(codes, 0)] != "") if len(values) else codes >= 0
+        (nc, nv), (dc, dv) = keys["neighborhood"], keys["division"]
+        pairs = pd.DataFrame({"n_": nc[ok], "d_": dc[ok]}).value_counts(sort=False).reset_index(name="n")
+        return pd.DataFrame({"neighborhood": nv[pairs["n_"].to_numpy()], "division": dv[pairs["d_"].to_numpy()],
+                             "n": pairs["n"].to_numpy(np.int64)})
+
+    def record_dates(self) -> RecordDates:
+        """Every record's dates, counted: `RecordDates` (kept until the store changes)."""
+        key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes,
+               self.count("records"))
+        if self._dates is None or self._dates[0] != key:
+            self._dates = (key, _record_dates(self._record_columns(list(RecordDates.COLUMNS))))
+        return self._dates[1]
 
     def odd_record_dates(self) -> int:
         """Records whose ``occurred_at`` or ``reported_at`` is neither NULL, empty nor in
-        ingest's ISO format (`iso_date_sql`). When 0, the date aggregates below equal what pandas
+        ingest's ISO format (`iso_seconds`). When 0, the date aggregates below equal what pandas
         computes from the parsed columns; otherwise the caller reads the dates itself."""
-        have = set(self.columns("records")) if "records" in self.tables() else set()
-        terms = [f"NOT (COALESCE({c}, '') = '' OR {iso_date_sql(c)})" for c in ("occurred_at", "reported_at")
-                 if c in have]
-        return self.count("records", where=" OR ".join(terms)) if terms else 0
+        return self.record_dates().odd
 
     def records_by_file(self) -> pd.DataFrame:
         """Per ``source_file`` and ``source`` (NULL read as ``(unknown)`` and ``""``): ``records``,
         and ``first`` / ``last``, the least and greatest ``occurred_at`` in ingest's ISO format
         (None when the group has none); exact for pandas only when `odd_record_dates` is 0."""
-        iso = iso_date_sql("occurred_at")
-        rows = self.conn.execute(
-            "SELECT COALESCE(source_file, '(unknown)'), COALESCE(source, ''), COUNT(*), "
-            f"MIN(CASE WHEN {iso} THEN occurred_at END), MAX(CASE WHEN {iso} THEN occurred_at END) "
-            "FROM records GROUP BY 1, 2").fetchall()
-        return pd.DataFrame(rows, columns=["source_file", "source", "records", "first", "last"])
+        c = self.record_dates().cube
+        g = c.assign(source_file=c["source_file"].fillna("(unknown)"), source=c["source"].fillna("")).groupby(
+            ["source_file", "source"], sort=False).agg(records=("n", "sum"), first=("occ_min", "min"),
+                                                       last=("occ_max", "max")).reset_index()
+        return g.assign(first=_iso_text(g["first"]), last=_iso_text(g["last"]))
 
     def occurred_year_counts(self) -> dict[int, int]:
         """Records per calendar year of ``occurred_at`` (ISO-format values only: see
         `odd_record_dates`)."""
-        iso = iso_date_sql("occurred_at")
-        rows = self.conn.execute(
-            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COUNT(*) FROM records WHERE {iso} GROUP BY 1")
-        return {int(y): int(n) for y, n in rows.fetchall()}
+        c = self.record_dates().cube
+        c = c[c["occ_month"] >= 0]
+        return {int(y): int(n) for y, n in c.groupby(c["occ_month"] // 12)["n"].sum().items()}
+
+    def occurred_months(self) -> list[str]:
+        """The ``YYYY-MM`` months of ``occurred_at`` (ISO-format values only: see
+        `odd_record_dates`), sorted."""
+        months = sorted({int(m) for m in self.record_dates().cube["occ_month"] if m >= 0})
+        return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in months]
 
     def report_spans_by_year(self) -> pd.DataFrame:
         """Per calendar year of ``occurred_at`` (``year``) and ``source_file`` (NULL read as ""):
         ``first`` / ``last`` report date (``reported_at``, else ``occurred_at``) of its records,
         as `geo_lead.frames.spans_from_records` takes them from a year's records; ISO-format
         values only (see `odd_record_dates`)."""
-        occurred, reported = iso_date_sql("occurred_at"), iso_date_sql("reported_at")
-        when = f"CASE WHEN {reported} THEN reported_at ELSE occurred_at END"
-        rows = self.conn.execute(
-            f"SELECT CAST(substr(occurred_at, 1, 4) AS INTEGER), COALESCE(source_file, ''), MIN({when}), "
-            f"MAX({when}) FROM records WHERE {occurred} GROUP BY 1, 2").fetchall()
-        return pd.DataFrame(rows, columns=["year", "source_file", "first", "last"])
+        c = self.record_dates().cube
+        c = c[c["occ_month"] >= 0]
+        g = c.assign(year=c["occ_month"] // 12, source_file=c["source_file"].fillna("")).groupby(
+            ["year", "source_file"], sort=True).agg(first=("rep_min", "min"), last=("rep_max", "max")).reset_index()
+        return g.assign(first=_iso_text(g["first"]), last=_iso_text(g["last"]))
 
     def report_spans_by_source_file(self) -> pd.DataFrame:
         """Per ``source_file`` (NULL read as ""): ``first`` / ``last`` report date (``reported_at``,
         else ``occurred_at``) of its records that have one; ISO-format values only (see
         `odd_record_dates`)."""
-        when = _report_date_sql()
-        rows = self.conn.execute(
-            f"SELECT COALESCE(source_file, ''), MIN({when}), MAX({when}) FROM records "
-            f"WHERE {when} IS NOT NULL GROUP BY 1").fetchall()
-        return pd.DataFrame(rows, columns=["source_file", "first", "last"])
-
-    def occurred_months(self) -> list[str]:
-        """The ``YYYY-MM`` months of ``occurred_at`` (ISO-format values only: see
-        `odd_record_dates`), sorted."""
-        iso = iso_date_sql("occurred_at")
-        return [r[0] for r in self.conn.execute(
-            f"SELECT DISTINCT substr(occurred_at, 1, 7) FROM records WHERE {iso} ORDER BY 1")]
+        c = self.record_dates().cube
+        c = c[c["rep_year"] >= 0]
+        g = c.assign(source_file=c["source_file"].fillna("")).groupby("source_file", sort=True).agg(
+            first=("rep_min", "min"), last=("rep_max", "max")).reset_index()
+        return g.assign(first=_iso_text(g["first"]), last=_iso_text(g["last"]))
 
     def report_year_source_counts(self) -> pd.DataFrame:
         """``year``, ``source`` (NULL read as ""), ``records``: records per calendar year of their
         report date (``reported_at``, else ``occurred_at``) and source; ISO-format values only
         (see `odd_record_dates`)."""
-        when = _report_date_sql()
-        rows = self.conn.execute(
-            f"SELECT CAST(substr({when}, 1, 4) AS INTEGER), COALESCE(source, ''), COUNT(*) FROM records "
-            f"WHERE {when} IS NOT NULL GROUP BY 1, 2").fetchall()
-        return pd.DataFrame(rows, columns=["year", "source", "records"])
+        c = self.record_dates().cube
+        c = c[c["rep_year"] >= 0]
+        g = c.assign(source=c["source"].fillna("")).groupby(["rep_year", "source"], sort=True)["n"].sum()
+        return pd.DataFrame({"year": g.index.get_level_values(0).astype(int),
+                             "source": g.index.get_level_values(1), "records": g.to_numpy(np.int64)})
+
+    def _record_columns(self, columns: list[str]) -> Any:
+        """`columns` of every record (those the table has; the others all NULL) as a pyarrow
+        Table, row order unspecified: GDAL's Arrow reader for a file store of at least
+        `ARROW_MIN_ROWS` records with no transaction open (what it reads is what sqlite3 reads:
+        TEXT columns), else sqlite3. For counting: no Python object per value."""
+        import pyarrow as pa
+
+        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        have = [c for c in columns if c in declared]
+        n = self.count("records")
+        table = None
+        if have and n >= ARROW_MIN_ROWS and not self.conn.in_transaction and Path(self.path).is_file() \
+                and all(declared[c] == "TEXT" for c in have):
+            try:
+                import warnings
+
+                import pyogrio
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    _meta, table = pyogrio.read_arrow(self.path, layer="records", columns=have, read_geometry=False)
+                table = table.select(have) if table.num_rows == n else None
+            except Exception as exc:  # any failure: the sqlite3 read
+                log.debug("records: Arrow read for counting not used (%s)", exc)
+                table = None
+        if table is None:
+            quoted = ", ".join(f'"{c}"' for c in have) or "NULL"
+            rows = self.conn.execute(f"SELECT {quoted} FROM records").fetchall()
+            cols = list(zip(*rows, strict=True)) if rows else [() for _ in have or ["_"]]
+            table = pa.table({c: pa.array([v if v is None or isinstance(v, str) else str(v) for v in col],
+                                          type=pa.string()) for c, col in zip(have or ["_"], cols, strict=True)})
+        for c in columns:
+            if c not in have:
+                table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+        return table.select(columns)
 
     # the geocode cache (geo_lead.geocode.cache)
     def ensure_geocode_cache(self) -> None:
@@ -1240,6 +1261,86 @@ class Store:
         cur = self.conn.execute(sql + " ORDER BY fid", params)
         while rows := cur.fetchmany(chunk_rows):
             yield pd.DataFrame(rows, columns=list(columns))
+
+
+@dataclass(frozen=True)
+class RecordDates:
+    """Every record's dates, counted (`Store.record_dates`): the ``cube`` has one row per
+    ``source_file``, ``source`` (their stored values, None for NULL), ``occ_month`` (year x 12 +
+    month - 1 of a valid ``occurred_at``, -1 without one) and ``rep_year`` (year of the report date:
+    a valid ``reported_at``, else a valid ``occurred_at``; -1 without one), with ``n`` records and
+    ``occ_min``/``occ_max``/``rep_min``/``rep_max`` (seconds since 1970, NaN without one); ``odd``
+    counts the records with a date that is neither NULL, empty nor valid (`iso_seconds`)."""
+
+    COLUMNS = ("source_file", "source", "occurred_at", "reported_at")
+
+    cube: pd.DataFrame
+    odd: int
+
+
+def iso_seconds(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds since 1970 of the values of a pyarrow string array written in ingest's format
+    (``YYYY-MM-DDTHH:MM:SS``) that pandas reads as a date (NaN otherwise), and which values are
+    odd (neither NULL, empty nor such a date).
+
+    Each distinct value is parsed once, by pandas itself (``to_datetime(format="ISO8601")``),
+    so a value called a date here is exactly the datetime every reader of the column gets;
+    other spellings (offsets, no time, spaces) are odd, because readers that parse with or
+    without ``utc=True`` would disagree on them.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    enc = arr.cast(pa.string()).dictionary_encode()
+    distinct = enc.dictionary
+    shaped = pc.match_substring_regex(distinct, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")
+    text = pd.Series(distinct.to_pandas(), dtype=object)
+    parsed = pd.to_datetime(text.where(shaped.to_numpy(zero_copy_only=False)), errors="coerce", format="ISO8601")
+    ok = parsed.notna().to_numpy()
+    secs = np.where(ok, parsed.to_numpy("datetime64[s]").astype("int64").astype(np.float64), np.nan)
+    odd = ~ok & (text != "").to_numpy()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    # a NULL value (code -1) is no date and not odd: one extra slot at the end
+    return np.append(secs, np.nan)[codes], np.append(odd, False)[codes]
+
+
+def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary codes of a pyarrow string array (-1 for NULL) and the distinct values."""
+    import pyarrow as pa
+
+    enc = values.combine_chunks().dictionary_encode() if isinstance(values, pa.ChunkedArray) \
+        else values.dictionary_encode()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
+
+
+def _record_dates(table: Any) -> RecordDates:
+    """`RecordDates` of a pyarrow table of `RecordDates.COLUMNS`."""
+    occ, odd_occ = iso_seconds(table.column("occurred_at"))
+    rep, odd_rep = iso_seconds(table.column("reported_at"))
+    rep = np.where(np.isnan(rep), occ, rep)
+    (fc, fv), (sc, sv) = _codes(table.column("source_file")), _codes(table.column("source"))
+    occ_t, rep_t = pd.to_datetime(occ, unit="s"), pd.to_datetime(rep, unit="s")
+    occ_month = np.where(np.isnan(occ), -1, occ_t.year * 12 + occ_t.month - 1).astype(np.int64)
+    rep_year = np.where(np.isnan(rep), -1, rep_t.year).astype(np.int64)
+    frame = pd.DataFrame({"f": fc, "s": sc, "occ_month": occ_month, "rep_year": rep_year, "occ": occ, "rep": rep})
+    cube = frame.groupby(["f", "s", "occ_month", "rep_year"], sort=True).agg(
+        n=("occ", "size"), occ_min=("occ", "min"), occ_max=("occ", "max"),
+        rep_min=("rep", "min"), rep_max=("rep", "max")).reset_index()
+
+    def values(codes: pd.Series, distinct: np.ndarray) -> list[Any]:
+        return [None if c < 0 else distinct[c] for c in codes]
+
+    cube.insert(0, "source_file", values(cube.pop("f"), fv))
+    cube.insert(1, "source", values(cube.pop("s"), sv))
+    return RecordDates(cube, int((odd_occ | odd_rep).sum()))
+
+
+def _iso_text(seconds: pd.Series) -> list[str | None]:
+    """Seconds since 1970 (NaN: none) as ingest's ISO text."""
+    when = pd.to_datetime(seconds.astype(float), unit="s")
+    return [None if pd.isna(t) else t.strftime("%Y-%m-%dT%H:%M:%S") for t in when]
 
 
 _PLAIN_TYPES = frozenset({str, int, float, bytes, type(None)})

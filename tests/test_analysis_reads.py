@@ -182,7 +182,7 @@ def test_report_tallies_equal_the_full_frame(store: Store) -> None:
 
 
 def test_report_sources_with_dates_sql_cannot_read(tmp_path: Path) -> None:
-    """A date not in ingest's ISO format: the per-file range is parsed in pandas, as before."""
+    """Dates not in ingest's ISO format: the per-file range is parsed in pandas, as before."""
     from geo_lead.report_tallies import tallies_of_frame, tallies_of_store
     from geo_lead.sources import RECORD_COLUMNS
 
@@ -198,7 +198,7 @@ def test_report_sources_with_dates_sql_cannot_read(tmp_path: Path) -> None:
     try:
         with s.write():
             s.upsert_records(frame, "2026-01-01T00:00:00Z")
-        assert s.odd_record_dates() == 1  # only "2017-05-03"; the 30th of February is no date
+        assert s.odd_record_dates() == 2  # "2017-05-03" (no time) and the 30th of February (no date)
         full = _full(s, ["source", "source_file", "occurred_at", "match_type", "lead_eligible"])
         assert "match_type" not in full  # never geocoded: every record "not geocoded yet"
         got, want = tallies_of_store(s), tallies_of_frame(full)
@@ -257,3 +257,23 @@ def test_evaluation_equals_the_full_read(store: Store) -> None:
     values = np.array([4.0, 1.0, 2.5, 7.0])
     for counts in ([1, 1, 1, 1], [3, 1, 2, 1], [0, 2, 2, 0], [5, 1, 1, 1]):
         assert weighted_median(values, np.array(counts)) == float(pd.Series(np.repeat(values, counts)).median())
+
+
+def test_iso_seconds_agree_with_pandas() -> None:
+    """A value `iso_seconds` calls a date is the same second to pandas; any other non-empty value
+    is odd (the callers then read and parse the dates in pandas)."""
+    import pyarrow as pa
+
+    from geo_lead.store import iso_seconds
+
+    values = ["2016-01-04T21:13:00", "2016-02-29T00:00:00", "2017-02-29T00:00:00", "2016-13-01T00:00:00",
+              "2016-01-01T24:00:00", "1677-01-01T00:00:00", "2262-05-01T00:00:00", "2016-01-04 21:13:00",
+              "", None, " 2016-01-04T21:13:00", "2016-01-04T21:13:00Z", "2016-01-04"]
+    secs, odd = iso_seconds(pa.chunked_array([values], type=pa.string()))
+    # 29 Feb 2017, month 13 and hour 24 are no dates; years outside datetime64[ns] are (pandas reads them)
+    assert [bool(v) for v in np.isfinite(secs)] == [True, True, False, False, False, True, True] + [False] * 6
+    assert [bool(v) for v in odd] == [False, False, True, True, True, False, False, True, False, False, True, True,
+                                      True]
+    for value, sec in zip(values, secs, strict=True):
+        if np.isfinite(sec):
+            assert pd.Timestamp(sec, unit="s") == pd.to_datetime(value, format="ISO8601")

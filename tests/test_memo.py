@@ -416,3 +416,19 @@ def test_a_changed_setting_changes_every_key(cache_dir: Path, monkeypatch: pytes
     assert result_cache.settings_version() != before
     hotspots.gistar(y, w, 99, 1)
     assert calls == [1]
+
+
+def test_a_years_site_is_reused_when_another_year_changed(cache_dir: Path, neighborhoods: gpd.GeoDataFrame,
+                                                          adjacency: dict[str, set[str]],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = records_in(neighborhoods, years=(2016, 2017))
+    params = SiteParams(replicates=40)
+    first = _site(recs[by_year.year_mask(recs, 2016).to_numpy()], neighborhoods, adjacency, params)
+    later = recs.copy()
+    in_2017 = int(np.flatnonzero(later["occurred_at"].str.startswith("2017"))[0])
+    later.loc[in_2017, "weight"] = 3.0  # another year's record changed
+    later = pd.concat([later, later.iloc[[in_2017]].assign(occurred_at="2023-05-01T00:00:00")], ignore_index=True)
+    with monkeypatch.context() as m:
+        m.setattr(siting, "evaluate_site", _fail)
+        again = _site(later[by_year.year_mask(later, 2016).to_numpy()], neighborhoods, adjacency, params)
+    _assert_same_site(again, first)

@@ -22,7 +22,7 @@ import shapely
 from matplotlib.figure import Figure
 from test_maps import fill_store, map_inputs
 
-from geo_lead import figure_cache, figures, maps, offline, page_reuse, report, result_cache
+from geo_lead import figure_cache, figure_data, figures, maps, offline, page_reuse, result_cache
 from geo_lead.store import opened
 
 
@@ -117,23 +117,23 @@ def test_report_choropleth_is_the_fresh_figure_and_ignores_values_it_does_not_dr
     scores, zones = inputs["scores"], inputs["zones"]
     draw = Counter(figures.draw_choropleth)
     monkeypatch.setattr(figures, "draw_choropleth", draw)
-    png = report._choropleth_png(scores, zones)
+    png = figure_data.choropleth_png(scores, zones)
     assert png == figures.png_bytes(figures.choropleth_figure(scores, zones, column="score"))
     assert draw.calls == 2  # ours, then the oracle's
     outside = scores.index[~scores["in_area"].astype(bool)][0]
     moved = scores.copy()
     moved.loc[outside, "score"] = 0.987654  # drawn grey whatever its value: same picture
-    assert report._choropleth_png(moved, zones) == png and draw.calls == 2
+    assert figure_data.choropleth_png(moved, zones) == png and draw.calls == 2
     inside = scores.index[scores["in_area"].astype(bool)]
     swapped = scores.copy()
     swapped.loc[inside, "score"] = scores.loc[inside, "score"].to_numpy()[::-1]  # the colours move
-    assert report._choropleth_png(swapped, zones) != png and draw.calls == 3
+    assert figure_data.choropleth_png(swapped, zones) != png and draw.calls == 3
 
 
 def test_point_record_counts_are_aggregate_points_counts(inputs: dict[str, Any]) -> None:
     recs = inputs["records"]
-    assert maps.aggregate_points(recs)["n"].tolist() == report._point_counts(recs).tolist()
-    assert len(report._point_counts(recs.assign(lon=np.nan))) == 0
+    assert maps.aggregate_points(recs)["n"].tolist() == figure_data.point_counts(recs).tolist()
+    assert len(figure_data.point_counts(recs.assign(lon=np.nan))) == 0
 
 
 # --- map pages ----------------------------------------------------------------------------------

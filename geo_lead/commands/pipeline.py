@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from geo_lead import settings
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="rebuild everything even when the inputs (by sha256), the options and the "
                         "outputs are as the last run left them (by default that rerun only says "
-                        "'nothing changed')")
+                        "'nothing changed'), and compute every result again: nothing is reused from "
+                        "the result cache (statistics, figures, pages)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=_run)
 
@@ -69,11 +71,14 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if not args.json:
             print(f"[run] {why}: running every stage")
-    summary = run_pipeline(args.store, files,
-                           out_dir=args.out, echo=None if args.json else print, engine=args.engine,
-                           rules_path=args.rules, sample_fraction=args.sample_fraction,
-                           boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft,
-                           fingerprint=fingerprint["key"])
+    from geo_lead.result_cache import switched_off
+
+    with switched_off() if args.force else contextlib.nullcontext():
+        summary = run_pipeline(args.store, files,
+                               out_dir=args.out, echo=None if args.json else print, engine=args.engine,
+                               rules_path=args.rules, sample_fraction=args.sample_fraction,
+                               boundary=args.boundary, boundary_tolerance_ft=args.boundary_tolerance_ft,
+                               fingerprint=fingerprint["key"])
     if args.json:
         print_json(summary)
     return 0
