@@ -221,10 +221,6 @@ class Deferred(Generic[T]):
         """The job's name in warnings."""
         return getattr(self, "_name", None) or _name(self.fn)
 
-    def pending(self) -> bool:
-        """True while a child computes the job and its answer has not arrived (never blocks)."""
-        return self._conn is not None and not self._conn.poll(0)
-
     def result(self) -> T:
         """The child's result; its exception raised here; or, when the child could not answer,
         the same computation done here (with a warning saying why)."""

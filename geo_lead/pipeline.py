@@ -445,8 +445,7 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
-        if site_job.pending():  # matplotlib (~1 s) while we wait anyway: the report's child inherits it
-            import geo_lead.figures  # noqa: F401
+        import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it
         site_lines: list[str] = []
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,

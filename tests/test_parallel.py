@@ -51,13 +51,8 @@ worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is 
 pid, total = worker.submit(_pid_and_sum, (np.arange(4.0),)).result()
 assert pid != os.getpid() and total == 6.0, (pid, total)
 worker.close()
-import time
-job = Deferred(time.sleep, 0.5)
-assert job.pending()  # the child sleeps: no answer yet
-assert job.result() is None and not job.pending()
-assert not Deferred.here(lambda: 1).pending()  # computed here when asked: nothing to wait for
 from geo_lead import parallel
-assert parallel.forks() == 3, parallel.forks()
+assert parallel.forks() == 2, parallel.forks()
 print("forked ok")
 """
 
@@ -99,9 +94,7 @@ def _mark_parent(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_switched_off_computes_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(parallel.NO_FORK_ENV, "1")
     assert not parallel.fork_available()
-    job = Deferred(_pid_and_sum, np.ones(3))
-    assert not job.pending()  # no child: computed here by result()
-    pid, _ = job.result()
+    pid, _ = Deferred(_pid_and_sum, np.ones(3)).result()
     assert pid == os.getpid()
 
 
