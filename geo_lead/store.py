@@ -1278,31 +1278,84 @@ class RecordDates:
     odd: int
 
 
+#: Ingest's date text (``YYYY-MM-DDTHH:MM:SS``, ASCII digits), the only shape `iso_seconds` reads.
+ISO_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"
+#: Years `iso_seconds` converts itself; a shaped value outside them is parsed by pandas.
+ISO_FAST_YEARS = (1678, 2261)
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
 def iso_seconds(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since 1970 of the values of a pyarrow string array written in ingest's format
-    (``YYYY-MM-DDTHH:MM:SS``) that pandas reads as a date (NaN otherwise), and which values are
-    odd (neither NULL, empty nor such a date).
+    (``YYYY-MM-DDTHH:MM:SS``, `ISO_SHAPE`) that pandas reads as a date (NaN otherwise), and
+    which values are odd (neither NULL, empty nor such a date).
 
-    Each distinct value is parsed once, by pandas itself (``to_datetime(format="ISO8601")``),
-    so a value called a date here is exactly the datetime every reader of the column gets;
-    other spellings (offsets, no time, spaces) are odd, because readers that parse with or
-    without ``utc=True`` would disagree on them.
+    A value is a date exactly when pandas (``to_datetime(format="ISO8601")``) reads it as one,
+    and then it is the same second. Values in `ISO_FAST_YEARS` are converted by integer
+    arithmetic on their digits (a real calendar day, hour < 24, minute and second < 60: what
+    pandas accepts); the other shaped values (years outside them, impossible fields) by pandas
+    itself, each distinct value once. Other spellings (offsets, no time, spaces) are odd,
+    because readers that parse with or without ``utc=True`` would disagree on them.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    enc = arr.cast(pa.string()).dictionary_encode()
-    distinct = enc.dictionary
-    shaped = pc.match_substring_regex(distinct, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")
-    text = pd.Series(distinct.to_pandas(), dtype=object)
-    parsed = pd.to_datetime(text.where(shaped.to_numpy(zero_copy_only=False)), errors="coerce", format="ISO8601")
-    ok = parsed.notna().to_numpy()
-    secs = np.where(ok, parsed.to_numpy("datetime64[s]").astype("int64").astype(np.float64), np.nan)
-    odd = ~ok & (text != "").to_numpy()
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    # a NULL value (code -1) is no date and not odd: one extra slot at the end
-    return np.append(secs, np.nan)[codes], np.append(odd, False)[codes]
+    arr = arr.cast(pa.string())
+    size = pc.fill_null(pc.binary_length(arr), -1).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(size == _ISO_BYTES)  # `ISO_SHAPE` has 19 ASCII characters
+    secs = np.full(len(arr), np.nan)
+    secs[at], shaped = _iso_fields_seconds(arr.take(pa.array(at, type=pa.int64())))
+    late = at[shaped & np.isnan(secs[at])]  # shaped, not converted above: pandas decides
+    if len(late):
+        text = pd.Series(arr.take(pa.array(late)).to_pylist(), dtype="category")
+        parsed = pd.Series(pd.to_datetime(text, errors="coerce", format="ISO8601"))
+        ok = parsed.notna().to_numpy()
+        secs[late[ok]] = parsed[ok].to_numpy("datetime64[s]").astype("int64").astype(np.float64)
+    return secs, np.isnan(secs) & (size > 0)
+
+
+#: Bytes of a value in `ISO_SHAPE`, and where its digits are (the other bytes are ``-``, ``T``, ``:``).
+_ISO_BYTES = 19
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_ISO_MARKS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+
+
+def _iso_fields_seconds(text: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds since 1970 of pyarrow strings of `_ISO_BYTES` bytes (no NULL) that are in
+    `ISO_SHAPE` with fields of a real date and time and the year in `ISO_FAST_YEARS` (NaN for
+    the others), and which values are in `ISO_SHAPE`. Reads the bytes as an n x 19 matrix."""
+    n = len(text)
+    if not n:
+        return np.empty(0), np.empty(0, dtype=bool)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + n + 1]
+    if offsets[-1] - offsets[0] != n * _ISO_BYTES:
+        raise ValueError(f"iso fields: {n} values that are not all {_ISO_BYTES} bytes long")
+    raw = np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, _ISO_BYTES)
+    digits = raw[:, _ISO_DIGITS] - np.uint8(ord("0"))  # wraps: a byte below "0" is > 9 too
+    shaped: np.ndarray = np.asarray((digits <= 9).all(axis=1))
+    for pos, mark in _ISO_MARKS.items():
+        shaped &= raw[:, pos] == mark
+
+    def num(*pos: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int64)
+        for p in pos:
+            out = out * 10 + digits[:, int(np.searchsorted(_ISO_DIGITS, p))]
+        return out
+
+    year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
+    hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    mdays = _DAYS_IN_MONTH[np.clip(month - 1, 0, 11)] + ((month == 2) & leap)
+    ok = (shaped & (year >= ISO_FAST_YEARS[0]) & (year <= ISO_FAST_YEARS[1]) & (month >= 1) & (month <= 12)
+          & (day >= 1) & (day <= mdays) & (hour < 24) & (minute < 60) & (second < 60))
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return np.where(ok, (days * 86400 + hour * 3600 + minute * 60 + second).astype(np.float64), np.nan), shaped
 
 
 def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ store's aggregates.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +278,35 @@ def test_iso_seconds_agree_with_pandas() -> None:
     for value, sec in zip(values, secs, strict=True):
         if np.isfinite(sec):
             assert pd.Timestamp(sec, unit="s") == pd.to_datetime(value, format="ISO8601")
+
+
+def test_iso_seconds_equal_pandas_value_by_value() -> None:
+    """Every value, the vectorised conversion against pandas reading it alone: random valid
+    seconds over four centuries, 19-character texts that are no dates (impossible fields,
+    wrong marks, non-ASCII digits, leap seconds) and values of other lengths; chunked input."""
+    import pyarrow as pa
+
+    from geo_lead.store import iso_seconds
+
+    rng = np.random.default_rng(19)
+    lo, hi = pd.Timestamp("1678-01-01").value // 10**9, pd.Timestamp("2261-12-31").value // 10**9
+    valid = list(pd.to_datetime(rng.integers(lo, hi, 400), unit="s").strftime("%Y-%m-%dT%H:%M:%S"))
+    odd19 = ["2016-02-30T00:00:00", "2100-02-29T00:00:00", "2000-02-29T23:59:59", "2016-04-31T00:00:00",
+             "2016-06-30T23:59:60", "2016-06-30T23:60:00", "2016-00-01T00:00:00", "2016-01-01T00:00:0x",
+             "2016/01/01T00:00:00", "2016-01-01 00:00:00", "2016-01-0\u0661T00:00:0", "0000-01-01T00:00:00",
+             "1677-12-31T23:59:59", "2262-01-01T00:00:00", "9999-12-31T23:59:59", "1970-01-01T00:00:00",
+             "1969-12-31T23:59:59", "2016-01-01T00:00:00Z"[:19], " 2016-01-01T00:00:0"]
+    other = ["", None, "2016-01-01", "2016-01-01T00:00:00Z", "2016-01-01T00:00:00.5", "x"]
+    values = [*valid, *odd19, *other]
+    rng.shuffle(values)
+    secs, odd = iso_seconds(pa.chunked_array([values[:200], values[200:]], type=pa.string()))
+    shape = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+    for value, sec, is_odd in zip(values, secs, odd, strict=True):
+        want = pd.to_datetime(pd.Series([value], dtype=object), errors="coerce", format="ISO8601").iloc[0] \
+            if value and shape.fullmatch(value) else pd.NaT
+        if pd.isna(want):
+            assert np.isnan(sec), value
+            assert bool(is_odd) == bool(value), value
+        else:
+            assert pd.Timestamp(sec, unit="s") == want, value
+            assert not is_odd, value
