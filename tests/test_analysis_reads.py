@@ -310,3 +310,28 @@ def test_iso_seconds_equal_pandas_value_by_value() -> None:
         else:
             assert pd.Timestamp(sec, unit="s") == want, value
             assert not is_odd, value
+
+
+def test_scan_cache_shrinks_the_page_cache_for_one_read_only(store: Store) -> None:
+    """Inside `Store.scan_cache` the page cache is `SCAN_CACHE_KIB` (outside a transaction),
+    after it the connection's own size again; the counts and reads made inside are unchanged,
+    and the opiate count uses its partial index (no scan of every record)."""
+    from geo_lead.store import CACHE_KIB, SCAN_CACHE_KIB
+
+    def size() -> int:
+        return int(store.conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    assert size() == -CACHE_KIB
+    with store.scan_cache():
+        assert size() == -SCAN_CACHE_KIB
+    assert size() == -CACHE_KIB
+    with store.write(), store.scan_cache():  # a transaction keeps its cache (dirty pages)
+        assert size() == -CACHE_KIB
+    every = _full(store, ["opiate", "lead_eligible", "match_type", "geocode_reason"])
+    assert store.count_flagged("opiate") == int(every["opiate"].sum())
+    assert len(store.flagged_records(["record_id"], "lead_eligible")) == int(every["lead_eligible"].sum())
+    want = every.loc[every["match_type"] == "unmatched", "geocode_reason"].tolist()
+    assert store.unmatched_reasons() == want
+    assert size() == -CACHE_KIB
+    plan = store.conn.execute('EXPLAIN QUERY PLAN SELECT COUNT(*) FROM records WHERE COALESCE("opiate", 0) <> 0')
+    assert "records_opiate" in " ".join(str(r) for r in plan)
