@@ -70,6 +70,8 @@ REAL_COLUMNS = frozenset({"lon", "lat", "score"})
 #: `Store.read_records` reads whole columns through GDAL's Arrow reader from this many records
 #: on (below it the plain sqlite3 read is as fast and opens no second handle).
 ARROW_MIN_ROWS = 50_000
+#: Records per batch of `Store.record_dates`' stream (memory held: one batch's dates).
+DATE_BATCH_ROWS = 200_000
 #: Numeric record columns geo_lead writes only from numeric values (so the Arrow read is exact).
 ARROW_NUMERIC_COLUMNS = INTEGER_COLUMNS | REAL_COLUMNS
 
@@ -1130,8 +1132,63 @@ class Store:
         key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes,
                self.count("records"))
         if self._dates is None or self._dates[0] != key:
-            self._dates = (key, _record_dates(self._record_columns(list(RecordDates.COLUMNS))))
+            self._dates = (key, self._count_record_dates())
         return self._dates[1]
+
+    def _count_record_dates(self) -> RecordDates:
+        """`RecordDates` of every record, counted `DATE_BATCH_ROWS` records at a time through
+        GDAL's Arrow stream (the sqlite3 read of `_record_columns` when that is not used or
+        fails): the memory held is one batch's, not every record's dates at once."""
+        cols = list(RecordDates.COLUMNS)
+        try:
+            return merge_record_dates([_record_dates(t) for t in self._record_column_batches(cols)])
+        except _ArrowStreamError as exc:
+            log.debug("records: Arrow stream for counting not used (%s)", exc)
+            return _record_dates(self._record_columns(cols, arrow=False))
+
+    def _record_column_batches(self, columns: list[str]) -> Iterator[Any]:
+        """`columns` of every record as pyarrow Tables of at most `DATE_BATCH_ROWS` rows, in
+        the order `_record_columns` reads them: GDAL's Arrow stream when `_record_columns` would
+        use GDAL (raises `_ArrowStreamError` when it fails or yields another number of rows),
+        else one Table of `_record_columns`."""
+        import pyarrow as pa
+
+        have = self._arrow_readable(columns)
+        if not have:
+            yield self._record_columns(columns, arrow=False)
+            return
+        n, seen = self.count("records"), 0
+        try:
+            import warnings
+
+            import pyogrio
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with pyogrio.open_arrow(self.path, layer="records", columns=have, read_geometry=False,
+                                        batch_size=DATE_BATCH_ROWS, use_pyarrow=True) as (_meta, reader):
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch]).select(have)
+                        seen += table.num_rows
+                        for c in columns:
+                            if c not in have:
+                                table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+                        yield table.select(columns)
+        except Exception as exc:  # any failure of the reader: the caller reads with sqlite3
+            raise _ArrowStreamError(str(exc)) from exc
+        if seen != n:
+            raise _ArrowStreamError(f"{seen} rows streamed of {n}")
+
+    def _arrow_readable(self, columns: list[str]) -> list[str]:
+        """The `columns` the records table has when GDAL's Arrow reader may read them for
+        counting (a file store of at least `ARROW_MIN_ROWS` records, no transaction open, every
+        one a TEXT column), else []."""
+        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        have = [c for c in columns if c in declared]
+        if have and self.count("records") >= ARROW_MIN_ROWS and not self.conn.in_transaction \
+                and Path(self.path).is_file() and all(declared[c] == "TEXT" for c in have):
+            return have
+        return []
 
     def odd_record_dates(self) -> int:
         """Records whose ``occurred_at`` or ``reported_at`` is neither NULL, empty nor in
@@ -1193,19 +1250,18 @@ class Store:
         return pd.DataFrame({"year": g.index.get_level_values(0).astype(int),
                              "source": g.index.get_level_values(1), "records": g.to_numpy(np.int64)})
 
-    def _record_columns(self, columns: list[str]) -> Any:
+    def _record_columns(self, columns: list[str], arrow: bool = True) -> Any:
         """`columns` of every record (those the table has; the others all NULL) as a pyarrow
-        Table, row order unspecified: GDAL's Arrow reader for a file store of at least
-        `ARROW_MIN_ROWS` records with no transaction open (what it reads is what sqlite3 reads:
-        TEXT columns), else sqlite3. For counting: no Python object per value."""
+        Table, row order unspecified: GDAL's Arrow reader when `_arrow_readable` (what it reads
+        is what sqlite3 reads: TEXT columns) and `arrow`, else sqlite3. For counting: no Python
+        object per value."""
         import pyarrow as pa
 
-        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        declared = set(self.columns("records"))
         have = [c for c in columns if c in declared]
         n = self.count("records")
         table = None
-        if have and n >= ARROW_MIN_ROWS and not self.conn.in_transaction and Path(self.path).is_file() \
-                and all(declared[c] == "TEXT" for c in have):
+        if arrow and self._arrow_readable(columns):
             try:
                 import warnings
 
@@ -1389,6 +1445,30 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
         else values.dictionary_encode()
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
+
+
+class _ArrowStreamError(Exception):
+    """GDAL's Arrow stream of the records failed (`Store._record_column_batches`)."""
+
+
+def merge_record_dates(parts: Sequence[RecordDates]) -> RecordDates:
+    """One `RecordDates` of the records counted in `parts` (consecutive pieces of one read, in
+    order): equal to `_record_dates` of all of them at once, row order included (source file and
+    source by first appearance, NULL first; then month and year)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("merge_record_dates: no parts")
+    c = pd.concat([p.cube for p in parts], ignore_index=True)
+    f, fv = pd.factorize(c["source_file"].to_numpy(dtype=object), use_na_sentinel=True)
+    s, sv = pd.factorize(c["source"].to_numpy(dtype=object), use_na_sentinel=True)
+    frame = c.drop(columns=["source_file", "source"]).assign(f=f, s=s)
+    cube = frame.groupby(["f", "s", "occ_month", "rep_year"], sort=True).agg(
+        n=("n", "sum"), occ_min=("occ_min", "min"), occ_max=("occ_max", "max"),
+        rep_min=("rep_min", "min"), rep_max=("rep_max", "max")).reset_index()
+    cube.insert(0, "source_file", [None if k < 0 else fv[k] for k in cube.pop("f")])
+    cube.insert(1, "source", [None if k < 0 else sv[k] for k in cube.pop("s")])
+    return RecordDates(cube, sum(p.odd for p in parts))
 
 
 def _record_dates(table: Any) -> RecordDates:

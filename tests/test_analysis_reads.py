@@ -12,6 +12,7 @@ store's aggregates.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,3 +336,34 @@ def test_scan_cache_shrinks_the_page_cache_for_one_read_only(store: Store) -> No
     assert size() == -CACHE_KIB
     plan = store.conn.execute('EXPLAIN QUERY PLAN SELECT COUNT(*) FROM records WHERE COALESCE("opiate", 0) <> 0')
     assert "records_opiate" in " ".join(str(r) for r in plan)
+
+
+def test_record_dates_counted_in_batches_equal_one_read(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Store.record_dates` streamed in batches (GDAL's Arrow stream, several batches) equals
+    `RecordDates` of one sqlite3 read of every record, rows in the same order; and
+    `merge_record_dates` of consecutive slices equals the dates of the whole table."""
+    import pyarrow as pa
+
+    from geo_lead import store as store_mod
+    from geo_lead.store import RecordDates, _record_dates, merge_record_dates
+
+    cols = list(RecordDates.COLUMNS)
+    whole = _record_dates(store._record_columns(cols, arrow=False))
+    monkeypatch.setattr(store_mod, "ARROW_MIN_ROWS", 10)
+    monkeypatch.setattr(store_mod, "DATE_BATCH_ROWS", 97)
+    assert len(list(store._record_column_batches(cols))) > 3
+    store._dates = None
+    streamed = store.record_dates()
+    pd.testing.assert_frame_equal(streamed.cube, whole.cube)
+    assert streamed.odd == whole.odd
+    table = pa.table({"source_file": [None, "b", "a", "b", None, "c", "a"],
+                      "source": ["x", None, "x", "y", "x", None, "y"],
+                      "occurred_at": ["2016-01-01T00:00:00", "2016-02-30T00:00:00", None, "2015-05-01T10:00:00",
+                                      "", "2017-01-01T00:00:00", "2016-01-03T00:00:00"],
+                      "reported_at": [None, "2016-03-01T00:00:00", "2016-04-01T00:00:00", "x", None, None,
+                                      "2016-01-02T00:00:00"]})
+    want = _record_dates(table)
+    for cuts in ([0, 7], [0, 1, 7], [0, 2, 3, 7], [0, 1, 2, 3, 4, 5, 6, 7]):
+        got = merge_record_dates([_record_dates(table.slice(a, b - a)) for a, b in itertools.pairwise(cuts)])
+        pd.testing.assert_frame_equal(got.cube, want.cube)
+        assert got.odd == want.odd == 2
