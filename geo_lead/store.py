@@ -1101,6 +1101,16 @@ class Store:
         with self.scan_cache():
             return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
 
+    def records_of_years(self, columns: Sequence[str], years: Sequence[int]) -> pd.DataFrame:
+        """`columns` of the records whose ``occurred_at`` text starts with ``YYYY-`` for one of
+        `years`, in fid order: the records of those calendar years when `odd_record_dates` is 0."""
+        if not years:
+            return self.read_records(columns, where="0")
+        where = " OR ".join(["(occurred_at >= ? AND occurred_at < ?)"] * len(years))
+        params = [v for y in years for v in (f"{int(y):04d}-", f"{int(y):04d}.")]  # "." follows "-"
+        with self.scan_cache():
+            return self.read_records(columns, where=f"({where}) ORDER BY fid", params=params)
+
     # records: the all-record facts of the analysis stages, which read only the flagged
     # records' rows (`geo_lead.analysis_reads`): counted here, never a million rows in pandas
     def count_flagged(self, flag: str) -> int:

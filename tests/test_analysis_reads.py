@@ -367,3 +367,44 @@ def test_record_dates_counted_in_batches_equal_one_read(store: Store, monkeypatc
         got = merge_record_dates([_record_dates(table.slice(a, b - a)) for a, b in itertools.pairwise(cuts)])
         pd.testing.assert_frame_equal(got.cube, want.cube)
         assert got.odd == want.odd == 2
+
+
+def test_by_year_reads_only_the_year_without_a_flagged_point(store: Store, tmp_path: Path) -> None:
+    """A year of data without any flagged record: its records are all read (not every record),
+    and the year-by-year result (its note included) equals the full read's."""
+    import shutil
+
+    from geo_lead.by_year import _read, by_year_store, store_data_years
+    from geo_lead.spatial_join import records_gdf
+
+    shutil.copy(store.path, tmp_path / "c.gpkg")
+    s = open_store(tmp_path / "c.gpkg", create=False)
+    try:
+        every = s.read_records([c for c in s.columns("records") if c not in ("fid", "geom")])
+        rows = every[every["lon"].notna() & ~every["lead_eligible"]].head(120).reset_index(drop=True)
+        rows["record_id"] = [f"y2014-{i}" for i in range(len(rows))]
+        rows["content_hash"] = [f"h2014-{i}" for i in range(len(rows))]
+        rows["occurred_at"] = "2014-03-15T10:00:00"
+        rows["reported_at"] = "2014-03-16T10:00:00"
+        canonical = rows.drop(columns=[c for c in ("lon", "lat", "match_type", "score", "matched_address",
+                                                   "geocode_reason", "beat_check", "neighborhood",
+                                                   "boundary_units") if c in rows])
+        for flag in FLAG_COLUMNS:
+            canonical[flag] = canonical[flag].astype(int)
+        with s.write():
+            s.upsert_records(canonical, "2026-01-01T00:00:00Z")
+            s.update_records(rows[["record_id", "lon", "lat", "match_type", "score", "matched_address",
+                                   "geocode_reason", "neighborhood", "boundary_units"]])
+        assert 2014 in store_data_years(s)
+        own_read = _read(s, "lead_eligible")
+        assert len(own_read) == int(every["lead_eligible"].sum()) + len(rows) < s.count("records")
+        assert len(s.records_of_years(["record_id"], [2014])) == len(rows)
+        params = {"site_params": {"replicates": 20}, "score_params": {"n_boot": 20}}
+        own = by_year_store(s, **params)
+        cols = ["occurred_at", "reported_at", "source", "source_file", "neighborhood", "boundary_units",
+                "incident_number", "lead_eligible", "division"]
+        full = by_year_store(s, records=records_gdf(s, cols), **params)
+        assert own.to_dict() == full.to_dict()
+        assert any(n.startswith("2014:") for n in own.notes)
+    finally:
+        s.close()
