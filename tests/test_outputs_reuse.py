@@ -235,3 +235,16 @@ def test_write_if_changed_records_and_checks_the_file(cache_dir: Path, tmp_path:
     assert page_reuse.write_if_changed(page, other, lambda: "<html>two</html>") is True
     assert page.read_text(encoding="utf-8") == "<html>two</html>"
     assert not page_reuse.is_current(page, key)  # the file is no longer the page of `key`
+
+
+
+def test_pages_are_written_with_the_cache_switched_off(cache_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    key = result_cache.digest(["test page"])
+    page_reuse.write_if_changed(page, key, lambda: "<html>one</html>")
+    page_reuse.write_if_different(tmp_path / "z.html", "<html>zone</html>")
+    with result_cache.switched_off():  # geo-lead run --force
+        assert page_reuse.write_if_changed(page, key, lambda: "<html>one</html>") is True
+        assert page_reuse.write_if_different(tmp_path / "z.html", "<html>zone</html>") is True
+    assert page_reuse.write_if_changed(page, key, lambda: "<html>one</html>") is False
+    assert page_reuse.write_if_different(tmp_path / "z.html", "<html>zone</html>") is False

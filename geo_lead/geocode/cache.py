@@ -204,6 +204,7 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
     keyed = key_records(store, fids, has_beat, chunk_rows)
     hit, new_rows, table = _results_by_key(store, keyed, geocoder, _Ask(ref_hash, progress, has_beat, online))
     writer = _ChunkWriter(store, keyed, table, beat_index, stored, chunk_rows)
+    beats_checked = _checks_every_placed_record(store, fids, beat_index)
     with store.write():
         ensure_cache(store)
         if len(new_rows):
@@ -212,6 +213,8 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
         store.update_records_chunks(writer.chunks())
         store.ensure_record_indexes()  # built once, after the first (big) update
         store.set_json(META_REFERENCE_HASH, ref_hash)
+        if beats_checked:  # so `refresh_store` does not check them all a second time
+            store.set_json(bc.META_BEATS_HASH, beats_checked)
     bc.refresh_store(store, beat_index, chunk_rows)  # placed records checked before beats existed
     per_record_hit = hit[keyed.codes]
     counts["geocoded_new"] = int((~per_record_hit).sum())
@@ -223,6 +226,22 @@ def geocode_store(store: Store, geocoder: Geocoder | None = None, progress: Prog
     counts["unmatched_reasons"] = dict(writer.unmatched_reasons)
     counts["beat_check_by_match_type"] = bc.rates_json(bc.beat_check_table(store))
     return counts
+
+
+def _checks_every_placed_record(store: Store, fids: np.ndarray, beat_index: BeatIndex | None) -> str:
+    """The beats' fingerprint (`beat_check.index_hash`) when the stored beat checks are not
+    current with `beat_index` and `fids` (the records this call writes, each with its check)
+    holds every placed record: after the write all are checked with it. "" otherwise (the
+    checks are current already, or `beat_check.refresh_store` has other records to check)."""
+    if beat_index is None:
+        return ""
+    fingerprint = bc.index_hash(beat_index)
+    if store.get_json(bc.META_BEATS_HASH) == fingerprint:
+        return ""
+    have = set(store.columns("records"))
+    if {"lon", "lat"} <= have and np.setdiff1d(store.placed_fids(unchecked_only=False), fids).size:
+        return ""
+    return fingerprint
 
 
 @dataclass(frozen=True)
