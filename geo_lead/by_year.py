@@ -209,16 +209,32 @@ def _read(store: Store, indicator: str, records: Any = None) -> Any:
 
 def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
     """`columns` of the records as points with their frame ``weight`` (`spatial_join.records_gdf`'s
-    frame): only the flagged ones when `analysis_reads.read_analysis_points` reads only them
-    and every year of data has a flagged point (siting a year without one fails with the
-    message a full read gives); else every record."""
+    frame): only the flagged ones when `analysis_reads.read_analysis_points` reads only them,
+    except in a year of data without a flagged point, whose records are all read (siting it
+    then fails with the message a full read gives: `_with_every_record_of`); else every
+    record."""
     from geo_lead.analysis_reads import read_analysis_points
-    from geo_lead.spatial_join import records_gdf
 
     points = read_analysis_points(store, columns, indicator)
-    if len(points) < store.count("records") and not set(store_data_years(store)) <= _point_years(points, indicator):
-        points = records_gdf(store, list(columns))
+    if len(points) < store.count("records"):
+        missing = sorted(set(store_data_years(store)) - _point_years(points, indicator))
+        if missing:
+            points = _with_every_record_of(store, points, columns, missing)
     return points
+
+
+def _with_every_record_of(store: Store, points: Any, columns: list[str], years: list[int]) -> Any:
+    """`points` (a flagged read, ISO dates only) with its records of `years` replaced by every
+    record of those years (`Store.records_of_years`, made points the same way), after the
+    others: each year's rows are then those a full read has, in fid order, or its flagged ones."""
+    from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
+    from geo_lead.spatial_join import points_from_lonlat
+
+    have = set(store.columns("records"))
+    cols = [c for c in dict.fromkeys([*columns, "lon", "lat", *WEIGHT_COLUMNS]) if c in have]
+    extra = points_from_lonlat(attach_weights(store, store.records_of_years(cols, years)))
+    year = pd.to_datetime(points["occurred_at"], errors="coerce", format="ISO8601").dt.year
+    return pd.concat([points[~year.isin(years).to_numpy()], extra[list(points.columns)]], ignore_index=True)
 
 
 def _point_years(frame: pd.DataFrame, indicator: str) -> set[int]:

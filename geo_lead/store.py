@@ -52,6 +52,9 @@ GPKG_USER_VERSION = 10300  # GeoPackage 1.3
 WGS84_SRS_ID = 4326
 #: SQLite page cache per connection, KiB (256 MiB: the 1M-record index fits).
 CACHE_KIB = 256 * 1024
+#: Page cache, KiB, while a read outside any transaction visits record pages once
+#: (`Store.scan_cache`): such pages are not read again, so they need not stay in memory.
+SCAN_CACHE_KIB = 8 * 1024
 
 #: Columns of the records table after the canonical ones (see geo_lead.sources.RECORD_COLUMNS).
 FLAG_COLUMNS: tuple[str, ...] = (
@@ -67,6 +70,8 @@ REAL_COLUMNS = frozenset({"lon", "lat", "score"})
 #: `Store.read_records` reads whole columns through GDAL's Arrow reader from this many records
 #: on (below it the plain sqlite3 read is as fast and opens no second handle).
 ARROW_MIN_ROWS = 50_000
+#: Records per batch of `Store.record_dates`' stream (memory held: one batch's dates).
+DATE_BATCH_ROWS = 200_000
 #: Numeric record columns geo_lead writes only from numeric values (so the Arrow read is exact).
 ARROW_NUMERIC_COLUMNS = INTEGER_COLUMNS | REAL_COLUMNS
 
@@ -91,6 +96,8 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
                            "ON records(match_type, beat_check) WHERE beat_check IS NOT NULL"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
+    # the report's count of opiate records (`Store.count_flagged`; ~10% of them)
+    "records_opiate": (("opiate",), 'ON records(fid) WHERE COALESCE("opiate", 0) <> 0'),
 }
 
 #: The run manifest (`geo_lead.manifest`): one row per `geo-lead run`.
@@ -299,6 +306,21 @@ class Store:
         self.created_dirs: list[Path] = []
         #: `record_dates` of the store as it was: (data_version, total_changes, records), dates
         self._dates: tuple[tuple[int, int, int], RecordDates] | None = None
+
+    @contextlib.contextmanager
+    def scan_cache(self) -> Iterator[None]:
+        """A page cache of `SCAN_CACHE_KIB` for the reads inside (when no transaction is open),
+        the connection's own size again after: a read that visits each record page once then
+        holds at most that much of them in memory instead of up to `CACHE_KIB`."""
+        if self.conn.in_transaction:
+            yield
+            return
+        size = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
+        self.conn.execute(f"PRAGMA cache_size = -{SCAN_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {size}")
 
     # --- transactions -------------------------------------------------------------------
     @contextlib.contextmanager
@@ -1055,8 +1077,9 @@ class Store:
 
     def unmatched_reasons(self) -> list[str | None]:
         """``geocode_reason`` of every ``unmatched`` record, in fid order."""
-        return [r[0] for r in self.conn.execute(
-            "SELECT geocode_reason FROM records WHERE match_type = 'unmatched' ORDER BY fid")]
+        with self.scan_cache():  # their rows are scattered over the table: each page read once
+            return [r[0] for r in self.conn.execute(
+                "SELECT geocode_reason FROM records WHERE match_type = 'unmatched' ORDER BY fid")]
 
     def placed_records(self, columns: Sequence[str], unchecked_only: bool) -> pd.DataFrame:
         """`columns` of the records with a point; with `unchecked_only`, only those whose
@@ -1075,7 +1098,18 @@ class Store:
         if flag not in FLAG_COLUMNS:
             raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
         # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
-        return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
+        with self.scan_cache():
+            return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
+
+    def records_of_years(self, columns: Sequence[str], years: Sequence[int]) -> pd.DataFrame:
+        """`columns` of the records whose ``occurred_at`` text starts with ``YYYY-`` for one of
+        `years`, in fid order: the records of those calendar years when `odd_record_dates` is 0."""
+        if not years:
+            return self.read_records(columns, where="0")
+        where = " OR ".join(["(occurred_at >= ? AND occurred_at < ?)"] * len(years))
+        params = [v for y in years for v in (f"{int(y):04d}-", f"{int(y):04d}.")]  # "." follows "-"
+        with self.scan_cache():
+            return self.read_records(columns, where=f"({where}) ORDER BY fid", params=params)
 
     # records: the all-record facts of the analysis stages, which read only the flagged
     # records' rows (`geo_lead.analysis_reads`): counted here, never a million rows in pandas
@@ -1086,7 +1120,8 @@ class Store:
             raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
         if "records" not in self.tables() or flag not in self.columns("records"):
             return 0
-        return self.count("records", where=f'COALESCE("{flag}", 0) <> 0')
+        with self.scan_cache():  # a full scan for a flag without a `RECORD_INDEXES` index
+            return self.count("records", where=f'COALESCE("{flag}", 0) <> 0')
 
     def division_counts(self) -> pd.DataFrame:
         """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
@@ -1107,8 +1142,63 @@ class Store:
         key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes,
                self.count("records"))
         if self._dates is None or self._dates[0] != key:
-            self._dates = (key, _record_dates(self._record_columns(list(RecordDates.COLUMNS))))
+            self._dates = (key, self._count_record_dates())
         return self._dates[1]
+
+    def _count_record_dates(self) -> RecordDates:
+        """`RecordDates` of every record, counted `DATE_BATCH_ROWS` records at a time through
+        GDAL's Arrow stream (the sqlite3 read of `_record_columns` when that is not used or
+        fails): the memory held is one batch's, not every record's dates at once."""
+        cols = list(RecordDates.COLUMNS)
+        try:
+            return merge_record_dates([_record_dates(t) for t in self._record_column_batches(cols)])
+        except _ArrowStreamError as exc:
+            log.debug("records: Arrow stream for counting not used (%s)", exc)
+            return _record_dates(self._record_columns(cols, arrow=False))
+
+    def _record_column_batches(self, columns: list[str]) -> Iterator[Any]:
+        """`columns` of every record as pyarrow Tables of at most `DATE_BATCH_ROWS` rows, in
+        the order `_record_columns` reads them: GDAL's Arrow stream when `_record_columns` would
+        use GDAL (raises `_ArrowStreamError` when it fails or yields another number of rows),
+        else one Table of `_record_columns`."""
+        import pyarrow as pa
+
+        have = self._arrow_readable(columns)
+        if not have:
+            yield self._record_columns(columns, arrow=False)
+            return
+        n, seen = self.count("records"), 0
+        try:
+            import warnings
+
+            import pyogrio
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with pyogrio.open_arrow(self.path, layer="records", columns=have, read_geometry=False,
+                                        batch_size=DATE_BATCH_ROWS, use_pyarrow=True) as (_meta, reader):
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch]).select(have)
+                        seen += table.num_rows
+                        for c in columns:
+                            if c not in have:
+                                table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+                        yield table.select(columns)
+        except Exception as exc:  # any failure of the reader: the caller reads with sqlite3
+            raise _ArrowStreamError(str(exc)) from exc
+        if seen != n:
+            raise _ArrowStreamError(f"{seen} rows streamed of {n}")
+
+    def _arrow_readable(self, columns: list[str]) -> list[str]:
+        """The `columns` the records table has when GDAL's Arrow reader may read them for
+        counting (a file store of at least `ARROW_MIN_ROWS` records, no transaction open, every
+        one a TEXT column), else []."""
+        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        have = [c for c in columns if c in declared]
+        if have and self.count("records") >= ARROW_MIN_ROWS and not self.conn.in_transaction \
+                and Path(self.path).is_file() and all(declared[c] == "TEXT" for c in have):
+            return have
+        return []
 
     def odd_record_dates(self) -> int:
         """Records whose ``occurred_at`` or ``reported_at`` is neither NULL, empty nor in
@@ -1170,19 +1260,18 @@ class Store:
         return pd.DataFrame({"year": g.index.get_level_values(0).astype(int),
                              "source": g.index.get_level_values(1), "records": g.to_numpy(np.int64)})
 
-    def _record_columns(self, columns: list[str]) -> Any:
+    def _record_columns(self, columns: list[str], arrow: bool = True) -> Any:
         """`columns` of every record (those the table has; the others all NULL) as a pyarrow
-        Table, row order unspecified: GDAL's Arrow reader for a file store of at least
-        `ARROW_MIN_ROWS` records with no transaction open (what it reads is what sqlite3 reads:
-        TEXT columns), else sqlite3. For counting: no Python object per value."""
+        Table, row order unspecified: GDAL's Arrow reader when `_arrow_readable` (what it reads
+        is what sqlite3 reads: TEXT columns) and `arrow`, else sqlite3. For counting: no Python
+        object per value."""
         import pyarrow as pa
 
-        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        declared = set(self.columns("records"))
         have = [c for c in columns if c in declared]
         n = self.count("records")
         table = None
-        if have and n >= ARROW_MIN_ROWS and not self.conn.in_transaction and Path(self.path).is_file() \
-                and all(declared[c] == "TEXT" for c in have):
+        if arrow and self._arrow_readable(columns):
             try:
                 import warnings
 
@@ -1278,31 +1367,84 @@ class RecordDates:
     odd: int
 
 
+#: Ingest's date text (``YYYY-MM-DDTHH:MM:SS``, ASCII digits), the only shape `iso_seconds` reads.
+ISO_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"
+#: Years `iso_seconds` converts itself; a shaped value outside them is parsed by pandas.
+ISO_FAST_YEARS = (1678, 2261)
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
 def iso_seconds(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since 1970 of the values of a pyarrow string array written in ingest's format
-    (``YYYY-MM-DDTHH:MM:SS``) that pandas reads as a date (NaN otherwise), and which values are
-    odd (neither NULL, empty nor such a date).
+    (``YYYY-MM-DDTHH:MM:SS``, `ISO_SHAPE`) that pandas reads as a date (NaN otherwise), and
+    which values are odd (neither NULL, empty nor such a date).
 
-    Each distinct value is parsed once, by pandas itself (``to_datetime(format="ISO8601")``),
-    so a value called a date here is exactly the datetime every reader of the column gets;
-    other spellings (offsets, no time, spaces) are odd, because readers that parse with or
-    without ``utc=True`` would disagree on them.
+    A value is a date exactly when pandas (``to_datetime(format="ISO8601")``) reads it as one,
+    and then it is the same second. Values in `ISO_FAST_YEARS` are converted by integer
+    arithmetic on their digits (a real calendar day, hour < 24, minute and second < 60: what
+    pandas accepts); the other shaped values (years outside them, impossible fields) by pandas
+    itself, each distinct value once. Other spellings (offsets, no time, spaces) are odd,
+    because readers that parse with or without ``utc=True`` would disagree on them.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    enc = arr.cast(pa.string()).dictionary_encode()
-    distinct = enc.dictionary
-    shaped = pc.match_substring_regex(distinct, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$")
-    text = pd.Series(distinct.to_pandas(), dtype=object)
-    parsed = pd.to_datetime(text.where(shaped.to_numpy(zero_copy_only=False)), errors="coerce", format="ISO8601")
-    ok = parsed.notna().to_numpy()
-    secs = np.where(ok, parsed.to_numpy("datetime64[s]").astype("int64").astype(np.float64), np.nan)
-    odd = ~ok & (text != "").to_numpy()
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    # a NULL value (code -1) is no date and not odd: one extra slot at the end
-    return np.append(secs, np.nan)[codes], np.append(odd, False)[codes]
+    arr = arr.cast(pa.string())
+    size = pc.fill_null(pc.binary_length(arr), -1).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(size == _ISO_BYTES)  # `ISO_SHAPE` has 19 ASCII characters
+    secs = np.full(len(arr), np.nan)
+    secs[at], shaped = _iso_fields_seconds(arr.take(pa.array(at, type=pa.int64())))
+    late = at[shaped & np.isnan(secs[at])]  # shaped, not converted above: pandas decides
+    if len(late):
+        text = pd.Series(arr.take(pa.array(late)).to_pylist(), dtype="category")
+        parsed = pd.Series(pd.to_datetime(text, errors="coerce", format="ISO8601"))
+        ok = parsed.notna().to_numpy()
+        secs[late[ok]] = parsed[ok].to_numpy("datetime64[s]").astype("int64").astype(np.float64)
+    return secs, np.isnan(secs) & (size > 0)
+
+
+#: Bytes of a value in `ISO_SHAPE`, and where its digits are (the other bytes are ``-``, ``T``, ``:``).
+_ISO_BYTES = 19
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_ISO_MARKS = {4: ord("-"), 7: ord("-"), 10: ord("T"), 13: ord(":"), 16: ord(":")}
+
+
+def _iso_fields_seconds(text: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds since 1970 of pyarrow strings of `_ISO_BYTES` bytes (no NULL) that are in
+    `ISO_SHAPE` with fields of a real date and time and the year in `ISO_FAST_YEARS` (NaN for
+    the others), and which values are in `ISO_SHAPE`. Reads the bytes as an n x 19 matrix."""
+    n = len(text)
+    if not n:
+        return np.empty(0), np.empty(0, dtype=bool)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + n + 1]
+    if offsets[-1] - offsets[0] != n * _ISO_BYTES:
+        raise ValueError(f"iso fields: {n} values that are not all {_ISO_BYTES} bytes long")
+    raw = np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, _ISO_BYTES)
+    digits = raw[:, _ISO_DIGITS] - np.uint8(ord("0"))  # wraps: a byte below "0" is > 9 too
+    shaped: np.ndarray = np.asarray((digits <= 9).all(axis=1))
+    for pos, mark in _ISO_MARKS.items():
+        shaped &= raw[:, pos] == mark
+
+    def num(*pos: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int64)
+        for p in pos:
+            out = out * 10 + digits[:, int(np.searchsorted(_ISO_DIGITS, p))]
+        return out
+
+    year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
+    hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    mdays = _DAYS_IN_MONTH[np.clip(month - 1, 0, 11)] + ((month == 2) & leap)
+    ok = (shaped & (year >= ISO_FAST_YEARS[0]) & (year <= ISO_FAST_YEARS[1]) & (month >= 1) & (month <= 12)
+          & (day >= 1) & (day <= mdays) & (hour < 24) & (minute < 60) & (second < 60))
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return np.where(ok, (days * 86400 + hour * 3600 + minute * 60 + second).astype(np.float64), np.nan), shaped
 
 
 def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -1313,6 +1455,30 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
         else values.dictionary_encode()
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
+
+
+class _ArrowStreamError(Exception):
+    """GDAL's Arrow stream of the records failed (`Store._record_column_batches`)."""
+
+
+def merge_record_dates(parts: Sequence[RecordDates]) -> RecordDates:
+    """One `RecordDates` of the records counted in `parts` (consecutive pieces of one read, in
+    order): equal to `_record_dates` of all of them at once, row order included (source file and
+    source by first appearance, NULL first; then month and year)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("merge_record_dates: no parts")
+    c = pd.concat([p.cube for p in parts], ignore_index=True)
+    f, fv = pd.factorize(c["source_file"].to_numpy(dtype=object), use_na_sentinel=True)
+    s, sv = pd.factorize(c["source"].to_numpy(dtype=object), use_na_sentinel=True)
+    frame = c.drop(columns=["source_file", "source"]).assign(f=f, s=s)
+    cube = frame.groupby(["f", "s", "occ_month", "rep_year"], sort=True).agg(
+        n=("n", "sum"), occ_min=("occ_min", "min"), occ_max=("occ_max", "max"),
+        rep_min=("rep_min", "min"), rep_max=("rep_max", "max")).reset_index()
+    cube.insert(0, "source_file", [None if k < 0 else fv[k] for k in cube.pop("f")])
+    cube.insert(1, "source", [None if k < 0 else sv[k] for k in cube.pop("s")])
+    return RecordDates(cube, sum(p.odd for p in parts))
 
 
 def _record_dates(table: Any) -> RecordDates:

@@ -12,6 +12,8 @@ store's aggregates.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -277,3 +279,132 @@ def test_iso_seconds_agree_with_pandas() -> None:
     for value, sec in zip(values, secs, strict=True):
         if np.isfinite(sec):
             assert pd.Timestamp(sec, unit="s") == pd.to_datetime(value, format="ISO8601")
+
+
+def test_iso_seconds_equal_pandas_value_by_value() -> None:
+    """Every value, the vectorised conversion against pandas reading it alone: random valid
+    seconds over four centuries, 19-character texts that are no dates (impossible fields,
+    wrong marks, non-ASCII digits, leap seconds) and values of other lengths; chunked input."""
+    import pyarrow as pa
+
+    from geo_lead.store import iso_seconds
+
+    rng = np.random.default_rng(19)
+    lo, hi = pd.Timestamp("1678-01-01").value // 10**9, pd.Timestamp("2261-12-31").value // 10**9
+    valid = list(pd.to_datetime(rng.integers(lo, hi, 400), unit="s").strftime("%Y-%m-%dT%H:%M:%S"))
+    odd19 = ["2016-02-30T00:00:00", "2100-02-29T00:00:00", "2000-02-29T23:59:59", "2016-04-31T00:00:00",
+             "2016-06-30T23:59:60", "2016-06-30T23:60:00", "2016-00-01T00:00:00", "2016-01-01T00:00:0x",
+             "2016/01/01T00:00:00", "2016-01-01 00:00:00", "2016-01-0\u0661T00:00:0", "0000-01-01T00:00:00",
+             "1677-12-31T23:59:59", "2262-01-01T00:00:00", "9999-12-31T23:59:59", "1970-01-01T00:00:00",
+             "1969-12-31T23:59:59", "2016-01-01T00:00:00Z"[:19], " 2016-01-01T00:00:0"]
+    other = ["", None, "2016-01-01", "2016-01-01T00:00:00Z", "2016-01-01T00:00:00.5", "x"]
+    values = [*valid, *odd19, *other]
+    rng.shuffle(values)
+    secs, odd = iso_seconds(pa.chunked_array([values[:200], values[200:]], type=pa.string()))
+    shape = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+    for value, sec, is_odd in zip(values, secs, odd, strict=True):
+        want = pd.to_datetime(pd.Series([value], dtype=object), errors="coerce", format="ISO8601").iloc[0] \
+            if value and shape.fullmatch(value) else pd.NaT
+        if pd.isna(want):
+            assert np.isnan(sec), value
+            assert bool(is_odd) == bool(value), value
+        else:
+            assert pd.Timestamp(sec, unit="s") == want, value
+            assert not is_odd, value
+
+
+def test_scan_cache_shrinks_the_page_cache_for_one_read_only(store: Store) -> None:
+    """Inside `Store.scan_cache` the page cache is `SCAN_CACHE_KIB` (outside a transaction),
+    after it the connection's own size again; the counts and reads made inside are unchanged,
+    and the opiate count uses its partial index (no scan of every record)."""
+    from geo_lead.store import CACHE_KIB, SCAN_CACHE_KIB
+
+    def size() -> int:
+        return int(store.conn.execute("PRAGMA cache_size").fetchone()[0])
+
+    assert size() == -CACHE_KIB
+    with store.scan_cache():
+        assert size() == -SCAN_CACHE_KIB
+    assert size() == -CACHE_KIB
+    with store.write(), store.scan_cache():  # a transaction keeps its cache (dirty pages)
+        assert size() == -CACHE_KIB
+    every = _full(store, ["opiate", "lead_eligible", "match_type", "geocode_reason"])
+    assert store.count_flagged("opiate") == int(every["opiate"].sum())
+    assert len(store.flagged_records(["record_id"], "lead_eligible")) == int(every["lead_eligible"].sum())
+    want = every.loc[every["match_type"] == "unmatched", "geocode_reason"].tolist()
+    assert store.unmatched_reasons() == want
+    assert size() == -CACHE_KIB
+    plan = store.conn.execute('EXPLAIN QUERY PLAN SELECT COUNT(*) FROM records WHERE COALESCE("opiate", 0) <> 0')
+    assert "records_opiate" in " ".join(str(r) for r in plan)
+
+
+def test_record_dates_counted_in_batches_equal_one_read(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Store.record_dates` streamed in batches (GDAL's Arrow stream, several batches) equals
+    `RecordDates` of one sqlite3 read of every record, rows in the same order; and
+    `merge_record_dates` of consecutive slices equals the dates of the whole table."""
+    import pyarrow as pa
+
+    from geo_lead import store as store_mod
+    from geo_lead.store import RecordDates, _record_dates, merge_record_dates
+
+    cols = list(RecordDates.COLUMNS)
+    whole = _record_dates(store._record_columns(cols, arrow=False))
+    monkeypatch.setattr(store_mod, "ARROW_MIN_ROWS", 10)
+    monkeypatch.setattr(store_mod, "DATE_BATCH_ROWS", 97)
+    assert len(list(store._record_column_batches(cols))) > 3
+    store._dates = None
+    streamed = store.record_dates()
+    pd.testing.assert_frame_equal(streamed.cube, whole.cube)
+    assert streamed.odd == whole.odd
+    table = pa.table({"source_file": [None, "b", "a", "b", None, "c", "a"],
+                      "source": ["x", None, "x", "y", "x", None, "y"],
+                      "occurred_at": ["2016-01-01T00:00:00", "2016-02-30T00:00:00", None, "2015-05-01T10:00:00",
+                                      "", "2017-01-01T00:00:00", "2016-01-03T00:00:00"],
+                      "reported_at": [None, "2016-03-01T00:00:00", "2016-04-01T00:00:00", "x", None, None,
+                                      "2016-01-02T00:00:00"]})
+    want = _record_dates(table)
+    for cuts in ([0, 7], [0, 1, 7], [0, 2, 3, 7], [0, 1, 2, 3, 4, 5, 6, 7]):
+        got = merge_record_dates([_record_dates(table.slice(a, b - a)) for a, b in itertools.pairwise(cuts)])
+        pd.testing.assert_frame_equal(got.cube, want.cube)
+        assert got.odd == want.odd == 2
+
+
+def test_by_year_reads_only_the_year_without_a_flagged_point(store: Store, tmp_path: Path) -> None:
+    """A year of data without any flagged record: its records are all read (not every record),
+    and the year-by-year result (its note included) equals the full read's."""
+    import shutil
+
+    from geo_lead.by_year import _read, by_year_store, store_data_years
+    from geo_lead.spatial_join import records_gdf
+
+    shutil.copy(store.path, tmp_path / "c.gpkg")
+    s = open_store(tmp_path / "c.gpkg", create=False)
+    try:
+        every = s.read_records([c for c in s.columns("records") if c not in ("fid", "geom")])
+        rows = every[every["lon"].notna() & ~every["lead_eligible"]].head(120).reset_index(drop=True)
+        rows["record_id"] = [f"y2014-{i}" for i in range(len(rows))]
+        rows["content_hash"] = [f"h2014-{i}" for i in range(len(rows))]
+        rows["occurred_at"] = "2014-03-15T10:00:00"
+        rows["reported_at"] = "2014-03-16T10:00:00"
+        canonical = rows.drop(columns=[c for c in ("lon", "lat", "match_type", "score", "matched_address",
+                                                   "geocode_reason", "beat_check", "neighborhood",
+                                                   "boundary_units") if c in rows])
+        for flag in FLAG_COLUMNS:
+            canonical[flag] = canonical[flag].astype(int)
+        with s.write():
+            s.upsert_records(canonical, "2026-01-01T00:00:00Z")
+            s.update_records(rows[["record_id", "lon", "lat", "match_type", "score", "matched_address",
+                                   "geocode_reason", "neighborhood", "boundary_units"]])
+        assert 2014 in store_data_years(s)
+        own_read = _read(s, "lead_eligible")
+        assert len(own_read) == int(every["lead_eligible"].sum()) + len(rows) < s.count("records")
+        assert len(s.records_of_years(["record_id"], [2014])) == len(rows)
+        params = {"site_params": {"replicates": 20}, "score_params": {"n_boot": 20}}
+        own = by_year_store(s, **params)
+        cols = ["occurred_at", "reported_at", "source", "source_file", "neighborhood", "boundary_units",
+                "incident_number", "lead_eligible", "division"]
+        full = by_year_store(s, records=records_gdf(s, cols), **params)
+        assert own.to_dict() == full.to_dict()
+        assert any(n.startswith("2014:") for n in own.notes)
+    finally:
+        s.close()
