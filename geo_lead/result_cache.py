@@ -202,13 +202,20 @@ def write(kind: str, key: str, value: dict[str, Any]) -> None:
 
     A folder that cannot be written only costs the reuse: logged, never raised.
     """
-    path = _path(kind, key)
-    if not enabled():
-        return
-    text = json.dumps({**value, "key": key})
+    path = _path(kind, key)  # a bad kind or key is an error even with the cache off
+    if enabled():
+        _keep(kind, path, json.dumps({**value, "key": key}))
+
+
+def _keep(kind: str, path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` atomically and prune `kind`; a folder that cannot be written is
+    logged, never raised (it only costs the reuse)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, text)
+        if isinstance(data, str):
+            write_text(path, data)
+        else:
+            write_bytes(path, data)
         prune(kind)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
@@ -244,16 +251,9 @@ def write_object(kind: str, key: str, value: Any) -> None:
     A folder that cannot be written only costs the reuse: logged, never raised.
     """
     path = _path(kind, key, "pkl")
-    if not enabled():
-        return
-    data = pickle.dumps({"format": OBJECT_FORMAT, "key": key, "value": value}, protocol=pickle.HIGHEST_PROTOCOL)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(path, data)
-        prune(kind)
-    except OSError as exc:
-        log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
-                    path.parent, exc)
+    if enabled():
+        _keep(kind, path, pickle.dumps({"format": OBJECT_FORMAT, "key": key, "value": value},
+                                       protocol=pickle.HIGHEST_PROTOCOL))
 
 
 #: Files of one kind kept (`prune`): the most recently used; each rerun with new data adds one
