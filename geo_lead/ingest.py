@@ -14,7 +14,6 @@ counts are taken from that ingest (``FileReport.skipped``), every accepted row u
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from geo_lead import frames, indicators
+from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import iter_chunks, load_mapping
 from geo_lead.store import Store
@@ -68,14 +68,6 @@ class FileReport:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def sha256_file(path: Path, block_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(block_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ingest_files(

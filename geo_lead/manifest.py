@@ -82,7 +82,7 @@ def _utc(ts: float) -> str:
 
 def describe_inputs(paths: Sequence[Path | str]) -> list[dict[str, Any]]:
     """Path, name, sha256 and size of each input file (missing files get an empty hash)."""
-    from geo_lead.ingest import sha256_file
+    from geo_lead.outputs import sha256_file
 
     out = []
     for p in map(Path, paths):

@@ -23,6 +23,7 @@ Free text in pages
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from geo_lead import settings
+
+
+def sha256_file(path: Path | str, block_bytes: int = 1 << 20) -> str:
+    """sha256 (hex) of the file's bytes, read in blocks (`OSError` when it cannot be read)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 #: First characters that make a spreadsheet evaluate a cell (OWASP CSV injection).
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")

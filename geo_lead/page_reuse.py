@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geo_lead import result_cache
-from geo_lead.outputs import write_text
+from geo_lead.outputs import sha256_file, write_text
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,11 @@ KIND = "page"
 
 
 def file_sha256(path: Path) -> str | None:
-    """sha256 (hex) of the file's bytes, None when it cannot be read."""
-    h = hashlib.sha256()
+    """sha256 (hex) of the file's bytes (`outputs.sha256_file`), None when it cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return sha256_file(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def _record_key(path: Path, key: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
-from geo_lead.ingest import ingest_files, sha256_file
+from geo_lead.ingest import ingest_files
+from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress
 from geo_lead.store import Store, opened
 

@@ -20,7 +20,7 @@ from geo_lead.frames import (
     record_weights,
     shipped_fraction,
 )
-from geo_lead.ingest import sha256_file
+from geo_lead.outputs import sha256_file
 from geo_lead.sources import read_records
 
 LMPD = settings.SHIPPED_DATA_DIR / "lmpd"
