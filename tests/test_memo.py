@@ -134,6 +134,22 @@ def test_code_version_is_one_digest_of_the_package_per_process() -> None:
 
 
 # --- site ------------------------------------------------------------------------------
+def _one_record_changed(recs: pd.DataFrame, change: str, weight: float, occurred_at: str) -> pd.DataFrame:
+    """A copy of `recs` with one RUSSELL record's `change` (weight, date, share or flag) made;
+    for any other `change` (a parameter, the seed, ...) the records are as they were."""
+    other = recs.copy()
+    i = int(np.flatnonzero(other["neighborhood"] == "RUSSELL")[0])
+    if change == "weight":
+        other.loc[i, "weight"] = weight
+    elif change == "date":
+        other.loc[i, "occurred_at"] = occurred_at
+    elif change == "share":
+        other.loc[i, "boundary_units"] = "RUSSELL;PORTLAND"
+    elif change == "flag":
+        other.loc[i, "lead_eligible"] = not other.loc[i, "lead_eligible"]
+    return other
+
+
 def _site(recs: gpd.GeoDataFrame, nh: gpd.GeoDataFrame, adj: dict[str, set[str]],
           params: SiteParams | None = None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     return siting.site(recs, nh, FIRST_DIVISION, params=params or SiteParams(replicates=40), adjacency=adj)
@@ -170,19 +186,10 @@ def test_site_any_changed_input_is_computed_again(change: str, cache_dir: Path, 
     _site(recs, neighborhoods, adjacency)
     calls = _counting(monkeypatch, siting, "evaluate_site")
     params = SiteParams(replicates=40)
-    other = recs.copy()
-    i = int(np.flatnonzero(other["neighborhood"] == "RUSSELL")[0])
-    if change == "weight":
-        other.loc[i, "weight"] = 2.0
-    elif change == "date":
-        other.loc[i, "occurred_at"] = "2016-10-15T10:00:00"
-    elif change == "share":
-        other.loc[i, "boundary_units"] = "RUSSELL;PORTLAND"
-    elif change == "flag":
-        other.loc[i, "lead_eligible"] = not other.loc[i, "lead_eligible"]
-    elif change == "parameter":
+    other = _one_record_changed(recs, change, weight=2.0, occurred_at="2016-10-15T10:00:00")
+    if change == "parameter":
         params = SiteParams(replicates=41)
-    else:
+    elif change == "seed":
         params = SiteParams(replicates=40, seed=settings.RANDOM_SEED + 1)
     got = _site(other, neighborhoods, adjacency, params)
     assert calls == [1]
@@ -220,15 +227,8 @@ def test_scores_any_changed_input_is_computed_again(change: str, cache_dir: Path
     kwargs: dict[str, Any] = {}
     _scores(recs, neighborhoods)
     calls = _counting(monkeypatch, scoring, "_score_window")
-    other = recs.copy()
-    i = int(np.flatnonzero(other["neighborhood"] == "RUSSELL")[0])
-    if change == "weight":
-        other.loc[i, "weight"] = 0.5
-    elif change == "date":
-        other.loc[i, "occurred_at"] = "2017-03-15T10:00:00"
-    elif change == "share":
-        other.loc[i, "boundary_units"] = "RUSSELL;PORTLAND"
-    elif change == "parameter":
+    other = _one_record_changed(recs, change, weight=0.5, occurred_at="2017-03-15T10:00:00")
+    if change == "parameter":
         kwargs["weights"] = {"count": 1.0}
     elif change == "seed":
         kwargs["seed"] = settings.RANDOM_SEED + 1
