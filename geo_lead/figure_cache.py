@@ -21,7 +21,6 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,22 +109,12 @@ def data_digest(*data: Any) -> str:
     return result_cache.digest(parts)
 
 
-def constants_digest(*modules: ModuleType) -> str:
-    """sha256 of the current values of the modules' upper-case names (settings and tables as
-    the process sees them now: an override made at run time changes the key)."""
-    def stable(v: Any) -> str:  # a set's repr follows the process's string hashing
-        return repr(sorted(map(repr, v))) if isinstance(v, set | frozenset) else repr(v)
-
-    return result_cache.digest(f"{m.__name__}.{k}={stable(v)}" for m in modules
-                               for k, v in sorted(vars(m).items()) if k.isupper())
-
-
 def figure_key(name: str, *data: Any, dpi: int = settings.FIGURE_DPI) -> str:
     """The cache key of figure `name` drawn from `data` at `dpi` (see the module docstring)."""
     from geo_lead import cartography
 
     return result_cache.digest([KIND, name, str(dpi), data_digest(*data),
-                                constants_digest(settings, cartography), _code_version()])
+                                result_cache.constants_version(settings, cartography), _code_version()])
 
 
 @functools.cache

@@ -323,7 +323,7 @@ def page_key(name: str, *data: Any) -> str:
     import sys
 
     from geo_lead import cartography, map_elements, map_layers, result_cache
-    from geo_lead.figure_cache import constants_digest, data_digest
+    from geo_lead.figure_cache import data_digest
 
-    constants = constants_digest(settings, cartography, map_layers, map_elements, sys.modules[__name__])
+    constants = result_cache.constants_version(settings, cartography, map_layers, map_elements, sys.modules[__name__])
     return result_cache.digest(["map_page", name, data_digest(*data), constants, map_code_version()])

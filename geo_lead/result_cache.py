@@ -41,6 +41,7 @@ import os
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
@@ -137,11 +138,16 @@ def _canonical(value: Any) -> str:
     return repr(value)
 
 
+def constants_version(*modules: ModuleType) -> str:
+    """sha256 of every constant (UPPERCASE name, canonical repr) of `modules`, read at call
+    time: a value changed in the environment or at run time changes every key built on it."""
+    return digest(f"{m.__name__}.{name}={_canonical(value)}" for m in modules
+                  for name, value in sorted(vars(m).items()) if name.isupper())
+
+
 def settings_version() -> str:
-    """sha256 of every constant of `geo_lead.settings` (UPPERCASE names, canonical repr), read
-    at call time: a setting changed in the environment or at run time changes every key."""
-    values = vars(settings)
-    return digest(f"{name}={_canonical(values[name])}" for name in sorted(values) if name.isupper())
+    """`constants_version` of `geo_lead.settings` (in every memo key)."""
+    return constants_version(settings)
 
 
 def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
