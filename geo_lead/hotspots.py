@@ -551,6 +551,23 @@ def directed_pseudo_p(observed: np.ndarray, simulated: np.ndarray, z: np.ndarray
     return np.where(z > 0, (up + 1) / (r + 1), np.where(z < 0, (down + 1) / (r + 1), 1.0))
 
 
+def fdr_cutoff(p: np.ndarray, q: float) -> float:
+    """Benjamini-Hochberg's p-value cut-off at FDR level `q` for the p-values `p`: exactly
+    ``esda.fdr(p, q)`` (so labels need no esda import when Gi* is reused).
+
+    The largest k/m x q with p_(k) < k/m x q (p_(k) the k-th smallest of the m values), or the
+    Bonferroni bound q / m when no p-value passes. `p` must be non-empty (`ValueError`).
+    """
+    p = np.asarray(p, dtype=float)
+    m = len(p)
+    if m == 0:
+        raise ValueError("fdr_cutoff needs at least one p-value")
+    p_desc = np.sort(p)[::-1]
+    cut = np.arange(m, 0, -1) * q / m
+    passing = np.flatnonzero(p_desc < cut)
+    return float(cut[passing[0]]) if len(passing) else float(q / m)
+
+
 def fdr_label(direction: str, q: float) -> str:
     """A Gi* label named by its Benjamini-Hochberg level: ``hot, FDR 5%``."""
     return f"{direction}, FDR {q * 100:g}%"
@@ -571,12 +588,10 @@ def label_gistar(z: np.ndarray, p: np.ndarray, levels: Sequence[float] = FDR_LEV
     fdr
         A unit passes q when p <= ``esda.fdr(p, q)`` (Benjamini-Hochberg); without, p <= q.
     """
-    import esda
-
     z, p = np.asarray(z, float), np.asarray(p, float)
     labels = np.full(len(p), NOT_SIGNIFICANT, dtype=object)
     for q in sorted(levels, reverse=True):  # weakest first, stronger overwrite
-        cut = float(esda.fdr(p, q)) if fdr and len(p) else q
+        cut = fdr_cutoff(p, q) if fdr and len(p) else q
         sig = p <= cut
         labels[sig & (z > 0)] = fdr_label("hot", q)
         labels[sig & (z < 0)] = fdr_label("cold", q)

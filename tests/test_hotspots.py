@@ -112,6 +112,22 @@ def test_labels_apply_benjamini_hochberg() -> None:
     assert label_gistar(z, p, levels=(0.05, 0.10))[0] == "hot, FDR 5%"
 
 
+def test_fdr_cutoff_is_esdas_on_ties_extremes_and_random_p_values() -> None:
+    import esda
+
+    from geo_lead.hotspots import fdr_cutoff
+
+    rng = np.random.default_rng(7)
+    cases = [np.array([0.001, 0.008, 0.012, 0.039, 0.5]), np.full(6, 0.3), np.array([0.0]), np.array([1.0]),
+             np.array([0.002, 0.002, 0.002, 0.9]), np.round(rng.uniform(0, 0.2, 90), 4), rng.uniform(0, 1, 242)]
+    cases += [2.0 / (18_001) * rng.integers(1, 30, 90) for _ in range(5)]  # pseudo-p on a permutation lattice
+    for p in cases:
+        for q in (0.01, 0.05, 0.10, 0.2):
+            assert fdr_cutoff(p, q) == float(esda.fdr(p, q)), (p, q)
+    with pytest.raises(ValueError, match="at least one"):
+        fdr_cutoff(np.array([]), 0.05)
+
+
 def test_levels_offered_are_attainable_with_the_permutations() -> None:
     # The case: 90 units, 999 permutations. The two-sided smallest p is 2/1000 = 0.002;
     # BH's lowest cut-off for one significant unit is q/90: 0.000111 (1%), 0.000556 (5%),
