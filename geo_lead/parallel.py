@@ -324,6 +324,8 @@ class Worker:
     Fork it before this process opens the store: the child then inherits no SQLite
     connection and may open the store itself (read only, its own connection), so it can
     start on data as soon as the parent has committed it. `close` ends it when no job came.
+    `prefetch` has it import more modules before the job, once this process knows the job
+    will need them.
     """
 
     def __init__(self, modules: Sequence[str] = ()) -> None:
@@ -331,6 +333,17 @@ class Worker:
         self._conn: Connection | None = None
         if fork_available():
             self._proc, self._conn = _fork(_worker, (tuple(modules),), duplex=True)
+
+    def prefetch(self, modules: Sequence[str]) -> None:
+        """Have the child import `modules` now, before the job `submit` will hand it (in that
+        order: the job starts after them). A no-op without a child or after `submit`; a
+        missing module is no error (the job will say)."""
+        if self._proc is None or self._conn is None or not modules:
+            return
+        try:
+            self._conn.send(_Prefetch(tuple(modules)))
+        except OSError as exc:  # a dead child: `submit` will find out and compute here
+            log.debug("prefetch not sent to the worker child: %r", exc)
 
     def submit(self, fn: Callable[..., T], args: Sequence[object] = (),
                fallback: Callable[[], T] | None = None) -> Deferred[T]:
@@ -447,13 +460,28 @@ def _flush_std_streams() -> None:
             stream.flush()
 
 
-def _worker(conn: Connection, modules: tuple[str, ...]) -> None:
-    """In the worker child: import `modules`, wait for one ``(fn, args)`` job, answer it."""
+@dataclass(frozen=True)
+class _Prefetch:
+    """A message to a `Worker`'s child: import these modules (`Worker.prefetch`)."""
+
+    modules: tuple[str, ...]
+
+
+def _import_all(modules: Sequence[str]) -> None:
     for name in modules:
         with contextlib.suppress(Exception):  # a missing optional module: the job will say
             importlib.import_module(name)
+
+
+def _worker(conn: Connection, modules: tuple[str, ...]) -> None:
+    """In the worker child: import `modules` (and those of any `_Prefetch` message), wait for
+    one ``(fn, args)`` job, answer it."""
+    _import_all(modules)
     try:
         job = conn.recv()
+        while isinstance(job, _Prefetch):
+            _import_all(job.modules)
+            job = conn.recv()
     except (EOFError, OSError):  # the parent ended (or was killed) first
         return
     if job is None:

@@ -317,16 +317,32 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # here. Forked now, before the store is opened (so it inherits no SQLite connection), it
     # imports the statistics libraries during ingest and reads the store itself once the
     # join is committed; the layers are written here, in the usual order.
-    worker = Worker(HOTSPOT_MODULES)
+    # A new store computes every statistic: the child imports what computing them needs at
+    # once; on a store with records, only when the ingest changed the flagged records
+    # (`_prefetch_statistics`), so a rerun whose hot spots are reused imports none of it.
+    worker = Worker(HOTSPOT_MODULES + (() if Path(store_path).is_file() else HOTSPOT_COMPUTE_MODULES))
     try:
         return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker)
     finally:
         worker.close()
 
 
-#: Imported by `run_pipeline`'s hotspots child while the parent ingests (~1.2 s of imports).
-HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "esda", "libpysal.weights",
-                                    "sklearn.neighbors", "scipy.special", "pyogrio")
+#: Imported by `run_pipeline`'s hotspots child while the parent ingests: what every
+#: `hotspots_at` call uses (reading the records, the memo keys, a reused answer).
+HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "pyogrio")
+#: What computing the KDE (bandwidth CV, density) and Gi* (weights, permutations) imports
+#: (~1.5 s): the hotspots child imports them ahead only when its statistics are likely to be
+#: computed (`_prefetch_statistics`); a job whose results are all reused imports none of them
+#: (`hotspots.fdr_cutoff`: the labels need no esda), a job computing one imports what it needs.
+HOTSPOT_COMPUTE_MODULES: tuple[str, ...] = ("scipy.special", "sklearn.neighbors", "libpysal.weights", "esda")
+
+
+def _prefetch_statistics(worker: Worker, flagged_before: int, flagged_after: int, ingest: dict[str, Any]) -> None:
+    """Have the hotspots child import `HOTSPOT_COMPUTE_MODULES` now when the ingest changed
+    the flagged records (their count, an updated record, a re-flag): then the hot spots are
+    likely computed, not reused. Only the timing depends on this guess, never a result."""
+    if flagged_before != flagged_after or ingest.get("updated") or ingest.get("reflagged"):
+        worker.prefetch(HOTSPOT_COMPUTE_MODULES)
 
 
 def hotspots_at(store_path: str, indicator: str = "lead_eligible",
@@ -391,7 +407,9 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
+        flagged_before = store.count_flagged("lead_eligible")
         summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"])
+        _prefetch_statistics(worker, flagged_before, store.count_flagged("lead_eligible"), summary["ingest"])
         run.stage("ingest", stage_counts(summary["ingest"]))
         fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
         for item in run.inputs:

@@ -432,3 +432,43 @@ def test_a_years_site_is_reused_when_another_year_changed(cache_dir: Path, neigh
         m.setattr(siting, "evaluate_site", _fail)
         again = _site(later[by_year.year_mask(later, 2016).to_numpy()], neighborhoods, adjacency, params)
     _assert_same_site(again, first)
+
+
+_REUSE_IN_FRESH_PROCESS = """
+import pickle, sys
+from geo_lead import hotspots
+points, area, neighborhoods = pickle.load(open(sys.argv[1], "rb"))
+got = (hotspots.gistar_neighborhoods(neighborhoods, points, 199), hotspots.gistar_grid(points, area, 1000.0, None, 199),
+       hotspots.kde_surface(points, area))
+heavy = sorted(m for m in ("esda", "libpysal", "sklearn", "scipy.special", "scipy.stats") if m in sys.modules)
+pickle.dump((got, heavy), open(sys.argv[2], "wb"))
+"""
+
+
+def test_reused_hot_spots_import_no_statistics_library(cache_dir: Path, neighborhoods: gpd.GeoDataFrame,
+                                                        tmp_path: Path) -> None:
+    """A process whose Gi* layers and KDE are all reused imports neither esda, libpysal nor
+    scikit-learn or scipy's statistics (the labels' FDR cut-off is `hotspots.fdr_cutoff`), and
+    gets what a process computing them got (`pipeline.HOTSPOT_COMPUTE_MODULES` are imported
+    ahead only when a computation is likely)."""
+    import os
+    import subprocess
+    import sys
+
+    points, _ = hotspots.indicator_points(records_in(neighborhoods))
+    area = hotspots.study_area(neighborhoods, FIRST_DIVISION)
+    want = (hotspots.gistar_neighborhoods(neighborhoods, points, 199), hotspots.gistar_grid(points, area, 1000.0, None, 199),
+            hotspots.kde_surface(points, area))  # computed: fills the cache
+    (tmp_path / "in.pkl").write_bytes(pickle.dumps((points, area, neighborhoods)))
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", _REUSE_IN_FRESH_PROCESS, str(tmp_path / "in.pkl"),
+                           str(tmp_path / "out.pkl")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, heavy = pickle.loads((tmp_path / "out.pkl").read_bytes())
+    assert heavy == []
+    for g, w in zip(got[:2], want[:2], strict=True):
+        pd.testing.assert_frame_equal(g, w, check_exact=True)
+        assert g.attrs == w.attrs
+    pd.testing.assert_frame_equal(got[2][0], want[2][0], check_exact=True)
+    assert got[2][1] == want[2][1]

@@ -24,6 +24,13 @@ from geo_lead.parallel import Deferred
 pytestmark = pytest.mark.skipif(not parallel.fork_available(), reason="no fork on this platform")
 
 
+def _imported(name: str) -> tuple[int, bool]:
+    """(this process's id, whether module `name` is imported here)."""
+    import sys
+
+    return os.getpid(), name in sys.modules
+
+
 def _pid_and_sum(values: np.ndarray) -> tuple[int, float]:
     return os.getpid(), float(values.sum())
 
@@ -51,8 +58,14 @@ worker = Worker(("json", "no_such_module_for_geo_lead"))  # a missing module is 
 pid, total = worker.submit(_pid_and_sum, (np.arange(4.0),)).result()
 assert pid != os.getpid() and total == 6.0, (pid, total)
 worker.close()
+from test_parallel import _imported
+assert "colorsys" not in sys.modules
+worker = Worker(("json",))
+worker.prefetch(("colorsys", "no_such_module_for_geo_lead"))  # imported before the job runs
+pid, imported = worker.submit(_imported, ("colorsys",)).result()
+assert pid != os.getpid() and imported and "colorsys" not in sys.modules, (pid, imported)
 from geo_lead import parallel
-assert parallel.forks() == 2, parallel.forks()
+assert parallel.forks() == 3, parallel.forks()
 print("forked ok")
 """
 
