@@ -239,20 +239,24 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
-                  map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None) -> dict[str, str]:
+                  map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None,
+                  pilot: dict[str, Any] | None = None) -> dict[str, str]:
+    """Maps, the zone page and the report into `out_dir`; `records`, `map_records` and `pilot`
+    (`report.collect_report_data`'s) read earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
-    from geo_lead.zone_page import write_page
+    from geo_lead.zone_page import write_rendered
 
+    # The zone page reads no record: a child renders it (its street index from the cache, or
+    # built) while this process reads the report's data; written here when it changed.
+    zone_page = Deferred(zone_page_text)
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
-    report_html = Deferred(build_report_html, collect_report_data(store, records))
-    # the zone page's street index: from its cache, or built in a child while the maps are drawn
-    streets = Deferred(zone_street_index)
+    report_html = Deferred(build_report_html, collect_report_data(store, records, pilot))
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_page(Path(out_dir) / "zone_check.html", streets=streets.result())
+    paths["zone_check"] = write_rendered(Path(out_dir) / "zone_check.html", zone_page.result())
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, report_html.result())  # atomic: a full disk leaves the old report
@@ -260,6 +264,16 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
     return {name: str(path) for name, path in paths.items()}
+
+
+def zone_page_text() -> str:
+    """The offline zone page of the pilot zone (`zone_page.render_page` with `zone_street_index`)."""
+    from geo_lead.zone import ZoneChecker
+    from geo_lead.zone_page import render_page
+    from geo_lead.zone_streets import street_index
+
+    checker = ZoneChecker()
+    return render_page(checker, "offline", street_index(checker.zone_ft))
 
 
 def zone_street_index() -> dict[str, Any]:
@@ -464,11 +478,15 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
-        import geo_lead.figures  # noqa: F401 - imported while the children compute: the report's child has it
         site_lines: list[str] = []
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
                           computed=(site_layer, count_left_out(site_result, unflagged)))
+        # The report's pilot sections read the records and the site result only: read while
+        # the hotspots child may still compute.
+        from geo_lead.pilot_report import collect_pilot_data
+
+        pilot = collect_pilot_data(store)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
@@ -478,8 +496,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         summary["site"] = site
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
-        summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records)  # the report reuses them
-        del records, map_records
+        summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records, pilot)  # the report reuses them
+        del records, map_records, pilot
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

@@ -99,14 +99,17 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
                                           "geocode_reason", "opiate", "lead_eligible", "lon", "lat")
 
 
-def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
+def collect_report_data(store: Store, records: pd.DataFrame | None = None,
+                        pilot: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
     ``tallies``: every stored record counted in the store (`report_tallies.tallies_of_store`);
     ``records``: the records the concentration figure counts, those of the scores' indicator
     (`map_data.indicator_records`), `FIGURE_COLUMNS` of them. `records`: records already read
     (e.g. the flagged ones `geo_lead.pipeline.analysis_records` reads); taken when they hold
-    every record of that indicator, else those are read here.
+    every record of that indicator, else those are read here. `pilot`: the pilot sections'
+    data (`pilot_report.collect_pilot_data`) of this store as it is now, read earlier (it
+    reads the records and ``site_result`` only); read here when None.
     """
     from geo_lead.map_data import read_layer, stored_parameters
     from geo_lead.parameters import consistent_parameters
@@ -130,7 +133,7 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None) -> di
         "changes": changes_since_last_run(store),
         "out_dir": None,
         "beat_checks": _beat_check_table(store),
-        "pilot": _pilot_data(store),
+        "pilot": _pilot_data(store) if pilot is None else pilot,
     }
 
 

@@ -120,11 +120,16 @@ def write_page(out: Path, checker: ZoneChecker | None = None,
     """Write the offline page to ``out`` (parent folders created) and return the path
     (`streets`: as in `render_page`); a file that already holds this page byte for byte is
     kept as it is (`geo_lead.page_reuse.write_if_different`)."""
+    return write_rendered(out, render_page(checker or ZoneChecker(), "offline", streets))
+
+
+def write_rendered(out: Path, text: str) -> Path:
+    """Write the page `text` (`render_page`'s) to ``out`` and return the path; a file that
+    already holds it byte for byte is kept as it is (`geo_lead.page_reuse.write_if_different`)."""
     from geo_lead.page_reuse import write_if_different
 
-    checker = checker or ZoneChecker()
     out = Path(out)
     # atomic, and a file that already is this page is left as it is
-    if write_if_different(out, render_page(checker, "offline", streets)):
+    if write_if_different(out, text):
         log.info("wrote %s (%d bytes)", out, out.stat().st_size)
     return out
