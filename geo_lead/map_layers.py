@@ -191,15 +191,45 @@ def _features(gdf: gpd.GeoDataFrame, props: Sequence[dict[str, Any]],
     """A GeoJSON FeatureCollection of simplified, rounded geometries with the given properties.
 
     Simplification (in feet, projected) is for display only and keeps each polygon valid.
+    The geometries are `display_geometries` (reused across runs for the same geometries).
     """
+    geoms = display_geometries(gdf, simplify_ft)
+    feats = [{"type": "Feature", "geometry": g, "properties": p}
+             for g, p in zip(geoms, props, strict=True) if g is not None]
+    return {"type": "FeatureCollection", "features": feats}
+
+
+#: `geo_lead.result_cache` kind of `display_geometries`' GeoJSON geometries.
+DISPLAY_GEOMETRY_CACHE = "map_geometry"
+
+
+def display_geometries(gdf: gpd.GeoDataFrame, simplify_ft: float = settings.MAP_SIMPLIFY_FT) -> list[Any]:
+    """`gdf`'s geometries as a web map draws them: simplified by `simplify_ft` feet (projected;
+    none when 0), in lon/lat, rounded to `COORD_DECIMALS`, as GeoJSON geometry mappings (None
+    for a missing or empty geometry), in row order.
+
+    Pure in the geometries, their CRS and `simplify_ft`: kept across runs under the sha256 of
+    those, the code and the libraries' versions (kind ``map_geometry``), so a page drawn again
+    for a new note or score does not simplify and reproject unchanged outlines again.
+    """
+    from geo_lead import result_cache
+
+    wkb = shapely.to_wkb(np.asarray(gdf.geometry.values, dtype=object)) if len(gdf) else []
+    key = result_cache.digest([DISPLAY_GEOMETRY_CACHE, result_cache.code_version(),
+                               result_cache.library_versions("shapely", "pyproj", "geopandas"),
+                               str(gdf.crs), repr(float(simplify_ft)), str(COORD_DECIMALS),
+                               *(b"" if w is None else w for w in wkb)])
+    hit = result_cache.read_object(DISPLAY_GEOMETRY_CACHE, key)
+    if isinstance(hit, list) and len(hit) == len(gdf):
+        return hit
     if simplify_ft > 0 and len(gdf):
         gdf = for_figure(gdf)
         gdf = gdf.set_geometry(gdf.geometry.simplify(simplify_ft, preserve_topology=True))
     geoms = shapely.transform(np.asarray(for_display(gdf).geometry.values),
                               lambda xy: np.round(xy, COORD_DECIMALS))
-    feats = [{"type": "Feature", "geometry": shapely.geometry.mapping(g), "properties": p}
-             for g, p in zip(geoms, props, strict=True) if g is not None and not g.is_empty]
-    return {"type": "FeatureCollection", "features": feats}
+    out = [None if g is None or g.is_empty else shapely.geometry.mapping(g) for g in geoms]
+    result_cache.write_object(DISPLAY_GEOMETRY_CACHE, key, out)
+    return out
 
 
 

@@ -22,7 +22,7 @@ import shapely
 from matplotlib.figure import Figure
 from test_maps import fill_store, map_inputs
 
-from geo_lead import figure_cache, figure_data, figures, maps, offline, page_reuse, result_cache
+from geo_lead import figure_cache, figure_data, figures, maps, offline, page_reuse, result_cache, settings
 from geo_lead.store import opened
 
 
@@ -248,3 +248,32 @@ def test_pages_are_written_with_the_cache_switched_off(cache_dir: Path, tmp_path
         assert page_reuse.write_if_different(tmp_path / "z.html", "<html>zone</html>") is True
     assert page_reuse.write_if_changed(page, key, lambda: "<html>one</html>") is False
     assert page_reuse.write_if_different(tmp_path / "z.html", "<html>zone</html>") is False
+
+
+# --- map layers' display geometries -------------------------------------------------------------
+def test_display_geometries_reused_equal_the_drawing_and_a_moved_vertex_or_setting_misses(
+        cache_dir: Path, inputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site map's layer geometries (simplified, reprojected, rounded) reused from the cache
+    equal those drawn with the cache off; a changed geometry or simplification draws again."""
+    from geo_lead import map_layers
+
+    scores = inputs["scores"]
+    props = [{"_tip": str(n)} for n in scores["neighborhood"]]
+    with monkeypatch.context() as m:
+        m.setenv(result_cache.ENV_SWITCH, "0")
+        want = map_layers._features(scores, props)
+        want_raw = map_layers._features(scores, props, simplify_ft=0)
+    map_layers._features(scores, props)  # drawn, kept
+    map_layers._features(scores, props, simplify_ft=0)
+    simplify = Counter(gpd.GeoSeries.simplify)
+    monkeypatch.setattr(gpd.GeoSeries, "simplify", lambda self, *a, **k: simplify(self, *a, **k))
+    assert map_layers._features(scores, props) == want  # reused: no simplification
+    assert map_layers._features(scores, props, simplify_ft=0) == want_raw
+    assert simplify.calls == 0
+    moved = scores.copy()
+    moved.loc[moved.index[0], "geometry"] = shapely.affinity.translate(moved.geometry.iloc[0], 0.001)
+    got = map_layers._features(moved, props)
+    assert simplify.calls == 1 and got["features"][1:] == want["features"][1:]
+    assert got["features"][0] != want["features"][0]
+    map_layers._features(scores, props, simplify_ft=2 * settings.MAP_SIMPLIFY_FT)
+    assert simplify.calls == 2
