@@ -22,7 +22,16 @@ import shapely
 from matplotlib.figure import Figure
 from test_maps import fill_store, map_inputs
 
-from geo_lead import figure_cache, figure_data, figures, maps, offline, page_reuse, result_cache, settings
+from geo_lead import (
+    figure_cache,
+    figure_data,
+    figures,
+    maps,
+    offline,
+    page_reuse,
+    result_cache,
+    settings,
+)
 from geo_lead.store import opened
 
 
