@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from geo_lead.indicators import Rules
-    from geo_lead.parallel import Worker
+    from geo_lead.parallel import Deferred, Worker
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +240,10 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
                   map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None,
-                  pilot: dict[str, Any] | None = None) -> dict[str, str]:
+                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None) -> dict[str, str]:
     """Maps, the zone page and the report into `out_dir`; `records`, `map_records` and `pilot`
-    (`report.collect_report_data`'s) read earlier in the run, when given."""
+    (`report.collect_report_data`'s pilot data and its sections' HTML being built,
+    `report.pilot_sections_html`) read earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
     from geo_lead.parallel import Deferred
@@ -254,7 +255,10 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     zone_page = Deferred(zone_page_text)
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
-    report_html = Deferred(build_report_html, collect_report_data(store, records, pilot))
+    data = collect_report_data(store, records, pilot[0] if pilot else None)
+    if pilot:
+        data["pilot_html"] = pilot[1].result()
+    report_html = Deferred(build_report_html, data)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
     paths["zone_check"] = write_rendered(Path(out_dir) / "zone_check.html", zone_page.result())
     report = Path(out_dir) / "report.html"
@@ -487,6 +491,10 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         from geo_lead.pilot_report import collect_pilot_data
 
         pilot = collect_pilot_data(store)
+        from geo_lead.report import pilot_sections_html
+
+        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
+        pilot_html = Deferred(pilot_sections_html, pilot)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
@@ -496,8 +504,9 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         summary["site"] = site
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
-        summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records, pilot)  # the report reuses them
-        del records, map_records, pilot
+        summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records,
+                                           (pilot, pilot_html))  # the report reuses them
+        del records, map_records, pilot, pilot_html
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

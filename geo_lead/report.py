@@ -875,15 +875,30 @@ def _section_numbers(data: dict[str, Any]) -> tuple[Block, ...]:
     return (Details("Show every stored number", (_kv_table(result),)),)
 
 
-def _pilot_section(build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], tuple[Block, ...]]:
+def _pilot_section(sid: str, build: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], tuple[Block, ...]]:
     """A `geo_lead.pilot_report` section (HTML it escapes itself) as report blocks (none without
-    pilot data)."""
+    pilot data); its HTML from ``data["pilot_html"]`` when built there ahead (`pilot_sections_html`)."""
     def section(data: dict[str, Any]) -> tuple[Block, ...]:
         pilot = data.get("pilot")
-        html = build({"pilot": pilot, "with_figures": data.get("with_figures", True)}) if pilot else ""
+        with_figures = data.get("with_figures", True)
+        ahead = data.get("pilot_html") or {}
+        if pilot and ahead.get("with_figures") == with_figures and sid in ahead.get("sections", {}):
+            html = ahead["sections"][sid]
+        else:
+            html = build({"pilot": pilot, "with_figures": with_figures}) if pilot else ""
         # built and escaped by pilot_report; its check names (top_on_train...) read as words
         return (RawHtml(Markup(plain_words(html))),) if html else ()
     return section
+
+
+def pilot_sections_html(pilot: dict[str, Any] | None, with_figures: bool = True) -> dict[str, Any]:
+    """Each pilot section's HTML as the report builds it from `pilot`
+    (`pilot_report.collect_pilot_data`'s dict): ``{"with_figures": .., "sections": {id: html}}``,
+    for ``collect_report_data(...)["pilot_html"]`` (e.g. drawn in a child while the run waits
+    for its hot spots). Pure in `pilot` and `with_figures`, apart from drawing figures."""
+    sections = {sid: build({"pilot": pilot, "with_figures": with_figures}) if pilot else ""
+                for sid, _title, build in PILOT_SECTIONS}
+    return {"with_figures": with_figures, "sections": sections}
 
 
 #: The detail sections after the answer, in page order: (id, heading, builder(data) -> blocks).
@@ -896,7 +911,7 @@ SECTION_BUILDERS: list[tuple[str, str, Callable[[dict[str, Any]], tuple[Block, .
     ("comparison", "Comparison area", _section_comparison),
     ("hotspots", "Hot spots", _section_hotspots),
     ("figures", "Figures", _section_figures),
-    *[(sid, title, _pilot_section(build)) for sid, title, build in PILOT_SECTIONS],
+    *[(sid, title, _pilot_section(sid, build)) for sid, title, build in PILOT_SECTIONS],
     ("data", "The data", _section_data),
     ("glossary", "Glossary", _section_glossary),
     ("method", "Method", _section_method),

@@ -50,7 +50,8 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     fork, one = results["fork"], results["no_fork"]
-    assert fork["forks"] == 4, fork["forks"]  # hotspots worker, site, report page, street index
+    # hotspots worker, site, the report's pilot sections, zone page, report page
+    assert fork["forks"] == 5, fork["forks"]
     assert one["forks"] == 0
     assert fork["records"] == one["records"] > 0
     for stage in ("score", "hotspots", "site"):

@@ -7,6 +7,7 @@ layers of tests/test_maps.py (real boundaries and address points, made-up counts
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,3 +179,30 @@ def test_report_sections_escape_every_string(inputs: dict[str, object]) -> None:
         assert raw not in page
     assert "&lt;i&gt;head&lt;/i&gt;" in page and "(1) a b: &lt;x&gt;" in page
     assert '<p class="warn">No scores in the store: run <code>geo-lead score</code>.</p>' in page
+
+
+def test_pilot_sections_built_ahead_are_what_the_report_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`report.pilot_sections_html` (drawn in a child while a run waits for its hot spots) gives
+    each pilot section the HTML its builder gives; the report takes it instead of building
+    again, and builds when it was made for the other figures switch."""
+    from geo_lead import report
+
+    calls: list[bool] = []
+
+    def build(d: dict[str, Any]) -> str:
+        calls.append(d["with_figures"])
+        return f"<p>{d['pilot']['x']} {d['with_figures']}</p>"
+
+    monkeypatch.setattr(report, "PILOT_SECTIONS", [("s1", "One", build)])
+    pilot = {"x": 1}
+    ahead = report.pilot_sections_html(pilot)
+    assert ahead == {"with_figures": True, "sections": {"s1": "<p>1 True</p>"}}
+    assert report.pilot_sections_html(None)["sections"] == {"s1": ""}
+    section = report._pilot_section("s1", build)
+    calls.clear()
+    direct = section({"pilot": pilot})
+    assert calls == [True]
+    calls.clear()
+    assert section({"pilot": pilot, "pilot_html": ahead}) == direct and calls == []
+    assert section({"pilot": pilot, "pilot_html": ahead, "with_figures": False}) != direct and calls == [False]
+    assert section({"pilot": None, "pilot_html": ahead}) == ()
