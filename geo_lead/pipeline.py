@@ -329,16 +329,19 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
               "boundary": check_rule(boundary), "boundary_tolerance_ft": check_tolerance(boundary_tolerance_ft)}
     if fingerprint is not None:
         params["fingerprint"] = fingerprint
+    from geo_lead import result_cache
     from geo_lead.parallel import Worker
 
     # Hotspots need nothing of score or site: a child computes them while score and site run
     # here. Forked now, before the store is opened (so it inherits no SQLite connection), it
     # imports the statistics libraries during ingest and reads the store itself once the
     # join is committed; the layers are written here, in the usual order.
-    # A new store computes every statistic: the child imports what computing them needs at
-    # once; on a store with records, only when the ingest changed the flagged records
-    # (`_prefetch_statistics`), so a rerun whose hot spots are reused imports none of it.
-    worker = Worker(HOTSPOT_MODULES + (() if Path(store_path).is_file() else HOTSPOT_COMPUTE_MODULES))
+    # A new store, or the result cache off (`--force`), computes every statistic: the child
+    # imports what computing them needs at once; otherwise only when the ingest changed the
+    # flagged records (`_prefetch_statistics`), so a rerun whose hot spots are reused imports
+    # none of it.
+    computes = not Path(store_path).is_file() or not result_cache.enabled()
+    worker = Worker(HOTSPOT_MODULES + (HOTSPOT_COMPUTE_MODULES if computes else ()))
     try:
         return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker)
     finally:

@@ -57,3 +57,25 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
     for stage in ("score", "hotspots", "site"):
         assert fork[stage] == one[stage], stage
     assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
+
+
+def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_changed() -> None:
+    """`pipeline._prefetch_statistics`: the hotspots child imports esda & co. ahead only when
+    the ingest changed the flagged records (their count, an updated record, a re-flag)."""
+    from geo_lead.pipeline import HOTSPOT_COMPUTE_MODULES, _prefetch_statistics
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, ...]] = []
+
+        def prefetch(self, modules: tuple[str, ...]) -> None:
+            self.sent.append(tuple(modules))
+
+    cases = [((530, 530, {"added": 1, "updated": 0, "reflagged": 0}), False),
+             ((530, 531, {"added": 1, "updated": 0, "reflagged": 0}), True),
+             ((530, 530, {"added": 0, "updated": 2, "reflagged": 0}), True),
+             ((530, 530, {"added": 0, "updated": 0, "reflagged": 7}), True)]
+    for (before, after, ingest), expected in cases:
+        worker = Recorder()
+        _prefetch_statistics(worker, before, after, ingest)  # type: ignore[arg-type]
+        assert worker.sent == ([HOTSPOT_COMPUTE_MODULES] if expected else []), (before, after, ingest)
