@@ -53,10 +53,57 @@ def _root(element: Element) -> Figure:
 def _include_script(element: Element, filename: str) -> None:
     """Put ``static/maps/<filename>`` into the page header once (keyed by the file name)."""
     name = "geo_lead_" + filename.replace(".", "_")
-    _root(element).header.add_child(Element(f"<script>{static_text('maps', filename)}</script>"), name=name)
+    _root(element).header.add_child(text_element(f"<script>{static_text('maps', filename)}</script>"), name=name)
 
 
-class _ScriptElement(MacroElement):
+#: What Jinja reads as syntax (its default delimiters) or rewrites (a carriage return).
+_JINJA_ACTIVE: tuple[str, ...] = ("{{", "{%", "{#", "\r")
+
+
+class _Text(Element):
+    """An element that renders as its text, compiling nothing."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self._text
+
+
+def text_element(text: str) -> Element:
+    """An element rendering exactly as ``branca.element.Element(text)`` does, without compiling
+    `text` as a Jinja template when it holds no Jinja syntax (its page data and scripts run to
+    hundreds of kB: compiling them cost ~0.3 s a page).
+
+    ``Element(text)`` renders the template `text`: with no ``{{``, ``{%``, ``{#`` and no
+    carriage return, that is `text` less one trailing newline (Jinja's default
+    ``keep_trailing_newline=False``); any other text is given to ``Element`` as before.
+    """
+    if any(s in text for s in _JINJA_ACTIVE):
+        return Element(text)
+    return _Text(text[:-1] if text.endswith("\n") else text)
+
+
+class _TextMacro(MacroElement):
+    """``MacroElement`` whose rendered header/html/script parts join the page as `text_element`s
+    (branca's ``MacroElement.render`` compiles each part, the layer's data included, as a new
+    template); the same output. Put it after a folium class in the bases, so that class's own
+    ``render`` runs first and reaches this one through ``super()``."""
+
+    def render(self, **kwargs: Any) -> Any:  # branca.element.MacroElement.render, parts as text
+        figure = _root(self)
+        module = self._template.module.__dict__
+        for part, target in (("header", figure.header), ("html", figure.html), ("script", figure.script)):
+            macro = module.get(part)
+            if macro is not None:
+                target.add_child(text_element(str(macro(self, kwargs))), name=self.get_name())
+        for element in self._children.values():
+            element.render(**kwargs)
+        return None
+
+
+class _ScriptElement(_TextMacro):
     """A macro element whose script is one call into `SCRIPT` (a file of ``static/maps``)."""
 
     SCRIPT: ClassVar[str] = ""
@@ -66,7 +113,7 @@ class _ScriptElement(MacroElement):
         return super().render(**kwargs)
 
 
-class DataLayer(folium.map.Layer):
+class DataLayer(folium.map.Layer, _TextMacro):
     """A GeoJSON overlay styled by per-feature ``_s`` and with escaped ``_tip``/``_popup``."""
 
     _template = Template("{% macro script(this, kwargs) %}"
@@ -86,7 +133,7 @@ class DataLayer(folium.map.Layer):
         return super().render(**kwargs)
 
 
-class PointLayer(JSCSSMixin, folium.map.Layer):
+class PointLayer(JSCSSMixin, folium.map.Layer, _TextMacro):
     """Aggregated block points in a marker cluster, built in the browser from a compact array.
 
     The payload is `geo_lead.map_layers.point_rows`' output; clusters show the number of
@@ -130,7 +177,7 @@ class Control(_ScriptElement):
                                     "html": inner_html})
 
 
-class LabelLayer(folium.map.Layer):
+class LabelLayer(folium.map.Layer, _TextMacro):
     """Neighborhood names as non-interactive labels, each shown from its own zoom on.
 
     `labels`: ``[lat, lon, escaped name, min zoom]`` rows; the markers are made in the
@@ -147,7 +194,7 @@ class LabelLayer(folium.map.Layer):
         self.labels = script_json(labels)
 
 
-class Layout(MacroElement):
+class Layout(_TextMacro):
     """Fit, collapse and label logic of `static/maps/layout.js`; add it to the map last."""
 
     _template = Template("{% macro script(this, kwargs) %}"
@@ -194,9 +241,9 @@ def new_map(tiles: bool, title: str) -> folium.Map:
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     root = _root(m)
-    root.header.add_child(Element(f"<title>{esc(title)}</title>"), name="page_title")
-    root.header.add_child(Element(f"<style>{static_text('maps', 'map.css')}</style>"), name="geo_lead_css")
-    root.header.add_child(Element(f"<script>{static_text('maps', 'layout.js')}</script>"),
+    root.header.add_child(text_element(f"<title>{esc(title)}</title>"), name="page_title")
+    root.header.add_child(text_element(f"<style>{static_text('maps', 'map.css')}</style>"), name="geo_lead_css")
+    root.header.add_child(text_element(f"<script>{static_text('maps', 'layout.js')}</script>"),
                           name="geo_lead_layout_js")
     if tiles:
         folium.TileLayer("OpenStreetMap", name="OpenStreetMap basemap",

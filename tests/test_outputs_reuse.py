@@ -286,3 +286,19 @@ def test_display_geometries_reused_equal_the_drawing_and_a_moved_vertex_or_setti
     assert got["features"][0] != want["features"][0]
     map_layers._features(scores, props, simplify_ft=2 * settings.MAP_SIMPLIFY_FT)
     assert simplify.calls == 2
+
+
+def test_text_element_renders_as_branca_element_without_compiling_inert_text() -> None:
+    """`map_elements.text_element` renders what ``branca.element.Element(text)`` renders (its
+    text as a Jinja template), for inert text (kept as it is, less one trailing newline) and
+    for text Jinja would read (given to ``Element``)."""
+    from branca.element import Element
+
+    from geo_lead import map_elements
+
+    texts = ['var a = {"b":{"c":[1,2]}};', "<script>x</script>\n", "a\n\n", "", "\n", "{{ 1 + 1 }}",
+             "{% if true %}y{% endif %}", "{# c #}z", "a\r\nb", "} } { {", "%} }} #}", "é \u2028 ok"]
+    for text in texts:
+        assert map_elements.text_element(text).render() == Element(text).render(), repr(text)
+    assert type(map_elements.text_element("plain")) is not Element
+    assert type(map_elements.text_element("{{ x }}")) is Element
