@@ -221,6 +221,16 @@ class Deferred(Generic[T]):
         """The job's name in warnings."""
         return getattr(self, "_name", None) or _name(self.fn)
 
+    def answered(self) -> bool:
+        """True when `result` would not wait: the child has answered (or ended), or there is no
+        child (computed here on `result`). Does not wait itself."""
+        if self._proc is None or self._conn is None:
+            return True
+        try:
+            return bool(self._conn.poll(0)) or not self._proc.is_alive()
+        except (OSError, ValueError):  # a closed pipe: `result` reports it
+            return True
+
     def result(self) -> T:
         """The child's result; its exception raised here; or, when the child could not answer,
         the same computation done here (with a warning saying why)."""

@@ -496,6 +496,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         pilot = collect_pilot_data(store)
         from geo_lead.report import pilot_sections_html
 
+        if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
+            import geo_lead.figures  # noqa: F401
         # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
         pilot_html = Deferred(pilot_sections_html, pilot)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")

@@ -64,8 +64,16 @@ worker = Worker(("json",))
 worker.prefetch(("colorsys", "no_such_module_for_geo_lead"))  # imported before the job runs
 pid, imported = worker.submit(_imported, ("colorsys",)).result()
 assert pid != os.getpid() and imported and "colorsys" not in sys.modules, (pid, imported)
+import time
+job = Deferred(time.sleep, 0.3)  # answered() looks without waiting, then turns true
+assert not job.answered()
+deadline = time.monotonic() + 60
+while not job.answered() and time.monotonic() < deadline:
+    time.sleep(0.02)
+assert job.answered() and job.result() is None
+assert Deferred.here(lambda: 1).answered()
 from geo_lead import parallel
-assert parallel.forks() == 3, parallel.forks()
+assert parallel.forks() == 4, parallel.forks()
 print("forked ok")
 """
 
