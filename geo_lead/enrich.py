@@ -32,6 +32,11 @@ from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
+#: Rows per chunk of an enriched ingest (`geo_lead.ingest.IngestOptions.chunk_rows`): the
+#: join's and the beat check's set-up is paid once per chunk, so chunks as large as the join
+#: stage's (`geo_lead.spatial_join.CHUNK_ROWS`).
+CHUNK_ROWS = 100_000
+
 
 class Enricher:
     """Geocode, beat-check and join each chunk of new records before its insert.

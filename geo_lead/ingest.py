@@ -23,7 +23,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from geo_lead import frames, indicators
+from geo_lead import frames, indicators, settings
 from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import Chunk, iter_chunks, load_mapping
@@ -96,6 +96,9 @@ class IngestOptions:
     enrich
         Given each chunk's new records before their insert (`RecordEnricher`), so each is
         written once with what the later stages would add; None: inserted as read.
+    chunk_rows
+        Rows read per chunk (`geo_lead.sources.iter_chunks`); the store left does not depend
+        on it.
     """
 
     source: str | None = None
@@ -105,6 +108,7 @@ class IngestOptions:
     progress: Progress | None = None
     sample_fraction: float | None = None
     enrich: RecordEnricher | None = None
+    chunk_rows: int = settings.READ_CHUNK_ROWS
 
 
 def ingest_files(
@@ -160,7 +164,8 @@ def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOption
                 reports.append(report)
                 continue
             dates: list[pd.Series] = []
-            for chunk in iter_chunks(path, source=options.source, mapping=mapping_data, encoding=options.encoding):
+            for chunk in iter_chunks(path, source=options.source, mapping=mapping_data, encoding=options.encoding,
+                                     chunk_rows=options.chunk_rows):
                 dates.append(frames.report_dates(chunk.records))
                 _store_chunk(store, chunk, report, _ChunkContext(rules, now, enrich))
                 progress.update(chunk.rows_read)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +74,12 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
     if reflagged:
         say(f"  indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     progress = _progress("  rows", echo)
-    reports = ingest_with(store, files, IngestOptions(progress=progress, rules=rules, sample_fraction=sample_fraction,
-                                                      enrich=enrich))
+    options = IngestOptions(progress=progress, rules=rules, sample_fraction=sample_fraction, enrich=enrich)
+    if enrich is not None:
+        from geo_lead.enrich import CHUNK_ROWS
+
+        options = replace(options, chunk_rows=CHUNK_ROWS)
+    reports = ingest_with(store, files, options)
     progress.close()
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
