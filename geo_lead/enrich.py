@@ -109,6 +109,13 @@ class Enricher:
         self._plan.record(store)
         store.ensure_record_indexes()
 
+    def geocode_counts_if_done(self, store: Store) -> dict[str, Any] | None:
+        """The geocode stage's counts without running it, when it has nothing left to do
+        (`NewRecordGeocoder.counts_if_done`); None: run it (`merge_geocode_counts`)."""
+        if not self.active or self._geocoding is None:
+            return None
+        return self._geocoding.counts_if_done(store)
+
     def merge_geocode_counts(self, counts: dict[str, Any]) -> dict[str, Any]:
         """`geocode_store`'s `counts` for the records left to it, with the enriched ones added."""
         if self._geocoding is None:

@@ -97,9 +97,11 @@ def stage_geocode(store: Store, say: Say, echo: Say | None, enriched: Enricher |
     from geo_lead.geocode import geocode_store
 
     progress = _progress("  addresses", echo)
-    counts = geocode_store(store, geocoder=enriched.geocoder if enriched else None, progress=progress)
-    if enriched is not None:
-        counts = enriched.merge_geocode_counts(counts)
+    counts = enriched.geocode_counts_if_done(store) if enriched is not None else None
+    if counts is None:
+        counts = geocode_store(store, geocoder=enriched.geocoder if enriched else None, progress=progress)
+        if enriched is not None:
+            counts = enriched.merge_geocode_counts(counts)
     progress.close()
     total = store.count("records")
     by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}

@@ -1403,6 +1403,15 @@ class Store:
         while rows := cur.fetchmany(chunk_rows):
             yield pd.DataFrame(rows, columns=list(columns))
 
+    # records: written enriched (geo_lead.enrich)
+    def count_never_geocoded(self) -> int:
+        """Records with no ``match_type``: never geocoded, or forgotten after their address
+        changed (`upsert_records`); every record without the column (on the
+        ``records_match_type`` index)."""
+        if "match_type" not in self.columns("records"):
+            return self.count("records")
+        return int(self.conn.execute("SELECT COUNT(*) FROM records WHERE match_type IS NULL").fetchone()[0])
+
 
 @dataclass(frozen=True)
 class RecordDates:

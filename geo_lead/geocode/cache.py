@@ -499,6 +499,21 @@ class NewRecordGeocoder:
         table = pd.concat([cached.reset_index(), new_rows], ignore_index=True) if len(cached) else new_rows
         return table.set_index("key").loc[ukeys].reset_index()
 
+    def counts_if_done(self, store: Store) -> dict[str, Any] | None:
+        """`geocode_store`'s counts when it would geocode and check nothing more (after these
+        records were written enriched into a complete store: no record without a
+        ``match_type``, none placed and unchecked, the reference and beats recorded), else None.
+        """
+        if self.tally.records == 0 or store.get_json(META_REFERENCE_HASH) != self.ref_hash:
+            return None
+        if store.count_never_geocoded():
+            return None
+        if self.beat_index is not None and (store.get_json(bc.META_BEATS_HASH) != bc.index_hash(self.beat_index)
+                                            or store.placed_fids(unchecked_only=True).size):
+            return None
+        return {**self.tally.to_dict(), "reference_hash": self.ref_hash,
+                "beat_check_by_match_type": bc.rates_json(bc.beat_check_table(store))}
+
     def finish(self, store: Store) -> None:
         """Record the reference and the beats the new records were geocoded and checked with
         (inside the ingest's transaction), as `geocode_store` records them."""
