@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from geo_lead import settings
 from geo_lead.enrich import Enricher
 from geo_lead.ingest import ingest_files
@@ -138,3 +140,27 @@ def test_address_change_is_left_to_the_geocode_stage(tmp_path: Path) -> None:
         # (a key both geocoded at ingest and asked again by the stage counts as new once per call)
         for key in ("records", "geocoded_new", "geocoded_from_cache", "by_match_type", "records_written"):
             assert counts_b[1][key] == counts_a[1][key], key
+
+
+def equal_both_ways(work: Path, rows: int, rerun_rows: int) -> None:
+    """Synthetic LMPD rows (`benchmarks/bench_scale.make_synthetic`, jittered hundred-blocks:
+    many new addresses): a first run of `rows` and a rerun adding `rerun_rows`, both ways."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from bench_scale import make_synthetic
+
+    full = make_synthetic(work / "full", rows, settings.RANDOM_SEED, tag="F")
+    more = make_synthetic(work / "more", rerun_rows, settings.RANDOM_SEED + 1, tag="I")
+    plain, rich = work / "plain.gpkg", work / "rich.gpkg"
+    for files in (full, more):
+        counts_a = _plain(plain, files)
+        counts_b, enricher = _enriched(rich, files)
+        assert enricher.active
+        assert counts_b == counts_a
+        assert tables(rich) == tables(plain)
+
+
+@pytest.mark.slow
+def test_synthetic_run_and_rerun_equal_the_stages(tmp_path: Path) -> None:
+    equal_both_ways(tmp_path, 20_000, 2_000)
