@@ -280,7 +280,7 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
     from geo_lead import result_cache
 
     key = result_cache.digest([
-        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
+        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("numpy", "pandas"),
         result_cache.frame_digest(features, list(features.columns)), json.dumps(list(map(str, features.columns))),
         json.dumps([list(map(str, pilot)), n]),
         json.dumps({str(k): sorted(map(str, v)) for k, v in adjacency.items()}, sort_keys=True)])
@@ -296,11 +296,51 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
 COMPARISON_CACHE = "comparison_area"
 
 
+def nearest_pairs(pool_z: np.ndarray, pilot_z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` nearest pool rows of each pilot row, exact Euclidean distance.
+
+    Parameters
+    ----------
+    pool_z, pilot_z
+        Two-dimensional float arrays with the same number of columns (z-scores).
+    k
+        Neighbours per pilot row, 1 <= k <= len(pool_z).
+
+    Returns
+    -------
+    dist, idx
+        Arrays of shape (len(pilot_z), k): distances ascending, and the pool rows they belong to.
+        A distance is the square root of the squared differences summed column by column in
+        column order (what a KD-tree query computes, not the dot-product expansion), so equal
+        points are at exactly 0. Equal distances keep pool order (a stable sort).
+
+    Raises
+    ------
+    ValueError
+        On arrays that are not two-dimensional, column counts that differ, or `k` out of range.
+    """
+    if pool_z.ndim != 2 or pilot_z.ndim != 2 or pool_z.shape[1] != pilot_z.shape[1]:
+        raise ValueError(f"nearest_pairs needs two 2-D arrays with equal column counts, "
+                         f"got shapes {pool_z.shape} and {pilot_z.shape}")
+    if not 1 <= k <= len(pool_z):
+        raise ValueError(f"nearest_pairs: k={k} is outside 1..{len(pool_z)} (the pool's rows)")
+    d2 = np.zeros((len(pilot_z), len(pool_z)))
+    for c in range(pool_z.shape[1]):
+        d2 += (pilot_z[:, c, None] - pool_z[None, :, c]) ** 2
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.sqrt(np.take_along_axis(d2, idx, axis=1)), idx
+
+
 def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adjacency,
                      n: int | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-    """`comparison_area` computed (no cache)."""
-    from sklearn.neighbors import NearestNeighbors
+    """`comparison_area` computed (no cache).
 
+    Each pilot unit's candidates are its ``len(pilot) + 5`` nearest pool units (`nearest_pairs`);
+    pairs are taken greedily by (distance, pilot position, unit name). A pilot unit is matched
+    before more than ``len(pilot) - 1`` of its candidates can be taken, so the cut-off decides
+    nothing but which of several units at exactly the same distance stay in the list: here the
+    first in pool order, where a KD-tree keeps whichever its traversal meets first.
+    """
     pilot = list(pilot)
     touching = set().union(*(adjacency.get(p, set()) for p in pilot)) if pilot else set()
     pool = [u for u in features.index if u not in pilot and u not in touching]
@@ -308,12 +348,12 @@ def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Ad
         raise GeoLeadError("no neighborhood is outside the pilot zone and not adjacent to it")
     sd = features.std(ddof=0).replace(0, 1.0)
     z = (features - features.mean()) / sd
-    nn = NearestNeighbors(n_neighbors=min(len(pool), len(pilot) + 5)).fit(z.loc[pool].to_numpy())
-    dist, idx = nn.kneighbors(z.loc[pilot].to_numpy())
+    dist, idx = nearest_pairs(z.loc[pool].to_numpy(float), z.loc[pilot].to_numpy(float),
+                              min(len(pool), len(pilot) + 5))
     chosen: list[str] = []
     want = n or len(pilot)
     # Greedy matching without replacement: the closest (pilot, candidate) pairs first.
-    pairs = sorted((d, p_i, pool[j]) for p_i, (drow, irow) in enumerate(zip(dist, idx, strict=True))
+    pairs = sorted((float(d), p_i, pool[j]) for p_i, (drow, irow) in enumerate(zip(dist, idx, strict=True))
                    for d, j in zip(drow, irow, strict=True))
     matched_pilot: set[int] = set()
     for _d, p_i, cand in pairs:
@@ -1126,7 +1166,7 @@ def _memo_libraries() -> str:
     from geo_lead import result_cache
 
     return result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj", "scipy",
-                                         "PuLP", "libpysal", "scikit-learn")
+                                         "PuLP", "libpysal")
 
 
 def zones_layer(proj: gpd.GeoDataFrame, roles: list[tuple[str, Mapping[str, Any]]]) -> gpd.GeoDataFrame:
