@@ -223,6 +223,26 @@ def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
     return points
 
 
+def shared_read(store: Store, records: Any, indicator: str = "lead_eligible") -> Any:
+    """`records` (the run's shared read, `geo_lead.pipeline.analysis_records`) when `by_year_store`
+    given it answers exactly as with its own read (`_read_frame`), else None.
+
+    `analysis_reads.reusable_points` decides whether it holds the rows `_read_frame` starts
+    from; a year of data without a flagged point would make `_read_frame` read that year's
+    every record, so then None too.
+    """
+    from geo_lead.analysis_reads import reusable_points
+    from geo_lead.frames import WEIGHT_COLUMNS
+    from geo_lead.scoring import SCORE_RECORD_COLUMNS
+    from geo_lead.siting import SITE_COLUMNS
+
+    cols = [*SCORE_RECORD_COLUMNS, *SITE_COLUMNS, *WEIGHT_COLUMNS, "division", "lon", "lat"]
+    points = reusable_points(store, records, indicator, cols)
+    if points is None or set(store_data_years(store)) - _point_years(points, indicator):
+        return None
+    return points
+
+
 def _with_every_record_of(store: Store, points: Any, columns: list[str], years: list[int]) -> Any:
     """`points` (a flagged read, ISO dates only) with its records of `years` replaced by every
     record of those years (`Store.records_of_years`, made points the same way), after the
