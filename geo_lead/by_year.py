@@ -224,12 +224,12 @@ def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
 
 
 def shared_read(store: Store, records: Any, indicator: str = "lead_eligible") -> Any:
-    """`records` (the run's shared read, `geo_lead.pipeline.analysis_records`) when `by_year_store`
-    given it answers exactly as with its own read (`_read_frame`), else None.
+    """`records` (the run's shared read, `geo_lead.pipeline.analysis_records`) made into what
+    `_read_frame` reads, when that is exact; else None (`by_year_store` then reads itself).
 
     `analysis_reads.reusable_points` decides whether it holds the rows `_read_frame` starts
-    from; a year of data without a flagged point would make `_read_frame` read that year's
-    every record, so then None too.
+    from. A year of data without a flagged point gets every record of that year, as in
+    `_read_frame` (`_with_every_record_of`, their dates parsed as the shared read's are).
     """
     from geo_lead.analysis_reads import reusable_points
     from geo_lead.frames import WEIGHT_COLUMNS
@@ -238,21 +238,49 @@ def shared_read(store: Store, records: Any, indicator: str = "lead_eligible") ->
 
     cols = [*SCORE_RECORD_COLUMNS, *SITE_COLUMNS, *WEIGHT_COLUMNS, "division", "lon", "lat"]
     points = reusable_points(store, records, indicator, cols)
-    if points is None or set(store_data_years(store)) - _point_years(points, indicator):
+    if points is None:
         return None
-    return points
+    missing = sorted(set(store_data_years(store)) - _point_years(points, indicator))
+    if not missing:
+        return points
+    have = set(store.columns("records"))
+    return _with_every_record_of(store, points, [c for c in points.columns if c in have], missing)
+
+
+#: The format ingest writes dates in (`geo_lead.sources`); a shared read's parsed date columns
+#: were parsed with it (`pipeline.parse_iso_columns`).
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"
+
+
+def _dates_like(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame | None:
+    """`frame` with the date columns `like` holds parsed, parsed too (None when a value is not
+    in `ISO_SECONDS`: the two could not be joined exactly)."""
+    for col in ("occurred_at", "reported_at"):
+        if col not in like or like[col].dtype.kind != "M" or frame[col].dtype.kind == "M":
+            continue
+        text = frame[col]
+        parsed = pd.to_datetime(text, errors="coerce", format=ISO_SECONDS)
+        empty = text.isna().to_numpy(bool) | pd.Series(text == "").fillna(False).to_numpy(bool)
+        if not bool((parsed.isna().to_numpy() == empty).all()):
+            return None
+        frame[col] = parsed
+    return frame
 
 
 def _with_every_record_of(store: Store, points: Any, columns: list[str], years: list[int]) -> Any:
     """`points` (a flagged read, ISO dates only) with its records of `years` replaced by every
     record of those years (`Store.records_of_years`, made points the same way), after the
-    others: each year's rows are then those a full read has, in fid order, or its flagged ones."""
+    others: each year's rows are then those a full read has, in fid order, or its flagged ones.
+    Date columns `points` holds parsed are parsed in the new rows too (None when one cannot be
+    exactly: `_dates_like`)."""
     from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
     from geo_lead.spatial_join import points_from_lonlat
 
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*columns, "lon", "lat", *WEIGHT_COLUMNS]) if c in have]
-    extra = points_from_lonlat(attach_weights(store, store.records_of_years(cols, years)))
+    extra = _dates_like(points_from_lonlat(attach_weights(store, store.records_of_years(cols, years))), points)
+    if extra is None:
+        return None
     year = pd.to_datetime(points["occurred_at"], errors="coerce", format="ISO8601").dt.year
     return pd.concat([points[~year.isin(years).to_numpy()], extra[list(points.columns)]], ignore_index=True)
 

@@ -406,6 +406,13 @@ def test_by_year_reads_only_the_year_without_a_flagged_point(store: Store, tmp_p
         full = by_year_store(s, records=records_gdf(s, cols), **params)
         assert own.to_dict() == full.to_dict()
         assert any(n.startswith("2014:") for n in own.notes)
+        from geo_lead.by_year import shared_read
+        from geo_lead.pipeline import analysis_records
+
+        mine = shared_read(s, analysis_records(s))  # the run's read + every record of 2014
+        assert mine is not None and len(mine) == len(own_read)
+        assert mine["occurred_at"].dtype.kind == "M"
+        assert by_year_store(s, records=mine, **params).to_dict() == own.to_dict()
     finally:
         s.close()
 
