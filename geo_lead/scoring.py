@@ -257,10 +257,9 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
     parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
     parts = parts.sort_values(["row", "unit"], kind="stable")
-    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)).groupby(parts["row"].to_numpy()).agg("|".join)
+    sizes_by_key = _class_sizes(parts)
     simple = {f"{i}:{1.0!r}": i for i in range(n_units)}
-    sizes_by_key = key.value_counts()
-    extra = sorted(k for k in sizes_by_key.index if k not in simple)
+    extra = sorted(k for k in sizes_by_key if k not in simple)
     sizes = np.zeros(n_units + len(extra))
     contrib = np.zeros((n_units + len(extra), n_units))
     contrib[np.arange(n_units), np.arange(n_units)] = 1.0
@@ -272,6 +271,28 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
             u, v = item.split(":")
             contrib[j, int(u)] += float(v)
     return sizes, contrib
+
+
+def _part_keys(parts: pd.DataFrame) -> pd.Series:
+    """``unit:repr(value)`` of each row of `parts` (the text of one contribution)."""
+    return parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)
+
+
+def _class_sizes(parts: pd.DataFrame) -> dict[str, int]:
+    """Records per class key (`record_classes`): a record's key joins its parts' keys, in
+    `parts` order (sorted by row and unit), with ``|``. Records of one part (nearly all) are
+    counted per distinct (unit, value) pair and keyed once per pair; only records with
+    several parts are keyed one by one."""
+    several = parts["row"].duplicated(keep=False).to_numpy()
+    one = parts[~several]
+    pairs = one.groupby(["unit", "value"], sort=False, dropna=False).size()
+    keys = _part_keys(pairs.index.to_frame(index=False))
+    sizes = {str(k): int(n) for k, n in zip(keys, pairs.to_numpy(), strict=True)}
+    multi = parts[several]
+    if len(multi):
+        joined = _part_keys(multi).groupby(multi["row"].to_numpy()).agg("|".join)
+        sizes.update({str(k): int(n) for k, n in joined.value_counts().items()})
+    return sizes
 
 
 # --- the area -----------------------------------------------------------------------------
