@@ -114,6 +114,36 @@ def empirical_bayes(events: np.ndarray, population: np.ndarray) -> np.ndarray:
     return np.asarray(w * r + (1.0 - w) * theta, dtype=float)
 
 
+def empirical_bayes_rows(events: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """`empirical_bayes` of each row of `events` (replicates x units) with the same
+    `population`, in one pass over the array: row i equals ``empirical_bayes(events[i],
+    population)`` bit for bit (the same operations in the same order; each row's sums are
+    numpy's sums of that row).
+
+    Raises
+    ------
+    ValueError
+        `events` is not 2-D with one column per unit, or a population is <= 0.
+    """
+    e = np.ascontiguousarray(events, dtype=float)
+    b = np.asarray(population, dtype=float)
+    if e.ndim != 2 or e.shape[1] != len(b):
+        raise ValueError(f"empirical_bayes_rows needs replicates x {len(b)} units, got shape {e.shape}")
+    if e.shape[1] == 0:
+        return np.empty_like(e)
+    if np.any(b <= 0):
+        raise ValueError("Empirical Bayes needs a positive population for every unit.")
+    b_sum = b.sum()
+    theta = e.sum(axis=1) / b_sum
+    r = e / b
+    s2 = (b * (r - theta[:, None]) ** 2).sum(axis=1) / b_sum
+    phi = np.maximum(s2 - theta / b.mean(), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = phi[:, None] / (phi[:, None] + theta[:, None] / b)
+        eb = w * r + (1.0 - w) * theta[:, None]
+    return np.where((phi == 0.0)[:, None], theta[:, None], eb)
+
+
 def composite_score(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """sum_k weight_k * metric_k / max(metric_k); NaN metrics count as 0.
 
@@ -192,8 +222,8 @@ def _bootstrap_rank_interval(sizes: np.ndarray, contrib: np.ndarray, ranked: np.
     pop = population[ranked]
     with_pop = pop > 0
     eb = np.full_like(draws, np.nan)
-    for i in range(n_boot):
-        eb[i, with_pop] = empirical_bayes(draws[i, with_pop], pop[with_pop]) * 1000.0
+    if with_pop.any():
+        eb[:, with_pop] = empirical_bayes_rows(draws[:, with_pop], pop[with_pop]) * 1000.0
     metrics = {"count": draws, "density_per_sqmi": draws / area_sqmi[ranked],
                "eb_rate_per_1000": eb, "rate_per_1000": np.where(with_pop, draws / np.where(with_pop, pop, 1) * 1000, np.nan)}
     ranks = descending_ranks(composite_score(metrics, weights))
