@@ -425,6 +425,14 @@ class Periods:
         return dict(self.info)
 
 
+@dataclass(frozen=True)
+class WindowPoints:
+    """`record_points` of the records in the window, and their `PointShares`."""
+
+    points: gpd.GeoDataFrame
+    shares: PointShares
+
+
 @dataclass
 class SiteInputs:
     """What every step shares: the candidate points and their per-unit weights.
@@ -448,6 +456,9 @@ class SiteInputs:
     proj: gpd.GeoDataFrame
     months_of_data: float
     window: str | None = None
+    #: every flagged point of the window (not only the candidates') and its shares, for the
+    #: comparison area (None: `comparison` computes them from the records)
+    window_points: WindowPoints | None = None
 
     def records(self, mask: np.ndarray | None = None) -> float:
         """Records (not weighted by frame; a split record by its share inside) in `mask`."""
@@ -623,6 +634,40 @@ def measures_statement(objective: str) -> dict[str, Any]:
 
 
 # --- steps ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PointShares:
+    """The points' shares in units (`allocation.unit_shares`, one long table) and frame weights:
+    computed once, made into a (points x units) matrix for any list of units (`matrix`)."""
+
+    n_points: int
+    shares: pd.DataFrame  #: `allocation.SHARE_COLUMNS`; ``row`` is the point's position
+    frame_weight: np.ndarray  #: per point, `allocation.record_weight`
+
+    def matrix(self, units: Sequence[str], frame_weights: bool = True) -> sparse.csr_matrix:
+        """`unit_weights` of the points for `units`."""
+        from scipy import sparse
+
+        col = pd.Series(np.arange(len(units)), index=pd.Index(list(units)))
+        ix = self.shares["unit"].map(col)
+        ok = ix.notna().to_numpy()
+        rows = self.shares["row"].to_numpy()[ok].astype(int)
+        vals = self.shares["share"].to_numpy(float)[ok]
+        if frame_weights:
+            vals = vals * self.frame_weight[rows]
+        return sparse.csr_matrix((vals, (rows, ix[ok].astype(int).to_numpy())), shape=(self.n_points, len(units)))
+
+
+def point_shares(points: pd.DataFrame, rule: str | None = None) -> PointShares:
+    """The `PointShares` of `points` under `rule` (see `unit_weights`)."""
+    from geo_lead.allocation import record_weight, unit_shares
+
+    frame = pd.DataFrame(points.drop(columns=points.geometry.name) if hasattr(points, "geometry") else points)
+    frame = frame.reset_index(drop=True)
+    shares = unit_shares(frame, "first" if rule is None and "boundary_units" not in frame else
+                         (rule or settings.BOUNDARY_RULE))
+    return PointShares(len(frame), shares, record_weight(frame).to_numpy(float))
+
+
 def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = None,
                  frame_weights: bool = True) -> sparse.csr_matrix:
     """The (points x units) sparse matrix of each record's frame weight x share in each unit.
@@ -631,24 +676,10 @@ def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = 
     (``split`` shares a record near an edge of two or more units equally; ``first`` gives
     it whole to its ``neighborhood``), times the record's ``weight`` (1 when absent; shares
     alone with `frame_weights` False). Units outside `units` are dropped (a record shared
-    with one keeps only its share here).
+    with one keeps only its share here). `point_shares(points, rule).matrix(units)` is the
+    same matrix, for points matched to several lists of units.
     """
-    from scipy import sparse
-
-    from geo_lead.allocation import record_weight, unit_shares
-
-    frame = pd.DataFrame(points.drop(columns=points.geometry.name) if hasattr(points, "geometry") else points)
-    frame = frame.reset_index(drop=True)
-    shares = unit_shares(frame, "first" if rule is None and "boundary_units" not in frame else
-                         (rule or settings.BOUNDARY_RULE))
-    col = pd.Series(np.arange(len(units)), index=pd.Index(list(units)))
-    ix = shares["unit"].map(col)
-    ok = ix.notna().to_numpy()
-    rows = shares["row"].to_numpy()[ok].astype(int)
-    vals = shares["share"].to_numpy(float)[ok]
-    if frame_weights:
-        vals = vals * record_weight(frame).to_numpy(float)[rows]
-    return sparse.csr_matrix((vals, (rows, ix[ok].astype(int).to_numpy())), shape=(len(frame), len(units)))
+    return point_shares(points, rule).matrix(units, frame_weights)
 
 
 def _months_of_data(records: pd.DataFrame, window: str | None = None,
@@ -703,8 +734,9 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     if p.window is not None:
         records = records[in_window(records["occurred_at"], p.window).to_numpy()]
     points, accounting = record_points(records, indicator)
-    m_all = unit_weights(points, cands, p.boundary)
-    share_in = np.asarray(unit_weights(points, cands, p.boundary, frame_weights=False).sum(axis=1)).ravel()
+    shares = point_shares(points, p.boundary)
+    m_all = shares.matrix(cands)
+    share_in = np.asarray(shares.matrix(cands, frame_weights=False).sum(axis=1)).ravel()
     in_cands = share_in > 0
     accounting["outside_candidates"] = int((~in_cands).sum())
     accounting["in_candidates"] = int(in_cands.sum())
@@ -734,7 +766,7 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     adj_all = queen_adjacency(neighborhoods) if adjacency is None else adjacency
     adj = {u: {v for v in adj_all.get(u, set()) if v in cands} for u in cands}
     return SiteInputs(indicator, pilot, cands, pts, weights, share_in[in_cands], accounting, data, periods,
-                      adj, adj_all, proj, months, p.window)
+                      adj, adj_all, proj, months, p.window, WindowPoints(points, shares))
 
 
 def objective_weights(inp: SiteInputs, params: SiteParams, population: pd.Series | None) -> dict[str, float]:
@@ -998,11 +1030,14 @@ def comparison(inp: SiteInputs, records: gpd.GeoDataFrame, neighborhoods: gpd.Ge
     """Step 8: the comparison area, on every named unit city-wide, training-period features."""
     p = params
     all_named = neighborhoods[neighborhoods["is_named"].astype(bool)]["NH_NAME"].tolist()
-    if p.window is not None:
-        records = records[in_window(records["occurred_at"], p.window).to_numpy()]
-    points, _ = record_points(records, inp.indicator)
+    if inp.window_points is not None:
+        points, m = inp.window_points.points, inp.window_points.shares.matrix(all_named)
+    else:
+        if p.window is not None:
+            records = records[in_window(records["occurred_at"], p.window).to_numpy()]
+        points, _ = record_points(records, inp.indicator)
+        m = unit_weights(points, all_named, p.boundary)
     tr, _te, _ = split_periods(points["occurred_at"], p.train, p.test)
-    m = unit_weights(points, all_named, p.boundary)
     cnt = pd.Series(np.asarray(m.T @ tr.to_numpy(float)).ravel(), index=all_named)
     area_sqmi = inp.proj.loc[all_named].geometry.area / settings.SQFT_PER_SQMI
     feats = pd.DataFrame({"density_per_sqmi": cnt / area_sqmi}, index=all_named)

@@ -115,3 +115,26 @@ def test_the_matching_imports_no_sklearn() -> None:
             "print('sklearn' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("window", [None, "2016-01-01:2016-12-31"])
+def test_comparison_from_prepares_points_equals_the_records(window: str | None) -> None:
+    """`prepare` keeps the window's points and shares (`WindowPoints`); the comparison made from
+    them equals the one made from the records again, and so does `unit_weights`."""
+    import dataclasses
+
+    from test_siting import FIRST_DIVISION, synthetic_records
+
+    nbhd = load_neighborhoods()
+    records = synthetic_records(nbhd, {"RUSSELL": 60, "PORTLAND": 50, "PHOENIX HILL": 30}, default=3)
+    records["weight"] = np.where(np.arange(len(records)) % 3 == 0, 2.0, 1.0)
+    params = siting.SiteParams(replicates=20, k_max=2, window=window)
+    inp = siting.prepare(records, nbhd, FIRST_DIVISION, PILOT, "lead_eligible", params)
+    assert inp.window_points is not None
+    again = siting.comparison(dataclasses.replace(inp, window_points=None), records, nbhd, params)
+    assert siting.comparison(inp, records, nbhd, params) == again
+    pts = inp.window_points.points
+    units = sorted(set(pts["neighborhood"]) - {""})
+    want = siting.unit_weights(pts, units, params.boundary)
+    got = inp.window_points.shares.matrix(units)
+    assert (want != got).nnz == 0 and want.shape == got.shape
