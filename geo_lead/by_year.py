@@ -124,8 +124,8 @@ def scores_for_year(records: pd.DataFrame, neighborhoods: Any, population: Any, 
 
     sc = score_neighborhoods(records, neighborhoods, population, since=f"{year}-01-01",
                              until=f"{year}-12-31", **kwargs)
-    ranked = sc[sc["rank"].notna()]
-    rows = [{k: _plain(r[k]) for k in YEAR_SCORE_KEYS if k in r} for r in ranked.to_dict("records")]
+    ranked = pd.DataFrame(sc.loc[sc["rank"].notna().to_numpy(), [k for k in YEAR_SCORE_KEYS if k in sc]])
+    rows = [{k: _plain(v) for k, v in r.items()} for r in ranked.to_dict("records")]
     n = len(ranked)
     pilot_ranks = {}
     for name in pilot:

@@ -31,6 +31,7 @@ result with ``to_dict()``; `evaluate_site` runs them in order and returns a `Sit
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -468,7 +469,12 @@ class SiteInputs:
         """Weighted count per candidate unit of the points in `mask` (all when None)."""
         if mask is None:
             return np.asarray(self.weights.sum(axis=0)).ravel()
-        return np.asarray(self.weights.T @ np.asarray(mask, float)).ravel()
+        return np.asarray(self.weights_t @ np.asarray(mask, float)).ravel()
+
+    @functools.cached_property
+    def weights_t(self) -> sparse.csc_matrix:
+        """``weights.T``, made once (`counts` runs once per bootstrap replicate)."""
+        return self.weights.T
 
 
 @dataclass
