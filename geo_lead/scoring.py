@@ -141,7 +141,7 @@ def empirical_bayes_rows(events: np.ndarray, population: np.ndarray) -> np.ndarr
     with np.errstate(divide="ignore", invalid="ignore"):
         w = phi[:, None] / (phi[:, None] + theta[:, None] / b)
         eb = w * r + (1.0 - w) * theta[:, None]
-    return np.where((phi == 0.0)[:, None], theta[:, None], eb)
+    return np.asarray(np.where((phi == 0.0)[:, None], theta[:, None], eb), dtype=float)
 
 
 def composite_score(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
