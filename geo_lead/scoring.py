@@ -569,23 +569,30 @@ def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index
         sc = composite_score({k: v[ranked] for k, v in m.items()}, weights)
         return int(descending_ranks(sc)[int(np.flatnonzero(ranked).tolist().index(u))])
 
-    by_unit = dict(tuple(sh.groupby("ix")["row"]))
+    row = sh["row"].to_numpy()
+    ix = sh["ix"].to_numpy()
+    w = sh["w"].to_numpy(float)
+    share = sh["share"].to_numpy(float)
+    parts = sh["k"].to_numpy(float)
     for u in np.flatnonzero(ranked).tolist():
-        rows = by_unit.get(u)
-        if rows is None or len(rows) == 0:
+        at_u = ix == u
+        if not at_u.any():
             best[u] = worst[u] = rank_of(counts, u)
             continue
-        mine = sh[sh["row"].isin(set(rows))]
-        delta = np.bincount(mine["ix"], weights=-(mine["w"] * mine["share"]), minlength=n)
+        # every part of the records u shares, in the table's order
+        m = np.isin(row, row[at_u])
+        m_row, m_ix, m_w, m_share = row[m], ix[m], w[m], share[m]
+        delta = np.bincount(m_ix, weights=-(m_w * m_share), minlength=n)
         best_c = counts + delta
-        best_c[u] += mine.drop_duplicates("row")["w"].sum()
-        own = mine[mine["ix"] == u]
-        others = mine[mine["ix"] != u]
+        _, first = np.unique(m_row, return_index=True)
+        best_c[u] += m_w[np.sort(first)].sum()
+        own, others = m_ix == u, m_ix != u
         # u's part of each record goes to the record's other units, equally.
-        extra = others["w"] * own.set_index("row")["share"].reindex(others["row"]).to_numpy() / (others["k"] - 1)
+        own_share = pd.Series(m_share[own], index=m_row[own]).reindex(m_row[others]).to_numpy()
+        extra = m_w[others] * own_share / (parts[m][others] - 1)
         worst_c = counts.copy()
-        worst_c[u] -= float((own["w"] * own["share"]).sum())
-        worst_c += np.bincount(others["ix"], weights=extra.to_numpy(float), minlength=n)
+        worst_c[u] -= float((m_w[own] * m_share[own]).sum())
+        worst_c += np.bincount(m_ix[others], weights=extra, minlength=n)
         best[u] = rank_of(np.maximum(best_c, 0.0), u)
         worst[u] = rank_of(np.maximum(worst_c, 0.0), u)
     return best, worst
