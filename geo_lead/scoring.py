@@ -336,12 +336,28 @@ def area_members(neighborhoods: gpd.GeoDataFrame, area: str,
         return np.ones(len(neighborhoods), dtype=bool)
     if first_division is None or first_division.empty:
         raise GeoLeadError("no First Division polygon; run `geo-lead boundaries rebuild`.")
-    nh = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED)
-    fd = first_division.geometry.to_crs(settings.CRS_PROJECTED).union_all()
-    inside = nh.intersection(fd).area.to_numpy()
-    area_sqft = nh.area.to_numpy()
-    return np.where(area_sqft > 0, inside / np.where(area_sqft > 0, area_sqft, 1), 0) \
-        >= settings.AREA_MEMBER_MIN_SHARE
+    from geo_lead import result_cache
+
+    key = result_cache.digest([
+        result_cache.frame_digest(neighborhoods, [neighborhoods.geometry.name]),
+        result_cache.frame_digest(first_division, [first_division.geometry.name]),
+        repr(settings.CRS_PROJECTED), repr(settings.AREA_MEMBER_MIN_SHARE)])
+    if key not in _AREA_MEMBERS:
+        nh = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED)
+        fd = first_division.geometry.to_crs(settings.CRS_PROJECTED).union_all()
+        inside = nh.intersection(fd).area.to_numpy()
+        area_sqft = nh.area.to_numpy()
+        if len(_AREA_MEMBERS) >= 8:
+            _AREA_MEMBERS.clear()
+        _AREA_MEMBERS[key] = np.where(area_sqft > 0, inside / np.where(area_sqft > 0, area_sqft, 1), 0) \
+            >= settings.AREA_MEMBER_MIN_SHARE
+    return _AREA_MEMBERS[key].copy()
+
+
+#: `area_members`' first-division masks in this process, by the units' and the division's
+#: geometry (WKB, CRS), the projection and the share: the year-by-year scores ask for the
+#: same mask once per year.
+_AREA_MEMBERS: dict[str, np.ndarray] = {}
 
 
 # --- scoring --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`scoring.empirical_bayes_rows` (the bootstrap's Empirical Bayes rates, all replicates at
 once) equals `scoring.empirical_bayes` row by row, bit for bit; esda stays the oracle of the
-latter (tests/test_scoring.py)."""
+latter (tests/test_scoring.py); and `scoring.area_members` kept per geometry in the process."""
 
 from __future__ import annotations
 
@@ -28,3 +28,23 @@ def test_rows_reject_impossible_input() -> None:
     with pytest.raises(ValueError, match="positive population"):
         empirical_bayes_rows(np.zeros((3, 2)), np.array([1.0, 0.0]))
     assert empirical_bayes_rows(np.zeros((4, 0)), np.zeros(0)).shape == (4, 0)
+
+
+def test_area_members_kept_per_geometry_equal_the_computation() -> None:
+    """`area_members` keeps its mask per geometry in the process: a second call gives the same
+    mask (a copy), and other geometry computes again."""
+    import geopandas as gpd
+    import shapely
+
+    from geo_lead import scoring
+
+    units = gpd.GeoDataFrame({"NH_NAME": ["A", "B", "C"]}, geometry=[
+        shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1), shapely.box(5, 5, 6, 6)], crs=2246).to_crs(4326)
+    division = gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1.6, 1)], crs=2246).to_crs(4326)
+    scoring._AREA_MEMBERS.clear()
+    first = scoring.area_members(units, "first-division", division)
+    assert first.tolist() == [True, True, False]
+    first[:] = False  # the caller's copy
+    assert scoring.area_members(units, "first-division", division).tolist() == [True, True, False]
+    smaller = gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1.4, 1)], crs=2246).to_crs(4326)
+    assert scoring.area_members(units, "first-division", smaller).tolist() == [True, False, False]
