@@ -9,7 +9,11 @@ peak is the largest size of ``<store>-journal`` seen by a thread polling it ever
 usage::
 
     python benchmarks/bench_stage_memory.py --rows 300000 --workdir /tmp/stage_mem
-    python benchmarks/bench_stage_memory.py --rows 1000000 --incremental-rows 10000
+    python benchmarks/bench_stage_memory.py --rows 1000000 --incremental-rows 10000 --plain
+
+Stages run as `geo-lead run` runs them: each new record written once, enriched at ingest
+(`geo_lead.enrich`); ``--plain`` also runs them the old way (insert, then an update by the
+geocode and by the join stage) on a second store, in the same process.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ os.environ.setdefault("GEO_LEAD_NO_FORK", "1")
 from bench_scale import make_synthetic  # noqa: E402
 
 from geo_lead import settings  # noqa: E402
+from geo_lead.enrich import Enricher  # noqa: E402
 from geo_lead.pipeline import bulk_gc, stage_geocode, stage_ingest, stage_join  # noqa: E402
 from geo_lead.store import Store, opened  # noqa: E402
 
@@ -66,16 +71,19 @@ class JournalWatch:
         self.peak = 0
 
 
-def run_stages(store_path: Path, files: list[Path]) -> dict[str, dict[str, float]]:
-    """Run ingest, geocode and join on `files`; per stage: wall and CPU seconds (CPU time moves less
-    when other work shares the machine), RSS before, peak and after, journal peak MB."""
+def run_stages(store_path: Path, files: list[Path], enrich: bool = True) -> dict[str, dict[str, float]]:
+    """Run ingest, geocode and join on `files` as `geo-lead run` does (`enrich`: new records
+    written geocoded and joined, `geo_lead.enrich`; False: inserted, then updated by each stage);
+    per stage: wall and CPU seconds (CPU time moves less when other work shares the machine),
+    RSS before, peak and after, journal peak MB."""
     watch = JournalWatch(store_path)
     out: dict[str, dict[str, float]] = {}
 
     def stages(store: Store) -> list[tuple[str, Callable[[], object]]]:
         quiet: Callable[[str], None] = lambda _s: None  # noqa: E731
-        return [("ingest", lambda: stage_ingest(store, files, quiet, None)),
-                ("geocode", lambda: stage_geocode(store, quiet, None)),
+        enricher = Enricher() if enrich else None
+        return [("ingest", lambda: stage_ingest(store, files, quiet, None, enrich=enricher)),
+                ("geocode", lambda: stage_geocode(store, quiet, None, enricher)),
                 ("join", lambda: stage_join(store, quiet))]
 
     with bulk_gc(), opened(store_path) as store:
@@ -101,14 +109,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--incremental-rows", type=int, default=10_000)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/geo_lead_stage_memory"))
     ap.add_argument("--seed", type=int, default=settings.RANDOM_SEED)
+    ap.add_argument("--plain", action="store_true",
+                    help="also run the stages without enrichment (insert, then update), after, in this process")
     args = ap.parse_args(argv)
-    store = args.workdir / f"stages_{args.rows}.gpkg"
-    for leftover in (store, Path(f"{store}-journal")):
-        leftover.unlink(missing_ok=True)
     full = make_synthetic(args.workdir / f"full_{args.rows}", args.rows, args.seed, tag="F")
     inc = make_synthetic(args.workdir / f"inc_{args.incremental_rows}", args.incremental_rows, args.seed + 1, tag="I")
-    result = {"rows": args.rows, "full": run_stages(store, full)}
-    result["rerun"] = run_stages(store, inc)  # same process: modules already imported
+    result: dict[str, object] = {"rows": args.rows}
+    for mode in ("enriched", "plain") if args.plain else ("enriched",):
+        store = args.workdir / f"stages_{args.rows}_{mode}.gpkg"
+        for leftover in (store, Path(f"{store}-journal")):
+            leftover.unlink(missing_ok=True)
+        enrich = mode == "enriched"
+        result[mode] = {"full": run_stages(store, full, enrich),
+                        "rerun": run_stages(store, inc, enrich)}  # same process: modules already imported
     print(json.dumps(result, indent=1))
     return 0
 

@@ -93,6 +93,32 @@ def read_analysis_points(store: Store, columns: Sequence[str], indicator: str) -
     return points_from_lonlat(attach_weights(store, frame))
 
 
+def reusable_points(store: Store, records: pd.DataFrame | None, indicator: str,
+                    columns: Sequence[str]) -> pd.DataFrame | None:
+    """`records`, a read already made (`geo_lead.pipeline.analysis_records`: points with frame
+    weights), as a shallow copy when `read_analysis_points` would read the same rows here;
+    else None (the caller reads).
+
+    That is when `records` is a flagged read — exactly the `Store.count_flagged` records `indicator`
+    flags, fewer than the store holds — every stored date is ISO text (`Store.odd_record_dates`
+    is 0: else `read_analysis_points` reads every record) and it carries each of `columns` that
+    the store has, a ``geometry`` and a ``weight``. Its dates may be parsed
+    (`pipeline.parse_iso_columns`: every later parse gives what it gave on the text). The copy
+    keeps the caller's frame as it is when a stage sets columns on its own.
+    """
+    if records is None or indicator not in records or not {"geometry", "weight"} <= set(records.columns):
+        return None
+    have = set(store.columns("records"))
+    if any(c in have and c not in records for c in columns):
+        return None
+    n = len(records)
+    if n >= store.count("records") or n != store.count_flagged(indicator):
+        return None
+    if not bool(records[indicator].fillna(False).astype(bool).all()) or store.odd_record_dates():
+        return None
+    return records.copy(deep=False)
+
+
 def left_out(store: Store, records: pd.DataFrame) -> int:
     """Stored records `records` does not hold: the unflagged records a flagged read left out
     (0 after a read of every record)."""

@@ -124,8 +124,8 @@ def scores_for_year(records: pd.DataFrame, neighborhoods: Any, population: Any, 
 
     sc = score_neighborhoods(records, neighborhoods, population, since=f"{year}-01-01",
                              until=f"{year}-12-31", **kwargs)
-    ranked = sc[sc["rank"].notna()]
-    rows = [{k: _plain(r[k]) for k in YEAR_SCORE_KEYS if k in r} for r in ranked.to_dict("records")]
+    ranked = pd.DataFrame(sc.loc[sc["rank"].notna().to_numpy(), [k for k in YEAR_SCORE_KEYS if k in sc]])
+    rows = [{k: _plain(v) for k, v in r.items()} for r in ranked.to_dict("records")]
     n = len(ranked)
     pilot_ranks = {}
     for name in pilot:
@@ -223,16 +223,64 @@ def _read_frame(store: Store, columns: list[str], indicator: str) -> Any:
     return points
 
 
+def shared_read(store: Store, records: Any, indicator: str = "lead_eligible") -> Any:
+    """`records` (the run's shared read, `geo_lead.pipeline.analysis_records`) made into what
+    `_read_frame` reads, when that is exact; else None (`by_year_store` then reads itself).
+
+    `analysis_reads.reusable_points` decides whether it holds the rows `_read_frame` starts
+    from. A year of data without a flagged point gets every record of that year, as in
+    `_read_frame` (`_with_every_record_of`, their dates parsed as the shared read's are).
+    """
+    from geo_lead.analysis_reads import reusable_points
+    from geo_lead.frames import WEIGHT_COLUMNS
+    from geo_lead.scoring import SCORE_RECORD_COLUMNS
+    from geo_lead.siting import SITE_COLUMNS
+
+    cols = [*SCORE_RECORD_COLUMNS, *SITE_COLUMNS, *WEIGHT_COLUMNS, "division", "lon", "lat"]
+    points = reusable_points(store, records, indicator, cols)
+    if points is None:
+        return None
+    missing = sorted(set(store_data_years(store)) - _point_years(points, indicator))
+    if not missing:
+        return points
+    have = set(store.columns("records"))
+    return _with_every_record_of(store, points, [c for c in points.columns if c in have], missing)
+
+
+#: The format ingest writes dates in (`geo_lead.sources`); a shared read's parsed date columns
+#: were parsed with it (`pipeline.parse_iso_columns`).
+ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"
+
+
+def _dates_like(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame | None:
+    """`frame` with the date columns `like` holds parsed, parsed too (None when a value is not
+    in `ISO_SECONDS`: the two could not be joined exactly)."""
+    for col in ("occurred_at", "reported_at"):
+        if col not in like or like[col].dtype.kind != "M" or frame[col].dtype.kind == "M":
+            continue
+        text = frame[col]
+        parsed = pd.to_datetime(text, errors="coerce", format=ISO_SECONDS)
+        empty = text.isna().to_numpy(bool) | pd.Series(text == "").fillna(False).to_numpy(bool)
+        if not bool((parsed.isna().to_numpy() == empty).all()):
+            return None
+        frame[col] = parsed
+    return frame
+
+
 def _with_every_record_of(store: Store, points: Any, columns: list[str], years: list[int]) -> Any:
     """`points` (a flagged read, ISO dates only) with its records of `years` replaced by every
     record of those years (`Store.records_of_years`, made points the same way), after the
-    others: each year's rows are then those a full read has, in fid order, or its flagged ones."""
+    others: each year's rows are then those a full read has, in fid order, or its flagged ones.
+    Date columns `points` holds parsed are parsed in the new rows too (None when one cannot be
+    exactly: `_dates_like`)."""
     from geo_lead.frames import WEIGHT_COLUMNS, attach_weights
     from geo_lead.spatial_join import points_from_lonlat
 
     have = set(store.columns("records"))
     cols = [c for c in dict.fromkeys([*columns, "lon", "lat", *WEIGHT_COLUMNS]) if c in have]
-    extra = points_from_lonlat(attach_weights(store, store.records_of_years(cols, years)))
+    extra = _dates_like(points_from_lonlat(attach_weights(store, store.records_of_years(cols, years))), points)
+    if extra is None:
+        return None
     year = pd.to_datetime(points["occurred_at"], errors="coerce", format="ISO8601").dt.year
     return pd.concat([points[~year.isin(years).to_numpy()], extra[list(points.columns)]], ignore_index=True)
 

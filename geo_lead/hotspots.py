@@ -286,17 +286,56 @@ def loo_log_likelihood(xy: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
 
     sum_i log( 1/(n-1) sum_{j != i} N(x_i; x_j, h^2 I) ), computed from the pairwise squared
     distances once; the bandwidth maximising it is the likelihood cross-validation choice.
+    Each row's log-sum-exp is `row_logsumexp` (scipy's arithmetic, bit for bit).
     """
-    from scipy.special import logsumexp
-
     n = len(xy)
     d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2)
     np.fill_diagonal(d2, np.inf)  # leave each point out of its own density
+    neg_d2 = -d2
+    log_k = np.empty_like(d2)
+    work = np.empty_like(d2)
     out = np.empty(len(bandwidths))
     for k, h in enumerate(bandwidths):
-        log_k = -d2 / (2 * h * h) - np.log(2 * np.pi * h * h)
-        out[k] = float(np.sum(logsumexp(log_k, axis=1) - np.log(n - 1)))
+        np.divide(neg_d2, 2 * h * h, out=log_k)  # = -d2 / (2 h^2): negation is exact
+        np.subtract(log_k, np.log(2 * np.pi * h * h), out=log_k)
+        out[k] = float(np.sum(row_logsumexp(log_k, work) - np.log(n - 1)))
     return out
+
+
+def row_logsumexp(a: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """``log(sum(exp(a), axis=1))`` of a 2-D float array with the arithmetic of
+    ``scipy.special.logsumexp(a, axis=1)`` (scipy 1.17), so equal to it bit for bit, in fewer
+    passes over `a` and without its copies.
+
+    As scipy does: each row's maximum M and the number m of entries equal to it are taken out
+    of the sum, s = sum of exp(a - M) over the other entries (summed in place of those entries,
+    which count 0, so numpy adds the same array in the same order), and the result is
+    log1p(s / m) + log(m) + M; a row whose result is not finite (every entry -inf) gets
+    log(sum(exp(a))). `work`: a scratch array of `a`'s shape (overwritten), to save an
+    allocation per call.
+
+    Raises
+    ------
+    ValueError
+        When `a` is not 2-D or `work` is not of its shape.
+    """
+    if a.ndim != 2 or (work is not None and work.shape != a.shape):
+        raise ValueError(f"row_logsumexp needs a 2-D array (and scratch of its shape), got {a.shape}")
+    buf = np.empty_like(a, dtype=float) if work is None else work
+    a_max = a.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.subtract(a, a_max, out=buf)
+        at_max = buf == 0  # a - M is 0 exactly where a == M (finite M)
+        m = at_max.sum(axis=1, keepdims=True, dtype=float)
+        np.exp(buf, out=buf)
+        np.copyto(buf, 0.0, where=at_max)
+        s = buf.sum(axis=1, keepdims=True)
+        s = np.where(s == 0, s, s / m)
+        out = np.log1p(s) + np.log(m) + a_max
+        bad = ~np.isfinite(out[:, 0])
+        if bad.any():
+            out[bad, 0] = np.log(np.sum(np.exp(a[bad]), axis=1))
+    return out[:, 0]
 
 
 def kde_surface(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 500.0,

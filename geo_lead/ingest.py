@@ -19,23 +19,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
-from geo_lead import frames, indicators
+from geo_lead import frames, indicators, settings
 from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress, null_progress
-from geo_lead.sources import iter_chunks, load_mapping
+from geo_lead.sources import Chunk, iter_chunks, load_mapping
 from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
 #: Named points of `ingest_files` at which `checkpoint_hook` is called.
-CRASH_POINTS: tuple[str, ...] = ("before-write", "after-begin", "after-first-chunk",
+CRASH_POINTS: tuple[str, ...] = ("before-write", "after-begin", "after-enrich", "after-first-chunk",
                                  "before-commit", "after-commit")
+#: The points only an ingest with an enricher (`IngestOptions.enrich`) passes.
+ENRICH_CRASH_POINTS: frozenset[str] = frozenset({"after-enrich"})
 
-#: Called with the name of each point of `CRASH_POINTS` that `ingest_files` passes ("after-first-chunk"
-#: once per chunk of records); None: nothing is called. Production code never sets it;
+#: Called with the name of each point of `CRASH_POINTS` that `ingest_files` passes ("after-enrich"
+#: and "after-first-chunk" once per chunk of records); None: nothing is called. Production code never sets it;
 #: tests/test_crash_safety.py sets it in the ingest process it starts, to pause at a point and
 #: SIGKILL the process there.
 checkpoint_hook: Callable[[str], None] | None = None
@@ -70,6 +73,44 @@ class FileReport:
         return asdict(self)
 
 
+class RecordEnricher(Protocol):
+    """What `ingest_with` asks to complete new records before their insert (implemented by
+    `geo_lead.enrich.Enricher`, above this layer)."""
+
+    def __call__(self, store: Store, records: pd.DataFrame) -> pd.DataFrame:
+        """The new records of one chunk (inside the ingest's transaction) with the columns to
+        store with them, same rows in the same order."""
+        ...
+
+    def finish(self, store: Store) -> None:
+        """Called once after the last chunk, inside the ingest's transaction."""
+        ...
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How `ingest_with` reads and stores files (`ingest_files`' arguments after `paths`).
+
+    Attributes
+    ----------
+    enrich
+        Given each chunk's new records before their insert (`RecordEnricher`), so each is
+        written once with what the later stages would add; None: inserted as read.
+    chunk_rows
+        Rows read per chunk (`geo_lead.sources.iter_chunks`); the store left does not depend
+        on it.
+    """
+
+    source: str | None = None
+    mapping: Path | str | None = None
+    encoding: str = "utf-8"
+    rules: indicators.Rules | None = None
+    progress: Progress | None = None
+    sample_fraction: float | None = None
+    enrich: RecordEnricher | None = None
+    chunk_rows: int = settings.READ_CHUNK_ROWS
+
+
 def ingest_files(
     store: Store,
     paths: Sequence[Path | str],
@@ -92,11 +133,22 @@ def ingest_files(
         Per-file counts; ``rows_read == accepted + rejected`` and
         ``accepted == added + unchanged + updated`` for each.
     """
-    rules = rules or indicators.load_rules()
-    mapping_data = load_mapping(mapping) if mapping else None
-    progress = progress or null_progress()
+    return ingest_with(store, paths, IngestOptions(source, mapping, encoding, rules, progress, sample_fraction))
+
+
+def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOptions) -> list[FileReport]:
+    """`ingest_files` with its options in one object (and `IngestOptions.enrich`).
+
+    With an enricher, each chunk's new records are passed to it and inserted with what it
+    adds (crash point ``after-enrich`` between the two), and its ``finish`` runs before the
+    commit: still one transaction, the store before or after the whole ingest.
+    """
+    rules = options.rules or indicators.load_rules()
+    mapping_data = load_mapping(options.mapping) if options.mapping else None
+    progress = options.progress or null_progress()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     reports: list[FileReport] = []
+    enrich = _enrich_hook(store, options.enrich)
     _crash_point("before-write")
     with store.write():
         _crash_point("after-begin")
@@ -104,33 +156,18 @@ def ingest_files(
         seen = set(store.read_ingested_files()["file_sha256"])
         for path in map(Path, paths):
             sha = sha256_file(path) if path.is_file() else ""  # else iter_chunks says why
-            fraction, origin = frames.declared_fraction(sha, sample_fraction, path.name)
-            report = FileReport(file=path.name, source=source or "", sha256=sha,
+            fraction, origin = frames.declared_fraction(sha, options.sample_fraction, path.name)
+            report = FileReport(file=path.name, source=options.source or "", sha256=sha,
                                 sample_fraction=fraction, fraction_from=origin)
-            if _skip_known_file(store, report, source):
+            if _skip_known_file(store, report, options.source):
                 _record_ingest(store, report, path, now)
                 reports.append(report)
                 continue
             dates: list[pd.Series] = []
-            for chunk in iter_chunks(path, source=source, mapping=mapping_data, encoding=encoding):
+            for chunk in iter_chunks(path, source=options.source, mapping=mapping_data, encoding=options.encoding,
+                                     chunk_rows=options.chunk_rows):
                 dates.append(frames.report_dates(chunk.records))
-                report.rows_read += chunk.rows_read
-                report.rejected += len(chunk.rejects)
-                report.accepted += len(chunk.records)
-                report.source = chunk.source or report.source
-                if len(chunk.records):
-                    flagged = pd.concat([chunk.records, indicators.classify(chunk.records, rules)], axis=1)
-                    counts = store.upsert_records(flagged, ingested_at=now)
-                    report.added += counts["added"]
-                    report.unchanged += counts["unchanged"]
-                    report.updated += counts["updated"]
-                    _crash_point("after-first-chunk")
-                if len(chunk.rejects):
-                    rejects = chunk.rejects.assign(file_sha256=sha, ingested_at=now)
-                    store.insert_rows("rejects", rejects, or_ignore=True)
-                person_cols = [c for c in chunk.persons.columns if c != "record_id"]
-                if person_cols and len(chunk.persons):
-                    store.insert_rows("persons", chunk.persons, or_ignore=True)
+                _store_chunk(store, chunk, report, _ChunkContext(rules, now, enrich))
                 progress.update(chunk.rows_read)
             declared = frames.file_frame(sha, path.name, report.source, fraction,
                                          pd.concat(dates) if dates else pd.Series(dtype="datetime64[ns]"))
@@ -145,10 +182,55 @@ def ingest_files(
                             path.name, report.unchanged)
             _record_ingest(store, report, path, now)
             reports.append(report)
+        if options.enrich is not None:
+            options.enrich.finish(store)
         store.touch("records")
         _crash_point("before-commit")
     _crash_point("after-commit")
     return reports
+
+
+def _enrich_hook(store: Store, enricher: RecordEnricher | None) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+    """`enricher` as `Store.upsert_records`' ``enrich`` (with the ``after-enrich`` crash point)."""
+    if enricher is None:
+        return None
+
+    def enrich(records: pd.DataFrame) -> pd.DataFrame:
+        out = enricher(store, records)
+        _crash_point("after-enrich")
+        return out
+
+    return enrich
+
+
+@dataclass(frozen=True)
+class _ChunkContext:
+    """What `_store_chunk` needs besides the chunk and its file's report."""
+
+    rules: indicators.Rules
+    now: str
+    enrich: Callable[[pd.DataFrame], pd.DataFrame] | None
+
+
+def _store_chunk(store: Store, chunk: Chunk, report: FileReport, ctx: _ChunkContext) -> None:
+    """Flag and upsert one chunk's records, store its rejects and person fields; count them."""
+    report.rows_read += chunk.rows_read
+    report.rejected += len(chunk.rejects)
+    report.accepted += len(chunk.records)
+    report.source = chunk.source or report.source
+    if len(chunk.records):
+        flagged = pd.concat([chunk.records, indicators.classify(chunk.records, ctx.rules)], axis=1)
+        counts = store.upsert_records(flagged, ingested_at=ctx.now, enrich=ctx.enrich)
+        report.added += counts["added"]
+        report.unchanged += counts["unchanged"]
+        report.updated += counts["updated"]
+        _crash_point("after-first-chunk")
+    if len(chunk.rejects):
+        rejects = chunk.rejects.assign(file_sha256=report.sha256, ingested_at=ctx.now)
+        store.insert_rows("rejects", rejects, or_ignore=True)
+    person_cols = [c for c in chunk.persons.columns if c != "record_id"]
+    if person_cols and len(chunk.persons):
+        store.insert_rows("persons", chunk.persons, or_ignore=True)
 
 
 def _skip_known_file(store: Store, report: FileReport, source: str | None) -> bool:

@@ -20,14 +20,20 @@ from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    import pandas as pd
 
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def collect_pilot_data(store: Store) -> dict[str, Any]:
-    """Everything the pilot sections show, from an open store (each part None + a note on failure)."""
+def collect_pilot_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Everything the pilot sections show, from an open store (each part None + a note on failure).
+
+    `records`: the run's shared read of the records (`geo_lead.pipeline.analysis_records`),
+    used by the year-by-year and before/after parts where it gives their own read's answer
+    (`by_year.shared_read`, `analysis_reads.reusable_points`); otherwise they read the store.
+    """
     from geo_lead.boundaries import load_neighborhoods
 
     out: dict[str, Any] = {"notes": [], "announcement": settings.PILOT_ANNOUNCEMENT_DATE}
@@ -48,14 +54,17 @@ def collect_pilot_data(store: Store) -> dict[str, Any]:
             out[key] = None
             out["notes"].append(f"{key}: failed ({type(exc).__name__}: {exc})")
 
-    from geo_lead.by_year import by_year_store
+    from geo_lead.analysis_reads import reusable_points
+    from geo_lead.by_year import by_year_store, shared_read
     from geo_lead.divisions import divisions_for_store
-    from geo_lead.evaluation import EvaluationParams, evaluate_store
+    from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store
 
-    attempt("by_year", lambda: by_year_store(store).to_dict())
+    ev = EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)
+    attempt("by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
     attempt("divisions", lambda: divisions_for_store(store, nh).to_dict())
     attempt("evaluation", lambda: evaluate_store(
-        store, EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)).to_dict())
+        store, ev, records=reusable_points(store, records, ev.indicator,
+                                           [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict())
     return out
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
-from geo_lead.ingest import ingest_files
 from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress
 from geo_lead.store import Store, opened
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
     import pandas as pd
 
+    from geo_lead.enrich import Enricher
     from geo_lead.indicators import Rules
     from geo_lead.parallel import Deferred, Worker
 
@@ -61,9 +61,12 @@ def _progress(label: str, echo: Say | None) -> Progress:
 
 
 def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None,
-                 rules: Any = None, sample_fraction: float | None = None) -> dict[str, Any]:
+                 rules: Any = None, sample_fraction: float | None = None,
+                 enrich: Enricher | None = None) -> dict[str, Any]:
+    """Ingest `files`; with `enrich` (`geo_lead.enrich.Enricher`) each new record is inserted
+    geocoded and joined (the geocode and join stages then do only what is left)."""
     from geo_lead.indicators import load_rules
-    from geo_lead.ingest import reflag_if_rules_changed
+    from geo_lead.ingest import IngestOptions, ingest_with, reflag_if_rules_changed
 
     rules = rules or load_rules()
     with store.write():
@@ -71,7 +74,12 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
     if reflagged:
         say(f"  indicator rules changed ({rules.path}): {reflagged:,} stored records re-flagged")
     progress = _progress("  rows", echo)
-    reports = ingest_files(store, files, progress=progress, rules=rules, sample_fraction=sample_fraction)
+    options = IngestOptions(progress=progress, rules=rules, sample_fraction=sample_fraction, enrich=enrich)
+    if enrich is not None:
+        from geo_lead.enrich import CHUNK_ROWS
+
+        options = replace(options, chunk_rows=CHUNK_ROWS)
+    reports = ingest_with(store, files, options)
     progress.close()
     for r in reports:
         say(f"  {r.file}: {r.rows_read:,} read = {r.accepted:,} accepted + {r.rejected:,} rejected;"
@@ -83,11 +91,17 @@ def stage_ingest(store: Store, files: Sequence[Path], say: Say, echo: Say | None
             "files": [r.as_dict() for r in reports]}
 
 
-def stage_geocode(store: Store, say: Say, echo: Say | None) -> dict[str, Any]:
+def stage_geocode(store: Store, say: Say, echo: Say | None, enriched: Enricher | None = None) -> dict[str, Any]:
+    """Geocode the records left to geocode; with `enriched` (the ingest's enricher) its
+    geocoder is reused and the counts include the records it geocoded."""
     from geo_lead.geocode import geocode_store
 
     progress = _progress("  addresses", echo)
-    counts = geocode_store(store, progress=progress)
+    counts = enriched.geocode_counts_if_done(store) if enriched is not None else None
+    if counts is None:
+        counts = geocode_store(store, geocoder=enriched.geocoder if enriched else None, progress=progress)
+        if enriched is not None:
+            counts = enriched.merge_geocode_counts(counts)
     progress.close()
     total = store.count("records")
     by_type = {str(k): v for k, v in store.count_by("records", "match_type").items()}
@@ -428,8 +442,11 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
+        from geo_lead.enrich import Enricher
+
+        enricher = Enricher(tolerance_ft=params["boundary_tolerance_ft"])  # one write per new record
         flagged_before = store.count_flagged("lead_eligible")
-        summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"])
+        summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"], enricher)
         _prefetch_statistics(worker, flagged_before, store.count_flagged("lead_eligible"), summary["ingest"])
         run.stage("ingest", stage_counts(summary["ingest"]))
         fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
@@ -443,7 +460,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         for line in sampling.describe():
             say("    " + line)
         say(f"[2/{n}] geocode block addresses and intersections (offline)")
-        summary["geocode"] = stage_geocode(store, say, echo)
+        summary["geocode"] = stage_geocode(store, say, echo, enricher)
+        del enricher
         run.stage("geocode", stage_counts(summary["geocode"]))
         say(f"[3/{n}] join records to neighborhoods (EPSG:2246)")
         summary["join"] = stage_join(store, say, engine, params["boundary_tolerance_ft"])
@@ -493,7 +511,7 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         # the hotspots child may still compute.
         from geo_lead.pilot_report import collect_pilot_data
 
-        pilot = collect_pilot_data(store)
+        pilot = collect_pilot_data(store, records)
         from geo_lead.report import pilot_sections_html
 
         if not hot.answered():  # waiting anyway: the figure children fork with matplotlib

@@ -133,7 +133,7 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None,
         "changes": changes_since_last_run(store),
         "out_dir": None,
         "beat_checks": _beat_check_table(store),
-        "pilot": _pilot_data(store) if pilot is None else pilot,
+        "pilot": _pilot_data(store, records) if pilot is None else pilot,
     }
 
 
@@ -164,11 +164,12 @@ def _figure_records(store: Store, scores: Any, given: pd.DataFrame | None) -> pd
     return store.flagged_records(cols, indicator)
 
 
-def _pilot_data(store: Store) -> dict[str, Any] | None:
-    """The pilot-period sections' data (`geo_lead.pilot_report`); None when it cannot be read."""
+def _pilot_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any] | None:
+    """The pilot-period sections' data (`geo_lead.pilot_report`; `records`: the read already
+    made, used where exact); None when it cannot be read."""
     from geo_lead.pilot_report import collect_pilot_data
 
-    return collect_pilot_data(store)
+    return collect_pilot_data(store, records)
 
 
 def _beat_check_table(store: Store) -> pd.DataFrame:

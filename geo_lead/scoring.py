@@ -114,6 +114,36 @@ def empirical_bayes(events: np.ndarray, population: np.ndarray) -> np.ndarray:
     return np.asarray(w * r + (1.0 - w) * theta, dtype=float)
 
 
+def empirical_bayes_rows(events: np.ndarray, population: np.ndarray) -> np.ndarray:
+    """`empirical_bayes` of each row of `events` (replicates x units) with the same
+    `population`, in one pass over the array: row i equals ``empirical_bayes(events[i],
+    population)`` bit for bit (the same operations in the same order; each row's sums are
+    numpy's sums of that row).
+
+    Raises
+    ------
+    ValueError
+        `events` is not 2-D with one column per unit, or a population is <= 0.
+    """
+    e = np.ascontiguousarray(events, dtype=float)
+    b = np.asarray(population, dtype=float)
+    if e.ndim != 2 or e.shape[1] != len(b):
+        raise ValueError(f"empirical_bayes_rows needs replicates x {len(b)} units, got shape {e.shape}")
+    if e.shape[1] == 0:
+        return np.empty_like(e)
+    if np.any(b <= 0):
+        raise ValueError("Empirical Bayes needs a positive population for every unit.")
+    b_sum = b.sum()
+    theta = e.sum(axis=1) / b_sum
+    r = e / b
+    s2 = (b * (r - theta[:, None]) ** 2).sum(axis=1) / b_sum
+    phi = np.maximum(s2 - theta / b.mean(), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = phi[:, None] / (phi[:, None] + theta[:, None] / b)
+        eb = w * r + (1.0 - w) * theta[:, None]
+    return np.asarray(np.where((phi == 0.0)[:, None], theta[:, None], eb), dtype=float)
+
+
 def composite_score(metrics: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """sum_k weight_k * metric_k / max(metric_k); NaN metrics count as 0.
 
@@ -192,8 +222,8 @@ def _bootstrap_rank_interval(sizes: np.ndarray, contrib: np.ndarray, ranked: np.
     pop = population[ranked]
     with_pop = pop > 0
     eb = np.full_like(draws, np.nan)
-    for i in range(n_boot):
-        eb[i, with_pop] = empirical_bayes(draws[i, with_pop], pop[with_pop]) * 1000.0
+    if with_pop.any():
+        eb[:, with_pop] = empirical_bayes_rows(draws[:, with_pop], pop[with_pop]) * 1000.0
     metrics = {"count": draws, "density_per_sqmi": draws / area_sqmi[ranked],
                "eb_rate_per_1000": eb, "rate_per_1000": np.where(with_pop, draws / np.where(with_pop, pop, 1) * 1000, np.nan)}
     ranks = descending_ranks(composite_score(metrics, weights))
@@ -257,10 +287,9 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
     parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
     parts = parts.sort_values(["row", "unit"], kind="stable")
-    key = (parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)).groupby(parts["row"].to_numpy()).agg("|".join)
+    sizes_by_key = _class_sizes(parts)
     simple = {f"{i}:{1.0!r}": i for i in range(n_units)}
-    sizes_by_key = key.value_counts()
-    extra = sorted(k for k in sizes_by_key.index if k not in simple)
+    extra = sorted(k for k in sizes_by_key if k not in simple)
     sizes = np.zeros(n_units + len(extra))
     contrib = np.zeros((n_units + len(extra), n_units))
     contrib[np.arange(n_units), np.arange(n_units)] = 1.0
@@ -274,6 +303,28 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     return sizes, contrib
 
 
+def _part_keys(parts: pd.DataFrame) -> pd.Series:
+    """``unit:repr(value)`` of each row of `parts` (the text of one contribution)."""
+    return parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)
+
+
+def _class_sizes(parts: pd.DataFrame) -> dict[str, int]:
+    """Records per class key (`record_classes`): a record's key joins its parts' keys, in
+    `parts` order (sorted by row and unit), with ``|``. Records of one part (nearly all) are
+    counted per distinct (unit, value) pair and keyed once per pair; only records with
+    several parts are keyed one by one."""
+    several = parts["row"].duplicated(keep=False).to_numpy()
+    one = parts[~several]
+    pairs = one.groupby(["unit", "value"], sort=False, dropna=False).size()
+    keys = _part_keys(pairs.index.to_frame(index=False))
+    sizes = {str(k): int(n) for k, n in zip(keys, pairs.to_numpy(), strict=True)}
+    multi = parts[several]
+    if len(multi):
+        joined = _part_keys(multi).groupby(multi["row"].to_numpy()).agg("|".join)
+        sizes.update({str(k): int(n) for k, n in joined.value_counts().items()})
+    return sizes
+
+
 # --- the area -----------------------------------------------------------------------------
 def area_members(neighborhoods: gpd.GeoDataFrame, area: str,
                  first_division: gpd.GeoDataFrame | None) -> np.ndarray:
@@ -285,12 +336,28 @@ def area_members(neighborhoods: gpd.GeoDataFrame, area: str,
         return np.ones(len(neighborhoods), dtype=bool)
     if first_division is None or first_division.empty:
         raise GeoLeadError("no First Division polygon; run `geo-lead boundaries rebuild`.")
-    nh = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED)
-    fd = first_division.geometry.to_crs(settings.CRS_PROJECTED).union_all()
-    inside = nh.intersection(fd).area.to_numpy()
-    area_sqft = nh.area.to_numpy()
-    return np.where(area_sqft > 0, inside / np.where(area_sqft > 0, area_sqft, 1), 0) \
-        >= settings.AREA_MEMBER_MIN_SHARE
+    from geo_lead import result_cache
+
+    key = result_cache.digest([
+        result_cache.frame_digest(neighborhoods, [neighborhoods.geometry.name]),
+        result_cache.frame_digest(first_division, [first_division.geometry.name]),
+        repr(settings.CRS_PROJECTED), repr(settings.AREA_MEMBER_MIN_SHARE)])
+    if key not in _AREA_MEMBERS:
+        nh = neighborhoods.geometry.to_crs(settings.CRS_PROJECTED)
+        fd = first_division.geometry.to_crs(settings.CRS_PROJECTED).union_all()
+        inside = nh.intersection(fd).area.to_numpy()
+        area_sqft = nh.area.to_numpy()
+        if len(_AREA_MEMBERS) >= 8:
+            _AREA_MEMBERS.clear()
+        _AREA_MEMBERS[key] = np.where(area_sqft > 0, inside / np.where(area_sqft > 0, area_sqft, 1), 0) \
+            >= settings.AREA_MEMBER_MIN_SHARE
+    return _AREA_MEMBERS[key].copy()
+
+
+#: `area_members`' first-division masks in this process, by the units' and the division's
+#: geometry (WKB, CRS), the projection and the share: the year-by-year scores ask for the
+#: same mask once per year.
+_AREA_MEMBERS: dict[str, np.ndarray] = {}
 
 
 # --- scoring --------------------------------------------------------------------------------
@@ -518,23 +585,30 @@ def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index
         sc = composite_score({k: v[ranked] for k, v in m.items()}, weights)
         return int(descending_ranks(sc)[int(np.flatnonzero(ranked).tolist().index(u))])
 
-    by_unit = dict(tuple(sh.groupby("ix")["row"]))
+    row = sh["row"].to_numpy()
+    ix = sh["ix"].to_numpy()
+    w = sh["w"].to_numpy(float)
+    share = sh["share"].to_numpy(float)
+    parts = sh["k"].to_numpy(float)
     for u in np.flatnonzero(ranked).tolist():
-        rows = by_unit.get(u)
-        if rows is None or len(rows) == 0:
+        at_u = ix == u
+        if not at_u.any():
             best[u] = worst[u] = rank_of(counts, u)
             continue
-        mine = sh[sh["row"].isin(set(rows))]
-        delta = np.bincount(mine["ix"], weights=-(mine["w"] * mine["share"]), minlength=n)
+        # every part of the records u shares, in the table's order
+        m = np.isin(row, row[at_u])
+        m_row, m_ix, m_w, m_share = row[m], ix[m], w[m], share[m]
+        delta = np.bincount(m_ix, weights=-(m_w * m_share), minlength=n)
         best_c = counts + delta
-        best_c[u] += mine.drop_duplicates("row")["w"].sum()
-        own = mine[mine["ix"] == u]
-        others = mine[mine["ix"] != u]
+        _, first = np.unique(m_row, return_index=True)
+        best_c[u] += m_w[np.sort(first)].sum()
+        own, others = m_ix == u, m_ix != u
         # u's part of each record goes to the record's other units, equally.
-        extra = others["w"] * own.set_index("row")["share"].reindex(others["row"]).to_numpy() / (others["k"] - 1)
+        own_share = pd.Series(m_share[own], index=m_row[own]).reindex(m_row[others]).to_numpy()
+        extra = m_w[others] * own_share / (parts[m][others] - 1)
         worst_c = counts.copy()
-        worst_c[u] -= float((own["w"] * own["share"]).sum())
-        worst_c += np.bincount(others["ix"], weights=extra.to_numpy(float), minlength=n)
+        worst_c[u] -= float((m_w[own] * m_share[own]).sum())
+        worst_c += np.bincount(m_ix[others], weights=extra, minlength=n)
         best[u] = rank_of(np.maximum(best_c, 0.0), u)
         worst[u] = rank_of(np.maximum(worst_c, 0.0), u)
     return best, worst

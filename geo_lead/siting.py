@@ -31,6 +31,7 @@ result with ``to_dict()``; `evaluate_site` runs them in order and returns a `Sit
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -280,7 +281,7 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
     from geo_lead import result_cache
 
     key = result_cache.digest([
-        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("scikit-learn", "numpy", "pandas"),
+        COMPARISON_CACHE, result_cache.code_version(), result_cache.settings_version(), result_cache.library_versions("numpy", "pandas"),
         result_cache.frame_digest(features, list(features.columns)), json.dumps(list(map(str, features.columns))),
         json.dumps([list(map(str, pilot)), n]),
         json.dumps({str(k): sorted(map(str, v)) for k, v in adjacency.items()}, sort_keys=True)])
@@ -296,11 +297,51 @@ def comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adj
 COMPARISON_CACHE = "comparison_area"
 
 
+def nearest_pairs(pool_z: np.ndarray, pilot_z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` nearest pool rows of each pilot row, exact Euclidean distance.
+
+    Parameters
+    ----------
+    pool_z, pilot_z
+        Two-dimensional float arrays with the same number of columns (z-scores).
+    k
+        Neighbours per pilot row, 1 <= k <= len(pool_z).
+
+    Returns
+    -------
+    dist, idx
+        Arrays of shape (len(pilot_z), k): distances ascending, and the pool rows they belong to.
+        A distance is the square root of the squared differences summed column by column in
+        column order (what a KD-tree query computes, not the dot-product expansion), so equal
+        points are at exactly 0. Equal distances keep pool order (a stable sort).
+
+    Raises
+    ------
+    ValueError
+        On arrays that are not two-dimensional, column counts that differ, or `k` out of range.
+    """
+    if pool_z.ndim != 2 or pilot_z.ndim != 2 or pool_z.shape[1] != pilot_z.shape[1]:
+        raise ValueError(f"nearest_pairs needs two 2-D arrays with equal column counts, "
+                         f"got shapes {pool_z.shape} and {pilot_z.shape}")
+    if not 1 <= k <= len(pool_z):
+        raise ValueError(f"nearest_pairs: k={k} is outside 1..{len(pool_z)} (the pool's rows)")
+    d2 = np.zeros((len(pilot_z), len(pool_z)))
+    for c in range(pool_z.shape[1]):
+        d2 += (pilot_z[:, c, None] - pool_z[None, :, c]) ** 2
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.sqrt(np.take_along_axis(d2, idx, axis=1)), idx
+
+
 def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Adjacency,
                      n: int | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-    """`comparison_area` computed (no cache)."""
-    from sklearn.neighbors import NearestNeighbors
+    """`comparison_area` computed (no cache).
 
+    Each pilot unit's candidates are its ``len(pilot) + 5`` nearest pool units (`nearest_pairs`);
+    pairs are taken greedily by (distance, pilot position, unit name). A pilot unit is matched
+    before more than ``len(pilot) - 1`` of its candidates can be taken, so the cut-off decides
+    nothing but which of several units at exactly the same distance stay in the list: here the
+    first in pool order, where a KD-tree keeps whichever its traversal meets first.
+    """
     pilot = list(pilot)
     touching = set().union(*(adjacency.get(p, set()) for p in pilot)) if pilot else set()
     pool = [u for u in features.index if u not in pilot and u not in touching]
@@ -308,12 +349,12 @@ def _comparison_area(features: pd.DataFrame, pilot: Sequence[str], adjacency: Ad
         raise GeoLeadError("no neighborhood is outside the pilot zone and not adjacent to it")
     sd = features.std(ddof=0).replace(0, 1.0)
     z = (features - features.mean()) / sd
-    nn = NearestNeighbors(n_neighbors=min(len(pool), len(pilot) + 5)).fit(z.loc[pool].to_numpy())
-    dist, idx = nn.kneighbors(z.loc[pilot].to_numpy())
+    dist, idx = nearest_pairs(z.loc[pool].to_numpy(float), z.loc[pilot].to_numpy(float),
+                              min(len(pool), len(pilot) + 5))
     chosen: list[str] = []
     want = n or len(pilot)
     # Greedy matching without replacement: the closest (pilot, candidate) pairs first.
-    pairs = sorted((d, p_i, pool[j]) for p_i, (drow, irow) in enumerate(zip(dist, idx, strict=True))
+    pairs = sorted((float(d), p_i, pool[j]) for p_i, (drow, irow) in enumerate(zip(dist, idx, strict=True))
                    for d, j in zip(drow, irow, strict=True))
     matched_pilot: set[int] = set()
     for _d, p_i, cand in pairs:
@@ -385,6 +426,14 @@ class Periods:
         return dict(self.info)
 
 
+@dataclass(frozen=True)
+class WindowPoints:
+    """`record_points` of the records in the window, and their `PointShares`."""
+
+    points: gpd.GeoDataFrame
+    shares: PointShares
+
+
 @dataclass
 class SiteInputs:
     """What every step shares: the candidate points and their per-unit weights.
@@ -408,6 +457,9 @@ class SiteInputs:
     proj: gpd.GeoDataFrame
     months_of_data: float
     window: str | None = None
+    #: every flagged point of the window (not only the candidates') and its shares, for the
+    #: comparison area (None: `comparison` computes them from the records)
+    window_points: WindowPoints | None = None
 
     def records(self, mask: np.ndarray | None = None) -> float:
         """Records (not weighted by frame; a split record by its share inside) in `mask`."""
@@ -417,7 +469,12 @@ class SiteInputs:
         """Weighted count per candidate unit of the points in `mask` (all when None)."""
         if mask is None:
             return np.asarray(self.weights.sum(axis=0)).ravel()
-        return np.asarray(self.weights.T @ np.asarray(mask, float)).ravel()
+        return np.asarray(self.weights_t @ np.asarray(mask, float)).ravel()
+
+    @functools.cached_property
+    def weights_t(self) -> sparse.csc_matrix:
+        """``weights.T``, made once (`counts` runs once per bootstrap replicate)."""
+        return self.weights.T
 
 
 @dataclass
@@ -583,6 +640,40 @@ def measures_statement(objective: str) -> dict[str, Any]:
 
 
 # --- steps ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PointShares:
+    """The points' shares in units (`allocation.unit_shares`, one long table) and frame weights:
+    computed once, made into a (points x units) matrix for any list of units (`matrix`)."""
+
+    n_points: int
+    shares: pd.DataFrame  #: `allocation.SHARE_COLUMNS`; ``row`` is the point's position
+    frame_weight: np.ndarray  #: per point, `allocation.record_weight`
+
+    def matrix(self, units: Sequence[str], frame_weights: bool = True) -> sparse.csr_matrix:
+        """`unit_weights` of the points for `units`."""
+        from scipy import sparse
+
+        col = pd.Series(np.arange(len(units)), index=pd.Index(list(units)))
+        ix = self.shares["unit"].map(col)
+        ok = ix.notna().to_numpy()
+        rows = self.shares["row"].to_numpy()[ok].astype(int)
+        vals = self.shares["share"].to_numpy(float)[ok]
+        if frame_weights:
+            vals = vals * self.frame_weight[rows]
+        return sparse.csr_matrix((vals, (rows, ix[ok].astype(int).to_numpy())), shape=(self.n_points, len(units)))
+
+
+def point_shares(points: pd.DataFrame, rule: str | None = None) -> PointShares:
+    """The `PointShares` of `points` under `rule` (see `unit_weights`)."""
+    from geo_lead.allocation import record_weight, unit_shares
+
+    frame = pd.DataFrame(points.drop(columns=points.geometry.name) if hasattr(points, "geometry") else points)
+    frame = frame.reset_index(drop=True)
+    shares = unit_shares(frame, "first" if rule is None and "boundary_units" not in frame else
+                         (rule or settings.BOUNDARY_RULE))
+    return PointShares(len(frame), shares, record_weight(frame).to_numpy(float))
+
+
 def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = None,
                  frame_weights: bool = True) -> sparse.csr_matrix:
     """The (points x units) sparse matrix of each record's frame weight x share in each unit.
@@ -591,24 +682,10 @@ def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = 
     (``split`` shares a record near an edge of two or more units equally; ``first`` gives
     it whole to its ``neighborhood``), times the record's ``weight`` (1 when absent; shares
     alone with `frame_weights` False). Units outside `units` are dropped (a record shared
-    with one keeps only its share here).
+    with one keeps only its share here). `point_shares(points, rule).matrix(units)` is the
+    same matrix, for points matched to several lists of units.
     """
-    from scipy import sparse
-
-    from geo_lead.allocation import record_weight, unit_shares
-
-    frame = pd.DataFrame(points.drop(columns=points.geometry.name) if hasattr(points, "geometry") else points)
-    frame = frame.reset_index(drop=True)
-    shares = unit_shares(frame, "first" if rule is None and "boundary_units" not in frame else
-                         (rule or settings.BOUNDARY_RULE))
-    col = pd.Series(np.arange(len(units)), index=pd.Index(list(units)))
-    ix = shares["unit"].map(col)
-    ok = ix.notna().to_numpy()
-    rows = shares["row"].to_numpy()[ok].astype(int)
-    vals = shares["share"].to_numpy(float)[ok]
-    if frame_weights:
-        vals = vals * record_weight(frame).to_numpy(float)[rows]
-    return sparse.csr_matrix((vals, (rows, ix[ok].astype(int).to_numpy())), shape=(len(frame), len(units)))
+    return point_shares(points, rule).matrix(units, frame_weights)
 
 
 def _months_of_data(records: pd.DataFrame, window: str | None = None,
@@ -663,8 +740,9 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     if p.window is not None:
         records = records[in_window(records["occurred_at"], p.window).to_numpy()]
     points, accounting = record_points(records, indicator)
-    m_all = unit_weights(points, cands, p.boundary)
-    share_in = np.asarray(unit_weights(points, cands, p.boundary, frame_weights=False).sum(axis=1)).ravel()
+    shares = point_shares(points, p.boundary)
+    m_all = shares.matrix(cands)
+    share_in = np.asarray(shares.matrix(cands, frame_weights=False).sum(axis=1)).ravel()
     in_cands = share_in > 0
     accounting["outside_candidates"] = int((~in_cands).sum())
     accounting["in_candidates"] = int(in_cands.sum())
@@ -694,7 +772,7 @@ def prepare(records: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, candidat
     adj_all = queen_adjacency(neighborhoods) if adjacency is None else adjacency
     adj = {u: {v for v in adj_all.get(u, set()) if v in cands} for u in cands}
     return SiteInputs(indicator, pilot, cands, pts, weights, share_in[in_cands], accounting, data, periods,
-                      adj, adj_all, proj, months, p.window)
+                      adj, adj_all, proj, months, p.window, WindowPoints(points, shares))
 
 
 def objective_weights(inp: SiteInputs, params: SiteParams, population: pd.Series | None) -> dict[str, float]:
@@ -958,11 +1036,14 @@ def comparison(inp: SiteInputs, records: gpd.GeoDataFrame, neighborhoods: gpd.Ge
     """Step 8: the comparison area, on every named unit city-wide, training-period features."""
     p = params
     all_named = neighborhoods[neighborhoods["is_named"].astype(bool)]["NH_NAME"].tolist()
-    if p.window is not None:
-        records = records[in_window(records["occurred_at"], p.window).to_numpy()]
-    points, _ = record_points(records, inp.indicator)
+    if inp.window_points is not None:
+        points, m = inp.window_points.points, inp.window_points.shares.matrix(all_named)
+    else:
+        if p.window is not None:
+            records = records[in_window(records["occurred_at"], p.window).to_numpy()]
+        points, _ = record_points(records, inp.indicator)
+        m = unit_weights(points, all_named, p.boundary)
     tr, _te, _ = split_periods(points["occurred_at"], p.train, p.test)
-    m = unit_weights(points, all_named, p.boundary)
     cnt = pd.Series(np.asarray(m.T @ tr.to_numpy(float)).ravel(), index=all_named)
     area_sqmi = inp.proj.loc[all_named].geometry.area / settings.SQFT_PER_SQMI
     feats = pd.DataFrame({"density_per_sqmi": cnt / area_sqmi}, index=all_named)
@@ -1126,7 +1207,7 @@ def _memo_libraries() -> str:
     from geo_lead import result_cache
 
     return result_cache.library_versions("numpy", "pandas", "geopandas", "shapely", "pyproj", "scipy",
-                                         "PuLP", "libpysal", "scikit-learn")
+                                         "PuLP", "libpysal")
 
 
 def zones_layer(proj: gpd.GeoDataFrame, roles: list[tuple[str, Mapping[str, Any]]]) -> gpd.GeoDataFrame:

@@ -32,7 +32,7 @@ import json
 import logging
 import sqlite3
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -582,11 +582,18 @@ class Store:
             self.insert_rows(table, frame)
 
     # --- records ------------------------------------------------------------------------
-    def upsert_records(self, records: pd.DataFrame, ingested_at: str) -> dict[str, int]:
+    def upsert_records(self, records: pd.DataFrame, ingested_at: str,
+                       enrich: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> dict[str, int]:
         """Add new records; update changed ones (keeping the old version in record_history).
 
         Must be called inside `write`. The key is ``record_id``; "changed" means a different
         ``content_hash`` (the published fields differ). Returns counts added/unchanged/updated.
+
+        `enrich` (optional) is given the new records (with ``ingested_at``) before their insert
+        and returns them with more columns (added to the table as `update_records` adds them);
+        the frame it returns must keep the rows. When it holds ``lon`` and ``lat`` the records
+        are inserted with their points, the RTree triggers off: the caller brings the index in
+        step with `index_new_points` before the transaction ends.
         """
         if records.empty:
             return {"added": 0, "unchanged": 0, "updated": 0}
@@ -597,7 +604,10 @@ class Store:
         changed = ~new & (old_hash != records["content_hash"])
         to_add = records[new].copy()
         to_add["ingested_at"] = ingested_at
-        added = self.insert_rows("records", to_add)
+        if enrich is not None and len(to_add):
+            added = self._insert_enriched(to_add, enrich)
+        else:
+            added = self.insert_rows("records", to_add)
         updated = 0
         if changed.any():
             upd = records[changed]
@@ -614,6 +624,48 @@ class Store:
             updated = len(upd)
         self.ensure_record_indexes()
         return {"added": added, "unchanged": int((~new & ~changed).sum()), "updated": updated}
+
+    def _insert_enriched(self, to_add: pd.DataFrame, enrich: Callable[[pd.DataFrame], pd.DataFrame]) -> int:
+        """Insert `enrich(to_add)` (`upsert_records`); returns rows inserted."""
+        rows = enrich(to_add)
+        if len(rows) != len(to_add):
+            raise ValueError(f"upsert_records: enrich returned {len(rows)} rows for {len(to_add)} new records")
+        self.ensure_columns("records", rows)
+        if not {"lon", "lat"} <= set(rows.columns):
+            return self.insert_rows("records", rows)
+        lon, lat = (rows[c].to_numpy(dtype=float, na_value=np.nan) for c in ("lon", "lat"))
+        rows = rows.assign(geom=point_blobs(lon, lat))
+        cols = list(rows.columns)
+        sql = (f'INSERT INTO records ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
+               f'VALUES ({", ".join("?" for _ in cols)})')
+        with self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
+            return self._executemany(sql, rows)
+
+    def next_record_fid(self) -> int:
+        """A fid no stored record has and at most the next inserted record's (max fid + 1)."""
+        if "records" not in self.tables():
+            return 1
+        return int(self.conn.execute("SELECT COALESCE(MAX(fid), 0) + 1 FROM records").fetchone()[0])
+
+    def index_new_points(self, first_fid: int) -> None:
+        """Bring the records RTree in step with the records of fid >= `first_fid` (inserted with
+        their points and the triggers off by `upsert_records(enrich=)`; inside `write`).
+
+        The index left is the one the triggers would leave: each such record with a point has
+        its entry. When they are >= `RTREE_REBUILD_SHARE` of the records the whole index is
+        refilled bulk-loaded; else their entries are replaced. No-op without an index.
+        """
+        rtree = RECORDS_RTREE
+        if rtree not in self.tables():
+            return
+        placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
+        new = self.count("records", f"fid >= {int(first_fid)}")
+        if new >= RTREE_REBUILD_SHARE * self.count("records"):
+            self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
+            return
+        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id >= ?', (int(first_fid),))
+        self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
+                          f"WHERE fid >= ? AND {placed}", (int(first_fid),))
 
     def _forget_moved_points(self, old: pd.DataFrame, new: pd.DataFrame) -> None:
         """A record whose address or ZIP changed loses its point, so the geocoder places it again."""
@@ -1350,6 +1402,15 @@ class Store:
         cur = self.conn.execute(sql + " ORDER BY fid", params)
         while rows := cur.fetchmany(chunk_rows):
             yield pd.DataFrame(rows, columns=list(columns))
+
+    # records: written enriched (geo_lead.enrich)
+    def count_never_geocoded(self) -> int:
+        """Records with no ``match_type``: never geocoded, or forgotten after their address
+        changed (`upsert_records`); every record without the column (on the
+        ``records_match_type`` index)."""
+        if "match_type" not in self.columns("records"):
+            return self.count("records")
+        return int(self.conn.execute("SELECT COUNT(*) FROM records WHERE match_type IS NULL").fetchone()[0])
 
 
 @dataclass(frozen=True)

@@ -406,5 +406,60 @@ def test_by_year_reads_only_the_year_without_a_flagged_point(store: Store, tmp_p
         full = by_year_store(s, records=records_gdf(s, cols), **params)
         assert own.to_dict() == full.to_dict()
         assert any(n.startswith("2014:") for n in own.notes)
+        from geo_lead.by_year import shared_read
+        from geo_lead.pipeline import analysis_records
+
+        mine = shared_read(s, analysis_records(s))  # the run's read + every record of 2014
+        assert mine is not None and len(mine) == len(own_read)
+        assert mine["occurred_at"].dtype.kind == "M"
+        assert by_year_store(s, records=mine, **params).to_dict() == own.to_dict()
     finally:
         s.close()
+
+
+def test_pilot_data_from_the_runs_shared_read_equals_its_own_reads(store: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The year-by-year and before/after parts given `pipeline.analysis_records` (the run's read:
+    flagged records, parsed dates, points and weights) answer as their own reads do, and read
+    no records when they take it."""
+    from geo_lead.analysis_reads import reusable_points
+    from geo_lead.by_year import by_year_store, shared_read
+    from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store
+    from geo_lead.pipeline import analysis_records
+
+    shared = analysis_records(store)
+    before = shared.copy()
+    mine = shared_read(store, shared)
+    assert mine is not None and len(mine) == store.count_flagged("lead_eligible")
+    params = {"site_params": {"replicates": 20}, "score_params": {"n_boot": 20}}
+    own = by_year_store(store, **params)
+    ev = EvaluationParams(pilot_start="2016-09-01", replicates=50, min_months=2)
+    comparison = ["SHAWNEE", "CHICKASAW"]
+    own_ev = evaluate_store(store, ev, comparison=comparison)
+    reused = reusable_points(store, shared, "lead_eligible", [*EVALUATION_COLUMNS, "lon", "lat"])
+    assert reused is not None
+    with monkeypatch.context() as m:
+        def no_read(*_a: object, **_k: object) -> None:
+            raise AssertionError("read the records again")
+
+        m.setattr(Store, "flagged_records", no_read)
+        m.setattr(Store, "read_records", no_read)
+        again = by_year_store(store, records=mine, **params)
+        again_ev = evaluate_store(store, ev, comparison=comparison, records=reused)
+    assert again.to_dict() == own.to_dict()
+    assert again_ev.to_dict() == own_ev.to_dict()
+    pd.testing.assert_frame_equal(shared, before)  # the run's frame is left as it was
+
+
+def test_a_read_that_is_not_the_flagged_one_is_not_reused(store: Store) -> None:
+    from geo_lead.analysis_reads import reusable_points
+    from geo_lead.by_year import shared_read
+    from geo_lead.pipeline import analysis_records
+
+    shared = analysis_records(store)
+    cols = ["occurred_at"]
+    assert reusable_points(store, None, "lead_eligible", cols) is None
+    assert reusable_points(store, shared.iloc[1:], "lead_eligible", cols) is None  # not every flagged record
+    assert reusable_points(store, shared.drop(columns=["weight"]), "lead_eligible", cols) is None
+    assert reusable_points(store, shared.drop(columns=["occurred_at"]), "lead_eligible", cols) is None
+    assert shared_read(store, shared, "opiate") is None  # another indicator's read

@@ -24,14 +24,17 @@ from typing import Any
 import pytest
 
 from geo_lead import settings
-from geo_lead.ingest import CRASH_POINTS, ingest_files
+from geo_lead.geocode.cache import geocode_store
+from geo_lead.ingest import CRASH_POINTS, ENRICH_CRASH_POINTS, ingest_files
+from geo_lead.spatial_join import join_store
 from geo_lead.store import opened
 
 ROOT = Path(__file__).resolve().parent.parent
 LMPD = settings.SHIPPED_DATA_DIR / "lmpd"
 BASE = LMPD / "crime_data_2016_drug_sample.csv"
 #: Columns whose values are wall-clock times of the write, not content.
-VOLATILE = frozenset({"ingested_at", "updated_at", "replaced_at", "last_change", "declared_at", "fid"})
+VOLATILE = frozenset({"ingested_at", "updated_at", "replaced_at", "last_change", "declared_at", "fid",
+                      "created_at"})  # (geocode_cache rows: written by the enriched ingest)
 CORRECTED_ROWS = 100
 
 
@@ -120,10 +123,35 @@ raise SystemExit(main(sys.argv[4:]))
 """
 
 
+#: `geo-lead run`'s ingest (`ingest_with` and an `Enricher`: records written geocoded and joined),
+#: pausing as `_PAUSING_INGEST` does (argv: point, flag, pause_s, store, files).
+_PAUSING_ENRICHED_INGEST = """
+import os, sys, time
+from pathlib import Path
+from geo_lead import ingest
+from geo_lead.enrich import Enricher
+from geo_lead.store import opened
+point, flag, pause_s = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+def pause(name):
+    if name == point:
+        flag.write_text(str(os.getpid()), encoding="utf-8")
+        time.sleep(pause_s)
+ingest.checkpoint_hook = pause
+with opened(sys.argv[4]) as store:
+    enricher = Enricher()
+    ingest.ingest_with(store, sys.argv[5:], ingest.IngestOptions(enrich=enricher))
+    assert enricher.active, "the store had work left: records were not enriched"
+"""
+
+
 def _start_paused(store: Path, files: list[Path], point: str, flag: Path,
-                  pause_s: float = 120) -> subprocess.Popen[str]:
+                  pause_s: float = 120, enriched: bool = False) -> subprocess.Popen[str]:
     assert point in CRASH_POINTS
-    cmd = [sys.executable, "-c", _PAUSING_INGEST, point, str(flag), str(pause_s), *_cmd(store, files)[3:]]
+    if enriched:
+        cmd = [sys.executable, "-c", _PAUSING_ENRICHED_INGEST, point, str(flag), str(pause_s), str(store),
+               *map(str, files)]
+    else:
+        cmd = [sys.executable, "-c", _PAUSING_INGEST, point, str(flag), str(pause_s), *_cmd(store, files)[3:]]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 120
     while not flag.exists():
@@ -150,7 +178,7 @@ def _fresh(stores: dict[str, Any], name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize("point", [p for p in CRASH_POINTS if p not in ENRICH_CRASH_POINTS])
 def test_sigkill_at_named_point(stores: dict[str, Any], point: str) -> None:
     store = _fresh(stores, f"kill_{point}")
     _kill(_start_paused(store, stores["files"], point, stores["tmp"] / f"flag_{point}"))
@@ -244,3 +272,36 @@ def test_readers_are_not_blocked_by_a_writer(stores: dict[str, Any]) -> None:
     finally:
         _kill(holder)
     assert state(store) == stores["state_before"]
+
+
+@pytest.fixture(scope="module")
+def enriched_stores(stores: dict[str, Any]) -> dict[str, Any]:
+    """"before": the 2016 sample ingested, geocoded and joined (so new records are written
+    enriched); "after": the same ingest as `stores` made by `geo-lead run`'s enriched ingest."""
+    tmp = stores["tmp"]
+    before = tmp / "enriched_before.gpkg"
+    shutil.copyfile(stores["before"], before)
+    with opened(before) as store:
+        geocode_store(store)
+        join_store(store)
+    after = tmp / "enriched_after.gpkg"
+    shutil.copyfile(before, after)
+    done = subprocess.run([sys.executable, "-c", _PAUSING_ENRICHED_INGEST, "none", str(tmp / "unused"), "0",
+                           str(after), *map(str, stores["files"])],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    s_before, s_after = state(before), state(after)
+    assert s_before != s_after
+    assert len(s_after["record_history"]) == CORRECTED_ROWS
+    return {"before": before, "state_before": s_before, "state_after": s_after}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_sigkill_enriched_ingest_at_named_point(stores: dict[str, Any], enriched_stores: dict[str, Any],
+                                               point: str) -> None:
+    """Records geocoded and joined before their insert: still one transaction."""
+    store = stores["tmp"] / f"enriched_kill_{point}.gpkg"
+    shutil.copyfile(enriched_stores["before"], store)
+    _kill(_start_paused(store, stores["files"], point, stores["tmp"] / f"flag_enriched_{point}", enriched=True))
+    expected = enriched_stores["state_after"] if point == "after-commit" else enriched_stores["state_before"]
+    assert state(store) == expected

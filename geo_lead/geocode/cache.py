@@ -291,9 +291,7 @@ class _ChunkWriter:
                  stored: list[str], chunk_rows: int) -> None:
         self.store, self.keyed, self.beat_index, self.stored = store, keyed, beat_index, stored
         self.chunk_rows = chunk_rows
-        # per key, as the geocoder gave them (object columns compared as objects by `_changed`)
-        self.lon, self.lat, self.score = (table[c].to_numpy(float) for c in ("lon", "lat", "score"))
-        self.text = {c: table[c].to_numpy(object) for c in ("match_type", "matched_address", "reason")}
+        self.results = _KeyResults(table)
         self.written = 0
         self.by_match_type: Counter[Any] = Counter()
         self.unmatched_reasons: Counter[Any] = Counter()
@@ -312,18 +310,34 @@ class _ChunkWriter:
             yield updates[changed]
 
     def _updates(self, part: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+        return self.results.updates(part["record_id"], part["beat"] if self.beat_index is not None else None,
+                                    at, self.beat_index)
+
+
+class _KeyResults:
+    """One geocode result per cache key (rows of a table in key order), as columns."""
+
+    def __init__(self, table: pd.DataFrame) -> None:
+        # per key, as the geocoder gave them (object columns compared as objects by `_changed`)
+        self.lon, self.lat, self.score = (table[c].to_numpy(float) for c in ("lon", "lat", "score"))
+        self.text = {c: table[c].to_numpy(object) for c in ("match_type", "matched_address", "reason")}
+
+    def updates(self, record_ids: pd.Series, beats: pd.Series | None, at: np.ndarray,
+                beat_index: BeatIndex | None) -> pd.DataFrame:
+        """The geocode columns of records whose keys sit at positions `at` (+ ``beat_check``
+        from `beats` when `beat_index` is given)."""
         updates = pd.DataFrame({
-            "record_id": pd.Series(part["record_id"].to_numpy(object), dtype=object),
+            "record_id": pd.Series(record_ids.to_numpy(object), dtype=object),
             "lon": self.lon[at], "lat": self.lat[at],
             "match_type": pd.Series(self.text["match_type"][at], dtype=object),
             "score": self.score[at],
             "matched_address": pd.Series(self.text["matched_address"][at], dtype=object),
             "geocode_reason": pd.Series(self.text["reason"][at], dtype=object),
         })
-        if self.beat_index is not None:
+        if beat_index is not None and beats is not None:
             updates["beat_check"] = pd.Series(bc.checks_for(updates["lon"].to_numpy(float),
                                                             updates["lat"].to_numpy(float),
-                                                            part["beat"].fillna(""), self.beat_index), dtype=object)
+                                                            beats.fillna(""), beat_index), dtype=object)
         return updates
 
 
@@ -356,3 +370,163 @@ def _ask_online(online: Any, rep: pd.DataFrame, res: pd.DataFrame) -> pd.DataFra
     for col in ("lon", "lat", "match_type", "score", "matched_address", "reason"):
         res.loc[res.index[idx], col] = extra[col].to_numpy()[found]
     return res
+
+
+# --- new records geocoded before their first write (`geo_lead.enrich`) -----------------------
+
+@dataclass
+class GeocodeTally:
+    """`geocode_store`'s record and address counts for records geocoded before their insert
+    (`NewRecordGeocoder`), kept as `geocode_store` keeps them (`merged_into` adds them)."""
+
+    records: int = 0
+    geocoded_new: int = 0
+    geocoded_from_cache: int = 0
+    addresses_new: int = 0
+    addresses_from_cache: int = 0
+    by_match_type: Counter[Any] = field(default_factory=Counter)
+    unmatched_reasons: Counter[Any] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts under `geocode_store`'s keys (``records_written`` = ``records``: a new
+        record's stored result always changes)."""
+        return {"records": self.records, "geocoded_new": self.geocoded_new,
+                "geocoded_from_cache": self.geocoded_from_cache, "by_match_type": dict(self.by_match_type),
+                "unmatched_reasons": dict(self.unmatched_reasons), "addresses_new": self.addresses_new,
+                "addresses_from_cache": self.addresses_from_cache, "records_written": self.records}
+
+    def merged_into(self, counts: dict[str, Any]) -> dict[str, Any]:
+        """`counts` of a later `geocode_store` call with this tally added (these records first)."""
+        if not self.records:
+            return counts
+        out = dict(counts)
+        mine = self.to_dict()
+        for key in ("records", "geocoded_new", "geocoded_from_cache", "addresses_new", "addresses_from_cache",
+                    "records_written"):
+            out[key] = mine[key] + int(counts.get(key, 0))
+        for key in ("by_match_type", "unmatched_reasons"):
+            merged = Counter(mine[key])
+            merged.update(counts.get(key) or {})
+            out[key] = dict(merged)
+        return out
+
+
+class NewRecordGeocoder:
+    """Geocode new records a chunk at a time, through the cache, before their insert.
+
+    Each chunk's records are keyed (`cache_keys`), the keys the cache lacks geocoded in one
+    batch and added to it, and the records given what `geocode_store` would write for them
+    (geocode columns and ``beat_check``). A key geocoded by an earlier chunk counts as new for
+    every record that has it, so the tally equals one `geocode_store` call over the same
+    records. Used only on a store `is_complete` finds with nothing left to geocode; `finish`
+    then records the reference (and beats) as `geocode_store` does.
+    """
+
+    def __init__(self, geocoder: Geocoder) -> None:
+        self.geocoder = geocoder
+        self.ref_hash = geocoder.reference_hash
+        self.beat_index: BeatIndex | None = None
+        self.tally = GeocodeTally()
+        self._parsed: dict[str, str] = {}  # address triples -> key (`cache_keys`' memo)
+        self._from_cache: dict[str, bool] = {}  # keys seen: True when the cache had them first
+
+    def is_complete(self, store: Store) -> bool:
+        """Whether every stored record is geocoded and beat-checked with this geocoder and the
+        shipped beats (or the store holds no record): then new records are all the geocode
+        stage would do."""
+        have = set(store.columns("records"))
+        self.beat_index = bc.shipped_index() if "beat" in have else None
+        if store.count("records") == 0:
+            return True
+        if not {"lon", "lat", "match_type"} <= have or store.get_json(META_REFERENCE_HASH) != self.ref_hash:
+            return False
+        if store.ungeocoded_fids(skip_unmatched=True).size:
+            return False
+        if self.beat_index is None:
+            return True
+        return ("beat_check" in have and store.get_json(bc.META_BEATS_HASH) == bc.index_hash(self.beat_index)
+                and not store.placed_fids(unchecked_only=True).size)
+
+    def __call__(self, store: Store, records: pd.DataFrame) -> pd.DataFrame:
+        """The geocode columns (``record_id`` first, `geo_lead.store.GEOCODE_COLUMNS`) of the
+        new `records`, in their order (inside the ingest's transaction: new cache rows are
+        written)."""
+        has_beat = "beat" in store.columns("records")
+        zips = records["zip"].fillna("") if "zip" in records else pd.Series("", index=records.index)
+        beats = (records["beat"].fillna("") if "beat" in records else pd.Series("", index=records.index)) \
+            if has_beat else None
+        codes, uniq = pd.factorize(cache_keys(records["address_raw"], zips, beats, self._parsed))
+        keys = uniq.tolist()
+        table = self._results(store, keys, _reps(records["address_raw"], zips, beats, codes, len(keys)), has_beat)
+        at = np.asarray(codes, dtype=np.int64)
+        updates = _KeyResults(table).updates(records["record_id"], beats, at, self.beat_index)
+        updates.index = records.index
+        fresh = np.array([not self._from_cache[k] for k in keys], dtype=bool)
+        self.tally.records += len(records)
+        self.tally.geocoded_new += int(fresh[at].sum())
+        self.tally.geocoded_from_cache += int((~fresh[at]).sum())
+        self.tally.by_match_type.update(updates["match_type"])
+        um = updates["match_type"] == "unmatched"
+        self.tally.unmatched_reasons.update(updates.loc[um, "geocode_reason"].fillna(""))
+        return updates
+
+    def _results(self, store: Store, keys: list[str], reps: list[tuple[Any, str, str]],
+                 has_beat: bool) -> pd.DataFrame:
+        """One result row per key of `keys` (in order): the cache's, the missing ones geocoded
+        now (their first record's address, `reps`) and added to the cache."""
+        ensure_cache(store)
+        cached = store.cached_geocodes_for(self.ref_hash, keys).set_index("key")
+        ukeys = np.asarray(keys, dtype=object)
+        hit = pd.Index(ukeys).isin(cached.index)
+        for k, h in zip(keys, hit.tolist(), strict=True):
+            if k not in self._from_cache:
+                self._from_cache[k] = h
+                self.tally.addresses_from_cache += int(h)
+        todo = np.flatnonzero(~hit)
+        if not todo.size:
+            return cached.loc[ukeys].reset_index()
+        rep = pd.DataFrame([reps[i] for i in todo], columns=["address_raw", "zip", "beat"])
+        res = self.geocoder.geocode(rep["address_raw"].tolist(), rep["zip"].tolist(),
+                                    beats=rep["beat"].tolist() if has_beat else None)
+        new_rows = pd.DataFrame({
+            "key": ukeys[todo], "lon": res["lon"].to_numpy(), "lat": res["lat"].to_numpy(),
+            "match_type": res["match_type"].to_numpy(), "score": res["score"].to_numpy(),
+            "matched_address": res["matched_address"].to_numpy(), "reason": res["reason"].to_numpy(),
+            "reference_hash": self.ref_hash, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        })
+        store.insert_rows(CACHE_TABLE, new_rows)
+        self.tally.addresses_new += len(new_rows)
+        table = pd.concat([cached.reset_index(), new_rows], ignore_index=True) if len(cached) else new_rows
+        return table.set_index("key").loc[ukeys].reset_index()
+
+    def counts_if_done(self, store: Store) -> dict[str, Any] | None:
+        """`geocode_store`'s counts when it would geocode and check nothing more (after these
+        records were written enriched into a complete store: no record without a
+        ``match_type``, none placed and unchecked, the reference and beats recorded), else None.
+        """
+        if self.tally.records == 0 or store.get_json(META_REFERENCE_HASH) != self.ref_hash:
+            return None
+        if store.count_never_geocoded():
+            return None
+        if self.beat_index is not None and (store.get_json(bc.META_BEATS_HASH) != bc.index_hash(self.beat_index)
+                                            or store.placed_fids(unchecked_only=True).size):
+            return None
+        return {**self.tally.to_dict(), "reference_hash": self.ref_hash,
+                "beat_check_by_match_type": bc.rates_json(bc.beat_check_table(store))}
+
+    def finish(self, store: Store) -> None:
+        """Record the reference and the beats the new records were geocoded and checked with
+        (inside the ingest's transaction), as `geocode_store` records them."""
+        store.set_json(META_REFERENCE_HASH, self.ref_hash)
+        if self.beat_index is not None:
+            store.set_json(bc.META_BEATS_HASH, bc.index_hash(self.beat_index))
+
+
+def _reps(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None, codes: np.ndarray,
+          n_keys: int) -> list[tuple[Any, str, str]]:
+    """Per key (codes 0..n_keys-1), its first record's address, ZIP and beat ("" without)."""
+    first = np.full(n_keys, -1, np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    a, z = addresses.tolist(), zips.tolist()
+    b = beats.tolist() if beats is not None else [""] * len(a)
+    return [(a[r], z[r], b[r]) for r in first.tolist()]
