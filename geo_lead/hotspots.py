@@ -12,8 +12,9 @@ Methods
   points), Scott's rule (2-D: sigma * n^(-1/6), sigma = sqrt of the mean coordinate variance)
   or Silverman's (identical to Scott's in 2-D); evaluated at
   the centres of a grid clipped to the study area. Hotspot cells: density > mean + k*sd.
-* Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")``, conditional permutations with
-  a fixed seed; a one-sided pseudo-p in the direction of z with ties counted as extreme
+* Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")`` for z, its conditional
+  permutations with a fixed seed (esda's draws and simulated values, computed by
+  `geo_lead.gistar_crand`); a one-sided pseudo-p in the direction of z with ties counted as extreme
   (`directed_pseudo_p`), made two-sided (min(1, 2 p), `two_sided_p`) before
   Benjamini-Hochberg (``esda.fdr``); labels named by the FDR level they pass
   (``hot, FDR 5%``). Permutations are chosen so the strictest level offered is attainable
@@ -560,14 +561,21 @@ def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame
         p = np.asarray(g.p_norm, dtype=float)
         return pd.DataFrame({"gi_z": z, "p_sim": p, "p_two_sided": two_sided_p(p)})
     batch = max(1, min(permutations, SIMULATION_VALUES_MAX // max(len(y), 1)))
+    from geo_lead import gistar_crand
+
+    # z, G and the weights esda's crand permutes; the permutations themselves are esda's, drawn
+    # and simulated by `gistar_crand` (bit-identical, tests/test_gistar_crand.py).
+    g = _g_local(y, w, 0, seed)
+    z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
+    observed = np.asarray(g.Gs, float)
     up = down = 0
     done, i = 0, 0
-    z = np.zeros(len(y))
     while done < permutations:
         r = min(batch, permutations - done)
-        g = _g_local(y, w, r, seed + i)
-        z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
-        u, d = _extreme_counts(np.asarray(g.Gs, float), np.asarray(g.rGs, float))
+        if gistar_crand.has_neighbours(g.w.sparse):
+            u, d = gistar_crand.extreme_counts(y, g.w.sparse, observed, r, seed + i)
+        else:  # no unit has a neighbour: esda's own crand decides what that gives
+            u, d = _extreme_counts(observed, np.asarray(_g_local(y, w, r, seed + i).rGs, float))
         up, down, done, i = up + u, down + d, done + r, i + 1
     p = np.where(z > 0, (up + 1) / (permutations + 1), np.where(z < 0, (down + 1) / (permutations + 1), 1.0))
     # esda's p_sim folds to the smaller tail; so does the two-sided p (ties count on both).
@@ -575,7 +583,7 @@ def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame
     return pd.DataFrame({"gi_z": z, "p_sim": p, "p_two_sided": two_sided_p(smaller)})
 
 
-#: Most permuted values (units x permutations) held in memory at once by `gistar`.
+#: Permutations x units drawn in one batch by `gistar` (batch i seeded ``seed + i``).
 SIMULATION_VALUES_MAX = 20_000_000
 
 
