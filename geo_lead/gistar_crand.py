@@ -159,7 +159,8 @@ def simulated_blocks(y: np.ndarray, adjacency: Any, permutations: int, seed: int
         # positions drawn p in [previous unit, this unit) turn from y[p + 1] to y[p].
         block = np.where(p < units[0], y[p], y_next[p])
         flat = block.reshape(-1)
-        order = np.argsort(p, axis=None, kind="stable")
+        # sorted by drawn position (a radix sort on the smallest integer type that holds n)
+        order = np.argsort(p.astype(np.min_scalar_type(n)), axis=None, kind="stable")
         bounds = np.searchsorted(p.ravel()[order], units)
         weights_i = np.zeros(c + 1, dtype=other.dtype)  # esda's weights_i: self weight, then the others
         for j, i in enumerate(units):
