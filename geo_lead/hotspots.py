@@ -722,18 +722,11 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
     count = points["weight"].groupby(unit.to_numpy()).sum().reindex(proj["NH_NAME"]).fillna(0.0).to_numpy()
     area_sqmi = proj.geometry.area.to_numpy() / settings.SQFT_PER_SQMI
     density = count / area_sqmi
-    def weights() -> Any:
-        from libpysal.weights import Queen
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return Queen.from_dataframe(proj, use_index=False)
-
     r, levels = _significance(len(proj), permutations)
     from geo_lead import result_cache
 
     lattice = result_cache.frame_digest(proj, ["NH_NAME", proj.geometry.name])
-    stats = _lattice_gistar(("queen", lattice), density, weights, r, seed)
+    stats = _lattice_gistar(("queen", lattice), density, lambda: queen_weights(proj, lattice), r, seed)
     out = gpd.GeoDataFrame({"neighborhood": proj["NH_NAME"], "count": count,
                             "density_per_sqmi": density, "gi_z": stats["gi_z"],
                             "p_sim": stats["p_sim"], "p_two_sided": stats["p_two_sided"],
@@ -741,6 +734,39 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
                            geometry=proj.geometry, crs=settings.CRS_PROJECTED)
     out.attrs.update(permutations=r, fdr_levels=list(levels))
     return out
+
+
+def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
+    """``libpysal.weights.Queen.from_dataframe(units, use_index=False)``, its neighbours and
+    weights (in their order) kept across runs (kind ``queen_weights``) under `lattice` (a
+    digest of every geometry and name of `units`, `gistar_neighborhoods`' lattice key), the
+    package's code and the libpysal/shapely/geopandas versions: rebuilt from them the weights
+    are the same ``W`` (ids, neighbour order, sparse matrix), without the contiguity search."""
+    from libpysal.weights import Queen, W
+
+    from geo_lead import result_cache
+
+    key = result_cache.digest([QUEEN_WEIGHTS_CACHE, result_cache.code_version(),
+                               result_cache.library_versions("libpysal", "shapely", "geopandas"),
+                               lattice, f"n={len(units)}"])
+    hit = result_cache.read(QUEEN_WEIGHTS_CACHE, key)
+    if hit is not None and len(hit.get("ids", ())) == len(units):
+        ids = [int(i) for i in hit["ids"]]
+        return W({i: [int(j) for j in n] for i, n in zip(ids, hit["neighbors"], strict=True)},
+                 {i: [float(x) for x in v] for i, v in zip(ids, hit["weights"], strict=True)},
+                 id_order=ids, silence_warnings=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        w = Queen.from_dataframe(units, use_index=False)
+    ids = [int(i) for i in w.id_order]
+    result_cache.write(QUEEN_WEIGHTS_CACHE, key, {
+        "ids": ids, "neighbors": [[int(j) for j in w.neighbors[i]] for i in ids],
+        "weights": [[float(x) for x in w.weights[i]] for i in ids]})
+    return w
+
+
+#: `geo_lead.result_cache` kind of `queen_weights`.
+QUEEN_WEIGHTS_CACHE = "queen_weights"
 
 
 def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float = 1000.0,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 from libpysal.weights import DistanceBand, Queen, W, lat2W
 
@@ -182,3 +184,63 @@ def test_cached_draws_are_the_draws_and_every_input_is_in_the_key(
     monkeypatch.undo()
     monkeypatch.setattr(result_cache, "library_versions", lambda *names: f"other {names}")
     assert gistar_crand._permutation_key(*base) != key
+
+
+def _neighborhood_points(n: int, seed: int) -> gpd.GeoDataFrame:
+    nh = load_neighborhoods()
+    rng = np.random.default_rng(seed)
+    pts = nh.geometry.to_crs(settings.CRS_PROJECTED).sample_points(1, rng=rng).iloc[:n]
+    pts = gpd.GeoDataFrame({"weight": rng.choice([1.0, 10.0 / 3.0], len(pts))}, geometry=pts.to_numpy(),
+                           crs=settings.CRS_PROJECTED).to_crs(nh.crs)
+    return pts.assign(neighborhood=hotspots.assign_neighborhoods(pts, nh).to_numpy())
+
+
+def test_queen_weights_reused_are_queens_and_every_input_is_in_the_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(result_cache.ENV_SWITCH, raising=False)
+    proj = load_neighborhoods().to_crs(settings.CRS_PROJECTED).reset_index(drop=True)
+    lattice = result_cache.frame_digest(proj, ["NH_NAME", proj.geometry.name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        oracle = Queen.from_dataframe(proj, use_index=False)
+    built = hotspots.queen_weights(proj, lattice)
+    calls: list[int] = []
+    real = Queen.from_dataframe
+
+    def counted(*args: object, **kwargs: object) -> W:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Queen, "from_dataframe", counted)
+    reused = hotspots.queen_weights(proj, lattice)
+    assert calls == []
+    for w in (built, reused):
+        assert list(w.id_order) == list(oracle.id_order)
+        assert all(list(w.neighbors[i]) == list(oracle.neighbors[i]) for i in oracle.id_order)
+        for part in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(w.sparse, part), getattr(oracle.sparse, part))
+    hotspots.queen_weights(proj.iloc[:-1], result_cache.frame_digest(proj.iloc[:-1], ["NH_NAME", "geometry"]))
+    assert len(calls) == 1  # other units: built
+    monkeypatch.setattr(result_cache, "code_version", lambda: "other code")
+    hotspots.queen_weights(proj, lattice)
+    assert len(calls) == 2
+    monkeypatch.setattr(result_cache, "library_versions", lambda *names: f"other {names}")
+    hotspots.queen_weights(proj, lattice)
+    assert len(calls) == 3
+
+
+def test_gistar_neighborhoods_with_reused_weights_equals_the_computation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nh = load_neighborhoods()
+    first, second = _neighborhood_points(150, 1), _neighborhood_points(170, 2)
+    monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
+    oracle = hotspots.gistar_neighborhoods(nh, second, permutations=199)
+    monkeypatch.delenv(result_cache.ENV_SWITCH)
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path))
+    hotspots.gistar_neighborhoods(nh, first, permutations=199)  # caches the weights
+    assert len(list(tmp_path.glob("queen_weights-*.json"))) == 1
+    monkeypatch.setattr(Queen, "from_dataframe", lambda *a, **k: pytest.fail("weights built again"))
+    reused = hotspots.gistar_neighborhoods(nh, second, permutations=199)  # new counts: Gi* computed
+    pd.testing.assert_frame_equal(pd.DataFrame(reused.drop(columns="geometry")),
+                                  pd.DataFrame(oracle.drop(columns="geometry")), check_exact=True)
