@@ -9,10 +9,12 @@ library gives another key, so an entry is never stale, only unused.
 
 Users: `geo_lead.population.interpolate_population` (kind ``population``),
 `geo_lead.hotspots.kde_surface` (kinds ``kde_bandwidth`` and ``kde_surface``),
-`geo_lead.hotspots.gistar` (kind ``gistar``), `geo_lead.siting.comparison_area` (kind
+`geo_lead.hotspots.gistar` (kind ``gistar``), `geo_lead.hotspots.queen_weights` (kind
+``queen_weights``), `geo_lead.siting.comparison_area` (kind
 ``comparison_area``) and `geo_lead.scoring.bootstrap_rank_interval` (kind ``rank_interval``),
 as JSON; `geo_lead.siting.site` (kind ``site``)
-and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are frames, as
+and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are frames, and
+`geo_lead.gistar_crand.cached_permuted_ids` (kind ``gistar_permutations``, an integer array), as
 pickles (`read_object` / `write_object`): the user's own cache folder, written only by
 geo_lead, each file holding its key and `OBJECT_FORMAT`; a file that cannot be read, or holds
 another key or format, is computed again (with a log line).
