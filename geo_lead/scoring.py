@@ -280,10 +280,11 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     sizes, contributions
         Class sizes (records) and a classes x units matrix.
     """
-    ix = shares["unit"].map(unit_index)
-    keep = ix.notna().to_numpy() & in_area[ix.fillna(0).astype(int).to_numpy()]
+    ix = unit_positions(shares["unit"], unit_index)
+    found = ~np.isnan(ix)
+    keep = found & in_area[np.where(found, ix, 0).astype(int)]
     sh = shares[keep]
-    unit = ix[keep].astype(int).to_numpy()
+    unit = ix[keep].astype(int)
     value = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float) * sh["share"].to_numpy(float)
     parts = pd.DataFrame({"row": sh["row"].to_numpy(), "unit": unit, "value": np.round(value, 12)})
     parts = parts.sort_values(["row", "unit"], kind="stable")
@@ -303,6 +304,16 @@ def record_classes(records: pd.DataFrame, shares: pd.DataFrame, n_units: int,
     return sizes, contrib
 
 
+def unit_positions(units: pd.Series, unit_index: pd.Series) -> np.ndarray:
+    """``units.map(unit_index).to_numpy(float)``: each unit's value in `unit_index` (a unit
+    name -> position Series), NaN for a unit it does not hold; one index lookup instead of
+    pandas' element-wise map of Arrow strings."""
+    where = unit_index.index.get_indexer(units)
+    if not len(unit_index):
+        return np.full(len(where), np.nan)
+    return np.where(where >= 0, unit_index.to_numpy(dtype=float)[where], np.nan)
+
+
 def _part_keys(parts: pd.DataFrame) -> pd.Series:
     """``unit:repr(value)`` of each row of `parts` (the text of one contribution)."""
     return parts["unit"].astype(str) + ":" + parts["value"].map(repr).astype(str)
@@ -320,9 +331,25 @@ def _class_sizes(parts: pd.DataFrame) -> dict[str, int]:
     sizes = {str(k): int(n) for k, n in zip(keys, pairs.to_numpy(), strict=True)}
     multi = parts[several]
     if len(multi):
-        joined = _part_keys(multi).groupby(multi["row"].to_numpy()).agg("|".join)
-        sizes.update({str(k): int(n) for k, n in joined.value_counts().items()})
+        sizes.update(_joined_key_counts(_part_keys(multi).to_numpy(dtype=object), multi["row"].to_numpy()))
     return sizes
+
+
+def _joined_key_counts(keys: np.ndarray, rows: np.ndarray) -> dict[str, int]:
+    """Records per joined key: each record's part `keys` (consecutive, its `rows` equal) joined
+    with ``|`` in their order, counted; the distinct part sequences are found with numpy (a
+    records x parts table of part codes) and only those are joined."""
+    codes, uniques = pd.factorize(keys)
+    start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    length = np.diff(np.r_[start, len(rows)])
+    table = np.full((len(start), int(length.max())), -1, dtype=np.int64)
+    table[np.repeat(np.arange(len(start)), length), np.arange(len(rows)) - np.repeat(start, length)] = codes
+    patterns, counts = np.unique(table, axis=0, return_counts=True)
+    out: dict[str, int] = {}
+    for pattern, n in zip(patterns, counts, strict=True):
+        key = "|".join(str(uniques[c]) for c in pattern if c >= 0)
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 # --- the area -----------------------------------------------------------------------------
@@ -574,7 +601,7 @@ def boundary_sensitivity(records: pd.DataFrame, shares: pd.DataFrame, unit_index
     n = len(counts)
     best, worst = np.full(n, np.nan), np.full(n, np.nan)
     sh = shares[shares["shared"]].copy()
-    sh["ix"] = sh["unit"].map(unit_index)
+    sh["ix"] = unit_positions(sh["unit"], unit_index)
     sh = sh[sh["ix"].notna()]
     sh["ix"] = sh["ix"].astype(int)
     sh["w"] = allocation.record_weight(records).reindex(sh["row"]).to_numpy(float)

@@ -126,3 +126,23 @@ def test_boundary_sensitivity_equals_the_pandas_selection(seed: int) -> None:
     got = boundary_sensitivity(records, shares, pos, counts, ranked, area, pop, w)
     want = _old_boundary_sensitivity(records, shares, pos, counts, ranked, area, pop, w)
     assert np.array_equal(got[0], want[0], equal_nan=True) and np.array_equal(got[1], want[1], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["object", "str"])
+def test_unit_positions_are_series_map(dtype: str) -> None:
+    from geo_lead.scoring import unit_positions
+
+    rng = np.random.default_rng(4)
+    names = [f"U{i}" for i in range(9)]
+    index = pd.Series(rng.permutation(9), index=names)
+    units = pd.Series(rng.choice([*names, "OUTSIDE", "", "u1"], 500), dtype=dtype)
+    units.iloc[3] = None
+    want = units.map(index).to_numpy(float)
+    np.testing.assert_array_equal(unit_positions(units, index), want)
+    assert np.isnan(want).any() and (~np.isnan(want)).any()
+    empty = pd.Series([], dtype=int, index=pd.Index([], dtype=object))
+    np.testing.assert_array_equal(unit_positions(units, empty), units.map(empty).to_numpy(float))
+    with pytest.raises(pd.errors.InvalidIndexError):
+        units.map(pd.Series([0, 1], index=["U1", "U1"]))
+    with pytest.raises(pd.errors.InvalidIndexError):
+        unit_positions(units, pd.Series([0, 1], index=["U1", "U1"]))
