@@ -88,6 +88,15 @@ def crand_structure(adjacency: Any, dtype: np.dtype) -> tuple[np.ndarray, np.nda
     return self_weights, cardinalities, starts, other
 
 
+def replicates_esda() -> bool:
+    """True when esda's ``crand`` runs without numba (its ``prange`` is ``range``): then its
+    draws are numpy's legacy ``RandomState`` ones that `permuted_ids` makes; with numba they
+    come from numba's generator and `geo_lead.hotspots` lets esda compute them itself."""
+    import esda.crand
+
+    return esda.crand.prange is range
+
+
 def has_neighbours(adjacency: Any) -> bool:
     """True when some unit of ``w.sparse`` has a neighbour besides itself (what
     `simulated_blocks` needs: esda draws nothing otherwise)."""

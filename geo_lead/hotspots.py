@@ -538,7 +538,7 @@ GISTAR_COLUMNS: tuple[str, ...] = ("gi_z", "p_sim", "p_two_sided")
 
 def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | None:
     """sha256 of y, the weights (ids, neighbours and weights in ``w.id_order``), R, seed, the
-    package's code and esda/libpysal/numpy/scipy versions; None for weights without
+    package's code and esda/libpysal/numpy/scipy/numba versions; None for weights without
     ``neighbors``/``weights``/``id_order`` (not cached)."""
     from geo_lead import result_cache
 
@@ -548,7 +548,7 @@ def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | No
     except (AttributeError, KeyError, TypeError):
         return None
     return result_cache.digest([GISTAR_CACHE, result_cache.code_version(), result_cache.settings_version(),
-                                result_cache.library_versions("esda", "libpysal", "numpy", "scipy"),
+                                result_cache.library_versions("esda", "libpysal", "numpy", "scipy", "numba"),
                                 y.tobytes(), json.dumps(neigh), f"R={int(permutations)}", f"seed={int(seed)}",
                                 f"max={SIMULATION_VALUES_MAX}"])
 
@@ -572,9 +572,9 @@ def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame
     done, i = 0, 0
     while done < permutations:
         r = min(batch, permutations - done)
-        if gistar_crand.has_neighbours(g.w.sparse):
+        if gistar_crand.replicates_esda() and gistar_crand.has_neighbours(g.w.sparse):
             u, d = gistar_crand.extreme_counts(y, g.w.sparse, observed, r, seed + i)
-        else:  # no unit has a neighbour: esda's own crand decides what that gives
+        else:  # esda draws with numba, or no unit has a neighbour: esda's own crand decides
             u, d = _extreme_counts(observed, np.asarray(_g_local(y, w, r, seed + i).rGs, float))
         up, down, done, i = up + u, down + d, done + r, i + 1
     p = np.where(z > 0, (up + 1) / (permutations + 1), np.where(z < 0, (down + 1) / (permutations + 1), 1.0))
@@ -693,7 +693,7 @@ def _lattice_gistar(lattice: tuple[str, str], y: np.ndarray, weights: Callable[[
 
     y = np.asarray(y, dtype=float)
     key = result_cache.digest([GISTAR_LATTICE_CACHE, result_cache.code_version(), result_cache.settings_version(),
-                               result_cache.library_versions("esda", "libpysal", "numpy", "scipy"), *lattice,
+                               result_cache.library_versions("esda", "libpysal", "numpy", "scipy", "numba"), *lattice,
                                y.tobytes(), f"R={int(permutations)}", f"seed={int(seed)}"])
     hit = result_cache.read(GISTAR_LATTICE_CACHE, key)
     if hit is not None and all(len(hit.get(c, ())) == len(y) for c in GISTAR_COLUMNS):

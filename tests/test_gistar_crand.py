@@ -244,3 +244,23 @@ def test_gistar_neighborhoods_with_reused_weights_equals_the_computation(
     reused = hotspots.gistar_neighborhoods(nh, second, permutations=199)  # new counts: Gi* computed
     pd.testing.assert_frame_equal(pd.DataFrame(reused.drop(columns="geometry")),
                                   pd.DataFrame(oracle.drop(columns="geometry")), check_exact=True)
+
+
+def test_esda_draws_with_numpy_here_and_with_numba_esda_computes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without numba (this environment) esda's draws are numpy's and gistar_crand makes them;
+    were numba installed, esda's own crand would run (other draws), and the Gi* keys name
+    numba's version so no result of the one is reused for the other."""
+    assert gistar_crand.replicates_esda()
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path))
+    centres = np.array([(i, j) for i in range(5) for j in range(6)], float)
+    w = DistanceBand(centres, threshold=1.5, binary=True, silence_warnings=True)
+    y = np.random.default_rng(6).poisson(2.0, 30).astype(float)
+    ours = hotspots._gistar(y, w, 500, 3)
+    monkeypatch.setattr(gistar_crand, "replicates_esda", lambda: False)
+    monkeypatch.setattr(gistar_crand, "extreme_counts", lambda *a, **k: pytest.fail("not esda's crand"))
+    pd.testing.assert_frame_equal(hotspots._gistar(y, w, 500, 3), ours, check_exact=True)
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(result_cache, "library_versions", lambda *names: asked.append(names) or "v")
+    hotspots._gistar_key(y, w, 500, 3)
+    assert asked and all("numba" in names for names in asked)
