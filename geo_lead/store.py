@@ -187,6 +187,10 @@ RECORDS_RTREE = "rtree_records_geom"
 #: `Store.update_records` refills the whole records RTree (instead of replacing the updated
 #: records' entries) when it sets the points of at least this share of the records.
 RTREE_REBUILD_SHARE = 0.5
+#: Share of each node's cells a bulk-loaded RTree fills (`rtree_pages`): full nodes split on
+#: the next insert into them, so a rerun's few thousand new points, spread over the city,
+#: would split (and rewrite) most leaves; 70% is about what the module's own inserts leave.
+RTREE_FILL = 0.7
 #: Writes of at least this many rows that change no geometry run with the RTree triggers off
 #: (`Store._rtree_triggers_off`): evaluating them cost ~40% of a 200k-row insert.
 TRIGGERS_OFF_MIN_ROWS = 1_000
@@ -653,7 +657,8 @@ class Store:
 
         The index left is the one the triggers would leave: each such record with a point has
         its entry. When they are >= `RTREE_REBUILD_SHARE` of the records the whole index is
-        refilled bulk-loaded; else their entries are replaced. No-op without an index.
+        refilled bulk-loaded (`rtree_pages`, nodes `RTREE_FILL` full); else their entries are
+        replaced, found by id. No-op without an index.
         """
         rtree = RECORDS_RTREE
         if rtree not in self.tables():
@@ -663,7 +668,9 @@ class Store:
         if new >= RTREE_REBUILD_SHARE * self.count("records"):
             self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
             return
-        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id >= ?', (int(first_fid),))
+        # (by rowid, one lookup per new record: a range on the RTree's id scans every entry)
+        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN (SELECT fid FROM records WHERE fid >= ?)',
+                          (int(first_fid),))
         self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
                           f"WHERE fid >= ? AND {placed}", (int(first_fid),))
 
@@ -1664,19 +1671,24 @@ def _node_blobs(cells: np.ndarray, counts: np.ndarray, node_bytes: int, depth: i
     return [bytes(r) for r in raw]
 
 
-def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) -> RTreePages:
+def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int,
+                fill: float = RTREE_FILL) -> RTreePages:
     """An SQLite RTree of the points (`ids`, `x`, `y`), bulk-loaded (sort-tile-recursive).
 
     The shadow-table rows the rtree module's own inserts would produce up to the tree's
     shape: every point in one leaf cell (float32 box rounded outward, as the module rounds),
     each node's box the union of its cells, all leaves at one depth, node 1 the root.
-    `node_bytes`: the tree's node size (the length of its root node blob).
+    `node_bytes`: the tree's node size (the length of its root node blob); `fill`: the share
+    of a node's cells filled (at least 2), the rest left free for later inserts.
     """
     if not (ids.shape == x.shape == y.shape) or ids.ndim != 1:
         raise ValueError(f"rtree_pages: ids, x, y must be 1-d of one length ({ids.shape}, {x.shape}, {y.shape})")
-    per_node = (node_bytes - 4) // _RTREE_CELL.itemsize
-    if per_node < 2:
+    capacity = (node_bytes - 4) // _RTREE_CELL.itemsize
+    if capacity < 2:
         raise ValueError(f"rtree_pages: a node of {node_bytes} bytes holds fewer than 2 cells")
+    if not 0 < fill <= 1:
+        raise ValueError(f"rtree_pages: fill must be in (0, 1], not {fill}")
+    per_node = max(2, int(capacity * fill))
     n = len(ids)
     slices = max(1, int(np.ceil(np.sqrt(np.ceil(n / per_node)))))
     by_x = np.argsort(x, kind="stable")
@@ -1696,9 +1708,9 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
         root = k == 1
         numbers = np.array([1]) if root else np.arange(next_no, next_no + k)
         next_no += 0 if root else k
-        padded = np.zeros(k * per_node, _RTREE_CELL)
-        padded[:len(level)] = level
-        cells = padded.reshape(k, per_node)
+        padded = np.zeros((k, capacity), _RTREE_CELL)
+        padded.reshape(-1)[(np.arange(len(level)) // per_node) * capacity + np.arange(len(level)) % per_node] = level
+        cells = padded
         counts = np.minimum(per_node, len(level) - np.arange(k) * per_node)
         node.extend(zip(numbers.tolist(), _node_blobs(cells, counts, node_bytes, depth if root else 0), strict=True))
         owner = np.repeat(numbers, counts)
@@ -1710,7 +1722,7 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
             return RTreePages(node=node, rowid=rowid, parent=parent)
         up = np.zeros(k, _RTREE_CELL)
         up["id"] = numbers
-        valid = np.arange(per_node)[None, :] < counts[:, None]
+        valid = np.arange(capacity)[None, :] < counts[:, None]
         for lo, hi in (("minx", "maxx"), ("miny", "maxy")):
             up[lo] = np.where(valid, cells[lo].astype(np.float32), np.inf).min(axis=1)
             up[hi] = np.where(valid, cells[hi].astype(np.float32), -np.inf).max(axis=1)
