@@ -85,6 +85,10 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_match_type": (("match_type",), "ON records(match_type)"),
     # records without a point: the join's and the geocoder's "not placed" counts
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
+    # their match type (covering): the records without a point the geocoder has yet to try
+    # (`Store.ungeocoded_fids`) without reading each unmatched record's row (~0.2 s at 1M)
+    "records_unlocated_match": (("lon", "lat", "match_type"),
+                                "ON records(match_type) WHERE lon IS NULL OR lat IS NULL"),
     # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
     # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
@@ -1093,8 +1097,15 @@ class Store:
         """The sorted fids of the records `ungeocoded_records` reads (same `skip_unmatched`)."""
         if not skip_unmatched:
             return self._fids("lon IS NULL OR lat IS NULL")
-        return self._fids("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
-                          "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
+        if "records" not in self.tables():
+            return np.zeros(0, np.int64)
+        # (the planner takes records_unlocated, which reads every unmatched record's row)
+        by = ("INDEXED BY records_unlocated_match " if self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'records_unlocated_match'").fetchone()
+            else "")
+        sql = (f"SELECT fid FROM records {by}WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched' "
+               "UNION SELECT fid FROM records WHERE match_type IS NULL ORDER BY 1")
+        return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
 
     def placed_fids(self, unchecked_only: bool) -> np.ndarray:
         """The sorted fids of the records `placed_records` reads (same `unchecked_only`)."""

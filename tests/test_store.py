@@ -178,3 +178,40 @@ def test_json_meta(store_path: Path) -> None:
         assert store.get_json("k", default={}) == {}
         store.put_json("k", {"a": [1, 2]})
         assert store.get_json("k") == {"a": [1, 2]}
+
+
+def test_ungeocoded_fids_on_the_covering_index_and_on_a_store_made_before_it(store_path: Path) -> None:
+    """`ungeocoded_fids(skip_unmatched=True)` = the records never geocoded (NULL match_type)
+    or without a point and not ``unmatched``, brute force over every combination; the same on
+    a store made before ``records_unlocated_match`` existed, which `ensure_record_indexes`
+    then gives it (the migration), and the query then reads that index."""
+    import itertools
+
+    import numpy as np
+
+    combos = list(itertools.product([None, 1.0], [None, 2.0], [None, "unmatched", "block", "exact"]))
+    recs = _records(len(combos))
+    recs["lon"] = [c[0] for c in combos]
+    recs["lat"] = [c[1] for c in combos]
+    recs["match_type"] = [c[2] for c in combos]
+    expected = [i + 1 for i, (lon, lat, mt) in enumerate(combos)
+                if mt is None or ((lon is None or lat is None) and mt != "unmatched")]
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(recs, "t1")  # (inserted as given: no enrich, so no geom)
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        plan = " ".join(str(r[-1]) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT fid FROM records INDEXED BY records_unlocated_match "
+            "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched'"))
+        assert "records_unlocated_match" in plan
+        with store.write():
+            store.conn.execute("DROP INDEX records_unlocated_match")  # a store from before
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        with store.write():
+            store.ensure_record_indexes()
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_unlocated_match" in names
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        assert store.ungeocoded_fids(skip_unmatched=False).tolist() == [
+            i + 1 for i, (lon, lat, _) in enumerate(combos) if lon is None or lat is None]
+        assert isinstance(store.ungeocoded_fids(skip_unmatched=True), np.ndarray)
