@@ -85,10 +85,11 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_match_type": (("match_type",), "ON records(match_type)"),
     # records without a point: the join's and the geocoder's "not placed" counts
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
-    # their match type (covering): the records without a point the geocoder has yet to try
-    # (`Store.ungeocoded_fids`) without reading each unmatched record's row (~0.2 s at 1M)
-    "records_unlocated_match": (("lon", "lat", "match_type"),
-                                "ON records(match_type) WHERE lon IS NULL OR lat IS NULL"),
+    # their match type and neighborhood (covering): the records without a point the geocoder
+    # has yet to try (`Store.ungeocoded_fids`) and those of them with a name (`join_counts`)
+    # without reading each unmatched record's row (each ~0.2 s at 1M)
+    "records_unlocated_match": (("lon", "lat", "match_type", "neighborhood"),
+                                "ON records(match_type, neighborhood) WHERE lon IS NULL OR lat IS NULL"),
     # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
     # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
@@ -1074,9 +1075,11 @@ class Store:
         n = one("SELECT COUNT(*) FROM records").fetchone()[0]
         not_geo = one("SELECT COUNT(*) FROM records WHERE lon IS NULL OR lat IS NULL").fetchone()[0]
         named = one("SELECT COUNT(*) FROM records WHERE neighborhood > ''").fetchone()[0]
-        # (unary + keeps the planner on the small records_unlocated index)
-        named_unlocated = one("SELECT COUNT(*) FROM records WHERE (lon IS NULL OR lat IS NULL) "
-                              "AND +neighborhood > ''").fetchone()[0]
+        # (records_unlocated_match covers it; without it, unary + keeps the planner on the
+        # small records_unlocated index, reading those records' rows)
+        by = self._indexed_by("records_unlocated_match")
+        named_unlocated = one(f"SELECT COUNT(*) FROM records {by}WHERE (lon IS NULL OR lat IS NULL) "
+                              f"AND {'' if by else '+'}neighborhood > ''").fetchone()[0]
         joined = named - named_unlocated
         return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
                 "not_geocoded": int(not_geo)}
@@ -1089,6 +1092,13 @@ class Store:
         sql = "SELECT fid FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY fid"
         return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
 
+    def _indexed_by(self, index: str) -> str:
+        """``INDEXED BY <index> `` when the store has that index (stores made before it lack
+        it until `ensure_record_indexes`), else ""."""
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                  (index,)).fetchone()
+        return f"INDEXED BY {index} " if found else ""
+
     def record_fids(self) -> np.ndarray:
         """The fid of every record, sorted (for `read_records_at`)."""
         return self._fids()
@@ -1100,9 +1110,7 @@ class Store:
         if "records" not in self.tables():
             return np.zeros(0, np.int64)
         # (the planner takes records_unlocated, which reads every unmatched record's row)
-        by = ("INDEXED BY records_unlocated_match " if self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'records_unlocated_match'").fetchone()
-            else "")
+        by = self._indexed_by("records_unlocated_match")
         sql = (f"SELECT fid FROM records {by}WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched' "
                "UNION SELECT fid FROM records WHERE match_type IS NULL ORDER BY 1")
         return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)

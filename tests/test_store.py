@@ -194,6 +194,7 @@ def test_ungeocoded_fids_on_the_covering_index_and_on_a_store_made_before_it(sto
     recs["lon"] = [c[0] for c in combos]
     recs["lat"] = [c[1] for c in combos]
     recs["match_type"] = [c[2] for c in combos]
+    recs["neighborhood"] = ""
     expected = [i + 1 for i, (lon, lat, mt) in enumerate(combos)
                 if mt is None or ((lon is None or lat is None) and mt != "unmatched")]
     with opened(store_path) as store:
