@@ -216,3 +216,53 @@ def test_ungeocoded_fids_on_the_covering_index_and_on_a_store_made_before_it(sto
         assert store.ungeocoded_fids(skip_unmatched=False).tolist() == [
             i + 1 for i, (lon, lat, _) in enumerate(combos) if lon is None or lat is None]
         assert isinstance(store.ungeocoded_fids(skip_unmatched=True), np.ndarray)
+
+
+def test_year_and_month_reads_on_the_month_index_and_on_a_store_made_before_it(store_path: Path) -> None:
+    """`records_of_years`, `iter_record_rows(month=)` and `record_months` give what a prefix
+    test in Python gives, odd values included, on the ``records_occurred_month`` index, on a
+    store made before it (``records_occurred`` on the whole value), and after the migration
+    `ensure_record_indexes` does (old index dropped, new one made, and read)."""
+    values = ["2017-05-01T10:00:00", "2017-05", "2017-05-", "2017-", "2017", "", None, "2016-12-31T23:59:59",
+              "2017.5", " 2017-05-01", "2017-051", "2017-05-31T23:59:59", "2018-01-01T00:00:00", "abcd-ef-gh",
+              "2017-05-01", "20170501"]
+    recs = _records(len(values))
+    recs["occurred_at"] = values
+
+    def expected_years(year: int) -> list[str]:
+        return [r for r, v in zip(recs["record_id"], values, strict=True) if v is not None and v.startswith(f"{year}-")]
+
+    def expected_month(month: str) -> list[str]:
+        return [r for r, v in zip(recs["record_id"], values, strict=True) if v is not None and v.startswith(f"{month}-")]
+
+    def check(store: object) -> None:
+        for years in ([2017], [2016, 2018], [2017, 2018], [2019]):
+            got = store.records_of_years(["record_id"], years)["record_id"].tolist()  # type: ignore[attr-defined]
+            want = {x for y in years for x in expected_years(y)}
+            assert got == [r for r in recs["record_id"] if r in want], years
+        for month in ("2017-05", "2016-12", "2017", "2017-05-0", "2017-05-01T1", "2019-01"):
+            frames = store.iter_record_rows(["record_id"], month)  # type: ignore[attr-defined]
+            assert [r for f in frames for r in f["record_id"]] == expected_month(month), month
+        months = store.record_months()  # type: ignore[attr-defined]
+        assert sorted(months, key=str) == sorted({None if v is None else v[:7] for v in values}, key=str)
+        assert len(months) == len(set(months))
+
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(recs, "t1")
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_occurred_month" in names and "records_occurred" not in names
+        check(store)
+        plan = " ".join(str(r[-1]) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT fid FROM records WHERE occurred_at >= '2017-' AND occurred_at < '2017.' "
+            "AND substr(occurred_at, 1, 8) >= '2017-' AND substr(occurred_at, 1, 8) < '2017.'"))
+        assert "records_occurred_month" in plan
+        with store.write():  # a store made before: the whole-value index only
+            store.conn.execute("DROP INDEX records_occurred_month")
+            store.conn.execute("CREATE INDEX records_occurred ON records(occurred_at)")
+        check(store)
+        with store.write():
+            store.ensure_record_indexes()
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_occurred_month" in names and "records_occurred" not in names
+        check(store)
