@@ -1027,6 +1027,13 @@ class Store:
             out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
         return out
 
+    def is_empty(self, table: str) -> bool:
+        """Whether `table` has no row (or does not exist): one row looked at, not a count of
+        every row (a COUNT(*) of a million records reads a whole index, ~0.05 s cold)."""
+        if table not in self.tables():
+            return True
+        return self.conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is None
+
     def count(self, table: str, where: str = "") -> int:
         """Rows of `table` (0 when it does not exist), optionally only those matching `where`."""
         if table not in self.tables():

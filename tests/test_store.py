@@ -266,3 +266,14 @@ def test_year_and_month_reads_on_the_month_index_and_on_a_store_made_before_it(s
         names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "records_occurred_month" in names and "records_occurred" not in names
         check(store)
+
+
+def test_is_empty(store_path: Path) -> None:
+    with opened(store_path) as store:
+        assert store.is_empty("records") and store.is_empty("no_such_table")
+        with store.write():
+            store.upsert_records(_records(1), "t1")
+        assert not store.is_empty("records") and store.is_empty("rejects")
+        with store.write():
+            store.conn.execute("DELETE FROM records")
+        assert store.is_empty("records") == (store.count("records") == 0)

@@ -436,7 +436,7 @@ class NewRecordGeocoder:
         stage would do."""
         have = set(store.columns("records"))
         self.beat_index = bc.shipped_index() if "beat" in have else None
-        if store.count("records") == 0:
+        if store.is_empty("records"):
             return True
         if not {"lon", "lat", "match_type"} <= have or store.get_json(META_REFERENCE_HASH) != self.ref_hash:
             return False
