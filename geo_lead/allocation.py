@@ -116,9 +116,44 @@ class ProjectedUnits:
 
     @classmethod
     def from_frame(cls, neighborhoods: gpd.GeoDataFrame, name_column: str = "NH_NAME") -> ProjectedUnits:
-        """The units of a GeoDataFrame in any CRS, projected to EPSG:2246."""
-        polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
-        return cls(polys, neighborhoods[name_column].astype(str).to_numpy(dtype=object))
+        """The units of a GeoDataFrame in any CRS, projected to EPSG:2246 (once per process
+        for the same CRS, names and geometry: the join projects them for every chunk)."""
+        names = neighborhoods[name_column].astype(str).to_numpy(dtype=object)
+        key = _digest(neighborhoods.crs.to_wkt() if neighborhoods.crs is not None else None,
+                      names, neighborhoods.geometry.to_numpy())
+        hit = _UNITS_MEMO.get(key)
+        if hit is None:
+            polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
+            hit = _remember(_UNITS_MEMO, key, (polys, names))
+        return cls(hit[0].copy(), hit[1].copy())
+
+
+#: Per-process memos of geometry made from unchanged inputs (key: `_digest` of the inputs),
+#: at most `GEOMETRY_MEMO_SIZE` entries each: `ProjectedUnits.from_frame`'s projected units,
+#: `_deep_cores`' shrunk units.
+_UNITS_MEMO: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_CORE_MEMO: dict[str, list[Any]] = {}
+GEOMETRY_MEMO_SIZE = 4
+
+
+def _digest(crs_wkt: str | None, names: Any, geoms: np.ndarray, *extra: object) -> str:
+    """sha256 of a CRS (WKT), names, geometries (WKB; None as empty) and `extra` values."""
+    import hashlib
+
+    h = hashlib.sha256(repr((crs_wkt, len(geoms), extra)).encode())
+    h.update("\x1f".join(map(str, names)).encode())
+    for wkb in shapely.to_wkb(np.asarray(geoms, dtype=object), hex=False).tolist():
+        blob = b"" if wkb is None else wkb
+        h.update(len(blob).to_bytes(8, "little") + blob)
+    return h.hexdigest()
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any) -> Any:
+    """Put `value` in `memo` under `key` (the oldest entries out past `GEOMETRY_MEMO_SIZE`)."""
+    while len(memo) >= GEOMETRY_MEMO_SIZE:
+        memo.pop(next(iter(memo)))
+    memo[key] = value
+    return value
 
 
 def near_units_xy(x: np.ndarray, y: np.ndarray, units: ProjectedUnits, tolerance_ft: float,
@@ -186,18 +221,35 @@ def _deep_inside(x: np.ndarray, y: np.ndarray, own: np.ndarray, polygons: np.nda
     deep = np.zeros(len(x), dtype=bool)
     order = np.argsort(own, kind="stable")
     cuts = np.searchsorted(own[order], np.arange(len(polygons) + 1))
+    if not len(x):
+        return deep
+    cores = _deep_cores(polygons, tol)
     for pos, poly in enumerate(polygons):
         mine = order[cuts[pos]:cuts[pos + 1]]
         if not len(mine) or poly is None or shapely.is_empty(poly):
             continue
-        # buffer() draws the rounded inner corners as chords, which come up to
-        # up to tol * (1 - cos(pi / 32)) (0.24 ft at 50 ft, quad_segs=8) closer to the edge than
-        # tol: shrink by a little more, so every point skipped here is truly deeper than tol
-        core = shapely.buffer(poly, -tol * (1 + CORE_MARGIN_SHARE)) if tol > 0 else poly
-        shapely.prepare(core)
+        if cores[pos] is _NOT_MADE:
+            # buffer() draws the rounded inner corners as chords, which come up to
+            # up to tol * (1 - cos(pi / 32)) (0.24 ft at 50 ft, quad_segs=8) closer to the edge
+            # than tol: shrink by a little more, so every point skipped here is truly deeper than tol
+            cores[pos] = shapely.buffer(poly, -tol * (1 + CORE_MARGIN_SHARE)) if tol > 0 else poly
+            shapely.prepare(cores[pos])
         # a point has no boundary: "contains" is "contains properly" for it
-        deep[mine] = shapely.contains_xy(core, x[mine], y[mine])
+        deep[mine] = shapely.contains_xy(cores[pos], x[mine], y[mine])
     return deep
+
+
+#: A unit's core not shrunk yet (`_deep_cores`).
+_NOT_MADE = object()
+
+
+def _deep_cores(polygons: np.ndarray, tol: float) -> list[Any]:
+    """The units' cores (`_deep_inside` shrinks a unit when a point first needs it), one list
+    per process for the same polygons (WKB) and tolerance: each chunk of the join tests
+    points against the same shrunk units."""
+    key = _digest(None, (), polygons, float(tol), CORE_MARGIN_SHARE)
+    hit = _CORE_MEMO.get(key)
+    return hit if hit is not None else _remember(_CORE_MEMO, key, [_NOT_MADE] * len(polygons))
 
 
 def _units_within(x: np.ndarray, y: np.ndarray, polygons: np.ndarray,
@@ -331,23 +383,79 @@ class _BeatPairs:
         return cls(rec, unit, key.reshape(-1), keys)
 
 
-def _settle_pieces(pairs: _BeatPairs, beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
-                   tol: float, name_column: str) -> np.ndarray:
-    """The polygonal (shrunk beat n unit) piece of every distinct key (None: no such piece)."""
+@dataclass
+class _SettleGeometry:
+    """The beats shrunk by the tolerance and the units, both in EPSG:2246, and the
+    (shrunk beat n unit) pieces made from them so far (`_settle_geometry`)."""
+
+    shrunk: dict[str, Any]
+    unit_geom: dict[str, Any]
+    pieces: dict[tuple[str, str], Any]
+
+    def piece(self, beat: str, unit: str) -> Any:
+        """The polygonal (shrunk beat n unit) piece, or None (no such beat, unit or piece)."""
+        key = (beat, unit)
+        if key not in self.pieces:
+            poly, ug = self.shrunk.get(beat), self.unit_geom.get(unit)
+            cut = None
+            if poly is not None and ug is not None and not poly.is_empty:
+                cut = _polygonal(shapely.intersection(poly, ug))
+            self.pieces[key] = cut if cut is not None and cut.area > 0 else None
+        return self.pieces[key]
+
+
+#: `_settle_geometry`'s memo (key -> geometry), at most `SETTLE_MEMO_SIZE` entries.
+_SETTLE_MEMO: dict[str, _SettleGeometry] = {}
+#: Distinct (beats, units, tolerance) a process keeps the settling geometry of.
+SETTLE_MEMO_SIZE = 4
+
+
+def settle_geometry_key(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, tol: float,
+                        name_column: str) -> str:
+    """sha256 of everything `_settle_geometry` builds from: the beats' codes, geometry (WKB)
+    and CRS, the units' names (`name_column`), geometry and CRS, and the tolerance."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for frame, col in ((beats, "beat"), (neighborhoods, name_column)):
+        h.update(repr((col, frame.crs.to_wkt() if frame.crs is not None else None, len(frame))).encode())
+        h.update("\x1f".join(frame[col].astype(str)).encode())
+        h.update(b"\x1e")
+        for wkb in shapely.to_wkb(frame.geometry.to_numpy(), hex=False).tolist():
+            h.update(len(wkb).to_bytes(8, "little") + wkb)
+    h.update(repr(float(tol)).encode())
+    return h.hexdigest()
+
+
+def _settle_geometry(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, tol: float,
+                     name_column: str) -> _SettleGeometry:
+    """The beats shrunk by `tol` and the units in EPSG:2246, made once per process for the
+    same inputs (`settle_geometry_key`): the join settles each chunk of records with the same
+    beats, and buffering every beat polygon cost ~0.15 s per chunk."""
     from geo_lead.beats import normalize_beat
 
+    key = settle_geometry_key(beats, neighborhoods, tol, name_column)
+    hit = _SETTLE_MEMO.get(key)
+    if hit is not None:
+        return hit
     proj_beats = beats.to_crs(settings.CRS_PROJECTED)
     shrunk = dict(zip(proj_beats["beat"].astype(str).map(normalize_beat),
                       shapely.buffer(proj_beats.geometry.to_numpy(), -tol), strict=True))
     nh = neighborhoods.to_crs(settings.CRS_PROJECTED)
-    unit_geom = dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True))
+    made = _SettleGeometry(shrunk, dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True)), {})
+    while len(_SETTLE_MEMO) >= SETTLE_MEMO_SIZE:
+        _SETTLE_MEMO.pop(next(iter(_SETTLE_MEMO)))
+    _SETTLE_MEMO[key] = made
+    return made
+
+
+def _settle_pieces(pairs: _BeatPairs, beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
+                   tol: float, name_column: str) -> np.ndarray:
+    """The polygonal (shrunk beat n unit) piece of every distinct key (None: no such piece)."""
+    geometry = _settle_geometry(beats, neighborhoods, tol, name_column)
     pieces = np.full(len(pairs.keys), None, dtype=object)
     for i, (beat, unit) in enumerate(pairs.keys):
-        poly, ug = shrunk.get(beat), unit_geom.get(unit)
-        if poly is None or ug is None or poly.is_empty:
-            continue
-        cut = _polygonal(shapely.intersection(poly, ug))
-        pieces[i] = cut if cut is not None and cut.area > 0 else None
+        pieces[i] = geometry.piece(beat, unit)
     return pieces
 
 

@@ -19,6 +19,8 @@ This module never touches the store.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -152,16 +154,33 @@ def load_divisions(path: Path = settings.DIVISIONS_FILE) -> gpd.GeoDataFrame:
     return gdf
 
 
+#: Beat files read in this process: (resolved path, sha256 of the bytes) -> the projected,
+#: valid frame (`_read`); at most `READ_MAX` of them.
+_READ: dict[tuple[str, str], gpd.GeoDataFrame] = {}
+READ_MAX = 4
+
+
 def _read(path: Path) -> gpd.GeoDataFrame:
+    """The beat file at `path` in EPSG:2246, every geometry valid; parsed, projected and
+    repaired once per process per content (sha256 of its bytes: a run's ingest and join both
+    load the beats), each caller given its own copy."""
     import geopandas as gpd
 
     if not Path(path).exists():
         raise GeoLeadError(f"{path}: beat file missing; run `geo-lead boundaries rebuild`.")
-    gdf = gpd.read_file(path)
-    if gdf.crs is None:
-        raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
-    gdf = gdf.to_crs(settings.CRS_PROJECTED)
-    return gdf.set_geometry(gdf.geometry.make_valid())
+    raw = Path(path).read_bytes()
+    key = (str(Path(path).resolve()), hashlib.sha256(raw).hexdigest())
+    gdf = _READ.get(key)
+    if gdf is None:
+        gdf = gpd.read_file(io.BytesIO(raw))
+        if gdf.crs is None:
+            raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
+        gdf = gdf.to_crs(settings.CRS_PROJECTED)
+        gdf = gdf.set_geometry(gdf.geometry.make_valid())
+        while len(_READ) >= READ_MAX:
+            _READ.pop(next(iter(_READ)))
+        _READ[key] = gdf
+    return gdf.copy()
 
 
 # --- beats without pandas: the geocoder's and the officer's view ----------------------------

@@ -89,7 +89,7 @@ class Enricher:
         plan = JoinPlan.make(tolerance_ft=self.tolerance_ft)
         if plan.neighborhoods.crs is not None and plan.neighborhoods.crs != settings.CRS_STORE:
             plan = dataclasses.replace(plan, neighborhoods=plan.neighborhoods.to_crs(settings.CRS_STORE))
-        empty = store.count("records") == 0
+        empty = store.is_empty("records")
         if not geocoding.is_complete(store) or not (empty or (plan.is_current(store)
                                                              and not store.unjoined_fids().size)):
             log.info("records ingested without their geocode and neighborhood: the store has "

@@ -85,6 +85,11 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     "records_match_type": (("match_type",), "ON records(match_type)"),
     # records without a point: the join's and the geocoder's "not placed" counts
     "records_unlocated": (("lon", "lat"), "ON records(fid) WHERE lon IS NULL OR lat IS NULL"),
+    # their match type and neighborhood (covering): the records without a point the geocoder
+    # has yet to try (`Store.ungeocoded_fids`) and those of them with a name (`join_counts`)
+    # without reading each unmatched record's row (each ~0.2 s at 1M)
+    "records_unlocated_match": (("lon", "lat", "match_type", "neighborhood"),
+                                "ON records(match_type, neighborhood) WHERE lon IS NULL OR lat IS NULL"),
     # the incremental join's "join me" rows (IS NULL) and the joined count (covering)
     "records_neighborhood": (("neighborhood",), "ON records(neighborhood)"),
     # placed records not yet checked against their beat (`geocode.beat_check.refresh_store`)
@@ -94,11 +99,17 @@ RECORD_INDEXES: dict[str, tuple[tuple[str, ...], str]] = {
     # the beat check reads this index, not every record)
     "records_match_beat": (("match_type", "beat_check"),
                            "ON records(match_type, beat_check) WHERE beat_check IS NOT NULL"),
+    # records of a year / month (`records_of_years`, `iter_record_rows`): see _CORE_DDL
+    "records_occurred_month": (("occurred_at",), "ON records(substr(occurred_at, 1, 8))"),
     # the maps' records of the default indicator (`maps.read_map_records`)
     "records_lead_eligible": (("lead_eligible",), 'ON records(fid) WHERE COALESCE("lead_eligible", 0) <> 0'),
     # the report's count of opiate records (`Store.count_flagged`; ~10% of them)
     "records_opiate": (("opiate",), 'ON records(fid) WHERE COALESCE("opiate", 0) <> 0'),
 }
+
+#: Indexes of older stores that `Store.ensure_record_indexes` drops: ``records_occurred``
+#: (whole ``occurred_at``; replaced by ``records_occurred_month``).
+RETIRED_INDEXES: tuple[str, ...] = ("records_occurred",)
 
 #: The run manifest (`geo_lead.manifest`): one row per `geo-lead run`.
 RUNS_TABLE = "runs"
@@ -187,6 +198,10 @@ RECORDS_RTREE = "rtree_records_geom"
 #: `Store.update_records` refills the whole records RTree (instead of replacing the updated
 #: records' entries) when it sets the points of at least this share of the records.
 RTREE_REBUILD_SHARE = 0.5
+#: Share of each node's cells a bulk-loaded RTree fills (`rtree_pages`): full nodes split on
+#: the next insert into them, so a rerun's few thousand new points, spread over the city,
+#: would split (and rewrite) most leaves; 70% is about what the module's own inserts leave.
+RTREE_FILL = 0.7
 #: Writes of at least this many rows that change no geometry run with the RTree triggers off
 #: (`Store._rtree_triggers_off`): evaluating them cost ~40% of a 200k-row insert.
 TRIGGERS_OFF_MIN_ROWS = 1_000
@@ -427,8 +442,11 @@ class Store:
                 self.conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{col}" {_sql_type(col, frame[col].dtype)}')
 
     def ensure_record_indexes(self) -> None:
-        """Create the `RECORD_INDEXES` whose columns exist (inside the caller's transaction)."""
+        """Create the `RECORD_INDEXES` whose columns exist and drop `RETIRED_INDEXES` (inside
+        the caller's transaction): an older store's migration."""
         have = set(self.columns("records"))
+        for name in RETIRED_INDEXES:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         for name, (cols, ddl) in RECORD_INDEXES.items():
             if set(cols) <= have:
                 self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {ddl}")
@@ -653,7 +671,8 @@ class Store:
 
         The index left is the one the triggers would leave: each such record with a point has
         its entry. When they are >= `RTREE_REBUILD_SHARE` of the records the whole index is
-        refilled bulk-loaded; else their entries are replaced. No-op without an index.
+        refilled bulk-loaded (`rtree_pages`, nodes `RTREE_FILL` full); else their entries are
+        replaced, found by id. No-op without an index.
         """
         rtree = RECORDS_RTREE
         if rtree not in self.tables():
@@ -663,7 +682,9 @@ class Store:
         if new >= RTREE_REBUILD_SHARE * self.count("records"):
             self._refill_rtree(rtree, f"SELECT fid, lon, lat FROM records WHERE {placed}")
             return
-        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id >= ?', (int(first_fid),))
+        # (by rowid, one lookup per new record: a range on the RTree's id scans every entry)
+        self.conn.execute(f'DELETE FROM "{rtree}" WHERE id IN (SELECT fid FROM records WHERE fid >= ?)',
+                          (int(first_fid),))
         self.conn.execute(f'INSERT INTO "{rtree}" SELECT fid, lon, lon, lat, lat FROM records '
                           f"WHERE fid >= ? AND {placed}", (int(first_fid),))
 
@@ -1006,6 +1027,13 @@ class Store:
             out[str(name)] = {"source": source or "", "first": first or "", "last": last or "", "years": years}
         return out
 
+    def is_empty(self, table: str) -> bool:
+        """Whether `table` has no row (or does not exist): one row looked at, not a count of
+        every row (a COUNT(*) of a million records reads a whole index, ~0.05 s cold)."""
+        if table not in self.tables():
+            return True
+        return self.conn.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is None
+
     def count(self, table: str, where: str = "") -> int:
         """Rows of `table` (0 when it does not exist), optionally only those matching `where`."""
         if table not in self.tables():
@@ -1063,9 +1091,11 @@ class Store:
         n = one("SELECT COUNT(*) FROM records").fetchone()[0]
         not_geo = one("SELECT COUNT(*) FROM records WHERE lon IS NULL OR lat IS NULL").fetchone()[0]
         named = one("SELECT COUNT(*) FROM records WHERE neighborhood > ''").fetchone()[0]
-        # (unary + keeps the planner on the small records_unlocated index)
-        named_unlocated = one("SELECT COUNT(*) FROM records WHERE (lon IS NULL OR lat IS NULL) "
-                              "AND +neighborhood > ''").fetchone()[0]
+        # (records_unlocated_match covers it; without it, unary + keeps the planner on the
+        # small records_unlocated index, reading those records' rows)
+        by = self._indexed_by("records_unlocated_match")
+        named_unlocated = one(f"SELECT COUNT(*) FROM records {by}WHERE (lon IS NULL OR lat IS NULL) "
+                              f"AND {'' if by else '+'}neighborhood > ''").fetchone()[0]
         joined = named - named_unlocated
         return {"records": int(n), "joined": int(joined), "outside": int(n - not_geo - joined),
                 "not_geocoded": int(not_geo)}
@@ -1078,6 +1108,13 @@ class Store:
         sql = "SELECT fid FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY fid"
         return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
 
+    def _indexed_by(self, index: str) -> str:
+        """``INDEXED BY <index> `` when the store has that index (stores made before it lack
+        it until `ensure_record_indexes`), else ""."""
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                  (index,)).fetchone()
+        return f"INDEXED BY {index} " if found else ""
+
     def record_fids(self) -> np.ndarray:
         """The fid of every record, sorted (for `read_records_at`)."""
         return self._fids()
@@ -1086,8 +1123,13 @@ class Store:
         """The sorted fids of the records `ungeocoded_records` reads (same `skip_unmatched`)."""
         if not skip_unmatched:
             return self._fids("lon IS NULL OR lat IS NULL")
-        return self._fids("fid IN (SELECT fid FROM records WHERE match_type IS NULL UNION SELECT fid FROM records "
-                          "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched')")
+        if "records" not in self.tables():
+            return np.zeros(0, np.int64)
+        # (the planner takes records_unlocated, which reads every unmatched record's row)
+        by = self._indexed_by("records_unlocated_match")
+        sql = (f"SELECT fid FROM records {by}WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched' "
+               "UNION SELECT fid FROM records WHERE match_type IS NULL ORDER BY 1")
+        return np.fromiter((r[0] for r in self.conn.execute(sql)), dtype=np.int64)
 
     def placed_fids(self, unchecked_only: bool) -> np.ndarray:
         """The sorted fids of the records `placed_records` reads (same `unchecked_only`)."""
@@ -1158,8 +1200,12 @@ class Store:
         `years`, in fid order: the records of those calendar years when `odd_record_dates` is 0."""
         if not years:
             return self.read_records(columns, where="0")
-        where = " OR ".join(["(occurred_at >= ? AND occurred_at < ?)"] * len(years))
-        params = [v for y in years for v in (f"{int(y):04d}-", f"{int(y):04d}.")]  # "." follows "-"
+        # "." follows "-": the value starts with "YYYY-"; said of the whole value and of its
+        # first 8 characters (the same test), so either index serves (records_occurred_month,
+        # or an older store's records_occurred until its next ingest drops it)
+        where = " OR ".join(["(occurred_at >= ? AND occurred_at < ? AND substr(occurred_at, 1, 8) >= ? "
+                             "AND substr(occurred_at, 1, 8) < ?)"] * len(years))
+        params = [v for y in years for v in (f"{int(y):04d}-", f"{int(y):04d}.") * 2]
         with self.scan_cache():
             return self.read_records(columns, where=f"({where}) ORDER BY fid", params=params)
 
@@ -1384,7 +1430,9 @@ class Store:
     # records: export (geo_lead.export)
     def record_months(self) -> list[str | None]:
         """The distinct ``substr(occurred_at, 1, 7)`` of the records (unordered; None for NULL)."""
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT substr(occurred_at, 1, 7) FROM records").fetchall()]
+        # (the first 7 of the indexed first 8 characters: a scan of records_occurred_month)
+        eight = self.conn.execute("SELECT DISTINCT substr(occurred_at, 1, 8) FROM records").fetchall()
+        return list(dict.fromkeys(None if r[0] is None else str(r[0])[:7] for r in eight))
 
     def iter_record_rows(self, columns: Sequence[str], month: str | None = None,
                          chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
@@ -1396,9 +1444,14 @@ class Store:
         if month == "unknown":
             sql += f" WHERE occurred_at IS NULL OR NOT (occurred_at GLOB '{_ISO_MONTH_GLOB}')"
         elif month is not None:
-            # A range on the occurred_at index: 'YYYY-MM-' <= value < 'YYYY-MM.' ('.' follows '-').
+            # 'YYYY-MM-' <= value < 'YYYY-MM.' ('.' follows '-'): the value starts with
+            # 'YYYY-MM-'; said of its first 8 characters too (the same test for a prefix of
+            # at most 8), for records_occurred_month
             sql += " WHERE occurred_at >= ? AND occurred_at < ?"
             params = (f"{month}-", f"{month}.")
+            if len(params[0]) <= 8:
+                sql += " AND substr(occurred_at, 1, 8) >= ? AND substr(occurred_at, 1, 8) < ?"
+                params = params * 2
         cur = self.conn.execute(sql + " ORDER BY fid", params)
         while rows := cur.fetchmany(chunk_rows):
             yield pd.DataFrame(rows, columns=list(columns))
@@ -1664,19 +1717,24 @@ def _node_blobs(cells: np.ndarray, counts: np.ndarray, node_bytes: int, depth: i
     return [bytes(r) for r in raw]
 
 
-def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) -> RTreePages:
+def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int,
+                fill: float = RTREE_FILL) -> RTreePages:
     """An SQLite RTree of the points (`ids`, `x`, `y`), bulk-loaded (sort-tile-recursive).
 
     The shadow-table rows the rtree module's own inserts would produce up to the tree's
     shape: every point in one leaf cell (float32 box rounded outward, as the module rounds),
     each node's box the union of its cells, all leaves at one depth, node 1 the root.
-    `node_bytes`: the tree's node size (the length of its root node blob).
+    `node_bytes`: the tree's node size (the length of its root node blob); `fill`: the share
+    of a node's cells filled (at least 2), the rest left free for later inserts.
     """
     if not (ids.shape == x.shape == y.shape) or ids.ndim != 1:
         raise ValueError(f"rtree_pages: ids, x, y must be 1-d of one length ({ids.shape}, {x.shape}, {y.shape})")
-    per_node = (node_bytes - 4) // _RTREE_CELL.itemsize
-    if per_node < 2:
+    capacity = (node_bytes - 4) // _RTREE_CELL.itemsize
+    if capacity < 2:
         raise ValueError(f"rtree_pages: a node of {node_bytes} bytes holds fewer than 2 cells")
+    if not 0 < fill <= 1:
+        raise ValueError(f"rtree_pages: fill must be in (0, 1], not {fill}")
+    per_node = max(2, int(capacity * fill))
     n = len(ids)
     slices = max(1, int(np.ceil(np.sqrt(np.ceil(n / per_node)))))
     by_x = np.argsort(x, kind="stable")
@@ -1696,9 +1754,9 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
         root = k == 1
         numbers = np.array([1]) if root else np.arange(next_no, next_no + k)
         next_no += 0 if root else k
-        padded = np.zeros(k * per_node, _RTREE_CELL)
-        padded[:len(level)] = level
-        cells = padded.reshape(k, per_node)
+        padded = np.zeros((k, capacity), _RTREE_CELL)
+        padded.reshape(-1)[(np.arange(len(level)) // per_node) * capacity + np.arange(len(level)) % per_node] = level
+        cells = padded
         counts = np.minimum(per_node, len(level) - np.arange(k) * per_node)
         node.extend(zip(numbers.tolist(), _node_blobs(cells, counts, node_bytes, depth if root else 0), strict=True))
         owner = np.repeat(numbers, counts)
@@ -1710,7 +1768,7 @@ def rtree_pages(ids: np.ndarray, x: np.ndarray, y: np.ndarray, node_bytes: int) 
             return RTreePages(node=node, rowid=rowid, parent=parent)
         up = np.zeros(k, _RTREE_CELL)
         up["id"] = numbers
-        valid = np.arange(per_node)[None, :] < counts[:, None]
+        valid = np.arange(capacity)[None, :] < counts[:, None]
         for lo, hi in (("minx", "maxx"), ("miny", "maxy")):
             up[lo] = np.where(valid, cells[lo].astype(np.float32), np.inf).min(axis=1)
             up[hi] = np.where(valid, cells[hi].astype(np.float32), -np.inf).max(axis=1)
@@ -1738,7 +1796,10 @@ _CORE_DDL = (
         division TEXT, beat TEXT, premise TEXT, address_raw TEXT, city TEXT, zip TEXT,
         source_file TEXT, source_line INTEGER, content_hash TEXT, ingested_at TEXT,
         updated_at TEXT)""",
-    "CREATE INDEX IF NOT EXISTS records_occurred ON records(occurred_at)",
+    # the month prefix 'YYYY-MM-', not the whole date: a new record goes at the end of its
+    # month's entries (rowid order), so an ingest touches a page per month, not one per record
+    # (10k records into a 1M store: ~5,000 pages of a records(occurred_at) index rewritten)
+    "CREATE INDEX IF NOT EXISTS records_occurred_month ON records(substr(occurred_at, 1, 8))",
     """CREATE TABLE IF NOT EXISTS rejects (fid INTEGER PRIMARY KEY AUTOINCREMENT,
         source_file TEXT, file_sha256 TEXT, source_line INTEGER, reason TEXT, "column" TEXT,
         value TEXT, raw TEXT, ingested_at TEXT, UNIQUE (file_sha256, source_line, reason))""",

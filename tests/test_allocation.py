@@ -127,6 +127,47 @@ def test_settle_by_beat_takes_the_side_its_beat_is_on() -> None:
     assert unknown["boundary_units"].tolist() == ["A;B", "A;B", "B;D"]
 
 
+def test_settling_geometry_is_made_once_per_distinct_input() -> None:
+    """The shrunk beats and units are memoised by `settle_geometry_key`: the same inputs (new
+    frames, equal content) hit; a change of any input (beat codes, beat geometry, beats' CRS,
+    unit names, unit geometry, units' CRS, name column, tolerance) misses, and the settled
+    units equal those computed with an empty memo."""
+    from geo_lead import allocation
+
+    units = _units()
+    pts = _points([(1000, 500), (1010, 300), (1500, 1010)]).assign(beat=["111", "111", "222"])
+    beats = gpd.GeoDataFrame({"beat": ["111", "222"]},
+                             geometry=[box(0, 0, 1000, 1000), box(1000, 500, 2000, 1500)], crs=FT)
+    allocation._SETTLE_MEMO.clear()
+    first = join_records(pts, units, beats=beats)["boundary_units"].tolist()
+    made = allocation._settle_geometry(beats, units, 10.0, "NH_NAME")
+    assert allocation._settle_geometry(beats.copy(), units.copy(), 10.0, "NH_NAME") is made
+    assert join_records(pts, units, beats=beats.copy())["boundary_units"].tolist() == first == ["A", "A", "B;D"]
+    renamed = units.assign(NAME2=units["NH_NAME"])
+    changed = {
+        "beat codes": (beats.assign(beat=["112", "222"]), units, 10.0, "NH_NAME"),
+        "beat geometry": (beats.set_geometry([box(0, 0, 999, 1000), box(1000, 500, 2000, 1500)]),
+                          units, 10.0, "NH_NAME"),
+        "beats' CRS": (beats.set_crs(2245, allow_override=True), units, 10.0, "NH_NAME"),
+        "unit names": (beats, units.assign(NH_NAME=["A", "B", "C", "E"]), 10.0, "NH_NAME"),
+        "unit geometry": (beats, units.set_geometry([*units.geometry[:3], box(1000, 1000, 2000, 2100)]),
+                          10.0, "NH_NAME"),
+        "units' CRS": (beats, units.set_crs(2245, allow_override=True), 10.0, "NH_NAME"),
+        "name column": (beats, renamed.assign(NAME2=["A", "B", "C", "X"]), 10.0, "NAME2"),
+        "tolerance": (beats, units, 11.0, "NH_NAME"),
+    }
+    keys = {allocation.settle_geometry_key(beats, units, 10.0, "NH_NAME")}
+    for what, args in changed.items():
+        key = allocation.settle_geometry_key(*args)
+        assert key not in keys, what
+        keys.add(key)
+        assert allocation._settle_geometry(*args) is not made, what
+    # a memo full of other inputs evicts the oldest; results never depend on the memo
+    allocation._SETTLE_MEMO.clear()
+    assert join_records(pts, units, beats=beats)["boundary_units"].tolist() == first
+    assert len(allocation._SETTLE_MEMO) <= allocation.SETTLE_MEMO_SIZE
+
+
 def _scored(records: pd.DataFrame, rule: str) -> pd.DataFrame:
     units = _units().to_crs(settings.CRS_STORE)
     pop = np.array([1000.0, 1000.0, 1000.0, 1000.0])

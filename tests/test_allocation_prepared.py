@@ -107,3 +107,45 @@ def test_a_point_just_inside_the_tolerance_at_an_inner_corner_is_shared() -> Non
     got = join_records(recs, nh.to_crs(settings.CRS_STORE), tolerance_ft=50.0, beats=None)
     assert got["neighborhood"].tolist() == ["HIKES POINT"]
     assert set(got["boundary_units"].iloc[0].split(SEPARATOR)) == {"HIKES POINT", "UNNAMED #49"}
+
+
+def test_units_and_cores_are_made_once_per_distinct_input() -> None:
+    """`ProjectedUnits.from_frame` and the join's shrunk cores are memoised per process by
+    their inputs' content: equal inputs hit (same answers as with empty memos, the brute-force
+    loop's), and a change of the CRS, a name, a geometry or the tolerance misses."""
+    from geo_lead import allocation
+
+    nh = load_neighborhoods()
+    x, y = _near_edge_points(600, seed=11)
+    allocation._UNITS_MEMO.clear()
+    allocation._CORE_MEMO.clear()
+    units = ProjectedUnits.from_frame(nh)
+    assert len(allocation._UNITS_MEMO) == 1
+    again = ProjectedUnits.from_frame(nh.copy())
+    assert len(allocation._UNITS_MEMO) == 1  # a hit
+    assert all(a.equals(b) for a, b in zip(units.polygons, again.polygons, strict=True))
+    placed = np.zeros(len(x), dtype=bool)
+    for poly in units.polygons:
+        placed |= shapely.intersects_xy(poly, x, y)
+    own = np.full(len(x), -1)
+    for pos, poly in enumerate(units.polygons):
+        own[(own < 0) & shapely.intersects_xy(poly, x, y)] = pos
+    want = np.where(placed, _brute_near(x, y, 50.0), "")[placed]
+    first = near_units_xy(x[placed], y[placed], units, 50.0, own[placed])
+    assert len(allocation._CORE_MEMO) == 1
+    assert near_units_xy(x[placed], y[placed], again, 50.0, own[placed]).tolist() == first.tolist() == want.tolist()
+    assert len(allocation._CORE_MEMO) == 1  # the same cores
+    near_units_xy(x[placed], y[placed], units, 60.0, own[placed])
+    assert len(allocation._CORE_MEMO) == 2  # another tolerance: other cores
+    moved = nh.copy()
+    moved.loc[moved.index[0], "geometry"] = shapely.affinity.translate(moved.geometry.iloc[0], 1e-6, 0)
+    changed = [nh.to_crs(FT), nh.assign(NH_NAME=nh["NH_NAME"].astype(str) + "x"), moved]
+    for frame in changed:
+        before = len(allocation._UNITS_MEMO)
+        ProjectedUnits.from_frame(frame)
+        assert len(allocation._UNITS_MEMO) == min(before + 1, allocation.GEOMETRY_MEMO_SIZE)
+        assert allocation._digest(frame.crs.to_wkt(), frame["NH_NAME"].astype(str), frame.geometry.to_numpy()) \
+            not in {allocation._digest(nh.crs.to_wkt(), nh["NH_NAME"].astype(str), nh.geometry.to_numpy())}
+    moved_units = ProjectedUnits.from_frame(moved)
+    near_units_xy(x[placed], y[placed], moved_units, 50.0, own[placed])
+    assert len(allocation._CORE_MEMO) == 3  # moved geometry: other cores

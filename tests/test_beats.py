@@ -107,3 +107,28 @@ def test_index_geometry_is_shapely_in_feet() -> None:
     assert isinstance(geom, shapely.Geometry) and geom.is_valid
     assert geom.area / settings.SQFT_PER_SQMI == pytest.approx(123.6472e6 / settings.SQFT_PER_SQMI, rel=0.02)
     assert index.geometry("METRO") is None and not index.has("METRO")
+
+
+def test_beat_files_are_parsed_once_per_content(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`load_beats` parses a file once per process per content: a second load equals the
+    first and a direct geopandas read (projected, made valid), is a copy of its own, and a
+    file whose bytes changed is parsed again."""
+    import json
+
+    from geo_lead import beats as beats_mod
+
+    path = tmp_path / "beats.geojson"
+    path.write_bytes(settings.BEATS_FILE.read_bytes())
+    beats_mod._READ.clear()
+    first = load_beats(path)
+    direct = gpd.read_file(path).to_crs(settings.CRS_PROJECTED)
+    assert shapely.equals_exact(first.geometry.to_numpy(), direct.geometry.make_valid().to_numpy(), tolerance=0).all()
+    first.loc[first.index[0], "beat"] = "changed"
+    second = load_beats(path)
+    assert len(beats_mod._READ) == 1 and second.loc[second.index[0], "beat"] != "changed"
+    assert shapely.equals_exact(second.geometry.to_numpy(), first.geometry.to_numpy(), tolerance=0).all()
+    data = json.loads(path.read_text())
+    data["features"] = data["features"][1:]
+    path.write_text(json.dumps(data))
+    third = load_beats(path)
+    assert len(third) == len(first) - 1 and len(beats_mod._READ) == 2

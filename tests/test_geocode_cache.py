@@ -213,3 +213,32 @@ def test_unchanged_results_are_not_rewritten(store_path: Path, small_geocoder: G
         assert again["by_match_type"] == {"interpolated": 1, "unmatched": 1}
         rec = store.read_records(["record_id", "lon"]).set_index("record_id")
         assert rec.loc["r0", "lon"] == pytest.approx(-85.755, abs=1e-5)
+
+
+def test_beat_checks_once_per_key_and_beat_equal_per_record_checks() -> None:
+    """`_KeyResults` checks each distinct (key, beat as `normalize_beat` reads it) once; the
+    labels equal `beat_check.checks_for` record by record (shared keys, beat spellings that
+    read alike, no beat, unplaced keys)."""
+    import numpy as np
+    import pandas as pd
+
+    import geo_lead.geocode.beat_check as bc
+    from geo_lead.beats import read_beat_index
+    from geo_lead.geocode.cache import _KeyResults
+
+    index = read_beat_index()
+    rng = np.random.default_rng(3)
+    n_keys = 40
+    lon = rng.uniform(-85.85, -85.6, n_keys)
+    lat = rng.uniform(38.15, 38.3, n_keys)
+    lon[:3] = np.nan  # unmatched keys
+    table = pd.DataFrame({"lon": lon, "lat": lat, "score": 1.0, "match_type": "block",
+                          "matched_address": "x", "reason": ""})
+    at = rng.integers(0, n_keys, 600)
+    spellings = np.array(["111", " 111", "111.0", 111.0, "112", "113", "214", None, "", "NULL", "METRO", "999"],
+                         dtype=object)
+    beats = pd.Series(spellings[rng.integers(0, len(spellings), 600)], dtype=object)
+    got = _KeyResults(table).updates(pd.Series([f"r{i}" for i in range(600)]), beats, at, index)
+    want = bc.checks_for(lon[at], lat[at], beats.fillna(""), index)
+    assert got["beat_check"].tolist() == list(want)
+    assert {"same", "adjacent", "other", "no_beat", None} & set(got["beat_check"]) >= {"no_beat", None}

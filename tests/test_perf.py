@@ -185,9 +185,10 @@ def test_arrow_read_equals_sqlite_read(store_path: Path, monkeypatch: pytest.Mon
                 if c in plain:
                     plain[c] = plain[c].fillna(0).astype(bool)
             pd.testing.assert_frame_equal(fast, plain)
-        # the analysis columns go through Arrow; a covering-index scan (occurred_at,
-        # record_id: another row order) stays on sqlite3
-        assert used[1:] == [True, False, False]
+        # the analysis columns go through Arrow, and occurred_at alone (a table scan: its index
+        # is on the month prefix, records_occurred_month, so it covers no read of the value);
+        # a covering-index scan (record_id: another row order) stays on sqlite3
+        assert used[1:] == [True, True, False]
         with store.write():  # inside a transaction uncommitted rows must be seen: sqlite3
             store.conn.execute("UPDATE records SET neighborhood = 'X' WHERE record_id = 'r0'")
             assert store.read_records(["neighborhood", "lon"])["neighborhood"].iloc[0] == "X"
@@ -202,18 +203,25 @@ _ONE_SCAN_COUNTS = ("SELECT COUNT(*), COALESCE(SUM(lon IS NULL OR lat IS NULL), 
                     "FROM records")
 
 
-def test_indexed_join_counts_equal_the_one_scan_query(store_path: Path) -> None:
+@pytest.mark.parametrize("match_type", [False, True])
+def test_indexed_join_counts_equal_the_one_scan_query(store_path: Path, match_type: bool) -> None:
     """The four indexed counts give the one full-scan query's numbers, edge cases included
-    (a name on a record without a point, '' vs NULL neighborhoods)."""
+    (a name on a record without a point, '' vs NULL neighborhoods); with a ``match_type``
+    column the records without a point are counted on ``records_unlocated_match``."""
     nh = load_neighborhoods()
     pts = _points(nh)
     _make_store(store_path, [pts["RUSSELL"], pts["OUTSIDE"], None, pts["PORTLAND"], None], [1, 0, 1, 0, 0])
     store = open_store(store_path)
     try:
+        if match_type:
+            with store.write():
+                store.update_records(pd.DataFrame({"record_id": [f"r{i}" for i in range(5)],
+                                                   "match_type": ["block", "block", "unmatched", "exact", None]}))
         spatial_join.join_store(store, nh)
         names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        # (records_match_type comes with the geocoder's match_type column; none here)
+        # (records_match_type comes with the geocoder's match_type column)
         assert {"records_unlocated", "records_neighborhood", "records_lead_eligible"} <= names
+        assert ({"records_match_type", "records_unlocated_match"} <= names) == match_type
         with store.write():  # odd rows the pipeline never writes: the counts must still agree
             store.conn.execute("UPDATE records SET neighborhood = 'RUSSELL' WHERE record_id = 'r2'")
             store.conn.execute("UPDATE records SET neighborhood = NULL WHERE record_id = 'r3'")
@@ -221,6 +229,10 @@ def test_indexed_join_counts_equal_the_one_scan_query(store_path: Path) -> None:
         assert spatial_join.store_join_counts(store) == {
             "records": n, "joined": joined, "outside": n - not_geo - joined, "not_geocoded": not_geo}
         assert (n, not_geo, joined) == (5, 2, 1)
+        with store.write():  # a name on both records without a point
+            store.conn.execute("UPDATE records SET neighborhood = 'X' WHERE record_id IN ('r2', 'r4')")
+        assert spatial_join.store_join_counts(store)["joined"] == 1
+        assert spatial_join.store_join_counts(store)["not_geocoded"] == 2
         plan = " ".join(str(r[-1]) for r in store.conn.execute(
             "EXPLAIN QUERY PLAN SELECT fid FROM records WHERE neighborhood IS NULL"))
         assert "records_neighborhood" in plan  # the join's new records: no scan

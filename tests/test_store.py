@@ -178,3 +178,102 @@ def test_json_meta(store_path: Path) -> None:
         assert store.get_json("k", default={}) == {}
         store.put_json("k", {"a": [1, 2]})
         assert store.get_json("k") == {"a": [1, 2]}
+
+
+def test_ungeocoded_fids_on_the_covering_index_and_on_a_store_made_before_it(store_path: Path) -> None:
+    """`ungeocoded_fids(skip_unmatched=True)` = the records never geocoded (NULL match_type)
+    or without a point and not ``unmatched``, brute force over every combination; the same on
+    a store made before ``records_unlocated_match`` existed, which `ensure_record_indexes`
+    then gives it (the migration), and the query then reads that index."""
+    import itertools
+
+    import numpy as np
+
+    combos = list(itertools.product([None, 1.0], [None, 2.0], [None, "unmatched", "block", "exact"]))
+    recs = _records(len(combos))
+    recs["lon"] = [c[0] for c in combos]
+    recs["lat"] = [c[1] for c in combos]
+    recs["match_type"] = [c[2] for c in combos]
+    recs["neighborhood"] = ""
+    expected = [i + 1 for i, (lon, lat, mt) in enumerate(combos)
+                if mt is None or ((lon is None or lat is None) and mt != "unmatched")]
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(recs, "t1")  # (inserted as given: no enrich, so no geom)
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        plan = " ".join(str(r[-1]) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT fid FROM records INDEXED BY records_unlocated_match "
+            "WHERE (lon IS NULL OR lat IS NULL) AND match_type IS NOT 'unmatched'"))
+        assert "records_unlocated_match" in plan
+        with store.write():
+            store.conn.execute("DROP INDEX records_unlocated_match")  # a store from before
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        with store.write():
+            store.ensure_record_indexes()
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_unlocated_match" in names
+        assert store.ungeocoded_fids(skip_unmatched=True).tolist() == expected
+        assert store.ungeocoded_fids(skip_unmatched=False).tolist() == [
+            i + 1 for i, (lon, lat, _) in enumerate(combos) if lon is None or lat is None]
+        assert isinstance(store.ungeocoded_fids(skip_unmatched=True), np.ndarray)
+
+
+def test_year_and_month_reads_on_the_month_index_and_on_a_store_made_before_it(store_path: Path) -> None:
+    """`records_of_years`, `iter_record_rows(month=)` and `record_months` give what a prefix
+    test in Python gives, odd values included, on the ``records_occurred_month`` index, on a
+    store made before it (``records_occurred`` on the whole value), and after the migration
+    `ensure_record_indexes` does (old index dropped, new one made, and read)."""
+    values = ["2017-05-01T10:00:00", "2017-05", "2017-05-", "2017-", "2017", "", None, "2016-12-31T23:59:59",
+              "2017.5", " 2017-05-01", "2017-051", "2017-05-31T23:59:59", "2018-01-01T00:00:00", "abcd-ef-gh",
+              "2017-05-01", "20170501"]
+    recs = _records(len(values))
+    recs["occurred_at"] = values
+
+    def expected_years(year: int) -> list[str]:
+        return [r for r, v in zip(recs["record_id"], values, strict=True) if v is not None and v.startswith(f"{year}-")]
+
+    def expected_month(month: str) -> list[str]:
+        return [r for r, v in zip(recs["record_id"], values, strict=True) if v is not None and v.startswith(f"{month}-")]
+
+    def check(store: object) -> None:
+        for years in ([2017], [2016, 2018], [2017, 2018], [2019]):
+            got = store.records_of_years(["record_id"], years)["record_id"].tolist()  # type: ignore[attr-defined]
+            want = {x for y in years for x in expected_years(y)}
+            assert got == [r for r in recs["record_id"] if r in want], years
+        for month in ("2017-05", "2016-12", "2017", "2017-05-0", "2017-05-01T1", "2019-01"):
+            frames = store.iter_record_rows(["record_id"], month)  # type: ignore[attr-defined]
+            assert [r for f in frames for r in f["record_id"]] == expected_month(month), month
+        months = store.record_months()  # type: ignore[attr-defined]
+        assert sorted(months, key=str) == sorted({None if v is None else v[:7] for v in values}, key=str)
+        assert len(months) == len(set(months))
+
+    with opened(store_path) as store:
+        with store.write():
+            store.upsert_records(recs, "t1")
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_occurred_month" in names and "records_occurred" not in names
+        check(store)
+        plan = " ".join(str(r[-1]) for r in store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT fid FROM records WHERE occurred_at >= '2017-' AND occurred_at < '2017.' "
+            "AND substr(occurred_at, 1, 8) >= '2017-' AND substr(occurred_at, 1, 8) < '2017.'"))
+        assert "records_occurred_month" in plan
+        with store.write():  # a store made before: the whole-value index only
+            store.conn.execute("DROP INDEX records_occurred_month")
+            store.conn.execute("CREATE INDEX records_occurred ON records(occurred_at)")
+        check(store)
+        with store.write():
+            store.ensure_record_indexes()
+        names = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "records_occurred_month" in names and "records_occurred" not in names
+        check(store)
+
+
+def test_is_empty(store_path: Path) -> None:
+    with opened(store_path) as store:
+        assert store.is_empty("records") and store.is_empty("no_such_table")
+        with store.write():
+            store.upsert_records(_records(1), "t1")
+        assert not store.is_empty("records") and store.is_empty("rejects")
+        with store.write():
+            store.conn.execute("DELETE FROM records")
+        assert store.is_empty("records") == (store.count("records") == 0)

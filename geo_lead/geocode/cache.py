@@ -335,10 +335,19 @@ class _KeyResults:
             "geocode_reason": pd.Series(self.text["reason"][at], dtype=object),
         })
         if beat_index is not None and beats is not None:
-            updates["beat_check"] = pd.Series(bc.checks_for(updates["lon"].to_numpy(float),
-                                                            updates["lat"].to_numpy(float),
-                                                            beats.fillna(""), beat_index), dtype=object)
+            updates["beat_check"] = pd.Series(self._beat_checks(beats, at, beat_index), dtype=object)
         return updates
+
+    def _beat_checks(self, beats: pd.Series, at: np.ndarray, beat_index: BeatIndex) -> np.ndarray:
+        """`beat_check.checks_for` of each record, computed once per distinct (key, beat):
+        the check is a function of the point (the key's) and the beat the record names, as
+        `normalize_beat` reads it (records sharing an address share most of both)."""
+        raw = beats.fillna("").to_numpy(object)
+        named, _ = pd.factorize(pd.Series([normalize_beat(b) for b in raw], dtype=object))
+        pair = np.asarray(at, dtype=np.int64) * (int(named.max(initial=0)) + 1) + named
+        _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+        checks = bc.checks_for(self.lon[at][first], self.lat[at][first], raw[first], beat_index)
+        return np.asarray(checks, dtype=object)[inverse.reshape(-1)]
 
 
 def _changed(records: pd.DataFrame, updates: pd.DataFrame, stored: list[str]) -> np.ndarray:
@@ -436,7 +445,7 @@ class NewRecordGeocoder:
         stage would do."""
         have = set(store.columns("records"))
         self.beat_index = bc.shipped_index() if "beat" in have else None
-        if store.count("records") == 0:
+        if store.is_empty("records"):
             return True
         if not {"lon", "lat", "match_type"} <= have or store.get_json(META_REFERENCE_HASH) != self.ref_hash:
             return False
