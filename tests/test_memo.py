@@ -197,6 +197,63 @@ def test_site_any_changed_input_is_computed_again(change: str, cache_dir: Path, 
     _assert_same_site(got, _uncached(monkeypatch, lambda: _site(other, neighborhoods, adjacency, params)))
 
 
+def _declared(*extra: Any, fraction: float = 0.5) -> Any:
+    """Declarations of `records_in`'s two files (report dates 2016/2017-01-16 .. -12-16) + `extra`."""
+    from geo_lead.frames import FileFrame, Frames
+
+    files = [FileFrame(f"sha{y}", f"crime_{y}.csv", "crime", fraction, (y,), f"{y}-01-16T10:00:00",
+                       f"{y}-12-16T10:00:00") for y in (2016, 2017)]
+    return Frames([*files, *extra])
+
+
+@pytest.mark.parametrize("window", [None, "2016-01-01:2016-12-31"])
+def test_site_key_reads_only_the_covered_time_of_the_sampling_declarations(
+        window: str | None, cache_dir: Path, neighborhoods: gpd.GeoDataFrame, adjacency: dict[str, set[str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer reads of the declarations only their coverage of the window (months of data):
+    a declaration that adds no covered time (a one-record file, a span inside another, another
+    fraction, name or hash; outside the window) is a hit equal to a fresh evaluation; one that
+    changes the covered time is a miss."""
+    from geo_lead.frames import FileFrame, Frames
+
+    recs = records_in(neighborhoods)
+    params = SiteParams(replicates=40, window=window)
+
+    def run(sampling: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+        return siting.site(recs, neighborhoods, FIRST_DIVISION, params=params, adjacency=adjacency,
+                           sampling=sampling)
+
+    first = run(_declared())
+    one_record = FileFrame("sha2023", "one.csv", "crime", 1.0, (2023,), "2023-05-02T08:00:00", "2023-05-02T08:00:00")
+    inside = FileFrame("shaX", "inside.csv", "other", 0.1, (2016,), "2016-03-01T00:00:00", "2016-04-01T00:00:00")
+    unused = [_declared(one_record), _declared(inside), _declared(fraction=0.25),
+              _declared(FileFrame("sha2016b", "crime_2016.csv", "crime", 1.0, (2016,), "2016-01-16T10:00:00",
+                                  "2016-12-16T10:00:00"))]
+    if window is not None:  # a file covering only time outside the window
+        unused.append(_declared(FileFrame("sha2019", "crime_2019.csv", "crime", 0.5, (2019,),
+                                          "2019-01-01T00:00:00", "2019-12-31T00:00:00")))
+    for sampling in unused:
+        with monkeypatch.context() as m:
+            m.setattr(siting, "evaluate_site", _fail)
+            hit = run(sampling)
+        _assert_same_site(hit, first)
+        _assert_same_site(hit, _uncached(monkeypatch, lambda s=sampling: run(s)))
+    longer = FileFrame("sha2016c", "late.csv", "crime", 0.5, (2016,), "2016-12-16T10:00:00", "2016-12-30T00:00:00")
+    used = [_declared(longer),
+            _declared(FileFrame("sha2016d", "early.csv", "crime", 0.5, (2016,), "2016-01-01T00:00:00",
+                                "2016-01-16T10:00:00"))]
+    if window is None:
+        used.append(_declared(FileFrame("sha2019", "crime_2019.csv", "crime", 0.5, (2019,),
+                                        "2019-01-01T00:00:00", "2019-12-31T00:00:00")))
+    calls = _counting(monkeypatch, siting, "evaluate_site")
+    for i, sampling in enumerate(used, start=1):
+        got = run(sampling)
+        assert calls == [1] * i
+        # the covered time is in the answer (months of data: reach per year, capacity)
+        assert json.dumps(got[1], sort_keys=True, default=str) != json.dumps(first[1], sort_keys=True, default=str)
+    assert siting.sampling_part(None, window) == siting.sampling_part(Frames(), window) == "records"
+
+
 # --- scores ----------------------------------------------------------------------------
 def _scores(recs: pd.DataFrame, nh: gpd.GeoDataFrame, **kwargs: Any) -> gpd.GeoDataFrame:
     return scoring.score_neighborhoods(recs, nh, np.full(len(nh), 1000.0), area="city", n_boot=60, **kwargs)

@@ -139,6 +139,60 @@ def test_report_choropleth_is_the_fresh_figure_and_ignores_values_it_does_not_dr
     assert figure_data.choropleth_png(swapped, zones) != png and draw.calls == 3
 
 
+def test_monthly_figure_is_the_fresh_figure_and_keyed_on_what_it_draws(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The before/after figure is drawn from `monthly_series_data` alone: the PNG equals the one
+    drawn from the whole result; accounting, gap months and limits (not drawn) reuse it; every
+    drawn value draws it again."""
+    import copy
+
+    from test_evaluation import HAND, _records
+
+    from geo_lead import pilot_figures
+    from geo_lead.evaluation import EvaluationParams, evaluate
+
+    res = evaluate(_records(HAND), ["A"], ["B"],
+                   EvaluationParams(pilot_start="2018-04-15", replicates=99, min_months=2)).to_dict()
+    fresh = figures.png_bytes(pilot_figures.monthly_series_figure(res))
+    draw = Counter(pilot_figures.monthly_series_figure)
+    monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw)
+    assert figure_data.monthly_series_png(res) == fresh and draw.calls == 1
+    not_drawn = copy.deepcopy(res)
+    not_drawn["accounting"]["records_in"] = res["accounting"].get("records_in", 0) + 1
+    not_drawn["periods"]["gap_months"] = ["2024-01"]
+    not_drawn["limits"] = [*res["limits"], "one more limit"]
+    not_drawn["versus_rest"]["did_log"] = 9.0
+    assert figure_data.monthly_series_png(not_drawn) == fresh and draw.calls == 1
+
+    def changed(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        out = copy.deepcopy(res)
+        edit(out)
+        return out
+
+    drawn = [
+        changed(lambda r: r["monthly"][0].update(pilot=r["monthly"][0]["pilot"] + 1.0)),
+        changed(lambda r: r["monthly"][1].update(rest=r["monthly"][1]["rest"] + 1.0)),
+        changed(lambda r: r["monthly"][2].update(comparison=r["monthly"][2]["comparison"] + 1.0)),
+        changed(lambda r: r["monthly"][0].update(period="transition")),
+        changed(lambda r: r["monthly"][0].update(month="2017-12")),
+        changed(lambda r: r.update(pilot_start="2018-04-16")),
+        changed(lambda r: r["zones"].update(pilot=["Z"])),
+        changed(lambda r: r["groups"]["pilot"].update(before_mean_per_month=99.0)),
+        changed(lambda r: r["groups"]["rest"].update(after_mean_per_month=99.0)),
+        changed(lambda r: r["estimate"].update(did_log=0.5)),
+        changed(lambda r: r["estimate"].update(ci_low=-3.0)),
+        changed(lambda r: r["estimate"].update(ci_high=3.0)),
+        changed(lambda r: r["bootstrap"].update(level=0.5)),
+        changed(lambda r: r.update(indicator="opiate")),
+    ]
+    for i, variant in enumerate(drawn, start=2):
+        png = figure_data.monthly_series_png(variant)
+        assert draw.calls == i
+        monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw.fn)
+        assert png == figures.png_bytes(pilot_figures.monthly_series_figure(variant))
+        monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw)
+
+
 def test_point_record_counts_are_aggregate_points_counts(inputs: dict[str, Any]) -> None:
     recs = inputs["records"]
     assert maps.aggregate_points(recs)["n"].tolist() == figure_data.point_counts(recs).tolist()
