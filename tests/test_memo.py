@@ -254,6 +254,51 @@ def test_site_key_reads_only_the_covered_time_of_the_sampling_declarations(
     assert siting.sampling_part(None, window) == siting.sampling_part(Frames(), window) == "records"
 
 
+def _series(n_before: int = 14, n_after: int = 11, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    cols = ("pilot", "comparison", "rest")
+    before = pd.DataFrame({c: rng.gamma(4.0, 2.0, n_before) for c in cols})
+    after = pd.DataFrame({c: rng.gamma(4.0, 2.0, n_after) for c in cols})
+    before.loc[3, "comparison"] = 0.0  # some replicates undefined (a zero mean is possible)
+    return before, after
+
+
+def test_evaluation_bootstrap_reused_equals_the_computation_and_misses_on_any_input(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_lead import evaluation
+
+    before, after = _series()
+    oracle = _uncached(monkeypatch, lambda: evaluation.bootstrap_did(before, after, 3, 200, 7))
+    first = evaluation.bootstrap_did(before, after, 3, 200, 7)
+    with monkeypatch.context() as m:
+        m.setattr(evaluation, "_bootstrap_did", _fail)
+        again = evaluation.bootstrap_did(before.copy(), after.copy(), 3, 200, 7)
+    for got in (first, again):
+        assert sorted(got) == sorted(oracle)
+        for c in oracle:
+            np.testing.assert_array_equal(got[c], oracle[c])  # NaN where undefined, bit for bit
+            assert got[c].tobytes() == oracle[c].tobytes()
+    calls = _counting(monkeypatch, evaluation, "_bootstrap_did")
+    variants: list[tuple[pd.DataFrame, pd.DataFrame, int, int, int, tuple[str, ...]]] = []
+    for frame in ("before", "after"):
+        for col in ("pilot", "comparison", "rest"):
+            b, a = before.copy(), after.copy()
+            (b if frame == "before" else a).loc[1, col] += 1e-9
+            variants.append((b, a, 3, 200, 7, ("comparison", "rest")))
+    variants += [(before.iloc[:-1], after, 3, 200, 7, ("comparison", "rest")),  # a month fewer
+                 (before.iloc[::-1].reset_index(drop=True), after, 3, 200, 7, ("comparison", "rest")),  # order
+                 (before, after, 4, 200, 7, ("comparison", "rest")), (before, after, 3, 201, 7, ("comparison", "rest")),
+                 (before, after, 3, 200, 8, ("comparison", "rest")), (before, after, 3, 200, 7, ("comparison",))]
+    for b, a, block, reps, seed, controls in variants:
+        done = len(calls)
+        got = evaluation.bootstrap_did(b, a, block, reps, seed, controls)
+        assert len(calls) == done + 1  # a miss: computed
+        want = _uncached(monkeypatch, lambda b=b, a=a, bl=block, r=reps, s=seed, c=controls:
+                         evaluation.bootstrap_did(b, a, bl, r, s, c))
+        for c in want:
+            assert got[c].tobytes() == want[c].tobytes()
+
+
 # --- scores ----------------------------------------------------------------------------
 def _scores(recs: pd.DataFrame, nh: gpd.GeoDataFrame, **kwargs: Any) -> gpd.GeoDataFrame:
     return scoring.score_neighborhoods(recs, nh, np.full(len(nh), 1000.0), area="city", n_boot=60, **kwargs)
