@@ -259,6 +259,87 @@ def test_map_pages_are_rebuilt_when_an_input_changes(
     assert render.calls == 5
 
 
+def _without_ids(page: str) -> str:
+    """A page with folium's random element ids (uuid4 hex) replaced: what differs between two
+    renderings of the same inputs."""
+    import re
+
+    return re.sub(r"_[0-9a-f]{32}", "_ID", page)
+
+
+def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun that changes only the pages' notes (the store's record count) and parameters line
+    renders nothing: the pages are filled from their kept renderings with slots, and equal what
+    a fresh rendering (reuse off, as `--force`) writes, but for folium's random ids."""
+    from geo_lead import parameters
+    from geo_lead.sources import RECORD_COLUMNS
+    from geo_lead.store import FLAG_COLUMNS
+
+    fill_store(store_path, inputs)
+    with opened(store_path) as store:  # the maps show the scores' indicator's records (and count the others)
+        store.replace_features("scores", inputs["scores"].assign(indicator="opiate"))
+    line = {"text": 'indicator lead_eligible; frames <a href="x">&amp;</a> \u2028 caf\u00e9 \\ "q"'}
+    monkeypatch.setattr(parameters, "consistent_parameters", lambda *_a, **_k: {"p": 1})
+    monkeypatch.setattr(parameters, "describe", lambda _p: line["text"])
+    out = tmp_path / "maps"
+    render = Counter(offline.render_map)
+    monkeypatch.setattr(offline, "render_map", render)
+    _write_maps(store_path, out)
+    assert render.calls == 2
+    line["text"] = "other </script><!-- line & 'sampling' 9f8e"
+    with opened(store_path) as store:
+        n = store.count("records")
+        extra = pd.DataFrame({c: None for c in RECORD_COLUMNS}, index=[0])
+        extra["record_id"] = extra["content_hash"] = "extra-1"
+        extra["occurred_at"], extra["offense_text"], extra["address_raw"] = "2019-05-01T10:00:00", "X", "1 MAIN ST"
+        extra["source"], extra["source_file"] = "crime_pre2023", "extra.csv"
+        for flag in FLAG_COLUMNS:
+            extra[flag] = 0
+        with store.write():
+            store.upsert_records(extra, "2026-01-02T00:00:00Z")
+    paths = _write_maps(store_path, out)
+    assert render.calls == 2  # filled, not rendered
+    filled = {name: p.read_text(encoding="utf-8") for name, p in paths.items()}
+    with result_cache.switched_off(), opened(store_path) as store:
+        fresh_paths = maps.write_maps(store, tmp_path / "fresh")
+    assert render.calls == 4
+    for name, page in filled.items():
+        fresh = fresh_paths[name].read_text(encoding="utf-8")
+        assert page != fresh  # other ids ...
+        assert _without_ids(page) == _without_ids(fresh)  # ... the same page
+        assert maps.page_text(line["text"]) in page and f"{n + 1:,} in the store" in page
+        assert "other </script>" not in page  # written escaped, as a fresh rendering writes it
+    # a layer changed: the site map is rendered again (its slotted rendering too), the timeline filled
+    kde = inputs["kde"].copy()
+    kde["density_per_sqmi"] = kde["density_per_sqmi"] * 3.0
+    with opened(store_path) as store:
+        store.replace_features("hotspot_kde", kde)
+    line["text"] = "a third line"
+    _write_maps(store_path, out)
+    assert render.calls == 5
+
+
+def test_filled_page_renders_directly_when_it_cannot_fill(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def render(texts: Any) -> str:
+        calls.append(list(texts))
+        return "<p>" + "|".join(texts) + "</p>"
+
+    upper = str.upper
+    key = "ab" * 32
+    assert page_reuse.filled_page(key, ["x", "y"], render, upper) == "<p>X|Y</p>"
+    assert calls == [page_reuse.slot_tokens(2, key)]
+    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>U|V</p>" and len(calls) == 1
+    assert page_reuse.filled_page(key, ["u", ""], render, upper) == "<p>u|</p>" and calls[-1] == ["u", ""]
+    hidden = page_reuse.filled_page("cd" * 32, ["a"], lambda t: calls.append(list(t)) or "<p>none</p>", upper)
+    assert hidden == "<p>none</p>" and calls[-1] == ["a"]  # no slot in the page: rendered with its text
+    monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
+    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>u|v</p>" and calls[-1] == ["u", "v"]
+
+
 def test_map_page_key_covers_the_records_shown(inputs: dict[str, Any]) -> None:
     recs = inputs["records"]
     key = maps.page_key("timeline", recs, None, "x")
