@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import folium
 import geopandas as gpd
 import pandas as pd
 
@@ -47,17 +46,6 @@ from geo_lead.map_data import (  # re-exported: the store reads
     read_map_records,
     stored_parameters,
 )
-from geo_lead.map_elements import (
-    Control,
-    DataLayer,
-    LabelLayer,
-    Layout,
-    PointLayer,
-    TimelineElement,
-    new_map,
-    notes_control,
-    script_json,
-)
 from geo_lead.map_layers import (  # re-exported: the pure layer builders
     COLUMN_WORDS,
     COORD_DECIMALS,
@@ -79,6 +67,7 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
     parse_when,
     point_rows,
     score_popup,
+    script_json,
     site_labels,
     site_layers,
     study_area_outline,
@@ -88,6 +77,8 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
 )
 
 if TYPE_CHECKING:
+    import folium
+
     from geo_lead.store import Store
 
 __all__ = [
@@ -104,6 +95,8 @@ log = logging.getLogger(__name__)
 
 
 def _add_layer(m: folium.Map, spec: LayerSpec | PointSpec) -> None:
+    from geo_lead.map_elements import DataLayer, PointLayer
+
     if isinstance(spec, PointSpec):
         PointLayer(spec.payload, spec.name).add_to(m)
     else:
@@ -138,6 +131,10 @@ def build_site_map(inputs: SiteMapInputs | None = None, *, tiles: bool = False, 
     folium.Map
         Render with `geo_lead.offline.save_map` to get a page that sends no request.
     """
+    import folium
+
+    from geo_lead.map_elements import Control, LabelLayer, Layout, new_map, notes_control
+
     inputs = inputs or SiteMapInputs()
     m = new_map(tiles, title)
     page = site_layers(inputs, score_column, notes)
@@ -175,6 +172,15 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         The boundary rule the areas count by (`geo_lead.map_layers.monthly_counts`): the
         run's ``boundary_rule``.
     """
+    from geo_lead.map_elements import (
+        Control,
+        LabelLayer,
+        Layout,
+        TimelineElement,
+        new_map,
+        notes_control,
+    )
+
     m = new_map(tiles, title)
     note_lines = [esc(n) for n in notes]
     if areas is None or len(areas) == 0 or records is None or len(records) == 0:
@@ -339,8 +345,10 @@ def page_key(name: str, *data: Any) -> str:
     and offline switches) and `map_code_version`."""
     import sys
 
-    from geo_lead import cartography, map_elements, map_layers, result_cache
+    from geo_lead import cartography, map_layers, result_cache
     from geo_lead.figure_cache import data_digest
 
-    constants = result_cache.constants_version(settings, cartography, map_layers, map_elements, sys.modules[__name__])
+    # `geo_lead.map_elements` has no constant of its own (its page-asset constants are
+    # map_layers', tests/test_outputs_reuse.py): a kept page needs no folium import
+    constants = result_cache.constants_version(settings, cartography, map_layers, sys.modules[__name__])
     return result_cache.digest(["map_page", name, data_digest(*data), constants, map_code_version()])

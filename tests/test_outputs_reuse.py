@@ -321,6 +321,27 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     assert render.calls == 5
 
 
+def test_map_page_key_reads_every_constant_without_importing_folium() -> None:
+    """`maps.page_key` reads the constants of settings, cartography, map_layers and maps, not of
+    map_elements (importing it imports folium): map_elements may define none of its own -- each
+    of its uppercase names is map_layers' or cartography's object. And the key is made, and a
+    kept page filled, in a process that has not imported folium."""
+    import subprocess
+    import sys
+
+    from geo_lead import cartography, map_elements, map_layers
+
+    own = [name for name, value in vars(map_elements).items() if name.isupper()
+           and value is not getattr(map_layers, name, None) and value is not getattr(cartography, name, None)]
+    assert own == []
+    code = ("import sys\nfrom geo_lead import maps, page_reuse\n"
+            "maps.page_key('timeline', 'x'); page_reuse.filled_page('ab' * 32, ['t'], lambda t: t[0], maps.page_text)\n"
+            "print('folium' in sys.modules, 'geo_lead.map_elements' in sys.modules)")
+    env = {**os.environ, "GEO_LEAD_RESULT_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.split() == ["False", "False"]
+
+
 def test_filled_page_renders_directly_when_it_cannot_fill(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
 
