@@ -8,7 +8,7 @@ waits for), timed by wall clock in this process.
    (``GEO_LEAD_CACHE_DIR``: geocoder index and result cache built). It is also the warm-up.
 2. Full runs on a fresh store each, caches warm (``--repeats``, default 3), twice: first with
    the memoised statistics removed from the result cache before each run (`MEMO_KINDS`:
-   site, scores, rank intervals, Gi*, comparison area are computed; the geocoder index,
+   site, scores, rank intervals, Gi*, comparison area, the evaluation bootstrap are computed; the geocoder index,
    population, KDE and grids are reused, as before issue 19's memo), then with everything
    reused. The first store is the base of the reruns; both medians are denominators.
 3. The records to add are chosen from the 2023 sample by what the store says of them: a
@@ -61,7 +61,8 @@ SAMPLE_2023 = settings.DATA_ROOT / "data" / "lmpd" / "crime_data_2023_sample.csv
 PREFERRED = {"eligible_outside": "LMPD23128332"}
 KINDS = ("not_eligible", "eligible_outside", "eligible_inside")
 #: `geo_lead.result_cache` kinds of the memoised statistics (removed for the "computed" full runs).
-MEMO_KINDS = ("site", "scores", "rank_interval", "gistar", "gistar_lattice", "comparison_area")
+MEMO_KINDS = ("site", "scores", "rank_interval", "gistar", "gistar_lattice", "comparison_area",
+              "evaluation_bootstrap")
 #: Stages of the manifest row, in run order (``counts_json`` keys).
 STAGE_ORDER = ("ingest", "geocode", "join", "score", "hotspots", "site", "outputs")
 

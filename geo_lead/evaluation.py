@@ -368,20 +368,57 @@ def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
     return (starts[:, None] + np.arange(b)[None, :]).ravel()[:n]
 
 
+#: `geo_lead.result_cache` kind of `bootstrap_did`'s replicates.
+BOOTSTRAP_CACHE = "evaluation_bootstrap"
+
+
+def bootstrap_key(b_arr: dict[str, np.ndarray], a_arr: dict[str, np.ndarray], block_months: int,
+                  replicates: int, seed: int, controls: Sequence[str]) -> str:
+    """sha256 of all `bootstrap_did` reads: each group's monthly values before and after (float64
+    bytes, in month order), the block length, replicates, seed, controls, the package's code
+    and numpy's version (its generator draws the blocks)."""
+    from geo_lead import result_cache
+
+    parts: list[bytes | str] = [BOOTSTRAP_CACHE, result_cache.code_version(), result_cache.settings_version(),
+                                result_cache.library_versions("numpy"),
+                                repr((int(block_months), int(replicates), int(seed), list(controls)))]
+    for period, arrays in (("before", b_arr), ("after", a_arr)):
+        for g in sorted(arrays):
+            parts += [period, g, np.ascontiguousarray(arrays[g], dtype=np.float64).tobytes()]
+    return result_cache.digest(parts)
+
+
 def bootstrap_did(before: pd.DataFrame, after: pd.DataFrame, block_months: int, replicates: int,
                   seed: int, controls: Sequence[str] = ("comparison", "rest")) -> dict[str, np.ndarray]:
     """DiD replicates (NaN where undefined) against each control group.
 
     Months are resampled in blocks within each period; the same months serve every group, so
-    what happens citywide in a month moves the pilot and its control together.
+    what happens citywide in a month moves the pilot and its control together. Reused across
+    runs (`geo_lead.result_cache`, kind ``evaluation_bootstrap``) when `bootstrap_key` is the
+    same: a rerun whose new records leave the monthly series as they were (e.g. not flagged)
+    does not resample again; the reused replicates are the computed ones (pickled arrays).
     """
-    rng = np.random.default_rng(seed)
+    from geo_lead import result_cache
+
     b_arr = {g: before[g].to_numpy(float) for g in ("pilot", *controls)}
     a_arr = {g: after[g].to_numpy(float) for g in ("pilot", *controls)}
+    key = bootstrap_key(b_arr, a_arr, block_months, replicates, seed, controls)
+    hit = result_cache.read_object(BOOTSTRAP_CACHE, key)
+    if hit is not None:
+        return hit
+    out = _bootstrap_did(b_arr, a_arr, block_months, replicates, seed, controls)
+    result_cache.write_object(BOOTSTRAP_CACHE, key, out)
+    return out
+
+
+def _bootstrap_did(b_arr: dict[str, np.ndarray], a_arr: dict[str, np.ndarray], block_months: int,
+                   replicates: int, seed: int, controls: Sequence[str]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_before, n_after = len(b_arr["pilot"]), len(a_arr["pilot"])
     out = {c: np.full(replicates, np.nan) for c in controls}
     for r in range(replicates):
-        ib = block_indices(len(before), block_months, rng)
-        ia = block_indices(len(after), block_months, rng)
+        ib = block_indices(n_before, block_months, rng)
+        ia = block_indices(n_after, block_months, rng)
         rb = {g: v[ib] for g, v in b_arr.items()}
         ra = {g: v[ia] for g, v in a_arr.items()}
         for c in controls:

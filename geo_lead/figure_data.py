@@ -69,10 +69,35 @@ def concentration_png(points: np.ndarray | None, area: pd.DataFrame | None) -> b
     return cached_png("concentration", (counts, area), lambda: _figures().concentration_figure(counts, area))
 
 
+#: Keys of an evaluation result's ``monthly`` rows the monthly figure draws.
+MONTHLY_ROW_KEYS: tuple[str, ...] = ("month", "period", "pilot", "comparison", "rest")
+#: Keys of each ``groups`` entry and of ``estimate`` the monthly figure draws.
+MONTHLY_GROUP_KEYS: tuple[str, ...] = ("before_mean_per_month", "after_mean_per_month")
+MONTHLY_ESTIMATE_KEYS: tuple[str, ...] = ("did_log", "ci_low", "ci_high")
+
+
+def monthly_series_data(result: dict[str, Any]) -> dict[str, Any]:
+    """What `geo_lead.pilot_figures.monthly_series_figure` draws of an evaluation result (its
+    ``to_dict()``): the monthly rows (`MONTHLY_ROW_KEYS`), the pilot start, the zones, each
+    group's period means, the estimate and its interval level, the indicator. Not the record
+    accounting, the gap months or the limits' text, which the figure does not show."""
+    return {
+        "monthly": [{k: row[k] for k in MONTHLY_ROW_KEYS if k in row} for row in result["monthly"]],
+        "pilot_start": result["pilot_start"],
+        "zones": result["zones"],
+        "groups": {g: {k: d[k] for k in MONTHLY_GROUP_KEYS if k in d} for g, d in result["groups"].items()},
+        "estimate": {k: result["estimate"][k] for k in MONTHLY_ESTIMATE_KEYS},
+        "bootstrap": {"level": result["bootstrap"]["level"]},
+        "indicator": result["indicator"],
+    }
+
+
 def monthly_series_png(result: dict[str, Any]) -> bytes:
-    """`geo_lead.pilot_figures.monthly_series_figure` of `result` (a stored
-    ``evaluation_result``) as PNG bytes, drawn once per distinct result."""
-    return cached_png("monthly_series", (result,), lambda: _pilot_figures().monthly_series_figure(result))
+    """`geo_lead.pilot_figures.monthly_series_figure` of `result` (an evaluation result's
+    ``to_dict()``) as PNG bytes, drawn once per distinct `monthly_series_data`: the figure is
+    drawn from that projection alone, so its key covers all it reads."""
+    data = monthly_series_data(result)
+    return cached_png("monthly_series", (data,), lambda: _pilot_figures().monthly_series_figure(data))
 
 
 def year_choropleths_png(neighborhoods: gpd.GeoDataFrame, by_year: dict[str, Any],

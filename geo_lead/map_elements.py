@@ -9,7 +9,6 @@ HTML-escaped by the layer builders (`geo_lead.map_layers`).
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -19,23 +18,17 @@ from folium.elements import JSCSSMixin
 from jinja2 import Template
 
 from geo_lead.cartography import SCORE_COLORS
-from geo_lead.map_layers import Timeline, esc
-
-LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
-LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
-CLUSTER_JS = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"
-CLUSTER_CSS = (
-    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.css",
-    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.Default.css",
+from geo_lead.map_layers import (  # the page-asset constants live there (no folium); re-exported
+    CLUSTER_CSS,
+    CLUSTER_JS,
+    JINJA_ACTIVE,
+    LEAFLET_CSS,
+    LEAFLET_JS,
+    OSM_ATTRIBUTION,
+    Timeline,
+    esc,
+    script_json,
 )
-OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
-
-
-def script_json(obj: object) -> str:
-    """JSON safe to place inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
-    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def static_text(*parts: str) -> str:
@@ -54,10 +47,6 @@ def _include_script(element: Element, filename: str) -> None:
     """Put ``static/maps/<filename>`` into the page header once (keyed by the file name)."""
     name = "geo_lead_" + filename.replace(".", "_")
     _root(element).header.add_child(text_element(f"<script>{static_text('maps', filename)}</script>"), name=name)
-
-
-#: What Jinja reads as syntax (its default delimiters) or rewrites (a carriage return).
-_JINJA_ACTIVE: tuple[str, ...] = ("{{", "{%", "{#", "\r")
 
 
 class _Text(Element):
@@ -80,7 +69,7 @@ def text_element(text: str) -> Element:
     carriage return, that is `text` less one trailing newline (Jinja's default
     ``keep_trailing_newline=False``); any other text is given to ``Element`` as before.
     """
-    if any(s in text for s in _JINJA_ACTIVE):
+    if any(s in text for s in JINJA_ACTIVE):
         return Element(text)
     return _Text(text[:-1] if text.endswith("\n") else text)
 

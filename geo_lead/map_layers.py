@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,6 +163,28 @@ class Timeline:
 
 
 # --- small helpers ----------------------------------------------------------------------------
+#: The CDN addresses of Leaflet and Leaflet.markercluster (`geo_lead.offline` inlines the vendored
+#: copies for offline pages) and the tiles' attribution; here, not in `geo_lead.map_elements`, so that
+#: a map page's key (`geo_lead.maps.page_key`) reads them without importing folium.
+LEAFLET_JS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.js"
+LEAFLET_CSS = "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/leaflet.css"
+CLUSTER_JS = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"
+CLUSTER_CSS = (
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/MarkerCluster.Default.css",
+)
+OSM_ATTRIBUTION = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+#: What Jinja reads as syntax (its default delimiters) or rewrites (a carriage return).
+JINJA_ACTIVE: tuple[str, ...] = ("{{", "{%", "{#", "\r")
+
+
+def script_json(obj: object) -> str:
+    """JSON safe to place inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
 def esc(value: Any) -> str:
     """HTML-escape any value for a tooltip or popup (None/NaN -> empty)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):

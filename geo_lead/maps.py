@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import folium
 import geopandas as gpd
 import pandas as pd
 
@@ -47,17 +46,6 @@ from geo_lead.map_data import (  # re-exported: the store reads
     read_map_records,
     stored_parameters,
 )
-from geo_lead.map_elements import (
-    Control,
-    DataLayer,
-    LabelLayer,
-    Layout,
-    PointLayer,
-    TimelineElement,
-    new_map,
-    notes_control,
-    script_json,
-)
 from geo_lead.map_layers import (  # re-exported: the pure layer builders
     COLUMN_WORDS,
     COORD_DECIMALS,
@@ -79,6 +67,7 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
     parse_when,
     point_rows,
     score_popup,
+    script_json,
     site_labels,
     site_layers,
     study_area_outline,
@@ -88,6 +77,8 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
 )
 
 if TYPE_CHECKING:
+    import folium
+
     from geo_lead.store import Store
 
 __all__ = [
@@ -104,6 +95,8 @@ log = logging.getLogger(__name__)
 
 
 def _add_layer(m: folium.Map, spec: LayerSpec | PointSpec) -> None:
+    from geo_lead.map_elements import DataLayer, PointLayer
+
     if isinstance(spec, PointSpec):
         PointLayer(spec.payload, spec.name).add_to(m)
     else:
@@ -138,6 +131,10 @@ def build_site_map(inputs: SiteMapInputs | None = None, *, tiles: bool = False, 
     folium.Map
         Render with `geo_lead.offline.save_map` to get a page that sends no request.
     """
+    import folium
+
+    from geo_lead.map_elements import Control, LabelLayer, Layout, new_map, notes_control
+
     inputs = inputs or SiteMapInputs()
     m = new_map(tiles, title)
     page = site_layers(inputs, score_column, notes)
@@ -175,6 +172,15 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         The boundary rule the areas count by (`geo_lead.map_layers.monthly_counts`): the
         run's ``boundary_rule``.
     """
+    from geo_lead.map_elements import (
+        Control,
+        LabelLayer,
+        Layout,
+        TimelineElement,
+        new_map,
+        notes_control,
+    )
+
     m = new_map(tiles, title)
     note_lines = [esc(n) for n in notes]
     if areas is None or len(areas) == 0 or records is None or len(records) == 0:
@@ -217,7 +223,10 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
 
     A page whose `page_key` (what it shows, the code and libraries that draw it) is the one
     recorded for its file, and whose file is intact, is kept as it is and not rendered
-    (`geo_lead.page_reuse.write_if_changed`).
+    (`geo_lead.page_reuse.write_if_changed`). A page whose inputs differ only in its notes and
+    parameters line (a rerun that added records: the store's count, the frames' digest) is
+    filled from its rendering with slots for those texts (`geo_lead.page_reuse.filled_page`,
+    `page_text`), not rendered again.
 
     Parameters
     ----------
@@ -248,7 +257,7 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
     """
     from geo_lead.figure_cache import data_digest
     from geo_lead.offline import render_map
-    from geo_lead.page_reuse import write_if_changed
+    from geo_lead.page_reuse import filled_page, write_if_changed
     from geo_lead.parameters import consistent_parameters, describe
 
     params = consistent_parameters(stored_parameters(store), "maps")
@@ -271,25 +280,39 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
     rule = str((params or {}).get("boundary_rule") or settings.BOUNDARY_RULE)
     paths: dict[str, Path] = {}
     shown = data_digest(records)  # both pages show the records: hashed once
-    site_data = (layers.scores, layers.kde, layers.gistar, layers.zones, shown, layers.gistar_grid,
-                 layers.neighborhoods, layers.first_division, notes, line)
-    timeline_data = (shown, areas, name_col, notes, line, rule)
+    # what each page shows but its notes and parameters line (hashed once): the rest of its key
+    site_rest = data_digest(layers.scores, layers.kde, layers.gistar, layers.zones, shown, layers.gistar_grid,
+                            layers.neighborhoods, layers.first_division)
+    timeline_rest = data_digest(shown, areas, name_col, rule)
+    texts = [*notes, line]  # what a rerun with new records changes (counts, the frames' digest)
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
 
-        def site(with_tiles: bool = with_tiles) -> str:
-            return render_map(build_site_map(layers, tiles=with_tiles, notes=notes, parameters=line), offline)
+        def site(texts: Sequence[str], with_tiles: bool = with_tiles) -> str:
+            return render_map(build_site_map(layers, tiles=with_tiles, notes=texts[:-1], parameters=texts[-1]),
+                              offline)
 
-        def monthly(with_tiles: bool = with_tiles) -> str:
-            return render_map(build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
-                                                 parameters=line, rule=rule), offline)
+        def monthly(texts: Sequence[str], with_tiles: bool = with_tiles) -> str:
+            return render_map(build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles,
+                                                 notes=texts[:-1], parameters=texts[-1], rule=rule), offline)
 
-        for name, render, data in (("site_selection", site, site_data), ("timeline", monthly, timeline_data)):
+        for name, render, rest in (("site_selection", site, site_rest), ("timeline", monthly, timeline_rest)):
             path = out_dir / f"{name}{suffix}.html"
-            write_if_changed(path, page_key(name, with_tiles, offline, *data), render)
+            template = page_key(name, with_tiles, offline, rest, "slots", len(texts))
+
+            def page(render: Any = render, template: str = template) -> str:
+                return filled_page(template, texts, render, page_text)
+
+            write_if_changed(path, page_key(name, with_tiles, offline, rest, notes, line), page)
             paths[name + suffix] = path
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+def page_text(text: str) -> str:
+    """A note or the parameters line as the map pages write it: HTML-escaped (`esc`), inside a
+    JSON string of a page script (`script_json`) -- the only way those texts reach a page."""
+    return script_json(esc(text))[1:-1]
 
 
 #: Modules whose source is in every map page's key (what reads, lays out, draws and writes).
@@ -322,8 +345,10 @@ def page_key(name: str, *data: Any) -> str:
     and offline switches) and `map_code_version`."""
     import sys
 
-    from geo_lead import cartography, map_elements, map_layers, result_cache
+    from geo_lead import cartography, map_layers, result_cache
     from geo_lead.figure_cache import data_digest
 
-    constants = result_cache.constants_version(settings, cartography, map_layers, map_elements, sys.modules[__name__])
+    # `geo_lead.map_elements` has no constant of its own (its page-asset constants are
+    # map_layers', tests/test_outputs_reuse.py): a kept page needs no folium import
+    constants = result_cache.constants_version(settings, cartography, map_layers, sys.modules[__name__])
     return result_cache.digest(["map_page", name, data_digest(*data), constants, map_code_version()])

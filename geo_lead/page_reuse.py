@@ -11,6 +11,12 @@ file that was edited, replaced or removed since, is rendered and written again (
 the same inputs. A page whose text costs little to make (the zone page) is compared with
 its text instead (`write_if_different`).
 
+A page whose inputs changed only in a few short texts (a map page's notes and parameters line:
+a rerun that adds records changes the store's record count and the frames' digest) is made by
+`filled_page` from a rendering kept with a slot token in place of each text (kind
+``page_template``, keyed by everything else the page shows), each token replaced by the text as
+the page writes it: the page a fresh rendering gives, but for the renderer's random element ids.
+
 ``GEO_LEAD_RESULT_CACHE=0`` (and so `geo-lead run --force`, `result_cache.switched_off`) turns
 the reuse off: every page is written.
 """
@@ -19,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from geo_lead import result_cache
@@ -29,6 +36,11 @@ log = logging.getLogger(__name__)
 
 #: Result-cache kind of the page records.
 KIND = "page"
+#: Result-cache kind of the renderings with slot tokens (`filled_page`).
+TEMPLATE_KIND = "page_template"
+#: Renderings with slots kept (the most recently used): a page is about a megabyte, and only the
+#: latest of each page is likely to serve again.
+TEMPLATES_KEPT = 8
 
 
 def file_sha256(path: Path) -> str | None:
@@ -89,3 +101,51 @@ def write_if_different(path: Path, text: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
     return True
+
+
+def slot_tokens(n: int, key: str) -> list[str]:
+    """`n` distinct slot tokens for the page of `key` (see `filled_page`): letters and digits
+    only, so no escaping (HTML, JSON) changes them; their tail is taken from `key`, the hash of
+    the page's other inputs, so that page's data cannot hold one."""
+    return [f"geoLeadSlot{i}x{key[:24]}" for i in range(n)]
+
+
+def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]], str],
+                encode: Callable[[str], str]) -> str:
+    """``render(texts)``, made from a kept rendering with slot tokens when there is one.
+
+    Parameters
+    ----------
+    key
+        sha256 of every input of `render` other than `texts` (and of the code that renders).
+    texts
+        The short texts that change more often than the rest of the page.
+    render
+        Renders the page with the given texts; each text must reach the page only as
+        ``encode(text)`` (the caller's contract; tests/test_outputs_reuse.py checks the map pages
+        against fresh renderings).
+    encode
+        The form a text takes in the page (e.g. HTML-escaped, then as JSON string content).
+
+    ``render(slot_tokens(len(texts), key))`` is rendered once per `key` and kept (kind
+    ``page_template``); the page is that rendering with each token replaced, in one pass, by
+    ``encode`` of its text. Rendered directly instead: with the result cache off, when a text
+    is empty (a page may say something else then) or when a token does not appear in the
+    rendering (a text not written verbatim: nothing to fill).
+    """
+    if not result_cache.enabled() or not all(texts):
+        return render(texts)
+    tokens = slot_tokens(len(texts), key)
+    tkey = result_cache.digest([TEMPLATE_KIND, key, *tokens])
+    held = result_cache.read(TEMPLATE_KIND, tkey)
+    page = held.get("page") if held is not None else None
+    if not isinstance(page, str):
+        page = render(tokens)
+        if not all(t in page for t in tokens):
+            log.info("a slot is not written verbatim in the page: rendered with its texts")
+            return render(texts)
+        result_cache.write(TEMPLATE_KIND, tkey, {"page": page})
+        result_cache.prune(TEMPLATE_KIND, TEMPLATES_KEPT)
+    filled = [encode(t) for t in texts]
+    slot = re.compile(rf"geoLeadSlot(\d+)x{re.escape(key[:24])}")
+    return slot.sub(lambda m: filled[int(m.group(1))] if int(m.group(1)) < len(filled) else m.group(0), page)

@@ -688,15 +688,33 @@ def unit_weights(points: pd.DataFrame, units: Sequence[str], rule: str | None = 
     return point_shares(points, rule).matrix(units, frame_weights)
 
 
+def _window_days(window: str | None) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """`window` (START:END, END inclusive) as the first and last day `frames.coverage` clips to."""
+    if not window:
+        return None, None
+    lo, hi = _parse_range(window, "window")
+    return lo, (hi - pd.Timedelta(days=1) if hi is not None else None)
+
+
+def sampling_part(sampling: frames.Frames | None, window: str | None) -> str:
+    """What `evaluate_site` reads of the declarations `sampling` (for `site_key`): only the
+    coverage `_months_of_data` takes from them -- the union of the files' report-date spans,
+    clipped to `window` -- never their fractions (the records carry their ``weight``), names
+    or hashes. ``"records"`` when the records' own spans are used (the records are hashed)."""
+    if sampling is None or not sampling.files:
+        return "records"
+    try:
+        since, until = _window_days(window)
+    except GeoLeadError:
+        return "bad window"  # the window is in the key (params); evaluate_site raises
+    return repr(frames.coverage(sampling, since, until))
+
+
 def _months_of_data(records: pd.DataFrame, window: str | None = None,
                     sampling: frames.Frames | None = None) -> float:
     """Months of time the data cover (`months_covered`: the union of the files' report-date
     spans, clipped to `window`): the denominator of reach per year and of capacity."""
-    since = until = None
-    if window:
-        lo, hi = _parse_range(window, "window")
-        since = lo
-        until = hi - pd.Timedelta(days=1) if hi is not None else None
+    since, until = _window_days(window)
     months = frames.coverage_of(records, sampling, since, until).months
     if months <= 0:
         raise GeoLeadError("no record has a readable reported_at/occurred_at date; cannot estimate a monthly rate")
@@ -1185,8 +1203,10 @@ class SiteMemoInputs:
 
 def site_key(inp: SiteMemoInputs) -> str:
     """sha256 of `inp`: the records' columns and index, the neighborhoods (every column, WKB),
-    candidates, pilot, indicator, every `SiteParams` field, population, adjacency, sampling
-    declarations, the package's code and the libraries' versions."""
+    candidates, pilot, indicator, every `SiteParams` field, population, adjacency, what the
+    answer reads of the sampling declarations (`sampling_part`: their coverage of the window, so
+    a file that adds no covered time, e.g. a one-record file, leaves the key as it was), the
+    package's code and the libraries' versions."""
     from geo_lead import result_cache
 
     records = inp.records
@@ -1200,7 +1220,7 @@ def site_key(inp: SiteMemoInputs) -> str:
         result_cache.frame_digest(records, cols),
         result_cache.frame_digest(inp.neighborhoods, list(inp.neighborhoods.columns)),
         json.dumps([list(map(str, inp.candidates)), list(map(str, inp.pilot)), inp.indicator]),
-        repr(inp.params), pop, adjacency, repr(inp.sampling)])
+        repr(inp.params), pop, adjacency, sampling_part(inp.sampling, inp.params.window)])
 
 
 def _memo_libraries() -> str:

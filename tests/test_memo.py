@@ -197,6 +197,108 @@ def test_site_any_changed_input_is_computed_again(change: str, cache_dir: Path, 
     _assert_same_site(got, _uncached(monkeypatch, lambda: _site(other, neighborhoods, adjacency, params)))
 
 
+def _declared(*extra: Any, fraction: float = 0.5) -> Any:
+    """Declarations of `records_in`'s two files (report dates 2016/2017-01-16 .. -12-16) + `extra`."""
+    from geo_lead.frames import FileFrame, Frames
+
+    files = [FileFrame(f"sha{y}", f"crime_{y}.csv", "crime", fraction, (y,), f"{y}-01-16T10:00:00",
+                       f"{y}-12-16T10:00:00") for y in (2016, 2017)]
+    return Frames([*files, *extra])
+
+
+@pytest.mark.parametrize("window", [None, "2016-01-01:2016-12-31"])
+def test_site_key_reads_only_the_covered_time_of_the_sampling_declarations(
+        window: str | None, cache_dir: Path, neighborhoods: gpd.GeoDataFrame, adjacency: dict[str, set[str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer reads of the declarations only their coverage of the window (months of data):
+    a declaration that adds no covered time (a one-record file, a span inside another, another
+    fraction, name or hash; outside the window) is a hit equal to a fresh evaluation; one that
+    changes the covered time is a miss."""
+    from geo_lead.frames import FileFrame, Frames
+
+    recs = records_in(neighborhoods)
+    params = SiteParams(replicates=40, window=window)
+
+    def run(sampling: Any) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+        return siting.site(recs, neighborhoods, FIRST_DIVISION, params=params, adjacency=adjacency,
+                           sampling=sampling)
+
+    first = run(_declared())
+    one_record = FileFrame("sha2023", "one.csv", "crime", 1.0, (2023,), "2023-05-02T08:00:00", "2023-05-02T08:00:00")
+    inside = FileFrame("shaX", "inside.csv", "other", 0.1, (2016,), "2016-03-01T00:00:00", "2016-04-01T00:00:00")
+    unused = [_declared(one_record), _declared(inside), _declared(fraction=0.25),
+              _declared(FileFrame("sha2016b", "crime_2016.csv", "crime", 1.0, (2016,), "2016-01-16T10:00:00",
+                                  "2016-12-16T10:00:00"))]
+    if window is not None:  # a file covering only time outside the window
+        unused.append(_declared(FileFrame("sha2019", "crime_2019.csv", "crime", 0.5, (2019,),
+                                          "2019-01-01T00:00:00", "2019-12-31T00:00:00")))
+    for sampling in unused:
+        with monkeypatch.context() as m:
+            m.setattr(siting, "evaluate_site", _fail)
+            hit = run(sampling)
+        _assert_same_site(hit, first)
+        _assert_same_site(hit, _uncached(monkeypatch, lambda s=sampling: run(s)))
+    longer = FileFrame("sha2016c", "late.csv", "crime", 0.5, (2016,), "2016-12-16T10:00:00", "2016-12-30T00:00:00")
+    used = [_declared(longer),
+            _declared(FileFrame("sha2016d", "early.csv", "crime", 0.5, (2016,), "2016-01-01T00:00:00",
+                                "2016-01-16T10:00:00"))]
+    if window is None:
+        used.append(_declared(FileFrame("sha2019", "crime_2019.csv", "crime", 0.5, (2019,),
+                                        "2019-01-01T00:00:00", "2019-12-31T00:00:00")))
+    calls = _counting(monkeypatch, siting, "evaluate_site")
+    for i, sampling in enumerate(used, start=1):
+        got = run(sampling)
+        assert calls == [1] * i
+        # the covered time is in the answer (months of data: reach per year, capacity)
+        assert json.dumps(got[1], sort_keys=True, default=str) != json.dumps(first[1], sort_keys=True, default=str)
+    assert siting.sampling_part(None, window) == siting.sampling_part(Frames(), window) == "records"
+
+
+def _series(n_before: int = 14, n_after: int = 11, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    cols = ("pilot", "comparison", "rest")
+    before = pd.DataFrame({c: rng.gamma(4.0, 2.0, n_before) for c in cols})
+    after = pd.DataFrame({c: rng.gamma(4.0, 2.0, n_after) for c in cols})
+    before.loc[3, "comparison"] = 0.0  # some replicates undefined (a zero mean is possible)
+    return before, after
+
+
+def test_evaluation_bootstrap_reused_equals_the_computation_and_misses_on_any_input(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_lead import evaluation
+
+    before, after = _series()
+    oracle = _uncached(monkeypatch, lambda: evaluation.bootstrap_did(before, after, 3, 200, 7))
+    first = evaluation.bootstrap_did(before, after, 3, 200, 7)
+    with monkeypatch.context() as m:
+        m.setattr(evaluation, "_bootstrap_did", _fail)
+        again = evaluation.bootstrap_did(before.copy(), after.copy(), 3, 200, 7)
+    for got in (first, again):
+        assert sorted(got) == sorted(oracle)
+        for c in oracle:
+            np.testing.assert_array_equal(got[c], oracle[c])  # NaN where undefined, bit for bit
+            assert got[c].tobytes() == oracle[c].tobytes()
+    calls = _counting(monkeypatch, evaluation, "_bootstrap_did")
+    variants: list[tuple[pd.DataFrame, pd.DataFrame, int, int, int, tuple[str, ...]]] = []
+    for frame in ("before", "after"):
+        for col in ("pilot", "comparison", "rest"):
+            b, a = before.copy(), after.copy()
+            (b if frame == "before" else a).loc[1, col] += 1e-9
+            variants.append((b, a, 3, 200, 7, ("comparison", "rest")))
+    variants += [(before.iloc[:-1], after, 3, 200, 7, ("comparison", "rest")),  # a month fewer
+                 (before.iloc[::-1].reset_index(drop=True), after, 3, 200, 7, ("comparison", "rest")),  # order
+                 (before, after, 4, 200, 7, ("comparison", "rest")), (before, after, 3, 201, 7, ("comparison", "rest")),
+                 (before, after, 3, 200, 8, ("comparison", "rest")), (before, after, 3, 200, 7, ("comparison",))]
+    for b, a, block, reps, seed, controls in variants:
+        done = len(calls)
+        got = evaluation.bootstrap_did(b, a, block, reps, seed, controls)
+        assert len(calls) == done + 1  # a miss: computed
+        want = _uncached(monkeypatch, lambda b=b, a=a, bl=block, r=reps, s=seed, c=controls:
+                         evaluation.bootstrap_did(b, a, bl, r, s, c))
+        for c in want:
+            assert got[c].tobytes() == want[c].tobytes()
+
+
 # --- scores ----------------------------------------------------------------------------
 def _scores(recs: pd.DataFrame, nh: gpd.GeoDataFrame, **kwargs: Any) -> gpd.GeoDataFrame:
     return scoring.score_neighborhoods(recs, nh, np.full(len(nh), 1000.0), area="city", n_boot=60, **kwargs)

@@ -139,6 +139,60 @@ def test_report_choropleth_is_the_fresh_figure_and_ignores_values_it_does_not_dr
     assert figure_data.choropleth_png(swapped, zones) != png and draw.calls == 3
 
 
+def test_monthly_figure_is_the_fresh_figure_and_keyed_on_what_it_draws(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The before/after figure is drawn from `monthly_series_data` alone: the PNG equals the one
+    drawn from the whole result; accounting, gap months and limits (not drawn) reuse it; every
+    drawn value draws it again."""
+    import copy
+
+    from test_evaluation import HAND, _records
+
+    from geo_lead import pilot_figures
+    from geo_lead.evaluation import EvaluationParams, evaluate
+
+    res = evaluate(_records(HAND), ["A"], ["B"],
+                   EvaluationParams(pilot_start="2018-04-15", replicates=99, min_months=2)).to_dict()
+    fresh = figures.png_bytes(pilot_figures.monthly_series_figure(res))
+    draw = Counter(pilot_figures.monthly_series_figure)
+    monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw)
+    assert figure_data.monthly_series_png(res) == fresh and draw.calls == 1
+    not_drawn = copy.deepcopy(res)
+    not_drawn["accounting"]["records_in"] = res["accounting"].get("records_in", 0) + 1
+    not_drawn["periods"]["gap_months"] = ["2024-01"]
+    not_drawn["limits"] = [*res["limits"], "one more limit"]
+    not_drawn["versus_rest"]["did_log"] = 9.0
+    assert figure_data.monthly_series_png(not_drawn) == fresh and draw.calls == 1
+
+    def changed(edit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        out = copy.deepcopy(res)
+        edit(out)
+        return out
+
+    drawn = [
+        changed(lambda r: r["monthly"][0].update(pilot=r["monthly"][0]["pilot"] + 1.0)),
+        changed(lambda r: r["monthly"][1].update(rest=r["monthly"][1]["rest"] + 1.0)),
+        changed(lambda r: r["monthly"][2].update(comparison=r["monthly"][2]["comparison"] + 1.0)),
+        changed(lambda r: r["monthly"][0].update(period="transition")),
+        changed(lambda r: r["monthly"][0].update(month="2017-12")),
+        changed(lambda r: r.update(pilot_start="2018-04-16")),
+        changed(lambda r: r["zones"].update(pilot=["Z"])),
+        changed(lambda r: r["groups"]["pilot"].update(before_mean_per_month=99.0)),
+        changed(lambda r: r["groups"]["rest"].update(after_mean_per_month=99.0)),
+        changed(lambda r: r["estimate"].update(did_log=0.5)),
+        changed(lambda r: r["estimate"].update(ci_low=-3.0)),
+        changed(lambda r: r["estimate"].update(ci_high=3.0)),
+        changed(lambda r: r["bootstrap"].update(level=0.5)),
+        changed(lambda r: r.update(indicator="opiate")),
+    ]
+    for i, variant in enumerate(drawn, start=2):
+        png = figure_data.monthly_series_png(variant)
+        assert draw.calls == i
+        monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw.fn)
+        assert png == figures.png_bytes(pilot_figures.monthly_series_figure(variant))
+        monkeypatch.setattr(pilot_figures, "monthly_series_figure", draw)
+
+
 def test_point_record_counts_are_aggregate_points_counts(inputs: dict[str, Any]) -> None:
     recs = inputs["records"]
     assert maps.aggregate_points(recs)["n"].tolist() == figure_data.point_counts(recs).tolist()
@@ -203,6 +257,108 @@ def test_map_pages_are_rebuilt_when_an_input_changes(
     monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
     _write_maps(store_path, out)
     assert render.calls == 5
+
+
+def _without_ids(page: str) -> str:
+    """A page with folium's random element ids (uuid4 hex) replaced: what differs between two
+    renderings of the same inputs."""
+    import re
+
+    return re.sub(r"_[0-9a-f]{32}", "_ID", page)
+
+
+def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun that changes only the pages' notes (the store's record count) and parameters line
+    renders nothing: the pages are filled from their kept renderings with slots, and equal what
+    a fresh rendering (reuse off, as `--force`) writes, but for folium's random ids."""
+    from geo_lead import parameters
+    from geo_lead.sources import RECORD_COLUMNS
+    from geo_lead.store import FLAG_COLUMNS
+
+    fill_store(store_path, inputs)
+    with opened(store_path) as store:  # the maps show the scores' indicator's records (and count the others)
+        store.replace_features("scores", inputs["scores"].assign(indicator="opiate"))
+    line = {"text": 'indicator lead_eligible; frames <a href="x">&amp;</a> \u2028 caf\u00e9 \\ "q"'}
+    monkeypatch.setattr(parameters, "consistent_parameters", lambda *_a, **_k: {"p": 1})
+    monkeypatch.setattr(parameters, "describe", lambda _p: line["text"])
+    out = tmp_path / "maps"
+    render = Counter(offline.render_map)
+    monkeypatch.setattr(offline, "render_map", render)
+    _write_maps(store_path, out)
+    assert render.calls == 2
+    line["text"] = "other </script><!-- line & 'sampling' 9f8e"
+    with opened(store_path) as store:
+        n = store.count("records")
+        extra = pd.DataFrame({c: None for c in RECORD_COLUMNS}, index=[0])
+        extra["record_id"] = extra["content_hash"] = "extra-1"
+        extra["occurred_at"], extra["offense_text"], extra["address_raw"] = "2019-05-01T10:00:00", "X", "1 MAIN ST"
+        extra["source"], extra["source_file"] = "crime_pre2023", "extra.csv"
+        for flag in FLAG_COLUMNS:
+            extra[flag] = 0
+        with store.write():
+            store.upsert_records(extra, "2026-01-02T00:00:00Z")
+    paths = _write_maps(store_path, out)
+    assert render.calls == 2  # filled, not rendered
+    filled = {name: p.read_text(encoding="utf-8") for name, p in paths.items()}
+    with result_cache.switched_off(), opened(store_path) as store:
+        fresh_paths = maps.write_maps(store, tmp_path / "fresh")
+    assert render.calls == 4
+    for name, page in filled.items():
+        fresh = fresh_paths[name].read_text(encoding="utf-8")
+        assert page != fresh  # other ids ...
+        assert _without_ids(page) == _without_ids(fresh)  # ... the same page
+        assert maps.page_text(line["text"]) in page and f"{n + 1:,} in the store" in page
+        assert "other </script>" not in page  # written escaped, as a fresh rendering writes it
+    # a layer changed: the site map is rendered again (its slotted rendering too), the timeline filled
+    kde = inputs["kde"].copy()
+    kde["density_per_sqmi"] = kde["density_per_sqmi"] * 3.0
+    with opened(store_path) as store:
+        store.replace_features("hotspot_kde", kde)
+    line["text"] = "a third line"
+    _write_maps(store_path, out)
+    assert render.calls == 5
+
+
+def test_map_page_key_reads_every_constant_without_importing_folium() -> None:
+    """`maps.page_key` reads the constants of settings, cartography, map_layers and maps, not of
+    map_elements (importing it imports folium): map_elements may define none of its own -- each
+    of its uppercase names is map_layers' or cartography's object. And the key is made, and a
+    kept page filled, in a process that has not imported folium."""
+    import subprocess
+    import sys
+
+    from geo_lead import cartography, map_elements, map_layers
+
+    own = [name for name, value in vars(map_elements).items() if name.isupper()
+           and value is not getattr(map_layers, name, None) and value is not getattr(cartography, name, None)]
+    assert own == []
+    code = ("import sys\nfrom geo_lead import maps, page_reuse\n"
+            "maps.page_key('timeline', 'x'); page_reuse.filled_page('ab' * 32, ['t'], lambda t: t[0], maps.page_text)\n"
+            "print('folium' in sys.modules, 'geo_lead.map_elements' in sys.modules)")
+    env = {**os.environ, "GEO_LEAD_RESULT_CACHE": "0"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_filled_page_renders_directly_when_it_cannot_fill(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def render(texts: Any) -> str:
+        calls.append(list(texts))
+        return "<p>" + "|".join(texts) + "</p>"
+
+    upper = str.upper
+    key = "ab" * 32
+    assert page_reuse.filled_page(key, ["x", "y"], render, upper) == "<p>X|Y</p>"
+    assert calls == [page_reuse.slot_tokens(2, key)]
+    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>U|V</p>" and len(calls) == 1
+    assert page_reuse.filled_page(key, ["u", ""], render, upper) == "<p>u|</p>" and calls[-1] == ["u", ""]
+    hidden = page_reuse.filled_page("cd" * 32, ["a"], lambda t: calls.append(list(t)) or "<p>none</p>", upper)
+    assert hidden == "<p>none</p>" and calls[-1] == ["a"]  # no slot in the page: rendered with its text
+    monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
+    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>u|v</p>" and calls[-1] == ["u", "v"]
 
 
 def test_map_page_key_covers_the_records_shown(inputs: dict[str, Any]) -> None:
