@@ -336,11 +336,11 @@ def score_by_year_store(store: Store, indicator: str = "lead_eligible", area: st
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.division_records import first_division_for_store
     from geo_lead.frames import load_frames
-    from geo_lead.population import interpolate_population, load_tracts
+    from geo_lead.population import population_of
 
     recs = _read(store, indicator, records)
     nh = load_neighborhoods()
-    population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
+    population = population_of(nh).population
     fd = first_division_for_store(store, nh, records=recs) if area == "first-division" else None
     yrs = _years(store, recs, years)
     sampling = load_frames(store)

@@ -135,8 +135,53 @@ def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataF
     return Interpolation(done.population.copy(), done.tracts_total, done.unallocated, done.overlap_sqft)
 
 
+def population_of(neighborhoods: gpd.GeoDataFrame, path: Path = settings.POPULATION_TRACTS,
+                  column: str = POPULATION_COLUMN) -> Interpolation:
+    """`interpolate_population` of the tracts file at `path`, in the neighborhoods' CRS, onto
+    `neighborhoods`, without parsing that file when the answer is kept.
+
+    The answer is kept in this process and across runs (kind ``population``) under
+    `file_inputs_key`: the sha256 of the file's bytes instead of the parsed tracts, so a
+    rerun whose boundary files did not change reads neither the tracts nor their geometry.
+    A miss reads and checks the file (`load_tracts`: the same errors as before) and
+    interpolates; a hit equals that result exactly.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: population tracts file not found.")
+    key = file_inputs_key(path, column, neighborhoods)
+    done = _BY_FILE.get(key) or _cached(key, neighborhoods.index)
+    if done is None:
+        done = interpolate_population(load_tracts(path, column).to_crs(neighborhoods.crs), neighborhoods, column)
+        result_cache.write(CACHE_KIND, key, {
+            "population": done.population.to_numpy(float).tolist(), "tracts_total": done.tracts_total,
+            "unallocated": done.unallocated, "overlap_sqft": done.overlap_sqft})
+    _BY_FILE.clear()  # one entry: the boundaries of this run
+    _BY_FILE[key] = done
+    return Interpolation(done.population.copy(), done.tracts_total, done.unallocated, done.overlap_sqft)
+
+
+def file_inputs_key(path: Path, column: str, neighborhoods: gpd.GeoDataFrame) -> str:
+    """sha256 of what `population_of` reads: the tracts file's bytes, the column, the
+    neighborhoods' CRS, geometries (WKB) and index, the method's code and library versions
+    (`_METHOD_VERSION`) and the reader's (pyogrio and its GDAL parse the file)."""
+    import shapely
+
+    h = hashlib.sha256(b"population_of|")
+    h.update(f"{column}|{neighborhoods.crs}|".encode())
+    h.update(_METHOD_VERSION.encode())
+    h.update(result_cache.library_versions("pyogrio", "fiona").encode())
+    h.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    for wkb in shapely.to_wkb(np.asarray(neighborhoods.geometry.values)):
+        h.update(wkb or b"")
+    h.update(repr(list(neighborhoods.index)).encode())
+    return h.hexdigest()
+
+
 #: `interpolate_population` results by `inputs_key` (scoring, siting and by-year reuse it).
 _MEMO: dict[str, Interpolation] = {}
+#: `population_of` results by `file_inputs_key` (one entry).
+_BY_FILE: dict[str, Interpolation] = {}
 #: `load_tracts` frames by (path, column, sha256 of the file).
 _TRACTS: dict[tuple[str, str, str], gpd.GeoDataFrame] = {}
 #: `geo_lead.result_cache` kind of the interpolation.

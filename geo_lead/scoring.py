@@ -732,11 +732,11 @@ def score_store(store: Store, indicator: str = "lead_eligible", area: str = "fir
     from geo_lead.boundaries import load_neighborhoods
     from geo_lead.division_records import first_division_for_store
     from geo_lead.parameters import result_parameters, store_frames_fingerprint
-    from geo_lead.population import interpolate_population, load_tracts
+    from geo_lead.population import population_of
 
     nh = load_neighborhoods() if neighborhoods is None else neighborhoods
     if population is None:
-        population = interpolate_population(load_tracts().to_crs(nh.crs), nh).population
+        population = population_of(nh).population
     cols = set(store.columns("records"))
     if "neighborhood" not in cols and "lon" not in cols:
         raise GeoLeadError(f"{store.path}: records have no coordinates yet; run "

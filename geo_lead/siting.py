@@ -1284,9 +1284,9 @@ def compute_site(store: Store | str, k: int | None = None, capacity: int = setti
     names = resolve_area(neighborhoods, records, area, candidates)
     population = None
     if settings.POPULATION_TRACTS.exists():
-        from geo_lead.population import interpolate_population, load_tracts
+        from geo_lead.population import population_of
 
-        interp = interpolate_population(load_tracts(), neighborhoods)
+        interp = population_of(neighborhoods)
         population = interp.population.set_axis(neighborhoods["NH_NAME"].to_numpy())
     progress = params.pop("progress", None)
     # the store's declarations: read here unless given (a forked child must not read the store)

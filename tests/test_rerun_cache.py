@@ -107,6 +107,77 @@ def test_load_tracts_reads_a_changed_file_again(tmp_path: Path) -> None:
     assert len(population.load_tracts(path)) == 2
 
 
+def _clear_population_memos() -> None:
+    """What a new process starts with: no interpolation, tracts or file answer in memory."""
+    population._MEMO.clear()
+    population._TRACTS.clear()
+    population._BY_FILE.clear()
+
+
+def _file_oracle(path: Path, nh: gpd.GeoDataFrame) -> population.Interpolation:
+    tracts = population._read_tracts(path, population.POPULATION_COLUMN).to_crs(nh.crs)
+    return population._interpolate(tracts, nh, population.POPULATION_COLUMN)
+
+
+def test_population_of_a_kept_file_parses_no_tracts_and_equals_the_computation(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nh = load_neighborhoods()
+    oracle = _file_oracle(settings.POPULATION_TRACTS, nh)
+    _clear_population_memos()
+    first = population.population_of(nh)
+    _clear_population_memos()  # a rerun: only the result files remain
+    monkeypatch.setattr(population, "_read_tracts", _fail)
+    monkeypatch.setattr(population, "_interpolate", _fail)
+    again = population.population_of(load_neighborhoods())
+    for got in (first, again):
+        pd.testing.assert_series_equal(got.population, oracle.population, check_exact=True)
+        assert (got.tracts_total, got.unallocated, got.overlap_sqft) == (
+            oracle.tracts_total, oracle.unallocated, oracle.overlap_sqft)
+    again.population.iloc[0] = -1.0  # a caller's copy, not the memo
+    assert population.population_of(nh).population.iloc[0] == oracle.population.iloc[0]
+
+
+@pytest.mark.parametrize("change", ["tracts file", "neighborhood geometry", "neighborhood index", "crs"])
+def test_population_of_misses_when_an_input_changes(cache_dir: Path, tmp_path: Path, change: str) -> None:
+    nh = load_neighborhoods()
+    path = tmp_path / "tracts.geojson"
+    tracts = population.load_tracts()
+    tracts.to_file(path, driver="GeoJSON")
+    population.population_of(nh, path)
+    if change == "tracts file":  # one tract's population changed, same geometry
+        tracts.loc[tracts.index[0], population.POPULATION_COLUMN] += 1000.0
+        tracts.to_file(path, driver="GeoJSON")
+    elif change == "neighborhood geometry":
+        nh = nh.copy()
+        nh.loc[nh.index[0], "geometry"] = shapely.affinity.translate(nh.geometry.iloc[0], xoff=0.0005)
+    elif change == "neighborhood index":
+        nh = nh.set_axis(nh.index[::-1])
+    else:
+        nh = nh.to_crs(settings.CRS_PROJECTED)
+    key = population.file_inputs_key(path, population.POPULATION_COLUMN, nh)
+    assert result_cache.read(population.CACHE_KIND, key) is None
+    _clear_population_memos()
+    got = population.population_of(nh, path)
+    oracle = _file_oracle(path, nh)
+    pd.testing.assert_series_equal(got.population, oracle.population, check_exact=True)
+    assert result_cache.read(population.CACHE_KIND, key) is not None
+
+
+def test_population_of_a_missing_or_broken_file_says_which(cache_dir: Path, tmp_path: Path) -> None:
+    from geo_lead.errors import InputFileError
+
+    nh = load_neighborhoods()
+    with pytest.raises(InputFileError, match="not found"):
+        population.population_of(nh, tmp_path / "none.geojson")
+    path = tmp_path / "tracts.geojson"
+    tracts = population.load_tracts().head(5)
+    tracts[population.POPULATION_COLUMN] = tracts[population.POPULATION_COLUMN].astype(object)
+    tracts.loc[tracts.index[2], population.POPULATION_COLUMN] = "n/a"
+    tracts.to_file(path, driver="GeoJSON")
+    with pytest.raises(InputFileError, match="feature 2"):
+        population.population_of(nh, path)
+
+
 # --- queen adjacency ---------------------------------------------------------------------
 def test_queen_adjacency_is_reused_from_the_store_across_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
