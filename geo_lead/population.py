@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -123,16 +125,8 @@ def interpolate_population(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataF
     check_same_crs(tracts=tracts, neighborhoods=neighborhoods)
     if column not in tracts.columns:
         raise GeoLeadError(f"tracts: population column {column!r} missing; have {list(tracts.columns)}.")
-    key = inputs_key(tracts, neighborhoods, column)
-    done = _MEMO.get(key) or _cached(key, neighborhoods.index)
-    if done is None:
-        done = _interpolate(tracts, neighborhoods, column)
-        result_cache.write(CACHE_KIND, key, {
-            "population": done.population.to_numpy(float).tolist(), "tracts_total": done.tracts_total,
-            "unallocated": done.unallocated, "overlap_sqft": done.overlap_sqft})
-    _MEMO.clear()  # one entry: the boundaries of this run
-    _MEMO[key] = done
-    return Interpolation(done.population.copy(), done.tracts_total, done.unallocated, done.overlap_sqft)
+    return _kept(_MEMO, inputs_key(tracts, neighborhoods, column), neighborhoods.index,
+                 lambda: _interpolate(tracts, neighborhoods, column))
 
 
 def population_of(neighborhoods: gpd.GeoDataFrame, path: Path = settings.POPULATION_TRACTS,
@@ -149,15 +143,24 @@ def population_of(neighborhoods: gpd.GeoDataFrame, path: Path = settings.POPULAT
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: population tracts file not found.")
-    key = file_inputs_key(path, column, neighborhoods)
-    done = _BY_FILE.get(key) or _cached(key, neighborhoods.index)
+    return _kept(_BY_FILE, file_inputs_key(path, column, neighborhoods), neighborhoods.index,
+                 lambda: interpolate_population(load_tracts(path, column).to_crs(neighborhoods.crs),
+                                                neighborhoods, column))
+
+
+def _kept(memo: dict[str, Interpolation], key: str, index: pd.Index,
+          compute: Callable[[], Interpolation]) -> Interpolation:
+    """The interpolation under `key`: from `memo` (this process), else the result cache, else
+    `compute()` (then written to the cache); `memo` keeps only this key (the boundaries of this
+    run). A new object each call: changing it changes no cache."""
+    done = memo.get(key) or _cached(key, index)
     if done is None:
-        done = interpolate_population(load_tracts(path, column).to_crs(neighborhoods.crs), neighborhoods, column)
+        done = compute()
         result_cache.write(CACHE_KIND, key, {
             "population": done.population.to_numpy(float).tolist(), "tracts_total": done.tracts_total,
             "unallocated": done.unallocated, "overlap_sqft": done.overlap_sqft})
-    _BY_FILE.clear()  # one entry: the boundaries of this run
-    _BY_FILE[key] = done
+    memo.clear()
+    memo[key] = done
     return Interpolation(done.population.copy(), done.tracts_total, done.unallocated, done.overlap_sqft)
 
 
@@ -165,16 +168,12 @@ def file_inputs_key(path: Path, column: str, neighborhoods: gpd.GeoDataFrame) ->
     """sha256 of what `population_of` reads: the tracts file's bytes, the column, the
     neighborhoods' CRS, geometries (WKB) and index, the method's code and library versions
     (`_METHOD_VERSION`) and the reader's (pyogrio and its GDAL parse the file)."""
-    import shapely
-
     h = hashlib.sha256(b"population_of|")
     h.update(f"{column}|{neighborhoods.crs}|".encode())
     h.update(_METHOD_VERSION.encode())
     h.update(result_cache.library_versions("pyogrio", "fiona").encode())
     h.update(hashlib.sha256(Path(path).read_bytes()).digest())
-    for wkb in shapely.to_wkb(np.asarray(neighborhoods.geometry.values)):
-        h.update(wkb or b"")
-    h.update(repr(list(neighborhoods.index)).encode())
+    _hash_neighborhoods(h, neighborhoods)
     return h.hexdigest()
 
 
@@ -211,10 +210,18 @@ def inputs_key(tracts: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, column
     for wkb in shapely.to_wkb(np.asarray(tracts.geometry.values)):
         h.update(wkb or b"")
     h.update(np.asarray(pd.to_numeric(tracts[column]), dtype=float).tobytes())
+    _hash_neighborhoods(h, neighborhoods)
+    return h.hexdigest()
+
+
+def _hash_neighborhoods(h: Any, neighborhoods: gpd.GeoDataFrame) -> None:
+    """Feed `h` what both keys read of the neighborhoods: geometries (WKB) and index (the
+    result is aligned to it)."""
+    import shapely
+
     for wkb in shapely.to_wkb(np.asarray(neighborhoods.geometry.values)):
         h.update(wkb or b"")
     h.update(repr(list(neighborhoods.index)).encode())
-    return h.hexdigest()
 
 
 def _method_version() -> str:
