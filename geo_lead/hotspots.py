@@ -568,13 +568,15 @@ def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame
     g = _g_local(y, w, 0, seed)
     z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
     observed = np.asarray(g.Gs, float)
+    # esda draws with numba, or no unit has a neighbour: esda's own crand decides
+    ours = gistar_crand.replicates_esda() and gistar_crand.has_neighbours(g.w.sparse)
     up = down = 0
     done, i = 0, 0
     while done < permutations:
         r = min(batch, permutations - done)
-        if gistar_crand.replicates_esda() and gistar_crand.has_neighbours(g.w.sparse):
+        if ours:
             u, d = gistar_crand.extreme_counts(y, g.w.sparse, observed, r, seed + i)
-        else:  # esda draws with numba, or no unit has a neighbour: esda's own crand decides
+        else:
             u, d = _extreme_counts(observed, np.asarray(_g_local(y, w, r, seed + i).rGs, float))
         up, down, done, i = up + u, down + d, done + r, i + 1
     p = np.where(z > 0, (up + 1) / (permutations + 1), np.where(z < 0, (down + 1) / (permutations + 1), 1.0))
@@ -603,8 +605,11 @@ def _g_local(y: np.ndarray, w: Any, permutations: int, seed: int) -> Any:
 
 
 def _extreme_counts(observed: np.ndarray, simulated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit #(sim >= obs) and #(sim <= obs), ties counted on both sides."""
-    tol = 1e-12 * np.maximum(1.0, np.abs(observed))[:, None]
+    """Per unit #(sim >= obs) and #(sim <= obs), ties counted on both sides (within
+    `gistar_crand.TIE_TOLERANCE`, as `gistar_crand.extreme_counts` counts them)."""
+    from geo_lead.gistar_crand import TIE_TOLERANCE
+
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(observed))[:, None]
     return ((simulated >= observed[:, None] - tol).sum(axis=1),
             (simulated <= observed[:, None] + tol).sum(axis=1))
 
