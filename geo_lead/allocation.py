@@ -119,8 +119,7 @@ class ProjectedUnits:
         """The units of a GeoDataFrame in any CRS, projected to EPSG:2246 (once per process
         for the same CRS, names and geometry: the join projects them for every chunk)."""
         names = neighborhoods[name_column].astype(str).to_numpy(dtype=object)
-        key = _digest(neighborhoods.crs.to_wkt() if neighborhoods.crs is not None else None,
-                      names, neighborhoods.geometry.to_numpy())
+        key = _frame_digest(neighborhoods, name_column)
         hit = _UNITS_MEMO.get(key)
         if hit is None:
             polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
@@ -148,9 +147,15 @@ def _digest(crs_wkt: str | None, names: Any, geoms: np.ndarray, *extra: object) 
     return h.hexdigest()
 
 
-def _remember(memo: dict[str, Any], key: str, value: Any) -> Any:
-    """Put `value` in `memo` under `key` (the oldest entries out past `GEOMETRY_MEMO_SIZE`)."""
-    while len(memo) >= GEOMETRY_MEMO_SIZE:
+def _frame_digest(frame: gpd.GeoDataFrame, name_column: str) -> str:
+    """`_digest` of a frame's CRS, names (`name_column`) and geometry."""
+    return _digest(frame.crs.to_wkt() if frame.crs is not None else None,
+                   frame[name_column].astype(str).to_numpy(dtype=object), frame.geometry.to_numpy())
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any, size: int = GEOMETRY_MEMO_SIZE) -> Any:
+    """Put `value` in `memo` under `key` (the oldest entries out past `size`)."""
+    while len(memo) >= size:
         memo.pop(next(iter(memo)))
     memo[key] = value
     return value
@@ -414,17 +419,8 @@ def settle_geometry_key(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame
                         name_column: str) -> str:
     """sha256 of everything `_settle_geometry` builds from: the beats' codes, geometry (WKB)
     and CRS, the units' names (`name_column`), geometry and CRS, and the tolerance."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for frame, col in ((beats, "beat"), (neighborhoods, name_column)):
-        h.update(repr((col, frame.crs.to_wkt() if frame.crs is not None else None, len(frame))).encode())
-        h.update("\x1f".join(frame[col].astype(str)).encode())
-        h.update(b"\x1e")
-        for wkb in shapely.to_wkb(frame.geometry.to_numpy(), hex=False).tolist():
-            h.update(len(wkb).to_bytes(8, "little") + wkb)
-    h.update(repr(float(tol)).encode())
-    return h.hexdigest()
+    return _digest(None, (_frame_digest(beats, "beat"), _frame_digest(neighborhoods, name_column)),
+                   np.empty(0, dtype=object), float(tol))
 
 
 def _settle_geometry(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, tol: float,
@@ -443,10 +439,7 @@ def _settle_geometry(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame, t
                       shapely.buffer(proj_beats.geometry.to_numpy(), -tol), strict=True))
     nh = neighborhoods.to_crs(settings.CRS_PROJECTED)
     made = _SettleGeometry(shrunk, dict(zip(nh[name_column].astype(str), nh.geometry.to_numpy(), strict=True)), {})
-    while len(_SETTLE_MEMO) >= SETTLE_MEMO_SIZE:
-        _SETTLE_MEMO.pop(next(iter(_SETTLE_MEMO)))
-    _SETTLE_MEMO[key] = made
-    return made
+    return _remember(_SETTLE_MEMO, key, made, SETTLE_MEMO_SIZE)
 
 
 def _settle_pieces(pairs: _BeatPairs, beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame,
