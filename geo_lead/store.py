@@ -319,8 +319,48 @@ class Store:
         #: `close_discarding_if_unused` removes them again if nothing was written.
         self.created: bool = False
         self.created_dirs: list[Path] = []
-        #: `record_dates` of the store as it was: (data_version, total_changes, records), dates
-        self._dates: tuple[tuple[int, int, int], RecordDates] | None = None
+        #: Rows this connection changed in tables other than ``records`` through the methods
+        #: that say so (`_writes_to`), and writes that may have changed the records without
+        #: changing `total_changes` (a rollback, a records write inside such a method): what
+        #: `records_state` takes out of / adds to SQLite's own counters.
+        self._other_changes = 0
+        self._record_writes = 0
+        self._writes_depth = 0
+        #: `record_dates` of the store as it was: (`records_state`, dates)
+        self._dates: tuple[tuple[int, ...], RecordDates] | None = None
+        #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
+        self._flagged: dict[str, tuple[tuple[int, ...], pd.DataFrame]] = {}
+
+    def records_state(self) -> tuple[int, ...]:
+        """A key that changes whenever the records may have changed: a commit by another
+        connection (``PRAGMA data_version``: GDAL, QGIS, another geo-lead), a row changed by
+        this connection in any table but through a method that wrote only another table
+        (``total_changes`` less `_writes_to`'s rows: any other write, e.g. SQL run on
+        ``conn`` directly, counts), a rollback, and the number of records. Equal keys: the
+        records read now are those read then (the memos of `record_dates` and
+        `flagged_records`); a result layer or meta written in between keeps the key."""
+        return (int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
+                self.conn.total_changes - self._other_changes, self._record_writes, self.count("records"))
+
+    @contextlib.contextmanager
+    def _writes_to(self, table: str) -> Iterator[None]:
+        """The rows changed inside count as changes of `table` only: for a table other than
+        ``records`` they leave `records_state` as it was. A ``records`` write inside such a
+        block moves the key all the same (`_record_writes`)."""
+        if table == "records":
+            self._record_writes += 1
+            yield
+            return
+        if self._writes_depth:
+            yield
+            return
+        before = self.conn.total_changes
+        self._writes_depth += 1
+        try:
+            yield
+        finally:
+            self._writes_depth -= 1
+            self._other_changes += self.conn.total_changes - before
 
     @contextlib.contextmanager
     def scan_cache(self) -> Iterator[None]:
@@ -353,6 +393,7 @@ class Store:
             try:
                 yield self.conn
             except BaseException as exc:
+                self._record_writes += 1  # what a memo read inside may be undone (`records_state`)
                 if self.conn.in_transaction:  # SQLite may already have rolled back (disk full)
                     with contextlib.suppress(sqlite3.Error):
                         self.conn.execute(f"ROLLBACK TO {name}")
@@ -379,6 +420,7 @@ class Store:
         try:
             yield self.conn
         except BaseException as exc:
+            self._record_writes += 1  # what a memo read inside may be undone (`records_state`)
             with contextlib.suppress(sqlite3.Error):
                 self.conn.rollback()
             mapped = storage_error(self.path, exc)
@@ -389,6 +431,7 @@ class Store:
             try:
                 self.conn.commit()
             except sqlite3.Error as exc:
+                self._record_writes += 1
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.rollback()
                 raise storage_error(self.path, exc) or StoreError(
@@ -509,8 +552,9 @@ class Store:
             (table, geometry_type, srs_id))
 
     def touch(self, table: str) -> None:
-        self.conn.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = ?",
-                          (_utcnow(), table))
+        with self._writes_to("gpkg_contents"):
+            self.conn.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = ?",
+                              (_utcnow(), table))
 
     # --- generic reads / writes ---------------------------------------------------------
     def read_table(self, table: str, columns: Sequence[str] | None = None,
@@ -534,7 +578,7 @@ class Store:
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
         quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
-        with self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
+        with self._writes_to(table), self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
             # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
             return self._executemany(sql, frame)
 
@@ -574,7 +618,7 @@ class Store:
 
         gdf = gdf.to_crs(WGS84_SRS_ID) if gdf.crs is not None and gdf.crs.to_epsg() != WGS84_SRS_ID else gdf
         attrs = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-        with self.write():
+        with self.write(), self._writes_to(table):
             self.drop_spatial_index(table)
             self.conn.execute(f'DROP TABLE IF EXISTS "{table}"')
             self.conn.execute("DELETE FROM gpkg_geometry_columns WHERE table_name = ?", (table,))
@@ -591,7 +635,7 @@ class Store:
 
     def replace_attributes(self, table: str, frame: pd.DataFrame, description: str = "") -> None:
         """Replace an attributes table with a DataFrame, atomically."""
-        with self.write():
+        with self.write(), self._writes_to(table):
             self.conn.execute(f'DROP TABLE IF EXISTS "{table}"')
             self.conn.execute("DELETE FROM gpkg_contents WHERE table_name = ?", (table,))
             defs = ", ".join(f'"{c}" {_sql_type(c, frame[c].dtype)}' for c in frame.columns)
@@ -656,7 +700,7 @@ class Store:
         cols = list(rows.columns)
         sql = (f'INSERT INTO records ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        with self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
+        with self._writes_to("records"), self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
             return self._executemany(sql, rows)
 
     def next_record_fid(self) -> int:
@@ -934,7 +978,7 @@ class Store:
 
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
-        with self.write():
+        with self.write(), self._writes_to("meta"):
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_json(self, key: str, default: Any = None) -> Any:
@@ -1044,7 +1088,8 @@ class Store:
     # --- named queries: callers ask for what they need; the SQL stays in this module -------
     def set_json(self, key: str, value: Any) -> None:
         """`put_json` inside the caller's write transaction (no transaction of its own)."""
-        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+        with self._writes_to("meta"):
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def ensure_text_columns(self, table: str, columns: Sequence[str]) -> None:
         """Add the TEXT `columns` that `table` lacks (inside the caller's transaction)."""
@@ -1188,9 +1233,31 @@ class Store:
         return self.read_records(columns, where="beat_check = ?", params=(value,))
 
     def flagged_records(self, columns: Sequence[str], flag: str) -> pd.DataFrame:
-        """`columns` of the records whose indicator `flag` (one of `FLAG_COLUMNS`) is set."""
+        """`columns` of the records whose indicator `flag` (one of `FLAG_COLUMNS`) is set.
+
+        Kept while `records_state` stays (per flag, the columns read so far): a second read of
+        the same records (the run's maps after its analysis read) reads only the columns not
+        read yet, and gets what a fresh read gives (a copy: callers may change it)."""
         if flag not in FLAG_COLUMNS:
             raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
+        columns = list(columns)
+        key = self.records_state()
+        kept = self._flagged.get(flag)
+        if kept is not None and kept[0] == key:
+            frame = kept[1]
+            missing = [c for c in dict.fromkeys(columns) if c not in frame]
+            if missing:  # the same rows in the same order (fid checked), more columns
+                extra = self._read_flagged(["fid", *missing], flag)
+                if np.array_equal(extra["fid"].to_numpy(np.int64), frame["fid"].to_numpy(np.int64)):
+                    frame = pd.concat([frame, extra.drop(columns="fid")], axis=1)
+                else:
+                    frame = self._read_flagged(_with_fid([*frame.columns, *missing]), flag)
+        else:
+            frame = self._read_flagged(_with_fid(columns), flag)
+        self._flagged[flag] = (key, frame)
+        return frame[columns].copy()
+
+    def _read_flagged(self, columns: list[str], flag: str) -> pd.DataFrame:
         # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
         with self.scan_cache():
             return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
@@ -1236,9 +1303,9 @@ class Store:
                              "n": pairs["n"].to_numpy(np.int64)})
 
     def record_dates(self) -> RecordDates:
-        """Every record's dates, counted: `RecordDates` (kept until the store changes)."""
-        key = (self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes,
-               self.count("records"))
+        """Every record's dates, counted: `RecordDates` (kept until the records may have
+        changed: `records_state`; a result layer written in between keeps them)."""
+        key = self.records_state()
         if self._dates is None or self._dates[0] != key:
             self._dates = (key, self._count_record_dates())
         return self._dates[1]
@@ -1569,6 +1636,11 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
         else values.dictionary_encode()
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
+
+
+def _with_fid(columns: Sequence[str]) -> list[str]:
+    """``fid`` first, then `columns` (each once, without ``fid``): what `Store.flagged_records` keeps."""
+    return ["fid", *dict.fromkeys(c for c in columns if c != "fid")]
 
 
 class _ArrowStreamError(Exception):

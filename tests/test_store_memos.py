@@ -1,0 +1,192 @@
+"""The store's per-connection memos of the records (`Store.record_dates`, `Store.flagged_records`)
+are kept while `Store.records_state` stays: a hit equals a fresh computation, every kind of
+records change (insert, update, delete; by this store, by its connection's own SQL, by another
+connection; a rolled-back write) is a miss, and a write to another table (a result layer, meta,
+the rejects) is a hit. The oracles read the store afresh (`_record_dates` of a sqlite3 read,
+`read_records` with the flag's WHERE), never through the memo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+from shapely.geometry import Point
+
+from geo_lead import settings
+from geo_lead.store import RecordDates, Store, _record_dates, open_store
+
+FLAG = "lead_eligible"
+COLS = ["record_id", "occurred_at", "source", FLAG]
+MORE = ["address_raw", "offense_text", "fid"]
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    from geo_lead.ingest import ingest_files
+
+    s = open_store(tmp_path / "s.gpkg")
+    ingest_files(s, [f for f in settings.SHIPPED_LMPD_FILES if "2016" in f.name])
+    yield s
+    s.close()
+
+
+def _counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    """Record each call of `Store.<name>` (its arguments) and run it."""
+    calls: list[Any] = []
+    real = getattr(Store, name)
+
+    def spy(self: Store, *args: Any) -> Any:
+        calls.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, name, spy)
+    return calls
+
+
+def _fresh_dates(store: Store) -> RecordDates:
+    return _record_dates(store._record_columns(list(RecordDates.COLUMNS), arrow=False))
+
+
+def _fresh_flagged(store: Store, columns: list[str]) -> pd.DataFrame:
+    return store.read_records(columns, where=f'COALESCE("{FLAG}", 0) <> 0')
+
+
+def _check_dates(store: Store) -> None:
+    got, want = store.record_dates(), _fresh_dates(store)
+    pd.testing.assert_frame_equal(got.cube, want.cube)
+    assert got.odd == want.odd
+
+
+def _check_flagged(store: Store, columns: list[str]) -> None:
+    pd.testing.assert_frame_equal(store.flagged_records(columns, FLAG), _fresh_flagged(store, columns))
+
+
+def _one_record(store: Store, record_id: str) -> pd.DataFrame:
+    """A copy of a stored flagged record as `upsert_records` takes it, under a new id."""
+    row = store.read_records([c for c in store.columns("records") if c not in ("fid", "geom")],
+                             where=f'COALESCE("{FLAG}", 0) <> 0').head(1).copy()
+    row["record_id"], row["content_hash"] = record_id, f"h-{record_id}"
+    row["occurred_at"] = "2016-07-04T10:00:00"
+    for flag in ("opiate", FLAG):
+        row[flag] = row[flag].astype(int)
+    return row
+
+
+def _other_table_writes(store: Store) -> list[Callable[[], object]]:
+    layer = gpd.GeoDataFrame({"v": [1.0]}, geometry=[Point(-85.7, 38.2)], crs="EPSG:4326")
+
+    def meta_rows() -> None:
+        with store.write():
+            store.insert_rows("meta", pd.DataFrame({"key": ["memo-test"], "value": ["1"]}))
+
+    return [lambda: store.put_json("memo_test", {"a": 1}),
+            lambda: store.replace_features("memo_layer", layer),
+            lambda: store.replace_attributes("memo_table", pd.DataFrame({"x": [1, 2]})),
+            meta_rows,
+            lambda: store.touch("records")]
+
+
+def test_record_dates_hit_equals_fresh_and_other_tables_keep_it(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = _counted(monkeypatch, "_count_record_dates")
+    _check_dates(store)
+    assert len(counts) == 1
+    for write in _other_table_writes(store):
+        write()
+        _check_dates(store)
+        assert len(counts) == 1, write  # a result layer / meta written: the dates are kept
+
+
+def test_flagged_records_hit_equals_fresh_and_reads_only_new_columns(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = _counted(monkeypatch, "_read_flagged")
+    _check_flagged(store, COLS)
+    assert len(reads) == 1
+    _check_flagged(store, COLS[1:3])  # a subset: nothing read
+    assert len(reads) == 1
+    _check_flagged(store, [*COLS, *MORE])  # only the columns not read yet
+    assert len(reads) == 2 and set(reads[1][0]) == {"fid", "address_raw", "offense_text"}
+    mine = store.flagged_records(COLS, FLAG)
+    mine.loc[:, "occurred_at"] = "changed"  # a caller's change does not reach the memo
+    del mine["source"]
+    _check_flagged(store, COLS)
+    for write in _other_table_writes(store):
+        write()
+        _check_flagged(store, [*COLS, *MORE])
+    assert len(reads) == 2
+    with pytest.raises(ValueError, match="not an indicator flag"):
+        store.flagged_records(COLS, "no_such_flag")
+
+
+def _insert_here(store: Store) -> None:
+    with store.write():
+        store.upsert_records(_one_record(store, "memo-new"), "2026-01-01T00:00:00Z")
+
+
+def _update_here(store: Store) -> None:
+    rid = store.read_records(["record_id"]).iloc[3, 0]
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": [rid], "occurred_at": ["2016-12-31T23:00:00"],
+                                           FLAG: [1]}))
+
+
+def _delete_by_sql_here(store: Store) -> None:
+    with store.write():  # this connection, not through a Store method: total_changes moves
+        store.conn.execute(f'DELETE FROM records WHERE fid = (SELECT MIN(fid) FROM records WHERE "{FLAG}")')
+
+
+def _update_by_sql_here(store: Store) -> None:
+    with store.write():  # same number of records
+        store.conn.execute('UPDATE records SET occurred_at = \'2016-01-02T03:04:05\', source = \'x\' '
+                           f'WHERE fid = (SELECT MIN(fid) FROM records WHERE "{FLAG}")')
+
+
+def _rolled_back(store: Store) -> None:
+    """A records update seen by both memos inside a transaction, then rolled back."""
+    rid = store.flagged_records(["record_id"], FLAG).iloc[0, 0]
+    with pytest.raises(RuntimeError), store.write():
+        store.update_records(pd.DataFrame({"record_id": [rid], "occurred_at": ["2016-11-11T11:11:11"],
+                                           "source": ["rolled"], FLAG: [0]}))
+        _check_dates(store)
+        _check_flagged(store, COLS)
+        raise RuntimeError("roll back")
+
+
+CHANGES: dict[str, Callable[[Store], None]] = {
+    "insert by this store": _insert_here,
+    "update by this store": _update_here,
+    "delete by this connection's SQL": _delete_by_sql_here,
+    "update by this connection's SQL": _update_by_sql_here,
+    "rollback": _rolled_back,
+}
+
+
+@pytest.mark.parametrize("change", ["insert by this store", "update by this store", "delete by this connection's SQL",
+                                    "update by this connection's SQL", "insert by another connection",
+                                    "update by another connection", "delete by another connection", "rollback"])
+def test_every_records_change_is_a_miss(store: Store, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    counts = _counted(monkeypatch, "_count_record_dates")
+    reads = _counted(monkeypatch, "_read_flagged")
+    _check_dates(store)
+    _check_flagged(store, COLS)
+    before_dates, before_flagged = store.record_dates(), store.flagged_records(COLS, FLAG)
+    n_counts, n_reads = len(counts), len(reads)
+    kind, _, who = change.partition(" by ")
+    if who == "another connection":
+        other = open_store(Path(store.path), create=False)
+        try:
+            {"insert": _insert_here, "update": _update_by_sql_here, "delete": _delete_by_sql_here}[kind](other)
+        finally:
+            other.close()
+    else:
+        CHANGES[change](store)
+    _check_dates(store)
+    _check_flagged(store, COLS)
+    assert len(counts) > n_counts and len(reads) > n_reads  # counted / read again
+    changed = not (store.record_dates().cube.equals(before_dates.cube)
+                   and store.flagged_records(COLS, FLAG).equals(before_flagged))
+    assert changed == (change != "rollback")  # the change is seen; the rolled-back one is not
