@@ -330,6 +330,16 @@ class Store:
         self._dates: tuple[tuple[int, ...], RecordDates] | None = None
         #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
         self._flagged: dict[str, tuple[tuple[int, ...], pd.DataFrame]] = {}
+        #: all-record aggregates (`count_by` of records, `beat_check_counts`): name -> (`records_state`, value)
+        self._aggregates: dict[str, tuple[tuple[int, ...], Any]] = {}
+
+    def _kept(self, name: str, compute: Callable[[], Any]) -> Any:
+        """`compute()`, kept under `name` while `records_state` stays (callers copy what they hand out)."""
+        key = self.records_state()
+        hit = self._aggregates.get(name)
+        if hit is None or hit[0] != key:
+            hit = self._aggregates[name] = (key, compute())
+        return hit[1]
 
     def records_state(self) -> tuple[int, ...]:
         """A key that changes whenever the records may have changed: a commit by another
@@ -971,9 +981,10 @@ class Store:
         if not {"match_type", "beat_check"} <= cols:
             return pd.DataFrame({"match_type": pd.Series(dtype=object), "beat_check": pd.Series(dtype=object),
                                  "records": pd.Series(dtype=int)})
-        rows = self.conn.execute(
+        # (kept while `records_state` stays: the geocode stage and the report both ask)
+        rows = self._kept("beat_check_counts", lambda: self.conn.execute(
             "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
-            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall()
+            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall())
         return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])
 
     def put_json(self, key: str, value: Any) -> None:
@@ -1007,8 +1018,13 @@ class Store:
         """``{value: rows}`` of `column` in `table` (GROUP BY; {} when the table is missing)."""
         if table not in self.tables() or column not in self.columns(table):
             return {}
-        rows = self.conn.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY "{column}"')
-        return {k: int(v) for k, v in rows.fetchall()}
+
+        def counts() -> dict[Any, int]:
+            rows = self.conn.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY "{column}"')
+            return {k: int(v) for k, v in rows.fetchall()}
+
+        # the records' counts are kept while `records_state` stays (the geocode stage and the report ask)
+        return dict(self._kept(f"count_by:{column}", counts) if table == "records" else counts())
 
     # --- sampling frames (geo_lead.frames) -----------------------------------------------
     def put_file_frame(self, frame: dict[str, Any]) -> None:

@@ -31,6 +31,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
     s = open_store(tmp_path / "s.gpkg")
     ingest_files(s, [f for f in settings.SHIPPED_LMPD_FILES if "2016" in f.name])
+    ids = s.read_records(["record_id"])["record_id"].head(40).tolist()
+    with s.write():  # a few beat checks for `beat_check_counts`
+        s.update_records(pd.DataFrame({"record_id": ids, "match_type": ["block", "intersection"] * 20,
+                                       "beat_check": ["same", "same", "adjacent", "other"] * 10}))
     yield s
     s.close()
 
@@ -77,6 +81,33 @@ def _one_record(store: Store, record_id: str) -> pd.DataFrame:
     return row
 
 
+AGGREGATES = {"count_by:source": lambda s: s.count_by("records", "source"),
+              "beat_check_counts": lambda s: s.beat_check_counts()}
+
+
+def _fresh_aggregates(store: Store) -> dict[str, Any]:
+    return {"count_by:source": dict(store.conn.execute(
+                "SELECT source, COUNT(*) FROM records GROUP BY source").fetchall()),
+            "beat_check_counts": pd.DataFrame(store.conn.execute(
+                "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
+                "GROUP BY match_type, beat_check ORDER BY 1, 2").fetchall(),
+                columns=["match_type", "beat_check", "records"])}
+
+
+def _check_aggregates(store: Store) -> dict[str, Any]:
+    """Each kept aggregate equals a fresh SQL count; returns each kept value (the object)."""
+    want = _fresh_aggregates(store)
+    for name, ask in AGGREGATES.items():
+        got = ask(store)
+        if isinstance(got, pd.DataFrame):
+            pd.testing.assert_frame_equal(got, want[name])
+            got["records"] = -1  # a caller's change does not reach the kept value
+        else:
+            assert got == want[name]
+            got.clear()
+    return {name: store._aggregates[name][1] for name in AGGREGATES}
+
+
 def _other_table_writes(store: Store) -> list[Callable[[], object]]:
     layer = gpd.GeoDataFrame({"v": [1.0]}, geometry=[Point(-85.7, 38.2)], crs="EPSG:4326")
 
@@ -94,11 +125,13 @@ def _other_table_writes(store: Store) -> list[Callable[[], object]]:
 def test_record_dates_hit_equals_fresh_and_other_tables_keep_it(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     counts = _counted(monkeypatch, "_count_record_dates")
     _check_dates(store)
+    kept = _check_aggregates(store)
     assert len(counts) == 1
     for write in _other_table_writes(store):
         write()
         _check_dates(store)
         assert len(counts) == 1, write  # a result layer / meta written: the dates are kept
+        assert all(v is kept[k] for k, v in _check_aggregates(store).items()), write
 
 
 def test_flagged_records_hit_equals_fresh_and_reads_only_new_columns(
@@ -173,6 +206,7 @@ def test_every_records_change_is_a_miss(store: Store, monkeypatch: pytest.Monkey
     reads = _counted(monkeypatch, "_read_flagged")
     _check_dates(store)
     _check_flagged(store, COLS)
+    kept = _check_aggregates(store)
     before_dates, before_flagged = store.record_dates(), store.flagged_records(COLS, FLAG)
     n_counts, n_reads = len(counts), len(reads)
     kind, _, who = change.partition(" by ")
@@ -187,6 +221,8 @@ def test_every_records_change_is_a_miss(store: Store, monkeypatch: pytest.Monkey
     _check_dates(store)
     _check_flagged(store, COLS)
     assert len(counts) > n_counts and len(reads) > n_reads  # counted / read again
+    again = _check_aggregates(store)
+    assert all(again[k] is not kept[k] for k in kept)  # counted again
     changed = not (store.record_dates().cube.equals(before_dates.cube)
                    and store.flagged_records(COLS, FLAG).equals(before_flagged))
     assert changed == (change != "rollback")  # the change is seen; the rolled-back one is not
