@@ -441,6 +441,9 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
     summary: dict[str, Any] = {"store": str(store_path)}
 
     with bulk_gc(), opened(store_path) as store, record_run(store, "run", inputs=files, parameters=params) as run:
+        # the records' dates counted for the report are saved with the run's commits: the next
+        # run adds its new records' dates to them instead of counting every record again
+        store.keep_record_dates()
         say(f"[1/{n}] ingest {len(files)} file(s) into {store_path}")
         from geo_lead.enrich import Enricher
 

@@ -28,6 +28,8 @@ serialise (the second waits up to ``busy_timeout_s``, then fails with `StoreBusy
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import sqlite3
@@ -326,6 +328,13 @@ class Store:
         self._other_changes = 0
         self._record_writes = 0
         self._writes_depth = 0
+        #: Rows of ``records`` changed by updates that set no `RecordDates.COLUMNS` (geocode,
+        #: join, flags): they keep `record_dates` (`_dates_state`), not `flagged_records`.
+        self._nondate_changes = 0
+        #: Whether the saved `record_dates` (meta, `keep_record_dates`) was looked at; whether
+        #: each outermost commit saves them.
+        self._saved_dates_tried = False
+        self._keep_dates = False
         #: `record_dates` of the store as it was: (`records_state`, dates)
         self._dates: tuple[tuple[int, ...], RecordDates] | None = None
         #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
@@ -352,12 +361,20 @@ class Store:
         return (int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
                 self.conn.total_changes - self._other_changes, self._record_writes, self.count("records"))
 
+    def _dates_state(self) -> tuple[int, ...]:
+        """`records_state`, but for the records' dates only: an update that sets none of
+        `RecordDates.COLUMNS` (`_update_chunk`) keeps it."""
+        state = self.records_state()
+        return (state[0], state[1] - self._nondate_changes, *state[2:])
+
     @contextlib.contextmanager
     def _writes_to(self, table: str) -> Iterator[None]:
         """The rows changed inside count as changes of `table` only: for a table other than
-        ``records`` they leave `records_state` as it was. A ``records`` write inside such a
-        block moves the key all the same (`_record_writes`)."""
-        if table == "records":
+        ``records`` they leave `records_state` as it was; for ``records (no dates)`` (an update
+        of columns other than `RecordDates.COLUMNS`) they leave `_dates_state` as it was. A
+        ``records`` write, or one inside another such block, moves both keys
+        (`_record_writes`)."""
+        if table == "records" or (self._writes_depth and table == "records (no dates)"):
             self._record_writes += 1
             yield
             return
@@ -370,7 +387,10 @@ class Store:
             yield
         finally:
             self._writes_depth -= 1
-            self._other_changes += self.conn.total_changes - before
+            if table == "records (no dates)":
+                self._nondate_changes += self.conn.total_changes - before
+            else:
+                self._other_changes += self.conn.total_changes - before
 
     @contextlib.contextmanager
     def scan_cache(self) -> Iterator[None]:
@@ -417,6 +437,7 @@ class Store:
             finally:
                 self._depth -= 1
             return
+        self._adopt_saved_dates()  # before this connection's first write changes the file
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -439,6 +460,8 @@ class Store:
             raise
         else:
             try:
+                if self._keep_dates:
+                    self._save_dates()
                 self.conn.commit()
             except sqlite3.Error as exc:
                 self._record_writes += 1
@@ -516,6 +539,11 @@ class Store:
         rtree = f"rtree_{table}_{column}"
         if rtree in self.tables():
             return False
+        with self._writes_to(rtree):
+            self._create_rtree(table, column, rtree)
+        return True
+
+    def _create_rtree(self, table: str, column: str, rtree: str) -> None:
         self.conn.execute(_EXTENSIONS_DDL)
         self.conn.execute(f'CREATE VIRTUAL TABLE "{rtree}" USING rtree(id, minx, maxx, miny, maxy)')
         self.conn.execute(
@@ -526,7 +554,6 @@ class Store:
             self.conn.execute(f'CREATE TRIGGER "{rtree}_{suffix}" ' + body.format(t=table, g=column, r=rtree))
         self.conn.execute("INSERT OR IGNORE INTO gpkg_extensions VALUES (?, ?, ?, ?, ?)",
                           (table, column, *RTREE_EXTENSION))
-        return True
 
     def drop_spatial_index(self, table: str, column: str = "geom") -> None:
         """Remove `table`'s RTree index, its triggers and extension row (inside `write`)."""
@@ -535,8 +562,9 @@ class Store:
             self.conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{suffix}"')
         self.conn.execute(f'DROP TABLE IF EXISTS "{rtree}"')
         if "gpkg_extensions" in self.tables():
-            self.conn.execute("DELETE FROM gpkg_extensions WHERE table_name = ? AND column_name = ? "
-                              "AND extension_name = ?", (table, column, RTREE_EXTENSION[0]))
+            with self._writes_to("gpkg_extensions"):
+                self.conn.execute("DELETE FROM gpkg_extensions WHERE table_name = ? AND column_name = ? "
+                                  "AND extension_name = ?", (table, column, RTREE_EXTENSION[0]))
 
     def spatial_index_ids(self, table: str, bbox: tuple[float, float, float, float],
                           column: str = "geom") -> list[int]:
@@ -547,12 +575,20 @@ class Store:
         return [int(r[0]) for r in rows]
 
     def register_attributes(self, table: str, description: str = "") -> None:
+        with self._writes_to("gpkg_contents"):
+            self._register_attributes(table, description)
+
+    def _register_attributes(self, table: str, description: str) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
             " VALUES (?, 'attributes', ?, ?, ?)", (table, table, description, _utcnow()))
 
     def register_features(self, table: str, geometry_type: str, srs_id: int = WGS84_SRS_ID,
                           description: str = "") -> None:
+        with self._writes_to("gpkg_contents"):
+            self._register_features(table, geometry_type, srs_id, description)
+
+    def _register_features(self, table: str, geometry_type: str, srs_id: int, description: str) -> None:
         self.conn.execute(
             "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description,"
             " last_change, srs_id) VALUES (?, 'features', ?, ?, ?, ?)",
@@ -588,7 +624,8 @@ class Store:
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
         quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
-        with self._writes_to(table), self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
+        with self._dates_merged() if table == "records" else contextlib.nullcontext(), self._writes_to(table), \
+                self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
             # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
             return self._executemany(sql, frame)
 
@@ -710,7 +747,7 @@ class Store:
         cols = list(rows.columns)
         sql = (f'INSERT INTO records ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        with self._writes_to("records"), self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
+        with self._dates_merged(), self._writes_to("records"), self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
             return self._executemany(sql, rows)
 
     def next_record_fid(self) -> int:
@@ -731,6 +768,10 @@ class Store:
         rtree = RECORDS_RTREE
         if rtree not in self.tables():
             return
+        with self._writes_to(rtree):
+            self._index_points_from(rtree, first_fid)
+
+    def _index_points_from(self, rtree: str, first_fid: int) -> None:
         placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
         new = self.count("records", f"fid >= {int(first_fid)}")
         if new >= RTREE_REBUILD_SHARE * self.count("records"):
@@ -890,17 +931,21 @@ class Store:
             if "neighborhood" not in cols and "neighborhood" in self.columns("records"):
                 # A moved point invalidates its join: NULL marks it for the next spatial join.
                 sets.append("neighborhood = NULL")
-        given = self._load_temp_updates(frame)
+        with self._writes_to("temp._upd"):
+            given = self._load_temp_updates(frame)
         sql = f'UPDATE records SET {", ".join(sets)} FROM temp._upd AS t WHERE records."{key}" = t.k'
+        # (an update of no date column keeps `record_dates`: `_dates_state`)
+        kind = "records" if {key, *cols} & set(RecordDates.COLUMNS) else "records (no dates)"
         moved = 0
         if points and RECORDS_RTREE in self.tables():
-            with self._rtree_triggers_off("records"):  # the index is brought in step after
+            with self._rtree_triggers_off("records"), self._writes_to(kind):  # the index is brought in step after
                 changed = int(self.conn.execute(sql).rowcount)
-            self.conn.execute("INSERT INTO temp._moved SELECT k FROM temp._upd")
+            with self._writes_to("temp._moved"):
+                self.conn.execute("INSERT INTO temp._moved SELECT k FROM temp._upd")
             moved = given
         else:  # the triggers act only on a new geometry or fid: neither is set here
             quiet = given >= TRIGGERS_OFF_MIN_ROWS and not {"fid", "geom"} & set(cols)
-            with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext():
+            with self._rtree_triggers_off("records") if quiet else contextlib.nullcontext(), self._writes_to(kind):
                 changed = int(self.conn.execute(sql).rowcount)
         if changed != given:
             self._raise_missing_keys(key)
@@ -941,6 +986,10 @@ class Store:
         `RTREE_REBUILD_SHARE` of the records on, the whole index is refilled; below it only
         the entries of the moved records are replaced.
         """
+        with self._writes_to(RECORDS_RTREE):
+            self._sync_rtree(key, moved)
+
+    def _sync_rtree(self, key: str, moved: int) -> None:
         rtree = RECORDS_RTREE
         placed = "lon IS NOT NULL AND lat IS NOT NULL AND geom IS NOT NULL"
         if moved >= RTREE_REBUILD_SHARE * self.count("records"):
@@ -1037,9 +1086,10 @@ class Store:
         self.register_attributes(FILE_FRAMES_TABLE, "declared sample fraction of each ingested file (sha256)")
         cols = ("file_sha256", "source_file", "source", "sample_fraction", "years", "report_first",
                 "report_last")
-        self.conn.execute(
-            f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, ingested_at) "
-            f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
+        with self._writes_to(FILE_FRAMES_TABLE):
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO {FILE_FRAMES_TABLE} ({', '.join(cols)}, ingested_at) "
+                f"VALUES ({', '.join('?' * len(cols))}, ?)", (*[_py(frame.get(c)) for c in cols], _utcnow()))
 
     def read_file_frames(self) -> pd.DataFrame:
         """Every stored sample declaration (empty for a store ingested before they existed)."""
@@ -1319,12 +1369,82 @@ class Store:
                              "n": pairs["n"].to_numpy(np.int64)})
 
     def record_dates(self) -> RecordDates:
-        """Every record's dates, counted: `RecordDates` (kept until the records may have
-        changed: `records_state`; a result layer written in between keeps them)."""
-        key = self.records_state()
+        """Every record's dates, counted: `RecordDates`, kept while their `_dates_state` stays
+        (a result layer, or an update of other columns, written in between keeps them; new
+        records are merged in as they are inserted: `_dates_merged`); else the dates an
+        earlier `geo-lead run` saved (`keep_record_dates`) when no one wrote to the file since."""
+        key = self._dates_state()
+        if (self._dates is None or self._dates[0] != key) and self._adopt_saved_dates():
+            key = self._dates_state()
         if self._dates is None or self._dates[0] != key:
             self._dates = (key, self._count_record_dates())
         return self._dates[1]
+
+    @contextlib.contextmanager
+    def _dates_merged(self) -> Iterator[None]:
+        """Records inserted inside keep a current `record_dates` current: their dates (read
+        back as stored, fids from the first new one on: AUTOINCREMENT puts them after every
+        record) are counted and merged after the others', as a count of every record in fid
+        order gives them (`merge_record_dates`)."""
+        kept = self._dates
+        valid = kept is not None and kept[0] == self._dates_state()
+        first = self.next_record_fid() if valid else 0
+        yield
+        if valid and kept is not None:
+            new = _record_dates(self._record_columns(list(RecordDates.COLUMNS), arrow=False,
+                                                     where=f"fid >= {int(first)}"))
+            self._dates = (self._dates_state(), merge_record_dates([kept[1], new]))
+
+    def keep_record_dates(self) -> None:
+        """From now on, each outermost commit saves the current `record_dates` in meta
+        (`SAVED_DATES_KEY`) with the file change counter that commit leaves; a later Store
+        adopts them when the file still has that counter (no one wrote since: `_adopt_saved_dates`)."""
+        self._keep_dates = True
+
+    def _save_dates(self) -> None:
+        """Save `record_dates` (when current) into the open transaction (`keep_record_dates`)."""
+        header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
+        if self._dates is None or header is None or header[1] != _ROLLBACK_JOURNAL \
+                or self._dates[0] != self._dates_state():
+            return
+        try:  # (a memo: never the reason a commit fails)
+            value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
+                                **_dates_to_json(self._dates[1])})
+        except (ValueError, TypeError, OSError) as exc:
+            log.debug("record dates not saved (%s)", exc)
+            return
+        with self._writes_to("meta"):
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SAVED_DATES_KEY, value))
+
+    def _adopt_saved_dates(self) -> bool:
+        """Take the saved `record_dates` (`keep_record_dates`) as this Store's, once, before its
+        first write: only when the file is in rollback-journal mode (no ``-wal``) and its change
+        counter is the one saved with them, read in one read transaction (no other connection
+        commits meanwhile). Any commit by any writer moves that counter (in rollback mode every
+        commit does; a switch to WAL mode does too), so the dates are those of the records now."""
+        if self._saved_dates_tried or self.conn.in_transaction or str(self.path) in ("", ":memory:"):
+            return False
+        self._saved_dates_tried = True
+        path = Path(self.path)
+        if not path.is_file() or Path(f"{path}-wal").exists():
+            return False
+        try:
+            self.conn.execute("BEGIN")
+            try:
+                row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (SAVED_DATES_KEY,)).fetchone()
+                header = _file_header(path)
+                if row is None or header is None or header[1] != _ROLLBACK_JOURNAL:
+                    return False
+                saved = json.loads(row[0])
+                if saved.get("format") != _saved_dates_version() or saved.get("counter") != header[0]:
+                    return False
+                self._dates = (self._dates_state(), _dates_from_json(saved))
+                return True
+            finally:
+                self.conn.execute("COMMIT")
+        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            log.debug("saved record dates not used (%s)", exc)
+            return False
 
     def _count_record_dates(self) -> RecordDates:
         """`RecordDates` of every record, counted `DATE_BATCH_ROWS` records at a time through
@@ -1441,18 +1561,18 @@ class Store:
         return pd.DataFrame({"year": g.index.get_level_values(0).astype(int),
                              "source": g.index.get_level_values(1), "records": g.to_numpy(np.int64)})
 
-    def _record_columns(self, columns: list[str], arrow: bool = True) -> Any:
+    def _record_columns(self, columns: list[str], arrow: bool = True, where: str = "") -> Any:
         """`columns` of every record (those the table has; the others all NULL) as a pyarrow
         Table, row order unspecified: GDAL's Arrow reader when `_arrow_readable` (what it reads
-        is what sqlite3 reads: TEXT columns) and `arrow`, else sqlite3. For counting: no Python
-        object per value."""
+        is what sqlite3 reads: TEXT columns) and `arrow`, else sqlite3 (only the records
+        `where` selects, when given). For counting: no Python object per value."""
         import pyarrow as pa
 
         declared = set(self.columns("records"))
         have = [c for c in columns if c in declared]
         n = self.count("records")
         table = None
-        if arrow and self._arrow_readable(columns):
+        if arrow and not where and self._arrow_readable(columns):
             try:
                 import warnings
 
@@ -1467,7 +1587,7 @@ class Store:
                 table = None
         if table is None:
             quoted = ", ".join(f'"{c}"' for c in have) or "NULL"
-            rows = self.conn.execute(f"SELECT {quoted} FROM records").fetchall()
+            rows = self.conn.execute(f"SELECT {quoted} FROM records" + (f" WHERE {where}" if where else "")).fetchall()
             cols = list(zip(*rows, strict=True)) if rows else [() for _ in have or ["_"]]
             table = pa.table({c: pa.array([v if v is None or isinstance(v, str) else str(v) for v in col],
                                           type=pa.string()) for c, col in zip(have or ["_"], cols, strict=True)})
@@ -1652,6 +1772,61 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
         else values.dictionary_encode()
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
+
+
+#: meta key of the `record_dates` a run saved (`Store.keep_record_dates`).
+SAVED_DATES_KEY = "record_dates"
+#: The file format read/write version bytes (header offsets 18, 19) of a rollback-journal file.
+_ROLLBACK_JOURNAL = (1, 1)
+
+
+def _file_header(path: Path) -> tuple[int, tuple[int, int]] | None:
+    """The SQLite file change counter (header offset 24) and the format version bytes (18, 19:
+    1 rollback journal, 2 WAL) of `path`; None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(28)
+    except OSError:
+        return None
+    if len(head) < 28 or not head.startswith(b"SQLite format 3\x00"):
+        return None
+    return int.from_bytes(head[24:28], "big"), (head[18], head[19])
+
+
+@functools.cache
+def _saved_dates_version() -> str:
+    """What saved `record_dates` depend on besides the records: this module's source (how dates
+    are counted) and the libraries that count them."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for name in ("pandas", "numpy", "pyarrow"):
+        h.update(f";{name}={version(name)}".encode())
+    return h.hexdigest()
+
+
+_CUBE_INTS = ("occ_month", "rep_year", "n")
+_CUBE_FLOATS = ("occ_min", "occ_max", "rep_min", "rep_max")
+
+
+def _dates_to_json(dates: RecordDates) -> dict[str, Any]:
+    """`RecordDates` as JSON values (floats by repr: exact; NaN as ``NaN``)."""
+    c = dates.cube
+    return {"odd": int(dates.odd), "cube": {
+        "source_file": c["source_file"].tolist(), "source": c["source"].tolist(),
+        **{k: [int(v) for v in c[k].to_numpy(np.int64)] for k in _CUBE_INTS},
+        **{k: [float(v) for v in c[k].to_numpy(np.float64)] for k in _CUBE_FLOATS}}}
+
+
+def _dates_from_json(saved: dict[str, Any]) -> RecordDates:
+    """`_dates_to_json`'s `RecordDates` again, built as `_record_dates` builds its cube."""
+    cols = saved["cube"]
+    cube = pd.DataFrame({**{k: np.asarray(cols[k], dtype=np.int64) for k in _CUBE_INTS},
+                         **{k: np.asarray(cols[k], dtype=np.float64) for k in _CUBE_FLOATS}})
+    cube.insert(0, "source_file", [None if v is None else str(v) for v in cols["source_file"]])
+    cube.insert(1, "source", [None if v is None else str(v) for v in cols["source"]])
+    cube = cube[["source_file", "source", "occ_month", "rep_year", "n", *_CUBE_FLOATS]]
+    return RecordDates(cube, int(saved["odd"]))
 
 
 def _with_fid(columns: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 from shapely.geometry import Point
 
 from geo_lead import settings
-from geo_lead.store import RecordDates, Store, _record_dates, open_store
+from geo_lead.store import RecordDates, Store, _record_dates, open_store, register_gpkg_functions
 
 FLAG = "lead_eligible"
 COLS = ["record_id", "occurred_at", "source", FLAG]
@@ -220,9 +220,126 @@ def test_every_records_change_is_a_miss(store: Store, monkeypatch: pytest.Monkey
         CHANGES[change](store)
     _check_dates(store)
     _check_flagged(store, COLS)
-    assert len(counts) > n_counts and len(reads) > n_reads  # counted / read again
+    assert len(reads) > n_reads  # read again
+    # counted again; the records this store inserts are merged into the dates kept instead
+    assert len(counts) == n_counts if change == "insert by this store" else len(counts) > n_counts
     again = _check_aggregates(store)
     assert all(again[k] is not kept[k] for k in kept)  # counted again
     changed = not (store.record_dates().cube.equals(before_dates.cube)
                    and store.flagged_records(COLS, FLAG).equals(before_flagged))
     assert changed == (change != "rollback")  # the change is seen; the rolled-back one is not
+
+
+def test_update_of_other_columns_keeps_the_dates_not_the_flagged_read(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Geocode and join results (no date column) leave the dates as they are: kept; the
+    flagged records' columns may change: read again. An update of a date column recounts."""
+    counts = _counted(monkeypatch, "_count_record_dates")
+    reads = _counted(monkeypatch, "_read_flagged")
+    _check_dates(store)
+    _check_flagged(store, [*COLS, "lon"])
+    ids = store.flagged_records(["record_id"], FLAG)["record_id"].head(5).tolist()
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": ids, "lon": [-85.75] * 5, "lat": [38.25] * 5,
+                                           "match_type": ["block"] * 5, "neighborhood": ["RUSSELL"] * 5}))
+    _check_dates(store)
+    _check_flagged(store, [*COLS, "lon"])
+    assert len(counts) == 1 and len(reads) == 2
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": ids[:1], "reported_at": ["2016-02-02T02:02:02"]}))
+    _check_dates(store)
+    assert len(counts) == 2
+
+
+def _saved_run(path: Path) -> RecordDates:
+    """What a run leaves: dates counted, then a commit with `keep_record_dates` on."""
+    s = open_store(path, create=False)
+    try:
+        s.keep_record_dates()
+        dates = s.record_dates()
+        s.put_json("memo_run", {"done": True})  # the run's last commit saves the dates
+        return dates
+    finally:
+        s.close()
+
+
+def _fresh_store_dates(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RecordDates, int]:
+    """`record_dates` of a new Store of `path` and how many full counts that took."""
+    counts = _counted(monkeypatch, "_count_record_dates")
+    s = open_store(path, create=False)
+    try:
+        got, want = s.record_dates(), _fresh_dates(s)
+        pd.testing.assert_frame_equal(got.cube, want.cube)
+        assert got.odd == want.odd
+        return got, len(counts)
+    finally:
+        s.close()
+        monkeypatch.undo()
+
+
+def test_saved_dates_are_adopted_only_when_the_file_is_unchanged(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's saved dates (`keep_record_dates`) serve the next Store (no count) when nothing
+    was committed since; a commit by another connection to any table, an edit in WAL mode, or
+    other code (`format`) make it count again; merged inserts are saved as counted ones."""
+    import json
+    import sqlite3
+
+    path = Path(store.path)
+    store.close()
+    _saved_run(path)
+    _got, counted = _fresh_store_dates(path, monkeypatch)
+    assert counted == 0  # adopted: equal to a fresh count (checked inside)
+
+    def other_tool(sql: str, wal: str = "") -> None:
+        """Another program's connection (GDAL/QGIS-like): in rollback mode, or in WAL mode
+        switched back (``back``) or left in it (``stay``)."""
+        conn = sqlite3.connect(path, isolation_level=None)
+        register_gpkg_functions(conn)  # the RTree triggers call them
+        try:
+            if wal:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(sql)
+            if wal == "back":
+                conn.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            conn.close()
+
+    for edit, wal in (("INSERT OR REPLACE INTO meta VALUES ('other_tool', '1')", ""),  # another table
+                      ("UPDATE records SET source = 'wal-edit' WHERE fid = 2", "back"),
+                      ("UPDATE records SET source = 'wal-stay' WHERE fid = 3", "stay")):
+        _saved_run(path)
+        other_tool(edit, wal)
+        _got, counted = _fresh_store_dates(path, monkeypatch)
+        assert counted == 1, edit
+    _saved_run(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    saved = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'record_dates'").fetchone()[0])
+    conn.close()
+    assert saved["format"] and saved["counter"]
+    # a Store that inserts records merges their dates in, and saves them as a count would give them
+    s = open_store(path, create=False)
+    s.keep_record_dates()
+    s.record_dates()
+    _insert_here(s)
+    s.close()
+    _got, counted = _fresh_store_dates(path, monkeypatch)
+    assert counted == 0
+    s = open_store(path, create=False)
+    with s.write():  # another code version's dates are not taken
+        s.conn.execute("UPDATE meta SET value = json_set(value, '$.format', 'other') WHERE key = 'record_dates'")
+    s.close()
+    _got, counted = _fresh_store_dates(path, monkeypatch)
+    assert counted == 1
+
+
+def test_saved_dates_round_trip_exactly(store: Store) -> None:
+    import json
+
+    from geo_lead.store import _dates_from_json, _dates_to_json
+
+    dates = store.record_dates()
+    back = _dates_from_json(json.loads(json.dumps(_dates_to_json(dates))))
+    pd.testing.assert_frame_equal(back.cube, dates.cube)
+    assert back.odd == dates.odd
+    assert back.cube["occ_min"].isna().any() or back.cube["rep_min"].notna().all()
