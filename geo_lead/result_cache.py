@@ -17,7 +17,9 @@ and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are 
 `geo_lead.gistar_crand.cached_permuted_ids` (kind ``gistar_permutations``, an integer array), as
 pickles (`read_object` / `write_object`): the user's own cache folder, written only by
 geo_lead, each file holding its key and `OBJECT_FORMAT`; a file that cannot be read, or holds
-another key or format, is computed again (with a log line).
+another key or format, is computed again (with a log line). Files are renamed into place
+without fsync; each is sealed by the sha256 of what it holds, so one a crash left short or
+with zeroed or stale blocks is computed again too (`read`, `read_object`).
 
 Keys: `digest` of the parts, with `code_version` (every ``.py`` and ``.toml`` file of the
 package, one digest per process), `library_versions` and, for frames, `frame_digest` (the
@@ -41,13 +43,14 @@ import json
 import logging
 import os
 import pickle
+import re
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from geo_lead import settings
-from geo_lead.outputs import write_bytes, write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -189,13 +192,32 @@ def _path(kind: str, key: str, suffix: str = "json") -> Path:
     return cache_dir() / f"{kind}-{key[:32]}.{suffix}"
 
 
+def _sealed(body: str | bytes) -> str:
+    """sha256 (hex) of a cached file's body: a file is used only when its body still has it."""
+    return hashlib.sha256(body.encode("utf-8") if isinstance(body, str) else body).hexdigest()
+
+
+#: How a JSON cache file ends: its seal, the sha256 of the text before it closed with ``}``.
+_SEAL = re.compile(r', "sha256": "([0-9a-f]{64})"\}\Z')
+
+
 def read(kind: str, key: str) -> dict[str, Any] | None:
-    """The value cached as `kind` under `key`, or None (absent, unreadable, other key, off)."""
+    """The value cached as `kind` under `key`, or None (absent, unreadable, torn, other key, off).
+
+    The file is the value's JSON object (with ``key``) followed, as its last member, by
+    ``sha256``: the hash of the text before it (closed with ``}``). A file cut short or partly
+    overwritten (a crash or power cut after the rename: `_write_atomic` does not fsync) is
+    never read as a value; it is computed again."""
     path = _path(kind, key)
     if not enabled() or not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
+        seal = _SEAL.search(text)
+        sealed = text[:seal.start()] + "}" if seal else ""
+        if seal is None or seal.group(1) != _sealed(sealed):
+            raise ValueError("it does not end with the sha256 of what it holds (torn)")
+        value = json.loads(sealed)
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable cached result %s (%s)", path, exc)
         return None
@@ -206,62 +228,86 @@ def read(kind: str, key: str) -> dict[str, Any] | None:
 
 
 def write(kind: str, key: str, value: dict[str, Any]) -> None:
-    """Keep `value` (JSON-able, floats included) as `kind` under `key`; atomic.
+    """Keep `value` (JSON-able, floats included) as `kind` under `key`; atomic, sealed (`read`).
 
     A folder that cannot be written only costs the reuse: logged, never raised.
     """
     path = _path(kind, key)  # a bad kind or key is an error even with the cache off
     if enabled():
-        _keep(kind, path, json.dumps({**value, "key": key}))
+        text = json.dumps({**value, "key": key})  # an object with a member: ends with "}"
+        _keep(kind, path, f'{text[:-1]}, "sha256": "{_sealed(text)}"}}'.encode())
 
 
-def _keep(kind: str, path: Path, data: str | bytes) -> None:
+def _keep(kind: str, path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically and prune `kind`; a folder that cannot be written is
     logged, never raised (it only costs the reuse)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, str):
-            write_text(path, data)
-        else:
-            write_bytes(path, data)
+        _write_atomic(path, data)
         prune(kind)
     except OSError as exc:
         log.warning("could not cache %s result in %s (%s); it is computed again next time", kind,
                     path.parent, exc)
 
 
-#: Format of the pickled files (`write_object`); another format is computed again.
-OBJECT_FORMAT = 1
+def _write_atomic(path: Path, data: bytes) -> None:
+    """`data` to a temporary file beside `path`, renamed over it: a reader sees the old file or
+    the new one. Not fsynced (one fsync per result cost ~4 ms): after a crash or power cut the
+    renamed file may be short or hold zeroed or stale blocks, which its sha256 seal shows
+    (`read`, `read_object`), so it is computed again; the cache is never the only copy."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+#: Format of the pickled files (`write_object`); another format is computed again. 2: the
+#: value's pickle sealed by its sha256 (a torn file is computed again).
+OBJECT_FORMAT = 2
 
 
 def read_object(kind: str, key: str) -> Any | None:
     """The object cached as `kind` under `key` (a fresh copy: unpickled per call), or None
-    (absent, unreadable, another key or `OBJECT_FORMAT`, cache off); a bad file is logged."""
+    (absent, unreadable, torn, another key or `OBJECT_FORMAT`, cache off); a bad file is logged.
+
+    The file holds ``{"format", "key", "sha256", "payload"}``: the value's pickle (`payload`)
+    is unpickled only when it still has the sha256 written with it (see `read`)."""
     path = _path(kind, key, "pkl")
     if not enabled() or not path.is_file():
         return None
     try:
         with path.open("rb") as fh:
             held = pickle.load(fh)  # the user's own cache folder, written by write_object
+        if not isinstance(held, dict) or held.get("key") != key or held.get("format") != OBJECT_FORMAT:
+            log.info("cached result %s holds another key or format; computing it again", path)
+            return None
+        payload = held.get("payload")
+        if not isinstance(payload, bytes) or held.get("sha256") != _sealed(payload):
+            raise ValueError("its payload does not have the sha256 written with it (torn)")
+        value = pickle.loads(payload)
     except Exception as exc:  # any unreadable pickle only costs the reuse
         log.warning("ignoring unreadable cached result %s (%s); computing it again", path, exc)
         return None
-    if not isinstance(held, dict) or held.get("key") != key or held.get("format") != OBJECT_FORMAT:
-        log.info("cached result %s holds another key or format; computing it again", path)
-        return None
     _touch(path)
-    return held.get("value")
+    return value
 
 
 def write_object(kind: str, key: str, value: Any) -> None:
-    """Keep `value` (picklable) as `kind` under `key`, with the key and `OBJECT_FORMAT`; atomic.
+    """Keep `value` (picklable) as `kind` under `key`, with the key and `OBJECT_FORMAT`; atomic,
+    sealed (`read_object`).
 
     A folder that cannot be written only costs the reuse: logged, never raised.
     """
     path = _path(kind, key, "pkl")
     if enabled():
-        _keep(kind, path, pickle.dumps({"format": OBJECT_FORMAT, "key": key, "value": value},
-                                       protocol=pickle.HIGHEST_PROTOCOL))
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        _keep(kind, path, pickle.dumps({"format": OBJECT_FORMAT, "key": key, "sha256": _sealed(payload),
+                                        "payload": payload}, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 #: Files of one kind kept (`prune`): the most recently used; each rerun with new data adds one
