@@ -335,6 +335,7 @@ class Store:
         #: each outermost commit saves them.
         self._saved_dates_tried = False
         self._keep_dates = False
+        self._count_kept: tuple[tuple[int, ...], int] | None = None
         #: `record_dates` of the store as it was: (`records_state`, dates)
         self._dates: tuple[tuple[int, ...], RecordDates] | None = None
         #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
@@ -359,7 +360,18 @@ class Store:
         records read now are those read then (the memos of `record_dates` and
         `flagged_records`); a result layer or meta written in between keeps the key."""
         return (int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
-                self.conn.total_changes - self._other_changes, self._record_writes, self.count("records"))
+                self.conn.total_changes - self._other_changes, self._record_writes, self._record_count())
+
+    def _record_count(self) -> int:
+        """``count("records")`` (a COUNT(*) of a million records: ~20 ms), counted again only when
+        a row or the schema may have changed: another connection's commit (``data_version``), a
+        row changed by this one (``total_changes``), a DROP/CREATE (``schema_version``) or a
+        rollback (`_record_writes`)."""
+        key = (int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes,
+               int(self.conn.execute("PRAGMA main.schema_version").fetchone()[0]), self._record_writes)
+        if self._count_kept is None or self._count_kept[0] != key:
+            self._count_kept = (key, self.count("records"))
+        return self._count_kept[1]
 
     def _dates_state(self) -> tuple[int, ...]:
         """`records_state`, but for the records' dates only: an update that sets none of

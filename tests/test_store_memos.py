@@ -184,8 +184,10 @@ def _rolled_back(store: Store) -> None:
     with pytest.raises(RuntimeError), store.write():
         store.update_records(pd.DataFrame({"record_id": [rid], "occurred_at": ["2016-11-11T11:11:11"],
                                            "source": ["rolled"], FLAG: [0]}))
+        store.upsert_records(_one_record(store, "memo-rolled-back"), "2026-01-01T00:00:00Z")
         _check_dates(store)
         _check_flagged(store, COLS)
+        assert store._record_count() == int(store.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
         raise RuntimeError("roll back")
 
 
@@ -220,6 +222,7 @@ def test_every_records_change_is_a_miss(store: Store, monkeypatch: pytest.Monkey
         CHANGES[change](store)
     _check_dates(store)
     _check_flagged(store, COLS)
+    assert store._record_count() == int(store.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
     assert len(reads) > n_reads  # read again
     # counted again; the records this store inserts are merged into the dates kept instead
     assert len(counts) == n_counts if change == "insert by this store" else len(counts) > n_counts
