@@ -301,39 +301,6 @@ def test_kde_density_agrees_with_scikit_learn_to_its_accuracy(seed: int) -> None
     np.testing.assert_allclose(got, sk, rtol=0, atol=1e-12 * sk.max())
 
 
-def test_shipped_hot_cells_threshold_and_densities_are_scikit_learns(tmp_path: Path) -> None:
-    """On the shipped records (both indicators, First Division and city): the same hot cells,
-    thresholds within 1e-13 relative, densities within 1e-12 of the largest."""
-    from geo_lead.geocode import geocode_store
-    from geo_lead.ingest import ingest_files
-    from geo_lead.spatial_join import join_store
-    from geo_lead.store import opened
-
-    nh = load_neighborhoods()
-    with opened(tmp_path / "s.gpkg") as store:
-        ingest_files(store, list(settings.SHIPPED_LMPD_FILES))
-        geocode_store(store)
-        join_store(store)
-        records = hotspots.records_from_store(store, nh)
-    for indicator in ("lead_eligible", "opiate"):
-        points, _ = hotspots.indicator_points(records, indicator)
-        for area_kind in ("first-division", "city"):
-            names = hotspots.resolve_area(nh, None, area_kind)
-            located = hotspots.collapse_shares(points[hotspots.units_of(points, nh).isin(names).to_numpy()])
-            surface, info = hotspots.kde_surface(located, hotspots.study_area(nh, names), 500.0)
-            xy = np.column_stack([located.geometry.x, located.geometry.y])
-            w = located["weight"].to_numpy(float)
-            grid = hotspots.make_grid(hotspots.study_area(nh, names), 500.0)
-            at = np.column_stack([grid.geometry.centroid.x, grid.geometry.centroid.y])
-            sk = np.exp(KernelDensity(kernel="gaussian", bandwidth=info["bandwidth_ft"]).fit(
-                xy, sample_weight=w).score_samples(at)) * w.sum() * settings.SQFT_PER_SQMI
-            threshold = float(sk.mean() + 2.0 * sk.std())
-            got = surface["density_per_sqmi"].to_numpy()
-            np.testing.assert_allclose(got, sk, rtol=0, atol=1e-12 * sk.max())
-            assert info["threshold_per_sqmi"] == pytest.approx(threshold, rel=1e-13, abs=0)
-            assert surface["is_hotspot"].tolist() == (sk > threshold).tolist(), (indicator, area_kind)
-
-
 # --- a rerun that computes imports none of esda, libpysal, scikit-learn ----------------------
 _COMPUTE_IN_FRESH_PROCESS = """
 import pickle, sys
