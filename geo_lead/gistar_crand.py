@@ -22,6 +22,8 @@ itself (bit-identical) on the shipped lattices and on random ones with islands a
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -91,10 +93,18 @@ def crand_structure(adjacency: Any, dtype: np.dtype) -> tuple[np.ndarray, np.nda
 def replicates_esda() -> bool:
     """True when esda's ``crand`` runs without numba (its ``prange`` is ``range``): then its
     draws are numpy's legacy ``RandomState`` ones that `permuted_ids` makes; with numba they
-    come from numba's generator and `geo_lead.hotspots` lets esda compute them itself."""
+    come from numba's generator and `geo_lead.hotspots` lets esda compute them itself.
+
+    Imports no esda when numba cannot be found (esda's ``crand`` falls back to ``range`` when
+    importing numba fails, as it must then); asks esda's ``crand`` itself otherwise."""
+    loaded = sys.modules.get("esda.crand")
+    if loaded is not None:
+        return bool(loaded.prange is range)
+    if importlib.util.find_spec("numba") is None:
+        return True
     import esda.crand
 
-    return esda.crand.prange is range
+    return bool(esda.crand.prange is range)
 
 
 def has_neighbours(adjacency: Any) -> bool:

@@ -7,12 +7,14 @@ and density is computed in `settings.CRS_PROJECTED` (EPSG:2246, US survey feet).
 
 Methods
 -------
-* Kernel density: scikit-learn ``KernelDensity`` (Gaussian) on projected points; bandwidth in
+* Kernel density: a weighted Gaussian kernel sum in numpy (`gaussian_density`; what
+  scikit-learn's ``KernelDensity`` estimates) on projected points; bandwidth in
   feet by likelihood cross-validation (default; Scott's rule oversmooths clustered crime
   points), Scott's rule (2-D: sigma * n^(-1/6), sigma = sqrt of the mean coordinate variance)
   or Silverman's (identical to Scott's in 2-D); evaluated at
   the centres of a grid clipped to the study area. Hotspot cells: density > mean + k*sd.
-* Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")`` for z, its conditional
+* Getis-Ord Gi*: ``esda.G_Local(star=True, transform="B")``'s z and G (computed by
+  `geo_lead.gistar_local` from the binary neighbour lists, bit-identical), its conditional
   permutations with a fixed seed (esda's draws and simulated values, computed by
   `geo_lead.gistar_crand`); a one-sided pseudo-p in the direction of z with ties counted as extreme
   (`directed_pseudo_p`), made two-sided (min(1, 2 p), `two_sided_p`) before
@@ -384,7 +386,7 @@ def _kde_version() -> str:
     from geo_lead import result_cache
 
     return "|".join((result_cache.source_version(__file__), f"seed={settings.RANDOM_SEED}",
-                     result_cache.library_versions("scikit-learn", "numpy", "scipy")))
+                     result_cache.library_versions("numpy", "scipy")))
 
 
 def _points_key(kind: str, arrays: Sequence[np.ndarray], *settings_text: str) -> str:
@@ -435,12 +437,12 @@ def distinct_points(xy: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
 
 
 def kde_density(xy: np.ndarray, weights: np.ndarray, bandwidth: float, at: np.ndarray) -> np.ndarray:
-    """Weighted Gaussian KDE (scikit-learn ``KernelDensity``) of `xy` at the points `at`:
-    a probability density per square unit of the coordinates.
+    """Weighted Gaussian KDE of `xy` at the points `at`: a probability density per square unit
+    of the coordinates (what scikit-learn's ``KernelDensity(kernel="gaussian")`` estimates).
 
-    The estimator is fitted on `distinct_points` (each distinct point once, weighted by the
-    sum of its records' weights), so its cost follows the distinct points, not the records;
-    the densities equal those of the fit on every record to rounding (float summation order).
+    Computed by `gaussian_density` on `distinct_points` (each distinct point once, weighted by
+    the sum of its records' weights), so its cost follows the distinct points, not the
+    records; equal to the sum over every record to rounding (float summation order).
     Reused across runs when the per-record points, weights, bandwidth and evaluation points
     are unchanged (key = sha256 of those arrays as given, the code and the libraries'
     versions: a hit is the value this computation gives for exactly those arrays).
@@ -452,13 +454,57 @@ def kde_density(xy: np.ndarray, weights: np.ndarray, bandwidth: float, at: np.nd
     if hit is not None and len(hit.get("density") or ()) == len(at):
         log.info("kernel density reused (points, weights, grid and bandwidth sha256 %s)", key[:12])
         return np.asarray(hit["density"], dtype=float)
-    from sklearn.neighbors import KernelDensity
-
     points, summed = distinct_points(np.asarray(xy, dtype=float), np.asarray(weights, dtype=float))
-    kde = KernelDensity(kernel="gaussian", bandwidth=bandwidth).fit(points, sample_weight=summed)
-    density = np.exp(kde.score_samples(at))
+    density = gaussian_density(points, summed, bandwidth, np.asarray(at, dtype=float))
     result_cache.write(KDE_DENSITY_CACHE, key, {"density": density.tolist()})
     return density
+
+
+#: Kernel values `gaussian_density` holds at once (8 bytes each, two arrays of them).
+KDE_CHUNK_VALUES = 1 << 21
+
+
+def gaussian_density(points: np.ndarray, weights: np.ndarray, bandwidth: float, at: np.ndarray) -> np.ndarray:
+    """sum_j w_j N(a; x_j, h^2 I) / sum_j w_j at each row a of `at`: the weighted 2-D Gaussian
+    kernel density (h = `bandwidth`), per square unit, every point summed (no tree).
+
+    Rows of `at` are taken in chunks of at most `KDE_CHUNK_VALUES` kernel values (memory
+    bounded whatever the sizes). Each row is summed relative to its nearest point
+    (exp(-(d^2 - d_min^2) / 2h^2), the largest term 1) and scaled back in logs, as
+    scikit-learn returns log densities, so a cell far from every point underflows only where
+    its density itself does. Agrees with scikit-learn's ``KernelDensity.score_samples``
+    (exponentiated) to its own accuracy (~1e-9 relative; tests/test_hotspots_kde_grouped.py).
+
+    Raises
+    ------
+    ValueError
+        When there is no point, a weight is negative or the bandwidth is not positive.
+    """
+    h = float(bandwidth)
+    w = np.asarray(weights, dtype=float)
+    if len(points) == 0 or (w < 0).any() or not h > 0:
+        raise ValueError(f"gaussian_density needs points, non-negative weights and a positive bandwidth "
+                         f"(got {len(points)} points, bandwidth {bandwidth})")
+    px, py = np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1])
+    scale = -1.0 / (2.0 * h * h)
+    log_norm = -np.log(2.0 * np.pi) - 2.0 * np.log(h) - np.log(w.sum())  # 2-D normal, total weight
+    out = np.empty(len(at))
+    step = max(1, KDE_CHUNK_VALUES // len(points))
+    for lo in range(0, len(at), step):
+        a = at[lo:lo + step]
+        d2 = np.subtract.outer(a[:, 0], px)
+        np.square(d2, out=d2)
+        dy = np.subtract.outer(a[:, 1], py)
+        np.square(dy, out=dy)
+        d2 += dy
+        nearest = d2.min(axis=1)
+        d2 -= nearest[:, None]
+        d2 *= scale
+        np.exp(d2, out=d2)
+        d2 *= w
+        with np.errstate(divide="ignore"):  # a row whose weights are all 0: density 0
+            out[lo:lo + step] = np.log(d2.sum(axis=1)) + nearest * scale + log_norm
+    return np.exp(out)
 
 
 # --- Getis-Ord Gi* -----------------------------------------------------------------------
@@ -504,7 +550,8 @@ def gistar(y: np.ndarray, w: Any, permutations: int = settings.PERMUTATIONS,
     y
         Values per unit.
     w
-        A libpysal ``W`` (or ``Graph``) over the same units.
+        A libpysal ``W`` (or ``Graph``) or `geo_lead.gistar_local.BinaryWeights` over the same
+        units (binary neighbour lists are computed on without esda, `gistar_local`).
     permutations
         Conditional permutations R (0: the analytical normal p-values instead). Above
         `SIMULATION_VALUES_MAX` / n they are drawn in batches, batch i with seed ``seed + i``
@@ -555,29 +602,36 @@ def _gistar_key(y: np.ndarray, w: Any, permutations: int, seed: int) -> str | No
 
 def _gistar(y: np.ndarray, w: Any, permutations: int, seed: int) -> pd.DataFrame:
     """`gistar` computed (no cache)."""
-    if not permutations:
+    from geo_lead import gistar_crand
+    from geo_lead.gistar_local import BinaryWeights, g_local_star, p_norm
+
+    # z and G: esda's G_Local.calc in numpy on the weights esda would build
+    # (`gistar_local`, bit-identical), or esda itself for weights it would read otherwise.
+    binary = BinaryWeights.from_w(w)
+    if binary is not None:
+        observed, zs = g_local_star(y, binary)
+        adjacency = binary.star_sparse
+    else:
         g = _g_local(y, w, 0, seed)
-        z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
-        p = np.asarray(g.p_norm, dtype=float)
+        observed, zs, adjacency = np.asarray(g.Gs, float), np.asarray(g.Zs, dtype=float), g.w.sparse
+    z = np.nan_to_num(np.asarray(zs, dtype=float))
+    if not permutations:
+        p = p_norm(zs)  # esda's p_norm
         return pd.DataFrame({"gi_z": z, "p_sim": p, "p_two_sided": two_sided_p(p)})
     batch = max(1, min(permutations, SIMULATION_VALUES_MAX // max(len(y), 1)))
-    from geo_lead import gistar_crand
-
-    # z, G and the weights esda's crand permutes; the permutations themselves are esda's, drawn
-    # and simulated by `gistar_crand` (bit-identical, tests/test_gistar_crand.py).
-    g = _g_local(y, w, 0, seed)
-    z = np.nan_to_num(np.asarray(g.Zs, dtype=float))
-    observed = np.asarray(g.Gs, float)
-    # esda draws with numba, or no unit has a neighbour: esda's own crand decides
-    ours = gistar_crand.replicates_esda() and gistar_crand.has_neighbours(g.w.sparse)
+    # The permutations are esda's, drawn and simulated by `gistar_crand` (bit-identical,
+    # tests/test_gistar_crand.py) unless esda draws with numba or no unit has a neighbour:
+    # then esda's own crand decides.
+    ours = gistar_crand.replicates_esda() and gistar_crand.has_neighbours(adjacency)
+    esda_w = binary.to_w() if not ours and isinstance(w, BinaryWeights) else w
     up = down = 0
     done, i = 0, 0
     while done < permutations:
         r = min(batch, permutations - done)
         if ours:
-            u, d = gistar_crand.extreme_counts(y, g.w.sparse, observed, r, seed + i)
+            u, d = gistar_crand.extreme_counts(y, adjacency, observed, r, seed + i)
         else:
-            u, d = _extreme_counts(observed, np.asarray(_g_local(y, w, r, seed + i).rGs, float))
+            u, d = _extreme_counts(observed, np.asarray(_g_local(y, esda_w, r, seed + i).rGs, float))
         up, down, done, i = up + u, down + d, done + r, i + 1
     p = np.where(z > 0, (up + 1) / (permutations + 1), np.where(z < 0, (down + 1) / (permutations + 1), 1.0))
     # esda's p_sim folds to the smaller tail; so does the two-sided p (ties count on both).
@@ -742,14 +796,14 @@ def gistar_neighborhoods(neighborhoods: gpd.GeoDataFrame, points: gpd.GeoDataFra
 
 
 def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
-    """``libpysal.weights.Queen.from_dataframe(units, use_index=False)``, its neighbours and
-    weights (in their order) kept across runs (kind ``queen_weights``) under `lattice` (a
-    digest of every geometry and name of `units`, `gistar_neighborhoods`' lattice key), the
-    package's code and the libpysal/shapely/geopandas versions: rebuilt from them the weights
-    are the same ``W`` (ids, neighbour order, sparse matrix), without the contiguity search."""
-    from libpysal.weights import Queen, W
-
+    """The neighbours of ``libpysal.weights.Queen.from_dataframe(units, use_index=False)`` as
+    `gistar_local.BinaryWeights` (same ids, neighbour order and ``sparse`` matrix), kept across
+    runs (kind ``queen_weights``) under `lattice` (a digest of every geometry and name of
+    `units`, `gistar_neighborhoods`' lattice key), the package's code and the
+    libpysal/shapely/geopandas versions: a reused answer needs neither the contiguity search
+    nor libpysal. (Weights that are not all 1 would stay a libpysal ``W``; queen's are 1.)"""
     from geo_lead import result_cache
+    from geo_lead.gistar_local import BinaryWeights
 
     key = result_cache.digest([QUEEN_WEIGHTS_CACHE, result_cache.code_version(),
                                result_cache.library_versions("libpysal", "shapely", "geopandas"),
@@ -757,9 +811,15 @@ def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
     hit = result_cache.read(QUEEN_WEIGHTS_CACHE, key)
     if hit is not None and len(hit.get("ids", ())) == len(units):
         ids = [int(i) for i in hit["ids"]]
-        return W({i: [int(j) for j in n] for i, n in zip(ids, hit["neighbors"], strict=True)},
-                 {i: [float(x) for x in v] for i, v in zip(ids, hit["weights"], strict=True)},
-                 id_order=ids, silence_warnings=True)
+        neighbors = {i: [int(j) for j in n] for i, n in zip(ids, hit["neighbors"], strict=True)}
+        weights = {i: [float(x) for x in v] for i, v in zip(ids, hit["weights"], strict=True)}
+        if all(x == 1.0 for v in weights.values() for x in v):
+            return BinaryWeights(neighbors, ids)
+        from libpysal.weights import W
+
+        return W(neighbors, weights, id_order=ids, silence_warnings=True)
+    from libpysal.weights import Queen
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         w = Queen.from_dataframe(units, use_index=False)
@@ -767,7 +827,8 @@ def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
     result_cache.write(QUEEN_WEIGHTS_CACHE, key, {
         "ids": ids, "neighbors": [[int(j) for j in w.neighbors[i]] for i in ids],
         "weights": [[float(x) for x in w.weights[i]] for i in ids]})
-    return w
+    binary = BinaryWeights.from_w(w)
+    return binary if binary is not None and all(x == 1.0 for v in w.weights.values() for x in v) else w
 
 
 #: `geo_lead.result_cache` kind of `queen_weights`.
@@ -789,11 +850,9 @@ def gistar_grid(points: gpd.GeoDataFrame, area: shapely.Geometry, cell_ft: float
     band = float(band_ft) if band_ft else 1.5 * cell_ft
     centres = np.column_stack([grid["x_ft"], grid["y_ft"]])
     def weights() -> Any:
-        from libpysal.weights import DistanceBand
+        from geo_lead.gistar_local import distance_band  # libpysal's DistanceBand(binary=True)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return DistanceBand(centres, threshold=band, binary=True, silence_warnings=True)
+        return distance_band(centres, band)
 
     r, levels = _significance(len(grid), permutations)
     from geo_lead import result_cache

@@ -355,7 +355,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # flagged records (`_prefetch_statistics`), so a rerun whose hot spots are reused imports
     # none of it.
     computes = not Path(store_path).is_file() or not result_cache.enabled()
-    worker = Worker(HOTSPOT_MODULES + (HOTSPOT_COMPUTE_MODULES if computes else ()))
+    worker = Worker(HOTSPOT_MODULES + (_statistics_modules() if computes else ()))
     try:
         return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker)
     finally:
@@ -365,11 +365,28 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
 #: Imported by `run_pipeline`'s hotspots child while the parent ingests: what every
 #: `hotspots_at` call uses (reading the records, the memo keys, a reused answer).
 HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "pyogrio")
-#: What computing the KDE (bandwidth CV, density) and Gi* (weights, permutations) imports
-#: (~1.5 s): the hotspots child imports them ahead only when its statistics are likely to be
-#: computed (`_prefetch_statistics`); a job whose results are all reused imports none of them
-#: (`hotspots.fdr_cutoff`: the labels need no esda), a job computing one imports what it needs.
-HOTSPOT_COMPUTE_MODULES: tuple[str, ...] = ("scipy.special", "sklearn.neighbors", "libpysal.weights", "esda")
+#: What computing the KDE (bandwidth CV, density: numpy) and Gi* (z, G and the permutations
+#: from the weights' sparse matrix, `gistar_local`, `gistar_crand`) imports (~0.2 s): the
+#: hotspots child imports them ahead only when its statistics are likely to be computed
+#: (`_prefetch_statistics`); a job whose results are all reused imports none of them, a job
+#: computing one imports what it needs. No esda, libpysal or scikit-learn (~2.5 s).
+HOTSPOT_COMPUTE_MODULES: tuple[str, ...] = ("scipy.sparse", "geo_lead.gistar_local", "geo_lead.gistar_crand")
+#: What building the neighborhoods' queen weights imports (libpysal, ~2 s with the
+#: scikit-learn it imports): needed only when the result cache keeps none
+#: (`hotspots.queen_weights`, kind ``queen_weights``), e.g. a first run or ``--force``.
+HOTSPOT_CONTIGUITY_MODULES: tuple[str, ...] = ("libpysal.weights",)
+#: `hotspots.QUEEN_WEIGHTS_CACHE` (not imported here: the parent forks before importing it).
+_QUEEN_WEIGHTS_KIND = "queen_weights"
+
+
+def _statistics_modules() -> tuple[str, ...]:
+    """What a run whose statistics are all computed has its hotspots child import ahead:
+    `HOTSPOT_COMPUTE_MODULES`, and `HOTSPOT_CONTIGUITY_MODULES` unless the result cache keeps
+    queen weights (a guess about timing only, never a result)."""
+    from geo_lead import result_cache
+
+    kept = result_cache.enabled() and any(result_cache.cache_dir().glob(f"{_QUEEN_WEIGHTS_KIND}-*.json"))
+    return HOTSPOT_COMPUTE_MODULES + (() if kept else HOTSPOT_CONTIGUITY_MODULES)
 
 
 def _prefetch_statistics(worker: Worker, flagged_before: int, flagged_after: int, ingest: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""`hotspots.kde_density` fits the distinct points with their summed weights.
+"""`hotspots.kde_density` sums the distinct points with their summed weights (a numpy
+Gaussian sum, `hotspots.gaussian_density`; tests/test_gistar_local.py tests it to 1e-12).
 
 Oracles: the per-record scikit-learn fit (the code before the grouping, inline here) and an
 exact brute-force Gaussian mixture (pairwise distances, log-sum-exp) of every record.
@@ -6,7 +7,7 @@ exact brute-force Gaussian mixture (pairwise distances, log-sum-exp) of every re
 scikit-learn's tree KDE (``KernelDensity.score_samples``, ``atol=rtol=0``) is itself exact
 only to about 1e-9 relative on cells of substantial density (and much less on cells whose
 density underflows towards 1e-50: its bounds are kept by cancellation), whichever points it
-is fitted on; so the grouped and per-record fits agree to 1e-12 of the largest density (the
+is fitted on; so the grouped sum and the per-record fit agree to 1e-12 of the largest density (the
 scale the hotspot threshold and the stored surface are read at), and each agrees with the
 exact mixture to 1e-8 relative on every cell above 1e-6 of the largest density.
 """
