@@ -260,13 +260,16 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     `report.pilot_sections_html`) read earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
+    from geo_lead.page_reuse import is_current
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
-    from geo_lead.zone_page import write_rendered
+    from geo_lead.zone_page import offline_page_key, write_kept
 
-    # The zone page reads no record: a child renders it (its street index from the cache, or
-    # built) while this process reads the report's data; written here when it changed.
-    zone_page = Deferred(zone_page_text)
+    # The zone page reads no record: kept when its key (files, settings, code) is the one its
+    # file was written for; else a child renders it (its street index from the cache, or
+    # built) while this process reads the report's data, and it is written here.
+    zone_out, zone_key = Path(out_dir) / "zone_check.html", offline_page_key()
+    zone_page = None if is_current(zone_out, zone_key) else Deferred(zone_page_text)
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
     data = collect_report_data(store, records, pilot[0] if pilot else None)
@@ -274,7 +277,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
         data["pilot_html"] = pilot[1].result()
     report_html = Deferred(build_report_html, data)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_rendered(Path(out_dir) / "zone_check.html", zone_page.result())
+    paths["zone_check"] = write_kept(zone_out, zone_key, zone_page.result if zone_page else zone_page_text)
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, report_html.result())  # atomic: a full disk leaves the old report

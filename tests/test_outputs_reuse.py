@@ -388,6 +388,63 @@ def test_zone_page_is_not_rewritten_when_unchanged(tmp_path: Path, monkeypatch: 
     assert replaced == [str(out)] and out.read_bytes() == first
 
 
+def test_zone_page_key_covers_every_input_and_a_kept_page_is_the_fresh_rendering(
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+    import shutil
+
+    from geo_lead import pipeline, zone_page
+    from geo_lead.zone import ZoneChecker
+
+    shipped = zone_page.page_input_files()
+    defaults = inspect.signature(ZoneChecker).parameters
+    # the files ZoneChecker() and the geocoder behind the street index read are all hashed
+    assert shipped[0] == Path(defaults["zone_file"].default)
+    assert {Path(defaults["neighborhoods_file"].default), settings.BEATS_FILE,
+            settings.PACKAGE_DIR / "static" / "zone" / "zone_check.html",
+            *settings.REFERENCE_DIR.glob("*.csv")} <= set(shipped)
+    # copies of a few of them, each changed in turn: every change is a miss
+    files = []
+    for i, path in enumerate((shipped[0], shipped[1], sorted(settings.REFERENCE_DIR.glob("*.csv"))[0])):
+        files.append(tmp_path / f"{i}_{path.name}")
+        shutil.copy(path, files[-1])
+    key = zone_page.offline_page_key(files)
+    assert zone_page.offline_page_key(files) == key
+    seen = {key}
+    for path in files:
+        data, times = path.read_bytes(), (path.stat().st_atime_ns, path.stat().st_mtime_ns)
+        path.write_bytes(data + b" ")
+        os.utime(path, ns=times)
+        seen.add(zone_page.offline_page_key(files))
+        path.write_bytes(data)
+        os.utime(path, ns=times)
+        assert zone_page.offline_page_key(files) == key
+    os.utime(files[0], ns=(files[0].stat().st_atime_ns, files[0].stat().st_mtime_ns + 10**9))  # zone date
+    seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(settings, "ZONE_PAGE_STREETS_RADIUS_FT", settings.ZONE_PAGE_STREETS_RADIUS_FT + 1)
+        seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(result_cache, "code_version", lambda: "other code")
+        seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(zone_page, "PAGE_LIBRARIES", (*zone_page.PAGE_LIBRARIES, "folium"))
+        seen.add(zone_page.offline_page_key(files))
+    assert len(seen) == 8
+    assert zone_page.offline_page_key() != key  # the shipped files
+
+    # kept: the page the run writes, not rendered again while its key holds
+    out, real = tmp_path / "maps" / "zone_check.html", zone_page.offline_page_key()
+    zone_page.write_kept(out, real, pipeline.zone_page_text)
+    written = out.stat().st_mtime_ns
+    zone_page.write_kept(out, real, lambda: pytest.fail("a kept zone page was rendered"))
+    assert out.stat().st_mtime_ns == written
+    assert out.read_text(encoding="utf-8") == pipeline.zone_page_text()  # a fresh rendering
+    out.write_text("edited", encoding="utf-8")  # an edited file is written again
+    zone_page.write_kept(out, real, pipeline.zone_page_text)
+    assert out.read_text(encoding="utf-8") == pipeline.zone_page_text()
+
+
 def test_write_if_changed_records_and_checks_the_file(cache_dir: Path, tmp_path: Path) -> None:
     page = tmp_path / "p.html"
     key = result_cache.digest(["test page"])
