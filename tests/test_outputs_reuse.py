@@ -29,6 +29,7 @@ from geo_lead import (
     maps,
     offline,
     page_reuse,
+    parallel,
     result_cache,
     settings,
 )
@@ -208,6 +209,7 @@ def _write_maps(store_path: Path, out: Path) -> dict[str, Path]:
 def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
         cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     out = tmp_path / "maps"
     render = Counter(offline.render_map)
@@ -234,6 +236,7 @@ def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
 def test_map_pages_are_rebuilt_when_an_input_changes(
         cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     out = tmp_path / "maps"
     _write_maps(store_path, out)
@@ -277,6 +280,7 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     from geo_lead.sources import RECORD_COLUMNS
     from geo_lead.store import FLAG_COLUMNS
 
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     with opened(store_path) as store:  # the maps show the scores' indicator's records (and count the others)
         store.replace_features("scores", inputs["scores"].assign(indicator="opiate"))
@@ -319,6 +323,30 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     line["text"] = "a third line"
     _write_maps(store_path, out)
     assert render.calls == 5
+
+
+def test_map_pages_rendered_in_a_child_equal_those_rendered_here(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pages to render: the second is rendered in a forked child while this process renders
+    the first (`maps._write_pages`); the pages equal those of a one-process build, but for
+    folium's random ids, and are recorded as kept."""
+    fill_store(store_path, inputs)
+    monkeypatch.delenv(parallel.NO_FORK_ENV, raising=False)
+    if not parallel.fork_available():
+        pytest.skip(f"no fork here: {parallel.fork_blocker()}")
+    forks = parallel.forks()
+    paths = _write_maps(store_path, tmp_path / "forked")
+    assert parallel.forks() == forks + 1
+    with monkeypatch.context() as m:
+        m.setenv(parallel.NO_FORK_ENV, "1")
+        here = _write_maps(store_path, tmp_path / "here")
+    assert parallel.forks() == forks + 1
+    for name, path in paths.items():
+        assert _without_ids(path.read_text(encoding="utf-8")) == _without_ids(here[name].read_text(encoding="utf-8"))
+    # recorded: nothing rendered (nor forked) the next time
+    _write_maps(store_path, tmp_path / "forked")
+    assert parallel.forks() == forks + 1
 
 
 def test_map_page_key_reads_every_constant_without_importing_folium() -> None:
