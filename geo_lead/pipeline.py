@@ -526,12 +526,12 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         from geo_lead import result_cache
         from geo_lead.report import figure_inputs, pilot_sections_html
 
-        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile,
-        # with the report's figures drawn ahead into the figure cache: matplotlib is imported
-        # there, only when a figure is not cached
-        ahead = figure_inputs(store, records) if result_cache.enabled() else None
-        if ahead is None and not hot.answered():  # waiting anyway: the figure children fork with matplotlib
+        if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
             import geo_lead.figures  # noqa: F401
+        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile,
+        # with the report's figures drawn ahead into the figure cache (the report page's child
+        # then draws none while the maps are drawn here)
+        ahead = figure_inputs(store, records) if result_cache.enabled() else None
         pilot_html = Deferred(pilot_sections_html, pilot, ahead=ahead)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
