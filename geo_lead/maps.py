@@ -335,6 +335,8 @@ def _write_pages(pages: Sequence[_Page]) -> None:
     from geo_lead.parallel import Deferred
 
     rendered = [p for p in pages if p.renders]
+    if len(rendered) > 1:  # folium (~0.2 s) imported once, here: the children fork with it
+        import geo_lead.map_elements  # noqa: F401
     ahead = {id(p): Deferred(p.text) for p in rendered[1:]}
     for p in pages:
         job = ahead.get(id(p))
