@@ -523,16 +523,12 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         # the records' dates (`Store.record_dates`), which the hot spots' write below would end
         # (no record is written after this)
         tallies = tallies_of_store(store)
-        from geo_lead import result_cache
-        from geo_lead.report import figure_inputs, pilot_sections_html
+        from geo_lead.report import pilot_sections_html
 
         if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
             import geo_lead.figures  # noqa: F401
-        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile,
-        # with the report's figures drawn ahead into the figure cache (the report page's child
-        # then draws none while the maps are drawn here)
-        ahead = figure_inputs(store, records) if result_cache.enabled() else None
-        pilot_html = Deferred(pilot_sections_html, pilot, ahead=ahead)
+        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
+        pilot_html = Deferred(pilot_sections_html, pilot)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's

@@ -23,7 +23,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from geo_lead import result_cache, settings
+from geo_lead import settings
 from geo_lead.outputs import write_text
 from geo_lead.pilot_report import PILOT_SECTIONS
 from geo_lead.report_blocks import (
@@ -896,33 +896,14 @@ def _pilot_section(sid: str, build: Callable[[dict[str, Any]], str]) -> Callable
     return section
 
 
-def pilot_sections_html(pilot: dict[str, Any] | None, with_figures: bool = True,
-                        ahead: dict[str, Any] | None = None) -> dict[str, Any]:
+def pilot_sections_html(pilot: dict[str, Any] | None, with_figures: bool = True) -> dict[str, Any]:
     """Each pilot section's HTML as the report builds it from `pilot`
     (`pilot_report.collect_pilot_data`'s dict): ``{"with_figures": .., "sections": {id: html}}``,
     for ``collect_report_data(...)["pilot_html"]`` (e.g. drawn in a child while the run waits
-    for its hot spots). Pure in `pilot` and `with_figures`, apart from drawing figures.
-
-    `ahead`: the report's figure inputs (`figure_inputs`); with figures and the result cache on,
-    the report's figures are drawn here too, into the figure cache (`geo_lead.figure_cache`), so
-    that the report page built later finds them there: matplotlib is then imported (and the
-    figures drawn) in one process, only when a figure is not cached. What any figure shows is
-    unchanged (each PNG keyed by what it plots)."""
+    for its hot spots). Pure in `pilot` and `with_figures`, apart from drawing figures."""
     sections = {sid: build({"pilot": pilot, "with_figures": with_figures}) if pilot else ""
                 for sid, _title, build in PILOT_SECTIONS}
-    if ahead is not None and with_figures and result_cache.enabled():
-        _figures(ahead)
     return {"with_figures": with_figures, "sections": sections}
-
-
-def figure_inputs(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
-    """What the report's figures read of `store` (`_figures`): ``scores``, ``zones`` and the
-    figure's ``records`` as `collect_report_data` reads them (`records`: the read already made)."""
-    from geo_lead.map_data import read_layer
-
-    scores = read_layer(store, "scores")
-    return {"scores": scores, "zones": read_layer(store, "site_zones"),
-            "records": _figure_records(store, scores, records)}
 
 
 #: The detail sections after the answer, in page order: (id, heading, builder(data) -> blocks).

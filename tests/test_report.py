@@ -212,9 +212,8 @@ def test_run_report_tallies_counted_early_equal_the_final_store(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """`geo-lead run` counts the report's tallies before the hot spots are written (while the
     store still holds its count of the records' dates) and hands them to `collect_report_data`:
-    they equal the tallies of the store the run leaves (no record is written after them), and
-    the report's figures drawn ahead in the pilot child are the ones the report shows."""
-    from geo_lead import figures, pipeline, report, result_cache, settings
+    they equal the tallies of the store the run leaves (no record is written after them)."""
+    from geo_lead import pipeline, report, settings
     from geo_lead.report_tallies import tallies_of_store
     from geo_lead.store import opened
 
@@ -237,16 +236,3 @@ def test_run_report_tallies_counted_early_equal_the_final_store(tmp_path: Path,
     assert got.total == fresh.total > 0 and got.flags == fresh.flags  # type: ignore[attr-defined]
     for part in ("sources", "match_rates", "unmatched_reasons"):
         pd.testing.assert_frame_equal(getattr(got, part), getattr(fresh, part))
-    # the report's figures drawn ahead (`pilot_sections_html(..., ahead=)`) into an empty figure
-    # cache are the ones the report page then takes: it draws none itself
-    for path in (tmp_path / "results").glob("figure_png-*.json"):
-        path.unlink()
-    with opened(tmp_path / "s.gpkg", create=False) as store:
-        report.pilot_sections_html(None, ahead=report.figure_inputs(store))
-        assert len(list((tmp_path / "results").glob("figure_png-*.json"))) == 3  # rank, choropleth, concentration
-        page_data = real(store)
-    for builder in ("rank_interval_figure", "draw_choropleth", "concentration_figure"):
-        monkeypatch.setattr(figures, builder, lambda *_a, **_k: pytest.fail("a report figure was drawn again"))
-    assert "data:image/png;base64," in report.build_report_html(page_data)
-    with result_cache.switched_off():  # the cache off: nothing drawn ahead
-        report.pilot_sections_html(None, ahead={"scores": None, "zones": None, "records": None})
