@@ -526,7 +526,11 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         from geo_lead.report import pilot_sections_html
 
         if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
-            import geo_lead.figures  # noqa: F401
+            import geo_lead.figures
+
+            if not hot.answered():  # still computing (the flagged records changed, so the map
+                # pages will likely be rendered): folium too, for the outputs stage
+                import geo_lead.map_elements  # noqa: F401
         # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
         pilot_html = Deferred(pilot_sections_html, pilot)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
