@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -257,7 +258,7 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
     """
     from geo_lead.figure_cache import data_digest
     from geo_lead.offline import render_map
-    from geo_lead.page_reuse import filled_page, write_if_changed
+    from geo_lead.page_reuse import can_fill, filled_page, is_current
     from geo_lead.parameters import consistent_parameters, describe
 
     params = consistent_parameters(stored_parameters(store), "maps")
@@ -285,6 +286,7 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
                             layers.neighborhoods, layers.first_division)
     timeline_rest = data_digest(shown, areas, name_col, rule)
     texts = [*notes, line]  # what a rerun with new records changes (counts, the frames' digest)
+    pending: list[_Page] = []
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
 
@@ -303,10 +305,42 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
             def page(render: Any = render, template: str = template) -> str:
                 return filled_page(template, texts, render, page_text)
 
-            write_if_changed(path, page_key(name, with_tiles, offline, rest, notes, line), page)
+            key = page_key(name, with_tiles, offline, rest, notes, line)
+            if not is_current(path, key):
+                pending.append(_Page(path, key, page, not can_fill(template, texts)))
             paths[name + suffix] = path
+    _write_pages(pending)
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A map page to write: its file, its key, what makes its text, and whether that renders
+    it (no kept rendering with slots to fill)."""
+
+    path: Path
+    key: str
+    text: Callable[[], str]
+    renders: bool
+
+
+def _write_pages(pages: Sequence[_Page]) -> None:
+    """Write `pages` (`geo_lead.page_reuse.write_if_changed`); when two or more must be
+    rendered, all but the first are rendered in forked children (`geo_lead.parallel.Deferred`,
+    which computes here when it cannot fork) while this process renders the first: the same
+    texts, on both cores (a page renders in a few tenths of a second, most of it folium and
+    building the page's layers)."""
+    from geo_lead.page_reuse import write_if_changed
+    from geo_lead.parallel import Deferred
+
+    rendered = [p for p in pages if p.renders]
+    if len(rendered) > 1:  # folium (~0.2 s) imported once, here: the children fork with it
+        import geo_lead.map_elements  # noqa: F401
+    ahead = {id(p): Deferred(p.text) for p in rendered[1:]}
+    for p in pages:
+        job = ahead.get(id(p))
+        write_if_changed(p.path, p.key, job.result if job is not None else p.text)
 
 
 def page_text(text: str) -> str:

@@ -110,6 +110,20 @@ def slot_tokens(n: int, key: str) -> list[str]:
     return [f"geoLeadSlot{i}x{key[:24]}" for i in range(n)]
 
 
+def _template_key(key: str, tokens: Sequence[str]) -> str:
+    return result_cache.digest([TEMPLATE_KIND, key, *tokens])
+
+
+def can_fill(key: str, texts: Sequence[str]) -> bool:
+    """True when `filled_page` with `key` and `texts` would likely fill a kept rendering (its
+    file is there) rather than render; a guess for scheduling only (a file that turns out
+    unreadable is rendered, as `filled_page` always does)."""
+    if not result_cache.enabled() or not all(texts):
+        return False
+    tkey = _template_key(key, slot_tokens(len(texts), key))
+    return (result_cache.cache_dir() / f"{TEMPLATE_KIND}-{tkey[:32]}.json").is_file()
+
+
 def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]], str],
                 encode: Callable[[str], str]) -> str:
     """``render(texts)``, made from a kept rendering with slot tokens when there is one.
@@ -136,7 +150,7 @@ def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]]
     if not result_cache.enabled() or not all(texts):
         return render(texts)
     tokens = slot_tokens(len(texts), key)
-    tkey = result_cache.digest([TEMPLATE_KIND, key, *tokens])
+    tkey = _template_key(key, tokens)
     held = result_cache.read(TEMPLATE_KIND, tkey)
     page = held.get("page") if held is not None else None
     if not isinstance(page, str):

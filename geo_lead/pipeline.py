@@ -254,27 +254,32 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
                   map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None,
-                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None) -> dict[str, str]:
-    """Maps, the zone page and the report into `out_dir`; `records`, `map_records` and `pilot`
+                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None,
+                  tallies: Any = None) -> dict[str, str]:
+    """Maps, the zone page and the report into `out_dir`; `records`, `map_records`, `pilot`
     (`report.collect_report_data`'s pilot data and its sections' HTML being built,
-    `report.pilot_sections_html`) read earlier in the run, when given."""
+    `report.pilot_sections_html`) and `tallies` (`report_tallies.tallies_of_store`) read
+    earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
+    from geo_lead.page_reuse import is_current
     from geo_lead.parallel import Deferred
     from geo_lead.report import build_report_html, collect_report_data
-    from geo_lead.zone_page import write_rendered
+    from geo_lead.zone_page import offline_page_key, write_kept
 
-    # The zone page reads no record: a child renders it (its street index from the cache, or
-    # built) while this process reads the report's data; written here when it changed.
-    zone_page = Deferred(zone_page_text)
+    # The zone page reads no record: kept when its key (files, settings, code) is the one its
+    # file was written for; else a child renders it (its street index from the cache, or
+    # built) while this process reads the report's data, and it is written here.
+    zone_out, zone_key = Path(out_dir) / "zone_check.html", offline_page_key()
+    zone_page = None if is_current(zone_out, zone_key) else Deferred(zone_page_text)
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
-    data = collect_report_data(store, records, pilot[0] if pilot else None)
+    data = collect_report_data(store, records, pilot[0] if pilot else None, tallies)
     if pilot:
         data["pilot_html"] = pilot[1].result()
     report_html = Deferred(build_report_html, data)
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
-    paths["zone_check"] = write_rendered(Path(out_dir) / "zone_check.html", zone_page.result())
+    paths["zone_check"] = write_kept(zone_out, zone_key, zone_page.result if zone_page else zone_page_text)
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
     write_text(report, report_html.result())  # atomic: a full disk leaves the old report
@@ -532,10 +537,20 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         from geo_lead.pilot_report import collect_pilot_data
 
         pilot = collect_pilot_data(store, records)
+        from geo_lead.report_tallies import tallies_of_store
+
+        # the report's tallies of every record, counted now: the store still holds its count of
+        # the records' dates (`Store.record_dates`), which the hot spots' write below would end
+        # (no record is written after this)
+        tallies = tallies_of_store(store)
         from geo_lead.report import pilot_sections_html
 
         if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
-            import geo_lead.figures  # noqa: F401
+            import geo_lead.figures
+
+            if not hot.answered():  # still computing (the flagged records changed, so the map
+                # pages will likely be rendered): folium too, for the outputs stage
+                import geo_lead.map_elements  # noqa: F401
         # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
         pilot_html = Deferred(pilot_sections_html, pilot)
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
@@ -548,8 +563,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records,
-                                           (pilot, pilot_html))  # the report reuses them
-        del records, map_records, pilot, pilot_html
+                                           (pilot, pilot_html), tallies)  # the report reuses them
+        del records, map_records, pilot, pilot_html, tallies
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,58 @@ def write_page(out: Path, checker: ZoneChecker | None = None,
     (`streets`: as in `render_page`); a file that already holds this page byte for byte is
     kept as it is (`geo_lead.page_reuse.write_if_different`)."""
     return write_rendered(out, render_page(checker or ZoneChecker(), "offline", streets))
+
+
+#: Distributions whose versions are in `offline_page_key` (geometry, projection, rounding).
+PAGE_LIBRARIES: tuple[str, ...] = ("shapely", "numpy", "pyproj")
+
+
+def page_input_files() -> list[Path]:
+    """The files the default offline page is made from (`offline_page_key`), zone file first:
+    ``ZoneChecker()``'s zone and neighborhoods files, every boundary file, every reference file
+    the geocoder behind the street index reads, and the files under ``static/zone``."""
+    import inspect
+
+    defaults = inspect.signature(ZoneChecker).parameters
+    nh = defaults["neighborhoods_file"].default
+    return [Path(defaults["zone_file"].default), *([Path(nh)] if nh is not None else []),
+            *sorted(settings.BOUNDARIES_DIR.glob("*.geojson")), *sorted(settings.REFERENCE_DIR.glob("*.csv")),
+            *sorted(p for p in (settings.PACKAGE_DIR / "static" / "zone").rglob("*") if p.is_file())]
+
+
+def offline_page_key(files: list[Path] | None = None) -> str:
+    """The key of the default offline page (`render_page` of ``ZoneChecker()`` with its street
+    index: what `geo_lead.pipeline.zone_page_text` renders), for `geo_lead.page_reuse`.
+
+    It hashes every input of that page: `files` (default `page_input_files`; each path and its
+    bytes) and the first one's modification time (the zone file: the zone version's date when
+    the file states none), the checker's default tolerance, `geo_lead.settings`' constants
+    (`result_cache.settings_version`), the package's source (`result_cache.code_version`) and
+    `PAGE_LIBRARIES`' versions. It costs a few milliseconds (~6 MB hashed); rendering the page
+    costs a few tenths of a second.
+    """
+    import inspect
+
+    from geo_lead import result_cache
+
+    files = page_input_files() if files is None else files
+    tolerance = inspect.signature(ZoneChecker).parameters["near_boundary_ft"].default
+    parts: list[bytes | str] = ["zone_page", "offline", str(files[0].stat().st_mtime_ns), repr(tolerance)]
+    for path in files:
+        parts += [str(path), path.read_bytes()]
+    return result_cache.digest([*parts, result_cache.settings_version(), result_cache.code_version(),
+                                result_cache.library_versions(*PAGE_LIBRARIES)])
+
+
+def write_kept(out: Path, key: str, render: Callable[[], str]) -> Path:
+    """Write ``render()`` to ``out`` unless it holds the page of `key` already (then `render`
+    is not called: `geo_lead.page_reuse.write_if_changed`); returns the path."""
+    from geo_lead.page_reuse import write_if_changed
+
+    out = Path(out)
+    if write_if_changed(out, key, render):
+        log.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    return out
 
 
 def write_rendered(out: Path, text: str) -> Path:

@@ -9,7 +9,9 @@ tests/test_maps.py (real boundaries and address points, made-up counts).
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from geo_lead import (
     maps,
     offline,
     page_reuse,
+    parallel,
     result_cache,
     settings,
 )
@@ -208,6 +211,7 @@ def _write_maps(store_path: Path, out: Path) -> dict[str, Path]:
 def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
         cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     out = tmp_path / "maps"
     render = Counter(offline.render_map)
@@ -234,6 +238,7 @@ def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
 def test_map_pages_are_rebuilt_when_an_input_changes(
         cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     out = tmp_path / "maps"
     _write_maps(store_path, out)
@@ -277,6 +282,7 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     from geo_lead.sources import RECORD_COLUMNS
     from geo_lead.store import FLAG_COLUMNS
 
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")  # renders counted here: no page rendered in a child
     fill_store(store_path, inputs)
     with opened(store_path) as store:  # the maps show the scores' indicator's records (and count the others)
         store.replace_features("scores", inputs["scores"].assign(indicator="opiate"))
@@ -319,6 +325,48 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     line["text"] = "a third line"
     _write_maps(store_path, out)
     assert render.calls == 5
+
+
+_FORKED_PAGES = """
+import json, os, sys
+from pathlib import Path
+from geo_lead import maps, parallel
+from geo_lead.store import opened
+
+store, out = Path(sys.argv[1]), Path(sys.argv[2])
+forks = []
+for folder, one_process in (("forked", False), ("here", True), ("forked", False)):
+    if one_process:
+        os.environ[parallel.NO_FORK_ENV] = "1"
+    else:
+        os.environ.pop(parallel.NO_FORK_ENV, None)
+    with opened(store) as s:
+        maps.write_maps(s, out / folder)
+    forks.append(parallel.forks())
+print(json.dumps(forks))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork with PR_SET_PDEATHSIG: Linux")
+def test_map_pages_rendered_in_a_child_equal_those_rendered_here(
+        cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any]) -> None:
+    """Two pages to render: the second is rendered in a forked child while the process renders
+    the first (`maps._write_pages`); the pages equal those of a one-process build, but for
+    folium's random ids, and are recorded as kept. In a fresh interpreter (a full test run
+    leaves threads behind in this one, which then cannot fork)."""
+    import subprocess
+
+    fill_store(store_path, inputs)
+    env = {k: v for k, v in os.environ.items() if k != parallel.NO_FORK_ENV}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", _FORKED_PAGES, str(store_path), str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    # one child (the timeline) for the first build; none in one process; none once recorded
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [1, 1, 1]
+    for name in ("site_selection.html", "timeline.html"):
+        forked, here = (tmp_path / f / name for f in ("forked", "here"))
+        assert _without_ids(forked.read_text(encoding="utf-8")) == _without_ids(here.read_text(encoding="utf-8"))
 
 
 def test_map_page_key_reads_every_constant_without_importing_folium() -> None:
@@ -386,6 +434,63 @@ def test_zone_page_is_not_rewritten_when_unchanged(tmp_path: Path, monkeypatch: 
     out.write_text(first.decode("utf-8").replace("<title>", "<title>EDITED "), encoding="utf-8")
     write_page(out, streets=False)
     assert replaced == [str(out)] and out.read_bytes() == first
+
+
+def test_zone_page_key_covers_every_input_and_a_kept_page_is_the_fresh_rendering(
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+    import shutil
+
+    from geo_lead import pipeline, zone_page
+    from geo_lead.zone import ZoneChecker
+
+    shipped = zone_page.page_input_files()
+    defaults = inspect.signature(ZoneChecker).parameters
+    # the files ZoneChecker() and the geocoder behind the street index read are all hashed
+    assert shipped[0] == Path(defaults["zone_file"].default)
+    assert {Path(defaults["neighborhoods_file"].default), settings.BEATS_FILE,
+            settings.PACKAGE_DIR / "static" / "zone" / "zone_check.html",
+            *settings.REFERENCE_DIR.glob("*.csv")} <= set(shipped)
+    # copies of a few of them, each changed in turn: every change is a miss
+    files = []
+    for i, path in enumerate((shipped[0], shipped[1], sorted(settings.REFERENCE_DIR.glob("*.csv"))[0])):
+        files.append(tmp_path / f"{i}_{path.name}")
+        shutil.copy(path, files[-1])
+    key = zone_page.offline_page_key(files)
+    assert zone_page.offline_page_key(files) == key
+    seen = {key}
+    for path in files:
+        data, times = path.read_bytes(), (path.stat().st_atime_ns, path.stat().st_mtime_ns)
+        path.write_bytes(data + b" ")
+        os.utime(path, ns=times)
+        seen.add(zone_page.offline_page_key(files))
+        path.write_bytes(data)
+        os.utime(path, ns=times)
+        assert zone_page.offline_page_key(files) == key
+    os.utime(files[0], ns=(files[0].stat().st_atime_ns, files[0].stat().st_mtime_ns + 10**9))  # zone date
+    seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(settings, "ZONE_PAGE_STREETS_RADIUS_FT", settings.ZONE_PAGE_STREETS_RADIUS_FT + 1)
+        seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(result_cache, "code_version", lambda: "other code")
+        seen.add(zone_page.offline_page_key(files))
+    with monkeypatch.context() as m:
+        m.setattr(zone_page, "PAGE_LIBRARIES", (*zone_page.PAGE_LIBRARIES, "folium"))
+        seen.add(zone_page.offline_page_key(files))
+    assert len(seen) == 8
+    assert zone_page.offline_page_key() != key  # the shipped files
+
+    # kept: the page the run writes, not rendered again while its key holds
+    out, real = tmp_path / "maps" / "zone_check.html", zone_page.offline_page_key()
+    zone_page.write_kept(out, real, pipeline.zone_page_text)
+    written = out.stat().st_mtime_ns
+    zone_page.write_kept(out, real, lambda: pytest.fail("a kept zone page was rendered"))
+    assert out.stat().st_mtime_ns == written
+    assert out.read_text(encoding="utf-8") == pipeline.zone_page_text()  # a fresh rendering
+    out.write_text("edited", encoding="utf-8")  # an edited file is written again
+    zone_page.write_kept(out, real, pipeline.zone_page_text)
+    assert out.read_text(encoding="utf-8") == pipeline.zone_page_text()
 
 
 def test_write_if_changed_records_and_checks_the_file(cache_dir: Path, tmp_path: Path) -> None:
