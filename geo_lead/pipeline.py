@@ -254,12 +254,10 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
                   map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None,
-                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None,
-                  tallies: Any = None) -> dict[str, str]:
-    """Maps, the zone page and the report into `out_dir`; `records`, `map_records`, `pilot`
+                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None) -> dict[str, str]:
+    """Maps, the zone page and the report into `out_dir`; `records`, `map_records` and `pilot`
     (`report.collect_report_data`'s pilot data and its sections' HTML being built,
-    `report.pilot_sections_html`) and `tallies` (`report_tallies.tallies_of_store`) read
-    earlier in the run, when given."""
+    `report.pilot_sections_html`) read earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
     from geo_lead.page_reuse import is_current
@@ -274,7 +272,7 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     zone_page = None if is_current(zone_out, zone_key) else Deferred(zone_page_text)
     # The report's figures render in a child while the maps are drawn here (`write_report`,
     # split: the store is read here, the page is written here).
-    data = collect_report_data(store, records, pilot[0] if pilot else None, tallies)
+    data = collect_report_data(store, records, pilot[0] if pilot else None)
     if pilot:
         data["pilot_html"] = pilot[1].result()
     report_html = Deferred(build_report_html, data)
@@ -537,12 +535,6 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         from geo_lead.pilot_report import collect_pilot_data
 
         pilot = collect_pilot_data(store, records)
-        from geo_lead.report_tallies import tallies_of_store
-
-        # the report's tallies of every record, counted now: the store still holds its count of
-        # the records' dates (`Store.record_dates`), which the hot spots' write below would end
-        # (no record is written after this)
-        tallies = tallies_of_store(store)
         from geo_lead.report import pilot_sections_html
 
         if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
@@ -563,8 +555,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records,
-                                           (pilot, pilot_html), tallies)  # the report reuses them
-        del records, map_records, pilot, pilot_html, tallies
+                                           (pilot, pilot_html))  # the report reuses them
+        del records, map_records, pilot, pilot_html
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

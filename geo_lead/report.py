@@ -100,7 +100,7 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
 
 
 def collect_report_data(store: Store, records: pd.DataFrame | None = None,
-                        pilot: dict[str, Any] | None = None, tallies: RecordTallies | None = None) -> dict[str, Any]:
+                        pilot: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
     ``tallies``: every stored record counted in the store (`report_tallies.tallies_of_store`);
@@ -109,9 +109,7 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None,
     (e.g. the flagged ones `geo_lead.pipeline.analysis_records` reads); taken when they hold
     every record of that indicator, else those are read here. `pilot`: the pilot sections'
     data (`pilot_report.collect_pilot_data`) of this store as it is now, read earlier (it
-    reads the records and ``site_result`` only); read here when None. `tallies`:
-    `report_tallies.tallies_of_store` of this store's records as they are now, counted earlier
-    (e.g. while the store still held its count of the records' dates); counted here when None.
+    reads the records and ``site_result`` only); read here when None.
     """
     from geo_lead.map_data import read_layer, stored_parameters
     from geo_lead.parameters import consistent_parameters
@@ -121,7 +119,7 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None,
     return {
         "store": str(store.path),
         "records": _figure_records(store, scores, records),
-        "tallies": tallies_of_store(store) if tallies is None else tallies,
+        "tallies": tallies_of_store(store),
         "ingests": store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame(),
         "rejects": store.count("rejects"),
         "reject_reasons": (store.read_table("rejects", ["reason"])["reason"].fillna("(none)")

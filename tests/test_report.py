@@ -206,33 +206,3 @@ def test_pilot_sections_built_ahead_are_what_the_report_builds(monkeypatch: pyte
     assert section({"pilot": pilot, "pilot_html": ahead}) == direct and calls == []
     assert section({"pilot": pilot, "pilot_html": ahead, "with_figures": False}) != direct and calls == [False]
     assert section({"pilot": None, "pilot_html": ahead}) == ()
-
-
-def test_run_report_tallies_counted_early_equal_the_final_store(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """`geo-lead run` counts the report's tallies before the hot spots are written (while the
-    store still holds its count of the records' dates) and hands them to `collect_report_data`:
-    they equal the tallies of the store the run leaves (no record is written after them)."""
-    from geo_lead import pipeline, report, settings
-    from geo_lead.report_tallies import tallies_of_store
-    from geo_lead.store import opened
-
-    monkeypatch.setenv("GEO_LEAD_NO_FORK", "1")
-    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
-    given: list[object] = []
-    real = report.collect_report_data
-
-    def spy(store: object, records: object = None, pilot: object = None, tallies: object = None) -> dict[str, object]:
-        given.append(tallies)
-        return real(store, records, pilot, tallies)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(report, "collect_report_data", spy)
-    data = settings.SHIPPED_DATA_DIR / "lmpd" / "crime_data_2017_drug_sample.csv"
-    pipeline.run_pipeline(tmp_path / "s.gpkg", [data], out_dir=tmp_path / "maps", echo=None)
-    assert len(given) == 1 and given[0] is not None
-    with opened(tmp_path / "s.gpkg", create=False) as store:
-        fresh = tallies_of_store(store)
-    got = given[0]
-    assert got.total == fresh.total > 0 and got.flags == fresh.flags  # type: ignore[attr-defined]
-    for part in ("sources", "match_rates", "unmatched_reasons"):
-        pd.testing.assert_frame_equal(getattr(got, part), getattr(fresh, part))
