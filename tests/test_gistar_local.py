@@ -10,7 +10,6 @@ scikit-learn (its tree sums in another order, and is itself exact only to ~1e-9)
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 import warnings
@@ -302,22 +301,11 @@ def test_kde_density_agrees_with_scikit_learn_to_its_accuracy(seed: int) -> None
 
 
 # --- a rerun that computes imports none of esda, libpysal, scikit-learn ----------------------
-_COMPUTE_IN_FRESH_PROCESS = """
-import pickle, sys
-from geo_lead import hotspots
-points, area, neighborhoods = pickle.load(open(sys.argv[1], "rb"))
-got = (hotspots.gistar_neighborhoods(neighborhoods, points, 199), hotspots.gistar_grid(points, area, 1000.0, None, 199),
-       hotspots.kde_surface(points, area))
-heavy = sorted(m for m in ("esda", "libpysal", "sklearn", "scipy.stats", "scipy.spatial") if m in sys.modules)
-pickle.dump((got, heavy), open(sys.argv[2], "wb"))
-"""
-
-
 def test_computing_with_cached_weights_imports_no_esda_libpysal_or_sklearn(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the queen weights are cached, new values (Gi* and KDE computed) need none of them;
     the layers are those computed with the cache off."""
-    from test_memo import records_in
+    from test_memo import assert_same_hot_spot_layers, hot_spot_layers_in_fresh_process, records_in
 
     monkeypatch.delenv(result_cache.ENV_SWITCH)
     monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "cache"))
@@ -330,18 +318,10 @@ def test_computing_with_cached_weights_imports_no_esda_libpysal_or_sklearn(
         m.setenv(result_cache.ENV_SWITCH, "0")
         want = (hotspots.gistar_neighborhoods(neighborhoods, points, 199),
                 hotspots.gistar_grid(points, area, 1000.0, None, 199), hotspots.kde_surface(points, area))
-    (tmp_path / "in.pkl").write_bytes(pickle.dumps((points, area, neighborhoods)))
-    done = subprocess.run([sys.executable, "-c", _COMPUTE_IN_FRESH_PROCESS, str(tmp_path / "in.pkl"),
-                           str(tmp_path / "out.pkl")], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    got, heavy = pickle.loads((tmp_path / "out.pkl").read_bytes())
+    got, heavy = hot_spot_layers_in_fresh_process(tmp_path, points, area, neighborhoods,
+                                                  ("esda", "libpysal", "sklearn", "scipy.stats", "scipy.spatial"))
     assert heavy == []
-    for g, w in zip(got[:2], want[:2], strict=True):
-        pd.testing.assert_frame_equal(g, w, check_exact=True)
-        assert g.attrs == w.attrs
-    pd.testing.assert_frame_equal(got[2][0], want[2][0], check_exact=True)
-    assert got[2][1] == want[2][1]
+    assert_same_hot_spot_layers(got, want)
 
 
 def test_the_statistics_child_prefetches_libpysal_only_without_cached_queen_weights(

@@ -536,15 +536,43 @@ def test_a_years_site_is_reused_when_another_year_changed(cache_dir: Path, neigh
     _assert_same_site(again, first)
 
 
-_REUSE_IN_FRESH_PROCESS = """
+_LAYERS_IN_FRESH_PROCESS = """
 import pickle, sys
 from geo_lead import hotspots
 points, area, neighborhoods = pickle.load(open(sys.argv[1], "rb"))
 got = (hotspots.gistar_neighborhoods(neighborhoods, points, 199), hotspots.gistar_grid(points, area, 1000.0, None, 199),
        hotspots.kde_surface(points, area))
-heavy = sorted(m for m in ("esda", "libpysal", "sklearn", "scipy.special", "scipy.stats") if m in sys.modules)
+heavy = sorted(m for m in sys.argv[3].split(",") if m in sys.modules)
 pickle.dump((got, heavy), open(sys.argv[2], "wb"))
 """
+
+
+def hot_spot_layers_in_fresh_process(tmp_path: Path, points: gpd.GeoDataFrame, area: Any,
+                                     neighborhoods: gpd.GeoDataFrame, watched: tuple[str, ...]) -> tuple[Any, list[str]]:
+    """The neighborhoods' and the grid's Gi* (R = 199) and the KDE of `points`, computed in a new
+    Python process (with this process's environment: the same result cache), and which of the
+    `watched` modules that process had imported by then."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "in.pkl").write_bytes(pickle.dumps((points, area, neighborhoods)))
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", _LAYERS_IN_FRESH_PROCESS, str(tmp_path / "in.pkl"),
+                           str(tmp_path / "out.pkl"), ",".join(watched)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, heavy = pickle.loads((tmp_path / "out.pkl").read_bytes())
+    return got, heavy
+
+
+def assert_same_hot_spot_layers(got: Any, want: Any) -> None:
+    """`hot_spot_layers_in_fresh_process`' layers equal `want` exactly (frames, attrs, KDE info)."""
+    for g, w in zip(got[:2], want[:2], strict=True):
+        pd.testing.assert_frame_equal(g, w, check_exact=True)
+        assert g.attrs == w.attrs
+    pd.testing.assert_frame_equal(got[2][0], want[2][0], check_exact=True)
+    assert got[2][1] == want[2][1]
 
 
 def test_reused_hot_spots_import_no_statistics_library(cache_dir: Path, neighborhoods: gpd.GeoDataFrame,
@@ -553,24 +581,11 @@ def test_reused_hot_spots_import_no_statistics_library(cache_dir: Path, neighbor
     scikit-learn or scipy's statistics (the labels' FDR cut-off is `hotspots.fdr_cutoff`), and
     gets what a process computing them got (`pipeline.HOTSPOT_COMPUTE_MODULES` are imported
     ahead only when a computation is likely)."""
-    import os
-    import subprocess
-    import sys
-
     points, _ = hotspots.indicator_points(records_in(neighborhoods))
     area = hotspots.study_area(neighborhoods, FIRST_DIVISION)
     want = (hotspots.gistar_neighborhoods(neighborhoods, points, 199), hotspots.gistar_grid(points, area, 1000.0, None, 199),
             hotspots.kde_surface(points, area))  # computed: fills the cache
-    (tmp_path / "in.pkl").write_bytes(pickle.dumps((points, area, neighborhoods)))
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", _REUSE_IN_FRESH_PROCESS, str(tmp_path / "in.pkl"),
-                           str(tmp_path / "out.pkl")], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(root)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    got, heavy = pickle.loads((tmp_path / "out.pkl").read_bytes())
+    got, heavy = hot_spot_layers_in_fresh_process(tmp_path, points, area, neighborhoods,
+                                                  ("esda", "libpysal", "sklearn", "scipy.special", "scipy.stats"))
     assert heavy == []
-    for g, w in zip(got[:2], want[:2], strict=True):
-        pd.testing.assert_frame_equal(g, w, check_exact=True)
-        assert g.attrs == w.attrs
-    pd.testing.assert_frame_equal(got[2][0], want[2][0], check_exact=True)
-    assert got[2][1] == want[2][1]
+    assert_same_hot_spot_layers(got, want)
