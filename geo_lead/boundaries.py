@@ -119,13 +119,36 @@ def _read(path: Path) -> gpd.GeoDataFrame:
     key = (str(Path(path).resolve()), hashlib.sha256(Path(path).read_bytes()).hexdigest())
     gdf = _PARSED.get(key)
     if gdf is None:
-        gdf = gpd.read_file(path)
-        if gdf.crs is None:
-            raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
+        gdf = _parsed(Path(path), key[1])
         if len(_PARSED) >= PARSED_MAX:
             _PARSED.clear()
         _PARSED[key] = gdf
     return gdf.copy()
+
+
+#: `geo_lead.result_cache` kind of the parsed boundary files (`_parsed`).
+PARSED_CACHE = "boundary_parsed"
+
+
+def _parsed(path: Path, sha256: str) -> gpd.GeoDataFrame:
+    """``gpd.read_file(path)`` (a file without a CRS refused), kept across runs (kind
+    ``boundary_parsed``) under the sha256 of its bytes, its suffix (which driver reads it), the
+    package's code and the versions of the libraries that parse it: a hit is the frame this
+    parse gives for exactly those bytes, without GDAL (each process of a run parsed the same
+    files again, ~0.1 s)."""
+    from geo_lead import result_cache
+
+    key = result_cache.digest([PARSED_CACHE, result_cache.code_version(), sha256, path.suffix.lower(),
+                               result_cache.library_versions("geopandas", "pyogrio", "shapely", "pyproj",
+                                                             "pandas", "numpy")])
+    hit = result_cache.read_object(PARSED_CACHE, key)
+    if isinstance(hit, gpd.GeoDataFrame):
+        return hit
+    gdf = gpd.read_file(path)
+    if gdf.crs is None:
+        raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
+    result_cache.write_object(PARSED_CACHE, key, gdf)
+    return gdf
 
 
 def check_same_crs(**frames: gpd.GeoDataFrame | gpd.GeoSeries) -> None:

@@ -111,15 +111,20 @@ def source_version(*files: Path | str) -> str:
 def library_versions(*names: str) -> str:
     """``name=version`` of each installed distribution (``name=?`` when not installed); looked up
     once per process per `names`."""
+    return ";".join(f"{name}={_installed_version(name)}" for name in names)
+
+
+@functools.cache
+def _installed_version(name: str) -> str:
+    """The installed version of distribution `name` (``?`` when not installed), looked up once
+    per process: each lookup scans the installed distributions (~10 ms), and the keys of one
+    run ask for the same few libraries in many combinations."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name}={version(name)}")
-        except PackageNotFoundError:
-            out.append(f"{name}=?")
-    return ";".join(out)
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
 
 
 @functools.cache

@@ -394,7 +394,7 @@ def test_gistar_reused_equals_the_computation_and_misses_on_other_values_or_seed
 
 # --- boundary files: parsed once per process per content ----------------------------------
 def test_boundary_files_are_parsed_once_and_each_caller_gets_its_own_copy(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "nh.geojson"
     path.write_bytes(settings.NEIGHBORHOODS_FILE.read_bytes())
     boundaries._PARSED.clear()
@@ -408,6 +408,44 @@ def test_boundary_files_are_parsed_once_and_each_caller_gets_its_own_copy(
     text = path.read_text("utf-8")
     path.write_text(text.replace(str(b.loc[0, "NH_NAME"]), str(b.loc[0, "NH_NAME"]) + "X", 1), "utf-8")
     assert boundaries.load_neighborhoods(path).loc[0, "NH_NAME"] == str(b.loc[0, "NH_NAME"]) + "X"
+
+
+def test_boundary_files_parsed_in_an_earlier_run_are_taken_from_the_result_cache(
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that finds a boundary file's parse kept (kind ``boundary_parsed``: same bytes,
+    suffix, code and libraries) does not parse it and gets the frame a parse gives; changed
+    bytes, another suffix or the cache off parse again."""
+    path = tmp_path / "nh.geojson"
+    path.write_bytes(settings.NEIGHBORHOODS_FILE.read_bytes())
+    boundaries._PARSED.clear()
+    fresh = gpd.read_file(path)
+    boundaries.load_neighborhoods(path)  # parsed: kept
+    assert list(cache_dir.glob(f"{boundaries.PARSED_CACHE}-*.pkl"))
+    boundaries._PARSED.clear()  # as a new process finds it
+    calls = _counting(monkeypatch, gpd, "read_file")
+    kept = boundaries.load_neighborhoods(tmp_path / "nh.geojson")
+    assert len(calls) == 0
+    from geopandas.testing import assert_geodataframe_equal
+
+    assert_geodataframe_equal(kept, fresh, check_dtype=True, check_crs=True, check_less_precise=False)
+    assert kept.geometry.to_wkb().tolist() == fresh.geometry.to_wkb().tolist()  # bit for bit
+    assert kept.crs == fresh.crs and list(kept.columns) == list(fresh.columns)
+    elsewhere = tmp_path / "copy" / "nh.geojson"  # the same bytes elsewhere: the same parse
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(path.read_bytes())
+    boundaries.load_neighborhoods(elsewhere)
+    assert len(calls) == 0
+    renamed = tmp_path / "nh.json"  # another suffix: another driver may read it
+    renamed.write_bytes(path.read_bytes())
+    boundaries.load_neighborhoods(renamed)
+    assert len(calls) == 1
+    path.write_text(path.read_text("utf-8").replace('"', '"', 1) + "\n", "utf-8")  # one byte more
+    boundaries.load_neighborhoods(path)
+    assert len(calls) == 2
+    boundaries._PARSED.clear()
+    with result_cache.switched_off():
+        boundaries.load_neighborhoods(elsewhere)
+    assert len(calls) == 3
 
 
 def test_comparison_area_reused_equals_the_computation_and_misses_on_a_changed_feature(
