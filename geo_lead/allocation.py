@@ -26,7 +26,8 @@ add up to the summed weights of the placed records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,11 +128,39 @@ class ProjectedUnits:
         return cls(hit[0].copy(), hit[1].copy())
 
 
-#: Per-process memos of geometry made from unchanged inputs (key: `_digest` of the inputs),
-#: at most `GEOMETRY_MEMO_SIZE` entries each: `ProjectedUnits.from_frame`'s projected units,
-#: `_deep_cores`' shrunk units.
-_UNITS_MEMO: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-_CORE_MEMO: dict[str, list[Any]] = {}
+class _ThreadMemo(threading.local):
+    """A memo of geometry per thread (each thread sees only its own entries): the join prepares
+    these geometries (``shapely.prepare``) and queries them, which GEOS does not allow two
+    threads to do at once on one geometry, and the dask engine joins partitions in threads
+    (a shared memo crashed ``join-count --engine dask`` with heap corruption, ~1 run in 7)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.entries.get(key)
+
+    def pop(self, key: str) -> Any:
+        return self.entries.pop(key)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+
+#: Per-process (per-thread) memos of geometry made from unchanged inputs (key: `_digest` of
+#: the inputs), at most `GEOMETRY_MEMO_SIZE` entries each: `ProjectedUnits.from_frame`'s
+#: projected units, `_deep_cores`' shrunk units.
+_UNITS_MEMO = _ThreadMemo()
+_CORE_MEMO = _ThreadMemo()
 GEOMETRY_MEMO_SIZE = 4
 
 
@@ -153,7 +182,7 @@ def _frame_digest(frame: gpd.GeoDataFrame, name_column: str) -> str:
                    frame[name_column].astype(str).to_numpy(dtype=object), frame.geometry.to_numpy())
 
 
-def _remember(memo: dict[str, Any], key: str, value: Any, size: int = GEOMETRY_MEMO_SIZE) -> Any:
+def _remember(memo: _ThreadMemo, key: str, value: Any, size: int = GEOMETRY_MEMO_SIZE) -> Any:
     """Put `value` in `memo` under `key` (the oldest entries out past `size`)."""
     while len(memo) >= size:
         memo.pop(next(iter(memo)))
@@ -410,7 +439,7 @@ class _SettleGeometry:
 
 
 #: `_settle_geometry`'s memo (key -> geometry), at most `SETTLE_MEMO_SIZE` entries.
-_SETTLE_MEMO: dict[str, _SettleGeometry] = {}
+_SETTLE_MEMO = _ThreadMemo()
 #: Distinct (beats, units, tolerance) a process keeps the settling geometry of.
 SETTLE_MEMO_SIZE = 4
 

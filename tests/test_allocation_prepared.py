@@ -149,3 +149,29 @@ def test_units_and_cores_are_made_once_per_distinct_input() -> None:
     moved_units = ProjectedUnits.from_frame(moved)
     near_units_xy(x[placed], y[placed], moved_units, 50.0, own[placed])
     assert len(allocation._CORE_MEMO) == 3  # moved geometry: other cores
+
+
+def test_geometry_memos_are_per_thread() -> None:
+    """The join prepares the memoised geometry and queries it; GEOS does not allow two threads
+    to do that at once on one geometry (the dask engine joins partitions in threads), so each
+    thread memoises its own: a thread's units are not another's, and equal in value."""
+    import threading
+
+    from geo_lead import allocation
+
+    nh = load_neighborhoods()
+    allocation._UNITS_MEMO.clear()
+    mine = ProjectedUnits.from_frame(nh)
+    assert len(allocation._UNITS_MEMO) == 1
+    theirs: list[object] = []
+
+    def other() -> None:
+        theirs.append((len(allocation._UNITS_MEMO), ProjectedUnits.from_frame(nh), len(allocation._UNITS_MEMO)))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    before, units, after = theirs[0]  # type: ignore[misc]
+    assert (before, after, len(allocation._UNITS_MEMO)) == (0, 1, 1)
+    assert not any(a is b for a, b in zip(units.polygons, mine.polygons, strict=True))
+    assert shapely.equals_exact(units.polygons, mine.polygons, tolerance=0).all()
