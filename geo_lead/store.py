@@ -359,15 +359,19 @@ class Store:
         ``conn`` directly, counts), a rollback, and the number of records. Equal keys: the
         records read now are those read then (the memos of `record_dates` and
         `flagged_records`); a result layer or meta written in between keeps the key."""
-        return (int(self.conn.execute("PRAGMA data_version").fetchone()[0]),
-                self.conn.total_changes - self._other_changes, self._record_writes, self._record_count())
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        return (version, self.conn.total_changes - self._other_changes, self._record_writes,
+                self._record_count(version))
 
-    def _record_count(self) -> int:
+    def _record_count(self, data_version: int | None = None) -> int:
         """``count("records")`` (a COUNT(*) of a million records: ~20 ms), counted again only when
-        a row or the schema may have changed: another connection's commit (``data_version``), a
+        a row or the schema may have changed: another connection's commit (`data_version`: as
+        `records_state` just read it, or read here), a
         row changed by this one (``total_changes``), a DROP/CREATE (``schema_version``) or a
         rollback (`_record_writes`)."""
-        key = (int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes,
+        if data_version is None:
+            data_version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        key = (data_version, self.conn.total_changes,
                int(self.conn.execute("PRAGMA main.schema_version").fetchone()[0]), self._record_writes)
         if self._count_kept is None or self._count_kept[0] != key:
             self._count_kept = (key, self.count("records"))
