@@ -1,3 +1,3 @@
-from geo_lead.cli import main
+from geo_lead.cli import entry
 
-raise SystemExit(main())
+entry()

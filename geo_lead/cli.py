@@ -9,10 +9,15 @@ This is the only module that configures logging; handlers print, library code lo
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from geo_lead import __version__
 # re-exported: commands and tests use these names from here as well as from console
@@ -62,6 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"geo_lead.commands.{name}").register(sub)
     return parser
+
+
+def entry() -> NoReturn:
+    """The ``geo-lead`` console script and ``python -m geo_lead``: `main`, then `leave`."""
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with `code` without tearing the interpreter down, when nothing else is running.
+
+    A `geo-lead run` ends holding every module and its frames; freeing them object by object
+    at interpreter shutdown took 0.22-0.31 s after a one-record rerun (0.02 s this way). The
+    exit handlers still run first (`atexit`: logging's flush, multiprocessing's children,
+    temporary files' finalizers) and the standard streams are flushed; only the freeing is
+    skipped. With another non-daemon thread alive, the ordinary exit waits for it.
+    """
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe (`| head`) is not an error here
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
