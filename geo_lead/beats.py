@@ -172,15 +172,44 @@ def _read(path: Path) -> gpd.GeoDataFrame:
     key = (str(Path(path).resolve()), hashlib.sha256(raw).hexdigest())
     gdf = _READ.get(key)
     if gdf is None:
-        gdf = gpd.read_file(io.BytesIO(raw))
-        if gdf.crs is None:
-            raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
-        gdf = gdf.to_crs(settings.CRS_PROJECTED)
-        gdf = gdf.set_geometry(gdf.geometry.make_valid())
+        gdf = _parsed(path, raw, key[1])
         while len(_READ) >= READ_MAX:
             _READ.pop(next(iter(_READ)))
         _READ[key] = gdf
     return gdf.copy()
+
+
+#: `geo_lead.result_cache` kind of the parsed beat files (`_parsed`, `_read_index`).
+PARSED_CACHE = "beats_parsed"
+
+
+def _parsed_key(form: str, sha256: str, *libraries: str) -> str:
+    """The result-cache key of a beat file parsed into `form`: the sha256 of its bytes, the
+    package's code (the projection and the repair are in it) and the parsing libraries' versions."""
+    from geo_lead import result_cache
+
+    return result_cache.digest([PARSED_CACHE, form, result_cache.code_version(), sha256,
+                                result_cache.library_versions(*libraries)])
+
+
+def _parsed(path: Path, raw: bytes, sha256: str) -> gpd.GeoDataFrame:
+    """The beat file's bytes `raw` read, projected and repaired; kept across runs (each process
+    of a run loading beats parsed, projected and repaired the same file again, ~0.15 s)."""
+    import geopandas as gpd
+
+    from geo_lead import result_cache
+
+    key = _parsed_key("frame", sha256, "geopandas", "pyogrio", "shapely", "pyproj", "pandas", "numpy")
+    hit = result_cache.read_object(PARSED_CACHE, key)
+    if isinstance(hit, gpd.GeoDataFrame):
+        return hit
+    gdf = gpd.read_file(io.BytesIO(raw))
+    if gdf.crs is None:
+        raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
+    gdf = gdf.to_crs(settings.CRS_PROJECTED)
+    gdf = gdf.set_geometry(gdf.geometry.make_valid())
+    result_cache.write_object(PARSED_CACHE, key, gdf)
+    return gdf
 
 
 # --- beats without pandas: the geocoder's and the officer's view ----------------------------
@@ -327,9 +356,25 @@ def read_beat_index(path: Path = settings.BEATS_FILE) -> BeatIndex:
 
 @lru_cache(maxsize=4)
 def _read_index(path: str, _mtime_ns: int) -> BeatIndex:
+    """The index of the beat file at `path`, kept across runs under the sha256 of its bytes
+    (`_parsed_key`): a hit is the index built from those bytes, its polygons prepared again."""
+    from geo_lead import result_cache
+
+    raw = Path(path).read_bytes()
+    key = _parsed_key("index", hashlib.sha256(raw).hexdigest(), "shapely", "pyproj", "numpy")
+    hit = result_cache.read_object(PARSED_CACHE, key)
+    if isinstance(hit, BeatIndex):
+        shapely.prepare(hit.geoms)  # preparation is not pickled
+        return hit
+    index = _index_of(raw)
+    result_cache.write_object(PARSED_CACHE, key, index)
+    return index
+
+
+def _index_of(raw: bytes) -> BeatIndex:
     from pyproj import Transformer
 
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = json.loads(raw.decode("utf-8"))
     to_ft = Transformer.from_crs(settings.CRS_STORE, settings.CRS_PROJECTED, always_xy=True)
     codes, geoms, divisions = [], [], []
     for feat in data["features"]:

@@ -448,6 +448,50 @@ def test_boundary_files_parsed_in_an_earlier_run_are_taken_from_the_result_cache
     assert len(calls) == 3
 
 
+def test_beat_files_parsed_in_an_earlier_run_are_taken_from_the_result_cache(
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that finds a beat file's parse kept (kind ``beats_parsed``: same bytes, code
+    and libraries) parses nothing and gets what a parse gives: the projected, repaired frame
+    (`load_beats`) and the index (`read_beat_index`: codes, divisions, neighbours, polygons bit
+    for bit, prepared, the same lookups); changed bytes or the cache off parse again."""
+    from geopandas.testing import assert_geodataframe_equal
+
+    from geo_lead import beats
+
+    path = tmp_path / "beats.geojson"
+    path.write_bytes(settings.BEATS_FILE.read_bytes())
+
+    def fresh_process() -> None:
+        beats._READ.clear()
+        beats._read_index.cache_clear()
+
+    fresh_process()
+    parsed, index = beats.load_beats(path), beats.read_beat_index(path)  # parsed: kept
+    assert len(list(cache_dir.glob(f"{beats.PARSED_CACHE}-*.pkl"))) == 2
+    fresh_process()
+    reads, builds = _counting(monkeypatch, gpd, "read_file"), _counting(monkeypatch, beats, "_index_of")
+    kept, kept_index = beats.load_beats(path), beats.read_beat_index(path)
+    assert reads == [] and builds == []
+    assert_geodataframe_equal(kept, parsed, check_dtype=True, check_crs=True, check_less_precise=False)
+    assert kept.geometry.to_wkb().tolist() == parsed.geometry.to_wkb().tolist()
+    assert (kept_index.codes, kept_index.divisions, kept_index.adjacent) == (
+        index.codes, index.divisions, index.adjacent)
+    assert shapely.to_wkb(kept_index.geoms).tolist() == shapely.to_wkb(index.geoms).tolist()
+    assert shapely.is_prepared(kept_index.geoms).all()
+    rng = np.random.default_rng(3)
+    xmin, ymin, xmax, ymax = shapely.total_bounds(index.geoms)
+    x, y = rng.uniform(xmin, xmax, 2000), rng.uniform(ymin, ymax, 2000)
+    assert kept_index.beat_at(x, y).tolist() == index.beat_at(x, y).tolist()
+    path.write_bytes(path.read_bytes() + b"\n")  # one byte more: parsed again
+    fresh_process()
+    beats.load_beats(path), beats.read_beat_index(path)
+    assert len(reads) == 1 and len(builds) == 1
+    fresh_process()
+    with result_cache.switched_off():
+        beats.load_beats(path), beats.read_beat_index(path)
+    assert len(reads) == 2 and len(builds) == 2
+
+
 def test_comparison_area_reused_equals_the_computation_and_misses_on_a_changed_feature(
         cache_dir: Path, adjacency: dict[str, set[str]], monkeypatch: pytest.MonkeyPatch) -> None:
     names = sorted(adjacency)
