@@ -254,10 +254,11 @@ def stage_site(store: Store, say: Say, echo: Say | None, records: Any = None,
 
 def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame | None = None,
                   map_records: tuple[pd.DataFrame | None, int | None, str | None] | None = None,
-                  pilot: tuple[dict[str, Any] | None, Deferred[dict[str, Any]]] | None = None) -> dict[str, str]:
-    """Maps, the zone page and the report into `out_dir`; `records`, `map_records` and `pilot`
-    (`report.collect_report_data`'s pilot data and its sections' HTML being built,
-    `report.pilot_sections_html`) read earlier in the run, when given."""
+                  pilot: Deferred[tuple[dict[str, Any], dict[str, Any]]] | None = None,
+                  figure_data: dict[str, Any] | None = None) -> dict[str, str]:
+    """Maps, the zone page and the report into `out_dir`; `records`, `map_records`, `pilot`
+    (the report's pilot data and its sections' HTML being built: `pilot_at`) and
+    `figure_data` (`report.report_figure_data`) read earlier in the run, when given."""
     from geo_lead.maps import write_maps
     from geo_lead.outputs import write_text
     from geo_lead.page_reuse import is_current
@@ -270,17 +271,17 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     # built) while this process reads the report's data, and it is written here.
     zone_out, zone_key = Path(out_dir) / "zone_check.html", offline_page_key()
     zone_page = None if is_current(zone_out, zone_key) else Deferred(zone_page_text)
-    # The report's figures render in a child while the maps are drawn here (`write_report`,
-    # split: the store is read here, the page is written here).
-    data = collect_report_data(store, records, pilot[0] if pilot else None)
-    if pilot:
-        data["pilot_html"] = pilot[1].result()
-    report_html = Deferred(build_report_html, data)
+    # The maps are drawn here while the pilot sections and the report's figures are drawn
+    # in the figures child (`pilot_at`); then the report is put together here from them.
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
     paths["zone_check"] = write_kept(zone_out, zone_key, zone_page.result if zone_page else zone_page_text)
+    pilot_data, pilot_html = pilot.result() if pilot else (None, None)
+    data = collect_report_data(store, records, pilot_data, figure_data)
+    if pilot_html is not None:
+        data["pilot_html"] = pilot_html
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    write_text(report, report_html.result())  # atomic: a full disk leaves the old report
+    write_text(report, build_report_html(data))  # atomic: a full disk leaves the old report
     paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
@@ -355,13 +356,18 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # join is committed; the layers are written here, in the usual order.
     # A new store, or the result cache off (`--force`), computes every statistic: the child
     # imports what computing them needs at once; otherwise only when the ingest changed the
-    # flagged records (`_prefetch_statistics`), so a rerun whose hot spots are reused imports
+    # flagged records (`_prefetch_ahead`), so a rerun whose hot spots are reused imports
     # none of it.
     computes = not Path(store_path).is_file() or not result_cache.enabled()
     worker = Worker(HOTSPOT_MODULES + (_statistics_modules() if computes else ()))
+    # The report's pilot sections are read and its figures drawn in a child too, forked now
+    # for the same reason; it imports what reading them needs during ingest, and matplotlib
+    # too when figures are likely drawn.
+    figures = Worker(PILOT_MODULES)
     try:
-        return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker)
+        return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker, figures)
     finally:
+        figures.close()
         worker.close()
 
 
@@ -371,7 +377,7 @@ HOTSPOT_MODULES: tuple[str, ...] = ("geo_lead.hotspots", "geo_lead.store", "pyog
 #: What computing the KDE (bandwidth CV, density: numpy) and Gi* (z, G and the permutations
 #: from the weights' sparse matrix, `gistar_local`, `gistar_crand`) imports (~0.2 s): the
 #: hotspots child imports them ahead only when its statistics are likely to be computed
-#: (`_prefetch_statistics`); a job whose results are all reused imports none of them, a job
+#: (`_prefetch_ahead`); a job whose results are all reused imports none of them, a job
 #: computing one imports what it needs. No esda, libpysal or scikit-learn (~2.5 s).
 HOTSPOT_COMPUTE_MODULES: tuple[str, ...] = ("scipy.sparse", "geo_lead.gistar_local", "geo_lead.gistar_crand")
 #: What building the neighborhoods' queen weights imports (libpysal, ~2 s with the
@@ -392,12 +398,24 @@ def _statistics_modules() -> tuple[str, ...]:
     return HOTSPOT_COMPUTE_MODULES + (() if kept else HOTSPOT_CONTIGUITY_MODULES)
 
 
-def _prefetch_statistics(worker: Worker, flagged_before: int, flagged_after: int, ingest: dict[str, Any]) -> None:
-    """Have the hotspots child import `HOTSPOT_COMPUTE_MODULES` now when the ingest changed
-    the flagged records (their count, an updated record, a re-flag): then the hot spots are
-    likely computed, not reused. Only the timing depends on this guess, never a result."""
+#: What reading the report's pilot sections imports (`pilot_at`; ~0.4 s): the figures child
+#: imports it while the parent ingests.
+PILOT_MODULES: tuple[str, ...] = ("geo_lead.report", "geo_lead.pilot_report", "geo_lead.by_year",
+                                  "geo_lead.evaluation", "geo_lead.divisions", "geo_lead.siting",
+                                  "geo_lead.figure_data")
+#: What drawing the report's figures imports (matplotlib, ~0.4 s): the figures child imports
+#: it ahead when figures are likely drawn (`_prefetch_ahead`).
+FIGURE_MODULES: tuple[str, ...] = ("geo_lead.figures", "geo_lead.pilot_figures")
+
+
+def _prefetch_ahead(workers: Sequence[tuple[Worker, tuple[str, ...]]], flagged_before: int,
+                         flagged_after: int, ingest: dict[str, Any]) -> None:
+    """Have each worker child import its modules now when the ingest changed the flagged
+    records (their count, an updated record, a re-flag): then the hot spots and the figures
+    are likely computed, not reused. Only the timing depends on this guess, never a result."""
     if flagged_before != flagged_after or ingest.get("updated") or ingest.get("reflagged"):
-        worker.prefetch(HOTSPOT_COMPUTE_MODULES)
+        for worker, modules in workers:
+            worker.prefetch(modules)
 
 
 def hotspots_at(store_path: str, indicator: str = "lead_eligible",
@@ -418,6 +436,28 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible",
         layers, result = compute_hotspots(store, indicator, records=flagged_points(frame, indicator),
                                           boundary=boundary)
         return layers, count_left_out(result, left_out(store, frame))
+
+
+def pilot_at(store_path: str, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The figures child's job: the pilot sections' data of the store at `store_path`
+    (`pilot_report.collect_pilot_data`, from its own read of the records and the site result,
+    committed by the parent before) and their HTML, after the report's figures of
+    `figure_data` are drawn into the figure cache (`report.figures_then_pilot_html`)."""
+    from geo_lead.pilot_report import collect_pilot_data
+    from geo_lead.report import figures_then_pilot_html
+
+    with bulk_gc(), opened(store_path, create=False) as store:
+        pilot = collect_pilot_data(store)
+    return pilot, figures_then_pilot_html(figure_data, pilot)
+
+
+def _pilot_here(store: Store, records: Any, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`pilot_at`'s answer computed in this process from the shared read (no figures child)."""
+    from geo_lead.pilot_report import collect_pilot_data
+    from geo_lead.report import figures_then_pilot_html
+
+    pilot = collect_pilot_data(store, records)
+    return pilot, figures_then_pilot_html(figure_data, pilot)
 
 
 def _hotspots_here(store: Store, records: Any, boundary: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -451,7 +491,7 @@ class RunJob:
             self.echo(message)
 
 
-def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
+def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
     from geo_lead.changes import describe
     from geo_lead.manifest import record_run, stage_counts
 
@@ -470,7 +510,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         enricher = Enricher(tolerance_ft=params["boundary_tolerance_ft"])  # one write per new record
         flagged_before = store.count_flagged("lead_eligible")
         summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"], enricher)
-        _prefetch_statistics(worker, flagged_before, store.count_flagged("lead_eligible"), summary["ingest"])
+        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES), (figures, FIGURE_MODULES)), flagged_before,
+                             store.count_flagged("lead_eligible"), summary["ingest"])
         run.stage("ingest", stage_counts(summary["ingest"]))
         fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
         for item in run.inputs:
@@ -530,21 +571,16 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
                           computed=(site_layer, count_left_out(site_result, unflagged)))
-        # The report's pilot sections read the records and the site result only: read while
-        # the hotspots child may still compute.
-        from geo_lead.pilot_report import collect_pilot_data
+        # The report's pilot sections read the records and the site result only (committed
+        # now): the figures child reads them itself and draws every figure of the report
+        # while this process writes the hot spots and draws the maps.
+        from geo_lead.report import report_figure_data
 
-        pilot = collect_pilot_data(store, records)
-        from geo_lead.report import pilot_sections_html
-
-        if not hot.answered():  # waiting anyway: the figure children fork with matplotlib
-            import geo_lead.figures
-
-            if not hot.answered():  # still computing (the flagged records changed, so the map
-                # pages will likely be rendered): folium too, for the outputs stage
-                import geo_lead.map_elements  # noqa: F401
-        # its sections (figures drawn, or taken from the figure cache) in a child meanwhile
-        pilot_html = Deferred(pilot_sections_html, pilot)
+        figure_data = report_figure_data(store, records)
+        pilot = figures.submit(pilot_at, (str(store.path), figure_data),
+                               fallback=lambda: _pilot_here(store, records, figure_data))
+        if not hot.answered():  # waiting anyway: folium for the outputs stage
+            import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
@@ -555,8 +591,8 @@ def _run(job: RunJob, worker: Worker) -> dict[str, Any]:
         run.stage("site", stage_counts(summary["site"]))
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records,
-                                           (pilot, pilot_html))  # the report reuses them
-        del records, map_records, pilot, pilot_html
+                                           pilot, figure_data)  # the report reuses them
+        del records, map_records, pilot, figure_data
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

@@ -100,7 +100,8 @@ REPORT_RECORD_COLUMNS: tuple[str, ...] = ("source", "source_file", "occurred_at"
 
 
 def collect_report_data(store: Store, records: pd.DataFrame | None = None,
-                        pilot: dict[str, Any] | None = None) -> dict[str, Any]:
+                        pilot: dict[str, Any] | None = None,
+                        figure_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report shows, read from an open `geo_lead.store.Store`.
 
     ``tallies``: every stored record counted in the store (`report_tallies.tallies_of_store`);
@@ -109,24 +110,23 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None,
     (e.g. the flagged ones `geo_lead.pipeline.analysis_records` reads); taken when they hold
     every record of that indicator, else those are read here. `pilot`: the pilot sections'
     data (`pilot_report.collect_pilot_data`) of this store as it is now, read earlier (it
-    reads the records and ``site_result`` only); read here when None.
+    reads the records and ``site_result`` only); read here when None. `figure_data`: the
+    store's `report_figure_data` as it is now, read earlier; read here when None.
     """
-    from geo_lead.map_data import read_layer, stored_parameters
+    from geo_lead.map_data import stored_parameters
     from geo_lead.parameters import consistent_parameters
 
-    scores = read_layer(store, "scores")
+    figure_data = figure_data if figure_data is not None else report_figure_data(store, records)
     site, hot = store.get_json("site_result"), store.get_json("hotspots_result")
     return {
         "store": str(store.path),
-        "records": _figure_records(store, scores, records),
+        **figure_data,
         "tallies": tallies_of_store(store),
         "ingests": store.read_table("ingests") if "ingests" in store.tables() else pd.DataFrame(),
         "rejects": store.count("rejects"),
         "reject_reasons": (store.read_table("rejects", ["reason"])["reason"].fillna("(none)")
                            .value_counts().rename_axis("reason").rename("rows").reset_index()
                            if "rejects" in store.tables() else pd.DataFrame()),
-        "scores": scores,
-        "zones": read_layer(store, "site_zones"),
         "site_result": site,
         "hotspots_result": hot,
         "parameters": consistent_parameters(stored_parameters(store, site, hot), "report"),
@@ -135,6 +135,17 @@ def collect_report_data(store: Store, records: pd.DataFrame | None = None,
         "beat_checks": _beat_check_table(store),
         "pilot": _pilot_data(store, records) if pilot is None else pilot,
     }
+
+
+def report_figure_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the report's figures plot (`_figures`), as `collect_report_data` reads it: the
+    ``scores`` and ``site_zones`` layers and the concentration figure's ``records``
+    (`_figure_records`; `records` as there)."""
+    from geo_lead.map_data import read_layer
+
+    scores = read_layer(store, "scores")
+    return {"scores": scores, "zones": read_layer(store, "site_zones"),
+            "records": _figure_records(store, scores, records)}
 
 
 #: Record columns of the concentration figure's records (`map_layers.aggregate_points`).
@@ -902,6 +913,19 @@ def pilot_sections_html(pilot: dict[str, Any] | None, with_figures: bool = True)
     sections = {sid: build({"pilot": pilot, "with_figures": with_figures}) if pilot else ""
                 for sid, _title, build in PILOT_SECTIONS}
     return {"with_figures": with_figures, "sections": sections}
+
+
+def figures_then_pilot_html(figure_data: dict[str, Any], pilot: dict[str, Any] | None) -> dict[str, Any]:
+    """`pilot_sections_html(pilot)` after drawing the report's figures of `figure_data`
+    (`report_figure_data`) into the figure cache (`geo_lead.figure_cache`): one process, with
+    one import of matplotlib, draws every figure of a run, and the report, built later from
+    the same data, finds its figures drawn. With the result cache off nothing is kept, so
+    only the pilot sections are drawn here."""
+    from geo_lead import result_cache
+
+    if result_cache.enabled():
+        _figures(figure_data)
+    return pilot_sections_html(pilot)
 
 
 #: The detail sections after the answer, in page order: (id, heading, builder(data) -> blocks).

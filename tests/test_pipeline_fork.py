@@ -1,15 +1,16 @@
 """`geo-lead run` takes its fork path and gives what one process gives (issue 18, deliverable 5).
 
 In a full test run this process cannot fork (earlier tests leave dask's threads behind), so the
-pipeline runs in a fresh interpreter: once with its children (the hotspots worker, site, the
-report page, the zone page's street index, the timeline page: `parallel.forks()` counts them) and once with
-``GEO_LEAD_NO_FORK=1``; the stage results must be equal.
+pipeline runs in a fresh interpreter: once with its children (the hotspots and figures
+workers, site, the zone page, the timeline page: `parallel.forks()` counts them) and once with
+``GEO_LEAD_NO_FORK=1``; the stage results and the report must be equal.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,20 +54,28 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     fork, one = results["fork"], results["no_fork"]
-    # hotspots worker, site, the report's pilot sections, zone page, report page, and the
-    # timeline page (rendered in a child while the site map renders here: `maps._write_pages`)
-    assert fork["forks"] == 6, fork["forks"]
+    # hotspots worker, figures worker (the report's pilot sections and figures), site, zone
+    # page, and the timeline page (rendered in a child while the site map renders here:
+    # `maps._write_pages`)
+    assert fork["forks"] == 5, fork["forks"]
     assert one["forks"] == 0
     assert fork["records"] == one["records"] > 0
     for stage in ("score", "hotspots", "site"):
         assert fork[stage] == one[stage], stage
+    # the report (its pilot sections read and its figures drawn by the figures child) is the
+    # one-process report, but for the store's folder and the ingest time it lists
+    pages = {mode: re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "TIME",
+                          (tmp_path / mode / "maps" / "report.html").read_text(encoding="utf-8")
+                          .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in ("fork", "no_fork")}
+    assert pages["fork"] == pages["no_fork"]
     assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
 
 
 def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_changed() -> None:
-    """`pipeline._prefetch_statistics`: the hotspots child imports esda & co. ahead only when
-    the ingest changed the flagged records (their count, an updated record, a re-flag)."""
-    from geo_lead.pipeline import HOTSPOT_COMPUTE_MODULES, _prefetch_statistics
+    """`pipeline._prefetch_ahead`: the hotspots child imports the statistics modules, and the
+    figures child matplotlib, ahead only when the ingest changed the flagged records (their
+    count, an updated record, a re-flag)."""
+    from geo_lead.pipeline import FIGURE_MODULES, HOTSPOT_COMPUTE_MODULES, _prefetch_ahead
 
     class Recorder:
         def __init__(self) -> None:
@@ -80,6 +89,8 @@ def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_c
              ((530, 530, {"added": 0, "updated": 2, "reflagged": 0}), True),
              ((530, 530, {"added": 0, "updated": 0, "reflagged": 7}), True)]
     for (before, after, ingest), expected in cases:
-        worker = Recorder()
-        _prefetch_statistics(worker, before, after, ingest)  # type: ignore[arg-type]
+        worker, figures = Recorder(), Recorder()
+        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES), (figures, FIGURE_MODULES)),  # type: ignore[arg-type]
+                        before, after, ingest)
         assert worker.sent == ([HOTSPOT_COMPUTE_MODULES] if expected else []), (before, after, ingest)
+        assert figures.sent == ([FIGURE_MODULES] if expected else []), (before, after, ingest)
