@@ -164,8 +164,6 @@ def _read(path: Path) -> gpd.GeoDataFrame:
     """The beat file at `path` in EPSG:2246, every geometry valid; parsed, projected and
     repaired once per process per content (sha256 of its bytes: a run's ingest and join both
     load the beats), each caller given its own copy."""
-    import geopandas as gpd
-
     if not Path(path).exists():
         raise GeoLeadError(f"{path}: beat file missing; run `geo-lead boundaries rebuild`.")
     raw = Path(path).read_bytes()
