@@ -12,6 +12,9 @@ Contract of a child job (`Deferred`, `Worker.submit`):
   by the fork itself; a `Worker`'s job is pickled.
 * An exception raised in the child is raised here, by `result`, with the child's formatted
   traceback as its ``__cause__`` (`ChildTraceback`); it is not computed again.
+* A `Worker`'s job may wait for one more value from the parent (`from_parent`), which the
+  parent sends with `Deferred.send` once it has it (e.g. once it has committed what the job
+  reads next).
 * A child that cannot answer (it died, its answer or its error does not pickle, it used no CPU
   time for `settings.CHILD_IDLE_S`, or it gave no answer within `settings.CHILD_TIMEOUT_S`) is
   logged as a warning naming what happened, and the same computation is done here, so the
@@ -220,6 +223,17 @@ class Deferred(Generic[T]):
     def name(self) -> str:
         """The job's name in warnings."""
         return getattr(self, "_name", None) or _name(self.fn)
+
+    def send(self, value: object) -> None:
+        """Hand `value` to a `Worker` job waiting for it (`from_parent`). A no-op without a child
+        (the job is computed here, from this process's own data); a child that is gone is
+        found out by `result`."""
+        if self._proc is None or self._conn is None:
+            return
+        try:
+            self._conn.send(_Later(value))
+        except (OSError, ValueError) as exc:
+            log.debug("value not sent to the child computing %s: %r", self.name, exc)
 
     def answered(self) -> bool:
         """True when `result` would not wait: the child has answered (or ended), or there is no
@@ -471,6 +485,35 @@ def _flush_std_streams() -> None:
 
 
 @dataclass(frozen=True)
+class _Later:
+    """A message to a `Worker`'s job: the value it waits for (`Deferred.send`, `from_parent`)."""
+
+    value: object
+
+
+#: The pipe of the `Worker` job running in this process (`from_parent`); None elsewhere.
+_job_conn: Connection | None = None
+
+
+def from_parent() -> object:
+    """In a `Worker`'s job: the value the parent sends with `Deferred.send` (waits for it).
+
+    Raises
+    ------
+    RuntimeError
+        Called outside a worker child's job.
+    EOFError
+        The parent closed the pipe (it ended, or dropped the job) without sending it.
+    """
+    if _job_conn is None:
+        raise RuntimeError("from_parent is for a Worker's job, in its child")
+    message = _job_conn.recv()
+    if not isinstance(message, _Later):
+        raise RuntimeError(f"the worker's parent sent {type(message).__name__}, not a value for the job")
+    return message.value
+
+
+@dataclass(frozen=True)
 class _Prefetch:
     """A message to a `Worker`'s child: import these modules (`Worker.prefetch`)."""
 
@@ -497,5 +540,7 @@ def _worker(conn: Connection, modules: tuple[str, ...]) -> None:
     if job is None:
         conn.close()
         return
+    global _job_conn
     fn, args = job
+    _job_conn = conn
     _child(conn, fn, args, {})

@@ -438,16 +438,22 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible",
         return layers, count_left_out(result, left_out(store, frame))
 
 
-def pilot_at(store_path: str, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job: the pilot sections' data of the store at `store_path`
-    (`pilot_report.collect_pilot_data`, from its own read of the records and the site result,
-    committed by the parent before) and their HTML, after the report's figures of
-    `figure_data` are drawn into the figure cache (`report.figures_then_pilot_html`)."""
+    (`pilot_report.collect_pilot_data`, from its own reads) and their HTML, after the report's
+    figures are drawn into the figure cache (`report.figures_then_pilot_html`).
+
+    Submitted once the join is committed, it reads the year-by-year and division parts at
+    once; the before/after part and the figures read the site result and the scores, so it
+    waits there for the parent's word (`parallel.from_parent`: sent once they are committed).
+    """
+    from geo_lead.parallel import from_parent
     from geo_lead.pilot_report import collect_pilot_data
-    from geo_lead.report import figures_then_pilot_html
+    from geo_lead.report import figures_then_pilot_html, report_figure_data
 
     with bulk_gc(), opened(store_path, create=False) as store:
-        pilot = collect_pilot_data(store)
+        pilot = collect_pilot_data(store, before_evaluation=from_parent)
+        figure_data = report_figure_data(store)
     return pilot, figures_then_pilot_html(figure_data, pilot)
 
 
@@ -539,6 +545,11 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         records = shared["records"] = analysis_records(store)
         from geo_lead.analysis_reads import count_left_out, left_out
 
+        # The pilot sections and the report's figures: the figures child reads what it needs
+        # itself (the records now; the site result and the scores once they are written)
+        figure_data: dict[str, Any] = {}
+        pilot = figures.submit(pilot_at, (str(store.path),),
+                               fallback=lambda: _pilot_here(store, shared["records"], figure_data))
         unflagged = left_out(store, records)  # counted in the hotspots' and site's accounting
         from geo_lead.allocation import summary as allocation_summary
 
@@ -571,14 +582,13 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
                           computed=(site_layer, count_left_out(site_result, unflagged)))
-        # The report's pilot sections read the records and the site result only (committed
-        # now): the figures child reads them itself and draws every figure of the report
-        # while this process writes the hot spots and draws the maps.
+        # The site result and the scores are committed: the figures child may read them and
+        # draw every figure of the report while this process writes the hot spots and draws
+        # the maps (the report is then put together here, its figures drawn).
         from geo_lead.report import report_figure_data
 
-        figure_data = report_figure_data(store, records)
-        pilot = figures.submit(pilot_at, (str(store.path), figure_data),
-                               fallback=lambda: _pilot_here(store, records, figure_data))
+        figure_data.update(report_figure_data(store, records))
+        pilot.send("site and scores written")
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
@@ -592,7 +602,7 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         say(f"[7/{n}] maps, officer zone page and the site-selection report -> {out_dir}")
         summary["outputs"] = stage_outputs(store, out_dir, say, records, map_records,
                                            pilot, figure_data)  # the report reuses them
-        del records, map_records, pilot, figure_data
+        del records, map_records, pilot
         for path in summary["outputs"].values():
             run.output(path)
         run.stage("outputs", {"files": len(summary["outputs"]),

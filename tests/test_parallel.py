@@ -388,6 +388,42 @@ def test_a_workers_error_is_raised_here() -> None:
     _in_fresh_process("_case_worker")
 
 
+def _waits_then_adds(start: float) -> tuple[int, float, float]:
+    """A worker's job: reads its first part, then waits for the parent's value."""
+    first = start * 2
+    given = parallel.from_parent()
+    return os.getpid(), first, first + float(given)  # type: ignore[arg-type]
+
+
+def _case_worker_waits_for_the_parent() -> None:
+    from geo_lead.parallel import Worker
+
+    job = Worker().submit(_waits_then_adds, (1.5,), fallback=lambda: (os.getpid(), 3.0, 3.0 + 4.0))
+    time_given = 0.3
+    import time
+
+    time.sleep(time_given)  # the child is waiting: not answered yet
+    assert not job.answered()
+    job.send(4.0)
+    pid, first, total = job.result()
+    assert pid != os.getpid() and (first, total) == (3.0, 7.0)
+
+
+def test_a_workers_job_waits_for_a_value_from_its_parent() -> None:
+    _in_fresh_process("_case_worker_waits_for_the_parent")
+
+
+def test_without_a_child_send_is_a_no_op_and_from_parent_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geo_lead.parallel import Worker
+
+    monkeypatch.setenv(parallel.NO_FORK_ENV, "1")
+    job = Worker().submit(_waits_then_adds, (1.5,), fallback=lambda: (os.getpid(), 3.0, 7.0))
+    job.send(4.0)  # computed here by the fallback, which has the value itself
+    assert job.result() == (os.getpid(), 3.0, 7.0)
+    with pytest.raises(RuntimeError, match="for a Worker's job"):
+        parallel.from_parent()
+
+
 def test_a_store_is_never_handed_to_a_child(store_path: Path) -> None:
     from geo_lead.parallel import Worker
     from geo_lead.store import opened

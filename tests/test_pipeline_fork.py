@@ -68,6 +68,10 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
                           (tmp_path / mode / "maps" / "report.html").read_text(encoding="utf-8")
                           .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in ("fork", "no_fork")}
     assert pages["fork"] == pages["no_fork"]
+    # the report drawn here took the figures child's drawings: one PNG per figure in the cache
+    # (a figure keyed otherwise here would have been drawn and kept a second time)
+    drawn = [json.loads(p.read_text())["name"] for p in (tmp_path / "results").glob("figure_png-*.json")]
+    assert drawn and len(drawn) == len(set(drawn)), drawn
     assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
 
 
