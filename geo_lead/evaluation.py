@@ -350,12 +350,9 @@ def did_log_means(before: pd.DataFrame | dict[str, np.ndarray], after: pd.DataFr
 
     ``[log(mean after_t) - log(mean before_t)] - [log(mean after_c) - log(mean before_c)]``.
     """
-    means = [float(np.mean(np.asarray(frame[col], float))) for frame in (before, after)
-             for col in (treated, control)]
-    if min(means) <= 0 or any(math.isnan(m) for m in means):
-        return None
-    bt, bc, at, ac = means
-    return (math.log(at) - math.log(bt)) - (math.log(ac) - math.log(bc))
+    bt, bc, at, ac = (float(np.mean(np.asarray(frame[col], float))) for frame in (before, after)
+                      for col in (treated, control))
+    return _did_of_means(bt, bc, at, ac)
 
 
 # --- step 4: the interval -----------------------------------------------------------------
@@ -413,18 +410,34 @@ def bootstrap_did(before: pd.DataFrame, after: pd.DataFrame, block_months: int, 
 
 def _bootstrap_did(b_arr: dict[str, np.ndarray], a_arr: dict[str, np.ndarray], block_months: int,
                    replicates: int, seed: int, controls: Sequence[str]) -> dict[str, np.ndarray]:
+    """The replicates: each draws its before and after blocks (`block_indices`, in this order
+    from one generator), then `did_log_means` of the resampled months against each control.
+
+    The blocks are drawn replicate by replicate, as one loop would; every resampled mean is
+    then taken at once, one row per replicate (`np.mean` over a contiguous row sums as over the
+    same values alone), so the replicates equal a loop calling `did_log_means` bit for bit."""
     rng = np.random.default_rng(seed)
     n_before, n_after = len(b_arr["pilot"]), len(a_arr["pilot"])
-    out = {c: np.full(replicates, np.nan) for c in controls}
+    ib = np.empty((replicates, n_before), dtype=np.intp)
+    ia = np.empty((replicates, n_after), dtype=np.intp)
     for r in range(replicates):
-        ib = block_indices(n_before, block_months, rng)
-        ia = block_indices(n_after, block_months, rng)
-        rb = {g: v[ib] for g, v in b_arr.items()}
-        ra = {g: v[ia] for g, v in a_arr.items()}
-        for c in controls:
-            d = did_log_means(rb, ra, "pilot", c)
+        ib[r] = block_indices(n_before, block_months, rng)
+        ia[r] = block_indices(n_after, block_months, rng)
+    before = {g: np.mean(np.asarray(v, float)[ib], axis=1).tolist() for g, v in b_arr.items()}
+    after = {g: np.mean(np.asarray(v, float)[ia], axis=1).tolist() for g, v in a_arr.items()}
+    out = {c: np.full(replicates, np.nan) for c in controls}
+    for c in controls:
+        for r, means in enumerate(zip(before["pilot"], before[c], after["pilot"], after[c], strict=True)):
+            d = _did_of_means(*means)
             out[c][r] = np.nan if d is None else d
     return out
+
+
+def _did_of_means(bt: float, bc: float, at: float, ac: float) -> float | None:
+    """`did_log_means` from the four period means (None when one is 0 or NaN)."""
+    if min(bt, bc, at, ac) <= 0 or any(math.isnan(m) for m in (bt, bc, at, ac)):
+        return None
+    return (math.log(at) - math.log(bt)) - (math.log(ac) - math.log(bc))
 
 
 def _contrast(against: str, estimate: float | None, reps: np.ndarray, level: float) -> Contrast:
