@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,25 @@ def _code_version() -> str:
                                 result_cache.library_versions(*FIGURE_LIBRARIES)])
 
 
+class NotDrawn(LookupError):
+    """A figure `cached_png` would have to draw, inside `only_cached`."""
+
+
+_draw_allowed = True
+
+
+@contextlib.contextmanager
+def only_cached() -> Iterator[None]:
+    """Within: `cached_png` returns kept PNGs only, and raises `NotDrawn` for a figure it would
+    draw (a page put together while another process draws its figures)."""
+    global _draw_allowed
+    before, _draw_allowed = _draw_allowed, False
+    try:
+        yield
+    finally:
+        _draw_allowed = before
+
+
 def cached_png(name: str, data: tuple[Any, ...], build: Callable[[], Figure],
                dpi: int = settings.FIGURE_DPI) -> bytes:
     """PNG bytes of ``build()`` (`geo_lead.figures.png_bytes` at `dpi`), reused when the same
@@ -145,6 +165,8 @@ def cached_png(name: str, data: tuple[Any, ...], build: Callable[[], Figure],
             return base64.b64decode(cached["png"], validate=True)
         except (binascii.Error, ValueError) as exc:
             log.warning("ignoring a cached %s figure that is not base64 (%s); drawing it again", name, exc)
+    if not _draw_allowed:
+        raise NotDrawn(name)
     from geo_lead.figures import png_bytes  # matplotlib: only when drawing
 
     png = png_bytes(build(), dpi=dpi)

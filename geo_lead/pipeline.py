@@ -263,7 +263,6 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     from geo_lead.outputs import write_text
     from geo_lead.page_reuse import is_current
     from geo_lead.parallel import Deferred
-    from geo_lead.report import build_report_html, collect_report_data
     from geo_lead.zone_page import offline_page_key, write_kept
 
     # The zone page reads no record: kept when its key (files, settings, code) is the one its
@@ -275,17 +274,36 @@ def stage_outputs(store: Store, out_dir: Path, say: Say, records: pd.DataFrame |
     # in the figures child (`pilot_at`); then the report is put together here from them.
     paths = dict(write_maps(store, out_dir, offline=True, prefetched=map_records))
     paths["zone_check"] = write_kept(zone_out, zone_key, zone_page.result if zone_page else zone_page_text)
-    pilot_data, pilot_html = pilot.result() if pilot else (None, None)
-    data = collect_report_data(store, records, pilot_data, figure_data)
-    if pilot_html is not None:
-        data["pilot_html"] = pilot_html
     report = Path(out_dir) / "report.html"
     report.parent.mkdir(parents=True, exist_ok=True)
-    write_text(report, build_report_html(data))  # atomic: a full disk leaves the old report
+    write_text(report, _report_page(store, records, pilot, figure_data))  # atomic: a full disk leaves the old report
     paths["report"] = report
     for name, path in paths.items():
         say(f"  {name}: {path} ({Path(path).stat().st_size / 1e6:.2f} MB, opens offline)")
     return {name: str(path) for name, path in paths.items()}
+
+
+def _report_page(store: Store, records: pd.DataFrame | None,
+                 pilot: Deferred[tuple[dict[str, Any], dict[str, Any]]] | None,
+                 figure_data: dict[str, Any] | None) -> str:
+    """The report page; while the figures child still draws the pilot sections, everything
+    else of the page is put together here meanwhile (`report.draft_without_pilot`, when the
+    report's figures are drawn) and the sections go in their slots when they come."""
+    from geo_lead.report import (
+        build_report_html,
+        collect_report_data,
+        draft_without_pilot,
+        fill_pilot_slots,
+    )
+
+    if pilot is None:
+        return build_report_html(collect_report_data(store, records, None, figure_data))
+    waiting = not pilot.answered()
+    data = collect_report_data(store, records, {}, figure_data)  # its pilot data comes below
+    draft = draft_without_pilot(data) if waiting else None
+    data["pilot"], data["pilot_html"] = pilot.result()
+    page = fill_pilot_slots(draft, data["pilot_html"]) if draft is not None else None
+    return page if page is not None else build_report_html(data)
 
 
 def zone_page_text() -> str:
@@ -440,30 +458,34 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible",
 
 def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job: the pilot sections' data of the store at `store_path`
-    (`pilot_report.collect_pilot_data`, from its own reads) and their HTML, after the report's
-    figures are drawn into the figure cache (`report.figures_then_pilot_html`).
+    (`pilot_report.collect_pilot_data`, from its own reads) and their HTML
+    (`report.pilot_sections_html`); the report's figures drawn into the figure cache on the way
+    (`report.draw_report_figures`).
 
     Submitted once the join is committed, it reads the year-by-year and division parts at
-    once; the before/after part and the figures read the site result and the scores, so it
-    waits there for the parent's word (`parallel.from_parent`: sent once they are committed).
+    once; the report's figures and the before/after part read the scores and the site result,
+    so it waits there for the parent's word (`parallel.from_parent`: sent once they are
+    written), then draws the report's figures first (the parent drafts the report with them).
     """
     from geo_lead.parallel import from_parent
     from geo_lead.pilot_report import collect_pilot_data
-    from geo_lead.report import figures_then_pilot_html, report_figure_data
+    from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
     with bulk_gc(), opened(store_path, create=False) as store:
-        pilot = collect_pilot_data(store, before_evaluation=from_parent)
-        figure_data = report_figure_data(store)
-    return pilot, figures_then_pilot_html(figure_data, pilot)
+        def report_figures_first() -> None:
+            from_parent()
+            draw_report_figures(report_figure_data(store))
+
+        pilot = collect_pilot_data(store, before_evaluation=report_figures_first)
+    return pilot, pilot_sections_html(pilot)
 
 
 def _pilot_here(store: Store, records: Any, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`pilot_at`'s answer computed in this process from the shared read (no figures child)."""
     from geo_lead.pilot_report import collect_pilot_data
-    from geo_lead.report import figures_then_pilot_html
+    from geo_lead.report import pilot_sections_html
 
-    pilot = collect_pilot_data(store, records)
-    return pilot, figures_then_pilot_html(figure_data, pilot)
+    return (pilot := collect_pilot_data(store, records)), pilot_sections_html(pilot)
 
 
 def _hotspots_here(store: Store, records: Any, boundary: str | None) -> tuple[dict[str, Any], dict[str, Any]]:

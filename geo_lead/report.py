@@ -915,17 +915,49 @@ def pilot_sections_html(pilot: dict[str, Any] | None, with_figures: bool = True)
     return {"with_figures": with_figures, "sections": sections}
 
 
-def figures_then_pilot_html(figure_data: dict[str, Any], pilot: dict[str, Any] | None) -> dict[str, Any]:
-    """`pilot_sections_html(pilot)` after drawing the report's figures of `figure_data`
-    (`report_figure_data`) into the figure cache (`geo_lead.figure_cache`): one process, with
-    one import of matplotlib, draws every figure of a run, and the report, built later from
-    the same data, finds its figures drawn. With the result cache off nothing is kept, so
-    only the pilot sections are drawn here."""
+def draw_report_figures(figure_data: dict[str, Any]) -> None:
+    """Draw the report's figures of `figure_data` (`report_figure_data`) into the figure cache
+    (`geo_lead.figure_cache`), so that a report built later from the same data, in another
+    process, finds them drawn (one process imports matplotlib for a run's figures). With the
+    result cache off nothing would be kept: nothing is drawn here."""
     from geo_lead import result_cache
 
     if result_cache.enabled():
         _figures(figure_data)
-    return pilot_sections_html(pilot)
+
+
+def _slot(i: int) -> str:
+    """Where pilot section `i` goes in a page drafted before the pilot data (`draft_without_pilot`)."""
+    return f"<!--geo-lead-slot-{i}-->"
+
+
+def draft_without_pilot(data: dict[str, Any]) -> str | None:
+    """The report page of `data` (`collect_report_data`'s; its pilot data not read yet) with a
+    slot for each pilot section, for `fill_pilot_slots`; None when one of its figures is not in
+    the figure cache yet (another process is drawing it: `figure_cache.only_cached`)."""
+    from geo_lead.figure_cache import NotDrawn, only_cached
+
+    slots = {"with_figures": True, "sections": {sid: _slot(i) for i, (sid, _t, _b) in enumerate(PILOT_SECTIONS)}}
+    try:
+        with only_cached():
+            return build_report_html({**data, "pilot": {"slots": True}, "pilot_html": slots})
+    except NotDrawn:
+        return None
+
+
+def fill_pilot_slots(draft: str, pilot_html: dict[str, Any]) -> str | None:
+    """`draft` (`draft_without_pilot`) with each pilot section's HTML (`pilot_sections_html`) in
+    its slot, as `build_report_html` puts it; None when a section is empty or drawn without
+    figures (a page built with that pilot data differs in more than the slots)."""
+    sections = pilot_html.get("sections", {})
+    if not pilot_html.get("with_figures"):
+        return None
+    for i, (sid, _title, _build) in enumerate(PILOT_SECTIONS):
+        html = sections.get(sid) or ""
+        if not html or draft.count(_slot(i)) != 1:
+            return None
+        draft = draft.replace(_slot(i), plain_words(html))
+    return draft
 
 
 #: The detail sections after the answer, in page order: (id, heading, builder(data) -> blocks).

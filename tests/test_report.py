@@ -206,3 +206,45 @@ def test_pilot_sections_built_ahead_are_what_the_report_builds(monkeypatch: pyte
     assert section({"pilot": pilot, "pilot_html": ahead}) == direct and calls == []
     assert section({"pilot": pilot, "pilot_html": ahead, "with_figures": False}) != direct and calls == [False]
     assert section({"pilot": None, "pilot_html": ahead}) == ()
+
+
+def test_a_report_drafted_before_its_pilot_sections_is_the_report_built_with_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`draft_without_pilot` + `fill_pilot_slots` (a run puts the report together while the
+    figures child still draws the pilot sections) give the page `build_report_html` gives with
+    the pilot data, but for the minute it was made; a draft needs every figure drawn already
+    (`figure_cache.only_cached`), and a section left empty or drawn without figures is no fill."""
+    import re
+
+    from geo_lead import report, result_cache, settings
+    from geo_lead.pilot_report import PILOT_SECTIONS
+    from geo_lead.pipeline import run_pipeline
+    from geo_lead.store import opened
+
+    monkeypatch.setenv("GEO_LEAD_NO_FORK", "1")
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv(result_cache.ENV_SWITCH, raising=False)
+    lmpd = settings.SHIPPED_DATA_DIR / "lmpd"
+    store_path = tmp_path / "lead.gpkg"
+    run_pipeline(store_path, [lmpd / "crime_data_2017_drug_sample.csv", lmpd / "crime_data_2019_drug_sample.csv"],
+                 out_dir=tmp_path / "maps", echo=None)
+
+    def minute_free(page: str) -> str:
+        return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "WHEN", page)
+
+    with opened(store_path) as store:
+        data = report.collect_report_data(store)
+        waiting = report.collect_report_data(store, None, {})
+    pilot_html = report.pilot_sections_html(data["pilot"])
+    assert all(pilot_html["sections"][sid] for sid, _t, _b in PILOT_SECTIONS)
+    full = report.build_report_html({**data, "pilot_html": pilot_html})
+    draft = report.draft_without_pilot(waiting)  # the run's figures are in the cache
+    assert draft is not None and all(report._slot(i) in draft for i in range(len(PILOT_SECTIONS)))
+    filled = report.fill_pilot_slots(draft, pilot_html)
+    assert filled is not None and minute_free(filled) == minute_free(full)
+    first = PILOT_SECTIONS[0][0]
+    assert report.fill_pilot_slots(draft, {**pilot_html, "sections": {**pilot_html["sections"], first: ""}}) is None
+    assert report.fill_pilot_slots(draft, {**pilot_html, "with_figures": False}) is None
+    for figure in (tmp_path / "results").glob("figure_png-*"):
+        figure.unlink()  # not drawn yet: no draft (it would draw them)
+    assert report.draft_without_pilot(waiting) is None
