@@ -462,8 +462,9 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     (`report.pilot_sections_html`); the report's figures drawn into the figure cache on the way
     (`report.draw_report_figures`).
 
-    Submitted once the join is committed, it reads the year-by-year and division parts at
-    once; the report's figures and the before/after part read the scores and the site result,
+    Submitted once the join is committed, it reads the flagged records as the parent does
+    (`analysis_records`, which the parts take where exact) and the year-by-year and division
+    parts at once; the report's figures and the before/after part read the scores and the site result,
     so it waits there for the parent's word (`parallel.from_parent`: sent once they are
     written), then draws the report's figures first (the parent drafts the report with them).
     """
@@ -472,20 +473,37 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
     with bulk_gc(), opened(store_path, create=False) as store:
+        records = analysis_records(store)  # the parent's read: the parts take it where exact
+
         def report_figures_first() -> None:
             from_parent()
-            draw_report_figures(report_figure_data(store))
+            draw_report_figures(report_figure_data(store, records))
 
-        pilot = collect_pilot_data(store, before_evaluation=report_figures_first)
+        pilot = collect_pilot_data(store, records, before_evaluation=report_figures_first)
+    return pilot, pilot_sections_html(pilot)
+
+
+def pilot_data(store: Store, records: Any) -> dict[str, Any]:
+    """The pilot sections' data read here from the run's shared read (`pilot_report.collect_pilot_data`)."""
+    from geo_lead.pilot_report import collect_pilot_data
+
+    return collect_pilot_data(store, records)
+
+
+def pilot_drawn(pilot: dict[str, Any], figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The figures child's job in a big store (`settings.PILOT_CHILD_MAX_RECORDS`): `pilot_at`'s
+    answer from the pilot data the parent read; the report's figures drawn first."""
+    from geo_lead.report import draw_report_figures, pilot_sections_html
+
+    draw_report_figures(figure_data)
     return pilot, pilot_sections_html(pilot)
 
 
 def _pilot_here(store: Store, records: Any, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`pilot_at`'s answer computed in this process from the shared read (no figures child)."""
-    from geo_lead.pilot_report import collect_pilot_data
     from geo_lead.report import pilot_sections_html
 
-    return (pilot := collect_pilot_data(store, records)), pilot_sections_html(pilot)
+    return (pilot := pilot_data(store, records)), pilot_sections_html(pilot)
 
 
 def _hotspots_here(store: Store, records: Any, boundary: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -567,11 +585,14 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         records = shared["records"] = analysis_records(store)
         from geo_lead.analysis_reads import count_left_out, left_out
 
-        # The pilot sections and the report's figures: the figures child reads what it needs
-        # itself (the records now; the site result and the scores once they are written)
+        # The pilot sections and the report's figures: in a small store the figures child
+        # reads what it needs itself (the records now; the site result and the scores once
+        # they are written); in a big one this process reads it (below) and the child draws
         figure_data: dict[str, Any] = {}
-        pilot = figures.submit(pilot_at, (str(store.path),),
-                               fallback=lambda: _pilot_here(store, shared["records"], figure_data))
+        pilot = None
+        if store.count("records") <= settings.PILOT_CHILD_MAX_RECORDS:
+            pilot = figures.submit(pilot_at, (str(store.path),),
+                                   fallback=lambda: _pilot_here(store, shared["records"], figure_data))
         unflagged = left_out(store, records)  # counted in the hotspots' and site's accounting
         from geo_lead.allocation import summary as allocation_summary
 
@@ -610,7 +631,11 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         from geo_lead.report import report_figure_data
 
         figure_data.update(report_figure_data(store, records))
-        pilot.send("site and scores written")
+        if pilot is not None:
+            pilot.send("site and scores written")
+        else:
+            read = pilot_data(store, records)
+            pilot = figures.submit(pilot_drawn, (read, figure_data), fallback=lambda: pilot_drawn(read, figure_data))
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
