@@ -409,8 +409,28 @@ def _case_worker_waits_for_the_parent() -> None:
     assert pid != os.getpid() and (first, total) == (3.0, 7.0)
 
 
+def _case_a_dropped_job_ends_its_child() -> None:
+    """A parent that fails before it sends the value drops the job: the child, waiting in
+    `from_parent`, sees the pipe closed and ends (no child left waiting)."""
+    import gc
+    import time
+
+    from geo_lead.parallel import Worker
+
+    job = Worker().submit(_waits_then_adds, (1.5,))
+    proc = job._proc
+    assert proc is not None and proc.is_alive()
+    del job
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while proc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not proc.is_alive()
+
+
 def test_a_workers_job_waits_for_a_value_from_its_parent() -> None:
     _in_fresh_process("_case_worker_waits_for_the_parent")
+    _in_fresh_process("_case_a_dropped_job_ends_its_child")
 
 
 def test_without_a_child_send_is_a_no_op_and_from_parent_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
