@@ -338,6 +338,10 @@ class Store:
         self._count_kept: tuple[tuple[int, ...], int] | None = None
         #: `record_dates` of the store as it was: (`records_state`, dates)
         self._dates: tuple[tuple[int, ...], RecordDates] | None = None
+        #: `division_counts` of the store as it was: (`records_state`, counts); whether the
+        #: saved ones (meta `SAVED_DIVISIONS_KEY`) were looked at
+        self._divisions: tuple[tuple[int, ...], pd.DataFrame] | None = None
+        self._saved_divisions_tried = False
         #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
         self._flagged: dict[str, tuple[tuple[int, ...], pd.DataFrame]] = {}
         #: all-record aggregates (`count_by` of records, `beat_check_counts`): name -> (`records_state`, value)
@@ -454,6 +458,7 @@ class Store:
                 self._depth -= 1
             return
         self._adopt_saved_dates()  # before this connection's first write changes the file
+        self._adopt_saved_divisions()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -478,6 +483,7 @@ class Store:
             try:
                 if self._keep_dates:
                     self._save_dates()
+                    self._save_divisions()
                 self.conn.commit()
             except sqlite3.Error as exc:
                 self._record_writes += 1
@@ -640,7 +646,8 @@ class Store:
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
         quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
-        with self._dates_merged() if table == "records" else contextlib.nullcontext(), self._writes_to(table), \
+        with self._dates_merged() if table == "records" else contextlib.nullcontext(), \
+                self._divisions_merged() if table == "records" else contextlib.nullcontext(), self._writes_to(table), \
                 self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
             # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
             return self._executemany(sql, frame)
@@ -763,7 +770,8 @@ class Store:
         cols = list(rows.columns)
         sql = (f'INSERT INTO records ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        with self._dates_merged(), self._writes_to("records"), self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
+        with self._dates_merged(), self._divisions_merged(), self._writes_to("records"), \
+                self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
             return self._executemany(sql, rows)
 
     def next_record_fid(self) -> int:
@@ -1428,16 +1436,96 @@ class Store:
     def division_counts(self) -> pd.DataFrame:
         """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
         ``neighborhood`` and a non-empty ``division`` (the table
-        `geo_lead.boundaries.division_majority` counts from a frame); needs both columns."""
-        table = self._record_columns(["neighborhood", "division"])
-        keys = {c: _codes(table.column(c)) for c in ("neighborhood", "division")}
-        ok = np.ones(table.num_rows, dtype=bool)
-        for codes, values in keys.values():
-            ok &= (codes >= 0) & (values[np.maximum(codes, 0)] != "") if len(values) else codes >= 0
-        (nc, nv), (dc, dv) = keys["neighborhood"], keys["division"]
-        pairs = pd.DataFrame({"n_": nc[ok], "d_": dc[ok]}).value_counts(sort=False).reset_index(name="n")
-        return pd.DataFrame({"neighborhood": nv[pairs["n_"].to_numpy()], "division": dv[pairs["d_"].to_numpy()],
-                             "n": pairs["n"].to_numpy(np.int64)})
+        `geo_lead.boundaries.division_majority` counts from a frame), sorted by the pair;
+        needs both columns.
+
+        Kept while `records_state` stays; records this Store inserts are counted and added
+        (`_divisions_merged`: counts are sums); else the counts an earlier `geo-lead run`
+        saved (`keep_record_dates`) when no one wrote to the file since
+        (`_adopt_saved_divisions`); else every record's pair is read and counted (a million
+        records: ~0.5 s)."""
+        key = self.records_state()
+        if (self._divisions is None or self._divisions[0] != key) and self._adopt_saved_divisions():
+            key = self.records_state()
+        if self._divisions is None or self._divisions[0] != key:
+            self._divisions = (key, _division_pairs(self._record_columns(["neighborhood", "division"])))
+        return self._divisions[1].copy()
+
+    @contextlib.contextmanager
+    def _divisions_merged(self) -> Iterator[None]:
+        """Records inserted inside keep a current `division_counts` current: their pairs (read
+        back as stored, fids from the first new one on: AUTOINCREMENT puts them after every
+        record) are counted and added to the kept counts (`merge_division_counts`)."""
+        kept = self._divisions
+        valid = kept is not None and kept[0] == self.records_state()
+        first = self.next_record_fid() if valid else 0
+        yield
+        if valid and kept is not None:
+            new = _division_pairs(self._record_columns(["neighborhood", "division"], arrow=False,
+                                                       where=f"fid >= {int(first)}"))
+            self._divisions = (self.records_state(), merge_division_counts([kept[1], new]))
+
+    def _save_divisions(self) -> None:
+        """Save `division_counts` (when current) into the open transaction, as `_save_dates`
+        saves the dates (meta `SAVED_DIVISIONS_KEY`, with the change counter this commit leaves)."""
+        header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
+        if self._divisions is None or header is None or header[1] != _ROLLBACK_JOURNAL \
+                or self._divisions[0] != self.records_state():
+            return
+        counts = self._divisions[1]
+        value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
+                            "neighborhood": counts["neighborhood"].tolist(), "division": counts["division"].tolist(),
+                            "n": [int(v) for v in counts["n"]]})
+        with self._writes_to("meta"):
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SAVED_DIVISIONS_KEY, value))
+
+    def _adopt_saved_divisions(self) -> bool:
+        """Take the saved `division_counts` as this Store's, once, before its first write, on
+        the conditions `_adopt_saved_dates` takes the saved dates on (rollback-journal file
+        whose change counter is the one saved with them: no commit by anyone since)."""
+        if self._saved_divisions_tried:
+            return False
+        self._saved_divisions_tried = True
+        saved = self._saved_meta(SAVED_DIVISIONS_KEY)
+        if saved is None:
+            return False
+        try:
+            counts = _sorted_pairs(pd.DataFrame({"neighborhood": np.asarray(saved["neighborhood"], dtype=object),
+                                                 "division": np.asarray(saved["division"], dtype=object),
+                                                 "n": np.asarray(saved["n"], dtype=np.int64)}))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.debug("saved division counts not used (%s)", exc)
+            return False
+        self._divisions = (self.records_state(), counts)
+        return True
+
+    def _saved_meta(self, key: str) -> dict[str, Any] | None:
+        """The JSON a run saved under meta `key` with the file change counter its commit left
+        (`_save_dates`, `_save_divisions`), when this code saved it (``format``) and the file
+        still has that counter, read in one read transaction (no other connection commits
+        meanwhile), no transaction open here, in rollback-journal mode (no ``-wal``); else None."""
+        if self.conn.in_transaction or str(self.path) in ("", ":memory:"):
+            return None
+        path = Path(self.path)
+        if not path.is_file() or Path(f"{path}-wal").exists():
+            return None
+        try:
+            self.conn.execute("BEGIN")
+            try:
+                row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                header = _file_header(path)
+                if row is None or header is None or header[1] != _ROLLBACK_JOURNAL:
+                    return None
+                saved = json.loads(row[0])
+                if not isinstance(saved, dict) or saved.get("format") != _saved_dates_version() \
+                        or saved.get("counter") != header[0]:
+                    return None
+                return saved
+            finally:
+                self.conn.execute("COMMIT")
+        except (sqlite3.Error, ValueError) as exc:
+            log.debug("saved %s not used (%s)", key, exc)
+            return None
 
     def record_dates(self) -> RecordDates:
         """Every record's dates, counted: `RecordDates`, kept while their `_dates_state` stays
@@ -1847,6 +1935,39 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
 
 #: meta key of the `record_dates` a run saved (`Store.keep_record_dates`).
 SAVED_DATES_KEY = "record_dates"
+#: meta key of the `division_counts` a run saved (`Store.keep_record_dates`).
+SAVED_DIVISIONS_KEY = "division_counts"
+
+
+def _division_pairs(table: Any) -> pd.DataFrame:
+    """`Store.division_counts` of the records in pyarrow `table` (``neighborhood``, ``division``):
+    rows per pair of non-empty values, sorted by the pair."""
+    keys = {c: _codes(table.column(c)) for c in ("neighborhood", "division")}
+    ok = np.ones(table.num_rows, dtype=bool)
+    for codes, values in keys.values():
+        ok &= (codes >= 0) & (values[np.maximum(codes, 0)] != "") if len(values) else codes >= 0
+    (nc, nv), (dc, dv) = keys["neighborhood"], keys["division"]
+    pairs = pd.DataFrame({"n_": nc[ok], "d_": dc[ok]}).value_counts(sort=False).reset_index(name="n")
+    return _sorted_pairs(pd.DataFrame({"neighborhood": nv[pairs["n_"].to_numpy()],
+                                       "division": dv[pairs["d_"].to_numpy()], "n": pairs["n"].to_numpy(np.int64)}))
+
+
+def merge_division_counts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """`Store.division_counts` of the records of all `parts` (at least one; counts of disjoint
+    sets of records) together: each pair's counts summed (integers: exact), sorted by the pair."""
+    both = pd.concat(list(parts), ignore_index=True)
+    summed = both.groupby(["neighborhood", "division"], sort=False)["n"].sum().reset_index()
+    return _sorted_pairs(summed)
+
+
+def _sorted_pairs(counts: pd.DataFrame) -> pd.DataFrame:
+    """`counts` sorted by (neighborhood, division) with a fresh RangeIndex: one order however
+    the pairs were counted."""
+    names = counts["neighborhood"].to_numpy(object).astype(str)
+    divisions = counts["division"].to_numpy(object).astype(str)
+    order = np.lexsort((divisions, names))
+    return pd.DataFrame({"neighborhood": names[order].astype(object), "division": divisions[order].astype(object),
+                         "n": counts["n"].to_numpy(np.int64)[order]})
 #: The file format read/write version bytes (header offsets 18, 19) of a rollback-journal file.
 _ROLLBACK_JOURNAL = (1, 1)
 
