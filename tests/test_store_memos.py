@@ -499,11 +499,107 @@ def test_saved_division_counts_are_adopted_only_when_the_file_is_unchanged(
     s = open_store(path, create=False)  # a run that inserts: adopted, merged, saved
     s.keep_record_dates()
     _insert_placed(s)
-    assert s._divisions is not None  # adopted before the insert's write, then merged
+    assert "division_counts" in s._aggregates  # adopted before the insert's write, then merged
     s.close()
     assert _fresh_store_divisions(path, monkeypatch) == 0
     s = open_store(path, create=False)
     with s.write():  # another code version's counts are not taken
-        s.conn.execute("UPDATE meta SET value = json_set(value, '$.format', 'other') WHERE key = 'division_counts'")
+        s.conn.execute("UPDATE meta SET value = json_set(value, '$.format', 'other') WHERE key = 'record_aggregates'")
     s.close()
     assert _fresh_store_divisions(path, monkeypatch) == 1
+
+
+KEPT = ("count_by:source", "count_by:match_type", "beat_check_counts", "count_flagged:lead_eligible",
+        "count_flagged:opiate", "division_counts")
+
+
+def _ask_kept(store: Store) -> dict[str, Any]:
+    """Each kept aggregate through its public method."""
+    return {"count_by:source": store.count_by("records", "source"),
+            "count_by:match_type": store.count_by("records", "match_type"),
+            "beat_check_counts": store.beat_check_counts(),
+            "count_flagged:lead_eligible": store.count_flagged("lead_eligible"),
+            "count_flagged:opiate": store.count_flagged("opiate"),
+            "division_counts": _check_divisions(store)}
+
+
+def _check_kept(store: Store) -> None:
+    """Every kept aggregate equals its SQL (or pandas) count of every record, in SQLite's order."""
+    got = _ask_kept(store)
+    sql = store.conn.execute
+    for col in ("source", "match_type"):
+        want = sql(f'SELECT "{col}", COUNT(*) FROM records GROUP BY "{col}" ORDER BY "{col}"').fetchall()
+        assert list(got[f"count_by:{col}"].items()) == want
+    pd.testing.assert_frame_equal(got["beat_check_counts"], _fresh_aggregates(store)["beat_check_counts"])
+    for flag in ("lead_eligible", "opiate"):
+        n = sql(f'SELECT COUNT(*) FROM records WHERE COALESCE("{flag}", 0) <> 0').fetchone()[0]
+        assert got[f"count_flagged:{flag}"] == n
+
+
+def _full_aggregates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the aggregates computed over every record (`Store._aggregate` without `new_from`)."""
+    calls: list[str] = []
+    real = Store._aggregate
+
+    def spy(self: Store, name: str, new_from: int | None = None) -> Any:
+        if new_from is None:
+            calls.append(name)
+        return real(self, name, new_from)
+
+    monkeypatch.setattr(Store, "_aggregate", spy)
+    return calls
+
+
+def _insert_checked(store: Store, record_id: str) -> None:
+    """A new record with a new source, match type, beat check, pair and both flags."""
+    row = _one_record(store, record_id)
+    row["neighborhood"], row["division"], row["source"] = "RUSSELL", "9TH DIVISION", f"src-{record_id}"
+    row["match_type"], row["beat_check"], row["opiate"], row[FLAG] = "street", "other", 1, 1
+    with store.write():
+        store.upsert_records(row, "2026-01-01T00:00:00Z")
+
+
+def test_kept_aggregates_add_inserted_records_and_serve_the_next_store(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The all-record aggregates (`count_by` of records, `beat_check_counts`, `count_flagged`,
+    `division_counts`) of a Store that inserts records are its kept values plus the new records'
+    (no query over every record) and equal fresh counts; saved by a run's commit they serve
+    the next Store without any such query; an update counts again."""
+    _placed(store)
+    path = Path(store.path)
+    full = _full_aggregates(monkeypatch)
+    _check_kept(store)
+    assert sorted(full) == sorted(KEPT)
+    _insert_checked(store, "kept-1")
+    _check_kept(store)
+    assert sorted(full) == sorted(KEPT)  # added, not counted again
+    assert ("street", "other", 1) in store._aggregates["beat_check_counts"][1]
+    store.keep_record_dates()
+    store.put_json("memo_run", {"done": True})  # the run's commit saves them
+    store.close()
+    s = open_store(path, create=False)
+    try:
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT)  # adopted
+        _insert_checked(s, "kept-2")  # adopted before this write's insert, then added to
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT)
+        _move_one(s)
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT * 2)  # an update: every one counted again
+    finally:
+        s.close()
+
+
+def test_merge_aggregate_orders_as_sqlite() -> None:
+    from geo_lead.store import merge_aggregate
+
+    a = {None: 1, "b": 2, "a": 1}
+    b = {"c": 1, None: 2, "a": 5, "B": 1}
+    assert list(merge_aggregate("count_by:x", a, b).items()) == [(None, 3), ("B", 1), ("a", 6), ("b", 2), ("c", 1)]
+    rows = merge_aggregate("beat_check_counts", [("block", "same", 2), (None, "other", 1)],
+                           [("block", "adjacent", 1), ("block", "same", 1)])
+    assert rows == [(None, "other", 1), ("block", "adjacent", 1), ("block", "same", 3)]
+    assert merge_aggregate("count_flagged:opiate", 3, 4) == 7
+    with pytest.raises(ValueError, match="no record aggregate"):
+        merge_aggregate("nothing", 1, 2)
