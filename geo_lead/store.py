@@ -408,6 +408,8 @@ class Store:
             return
         state = self.records_state()
         current = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
+        if not current:
+            return
         try:  # (a memo: never the reason a commit fails)
             value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
                                 "values": {name: _aggregate_to_json(name, v) for name, v in current.items()}})
