@@ -1460,7 +1460,7 @@ class Store:
             flagged = self.count_flagged(flag)
             if int(self.conn.execute("PRAGMA data_version").fetchone()[0]) != version or self.conn.in_transaction:
                 return None  # another connection committed meanwhile
-            frame = table.to_pandas()
+            frame = table.to_pandas(use_threads=False)  # no Arrow thread pool: it would stop later forks
             fids = frame["fid"].to_numpy(np.int64) if "fid" in frame else np.empty(0, np.int64)
             if "fid" not in frame or len(frame) != flagged or not bool((frame[flag].fillna(0) != 0).all()) \
                     or bool((np.diff(fids) <= 0).any()):

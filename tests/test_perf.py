@@ -299,6 +299,38 @@ def test_flagged_arrow_read_falls_back_when_not_exact(store_path: Path, monkeypa
         store.close()
 
 
+_THREADS_AFTER_FLAGGED_READ = """
+import os, sys
+from geo_lead import store as store_mod
+store_mod.ARROW_MIN_ROWS = 0
+s = store_mod.open_store(sys.argv[1], create=False)
+s.count_flagged("lead_eligible")
+import pyogrio  # noqa: F401  (its import may start threads of its own: not the read's)
+before = len(os.listdir("/proc/self/task"))
+frame = s._read_flagged_arrow(["fid", "record_id", "occurred_at", "lon", "lat", "lead_eligible"], "lead_eligible")
+print(frame is not None, before, len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_flagged_arrow_read_starts_no_thread(store_path: Path) -> None:
+    """The Arrow read of the flagged records converts without Arrow's thread pool: a thread
+    left running would stop `geo_lead.parallel` from forking the run's children after it."""
+    import os
+    import subprocess
+    import sys
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], pts["PORTLAND"], pts["SHAWNEE"], None], [1, 0, 1, 1])
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", _THREADS_AFTER_FLAGGED_READ, str(store_path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    used, before, after = done.stdout.split()
+    assert used == "True" and int(after) == int(before)
+
+
 # --- issue 7, incremental rerun under 10% of the full run ---------------------------------
 _ONE_SCAN_COUNTS = ("SELECT COUNT(*), COALESCE(SUM(lon IS NULL OR lat IS NULL), 0), "
                     "COALESCE(SUM(lon IS NOT NULL AND lat IS NOT NULL AND COALESCE(neighborhood, '') <> ''), 0) "
