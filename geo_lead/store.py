@@ -338,18 +338,107 @@ class Store:
         self._count_kept: tuple[tuple[int, ...], int] | None = None
         #: `record_dates` of the store as it was: (`records_state`, dates)
         self._dates: tuple[tuple[int, ...], RecordDates] | None = None
+        #: whether the aggregates a run saved (meta `SAVED_AGGREGATES_KEY`) were looked at
+        self._saved_aggregates_tried = False
         #: `flagged_records` per flag: (`records_state`, that flag's fids, the columns read so far)
         self._flagged: dict[str, tuple[tuple[int, ...], pd.DataFrame]] = {}
-        #: all-record aggregates (`count_by` of records, `beat_check_counts`): name -> (`records_state`, value)
+        #: all-record aggregates (`count_by` of records, `beat_check_counts`, `count_flagged`,
+        #: `division_counts`): name -> (`records_state`, value)
         self._aggregates: dict[str, tuple[tuple[int, ...], Any]] = {}
 
-    def _kept(self, name: str, compute: Callable[[], Any]) -> Any:
-        """`compute()`, kept under `name` while `records_state` stays (callers copy what they hand out)."""
+    def _kept(self, name: str) -> Any:
+        """The all-record aggregate `name` (`_aggregate`), kept while `records_state` stays
+        (callers copy what they hand out): records this Store inserts are added to it
+        (`_aggregates_merged`); else the value an earlier `geo-lead run` saved
+        (`keep_record_dates`) when no one wrote to the file since (`_adopt_saved_aggregates`);
+        else computed from every record."""
         key = self.records_state()
         hit = self._aggregates.get(name)
+        if (hit is None or hit[0] != key) and self._adopt_saved_aggregates():
+            key, hit = self.records_state(), self._aggregates.get(name)
         if hit is None or hit[0] != key:
-            hit = self._aggregates[name] = (key, compute())
+            hit = self._aggregates[name] = (key, self._aggregate(name))
         return hit[1]
+
+    def _aggregate(self, name: str, new_from: int | None = None) -> Any:
+        """The all-record aggregate `name` (``count_by:<column>``, ``beat_check_counts``,
+        ``count_flagged:<flag>``, ``division_counts``) of every record, or with `new_from` of
+        the records of fid >= it only (the same query on the inserted rows: AUTOINCREMENT puts
+        them after every record; read by fid range, NOT INDEXED), so that `merge_aggregate` of
+        the two is the aggregate of all of them."""
+        kind, _, arg = name.partition(":")
+        new = f"fid >= {int(new_from)}" if new_from is not None else ""
+        table = 'records NOT INDEXED' if new else "records"
+        if kind == "division_counts":
+            return _division_pairs(self._record_columns(["neighborhood", "division"], where=new))
+        if kind == "count_by":
+            rows = self.conn.execute(f'SELECT "{arg}", COUNT(*) FROM {table}{" WHERE " + new if new else ""} '
+                                     f'GROUP BY "{arg}"')
+            return _sqlite_ordered({k: int(v) for k, v in rows.fetchall()})
+        if kind == "beat_check_counts":
+            rows = self.conn.execute(f"SELECT match_type, beat_check, COUNT(*) FROM {table} WHERE beat_check IS NOT NULL"
+                                     f"{' AND ' + new if new else ''} GROUP BY match_type, beat_check "
+                                     "ORDER BY match_type, beat_check")
+            return [(m, b, int(n)) for m, b, n in rows.fetchall()]
+        if kind == "count_flagged":
+            with self.scan_cache():  # a full scan for a flag without a `RECORD_INDEXES` index
+                return int(self.conn.execute(f'SELECT COUNT(*) FROM {table} WHERE COALESCE("{arg}", 0) <> 0'
+                                             f"{' AND ' + new if new else ''}").fetchone()[0])
+        raise ValueError(f"no record aggregate {name!r}")
+
+    @contextlib.contextmanager
+    def _aggregates_merged(self) -> Iterator[None]:
+        """Records inserted inside keep the current kept aggregates current: each is computed
+        on the new records alone (`_aggregate` with their first fid) and merged with the kept
+        value (`merge_aggregate`: sums of counts, exact)."""
+        state = self.records_state()
+        kept = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
+        first = self.next_record_fid() if kept else 0
+        yield
+        if kept:
+            after = self.records_state()
+            for name, value in kept.items():
+                self._aggregates[name] = (after, merge_aggregate(name, value, self._aggregate(name, first)))
+
+    def _save_aggregates(self) -> None:
+        """Save the current kept aggregates into the open transaction, as `_save_dates` saves
+        the dates (meta `SAVED_AGGREGATES_KEY`, with the change counter this commit leaves)."""
+        header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
+        if header is None or header[1] != _ROLLBACK_JOURNAL:
+            return
+        state = self.records_state()
+        current = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
+        if not current:
+            return
+        try:  # (a memo: never the reason a commit fails)
+            value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
+                                "values": {name: _aggregate_to_json(name, v) for name, v in current.items()}})
+        except (ValueError, TypeError) as exc:
+            log.debug("record aggregates not saved (%s)", exc)
+            return
+        with self._writes_to("meta"):
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SAVED_AGGREGATES_KEY, value))
+
+    def _adopt_saved_aggregates(self) -> bool:
+        """Take the aggregates a run saved (`_save_aggregates`) as this Store's, once, before
+        its first write, on the conditions `_adopt_saved_dates` takes the saved dates on
+        (rollback-journal file whose change counter is the one saved with them: no commit by
+        anyone since; the same code)."""
+        if self._saved_aggregates_tried:
+            return False
+        self._saved_aggregates_tried = True
+        saved = self._saved_meta(SAVED_AGGREGATES_KEY)
+        if saved is None:
+            return False
+        try:
+            values = {name: _aggregate_from_json(name, v) for name, v in dict(saved["values"]).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            log.debug("saved record aggregates not used (%s)", exc)
+            return False
+        state = self.records_state()
+        for name, value in values.items():
+            self._aggregates[name] = (state, value)
+        return True
 
     def records_state(self) -> tuple[int, ...]:
         """A key that changes whenever the records may have changed: a commit by another
@@ -454,6 +543,7 @@ class Store:
                 self._depth -= 1
             return
         self._adopt_saved_dates()  # before this connection's first write changes the file
+        self._adopt_saved_aggregates()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -478,6 +568,7 @@ class Store:
             try:
                 if self._keep_dates:
                     self._save_dates()
+                    self._save_aggregates()
                 self.conn.commit()
             except sqlite3.Error as exc:
                 self._record_writes += 1
@@ -640,7 +731,8 @@ class Store:
         sql = (f'{verb} INTO "{table}" ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
         quiet = "geom" not in cols and len(frame) >= TRIGGERS_OFF_MIN_ROWS
-        with self._dates_merged() if table == "records" else contextlib.nullcontext(), self._writes_to(table), \
+        with self._dates_merged() if table == "records" else contextlib.nullcontext(), \
+                self._aggregates_merged() if table == "records" else contextlib.nullcontext(), self._writes_to(table), \
                 self._rtree_triggers_off(table) if quiet else contextlib.nullcontext():
             # rowcount, not total_changes: the RTree triggers' own writes are not rows inserted
             return self._executemany(sql, frame)
@@ -763,7 +855,8 @@ class Store:
         cols = list(rows.columns)
         sql = (f'INSERT INTO records ({", ".join(chr(34) + c + chr(34) for c in cols)}) '
                f'VALUES ({", ".join("?" for _ in cols)})')
-        with self._dates_merged(), self._writes_to("records"), self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
+        with self._dates_merged(), self._aggregates_merged(), self._writes_to("records"), \
+                self._rtree_triggers_off("records"):  # `index_new_points` brings the index in step
             return self._executemany(sql, rows)
 
     def next_record_fid(self) -> int:
@@ -845,16 +938,9 @@ class Store:
         converts nothing. Any error (GDAL missing, another writer committing) falls back to
         sqlite3.
         """
-        if self.conn.in_transaction or str(self.path) in ("", ":memory:") or not Path(self.path).is_file():
-            return None
         try:
-            declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
-            cols = list(columns) if columns else [c for c in declared if c != "geom"]
-            if not cols or any(c not in declared or c in ("fid", "geom") for c in cols):
-                return None
-            if any(declared[c] != "TEXT" and c not in ARROW_NUMERIC_COLUMNS for c in cols):
-                return None
-            if self.count("records") < ARROW_MIN_ROWS:
+            cols = list(columns) if columns else [c for c in self.columns("records") if c != "geom"]
+            if not self._arrow_reads_exactly(cols):
                 return None
             # sqlite3 returns rows in the order of its plan: a plain table scan is fid order
             # (GDAL's); a covering-index scan (e.g. only occurred_at) is not, so keep sqlite3.
@@ -1046,11 +1132,8 @@ class Store:
         if not {"match_type", "beat_check"} <= cols:
             return pd.DataFrame({"match_type": pd.Series(dtype=object), "beat_check": pd.Series(dtype=object),
                                  "records": pd.Series(dtype=int)})
-        # (kept while `records_state` stays: the geocode stage and the report both ask)
-        rows = self._kept("beat_check_counts", lambda: self.conn.execute(
-            "SELECT match_type, beat_check, COUNT(*) FROM records WHERE beat_check IS NOT NULL "
-            "GROUP BY match_type, beat_check ORDER BY match_type, beat_check").fetchall())
-        return pd.DataFrame(rows, columns=["match_type", "beat_check", "records"])
+        # (kept while `records_state` stays: the geocode stage and the report both ask; `_kept`)
+        return pd.DataFrame(self._kept("beat_check_counts"), columns=["match_type", "beat_check", "records"])
 
     def put_json(self, key: str, value: Any) -> None:
         """Keep a small JSON result (e.g. the site verdict) under `key` in ``meta``."""
@@ -1084,12 +1167,10 @@ class Store:
         if table not in self.tables() or column not in self.columns(table):
             return {}
 
-        def counts() -> dict[Any, int]:
-            rows = self.conn.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY "{column}"')
-            return {k: int(v) for k, v in rows.fetchall()}
-
-        # the records' counts are kept while `records_state` stays (the geocode stage and the report ask)
-        return dict(self._kept(f"count_by:{column}", counts) if table == "records" else counts())
+        if table == "records":  # kept while `records_state` stays (the geocode stage and the report ask; `_kept`)
+            return dict(self._kept(f"count_by:{column}"))
+        rows = self.conn.execute(f'SELECT "{column}", COUNT(*) FROM "{table}" GROUP BY "{column}"')
+        return {k: int(v) for k, v in rows.fetchall()}
 
     # --- sampling frames (geo_lead.frames) -----------------------------------------------
     def put_file_frame(self, frame: dict[str, Any]) -> None:
@@ -1341,8 +1422,70 @@ class Store:
 
     def _read_flagged(self, columns: list[str], flag: str) -> pd.DataFrame:
         # COALESCE(flag, 0) <> 0 keeps exactly what read_records' fillna(0).astype(bool) keeps
+        frame = self._read_flagged_arrow(columns, flag)
+        if frame is not None:
+            return frame
         with self.scan_cache():
             return self.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')
+
+    def _read_flagged_arrow(self, columns: list[str], flag: str) -> pd.DataFrame | None:
+        """`_read_flagged` through GDAL's Arrow reader (the flag's partial index), or None.
+
+        The flagged records' rows are spread over the whole table: sqlite3 builds a Python
+        tuple per row (~0.65 s for the run's 15 columns of 71,000 of a million records), GDAL
+        reads the same rows into columns (~0.2 s). Taken only when that is exactly
+        `read_records(columns, where=...)`'s frame: the conditions of `_read_records_arrow`
+        (file store of >= `ARROW_MIN_ROWS` records, no open transaction, TEXT or
+        `ARROW_NUMERIC_COLUMNS` columns), no other connection committed during the read
+        (``PRAGMA data_version`` unchanged) and GDAL's rows are exactly the flagged ones in fid
+        order: every row it gave has the flag set, their fids are strictly increasing, and
+        there are `count_flagged` of them (SQLite reads them through the flag's partial index
+        ``records_<flag>``, on fid). Any other case or error: None (the sqlite3 read).
+        """
+        want = [c for c in columns if c != "fid"]
+        where = f'COALESCE("{flag}", 0) <> 0'
+        try:
+            if not self._arrow_reads_exactly(want):
+                return None
+            version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+            import warnings
+
+            import pyogrio
+
+            read = list(dict.fromkeys([*want, flag]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _meta, table = pyogrio.read_arrow(self.path, layer="records", columns=read, where=where,
+                                                  read_geometry=False, return_fids=True)
+            flagged = self.count_flagged(flag)
+            if int(self.conn.execute("PRAGMA data_version").fetchone()[0]) != version or self.conn.in_transaction:
+                return None  # another connection committed meanwhile
+            frame = table.to_pandas(use_threads=False)  # no Arrow thread pool: it would stop later forks
+            fids = frame["fid"].to_numpy(np.int64) if "fid" in frame else np.empty(0, np.int64)
+            if "fid" not in frame or len(frame) != flagged or not bool((frame[flag].fillna(0) != 0).all()) \
+                    or bool((np.diff(fids) <= 0).any()):
+                return None
+        except Exception as exc:  # any failure: the plain sqlite3 read
+            log.debug("records: Arrow read of the %s records not used (%s); reading through sqlite3", flag, exc)
+            return None
+        frame = frame[list(columns)]
+        for col in FLAG_COLUMNS:
+            if col in frame:
+                frame[col] = frame[col].fillna(0).astype(bool)
+        return frame
+
+    def _arrow_reads_exactly(self, columns: Sequence[str]) -> bool:
+        """Whether GDAL's Arrow reader gives `columns` of the records as sqlite3 does (see
+        `_read_records_arrow`): a file store of >= `ARROW_MIN_ROWS` records, no transaction
+        open on this connection, each column declared TEXT or in `ARROW_NUMERIC_COLUMNS`."""
+        if self.conn.in_transaction or str(self.path) in ("", ":memory:") or not Path(self.path).is_file():
+            return False
+        declared = {r[1]: str(r[2]).upper() for r in self.conn.execute('PRAGMA table_info("records")')}
+        if not columns or any(c not in declared or c in ("fid", "geom") for c in columns):
+            return False
+        if any(declared[c] != "TEXT" and c not in ARROW_NUMERIC_COLUMNS for c in columns):
+            return False
+        return self.count("records") >= ARROW_MIN_ROWS
 
     def records_of_years(self, columns: Sequence[str], years: Sequence[int]) -> pd.DataFrame:
         """`columns` of the records whose ``occurred_at`` text starts with ``YYYY-`` for one of
@@ -1367,22 +1510,43 @@ class Store:
             raise ValueError(f"{flag!r} is not an indicator flag column ({', '.join(FLAG_COLUMNS)})")
         if "records" not in self.tables() or flag not in self.columns("records"):
             return 0
-        with self.scan_cache():  # a full scan for a flag without a `RECORD_INDEXES` index
-            return self.count("records", where=f'COALESCE("{flag}", 0) <> 0')
+        return int(self._kept(f"count_flagged:{flag}"))  # kept while `records_state` stays
 
     def division_counts(self) -> pd.DataFrame:
         """``neighborhood``, ``division``, ``n``: records per pair of a non-empty
         ``neighborhood`` and a non-empty ``division`` (the table
-        `geo_lead.boundaries.division_majority` counts from a frame); needs both columns."""
-        table = self._record_columns(["neighborhood", "division"])
-        keys = {c: _codes(table.column(c)) for c in ("neighborhood", "division")}
-        ok = np.ones(table.num_rows, dtype=bool)
-        for codes, values in keys.values():
-            ok &= (codes >= 0) & (values[np.maximum(codes, 0)] != "") if len(values) else codes >= 0
-        (nc, nv), (dc, dv) = keys["neighborhood"], keys["division"]
-        pairs = pd.DataFrame({"n_": nc[ok], "d_": dc[ok]}).value_counts(sort=False).reset_index(name="n")
-        return pd.DataFrame({"neighborhood": nv[pairs["n_"].to_numpy()], "division": dv[pairs["d_"].to_numpy()],
-                             "n": pairs["n"].to_numpy(np.int64)})
+        `geo_lead.boundaries.division_majority` counts from a frame), sorted by the pair;
+        needs both columns. Kept as `_kept` keeps the all-record aggregates (a +10k rerun
+        adds its records to the counts a run saved instead of reading a million pairs)."""
+        return self._kept("division_counts").copy()
+
+    def _saved_meta(self, key: str) -> dict[str, Any] | None:
+        """The JSON a run saved under meta `key` with the file change counter its commit left
+        (`_save_dates`, `_save_aggregates`), when this code saved it (``format``) and the file
+        still has that counter, read in one read transaction (no other connection commits
+        meanwhile), no transaction open here, in rollback-journal mode (no ``-wal``); else None."""
+        if self.conn.in_transaction or str(self.path) in ("", ":memory:"):
+            return None
+        path = Path(self.path)
+        if not path.is_file() or Path(f"{path}-wal").exists():
+            return None
+        try:
+            self.conn.execute("BEGIN")
+            try:
+                row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+                header = _file_header(path)
+                if row is None or header is None or header[1] != _ROLLBACK_JOURNAL:
+                    return None
+                saved = json.loads(row[0])
+                if not isinstance(saved, dict) or saved.get("format") != _saved_dates_version() \
+                        or saved.get("counter") != header[0]:
+                    return None
+                return saved
+            finally:
+                self.conn.execute("COMMIT")
+        except (sqlite3.Error, ValueError) as exc:
+            log.debug("saved %s not used (%s)", key, exc)
+            return None
 
     def record_dates(self) -> RecordDates:
         """Every record's dates, counted: `RecordDates`, kept while their `_dates_state` stays
@@ -1792,6 +1956,100 @@ def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
 
 #: meta key of the `record_dates` a run saved (`Store.keep_record_dates`).
 SAVED_DATES_KEY = "record_dates"
+#: meta key of the all-record aggregates a run saved (`Store.keep_record_dates`, `Store._kept`).
+SAVED_AGGREGATES_KEY = "record_aggregates"
+
+
+def _sqlite_key(value: Any) -> tuple[int, Any]:
+    """SQLite's sort order of a value (NULL, numbers, text by code point = BINARY, blobs)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
+
+
+def _sqlite_ordered(counts: dict[Any, int]) -> dict[Any, int]:
+    """`counts` in the order SQLite's GROUP BY gives its groups (one order however counted)."""
+    return {k: counts[k] for k in sorted(counts, key=_sqlite_key)}
+
+
+def merge_aggregate(name: str, a: Any, b: Any) -> Any:
+    """The `Store._aggregate` `name` of two disjoint sets of records together, from theirs."""
+    kind = name.partition(":")[0]
+    if kind == "division_counts":
+        return merge_division_counts([a, b])
+    if kind == "count_by":
+        both = dict(a)
+        for k, n in b.items():
+            both[k] = both.get(k, 0) + n
+        return _sqlite_ordered(both)
+    if kind == "beat_check_counts":
+        summed: dict[tuple[Any, Any], int] = {}
+        for m, c, n in [*a, *b]:
+            summed[(m, c)] = summed.get((m, c), 0) + n
+        return [(m, c, summed[(m, c)]) for m, c in sorted(summed, key=lambda k: (_sqlite_key(k[0]), _sqlite_key(k[1])))]
+    if kind == "count_flagged":
+        return int(a) + int(b)
+    raise ValueError(f"no record aggregate {name!r}")
+
+
+def _aggregate_to_json(name: str, value: Any) -> Any:
+    kind = name.partition(":")[0]
+    if kind == "division_counts":
+        return {"neighborhood": value["neighborhood"].tolist(), "division": value["division"].tolist(),
+                "n": [int(v) for v in value["n"]]}
+    if kind == "count_by":
+        return [[k, n] for k, n in value.items()]
+    if kind == "beat_check_counts":
+        return [list(row) for row in value]
+    return value
+
+
+def _aggregate_from_json(name: str, value: Any) -> Any:
+    kind = name.partition(":")[0]
+    if kind == "division_counts":
+        return _sorted_pairs(pd.DataFrame({"neighborhood": np.asarray(value["neighborhood"], dtype=object),
+                                           "division": np.asarray(value["division"], dtype=object),
+                                           "n": np.asarray(value["n"], dtype=np.int64)}))
+    if kind == "count_by":
+        return _sqlite_ordered({k: int(n) for k, n in value})
+    if kind == "beat_check_counts":
+        return [(m, c, int(n)) for m, c, n in value]
+    if kind == "count_flagged":
+        return int(value)
+    raise ValueError(f"no record aggregate {name!r}")
+
+
+def _division_pairs(table: Any) -> pd.DataFrame:
+    """`Store.division_counts` of the records in pyarrow `table` (``neighborhood``, ``division``):
+    rows per pair of non-empty values, sorted by the pair."""
+    keys = {c: _codes(table.column(c)) for c in ("neighborhood", "division")}
+    ok = np.ones(table.num_rows, dtype=bool)
+    for codes, values in keys.values():
+        ok &= (codes >= 0) & (values[np.maximum(codes, 0)] != "") if len(values) else codes >= 0
+    (nc, nv), (dc, dv) = keys["neighborhood"], keys["division"]
+    pairs = pd.DataFrame({"n_": nc[ok], "d_": dc[ok]}).value_counts(sort=False).reset_index(name="n")
+    return _sorted_pairs(pd.DataFrame({"neighborhood": nv[pairs["n_"].to_numpy()],
+                                       "division": dv[pairs["d_"].to_numpy()], "n": pairs["n"].to_numpy(np.int64)}))
+
+
+def merge_division_counts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """`Store.division_counts` of the records of all `parts` (at least one; counts of disjoint
+    sets of records) together: each pair's counts summed (integers: exact), sorted by the pair."""
+    both = pd.concat(list(parts), ignore_index=True)
+    summed = both.groupby(["neighborhood", "division"], sort=False)["n"].sum().reset_index()
+    return _sorted_pairs(summed)
+
+
+def _sorted_pairs(counts: pd.DataFrame) -> pd.DataFrame:
+    """`counts` sorted by (neighborhood, division) with a fresh RangeIndex: one order however
+    the pairs were counted."""
+    names = counts["neighborhood"].to_numpy(object).astype(str)
+    divisions = counts["division"].to_numpy(object).astype(str)
+    order = np.lexsort((divisions, names))
+    return pd.DataFrame({"neighborhood": names[order].astype(object), "division": divisions[order].astype(object),
+                         "n": counts["n"].to_numpy(np.int64)[order]})
 #: The file format read/write version bytes (header offsets 18, 19) of a rollback-journal file.
 _ROLLBACK_JOURNAL = (1, 1)
 

@@ -28,7 +28,8 @@ def _points(nh: object) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _make_store(path: Path, lonlat: list[tuple[float, float] | None], flags: list[int]) -> None:
+def _make_store(path: Path, lonlat: list[tuple[float, float] | None], flags: list[int],
+                opiate: list[int] | None = None) -> None:
     rows = []
     for i, _ in enumerate(lonlat):
         row = {c: "" for c in RECORD_COLUMNS}
@@ -37,6 +38,8 @@ def _make_store(path: Path, lonlat: list[tuple[float, float] | None], flags: lis
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["lead_eligible"] = flags
+    if opiate is not None:
+        frame["opiate"] = opiate
     store = open_store(path)
     with store.write():
         store.upsert_records(frame, "2026-01-01T00:00:00Z")
@@ -195,6 +198,137 @@ def test_arrow_read_equals_sqlite_read(store_path: Path, monkeypatch: pytest.Mon
         assert used[-1] is False
     finally:
         store.close()
+
+
+def _sqlite_flagged(store: object, columns: list[str], flag: str) -> pd.DataFrame:
+    """The oracle: the flagged records read through sqlite3 (no Arrow)."""
+    with store.scan_cache():  # type: ignore[attr-defined]
+        return store.read_records(columns, where=f'COALESCE("{flag}", 0) <> 0')  # type: ignore[attr-defined,no-any-return]
+
+
+def test_flagged_arrow_read_equals_sqlite_read(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Store.flagged_records` read through GDAL's Arrow reader (the flag's partial index)
+    equals the sqlite3 read of the same rows: NULL and empty text, NULL flags, NULL points,
+    both flags, fid first; and it is used for it."""
+    from geo_lead import store as store_mod
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], None, pts["OUTSIDE"], pts["PORTLAND"], pts["SHAWNEE"], None],
+                [1, 0, 1, 0, 1, 1], opiate=[0, 0, 1, 0, 0, 0])
+    store = open_store(store_path)
+    try:
+        spatial_join.join_store(store, nh)
+        with store.write():  # NULL text, NULL flags, an opiate flag on other rows
+            store.conn.execute("UPDATE records SET reported_at = NULL, opiate = NULL, lead_eligible = NULL "
+                               "WHERE record_id = 'r1'")
+            store.conn.execute("UPDATE records SET opiate = 1, neighborhood = NULL WHERE record_id IN ('r0', 'r3')")
+            store.conn.execute("UPDATE records SET lead_eligible = 2 WHERE record_id = 'r5'")
+        monkeypatch.setattr(store_mod, "ARROW_MIN_ROWS", 0)
+        used: list[bool] = []
+        real = store_mod.Store._read_flagged_arrow
+
+        def spy(self, columns, flag):  # type: ignore[no-untyped-def]
+            out = real(self, columns, flag)
+            used.append(out is not None)
+            return out
+
+        monkeypatch.setattr(store_mod.Store, "_read_flagged_arrow", spy)
+        cols = ["fid", "occurred_at", "reported_at", "source_file", "neighborhood", "lon", "lat", "opiate",
+                "lead_eligible", "record_id"]
+        for flag in ("lead_eligible", "opiate"):
+            for want in (cols, ["fid", "lon"], ["fid", "record_id", flag]):
+                fast = store._read_flagged(list(want), flag)
+                pd.testing.assert_frame_equal(fast, _sqlite_flagged(store, list(want), flag))
+        assert used and all(used)
+        assert store._read_flagged(["fid", "record_id"], "lead_eligible")["record_id"].tolist() == ["r0", "r2", "r4", "r5"]
+        got = store.flagged_records(["record_id", "lon"], "opiate")
+        assert got["record_id"].tolist() == ["r0", "r2", "r3"]
+    finally:
+        store.close()
+
+
+def test_flagged_arrow_read_falls_back_when_not_exact(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Arrow read of the flagged records is not used (the sqlite3 read is, with the same
+    answer) inside a transaction (uncommitted rows must be seen), when another connection
+    commits during GDAL's read, and when GDAL's rows are not exactly the flagged ones; without
+    the flag's partial index it is used and still exact."""
+    import pyogrio
+
+    from geo_lead import store as store_mod
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], pts["PORTLAND"], pts["SHAWNEE"], None], [1, 0, 1, 1])
+    monkeypatch.setattr(store_mod, "ARROW_MIN_ROWS", 0)
+    cols = ["fid", "record_id", "lon", "lead_eligible"]
+    store = open_store(store_path)
+    try:
+        assert store._read_flagged_arrow(cols, "lead_eligible") is not None
+        with store.write():
+            store.conn.execute("UPDATE records SET lead_eligible = 1 WHERE record_id = 'r1'")
+            assert store._read_flagged_arrow(cols, "lead_eligible") is None
+            assert store._read_flagged(cols, "lead_eligible")["record_id"].tolist() == ["r0", "r1", "r2", "r3"]
+        real_read = pyogrio.read_arrow
+
+        def commit_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+            out = real_read(*args, **kwargs)
+            other = open_store(store_path)  # another connection (with the triggers' functions)
+            with other.write():
+                other.conn.execute("UPDATE records SET lead_eligible = 0 WHERE record_id = 'r0'")
+            other.close()
+            return out
+
+        monkeypatch.setattr(pyogrio, "read_arrow", commit_meanwhile)
+        assert store._read_flagged_arrow(cols, "lead_eligible") is None
+        assert store._read_flagged(cols, "lead_eligible")["record_id"].tolist() == ["r1", "r2", "r3"]
+
+        def one_row_less(*args, **kwargs):  # type: ignore[no-untyped-def]
+            meta, table = real_read(*args, **kwargs)
+            return meta, table.slice(1)
+
+        monkeypatch.setattr(pyogrio, "read_arrow", one_row_less)
+        assert store._read_flagged_arrow(cols, "lead_eligible") is None
+        monkeypatch.setattr(pyogrio, "read_arrow", real_read)
+        assert store._read_flagged_arrow(cols, "lead_eligible") is not None
+        with store.write():  # no partial index: GDAL scans the table, the same rows in fid order
+            store.conn.execute("DROP INDEX records_lead_eligible")
+        pd.testing.assert_frame_equal(store._read_flagged_arrow(cols, "lead_eligible"),
+                                      _sqlite_flagged(store, cols, "lead_eligible"))
+    finally:
+        store.close()
+
+
+_THREADS_AFTER_FLAGGED_READ = """
+import os, sys
+from geo_lead import store as store_mod
+store_mod.ARROW_MIN_ROWS = 0
+s = store_mod.open_store(sys.argv[1], create=False)
+s.count_flagged("lead_eligible")
+import pyogrio  # noqa: F401  (its import may start threads of its own: not the read's)
+before = len(os.listdir("/proc/self/task"))
+frame = s._read_flagged_arrow(["fid", "record_id", "occurred_at", "lon", "lat", "lead_eligible"], "lead_eligible")
+print(frame is not None, before, len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_flagged_arrow_read_starts_no_thread(store_path: Path) -> None:
+    """The Arrow read of the flagged records converts without Arrow's thread pool: a thread
+    left running would stop `geo_lead.parallel` from forking the run's children after it."""
+    import os
+    import subprocess
+    import sys
+
+    nh = load_neighborhoods()
+    pts = _points(nh)
+    _make_store(store_path, [pts["RUSSELL"], pts["PORTLAND"], pts["SHAWNEE"], None], [1, 0, 1, 1])
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", _THREADS_AFTER_FLAGGED_READ, str(store_path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    used, before, after = done.stdout.split()
+    assert used == "True" and int(after) == int(before)
 
 
 # --- issue 7, incremental rerun under 10% of the full run ---------------------------------

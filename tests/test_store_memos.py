@@ -346,3 +346,260 @@ def test_saved_dates_round_trip_exactly(store: Store) -> None:
     pd.testing.assert_frame_equal(back.cube, dates.cube)
     assert back.odd == dates.odd
     assert back.cube["occ_min"].isna().any() or back.cube["rep_min"].notna().all()
+
+
+# --- division_counts: kept, merged with inserts, saved by a run --------------------------
+NAMES = ["RUSSELL", "PORTLAND", "SHAWNEE", "", None]
+
+
+def _placed(store: Store) -> None:
+    """Give the records neighborhoods (some empty or NULL), as a join would."""
+    ids = store.read_records(["record_id"])["record_id"].tolist()
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": ids,
+                                           "neighborhood": [NAMES[i % len(NAMES)] for i in range(len(ids))]}))
+
+
+def _fresh_divisions(store: Store) -> list[tuple[str, str, int]]:
+    """The oracle: `boundaries.division_majority`'s pandas count of a sqlite3 read of every record."""
+    r = store.read_table("records", ["neighborhood", "division"])
+    r = r[(r["neighborhood"].fillna("") != "") & (r["division"].fillna("") != "")]
+    g = r.groupby(["neighborhood", "division"]).size()
+    return sorted((str(n), str(d), int(v)) for (n, d), v in g.items())
+
+
+def _check_divisions(store: Store) -> pd.DataFrame:
+    got = store.division_counts()
+    assert list(got.columns) == ["neighborhood", "division", "n"] and got["n"].dtype == "int64"
+    assert list(got.itertuples(index=False, name=None)) == _fresh_divisions(store)  # sorted by the pair
+    return got
+
+
+def _full_division_reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """`_record_columns` reads of every record's (neighborhood, division): full counts."""
+    calls: list[Any] = []
+    real = Store._record_columns
+
+    def spy(self: Store, columns: list[str], arrow: bool = True, where: str = "") -> Any:
+        if columns == ["neighborhood", "division"] and not where:
+            calls.append(columns)
+        return real(self, columns, arrow, where)
+
+    monkeypatch.setattr(Store, "_record_columns", spy)
+    return calls
+
+
+def _insert_placed(store: Store, record_id: str = "memo-placed") -> None:
+    row = _one_record(store, record_id)
+    row["neighborhood"], row["division"] = "RUSSELL", "9TH DIVISION"  # a new pair
+    with store.write():
+        store.upsert_records(row, "2026-01-01T00:00:00Z")
+
+
+def _move_one(store: Store) -> None:
+    rid = store.read_records(["record_id"]).iloc[0, 0]
+    with store.write():
+        store.update_records(pd.DataFrame({"record_id": [rid], "neighborhood": ["PORTLAND"]}))
+
+
+def _division_by_sql(store: Store) -> None:
+    with store.write():
+        store.conn.execute("UPDATE records SET division = 'X DIVISION' WHERE fid = (SELECT MIN(fid) FROM records "
+                           "WHERE COALESCE(neighborhood, '') <> '')")
+
+
+def _rolled_back_insert(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write():
+        _insert_placed(store, "memo-rolled")
+        _check_divisions(store)  # merged inside the transaction: what a count gives there
+        raise RuntimeError("roll back")
+
+
+DIVISION_CHANGES: dict[str, Callable[[Store], None]] = {
+    "insert by this store": _insert_placed, "update by this store": _move_one,
+    "update by this connection's SQL": _division_by_sql, "delete by this connection's SQL": _delete_by_sql_here,
+    "rollback": _rolled_back_insert,
+}
+
+
+@pytest.mark.parametrize("change", [*DIVISION_CHANGES, "insert by another connection",
+                                    "update by another connection"])
+def test_division_counts_kept_merged_or_counted_again(store: Store, monkeypatch: pytest.MonkeyPatch,
+                                                      change: str) -> None:
+    """`division_counts` equals a pandas count of every record after each kind of change:
+    the records this Store inserts are added to the kept counts (no full read); any other
+    records change (update, delete, another connection, a rollback) counts again; a write to
+    another table keeps them; a caller's change of the answer does not reach them."""
+    _placed(store)
+    reads = _full_division_reads(monkeypatch)
+    first = _check_divisions(store)
+    first.loc[0, "n"] = -1
+    for write in _other_table_writes(store):
+        write()
+        _check_divisions(store)
+    assert len(reads) == 1
+    if change.endswith("another connection"):
+        other = open_store(Path(store.path), create=False)
+        try:
+            (_insert_placed if change.startswith("insert") else _move_one)(other)
+        finally:
+            other.close()
+    else:
+        DIVISION_CHANGES[change](store)
+    after = _check_divisions(store)
+    assert len(reads) == (1 if change == "insert by this store" else 2)
+    if change == "insert by this store":
+        assert ("RUSSELL", "9TH DIVISION", 1) in list(after.itertuples(index=False, name=None))
+
+
+def _saved_divisions_run(path: Path) -> None:
+    """What a run leaves: division counts made, then a commit with `keep_record_dates` on."""
+    s = open_store(path, create=False)
+    try:
+        s.keep_record_dates()
+        s.division_counts()
+        s.put_json("memo_run", {"done": True})
+    finally:
+        s.close()
+
+
+def _fresh_store_divisions(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Full counts a new Store of `path` makes for `division_counts` (checked against the oracle)."""
+    reads = _full_division_reads(monkeypatch)
+    s = open_store(path, create=False)
+    try:
+        _check_divisions(s)
+        return len(reads)
+    finally:
+        s.close()
+        monkeypatch.undo()
+
+
+def test_saved_division_counts_are_adopted_only_when_the_file_is_unchanged(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's saved counts serve the next Store (no full read) when nothing was committed
+    since; a commit by another connection (any table) or other code (``format``) count again;
+    a Store that inserts records adds them and saves what a count gives."""
+    import sqlite3
+
+    _placed(store)
+    path = Path(store.path)
+    store.close()
+    _saved_divisions_run(path)
+    assert _fresh_store_divisions(path, monkeypatch) == 0
+    for edit in ("INSERT OR REPLACE INTO meta VALUES ('other_tool', '1')",
+                 "UPDATE records SET neighborhood = 'OTHER TOOL' WHERE fid = 2"):
+        _saved_divisions_run(path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        register_gpkg_functions(conn)
+        conn.execute(edit)
+        conn.close()
+        assert _fresh_store_divisions(path, monkeypatch) == 1, edit
+    _saved_divisions_run(path)
+    s = open_store(path, create=False)  # a run that inserts: adopted, merged, saved
+    s.keep_record_dates()
+    _insert_placed(s)
+    assert "division_counts" in s._aggregates  # adopted before the insert's write, then merged
+    s.close()
+    assert _fresh_store_divisions(path, monkeypatch) == 0
+    s = open_store(path, create=False)
+    with s.write():  # another code version's counts are not taken
+        s.conn.execute("UPDATE meta SET value = json_set(value, '$.format', 'other') WHERE key = 'record_aggregates'")
+    s.close()
+    assert _fresh_store_divisions(path, monkeypatch) == 1
+
+
+KEPT = ("count_by:source", "count_by:match_type", "beat_check_counts", "count_flagged:lead_eligible",
+        "count_flagged:opiate", "division_counts")
+
+
+def _ask_kept(store: Store) -> dict[str, Any]:
+    """Each kept aggregate through its public method."""
+    return {"count_by:source": store.count_by("records", "source"),
+            "count_by:match_type": store.count_by("records", "match_type"),
+            "beat_check_counts": store.beat_check_counts(),
+            "count_flagged:lead_eligible": store.count_flagged("lead_eligible"),
+            "count_flagged:opiate": store.count_flagged("opiate"),
+            "division_counts": _check_divisions(store)}
+
+
+def _check_kept(store: Store) -> None:
+    """Every kept aggregate equals its SQL (or pandas) count of every record, in SQLite's order."""
+    got = _ask_kept(store)
+    sql = store.conn.execute
+    for col in ("source", "match_type"):
+        want = sql(f'SELECT "{col}", COUNT(*) FROM records GROUP BY "{col}" ORDER BY "{col}"').fetchall()
+        assert list(got[f"count_by:{col}"].items()) == want
+    pd.testing.assert_frame_equal(got["beat_check_counts"], _fresh_aggregates(store)["beat_check_counts"])
+    for flag in ("lead_eligible", "opiate"):
+        n = sql(f'SELECT COUNT(*) FROM records WHERE COALESCE("{flag}", 0) <> 0').fetchone()[0]
+        assert got[f"count_flagged:{flag}"] == n
+
+
+def _full_aggregates(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the aggregates computed over every record (`Store._aggregate` without `new_from`)."""
+    calls: list[str] = []
+    real = Store._aggregate
+
+    def spy(self: Store, name: str, new_from: int | None = None) -> Any:
+        if new_from is None:
+            calls.append(name)
+        return real(self, name, new_from)
+
+    monkeypatch.setattr(Store, "_aggregate", spy)
+    return calls
+
+
+def _insert_checked(store: Store, record_id: str) -> None:
+    """A new record with a new source, match type, beat check, pair and both flags."""
+    row = _one_record(store, record_id)
+    row["neighborhood"], row["division"], row["source"] = "RUSSELL", "9TH DIVISION", f"src-{record_id}"
+    row["match_type"], row["beat_check"], row["opiate"], row[FLAG] = "street", "other", 1, 1
+    with store.write():
+        store.upsert_records(row, "2026-01-01T00:00:00Z")
+
+
+def test_kept_aggregates_add_inserted_records_and_serve_the_next_store(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The all-record aggregates (`count_by` of records, `beat_check_counts`, `count_flagged`,
+    `division_counts`) of a Store that inserts records are its kept values plus the new records'
+    (no query over every record) and equal fresh counts; saved by a run's commit they serve
+    the next Store without any such query; an update counts again."""
+    _placed(store)
+    path = Path(store.path)
+    full = _full_aggregates(monkeypatch)
+    _check_kept(store)
+    assert sorted(full) == sorted(KEPT)
+    _insert_checked(store, "kept-1")
+    _check_kept(store)
+    assert sorted(full) == sorted(KEPT)  # added, not counted again
+    assert ("street", "other", 1) in store._aggregates["beat_check_counts"][1]
+    store.keep_record_dates()
+    store.put_json("memo_run", {"done": True})  # the run's commit saves them
+    store.close()
+    s = open_store(path, create=False)
+    try:
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT)  # adopted
+        _insert_checked(s, "kept-2")  # adopted before this write's insert, then added to
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT)
+        _move_one(s)
+        _check_kept(s)
+        assert sorted(full) == sorted(KEPT * 2)  # an update: every one counted again
+    finally:
+        s.close()
+
+
+def test_merge_aggregate_orders_as_sqlite() -> None:
+    from geo_lead.store import merge_aggregate
+
+    a = {None: 1, "b": 2, "a": 1}
+    b = {"c": 1, None: 2, "a": 5, "B": 1}
+    assert list(merge_aggregate("count_by:x", a, b).items()) == [(None, 3), ("B", 1), ("a", 6), ("b", 2), ("c", 1)]
+    rows = merge_aggregate("beat_check_counts", [("block", "same", 2), (None, "other", 1)],
+                           [("block", "adjacent", 1), ("block", "same", 1)])
+    assert rows == [(None, "other", 1), ("block", "adjacent", 1), ("block", "same", 3)]
+    assert merge_aggregate("count_flagged:opiate", 3, 4) == 7
+    with pytest.raises(ValueError, match="no record aggregate"):
+        merge_aggregate("nothing", 1, 2)
