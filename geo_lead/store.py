@@ -427,15 +427,15 @@ class Store:
         if self._saved_aggregates_tried:
             return False
         self._saved_aggregates_tried = True
-        saved = self._saved_meta(SAVED_AGGREGATES_KEY)
-        if saved is None:
+        got = self._saved_meta(SAVED_AGGREGATES_KEY, self.records_state)
+        if got is None:
             return False
+        saved, state = got
         try:
             values = {name: _aggregate_from_json(name, v) for name, v in dict(saved["values"]).items()}
         except (KeyError, TypeError, ValueError) as exc:
             log.debug("saved record aggregates not used (%s)", exc)
             return False
-        state = self.records_state()
         for name, value in values.items():
             self._aggregates[name] = (state, value)
         return True
@@ -1520,11 +1520,13 @@ class Store:
         adds its records to the counts a run saved instead of reading a million pairs)."""
         return self._kept("division_counts").copy()
 
-    def _saved_meta(self, key: str) -> dict[str, Any] | None:
+    def _saved_meta(self, key: str, state: Callable[[], Any]) -> tuple[dict[str, Any], Any] | None:
         """The JSON a run saved under meta `key` with the file change counter its commit left
         (`_save_dates`, `_save_aggregates`), when this code saved it (``format``) and the file
-        still has that counter, read in one read transaction (no other connection commits
-        meanwhile), no transaction open here, in rollback-journal mode (no ``-wal``); else None."""
+        still has that counter, with ``state()`` (the memo key the saved values are kept
+        under), all read in one read transaction: no other connection commits meanwhile, so
+        the state is the one of the records the values describe. None when a transaction is
+        open here, the file is not in rollback-journal mode (a ``-wal``), or anything differs."""
         if self.conn.in_transaction or str(self.path) in ("", ":memory:"):
             return None
         path = Path(self.path)
@@ -1541,7 +1543,7 @@ class Store:
                 if not isinstance(saved, dict) or saved.get("format") != _saved_dates_version() \
                         or saved.get("counter") != header[0]:
                     return None
-                return saved
+                return saved, state()
             finally:
                 self.conn.execute("COMMIT")
         except (sqlite3.Error, ValueError) as exc:
@@ -1599,32 +1601,21 @@ class Store:
     def _adopt_saved_dates(self) -> bool:
         """Take the saved `record_dates` (`keep_record_dates`) as this Store's, once, before its
         first write: only when the file is in rollback-journal mode (no ``-wal``) and its change
-        counter is the one saved with them, read in one read transaction (no other connection
-        commits meanwhile). Any commit by any writer moves that counter (in rollback mode every
+        counter is the one saved with them, read in one read transaction with the memo's key
+        (`_saved_meta`). Any commit by any writer moves that counter (in rollback mode every
         commit does; a switch to WAL mode does too), so the dates are those of the records now."""
-        if self._saved_dates_tried or self.conn.in_transaction or str(self.path) in ("", ":memory:"):
+        if self._saved_dates_tried or self.conn.in_transaction:
             return False
         self._saved_dates_tried = True
-        path = Path(self.path)
-        if not path.is_file() or Path(f"{path}-wal").exists():
+        got = self._saved_meta(SAVED_DATES_KEY, self._dates_state)
+        if got is None:
             return False
         try:
-            self.conn.execute("BEGIN")
-            try:
-                row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (SAVED_DATES_KEY,)).fetchone()
-                header = _file_header(path)
-                if row is None or header is None or header[1] != _ROLLBACK_JOURNAL:
-                    return False
-                saved = json.loads(row[0])
-                if saved.get("format") != _saved_dates_version() or saved.get("counter") != header[0]:
-                    return False
-                self._dates = (self._dates_state(), _dates_from_json(saved))
-                return True
-            finally:
-                self.conn.execute("COMMIT")
-        except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+            self._dates = (got[1], _dates_from_json(got[0]))
+        except (KeyError, TypeError, ValueError) as exc:
             log.debug("saved record dates not used (%s)", exc)
             return False
+        return True
 
     def _count_record_dates(self) -> RecordDates:
         """`RecordDates` of every record, counted `DATE_BATCH_ROWS` records at a time through

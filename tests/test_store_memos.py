@@ -603,3 +603,34 @@ def test_merge_aggregate_orders_as_sqlite() -> None:
     assert merge_aggregate("count_flagged:opiate", 3, 4) == 7
     with pytest.raises(ValueError, match="no record aggregate"):
         merge_aggregate("nothing", 1, 2)
+
+
+def test_saved_values_are_keyed_by_the_state_read_with_them(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved dates and aggregates are adopted under the records' state read in the same read
+    transaction as the change counter they were saved with: a commit by another connection
+    just after cannot pair them with a later state (they would then look current for records
+    that changed)."""
+    _placed(store)
+    store.keep_record_dates()
+    store.record_dates()
+    _check_kept(store)
+    store.put_json("memo_run", {"done": True})  # the run's commit saves both
+    path = Path(store.path)
+    store.close()
+    s = open_store(path, create=False)
+    seen: list[tuple[str, bool]] = []
+    for name in ("_dates_state", "records_state"):
+        real = getattr(s, name)
+
+        def watched(real: Any = real, name: str = name) -> Any:
+            seen.append((name, s.conn.in_transaction))
+            return real()
+
+        monkeypatch.setattr(s, name, watched)
+    try:
+        for adopt in (s._adopt_saved_dates, s._adopt_saved_aggregates):
+            seen.clear()
+            assert adopt()
+            assert seen and all(inside for _name, inside in seen), (adopt.__name__, seen)
+    finally:
+        s.close()
