@@ -197,17 +197,15 @@ def _parsed(path: Path, raw: bytes, sha256: str) -> gpd.GeoDataFrame:
 
     from geo_lead import result_cache
 
+    def parse() -> gpd.GeoDataFrame:
+        gdf = gpd.read_file(io.BytesIO(raw))
+        if gdf.crs is None:
+            raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
+        gdf = gdf.to_crs(settings.CRS_PROJECTED)
+        return gdf.set_geometry(gdf.geometry.make_valid())
+
     key = _parsed_key("frame", sha256, "geopandas", "pyogrio", "shapely", "pyproj", "pandas", "numpy")
-    hit = result_cache.read_object(PARSED_CACHE, key)
-    if isinstance(hit, gpd.GeoDataFrame):
-        return hit
-    gdf = gpd.read_file(io.BytesIO(raw))
-    if gdf.crs is None:
-        raise CRSMismatchError(f"{path}: no CRS; the beat GeoJSON must be EPSG:4326.")
-    gdf = gdf.to_crs(settings.CRS_PROJECTED)
-    gdf = gdf.set_geometry(gdf.geometry.make_valid())
-    result_cache.write_object(PARSED_CACHE, key, gdf)
-    return gdf
+    return result_cache.kept_object(PARSED_CACHE, key, gpd.GeoDataFrame, parse)
 
 
 # --- beats without pandas: the geocoder's and the officer's view ----------------------------
@@ -360,12 +358,8 @@ def _read_index(path: str, _mtime_ns: int) -> BeatIndex:
 
     raw = Path(path).read_bytes()
     key = _parsed_key("index", hashlib.sha256(raw).hexdigest(), "shapely", "pyproj", "numpy")
-    hit = result_cache.read_object(PARSED_CACHE, key)
-    if isinstance(hit, BeatIndex):
-        shapely.prepare(hit.geoms)  # preparation is not pickled
-        return hit
-    index = _index_of(raw)
-    result_cache.write_object(PARSED_CACHE, key, index)
+    index = result_cache.kept_object(PARSED_CACHE, key, BeatIndex, lambda: _index_of(raw))
+    shapely.prepare(index.geoms)  # preparation is not pickled (a no-op on a built index)
     return index
 
 

@@ -141,14 +141,14 @@ def _parsed(path: Path, sha256: str) -> gpd.GeoDataFrame:
     key = result_cache.digest([PARSED_CACHE, result_cache.code_version(), sha256, path.suffix.lower(),
                                result_cache.library_versions("geopandas", "pyogrio", "shapely", "pyproj",
                                                              "pandas", "numpy")])
-    hit = result_cache.read_object(PARSED_CACHE, key)
-    if isinstance(hit, gpd.GeoDataFrame):
-        return hit
-    gdf = gpd.read_file(path)
-    if gdf.crs is None:
-        raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
-    result_cache.write_object(PARSED_CACHE, key, gdf)
-    return gdf
+
+    def parse() -> gpd.GeoDataFrame:
+        gdf = gpd.read_file(path)
+        if gdf.crs is None:
+            raise CRSMismatchError(f"{path}: no CRS; GeoJSON must be EPSG:4326.")
+        return gdf
+
+    return result_cache.kept_object(PARSED_CACHE, key, gpd.GeoDataFrame, parse)
 
 
 def check_same_crs(**frames: gpd.GeoDataFrame | gpd.GeoSeries) -> None:

@@ -813,7 +813,7 @@ def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
         ids = [int(i) for i in hit["ids"]]
         neighbors = {i: [int(j) for j in n] for i, n in zip(ids, hit["neighbors"], strict=True)}
         weights = {i: [float(x) for x in v] for i, v in zip(ids, hit["weights"], strict=True)}
-        if all(x == 1.0 for v in weights.values() for x in v):
+        if _all_ones(weights):
             return BinaryWeights(neighbors, ids)
         from libpysal.weights import W
 
@@ -828,7 +828,12 @@ def queen_weights(units: gpd.GeoDataFrame, lattice: str) -> Any:
         "ids": ids, "neighbors": [[int(j) for j in w.neighbors[i]] for i in ids],
         "weights": [[float(x) for x in w.weights[i]] for i in ids]})
     binary = BinaryWeights.from_w(w)
-    return binary if binary is not None and all(x == 1.0 for v in w.weights.values() for x in v) else w
+    return binary if binary is not None and _all_ones(w.weights) else w
+
+
+def _all_ones(weights: dict[Any, list[float]]) -> bool:
+    """True when every weight is 1 (binary weights: `gistar_local.BinaryWeights` holds them)."""
+    return all(x == 1.0 for v in weights.values() for x in v)
 
 
 #: `geo_lead.result_cache` kind of `queen_weights`.

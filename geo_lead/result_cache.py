@@ -45,10 +45,10 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from geo_lead import settings
 
@@ -313,6 +313,20 @@ def write_object(kind: str, key: str, value: Any) -> None:
         payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         _keep(kind, path, pickle.dumps({"format": OBJECT_FORMAT, "key": key, "sha256": _sealed(payload),
                                         "payload": payload}, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+T = TypeVar("T")
+
+
+def kept_object(kind: str, key: str, of: type[T], compute: Callable[[], T]) -> T:
+    """The object cached as `kind` under `key` when it is an `of` (`read_object`); else
+    ``compute()``, kept under `key` (`write_object`) and returned."""
+    hit = read_object(kind, key)
+    if isinstance(hit, of):
+        return hit
+    value = compute()
+    write_object(kind, key, value)
+    return value
 
 
 #: Files of one kind kept (`prune`): the most recently used; each rerun with new data adds one
