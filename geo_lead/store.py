@@ -402,22 +402,13 @@ class Store:
 
     def _save_aggregates(self) -> None:
         """Save the current kept aggregates into the open transaction, as `_save_dates` saves
-        the dates (meta `SAVED_AGGREGATES_KEY`, with the change counter this commit leaves)."""
-        header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
-        if header is None or header[1] != _ROLLBACK_JOURNAL:
-            return
-        state = self.records_state()
-        current = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
-        if not current:
-            return
-        try:  # (a memo: never the reason a commit fails)
-            value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
-                                "values": {name: _aggregate_to_json(name, v) for name, v in current.items()}})
-        except (ValueError, TypeError) as exc:
-            log.debug("record aggregates not saved (%s)", exc)
-            return
-        with self._writes_to("meta"):
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SAVED_AGGREGATES_KEY, value))
+        the dates (`_save_meta`, meta `SAVED_AGGREGATES_KEY`)."""
+        def current() -> dict[str, Any] | None:
+            state = self.records_state()
+            kept = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
+            return {"values": {name: _aggregate_to_json(name, v) for name, v in kept.items()}} if kept else None
+
+        self._save_meta(SAVED_AGGREGATES_KEY, current)
 
     def _adopt_saved_aggregates(self) -> bool:
         """Take the aggregates a run saved (`_save_aggregates`) as this Store's, once, before
@@ -1584,19 +1575,32 @@ class Store:
         self._keep_dates = True
 
     def _save_dates(self) -> None:
-        """Save `record_dates` (when current) into the open transaction (`keep_record_dates`)."""
+        """Save `record_dates` (when current) into the open transaction (`keep_record_dates`,
+        `_save_meta`)."""
+        def current() -> dict[str, Any] | None:
+            if self._dates is None or self._dates[0] != self._dates_state():
+                return None
+            return _dates_to_json(self._dates[1])
+
+        self._save_meta(SAVED_DATES_KEY, current)
+
+    def _save_meta(self, key: str, fields: Callable[[], dict[str, Any] | None]) -> None:
+        """Save ``fields()`` (None: nothing to save) under meta `key` into the open transaction,
+        with this code's ``format`` and the file change counter this commit leaves, for
+        `_saved_meta`; only in rollback-journal mode (a memo: never the reason a commit fails)."""
         header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
-        if self._dates is None or header is None or header[1] != _ROLLBACK_JOURNAL \
-                or self._dates[0] != self._dates_state():
+        if header is None or header[1] != _ROLLBACK_JOURNAL:
             return
-        try:  # (a memo: never the reason a commit fails)
-            value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32,
-                                **_dates_to_json(self._dates[1])})
+        try:
+            held = fields()
+            if held is None:
+                return
+            value = json.dumps({"format": _saved_dates_version(), "counter": (header[0] + 1) % 2 ** 32, **held})
         except (ValueError, TypeError, OSError) as exc:
-            log.debug("record dates not saved (%s)", exc)
+            log.debug("%s not saved (%s)", key, exc)
             return
         with self._writes_to("meta"):
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (SAVED_DATES_KEY, value))
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _adopt_saved_dates(self) -> bool:
         """Take the saved `record_dates` (`keep_record_dates`) as this Store's, once, before its
