@@ -19,7 +19,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from matplotlib import colors as mcolors
+from matplotlib import dates as mdates
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
 from geo_lead import settings
 from geo_lead.evaluation import EvaluationResult
@@ -42,8 +44,11 @@ def monthly_series_figure(result: EvaluationResult | dict, width_in: float = 9.0
     """
     data = result.to_dict() if isinstance(result, EvaluationResult) else result
     monthly = pd.DataFrame(data["monthly"])
-    monthly["when"] = pd.PeriodIndex(monthly["month"], freq="M").to_timestamp() + pd.Timedelta(days=14)
-    start = pd.Timestamp(data["pilot_start"])
+    # matplotlib date numbers, ticked here (`_year_ticks`): its date locator's rrule search
+    # took about a third of the drawing time
+    monthly["when"] = mdates.date2num(pd.PeriodIndex(monthly["month"], freq="M").to_timestamp()
+                                      + pd.Timedelta(days=14))
+    start = mdates.date2num(pd.Timestamp(data["pilot_start"]))
     fig = Figure(figsize=(width_in, 5.2))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for ax, groups in ((top, ("pilot", "comparison")), (bottom, ("rest",))):
@@ -59,7 +64,7 @@ def monthly_series_figure(result: EvaluationResult | dict, width_in: float = 9.0
         ax.axvline(start, color="black", ls="--", lw=1)
         for m in monthly.loc[monthly["period"] == "transition", "month"]:
             p = pd.Period(m, freq="M")
-            ax.axvspan(p.start_time, p.end_time, color="#dddddd", alpha=0.7, lw=0)
+            ax.axvspan(mdates.date2num(p.start_time), mdates.date2num(p.end_time), color="#dddddd", alpha=0.7, lw=0)
         ax.set_ylabel("records / month\n(weighted)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -69,8 +74,29 @@ def monthly_series_figure(result: EvaluationResult | dict, width_in: float = 9.0
     ci = "" if e["ci_low"] is None else f" ({data['bootstrap']['level']:.0%} interval {e['ci_low']:+.2f} .. {e['ci_high']:+.2f})"
     top.set_title(f"{data['indicator']} records per month; pilot start {data['pilot_start']} (dashed); "
                   f"DiD of log means vs comparison {did}{ci}", fontsize=9)
+    ticks, labels = _year_ticks(min(monthly["when"].min(), start), max(monthly["when"].max(), start))
+    bottom.xaxis.set_major_locator(FixedLocator(ticks))
+    bottom.xaxis.set_major_formatter(FixedFormatter(labels))
     fig.tight_layout()
     return fig
+
+
+#: At most this many year ticks on a time axis (`_year_ticks` labels every n-th year beyond).
+MAX_YEAR_TICKS = 12
+
+
+def _year_ticks(first: float, last: float) -> tuple[list[float], list[str]]:
+    """Ticks at January 1 from the year before `first` to the year after `last` (matplotlib date
+    numbers; the axis shows those in view), labelled with the year; every n-th year when more
+    than `MAX_YEAR_TICKS` years. A span under two years: every quarter, labelled YYYY-MM."""
+    lo, hi = mdates.num2date(first), mdates.num2date(last)
+    if hi.year - lo.year < 2:
+        quarters = pd.period_range(pd.Period(lo.strftime("%Y-%m"), freq="Q") - 1,
+                                   pd.Period(hi.strftime("%Y-%m"), freq="Q") + 1, freq="Q")
+        return [float(mdates.date2num(q.start_time)) for q in quarters], [q.start_time.strftime("%Y-%m") for q in quarters]
+    step = -(-(hi.year - lo.year + 3) // MAX_YEAR_TICKS)
+    years = range(lo.year - lo.year % step, hi.year + 2, step)
+    return [float(mdates.date2num(pd.Timestamp(year=y, month=1, day=1))) for y in years], [str(y) for y in years]
 
 
 def year_choropleths_figure(neighborhoods: gpd.GeoDataFrame, by_year: dict, value: str = "density_per_sqmi",
