@@ -379,9 +379,11 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     computes = not Path(store_path).is_file() or not result_cache.enabled()
     worker = Worker(HOTSPOT_MODULES + (_statistics_modules() if computes else ()))
     # The report's pilot sections are read and its figures drawn in a child too, forked now
-    # for the same reason; it imports what reading them needs during ingest, and matplotlib
-    # too when figures are likely drawn.
-    figures = Worker(PILOT_MODULES)
+    # for the same reason; it imports what reading them and drawing figures needs during
+    # ingest, which leaves the second core idle: matplotlib (~0.5 s) is imported then even
+    # when every figure turns out kept (a rerun adding no flagged record wastes that import
+    # on the idle core; waiting for the ingest to tell put it on the run's longest path).
+    figures = Worker(PILOT_MODULES + FIGURE_MODULES)
     try:
         return _run(RunJob(store_path, tuple(files), out_dir, echo, engine, params, rules), worker, figures)
     finally:
@@ -421,16 +423,16 @@ def _statistics_modules() -> tuple[str, ...]:
 PILOT_MODULES: tuple[str, ...] = ("geo_lead.report", "geo_lead.pilot_report", "geo_lead.by_year",
                                   "geo_lead.evaluation", "geo_lead.divisions", "geo_lead.siting",
                                   "geo_lead.figure_data")
-#: What drawing the report's figures imports (matplotlib, ~0.4 s): the figures child imports
-#: it ahead when figures are likely drawn (`_prefetch_ahead`).
+#: What drawing the report's figures imports (matplotlib, ~0.5 s): the figures child imports
+#: it while the parent ingests.
 FIGURE_MODULES: tuple[str, ...] = ("geo_lead.figures", "geo_lead.pilot_figures")
 
 
 def _prefetch_ahead(workers: Sequence[tuple[Worker, tuple[str, ...]]], flagged_before: int,
                     flagged_after: int, ingest: dict[str, Any]) -> None:
     """Have each worker child import its modules now when the ingest changed the flagged
-    records (their count, an updated record, a re-flag): then the hot spots and the figures
-    are likely computed, not reused. Only the timing depends on this guess, never a result."""
+    records (their count, an updated record, a re-flag): then the hot spots are likely
+    computed, not reused. Only the timing depends on this guess, never a result."""
     if flagged_before != flagged_after or ingest.get("updated") or ingest.get("reflagged"):
         for worker, modules in workers:
             worker.prefetch(modules)
@@ -556,7 +558,7 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         enricher = Enricher(tolerance_ft=params["boundary_tolerance_ft"])  # one write per new record
         flagged_before = store.count_flagged("lead_eligible")
         summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"], enricher)
-        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES), (figures, FIGURE_MODULES)), flagged_before,
+        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES),), flagged_before,
                         store.count_flagged("lead_eligible"), summary["ingest"])
         run.stage("ingest", stage_counts(summary["ingest"]))
         fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}

@@ -81,10 +81,9 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
 
 
 def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_changed() -> None:
-    """`pipeline._prefetch_ahead`: the hotspots child imports the statistics modules, and the
-    figures child matplotlib, ahead only when the ingest changed the flagged records (their
-    count, an updated record, a re-flag)."""
-    from geo_lead.pipeline import FIGURE_MODULES, HOTSPOT_COMPUTE_MODULES, _prefetch_ahead
+    """`pipeline._prefetch_ahead`: the hotspots child imports the statistics modules ahead only
+    when the ingest changed the flagged records (their count, an updated record, a re-flag)."""
+    from geo_lead.pipeline import HOTSPOT_COMPUTE_MODULES, _prefetch_ahead
 
     class Recorder:
         def __init__(self) -> None:
@@ -98,8 +97,6 @@ def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_c
              ((530, 530, {"added": 0, "updated": 2, "reflagged": 0}), True),
              ((530, 530, {"added": 0, "updated": 0, "reflagged": 7}), True)]
     for (before, after, ingest), expected in cases:
-        worker, figures = Recorder(), Recorder()
-        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES), (figures, FIGURE_MODULES)),  # type: ignore[arg-type]
-                        before, after, ingest)
+        worker = Recorder()
+        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES),), before, after, ingest)  # type: ignore[arg-type]
         assert worker.sent == ([HOTSPOT_COMPUTE_MODULES] if expected else []), (before, after, ingest)
-        assert figures.sent == ([FIGURE_MODULES] if expected else []), (before, after, ingest)
