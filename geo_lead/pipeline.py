@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from geo_lead import settings
 from geo_lead.outputs import sha256_file
@@ -492,12 +492,17 @@ def pilot_data(store: Store, records: Any) -> dict[str, Any]:
     return collect_pilot_data(store, records)
 
 
-def pilot_drawn(pilot: dict[str, Any], figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def pilot_drawn(figure_data: dict[str, Any], pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job in a big store (`settings.PILOT_CHILD_MAX_RECORDS`): `pilot_at`'s
-    answer from the pilot data the parent read; the report's figures drawn first."""
+    answer from the pilot data the parent read. The report's figures are drawn first; `pilot`
+    None: submitted before the parent read the pilot data, it draws them while the parent
+    reads and then waits for the data (`parallel.from_parent`)."""
+    from geo_lead.parallel import from_parent
     from geo_lead.report import draw_report_figures, pilot_sections_html
 
     draw_report_figures(figure_data)
+    if pilot is None:
+        pilot = cast(dict[str, Any], from_parent())
     return pilot, pilot_sections_html(pilot)
 
 
@@ -635,9 +640,11 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         figure_data.update(report_figure_data(store, records))
         if pilot is not None:
             pilot.send("site and scores written")
-        else:
-            read = pilot_data(store, records)
-            pilot = figures.submit(pilot_drawn, (read, figure_data), fallback=lambda: pilot_drawn(read, figure_data))
+        else:  # the child draws the report's figures while this process reads the pilot data
+            read: dict[str, Any] = {}
+            pilot = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
+            read["pilot"] = pilot_data(store, records)
+            pilot.send(read["pilot"])
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")

@@ -30,12 +30,12 @@ from geo_lead.pipeline import run_pipeline
 out, data = Path(sys.argv[1]), Path(sys.argv[2])
 from geo_lead import settings
 results = {}
-for mode in ("fork", "fork_big", "no_fork"):
-    # fork_big: the figures child only draws, the parent reads the pilot data (a big store);
+for mode in ("fork", "fork_big", "no_fork", "no_fork_big"):
+    # *_big: the figures child only draws, the parent reads the pilot data (a big store);
     # the setting is in every result key: a result cache of its own
-    settings.PILOT_CHILD_MAX_RECORDS = 0 if mode == "fork_big" else 100_000
-    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results_big" if mode == "fork_big" else "results"))
-    if mode == "no_fork":
+    settings.PILOT_CHILD_MAX_RECORDS = 0 if mode.endswith("_big") else 100_000
+    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results_" + mode if mode.endswith("_big") else "results"))
+    if mode.startswith("no_fork"):
         os.environ["GEO_LEAD_NO_FORK"] = "1"
     before = parallel.forks()
     summary = run_pipeline(out / mode / "lead.gpkg", [data], out_dir=out / mode / "maps", echo=None)
@@ -57,24 +57,24 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
                          text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    fork, big, one = results["fork"], results["fork_big"], results["no_fork"]
+    fork, big, one, one_big = results["fork"], results["fork_big"], results["no_fork"], results["no_fork_big"]
     # hotspots worker, figures worker (the report's pilot sections and figures), site, zone
     # page, and the timeline page (rendered in a child while the site map renders here:
     # `maps._write_pages`)
     assert fork["forks"] == big["forks"] == 5, (fork["forks"], big["forks"])
-    assert one["forks"] == 0
+    assert one["forks"] == one_big["forks"] == 0
     assert fork["records"] == one["records"] > 0
     for stage in ("score", "hotspots", "site"):
-        assert fork[stage] == big[stage] == one[stage], stage
+        assert fork[stage] == big[stage] == one[stage] == one_big[stage], stage
     # the report (its pilot sections read and its figures drawn by the figures child) is the
     # one-process report, but for the store's folder, the ingest time it lists and the minute it was made
     pages = {mode: re.sub(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ| \d\d:\d\d UTC)", "TIME",
                           (tmp_path / mode / "maps" / "report.html").read_text(encoding="utf-8")
-                          .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in ("fork", "fork_big", "no_fork")}
-    assert pages["fork"] == pages["fork_big"] == pages["no_fork"]
+                          .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in results}
+    assert pages["fork"] == pages["fork_big"] == pages["no_fork"] == pages["no_fork_big"]
     # the report drawn here took the figures child's drawings: one PNG per figure in the cache
     # (a figure keyed otherwise here would have been drawn and kept a second time)
-    for results in ("results", "results_big"):
+    for results in ("results", "results_fork_big"):
         drawn = [json.loads(p.read_text())["name"] for p in (tmp_path / results).glob("figure_png-*.json")]
         assert drawn and len(drawn) == len(set(drawn)), (results, drawn)
     assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
