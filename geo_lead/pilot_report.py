@@ -28,15 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
-                       before_evaluation: Callable[[], object] | None = None) -> dict[str, Any]:
+                       before_evaluation: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
     """Everything the pilot sections show, from an open store (each part None + a note on failure).
 
     `records`: the run's shared read of the records (`geo_lead.pipeline.analysis_records`),
     used by the year-by-year and before/after parts where it gives their own read's answer
     (`by_year.shared_read`, `analysis_reads.reusable_points`); otherwise they read the store.
-    `before_evaluation`: called after the year-by-year and division parts, before the
-    before/after part reads the stored site result (a child waits there for its parent to
-    have written it: `geo_lead.pipeline.pilot_at`).
+    `before_evaluation`: called with the parts read so far (the year-by-year and division
+    parts), before the before/after part reads the stored site result (a child waits there for
+    its parent to have written it: `geo_lead.pipeline.pilot_at`; a parent hands its child those
+    parts to draw while it evaluates: `geo_lead.pipeline.pilot_drawn`).
     """
     from geo_lead.boundaries import load_neighborhoods
 
@@ -67,7 +68,7 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
     attempt("by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
     attempt("divisions", lambda: divisions_for_store(store, nh).to_dict())
     if before_evaluation is not None:
-        before_evaluation()
+        before_evaluation(out)
     attempt("evaluation", lambda: evaluate_store(
         store, ev, records=reusable_points(store, records, ev.indicator,
                                            [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict())

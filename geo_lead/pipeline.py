@@ -477,7 +477,7 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     with bulk_gc(), opened(store_path, create=False) as store:
         records = analysis_records(store)  # the parent's read: the parts take it where exact
 
-        def report_figures_first() -> None:
+        def report_figures_first(_parts: dict[str, Any]) -> None:
             from_parent()
             draw_report_figures(report_figure_data(store, records))
 
@@ -485,24 +485,31 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return pilot, pilot_sections_html(pilot)
 
 
-def pilot_data(store: Store, records: Any) -> dict[str, Any]:
+def pilot_data(store: Store, records: Any, before_evaluation: Callable[[dict[str, Any]], object] | None = None,
+               ) -> dict[str, Any]:
     """The pilot sections' data read here from the run's shared read (`pilot_report.collect_pilot_data`)."""
     from geo_lead.pilot_report import collect_pilot_data
 
-    return collect_pilot_data(store, records)
+    return collect_pilot_data(store, records, before_evaluation)
 
 
 def pilot_drawn(figure_data: dict[str, Any], pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job in a big store (`settings.PILOT_CHILD_MAX_RECORDS`): `pilot_at`'s
     answer from the pilot data the parent read. The report's figures are drawn first; `pilot`
     None: submitted before the parent read the pilot data, it draws them while the parent
-    reads and then waits for the data (`parallel.from_parent`)."""
+    reads, then takes what the parent sends (`parallel.from_parent`): ``("parts", dict)``,
+    pilot data read so far, whose figures it draws while the parent reads the rest, until
+    ``("all", pilot data)``."""
     from geo_lead.parallel import from_parent
     from geo_lead.report import draw_report_figures, pilot_sections_html
 
     draw_report_figures(figure_data)
-    if pilot is None:
-        pilot = cast(dict[str, Any], from_parent())
+    while pilot is None:
+        kind, value = cast(tuple[str, dict[str, Any]], from_parent())
+        if kind == "all":
+            pilot = value
+        else:
+            pilot_sections_html(value)  # its figures drawn into the figure cache
     return pilot, pilot_sections_html(pilot)
 
 
@@ -642,9 +649,10 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
             pilot.send("site and scores written")
         else:  # the child draws the report's figures while this process reads the pilot data
             read: dict[str, Any] = {}
-            pilot = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
-            read["pilot"] = pilot_data(store, records)
-            pilot.send(read["pilot"])
+            drawing = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
+            read["pilot"] = pilot_data(store, records, lambda parts: drawing.send(("parts", dict(parts))))
+            drawing.send(("all", read["pilot"]))
+            pilot = drawing
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
