@@ -29,16 +29,27 @@ log = logging.getLogger(__name__)
 
 def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
                        before_evaluation: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
-    """Everything the pilot sections show, from an open store (each part None + a note on failure).
+    """Everything the pilot sections show, from an open store (each part None + a note on failure):
+    `pilot_parts`, then `with_evaluation`.
 
     `records`: the run's shared read of the records (`geo_lead.pipeline.analysis_records`),
     used by the year-by-year and before/after parts where it gives their own read's answer
     (`by_year.shared_read`, `analysis_reads.reusable_points`); otherwise they read the store.
     `before_evaluation`: called with the parts read so far (the year-by-year and division
     parts), before the before/after part reads the stored site result (a child waits there for
-    its parent to have written it: `geo_lead.pipeline.pilot_at`; a parent hands its child those
-    parts to draw while it evaluates: `geo_lead.pipeline.pilot_drawn`).
+    its parent to have written it: `geo_lead.pipeline.pilot_at`).
     """
+    out = pilot_parts(store, records)
+    if "neighborhoods" not in out:
+        return out
+    if before_evaluation is not None:
+        before_evaluation(out)
+    return with_evaluation(store, out, records)
+
+
+def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The parts of `collect_pilot_data` that do not read the site result: the year-by-year
+    scores and siting, and the official vs record-derived First Division."""
     from geo_lead.boundaries import load_neighborhoods
 
     out: dict[str, Any] = {"notes": [], "announcement": settings.PILOT_ANNOUNCEMENT_DATE}
@@ -47,32 +58,40 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
         return out
     nh = load_neighborhoods()
     out["neighborhoods"] = nh
-
-    def attempt(key: str, fn: Callable[[], object]) -> None:
-        try:
-            out[key] = fn()
-        except GeoLeadError as exc:
-            out[key] = None
-            out["notes"].append(f"{key}: {exc}")
-        except Exception as exc:  # an optional section must not take the whole report down
-            log.warning("report section %s failed", key, exc_info=True)
-            out[key] = None
-            out["notes"].append(f"{key}: failed ({type(exc).__name__}: {exc})")
-
-    from geo_lead.analysis_reads import reusable_points
     from geo_lead.by_year import by_year_store, shared_read
     from geo_lead.divisions import divisions_for_store
+
+    _attempt(out, "by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
+    _attempt(out, "divisions", lambda: divisions_for_store(store, nh).to_dict())
+    return out
+
+
+def with_evaluation(store: Store, parts: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """`parts` (`pilot_parts`) with the before/after estimate at the announcement date (it
+    reads the stored site result: the pilot and comparison zones)."""
+    from geo_lead.analysis_reads import reusable_points
     from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store
 
+    out = {**parts, "notes": list(parts["notes"])}
     ev = EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)
-    attempt("by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
-    attempt("divisions", lambda: divisions_for_store(store, nh).to_dict())
-    if before_evaluation is not None:
-        before_evaluation(out)
-    attempt("evaluation", lambda: evaluate_store(
+    _attempt(out, "evaluation", lambda: evaluate_store(
         store, ev, records=reusable_points(store, records, ev.indicator,
                                            [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict())
     return out
+
+
+def _attempt(out: dict[str, Any], key: str, fn: Callable[[], object]) -> None:
+    """``out[key] = fn()``; on failure None, and a note (an optional section must not take the
+    whole report down)."""
+    try:
+        out[key] = fn()
+    except GeoLeadError as exc:
+        out[key] = None
+        out["notes"].append(f"{key}: {exc}")
+    except Exception as exc:
+        log.warning("report section %s failed", key, exc_info=True)
+        out[key] = None
+        out["notes"].append(f"{key}: failed ({type(exc).__name__}: {exc})")
 
 
 # --- html -----------------------------------------------------------------------------------

@@ -485,31 +485,27 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return pilot, pilot_sections_html(pilot)
 
 
-def pilot_data(store: Store, records: Any, before_evaluation: Callable[[dict[str, Any]], object] | None = None,
-               ) -> dict[str, Any]:
+def pilot_data(store: Store, records: Any) -> dict[str, Any]:
     """The pilot sections' data read here from the run's shared read (`pilot_report.collect_pilot_data`)."""
     from geo_lead.pilot_report import collect_pilot_data
 
-    return collect_pilot_data(store, records, before_evaluation)
+    return collect_pilot_data(store, records)
 
 
-def pilot_drawn(figure_data: dict[str, Any], pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def pilot_drawn(figure_data: dict[str, Any], parts: dict[str, Any],
+                pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job in a big store (`settings.PILOT_CHILD_MAX_RECORDS`): `pilot_at`'s
-    answer from the pilot data the parent read. The report's figures are drawn first; `pilot`
-    None: submitted before the parent read the pilot data, it draws them while the parent
-    reads, then takes what the parent sends (`parallel.from_parent`): ``("parts", dict)``,
-    pilot data read so far, whose figures it draws while the parent reads the rest, until
-    ``("all", pilot data)``."""
+    answer from the pilot data the parent read. `pilot` None: submitted with the parts read
+    before the site result (`pilot_report.pilot_parts`), it draws the report's figures and
+    theirs while the parent evaluates, then takes the whole pilot data the parent sends
+    (`parallel.from_parent`)."""
     from geo_lead.parallel import from_parent
-    from geo_lead.report import draw_report_figures, pilot_sections_html
+    from geo_lead.report import draw_pilot_figures, draw_report_figures, pilot_sections_html
 
-    draw_report_figures(figure_data)
-    while pilot is None:
-        kind, value = cast(tuple[str, dict[str, Any]], from_parent())
-        if kind == "all":
-            pilot = value
-        else:
-            pilot_sections_html(value)  # its figures drawn into the figure cache
+    if pilot is None:
+        draw_report_figures(figure_data)
+        draw_pilot_figures(parts)
+        pilot = cast(dict[str, Any], from_parent())
     return pilot, pilot_sections_html(pilot)
 
 
@@ -621,6 +617,7 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
         from geo_lead.parallel import Deferred
+        from geo_lead.pilot_report import pilot_parts, with_evaluation
         from geo_lead.siting import compute_site
         from geo_lead.zones_milp import stored_queen_adjacency
 
@@ -635,6 +632,8 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
+        # a big store: the pilot parts that need no site result, read here while the site child computes
+        parts = None if pilot is not None else pilot_parts(store, records)
         site_lines: list[str] = []
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
@@ -647,11 +646,12 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         figure_data.update(report_figure_data(store, records))
         if pilot is not None:
             pilot.send("site and scores written")
-        else:  # the child draws the report's figures while this process reads the pilot data
+        elif parts is not None:  # the child draws the report's and the parts' figures while this process evaluates
             read: dict[str, Any] = {}
-            drawing = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
-            read["pilot"] = pilot_data(store, records, lambda parts: drawing.send(("parts", dict(parts))))
-            drawing.send(("all", read["pilot"]))
+            drawing = figures.submit(pilot_drawn, (figure_data, parts),
+                                     fallback=lambda: pilot_drawn(figure_data, parts, read["pilot"]))
+            read["pilot"] = with_evaluation(store, parts, records) if "neighborhoods" in parts else parts
+            drawing.send(read["pilot"])
             pilot = drawing
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
