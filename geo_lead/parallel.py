@@ -227,7 +227,8 @@ class Deferred(Generic[T]):
     def send(self, value: object) -> None:
         """Hand `value` to a `Worker` job waiting for it (`from_parent`). A no-op without a child
         (the job is computed here, from this process's own data); a child that is gone is
-        found out by `result`."""
+        found out by `result`. A value bigger than the pipe holds (~200 KB pickled) waits here
+        until the job reads it."""
         if self._proc is None or self._conn is None:
             return
         try:

@@ -504,9 +504,23 @@ def pilot_drawn(figure_data: dict[str, Any], parts: dict[str, Any],
 
     if pilot is None:
         draw_report_figures(figure_data)
-        draw_pilot_figures(parts)
-        pilot = cast(dict[str, Any], from_parent())
+        draw_pilot_figures(_unpacked(parts))
+        pilot = _unpacked(cast(dict[str, Any], from_parent()))
     return pilot, pilot_sections_html(pilot)
+
+
+def _packed(pilot: dict[str, Any]) -> dict[str, Any]:
+    """Pilot data to send to the figures child without its neighborhoods (`_unpacked` loads
+    them again there): their shapes made ~0.7 MB of ~0.75, more than a pipe holds, so the
+    parent's send waited for the child to finish drawing before it read."""
+    return {**pilot, "neighborhoods": True} if "neighborhoods" in pilot else pilot
+
+
+def _unpacked(pilot: dict[str, Any]) -> dict[str, Any]:
+    """`_packed`'s pilot data with the neighborhoods `pilot_report.pilot_parts` read."""
+    from geo_lead.boundaries import load_neighborhoods
+
+    return {**pilot, "neighborhoods": load_neighborhoods()} if pilot.get("neighborhoods") is True else pilot
 
 
 def _pilot_here(store: Store, records: Any, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -648,10 +662,10 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
             pilot.send("site and scores written")
         elif parts is not None:  # the child draws the report's and the parts' figures while this process evaluates
             read: dict[str, Any] = {}
-            drawing = figures.submit(pilot_drawn, (figure_data, parts),
+            drawing = figures.submit(pilot_drawn, (figure_data, _packed(parts)),
                                      fallback=lambda: pilot_drawn(figure_data, parts, read["pilot"]))
             read["pilot"] = with_evaluation(store, parts, records) if "neighborhoods" in parts else parts
-            drawing.send(read["pilot"])
+            drawing.send(_packed(read["pilot"]))
             pilot = drawing
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
