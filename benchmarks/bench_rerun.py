@@ -23,7 +23,8 @@ waits for), timed by wall clock in this process.
    paths, as a user's rerun finds them (pages are kept by path), and the result cache as the
    full runs left it (so no repeat reuses what an earlier repeat computed), ``geo-lead run ONE.csv`` where
    ONE.csv is the 2023 file's header + that one physical line (written to the work folder;
-   shipped files are never edited). Printed: wall seconds, share of the full run's median,
+   shipped files are never edited). Printed: wall seconds, CPU seconds (user + system, with
+   the children waited for), share of the full run's median,
    min/median/max, the stage seconds of the run's manifest row (``counts_json``), and
    whether the target is met.
 
@@ -69,9 +70,11 @@ STAGE_ORDER = ("ingest", "geocode", "join", "score", "hotspots", "site", "output
 
 @dataclass
 class Timing:
-    """Wall seconds of one `geo-lead run` and the stage seconds its manifest row holds."""
+    """Wall seconds of one `geo-lead run`, its CPU seconds (user + system, with the children
+    it waited for) and the stage seconds its manifest row holds."""
 
     wall_s: float
+    cpu_s: float
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -82,16 +85,23 @@ def _env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cache: Path) -> float:
-    """Wall seconds of ``python -m geo_lead ARGS`` (raises on a non-zero exit)."""
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "geo_lead", *args], env=_env(cache), cwd=ROOT,
-                          capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"geo-lead {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                         f"{done.stderr[-4000:]}")
-    return wall
+def run_cli(args: list[str], cache: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``python -m geo_lead ARGS`` (raises on a non-zero exit). CPU:
+    user + system of the process and the children it waited for (`os.wait4`): on a loaded
+    machine the wall time grows, the CPU time much less."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "geo_lead", *args], env=_env(cache), cwd=ROOT,
+                                stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            out.seek(0)
+            err.seek(0)
+            raise SystemExit(f"geo-lead {' '.join(args)} failed ({code}):\n{out.read().decode()[-2000:]}\n"
+                             f"{err.read().decode()[-4000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def stage_seconds(store_path: Path) -> dict[str, float]:
@@ -107,8 +117,8 @@ def stage_seconds(store_path: Path) -> dict[str, float]:
 
 
 def timed_run(files: list[Path], store: Path, out: Path, cache: Path) -> Timing:
-    wall = run_cli(["run", *map(str, files), "--store", str(store), "--out", str(out)], cache)
-    return Timing(wall, stage_seconds(store))
+    wall, cpu = run_cli(["run", *map(str, files), "--store", str(store), "--out", str(out)], cache)
+    return Timing(wall, cpu, stage_seconds(store))
 
 
 def fresh_run(store: Path, out: Path, cache: Path) -> Timing:
@@ -190,6 +200,8 @@ def report(label: str, timings: list[Timing], fulls: dict[str, float] | None = N
     target is met against the first of them (the full run that computes its statistics)."""
     walls = [t.wall_s for t in timings]
     print(f"{label:<20} wall s: " + " ".join(f"{w:6.2f}" for w in walls) + f"   ({spread(walls)})")
+    cpus = [t.cpu_s for t in timings]
+    print(f"{'':<20} CPU s:  " + " ".join(f"{c:6.2f}" for c in cpus) + f"   ({spread(cpus)})")
     print(f"{'':<20} stage s (median): {stage_line(timings)}")
     met = True
     for i, (name, full_median) in enumerate((fulls or {}).items()):
