@@ -50,6 +50,8 @@ from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -159,12 +161,17 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
     """
     named = neighborhoods[neighborhoods["is_named"].astype(bool)]
     if settings.FIRST_DIVISION_FILE.exists():
-        from geo_lead.boundaries import load_first_division  # parsed once per process per content
+        key = _units_file_key(named, settings.FIRST_DIVISION_FILE)
+        if key not in _FIRST_DIVISION_MEMO:
+            from geo_lead.boundaries import load_first_division
 
-        div = load_first_division(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
-        proj = named.to_crs(settings.CRS_PROJECTED)
-        share = proj.geometry.intersection(div).area / proj.geometry.area
-        return sorted(named.loc[share >= 0.5, "NH_NAME"])
+            div = load_first_division(settings.FIRST_DIVISION_FILE).to_crs(settings.CRS_PROJECTED).union_all()
+            proj = named.to_crs(settings.CRS_PROJECTED)
+            share = proj.geometry.intersection(div).area / proj.geometry.area
+            if len(_FIRST_DIVISION_MEMO) >= 8:
+                _FIRST_DIVISION_MEMO.clear()
+            _FIRST_DIVISION_MEMO[key] = sorted(named.loc[share >= 0.5, "NH_NAME"])
+        return list(_FIRST_DIVISION_MEMO[key])
     if records is not None and {"division", "neighborhood"} <= set(records.columns):
         rec = records[records["neighborhood"].astype(str) != ""]
         first = rec["division"].fillna("").astype(str).str.upper().eq(settings.FIRST_DIVISION)
@@ -176,6 +183,24 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
     raise GeoLeadError("cannot tell which neighborhoods form the First Division: no "
                        f"{settings.FIRST_DIVISION_FILE} and no geocoded records with a division; "
                        "pass the candidate neighborhoods by name (--candidates) or use --area city.")
+
+
+#: `first_division_names` from the First Division file, per `_units_file_key`: a year-by-year
+#: report asks it once per year and step (~15 ms each: projecting and intersecting 90 units).
+_FIRST_DIVISION_MEMO: dict[str, list[str]] = {}
+
+
+def _units_file_key(units: gpd.GeoDataFrame, path: Path) -> str:
+    """sha256 of the units' CRS, names and shapes (WKB) and the bytes of the file at `path`."""
+    import hashlib
+
+    h = hashlib.sha256(path.read_bytes())
+    h.update(str(units.crs).encode())
+    h.update("\x1f".join(units["NH_NAME"].astype(str)).encode())
+    for wkb in shapely.to_wkb(units.geometry.to_numpy(), hex=False).tolist():
+        h.update(len(wkb or b"").to_bytes(8, "little"))
+        h.update(wkb or b"")
+    return h.hexdigest()
 
 
 def study_area(neighborhoods: gpd.GeoDataFrame, names: Sequence[str]) -> shapely.Geometry:

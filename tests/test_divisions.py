@@ -87,6 +87,26 @@ def test_shipped_official_first_division() -> None:
     assert first_division_names(nh) == sorted(named["NH_NAME"])
 
 
+def test_first_division_names_are_kept_per_units_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hotspots.first_division_names` keeps its answer per units and First Division file: the
+    same call gives the fresh answer; other units or another file's bytes compute again."""
+    from geo_lead import hotspots
+
+    nh = load_neighborhoods()
+    hotspots._FIRST_DIVISION_MEMO.clear()
+    first = hotspots.first_division_names(nh)
+    assert hotspots.first_division_names(nh) == first and len(hotspots._FIRST_DIVISION_MEMO) == 1
+    fewer = nh[nh["NH_NAME"] != first[0]]
+    assert hotspots.first_division_names(fewer) == first[1:]
+    # a First Division file that is one neighborhood's polygon: that neighborhood alone
+    one = nh[nh["NH_NAME"] == first[-1]][["NH_NAME", "geometry"]]
+    path = tmp_path / settings.FIRST_DIVISION_FILE.name
+    path.write_text(one.to_json(), encoding="utf-8")
+    monkeypatch.setattr(settings, "FIRST_DIVISION_FILE", path)
+    assert hotspots.first_division_names(nh) == [first[-1]]
+    assert len(hotspots._FIRST_DIVISION_MEMO) == 3
+
+
 def test_rebuild_writes_the_shipped_file(tmp_path: Path) -> None:
     for name in (settings.NEIGHBORHOODS_FILE.name, settings.DIVISIONS_FILE.name):
         (tmp_path / name).write_bytes((settings.BOUNDARIES_DIR / name).read_bytes())
