@@ -458,14 +458,15 @@ def hotspots_at(store_path: str, indicator: str = "lead_eligible",
         return layers, count_left_out(result, left_out(store, frame))
 
 
-def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job: the pilot sections' data of the store at `store_path`
     (`pilot_report.collect_pilot_data`, from its own reads) and their HTML
     (`report.pilot_sections_html`); the report's figures drawn into the figure cache on the way
     (`report.draw_report_figures`).
 
-    Submitted once the join is committed, it reads the flagged records as the parent does
-    (`analysis_records`, which the parts take where exact) and the year-by-year and division
+    Submitted once the join is committed, with the parent's read of the flagged records
+    (`analysis_records`, which the parts take where exact) when it is small enough to send
+    (`_sendable`), else it reads them as the parent did; then the year-by-year and division
     parts at once; the report's figures and the before/after part read the scores and the site result,
     so it waits there for the parent's word (`parallel.from_parent`: sent once they are
     written), then draws the report's figures first (the parent drafts the report with them).
@@ -475,7 +476,8 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
     with bulk_gc(), opened(store_path, create=False) as store:
-        records = analysis_records(store)  # the parent's read: the parts take it where exact
+        if records is None:  # the parent's read: the parts take it where exact
+            records = analysis_records(store)
 
         def report_figures_first(_parts: dict[str, Any]) -> None:
             from_parent()
@@ -483,6 +485,20 @@ def pilot_at(store_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
         pilot = collect_pilot_data(store, records, before_evaluation=report_figures_first)
     return pilot, pilot_sections_html(pilot)
+
+
+#: Largest pickled value `_sendable` hands a worker child: what a pipe holds (Linux: ~200 KB
+#: for the socket pair of a `parallel.Worker`), so the send never waits for the child to read.
+SEND_MAX_BYTES = 128 * 1024
+
+
+def _sendable(value: Any) -> Any:
+    """`value` when it pickles to at most `SEND_MAX_BYTES`, else None (the child reads it
+    itself): the flagged records of the shipped data pickle to ~0.1 MB in ~2 ms, while the
+    child's own read took 0.07-0.25 s of its job, the run's longest path on a +1 eligible rerun."""
+    import pickle
+
+    return value if len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) <= SEND_MAX_BYTES else None
 
 
 def pilot_data(store: Store, records: Any) -> dict[str, Any]:
@@ -615,7 +631,7 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         figure_data: dict[str, Any] = {}
         pilot = None
         if store.count("records") <= settings.PILOT_CHILD_MAX_RECORDS:
-            pilot = figures.submit(pilot_at, (str(store.path),),
+            pilot = figures.submit(pilot_at, (str(store.path), _sendable(records)),
                                    fallback=lambda: _pilot_here(store, shared["records"], figure_data))
         unflagged = left_out(store, records)  # counted in the hotspots' and site's accounting
         from geo_lead.allocation import summary as allocation_summary

@@ -24,17 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 _RUN = """
 import json, os, sys
 from pathlib import Path
-from geo_lead import parallel
+from geo_lead import parallel, pipeline
 from geo_lead.pipeline import run_pipeline
 
 out, data = Path(sys.argv[1]), Path(sys.argv[2])
 from geo_lead import settings
 results = {}
-for mode in ("fork", "fork_big", "no_fork", "no_fork_big"):
+for mode in ("fork", "fork_read", "fork_big", "no_fork", "no_fork_big"):
     # *_big: the figures child only draws, the parent reads the pilot data (a big store);
-    # the setting is in every result key: a result cache of its own
+    # the setting is in every result key: a result cache of its own. fork_read: the records
+    # are not sent to the figures child (too big to send), it reads them itself
     settings.PILOT_CHILD_MAX_RECORDS = 0 if mode.endswith("_big") else 100_000
-    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results_" + mode if mode.endswith("_big") else "results"))
+    pipeline.SEND_MAX_BYTES = 0 if mode == "fork_read" else 128 * 1024
+    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results" if mode in ("fork", "no_fork") else "results_" + mode))
     if mode.startswith("no_fork"):
         os.environ["GEO_LEAD_NO_FORK"] = "1"
     before = parallel.forks()
@@ -57,27 +59,40 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
                          text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    fork, big, one, one_big = results["fork"], results["fork_big"], results["no_fork"], results["no_fork_big"]
+    fork, read, big, one, one_big = (results[m] for m in ("fork", "fork_read", "fork_big", "no_fork", "no_fork_big"))
     # hotspots worker, figures worker (the report's pilot sections and figures), site, zone
     # page, and the timeline page (rendered in a child while the site map renders here:
     # `maps._write_pages`)
-    assert fork["forks"] == big["forks"] == 5, (fork["forks"], big["forks"])
+    assert fork["forks"] == read["forks"] == big["forks"] == 5, (fork["forks"], read["forks"], big["forks"])
     assert one["forks"] == one_big["forks"] == 0
     assert fork["records"] == one["records"] > 0
     for stage in ("score", "hotspots", "site"):
-        assert fork[stage] == big[stage] == one[stage] == one_big[stage], stage
+        assert fork[stage] == read[stage] == big[stage] == one[stage] == one_big[stage], stage
     # the report (its pilot sections read and its figures drawn by the figures child) is the
     # one-process report, but for the store's folder, the ingest time it lists and the minute it was made
     pages = {mode: re.sub(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ| \d\d:\d\d UTC)", "TIME",
                           (tmp_path / mode / "maps" / "report.html").read_text(encoding="utf-8")
                           .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in results}
-    assert pages["fork"] == pages["fork_big"] == pages["no_fork"] == pages["no_fork_big"]
+    assert len(set(pages.values())) == 1, [m for m in pages if pages[m] != pages["no_fork"]]
     # the report drawn here took the figures child's drawings: one PNG per figure in the cache
     # (a figure keyed otherwise here would have been drawn and kept a second time)
-    for results in ("results", "results_fork_big"):
+    for results in ("results", "results_fork_read", "results_fork_big"):
         drawn = [json.loads(p.read_text())["name"] for p in (tmp_path / results).glob("figure_png-*.json")]
         assert drawn and len(drawn) == len(set(drawn)), (results, drawn)
     assert "gave no result" not in out.stderr  # every child answered: nothing was recomputed
+
+
+def test_only_what_a_pipe_holds_is_sent_to_a_child() -> None:
+    """`pipeline._sendable`: a value that pickles to at most `SEND_MAX_BYTES` is sent (the
+    shipped data's flagged records), a bigger one is not (None: the child reads it itself)."""
+    import pandas as pd
+
+    from geo_lead.pipeline import SEND_MAX_BYTES, _sendable
+
+    small = pd.DataFrame({"lon": [-85.8] * 100, "lat": [38.2] * 100})
+    assert _sendable(small) is small
+    big = pd.DataFrame({"text": ["x" * 1000] * (SEND_MAX_BYTES // 1000 + 1)})
+    assert _sendable(big) is None
 
 
 def test_statistics_libraries_are_imported_ahead_only_when_the_flagged_records_changed() -> None:
