@@ -499,6 +499,20 @@ def pilot_drawn(pilot: dict[str, Any], figure_data: dict[str, Any]) -> tuple[dic
     return pilot, pilot_sections_html(pilot)
 
 
+def pilot_drawn_after(figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`pilot_drawn` as the figures child's job in a big store, submitted before the parent has
+    read the pilot data: the report's figures are drawn first (they need only `figure_data`),
+    then the pilot data the parent sends (`parallel.from_parent`) gives the sections' HTML."""
+    from geo_lead.parallel import from_parent
+    from geo_lead.report import draw_report_figures, pilot_sections_html
+
+    draw_report_figures(figure_data)
+    pilot = from_parent()
+    if not isinstance(pilot, dict):
+        raise TypeError(f"the figures child was sent {type(pilot).__name__}, not the pilot data")
+    return pilot, pilot_sections_html(pilot)
+
+
 def _pilot_here(store: Store, records: Any, figure_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`pilot_at`'s answer computed in this process from the shared read (no figures child)."""
     from geo_lead.report import pilot_sections_html
@@ -633,9 +647,12 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         figure_data.update(report_figure_data(store, records))
         if pilot is not None:
             pilot.send("site and scores written")
-        else:
-            read = pilot_data(store, records)
-            pilot = figures.submit(pilot_drawn, (read, figure_data), fallback=lambda: pilot_drawn(read, figure_data))
+        else:  # the child draws the report's figures while this process reads the pilot data
+            read: dict[str, Any] = {}
+            pilot = figures.submit(pilot_drawn_after, (figure_data,),
+                                   fallback=lambda: pilot_drawn(read["pilot"], figure_data))
+            read["pilot"] = pilot_data(store, records)
+            pilot.send(read["pilot"])
         if not hot.answered():  # waiting anyway: folium for the outputs stage
             import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
