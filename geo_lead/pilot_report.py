@@ -47,30 +47,37 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
     nh = load_neighborhoods()
     out["neighborhoods"] = nh
 
+    notes: dict[str, list[str]] = {"by_year": [], "divisions": [], "evaluation": []}  # in this order
+
     def attempt(key: str, fn: Callable[[], object]) -> None:
         try:
             out[key] = fn()
         except GeoLeadError as exc:
             out[key] = None
-            out["notes"].append(f"{key}: {exc}")
+            notes[key].append(f"{key}: {exc}")
         except Exception as exc:  # an optional section must not take the whole report down
             log.warning("report section %s failed", key, exc_info=True)
             out[key] = None
-            out["notes"].append(f"{key}: failed ({type(exc).__name__}: {exc})")
+            notes[key].append(f"{key}: failed ({type(exc).__name__}: {exc})")
 
     from geo_lead.analysis_reads import reusable_points
-    from geo_lead.by_year import by_year_store, shared_read
+    from geo_lead.by_year import by_year_started, shared_read
     from geo_lead.divisions import divisions_for_store
     from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store
 
     ev = EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)
-    attempt("by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
+    # the years are sited in a child (when it can fork) while the other parts are computed here
+    by_year: list[Callable[[], Any]] = []
+    attempt("by_year", lambda: by_year.append(by_year_started(store, records=shared_read(store, records))))
     attempt("divisions", lambda: divisions_for_store(store, nh).to_dict())
     if before_evaluation is not None:
         before_evaluation()
     attempt("evaluation", lambda: evaluate_store(
         store, ev, records=reusable_points(store, records, ev.indicator,
                                            [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict())
+    if by_year:
+        attempt("by_year", lambda: by_year[0]().to_dict())
+    out["notes"].extend(n for part in notes.values() for n in part)
     return out
 
 

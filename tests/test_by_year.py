@@ -152,6 +152,7 @@ def test_by_year_sites_in_a_child_what_each_year_sited_here_gives(
         _read,
         _site_by_year_job,
         _year_sampling,
+        by_year_started,
         by_year_store,
         score_by_year_store,
     )
@@ -176,9 +177,12 @@ def test_by_year_sites_in_a_child_what_each_year_sited_here_gives(
         read = _read(store, "lead_eligible")
         assert len(read) < store.count("records")  # a flagged read: each year's spans given, no store read
         job = _site_by_year_job(store, "lead_eligible", "first-division", None, read, params)
-        assert (job._proc is not None) == parallel.fork_available()  # forked when this process can
+        assert job.in_child == parallel.fork_available()  # forked when this process can
         forked = job.result()
         both = by_year_store(store, site_params=params)
+        started = by_year_started(store, site_params=params)  # the caller works here meanwhile
+        assert score_by_year_store(store).to_dict()["scores"] == both.to_dict()["scores"]
+        two_steps = started()
         spans = _year_sampling(store, read)
         assert spans is not None
         adjacency = stored_queen_adjacency(store, neighborhoods)
@@ -190,6 +194,6 @@ def test_by_year_sites_in_a_child_what_each_year_sited_here_gives(
         one_process = by_year_store(store, site_params=params)
     assert forked.years == [2016, 2017] and len(forked.sites) == 2
     assert [s.to_dict() for s in forked.sites] == [site_for_year(y, r).to_dict() for y, r in zip(forked.years, here, strict=True)]
-    assert both.to_dict() == one_process.to_dict()
+    assert both.to_dict() == one_process.to_dict() == two_steps.to_dict()
     assert [s.to_dict() for s in both.sites] == [s.to_dict() for s in forked.sites]
     assert [s.to_dict() for s in both.scores] == [s.to_dict() for s in scores.scores]
