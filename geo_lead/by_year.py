@@ -19,7 +19,7 @@ Nothing is written by the computations; `score_by_year_store` / `site_by_year_st
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
+    from geo_lead.parallel import Deferred
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -363,18 +364,51 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
     A year whose records cannot be sited (no record in its train or test months) gets a note
     instead of an entry.
     """
+    return _site_by_year_job(store, indicator, area, years, records, params).result()
+
+
+@dataclass(frozen=True)
+class _SiteJob:
+    """The years' siting being computed: `result` gives it; `in_child` when a forked child does."""
+
+    job: Deferred[ByYearResult]
+    in_child: bool
+
+    def result(self) -> ByYearResult:
+        return self.job.result()
+
+
+def _site_by_year_job(store: Store, indicator: str, area: str, years: Sequence[int] | None, records: Any,
+                      params: dict[str, Any]) -> _SiteJob:
+    """`site_by_year_store`'s answer as a `geo_lead.parallel.Deferred`: what it reads is read
+    here, and the years are sited in a forked child when `compute_site` needs no store for
+    them (each year's sampling spans given: its path mode), else here when asked."""
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.frames import Frames
-    from geo_lead.siting import compute_site
+    from geo_lead.parallel import Deferred, fork_available
     from geo_lead.zones_milp import stored_queen_adjacency
 
     recs = _read(store, indicator, records)
     yrs = _years(store, recs, years)
     spans = _year_sampling(store, recs) if "sampling" not in params else None
-    out = ByYearResult(indicator=indicator, area=area, years=yrs)
+    params = dict(params)
     if params.get("adjacency") is None:  # the same for every year: read once
         params["adjacency"] = stored_queen_adjacency(store, load_neighborhoods())
-    for y in yrs:
+    if spans is None and params.get("sampling") is None:  # compute_site reads the store: here
+        return _SiteJob(Deferred.here(lambda: _site_years(store, indicator, area, recs, yrs, None, params),
+                                      name="site_by_year_store"), in_child=False)
+    forks = fork_available()  # what Deferred decides (a failed fork computes on `result` too)
+    return _SiteJob(Deferred(_site_years, str(store.path), indicator, area, recs, yrs, spans, params), forks)
+
+
+def _site_years(store: Store | str, indicator: str, area: str, recs: Any, years: list[int],
+                spans: dict[int, Any] | None, params: dict[str, Any]) -> ByYearResult:
+    """`compute_site` on each of `years`' records of `recs` (`store`: open, or its path when
+    every year's sampling is given: `spans`, or ``sampling`` in `params`)."""
+    from geo_lead.frames import Frames
+    from geo_lead.siting import compute_site
+
+    out = ByYearResult(indicator=indicator, area=area, years=years)
+    for y in years:
         year_spans = {} if spans is None else {"sampling": spans.get(y, Frames())}
         try:
             _layer, res = compute_site(store, indicator=indicator, area=area, records=recs[year_mask(recs, y)],
@@ -389,12 +423,34 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
 def by_year_store(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
                   records: Any = None, site_params: dict[str, Any] | None = None,
                   score_params: dict[str, Any] | None = None) -> ByYearResult:
-    """Both: scores and siting per year (the report's section)."""
+    """Both: scores and siting per year (the report's section).
+
+    The years are sited in a forked child while they are scored here, when siting needs no
+    store read (`by_year_started`); the answer is the one computed in turn.
+    """
+    return by_year_started(store, indicator, area, records, site_params, score_params)()
+
+
+def by_year_started(store: Store, indicator: str = "lead_eligible", area: str = "first-division",
+                    records: Any = None, site_params: dict[str, Any] | None = None,
+                    score_params: dict[str, Any] | None = None) -> Callable[[], ByYearResult]:
+    """`by_year_store` in two steps: this call starts siting the years in a forked child (when
+    siting reads nothing of the store and this process can fork: `_site_by_year_job`) and
+    scores them here; the function it returns waits for the sites and gives the answer. What
+    the caller does in between runs beside the child. Without a child the years are sited here
+    before this returns, as `by_year_store` always did.
+    """
     recs = _read(store, indicator, records)
+    sites = _site_by_year_job(store, indicator, area, None, recs, dict(site_params or {}))
     s = score_by_year_store(store, indicator, area, records=recs, **(score_params or {}))
-    t = site_by_year_store(store, indicator, area, years=s.years, records=recs, **(site_params or {}))
-    s.sites, s.notes = t.sites, s.notes + t.notes
-    return s
+    sited = None if sites.in_child else sites.result()
+
+    def finish() -> ByYearResult:
+        t = sited if sited is not None else sites.result()
+        s.sites, s.notes = t.sites, s.notes + t.notes
+        return s
+
+    return finish
 
 
 # --- reading the answer -----------------------------------------------------------------------

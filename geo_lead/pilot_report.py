@@ -49,7 +49,8 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
 
 def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """The parts of `collect_pilot_data` that do not read the site result: the year-by-year
-    scores and siting, and the official vs record-derived First Division."""
+    scores and siting, and the official vs record-derived First Division. The years are sited
+    in a child (when it can fork) while the divisions are computed here (`by_year.by_year_started`)."""
     from geo_lead.boundaries import load_neighborhoods
 
     out: dict[str, Any] = {"notes": [], "announcement": settings.PILOT_ANNOUNCEMENT_DATE}
@@ -58,11 +59,17 @@ def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, 
         return out
     nh = load_neighborhoods()
     out["neighborhoods"] = nh
-    from geo_lead.by_year import by_year_store, shared_read
+    from geo_lead.by_year import by_year_started, shared_read
     from geo_lead.divisions import divisions_for_store
 
-    _attempt(out, "by_year", lambda: by_year_store(store, records=shared_read(store, records)).to_dict())
-    _attempt(out, "divisions", lambda: divisions_for_store(store, nh).to_dict())
+    notes: dict[str, list[str]] = {"by_year": [], "divisions": []}  # in this order
+    started: list[Callable[[], Any]] = []
+    _attempt(out, "by_year", lambda: started.append(by_year_started(store, records=shared_read(store, records))),
+             notes["by_year"])
+    _attempt(out, "divisions", lambda: divisions_for_store(store, nh).to_dict(), notes["divisions"])
+    if started:
+        _attempt(out, "by_year", lambda: started[0]().to_dict(), notes["by_year"])
+    out["notes"].extend(n for part in notes.values() for n in part)
     return out
 
 
@@ -76,22 +83,22 @@ def with_evaluation(store: Store, parts: dict[str, Any], records: pd.DataFrame |
     ev = EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)
     _attempt(out, "evaluation", lambda: evaluate_store(
         store, ev, records=reusable_points(store, records, ev.indicator,
-                                           [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict())
+                                           [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict(), out["notes"])
     return out
 
 
-def _attempt(out: dict[str, Any], key: str, fn: Callable[[], object]) -> None:
-    """``out[key] = fn()``; on failure None, and a note (an optional section must not take the
-    whole report down)."""
+def _attempt(out: dict[str, Any], key: str, fn: Callable[[], object], notes: list[str]) -> None:
+    """``out[key] = fn()``; on failure None, and a note in `notes` (an optional section must
+    not take the whole report down)."""
     try:
         out[key] = fn()
     except GeoLeadError as exc:
         out[key] = None
-        out["notes"].append(f"{key}: {exc}")
+        notes.append(f"{key}: {exc}")
     except Exception as exc:
         log.warning("report section %s failed", key, exc_info=True)
         out[key] = None
-        out["notes"].append(f"{key}: failed ({type(exc).__name__}: {exc})")
+        notes.append(f"{key}: failed ({type(exc).__name__}: {exc})")
 
 
 # --- html -----------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from geo_lead import settings
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -180,15 +181,28 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         values = frame[col]
         parts.append(f"{col}:{values.dtype}")
         if str(values.dtype) == "geometry":
-            import shapely
-
-            wkb = [b or b"" for b in shapely.to_wkb(np.asarray(values.array, dtype=object), hex=False)]
-            missing = np.asarray([b == b"" for b in wkb])
-            parts.extend([np.asarray([len(b) for b in wkb], dtype=np.int64).tobytes(), missing.tobytes(),
-                          b"".join(wkb), str(getattr(values, "crs", None))])
+            parts.extend([*_geometry_parts(np.asarray(values.array, dtype=object)), str(getattr(values, "crs", None))])
         else:
             parts.append(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return digest(parts)
+
+
+def _geometry_parts(geoms: np.ndarray) -> list[bytes | str]:
+    """What `frame_digest` hashes of a geometry column: when every geometry is a non-empty 2D
+    point or missing, which are missing and the points' x, y (float64); else each one's WKB
+    (with their lengths). Equal parts, equal geometries: a 2D point is its coordinates; the
+    two forms are told apart by their first part. The coordinates cost ~1/4 of the WKB."""
+    import numpy as np
+    import shapely
+
+    missing = shapely.is_missing(geoms)
+    present = geoms[~missing]
+    if bool((shapely.get_type_id(present) == 0).all()) and not bool(shapely.is_empty(present).any()) \
+            and not bool(shapely.has_z(present).any()):
+        return ["points", missing.tobytes(), np.ascontiguousarray(shapely.get_coordinates(present)).tobytes()]
+    wkb = [b or b"" for b in shapely.to_wkb(geoms, hex=False)]
+    empty = np.asarray([b == b"" for b in wkb])
+    return ["wkb", np.asarray([len(b) for b in wkb], dtype=np.int64).tobytes(), empty.tobytes(), b"".join(wkb)]
 
 
 def _path(kind: str, key: str, suffix: str = "json") -> Path:

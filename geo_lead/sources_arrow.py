@@ -16,8 +16,9 @@ This module reads no file and imports nothing from geo_lead: it works on bytes a
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -98,17 +99,37 @@ def parse_block(block: bytes, delimiter: str, n_fields: int) -> pa.Table | None:
         return "skip"
 
     names = [f"f{i}" for i in range(n_fields)]
-    table = pacsv.read_csv(
-        pa.BufferReader(block),
-        read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
-                                       block_size=max(1 << 22, len(block) + 1)),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
-                                         escape_char=False, newlines_in_values=False,
-                                         ignore_empty_lines=False, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             strings_can_be_null=False),
-    )
+    with _no_arrow_signal_thread():
+        table = pacsv.read_csv(
+            pa.BufferReader(block),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+                                           block_size=max(1 << 22, len(block) + 1)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
+                                             escape_char=False, newlines_in_values=False,
+                                             ignore_empty_lines=False, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False),
+        )
     return None if invalid else table
+
+
+@contextlib.contextmanager
+def _no_arrow_signal_thread() -> Iterator[None]:
+    """pyarrow's Ctrl-C handling off for the duration (``pyarrow.enable_signal_handlers``).
+
+    In the main thread ``pyarrow.csv.read_csv`` (the only reader here that does) installs a
+    signal handler for its read, fed by a signal-receiving thread that Arrow starts once and
+    keeps for the rest of the process. That unnamed thread makes `geo_lead.parallel` refuse
+    every later fork (`parallel.fork_blocker` counts it), so a run that read a file computed
+    its child jobs in the parent. A block is a few MB: Python's own SIGINT handler still
+    raises KeyboardInterrupt as soon as its read returns. pyarrow has no getter for the
+    setting, so it is turned back on after (its default).
+    """
+    pa.enable_signal_handlers(False)
+    try:
+        yield
+    finally:
+        pa.enable_signal_handlers(True)
 
 
 def _clean_py(value: str, collapse: bool, nulls: frozenset[str]) -> str:

@@ -140,3 +140,60 @@ def test_cli_score_and_site_by_year(neighborhoods: gpd.GeoDataFrame, store_path:
         assert "scores" not in store.tables() and store.get_json("site_result") is None
     assert cli.main(["score", "--store", str(store_path), "--by", "year", "--since", "2016-01-01"]) == 2
     assert "--by year" in capsys.readouterr().err
+
+
+def test_by_year_sites_in_a_child_what_each_year_sited_here_gives(
+        neighborhoods: gpd.GeoDataFrame, store_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`by_year_store` sites the years in a forked child (while it scores them here) when a
+    year's siting reads nothing of the store; its answer is `compute_site` on the open store for
+    each year, in turn, as before (and the one-process answer)."""
+    from geo_lead import parallel
+    from geo_lead.by_year import (
+        _read,
+        _site_by_year_job,
+        _year_sampling,
+        by_year_started,
+        by_year_store,
+        score_by_year_store,
+    )
+    from geo_lead.siting import compute_site
+    from geo_lead.zones_milp import stored_queen_adjacency
+
+    fd = {"RUSSELL": 30, "PORTLAND": 30, "CENTRAL BUSINESS DISTRICT": 12, "PHOENIX HILL": 6, "BUTCHERTOWN": 4}
+    recs = _points(neighborhoods, {2016: fd, 2017: {**fd, "RUSSELL": 4, "PORTLAND": 9}},
+                   weights={2016: 1.0, 2017: 1.0}, default=1)
+    others = recs.iloc[::3].copy()  # records of no indicator: a flagged read leaves them out
+    others["lead_eligible"] = False
+    others["incident_number"] = others["incident_number"] + "-x"
+    _write_store(store_path, pd.concat([recs, others], ignore_index=True))
+    with opened(store_path) as store, store.write():  # sampling declarations: a flagged read is exact
+        for y in (2016, 2017):
+            store.put_file_frame({"file_sha256": f"sha{y}", "source_file": f"y{y}.csv", "source": "crime-pre2023",
+                                  "sample_fraction": 1.0, "years": str(y), "report_first": f"{y}-01-15T10:00:00",
+                                  "report_last": f"{y}-12-15T10:00:00"})
+    params = {"replicates": 20}
+    monkeypatch.delenv(parallel.NO_FORK_ENV, raising=False)
+    with opened(store_path) as store:
+        read = _read(store, "lead_eligible")
+        assert len(read) < store.count("records")  # a flagged read: each year's spans given, no store read
+        job = _site_by_year_job(store, "lead_eligible", "first-division", None, read, params)
+        assert job.in_child == parallel.fork_available()  # forked when this process can
+        forked = job.result()
+        both = by_year_store(store, site_params=params)
+        started = by_year_started(store, site_params=params)  # the caller works here meanwhile
+        assert score_by_year_store(store).to_dict()["scores"] == both.to_dict()["scores"]
+        two_steps = started()
+        spans = _year_sampling(store, read)
+        assert spans is not None
+        adjacency = stored_queen_adjacency(store, neighborhoods)
+        year = pd.to_datetime(read["occurred_at"], format="ISO8601").dt.year
+        here = [compute_site(store, area="first-division", records=read[year == y], sampling=spans[y],
+                             adjacency=adjacency, **params)[1] for y in forked.years]
+        scores = score_by_year_store(store)
+        monkeypatch.setenv(parallel.NO_FORK_ENV, "1")
+        one_process = by_year_store(store, site_params=params)
+    assert forked.years == [2016, 2017] and len(forked.sites) == 2
+    assert [s.to_dict() for s in forked.sites] == [site_for_year(y, r).to_dict() for y, r in zip(forked.years, here, strict=True)]
+    assert both.to_dict() == one_process.to_dict() == two_steps.to_dict()
+    assert [s.to_dict() for s in both.sites] == [s.to_dict() for s in forked.sites]
+    assert [s.to_dict() for s in both.scores] == [s.to_dict() for s in scores.scores]

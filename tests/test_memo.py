@@ -128,6 +128,30 @@ def test_frame_digest_follows_every_value_the_dtype_the_index_and_the_column_ord
     assert result_cache.frame_digest(pts, ["a", "geometry"]) != result_cache.frame_digest(moved, ["a", "geometry"])
 
 
+
+def test_frame_digest_of_points_follows_each_point_and_tells_them_from_other_geometries() -> None:
+    """2D points are hashed by their coordinates (`result_cache._geometry_parts`); any other
+    column (an empty point, a 3D point, a line) by WKB: the digest still follows every value."""
+    def digest(geoms: list[object]) -> str:
+        return result_cache.frame_digest(gpd.GeoDataFrame({"a": range(len(geoms))}, geometry=geoms,
+                                                          crs=settings.CRS_STORE), ["geometry"])
+
+    pts = [shapely.Point(0, 0), None, shapely.Point(1, 2)]
+    base = digest(pts)
+    assert digest([shapely.Point(0, 0), None, shapely.Point(1, 2)]) == base
+    variants = [
+        [shapely.Point(0, 0), shapely.Point(1, 2), None],  # the missing one elsewhere
+        [shapely.Point(0, 0), None, shapely.Point(2, 1)],  # x and y swapped
+        [shapely.Point(0, 0), None, shapely.Point(1, 2.0000000001)],
+        [shapely.Point(0, 0), shapely.Point(), shapely.Point(1, 2)],  # empty, not missing
+        [shapely.Point(0, 0), None, shapely.Point(1, 2, 0)],  # 3D
+        [shapely.Point(0, 0), None, shapely.LineString([(1, 2), (1, 2)])],
+        [shapely.MultiPoint([(0, 0)]), None, shapely.Point(1, 2)],
+    ]
+    digests = [digest(v) for v in variants]
+    assert base not in digests and len(set(digests)) == len(digests)
+    assert digest([None, None]) != digest([shapely.Point(), shapely.Point()])
+
 def test_code_version_is_one_digest_of_the_package_per_process() -> None:
     assert result_cache.code_version() == result_cache.code_version()
     assert len(result_cache.code_version()) == 64

@@ -203,3 +203,31 @@ def test_clean_column_equals_python_strip_and_split(collapse: bool) -> None:
     got = clean_column(pa.chunked_array([_TRICKY[:7], _TRICKY[7:]]), collapse, settings.NULL_STRINGS)
     want = [(" ".join(v.split()) if collapse else v.strip()) for v in _TRICKY]
     assert got.tolist() == ["" if w in settings.NULL_STRINGS else w for w in want]
+
+
+_THREADS_AFTER_READ = """
+import sys
+from geo_lead import parallel, sources
+rows = sum(len(c.records) for c in sources.iter_chunks(sys.argv[1]))
+print(rows, parallel.other_threads())
+"""
+
+
+def test_a_read_leaves_no_thread_that_blocks_a_fork() -> None:
+    """Reading a file leaves no thread that `parallel.fork_blocker` refuses a fork for.
+
+    pyarrow.csv.read_csv in the main thread used to start Arrow's signal-receiving thread (kept
+    for the rest of the process), so every later child job of a run was computed in the parent.
+    Run in a fresh interpreter: the test process itself may run other threads.
+    """
+    import os
+    import subprocess
+    import sys
+
+    path = LMPD / "crime_data_2017_drug_sample.csv"
+    env = {k: v for k, v in os.environ.items() if k != "GEO_LEAD_NO_FORK"}
+    out = subprocess.run([sys.executable, "-c", _THREADS_AFTER_READ, str(path)], capture_output=True,
+                         text=True, check=True, env=env)
+    rows, others = map(int, out.stdout.split())
+    assert (rows, others) == (PINNED[path.name][0], 0)
+
