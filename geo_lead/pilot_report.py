@@ -49,14 +49,22 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
 
 def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """The parts of `collect_pilot_data` that do not read the site result: the year-by-year
-    scores and siting, and the official vs record-derived First Division. The years are sited
-    in a child (when it can fork) while the divisions are computed here (`by_year.by_year_started`)."""
+    scores and siting, and the official vs record-derived First Division (`started_pilot_parts`
+    and its finish at once)."""
+    return started_pilot_parts(store, records)()
+
+
+def started_pilot_parts(store: Store, records: pd.DataFrame | None = None) -> Callable[[], dict[str, Any]]:
+    """`pilot_parts` in two steps: this call starts siting the years in a child (when it can
+    fork: `by_year.by_year_started`), scores them and computes the divisions here; the function
+    it returns (call it once) waits for the years' sites and gives the parts. What the caller
+    does in between runs beside that child."""
     from geo_lead.boundaries import load_neighborhoods
 
     out: dict[str, Any] = {"notes": [], "announcement": settings.PILOT_ANNOUNCEMENT_DATE}
     if "records" not in store.tables() or "lon" not in store.columns("records"):
         out["notes"].append("no geocoded records in the store yet")
-        return out
+        return lambda: out
     nh = load_neighborhoods()
     out["neighborhoods"] = nh
     from geo_lead.by_year import by_year_started, shared_read
@@ -67,24 +75,39 @@ def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, 
     _attempt(out, "by_year", lambda: started.append(by_year_started(store, records=shared_read(store, records))),
              notes["by_year"])
     _attempt(out, "divisions", lambda: divisions_for_store(store, nh).to_dict(), notes["divisions"])
-    if started:
-        _attempt(out, "by_year", lambda: started[0]().to_dict(), notes["by_year"])
-    out["notes"].extend(n for part in notes.values() for n in part)
-    return out
+
+    def finish() -> dict[str, Any]:
+        if started:
+            _attempt(out, "by_year", lambda: started[0]().to_dict(), notes["by_year"])
+        out["notes"].extend(n for part in notes.values() for n in part)
+        return out
+
+    return finish
 
 
-def with_evaluation(store: Store, parts: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
-    """`parts` (`pilot_parts`) with the before/after estimate at the announcement date (it
-    reads the stored site result: the pilot and comparison zones)."""
+def evaluation_part(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The before/after estimate at the announcement date, ``{"evaluation": .., "notes": [..]}``
+    (it reads the stored site result: the pilot and comparison zones)."""
     from geo_lead.analysis_reads import reusable_points
     from geo_lead.evaluation import EVALUATION_COLUMNS, EvaluationParams, evaluate_store
 
-    out = {**parts, "notes": list(parts["notes"])}
+    out: dict[str, Any] = {"notes": []}
     ev = EvaluationParams(pilot_start=settings.PILOT_ANNOUNCEMENT_DATE)
     _attempt(out, "evaluation", lambda: evaluate_store(
         store, ev, records=reusable_points(store, records, ev.indicator,
                                            [*EVALUATION_COLUMNS, "lon", "lat"])).to_dict(), out["notes"])
     return out
+
+
+def with_evaluation(store: Store, parts: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
+    """`parts` (`pilot_parts`) with the before/after estimate (`evaluation_part`)."""
+    return joined(parts, evaluation_part(store, records))
+
+
+def joined(parts: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """`collect_pilot_data`'s dict from `pilot_parts` and `evaluation_part`: the evaluation
+    last, its notes after the parts' notes."""
+    return {**parts, "evaluation": evaluation["evaluation"], "notes": [*parts["notes"], *evaluation["notes"]]}
 
 
 def _attempt(out: dict[str, Any], key: str, fn: Callable[[], object], notes: list[str]) -> None:

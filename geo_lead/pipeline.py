@@ -508,19 +508,16 @@ def pilot_data(store: Store, records: Any) -> dict[str, Any]:
     return collect_pilot_data(store, records)
 
 
-def pilot_drawn(figure_data: dict[str, Any], parts: dict[str, Any],
-                pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def pilot_drawn(figure_data: dict[str, Any], pilot: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The figures child's job in a big store (`settings.PILOT_CHILD_MAX_RECORDS`): `pilot_at`'s
-    answer from the pilot data the parent read. `pilot` None: submitted with the parts read
-    before the site result (`pilot_report.pilot_parts`), it draws the report's figures and
-    theirs while the parent evaluates, then takes the whole pilot data the parent sends
-    (`parallel.from_parent`)."""
+    answer from the pilot data the parent read. `pilot` None: submitted before the parent has
+    it all, the child draws the report's figures meanwhile, then takes the pilot data the
+    parent sends (`parallel.from_parent`)."""
     from geo_lead.parallel import from_parent
-    from geo_lead.report import draw_pilot_figures, draw_report_figures, pilot_sections_html
+    from geo_lead.report import draw_report_figures, pilot_sections_html
 
     if pilot is None:
         draw_report_figures(figure_data)
-        draw_pilot_figures(_unpacked(parts))
         pilot = _unpacked(cast(dict[str, Any], from_parent()))
     return pilot, pilot_sections_html(pilot)
 
@@ -533,7 +530,7 @@ def _packed(pilot: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unpacked(pilot: dict[str, Any]) -> dict[str, Any]:
-    """`_packed`'s pilot data with the neighborhoods `pilot_report.pilot_parts` read."""
+    """`_packed`'s pilot data with the neighborhoods `pilot_report.started_pilot_parts` read."""
     from geo_lead.boundaries import load_neighborhoods
 
     return {**pilot, "neighborhoods": load_neighborhoods()} if pilot.get("neighborhoods") is True else pilot
@@ -647,7 +644,7 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         from geo_lead.boundaries import load_neighborhoods
         from geo_lead.maps import read_layer, read_map_records
         from geo_lead.parallel import Deferred
-        from geo_lead.pilot_report import pilot_parts, with_evaluation
+        from geo_lead.pilot_report import evaluation_part, joined, started_pilot_parts
         from geo_lead.siting import compute_site
         from geo_lead.zones_milp import stored_queen_adjacency
 
@@ -662,8 +659,9 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         summary["score"] = stage_score(store, say, records, params["boundary"])
         run.stage("score", {"neighborhoods": len(summary["score"].get("table", []))})
         map_records = read_map_records(store, read_layer(store, "scores"), flagged_only=True)
-        # a big store: the pilot parts that need no site result, read here while the site child computes
-        parts = None if pilot is not None else pilot_parts(store, records)
+        # a big store: the pilot parts that need no site result, read here while the site child
+        # computes (the years sited in a child of their own until `parts_done` is called)
+        parts_done = None if pilot is not None else started_pilot_parts(store, records)
         site_lines: list[str] = []
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
@@ -676,11 +674,12 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         figure_data.update(report_figure_data(store, records))
         if pilot is not None:
             pilot.send("site and scores written")
-        elif parts is not None:  # the child draws the report's and the parts' figures while this process evaluates
+        elif parts_done is not None:  # the child draws the report's figures while this process evaluates
             read: dict[str, Any] = {}
-            drawing = figures.submit(pilot_drawn, (figure_data, _packed(parts)),
-                                     fallback=lambda: pilot_drawn(figure_data, parts, read["pilot"]))
-            read["pilot"] = with_evaluation(store, parts, records) if "neighborhoods" in parts else parts
+            drawing = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
+            evaluation = evaluation_part(store, records)  # while the years are sited
+            parts = parts_done()
+            read["pilot"] = joined(parts, evaluation) if "neighborhoods" in parts else parts
             drawing.send(_packed(read["pilot"]))
             pilot = drawing
         if not hot.answered():  # waiting anyway: folium for the outputs stage

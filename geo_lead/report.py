@@ -926,15 +926,6 @@ def draw_report_figures(figure_data: dict[str, Any]) -> None:
         _figures(figure_data)
 
 
-def draw_pilot_figures(pilot: dict[str, Any]) -> None:
-    """Draw the figures of the pilot sections `pilot` holds (any of `pilot_report.collect_pilot_data`'s
-    parts) into the figure cache, as `draw_report_figures` does."""
-    from geo_lead import result_cache
-
-    if result_cache.enabled():
-        pilot_sections_html(pilot)
-
-
 def _slot(i: int) -> str:
     """Where pilot section `i` goes in a page drafted before the pilot data (`draft_without_pilot`)."""
     return f"<!--geo-lead-slot-{i}-->"
