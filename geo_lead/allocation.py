@@ -120,7 +120,7 @@ class ProjectedUnits:
         """The units of a GeoDataFrame in any CRS, projected to EPSG:2246 (once per process
         for the same CRS, names and geometry: the join projects them for every chunk)."""
         names = neighborhoods[name_column].astype(str).to_numpy(dtype=object)
-        key = _frame_digest(neighborhoods, name_column)
+        key = units_digest(neighborhoods, name_column)
         hit = _UNITS_MEMO.get(key)
         if hit is None:
             polys = np.asarray(neighborhoods.geometry.to_crs(settings.CRS_PROJECTED).to_numpy(), dtype=object)
@@ -176,8 +176,9 @@ def _digest(crs_wkt: str | None, names: Any, geoms: np.ndarray, *extra: object) 
     return h.hexdigest()
 
 
-def _frame_digest(frame: gpd.GeoDataFrame, name_column: str) -> str:
-    """`_digest` of a frame's CRS, names (`name_column`) and geometry."""
+def units_digest(frame: gpd.GeoDataFrame, name_column: str) -> str:
+    """`_digest` of a frame's CRS, names (`name_column`) and geometry: the key of what is kept
+    of a set of units (here, and `hotspots.first_division_names`)."""
     return _digest(frame.crs.to_wkt() if frame.crs is not None else None,
                    frame[name_column].astype(str).to_numpy(dtype=object), frame.geometry.to_numpy())
 
@@ -448,7 +449,7 @@ def settle_geometry_key(beats: gpd.GeoDataFrame, neighborhoods: gpd.GeoDataFrame
                         name_column: str) -> str:
     """sha256 of everything `_settle_geometry` builds from: the beats' codes, geometry (WKB)
     and CRS, the units' names (`name_column`), geometry and CRS, and the tolerance."""
-    return _digest(None, (_frame_digest(beats, "beat"), _frame_digest(neighborhoods, name_column)),
+    return _digest(None, (units_digest(beats, "beat"), units_digest(neighborhoods, name_column)),
                    np.empty(0, dtype=object), float(tol))
 
 

@@ -50,8 +50,6 @@ from geo_lead import settings
 from geo_lead.errors import GeoLeadError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from geo_lead.store import Store
 
 log = logging.getLogger(__name__)
@@ -161,7 +159,11 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
     """
     named = neighborhoods[neighborhoods["is_named"].astype(bool)]
     if settings.FIRST_DIVISION_FILE.exists():
-        key = _units_file_key(named, settings.FIRST_DIVISION_FILE)
+        import hashlib
+
+        from geo_lead.allocation import units_digest
+
+        key = (units_digest(named, "NH_NAME"), hashlib.sha256(settings.FIRST_DIVISION_FILE.read_bytes()).hexdigest())
         if key not in _FIRST_DIVISION_MEMO:
             from geo_lead.boundaries import load_first_division
 
@@ -185,22 +187,10 @@ def first_division_names(neighborhoods: gpd.GeoDataFrame, records: pd.DataFrame 
                        "pass the candidate neighborhoods by name (--candidates) or use --area city.")
 
 
-#: `first_division_names` from the First Division file, per `_units_file_key`: a year-by-year
-#: report asks it once per year and step (~15 ms each: projecting and intersecting 90 units).
-_FIRST_DIVISION_MEMO: dict[str, list[str]] = {}
-
-
-def _units_file_key(units: gpd.GeoDataFrame, path: Path) -> str:
-    """sha256 of the units' CRS, names and shapes (WKB) and the bytes of the file at `path`."""
-    import hashlib
-
-    h = hashlib.sha256(path.read_bytes())
-    h.update(str(units.crs).encode())
-    h.update("\x1f".join(units["NH_NAME"].astype(str)).encode())
-    for wkb in shapely.to_wkb(units.geometry.to_numpy(), hex=False).tolist():
-        h.update(len(wkb or b"").to_bytes(8, "little"))
-        h.update(wkb or b"")
-    return h.hexdigest()
+#: `first_division_names` from the First Division file, per units (`allocation.units_digest`)
+#: and file (sha256 of its bytes): a year-by-year report asks it once per year and step (~15 ms
+#: each: projecting and intersecting 90 units).
+_FIRST_DIVISION_MEMO: dict[tuple[str, str], list[str]] = {}
 
 
 def study_area(neighborhoods: gpd.GeoDataFrame, names: Sequence[str]) -> shapely.Geometry:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
                        before_evaluation: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
     """Everything the pilot sections show, from an open store (each part None + a note on failure):
-    `pilot_parts`, then `with_evaluation`.
+    `started_pilot_parts`, then `evaluation_part`.
 
     `records`: the run's shared read of the records (`geo_lead.pipeline.analysis_records`),
     used by the year-by-year and before/after parts where it gives their own read's answer
@@ -39,26 +39,20 @@ def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
     parts), before the before/after part reads the stored site result (a child waits there for
     its parent to have written it: `geo_lead.pipeline.pilot_at`).
     """
-    out = pilot_parts(store, records)
+    out = started_pilot_parts(store, records)()
     if "neighborhoods" not in out:
         return out
     if before_evaluation is not None:
         before_evaluation(out)
-    return with_evaluation(store, out, records)
-
-
-def pilot_parts(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The parts of `collect_pilot_data` that do not read the site result: the year-by-year
-    scores and siting, and the official vs record-derived First Division (`started_pilot_parts`
-    and its finish at once)."""
-    return started_pilot_parts(store, records)()
+    return joined(out, evaluation_part(store, records))
 
 
 def started_pilot_parts(store: Store, records: pd.DataFrame | None = None) -> Callable[[], dict[str, Any]]:
-    """`pilot_parts` in two steps: this call starts siting the years in a child (when it can
-    fork: `by_year.by_year_started`), scores them and computes the divisions here; the function
-    it returns (call it once) waits for the years' sites and gives the parts. What the caller
-    does in between runs beside that child."""
+    """The parts of `collect_pilot_data` that do not read the site result (the year-by-year
+    scores and siting, the official vs record-derived First Division), in two steps: this call
+    starts siting the years in a child (when it can fork: `by_year.by_year_started`), scores
+    them and computes the divisions here; the function it returns (call it once) waits for the
+    years' sites and gives the parts. What the caller does in between runs beside that child."""
     from geo_lead.boundaries import load_neighborhoods
 
     out: dict[str, Any] = {"notes": [], "announcement": settings.PILOT_ANNOUNCEMENT_DATE}
@@ -71,7 +65,7 @@ def started_pilot_parts(store: Store, records: pd.DataFrame | None = None) -> Ca
     from geo_lead.divisions import divisions_for_store
 
     notes: dict[str, list[str]] = {"by_year": [], "divisions": []}  # in this order
-    started: list[Callable[[], Any]] = []
+    started: list[Callable[[], Any]] = []  # out["by_year"] keeps its place; its value comes in finish
     _attempt(out, "by_year", lambda: started.append(by_year_started(store, records=shared_read(store, records))),
              notes["by_year"])
     _attempt(out, "divisions", lambda: divisions_for_store(store, nh).to_dict(), notes["divisions"])
@@ -99,13 +93,8 @@ def evaluation_part(store: Store, records: pd.DataFrame | None = None) -> dict[s
     return out
 
 
-def with_evaluation(store: Store, parts: dict[str, Any], records: pd.DataFrame | None = None) -> dict[str, Any]:
-    """`parts` (`pilot_parts`) with the before/after estimate (`evaluation_part`)."""
-    return joined(parts, evaluation_part(store, records))
-
-
 def joined(parts: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """`collect_pilot_data`'s dict from `pilot_parts` and `evaluation_part`: the evaluation
+    """`collect_pilot_data`'s dict from `started_pilot_parts` and `evaluation_part`: the evaluation
     last, its notes after the parts' notes."""
     return {**parts, "evaluation": evaluation["evaluation"], "notes": [*parts["notes"], *evaluation["notes"]]}
 
