@@ -367,24 +367,13 @@ def site_by_year_store(store: Store, indicator: str = "lead_eligible", area: str
     return _site_by_year_job(store, indicator, area, years, records, params).result()
 
 
-@dataclass(frozen=True)
-class _SiteJob:
-    """The years' siting being computed: `result` gives it; `in_child` when a forked child does."""
-
-    job: Deferred[ByYearResult]
-    in_child: bool
-
-    def result(self) -> ByYearResult:
-        return self.job.result()
-
-
 def _site_by_year_job(store: Store, indicator: str, area: str, years: Sequence[int] | None, records: Any,
-                      params: dict[str, Any]) -> _SiteJob:
+                      params: dict[str, Any]) -> Deferred[ByYearResult]:
     """`site_by_year_store`'s answer as a `geo_lead.parallel.Deferred`: what it reads is read
     here, and the years are sited in a forked child when `compute_site` needs no store for
     them (each year's sampling spans given: its path mode), else here when asked."""
     from geo_lead.boundaries import load_neighborhoods
-    from geo_lead.parallel import Deferred, fork_available
+    from geo_lead.parallel import Deferred
     from geo_lead.zones_milp import stored_queen_adjacency
 
     recs = _read(store, indicator, records)
@@ -394,10 +383,9 @@ def _site_by_year_job(store: Store, indicator: str, area: str, years: Sequence[i
     if params.get("adjacency") is None:  # the same for every year: read once
         params["adjacency"] = stored_queen_adjacency(store, load_neighborhoods())
     if spans is None and params.get("sampling") is None:  # compute_site reads the store: here
-        return _SiteJob(Deferred.here(lambda: _site_years(store, indicator, area, recs, yrs, None, params),
-                                      name="site_by_year_store"), in_child=False)
-    forks = fork_available()  # what Deferred decides (a failed fork computes on `result` too)
-    return _SiteJob(Deferred(_site_years, str(store.path), indicator, area, recs, yrs, spans, params), forks)
+        return Deferred.here(lambda: _site_years(store, indicator, area, recs, yrs, None, params),
+                             name="site_by_year_store")
+    return Deferred(_site_years, str(store.path), indicator, area, recs, yrs, spans, params)
 
 
 def _site_years(store: Store | str, indicator: str, area: str, recs: Any, years: list[int],

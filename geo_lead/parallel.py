@@ -220,6 +220,12 @@ class Deferred(Generic[T]):
         return job
 
     @property
+    def in_child(self) -> bool:
+        """True while a forked child computes the job (False: `result` computes it here, or has
+        answered already)."""
+        return self._proc is not None
+
+    @property
     def name(self) -> str:
         """The job's name in warnings."""
         return getattr(self, "_name", None) or _name(self.fn)
