@@ -27,24 +27,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def collect_pilot_data(store: Store, records: pd.DataFrame | None = None,
-                       before_evaluation: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+def collect_pilot_data(store: Store, records: pd.DataFrame | None = None) -> dict[str, Any]:
     """Everything the pilot sections show, from an open store (each part None + a note on failure):
     `started_pilot_parts`, then `evaluation_part`.
 
     `records`: the run's shared read of the records (`geo_lead.pipeline.analysis_records`),
     used by the year-by-year and before/after parts where it gives their own read's answer
     (`by_year.shared_read`, `analysis_reads.reusable_points`); otherwise they read the store.
-    `before_evaluation`: called with the parts read so far (the year-by-year and division
-    parts), before the before/after part reads the stored site result (a child waits there for
-    its parent to have written it: `geo_lead.pipeline.pilot_at`).
     """
     out = started_pilot_parts(store, records)()
-    if "neighborhoods" not in out:
-        return out
-    if before_evaluation is not None:
-        before_evaluation(out)
-    return joined(out, evaluation_part(store, records))
+    return joined(out, evaluation_part(store, records)) if "neighborhoods" in out else out
 
 
 def started_pilot_parts(store: Store, records: pd.DataFrame | None = None) -> Callable[[], dict[str, Any]]:

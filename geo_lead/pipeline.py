@@ -472,18 +472,21 @@ def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict
     written), then draws the report's figures first (the parent drafts the report with them).
     """
     from geo_lead.parallel import from_parent
-    from geo_lead.pilot_report import collect_pilot_data
+    from geo_lead.pilot_report import evaluation_part, joined, started_pilot_parts
     from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
-    with bulk_gc(), opened(store_path, create=False) as store:
-        if records is None:  # the parent's read: the parts take it where exact
-            records = analysis_records(store)
-
-        def report_figures_first(_parts: dict[str, Any]) -> None:
+    with bulk_gc():
+        with opened(store_path, create=False) as store:
+            if records is None:  # the parent's read: the parts take it where exact
+                records = analysis_records(store)
+            pilot = started_pilot_parts(store, records)()
+        if "neighborhoods" in pilot:
+            # waited with the store closed: a read lock held here (a statement not yet reset)
+            # would stop the parent's commits, which this wait is for
             from_parent()
-            draw_report_figures(report_figure_data(store, records))
-
-        pilot = collect_pilot_data(store, records, before_evaluation=report_figures_first)
+            with opened(store_path, create=False) as store:
+                draw_report_figures(report_figure_data(store, records))
+                pilot = joined(pilot, evaluation_part(store, records))
     return pilot, pilot_sections_html(pilot)
 
 
