@@ -17,7 +17,6 @@ from branca.element import Element, Figure, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from geo_lead.cartography import SCORE_COLORS
 from geo_lead.map_layers import (  # the page-asset constants live there (no folium); re-exported
     CLUSTER_CSS,
     CLUSTER_JS,
@@ -25,7 +24,6 @@ from geo_lead.map_layers import (  # the page-asset constants live there (no fol
     LEAFLET_CSS,
     LEAFLET_JS,
     OSM_ATTRIBUTION,
-    Timeline,
     esc,
     script_json,
 )
@@ -109,11 +107,11 @@ class DataLayer(folium.map.Layer, _TextMacro):
                          "var {{ this.get_name() }} = geoLeadDataLayer({{ this.data }}, {{ this.options }});"
                          "{% endmacro %}")
 
-    def __init__(self, data: dict[str, Any], name: str, base_style: dict[str, Any],
+    def __init__(self, data_json: str, name: str, base_style: dict[str, Any],
                  css_class: str, show: bool = True, interactive: bool = True) -> None:
         super().__init__(name=name, overlay=True, control=True, show=show)
         self._name = "DataLayer"
-        self.data = script_json(data)
+        self.data = data_json  # `script_json` of the FeatureCollection
         self.options = script_json({"className": css_class, "interactive": bool(interactive),
                                     "baseStyle": {**base_style, "className": css_class}})
 
@@ -125,8 +123,8 @@ class DataLayer(folium.map.Layer, _TextMacro):
 class PointLayer(JSCSSMixin, folium.map.Layer, _TextMacro):
     """Aggregated block points in a marker cluster, built in the browser from a compact array.
 
-    The payload is `geo_lead.map_layers.point_rows`' output; clusters show the number of
-    *records* they hold.
+    The payload is `script_json` of `geo_lead.map_layers.point_rows`' output; clusters show the
+    number of *records* they hold.
     """
 
     _template = Template("{% macro script(this, kwargs) %}"
@@ -137,10 +135,10 @@ class PointLayer(JSCSSMixin, folium.map.Layer, _TextMacro):
     default_css: list[tuple[str, str]] = [("markerclustercss", CLUSTER_CSS[0]),  # noqa: RUF012
                                           ("markerclusterdefaultcss", CLUSTER_CSS[1])]
 
-    def __init__(self, payload: dict[str, Any], name: str, show: bool = True) -> None:
+    def __init__(self, payload_json: str, name: str, show: bool = True) -> None:
         super().__init__(name=name, overlay=True, control=True, show=show)
         self._name = "PointLayer"
-        self.data = script_json(payload)
+        self.data = payload_json
 
     def render(self, **kwargs: Any) -> str:
         _include_script(self, "point_layer.js")
@@ -169,22 +167,23 @@ class Control(_ScriptElement):
 class LabelLayer(folium.map.Layer, _TextMacro):
     """Neighborhood names as non-interactive labels, each shown from its own zoom on.
 
-    `labels`: ``[lat, lon, escaped name, min zoom]`` rows; the markers are made in the
-    browser by `static/maps/layout.js`.
+    `labels_json`: `script_json` of ``[lat, lon, escaped name, min zoom]`` rows; the markers
+    are made in the browser by `static/maps/layout.js`.
     """
 
     _template = Template("{% macro script(this, kwargs) %}"
                          "var {{ this.get_name() }} = L.layerGroup();"
                          "{% endmacro %}")
 
-    def __init__(self, labels: list[list[Any]], name: str = "Neighborhood names") -> None:
+    def __init__(self, labels_json: str, name: str = "Neighborhood names") -> None:
         super().__init__(name=name, overlay=True, control=True, show=True)
         self._name = "LabelLayer"
-        self.labels = script_json(labels)
+        self.labels = labels_json
 
 
 class Layout(_TextMacro):
-    """Fit, collapse and label logic of `static/maps/layout.js`; add it to the map last."""
+    """Fit, collapse and label logic of `static/maps/layout.js`; add it to the map last.
+    `bounds_json`: `script_json` of ``[[south, west], [north, east]]`` or of None."""
 
     _template = Template("{% macro script(this, kwargs) %}"
                          "window.geoLeadView = window.geoLeadLayout({{ this._parent.get_name() }}, {"
@@ -193,11 +192,11 @@ class Layout(_TextMacro):
                          "labelLayer: {{ this.label_layer }}, labelData: {{ this.label_data }}});"
                          "{% endmacro %}")
 
-    def __init__(self, bounds: list[list[float]] | None, control: folium.LayerControl | None = None,
+    def __init__(self, bounds_json: str, control: folium.LayerControl | None = None,
                  labels: LabelLayer | None = None, max_zoom: int = 16) -> None:
         super().__init__()
         self._name = "Layout"
-        self.bounds = script_json(bounds)
+        self.bounds = bounds_json
         self.max_zoom = int(max_zoom)
         self.control = control.get_name() if control is not None else "null"
         self.label_layer = labels.get_name() if labels is not None else "null"
@@ -205,20 +204,18 @@ class Layout(_TextMacro):
 
 
 class TimelineElement(_ScriptElement):
-    """Monthly choropleth + block points with a range slider (`static/maps/timeline.js`)."""
+    """Monthly choropleth + block points with a range slider (`static/maps/timeline.js`);
+    `options_json`: `script_json` of its options (`geo_lead.map_plans.timeline_plan`)."""
 
     SCRIPT = "timeline.js"
     _template = Template("{% macro script(this, kwargs) %}"
                          "geoLeadTimeline({{ this._parent.get_name() }}, {{ this.options }});"
                          "{% endmacro %}")
 
-    def __init__(self, timeline: Timeline, title: str = "", parameters: str = "") -> None:
+    def __init__(self, options_json: str) -> None:
         super().__init__()
         self._name = "Timeline"
-        self.options = script_json({
-            "months": timeline.months, "areas": timeline.areas, "counts": timeline.counts,
-            "points": timeline.points, "table": timeline.point_table, "colors": list(SCORE_COLORS),
-            "breaks": timeline.breaks, "title": esc(title), "parameters": esc(parameters)})
+        self.options = options_json
 
 
 def new_map(tiles: bool, title: str) -> folium.Map:
@@ -239,8 +236,3 @@ def new_map(tiles: bool, title: str) -> folium.Map:
                          attr=OSM_ATTRIBUTION).add_to(m)
     return m
 
-
-def notes_control(notes: list[str]) -> Control:
-    """The notes box (bottom left): one list item per note (escaped HTML lines)."""
-    return Control("<ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>",
-                   "geo-lead-box geo-lead-notes", "bottomleft", "Notes")

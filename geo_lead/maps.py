@@ -54,28 +54,19 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
     LABEL_ZOOM_AREA,
     LABEL_ZOOM_OTHER,
     MIX_FLAGS,
-    LayerSpec,
-    PointSpec,
     SiteMapInputs,
     _range_labels,
-    about_html,
     aggregate_points,
     esc,
     label_rows,
-    latlng_bounds,
     monthly_counts,
-    outline_layer,
     parse_when,
     point_rows,
     score_popup,
     script_json,
-    site_labels,
-    site_layers,
-    study_area_outline,
-    timeline,
-    timeline_legend,
     zone_label,
 )
+from geo_lead.map_plans import MapPlan, site_plan, timeline_plan
 
 if TYPE_CHECKING:
     import folium
@@ -95,13 +86,48 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _add_layer(m: folium.Map, spec: LayerSpec | PointSpec) -> None:
-    from geo_lead.map_elements import DataLayer, PointLayer
+def build_map(plan: MapPlan, texts: Sequence[str] | None = None) -> folium.Map:
+    """The folium map of `plan` (`geo_lead.map_plans`), carrying `texts` (default: the plan's
+    own, ``plan.given``; `write_maps` gives slot tokens to render a page to fill)."""
+    import folium
 
-    if isinstance(spec, PointSpec):
-        PointLayer(spec.payload, spec.name).add_to(m)
-    else:
-        DataLayer(spec.data, spec.name, spec.base_style, spec.css_class, spec.show, spec.interactive).add_to(m)
+    from geo_lead.map_elements import (
+        Control,
+        DataLayer,
+        LabelLayer,
+        Layout,
+        PointLayer,
+        TimelineElement,
+        new_map,
+    )
+
+    text = list(plan.given if texts is None else texts)
+    m = new_map(plan.tiles, plan.title)
+    control: folium.LayerControl | None = None
+    labels: LabelLayer | None = None
+    for e in plan.elements:
+        slot = [text[i] for i in e.slots]
+        if e.kind == "DataLayer":
+            base_style, css_class, show, interactive, *name = e.args
+            DataLayer(slot[0], (slot[1:] or name)[0], base_style, css_class, show, interactive).add_to(m)
+        elif e.kind == "PointLayer":
+            PointLayer(slot[0], (slot[1:] or list(e.args))[0]).add_to(m)
+        elif e.kind == "LabelLayer":
+            labels = LabelLayer(slot[0])
+            labels.add_to(m)
+        elif e.kind == "LayerControl":
+            control = folium.LayerControl(position="topleft", collapsed=False)
+            control.add_to(m)
+        elif e.kind == "Control":
+            css_class, position, summary = e.args
+            Control(slot[0], css_class, position, summary).add_to(m)
+        elif e.kind == "Timeline":
+            TimelineElement(slot[0]).add_to(m)
+        elif e.kind == "Layout":
+            Layout(slot[0], control, labels).add_to(m)
+        else:
+            raise ValueError(f"unknown map element kind {e.kind!r}")
+    return m
 
 
 # --- the site-selection map ---------------------------------------------------------------------
@@ -132,27 +158,8 @@ def build_site_map(inputs: SiteMapInputs | None = None, *, tiles: bool = False, 
     folium.Map
         Render with `geo_lead.offline.save_map` to get a page that sends no request.
     """
-    import folium
-
-    from geo_lead.map_elements import Control, LabelLayer, Layout, new_map, notes_control
-
-    inputs = inputs or SiteMapInputs()
-    m = new_map(tiles, title)
-    page = site_layers(inputs, score_column, notes)
-    for spec in page.layers:
-        _add_layer(m, spec)
-    rows = site_labels(inputs)
-    labels = LabelLayer(rows) if rows is not None else None
-    if labels is not None:
-        labels.add_to(m)
-    control = folium.LayerControl(position="topleft", collapsed=False)
-    control.add_to(m)
-    # the title and the parameters the layers were made with, at the top (a button on a phone)
-    Control(about_html(parameters), "geo-lead-box geo-lead-about", "topright", esc(title)).add_to(m)
-    Control("".join(page.legends), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
-    notes_control(page.notes).add_to(m)
-    Layout(page.fit_bounds(), control, labels).add_to(m)
-    return m
+    return build_map(site_plan(inputs, tiles=tiles, score_column=score_column, notes=notes, title=title,
+                               parameters=parameters))
 
 
 # --- the timeline map -------------------------------------------------------------------------
@@ -173,42 +180,8 @@ def build_timeline_map(records: pd.DataFrame | None, areas: gpd.GeoDataFrame | N
         The boundary rule the areas count by (`geo_lead.map_layers.monthly_counts`): the
         run's ``boundary_rule``.
     """
-    from geo_lead.map_elements import (
-        Control,
-        LabelLayer,
-        Layout,
-        TimelineElement,
-        new_map,
-        notes_control,
-    )
-
-    m = new_map(tiles, title)
-    note_lines = [esc(n) for n in notes]
-    if areas is None or len(areas) == 0 or records is None or len(records) == 0:
-        note_lines.append("No geocoded records with dates (or no neighborhoods): nothing to animate.")
-        notes_control(note_lines).add_to(m)
-        Layout(None).add_to(m)
-        return m
-    if name_col not in areas:
-        name_col = "neighborhood" if "neighborhood" in areas else name_col
-    areas = for_display(areas)
-    data, more = timeline(records, areas, name_col, rule)
-    note_lines += more
-    if not data.months:
-        _add_layer(m, outline_layer(areas, name_col))
-        notes_control(note_lines).add_to(m)
-        Layout(latlng_bounds([tuple(areas.total_bounds)])).add_to(m)
-        return m
-    TimelineElement(data, title, parameters).add_to(m)
-    Control(timeline_legend(data.breaks, rule), "geo-lead-box geo-lead-legend", "bottomright", "Legend").add_to(m)
-    notes_control(note_lines).add_to(m)
-    labels = LabelLayer(label_rows(areas, name_col))
-    labels.add_to(m)
-    outline, focus = study_area_outline(areas)
-    if outline is not None:  # outline the study area (takes no clicks)
-        _add_layer(m, outline)
-    Layout(latlng_bounds([tuple(focus.total_bounds)]), None, labels).add_to(m)
-    return m
+    return build_map(timeline_plan(records, areas, name_col=name_col, tiles=tiles, title=title, notes=notes,
+                                   parameters=parameters, rule=rule))
 
 
 # --- store -> files ---------------------------------------------------------------------------
@@ -224,10 +197,11 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
 
     A page whose `page_key` (what it shows, the code and libraries that draw it) is the one
     recorded for its file, and whose file is intact, is kept as it is and not rendered
-    (`geo_lead.page_reuse.write_if_changed`). A page whose inputs differ only in its notes and
-    parameters line (a rerun that added records: the store's count, the frames' digest) is
-    filled from its rendering with slots for those texts (`geo_lead.page_reuse.filled_page`,
-    `page_text`), not rendered again.
+    (`geo_lead.page_reuse.write_if_changed`). Any other page is planned (`geo_lead.map_plans`:
+    its shape and its texts) and filled from a kept rendering of the same shape with slot tokens
+    for its texts (`geo_lead.page_reuse.filled_page`): a rerun that adds records changes the
+    texts (layer data, counts, notes, the parameters line), rarely the shape, and then neither
+    imports folium nor renders.
 
     Parameters
     ----------
@@ -257,8 +231,7 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
         parameters (the message says what to rerun); nothing is written.
     """
     from geo_lead.figure_cache import data_digest
-    from geo_lead.offline import render_map
-    from geo_lead.page_reuse import can_fill, filled_page, is_current
+    from geo_lead.page_reuse import is_current
     from geo_lead.parameters import consistent_parameters, describe
 
     params = consistent_parameters(stored_parameters(store), "maps")
@@ -285,33 +258,42 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
     site_rest = data_digest(layers.scores, layers.kde, layers.gistar, layers.zones, shown, layers.gistar_grid,
                             layers.neighborhoods, layers.first_division)
     timeline_rest = data_digest(shown, areas, name_col, rule)
-    texts = [*notes, line]  # what a rerun with new records changes (counts, the frames' digest)
     pending: list[_Page] = []
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
 
-        def site(texts: Sequence[str], with_tiles: bool = with_tiles) -> str:
-            return render_map(build_site_map(layers, tiles=with_tiles, notes=texts[:-1], parameters=texts[-1]),
-                              offline)
+        def site(with_tiles: bool = with_tiles) -> MapPlan:
+            return site_plan(layers, tiles=with_tiles, notes=notes, parameters=line)
 
-        def monthly(texts: Sequence[str], with_tiles: bool = with_tiles) -> str:
-            return render_map(build_timeline_map(records, areas, name_col=name_col, tiles=with_tiles,
-                                                 notes=texts[:-1], parameters=texts[-1], rule=rule), offline)
+        def monthly(with_tiles: bool = with_tiles) -> MapPlan:
+            return timeline_plan(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
+                                 parameters=line, rule=rule)
 
-        for name, render, rest in (("site_selection", site, site_rest), ("timeline", monthly, timeline_rest)):
+        for name, plan_of, rest in (("site_selection", site, site_rest), ("timeline", monthly, timeline_rest)):
             path = out_dir / f"{name}{suffix}.html"
-            template = page_key(name, with_tiles, offline, rest, "slots", len(texts))
-
-            def page(render: Any = render, template: str = template) -> str:
-                return filled_page(template, texts, render, page_text)
-
             key = page_key(name, with_tiles, offline, rest, notes, line)
             if not is_current(path, key):
-                pending.append(_Page(path, key, page, not can_fill(template, texts)))
+                pending.append(_planned_page(name, path, key, plan_of(), offline))
             paths[name + suffix] = path
     _write_pages(pending)
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+def _planned_page(name: str, path: Path, key: str, plan: MapPlan, offline: bool) -> _Page:
+    """The page of `plan`: filled from a kept rendering of its shape with slot tokens when it
+    can be (`geo_lead.page_reuse.filled_page`: no folium, no rendering), else rendered."""
+    from geo_lead.offline import render_map
+    from geo_lead.page_reuse import can_fill, filled_page
+
+    def render(texts: Sequence[str]) -> str:
+        return render_map(build_map(plan, texts), offline)
+
+    if not plan.fillable():
+        return _Page(path, key, lambda: render(plan.given), True)
+    shape = page_key(name, "shape", offline, plan.shape())
+    return _Page(path, key, lambda: filled_page(shape, plan.given, plan.written, render),
+                 not can_fill(shape, plan.given))
 
 
 @dataclass(frozen=True)
@@ -343,14 +325,9 @@ def _write_pages(pages: Sequence[_Page]) -> None:
         write_if_changed(p.path, p.key, job.result if job is not None else p.text)
 
 
-def page_text(text: str) -> str:
-    """A note or the parameters line as the map pages write it: HTML-escaped (`esc`), inside a
-    JSON string of a page script (`script_json`) -- the only way those texts reach a page."""
-    return script_json(esc(text))[1:-1]
-
-
 #: Modules whose source is in every map page's key (what reads, lays out, draws and writes).
-MAP_SOURCES: tuple[str, ...] = ("maps.py", "map_data.py", "map_layers.py", "map_elements.py", "cartography.py",
+MAP_SOURCES: tuple[str, ...] = ("maps.py", "map_data.py", "map_layers.py", "map_plans.py", "map_elements.py",
+                                "cartography.py",
                                 "offline.py", "outputs.py", "settings.py", "allocation.py", "page_reuse.py",
                                 "figure_cache.py")
 #: Distributions whose versions are in every map page's key.

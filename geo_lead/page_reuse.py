@@ -11,11 +11,12 @@ file that was edited, replaced or removed since, is rendered and written again (
 the same inputs. A page whose text costs little to make (the zone page) is compared with
 its text instead (`write_if_different`).
 
-A page whose inputs changed only in a few short texts (a map page's notes and parameters line:
-a rerun that adds records changes the store's record count and the frames' digest) is made by
+A page whose inputs changed only in its texts (a map page's layer data, legends, notes and
+parameters line, `geo_lead.map_plans`: what a rerun that adds records changes) is made by
 `filled_page` from a rendering kept with a slot token in place of each text (kind
-``page_template``, keyed by everything else the page shows), each token replaced by the text as
-the page writes it: the page a fresh rendering gives, but for the renderer's random element ids.
+``page_template``, keyed by everything else the page shows: its shape), each token replaced by
+the text as the page writes it: the page a fresh rendering gives, but for the renderer's random
+element ids.
 
 ``GEO_LEAD_RESULT_CACHE=0`` (and so `geo-lead run --force`, `result_cache.switched_off`) turns
 the reuse off: every page is written.
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 KIND = "page"
 #: Result-cache kind of the renderings with slot tokens (`filled_page`).
 TEMPLATE_KIND = "page_template"
-#: Renderings with slots kept (the most recently used): a page is about a megabyte, and only the
-#: latest of each page is likely to serve again.
+#: Renderings with slots kept (the most recently used): each holds the inlined Leaflet (a few
+#: hundred kB), and only the latest of each page's shape is likely to serve again.
 TEMPLATES_KEPT = 8
 
 
@@ -124,8 +125,8 @@ def can_fill(key: str, texts: Sequence[str]) -> bool:
     return (result_cache.cache_dir() / f"{TEMPLATE_KIND}-{tkey[:32]}.json").is_file()
 
 
-def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]], str],
-                encode: Callable[[str], str]) -> str:
+def filled_page(key: str, texts: Sequence[str], written: Sequence[str],
+                render: Callable[[Sequence[str]], str]) -> str:
     """``render(texts)``, made from a kept rendering with slot tokens when there is one.
 
     Parameters
@@ -133,17 +134,17 @@ def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]]
     key
         sha256 of every input of `render` other than `texts` (and of the code that renders).
     texts
-        The short texts that change more often than the rest of the page.
+        What changes more often than the rest of the page (data, counts, notes).
+    written
+        Each text as ``render`` writes it into the page (e.g. as JSON string content): the
+        caller's contract; tests/test_outputs_reuse.py checks the map pages against fresh
+        renderings.
     render
-        Renders the page with the given texts; each text must reach the page only as
-        ``encode(text)`` (the caller's contract; tests/test_outputs_reuse.py checks the map pages
-        against fresh renderings).
-    encode
-        The form a text takes in the page (e.g. HTML-escaped, then as JSON string content).
+        Renders the page with the given texts.
 
     ``render(slot_tokens(len(texts), key))`` is rendered once per `key` and kept (kind
     ``page_template``); the page is that rendering with each token replaced, in one pass, by
-    ``encode`` of its text. Rendered directly instead: with the result cache off, when a text
+    its `written` text. Rendered directly instead: with the result cache off, when a text
     is empty (a page may say something else then) or when a token does not appear in the
     rendering (a text not written verbatim: nothing to fill).
     """
@@ -160,6 +161,5 @@ def filled_page(key: str, texts: Sequence[str], render: Callable[[Sequence[str]]
             return render(texts)
         result_cache.write(TEMPLATE_KIND, tkey, {"page": page})
         result_cache.prune(TEMPLATE_KIND, TEMPLATES_KEPT)
-    filled = [encode(t) for t in texts]
     slot = re.compile(rf"geoLeadSlot(\d+)x{re.escape(key[:24])}")
-    return slot.sub(lambda m: filled[int(m.group(1))] if int(m.group(1)) < len(filled) else m.group(0), page)
+    return slot.sub(lambda m: written[int(m.group(1))] if int(m.group(1)) < len(written) else m.group(0), page)

@@ -685,8 +685,6 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
             read["pilot"] = joined(parts, evaluation) if "neighborhoods" in parts else parts
             drawing.send(_packed(read["pilot"]))
             pilot = drawing
-        if not hot.answered():  # waiting anyway: folium for the outputs stage
-            import geo_lead.map_elements  # noqa: F401
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
         summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from hypothesis import given
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from test_maps import fill_store, map_inputs
 
@@ -28,6 +30,7 @@ from geo_lead import (
     figure_cache,
     figure_data,
     figures,
+    map_plans,
     maps,
     offline,
     page_reuse,
@@ -223,16 +226,25 @@ def test_map_pages_are_kept_while_inputs_and_files_are_unchanged(
     _write_maps(store_path, out)
     assert render.calls == 2
     assert {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()} == written
-    # a page edited on disk is rendered again (with the same content as a fresh build)
+    # a page edited on disk is written again: filled from the kept rendering of its shape (not
+    # rendered), so the very bytes written first
     paths["timeline"].write_text("<html>edited</html>", encoding="utf-8")
     _write_maps(store_path, out)
-    assert render.calls == 3
-    rebuilt = paths["timeline"].read_text(encoding="utf-8")
-    assert "edited" not in rebuilt and len(rebuilt) == len(written["timeline"][0].decode("utf-8"))
+    assert render.calls == 2
+    assert paths["timeline"].read_bytes() == written["timeline"][0]
     # a removed page likewise
     paths["site_selection"].unlink()
     _write_maps(store_path, out)
-    assert render.calls == 4 and paths["site_selection"].is_file()
+    assert render.calls == 2 and paths["site_selection"].read_bytes() == written["site_selection"][0]
+    # with the kept renderings gone too, both are rendered again
+    for held in cache_dir.glob(f"{page_reuse.TEMPLATE_KIND}-*.json"):
+        held.unlink()
+    for p in paths.values():
+        p.unlink()
+    _write_maps(store_path, out)
+    assert render.calls == 4
+    assert all(_without_ids(p.read_text(encoding="utf-8")) == _without_ids(written[n][0].decode("utf-8"))
+               for n, p in paths.items())
 
 
 def test_map_pages_are_rebuilt_when_an_input_changes(
@@ -249,19 +261,23 @@ def test_map_pages_are_rebuilt_when_an_input_changes(
     kde["density_per_sqmi"] = kde["density_per_sqmi"] * 2.0
     with opened(store_path) as store:
         store.replace_features("hotspot_kde", kde)
+    timeline_written = (out / "timeline.html").stat().st_mtime_ns
     _write_maps(store_path, out)
-    assert render.calls == 1  # the site map shows the density surface; the timeline does not
+    # the site map shows the density surface (written again, filled: same shape, other data);
+    # the timeline does not (kept)
+    assert render.calls == 0
     assert (out / "site_selection.html").read_text(encoding="utf-8") != before["site_selection.html"]
-    assert (out / "timeline.html").read_text(encoding="utf-8") == before["timeline.html"]
-    # a setting the pages read (free text cut to 12 characters), changed at run time: both rebuilt
+    assert (out / "timeline.html").stat().st_mtime_ns == timeline_written
+    # a setting the pages read (free text cut to 12 characters), changed at run time: both
+    # rendered again (the setting is in every key, the shape's too)
     monkeypatch.setattr(maps.settings, "PAGE_TEXT_MAX_CHARS", 12)
     _write_maps(store_path, out)
-    assert render.calls == 3
+    assert render.calls == 2
     assert (out / "timeline.html").read_text(encoding="utf-8") != before["timeline.html"]
     # the reuse switched off: rendered every time
     monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
     _write_maps(store_path, out)
-    assert render.calls == 5
+    assert render.calls == 4
 
 
 def _without_ids(page: str) -> str:
@@ -275,9 +291,10 @@ def _without_ids(page: str) -> str:
 def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
         cache_dir: Path, store_path: Path, tmp_path: Path, inputs: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rerun that changes only the pages' notes (the store's record count) and parameters line
-    renders nothing: the pages are filled from their kept renderings with slots, and equal what
-    a fresh rendering (reuse off, as `--force`) writes, but for folium's random ids."""
+    """A rerun that changes the pages' notes (the store's record count), parameters line or a
+    layer's data renders nothing: the pages are filled from the kept renderings of their shapes
+    with slots, and equal what a fresh rendering (reuse off, as `--force`) writes, but for
+    folium's random ids. A text with Jinja syntax, or a new shape, is rendered."""
     from geo_lead import parameters
     from geo_lead.sources import RECORD_COLUMNS
     from geo_lead.store import FLAG_COLUMNS
@@ -315,16 +332,33 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
         fresh = fresh_paths[name].read_text(encoding="utf-8")
         assert page != fresh  # other ids ...
         assert _without_ids(page) == _without_ids(fresh)  # ... the same page
-        assert maps.page_text(line["text"]) in page and f"{n + 1:,} in the store" in page
+        assert maps.script_json(maps.esc(line["text"]))[1:-1] in page and f"{n + 1:,} in the store" in page
         assert "other </script>" not in page  # written escaped, as a fresh rendering writes it
-    # a layer changed: the site map is rendered again (its slotted rendering too), the timeline filled
+    # a layer's data changed (the density surface), with records added: filled again, no rendering
     kde = inputs["kde"].copy()
     kde["density_per_sqmi"] = kde["density_per_sqmi"] * 3.0
     with opened(store_path) as store:
         store.replace_features("hotspot_kde", kde)
+        extra["record_id"] = extra["content_hash"] = "extra-2"
+        with store.write():
+            store.upsert_records(extra, "2026-01-03T00:00:00Z")
+    line["text"] = "a third line {{ not jinja }}"  # the parameters line holds Jinja syntax: rendered
+    paths = _write_maps(store_path, out)
+    assert render.calls == 6
     line["text"] = "a third line"
+    paths = _write_maps(store_path, out)
+    assert render.calls == 6  # filled
+    with result_cache.switched_off(), opened(store_path) as store:
+        fresh_paths = maps.write_maps(store, tmp_path / "fresh")
+    assert render.calls == 8
+    for name, p in paths.items():
+        assert _without_ids(p.read_text(encoding="utf-8")) == _without_ids(fresh_paths[name].read_text(encoding="utf-8"))
+    # the site map's shape changed (no Gi* grid layer): rendered again; the timeline filled
+    with opened(store_path) as store:
+        store.replace_features("hotspot_gistar_grid", inputs["gistar_grid"].iloc[0:0])
+    line["text"] = "a fourth line"
     _write_maps(store_path, out)
-    assert render.calls == 5
+    assert render.calls == 9  # the site map's rendering with slots
 
 
 _FORKED_PAGES = """
@@ -383,7 +417,7 @@ def test_map_page_key_reads_every_constant_without_importing_folium() -> None:
            and value is not getattr(map_layers, name, None) and value is not getattr(cartography, name, None)]
     assert own == []
     code = ("import sys\nfrom geo_lead import maps, page_reuse\n"
-            "maps.page_key('timeline', 'x'); page_reuse.filled_page('ab' * 32, ['t'], lambda t: t[0], maps.page_text)\n"
+            "maps.page_key('timeline', 'x'); page_reuse.filled_page('ab' * 32, ['t'], ['t'], lambda t: t[0])\n"
             "print('folium' in sys.modules, 'geo_lead.map_elements' in sys.modules)")
     env = {**os.environ, "GEO_LEAD_RESULT_CACHE": "0"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -397,16 +431,37 @@ def test_filled_page_renders_directly_when_it_cannot_fill(cache_dir: Path, monke
         calls.append(list(texts))
         return "<p>" + "|".join(texts) + "</p>"
 
-    upper = str.upper
     key = "ab" * 32
-    assert page_reuse.filled_page(key, ["x", "y"], render, upper) == "<p>X|Y</p>"
+    assert page_reuse.filled_page(key, ["x", "y"], ["X", "Y"], render) == "<p>X|Y</p>"
     assert calls == [page_reuse.slot_tokens(2, key)]
-    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>U|V</p>" and len(calls) == 1
-    assert page_reuse.filled_page(key, ["u", ""], render, upper) == "<p>u|</p>" and calls[-1] == ["u", ""]
-    hidden = page_reuse.filled_page("cd" * 32, ["a"], lambda t: calls.append(list(t)) or "<p>none</p>", upper)
+    assert page_reuse.filled_page(key, ["u", "v"], ["U", "V"], render) == "<p>U|V</p>" and len(calls) == 1
+    assert page_reuse.filled_page(key, ["u", ""], ["U", ""], render) == "<p>u|</p>" and calls[-1] == ["u", ""]
+    hidden = page_reuse.filled_page("cd" * 32, ["a"], ["A"], lambda t: calls.append(list(t)) or "<p>none</p>")
     assert hidden == "<p>none</p>" and calls[-1] == ["a"]  # no slot in the page: rendered with its text
     monkeypatch.setenv(result_cache.ENV_SWITCH, "0")
-    assert page_reuse.filled_page(key, ["u", "v"], render, upper) == "<p>u|v</p>" and calls[-1] == ["u", "v"]
+    assert page_reuse.filled_page(key, ["u", "v"], ["U", "V"], render) == "<p>u|v</p>" and calls[-1] == ["u", "v"]
+
+
+@given(st.text())
+def test_a_layer_name_is_written_as_the_layer_control_writes_it(name: str) -> None:
+    """`map_plans.layer_name_text` is Jinja's ``tojson`` filter (folium's layer control writes
+    the names with it), without the quotes: what a name slot is filled with."""
+    from jinja2 import Template
+
+    assert map_plans.layer_name_text(name) == Template("{{ n|tojson }}").render(n=name)[1:-1]
+
+
+def test_map_plans_with_jinja_syntax_or_one_name_twice_are_not_filled(inputs: dict[str, Any]) -> None:
+    """What a rendering with slots cannot reproduce: a text folium's elements compile as Jinja,
+    two layers of one name (the layer control keeps one). Such a plan is rendered."""
+    layers = maps.SiteMapInputs(inputs["scores"], inputs["kde"], record_points=inputs["records"])
+    assert map_plans.site_plan(layers, notes=["n"]).fillable()
+    for text in ("{{ x }}", "{% if %}", "{# c #}", "a\rb"):
+        assert not map_plans.site_plan(layers, notes=[text]).fillable()
+    plan = map_plans.site_plan(layers)
+    first, second = [e for e in plan.elements if e.kind in ("DataLayer", "PointLayer")][:2]
+    plan.given[second.slots[1]] = plan.given[first.slots[1]]
+    assert not plan.fillable()
 
 
 def test_map_page_key_covers_the_records_shown(inputs: dict[str, Any]) -> None:
