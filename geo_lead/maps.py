@@ -258,42 +258,66 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
     site_rest = data_digest(layers.scores, layers.kde, layers.gistar, layers.zones, shown, layers.gistar_grid,
                             layers.neighborhoods, layers.first_division)
     timeline_rest = data_digest(shown, areas, name_col, rule)
+    texts = [*notes, line]  # what a rerun that changes no layer changes (counts, the frames' digest)
     pending: list[_Page] = []
     for with_tiles in (False, True) if tiles else (False,):
         suffix = TILES_SUFFIX if with_tiles else ""
 
-        def site(with_tiles: bool = with_tiles) -> MapPlan:
-            return site_plan(layers, tiles=with_tiles, notes=notes, parameters=line)
+        def site(texts: Sequence[str], with_tiles: bool = with_tiles) -> MapPlan:
+            return site_plan(layers, tiles=with_tiles, notes=texts[:-1], parameters=texts[-1])
 
-        def monthly(with_tiles: bool = with_tiles) -> MapPlan:
-            return timeline_plan(records, areas, name_col=name_col, tiles=with_tiles, notes=notes,
-                                 parameters=line, rule=rule)
+        def monthly(texts: Sequence[str], with_tiles: bool = with_tiles) -> MapPlan:
+            return timeline_plan(records, areas, name_col=name_col, tiles=with_tiles, notes=texts[:-1],
+                                 parameters=texts[-1], rule=rule)
 
         for name, plan_of, rest in (("site_selection", site, site_rest), ("timeline", monthly, timeline_rest)):
             path = out_dir / f"{name}{suffix}.html"
             key = page_key(name, with_tiles, offline, rest, notes, line)
             if not is_current(path, key):
-                pending.append(_planned_page(name, path, key, plan_of(), offline))
+                slotted = page_key(name, with_tiles, offline, rest, "slots", len(texts))
+                pending.append(_page(name, path, key, slotted, texts, plan_of, offline))
             paths[name + suffix] = path
     _write_pages(pending)
     log.info("maps written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
 
-def _planned_page(name: str, path: Path, key: str, plan: MapPlan, offline: bool) -> _Page:
+def _page(name: str, path: Path, key: str, slotted: str, texts: Sequence[str],
+          plan_of: Callable[[Sequence[str]], MapPlan], offline: bool) -> _Page:
+    """A page to write, made at the cheapest level that gives it:
+
+    1. filled from a kept rendering of the same layers with slots for its notes and parameters
+       line (`slotted`: a rerun that changed only those, e.g. the store's record count, makes
+       no plan);
+    2. else from its plan (`plan_of(texts)`, `_planned_text`): filled from a kept rendering of
+       the same shape with slots for every text (a rerun that changed the layers' data);
+    3. else rendered through folium.
+
+    A note or line with Jinja syntax skips level 1 (folium's elements would compile it: the
+    plan is then not fillable and the page is rendered, as a fresh build would).
+    """
+    from geo_lead.map_layers import JINJA_ACTIVE
+    from geo_lead.page_reuse import can_fill, filled_page
+
+    if any(s in t for t in texts for s in JINJA_ACTIVE):
+        return _Page(path, key, lambda: _planned_text(name, plan_of(texts), offline), True)
+    return _Page(path, key, lambda: filled_page(slotted, texts, [page_text(t) for t in texts],
+                                                lambda t: _planned_text(name, plan_of(t), offline)),
+                 not can_fill(slotted, texts))
+
+
+def _planned_text(name: str, plan: MapPlan, offline: bool) -> str:
     """The page of `plan`: filled from a kept rendering of its shape with slot tokens when it
     can be (`geo_lead.page_reuse.filled_page`: no folium, no rendering), else rendered."""
     from geo_lead.offline import render_map
-    from geo_lead.page_reuse import can_fill, filled_page
+    from geo_lead.page_reuse import filled_page
 
     def render(texts: Sequence[str]) -> str:
         return render_map(build_map(plan, texts), offline)
 
     if not plan.fillable():
-        return _Page(path, key, lambda: render(plan.given), True)
-    shape = page_key(name, "shape", offline, plan.shape())
-    return _Page(path, key, lambda: filled_page(shape, plan.given, plan.written, render),
-                 not can_fill(shape, plan.given))
+        return render(plan.given)
+    return filled_page(page_key(name, "shape", offline, plan.shape()), plan.given, plan.written, render)
 
 
 @dataclass(frozen=True)
@@ -323,6 +347,12 @@ def _write_pages(pages: Sequence[_Page]) -> None:
     for p in pages:
         job = ahead.get(id(p))
         write_if_changed(p.path, p.key, job.result if job is not None else p.text)
+
+
+def page_text(text: str) -> str:
+    """A note or the parameters line as the map pages write it: HTML-escaped (`esc`), inside a
+    JSON string of a page script (`script_json`) -- the only way those texts reach a page."""
+    return script_json(esc(text))[1:-1]
 
 
 #: Modules whose source is in every map page's key (what reads, lays out, draws and writes).

@@ -322,8 +322,11 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
             extra[flag] = 0
         with store.write():
             store.upsert_records(extra, "2026-01-02T00:00:00Z")
+    planned = Counter(maps.site_plan)
+    monkeypatch.setattr(maps, "site_plan", planned)
     paths = _write_maps(store_path, out)
     assert render.calls == 2  # filled, not rendered
+    assert planned.calls == 0  # from the rendering with slots for the notes and line: no plan made
     filled = {name: p.read_text(encoding="utf-8") for name, p in paths.items()}
     with result_cache.switched_off(), opened(store_path) as store:
         fresh_paths = maps.write_maps(store, tmp_path / "fresh")
@@ -332,7 +335,7 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
         fresh = fresh_paths[name].read_text(encoding="utf-8")
         assert page != fresh  # other ids ...
         assert _without_ids(page) == _without_ids(fresh)  # ... the same page
-        assert maps.script_json(maps.esc(line["text"]))[1:-1] in page and f"{n + 1:,} in the store" in page
+        assert maps.page_text(line["text"]) in page and f"{n + 1:,} in the store" in page
         assert "other </script>" not in page  # written escaped, as a fresh rendering writes it
     # a layer's data changed (the density surface), with records added: filled again, no rendering
     kde = inputs["kde"].copy()
@@ -347,7 +350,8 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     assert render.calls == 6
     line["text"] = "a third line"
     paths = _write_maps(store_path, out)
-    assert render.calls == 6  # filled
+    assert render.calls == 6  # filled from the site map's plan (its shape's rendering with slots)
+    assert planned.calls == 3  # the fresh build's, the Jinja line's, this one's
     with result_cache.switched_off(), opened(store_path) as store:
         fresh_paths = maps.write_maps(store, tmp_path / "fresh")
     assert render.calls == 8
