@@ -289,21 +289,50 @@ def _page(name: str, path: Path, key: str, slotted: str, texts: Sequence[str],
     1. filled from a kept rendering of the same layers with slots for its notes and parameters
        line (`slotted`: a rerun that changed only those, e.g. the store's record count, makes
        no plan);
-    2. else from its plan (`plan_of(texts)`, `_planned_text`): filled from a kept rendering of
-       the same shape with slots for every text (a rerun that changed the layers' data);
-    3. else rendered through folium.
+    2. else from its plan (`plan_of`, `_planned_text`): filled from a kept rendering of the same
+       shape with slots for every text (a rerun that changed the layers' data); the plan with
+       slots for the notes and line is made here, and its fill kept for level 1;
+    3. else rendered through folium (`_Page.renders`: `_write_pages` renders two such pages on
+       two cores).
 
     A note or line with Jinja syntax skips level 1 (folium's elements would compile it: the
-    plan is then not fillable and the page is rendered, as a fresh build would).
+    plan is then not fillable and the page is rendered, as a fresh build would); so does a run
+    with the result cache off (nothing kept: planned and rendered).
     """
+    from geo_lead import result_cache
     from geo_lead.map_layers import JINJA_ACTIVE
-    from geo_lead.page_reuse import can_fill, filled_page
+    from geo_lead.page_reuse import can_fill, filled_page, slot_tokens
 
-    if any(s in t for t in texts for s in JINJA_ACTIVE):
-        return _Page(path, key, lambda: _planned_text(name, plan_of(texts), offline), True)
-    return _Page(path, key, lambda: filled_page(slotted, texts, [page_text(t) for t in texts],
-                                                lambda t: _planned_text(name, plan_of(t), offline)),
-                 not can_fill(slotted, texts))
+    if not result_cache.enabled() or any(s in t for t in texts for s in JINJA_ACTIVE):
+        plan = plan_of(texts)
+        return _Page(path, key, lambda: _planned_text(name, plan, offline), _renders(name, plan, offline))
+    written = [page_text(t) for t in texts]
+
+    def planned(tokens: Sequence[str]) -> str:
+        return _planned_text(name, plan_of(tokens), offline)
+
+    if can_fill(slotted, texts):
+        return _Page(path, key, lambda: filled_page(slotted, texts, written, planned), False)
+    tokens = slot_tokens(len(texts), slotted)
+    plan = plan_of(tokens)
+
+    def render(given: Sequence[str]) -> str:
+        return _planned_text(name, plan, offline) if list(given) == tokens else planned(given)
+
+    return _Page(path, key, lambda: filled_page(slotted, texts, written, render), _renders(name, plan, offline))
+
+
+def _shape_key(name: str, plan: MapPlan, offline: bool) -> str:
+    """The key of page `name`'s rendering with slots for all the texts of `plan`: its shape."""
+    return page_key(name, "shape", offline, plan.shape())
+
+
+def _renders(name: str, plan: MapPlan, offline: bool) -> bool:
+    """True when `_planned_text` of `plan` will likely render through folium (a guess for
+    scheduling, `page_reuse.can_fill`)."""
+    from geo_lead.page_reuse import can_fill
+
+    return not plan.fillable() or not can_fill(_shape_key(name, plan, offline), plan.given)
 
 
 def _planned_text(name: str, plan: MapPlan, offline: bool) -> str:
@@ -317,7 +346,7 @@ def _planned_text(name: str, plan: MapPlan, offline: bool) -> str:
 
     if not plan.fillable():
         return render(plan.given)
-    return filled_page(page_key(name, "shape", offline, plan.shape()), plan.given, plan.written, render)
+    return filled_page(_shape_key(name, plan, offline), plan.given, plan.written, render)
 
 
 @dataclass(frozen=True)

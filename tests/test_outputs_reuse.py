@@ -349,7 +349,13 @@ def test_map_pages_filled_from_their_slotted_rendering_equal_fresh_renderings(
     paths = _write_maps(store_path, out)
     assert render.calls == 6
     line["text"] = "a third line"
+    scheduled: list[Any] = []
+    write_pages = maps._write_pages
+    monkeypatch.setattr(maps, "_write_pages", lambda pages: scheduled.extend(pages) or write_pages(pages))
     paths = _write_maps(store_path, out)
+    # neither page is scheduled as a rendering (which would import folium and fork a child for
+    # the second): the site map is filled from its shape's rendering, the timeline from its notes'
+    assert [(p.path.name, p.renders) for p in scheduled] == [("site_selection.html", False), ("timeline.html", False)]
     assert render.calls == 6  # filled from the site map's plan (its shape's rendering with slots)
     assert planned.calls == 3  # the fresh build's, the Jinja line's, this one's
     with result_cache.switched_off(), opened(store_path) as store:
