@@ -243,3 +243,28 @@ def test_bootstrap_replicates_equal_the_one_by_one_definition_bit_for_bit() -> N
         want = _replicates_one_by_one(b_arr, a_arr, block, replicates, trial, controls)
         for c in controls:
             assert got[c].tobytes() == want[c].tobytes(), (trial, c)
+
+
+def test_resampled_positions_are_kept_by_the_periods_lengths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bootstrap's month positions depend on the periods' lengths only: a second bootstrap
+    with other counts but the same lengths reads them back (no draw) and still equals the
+    one-by-one definition; other lengths are drawn."""
+    from geo_lead import evaluation, result_cache
+
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
+    monkeypatch.delenv(result_cache.ENV_SWITCH, raising=False)
+    rng = np.random.default_rng(5)
+    controls = ("comparison", "rest")
+    first = evaluation.resampled_positions(20, 9, 3, 50, 7)
+    draws = []
+    monkeypatch.setattr(evaluation, "block_indices", lambda *a: draws.append(a) or first[0][0])
+    b_arr = {g: rng.poisson(4.0, 20).astype(float) for g in ("pilot", *controls)}
+    a_arr = {g: rng.poisson(4.0, 9).astype(float) for g in ("pilot", *controls)}
+    got = evaluation._bootstrap_did(b_arr, a_arr, 3, 50, 7, controls)
+    assert draws == []  # kept positions
+    monkeypatch.undo()
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
+    want = _replicates_one_by_one(b_arr, a_arr, 3, 50, 7, controls)
+    for c in controls:
+        assert got[c].tobytes() == want[c].tobytes()
+    assert evaluation.resampled_positions(21, 9, 3, 50, 7)[0].shape == (50, 21)
