@@ -197,11 +197,11 @@ def write_maps(store: Store, out_dir: Path = settings.MAPS_DIR, offline: bool = 
 
     A page whose `page_key` (what it shows, the code and libraries that draw it) is the one
     recorded for its file, and whose file is intact, is kept as it is and not rendered
-    (`geo_lead.page_reuse.write_if_changed`). Any other page is planned (`geo_lead.map_plans`:
-    its shape and its texts) and filled from a kept rendering of the same shape with slot tokens
-    for its texts (`geo_lead.page_reuse.filled_page`): a rerun that adds records changes the
-    texts (layer data, counts, notes, the parameters line), rarely the shape, and then neither
-    imports folium nor renders.
+    (`geo_lead.page_reuse.write_if_changed`). Any other page is filled when it can be, from a
+    kept rendering of the same layers with slots for its notes and parameters line (a rerun that
+    changed only those), else from a kept rendering of the same shape with slots for all its
+    texts (`geo_lead.map_plans`: a rerun that changed the layers' data); either way without
+    folium (`_page`, `geo_lead.page_reuse.filled_page`). A new shape is rendered.
 
     Parameters
     ----------
