@@ -27,7 +27,7 @@ from geo_lead import frames, indicators, settings
 from geo_lead.outputs import sha256_file
 from geo_lead.progress import Progress, null_progress
 from geo_lead.sources import Chunk, iter_chunks, load_mapping
-from geo_lead.store import Store
+from geo_lead.store import PendingRecords, Store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ CRASH_POINTS: tuple[str, ...] = ("before-write", "after-begin", "after-enrich", 
 ENRICH_CRASH_POINTS: frozenset[str] = frozenset({"after-enrich"})
 
 #: Called with the name of each point of `CRASH_POINTS` that `ingest_files` passes ("after-enrich"
-#: and "after-first-chunk" once per chunk of records); None: nothing is called. Production code never sets it;
+#: and "after-first-chunk" once per chunk of records written: with an enricher, once per batch of
+#: new records, `_flush`); None: nothing is called. Production code never sets it;
 #: tests/test_crash_safety.py sets it in the ingest process it starts, to pause at a point and
 #: SIGKILL the process there.
 checkpoint_hook: Callable[[str], None] | None = None
@@ -94,8 +95,10 @@ class IngestOptions:
     Attributes
     ----------
     enrich
-        Given each chunk's new records before their insert (`RecordEnricher`), so each is
-        written once with what the later stages would add; None: inserted as read.
+        Given the new records before their insert (`RecordEnricher`), so each is written once
+        with what the later stages would add; None: inserted as read. The new records of
+        successive chunks and files are given to it together, up to `chunk_rows` at a time
+        (`geo_lead.store.PendingRecords`): its set-up is paid per batch, not per small file.
     chunk_rows
         Rows read per chunk (`geo_lead.sources.iter_chunks`); the store left does not depend
         on it.
@@ -139,9 +142,10 @@ def ingest_files(
 def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOptions) -> list[FileReport]:
     """`ingest_files` with its options in one object (and `IngestOptions.enrich`).
 
-    With an enricher, each chunk's new records are passed to it and inserted with what it
-    adds (crash point ``after-enrich`` between the two), and its ``finish`` runs before the
-    commit: still one transaction, the store before or after the whole ingest.
+    With an enricher, the new records are passed to it a batch at a time (those of several
+    chunks or files together, `geo_lead.store.PendingRecords`) and inserted with what it adds
+    (crash point ``after-enrich`` between the two), and its ``finish`` runs before the commit:
+    still one transaction, the store before or after the whole ingest.
     """
     rules = options.rules or indicators.load_rules()
     mapping_data = load_mapping(options.mapping) if options.mapping else None
@@ -149,6 +153,7 @@ def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOption
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     reports: list[FileReport] = []
     enrich = _enrich_hook(store, options.enrich)
+    pending = None if enrich is None else PendingRecords(enrich, max(1, options.chunk_rows))
     _crash_point("before-write")
     with store.write():
         _crash_point("after-begin")
@@ -167,7 +172,7 @@ def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOption
             for chunk in iter_chunks(path, source=options.source, mapping=mapping_data, encoding=options.encoding,
                                      chunk_rows=options.chunk_rows):
                 dates.append(frames.report_dates(chunk.records))
-                _store_chunk(store, chunk, report, _ChunkContext(rules, now, enrich))
+                _store_chunk(store, chunk, report, _ChunkContext(rules, now, enrich, pending))
                 progress.update(chunk.rows_read)
             declared = frames.file_frame(sha, path.name, report.source, fraction,
                                          pd.concat(dates) if dates else pd.Series(dtype="datetime64[ns]"))
@@ -182,6 +187,8 @@ def ingest_with(store: Store, paths: Sequence[Path | str], options: IngestOption
                             path.name, report.unchanged)
             _record_ingest(store, report, path, now)
             reports.append(report)
+        if pending is not None:
+            _flush(store, pending)
         if options.enrich is not None:
             options.enrich.finish(store)
         store.touch("records")
@@ -210,6 +217,8 @@ class _ChunkContext:
     rules: indicators.Rules
     now: str
     enrich: Callable[[pd.DataFrame], pd.DataFrame] | None
+    #: With an enricher: the new records kept for its next batch (`Store.upsert_records`).
+    pending: PendingRecords | None = None
 
 
 def _store_chunk(store: Store, chunk: Chunk, report: FileReport, ctx: _ChunkContext) -> None:
@@ -220,17 +229,25 @@ def _store_chunk(store: Store, chunk: Chunk, report: FileReport, ctx: _ChunkCont
     report.source = chunk.source or report.source
     if len(chunk.records):
         flagged = pd.concat([chunk.records, indicators.classify(chunk.records, ctx.rules)], axis=1)
-        counts = store.upsert_records(flagged, ingested_at=ctx.now, enrich=ctx.enrich)
+        flushes = ctx.pending.flushes if ctx.pending is not None else 0
+        counts = store.upsert_records(flagged, ingested_at=ctx.now, enrich=ctx.enrich, pending=ctx.pending)
         report.added += counts["added"]
         report.unchanged += counts["unchanged"]
         report.updated += counts["updated"]
-        _crash_point("after-first-chunk")
+        if ctx.pending is None or ctx.pending.flushes > flushes:
+            _crash_point("after-first-chunk")
     if len(chunk.rejects):
         rejects = chunk.rejects.assign(file_sha256=report.sha256, ingested_at=ctx.now)
         store.insert_rows("rejects", rejects, or_ignore=True)
     person_cols = [c for c in chunk.persons.columns if c != "record_id"]
     if person_cols and len(chunk.persons):
         store.insert_rows("persons", chunk.persons, or_ignore=True)
+
+
+def _flush(store: Store, pending: PendingRecords) -> None:
+    """Write the new records `pending` still keeps (crash point ``after-first-chunk`` after)."""
+    if store.flush_records(pending):
+        _crash_point("after-first-chunk")
 
 
 def _skip_known_file(store: Store, report: FileReport, source: str | None) -> bool:

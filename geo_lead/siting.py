@@ -35,7 +35,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,13 @@ import pandas as pd
 from geo_lead import frames, settings
 from geo_lead.errors import GeoLeadError
 from geo_lead.hotspots import grid_counts, indicator_points, make_grid, max_capture, pai, study_area
-from geo_lead.zones_milp import Adjacency, best_zone, queen_adjacency, stored_queen_adjacency
+from geo_lead.zones_milp import (
+    Adjacency,
+    best_zone,
+    connected_subsets,
+    queen_adjacency,
+    stored_queen_adjacency,
+)
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -145,37 +151,6 @@ def split_periods(occurred_at: pd.Series, train: str | None = None,
 
 
 # --- zones --------------------------------------------------------------------------------
-def connected_subsets(adjacency: Mapping[str, Iterable[str]], size: int,
-                      limit: int = 200_000) -> list[tuple[str, ...]]:
-    """Every connected set of `size` units (sorted tuples), each once.
-
-    Wernicke's ESU enumeration: grow from each root v only through units ordered after v
-    and through the exclusive neighbourhood of the unit just added.
-    """
-    nodes = sorted(adjacency)
-    order = {n: i for i, n in enumerate(nodes)}
-    nbrs = {n: {m for m in adjacency[n] if m in order and m != n} for n in nodes}
-    found: list[tuple[str, ...]] = []
-
-    def extend(sub: set[str], ext: set[str], root: str) -> None:
-        if len(sub) == size:
-            found.append(tuple(sorted(sub)))
-            if len(found) > limit:
-                raise GeoLeadError(f"more than {limit} connected zones of size {size}; use fewer candidates")
-            return
-        ext = set(ext)
-        closed = set(sub).union(*(nbrs[s] for s in sub))
-        while ext:
-            w = min(ext, key=order.__getitem__)
-            ext.discard(w)
-            exclusive = {u for u in nbrs[w] if order[u] > order[root] and u not in closed}
-            extend(sub | {w}, ext | exclusive, root)
-
-    for root in nodes:
-        extend({root}, {u for u in nbrs[root] if order[u] > order[root]}, root)
-    return sorted(found)
-
-
 @dataclass
 class UnitData:
     """Weighted counts and areas per candidate unit, plus the grid used for PEI."""

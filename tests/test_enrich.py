@@ -164,3 +164,42 @@ def equal_both_ways(work: Path, rows: int, rerun_rows: int) -> None:
 @pytest.mark.slow
 def test_synthetic_run_and_rerun_equal_the_stages(tmp_path: Path) -> None:
     equal_both_ways(tmp_path, 20_000, 2_000)
+
+
+@pytest.mark.parametrize("chunk_rows", [100_000, 700])
+def test_new_records_of_several_files_are_enriched_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              chunk_rows: int) -> None:
+    """The new records of successive files go to the enricher together (`store.PendingRecords`),
+    at most `chunk_rows` at a time; a file repeating records still kept (not yet written) sees
+    them stored: the same store and counts as the stages."""
+    import csv
+
+    import geo_lead.enrich as enrich_module
+
+    with LATER[0].open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    repeat = tmp_path / "crime_data_2017_again.csv"  # 40 records of LATER[0], unchanged
+    with repeat.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows[:41])
+    files = [*FIRST, LATER[0], repeat, LATER[1]]
+    calls: list[int] = []
+    real_call = Enricher.__call__
+
+    def counted(self: Enricher, store: Any, records: Any) -> Any:
+        calls.append(len(records))
+        return real_call(self, store, records)
+
+    monkeypatch.setattr(Enricher, "__call__", counted)
+    monkeypatch.setattr(enrich_module, "CHUNK_ROWS", chunk_rows)
+    plain, rich = tmp_path / "plain.gpkg", tmp_path / "rich.gpkg"
+    counts_a = _plain(plain, files)
+    counts_b, enricher = _enriched(rich, files)
+    assert enricher.active
+    assert counts_b == counts_a
+    assert counts_a[0]["files"][3]["unchanged"] == 40 and counts_a[0]["files"][3]["added"] == 0
+    assert tables(rich) == tables(plain)
+    assert sum(calls) == counts_a[0]["added"]
+    assert max(calls) <= chunk_rows
+    if chunk_rows > counts_a[0]["added"]:
+        # one batch for the first three files, written when the repeated records come; one for the last
+        assert len(calls) == 2

@@ -90,3 +90,29 @@ def test_no_zone_of_that_size_raises() -> None:
     # k out of range is a caller's error (ValueError); GeoLeadError is for what a user can fix
     with pytest.raises(ValueError, match="between 1 and"):
         best_zone({"A": 1}, adj, 4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_enumerated_best_zone_is_the_solvers(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real-valued weights (a unique optimum): `best_zone` enumerates the connected zones and
+    gives the zone and total the MILP gives, without running the solver; a tie is left to it."""
+    import geo_lead.zones_milp as zm
+
+    adj = queen_adjacency(lattice())
+    rng = np.random.default_rng(seed)
+    weights = {n: float(rng.gamma(2.0, 10.0)) for n in adj}
+    solved = {k: zm._solved_best_zone(weights, adj, k) for k in range(1, 7)}
+
+    def no_solver(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the solver ran")
+
+    monkeypatch.setattr(zm, "_solved_best_zone", no_solver)
+    for k, (names, total) in solved.items():
+        assert best_zone(weights, adj, k) == (names, total)
+    tied = {n: 1.0 for n in adj}
+    with pytest.raises(AssertionError, match="the solver ran"):
+        best_zone(tied, adj, 2)
+    assert zm.unique_best_zone(tied, adj, 2) is None
+    monkeypatch.setattr(zm, "ENUMERATE_MAX_ZONES", 3)  # too many zones to enumerate: the solver
+    with pytest.raises(AssertionError, match="the solver ran"):
+        best_zone(weights, adj, 3)
