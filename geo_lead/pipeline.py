@@ -467,12 +467,13 @@ def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict
     Submitted once the join is committed, with the parent's read of the flagged records
     (`analysis_records`, which the parts take where exact) when it is small enough to send
     (`_sendable`), else it reads them as the parent did; then the year-by-year and division
-    parts at once; the report's figures and the before/after part read the scores and the site result,
-    so it waits there for the parent's word (`parallel.from_parent`: sent once they are
-    written), then draws the report's figures first (the parent drafts the report with them).
+    parts at once; the report's figures read the scores and the site result, so it waits there
+    for the parent's word (`parallel.from_parent`: sent once they are written), then draws the
+    report's figures (the parent drafts the report with them) while the parent reads the
+    before/after part (`pilot_report.evaluation_part`, a few kB), which it sends next.
     """
     from geo_lead.parallel import from_parent
-    from geo_lead.pilot_report import evaluation_part, joined, started_pilot_parts
+    from geo_lead.pilot_report import joined, started_pilot_parts
     from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
     with bulk_gc():
@@ -485,8 +486,9 @@ def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict
             # would stop the parent's commits, which this wait is for
             from_parent()
             with opened(store_path, create=False) as store:
-                draw_report_figures(report_figure_data(store, records))
-                pilot = joined(pilot, evaluation_part(store, records))
+                data = report_figure_data(store, records)
+            draw_report_figures(data)
+            pilot = joined(pilot, cast(dict[str, Any], from_parent()))  # the parent's before/after part
     return pilot, pilot_sections_html(pilot)
 
 
@@ -675,8 +677,10 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         from geo_lead.report import report_figure_data
 
         figure_data.update(report_figure_data(store, records))
-        if pilot is not None:
+        if pilot is not None:  # the child draws the report's figures while this process evaluates
             pilot.send("site and scores written")
+            if pilot.in_child:  # else the whole pilot data are read here when its result is asked
+                pilot.send(evaluation_part(store, records))
         elif parts_done is not None:  # the child draws the report's figures while this process evaluates
             read: dict[str, Any] = {}
             drawing = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))
