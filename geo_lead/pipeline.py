@@ -428,12 +428,19 @@ PILOT_MODULES: tuple[str, ...] = ("geo_lead.report", "geo_lead.pilot_report", "g
 FIGURE_MODULES: tuple[str, ...] = ("geo_lead.figures", "geo_lead.pilot_figures")
 
 
+def flagged_changed(flagged_before: int, flagged_after: int, ingest: dict[str, Any]) -> bool:
+    """True when the ingest changed the flagged records (their count, an updated record, a
+    re-flag): then the statistics and figures are likely computed, not reused. A guess for
+    scheduling only, never for a result."""
+    return bool(flagged_before != flagged_after or ingest.get("updated") or ingest.get("reflagged"))
+
+
 def _prefetch_ahead(workers: Sequence[tuple[Worker, tuple[str, ...]]], flagged_before: int,
                     flagged_after: int, ingest: dict[str, Any]) -> None:
     """Have each worker child import its modules now when the ingest changed the flagged
-    records (their count, an updated record, a re-flag): then the hot spots are likely
-    computed, not reused. Only the timing depends on this guess, never a result."""
-    if flagged_before != flagged_after or ingest.get("updated") or ingest.get("reflagged"):
+    records (`flagged_changed`): then the hot spots are likely computed, not reused. Only the
+    timing depends on this guess, never a result."""
+    if flagged_changed(flagged_before, flagged_after, ingest):
         for worker, modules in workers:
             worker.prefetch(modules)
 
@@ -469,11 +476,13 @@ def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict
     (`_sendable`), else it reads them as the parent did; then the year-by-year and division
     parts at once; the report's figures read the scores and the site result, so it waits there
     for the parent's word (`parallel.from_parent`: sent once they are written), then draws the
-    report's figures (the parent drafts the report with them) while the parent reads the
-    before/after part (`pilot_report.evaluation_part`, a few kB), which it sends next.
+    report's figures (the parent drafts the report with them) and takes the before/after part
+    (`pilot_report.evaluation_part`, a few kB) the parent sends next: read there when the
+    ingest changed the flagged records (the figures are then drawn here meanwhile), else None
+    and read here (the parent's path is the longer one then).
     """
     from geo_lead.parallel import from_parent
-    from geo_lead.pilot_report import joined, started_pilot_parts
+    from geo_lead.pilot_report import evaluation_part, joined, started_pilot_parts
     from geo_lead.report import draw_report_figures, pilot_sections_html, report_figure_data
 
     with bulk_gc():
@@ -488,7 +497,11 @@ def pilot_at(store_path: str, records: Any = None) -> tuple[dict[str, Any], dict
             with opened(store_path, create=False) as store:
                 data = report_figure_data(store, records)
             draw_report_figures(data)
-            pilot = joined(pilot, cast(dict[str, Any], from_parent()))  # the parent's before/after part
+            evaluation = cast("dict[str, Any] | None", from_parent())
+            if evaluation is None:
+                with opened(store_path, create=False) as store:
+                    evaluation = evaluation_part(store, records)
+            pilot = joined(pilot, evaluation)
     return pilot, pilot_sections_html(pilot)
 
 
@@ -598,8 +611,8 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         enricher = Enricher(tolerance_ft=params["boundary_tolerance_ft"])  # one write per new record
         flagged_before = store.count_flagged("lead_eligible")
         summary["ingest"] = stage_ingest(store, files, say, echo, rules, params["sample_fraction"], enricher)
-        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES),), flagged_before,
-                        store.count_flagged("lead_eligible"), summary["ingest"])
+        flagged_after = store.count_flagged("lead_eligible")
+        _prefetch_ahead(((worker, HOTSPOT_COMPUTE_MODULES),), flagged_before, flagged_after, summary["ingest"])
         run.stage("ingest", stage_counts(summary["ingest"]))
         fractions = {f["sha256"]: f["sample_fraction"] for f in summary["ingest"]["files"]}
         for item in run.inputs:
@@ -680,7 +693,8 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         if pilot is not None:  # the child draws the report's figures while this process evaluates
             pilot.send("site and scores written")
             if pilot.in_child:  # else the whole pilot data are read here when its result is asked
-                pilot.send(evaluation_part(store, records))
+                redrawn = flagged_changed(flagged_before, flagged_after, summary["ingest"])
+                pilot.send(evaluation_part(store, records) if redrawn else None)
         elif parts_done is not None:  # the child draws the report's figures while this process evaluates
             read: dict[str, Any] = {}
             drawing = figures.submit(pilot_drawn, (figure_data,), fallback=lambda: pilot_drawn(figure_data, read["pilot"]))

@@ -30,17 +30,20 @@ from geo_lead.pipeline import run_pipeline
 out, data = Path(sys.argv[1]), Path(sys.argv[2])
 from geo_lead import settings
 results = {}
-for mode in ("fork", "fork_read", "fork_big", "no_fork", "no_fork_big"):
+for mode in ("fork", "fork_read", "fork_big", "fork_again", "no_fork", "no_fork_big", "no_fork_again"):
+    # *_again: the same file run again on the store of the mode named before it (nothing new:
+    # the flagged records unchanged, the figures child reads the before/after part itself)
     # *_big: the figures child only draws, the parent reads the pilot data (a big store);
     # the setting is in every result key: a result cache of its own. fork_read: the records
     # are not sent to the figures child (too big to send), it reads them itself
     settings.PILOT_CHILD_MAX_RECORDS = 0 if mode.endswith("_big") else 100_000
     pipeline.SEND_MAX_BYTES = 0 if mode == "fork_read" else 128 * 1024
-    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results" if mode in ("fork", "no_fork") else "results_" + mode))
+    base = mode.removesuffix("_again")
+    os.environ["GEO_LEAD_RESULT_CACHE_DIR"] = str(out / ("results" if base in ("fork", "no_fork") else "results_" + base))
     if mode.startswith("no_fork"):
         os.environ["GEO_LEAD_NO_FORK"] = "1"
     before = parallel.forks()
-    summary = run_pipeline(out / mode / "lead.gpkg", [data], out_dir=out / mode / "maps", echo=None)
+    summary = run_pipeline(out / base / "lead.gpkg", [data], out_dir=out / mode / "maps", echo=None)
     results[mode] = {"forks": parallel.forks() - before, "score": summary["score"],
                      "hotspots": summary["hotspots"], "site": summary["site"],
                      "records": summary["records_in_store"]}
@@ -70,11 +73,15 @@ def test_run_forks_its_children_and_equals_a_one_process_run(tmp_path: Path) -> 
     for stage in ("score", "hotspots", "site"):
         assert fork[stage] == read[stage] == big[stage] == one[stage] == one_big[stage], stage
     # the report (its pilot sections read and its figures drawn by the figures child) is the
-    # one-process report, but for the store's folder, the ingest time it lists and the minute it was made
-    pages = {mode: re.sub(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ| \d\d:\d\d UTC)", "TIME",
+    # one-process report, but for the store's folder, the ingest time it lists, the minute it was
+    # made and the run ids
+    pages = {mode: re.sub(r"\d{4}-\d\d-\d\d(T\d\d:\d\d:\d\dZ| \d\d:\d\d UTC)|\d{8}T\d{6}Z-[0-9a-f]{8}", "TIME",
                           (tmp_path / mode / "maps" / "report.html").read_text(encoding="utf-8")
-                          .replace(str(tmp_path / mode), "STORE_FOLDER")) for mode in results}
-    assert len(set(pages.values())) == 1, [m for m in pages if pages[m] != pages["no_fork"]]
+                          .replace(str(tmp_path / mode), "STORE_FOLDER")
+                          .replace(str(tmp_path / mode.removesuffix("_again")), "STORE_FOLDER")) for mode in results}
+    first = {m: p for m, p in pages.items() if not m.endswith("_again")}
+    assert len(set(first.values())) == 1, [m for m in first if first[m] != first["no_fork"]]
+    assert pages["fork_again"] == pages["no_fork_again"]  # a rerun with nothing new, forked or not
     # the report drawn here took the figures child's drawings: one PNG per figure in the cache
     # (a figure keyed otherwise here would have been drawn and kept a second time)
     for results in ("results", "results_fork_read", "results_fork_big"):
