@@ -47,11 +47,11 @@ from geo_lead.map_layers import (
 
 
 def layer_name_text(name: str) -> str:
-    """A layer's name as folium's layer control writes it: Jinja's ``tojson`` filter (JSON with
-    ``<``, ``>``, ``&``, ``'`` as ``\\u00XX`` escapes), without the quotes."""
-    text = json.dumps(name, sort_keys=True)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("'", "\\u0027"))[1:-1]
+    """A layer's name as folium's layer control writes it: Jinja's ``tojson`` filter
+    (`jinja2.utils.htmlsafe_json_dumps`), without the quotes."""
+    from jinja2.utils import htmlsafe_json_dumps
+
+    return str(htmlsafe_json_dumps(name))[1:-1]
 
 
 @dataclass(frozen=True)

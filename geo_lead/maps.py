@@ -66,7 +66,7 @@ from geo_lead.map_layers import (  # re-exported: the pure layer builders
     script_json,
     zone_label,
 )
-from geo_lead.map_plans import MapPlan, site_plan, timeline_plan
+from geo_lead.map_plans import Element, MapPlan, site_plan, timeline_plan
 
 if TYPE_CHECKING:
     import folium
@@ -108,10 +108,10 @@ def build_map(plan: MapPlan, texts: Sequence[str] | None = None) -> folium.Map:
     for e in plan.elements:
         slot = [text[i] for i in e.slots]
         if e.kind == "DataLayer":
-            base_style, css_class, show, interactive, *name = e.args
-            DataLayer(slot[0], (slot[1:] or name)[0], base_style, css_class, show, interactive).add_to(m)
+            base_style, css_class, show, interactive = e.args[:4]
+            DataLayer(slot[0], _layer_name(e, slot), base_style, css_class, show, interactive).add_to(m)
         elif e.kind == "PointLayer":
-            PointLayer(slot[0], (slot[1:] or list(e.args))[0]).add_to(m)
+            PointLayer(slot[0], _layer_name(e, slot)).add_to(m)
         elif e.kind == "LabelLayer":
             labels = LabelLayer(slot[0])
             labels.add_to(m)
@@ -128,6 +128,12 @@ def build_map(plan: MapPlan, texts: Sequence[str] | None = None) -> folium.Map:
         else:
             raise ValueError(f"unknown map element kind {e.kind!r}")
     return m
+
+
+def _layer_name(e: Element, slot: Sequence[str]) -> str:
+    """A layer element's name: its second text when a layer control writes it, else its last
+    argument (`geo_lead.map_plans.Element`)."""
+    return slot[1] if len(slot) > 1 else str(e.args[-1])
 
 
 # --- the site-selection map ---------------------------------------------------------------------
