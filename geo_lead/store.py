@@ -300,9 +300,10 @@ def storage_error(path: Path | str, exc: BaseException) -> StoreStorageError | N
             f"{path}: the disk is full; nothing was changed (the write was rolled back). Free "
             "space on that disk, or pass --store on another disk, and run the command again.")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
-        return StoreStorageError(
-            f"{path}: disk I/O error ({text}); the store was left as it was before this "
-            "command. Check the disk (and its free space), then run the command again.")
+        return StoreStorageError(  # SQLite's extended code says which I/O failed
+            f"{path}: disk I/O error ({name if name.startswith('SQLITE_IOERR_') else text}); the store "
+            "was left as it was before this command. Check the disk (and its free space), then run "
+            "the command again.")
     if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
         return StoreStorageError(
             f"{path}: cannot open the store file or create its journal beside it; check that "
@@ -400,7 +401,7 @@ class Store:
             for name, value in kept.items():
                 self._aggregates[name] = (after, merge_aggregate(name, value, self._aggregate(name, first)))
 
-    def _save_aggregates(self) -> None:
+    def _save_aggregates(self, header: tuple[int, tuple[int, int]] | None) -> None:
         """Save the current kept aggregates into the open transaction, as `_save_dates` saves
         the dates (`_save_meta`, meta `SAVED_AGGREGATES_KEY`)."""
         def current() -> dict[str, Any] | None:
@@ -408,7 +409,7 @@ class Store:
             kept = {name: hit[1] for name, hit in self._aggregates.items() if hit[0] == state}
             return {"values": {name: _aggregate_to_json(name, v) for name, v in kept.items()}} if kept else None
 
-        self._save_meta(SAVED_AGGREGATES_KEY, current)
+        self._save_meta(SAVED_AGGREGATES_KEY, current, header)
 
     def _adopt_saved_aggregates(self) -> bool:
         """Take the aggregates a run saved (`_save_aggregates`) as this Store's, once, before
@@ -535,6 +536,7 @@ class Store:
             return
         self._adopt_saved_dates()  # before this connection's first write changes the file
         self._adopt_saved_aggregates()
+        header = self._header() if self._keep_dates else None  # before the lock (`_header`)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -558,8 +560,8 @@ class Store:
         else:
             try:
                 if self._keep_dates:
-                    self._save_dates()
-                    self._save_aggregates()
+                    self._save_dates(header)
+                    self._save_aggregates(header)
                 self.conn.commit()
             except sqlite3.Error as exc:
                 self._record_writes += 1
@@ -1551,32 +1553,46 @@ class Store:
     def _saved_meta(self, key: str, state: Callable[[], Any]) -> tuple[dict[str, Any], Any] | None:
         """The JSON a run saved under meta `key` with the file change counter its commit left
         (`_save_dates`, `_save_aggregates`), when this code saved it (``format``) and the file
-        still has that counter, with ``state()`` (the memo key the saved values are kept
-        under), all read in one read transaction: no other connection commits meanwhile, so
-        the state is the one of the records the values describe. None when a transaction is
-        open here, the file is not in rollback-journal mode (a ``-wal``), or anything differs."""
-        if self.conn.in_transaction or str(self.path) in ("", ":memory:"):
-            return None
+        has that counter, with ``state()`` (the memo key the saved values are kept under).
+        The meta row and the state are read in one read transaction, and the counter just before
+        and just after it (`_header`): the same counter twice means no commit by anyone came in
+        between, so the state is the one of the records the values describe. None when a
+        transaction is open here, the file is not in rollback-journal mode (a ``-wal``), or
+        anything differs."""
         path = Path(self.path)
         if not path.is_file() or Path(f"{path}-wal").exists():
+            return None
+        before = self._header()
+        if before is None or before[1] != _ROLLBACK_JOURNAL:
             return None
         try:
             self.conn.execute("BEGIN")
             try:
                 row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-                header = _file_header(path)
-                if row is None or header is None or header[1] != _ROLLBACK_JOURNAL:
+                if row is None:
                     return None
                 saved = json.loads(row[0])
                 if not isinstance(saved, dict) or saved.get("format") != _saved_dates_version() \
-                        or saved.get("counter") != header[0]:
+                        or saved.get("counter") != before[0]:
                     return None
-                return saved, state()
+                now = state()
             finally:
                 self.conn.execute("COMMIT")
         except (sqlite3.Error, ValueError) as exc:
             log.debug("saved %s not used (%s)", key, exc)
             return None
+        return (saved, now) if self._header() == before else None
+
+    def _header(self) -> tuple[int, tuple[int, int]] | None:
+        """`_file_header` of the store's file, read only while this connection holds no lock
+        (None inside a transaction, or for a store in memory). The read opens a descriptor of
+        its own, and closing any descriptor of a file drops every POSIX lock the process holds
+        on it, SQLite's included: read inside a write, another process could then start a write
+        of its own, or take the write's journal for a hot one and roll it back
+        (https://www.sqlite.org/howtocorrupt.html, section 2.2)."""
+        if self.conn.in_transaction or str(self.path) in ("", ":memory:"):
+            return None
+        return _file_header(Path(self.path))
 
     def record_dates(self) -> RecordDates:
         """Every record's dates, counted: `RecordDates`, kept while their `_dates_state` stays
@@ -1611,7 +1627,7 @@ class Store:
         adopts them when the file still has that counter (no one wrote since: `_adopt_saved_dates`)."""
         self._keep_dates = True
 
-    def _save_dates(self) -> None:
+    def _save_dates(self, header: tuple[int, tuple[int, int]] | None) -> None:
         """Save `record_dates` (when current) into the open transaction (`keep_record_dates`,
         `_save_meta`)."""
         def current() -> dict[str, Any] | None:
@@ -1619,13 +1635,16 @@ class Store:
                 return None
             return _dates_to_json(self._dates[1])
 
-        self._save_meta(SAVED_DATES_KEY, current)
+        self._save_meta(SAVED_DATES_KEY, current, header)
 
-    def _save_meta(self, key: str, fields: Callable[[], dict[str, Any] | None]) -> None:
+    def _save_meta(self, key: str, fields: Callable[[], dict[str, Any] | None],
+                   header: tuple[int, tuple[int, int]] | None) -> None:
         """Save ``fields()`` (None: nothing to save) under meta `key` into the open transaction,
         with this code's ``format`` and the file change counter this commit leaves, for
-        `_saved_meta`; only in rollback-journal mode (a memo: never the reason a commit fails)."""
-        header = _file_header(Path(self.path)) if str(self.path) not in ("", ":memory:") else None
+        `_saved_meta`; only in rollback-journal mode (a memo: never the reason a commit fails).
+        `header` is the file's (`_header`) read before the transaction took its lock: another
+        writer's commit in between makes the saved counter one no file will have again, so the
+        memo is never adopted (a miss, never a wrong value)."""
         if header is None or header[1] != _ROLLBACK_JOURNAL:
             return
         try:

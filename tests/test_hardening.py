@@ -316,6 +316,9 @@ def test_storage_errors_map_to_one_class() -> None:
         assert isinstance(err, StoreStorageError) and str(err).startswith("x.gpkg: ")
         assert err.exit_code == 1
     assert storage_error("x.gpkg", sqlite3.OperationalError("no such table: t")) is None
+    io_error = sqlite3.OperationalError("disk I/O error")
+    io_error.sqlite_errorname = "SQLITE_IOERR_DELETE_NOENT"  # which I/O failed, as SQLite names it
+    assert "(SQLITE_IOERR_DELETE_NOENT)" in str(storage_error("x.gpkg", io_error))
 
 
 # --- 5. atomic outputs -------------------------------------------------------------------------------

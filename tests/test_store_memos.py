@@ -634,3 +634,50 @@ def test_saved_values_are_keyed_by_the_state_read_with_them(store: Store, monkey
             assert seen and all(inside for _name, inside in seen), (adopt.__name__, seen)
     finally:
         s.close()
+
+
+def _locks_held(path: Path) -> list[str]:
+    """The POSIX locks this process holds on `path` (Linux's /proc/locks)."""
+    import os
+
+    inode = os.stat(path).st_ino
+    return [line for line in Path("/proc/locks").read_text().splitlines()
+            if "POSIX" in line and line.split()[4] == str(os.getpid())
+            and line.split()[5].rsplit(":", 1)[-1] == str(inode)]
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="reads the locks in /proc/locks (Linux)")
+def test_the_change_counter_is_read_with_no_lock_held(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file change counter kept with a run's memos (`_save_meta`, `_saved_meta`) is read
+    through a descriptor of its own, whose close drops every POSIX lock this process holds on
+    the file, SQLite's too. It was read inside each of a run's writes (36 times in a run of
+    the shipped data): another process could then start a write of its own meanwhile, the
+    corruption https://www.sqlite.org/howtocorrupt.html (2.2) describes. Saving the memos and
+    adopting them now read it with no lock held."""
+    import geo_lead.store as store_module
+
+    path = Path(store.path)
+    real = store_module._file_header
+    held: list[list[str]] = []
+
+    def watched(p: Path) -> Any:
+        held.append(_locks_held(path))
+        return real(p)
+
+    monkeypatch.setattr(store_module, "_file_header", watched)
+    store.keep_record_dates()
+    store.record_dates()
+    store.put_json("memo_run", {"done": True})  # the commit saves the dates with the counter
+    store.close()
+    s = open_store(path, create=False)
+    calls = _counted(monkeypatch, "_count_record_dates")
+    try:
+        s.keep_record_dates()
+        s.put_json("memo_run", {"done": 2})  # adopts the saved memos, then saves them again
+        s.record_dates()
+        assert s.get_json("memo_run") == {"done": 2}
+    finally:
+        s.close()
+    assert calls == []  # the saved dates were adopted
+    assert len(held) >= 3
+    assert held == [[]] * len(held)
