@@ -19,14 +19,21 @@ waits for), timed by wall clock in this process.
    ``in_area``), ``eligible_inside`` (eligible, inside it) -- a kind the file lacks is
    skipped, never invented. ``LMPD23128332`` is preferred for ``eligible_outside`` (the
    lead's reference measurement).
-4. Each kind, ``--repeats`` times: the base store and its maps folder restored at their own
-   paths, as a user's rerun finds them (pages are kept by path), and the result cache as the
-   full runs left it (so no repeat reuses what an earlier repeat computed), ``geo-lead run ONE.csv`` where
-   ONE.csv is the 2023 file's header + that one physical line (written to the work folder;
-   shipped files are never edited). Printed: wall seconds, CPU seconds (user + system, with
-   the children waited for), share of the full run's median,
-   min/median/max, the stage seconds of the run's manifest row (``counts_json``), and
-   whether the target is met.
+4. ``--repeats`` rounds. Each round first times one more full run computing its statistics
+   (as in step 2, on a fresh store), then each kind once: the base store and its maps folder
+   restored at their own paths, as a user's rerun finds them (pages are kept by path), and
+   the result cache as the full runs of step 2 left it (so no repeat reuses what an earlier
+   repeat computed), ``geo-lead run ONE.csv`` where ONE.csv is the 2023 file's header + that
+   one physical line (written to the work folder; shipped files are never edited). Printed:
+   wall seconds, CPU seconds (user + system, with the children waited for), min/median/max,
+   the stage seconds of the run's manifest row (``counts_json``), the share of step 2's full
+   run medians, the share of the full run of the same round, and whether the target is met.
+
+The target is judged on the share of the same round's full run (median over the rounds): this
+machine's speed drifts by up to ~25% within minutes, and step 2's full runs are timed a minute
+or more before the reruns, so a share against them moves with the drift (the last stop's five
+runs of this benchmark, same code: 38.5-53.5% for one kind, with every stage slower together).
+A round's full run and its reruns are timed within ~15 s of each other.
 
 usage::
 
@@ -195,23 +202,27 @@ def stage_line(timings: list[Timing]) -> str:
     return "  ".join(f"{s} {statistics.median(t.stages.get(s, 0.0) for t in timings):.2f}" for s in names)
 
 
-def report(label: str, timings: list[Timing], fulls: dict[str, float] | None = None) -> bool:
-    """Print `timings`; with `fulls` (``{label: full run median}``), each share and whether the
-    target is met against the first of them (the full run that computes its statistics)."""
+def report(label: str, timings: list[Timing], fulls: dict[str, float] | None = None,
+           paired: list[Timing] | None = None) -> bool:
+    """Print `timings`; with `fulls` (``{label: full run median}``), each share of them; with
+    `paired` (the full run of each round), each share of its round's full run and whether the
+    target is met on their median."""
     walls = [t.wall_s for t in timings]
     print(f"{label:<20} wall s: " + " ".join(f"{w:6.2f}" for w in walls) + f"   ({spread(walls)})")
     cpus = [t.cpu_s for t in timings]
     print(f"{'':<20} CPU s:  " + " ".join(f"{c:6.2f}" for c in cpus) + f"   ({spread(cpus)})")
     print(f"{'':<20} stage s (median): {stage_line(timings)}")
-    met = True
-    for i, (name, full_median) in enumerate((fulls or {}).items()):
+    for name, full_median in (fulls or {}).items():
         shares = [w / full_median for w in walls]
-        ok = statistics.median(shares) <= TARGET_SHARE
-        met = ok if i == 0 else met
         print(f"{'':<20} share of the full run ({name}): " + " ".join(f"{s:6.1%}" for s in shares)
-              + f"   median {statistics.median(shares):.1%}" + (
-                  f" -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}" if i == 0 else ""))
-    return met
+              + f"   median {statistics.median(shares):.1%}")
+    if not paired:
+        return True
+    shares = [t.wall_s / full.wall_s for t, full in zip(timings, paired, strict=True)]
+    ok = statistics.median(shares) <= TARGET_SHARE
+    print(f"{'':<20} share of the same round's full run: " + " ".join(f"{s:6.1%}" for s in shares)
+          + f"   median {statistics.median(shares):.1%} -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}")
+    return ok
 
 
 def main() -> int:
@@ -251,20 +262,25 @@ def main() -> int:
         shutil.copy(base_store, work / "base_store.gpkg")
         shutil.rmtree(work / "base_out", ignore_errors=True)
         shutil.copytree(base_out, work / "base_out")
-        met = True
-        for kind, (_incident, line_no) in chosen.items():
-            one = one_row_file(line_no, work / f"one_{kind}.csv")
-            timings = []
-            for _ in range(args.repeats):
+        ones = {kind: one_row_file(line_no, work / f"one_{kind}.csv") for kind, (_n, line_no) in chosen.items()}
+        paired: list[Timing] = []
+        timings: dict[str, list[Timing]] = {kind: [] for kind in ones}
+        for _ in range(args.repeats):  # a round: one full run, then each kind once
+            drop_memo(results)
+            paired.append(fresh_run(work / "paired.gpkg", work / "out_paired", cache))
+            for kind, one in ones.items():
                 shutil.copy(work / "base_store.gpkg", base_store)
                 shutil.rmtree(base_out, ignore_errors=True)
                 shutil.copytree(work / "base_out", base_out, copy_function=shutil.copy2)
                 shutil.rmtree(results, ignore_errors=True)  # as the full runs left it: an
                 shutil.copytree(snapshot, results)  # earlier repeat's results are not reused
-                timings.append(timed_run([one], base_store, base_out, cache))
-            met &= report(f"+1 {kind}", timings, fulls)
-        print(f"target (every kind's median rerun <= {TARGET_SHARE:.0%} of the median full run computing its "
-              f"statistics, {fulls['statistics computed']:.2f} s): {'met' if met else 'NOT met'}")
+                timings[kind].append(timed_run([one], base_store, base_out, cache))
+        report("full, each round", paired)
+        met = True
+        for kind, kind_timings in timings.items():
+            met &= report(f"+1 {kind}", kind_timings, fulls, paired)
+        print(f"target (every kind's median share of its round's full run computing its statistics "
+              f"<= {TARGET_SHARE:.0%}): {'met' if met else 'NOT met'}")
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
