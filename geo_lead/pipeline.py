@@ -377,6 +377,7 @@ def run_pipeline(store_path: Path, files: Sequence[Path], out_dir: Path = settin
     # flagged records (`_prefetch_ahead`), so a rerun whose hot spots are reused imports
     # none of it.
     computes = not Path(store_path).is_file() or not result_cache.enabled()
+    result_cache.warm_keys()  # what this process and both children would each compute
     worker = Worker(HOTSPOT_MODULES + (_statistics_modules() if computes else ()))
     # The report's pilot sections are read and its figures drawn in a child too, forked now
     # for the same reason; it imports what reading them and drawing figures needs during
