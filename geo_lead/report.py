@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, Template, select_autoescape
+from jinja2.bccache import Bucket
 from markupsafe import Markup
 
 from geo_lead import settings
@@ -1004,13 +1005,47 @@ def build_report_html(data: dict[str, Any], with_figures: bool = True) -> str:
     """
     from geo_lead import __version__
 
-    env = Environment(loader=PackageLoader("geo_lead", "templates"), autoescape=select_autoescape(["j2", "html"]),
-                      trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(
+    return _report_template().render(
         css=Markup(CSS), answer=_answer(data), links=report_links(data),
         sections=report_sections(data, with_figures),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         store=str(data.get("store", "")), version=__version__)
+
+
+def _report_template() -> Template:
+    """``geo_lead/templates/report.html.j2`` (autoescaping on), its compiled form kept in the
+    result cache folder (`CompiledTemplates`): compiling it took ~0.03-0.05 s of every run."""
+    from geo_lead import result_cache
+
+    cache = CompiledTemplates(result_cache.cache_dir() / "templates") if result_cache.enabled() else None
+    env = Environment(loader=PackageLoader("geo_lead", "templates"), autoescape=select_autoescape(["j2", "html"]),
+                      trim_blocks=True, lstrip_blocks=True, bytecode_cache=cache)
+    return env.get_template("report.html.j2")
+
+
+class CompiledTemplates(FileSystemBytecodeCache):
+    """jinja2's cache of compiled templates in `folder`: an entry is keyed by the template's
+    name and the sha1 of its source, and holds jinja2's bytecode version and Python's marshal
+    magic, so another source, jinja2 or Python compiles again. A folder that cannot be made,
+    read or written only costs the compilation (a cache is never why a report fails)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))
+        self.folder = folder
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception as exc:  # unreadable or damaged (pickle, marshal): compiled again
+            log.debug("compiled template not read (%s)", exc)
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError as exc:
+            log.debug("compiled template not kept (%s)", exc)
 
 
 def write_report(store: Store, out_path: Path = DEFAULT_REPORT, records: pd.DataFrame | None = None) -> Path:

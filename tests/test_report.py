@@ -248,3 +248,38 @@ def test_a_report_drafted_before_its_pilot_sections_is_the_report_built_with_the
     for figure in (tmp_path / "results").glob("figure_png-*"):
         figure.unlink()  # not drawn yet: no draft (it would draw them)
     assert report.draft_without_pilot(waiting) is None
+
+
+def test_the_report_template_is_compiled_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's template is compiled once and kept in the result cache folder; the kept
+    form renders the same page; a damaged or unwritable cache only costs the compilation; the
+    cache off (``GEO_LEAD_RESULT_CACHE=0``) keeps nothing."""
+    import jinja2
+
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
+    compiled: list[str] = []
+    real = jinja2.Environment.compile
+
+    def counted(self: jinja2.Environment, source: Any, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(str(name))
+        return real(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    context = {"css": "", "answer": {}, "links": [], "sections": [], "generated": "now", "store": "s.gpkg",
+               "version": "0"}
+    fresh = report._report_template().render(**context)
+    assert compiled == ["report.html.j2"]
+    kept = list((tmp_path / "results" / "templates").iterdir())
+    assert len(kept) == 1
+    assert report._report_template().render(**context) == fresh
+    assert compiled == ["report.html.j2"]  # read, not compiled
+    kept[0].write_bytes(b"damaged")
+    assert report._report_template().render(**context) == fresh
+    assert len(compiled) == 2
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    assert report._report_template().render(**context) == fresh
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "off"))
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE", "0")
+    assert report._report_template().render(**context) == fresh
+    assert not (tmp_path / "off").exists()
