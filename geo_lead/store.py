@@ -401,7 +401,7 @@ class Store:
             for name, value in kept.items():
                 self._aggregates[name] = (after, merge_aggregate(name, value, self._aggregate(name, first)))
 
-    def _save_aggregates(self, header: tuple[int, tuple[int, int]] | None) -> None:
+    def _save_aggregates(self, header: FileHeader | None) -> None:
         """Save the current kept aggregates into the open transaction, as `_save_dates` saves
         the dates (`_save_meta`, meta `SAVED_AGGREGATES_KEY`)."""
         def current() -> dict[str, Any] | None:
@@ -1583,7 +1583,7 @@ class Store:
             return None
         return (saved, now) if self._header() == before else None
 
-    def _header(self) -> tuple[int, tuple[int, int]] | None:
+    def _header(self) -> FileHeader | None:
         """`_file_header` of the store's file, read only while this connection holds no lock
         (None inside a transaction, or for a store in memory). The read opens a descriptor of
         its own, and closing any descriptor of a file drops every POSIX lock the process holds
@@ -1627,7 +1627,7 @@ class Store:
         adopts them when the file still has that counter (no one wrote since: `_adopt_saved_dates`)."""
         self._keep_dates = True
 
-    def _save_dates(self, header: tuple[int, tuple[int, int]] | None) -> None:
+    def _save_dates(self, header: FileHeader | None) -> None:
         """Save `record_dates` (when current) into the open transaction (`keep_record_dates`,
         `_save_meta`)."""
         def current() -> dict[str, Any] | None:
@@ -1638,7 +1638,7 @@ class Store:
         self._save_meta(SAVED_DATES_KEY, current, header)
 
     def _save_meta(self, key: str, fields: Callable[[], dict[str, Any] | None],
-                   header: tuple[int, tuple[int, int]] | None) -> None:
+                   header: FileHeader | None) -> None:
         """Save ``fields()`` (None: nothing to save) under meta `key` into the open transaction,
         with this code's ``format`` and the file change counter this commit leaves, for
         `_saved_meta`; only in rollback-journal mode (a memo: never the reason a commit fails).
@@ -2122,11 +2122,13 @@ def _sorted_pairs(counts: pd.DataFrame) -> pd.DataFrame:
     order = np.lexsort((divisions, names))
     return pd.DataFrame({"neighborhood": names[order].astype(object), "division": divisions[order].astype(object),
                          "n": counts["n"].to_numpy(np.int64)[order]})
+#: SQLite's file change counter and format version bytes (`_file_header`).
+FileHeader = tuple[int, tuple[int, int]]
 #: The file format read/write version bytes (header offsets 18, 19) of a rollback-journal file.
 _ROLLBACK_JOURNAL = (1, 1)
 
 
-def _file_header(path: Path) -> tuple[int, tuple[int, int]] | None:
+def _file_header(path: Path) -> FileHeader | None:
     """The SQLite file change counter (header offset 24) and the format version bytes (18, 19:
     1 rollback journal, 2 WAL) of `path`; None when unreadable."""
     try:
