@@ -222,6 +222,10 @@ def report(label: str, timings: list[Timing], fulls: dict[str, float] | None = N
     ok = statistics.median(shares) <= TARGET_SHARE
     print(f"{'':<20} share of the same round's full run: " + " ".join(f"{s:6.1%}" for s in shares)
           + f"   median {statistics.median(shares):.1%} -> target {TARGET_SHARE:.0%} {'met' if ok else 'NOT met'}")
+    # CPU seconds move less with the machine's load than wall seconds (for reading, not the target)
+    cpu_shares = [t.cpu_s / full.cpu_s for t, full in zip(timings, paired, strict=True)]
+    print(f"{'':<20} CPU share of the same round's full run: " + " ".join(f"{s:6.1%}" for s in cpu_shares)
+          + f"   median {statistics.median(cpu_shares):.1%}")
     return ok
 
 
