@@ -15,7 +15,8 @@ Users: `geo_lead.population.interpolate_population` (kind ``population``),
 as JSON; `geo_lead.siting.site` (kind ``site``)
 and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are frames, and
 `geo_lead.gistar_crand.cached_permuted_ids` (kind ``gistar_permutations``, an integer array) and
-`geo_lead.geocode.cache.known_keys` (kind ``address_keys``, address text -> geocode cache key), as
+`geo_lead.geocode.cache.known_keys` (kind ``address_keys``, address text -> geocode cache key) and
+`geo_lead.allocation`'s settling geometry (kind ``settle_geometry``, shrunk beats and units), as
 pickles (`read_object` / `write_object`): the user's own cache folder, written only by
 geo_lead, each file holding its key and `OBJECT_FORMAT`; a file that cannot be read, or holds
 another key or format, is computed again (with a log line). Files are renamed into place
