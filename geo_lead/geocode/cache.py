@@ -70,11 +70,11 @@ KNOWN_KEYS_MAX = 250_000
 def _known_keys_version() -> str:
     """What a triple's key depends on besides the triple: the package's code and the constants
     of the parser and the settings (`cache_key` reads nothing else)."""
+    import geo_lead.geocode.normalize as parser  # (the module, not the package: no import cycle)
     from geo_lead import result_cache, settings
-    from geo_lead.geocode import normalize
 
     return result_cache.digest([KNOWN_KEYS_KIND, result_cache.code_version(),
-                                result_cache.constants_version(normalize, settings)])
+                                result_cache.constants_version(parser, settings)])
 
 
 def known_keys() -> dict[str, str]:
