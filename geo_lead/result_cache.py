@@ -14,7 +14,9 @@ Users: `geo_lead.population.interpolate_population` (kind ``population``),
 ``comparison_area``) and `geo_lead.scoring.bootstrap_rank_interval` (kind ``rank_interval``),
 as JSON; `geo_lead.siting.site` (kind ``site``)
 and `geo_lead.scoring.score_neighborhoods` (kind ``scores``), whose results are frames, and
-`geo_lead.gistar_crand.cached_permuted_ids` (kind ``gistar_permutations``, an integer array), as
+`geo_lead.gistar_crand.cached_permuted_ids` (kind ``gistar_permutations``, an integer array) and
+`geo_lead.geocode.cache.known_keys` (kind ``address_keys``, address text -> geocode cache key) and
+`geo_lead.allocation`'s settling geometry (kind ``settle_geometry``, shrunk beats and units), as
 pickles (`read_object` / `write_object`): the user's own cache folder, written only by
 geo_lead, each file holding its key and `OBJECT_FORMAT`; a file that cannot be read, or holds
 another key or format, is computed again (with a log line). Files are renamed into place
@@ -198,9 +200,29 @@ def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         parts.append(f"{col}:{values.dtype}")
         if str(values.dtype) == "geometry":
             parts.extend([*_geometry_parts(np.asarray(values.array, dtype=object)), str(getattr(values, "crs", None))])
+        elif isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+            parts.extend(_arrow_string_parts(values))
         else:
             parts.append(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return digest(parts)
+
+
+def _arrow_string_parts(values: pd.Series) -> list[bytes | str]:
+    """What `frame_digest` hashes of a pyarrow-backed string column: which values are missing,
+    each value's length in UTF-8 bytes (missing: 0) and their bytes end to end. Equal parts,
+    equal values (missing ones are filled with "" first, so no byte of theirs is hashed). ~1/10
+    of `pandas.util.hash_pandas_object` on distinct strings (~20 ms for 70,000 record ids)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    held = values.array.__arrow_array__()
+    chunks = held if isinstance(held, pa.ChunkedArray) else pa.chunked_array([held])
+    arr = pc.fill_null(chunks.cast(pa.large_string()), "").combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    text = b"" if data is None or not len(arr) else memoryview(data)[int(offsets[0]):int(offsets[-1])].tobytes()
+    return ["arrow-str", values.isna().to_numpy(bool).tobytes(), np.diff(offsets).tobytes(), text]
 
 
 def _geometry_parts(geoms: np.ndarray) -> list[bytes | str]:

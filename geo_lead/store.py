@@ -1918,7 +1918,13 @@ class PendingRecords:
 
     def holds_any(self, record_ids: pd.Series) -> bool:
         """Whether a record of `record_ids` is kept here (not yet written)."""
-        return any(bool(f["record_id"].isin(record_ids).any()) for f in self.frames)
+        if not self.frames:
+            return False
+        if record_ids.isna().any() or any(f["record_id"].isna().any() for f in self.frames):
+            return any(bool(f["record_id"].isin(record_ids).any()) for f in self.frames)  # isin's NA rules
+        # a set of the ids, not `isin`: ~10 ms per file and frame for a few thousand arrow strings
+        wanted = set(record_ids.tolist())
+        return any(not wanted.isdisjoint(f["record_id"].tolist()) for f in self.frames)
 
 
 @dataclass(frozen=True)

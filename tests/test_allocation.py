@@ -168,6 +168,37 @@ def test_settling_geometry_is_made_once_per_distinct_input() -> None:
     assert len(allocation._SETTLE_MEMO) <= allocation.SETTLE_MEMO_SIZE
 
 
+def test_settling_geometry_is_kept_across_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new process (memo empty) reads the shrunk beats and units kept in the result cache:
+    no buffer is computed, and every geometry equals a fresh computation's (WKB, bit for bit).
+    Fails on the old code (it buffers again)."""
+    from geo_lead import allocation, result_cache
+
+    monkeypatch.setenv("GEO_LEAD_RESULT_CACHE_DIR", str(tmp_path / "results"))
+    units = _units()
+    beats = gpd.GeoDataFrame({"beat": ["111", "222"]},
+                             geometry=[box(0, 0, 1000, 1000), box(1000, 500, 2000, 1500)], crs=FT)
+    allocation._SETTLE_MEMO.clear()
+    with result_cache.switched_off():
+        fresh = allocation._settle_geometry(beats, units, 10.0, "NH_NAME")
+    allocation._SETTLE_MEMO.clear()
+    allocation._settle_geometry(beats, units, 10.0, "NH_NAME")  # computed and kept
+    allocation._SETTLE_MEMO.clear()
+
+    def no_buffer(*_a: object, **_k: object) -> None:
+        raise AssertionError("buffered again")
+
+    monkeypatch.setattr(allocation.shapely, "buffer", no_buffer)
+    kept = allocation._settle_geometry(beats, units, 10.0, "NH_NAME")
+    monkeypatch.undo()
+    for name in ("shrunk", "unit_geom"):
+        a, b = getattr(fresh, name), getattr(kept, name)
+        assert list(a) == list(b)
+        assert [g.wkb for g in a.values()] == [g.wkb for g in b.values()], name
+    assert kept.piece("111", "A") is not None and kept.piece("111", "A").equals_exact(fresh.piece("111", "A"), 0)
+    allocation._SETTLE_MEMO.clear()
+
+
 def _scored(records: pd.DataFrame, rule: str) -> pd.DataFrame:
     units = _units().to_crs(settings.CRS_STORE)
     pop = np.array([1000.0, 1000.0, 1000.0, 1000.0])

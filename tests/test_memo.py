@@ -152,6 +152,39 @@ def test_frame_digest_of_points_follows_each_point_and_tells_them_from_other_geo
     assert base not in digests and len(set(digests)) == len(digests)
     assert digest([None, None]) != digest([shapely.Point(), shapely.Point()])
 
+def test_frame_digest_of_arrow_strings_follows_the_values_not_their_layout() -> None:
+    """A pyarrow-backed string column is hashed from its UTF-8 bytes (`result_cache._arrow_string_parts`):
+    equal values give one digest whatever the chunks, slices and the bytes behind missing values;
+    any other value, a missing one moved, or "" for a missing one gives another."""
+    import pyarrow as pa
+
+    def digest(values: object) -> str:
+        return result_cache.frame_digest(pd.DataFrame({"s": values}).reset_index(drop=True), ["s"])
+
+    def arrow(*chunks: list[str | None]) -> pd.Series:
+        return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(c, pa.string()) for c in chunks])),
+                         dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+
+    plain = pd.Series(["a", None, "bc", "é"], dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    base = digest(plain)
+    assert digest(arrow(["a", None], ["bc", "é"])) == base
+    assert digest(arrow(["z", "a", None, "bc", "é"]).iloc[1:]) == base  # a slice
+    # a null slot whose offsets span bytes (Arrow allows it) hashes as any null
+    spans = pa.StringArray.from_buffers(4, pa.py_buffer(np.array([0, 1, 3, 5, 7], np.int32).tobytes()),
+                                        pa.py_buffer("axxbcé".encode()),
+                                        pa.py_buffer(np.packbits([1, 0, 1, 1], bitorder="little").tobytes()))
+    assert digest(arrow(spans.to_pylist())) == base
+    with_bytes = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([spans])),
+                           dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    assert digest(with_bytes) == base
+    others = [["a", None, "bc", "e"], ["a", "", "bc", "é"], [None, "a", "bc", "é"], ["ab", None, "c", "é"],
+              ["a", None, "bcé", ""], [None, "b", None]]
+    digests = {digest(pd.Series(v, dtype=plain.dtype)) for v in others}
+    assert base not in digests and len(digests) == len(others)
+    # the collision a hash of lengths and bytes alone would have: nulls' bytes are never hashed
+    assert digest(arrow(["a", None])) != digest(arrow([None, "a"]))
+
+
 def test_code_version_is_one_digest_of_the_package_per_process() -> None:
     assert result_cache.code_version() == result_cache.code_version()
     assert len(result_cache.code_version()) == 64

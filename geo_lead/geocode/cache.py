@@ -61,6 +61,46 @@ def cache_keys(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None = 
     return keys[codes] if len(codes) else np.array([], dtype=object)
 
 
+#: Result-cache kind of the address triples' keys kept across runs (`known_keys`).
+KNOWN_KEYS_KIND = "address_keys"
+#: Triples kept at most (~100 bytes each): a bigger set is not written (the one kept stays).
+KNOWN_KEYS_MAX = 250_000
+
+
+def _known_keys_version() -> str:
+    """What a triple's key depends on besides the triple: the package's code and the constants
+    of the parser and the settings (`cache_key` reads nothing else)."""
+    import geo_lead.geocode.normalize as parser  # (the module, not the package: no import cycle)
+    from geo_lead import result_cache, settings
+
+    return result_cache.digest([KNOWN_KEYS_KIND, result_cache.code_version(),
+                                result_cache.constants_version(parser, settings)])
+
+
+def known_keys() -> dict[str, str]:
+    """The address triples keyed by earlier runs with this code (`cache_keys`' memo, kept in
+    `geo_lead.result_cache` by `keep_known_keys`); {} when none or the cache is off.
+
+    Why: parsing an address costs ~50 us, and the new records of a rerun mostly repeat
+    addresses the store has (a +10k rerun at 1M: ~5,300 triples, all seen, ~0.25 s). Each
+    value is `cache_key` of its triple, a pure function of the triple and the version the
+    file is kept under, so a kept key is the key parsing gives."""
+    from geo_lead import result_cache
+
+    hit = result_cache.read_object(KNOWN_KEYS_KIND, _known_keys_version())
+    return hit if isinstance(hit, dict) else {}
+
+
+def keep_known_keys(memo: dict[str, str]) -> None:
+    """Keep `memo` (`cache_keys`' memo: every triple -> its key) for `known_keys`, unless it
+    holds more than `KNOWN_KEYS_MAX` triples. Two runs writing at once: the last one's set is
+    kept (only a cost: the other's triples are parsed again)."""
+    from geo_lead import result_cache
+
+    if len(memo) <= KNOWN_KEYS_MAX:
+        result_cache.write_object(KNOWN_KEYS_KIND, _known_keys_version(), memo)
+
+
 def ensure_cache(store: Store) -> None:
     """Create the cache table (inside the caller's write transaction)."""
     store.ensure_geocode_cache()
@@ -436,7 +476,8 @@ class NewRecordGeocoder:
         self.ref_hash = geocoder.reference_hash
         self.beat_index: BeatIndex | None = None
         self.tally = GeocodeTally()
-        self._parsed: dict[str, str] = {}  # address triples -> key (`cache_keys`' memo)
+        self._parsed: dict[str, str] | None = None  # address triples -> key (`known_keys`, then `cache_keys`' memo)
+        self._known = 0  # how many of them `known_keys` gave
         self._from_cache: dict[str, bool] = {}  # keys seen: True when the cache had them first
 
     def is_complete(self, store: Store) -> bool:
@@ -464,6 +505,9 @@ class NewRecordGeocoder:
         zips = records["zip"].fillna("") if "zip" in records else pd.Series("", index=records.index)
         beats = (records["beat"].fillna("") if "beat" in records else pd.Series("", index=records.index)) \
             if has_beat else None
+        if self._parsed is None:
+            self._parsed = known_keys()
+            self._known = len(self._parsed)
         codes, uniq = pd.factorize(cache_keys(records["address_raw"], zips, beats, self._parsed))
         keys = uniq.tolist()
         table = self._results(store, keys, _reps(records["address_raw"], zips, beats, codes, len(keys)), has_beat)
@@ -529,6 +573,8 @@ class NewRecordGeocoder:
         store.set_json(META_REFERENCE_HASH, self.ref_hash)
         if self.beat_index is not None:
             store.set_json(bc.META_BEATS_HASH, bc.index_hash(self.beat_index))
+        if self._parsed is not None and len(self._parsed) > self._known:
+            keep_known_keys(self._parsed)
 
 
 def _reps(addresses: pd.Series, zips: pd.Series, beats: pd.Series | None, codes: np.ndarray,
