@@ -446,14 +446,35 @@ def resampled_positions(n_before: int, n_after: int, block_months: int, replicat
     hit = result_cache.read_object(POSITIONS_CACHE, key)
     if isinstance(hit, tuple) and len(hit) == 2:
         return hit
-    rng = np.random.default_rng(seed)
-    ib = np.empty((replicates, n_before), dtype=np.intp)
-    ia = np.empty((replicates, n_after), dtype=np.intp)
-    for r in range(replicates):
-        ib[r] = block_indices(n_before, block_months, rng)
-        ia[r] = block_indices(n_after, block_months, rng)
+    ib, ia = _drawn_positions(n_before, n_after, block_months, replicates, seed)
     result_cache.write_object(POSITIONS_CACHE, key, (ib, ia))
     return ib, ia
+
+
+def _drawn_positions(n_before: int, n_after: int, block_months: int, replicates: int,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`resampled_positions` drawn: `block_indices` replicate by replicate, before then after,
+    from one generator seeded `seed`, with every block start drawn in one call instead of 4,000
+    (~0.06 -> 0.003 s for 2,000 replicates). numpy draws an array of bounded integers element by
+    element from one stream, each within its own bound, so the starts are those of the calls
+    one by one (a test compares them); an empty period keeps the calls (and their error)."""
+    rng = np.random.default_rng(seed)
+    if min(n_before, n_after) < 1:
+        ib = np.empty((replicates, n_before), dtype=np.intp)
+        ia = np.empty((replicates, n_after), dtype=np.intp)
+        for r in range(replicates):
+            ib[r] = block_indices(n_before, block_months, rng)
+            ia[r] = block_indices(n_after, block_months, rng)
+        return ib, ia
+    blocks = [max(1, min(block_months, n)) for n in (n_before, n_after)]
+    counts = [math.ceil(n / b) for n, b in zip((n_before, n_after), blocks, strict=True)]
+    bounds = np.concatenate([np.full(k, n - b + 1) for n, b, k in zip((n_before, n_after), blocks, counts, strict=True)])
+    starts = rng.integers(0, np.tile(bounds, replicates)).reshape(replicates, sum(counts))
+    out = []
+    for n, b, first, k in ((n_before, blocks[0], 0, counts[0]), (n_after, blocks[1], counts[0], counts[1])):
+        runs = starts[:, first:first + k, None] + np.arange(b)[None, None, :]
+        out.append(np.ascontiguousarray(runs.reshape(replicates, k * b)[:, :n], dtype=np.intp))
+    return out[0], out[1]
 
 
 def _did_of_means(bt: float, bc: float, at: float, ac: float) -> float | None:

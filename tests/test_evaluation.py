@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from geo_lead import cli, settings
 from geo_lead.errors import GeoLeadError
@@ -257,7 +260,7 @@ def test_resampled_positions_are_kept_by_the_periods_lengths(tmp_path: Path, mon
     controls = ("comparison", "rest")
     first = evaluation.resampled_positions(20, 9, 3, 50, 7)
     draws = []
-    monkeypatch.setattr(evaluation, "block_indices", lambda *a: draws.append(a) or first[0][0])
+    monkeypatch.setattr(evaluation, "_drawn_positions", lambda *a: draws.append(a) or first)
     b_arr = {g: rng.poisson(4.0, 20).astype(float) for g in ("pilot", *controls)}
     a_arr = {g: rng.poisson(4.0, 9).astype(float) for g in ("pilot", *controls)}
     got = evaluation._bootstrap_did(b_arr, a_arr, 3, 50, 7, controls)
@@ -268,3 +271,23 @@ def test_resampled_positions_are_kept_by_the_periods_lengths(tmp_path: Path, mon
     for c in controls:
         assert got[c].tobytes() == want[c].tobytes()
     assert evaluation.resampled_positions(21, 9, 3, 50, 7)[0].shape == (50, 21)
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(st.integers(0, 120), st.integers(0, 60), st.integers(1, 14), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_positions_drawn_at_once_equal_the_calls_one_by_one(n_before: int, n_after: int, block: int,
+                                                            replicates: int, seed: int) -> None:
+    """Every block start drawn in one call equals `block_indices` called replicate by
+    replicate, before then after, from one generator (an empty period: the same error)."""
+    from geo_lead.evaluation import _drawn_positions, block_indices
+
+    rng = np.random.default_rng(seed)
+    try:
+        rows = [(block_indices(n_before, block, rng), block_indices(n_after, block, rng)) for _ in range(replicates)]
+    except ValueError:
+        with pytest.raises(ValueError):
+            _drawn_positions(n_before, n_after, block, replicates, seed)
+        return
+    ib, ia = _drawn_positions(n_before, n_after, block, replicates, seed)
+    assert ib.tobytes() == np.array([r[0] for r in rows], dtype=np.intp).reshape(replicates, n_before).tobytes()
+    assert ia.tobytes() == np.array([r[1] for r in rows], dtype=np.intp).reshape(replicates, n_after).tobytes()
