@@ -681,6 +681,11 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
         # a big store: the pilot parts that need no site result, read here while the site child
         # computes (the years sited in a child of their own until `parts_done` is called)
         parts_done = None if pilot is not None else started_pilot_parts(store, records)
+        # Hot spots that came before the site are written now instead of waiting idle for it
+        # (their lines are printed in their place below)
+        hot_lines: list[str] = []
+        hot_written = (stage_hotspots(store, hot_lines.append, records, computed=hot.result())
+                       if hot.in_child and hot.answered() and not site_job.answered() else None)
         site_lines: list[str] = []
         site_layer, site_result = site_job.result()
         site = stage_site(store, site_lines.append, echo, records,
@@ -705,7 +710,11 @@ def _run(job: RunJob, worker: Worker, figures: Worker) -> dict[str, Any]:
             drawing.send(_packed(read["pilot"]))
             pilot = drawing
         say(f"[5/{n}] hotspots: kernel density and Getis-Ord Gi*")
-        summary["hotspots"] = stage_hotspots(store, say, records, computed=hot.result())
+        if hot_written is None:
+            hot_written = stage_hotspots(store, hot_lines.append, records, computed=hot.result())
+        for line in hot_lines:
+            say(line)
+        summary["hotspots"] = hot_written
         run.stage("hotspots", stage_counts(summary["hotspots"]))  # its seconds include site's
         say(f"[6/{n}] site selection: is Russell + Portland justified?")
         for line in site_lines:
