@@ -1017,21 +1017,17 @@ def _report_template() -> Template:
     result cache folder (`CompiledTemplates`): compiling it took ~0.03-0.05 s of every run."""
     from geo_lead import result_cache
 
-    cache = CompiledTemplates(result_cache.cache_dir() / "templates") if result_cache.enabled() else None
+    cache = CompiledTemplates(str(result_cache.cache_dir() / "templates")) if result_cache.enabled() else None
     env = Environment(loader=PackageLoader("geo_lead", "templates"), autoescape=select_autoescape(["j2", "html"]),
                       trim_blocks=True, lstrip_blocks=True, bytecode_cache=cache)
     return env.get_template("report.html.j2")
 
 
 class CompiledTemplates(FileSystemBytecodeCache):
-    """jinja2's cache of compiled templates in `folder`: an entry is keyed by the template's
+    """jinja2's cache of compiled templates in its folder: an entry is keyed by the template's
     name and the sha1 of its source, and holds jinja2's bytecode version and Python's marshal
     magic, so another source, jinja2 or Python compiles again. A folder that cannot be made,
     read or written only costs the compilation (a cache is never why a report fails)."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(str(folder))
-        self.folder = folder
 
     def load_bytecode(self, bucket: Bucket) -> None:
         try:
@@ -1042,7 +1038,7 @@ class CompiledTemplates(FileSystemBytecodeCache):
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            Path(self.directory).mkdir(parents=True, exist_ok=True)
             super().dump_bytecode(bucket)
         except OSError as exc:
             log.debug("compiled template not kept (%s)", exc)
